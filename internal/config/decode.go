@@ -1,0 +1,463 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/meshentry/meshentry/internal/diag"
+)
+
+// Codes for loading failures; validation and analysis codes live with their rules.
+const (
+	CodeSyntax = "ME0001" // the file is not parseable YAML or JSON
+	CodeSchema = "ME0002" // a document does not fit the schema of its kind
+)
+
+var apiVersions = map[string]bool{
+	"networking.istio.io/v1alpha3": true,
+	"networking.istio.io/v1beta1":  true,
+	"networking.istio.io/v1":       true,
+}
+
+func newSpec(kind string) proto.Message {
+	switch kind {
+	case KindServiceEntry:
+		return &networking.ServiceEntry{}
+	case KindDestinationRule:
+		return &networking.DestinationRule{}
+	case KindVirtualService:
+		return &networking.VirtualService{}
+	case KindGateway:
+		return &networking.Gateway{}
+	case KindSidecar:
+		return &networking.Sidecar{}
+	}
+	return nil
+}
+
+// objectMetaFields are the Kubernetes ObjectMeta keys accepted in metadata; the registry reads only
+// name, namespace, labels and creationTimestamp, but objects exported from a cluster carry the rest.
+var objectMetaFields = map[string]bool{
+	"name": true, "namespace": true, "labels": true, "annotations": true, "creationTimestamp": true,
+	"generateName": true, "uid": true, "resourceVersion": true, "generation": true, "selfLink": true,
+	"deletionTimestamp": true, "deletionGracePeriodSeconds": true, "ownerReferences": true,
+	"finalizers": true, "managedFields": true,
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+)`)
+
+// Decode reads every document of one YAML or JSON stream. Documents that fail are reported and left
+// out; the rest are returned. order numbers documents across calls so conflicts resolve by load order.
+func Decode(file string, r io.Reader, defaultNamespace string, order *int) ([]*Document, []diag.Diagnostic) {
+	var docs []*Document
+	var diags []diag.Diagnostic
+	dec := yaml.NewDecoder(r)
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			line := 0
+			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+				line, _ = strconv.Atoi(m[1])
+			}
+			diags = append(diags, diag.Diagnostic{Level: diag.Error, Code: CodeSyntax, File: file, Line: line,
+				Message: strings.TrimPrefix(err.Error(), "yaml: ") + " (the rest of the file is not read)"})
+			break
+		}
+		d := &decoder{file: file, defaultNS: defaultNamespace}
+		doc := d.document(&n)
+		if len(d.diags) > 0 {
+			diags = append(diags, d.diags...)
+			continue
+		}
+		if doc != nil {
+			doc.Order = *order
+			*order++
+			docs = append(docs, doc)
+		}
+	}
+	return docs, diags
+}
+
+type decoder struct {
+	file      string
+	defaultNS string
+	doc       *Document
+	diags     []diag.Diagnostic
+}
+
+func (d *decoder) fail(line int, field, format string, args ...any) {
+	dg := diag.Diagnostic{Level: diag.Error, Code: CodeSchema, File: d.file, Line: line, Field: field,
+		Message: fmt.Sprintf(format, args...)}
+	if d.doc != nil && d.doc.Kind != "" {
+		dg.Kind, dg.Namespace, dg.Name = d.doc.Kind, d.doc.Namespace, d.doc.Name
+	}
+	d.diags = append(d.diags, dg)
+}
+
+func resolveAlias(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
+
+// document decodes one YAML document; it returns nil for an empty one.
+func (d *decoder) document(n *yaml.Node) *Document {
+	if n.Kind == yaml.DocumentNode {
+		if len(n.Content) == 0 {
+			return nil
+		}
+		n = n.Content[0]
+	}
+	n = resolveAlias(n)
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		d.fail(n.Line, "", "a document must be an object with apiVersion, kind, metadata and spec")
+		return nil
+	}
+	doc := &Document{File: d.file, Line: n.Line, lines: map[string]int{}}
+	var meta, spec *yaml.Node
+	var specLine int
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolveAlias(n.Content[i+1])
+		doc.lines[k.Value] = k.Line
+		switch k.Value {
+		case "apiVersion":
+			doc.APIVersion = v.Value
+		case "kind":
+			doc.Kind = v.Value
+		case "metadata":
+			meta = v
+		case "spec":
+			spec, specLine = v, k.Line
+		case "status":
+			// Written by controllers, not by users; ignored like kubectl apply ignores it.
+		default:
+			d.fail(k.Line, k.Value, "unknown field %q (want apiVersion, kind, metadata, spec)", k.Value)
+		}
+	}
+	d.metadata(doc, meta)
+	d.doc = doc
+	switch {
+	case doc.APIVersion == "":
+		d.fail(doc.Line, "apiVersion", "apiVersion is required")
+	case !apiVersions[doc.APIVersion]:
+		d.fail(doc.lines["apiVersion"], "apiVersion", "unsupported apiVersion %q (want networking.istio.io/v1alpha3, v1beta1 or v1)", doc.APIVersion)
+	}
+	spec0 := newSpec(doc.Kind)
+	if spec0 == nil {
+		if doc.Kind == "" {
+			d.fail(doc.Line, "kind", "kind is required")
+		} else {
+			d.fail(doc.lines["kind"], "kind", "unsupported kind %q (want ServiceEntry, DestinationRule, VirtualService, Gateway or Sidecar)", doc.Kind)
+		}
+		return nil
+	}
+	if spec == nil || isNull(spec) {
+		d.fail(doc.Line, "spec", "spec is required")
+		return nil
+	}
+	doc.lines["spec"] = specLine
+	if !d.walkMessage("spec", spec, spec0.ProtoReflect().Descriptor()) {
+		return nil
+	}
+	raw, err := json.Marshal(plain(spec))
+	if err != nil {
+		d.fail(specLine, "spec", "%v", err)
+		return nil
+	}
+	if err := (protojson.UnmarshalOptions{}).Unmarshal(raw, spec0); err != nil {
+		d.fail(specLine, "spec", "%v", err)
+		return nil
+	}
+	doc.Spec = spec0
+	return doc
+}
+
+func (d *decoder) metadata(doc *Document, meta *yaml.Node) {
+	doc.Namespace = d.defaultNS
+	if meta == nil || isNull(meta) {
+		d.fail(doc.Line, "metadata.name", "metadata.name is required")
+		return
+	}
+	if meta.Kind != yaml.MappingNode {
+		d.fail(meta.Line, "metadata", "expected an object")
+		return
+	}
+	for i := 0; i+1 < len(meta.Content); i += 2 {
+		k, v := meta.Content[i], resolveAlias(meta.Content[i+1])
+		path := "metadata." + k.Value
+		doc.lines[path] = k.Line
+		switch k.Value {
+		case "name":
+			doc.Name = v.Value
+		case "namespace":
+			if v.Value != "" {
+				doc.Namespace = v.Value
+			}
+		case "labels":
+			if isNull(v) {
+				continue
+			}
+			if v.Kind != yaml.MappingNode {
+				d.fail(v.Line, path, "expected a map of strings")
+				continue
+			}
+			doc.Labels = map[string]string{}
+			for j := 0; j+1 < len(v.Content); j += 2 {
+				doc.Labels[v.Content[j].Value] = resolveAlias(v.Content[j+1]).Value
+			}
+		case "creationTimestamp":
+			if isNull(v) || v.Value == "" {
+				continue
+			}
+			t, err := time.Parse(time.RFC3339, v.Value)
+			if err != nil {
+				d.fail(k.Line, path, "not an RFC 3339 time: %q", v.Value)
+				continue
+			}
+			doc.Created = t
+		default:
+			if !objectMetaFields[k.Value] {
+				d.fail(k.Line, path, "unknown field %q", k.Value)
+			}
+		}
+	}
+	if doc.Name == "" {
+		d.fail(doc.Line, "metadata.name", "metadata.name is required")
+	}
+}
+
+// walkMessage checks a YAML mapping against a protobuf message descriptor, so that a misspelt
+// field is an error with its path and line rather than silently dropped, and records field lines.
+func (d *decoder) walkMessage(path string, n *yaml.Node, md protoreflect.MessageDescriptor) bool {
+	n = resolveAlias(n)
+	if isNull(n) {
+		return true
+	}
+	if md.ParentFile().Package() == "google.protobuf" {
+		// Well-known types (Duration, Struct, wrappers) have their own JSON forms; protojson checks them.
+		return true
+	}
+	if n.Kind != yaml.MappingNode {
+		d.fail(n.Line, path, "expected an object")
+		return false
+	}
+	ok := true
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		fp := path + "." + k.Value
+		d.doc.lines[fp] = k.Line
+		fd := md.Fields().ByJSONName(k.Value)
+		if fd == nil {
+			fd = md.Fields().ByName(protoreflect.Name(k.Value))
+		}
+		if fd == nil {
+			d.fail(k.Line, fp, "unknown field %q%s", k.Value, suggest(k.Value, md))
+			ok = false
+			continue
+		}
+		if !d.walkField(fp, v, fd) {
+			ok = false
+		}
+	}
+	return ok
+}
+
+func (d *decoder) walkField(path string, n *yaml.Node, fd protoreflect.FieldDescriptor) bool {
+	n = resolveAlias(n)
+	if isNull(n) {
+		return true
+	}
+	switch {
+	case fd.IsMap():
+		if n.Kind != yaml.MappingNode {
+			d.fail(n.Line, path, "expected a map")
+			return false
+		}
+		ok := true
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			fp := path + "." + k.Value
+			d.doc.lines[fp] = k.Line
+			if !d.walkValue(fp, n.Content[i+1], fd.MapValue()) {
+				ok = false
+			}
+		}
+		return ok
+	case fd.IsList():
+		if n.Kind != yaml.SequenceNode {
+			d.fail(n.Line, path, "expected a list")
+			return false
+		}
+		ok := true
+		for i, item := range n.Content {
+			fp := fmt.Sprintf("%s[%d]", path, i)
+			d.doc.lines[fp] = item.Line
+			if !d.walkValue(fp, item, fd) {
+				ok = false
+			}
+		}
+		return ok
+	}
+	return d.walkValue(path, n, fd)
+}
+
+func (d *decoder) walkValue(path string, n *yaml.Node, fd protoreflect.FieldDescriptor) bool {
+	n = resolveAlias(n)
+	if isNull(n) {
+		return true
+	}
+	if fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind {
+		return d.walkMessage(path, n, fd.Message())
+	}
+	if n.Kind != yaml.ScalarNode {
+		d.fail(n.Line, path, "expected a single value")
+		return false
+	}
+	switch fd.Kind() {
+	case protoreflect.StringKind, protoreflect.BytesKind:
+		if n.Tag != "!!str" {
+			d.fail(n.Line, path, "expected a string, got %s (quote it)", n.Value)
+			return false
+		}
+	case protoreflect.BoolKind:
+		if n.Tag != "!!bool" {
+			d.fail(n.Line, path, "expected true or false, got %q", n.Value)
+			return false
+		}
+	case protoreflect.EnumKind:
+		if fd.Enum().Values().ByName(protoreflect.Name(n.Value)) != nil {
+			return true
+		}
+		if _, err := strconv.ParseInt(n.Value, 10, 32); err == nil && n.Tag == "!!int" {
+			return true
+		}
+		d.fail(n.Line, path, "unknown value %q (want %s)", n.Value, enumNames(fd.Enum()))
+		return false
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		if _, err := strconv.ParseUint(n.Value, 10, 32); err != nil {
+			d.fail(n.Line, path, "expected a whole number from 0 to 4294967295, got %q", n.Value)
+			return false
+		}
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		if _, err := strconv.ParseInt(n.Value, 10, 32); err != nil {
+			d.fail(n.Line, path, "expected a 32-bit whole number, got %q", n.Value)
+			return false
+		}
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		if _, err := strconv.ParseUint(n.Value, 10, 64); err != nil {
+			d.fail(n.Line, path, "expected a whole number, got %q", n.Value)
+			return false
+		}
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		if _, err := strconv.ParseInt(n.Value, 10, 64); err != nil {
+			d.fail(n.Line, path, "expected a whole number, got %q", n.Value)
+			return false
+		}
+	case protoreflect.FloatKind, protoreflect.DoubleKind:
+		if _, err := strconv.ParseFloat(n.Value, 64); err != nil {
+			d.fail(n.Line, path, "expected a number, got %q", n.Value)
+			return false
+		}
+	}
+	return true
+}
+
+func enumNames(ed protoreflect.EnumDescriptor) string {
+	vals := ed.Values()
+	names := make([]string, 0, vals.Len())
+	for i := 0; i < vals.Len(); i++ {
+		names = append(names, string(vals.Get(i).Name()))
+	}
+	return strings.Join(names, ", ")
+}
+
+// suggest names the closest declared field, since most unknown fields are typos.
+func suggest(name string, md protoreflect.MessageDescriptor) string {
+	best, bestDist := "", 3
+	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		cand := fields.Get(i).JSONName()
+		if dist := editDistance(strings.ToLower(name), strings.ToLower(cand)); dist < bestDist {
+			best, bestDist = cand, dist
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// plain turns a checked YAML node into the generic values encoding/json marshals for protojson.
+func plain(n *yaml.Node) any {
+	n = resolveAlias(n)
+	switch n.Kind {
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			m[n.Content[i].Value] = plain(n.Content[i+1])
+		}
+		return m
+	case yaml.SequenceNode:
+		s := make([]any, 0, len(n.Content))
+		for _, c := range n.Content {
+			s = append(s, plain(c))
+		}
+		return s
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!null":
+			return nil
+		case "!!bool":
+			return n.Value == "true"
+		case "!!int", "!!float":
+			var v any
+			if err := n.Decode(&v); err == nil {
+				return v
+			}
+		}
+		return n.Value
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/meshentry/meshentry/internal/diag"
+)
+
+// Options set how Load reads its inputs.
+type Options struct {
+	// Namespace is given to documents whose metadata names none.
+	Namespace string
+	// Stdin is read for the path "-".
+	Stdin io.Reader
+}
+
+// Result is everything Load read: the documents that decoded and the findings about those that did not.
+type Result struct {
+	Documents   []*Document
+	Diagnostics []diag.Diagnostic
+	Files       int
+}
+
+// Load reads files, folders (recursively, *.yaml, *.yml and *.json) and "-" for standard input.
+// A bad document is a diagnostic, not an error; the error is for paths that cannot be read at all.
+func Load(paths []string, opts Options) (Result, error) {
+	if opts.Namespace == "" {
+		opts.Namespace = "default"
+	}
+	var res Result
+	order := 0
+	read := func(name string, r io.Reader) {
+		docs, diags := Decode(name, r, opts.Namespace, &order)
+		res.Documents = append(res.Documents, docs...)
+		res.Diagnostics = append(res.Diagnostics, diags...)
+		res.Files++
+	}
+	for _, p := range paths {
+		if p == "-" {
+			if opts.Stdin == nil {
+				return res, fmt.Errorf("read -: no standard input")
+			}
+			read("<stdin>", opts.Stdin)
+			continue
+		}
+		files, err := expand(p)
+		if err != nil {
+			return res, err
+		}
+		for _, f := range files {
+			data, err := os.Open(f)
+			if err != nil {
+				return res, fmt.Errorf("read %s: %w", f, err)
+			}
+			read(f, data)
+			data.Close()
+		}
+	}
+	return res, nil
+}
+
+// expand lists the config files a path names: itself, or those below it in lexical order.
+func expand(p string) ([]string, error) {
+	info, err := os.Stat(p)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	if !info.IsDir() {
+		return []string{p}, nil
+	}
+	var files []string
+	err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		switch strings.ToLower(filepath.Ext(path)) {
+		case ".yaml", ".yml", ".json":
+			files = append(files, path)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	return files, nil
+}
