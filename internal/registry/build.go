@@ -1,0 +1,233 @@
+package registry
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/meshentry/meshentry/internal/config"
+)
+
+// Snapshot is one immutable generation of the registry. Readers share it freely; a reload builds a
+// new one and swaps a pointer, so nothing here is ever written after Build returns.
+type Snapshot struct {
+	Version uint64
+	// Services in precedence order: the older ServiceEntry first, then load order.
+	Services []*Service
+	// Documents are every valid document the snapshot was built from, all kinds.
+	Documents []*config.Document
+
+	exact    map[string][]*Service
+	wildcard map[string][]*Service // keyed by the suffix after "*."
+	ips      map[netip.Addr][]*Service
+	cidrs    []cidrBucket // longest prefix first
+	portOnly map[uint32][]*Service
+	byPort   map[uint32][]*Service
+}
+
+type cidrBucket struct {
+	bits int
+	is4  bool
+	nets map[netip.Prefix][]*Service
+}
+
+// Build makes a snapshot from documents that passed validation. Kinds other than ServiceEntry are
+// kept in Documents for later stages but add no services.
+func Build(docs []*config.Document, version uint64) *Snapshot {
+	s := &Snapshot{
+		Version:   version,
+		Documents: docs,
+		exact:     map[string][]*Service{},
+		wildcard:  map[string][]*Service{},
+		ips:       map[netip.Addr][]*Service{},
+		portOnly:  map[uint32][]*Service{},
+		byPort:    map[uint32][]*Service{},
+	}
+	var entries []*config.Document
+	for _, d := range docs {
+		if d.ServiceEntry() != nil {
+			entries = append(entries, d)
+		}
+	}
+	sort.SliceStable(entries, func(i, j int) bool { return entries[i].OlderThan(entries[j]) })
+	for _, d := range entries {
+		s.Services = append(s.Services, servicesOf(d)...)
+	}
+	cidrIndex := map[[2]int]*cidrBucket{}
+	for _, svc := range s.Services {
+		s.index(svc, cidrIndex)
+	}
+	for _, b := range cidrIndex {
+		s.cidrs = append(s.cidrs, *b)
+	}
+	sort.Slice(s.cidrs, func(i, j int) bool { return s.cidrs[i].bits > s.cidrs[j].bits })
+	return s
+}
+
+func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket) {
+	if svc.Wildcard {
+		suffix := svc.Host[2:]
+		s.wildcard[suffix] = append(s.wildcard[suffix], svc)
+	} else {
+		s.exact[svc.Host] = append(s.exact[svc.Host], svc)
+	}
+	for _, p := range svc.Ports {
+		s.byPort[p.Number] = append(s.byPort[p.Number], svc)
+		if len(svc.Addresses) == 0 {
+			s.portOnly[p.Number] = append(s.portOnly[p.Number], svc)
+		}
+	}
+	for _, pfx := range svc.Addresses {
+		if pfx.IsSingleIP() {
+			s.ips[pfx.Addr()] = append(s.ips[pfx.Addr()], svc)
+			continue
+		}
+		key := [2]int{pfx.Bits(), 0}
+		if pfx.Addr().Is4() {
+			key[1] = 1
+		}
+		b := cidrIndex[key]
+		if b == nil {
+			b = &cidrBucket{bits: pfx.Bits(), is4: pfx.Addr().Is4(), nets: map[netip.Prefix][]*Service{}}
+			cidrIndex[key] = b
+		}
+		b.nets[pfx] = append(b.nets[pfx], svc)
+	}
+}
+
+// servicesOf expands one ServiceEntry into a service per host sharing ports, endpoints and addresses.
+func servicesOf(d *config.Document) []*Service {
+	se := d.ServiceEntry()
+	addrs := parseAddresses(se.GetAddresses())
+	res := Resolution(se.GetResolution())
+	all, none, to := exportSet(se.GetExportTo(), d.Namespace)
+	shared := sharedEndpoints(se)
+	out := make([]*Service, 0, len(se.GetHosts()))
+	for _, h := range se.GetHosts() {
+		host := NormalizeHost(h)
+		svc := &Service{
+			Host:            host,
+			Wildcard:        strings.HasPrefix(host, "*."),
+			Namespace:       d.Namespace,
+			Entry:           d.Name,
+			Source:          d,
+			Addresses:       addrs,
+			Resolution:      res,
+			MeshInternal:    se.GetLocation() == networking.ServiceEntry_MESH_INTERNAL,
+			SubjectAltNames: se.GetSubjectAltNames(),
+			exportAll:       all,
+			exportNone:      none,
+			exportTo:        to,
+		}
+		svc.Ports = make([]Port, 0, len(se.GetPorts()))
+		for i, p := range se.GetPorts() {
+			port := Port{
+				Number:     p.GetNumber(),
+				Name:       p.GetName(),
+				Protocol:   p.GetProtocol(),
+				Family:     ProtocolFamily(p.GetProtocol()),
+				TargetPort: p.GetTargetPort(),
+				Cluster:    fmt.Sprintf("outbound|%d||%s", p.GetNumber(), host),
+			}
+			switch {
+			case res == ResolutionNone:
+			case (res == ResolutionDNS || res == ResolutionDNSRoundRobin) && len(se.GetEndpoints()) == 0:
+				// With no endpoints the host itself is the name to resolve.
+				port.Endpoints = []Endpoint{{Address: host, Port: defaultPort(p), Weight: 1}}
+			default:
+				port.Endpoints = shared[i]
+			}
+			svc.Ports = append(svc.Ports, port)
+		}
+		out = append(out, svc)
+	}
+	return out
+}
+
+// sharedEndpoints instantiates every endpoint for every service port once per entry; all hosts of
+// the entry share the slices.
+func sharedEndpoints(se *networking.ServiceEntry) [][]Endpoint {
+	out := make([][]Endpoint, len(se.GetPorts()))
+	for i, p := range se.GetPorts() {
+		eps := make([]Endpoint, 0, len(se.GetEndpoints()))
+		for _, we := range se.GetEndpoints() {
+			ep := Endpoint{
+				Address:  we.GetAddress(),
+				Weight:   max(we.GetWeight(), 1),
+				Locality: we.GetLocality(),
+				Network:  we.GetNetwork(),
+				Labels:   we.GetLabels(),
+			}
+			if strings.HasPrefix(ep.Address, "unix://") {
+				ep.Unix = true
+			} else {
+				if ip, err := netip.ParseAddr(ep.Address); err == nil {
+					ep.IP = ip.Unmap()
+				}
+				ep.Port = defaultPort(p)
+				if n, ok := we.GetPorts()[p.GetName()]; ok && n != 0 {
+					ep.Port = n
+				}
+			}
+			eps = append(eps, ep)
+		}
+		out[i] = eps
+	}
+	return out
+}
+
+func defaultPort(p *networking.ServicePort) uint32 {
+	if p.GetTargetPort() != 0 {
+		return p.GetTargetPort()
+	}
+	return p.GetNumber()
+}
+
+// parseAddresses keeps IPs and CIDRs (a /32 or /128 is an IP); anything else is skipped, as Istio does.
+func parseAddresses(in []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range in {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			ip = ip.Unmap()
+			out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+			continue
+		}
+		if p, err := netip.ParsePrefix(a); err == nil {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}
+
+// exportSet resolves exportTo: absent or "*" is everyone, "~" nobody, "." the entry's own namespace.
+func exportSet(exportTo []string, ns string) (all, none bool, to []string) {
+	if len(exportTo) == 0 {
+		return true, false, nil
+	}
+	for _, e := range exportTo {
+		switch e {
+		case "*":
+			return true, false, nil
+		case "~":
+		case ".":
+			to = append(to, ns)
+		default:
+			to = append(to, e)
+		}
+	}
+	return false, len(to) == 0, to
+}
+
+// NormalizeHost lowercases a host and drops a trailing dot, the forms a sidecar treats as equal.
+func NormalizeHost(h string) string {
+	h = strings.TrimSuffix(h, ".")
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(h)
+		}
+	}
+	return h
+}

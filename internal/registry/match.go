@@ -1,0 +1,224 @@
+package registry
+
+import (
+	"net"
+	"net/netip"
+)
+
+// Traffic is what the proxy knows of a connection's protocol when it matches it.
+type Traffic uint8
+
+const (
+	// TrafficAny matches a named destination with any protocol, as a CONNECT tunnel does.
+	TrafficAny Traffic = iota
+	// TrafficHTTP is plaintext HTTP with a Host header.
+	TrafficHTTP
+	// TrafficTLS is a TLS ClientHello, routed by its SNI.
+	TrafficTLS
+	// TrafficTCP is anything else: opaque bytes routed by destination address and port.
+	TrafficTCP
+)
+
+// String names the traffic kind as explain's --protocol flag spells it.
+func (t Traffic) String() string {
+	return [...]string{"any", "http", "tls", "tcp"}[t]
+}
+
+// Outcome says what the proxy does with a connection.
+type Outcome uint8
+
+const (
+	// BlackHole refuses the connection: nothing matched under REGISTRY_ONLY.
+	BlackHole Outcome = iota
+	// Passthrough forwards to the requested destination: nothing matched under ALLOW_ANY.
+	Passthrough
+	// Matched routes to a service.
+	Matched
+)
+
+// MatchedBy names the rule that picked the service.
+type MatchedBy uint8
+
+// The rules, in the words explain prints.
+const (
+	ByNothing MatchedBy = iota
+	ByHost
+	BySNI
+	ByIP
+	ByCIDR
+	ByPort
+)
+
+// String says in a few words which rule matched.
+func (b MatchedBy) String() string {
+	return [...]string{"nothing matched", "Host header", "TLS SNI", "destination IP", "destination CIDR", "port alone (address-less TCP)"}[b]
+}
+
+// Cluster names for traffic that matched no service, as Istio names them.
+const (
+	PassthroughCluster = "PassthroughCluster"
+	BlackHoleCluster   = "BlackHoleCluster"
+)
+
+// Query is a destination as a sidecar sees it.
+type Query struct {
+	// Namespace of the workload whose traffic this is; only services exported to it count.
+	Namespace string
+	// IP the application connected to, if known.
+	IP netip.Addr
+	// Host is the Host header, SNI or CONNECT authority without port; normalized by Match.
+	Host     string
+	Port     uint32
+	Protocol Traffic
+}
+
+// Match is the decision for a Query.
+type Match struct {
+	Outcome Outcome
+	Service *Service
+	Port    *Port
+	By      MatchedBy
+	Cluster string
+}
+
+// Match decides where traffic goes, in the order Istio's sidecar listeners decide it. allowAny is
+// the outbound traffic policy: pass unmatched traffic through instead of refusing it.
+func (s *Snapshot) Match(q Query, allowAny bool) Match {
+	host := NormalizeHost(q.Host)
+	f := filter{ns: q.Namespace, port: q.Port}
+	var svc *Service
+	var port *Port
+	var by MatchedBy
+	switch q.Protocol {
+	case TrafficHTTP:
+		svc, port, by = s.matchHTTP(host, q.IP, &f)
+	case TrafficTLS:
+		svc, port, by = s.matchTLS(host, q.IP, &f)
+	case TrafficTCP:
+		svc, port, by = s.matchTCP(q.IP, &f)
+	default:
+		svc, port, by = s.matchAny(host, q.IP, &f)
+	}
+	if svc != nil {
+		return Match{Outcome: Matched, Service: svc, Port: port, By: by, Cluster: port.Cluster}
+	}
+	if allowAny {
+		return Match{Outcome: Passthrough, Cluster: PassthroughCluster}
+	}
+	return Match{Outcome: BlackHole, Cluster: BlackHoleCluster}
+}
+
+func ipBy(single bool) MatchedBy {
+	if single {
+		return ByIP
+	}
+	return ByCIDR
+}
+
+func (s *Snapshot) matchHTTP(host string, ip netip.Addr, f *filter) (*Service, *Port, MatchedBy) {
+	// A TCP service owning the destination IP has its own listener, which sees the bytes first.
+	if ip.IsValid() {
+		f.fams = FamilyTCP
+		if svc, p, single := s.lookupIP(ip, f); svc != nil {
+			return svc, p, ipBy(single)
+		}
+	}
+	f.fams = FamilyHTTP | FamilyAuto
+	if !s.portHas(f) {
+		// No HTTP service on this port: the port's listener is plain TCP.
+		return s.matchTCP(ip, f)
+	}
+	if svc, p := s.lookupHost(host, f); svc != nil {
+		return svc, p, ByHost
+	}
+	// A VIP written as the Host ("10.0.0.1" or "10.0.0.1:80") names its service too.
+	if a, err := netip.ParseAddr(host); err == nil {
+		if svc, p := f.pick(s.ips[a.Unmap()]); svc != nil {
+			return svc, p, ByHost
+		}
+	}
+	return nil, nil, ByNothing
+}
+
+func (s *Snapshot) matchTLS(sni string, ip netip.Addr, f *filter) (*Service, *Port, MatchedBy) {
+	if ip.IsValid() {
+		f.fams = FamilyTLS | FamilyTCP | FamilyAuto
+		if svc, p, single := s.lookupIP(ip, f); svc != nil {
+			switch {
+			case p.Family != FamilyTLS, single:
+				return svc, p, ipBy(single)
+			case HostMatches(svc.Host, sni):
+				return svc, p, BySNI
+			}
+		}
+	}
+	if sni != "" {
+		f.fams = FamilyTLS
+		f.skipTLSWithVIP = true
+		svc, p := s.lookupHost(sni, f)
+		f.skipTLSWithVIP = false
+		if svc != nil {
+			return svc, p, BySNI
+		}
+	}
+	f.fams = FamilyTCP | FamilyAuto
+	if svc, p := f.pick(s.portOnly[f.port]); svc != nil {
+		return svc, p, ByPort
+	}
+	return nil, nil, ByNothing
+}
+
+func (s *Snapshot) matchTCP(ip netip.Addr, f *filter) (*Service, *Port, MatchedBy) {
+	if ip.IsValid() {
+		f.fams = FamilyTCP | FamilyAuto | FamilyTLS
+		if svc, p, single := s.lookupIP(ip, f); svc != nil && (p.Family != FamilyTLS || single) {
+			return svc, p, ipBy(single)
+		}
+	}
+	f.fams = FamilyTCP | FamilyAuto
+	if svc, p := f.pick(s.portOnly[f.port]); svc != nil {
+		return svc, p, ByPort
+	}
+	return nil, nil, ByNothing
+}
+
+// matchAny serves destinations named by a host whose protocol is not known yet (CONNECT): the host
+// is tried against every port family, then the IP, then the port alone.
+func (s *Snapshot) matchAny(host string, ip netip.Addr, f *filter) (*Service, *Port, MatchedBy) {
+	f.fams = 0
+	if host != "" {
+		if svc, p := s.lookupHost(host, f); svc != nil {
+			return svc, p, ByHost
+		}
+		if a, err := netip.ParseAddr(host); err == nil && !ip.IsValid() {
+			ip = a
+		}
+	}
+	if ip.IsValid() {
+		if svc, p, single := s.lookupIP(ip, f); svc != nil {
+			return svc, p, ipBy(single)
+		}
+	}
+	f.fams = FamilyTCP | FamilyAuto
+	if svc, p := f.pick(s.portOnly[f.port]); svc != nil {
+		return svc, p, ByPort
+	}
+	return nil, nil, ByNothing
+}
+
+// portHas reports whether any service on the filter's port passes the filter.
+func (s *Snapshot) portHas(f *filter) bool {
+	svc, _ := f.pick(s.byPort[f.port])
+	return svc != nil
+}
+
+// SplitHostPort strips an optional port from a Host header value, accepting bare IPv6 in brackets.
+func SplitHostPort(hostport string) (host, port string) {
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		return h, p
+	}
+	if len(hostport) > 1 && hostport[0] == '[' && hostport[len(hostport)-1] == ']' {
+		return hostport[1 : len(hostport)-1], ""
+	}
+	return hostport, ""
+}
