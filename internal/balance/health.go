@@ -1,0 +1,179 @@
+package balance
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// HealthConfig sets when an endpoint is ejected and for how long; zero fields take Istio's defaults.
+type HealthConfig struct {
+	// ConsecutiveFailures in a row eject an endpoint; 0 means 5, Istio's consecutive5xxErrors default.
+	ConsecutiveFailures uint32
+	// EjectFor is how long an ejected endpoint stays out; 0 means 30s, Istio's baseEjectionTime.
+	EjectFor time.Duration
+	// Now is the clock, injectable so tests can step past an ejection; nil means time.Now.
+	Now func() time.Time
+}
+
+// Health is passive health checking shared by every Picker built from successive snapshots, so an
+// endpoint's failure streak and ejection survive a reload.
+type Health struct {
+	threshold uint32
+	ejectFor  int64
+	now       func() time.Time
+
+	// states maps Target.Key to *state; entries are never removed, so a Picker can keep the pointer
+	// and read it on every Pick without a map lookup.
+	states sync.Map
+	// ejected counts states whose until is set, letting Pick skip every per-endpoint check in the
+	// common case where nothing anywhere is ejected.
+	ejected atomic.Int64
+}
+
+// state is one endpoint's health; all fields are atomics so the hot path takes no lock.
+type state struct {
+	failures atomic.Uint32
+	// until is the UnixNano time the ejection ends, 0 when not ejected; an expired value is cleared
+	// lazily by the first check that notices it.
+	until atomic.Int64
+}
+
+// NewHealth returns an empty tracker in which every endpoint starts healthy.
+func NewHealth(cfg HealthConfig) *Health {
+	h := &Health{
+		threshold: cfg.ConsecutiveFailures,
+		ejectFor:  int64(cfg.EjectFor),
+		now:       cfg.Now,
+	}
+	if h.threshold == 0 {
+		h.threshold = 5
+	}
+	if h.ejectFor <= 0 {
+		h.ejectFor = int64(30 * time.Second)
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	return h
+}
+
+// lookup returns the state for key, or nil when nothing was ever recorded or built for it.
+func (h *Health) lookup(key string) *state {
+	v, ok := h.states.Load(key)
+	if !ok {
+		return nil
+	}
+	return v.(*state)
+}
+
+// get returns the state for key, creating it so that a Picker and later reports share one record.
+func (h *Health) get(key string) *state {
+	if s := h.lookup(key); s != nil {
+		return s
+	}
+	v, _ := h.states.LoadOrStore(key, new(state))
+	return v.(*state)
+}
+
+// ReportFailure records a failed connection or request to key and reports whether this failure
+// ejected it, so the caller can log and count ejections; failures while ejected are not counted,
+// because traffic reaching an ejected endpoint is the all-ejected fallback and says nothing new.
+func (h *Health) ReportFailure(key string) bool {
+	s := h.get(key)
+	now := h.now().UnixNano()
+	if h.isEjected(s, now) {
+		return false
+	}
+	n := s.failures.Add(1)
+	if n < h.threshold || !s.failures.CompareAndSwap(n, 0) {
+		// Below the threshold, or a concurrent failure already moved the streak on and will eject.
+		return false
+	}
+	for {
+		// Loop because a concurrent check may clear an expired ejection between the load and the swap.
+		old := s.until.Load()
+		if old != 0 && now < old {
+			return false
+		}
+		if s.until.CompareAndSwap(old, now+h.ejectFor) {
+			if old == 0 {
+				h.ejected.Add(1)
+			}
+			return true
+		}
+	}
+}
+
+// ReportSuccess ends key's failure streak, because only consecutive failures mean an endpoint is
+// bad; it does not cut an ejection short, as Envoy does not either.
+func (h *Health) ReportSuccess(key string) {
+	s := h.lookup(key)
+	if s != nil && s.failures.Load() != 0 {
+		s.failures.Store(0)
+	}
+}
+
+// Ejected reports whether key is currently ejected; it takes no lock and allocates nothing.
+func (h *Health) Ejected(key string) bool {
+	s := h.lookup(key)
+	if s == nil {
+		return false
+	}
+	return h.isEjected(s, h.now().UnixNano())
+}
+
+func (h *Health) isEjected(s *state, now int64) bool {
+	u := s.until.Load()
+	if u == 0 {
+		return false
+	}
+	if now < u {
+		return true
+	}
+	h.expire(s, u)
+	return false
+}
+
+// expire clears an ejection that has run out, keeping the ejected count exact.
+func (h *Health) expire(s *state, until int64) {
+	if s.until.CompareAndSwap(until, 0) {
+		h.ejected.Add(-1)
+	}
+}
+
+// anyEjected is the hot path's shortcut: when false, no endpoint needs checking.
+func (h *Health) anyEjected() bool {
+	return h != nil && h.ejected.Load() != 0
+}
+
+// clock reads the Health clock at most once per Pick, and only if some endpoint is ejected.
+type clock struct {
+	h   *Health
+	t   int64
+	set bool
+}
+
+func (c *clock) nanos() int64 {
+	if !c.set {
+		c.t = c.h.now().UnixNano()
+		c.set = true
+	}
+	return c.t
+}
+
+// ejectedAt is isEjected with a lazily read clock, so a Pick over healthy endpoints never reads it.
+func (c *clock) ejectedAt(s *state) bool {
+	if s == nil {
+		return false
+	}
+	u := s.until.Load()
+	if u == 0 {
+		return false
+	}
+	if c.nanos() < u {
+		return true
+	}
+	c.h.expire(s, u)
+	return false
+}
