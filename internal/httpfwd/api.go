@@ -1,0 +1,148 @@
+package httpfwd
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+)
+
+// Protocol is the protocol spoken to an upstream.
+type Protocol uint8
+
+const (
+	// HTTP1 forwards over pooled HTTP/1.1 keep-alive connections.
+	HTTP1 Protocol = iota
+	// H2C forwards over cleartext HTTP/2 with prior knowledge (ports of protocol HTTP2 or GRPC).
+	H2C
+)
+
+// Upstream says where one request goes. Routers should keep Upstream values per endpoint and
+// return them as they are, so that routing does not allocate.
+type Upstream struct {
+	// Addr is the host:port dialled when Dial is nil; it is also the default Key.
+	Addr string
+	// Key groups pooled connections: requests with the same Key may share connections.
+	Key string
+	// Dial opens a connection to the upstream; nil dials Addr over TCP. The context carries the
+	// connect timeout. It may return a TLS connection: the engine only speaks HTTP/1.1 over it.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// Host, when set, replaces the Host sent upstream. Otherwise an absolute-form target's
+	// authority is sent, or else the client's Host field unchanged.
+	Host string
+	// Protocol selects HTTP/1.1 (the zero value) or h2c.
+	Protocol Protocol
+}
+
+// Field is one header field of a Reject.
+type Field struct{ Name, Value string }
+
+// Reject is a response the engine writes instead of forwarding the request.
+type Reject struct {
+	// Status is the status code, for example 502 or 403.
+	Status int
+	// Reason, when set, is sent in the x-meshentry-reason field so operators see why.
+	Reason string
+	// Header holds further fields to send.
+	Header []Field
+	// Body is the response body; its type is text/plain.
+	Body string
+}
+
+// Router decides where each request goes. Its methods are called from many connections at once.
+type Router interface {
+	// Route is called once per request with its parsed head, which it must not keep. attempt
+	// counts the connect failures so far for this request: a Router that balances over
+	// endpoints can exclude the ones that just failed. It returns an Upstream, or a Reject to
+	// answer the request without forwarding it.
+	Route(req *RequestHead, attempt int) (Upstream, *Reject)
+	// Done reports how a request sent to up went: err is nil unless the upstream was at
+	// fault (connect failure, reset, timeout, malformed response), for passive health
+	// checking. Failures caused by the client are reported as nil.
+	Done(up Upstream, err error)
+}
+
+// RouterFunc adapts a routing function to a Router whose Done does nothing.
+type RouterFunc func(req *RequestHead, attempt int) (Upstream, *Reject)
+
+// Route calls f.
+func (f RouterFunc) Route(req *RequestHead, attempt int) (Upstream, *Reject) { return f(req, attempt) }
+
+// Done does nothing.
+func (RouterFunc) Done(Upstream, error) {}
+
+// Limits bounds what a client or upstream may cost. Zero fields take the defaults shown.
+type Limits struct {
+	// MaxHeaderBytes bounds a request or response head and a trailer section (64 KiB).
+	MaxHeaderBytes int
+	// HeaderReadTimeout bounds reading a request head once its first byte arrived, and the
+	// first request of a connection altogether (10s).
+	HeaderReadTimeout time.Duration
+	// IdleTimeout bounds the wait for the next request on a keep-alive connection, and any
+	// pause while a body is read or written or a response is awaited (60s).
+	IdleTimeout time.Duration
+	// ConnectTimeout bounds one connect attempt to an upstream (5s).
+	ConnectTimeout time.Duration
+	// MaxAttempts bounds the connect attempts per request, counting the first (3).
+	MaxAttempts int
+	// ExpectContinueTimeout is how long a request with Expect: 100-continue waits for the
+	// upstream's interim response before its body is sent anyway (1s).
+	ExpectContinueTimeout time.Duration
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = 64 << 10
+	}
+	if l.HeaderReadTimeout <= 0 {
+		l.HeaderReadTimeout = 10 * time.Second
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = 60 * time.Second
+	}
+	if l.ConnectTimeout <= 0 {
+		l.ConnectTimeout = 5 * time.Second
+	}
+	if l.MaxAttempts <= 0 {
+		l.MaxAttempts = 3
+	}
+	if l.ExpectContinueTimeout <= 0 {
+		l.ExpectContinueTimeout = time.Second
+	}
+	return l
+}
+
+// AccessRecord describes one finished request. It is reused: it and everything it points to
+// are valid only during the AccessLog call.
+type AccessRecord struct {
+	// Start is when the request head had been read.
+	Start time.Time
+	// Duration is the time from Start until the response was written.
+	Duration time.Duration
+	// Request is the request head.
+	Request *RequestHead
+	// RequestID is the x-request-id sent upstream, received or generated.
+	RequestID []byte
+	// Upstream is the Key of the upstream last tried, empty when none was.
+	Upstream string
+	// Status is the status sent to the client, 0 when the connection failed before one was.
+	Status int
+	// RequestBytes and ResponseBytes count body bytes forwarded.
+	RequestBytes, ResponseBytes int64
+	// Err is what went wrong, if anything.
+	Err error
+}
+
+// Errors reported to Router.Done and in AccessRecord.Err; match them with errors.Is.
+var (
+	// ErrConnect means connecting to the upstream failed.
+	ErrConnect = errors.New("upstream connect failed")
+	// ErrUpstreamTimeout means the upstream did not answer in time.
+	ErrUpstreamTimeout = errors.New("upstream timed out")
+	// ErrBadResponse means the upstream's response was malformed.
+	ErrBadResponse = errors.New("malformed upstream response")
+	// ErrUpstreamClosed means the upstream closed or reset the connection mid-exchange.
+	ErrUpstreamClosed = errors.New("upstream closed the connection")
+	// ErrServerClosed is returned by Serve after Shutdown or Close.
+	ErrServerClosed = errors.New("httpfwd: server closed")
+)

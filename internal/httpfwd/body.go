@@ -1,0 +1,335 @@
+package httpfwd
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// copyError says which side of a body copy failed, so the engine knows whom to blame: a failed
+// read of a request body is the client's doing, a failed write of it the upstream's.
+type copyError struct {
+	read bool // the source failed (read error or bad framing); otherwise the destination
+	err  error
+}
+
+func (e *copyError) Error() string { return e.err.Error() }
+func (e *copyError) Unwrap() error { return e.err }
+
+// errBadChunk is invalid chunked framing.
+var errBadChunk = errors.New("invalid chunked encoding")
+
+func readFail(err error) error {
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return &copyError{read: true, err: err}
+}
+
+func badChunk(msg string) error {
+	return &copyError{read: true, err: errors.Join(errBadChunk, errors.New(msg))}
+}
+
+// pipe moves one body from a buffered reader to a buffered writer. Before it blocks on the
+// source it flushes the destination, so the next hop never waits for bytes we hold, and it
+// refreshes both connections' inactivity deadlines.
+type pipe struct {
+	src     *bufio.Reader
+	srcConn net.Conn
+	dst     *bufio.Writer
+	dstConn net.Conn
+	idle    time.Duration
+	moved   int64 // payload bytes moved, for the access log
+	// stop, when set, makes the pipe give up before its next wait: the owner set it and
+	// then expired the source's deadline to end a copy running on another goroutine.
+	stop atomic.Bool
+	// bufs supplies the large buffer for bulk transfers, taken on first use.
+	bufs *sync.Pool
+	buf  *[]byte
+}
+
+// reset points the pipe at a new source and destination.
+func (p *pipe) reset(src *bufio.Reader, srcConn net.Conn, dst *bufio.Writer, dstConn net.Conn, idle time.Duration) {
+	p.src, p.srcConn, p.dst, p.dstConn, p.idle, p.moved = src, srcConn, dst, dstConn, idle, 0
+	p.stop.Store(false)
+}
+
+// scratch returns the bulk transfer buffer.
+func (p *pipe) scratch() []byte {
+	if p.buf == nil {
+		if b, ok := p.bufs.Get().(*[]byte); ok {
+			p.buf = b
+		} else {
+			b := make([]byte, bulkSize)
+			p.buf = &b
+		}
+	}
+	return *p.buf
+}
+
+// release gives the bulk buffer back, so idle connections do not hold one.
+func (p *pipe) release() {
+	if p.buf != nil {
+		p.bufs.Put(p.buf)
+		p.buf = nil
+	}
+}
+
+// errStopped ends a copy its owner no longer needs.
+var errStopped = errors.New("copy stopped")
+
+// arm flushes the destination and refreshes deadlines before a read that may block.
+func (p *pipe) arm() error {
+	if err := p.dst.Flush(); err != nil {
+		return &copyError{err: err}
+	}
+	deadline := time.Now().Add(p.idle)
+	if err := p.srcConn.SetReadDeadline(deadline); err != nil {
+		return &copyError{read: true, err: err}
+	}
+	if err := p.dstConn.SetWriteDeadline(deadline); err != nil {
+		return &copyError{err: err}
+	}
+	if p.stop.Load() {
+		return &copyError{read: true, err: errStopped}
+	}
+	return nil
+}
+
+// write sends b to the destination.
+func (p *pipe) write(b []byte) error {
+	if _, err := p.dst.Write(b); err != nil {
+		return &copyError{err: err}
+	}
+	return nil
+}
+
+// copyN moves exactly n bytes; the source ending early is an error.
+func (p *pipe) copyN(n int64) error {
+	for n > 0 {
+		if p.src.Buffered() == 0 {
+			if err := p.arm(); err != nil {
+				return err
+			}
+			if n >= int64(p.src.Size()) {
+				// Large remainder: read straight into the scratch buffer, bypassing the
+				// reader's smaller one, and write it straight through the (empty) writer.
+				buf := p.scratch()
+				k, err := p.src.Read(buf[:min(int64(len(buf)), n)])
+				if k > 0 {
+					n -= int64(k)
+					p.moved += int64(k)
+					if err := p.write(buf[:k]); err != nil {
+						return err
+					}
+				}
+				if err != nil {
+					return readFail(err)
+				}
+				continue
+			}
+			if _, err := p.src.Peek(1); err != nil {
+				return readFail(err)
+			}
+		}
+		b, _ := p.src.Peek(int(min(int64(p.src.Buffered()), n)))
+		if err := p.write(b); err != nil {
+			return err
+		}
+		p.src.Discard(len(b))
+		n -= int64(len(b))
+		p.moved += int64(len(b))
+	}
+	return nil
+}
+
+// copyToEOF moves everything until the source closes.
+func (p *pipe) copyToEOF() error {
+	for {
+		if p.src.Buffered() == 0 {
+			if err := p.arm(); err != nil {
+				return err
+			}
+			buf := p.scratch()
+			k, err := p.src.Read(buf)
+			if k > 0 {
+				p.moved += int64(k)
+				if err := p.write(buf[:k]); err != nil {
+					return err
+				}
+			}
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return &copyError{read: true, err: err}
+			}
+			continue
+		}
+		b, _ := p.src.Peek(p.src.Buffered())
+		if err := p.write(b); err != nil {
+			return err
+		}
+		p.src.Discard(len(b))
+		p.moved += int64(len(b))
+	}
+}
+
+// readLine returns the next line including its LF; the slice is valid until the next read.
+func (p *pipe) readLine() ([]byte, error) {
+	if b, _ := p.src.Peek(p.src.Buffered()); bytes.IndexByte(b, '\n') < 0 {
+		if err := p.arm(); err != nil {
+			return nil, err
+		}
+	}
+	line, err := p.src.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		return nil, badChunk("chunk line too long")
+	}
+	if err != nil {
+		return nil, readFail(err)
+	}
+	return line, nil
+}
+
+// copyChunked moves one chunked body (RFC 9112 §7.1), checking its framing as it goes. With
+// verbatim set the chunked framing, extensions and trailers are passed through as received;
+// otherwise only the payload is written (for an HTTP/1.0 recipient) and trailers are dropped.
+func (p *pipe) copyChunked(verbatim bool, maxTrailer int) error {
+	for {
+		line, err := p.readLine()
+		if err != nil {
+			return err
+		}
+		size, err := parseChunkLine(line)
+		if err != nil {
+			return err
+		}
+		if verbatim {
+			if err := p.write(line); err != nil {
+				return err
+			}
+		}
+		if size == 0 {
+			break
+		}
+		if err := p.copyN(size); err != nil {
+			return err
+		}
+		if p.src.Buffered() < 2 {
+			if err := p.arm(); err != nil {
+				return err
+			}
+		}
+		crlf, err := p.src.Peek(2)
+		if err != nil {
+			return readFail(err)
+		}
+		if crlf[0] != '\r' || crlf[1] != '\n' {
+			return badChunk("chunk data not followed by CRLF")
+		}
+		if verbatim {
+			if err := p.write(crlf); err != nil {
+				return err
+			}
+		}
+		p.src.Discard(2)
+	}
+	for total := 0; ; {
+		line, err := p.readLine()
+		if err != nil {
+			return err
+		}
+		if total += len(line); total > maxTrailer {
+			return badChunk("trailer section too large")
+		}
+		if err := checkTrailerLine(line); err != nil {
+			return err
+		}
+		if verbatim {
+			if err := p.write(line); err != nil {
+				return err
+			}
+		}
+		if len(line) == 2 {
+			return nil
+		}
+	}
+}
+
+// parseChunkLine parses "size[;ext]CRLF". It is strict on purpose: lenient chunk parsing is what
+// request smuggling exploits, so bare LF, whitespace and signs are all refused.
+func parseChunkLine(line []byte) (int64, error) {
+	if len(line) < 3 || line[len(line)-2] != '\r' {
+		return 0, badChunk("chunk size line not terminated by CRLF")
+	}
+	line = line[:len(line)-2]
+	var size int64
+	i := 0
+	for ; i < len(line); i++ {
+		c := line[i]
+		var v byte
+		switch {
+		case '0' <= c && c <= '9':
+			v = c - '0'
+		case 'a' <= c && c <= 'f':
+			v = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			v = c - 'A' + 10
+		default:
+			goto ext
+		}
+		if i == 15 {
+			return 0, badChunk("chunk size too large")
+		}
+		size = size<<4 | int64(v)
+	}
+ext:
+	if i == 0 {
+		return 0, badChunk("invalid chunk size")
+	}
+	if rest := line[i:]; len(rest) > 0 {
+		j := 0
+		for j < len(rest) && (rest[j] == ' ' || rest[j] == '\t') {
+			j++
+		}
+		if j == len(rest) || rest[j] != ';' {
+			return 0, badChunk("invalid chunk size")
+		}
+		for _, c := range rest {
+			if c < ' ' && c != '\t' || c == 0x7f {
+				return 0, badChunk("invalid character in chunk extension")
+			}
+		}
+	}
+	return size, nil
+}
+
+// checkTrailerLine accepts the closing CRLF or a well-formed "name: value" line.
+func checkTrailerLine(line []byte) error {
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return badChunk("trailer line not terminated by CRLF")
+	}
+	line = line[:len(line)-2]
+	if len(line) == 0 {
+		return nil
+	}
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return badChunk("malformed trailer field")
+	}
+	for _, c := range line[:colon] {
+		if !isToken[c] {
+			return badChunk("malformed trailer field")
+		}
+	}
+	if bytes.IndexByte(line, '\r') >= 0 || bytes.IndexByte(line, 0) >= 0 {
+		return badChunk("invalid character in trailer field")
+	}
+	return nil
+}

@@ -1,0 +1,365 @@
+package httpfwd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Server forwards the HTTP/1.1 requests of client connections to upstreams chosen by its
+// Router. Set the fields before the first Serve or ServeConn and leave them alone afterwards.
+type Server struct {
+	// Router picks the upstream of each request; it is required.
+	Router Router
+	// Pool holds upstream connections; nil gives the server a private one.
+	Pool *Pool
+	// Limits bounds sizes and times; zero fields take defaults.
+	Limits Limits
+	// Logger receives connection-level diagnostics at debug level; nil discards them.
+	Logger *slog.Logger
+	// AccessLog, when set, is called after each request with a record valid during the call.
+	AccessLog func(*AccessRecord)
+	// OnConnect, when set, takes over a connection whose request is CONNECT: the engine
+	// stops serving it and hands over the parsed head, the connection and the bytes it had
+	// already read beyond the head (valid until OnConnect returns). OnConnect owns the
+	// connection and must close it. Without it, CONNECT is answered with 501.
+	OnConnect func(head *RequestHead, client net.Conn, buffered []byte)
+
+	initOnce    sync.Once
+	lim         Limits
+	pool        *Pool
+	ownPool     bool
+	log         *slog.Logger
+	baseCtx     context.Context
+	cancel      context.CancelFunc
+	shutting    atomic.Bool
+	connPool    sync.Pool // *conn
+	bufPool     sync.Pool // *[]byte of bulkSize
+	mu          sync.Mutex
+	listeners   map[net.Listener]struct{}
+	active      map[*conn]struct{}
+	serveGroup  sync.WaitGroup
+	closeOnce   sync.Once
+	closeResult error
+}
+
+// Sizes of the per-connection buffers; heads that fit in readSize are parsed in one pass.
+const (
+	readSize  = 8 << 10
+	writeSize = 8 << 10
+	bulkSize  = 32 << 10
+)
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.lim = s.Limits.withDefaults()
+		s.pool = s.Pool
+		if s.pool == nil {
+			s.pool, s.ownPool = &Pool{}, true
+		}
+		s.log = s.Logger
+		if s.log == nil {
+			s.log = slog.New(slog.DiscardHandler)
+		}
+		s.baseCtx, s.cancel = context.WithCancel(context.Background())
+		s.listeners = make(map[net.Listener]struct{})
+		s.active = make(map[*conn]struct{})
+	})
+}
+
+// Serve accepts connections from ln and serves each on its own goroutine until ln fails or
+// the server is shut down, when it returns ErrServerClosed.
+func (s *Server) Serve(ln net.Listener) error {
+	s.init()
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.shutting.Load() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Running out of descriptors and the like pass; wait a little and go on.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed", "addr", ln.Addr().String(), "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.serveGroup.Add(1)
+		go func() {
+			defer s.serveGroup.Done()
+			s.ServeConn(s.baseCtx, nc)
+		}()
+	}
+}
+
+// ServeConn serves the requests of one client connection until it closes, fails, asks to close,
+// or ctx is done (which closes it). It closes nc when it returns, unless OnConnect took it over.
+func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
+	s.init()
+	c := s.getConn(nc)
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		nc.Close()
+		s.putConn(c)
+		return
+	}
+	s.active[c] = struct{}{}
+	s.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+
+	c.serve(ctx)
+
+	stop()
+	s.mu.Lock()
+	delete(s.active, c)
+	s.mu.Unlock()
+	switch {
+	case c.hijacked:
+	case c.linger:
+		lingerClose(nc)
+	default:
+		nc.Close()
+	}
+	s.putConn(c)
+}
+
+// Shutdown stops accepting, closes idle connections, lets active requests finish and then
+// closes their connections; when ctx is done first it closes everything at once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.shutting.Store(true)
+	s.closeListeners()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		// Idle connections are woken by an expired deadline; repeating this covers a
+		// connection that turned idle after the previous pass.
+		s.mu.Lock()
+		n := len(s.active)
+		for c := range s.active {
+			if c.idle.Load() {
+				c.nc.SetReadDeadline(time.Unix(1, 0))
+			}
+		}
+		s.mu.Unlock()
+		if n == 0 {
+			s.serveGroup.Wait()
+			s.closePool()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	s.init()
+	s.shutting.Store(true)
+	s.closeListeners()
+	s.cancel()
+	s.mu.Lock()
+	for c := range s.active {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	s.closePool()
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ln := range s.listeners {
+		ln.Close()
+	}
+}
+
+func (s *Server) closePool() {
+	if s.ownPool {
+		s.pool.Close()
+	}
+}
+
+// getConn takes per-connection state from the pool, so a busy server allocates it rarely.
+func (s *Server) getConn(nc net.Conn) *conn {
+	c, _ := s.connPool.Get().(*conn)
+	if c == nil {
+		c = &conn{
+			s:   s,
+			br:  bufio.NewReaderSize(nil, readSize),
+			bw:  bufio.NewWriterSize(nil, writeSize),
+			ubr: bufio.NewReaderSize(nil, readSize),
+			ubw: bufio.NewWriterSize(nil, writeSize),
+		}
+		c.up.bufs = &s.bufPool
+		c.down.bufs = &s.bufPool
+		c.bodyDone = make(chan error, 1)
+	}
+	c.nc = nc
+	c.br.Reset(nc)
+	c.bw.Reset(nc)
+	c.hijacked, c.linger = false, false
+	c.req.RemoteAddr = nc.RemoteAddr()
+	c.req.LocalAddr = nc.LocalAddr()
+	c.req.Host = ""
+	return c
+}
+
+func (s *Server) putConn(c *conn) {
+	c.releaseScratch()
+	c.nc = nil
+	c.br.Reset(nil)
+	c.bw.Reset(nil)
+	c.ubr.Reset(nil)
+	c.ubw.Reset(nil)
+	c.req.RemoteAddr, c.req.LocalAddr = nil, nil
+	c.rec = AccessRecord{}
+	// Do not keep unusually large head buffers alive.
+	if cap(c.headBuf) > 2*readSize {
+		c.headBuf = nil
+	}
+	if cap(c.respBuf) > 2*readSize {
+		c.respBuf = nil
+	}
+	s.connPool.Put(c)
+}
+
+// conn is the state of one client connection; it is reused across connections.
+type conn struct {
+	s        *Server
+	nc       net.Conn
+	br       *bufio.Reader // client reads
+	bw       *bufio.Writer // client writes
+	ubr      *bufio.Reader // the current upstream's reads
+	ubw      *bufio.Writer // the current upstream's writes
+	req      RequestHead
+	resp     responseHead
+	headBuf  []byte
+	respBuf  []byte
+	reqID    [36]byte
+	num      [20]byte // scratch for formatting numbers
+	up, down pipe
+	bodyDone chan error // result of a request body streamed on its own goroutine
+	linger   bool       // unread request bytes may remain: close gently
+	rec      AccessRecord
+	idle     atomic.Bool // waiting for the next request; Shutdown may close it
+	hijacked bool
+}
+
+// releaseScratch returns the bulk buffers between requests.
+func (c *conn) releaseScratch() {
+	c.up.release()
+	c.down.release()
+}
+
+func (c *conn) serve(ctx context.Context) {
+	for first := true; ; first = false {
+		if !c.readRequest(first) {
+			return
+		}
+		keep := c.serveRequest(ctx)
+		c.releaseScratch()
+		if !keep || c.hijacked || c.s.shutting.Load() {
+			return
+		}
+	}
+}
+
+// readRequest reads and parses the next request head, answering malformed ones itself; it
+// reports whether there is a request to serve.
+func (c *conn) readRequest(first bool) bool {
+	lim := &c.s.lim
+	if c.br.Buffered() == 0 {
+		wait := lim.HeaderReadTimeout
+		if !first {
+			wait = lim.IdleTimeout
+		}
+		c.idle.Store(true)
+		if c.s.shutting.Load() {
+			return false
+		}
+		c.nc.SetReadDeadline(time.Now().Add(wait))
+		_, err := c.br.Peek(1)
+		c.idle.Store(false)
+		if err != nil {
+			return false
+		}
+		if !first {
+			c.nc.SetReadDeadline(time.Now().Add(lim.HeaderReadTimeout))
+		}
+	} else {
+		c.nc.SetReadDeadline(time.Now().Add(lim.HeaderReadTimeout))
+	}
+	raw, err := readHead(c.br, c.headBuf, lim.MaxHeaderBytes)
+	c.headBuf = raw
+	if err == nil {
+		err = c.req.parse(raw)
+	}
+	if err == nil {
+		return true
+	}
+	c.req.Method, c.req.ProtoMinor = "", 1
+	c.linger = true
+	var pe *parseError
+	switch {
+	case errors.As(err, &pe):
+		c.s.log.Debug("refused request head", "remote", c.req.RemoteAddr.String(), "err", pe.msg)
+		c.writeSimple(pe.status, pe.msg, nil, pe.msg+"\n", true)
+		c.logAccess(time.Now(), "", pe.status, err)
+	case isTimeout(err) && len(raw) > 0:
+		c.writeSimple(408, "timed out reading the request head", nil, "", true)
+	}
+	return false
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// lingerClose closes a connection whose client may still be sending a request body we did not
+// read. Closing at once would make the kernel reset the connection, which can destroy the
+// response before the client reads it; so send FIN first and drain briefly.
+func lingerClose(nc net.Conn) {
+	defer nc.Close()
+	cw, ok := nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	var buf [4096]byte
+	for total := 0; total < 1<<20; {
+		n, err := nc.Read(buf[:])
+		total += n
+		if err != nil {
+			return
+		}
+	}
+}
