@@ -1,0 +1,158 @@
+package validate
+
+import (
+	"fmt"
+	"net/netip"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// The syntax below is Istio's (pkg/config/labels): a DNS-1123 label accepts upper case too, a
+// wildcard label may start with "*" or "*-", and label keys and values follow Kubernetes.
+const (
+	dnsLabelFmt      = `[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?`
+	qualifiedNameFmt = `(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`
+	maxLabelLen      = 63
+	maxHostLen       = 255
+	maxKeyPrefixLen  = 253
+	unixPrefix       = "unix://"
+)
+
+var (
+	dnsLabelRE      = regexp.MustCompile(`^` + dnsLabelFmt + `$`)
+	wildcardLabelRE = regexp.MustCompile(`^(?:\*|(?:\*|\*-)?` + dnsLabelFmt + `)$`)
+	labelKeyRE      = regexp.MustCompile(`^(` + dnsLabelFmt + `(?:\.` + dnsLabelFmt + `)*/)?(` + qualifiedNameFmt + `)$`)
+	labelValueRE    = regexp.MustCompile(`^(?:` + qualifiedNameFmt + `)?$`)
+)
+
+// isDNSLabel reports whether s is one DNS-1123 label of at most 63 characters.
+func isDNSLabel(s string) bool { return len(s) <= maxLabelLen && dnsLabelRE.MatchString(s) }
+
+// isWildcardLabel is isDNSLabel that also accepts "*" and a leading "*" or "*-" (Istio's first-label rule).
+func isWildcardLabel(s string) bool { return len(s) <= maxLabelLen && wildcardLabelRE.MatchString(s) }
+
+// hostProblem explains why host is not a valid DNS name, or returns "" when it is. With wildcard set it
+// follows Istio's ValidateWildcardDomain (a wildcard is allowed in the first label only); without, it
+// follows ValidateFQDN. Like Istio, a trailing dot is accepted and an all-numeric last label is not,
+// which is what rejects IPv4 addresses.
+func hostProblem(host string, wildcard bool) string {
+	if len(host) > maxHostLen {
+		return fmt.Sprintf("is %d characters long (a DNS name has at most %d)", len(host), maxHostLen)
+	}
+	if host == "" {
+		return "is empty"
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return "is an IP address, not a DNS name"
+	}
+	rest := host
+	if wildcard {
+		first, tail, more := strings.Cut(host, ".")
+		if !isWildcardLabel(first) {
+			return labelProblem(first)
+		}
+		if !more {
+			return ""
+		}
+		rest = tail
+	}
+	return labelsProblem(rest)
+}
+
+// labelsProblem checks dot-separated DNS labels the way Istio's ValidateDNS1123Labels does.
+func labelsProblem(name string) string {
+	parts := strings.Split(name, ".")
+	last := parts[len(parts)-1]
+	if _, err := strconv.Atoi(last); err == nil {
+		return fmt.Sprintf("has an all-numeric top-level label %q", last)
+	}
+	for i, l := range parts {
+		if i == len(parts)-1 && l == "" {
+			return "" // a trailing dot, as in "istio.io.", is allowed
+		}
+		if !isDNSLabel(l) {
+			return labelProblem(l)
+		}
+	}
+	return ""
+}
+
+func labelProblem(l string) string {
+	switch {
+	case l == "":
+		return "has an empty label (a leading dot or two dots in a row)"
+	case len(l) > maxLabelLen:
+		return fmt.Sprintf("has a label of %d characters (at most %d)", len(l), maxLabelLen)
+	case strings.Contains(l, "*"):
+		return fmt.Sprintf("has a wildcard in label %q; a wildcard is allowed only at the start of the first label, as in \"*.example.com\"", l)
+	default:
+		return fmt.Sprintf("has an invalid label %q (letters, digits and '-', starting and ending with a letter or digit)", l)
+	}
+}
+
+// isPartialWildcard reports a host whose wildcard is not a whole leading label, like "*foo.com".
+func isPartialWildcard(host string) bool {
+	return strings.Contains(host, "*") && host != "*" && !strings.HasPrefix(host, "*.")
+}
+
+// labelKeyProblem explains why k is not a Kubernetes label key ("prefix/name"), or returns "".
+func labelKeyProblem(k string) string {
+	m := labelKeyRE.FindStringSubmatch(k)
+	switch {
+	case k == "":
+		return "is empty"
+	case m == nil:
+		return "is not a valid label key (an optional DNS prefix and '/', then letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"
+	case len(m[1]) > 0 && len(m[1])-1 > maxKeyPrefixLen:
+		return fmt.Sprintf("has a prefix of %d characters (at most %d)", len(m[1])-1, maxKeyPrefixLen)
+	case len(m[2]) > maxLabelLen:
+		return fmt.Sprintf("has a name of %d characters (at most %d)", len(m[2]), maxLabelLen)
+	}
+	return ""
+}
+
+// validLabelValue reports whether v is a Kubernetes label value. Istio checks the syntax only, not
+// Kubernetes' 63-character limit, and so do we.
+func validLabelValue(v string) bool { return labelValueRE.MatchString(v) }
+
+// addressProblem explains why addr is neither an IP address nor a CIDR block, or returns "". A string
+// with exactly one "/" is read as CIDR, anything else as an address, as Istio's ValidateIPSubnet does.
+func addressProblem(addr string) string {
+	if strings.HasPrefix(addr, unixPrefix) {
+		return "is a unix domain socket; sockets go in spec.endpoints, addresses must be IPs or CIDR blocks"
+	}
+	if strings.Count(addr, "/") == 1 {
+		if _, err := netip.ParsePrefix(addr); err != nil {
+			return "is not a valid CIDR block"
+		}
+		return ""
+	}
+	if _, err := netip.ParseAddr(addr); err != nil {
+		return "is not a valid IP address or CIDR block"
+	}
+	return ""
+}
+
+// isIP reports whether s is an IPv4 or IPv6 address (a zone is allowed, as in Istio).
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+// unixProblem explains why the part of a "unix://" address after the scheme is not a socket name:
+// it must be an absolute file path or an abstract name starting with "@".
+func unixProblem(name string) string {
+	switch {
+	case name == "":
+		return "has no socket path"
+	case strings.HasPrefix(name, "@"):
+		return ""
+	case !path.IsAbs(name):
+		return "is not an absolute path; use unix:///absolute/path or unix://@abstract-name"
+	case strings.HasSuffix(name, "/"):
+		return "ends in '/', which names a directory, not a socket"
+	}
+	return ""
+}
