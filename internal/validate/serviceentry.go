@@ -60,7 +60,7 @@ func workloadSelector(r *report, se *networking.ServiceEntry) {
 		r.warnf(CodeSelectorNoLabels, "spec.workloadSelector", "workloadSelector has no labels, so it selects every workload in namespace %q", r.doc.Namespace)
 	}
 	if len(se.Endpoints) > 0 {
-		r.errorf(CodeSelectorWithEndpoints, "spec.workloadSelector", "workloadSelector and endpoints cannot both be set: endpoints are listed or selected, not both")
+		r.errorf(CodeSelectorWithEndpoints, "spec.workloadSelector", "workloadSelector and endpoints cannot both be set: a ServiceEntry either lists its endpoints or selects workloads")
 	}
 }
 
