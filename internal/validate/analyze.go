@@ -105,9 +105,9 @@ func (a *analysis) portClashes() {
 					continue
 				}
 				a.warn(loser.doc, CodeTCPPortClash, at("spec.ports", loser.index, ".number"),
-					"port %d (%s) has no spec.addresses, so it claims every destination IP on port %d, and so does %s port %d (%s); "+
-						"in %s, which see both, opaque TCP traffic on port %d goes to %s because %s. Give one of them spec.addresses to split the traffic by destination IP",
-					n, describeProtocol(loser.port.Protocol), n, qualifiedName(winner.doc), n, position(winner.doc, at("spec.ports", winner.index, ".number")),
+					"port %d (%s) has no spec.addresses, so it claims every destination IP on port %d, as does %s (%s); "+
+						"where both are visible (%s), opaque TCP traffic on port %d goes to %s because %s; give one of them spec.addresses to split the traffic by destination IP",
+					n, describeProtocol(loser.port.Protocol), n, qualifiedName(winner.doc), position(winner.doc, at("spec.ports", winner.index, ".number")),
 					where, n, qualifiedName(winner.doc), whyWins(winner.doc, loser.doc))
 				break
 			}
@@ -165,7 +165,7 @@ func (a *analysis) sharedHosts() {
 					continue
 				}
 				a.warn(h.doc, CodeHostInManyNamespaces, at("spec.hosts", h.index, ""),
-					"host %q is also declared by %s (%s); in %s, which see both, a proxy uses the entry of its own namespace if it has one, else the oldest (%s)",
+					"host %q is also declared by %s (%s); where both are visible (%s), a proxy uses the entry of its own namespace if it has one, else the oldest (%s)",
 					h.host, qualifiedName(o.doc), position(o.doc, at("spec.hosts", o.index, "")), where, qualifiedName(oldest))
 			}
 		}

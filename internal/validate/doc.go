@@ -1,0 +1,97 @@
+// Package validate decides which documents are good: Document applies the rules of Istio's
+// validation webhook and CRD schema to one document, and Analyze looks across accepted documents for
+// conflicts that no single one shows, in the spirit of istioctl analyze.
+//
+// The ServiceEntry rules follow Istio's current ValidateServiceEntry (pkg/config/validation) and the
+// CEL and size rules of the ServiceEntry CRD (istio.io/api), written anew here. Istio's own test
+// table and CRD fixtures live in testdata/validate/istio-cases, one file per case with Istio's
+// verdict, and a test holds us to it. DestinationRule, VirtualService, Gateway and Sidecar get only
+// the cheap, certain checks (hosts present and well-formed, names, exportTo); their full rules are
+// a later issue.
+//
+// Every finding names its field in the document's own spelling ("spec.endpoints[0].ports.https")
+// and the line that field is on. Findings are errors (the document is rejected) or warnings (it is
+// kept). Where meshentry deliberately differs from Istio:
+//
+//   - STATIC resolution with neither endpoints nor workloadSelector is a warning (ME1024); Istio
+//     accepts it silently, though the service then has nothing to connect to.
+//   - An empty subjectAltNames entry is a warning (ME1071); Istio does not look.
+//   - The warning for a TCP port without addresses (ME1016) also fires for "tcp" in lower case;
+//     Istio compares the protocol with "TCP" case-sensitively.
+//   - DYNAMIC_DNS resolution is rejected (ME1020): it needs an ambient waypoint, which meshentry is not.
+//   - Messages are meshentry's own; codes, not wording, are the stable interface.
+//
+// Analysis findings are all warnings. IST0101 is an error in istioctl analyze; here it is a warning,
+// because a destination meshentry cannot see may still be a Kubernetes Service.
+//
+// Codes (E error, W warning):
+//
+//	ME1001 E  spec.hosts is empty
+//	ME1002 E  a ServiceEntry host is "*"
+//	ME1003 E  a host is not a DNS name: bad label, over 63/255 characters, wildcard not leading,
+//	          all-numeric last label (which also rejects IP addresses)
+//	ME1004 W  a partial wildcard such as "*foo.com"
+//	ME1005 E  an address is neither an IP nor a CIDR block
+//	ME1006 E  a CIDR address with resolution DNS or DNS_ROUND_ROBIN
+//	ME1010 E  two ports share a name
+//	ME1011 E  two ports share a number
+//	ME1012 E  a port number outside 1..65535
+//	ME1013 E  a targetPort outside 1..65535
+//	ME1014 E  a port name that is missing or not a DNS-1123 label
+//	ME1015 E  a protocol Istio does not know (HTTP HTTPS GRPC GRPC-WEB HTTP2 HTTP_PROXY MONGO MYSQL
+//	          REDIS TCP TLS UDP, any case; empty means detect)
+//	ME1016 W  a TCP or protocol-less port without addresses where Istio allocates none (resolution
+//	          NONE, or label networking.istio.io/enable-autoallocate-ip=false)
+//	ME1017 E  several hosts on a port that is neither HTTP nor TLS, unless resolution is NONE
+//	ME1018 W  several hosts sharing addresses and a TCP-based port, with DNS resolutions
+//	ME1020 E  a resolution other than NONE, STATIC, DNS or DNS_ROUND_ROBIN
+//	ME1021 E  resolution NONE with endpoints
+//	ME1022 E  DNS or DNS_ROUND_ROBIN without endpoints, and a host that cannot be resolved itself
+//	ME1023 E  DNS_ROUND_ROBIN with more than one endpoint
+//	ME1024 W  STATIC with neither endpoints nor workloadSelector (meshentry only)
+//	ME1030 E  an endpoint with neither address nor network (DNS: without address)
+//	ME1031 W  an endpoint with a network but no address
+//	ME1032 E  a STATIC endpoint address that is not an IP or unix:// socket
+//	ME1033 E  a DNS endpoint address that is neither an IP nor a DNS name without wildcard
+//	ME1034 E  a unix:// endpoint that is not an absolute path or an @abstract name
+//	ME1035 E  a unix:// endpoint with ports
+//	ME1036 E  a unix:// endpoint on a service without exactly one port
+//	ME1037 E  an endpoint port name that spec.ports does not declare
+//	ME1038 E  an endpoint port name that is not a DNS-1123 label
+//	ME1039 E  an endpoint port number outside 1..65535
+//	ME1040 E  an endpoint label key that is not a Kubernetes label key
+//	ME1041 E  an endpoint label value that is not a Kubernetes label value
+//	ME1050 E  both workloadSelector and endpoints
+//	ME1051 E  a workloadSelector label with an empty key
+//	ME1052 E  a "*" in a workloadSelector label key or value
+//	ME1053 W  a workloadSelector without labels
+//	ME1054 W  a workloadSelector with resolution NONE
+//	ME1060 E  an exportTo entry listed twice ("." counts as the own namespace)
+//	ME1061 E  an exportTo entry that is not ".", "*", a namespace name, or "~" on a ServiceEntry
+//	ME1062 E  "*" with other exportTo entries
+//	ME1063 E  "~" with other exportTo entries
+//	ME1070 E  over a CRD size limit: 256 hosts, addresses or ports, 4096 endpoints, 64-character
+//	          addresses, 128 endpoint ports, 256 endpoint labels, 63-character selector values, ...
+//	ME1071 W  an empty subjectAltNames entry (meshentry only)
+//	ME1100 E  a DestinationRule host that is missing or not a DNS name
+//	ME1101 E  a DestinationRule subset name that is missing, invalid or repeated
+//	ME1110 E  a VirtualService host that is empty or neither a DNS name nor an IP
+//	ME1111 W  a VirtualService without hosts (a delegate, which meshentry does not follow yet)
+//	ME1112 E  a route destination host that is missing, "*" or not a DNS name
+//	ME1120 E  a Gateway name that is not a DNS-1123 label
+//	ME1121 E  a Gateway without servers, or a server without hosts or port
+//	ME1122 E  a Gateway server host that is malformed (short name, partial wildcard, bad namespace)
+//	ME1123 E  a Gateway server port with a bad number or protocol, or a missing or repeated name
+//	ME1124 E  an HTTPS or TLS Gateway server without tls settings
+//	ME1130 E  a Sidecar that configures nothing
+//	ME1131 E  a Sidecar egress listener without hosts, or a host not of the form namespace/host
+//
+//	ME2001 W  two entries without addresses claim the same opaque TCP port (TCP, MONGO, MYSQL,
+//	          REDIS or no protocol) in a namespace that sees both; names the winner and why
+//	ME2002 W  resolution NONE on an opaque TCP port without addresses: any IP on that port passes
+//	ME2003 W  the same host declared in several namespaces that some namespace sees together
+//	ME2004 W  a host of a mesh-bound VirtualService that no visible ServiceEntry declares
+//	ME2005 W  a Gateway server host that no visible ServiceEntry declares
+//	IST0101 W a route destination host that no visible ServiceEntry declares (ReferencedResourceNotFound)
+//	IST0174 W a DestinationRule host that no visible ServiceEntry declares (UnknownDestinationRuleHost)
+package validate
