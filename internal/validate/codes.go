@@ -20,6 +20,7 @@ const (
 	CodeTCPWithoutAddresses = "ME1016" // warning: a TCP or protocol-less port with no addresses and no auto-allocated one
 	CodeMultiHostOpaquePort = "ME1017" // several hosts on a port that is neither HTTP nor TLS, resolution not NONE
 	CodeMultiHostAddressTCP = "ME1018" // warning: several hosts with addresses and a TCP port (DNS resolutions)
+	CodeNoPorts             = "ME1019" // warning (meshentry only): a ServiceEntry without ports
 
 	CodeResolutionUnsupported = "ME1020" // a resolution value meshentry (and Istio's validator) does not accept
 	CodeNoneWithEndpoints     = "ME1021" // resolution NONE with endpoints

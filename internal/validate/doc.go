@@ -15,6 +15,8 @@
 //
 //   - STATIC resolution with neither endpoints nor workloadSelector is a warning (ME1024); Istio
 //     accepts it silently, though the service then has nothing to connect to.
+//   - A ServiceEntry without ports is a warning (ME1019): meshentry matches traffic by port, so the
+//     entry receives none. Istio accepts it (there it can still decorate a Kubernetes Service).
 //   - An empty subjectAltNames entry is a warning (ME1071); Istio does not look.
 //   - The warning for a TCP port without addresses (ME1016) also fires for "tcp" in lower case;
 //     Istio compares the protocol with "TCP" case-sensitively.
@@ -44,6 +46,7 @@
 //	          NONE, or label networking.istio.io/enable-autoallocate-ip=false)
 //	ME1017 E  several hosts on a port that is neither HTTP nor TLS, unless resolution is NONE
 //	ME1018 W  several hosts sharing addresses and a TCP-based port, with DNS resolutions
+//	ME1019 W  a ServiceEntry without ports (meshentry only)
 //	ME1020 E  a resolution other than NONE, STATIC, DNS or DNS_ROUND_ROBIN
 //	ME1021 E  resolution NONE with endpoints
 //	ME1022 E  DNS or DNS_ROUND_ROBIN without endpoints, and a host that cannot be resolved itself

@@ -106,6 +106,9 @@ func portList(r *report, se *networking.ServiceEntry) servicePorts {
 	byNumber := map[uint32]int{}
 	byName := map[string]int{}
 	autoAllocated := autoAllocates(r, se)
+	if len(se.Ports) == 0 {
+		r.warnf(CodeNoPorts, "spec.ports", "no ports: meshentry matches traffic to an entry by port, so this one receives none")
+	}
 	for i, p := range se.Ports {
 		f := at("spec.ports", i, "")
 		if p == nil {

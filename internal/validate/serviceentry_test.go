@@ -204,7 +204,11 @@ endpoints: [{address: 10.0.0.2}]`,
 			spec: "hosts: [db.example.com]\nports: [{number: 3306, name: mysql, protocol: TCP}]\nresolution: DNS",
 			want: []finding{w(CodeTCPWithoutAddresses, "spec.ports[0]")},
 		},
-		{name: "accepts a ServiceEntry without ports, as Istio does", spec: "hosts: [svc.example.com]"},
+		{
+			name: "warns about a ServiceEntry without ports, which Istio accepts",
+			spec: "hosts: [svc.example.com]",
+			want: []finding{w(CodeNoPorts, "spec.ports")},
+		},
 	}
 	runRules(t, cases)
 }
