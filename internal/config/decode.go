@@ -61,6 +61,13 @@ var yamlLine = regexp.MustCompile(`line (\d+)`)
 // Decode reads every document of one YAML or JSON stream. Documents that fail are reported and left
 // out; the rest are returned. order numbers documents across calls so conflicts resolve by load order.
 func Decode(file string, r io.Reader, defaultNamespace string, order *int) ([]*Document, []diag.Diagnostic) {
+	docs, diags, _ := decodeCounting(file, r, defaultNamespace, order)
+	return docs, diags
+}
+
+// decodeCounting is Decode that also counts the non-empty documents read, the good and the bad.
+func decodeCounting(file string, r io.Reader, defaultNamespace string, order *int) ([]*Document, []diag.Diagnostic, int) {
+	read := 0
 	var docs []*Document
 	var diags []diag.Diagnostic
 	dec := yaml.NewDecoder(r)
@@ -81,6 +88,9 @@ func Decode(file string, r io.Reader, defaultNamespace string, order *int) ([]*D
 		}
 		d := &decoder{file: file, defaultNS: defaultNamespace}
 		doc := d.document(&n)
+		if doc != nil || len(d.diags) > 0 {
+			read++
+		}
 		if len(d.diags) > 0 {
 			diags = append(diags, d.diags...)
 			continue
@@ -91,7 +101,7 @@ func Decode(file string, r io.Reader, defaultNamespace string, order *int) ([]*D
 			docs = append(docs, doc)
 		}
 	}
-	return docs, diags
+	return docs, diags, read
 }
 
 type decoder struct {

@@ -24,6 +24,8 @@ type Result struct {
 	Documents   []*Document
 	Diagnostics []diag.Diagnostic
 	Files       int
+	// Read counts every non-empty document, including those that failed to decode.
+	Read int
 }
 
 // Load reads files, folders (recursively, *.yaml, *.yml and *.json) and "-" for standard input.
@@ -35,7 +37,8 @@ func Load(paths []string, opts Options) (Result, error) {
 	var res Result
 	order := 0
 	read := func(name string, r io.Reader) {
-		docs, diags := Decode(name, r, opts.Namespace, &order)
+		docs, diags, n := decodeCounting(name, r, opts.Namespace, &order)
+		res.Read += n
 		res.Documents = append(res.Documents, docs...)
 		res.Diagnostics = append(res.Diagnostics, diags...)
 		res.Files++

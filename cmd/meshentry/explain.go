@@ -1,0 +1,109 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshentry/meshentry/internal/diag"
+	"github.com/meshentry/meshentry/internal/explain"
+	"github.com/meshentry/meshentry/internal/registry"
+)
+
+// policyFlag parses --outbound-policy.
+func parsePolicy(s string) (allowAny bool, err error) {
+	switch strings.ToUpper(s) {
+	case "REGISTRY_ONLY", "":
+		return false, nil
+	case "ALLOW_ANY":
+		return true, nil
+	}
+	return false, usageError("--outbound-policy must be REGISTRY_ONLY or ALLOW_ANY, not %q", s)
+}
+
+func newExplainCommand() *cobra.Command {
+	var src sourceFlags
+	var locality, network, ip, host, protocol, policy, output string
+	var port uint32
+	cmd := &cobra.Command{
+		Use:   "explain -f PATH... --port N (--host HOST | --ip IP)",
+		Short: "Say which service, cluster and endpoints a request would get, and why",
+		Long: "explain matches a destination (the IP the application connected to and/or the Host or SNI it sent) " +
+			"as the proxy of a workload in --namespace would, and lists the candidate endpoints in the order the proxy prefers them. " +
+			"It exits 3 when the request would be refused.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := explain.Request{Namespace: src.namespace, Host: host, Port: port, Locality: locality, Network: network}
+			if output != "text" && output != "json" {
+				return usageError("-o must be text or json, not %q", output)
+			}
+			if port == 0 || port > 65535 {
+				return usageError("--port is required (1-65535)")
+			}
+			if host == "" && ip == "" {
+				return usageError("give --host, --ip or both")
+			}
+			if ip != "" {
+				a, err := netip.ParseAddr(ip)
+				if err != nil {
+					return usageError("--ip: %v", err)
+				}
+				req.IP = a
+			}
+			switch strings.ToLower(protocol) {
+			case "":
+				req.Protocol = registry.TrafficAny
+			case "http":
+				req.Protocol = registry.TrafficHTTP
+			case "tls":
+				req.Protocol = registry.TrafficTLS
+			case "tcp":
+				req.Protocol = registry.TrafficTCP
+			default:
+				return usageError("--protocol must be http, tls or tcp, not %q", protocol)
+			}
+			var err error
+			if req.AllowAny, err = parsePolicy(policy); err != nil {
+				return err
+			}
+			res, err := src.compile(cmd, 1)
+			if err != nil {
+				return err
+			}
+			// The request is explained against the valid documents; the rest are reported, not fatal.
+			for _, d := range res.Diagnostics {
+				if d.Level == diag.Error {
+					fmt.Fprintln(cmd.ErrOrStderr(), d)
+				}
+			}
+			rep := explain.Explain(res.Snapshot, req)
+			if output == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rep); err != nil {
+					return &exitError{code: 2, err: err}
+				}
+			} else {
+				rep.WriteText(cmd.OutOrStdout())
+			}
+			if rep.Refused() {
+				return &exitError{code: 3}
+			}
+			return nil
+		},
+	}
+	src.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&locality, "locality", "", "the proxy's locality, region/zone/subzone")
+	f.StringVar(&network, "network", "", "the proxy's network")
+	f.StringVar(&ip, "ip", "", "destination IP the application connected to")
+	f.StringVar(&host, "host", "", "Host header, SNI or CONNECT host the application sent")
+	f.Uint32Var(&port, "port", 0, "destination port")
+	f.StringVar(&protocol, "protocol", "", "traffic kind: http, tls or tcp (default: what the declared port implies)")
+	f.StringVar(&policy, "outbound-policy", "REGISTRY_ONLY", "REGISTRY_ONLY refuses what no ServiceEntry declares; ALLOW_ANY passes it through")
+	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}

@@ -1,0 +1,37 @@
+package config
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzDecode feeds arbitrary bytes to the loader: it may report anything, but must not panic, and
+// every finding must carry the file name.
+func FuzzDecode(f *testing.F) {
+	examples, _ := filepath.Glob("../../testdata/validate/examples/*.yaml")
+	for _, p := range examples {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a}\nspec: {hosts: [a.com], ports: [{number: 80, name: http}], endpoints: [{address: 1.2.3.4, ports: {http: 8080}}]}\n"))
+	f.Add([]byte("a: &x [*x]\n"))
+	f.Add([]byte("{\"apiVersion\": \"networking.istio.io/v1\", \"kind\": \"Gateway\", \"metadata\": {\"name\": \"g\"}, \"spec\": {\"servers\": [{\"port\": {\"number\": 1e3}}]}}"))
+	f.Add([]byte("---\n---\n\t\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		order := 0
+		docs, diags := Decode("fuzz.yaml", bytes.NewReader(data), "default", &order)
+		for _, d := range diags {
+			if d.File != "fuzz.yaml" || d.Message == "" {
+				t.Fatalf("finding without file or message: %+v", d)
+			}
+		}
+		for _, d := range docs {
+			if d.Spec == nil || d.Name == "" {
+				t.Fatalf("document without spec or name: %+v", d)
+			}
+		}
+	})
+}
