@@ -17,10 +17,7 @@ import (
 // payload returns n deterministic pseudo-random bytes.
 func payload(n int) []byte {
 	b := make([]byte, n)
-	r := rand.New(rand.NewChaCha8([32]byte{1}))
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
+	rand.NewChaCha8([32]byte{1}).Read(b)
 	return b
 }
 

@@ -255,20 +255,13 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 		}
 		c.rec.ResponseBytes = p.moved
 	}
-	if err == nil {
-		if ferr := c.bw.Flush(); ferr != nil {
-			err = &copyError{err: ferr}
-		}
-	}
 	if async {
-		// The response is complete but the body is not: the upstream does not want the
-		// rest, so end the copy and the connection.
+		// The response is complete but the body may not be: then the upstream does not
+		// want the rest, so end the copy and the connection.
 		bodyErr = c.stopBody(uc)
-		bodyDone = false
-		keep = false
+		bodyDone = bodyErr == nil
 	}
 	if err != nil {
-		// The response is cut short: the client learns it from the closed connection.
 		keep = false
 		if ce := (*copyError)(nil); errors.As(err, &ce) && ce.read {
 			upErr = fmt.Errorf("%w: reading the response body: %w", ErrUpstreamClosed, ce.err)
@@ -277,12 +270,19 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 			}
 		}
 	}
+	// The upstream connection is free once its response is read: pool it before the
+	// client sees the response, so the client's next request can have it.
 	upKeep := err == nil && bodyDone && !toEOF && resp.keepAlive() &&
 		!(resp.protoMinor == 0 && resp.has(flagTE)) && c.ubr.Buffered() == 0
 	if upKeep {
 		s.pool.put(uc, time.Now())
 	} else {
 		uc.nc.Close()
+	}
+	// On error the client learns of the cut from the truncated body and the closed connection.
+	if ferr := c.bw.Flush(); ferr != nil && err == nil {
+		keep = false
+		err = ferr
 	}
 	c.logAccess(start, up.Key, resp.status, firstErr(upErr, err))
 	return keep, upErr, false
