@@ -114,6 +114,13 @@ func (h *Health) ReportSuccess(key string) {
 	}
 }
 
+// Failing reports whether key's last connection failed (a failure streak is running), so a retry
+// of the same request can move on to another endpoint before the streak reaches ejection.
+func (h *Health) Failing(key string) bool {
+	s := h.lookup(key)
+	return s != nil && s.failures.Load() != 0
+}
+
 // Ejected reports whether key is currently ejected; it takes no lock and allocates nothing.
 func (h *Health) Ejected(key string) bool {
 	s := h.lookup(key)

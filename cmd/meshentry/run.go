@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshentry/meshentry/internal/admin"
+	"github.com/meshentry/meshentry/internal/diag"
+	"github.com/meshentry/meshentry/internal/proxy"
+	"github.com/meshentry/meshentry/internal/resolve"
+)
+
+type runFlags struct {
+	src           sourceFlags
+	listen        string
+	adminAddr     string
+	captureListen string
+	locality      string
+	network       string
+	dnsServer     string
+	policy        string
+	logLevel      string
+}
+
+func newRunCommand() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run -f PATH...",
+		Short: "Serve as the proxy: HTTP forward proxy and CONNECT, transparent capture, admin endpoints",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return runProxy(ctx, cmd, &f, nil)
+		},
+	}
+	f.src.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:15001", "forward proxy address (HTTP_PROXY/HTTPS_PROXY point here); empty disables it")
+	fl.StringVar(&f.adminAddr, "admin", "127.0.0.1:15000", "admin address (/ready, /healthz); empty disables it")
+	fl.StringVar(&f.captureListen, "capture-listen", "", "address that iptables REDIRECTs captured traffic to, e.g. 0.0.0.0:15006")
+	fl.StringVar(&f.locality, "locality", "", "this proxy's locality, region/zone/subzone")
+	fl.StringVar(&f.network, "network", "", "this proxy's network")
+	fl.StringVar(&f.dnsServer, "dns-server", "", "DNS server HOST:PORT for DNS endpoints (default: /etc/resolv.conf)")
+	fl.StringVar(&f.policy, "outbound-policy", "REGISTRY_ONLY", "REGISTRY_ONLY refuses what no ServiceEntry declares; ALLOW_ANY passes it through")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+// runProxy serves until ctx ends. ready, when set, receives the bound addresses once listening
+// (tests use it to learn the :0 ports).
+func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(map[string]net.Addr)) error {
+	allowAny, err := parsePolicy(f.policy)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return usageError("--log-level: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	res, err := f.src.compile(cmd, 1)
+	if err != nil {
+		return err
+	}
+	for _, d := range res.Diagnostics {
+		if d.Level == diag.Error {
+			log.Error("document left out", "finding", d.String())
+		} else {
+			log.Warn("config warning", "finding", d.String())
+		}
+	}
+	resolver, err := resolve.New(resolve.Config{Server: f.dnsServer, Logger: log})
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("dns: %w", err)}
+	}
+	defer resolver.Close()
+	p := proxy.New(proxy.Config{
+		Namespace: f.src.namespace, Locality: f.locality, Network: f.network,
+		AllowAny: allowAny, Resolver: resolver, Logger: log,
+	}, res.Snapshot)
+	log.Info("registry loaded", "services", len(res.Snapshot.Services), "documents", res.Documents, "errors", res.Errors())
+
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	listen := func(name, addr string) (net.Listener, error) {
+		if addr == "" {
+			return nil, nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll()
+			return nil, &exitError{code: 2, err: fmt.Errorf("%s listener: %w", name, err)}
+		}
+		lns = append(lns, ln)
+		return ln, nil
+	}
+	fwd, err := listen("forward proxy", f.listen)
+	if err != nil {
+		return err
+	}
+	capt, err := listen("capture", f.captureListen)
+	if err != nil {
+		return err
+	}
+	adm, err := listen("admin", f.adminAddr)
+	if err != nil {
+		return err
+	}
+	bound := map[string]net.Addr{}
+	var wg sync.WaitGroup
+	serve := func(name string, ln net.Listener, fn func(net.Listener) error) {
+		if ln == nil {
+			return
+		}
+		bound[name] = ln.Addr()
+		fmt.Fprintf(cmd.OutOrStdout(), "meshentry: %s listening on %s\n", name, ln.Addr())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ln); err != nil {
+				log.Error("listener stopped", "listener", name, "err", err)
+			}
+		}()
+	}
+	serve("forward proxy", fwd, p.ServeForward)
+	serve("capture", capt, p.ServeCapture)
+	var adminSrv *http.Server
+	if adm != nil {
+		adminSrv = &http.Server{Handler: admin.Handler(func() []string { return nil }), ReadHeaderTimeout: 5 * time.Second}
+		serve("admin", adm, func(ln net.Listener) error {
+			if err := adminSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	if ready != nil {
+		ready(bound)
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = p.Shutdown(shutCtx)
+	if adminSrv != nil {
+		adminSrv.Shutdown(shutCtx)
+	}
+	wg.Wait()
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("shutdown", "err", err)
+	}
+	return nil
+}

@@ -1,0 +1,82 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+
+	"github.com/meshentry/meshentry/internal/origdst"
+	"github.com/meshentry/meshentry/internal/registry"
+	"github.com/meshentry/meshentry/internal/sniff"
+)
+
+// maxSniff bounds the bytes read to classify a captured connection: a ClientHello or request head.
+const maxSniff = 16 << 10
+
+// capturedConn presents the original destination as the local address, which is what the HTTP
+// engine hands the router for a captured connection.
+type capturedConn struct {
+	*sniff.PrefixConn
+	orig *net.TCPAddr
+}
+
+func (c *capturedConn) LocalAddr() net.Addr { return c.orig }
+
+// newPrefixed replays bytes already read from c before the rest of it.
+func newPrefixed(c net.Conn, prefix []byte) net.Conn {
+	return sniff.NewPrefixConn(c, append([]byte(nil), prefix...))
+}
+
+// serveCaptured routes one redirected connection: TLS by SNI, plain HTTP by Host (request by
+// request), anything else by its original destination address and port.
+func (p *Proxy) serveCaptured(c net.Conn) {
+	defer c.Close()
+	if !p.trackConn(c) {
+		return
+	}
+	defer p.untrackConn(c)
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	orig, err := origdst.OriginalDst(tc)
+	if err != nil {
+		if errors.Is(err, origdst.ErrNotRedirected) {
+			p.log.Info("closed a connection that was not redirected to the capture port", "remote", c.RemoteAddr().String())
+		} else {
+			p.log.Warn("original destination unknown", "remote", c.RemoteAddr().String(), "err", err)
+		}
+		return
+	}
+	res, err := sniff.Sniff(c, p.cfg.SniffTimeout, maxSniff)
+	if err != nil {
+		p.log.Debug("captured connection failed while sniffing", "orig", orig.String(), "err", err)
+		return
+	}
+	pc := res.Conn()
+	q := registry.Query{Namespace: p.cfg.Namespace, IP: orig.Addr().Unmap(), Port: uint32(orig.Port())}
+	switch res.Kind {
+	case sniff.HTTP:
+		p.capture.ServeConn(p.ctx, &capturedConn{PrefixConn: pc, orig: net.TCPAddrFromAddrPort(orig)})
+		return
+	case sniff.TLS:
+		q.Protocol, q.Host = registry.TrafficTLS, res.SNI
+	default:
+		q.Protocol = registry.TrafficTCP
+	}
+	t := p.table.Load()
+	m := t.snap.Match(q, p.cfg.AllowAny)
+	if m.Outcome == registry.BlackHole {
+		p.log.Info("refused", "orig", orig.String(), "sni", res.SNI, "kind", res.Kind.String(), "cluster", registry.BlackHoleCluster,
+			"reason", "no ServiceEntry visible to namespace "+p.cfg.Namespace+" matches it")
+		return
+	}
+	dst := destination{host: res.SNI, port: uint32(orig.Port()), orig: netip.AddrPortFrom(orig.Addr().Unmap(), orig.Port())}
+	up, addr, err := p.dialMatch(p.ctx, t, m, dst)
+	if err != nil {
+		p.log.Warn("upstream failed", "orig", orig.String(), "sni", res.SNI, "cluster", m.Cluster, "err", err)
+		return
+	}
+	p.log.Debug("forward", "orig", orig.String(), "sni", res.SNI, "kind", res.Kind.String(), "cluster", m.Cluster, "upstream", addr)
+	pipe(pc, up)
+}

@@ -1,0 +1,160 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/meshentry/meshentry/internal/httpfwd"
+	"github.com/meshentry/meshentry/internal/registry"
+)
+
+// httpRouter routes each HTTP request by its Host, as a sidecar's HTTP route table does.
+type httpRouter struct {
+	p *Proxy
+	// captured requests arrived by iptables REDIRECT: their port and IP are the original destination's.
+	captured bool
+}
+
+// Route implements httpfwd.Router.
+func (h *httpRouter) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstream, *httpfwd.Reject) {
+	p := h.p
+	t := p.table.Load()
+	dst := destination{host: req.Host, port: uint32(req.Port)}
+	if h.captured {
+		if a, ok := req.LocalAddr.(*net.TCPAddr); ok {
+			dst.orig = a.AddrPort()
+			dst.port = uint32(dst.orig.Port())
+		}
+	} else if dst.port == 0 {
+		dst.port = 80
+		if req.Scheme == "https" {
+			dst.port = 443
+		}
+	}
+	q := registry.Query{Namespace: p.cfg.Namespace, Host: req.Host, Port: dst.port, Protocol: registry.TrafficHTTP}
+	if dst.orig.IsValid() {
+		q.IP = dst.orig.Addr().Unmap()
+	}
+	m := t.snap.Match(q, p.cfg.AllowAny)
+	switch {
+	case m.Outcome == registry.BlackHole:
+		return httpfwd.Upstream{}, p.refuse(req.Host, dst.port)
+	case m.Outcome == registry.Passthrough, m.Service.Resolution == registry.ResolutionNone:
+		return p.originalUpstream(dst), nil
+	}
+	r := t.route(m.Service, m.Port, p)
+	var exclude func(int) bool
+	if attempt > 0 {
+		// The engine retries only after a connect failure, which Done has already counted: skip
+		// endpoints whose last connect failed so the retry goes to the next one.
+		exclude = func(i int) bool { return p.health.Failing(r.eps[i].key) }
+	}
+	i, ok := r.picker.Pick(exclude)
+	if !ok {
+		return httpfwd.Upstream{}, &httpfwd.Reject{Status: 503, Reason: "no endpoint left to try for " + r.port.Cluster,
+			Body: "meshentry: every endpoint of " + r.port.Cluster + " failed to connect\n"}
+	}
+	up, err := r.upstream(p.ctx, i, p.cfg.Resolver)
+	if err != nil {
+		p.health.ReportFailure(r.eps[i].key)
+		return httpfwd.Upstream{}, &httpfwd.Reject{Status: 503, Reason: err.Error(), Body: "meshentry: " + err.Error() + "\n"}
+	}
+	return up, nil
+}
+
+// Done implements httpfwd.Router: connect failures count against the endpoint, a completed
+// exchange clears its failure streak.
+func (h *httpRouter) Done(up httpfwd.Upstream, err error) {
+	key := healthKey(up.Key)
+	switch {
+	case err == nil:
+		h.p.health.ReportSuccess(key)
+	case errors.Is(err, httpfwd.ErrConnect):
+		if h.p.health.ReportFailure(key) {
+			h.p.log.Warn("endpoint ejected after consecutive connect failures", "endpoint", key)
+		}
+	}
+}
+
+// healthKey strips the resolved address that DNS upstream keys carry after '|'.
+func healthKey(poolKey string) string {
+	if i := strings.IndexByte(poolKey, '|'); i >= 0 {
+		return poolKey[:i]
+	}
+	return poolKey
+}
+
+// refuse is the answer for a host no visible ServiceEntry declares, under REGISTRY_ONLY.
+func (p *Proxy) refuse(host string, port uint32) *httpfwd.Reject {
+	reason := fmt.Sprintf("no ServiceEntry visible to namespace %s declares host %q on port %d", p.cfg.Namespace, host, port)
+	p.log.Info("refused", "host", host, "port", port, "reason", reason, "cluster", registry.BlackHoleCluster)
+	return &httpfwd.Reject{Status: 502, Reason: reason,
+		Body: "meshentry: " + reason + "; the outbound policy REGISTRY_ONLY refuses it\n"}
+}
+
+// originalUpstream sends the request where the application addressed it (resolution NONE, ALLOW_ANY).
+func (p *Proxy) originalUpstream(dst destination) httpfwd.Upstream {
+	if dst.orig.IsValid() {
+		addr := dst.orig.String()
+		return httpfwd.Upstream{Addr: addr, Key: addr}
+	}
+	hp := hostPort(dst.host, dst.port)
+	return httpfwd.Upstream{Key: "original|" + hp, Dial: func(ctx context.Context) (net.Conn, error) {
+		c, _, err := p.dialOriginal(ctx, dst)
+		return c, err
+	}}
+}
+
+// handleConnect serves a CONNECT tunnel: the authority is matched against any port protocol, the
+// upstream is dialled, and bytes are piped; TLS inside stays the application's.
+func (p *Proxy) handleConnect(head *httpfwd.RequestHead, client net.Conn, buffered []byte) {
+	defer client.Close()
+	if !p.trackConn(client) {
+		return
+	}
+	defer p.untrackConn(client)
+	port := uint32(head.Port)
+	if port == 0 {
+		port = 443
+	}
+	host := head.Host
+	t := p.table.Load()
+	m := t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: host, Port: port, Protocol: registry.TrafficAny}, p.cfg.AllowAny)
+	if m.Outcome == registry.BlackHole {
+		reason := fmt.Sprintf("no ServiceEntry visible to namespace %s declares host %q on port %d", p.cfg.Namespace, host, port)
+		p.log.Info("refused", "host", host, "port", port, "reason", reason, "via", "CONNECT", "cluster", registry.BlackHoleCluster)
+		writeStatus(client, "403 Forbidden", reason)
+		return
+	}
+	dst := destination{host: host, port: port}
+	if a, err := netip.ParseAddr(host); err == nil {
+		dst.orig = netip.AddrPortFrom(a, uint16(port))
+	}
+	up, addr, err := p.dialMatch(p.ctx, t, m, dst)
+	if err != nil {
+		p.log.Warn("CONNECT upstream failed", "host", host, "port", port, "cluster", m.Cluster, "err", err)
+		writeStatus(client, "503 Service Unavailable", err.Error())
+		return
+	}
+	defer up.Close()
+	if _, err := client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+		return
+	}
+	p.log.Debug("tunnel", "host", host, "port", port, "cluster", m.Cluster, "upstream", addr)
+	src := client
+	if len(buffered) > 0 {
+		src = newPrefixed(client, buffered)
+	}
+	pipe(src, up)
+}
+
+// writeStatus answers a CONNECT that will not be tunnelled.
+func writeStatus(c net.Conn, status, reason string) {
+	reason = strings.NewReplacer("\r", " ", "\n", " ").Replace(reason)
+	body := "meshentry: " + reason + "\n"
+	fmt.Fprintf(c, "HTTP/1.1 %s\r\nX-Meshentry-Reason: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", status, reason, len(body), body)
+}

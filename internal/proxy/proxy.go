@@ -1,0 +1,208 @@
+// Package proxy is meshentry's data plane: it accepts an application's connections (as an HTTP
+// forward proxy, or transparently captured by iptables), matches them against the current registry
+// snapshot the way an Istio sidecar does, and forwards them to the chosen endpoint.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshentry/meshentry/internal/balance"
+	"github.com/meshentry/meshentry/internal/httpfwd"
+	"github.com/meshentry/meshentry/internal/registry"
+	"github.com/meshentry/meshentry/internal/resolve"
+)
+
+// Config is how the proxy behaves; zero durations take the defaults noted.
+type Config struct {
+	// Namespace is the workload's namespace: only services exported to it are matched.
+	Namespace string
+	// Locality (region/zone/subzone) and Network rank endpoints.
+	Locality string
+	Network  string
+	// AllowAny passes unmatched traffic through (ALLOW_ANY) instead of refusing it (REGISTRY_ONLY).
+	AllowAny bool
+	// Resolver resolves DNS endpoints and, for NONE and passthrough via the forward proxy, hosts.
+	Resolver *resolve.Resolver
+	// Health tracks passive ejection; nil gives the proxy its own (5 failures eject for 30 s).
+	Health *balance.Health
+	Logger *slog.Logger
+	// ConnectTimeout bounds one connect attempt (5 s); MaxAttempts bounds attempts per connection (3).
+	ConnectTimeout time.Duration
+	MaxAttempts    int
+	// SniffTimeout is how long a captured connection may stay silent before it is taken as
+	// server-first TCP (200 ms).
+	SniffTimeout time.Duration
+	// HTTP bounds header sizes and timeouts of the HTTP engine.
+	HTTP httpfwd.Limits
+}
+
+// Proxy routes connections by the current snapshot; Update swaps the snapshot atomically.
+type Proxy struct {
+	cfg      Config
+	log      *slog.Logger
+	health   *balance.Health
+	locality balance.Locality
+	table    atomic.Pointer[table]
+	pool     *httpfwd.Pool
+	forward  *httpfwd.Server
+	capture  *httpfwd.Server
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	lns    map[net.Listener]struct{}
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+// New makes a proxy serving snap until Update gives it another.
+func New(cfg Config, snap *registry.Snapshot) *Proxy {
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 5 * time.Second
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.SniffTimeout <= 0 {
+		cfg.SniffTimeout = 200 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = "default"
+	}
+	p := &Proxy{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		health:   cfg.Health,
+		locality: balance.ParseLocality(cfg.Locality),
+		pool:     &httpfwd.Pool{},
+		lns:      map[net.Listener]struct{}{},
+		conns:    map[net.Conn]struct{}{},
+	}
+	if p.health == nil {
+		p.health = balance.NewHealth(balance.HealthConfig{})
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	lim := cfg.HTTP
+	lim.ConnectTimeout = cfg.ConnectTimeout
+	lim.MaxAttempts = cfg.MaxAttempts
+	p.forward = &httpfwd.Server{Router: &httpRouter{p: p}, Pool: p.pool, Limits: lim, Logger: p.log, OnConnect: p.handleConnect}
+	p.capture = &httpfwd.Server{Router: &httpRouter{p: p, captured: true}, Pool: p.pool, Limits: lim, Logger: p.log}
+	p.Update(snap)
+	return p
+}
+
+// Update makes snap the snapshot every new request and connection is matched against.
+func (p *Proxy) Update(snap *registry.Snapshot) {
+	p.table.Store(&table{snap: snap})
+}
+
+// Snapshot returns the snapshot in use.
+func (p *Proxy) Snapshot() *registry.Snapshot { return p.table.Load().snap }
+
+// ServeForward serves HTTP forward-proxy clients (absolute-form requests, CONNECT tunnels and
+// origin-form requests routed by Host) on ln until Shutdown.
+func (p *Proxy) ServeForward(ln net.Listener) error {
+	err := p.forward.Serve(ln)
+	if errors.Is(err, httpfwd.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// ServeCapture serves connections that iptables redirected to ln, finding each one's original
+// destination with SO_ORIGINAL_DST, until Shutdown.
+func (p *Proxy) ServeCapture(ln net.Listener) error {
+	if !p.track(ln) {
+		ln.Close()
+		return nil
+	}
+	defer p.untrack(ln)
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if p.ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			// Out of file descriptors and the like: back off rather than spin.
+			if delay = min(max(2*delay, 5*time.Millisecond), time.Second); !errors.Is(err, net.ErrClosed) {
+				p.log.Warn("capture accept failed", "err", err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.serveCaptured(c)
+		}()
+	}
+}
+
+// Shutdown stops accepting, lets HTTP requests in flight finish until ctx ends, then closes
+// every connection still open.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.cancel()
+	p.mu.Lock()
+	for ln := range p.lns {
+		ln.Close()
+	}
+	p.mu.Unlock()
+	err := errors.Join(p.forward.Shutdown(ctx), p.capture.Shutdown(ctx))
+	p.mu.Lock()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+	p.pool.Close()
+	return err
+}
+
+func (p *Proxy) track(ln net.Listener) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx.Err() != nil {
+		return false
+	}
+	p.lns[ln] = struct{}{}
+	return true
+}
+
+func (p *Proxy) untrack(ln net.Listener) {
+	p.mu.Lock()
+	delete(p.lns, ln)
+	p.mu.Unlock()
+}
+
+// trackConn registers a connection that Shutdown must close; it reports false when shutting down.
+func (p *Proxy) trackConn(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx.Err() != nil {
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *Proxy) untrackConn(c net.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+}

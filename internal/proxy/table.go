@@ -1,0 +1,132 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/meshentry/meshentry/internal/balance"
+	"github.com/meshentry/meshentry/internal/httpfwd"
+	"github.com/meshentry/meshentry/internal/registry"
+	"github.com/meshentry/meshentry/internal/resolve"
+)
+
+// table is the proxy's view of one snapshot: the snapshot plus per-port routing state (pickers and
+// ready-made upstreams) built the first time a port is used, so nothing is rebuilt per request.
+type table struct {
+	snap   *registry.Snapshot
+	routes sync.Map // *registry.Port -> *route
+}
+
+// route is how one service port reaches its endpoints.
+type route struct {
+	svc    *registry.Service
+	port   *registry.Port
+	picker *balance.Picker
+	eps    []endpoint
+	proto  httpfwd.Protocol
+}
+
+// endpoint is one endpoint of a route with what dialling it needs.
+type endpoint struct {
+	ep *registry.Endpoint
+	// key identifies the endpoint for health tracking, across snapshots.
+	key string
+	// up is the ready-made upstream for IP and unix endpoints.
+	up httpfwd.Upstream
+	// For DNS names: the upstreams of the last answer, reused while the resolver returns the same one.
+	resolved atomic.Pointer[resolvedSet]
+	rr       resolve.RoundRobin
+}
+
+type resolvedSet struct {
+	data *netip.Addr // identity of the resolver's shared answer slice
+	n    int
+	ups  []httpfwd.Upstream
+}
+
+func (t *table) route(svc *registry.Service, port *registry.Port, p *Proxy) *route {
+	if r, ok := t.routes.Load(port); ok {
+		return r.(*route)
+	}
+	r := newRoute(svc, port, p)
+	actual, _ := t.routes.LoadOrStore(port, r)
+	return actual.(*route)
+}
+
+func newRoute(svc *registry.Service, port *registry.Port, p *Proxy) *route {
+	r := &route{svc: svc, port: port, eps: make([]endpoint, len(port.Endpoints))}
+	switch port.Protocol {
+	case "HTTP2", "GRPC", "http2", "grpc":
+		r.proto = httpfwd.H2C
+	}
+	targets := make([]balance.Target, len(port.Endpoints))
+	for i := range port.Endpoints {
+		ep := &port.Endpoints[i]
+		e := &r.eps[i]
+		e.ep = ep
+		switch {
+		case ep.Unix:
+			path := ep.Dial()
+			e.key = ep.Address
+			e.up = httpfwd.Upstream{Key: e.key, Protocol: r.proto, Dial: func(ctx context.Context) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", path)
+			}}
+		case ep.IP.IsValid():
+			e.key = ep.Dial()
+			e.up = httpfwd.Upstream{Addr: e.key, Key: e.key, Protocol: r.proto}
+		default:
+			e.key = ep.Dial()
+		}
+		targets[i] = balance.Target{Key: e.key, Weight: ep.Weight, Locality: ep.Locality, Network: ep.Network}
+	}
+	r.picker = balance.NewPicker(targets, p.locality, p.cfg.Network, p.health)
+	return r
+}
+
+// upstream returns the upstream for endpoint i, resolving a DNS name through the resolver's cache.
+func (r *route) upstream(ctx context.Context, i int, res *resolve.Resolver) (httpfwd.Upstream, error) {
+	e := &r.eps[i]
+	if e.up.Key != "" {
+		return e.up, nil
+	}
+	addrs, err := res.Lookup(ctx, e.ep.Address)
+	if err != nil {
+		return httpfwd.Upstream{}, fmt.Errorf("resolve %s: %w", e.ep.Address, err)
+	}
+	if len(addrs) == 0 {
+		return httpfwd.Upstream{}, fmt.Errorf("resolve %s: no addresses", e.ep.Address)
+	}
+	set := e.resolved.Load()
+	if set == nil || set.data != unsafe.SliceData(addrs) || set.n != len(addrs) {
+		set = &resolvedSet{data: unsafe.SliceData(addrs), n: len(addrs), ups: make([]httpfwd.Upstream, len(addrs))}
+		for j, a := range addrs {
+			hp := netip.AddrPortFrom(a, uint16(e.ep.Port)).String()
+			// The pool key carries the address so pooled connections follow the DNS answer when it
+			// changes; the part before '|' is the endpoint's health key (see healthKey).
+			set.ups[j] = httpfwd.Upstream{Addr: hp, Key: e.key + "|" + hp, Protocol: r.proto}
+		}
+		e.resolved.Store(set)
+	}
+	if len(set.ups) == 1 {
+		return set.ups[0], nil
+	}
+	a := e.rr.Next(addrs)
+	for j := range addrs {
+		if addrs[j] == a {
+			return set.ups[j], nil
+		}
+	}
+	return set.ups[0], nil
+}
+
+// hostPort joins a host and port for dialling.
+func hostPort(host string, port uint32) string {
+	return net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10))
+}
