@@ -1,0 +1,286 @@
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshentry/meshentry/internal/testutil/backend"
+	"github.com/meshentry/meshentry/internal/testutil/dnstest"
+	"github.com/meshentry/meshentry/internal/testutil/netns"
+)
+
+// proxyUID is the user the captured proxy runs as; iptables leaves its own connections alone, the
+// way Istio's init container exempts the sidecar's UID.
+const proxyUID = "1337"
+
+var buildOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+// binary builds meshentry once into a folder any user can read, for running it in a namespace.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "meshentry-bin-")
+		if err == nil {
+			err = os.Chmod(dir, 0o755)
+		}
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.path = filepath.Join(dir, "meshentry")
+		out, err := exec.Command("go", "build", "-o", buildOnce.path, ".").CombinedOutput()
+		if err != nil {
+			buildOnce.err = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if buildOnce.err != nil {
+		t.Fatal(buildOnce.err)
+	}
+	return buildOnce.path
+}
+
+// TestTransparentCapture runs `meshentry run --capture-listen` inside a network namespace whose
+// iptables REDIRECT every TCP connection to 10.213.0.0/24 (except the proxy's own) to it, then
+// connects as an application would: TLS routed by SNI, HTTP by Host, TCP by CIDR, NONE to the
+// original destination, and unknown destinations refused.
+func TestTransparentCapture(t *testing.T) {
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("needs setpriv (util-linux) to run the proxy under its own UID")
+	}
+	ns := netns.New(t, "10.213.0.10/24", "10.213.0.200/24")
+	bin := binary(t)
+
+	// Upstreams inside the namespace, on its loopback.
+	ca := backend.NewCA(t)
+	listen := func(addr string) net.Listener {
+		ln, err := ns.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
+	}
+	sniBackend := backend.TLS(t, "sni-backend", listen("127.0.0.1:0"), ca, "api.dropboxapi.com", "www.googleapis.com")
+	httpBackend := backend.Serve(t, "http-backend", listen("127.0.0.1:0"))
+	// The original destination itself, for resolution NONE.
+	backend.TLS(t, "original", listen("10.213.0.10:443"), ca, "en.wikipedia.org")
+	tcpEcho := listen("127.0.0.1:0")
+	go func() {
+		for {
+			c, err := tcpEcho.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	var dns *dnstest.Server
+	if err := ns.Do(func() error {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		dns = dnstest.StartOn(t, pc)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	dns.Set("api.dropboxapi.com", 5, "127.0.0.1")
+	dns.Set("www.googleapis.com", 5, "127.0.0.1")
+
+	dir, err := os.MkdirTemp("", "meshentry-capture-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	cfg := filepath.Join(dir, "config.yaml")
+	port := func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: external-svc-https}
+spec:
+  hosts: [api.dropboxapi.com, www.googleapis.com]
+  ports: [{number: 443, name: https, protocol: TLS, targetPort: %s}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: external-svc-redirect}
+spec:
+  hosts: ["*.wikipedia.org"]
+  ports: [{number: 443, name: https, protocol: TLS}]
+  resolution: NONE
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: web}
+spec:
+  hosts: [web.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: %s}}]
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: mongocluster}
+spec:
+  hosts: [mymongodb.somedomain]
+  addresses: [10.213.0.128/25]
+  ports: [{number: 27018, name: mongodb, protocol: MONGO}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {mongodb: %s}}]
+`, port(sniBackend.Addr), port(httpBackend.Addr), port(tcpEcho.Addr().String()))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	const captureAddr = "0.0.0.0:15006"
+	ns.IPTables("-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", "10.213.0.0/24",
+		"-m", "owner", "!", "--uid-owner", proxyUID, "-j", "REDIRECT", "--to-ports", "15006")
+
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, "setpriv", "--reuid", proxyUID, "--regid", proxyUID, "--clear-groups",
+		bin, "run", "-f", cfg, "--listen", "", "--admin", "", "--capture-listen", captureAddr,
+		"--dns-server", dns.Addr, "--log-level", "debug")
+	stdout, _ := cmd.StdoutPipe()
+	var logs strings.Builder
+	var logMu sync.Mutex
+	cmd.Stderr = writerFunc(func(p []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(p) })
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			t.Error("meshentry did not stop within 5 s of SIGINT")
+		}
+		if t.Failed() {
+			logMu.Lock()
+			t.Logf("meshentry log:\n%s", logs.String())
+			logMu.Unlock()
+		}
+	})
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "capture listening on") {
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("meshentry did not start listening")
+	}
+
+	dial := func(t *testing.T, addr string) net.Conn {
+		t.Helper()
+		c, err := ns.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c
+	}
+	httpsGet := func(t *testing.T, addr, sni string) (string, error) {
+		t.Helper()
+		tc := tls.Client(dial(t, addr), backend.TLSClient(ca, sni))
+		defer tc.Close()
+		fmt.Fprintf(tc, "GET /captured HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", sni)
+		resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+
+	for _, host := range []string{"api.dropboxapi.com", "www.googleapis.com"} {
+		t.Run("routes TLS for "+host+" by SNI to its DNS-resolved endpoint", func(t *testing.T) {
+			body, err := httpsGet(t, "10.213.0.10:443", host)
+			if err != nil || body != "sni-backend "+host+" /captured" {
+				t.Fatalf("got %q, %v", body, err)
+			}
+		})
+	}
+	t.Run("sends resolution NONE to the original destination", func(t *testing.T) {
+		body, err := httpsGet(t, "10.213.0.10:443", "en.wikipedia.org")
+		if err != nil || body != "original en.wikipedia.org /captured" {
+			t.Fatalf("got %q, %v", body, err)
+		}
+	})
+	t.Run("closes TLS whose SNI no ServiceEntry declares", func(t *testing.T) {
+		if body, err := httpsGet(t, "10.213.0.10:443", "www.example.org"); err == nil {
+			t.Fatalf("handshake succeeded: %q", body)
+		}
+	})
+	t.Run("routes plain HTTP by Host, request by request on one connection", func(t *testing.T) {
+		c := dial(t, "10.213.0.10:80")
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for i := 0; i < 3; i++ {
+			fmt.Fprintf(c, "GET /n%d HTTP/1.1\r\nHost: web.example.com\r\n\r\n", i)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := fmt.Sprintf("http-backend web.example.com /n%d", i); string(b) != want {
+				t.Fatalf("got %q, want %q", b, want)
+			}
+		}
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: unknown.example.com\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 502 {
+			t.Fatalf("unknown Host: %v %v", resp, err)
+		}
+	})
+	t.Run("routes opaque TCP by the destination's CIDR", func(t *testing.T) {
+		c := dial(t, "10.213.0.200:27018")
+		defer c.Close()
+		if _, err := c.Write([]byte("hello mongo")); err != nil {
+			t.Fatal(err)
+		}
+		c.(*net.TCPConn).CloseWrite()
+		b, err := io.ReadAll(c)
+		if err != nil || string(b) != "hello mongo" {
+			t.Fatalf("echo %q, %v", b, err)
+		}
+	})
+	t.Run("closes TCP to an address no ServiceEntry covers", func(t *testing.T) {
+		c := dial(t, "10.213.0.10:27018")
+		defer c.Close()
+		c.Write([]byte("anyone?"))
+		b, _ := io.ReadAll(c)
+		if len(b) != 0 {
+			t.Fatalf("got %q from a refused destination", b)
+		}
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
