@@ -1,0 +1,130 @@
+// Command benchtool is the upstream and the bulk client that bench/proxy.sh measures proxies with:
+// an HTTP keep-alive backend, a TCP source that streams a fixed number of bytes per connection,
+// and a client that reads such a stream (directly, or through a CONNECT tunnel) and times it.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: benchtool http ADDR | source ADDR BYTES | fetch ADDR BYTES [--connect HOST:PORT]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "http":
+		err = serveHTTP(os.Args[2])
+	case "source":
+		err = serveSource(os.Args[2:])
+	case "fetch":
+		err = fetch(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown mode %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchtool:", err)
+		os.Exit(1)
+	}
+}
+
+// serveHTTP answers every request with a small fixed body, keep-alive.
+func serveHTTP(addr string) error {
+	body := []byte(strings.Repeat("x", 128))
+	return http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write(body)
+	}))
+}
+
+// serveSource writes BYTES zero bytes to every connection, then closes it.
+func serveSource(args []string) error {
+	fs := flag.NewFlagSet("source", flag.ExitOnError)
+	fs.Parse(args[2:])
+	var n int64
+	fmt.Sscan(args[1], &n)
+	ln, err := net.Listen("tcp", args[0])
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 256<<10)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			// Drain whatever the client sends (a CONNECT tunnel sends nothing after the handshake).
+			go io.Copy(io.Discard, c)
+			for left := n; left > 0; {
+				chunk := buf
+				if left < int64(len(chunk)) {
+					chunk = chunk[:left]
+				}
+				w, err := c.Write(chunk)
+				if err != nil {
+					return
+				}
+				left -= int64(w)
+			}
+		}()
+	}
+}
+
+// fetch reads BYTES from ADDR (through a CONNECT tunnel to --connect when given) and prints the
+// elapsed seconds and MiB/s.
+func fetch(args []string) error {
+	fs := flag.NewFlagSet("fetch", flag.ExitOnError)
+	connect := fs.String("connect", "", "open a CONNECT tunnel to HOST:PORT first")
+	fs.Parse(args[2:])
+	var want int64
+	fmt.Sscan(args[1], &want)
+	start := time.Now()
+	c, err := net.Dial("tcp", args[0])
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var r io.Reader = c
+	if *connect != "" {
+		fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", *connect, *connect)
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("CONNECT: %s", resp.Status)
+		}
+		r = br
+	}
+	// A large buffer keeps the client's syscalls from being what the measurement measures.
+	buf := make([]byte, 1<<20)
+	var got int64
+	for {
+		n, err := r.Read(buf)
+		got += int64(n)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if got != want {
+		return fmt.Errorf("read %d bytes, want %d", got, want)
+	}
+	secs := time.Since(start).Seconds()
+	fmt.Printf("%.3f %.1f\n", secs, float64(got)/secs/(1<<20))
+	return nil
+}
