@@ -358,6 +358,16 @@ spec:
 	t.Run("fails over to the same zone when the subzone's endpoints stop, failing no request", func(t *testing.T) {
 		onlyFrom(served(40), "same-zone")
 	})
+	t.Run("ejects the stopped endpoints after five connect failures in a row", func(t *testing.T) {
+		for _, name := range []string{"local-a", "local-b"} {
+			if key := servers[name].Addr; !h.p.health.Ejected(key) {
+				t.Errorf("%s (%s) is not ejected", name, key)
+			}
+		}
+		if h.p.health.Ejected(servers["same-zone"].Addr) {
+			t.Error("the endpoint serving traffic was ejected")
+		}
+	})
 	servers["same-zone"].Stop()
 	h.p.pool.CloseIdle()
 	t.Run("then to the same region", func(t *testing.T) {
