@@ -35,6 +35,11 @@ func TestAdminEndpoints(t *testing.T) {
 			t.Fatalf("/ready = %d %q", code, body)
 		}
 	})
+	t.Run("serves Go profiles", func(t *testing.T) {
+		if code, body := get("/debug/pprof/goroutine?debug=1"); code != 200 || !strings.Contains(body, "goroutine profile") {
+			t.Fatalf("goroutine profile = %d %q", code, body[:min(len(body), 80)])
+		}
+	})
 	t.Run("turns ready when nothing is pending", func(t *testing.T) {
 		pending.Store(&[]string{})
 		if code, body := get("/ready"); code != 200 || body != "ready\n" {
