@@ -24,6 +24,16 @@ func (e *copyError) Unwrap() error { return e.err }
 // errBadChunk is invalid chunked framing.
 var errBadChunk = errors.New("invalid chunked encoding")
 
+// readFailed reports a copy that failed on its source side. It is a function of its own so
+// that the error target escapes only on the error path.
+func readFailed(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ce *copyError
+	return errors.As(err, &ce) && ce.read
+}
+
 func readFail(err error) error {
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF

@@ -185,7 +185,7 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 				if async {
 					bodyErr = c.stopBody(uc)
 				}
-				if ce := (*copyError)(nil); errors.As(bodyErr, &ce) && ce.read {
+				if readFailed(bodyErr) {
 					uc.nc.Close()
 					return c.clientBodyFailed(start, bodyErr), nil, false
 				}
@@ -207,7 +207,7 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 		default:
 		}
 	}
-	if ce := (*copyError)(nil); errors.As(bodyErr, &ce) && ce.read {
+	if readFailed(bodyErr) {
 		// The client's body broke off but the upstream answered anyway: relay that answer
 		// unless the body was malformed.
 		if errors.Is(bodyErr, errBadChunk) {
@@ -263,10 +263,10 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 	}
 	if err != nil {
 		keep = false
-		if ce := (*copyError)(nil); errors.As(err, &ce) && ce.read {
-			upErr = fmt.Errorf("%w: reading the response body: %w", ErrUpstreamClosed, ce.err)
+		if readFailed(err) {
+			upErr = fmt.Errorf("%w: reading the response body: %w", ErrUpstreamClosed, errors.Unwrap(err))
 			if errors.Is(err, errBadChunk) {
-				upErr = fmt.Errorf("%w: %w", ErrBadResponse, ce.err)
+				upErr = fmt.Errorf("%w: %w", ErrBadResponse, errors.Unwrap(err))
 			}
 		}
 	}
@@ -312,7 +312,7 @@ func (c *conn) streamBody(uc *upConn) {
 			err = &copyError{err: ferr}
 		}
 	}
-	if ce := (*copyError)(nil); errors.As(err, &ce) && ce.read {
+	if readFailed(err) {
 		// The client failed: abort the exchange, which also wakes the response wait.
 		uc.nc.Close()
 	} else {

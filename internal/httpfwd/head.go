@@ -3,6 +3,7 @@ package httpfwd
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"iter"
 	"net"
 )
@@ -152,6 +153,32 @@ var isHostByte = func() (t [256]bool) {
 	}
 	return t
 }()
+
+// validValue reports whether a field value holds only VCHAR, obs-text, SP and HTAB (RFC 9110
+// §5.5): control characters, CR and NUL above all, are refused rather than passed on. Eight
+// bytes are checked at a time, since every value of every message goes through here.
+func validValue(b []byte) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	for len(b) >= 8 {
+		x := binary.LittleEndian.Uint64(b)
+		// High bit set in a byte of either term marks a byte < 0x20 or == 0x7f (for
+		// bytes < 0x80; obs-text bytes are excluded by &^x).
+		if ((x-lo*0x20)|((x^lo*0x7f)-lo))&^x&hi != 0 {
+			for _, c := range b[:8] {
+				if c < ' ' && c != '\t' || c == 0x7f {
+					return false
+				}
+			}
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
 
 // span is a half-open byte range inside a head buffer.
 type span struct{ start, end int }
@@ -303,7 +330,7 @@ func (h *headerBlock) parseFields(pos int, request bool) error {
 			ve--
 		}
 		value := raw[vs:ve]
-		if bytes.IndexByte(value, '\r') >= 0 || bytes.IndexByte(value, 0) >= 0 {
+		if !validValue(value) {
 			return badHead("invalid character in header value")
 		}
 		kind := classify(name)
