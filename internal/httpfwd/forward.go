@@ -50,7 +50,14 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 		}
 		c.rec.Upstream = up.Key
 		if up.Protocol == H2C {
-			return c.serveH2C(ctx, start, &up)
+			keep, retry := c.serveH2C(ctx, start, &up)
+			if !retry {
+				return keep
+			}
+			if attempt+1 >= s.lim.MaxAttempts {
+				return c.fail(start, 503, "upstream connect failed", ErrConnect)
+			}
+			continue
 		}
 		var err error
 		if uc = s.pool.get(up.Key, start); uc != nil {

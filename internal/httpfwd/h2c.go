@@ -1,10 +1,403 @@
 package httpfwd
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
-func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) bool {
-	return c.fail(start, 501, "h2c upstreams are not supported yet", nil)
+// The h2c path converts the HTTP/1.1 request into an http.Request for net/http's Transport,
+// which speaks cleartext HTTP/2 with prior knowledge (Go 1.24's UnencryptedHTTP2) and
+// multiplexes requests per upstream. It allocates per request like any net/http client; the
+// byte-level HTTP/1.1 path stays the fast one.
+
+// h2cDial travels in the request context to the Transport's dialer, which serves every
+// upstream: it dials the Upstream of the request that needs a connection.
+type h2cDial struct {
+	up      Upstream
+	timeout time.Duration
+}
+
+type h2cDialKey struct{}
+
+// h2c returns the pool's shared h2c transport, creating it on first use.
+func (p *Pool) h2c() *http.Transport {
+	p.h2Once.Do(func() {
+		var protocols http.Protocols
+		protocols.SetUnencryptedHTTP2(true)
+		t := &http.Transport{
+			Protocols:           &protocols,
+			DialContext:         dialH2C,
+			IdleConnTimeout:     p.idleTimeout(),
+			MaxIdleConnsPerHost: p.maxIdle(),
+			DisableCompression:  true, // relay content codings as they are
+			ForceAttemptHTTP2:   true,
+		}
+		p.mu.Lock()
+		p.h2 = t
+		p.mu.Unlock()
+	})
+	return p.h2
+}
+
+func dialH2C(ctx context.Context, _, _ string) (net.Conn, error) {
+	d, ok := ctx.Value(h2cDialKey{}).(*h2cDial)
+	if !ok {
+		return nil, errors.New("h2c dial without an upstream")
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	var nc net.Conn
+	var err error
+	if d.up.Dial != nil {
+		nc, err = d.up.Dial(ctx)
+	} else {
+		var nd net.Dialer
+		nc, err = nd.DialContext(ctx, "tcp", d.up.Addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConnect, d.up.Key, err)
+	}
+	return nc, nil
+}
+
+// h2cHost names the Transport's connection pool for a Key: any string may be a Key, but a
+// URL host may not, so the Key is hashed into one.
+func h2cHost(key string) string {
+	h := fnv.New64a()
+	io.WriteString(h, key)
+	return strconv.FormatUint(h.Sum64(), 16) + ".h2c.invalid"
+}
+
+// serveH2C forwards the request over h2c. It returns whether the client connection may go on,
+// and retry when the connect failed before any of the request was consumed.
+func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (keep, retry bool) {
+	s := c.s
+	req := &c.req
+	if req.WantsUpgrade() {
+		return c.fail(start, 501, "protocol upgrades to an h2c upstream are not supported", nil), false
+	}
+	host := up.Host
+	switch {
+	case host != "":
+	case req.Absolute:
+		host = string(req.raw[req.authority.start:req.authority.end])
+	case req.hosts > 0:
+		host = string(req.raw[req.host.start:req.host.end])
+	default:
+		host = up.Addr
+	}
+	target := req.Target
+	if req.Absolute {
+		target = req.Path
+		if len(target) == 0 || target[0] != '/' {
+			target = append([]byte{'/'}, target...)
+		}
+	}
+	hreq := &http.Request{
+		Method:     req.Method,
+		URL:        &url.URL{Scheme: "http", Host: h2cHost(up.Key), Opaque: string(target)},
+		Proto:      "HTTP/2.0",
+		ProtoMajor: 2,
+		Header:     make(http.Header, len(req.fields)+1),
+		Host:       host,
+	}
+	for i := range req.fields {
+		f := &req.fields[i]
+		name, value := req.raw[f.name.start:f.name.end], req.raw[f.value.start:f.value.end]
+		switch {
+		case f.kind == kindTE && equalFold(value, "trailers"):
+			// gRPC servers insist on TE: trailers, the one TE value HTTP/2 allows.
+		case !req.forwarded(f), f.kind == kindHost, f.kind == kindContentLength,
+			f.kind == kindTransferEncoding, f.kind == kindExpect:
+			continue
+		}
+		k := http.CanonicalHeaderKey(string(name))
+		hreq.Header[k] = append(hreq.Header[k], string(value))
+	}
+	if !req.has(flagRequestID) {
+		hreq.Header["X-Request-Id"] = []string{string(c.rec.RequestID)}
+	}
+	var body *h2cBody
+	if req.HasBody() {
+		if req.has(flagExpectContinue) && req.ProtoMinor == 1 {
+			// Accepting the body here is simpler than relaying HTTP/2's interim responses.
+			c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if err := c.bw.Flush(); err != nil {
+				return false, false
+			}
+		}
+		body = &h2cBody{c: c, remaining: max(req.length, 0), chunked: req.Chunked()}
+		hreq.Body = body
+		hreq.ContentLength = req.length
+		if req.Chunked() {
+			hreq.ContentLength = -1
+		}
+	}
+	dial := &h2cDial{up: *up, timeout: s.lim.ConnectTimeout}
+	hreq = hreq.WithContext(context.WithValue(ctx, h2cDialKey{}, dial))
+	resp, err := s.pool.h2c().RoundTrip(hreq)
+	if err != nil {
+		s.Router.Done(*up, err)
+		consumed := body.stop()
+		if errors.Is(err, ErrConnect) {
+			if consumed == 0 {
+				return false, true
+			}
+			return c.fail(start, 503, "upstream connect failed", err), false
+		}
+		return c.fail(start, 502, "upstream request failed", err), false
+	}
+	defer resp.Body.Close()
+	keep, upErr := c.relayH2CResponse(resp, body)
+	s.Router.Done(*up, upErr)
+	c.logAccess(start, up.Key, resp.StatusCode, upErr)
+	return keep, false
+}
+
+// relayH2CResponse writes resp to the HTTP/1.1 client.
+func (c *conn) relayH2CResponse(resp *http.Response, body *h2cBody) (keep bool, upErr error) {
+	req := &c.req
+	w := c.bw
+	noBody := req.Method == "HEAD" || resp.StatusCode < 200 || resp.StatusCode == 204 || resp.StatusCode == 304
+	length := resp.ContentLength
+	if len(resp.Trailer) > 0 {
+		length = -1 // trailers need the chunked coding
+	}
+	chunked := !noBody && length < 0 && req.ProtoMinor == 1
+	keep = req.KeepAlive() && (noBody || length >= 0 || chunked) && !c.s.shutting.Load()
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.IdleTimeout))
+	w.WriteString("HTTP/1.1 ")
+	w.Write(strconv.AppendInt(c.num[:0], int64(resp.StatusCode), 10))
+	w.WriteByte(' ')
+	w.WriteString(http.StatusText(resp.StatusCode))
+	w.WriteString("\r\n")
+	for k, vs := range resp.Header {
+		switch http.CanonicalHeaderKey(k) {
+		case "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Trailer":
+			continue
+		}
+		for _, v := range vs {
+			w.WriteString(k)
+			w.WriteString(": ")
+			writeSanitized(c, v)
+			w.WriteString("\r\n")
+		}
+	}
+	switch {
+	case noBody && resp.ContentLength >= 0 && req.Method == "HEAD":
+		w.WriteString("Content-Length: ")
+		w.Write(strconv.AppendInt(c.num[:0], resp.ContentLength, 10))
+		w.WriteString("\r\n")
+	case noBody:
+	case length >= 0:
+		w.WriteString("Content-Length: ")
+		w.Write(strconv.AppendInt(c.num[:0], length, 10))
+		w.WriteString("\r\n")
+	case chunked:
+		w.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if !keep {
+		w.WriteString("Connection: close\r\n")
+	} else if req.ProtoMinor == 0 {
+		w.WriteString("Connection: keep-alive\r\n")
+	}
+	w.WriteString("\r\n")
+
+	var err error
+	if !noBody {
+		err = c.copyH2CBody(resp, chunked)
+	}
+	if err == nil {
+		err = w.Flush()
+	} else {
+		w.Flush()
+		keep = false
+		if readFailed(err) {
+			upErr = fmt.Errorf("%w: reading the response body: %w", ErrUpstreamClosed, errors.Unwrap(err))
+		}
+	}
+	if err != nil {
+		keep = false
+	}
+	if body.stop(); body != nil && !body.eof {
+		// The client is still sending a body nobody reads: its connection cannot go on.
+		keep = false
+		c.linger = true
+	}
+	return keep, upErr
+}
+
+// copyH2CBody relays the response body, framing it in chunks (with trailers) when chunked.
+func (c *conn) copyH2CBody(resp *http.Response, chunked bool) error {
+	w := c.bw
+	p := &c.down
+	buf := p.scratch()
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			c.rec.ResponseBytes += int64(n)
+			c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.IdleTimeout))
+			if chunked {
+				w.Write(strconv.AppendInt(c.num[:0], int64(n), 16))
+				w.WriteString("\r\n")
+			}
+			w.Write(buf[:n])
+			if chunked {
+				w.WriteString("\r\n")
+			}
+			// Streams such as gRPC need each message promptly.
+			if ferr := w.Flush(); ferr != nil {
+				return &copyError{err: ferr}
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return &copyError{read: true, err: err}
+		}
+	}
+	if chunked {
+		w.WriteString("0\r\n")
+		for k, vs := range resp.Trailer {
+			if !validName(k) {
+				continue
+			}
+			for _, v := range vs {
+				w.WriteString(k)
+				w.WriteString(": ")
+				writeSanitized(c, v)
+				w.WriteString("\r\n")
+			}
+		}
+		w.WriteString("\r\n")
+	}
+	return nil
+}
+
+// h2cBody is the client's request body as the Transport reads it, on its own goroutine.
+type h2cBody struct {
+	c         *conn
+	mu        sync.Mutex // held by a Read in progress
+	closed    atomic.Bool
+	remaining int64 // of a Content-Length body, or of the current chunk
+	chunked   bool
+	started   bool // a chunk was read, so a CRLF precedes the next size line
+	eof       bool
+	n         int64
+}
+
+func (b *h2cBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.eof {
+		return 0, io.EOF
+	}
+	if b.closed.Load() {
+		return 0, errStopped
+	}
+	br := b.c.br
+	if br.Buffered() == 0 {
+		b.c.nc.SetReadDeadline(time.Now().Add(b.c.s.lim.IdleTimeout))
+	}
+	if b.chunked && b.remaining == 0 {
+		if err := b.nextChunk(br); err != nil {
+			return 0, err
+		}
+		if b.eof {
+			return 0, io.EOF
+		}
+	}
+	if int64(len(p)) > b.remaining {
+		p = p[:b.remaining]
+	}
+	n, err := br.Read(p)
+	b.remaining -= int64(n)
+	b.n += int64(n)
+	b.c.rec.RequestBytes = b.n
+	if b.remaining == 0 && !b.chunked {
+		b.eof = true
+		return n, io.EOF
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// nextChunk reads up to the next chunk's data, or through the trailers after the last one.
+func (b *h2cBody) nextChunk(br *bufio.Reader) error {
+	if b.started {
+		crlf, err := br.Peek(2)
+		if err != nil {
+			return readFail(err)
+		}
+		if crlf[0] != '\r' || crlf[1] != '\n' {
+			return badChunk("chunk data not followed by CRLF")
+		}
+		br.Discard(2)
+	}
+	b.started = true
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return readFail(err)
+	}
+	size, err := parseChunkLine(line)
+	if err != nil {
+		return err
+	}
+	if size > 0 {
+		b.remaining = size
+		return nil
+	}
+	for total := 0; ; {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return readFail(err)
+		}
+		if total += len(line); total > b.c.s.lim.MaxHeaderBytes {
+			return badChunk("trailer section too large")
+		}
+		if err := checkTrailerLine(line); err != nil {
+			return err
+		}
+		if len(line) == 2 {
+			b.eof = true
+			return nil
+		}
+	}
+}
+
+// Close is called by the Transport when it no longer needs the body.
+func (b *h2cBody) Close() error {
+	b.closed.Store(true)
+	return nil
+}
+
+// stop ends the body for the Transport, waiting out a Read in progress, and returns how many
+// bytes were consumed from the client. A nil body consumed nothing.
+func (b *h2cBody) stop() int64 {
+	if b == nil {
+		return 0
+	}
+	b.closed.Store(true)
+	if !b.mu.TryLock() {
+		// A Read is blocked on the client: wake it; the connection cannot be reused.
+		b.c.nc.SetReadDeadline(time.Unix(1, 0))
+		b.c.linger = true
+		b.mu.Lock()
+	}
+	defer b.mu.Unlock()
+	return b.n
 }

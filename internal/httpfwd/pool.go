@@ -2,6 +2,7 @@ package httpfwd
 
 import (
 	"net"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -19,6 +20,8 @@ type Pool struct {
 	count  int
 	closed bool
 	sweep  *time.Timer
+	h2Once sync.Once
+	h2     *http.Transport // shared by all h2c upstreams, created on first use
 }
 
 // upConn is one upstream connection; the reader and writer belong to the request using it.
@@ -146,6 +149,12 @@ func (p *Pool) CloseIdle() {
 		for _, uc := range list {
 			uc.nc.Close()
 		}
+	}
+	p.mu.Lock()
+	h2 := p.h2
+	p.mu.Unlock()
+	if h2 != nil {
+		h2.CloseIdleConnections()
 	}
 }
 
