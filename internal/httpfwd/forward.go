@@ -25,8 +25,8 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 		}
 		buffered, _ := c.br.Peek(c.br.Buffered())
 		c.nc.SetDeadline(time.Time{})
-		c.hijacked = true
-		s.OnConnect(req, c.nc, buffered)
+		c.hijacked.Store(true)
+		s.OnConnect(ctx, req, c.nc, buffered)
 		return false
 	}
 	c.rec.Upstream = ""
@@ -128,7 +128,9 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 	// A pooled connection may have been closed by the upstream meanwhile; the request can go
 	// again on a new one when it failed before any response byte and none of its body was
 	// consumed (RFC 9110 §9.2.2).
-	staleOK := mayRetry && uc.reused && req.idempotent()
+	staleOK := mayRetry && uc.reused // and idempotent, checked when it matters
+	c.current.Store(uc)
+	defer c.current.Store(nil)
 	c.ubr.Reset(uc.nc)
 	c.ubw.Reset(uc.nc)
 	uc.nc.SetDeadline(start.Add(lim.IdleTimeout))
@@ -299,7 +301,7 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 // for a retry when that is safe, and otherwise answers 502 or 504.
 func (c *conn) upstreamFailed(start time.Time, uc *upConn, staleOK bool, err error) (bool, error, bool) {
 	uc.nc.Close()
-	if staleOK && !isTimeout(err) {
+	if staleOK && !isTimeout(err) && c.req.idempotent() {
 		return false, nil, true
 	}
 	var e error

@@ -232,7 +232,7 @@ func TestConnect(t *testing.T) {
 		t.Parallel()
 		srv := &Server{
 			Router: staticRouter("127.0.0.1:1"),
-			OnConnect: func(head *RequestHead, nc net.Conn, buffered []byte) {
+			OnConnect: func(_ context.Context, head *RequestHead, nc net.Conn, buffered []byte) {
 				defer nc.Close()
 				io.WriteString(nc, "HTTP/1.1 200 Connection Established\r\n\r\n")
 				io.WriteString(nc, head.Host+" "+strconv.Itoa(head.Port)+" "+string(buffered))
@@ -311,5 +311,37 @@ func TestShutdown(t *testing.T) {
 func waitFor(cond func() bool) {
 	for deadline := time.Now().Add(3 * time.Second); !cond() && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestCloseAbortsRequestsInFlight(t *testing.T) {
+	t.Parallel()
+	got := make(chan struct{})
+	release := make(chan struct{})
+	be := startRawBackend(t, func(nc net.Conn, br *bufio.Reader) {
+		readRawRequest(br)
+		close(got)
+		<-release
+	})
+	defer close(release)
+	srv := &Server{Router: staticRouter(be.addr())}
+	ln := listen(t)
+	go srv.Serve(ln)
+	c := dial(t, ln.Addr().String())
+	c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-got
+	srv.Close()
+	waited := make(chan struct{})
+	go func() {
+		srv.serveGroup.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-time.After(2 * time.Second):
+		t.Fatal("a request waiting on its upstream outlived Close")
+	}
+	if !c.closed() {
+		t.Error("client connection left open")
 	}
 }

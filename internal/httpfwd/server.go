@@ -26,9 +26,10 @@ type Server struct {
 	AccessLog func(*AccessRecord)
 	// OnConnect, when set, takes over a connection whose request is CONNECT: the engine
 	// stops serving it and hands over the parsed head, the connection and the bytes it had
-	// already read beyond the head (valid until OnConnect returns). OnConnect owns the
-	// connection and must close it. Without it, CONNECT is answered with 501.
-	OnConnect func(head *RequestHead, client net.Conn, buffered []byte)
+	// already read beyond the head, all valid until OnConnect returns. OnConnect owns the
+	// connection and must close it; it should tunnel before returning, since ctx is
+	// canceled when it returns or the server closes. Without it, CONNECT gets a 501.
+	OnConnect func(ctx context.Context, head *RequestHead, client net.Conn, buffered []byte)
 
 	initOnce    sync.Once
 	lim         Limits
@@ -125,18 +126,26 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 		s.putConn(c)
 		return
 	}
+	ctx, c.cancel = context.WithCancel(ctx)
 	s.active[c] = struct{}{}
 	s.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	aborted := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(aborted)
+		c.abort()
+	})
 
 	c.serve(ctx)
 
-	stop()
+	if !stop() {
+		<-aborted // c is about to be reused: let abort finish with it first
+	}
+	c.cancel()
 	s.mu.Lock()
 	delete(s.active, c)
 	s.mu.Unlock()
 	switch {
-	case c.hijacked:
+	case c.hijacked.Load():
 	case c.linger:
 		lingerClose(nc)
 	default:
@@ -186,7 +195,7 @@ func (s *Server) Close() error {
 	s.cancel()
 	s.mu.Lock()
 	for c := range s.active {
-		c.nc.Close()
+		c.abort()
 	}
 	s.mu.Unlock()
 	s.closePool()
@@ -225,7 +234,8 @@ func (s *Server) getConn(nc net.Conn) *conn {
 	c.nc = nc
 	c.br.Reset(nc)
 	c.bw.Reset(nc)
-	c.hijacked, c.linger = false, false
+	c.hijacked.Store(false)
+	c.linger = false
 	c.req.RemoteAddr = nc.RemoteAddr()
 	c.req.LocalAddr = nc.LocalAddr()
 	c.req.Host = ""
@@ -269,8 +279,22 @@ type conn struct {
 	bodyDone chan error // result of a request body streamed on its own goroutine
 	linger   bool       // unread request bytes may remain: close gently
 	rec      AccessRecord
-	idle     atomic.Bool // waiting for the next request; Shutdown may close it
-	hijacked bool
+	idle     atomic.Bool            // waiting for the next request; Shutdown may close it
+	current  atomic.Pointer[upConn] // the upstream connection in use, for abort
+	cancel   context.CancelFunc     // ends the connection's context
+	hijacked atomic.Bool            // OnConnect owns the client connection
+}
+
+// abort ends the connection at once: its client and upstream connections are closed and its
+// context is canceled, so that whatever it waits for returns.
+func (c *conn) abort() {
+	if !c.hijacked.Load() {
+		c.nc.Close()
+	}
+	if uc := c.current.Load(); uc != nil {
+		uc.nc.Close()
+	}
+	c.cancel()
 }
 
 // releaseScratch returns the bulk buffers between requests.
@@ -286,7 +310,7 @@ func (c *conn) serve(ctx context.Context) {
 		}
 		keep := c.serveRequest(ctx)
 		c.releaseScratch()
-		if !keep || c.hijacked || c.s.shutting.Load() {
+		if !keep || c.hijacked.Load() || c.s.shutting.Load() {
 			return
 		}
 	}
