@@ -345,3 +345,22 @@ func TestCloseAbortsRequestsInFlight(t *testing.T) {
 		t.Error("client connection left open")
 	}
 }
+
+func TestPanickingRouter(t *testing.T) {
+	t.Parallel()
+	router := RouterFunc(func(req *RequestHead, _ int) (Upstream, *Reject) {
+		if req.Host == "boom.test" {
+			panic("router bug")
+		}
+		return Upstream{}, &Reject{Status: 403}
+	})
+	addr := startProxy(t, &Server{Router: router})
+	c := dial(t, addr)
+	c.send("GET / HTTP/1.1\r\nHost: boom.test\r\n\r\n")
+	if !c.closed() {
+		t.Fatal("connection left open after a panic")
+	}
+	if resp := dial(t, addr).roundTrip("GET / HTTP/1.1\r\nHost: fine.test\r\n\r\n"); resp.StatusCode != 403 {
+		t.Errorf("the server stopped answering after a panic: %d", resp.StatusCode)
+	}
+}

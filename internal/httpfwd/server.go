@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,11 @@ func (s *Server) init() {
 		s.log = s.Logger
 		if s.log == nil {
 			s.log = slog.New(slog.DiscardHandler)
+		}
+		if s.Router == nil {
+			s.Router = RouterFunc(func(*RequestHead, int) (Upstream, *Reject) {
+				return Upstream{}, &Reject{Status: 500, Reason: "no router configured"}
+			})
 		}
 		s.baseCtx, s.cancel = context.WithCancel(context.Background())
 		s.listeners = make(map[net.Listener]struct{})
@@ -135,7 +141,7 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 		c.abort()
 	})
 
-	c.serve(ctx)
+	ok := c.serveRecovering(ctx)
 
 	if !stop() {
 		<-aborted // c is about to be reused: let abort finish with it first
@@ -145,6 +151,10 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 	delete(s.active, c)
 	s.mu.Unlock()
 	switch {
+	case !ok:
+		// A panic may have left a body copy running on c: abort it and do not reuse c.
+		c.abort()
+		return
 	case c.hijacked.Load():
 	case c.linger:
 		lingerClose(nc)
@@ -152,6 +162,20 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 		nc.Close()
 	}
 	s.putConn(c)
+}
+
+// serveRecovering serves the connection, turning a panic (in a Router or hook, say) into a
+// closed connection and a log line instead of a crashed process.
+func (c *conn) serveRecovering(ctx context.Context) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.s.log.Error("panic serving a connection", "remote", c.req.RemoteAddr.String(),
+				"panic", r, "stack", string(debug.Stack()))
+			ok = false
+		}
+	}()
+	c.serve(ctx)
+	return true
 }
 
 // Shutdown stops accepting, closes idle connections, lets active requests finish and then

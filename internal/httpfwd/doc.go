@@ -1,0 +1,13 @@
+// Package httpfwd is a lean HTTP/1.1 forwarding engine: it serves accepted client connections,
+// asks a Router where each request goes, and relays requests and responses over pooled
+// keep-alive upstream connections (or h2c).
+//
+// It parses heads itself from pooled buffers, without net/http's server, so forwarding a
+// request allocates nothing: the head is rewritten only where the spec requires (absolute-form
+// target to origin-form, hop-by-hop fields dropped, x-request-id added) and bodies are streamed
+// with their framing checked but kept, chunked included. Framing is refused rather than
+// guessed when it could be read two ways (RFC 9112 §6.3, §11.2), so a request cannot be
+// smuggled past the engine to an upstream that reads it differently.
+//
+// CONNECT is left to the caller through Server.OnConnect.
+package httpfwd
