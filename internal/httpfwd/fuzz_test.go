@@ -29,6 +29,7 @@ var requestSeeds = []string{
 	"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
 	"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nConnection: content-length, host\r\nContent-Length: 5\r\n\r\n",
 }
 
 // FuzzParseRequestHead checks that any input parses without panicking and that an accepted
@@ -104,6 +105,7 @@ var responseSeeds = []string{
 	"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
 	"HTTP/1.1 999 X\r\n\r\n",
 	"HTTP/1.1 200 OK\nX: y\n\n",
+	"HTTP/1.1 200 OK\r\nConnection: transfer-encoding\r\nTransfer-Encoding: chunked\r\n\r\n",
 }
 
 // FuzzParseResponseHead checks response heads the same way: no panic, and an accepted head as

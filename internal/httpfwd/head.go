@@ -288,8 +288,14 @@ func (h *headerBlock) connOpt(name []byte) bool {
 	return false
 }
 
-// forwarded reports whether field f goes to the next hop.
+// forwarded reports whether field f goes to the next hop. Connection cannot remove the
+// framing fields or Host: the engine frames the message by them, so dropping them would make
+// the next hop read it differently.
 func (h *headerBlock) forwarded(f *field) bool {
+	switch f.kind {
+	case kindHost, kindContentLength, kindTransferEncoding:
+		return true
+	}
 	return !f.kind.hopByHop() && (len(h.connOpts) == 0 || !h.connOpt(h.raw[f.name.start:f.name.end]))
 }
 

@@ -282,6 +282,12 @@ func (s *Server) putConn(c *conn) {
 	if cap(c.respBuf) > 2*readSize {
 		c.respBuf = nil
 	}
+	if cap(c.req.fields) > 256 {
+		c.req.fields, c.req.connOpts = nil, nil
+	}
+	if cap(c.resp.fields) > 256 {
+		c.resp.fields, c.resp.connOpts = nil, nil
+	}
 	s.connPool.Put(c)
 }
 
