@@ -111,7 +111,7 @@ func (p *Proxy) originalUpstream(dst destination) httpfwd.Upstream {
 
 // handleConnect serves a CONNECT tunnel: the authority is matched against any port protocol, the
 // upstream is dialled, and bytes are piped; TLS inside stays the application's.
-func (p *Proxy) handleConnect(head *httpfwd.RequestHead, client net.Conn, buffered []byte) {
+func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, client net.Conn, buffered []byte) {
 	defer client.Close()
 	if !p.trackConn(client) {
 		return
@@ -134,7 +134,7 @@ func (p *Proxy) handleConnect(head *httpfwd.RequestHead, client net.Conn, buffer
 	if a, err := netip.ParseAddr(host); err == nil {
 		dst.orig = netip.AddrPortFrom(a, uint16(port))
 	}
-	up, addr, err := p.dialMatch(p.ctx, t, m, dst)
+	up, addr, err := p.dialMatch(ctx, t, m, dst)
 	if err != nil {
 		p.log.Warn("CONNECT upstream failed", "host", host, "port", port, "cluster", m.Cluster, "err", err)
 		writeStatus(client, "503 Service Unavailable", err.Error())

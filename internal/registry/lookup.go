@@ -15,34 +15,66 @@ type filter struct {
 	skipTLSWithVIP bool
 }
 
-// pick returns the first candidate the filter accepts, preferring the workload's own namespace;
-// candidates arrive in precedence order, so "first" is the oldest.
+// accepts returns svc's port when the filter lets the workload use it, else nil.
+func (f *filter) accepts(svc *Service) *Port {
+	if !svc.VisibleTo(f.ns) {
+		return nil
+	}
+	p := svc.Port(f.port)
+	if p == nil || (f.fams != 0 && p.Family&f.fams == 0) {
+		return nil
+	}
+	if f.skipTLSWithVIP && p.Family == FamilyTLS && svc.hasSingleIP() {
+		return nil
+	}
+	return p
+}
+
+// pick returns the first candidate the filter accepts. Candidates arrive in precedence order, so
+// a contested VIP, CIDR or port goes to the oldest entry, whatever its namespace.
 func (f *filter) pick(cands []*Service) (*Service, *Port) {
-	var first *Service
-	var firstPort *Port
+	for _, svc := range cands {
+		if p := f.accepts(svc); p != nil {
+			return svc, p
+		}
+	}
+	return nil, nil
+}
+
+// pickHost chooses among declarations of one host. The host belongs to the workload's own
+// namespace when that namespace declares it, else to the namespace of the oldest visible
+// declaration; the other namespaces' declarations are then ignored for every port, as Istio keeps
+// one service per host for a proxy. Within the owning namespace the oldest entry with the port wins.
+func (f *filter) pickHost(cands []*Service) (*Service, *Port) {
+	owner := ""
 	for _, svc := range cands {
 		if !svc.VisibleTo(f.ns) {
 			continue
 		}
-		p := svc.Port(f.port)
-		if p == nil || (f.fams != 0 && p.Family&f.fams == 0) {
-			continue
-		}
-		if f.skipTLSWithVIP && p.Family == FamilyTLS && svc.hasSingleIP() {
-			continue
-		}
 		if svc.Namespace == f.ns {
-			return svc, p
+			owner = f.ns
+			break
 		}
-		if first == nil {
-			first, firstPort = svc, p
+		if owner == "" {
+			owner = svc.Namespace
 		}
 	}
-	return first, firstPort
+	if owner == "" {
+		return nil, nil
+	}
+	for _, svc := range cands {
+		if svc.Namespace != owner {
+			continue
+		}
+		if p := f.accepts(svc); p != nil {
+			return svc, p
+		}
+	}
+	return nil, nil
 }
 
 func (s *Snapshot) lookupHost(host string, f *filter) (*Service, *Port) {
-	if svc, p := f.pick(s.exact[host]); svc != nil {
+	if svc, p := f.pickHost(s.exact[host]); svc != nil {
 		return svc, p
 	}
 	// The most specific wildcard wins: try suffixes from the longest.
@@ -52,16 +84,26 @@ func (s *Snapshot) lookupHost(host string, f *filter) (*Service, *Port) {
 			return nil, nil
 		}
 		rest = rest[i+1:]
-		if svc, p := f.pick(s.wildcard[rest]); svc != nil {
+		if svc, p := f.pickHost(s.wildcard[rest]); svc != nil {
 			return svc, p
 		}
 	}
 }
 
 func (s *Snapshot) lookupIP(ip netip.Addr, f *filter) (*Service, *Port, bool) {
+	group, single := s.ipGroup(ip, f)
+	svc, p := f.pick(group)
+	return svc, p, single
+}
+
+// ipGroup returns the services of the most specific address (a single IP, else the longest CIDR)
+// holding ip that has a service the filter accepts, and whether that address is a single IP.
+func (s *Snapshot) ipGroup(ip netip.Addr, f *filter) ([]*Service, bool) {
 	ip = ip.Unmap()
-	if svc, p := f.pick(s.ips[ip]); svc != nil {
-		return svc, p, true
+	if g := s.ips[ip]; g != nil {
+		if svc, _ := f.pick(g); svc != nil {
+			return g, true
+		}
 	}
 	for i := range s.cidrs {
 		b := &s.cidrs[i]
@@ -72,11 +114,13 @@ func (s *Snapshot) lookupIP(ip netip.Addr, f *filter) (*Service, *Port, bool) {
 		if err != nil {
 			continue
 		}
-		if svc, p := f.pick(b.nets[pfx]); svc != nil {
-			return svc, p, false
+		if g := b.nets[pfx]; g != nil {
+			if svc, _ := f.pick(g); svc != nil {
+				return g, false
+			}
 		}
 	}
-	return nil, nil, false
+	return nil, false
 }
 
 // LookupHost returns the service a workload in ns gets for host on port: an exact host first, then

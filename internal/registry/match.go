@@ -115,19 +115,31 @@ func ipBy(single bool) MatchedBy {
 	return ByCIDR
 }
 
-func (s *Snapshot) matchHTTP(host string, ip netip.Addr, f *filter) (*Service, *Port, MatchedBy) {
-	// A TCP service owning the destination IP has its own listener, which sees the bytes first.
+// RoutesHTTPByHost reports whether plaintext HTTP to ip:port meets an HTTP listener that routes it
+// by Host, rather than a TCP listener that carries it as opaque bytes: a TCP service owning the
+// destination IP has its own listener, which sees the bytes first, and a port where no HTTP or
+// protocol-less service is visible has no HTTP listener at all.
+func (s *Snapshot) RoutesHTTPByHost(ip netip.Addr, port uint32, ns string) bool {
+	f := filter{ns: ns, port: port}
+	return s.routesHTTPByHost(ip, &f)
+}
+
+func (s *Snapshot) routesHTTPByHost(ip netip.Addr, f *filter) bool {
 	if ip.IsValid() {
 		f.fams = FamilyTCP
-		if svc, p, single := s.lookupIP(ip, f); svc != nil {
-			return svc, p, ipBy(single)
+		if svc, _, _ := s.lookupIP(ip, f); svc != nil {
+			return false
 		}
 	}
 	f.fams = FamilyHTTP | FamilyAuto
-	if !s.portHas(f) {
-		// No HTTP service on this port: the port's listener is plain TCP.
+	return s.portHas(f)
+}
+
+func (s *Snapshot) matchHTTP(host string, ip netip.Addr, f *filter) (*Service, *Port, MatchedBy) {
+	if !s.routesHTTPByHost(ip, f) {
 		return s.matchTCP(ip, f)
 	}
+	f.fams = FamilyHTTP | FamilyAuto
 	if svc, p := s.lookupHost(host, f); svc != nil {
 		return svc, p, ByHost
 	}
@@ -143,13 +155,20 @@ func (s *Snapshot) matchHTTP(host string, ip netip.Addr, f *filter) (*Service, *
 func (s *Snapshot) matchTLS(sni string, ip netip.Addr, f *filter) (*Service, *Port, MatchedBy) {
 	if ip.IsValid() {
 		f.fams = FamilyTLS | FamilyTCP | FamilyAuto
-		if svc, p, single := s.lookupIP(ip, f); svc != nil {
-			switch {
-			case p.Family != FamilyTLS, single:
+		if group, single := s.ipGroup(ip, f); group != nil {
+			svc, p := f.pick(group)
+			if p.Family != FamilyTLS || single {
 				return svc, p, ipBy(single)
-			case HostMatches(svc.Host, sni):
-				return svc, p, BySNI
 			}
+			// A CIDR picks the candidates and the SNI chooses among them; like Envoy's filter
+			// chain match, a miss here does not fall back to less specific addresses.
+			f.fams = FamilyTLS
+			for _, svc := range group {
+				if p := f.accepts(svc); p != nil && HostMatches(svc.Host, sni) {
+					return svc, p, BySNI
+				}
+			}
+			return nil, nil, ByNothing
 		}
 	}
 	if sni != "" {

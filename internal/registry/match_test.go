@@ -101,6 +101,8 @@ func TestMatch(t *testing.T) {
 		allowAny    bool
 		wantCluster string
 		wantBy      MatchedBy
+		// wantNamespace, when set, is the namespace of the entry that must win.
+		wantNamespace string
 	}{
 		{name: "routes plaintext HTTP by Host", query: Query{Host: "web.example.com", Port: 80, Protocol: TrafficHTTP}, wantCluster: "outbound|80||web.example.com", wantBy: ByHost},
 		{name: "ignores case and a trailing dot in the Host", query: Query{Host: "WEB.example.com.", Port: 80, Protocol: TrafficHTTP}, wantCluster: "outbound|80||web.example.com", wantBy: ByHost},
@@ -123,7 +125,8 @@ func TestMatch(t *testing.T) {
 		{name: "does not give opaque TCP to an HTTP-only port", query: Query{IP: netip.MustParseAddr("10.200.0.1"), Port: 80, Protocol: TrafficTCP}, wantCluster: BlackHoleCluster},
 		{name: "does not give opaque TCP to a TLS-only port", query: Query{IP: netip.MustParseAddr("10.200.0.1"), Port: 443, Protocol: TrafficTCP}, wantCluster: BlackHoleCluster},
 		{name: "matches a CONNECT authority against any port family", query: Query{Host: "secure.example.com", Port: 443}, wantCluster: "outbound|443||secure.example.com", wantBy: ByHost},
-		{name: "gives the workload's own namespace its own declaration", query: Query{Namespace: "team", Host: "api.shared.com", Port: 80, Protocol: TrafficHTTP}, wantCluster: "outbound|80||api.shared.com", wantBy: ByHost},
+		{name: "gives the workload's own namespace its own declaration", query: Query{Namespace: "team", Host: "api.shared.com", Port: 80, Protocol: TrafficHTTP}, wantCluster: "outbound|80||api.shared.com", wantBy: ByHost, wantNamespace: "team"},
+		{name: "gives other namespaces the oldest declaration", query: Query{Namespace: "elsewhere", Host: "api.shared.com", Port: 80, Protocol: TrafficHTTP}, wantCluster: "outbound|80||api.shared.com", wantBy: ByHost, wantNamespace: "default"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,16 +141,132 @@ func TestMatch(t *testing.T) {
 			if m.By != tc.wantBy {
 				t.Fatalf("matched by %v, want %v", m.By, tc.wantBy)
 			}
+			if tc.wantNamespace != "" && m.Service.Namespace != tc.wantNamespace {
+				t.Fatalf("namespace = %q, want %q", m.Service.Namespace, tc.wantNamespace)
+			}
 		})
 	}
-	t.Run("prefers the workload's own namespace over an older declaration", func(t *testing.T) {
-		m := s.Match(Query{Namespace: "team", Host: "api.shared.com", Port: 80, Protocol: TrafficHTTP}, false)
-		if m.Service.Namespace != "team" {
-			t.Fatalf("namespace = %q, want team", m.Service.Namespace)
+}
+
+const contestConfig = `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db-old, namespace: shared, creationTimestamp: "2020-01-01T00:00:00Z"}
+spec:
+  hosts: [db-old.internal]
+  addresses: [10.5.0.1]
+  ports: [{number: 5432, name: pg, protocol: TCP}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db-new, namespace: team, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec:
+  hosts: [db-new.internal]
+  addresses: [10.5.0.1]
+  ports: [{number: 5432, name: pg, protocol: TCP}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ours, namespace: team}
+spec:
+  hosts: [api.partner.com]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: theirs, namespace: other}
+spec:
+  hosts: [api.partner.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: range-a}
+spec:
+  hosts: [a.range.internal]
+  addresses: [10.6.0.0/24]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: NONE
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: range-b}
+spec:
+  hosts: [b.range.internal]
+  addresses: [10.6.0.0/24]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: NONE
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: anywhere}
+spec:
+  hosts: [anywhere.example.com]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: opaque}
+spec:
+  hosts: [opaque.internal]
+  ports: [{number: 9000, name: tcp, protocol: TCP}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web}
+spec:
+  hosts: [web.internal]
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  resolution: DNS
+`
+
+func TestMatchContests(t *testing.T) {
+	t.Parallel()
+	s := snapshotOf(t, contestConfig)
+	tests := []struct {
+		name        string
+		query       Query
+		wantCluster string
+	}{
+		{name: "gives a contested VIP to the oldest entry even in another namespace", query: Query{Namespace: "team", IP: netip.MustParseAddr("10.5.0.1"), Port: 5432, Protocol: TrafficTCP}, wantCluster: "outbound|5432||db-old.internal"},
+		{name: "ignores another namespace's declaration of a host the workload's namespace declares", query: Query{Namespace: "team", Host: "api.partner.com", Port: 80, Protocol: TrafficHTTP}, wantCluster: BlackHoleCluster},
+		{name: "uses the other namespace's declaration where the workload's namespace has none", query: Query{Namespace: "third", Host: "api.partner.com", Port: 443, Protocol: TrafficTLS}, wantCluster: "outbound|443||api.partner.com"},
+		{name: "lets the SNI choose among the services of a CIDR", query: Query{IP: netip.MustParseAddr("10.6.0.9"), Host: "b.range.internal", Port: 443, Protocol: TrafficTLS}, wantCluster: "outbound|443||b.range.internal"},
+		{name: "does not fall back from a CIDR to an address-less SNI match", query: Query{IP: netip.MustParseAddr("10.6.0.9"), Host: "anywhere.example.com", Port: 443, Protocol: TrafficTLS}, wantCluster: BlackHoleCluster},
+		{name: "routes SNI to an address-less entry from any other address", query: Query{IP: netip.MustParseAddr("10.7.0.9"), Host: "anywhere.example.com", Port: 443, Protocol: TrafficTLS}, wantCluster: "outbound|443||anywhere.example.com"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			q := tc.query
+			if q.Namespace == "" {
+				q.Namespace = "default"
+			}
+			if m := s.Match(q, false); m.Cluster != tc.wantCluster {
+				t.Fatalf("cluster = %q, want %q", m.Cluster, tc.wantCluster)
+			}
+		})
+	}
+	t.Run("says which listener plaintext HTTP meets", func(t *testing.T) {
+		cases := []struct {
+			ip   string
+			port uint32
+			want bool
+		}{
+			{ip: "10.9.9.9", port: 8080, want: true},
+			{ip: "10.9.9.9", port: 9000, want: false},
+			{ip: "10.5.0.1", port: 5432, want: false},
+			{ip: "10.9.9.9", port: 1234, want: false},
 		}
-		m = s.Match(Query{Namespace: "elsewhere", Host: "api.shared.com", Port: 80, Protocol: TrafficHTTP}, false)
-		if m.Service.Namespace != "default" {
-			t.Fatalf("elsewhere: namespace = %q, want the older default", m.Service.Namespace)
+		for _, c := range cases {
+			if got := s.RoutesHTTPByHost(netip.MustParseAddr(c.ip), c.port, "default"); got != c.want {
+				t.Errorf("RoutesHTTPByHost(%s, %d) = %v, want %v", c.ip, c.port, got, c.want)
+			}
 		}
 	})
 }
