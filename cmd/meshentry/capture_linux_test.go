@@ -145,7 +145,16 @@ spec:
   ports: [{number: 27018, name: mongodb, protocol: MONGO}]
   resolution: STATIC
   endpoints: [{address: 127.0.0.1, ports: {mongodb: %s}}]
-`, port(sniBackend.Addr), port(httpBackend.Addr), port(tcpEcho.Addr().String()))), 0o644); err != nil {
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: opaque}
+spec:
+  hosts: [opaque.internal]
+  ports: [{number: 9000, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {tcp: %s}}]
+`, port(sniBackend.Addr), port(httpBackend.Addr), port(tcpEcho.Addr().String()), port(tcpEcho.Addr().String()))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -268,6 +277,17 @@ spec:
 		b, err := io.ReadAll(c)
 		if err != nil || string(b) != "hello mongo" {
 			t.Fatalf("echo %q, %v", b, err)
+		}
+	})
+	t.Run("carries HTTP to a TCP port as opaque bytes", func(t *testing.T) {
+		c := dial(t, "10.213.0.10:9000")
+		defer c.Close()
+		req := "GET /not-parsed HTTP/1.1\r\nHost: whatever.example.com\r\n\r\n"
+		c.Write([]byte(req))
+		c.(*net.TCPConn).CloseWrite()
+		b, err := io.ReadAll(c)
+		if err != nil || string(b) != req {
+			t.Fatalf("echo %q, %v; want the request byte for byte", b, err)
 		}
 	})
 	t.Run("closes TCP to an address no ServiceEntry covers", func(t *testing.T) {

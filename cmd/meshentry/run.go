@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -41,6 +42,11 @@ func newRunCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			go func() {
+				// After the first signal, a second one kills the process the default way.
+				<-ctx.Done()
+				stop()
+			}()
 			return runProxy(ctx, cmd, &f, nil)
 		},
 	}
@@ -57,9 +63,11 @@ func newRunCommand() *cobra.Command {
 	return cmd
 }
 
-// runProxy serves until ctx ends. ready, when set, receives the bound addresses once listening
-// (tests use it to learn the :0 ports).
+// runProxy serves until ctx ends or a listener fails (exit status 1). ready, when set, receives
+// the bound addresses once listening (tests use it to learn the :0 ports).
 func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(map[string]net.Addr)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	allowAny, err := parsePolicy(f.policy)
 	if err != nil {
 		return err
@@ -123,6 +131,8 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	}
 	bound := map[string]net.Addr{}
 	var wg sync.WaitGroup
+	var failMu sync.Mutex
+	var failures []string
 	serve := func(name string, ln net.Listener, fn func(net.Listener) error) {
 		if ln == nil {
 			return
@@ -132,16 +142,34 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := fn(ln); err != nil {
-				log.Error("listener stopped", "listener", name, "err", err)
+			err := fn(ln)
+			if err == nil && ctx.Err() != nil {
+				return
 			}
+			if err == nil {
+				err = errors.New("stopped serving")
+			}
+			log.Error("listener failed; shutting down", "listener", name, "err", err)
+			failMu.Lock()
+			failures = append(failures, fmt.Sprintf("%s listener: %v", name, err))
+			failMu.Unlock()
+			cancel()
 		}()
+	}
+	notReady := func() []string {
+		failMu.Lock()
+		defer failMu.Unlock()
+		pending := append([]string(nil), failures...)
+		if ctx.Err() != nil {
+			pending = append(pending, "shutting down")
+		}
+		return pending
 	}
 	serve("forward proxy", fwd, p.ServeForward)
 	serve("capture", capt, p.ServeCapture)
 	var adminSrv *http.Server
 	if adm != nil {
-		adminSrv = &http.Server{Handler: admin.Handler(func() []string { return nil }), ReadHeaderTimeout: 5 * time.Second}
+		adminSrv = &http.Server{Handler: admin.Handler(notReady), ReadHeaderTimeout: 5 * time.Second}
 		serve("admin", adm, func(ln net.Listener) error {
 			if err := adminSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
@@ -161,8 +189,11 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		adminSrv.Shutdown(shutCtx)
 	}
 	wg.Wait()
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		log.Warn("shutdown", "err", err)
+	if err != nil {
+		log.Warn("shutdown was not clean", "err", err)
+	}
+	if len(failures) > 0 {
+		return &exitError{code: 1, err: errors.New(strings.Join(failures, "; "))}
 	}
 	return nil
 }

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 
@@ -28,13 +30,9 @@ func newPrefixed(c net.Conn, prefix []byte) net.Conn {
 }
 
 // serveCaptured routes one redirected connection: TLS by SNI, plain HTTP by Host (request by
-// request), anything else by its original destination address and port.
+// request) where the port's listener is an HTTP one, anything else by its original destination
+// address and port. The caller closes c.
 func (p *Proxy) serveCaptured(c net.Conn) {
-	defer c.Close()
-	if !p.trackConn(c) {
-		return
-	}
-	defer p.untrackConn(c)
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return
@@ -48,35 +46,46 @@ func (p *Proxy) serveCaptured(c net.Conn) {
 		}
 		return
 	}
+	orig = netip.AddrPortFrom(orig.Addr().Unmap(), orig.Port())
 	res, err := sniff.Sniff(c, p.cfg.SniffTimeout, maxSniff)
 	if err != nil {
-		p.log.Debug("captured connection failed while sniffing", "orig", orig.String(), "err", err)
+		p.log.Debug("captured connection failed while sniffing", "orig", orig, "err", err)
 		return
 	}
 	pc := res.Conn()
-	q := registry.Query{Namespace: p.cfg.Namespace, IP: orig.Addr().Unmap(), Port: uint32(orig.Port())}
+	t := p.table.Load()
+	q := registry.Query{Namespace: p.cfg.Namespace, IP: orig.Addr(), Port: uint32(orig.Port()), Protocol: registry.TrafficTCP}
 	switch res.Kind {
 	case sniff.HTTP:
-		p.capture.ServeConn(p.ctx, &capturedConn{PrefixConn: pc, orig: net.TCPAddrFromAddrPort(orig)})
-		return
+		if t.snap.RoutesHTTPByHost(q.IP, q.Port, q.Namespace) {
+			// The HTTP engine drains its connections on Shutdown, request by request, so this one
+			// leaves the set Shutdown closes at once, and gets a context Shutdown does not cancel.
+			p.release(c)
+			p.capture.ServeConn(context.Background(), &capturedConn{PrefixConn: pc, orig: net.TCPAddrFromAddrPort(orig)})
+			return
+		}
+		// A TCP listener owns this destination: the request is carried as opaque bytes.
 	case sniff.TLS:
 		q.Protocol, q.Host = registry.TrafficTLS, res.SNI
-	default:
-		q.Protocol = registry.TrafficTCP
 	}
-	t := p.table.Load()
 	m := t.snap.Match(q, p.cfg.AllowAny)
 	if m.Outcome == registry.BlackHole {
-		p.log.Info("refused", "orig", orig.String(), "sni", res.SNI, "kind", res.Kind.String(), "cluster", registry.BlackHoleCluster,
+		p.log.Info("refused", "orig", orig, "sni", res.SNI, "kind", res.Kind, "cluster", registry.BlackHoleCluster,
 			"reason", "no ServiceEntry visible to namespace "+p.cfg.Namespace+" matches it")
 		return
 	}
-	dst := destination{host: res.SNI, port: uint32(orig.Port()), orig: netip.AddrPortFrom(orig.Addr().Unmap(), orig.Port())}
+	dst := destination{host: res.SNI, port: uint32(orig.Port()), orig: orig}
 	up, addr, err := p.dialMatch(p.ctx, t, m, dst)
 	if err != nil {
-		p.log.Warn("upstream failed", "orig", orig.String(), "sni", res.SNI, "cluster", m.Cluster, "err", err)
+		p.log.Warn("upstream failed", "orig", orig, "sni", res.SNI, "cluster", m.Cluster, "err", err)
 		return
 	}
-	p.log.Debug("forward", "orig", orig.String(), "sni", res.SNI, "kind", res.Kind.String(), "cluster", m.Cluster, "upstream", addr)
+	if !p.hold(up) {
+		return
+	}
+	defer p.release(up)
+	if p.log.Enabled(context.Background(), slog.LevelDebug) {
+		p.log.Debug("forward", "orig", orig, "sni", res.SNI, "kind", res.Kind, "cluster", m.Cluster, "upstream", addr)
+	}
 	pipe(pc, up)
 }

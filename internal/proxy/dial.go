@@ -34,26 +34,27 @@ func (p *Proxy) dialMatch(ctx context.Context, t *table, m registry.Match, dst d
 		return p.dialOriginal(ctx, dst)
 	}
 	r := t.route(m.Service, m.Port, p)
+	// tried excludes single-address endpoints that failed; a DNS endpoint stays eligible and moves on
+	// to another of its addresses instead.
 	var tried uint64
+	exclude := func(i int) bool { return i < 64 && tried&(1<<i) != 0 }
 	var errs []error
 	for attempt := 0; attempt < p.cfg.MaxAttempts; attempt++ {
-		i, ok := r.picker.Pick(func(i int) bool { return i < 64 && tried&(1<<i) != 0 })
+		i, ok := r.picker.Pick(exclude)
 		if !ok {
 			break
 		}
-		if i < 64 {
-			tried |= 1 << i
-		}
-		c, addr, err := p.dialEndpoint(ctx, r, i)
+		c, key, err := p.dialEndpoint(ctx, r, i, attempt > 0)
 		if err == nil {
-			p.health.ReportSuccess(r.eps[i].key)
-			return c, addr, nil
+			p.reportSuccess(key)
+			return c, key, nil
 		}
 		if ctx.Err() != nil {
 			return nil, "", ctx.Err()
 		}
-		if p.health.ReportFailure(r.eps[i].key) {
-			p.log.Warn("endpoint ejected after consecutive connect failures", "endpoint", r.eps[i].key, "cluster", r.port.Cluster)
+		p.reportFailure(key)
+		if i < 64 && r.eps[i].up.Key != "" {
+			tried |= 1 << i
 		}
 		errs = append(errs, err)
 	}
@@ -63,11 +64,12 @@ func (p *Proxy) dialMatch(ctx context.Context, t *table, m registry.Match, dst d
 	return nil, "", fmt.Errorf("%s: %w", r.port.Cluster, errors.Join(errs...))
 }
 
-// dialEndpoint connects to endpoint i of r.
-func (p *Proxy) dialEndpoint(ctx context.Context, r *route, i int) (net.Conn, string, error) {
+// dialEndpoint connects to endpoint i of r and returns the upstream's pool key, which carries the
+// health keys to report the outcome under.
+func (p *Proxy) dialEndpoint(ctx context.Context, r *route, i int, retry bool) (net.Conn, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.ConnectTimeout)
 	defer cancel()
-	up, err := r.upstream(ctx, i, p.cfg.Resolver)
+	up, err := r.upstream(ctx, i, p.cfg.Resolver, p.health, retry)
 	if err != nil {
 		return nil, r.eps[i].key, err
 	}
@@ -77,7 +79,27 @@ func (p *Proxy) dialEndpoint(ctx context.Context, r *route, i int) (net.Conn, st
 	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", up.Addr)
-	return c, up.Addr, err
+	return c, up.Key, err
+}
+
+// reportSuccess ends the failure streaks of the endpoint and address a pool key names.
+func (p *Proxy) reportSuccess(key string) {
+	ep, addr := splitKey(key)
+	p.health.ReportSuccess(ep)
+	if addr != "" {
+		p.health.ReportSuccess(addr)
+	}
+}
+
+// reportFailure counts a connect failure against the endpoint and address a pool key names.
+func (p *Proxy) reportFailure(key string) {
+	ep, addr := splitKey(key)
+	if addr != "" && p.health.ReportFailure(addr) {
+		p.log.Warn("address ejected after consecutive connect failures", "endpoint", ep, "address", addr)
+	}
+	if p.health.ReportFailure(ep) {
+		p.log.Warn("endpoint ejected after consecutive connect failures", "endpoint", ep)
+	}
 }
 
 // dialOriginal connects where the application meant to go: the pre-redirect address when captured,

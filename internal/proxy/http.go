@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -50,17 +51,18 @@ func (h *httpRouter) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstr
 	var exclude func(int) bool
 	if attempt > 0 {
 		// The engine retries only after a connect failure, which Done has already counted: skip
-		// endpoints whose last connect failed so the retry goes to the next one.
-		exclude = func(i int) bool { return p.health.Failing(r.eps[i].key) }
+		// single-address endpoints whose last connect failed so the retry goes to the next one
+		// (a DNS endpoint instead skips its failing addresses when it picks one).
+		exclude = func(i int) bool { return r.eps[i].up.Key != "" && p.health.Failing(r.eps[i].key) }
 	}
 	i, ok := r.picker.Pick(exclude)
 	if !ok {
 		return httpfwd.Upstream{}, &httpfwd.Reject{Status: 503, Reason: "no endpoint left to try for " + r.port.Cluster,
 			Body: "meshentry: every endpoint of " + r.port.Cluster + " failed to connect\n"}
 	}
-	up, err := r.upstream(p.ctx, i, p.cfg.Resolver)
+	up, err := r.upstream(p.ctx, i, p.cfg.Resolver, p.health, attempt > 0)
 	if err != nil {
-		p.health.ReportFailure(r.eps[i].key)
+		p.reportFailure(r.eps[i].key)
 		return httpfwd.Upstream{}, &httpfwd.Reject{Status: 503, Reason: err.Error(), Body: "meshentry: " + err.Error() + "\n"}
 	}
 	return up, nil
@@ -69,23 +71,16 @@ func (h *httpRouter) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstr
 // Done implements httpfwd.Router: connect failures count against the endpoint, a completed
 // exchange clears its failure streak.
 func (h *httpRouter) Done(up httpfwd.Upstream, err error) {
-	key := healthKey(up.Key)
+	if strings.HasPrefix(up.Key, originalKeyPrefix) {
+		// The application's own destination: no endpoint of ours to judge.
+		return
+	}
 	switch {
 	case err == nil:
-		h.p.health.ReportSuccess(key)
+		h.p.reportSuccess(up.Key)
 	case errors.Is(err, httpfwd.ErrConnect):
-		if h.p.health.ReportFailure(key) {
-			h.p.log.Warn("endpoint ejected after consecutive connect failures", "endpoint", key)
-		}
+		h.p.reportFailure(up.Key)
 	}
-}
-
-// healthKey strips the resolved address that DNS upstream keys carry after '|'.
-func healthKey(poolKey string) string {
-	if i := strings.IndexByte(poolKey, '|'); i >= 0 {
-		return poolKey[:i]
-	}
-	return poolKey
 }
 
 // refuse is the answer for a host no visible ServiceEntry declares, under REGISTRY_ONLY.
@@ -96,14 +91,18 @@ func (p *Proxy) refuse(host string, port uint32) *httpfwd.Reject {
 		Body: "meshentry: " + reason + "; the outbound policy REGISTRY_ONLY refuses it\n"}
 }
 
+// originalKeyPrefix marks pool keys of upstreams the application chose itself (NONE, ALLOW_ANY),
+// which passive health checking leaves alone.
+const originalKeyPrefix = "original|"
+
 // originalUpstream sends the request where the application addressed it (resolution NONE, ALLOW_ANY).
 func (p *Proxy) originalUpstream(dst destination) httpfwd.Upstream {
 	if dst.orig.IsValid() {
 		addr := dst.orig.String()
-		return httpfwd.Upstream{Addr: addr, Key: addr}
+		return httpfwd.Upstream{Addr: addr, Key: originalKeyPrefix + addr}
 	}
 	hp := hostPort(dst.host, dst.port)
-	return httpfwd.Upstream{Key: "original|" + hp, Dial: func(ctx context.Context) (net.Conn, error) {
+	return httpfwd.Upstream{Key: originalKeyPrefix + hp, Dial: func(ctx context.Context) (net.Conn, error) {
 		c, _, err := p.dialOriginal(ctx, dst)
 		return c, err
 	}}
@@ -112,11 +111,11 @@ func (p *Proxy) originalUpstream(dst destination) httpfwd.Upstream {
 // handleConnect serves a CONNECT tunnel: the authority is matched against any port protocol, the
 // upstream is dialled, and bytes are piped; TLS inside stays the application's.
 func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, client net.Conn, buffered []byte) {
-	defer client.Close()
-	if !p.trackConn(client) {
+	if !p.begin(client) {
+		client.Close()
 		return
 	}
-	defer p.untrackConn(client)
+	defer p.end(client)
 	port := uint32(head.Port)
 	if port == 0 {
 		port = 443
@@ -140,11 +139,19 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 		writeStatus(client, "503 Service Unavailable", err.Error())
 		return
 	}
-	defer up.Close()
+	if !p.hold(up) {
+		return
+	}
+	defer func() {
+		up.Close()
+		p.release(up)
+	}()
 	if _, err := client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
 		return
 	}
-	p.log.Debug("tunnel", "host", host, "port", port, "cluster", m.Cluster, "upstream", addr)
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		p.log.Debug("tunnel", "host", host, "port", port, "cluster", m.Cluster, "upstream", addr)
+	}
 	src := client
 	if len(buffered) > 0 {
 		src = newPrefixed(client, buffered)

@@ -53,12 +53,15 @@ type Proxy struct {
 	forward  *httpfwd.Server
 	capture  *httpfwd.Server
 
+	// ctx aborts dials and DNS lookups; Shutdown cancels it once HTTP requests have drained.
 	ctx    context.Context
 	cancel context.CancelFunc
-	mu     sync.Mutex
-	lns    map[net.Listener]struct{}
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
+	// mu guards closing, lns and conns; wg counts the goroutines serving L4 connections.
+	mu      sync.Mutex
+	closing bool
+	lns     map[net.Listener]struct{}
+	conns   map[net.Conn]struct{}
+	wg      sync.WaitGroup
 }
 
 // New makes a proxy serving snap until Update gives it another.
@@ -121,88 +124,130 @@ func (p *Proxy) ServeForward(ln net.Listener) error {
 // ServeCapture serves connections that iptables redirected to ln, finding each one's original
 // destination with SO_ORIGINAL_DST, until Shutdown.
 func (p *Proxy) ServeCapture(ln net.Listener) error {
-	if !p.track(ln) {
+	if !p.trackListener(ln) {
 		ln.Close()
 		return nil
 	}
-	defer p.untrack(ln)
+	defer p.untrackListener(ln)
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if p.ctx.Err() != nil {
+			if p.isClosing() || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
 			// Out of file descriptors and the like: back off rather than spin.
-			if delay = min(max(2*delay, 5*time.Millisecond), time.Second); !errors.Is(err, net.ErrClosed) {
-				p.log.Warn("capture accept failed", "err", err, "retry_in", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return err
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			p.log.Warn("capture accept failed", "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
-		p.wg.Add(1)
+		if !p.begin(c) {
+			c.Close()
+			return nil
+		}
 		go func() {
-			defer p.wg.Done()
+			defer p.end(c)
 			p.serveCaptured(c)
 		}()
 	}
 }
 
-// Shutdown stops accepting, lets HTTP requests in flight finish until ctx ends, then closes
-// every connection still open.
+// Shutdown stops accepting and closes byte-pipe connections (CONNECT tunnels, captured TLS and
+// TCP), which have no request boundary to drain at; it lets HTTP requests in flight finish until
+// ctx ends, then closes what is left and waits for every serving goroutine.
 func (p *Proxy) Shutdown(ctx context.Context) error {
-	p.cancel()
 	p.mu.Lock()
+	p.closing = true
 	for ln := range p.lns {
 		ln.Close()
 	}
+	p.closeConnsLocked()
 	p.mu.Unlock()
 	err := errors.Join(p.forward.Shutdown(ctx), p.capture.Shutdown(ctx))
+	p.cancel()
 	p.mu.Lock()
-	for c := range p.conns {
-		c.Close()
-	}
+	p.closeConnsLocked()
 	p.mu.Unlock()
-	p.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = errors.Join(err, ctx.Err())
+	}
 	p.pool.Close()
 	return err
 }
 
-func (p *Proxy) track(ln net.Listener) bool {
+func (p *Proxy) closeConnsLocked() {
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+func (p *Proxy) isClosing() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.ctx.Err() != nil {
+	return p.closing
+}
+
+func (p *Proxy) trackListener(ln net.Listener) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
 		return false
 	}
 	p.lns[ln] = struct{}{}
 	return true
 }
 
-func (p *Proxy) untrack(ln net.Listener) {
+func (p *Proxy) untrackListener(ln net.Listener) {
 	p.mu.Lock()
 	delete(p.lns, ln)
 	p.mu.Unlock()
 }
 
-// trackConn registers a connection that Shutdown must close; it reports false when shutting down.
-func (p *Proxy) trackConn(c net.Conn) bool {
+// begin registers a connection whose serving goroutine Shutdown must wait for; it reports false
+// once shutdown has begun. Every true begin is paired with one end.
+func (p *Proxy) begin(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.ctx.Err() != nil {
+	if p.closing {
+		return false
+	}
+	p.conns[c] = struct{}{}
+	p.wg.Add(1)
+	return true
+}
+
+// hold registers a further connection (an upstream) of a begun one, so Shutdown closes it too; it
+// closes c and reports false once shutdown has begun.
+func (p *Proxy) hold(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		c.Close()
 		return false
 	}
 	p.conns[c] = struct{}{}
 	return true
 }
 
-func (p *Proxy) untrackConn(c net.Conn) {
+// release forgets a held connection.
+func (p *Proxy) release(c net.Conn) {
 	p.mu.Lock()
 	delete(p.conns, c)
 	p.mu.Unlock()
+}
+
+// end closes and forgets the connection begin registered and lets Shutdown's wait go on.
+func (p *Proxy) end(c net.Conn) {
+	c.Close()
+	p.release(c)
+	p.wg.Done()
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -61,8 +62,8 @@ func (t *table) route(svc *registry.Service, port *registry.Port, p *Proxy) *rou
 
 func newRoute(svc *registry.Service, port *registry.Port, p *Proxy) *route {
 	r := &route{svc: svc, port: port, eps: make([]endpoint, len(port.Endpoints))}
-	switch port.Protocol {
-	case "HTTP2", "GRPC", "http2", "grpc":
+	switch strings.ToUpper(port.Protocol) {
+	case "HTTP2", "GRPC":
 		r.proto = httpfwd.H2C
 	}
 	targets := make([]balance.Target, len(port.Endpoints))
@@ -91,7 +92,9 @@ func newRoute(svc *registry.Service, port *registry.Port, p *Proxy) *route {
 }
 
 // upstream returns the upstream for endpoint i, resolving a DNS name through the resolver's cache.
-func (r *route) upstream(ctx context.Context, i int, res *resolve.Resolver) (httpfwd.Upstream, error) {
+// Of a name's addresses it takes the next in turn, passing over ejected ones and, on a retry, those
+// whose last connect failed, so one dead address of a name costs a retry, then nothing once ejected.
+func (r *route) upstream(ctx context.Context, i int, res *resolve.Resolver, h *balance.Health, retry bool) (httpfwd.Upstream, error) {
 	e := &r.eps[i]
 	if e.up.Key != "" {
 		return e.up, nil
@@ -109,7 +112,7 @@ func (r *route) upstream(ctx context.Context, i int, res *resolve.Resolver) (htt
 		for j, a := range addrs {
 			hp := netip.AddrPortFrom(a, uint16(e.ep.Port)).String()
 			// The pool key carries the address so pooled connections follow the DNS answer when it
-			// changes; the part before '|' is the endpoint's health key (see healthKey).
+			// changes; it is "name:port|ip:port", both halves health keys (see splitKey).
 			set.ups[j] = httpfwd.Upstream{Addr: hp, Key: e.key + "|" + hp, Protocol: r.proto}
 		}
 		e.resolved.Store(set)
@@ -117,13 +120,31 @@ func (r *route) upstream(ctx context.Context, i int, res *resolve.Resolver) (htt
 	if len(set.ups) == 1 {
 		return set.ups[0], nil
 	}
-	a := e.rr.Next(addrs)
+	start := e.rr.Next(addrs)
+	first := 0
 	for j := range addrs {
-		if addrs[j] == a {
-			return set.ups[j], nil
+		if addrs[j] == start {
+			first = j
+			break
 		}
 	}
-	return set.ups[0], nil
+	for k := range set.ups {
+		up := set.ups[(first+k)%len(set.ups)]
+		_, addrKey := splitKey(up.Key)
+		if !h.Ejected(addrKey) && !(retry && h.Failing(addrKey)) {
+			return up, nil
+		}
+	}
+	return set.ups[first], nil
+}
+
+// splitKey splits a pool key into the endpoint's health key and, for a DNS endpoint, the resolved
+// address's own health key.
+func splitKey(key string) (endpoint, addr string) {
+	if i := strings.IndexByte(key, '|'); i >= 0 {
+		return key[:i], key[i+1:]
+	}
+	return key, ""
 }
 
 // hostPort joins a host and port for dialling.

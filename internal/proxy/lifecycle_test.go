@@ -1,0 +1,179 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshentry/meshentry/internal/testutil/backend"
+	"github.com/meshentry/meshentry/internal/testutil/dnstest"
+)
+
+// silentServer accepts connections and never writes or closes them until the test ends.
+func silentServer(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	return ln
+}
+
+func TestPipePassesHalfCloseOn(t *testing.T) {
+	t.Parallel()
+	// The upstream answers only after the client has finished sending, as many request/response
+	// protocols over TCP do.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		req, _ := io.ReadAll(c)
+		fmt.Fprintf(c, "got %d bytes", len(req))
+	}()
+	clientSide, proxySide := tcpPair(t)
+	up, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		pipe(proxySide, up)
+		close(done)
+	}()
+	clientSide.Write([]byte("twelve bytes"))
+	clientSide.(*net.TCPConn).CloseWrite()
+	clientSide.SetReadDeadline(time.Now().Add(5 * time.Second))
+	answer, err := io.ReadAll(clientSide)
+	if err != nil || string(answer) != "got 12 bytes" {
+		t.Fatalf("answer %q, %v", answer, err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("pipe did not return after both directions ended")
+	}
+}
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+func TestShutdownClosesTunnelsThatWouldNeverEnd(t *testing.T) {
+	t.Parallel()
+	ln := silentServer(t)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	h := startProxy(t, `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: quiet}
+spec:
+  hosts: [quiet.example.com]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {tls: `+port+`}}]
+`, Config{}, "")
+	tunnel, status := h.connect(t, "quiet.example.com:443")
+	if status != 200 {
+		t.Fatalf("CONNECT status %d", status)
+	}
+	defer tunnel.Close()
+	// The client is done sending; the upstream keeps its side open and says nothing.
+	tunnel.(*net.TCPConn).CloseWrite()
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	h.p.Shutdown(ctx)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Shutdown took %v", d)
+	}
+	tunnel.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := tunnel.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the tunnel is still open after Shutdown")
+	}
+}
+
+// One dead address of a DNS name must not fail the requests that land on it: the proxy moves on to
+// another address of the name, and ejects the dead one.
+func TestADeadAddressOfADNSNameCostsNoRequests(t *testing.T) {
+	t.Parallel()
+	live := backend.HTTP(t, "live", "127.0.0.6:0")
+	dns := dnstest.Start(t)
+	dns.Set("two.example.com", 30, "127.0.0.6", "127.0.0.7") // nothing listens on 127.0.0.7
+	h := startProxy(t, fmt.Sprintf(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: two}
+spec:
+  hosts: [two.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP, targetPort: %d}, {number: 443, name: tls, protocol: TLS, targetPort: %d}]
+  resolution: DNS
+`, live.Port(), live.Port()), Config{}, dns.Addr)
+	c := h.client(nil)
+	t.Run("over HTTP", func(t *testing.T) {
+		for i := 0; i < 20; i++ {
+			if status, body, _ := get(t, c, "http://two.example.com/"); status != 200 || !strings.HasPrefix(body, "live ") {
+				t.Fatalf("request %d: %d %q", i, status, body)
+			}
+		}
+	})
+	t.Run("over CONNECT", func(t *testing.T) {
+		for i := 0; i < 20; i++ {
+			tunnel, status := h.connect(t, "two.example.com:443")
+			if status != 200 {
+				t.Fatalf("tunnel %d: status %d", i, status)
+			}
+			tunnel.Close()
+		}
+	})
+	dead := fmt.Sprintf("127.0.0.7:%d", live.Port())
+	if !h.p.health.Ejected(dead) {
+		t.Errorf("the dead address %s is not ejected", dead)
+	}
+	if h.p.health.Ejected(fmt.Sprintf("two.example.com:%d", live.Port())) {
+		t.Error("the name itself was ejected although one of its addresses works")
+	}
+}
