@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +34,7 @@ func TestDecodeReportsBadDocuments(t *testing.T) {
 		{name: "rejects a malformed creationTimestamp", input: head + "  creationTimestamp: yesterday\nspec: {}\n", wantLine: 5, wantField: "metadata.creationTimestamp", wantMsg: "not an RFC 3339 time"},
 		{name: "reports YAML syntax errors with their line", input: head + "spec:\n  hosts: [a.com\n", wantLine: 5, wantMsg: "did not find expected"},
 		{name: "rejects a document that is not an object", input: "- a\n- b\n", wantLine: 1, wantMsg: "must be an object"},
+		{name: "rejects an alias bomb before expanding it", input: aliasBomb, wantLine: 1, wantMsg: "too large once its YAML aliases are expanded"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,6 +51,32 @@ func TestDecodeReportsBadDocuments(t *testing.T) {
 				t.Fatalf("got %s (line %d, field %q), want line %d field %q message containing %q", d, d.Line, d.Field, tc.wantLine, tc.wantField, tc.wantMsg)
 			}
 		})
+	}
+}
+
+// aliasBomb is a few hundred bytes that expand to 10^8 values.
+var aliasBomb = func() string {
+	var b strings.Builder
+	b.WriteString("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: x\n  annotations:\n")
+	b.WriteString("    a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n")
+	for i := 1; i <= 8; i++ {
+		fmt.Fprintf(&b, "    a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1)
+	}
+	b.WriteString("spec:\n  hosts: [a.com]\n  http:\n  - timeout: *a8\n")
+	return b.String()
+}()
+
+func TestDecodeReadsYAMLBooleansInEverySpelling(t *testing.T) {
+	t.Parallel()
+	for _, spelling := range []string{"true", "True", "TRUE"} {
+		order := 0
+		docs, diags := Decode("b.yaml", strings.NewReader("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec:\n  host: a.com\n  trafficPolicy:\n    tls: {mode: SIMPLE, insecureSkipVerify: "+spelling+"}\n"), "default", &order)
+		if len(diags) > 0 {
+			t.Fatalf("%s: %v", spelling, diags)
+		}
+		if !docs[0].DestinationRule().GetTrafficPolicy().GetTls().GetInsecureSkipVerify().GetValue() {
+			t.Errorf("insecureSkipVerify: %s decoded as false", spelling)
+		}
 	}
 }
 

@@ -120,6 +120,31 @@ func (d *decoder) fail(line int, field, format string, args ...any) {
 	d.diags = append(d.diags, dg)
 }
 
+// Limits on one document as it is walked with aliases expanded: a few hundred bytes of nested
+// aliases ("billion laughs") would otherwise expand into gigabytes.
+const (
+	maxExpandedNodes = 1 << 20
+	maxDepth         = 100
+)
+
+// withinBudget reports whether n, aliases expanded, has at most *budget nodes and maxDepth levels.
+func withinBudget(n *yaml.Node, budget *int, depth int) bool {
+	if depth > maxDepth {
+		return false
+	}
+	n = resolveAlias(n)
+	*budget--
+	if *budget < 0 {
+		return false
+	}
+	for _, c := range n.Content {
+		if !withinBudget(c, budget, depth+1) {
+			return false
+		}
+	}
+	return true
+}
+
 func resolveAlias(n *yaml.Node) *yaml.Node {
 	for n != nil && n.Kind == yaml.AliasNode {
 		n = n.Alias
@@ -139,6 +164,10 @@ func (d *decoder) document(n *yaml.Node) *Document {
 	}
 	n = resolveAlias(n)
 	if isNull(n) {
+		return nil
+	}
+	if budget := maxExpandedNodes; !withinBudget(n, &budget, 0) {
+		d.fail(n.Line, "", "document too large once its YAML aliases are expanded (more than %d values, or nested deeper than %d)", maxExpandedNodes, maxDepth)
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
@@ -460,7 +489,10 @@ func plain(n *yaml.Node) any {
 		case "!!null":
 			return nil
 		case "!!bool":
-			return n.Value == "true"
+			var b bool
+			if err := n.Decode(&b); err == nil {
+				return b
+			}
 		case "!!int", "!!float":
 			var v any
 			if err := n.Decode(&v); err == nil {
