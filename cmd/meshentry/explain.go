@@ -62,8 +62,10 @@ func newExplainCommand() *cobra.Command {
 				req.Protocol = registry.TrafficTLS
 			case "tcp":
 				req.Protocol = registry.TrafficTCP
+			case "connect":
+				req.Connect = true
 			default:
-				return usageError("--protocol must be http, tls or tcp, not %q", protocol)
+				return usageError("--protocol must be http, tls, tcp or connect, not %q", protocol)
 			}
 			var err error
 			if req.AllowAny, err = parsePolicy(policy); err != nil {
@@ -102,7 +104,7 @@ func newExplainCommand() *cobra.Command {
 	f.StringVar(&ip, "ip", "", "destination IP the application connected to")
 	f.StringVar(&host, "host", "", "Host header, SNI or CONNECT host the application sent")
 	f.Uint32Var(&port, "port", 0, "destination port")
-	f.StringVar(&protocol, "protocol", "", "traffic kind: http, tls or tcp (default: what the declared port implies)")
+	f.StringVar(&protocol, "protocol", "", "traffic kind: http, tls or tcp as a sidecar sees it (default: what the declared port implies), or connect for a CONNECT tunnel through the forward proxy")
 	f.StringVar(&policy, "outbound-policy", "REGISTRY_ONLY", "REGISTRY_ONLY refuses what no ServiceEntry declares; ALLOW_ANY passes it through")
 	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd

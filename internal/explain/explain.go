@@ -19,8 +19,12 @@ type Request struct {
 	Host      string
 	IP        netip.Addr
 	Port      uint32
-	// Protocol is the traffic kind; TrafficAny lets the declared port protocol decide.
+	// Protocol is the traffic kind; TrafficAny lets the declared port protocol decide, as for
+	// captured traffic, unless Connect is set.
 	Protocol registry.Traffic
+	// Connect models a CONNECT tunnel through the forward proxy: the authority is matched against
+	// every port protocol, as the proxy does.
+	Connect bool
 	AllowAny bool
 	Locality string
 	Network  string
@@ -86,13 +90,19 @@ func (r *Report) Refused() bool { return r.Outcome == "blackhole" }
 // Explain decides where the request goes in snap and says why.
 func Explain(snap *registry.Snapshot, req Request) *Report {
 	q := registry.Query{Namespace: req.Namespace, IP: req.IP, Host: req.Host, Port: req.Port, Protocol: req.Protocol}
-	if q.Protocol == registry.TrafficAny {
-		q.Protocol = trafficFor(snap, q)
+	protocol := "connect"
+	if req.Connect {
+		q.Protocol = registry.TrafficAny
+	} else {
+		if q.Protocol == registry.TrafficAny {
+			q.Protocol = trafficFor(snap, q)
+		}
+		protocol = q.Protocol.String()
 	}
 	m := snap.Match(q, req.AllowAny)
 	rep := &Report{
 		Namespace:   req.Namespace,
-		Destination: Destination{Host: req.Host, Port: req.Port, Protocol: q.Protocol.String()},
+		Destination: Destination{Host: req.Host, Port: req.Port, Protocol: protocol},
 		Cluster:     m.Cluster,
 		Endpoints:   []Endpoint{},
 	}
@@ -188,19 +198,30 @@ func noMatchReason(snap *registry.Snapshot, q registry.Query) string {
 	if q.Host != "" {
 		what = fmt.Sprintf("host %q on port %d", q.Host, q.Port)
 	} else if q.IP.IsValid() {
-		what = fmt.Sprintf("%s", netip.AddrPortFrom(q.IP, uint16(q.Port)))
+		what = netip.AddrPortFrom(q.IP, uint16(q.Port)).String()
 	}
-	reason := fmt.Sprintf("no ServiceEntry visible to namespace %q declares %s (as %s traffic)", q.Namespace, what, q.Protocol)
+	reason := fmt.Sprintf("no ServiceEntry visible to namespace %q matches %s as %s traffic", q.Namespace, what, q.Protocol)
 	host := registry.NormalizeHost(q.Host)
 	for _, svc := range snap.Services {
-		if host == "" || !registry.HostMatches(svc.Host, host) || svc.Port(q.Port) == nil || svc.VisibleTo(q.Namespace) {
+		p := svc.Port(q.Port)
+		if host == "" || p == nil || !registry.HostMatches(svc.Host, host) {
 			continue
 		}
-		to := strings.Join(svc.ExportTo(), ", ")
-		if to == "" {
-			to = "~ (nobody)"
+		owner := fmt.Sprintf("ServiceEntry %s/%s", svc.Namespace, svc.Entry)
+		if !svc.VisibleTo(q.Namespace) {
+			to := strings.Join(svc.ExportTo(), ", ")
+			if to == "" {
+				to = "~ (nobody)"
+			}
+			reason += fmt.Sprintf(" — %s declares %s but exports it only to %s", owner, svc.Host, to)
+			break
 		}
-		reason += fmt.Sprintf(" — ServiceEntry %s/%s declares %s but exports it only to %s", svc.Namespace, svc.Entry, svc.Host, to)
+		if len(svc.Addresses) > 0 {
+			reason += fmt.Sprintf(" — %s declares %s on port %d (%s) with addresses %s, which a sidecar matches by destination IP; pass --ip, or --protocol connect for a tunnel through the forward proxy",
+				owner, svc.Host, q.Port, p.Family, describe(svc, p).Addresses)
+		} else {
+			reason += fmt.Sprintf(" — %s declares %s on port %d as %s, not %s", owner, svc.Host, q.Port, p.Family, q.Protocol)
+		}
 		break
 	}
 	return reason
