@@ -77,6 +77,7 @@ const (
 	CodeHostInManyNamespaces = "ME2003" // the same host declared in several namespaces visible together
 	CodeVirtualServiceHostSE = "ME2004" // a mesh VirtualService host that no ServiceEntry declares
 	CodeGatewayHostSE        = "ME2005" // a Gateway server host that no ServiceEntry declares
+	CodeNotAppliedYet        = "ME2006" // a decoded kind that meshentry does not act on yet
 
 	CodeReferencedHostNotFound = "IST0101" // Istio's ReferencedResourceNotFound: a route destination host
 	CodeUnknownDRHost          = "IST0174" // Istio's UnknownDestinationRuleHost

@@ -95,6 +95,7 @@
 //	ME2003 W  the same host declared in several namespaces that some namespace sees together
 //	ME2004 W  a host of a mesh-bound VirtualService that no visible ServiceEntry declares
 //	ME2005 W  a Gateway server host that no visible ServiceEntry declares
+//	ME2006 W  a Sidecar: decoded and validated, but meshentry does not apply it yet
 //	IST0101 W a route destination host that no visible ServiceEntry declares (ReferencedResourceNotFound)
 //	IST0174 W a DestinationRule host that no visible ServiceEntry declares (UnknownDestinationRuleHost)
 package validate
