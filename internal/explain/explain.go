@@ -24,7 +24,7 @@ type Request struct {
 	Protocol registry.Traffic
 	// Connect models a CONNECT tunnel through the forward proxy: the authority is matched against
 	// every port protocol, as the proxy does.
-	Connect bool
+	Connect  bool
 	AllowAny bool
 	Locality string
 	Network  string
