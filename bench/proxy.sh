@@ -89,10 +89,17 @@ CFG
 "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn >"$OUT/meshentry.log" 2>&1 & pids+=($!)
 MESH_PID=$!
 
-for _ in $(seq 50); do
-  curl -fsS "http://$MESH_ADMIN/ready" >/dev/null 2>&1 && curl -fsS -o /dev/null "http://$HAPROXY_HTTP/" 2>/dev/null && break
+ready=
+for _ in $(seq 100); do
+  if curl -fsS -o /dev/null "http://$MESH_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$HAPROXY_HTTP/" 2>/dev/null; then
+    ready=1; break
+  fi
   sleep 0.1
 done
+if [ -z "$ready" ]; then
+  echo "meshentry or HAProxy did not come up; see $OUT/meshentry.log and $OUT/haproxy.log" >&2
+  exit 1
+fi
 
 # cpu_ticks PID: user+system clock ticks the process has used.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -112,14 +119,16 @@ run_wrk() {
     /requests in/ { reqs = $1 }
     /^Requests\/sec/ { rps = $2 }
     /Non-2xx/ { bad = $NF }
+    /Socket errors/ { sockerr = $0 }
     END {
       if (bad > 0) { print "wrk saw non-2xx responses" > "/dev/stderr"; exit 1 }
+      if (sockerr != "") { print "wrk: " sockerr > "/dev/stderr"; exit 1 }
       cpu = (pid == "-") ? "-" : sprintf("%.1f", (c1 - c0) / tck * 1e6 / reqs)
       printf "%.0f %.0f %.0f %s\n", rps, p50, p99, cpu
     }' "$OUT/wrk-$name.txt"
 }
 
-# best_of NAME CMD...: the highest MiB/s of $REPEAT runs.
+# best_stream CMD...: the highest MiB/s of $REPEAT runs of a fetch command.
 best_stream() {
   local best=0 r
   for _ in $(seq "$REPEAT"); do

@@ -16,8 +16,10 @@ import (
 )
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtool http ADDR | source ADDR BYTES | fetch ADDR BYTES [--connect HOST:PORT]")
+	const usage = "usage: benchtool http ADDR | source ADDR BYTES | fetch ADDR BYTES [--connect HOST:PORT]"
+	want := map[string]int{"http": 3, "source": 4, "fetch": 4}
+	if len(os.Args) < 2 || want[os.Args[1]] == 0 || len(os.Args) < want[os.Args[1]] {
+		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
 	var err error
@@ -28,8 +30,6 @@ func main() {
 		err = serveSource(os.Args[2:])
 	case "fetch":
 		err = fetch(os.Args[2:])
-	default:
-		err = fmt.Errorf("unknown mode %q", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchtool:", err)
@@ -51,7 +51,9 @@ func serveSource(args []string) error {
 	fs := flag.NewFlagSet("source", flag.ExitOnError)
 	fs.Parse(args[2:])
 	var n int64
-	fmt.Sscan(args[1], &n)
+	if _, err := fmt.Sscan(args[1], &n); err != nil {
+		return fmt.Errorf("BYTES: %w", err)
+	}
 	ln, err := net.Listen("tcp", args[0])
 	if err != nil {
 		return err
@@ -88,7 +90,9 @@ func fetch(args []string) error {
 	connect := fs.String("connect", "", "open a CONNECT tunnel to HOST:PORT first")
 	fs.Parse(args[2:])
 	var want int64
-	fmt.Sscan(args[1], &want)
+	if _, err := fmt.Sscan(args[1], &want); err != nil {
+		return fmt.Errorf("BYTES: %w", err)
+	}
 	start := time.Now()
 	c, err := net.Dial("tcp", args[0])
 	if err != nil {

@@ -108,7 +108,10 @@ func NewCA(tb testing.TB) *CA {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cert, _ := x509.ParseCertificate(der)
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	return &CA{cert: cert, key: key, Pool: pool}

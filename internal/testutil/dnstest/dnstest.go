@@ -44,9 +44,14 @@ func StartOn(tb testing.TB, pc net.PacketConn) *Server {
 	tb.Helper()
 	s := &Server{Addr: pc.LocalAddr().String(), records: map[string]record{}}
 	started := make(chan struct{})
+	failed := make(chan error, 1)
 	s.srv = &dns.Server{PacketConn: pc, Handler: s, NotifyStartedFunc: func() { close(started) }}
-	go s.srv.ActivateAndServe()
-	<-started
+	go func() { failed <- s.srv.ActivateAndServe() }()
+	select {
+	case <-started:
+	case err := <-failed:
+		tb.Fatalf("dnstest: serve: %v", err)
+	}
 	tb.Cleanup(func() { s.srv.Shutdown() })
 	return s
 }
