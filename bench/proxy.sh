@@ -30,6 +30,7 @@ BACKEND=127.0.0.1:18080   # HTTP backend
 SOURCE=127.0.0.1:18090    # TCP source of $BYTES per connection
 HAPROXY_HTTP=127.0.0.1:18081
 HAPROXY_TCP=127.0.0.1:18091
+GOPIPE=127.0.0.1:18092     # plain Go io.Copy relay, the floor for any Go passthrough
 MESH=127.0.0.1:18001
 MESH_ADMIN=127.0.0.1:18000
 
@@ -39,6 +40,7 @@ trap cleanup EXIT
 
 "$OUT/benchtool" http "$BACKEND" & pids+=($!)
 "$OUT/benchtool" source "$SOURCE" "$BYTES" & pids+=($!)
+"$OUT/benchtool" pipe "$GOPIPE" "$SOURCE" & pids+=($!)
 
 cat > "$OUT/haproxy.cfg" <<CFG
 global
@@ -146,6 +148,7 @@ read -r m_rps m_p50 m_p99 m_cpu < <(run_wrk meshentry "http://$MESH/" "$MESH_PID
 echo "Streams of $BYTES bytes, best of $REPEAT" >&2
 d_tp=$(best_stream "$OUT/benchtool" fetch "$SOURCE" "$BYTES")
 h_tp=$(best_stream "$OUT/benchtool" fetch "$HAPROXY_TCP" "$BYTES")
+g_tp=$(best_stream "$OUT/benchtool" fetch "$GOPIPE" "$BYTES")
 m_tp=$(best_stream "$OUT/benchtool" fetch "$MESH" "$BYTES" --connect stream.local:443)
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
@@ -159,6 +162,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
   printf "%-34s %12s %10s %10s\n" "1 GiB stream (passthrough)" "MiB/s" "×direct" "×haproxy"
   printf "%-34s %12s %10s %10s\n" "direct" "$d_tp" "1.00" "$(ratio "$d_tp" "$h_tp")"
   printf "%-34s %12s %10s %10s\n" "haproxy (mode tcp)" "$h_tp" "$(ratio "$h_tp" "$d_tp")" "1.00"
+  printf "%-34s %12s %10s %10s\n" "plain Go io.Copy relay" "$g_tp" "$(ratio "$g_tp" "$d_tp")" "$(ratio "$g_tp" "$h_tp")"
   printf "%-34s %12s %10s %10s\n" "meshentry (CONNECT tunnel)" "$m_tp" "$(ratio "$m_tp" "$d_tp")" "$(ratio "$m_tp" "$h_tp")"
   echo
   echo "p99 meshentry/haproxy: $(ratio "$m_p99" "$h_p99")   CPU per request meshentry/haproxy: $(ratio "$m_cpu" "$h_cpu")"

@@ -16,8 +16,8 @@ import (
 )
 
 func main() {
-	const usage = "usage: benchtool http ADDR | source ADDR BYTES | fetch ADDR BYTES [--connect HOST:PORT]"
-	want := map[string]int{"http": 3, "source": 4, "fetch": 4}
+	const usage = "usage: benchtool http ADDR | source ADDR BYTES | fetch ADDR BYTES [--connect HOST:PORT] | pipe ADDR UPSTREAM"
+	want := map[string]int{"http": 3, "source": 4, "fetch": 4, "pipe": 4}
 	if len(os.Args) < 2 || want[os.Args[1]] == 0 || len(os.Args) < want[os.Args[1]] {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
@@ -30,6 +30,8 @@ func main() {
 		err = serveSource(os.Args[2:])
 	case "fetch":
 		err = fetch(os.Args[2:])
+	case "pipe":
+		err = servePipe(os.Args[2], os.Args[3])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchtool:", err)
@@ -131,4 +133,32 @@ func fetch(args []string) error {
 	secs := time.Since(start).Seconds()
 	fmt.Printf("%.3f %.1f\n", secs, float64(got)/secs/(1<<20))
 	return nil
+}
+
+// servePipe is the smallest Go TCP relay: io.Copy both ways (the kernel's splice path), the
+// baseline that shows what a passthrough costs before any proxy logic.
+func servePipe(addr, upstream string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				return
+			}
+			defer u.Close()
+			go func() {
+				io.Copy(u, c)
+				u.(*net.TCPConn).CloseWrite()
+			}()
+			io.Copy(c, u)
+		}()
+	}
 }
