@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -297,6 +298,25 @@ spec:
 		b, _ := io.ReadAll(c)
 		if len(b) != 0 {
 			t.Fatalf("got %q from a refused destination", b)
+		}
+	})
+	// Last, as it stops the proxy: a captured HTTP request in flight when SIGTERM arrives still
+	// gets its answer.
+	t.Run("finishes a captured HTTP request in flight when told to stop", func(t *testing.T) {
+		c := dial(t, "10.213.0.10:80")
+		defer c.Close()
+		fmt.Fprintf(c, "GET /slow?delay=700ms HTTP/1.1\r\nHost: web.example.com\r\n\r\n")
+		time.Sleep(200 * time.Millisecond)
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("no answer after SIGTERM: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != "http-backend web.example.com /slow?delay=700ms" {
+			t.Fatalf("got %d %q", resp.StatusCode, b)
 		}
 	})
 }

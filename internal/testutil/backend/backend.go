@@ -20,10 +20,14 @@ import (
 )
 
 // Echo answers every request with "NAME HOST PATH" so a test sees which backend served it and
-// which Host it received; the X-Request-Id it got comes back in a header of the same name.
+// which Host it received; the X-Request-Id it got comes back in a header of the same name. A
+// "delay" query parameter (a Go duration) holds the answer back, for requests in flight.
 func Echo(name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
+		if d, err := time.ParseDuration(r.URL.Query().Get("delay")); err == nil && d > 0 && d < time.Minute {
+			time.Sleep(d)
+		}
 		w.Header().Set("X-Backend", name)
 		w.Header().Set("X-Request-Id", r.Header.Get("X-Request-Id"))
 		fmt.Fprintf(w, "%s %s %s", name, r.Host, r.URL.RequestURI())
