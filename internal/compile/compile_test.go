@@ -1,0 +1,66 @@
+package compile
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/meshentry/meshentry/internal/config"
+	"github.com/meshentry/meshentry/internal/diag"
+)
+
+func TestPathsLeavesInvalidDocumentsOutOfTheSnapshot(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: good}
+spec:
+  hosts: [good.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: bad-port}
+spec:
+  hosts: [bad.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {https: 8443}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: bad-field}
+spec:
+  hostz: [worse.example.com]
+`), 0o644)
+	res, err := Paths([]string{dir}, config.Options{}, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Documents != 3 || res.Files != 1 {
+		t.Errorf("documents = %d, files = %d, want 3 and 1", res.Documents, res.Files)
+	}
+	if res.Errors() != 2 {
+		t.Errorf("errors = %d, want 2: %v", res.Errors(), res.Diagnostics)
+	}
+	for i := 1; i < len(res.Diagnostics); i++ {
+		if a, b := res.Diagnostics[i-1], res.Diagnostics[i]; a.File == b.File && a.Line > b.Line {
+			t.Errorf("diagnostics not sorted by line: %v", res.Diagnostics)
+		}
+	}
+	if res.Snapshot.Version != 7 || len(res.Snapshot.Services) != 1 || res.Snapshot.Services[0].Host != "good.example.com" {
+		t.Fatalf("snapshot v%d services %v, want v7 with only good.example.com", res.Snapshot.Version, res.Snapshot.Services)
+	}
+	for _, d := range res.Diagnostics {
+		if d.Level == diag.Error && d.Name == "good" {
+			t.Errorf("the valid entry got an error: %s", d)
+		}
+	}
+	t.Run("fails on an unreadable path", func(t *testing.T) {
+		if _, err := Paths([]string{filepath.Join(dir, "missing")}, config.Options{}, 1); err == nil {
+			t.Fatal("no error")
+		}
+	})
+}
