@@ -90,6 +90,7 @@ func serveSource(args []string) error {
 func fetch(args []string) error {
 	fs := flag.NewFlagSet("fetch", flag.ExitOnError)
 	connect := fs.String("connect", "", "open a CONNECT tunnel to HOST:PORT first")
+	bufSize := fs.Int("buf", 1<<20, "read buffer size in bytes")
 	fs.Parse(args[2:])
 	var want int64
 	if _, err := fmt.Sscan(args[1], &want); err != nil {
@@ -115,7 +116,7 @@ func fetch(args []string) error {
 		r = br
 	}
 	// A large buffer keeps the client's syscalls from being what the measurement measures.
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, *bufSize)
 	var got int64
 	for {
 		n, err := r.Read(buf)
