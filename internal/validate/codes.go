@@ -46,6 +46,7 @@ const (
 	CodeSelectorWildcard      = "ME1052" // a "*" in a workloadSelector label key or value
 	CodeSelectorNoLabels      = "ME1053" // warning: a workloadSelector without labels
 	CodeSelectorWithNone      = "ME1054" // warning: a workloadSelector with resolution NONE
+	CodeTargetPortWithNone    = "ME1056" // warning (meshentry only): a targetPort with resolution NONE
 
 	CodeExportToDuplicate = "ME1060" // an exportTo entry listed twice ("." counts as the own namespace)
 	CodeExportToInvalid   = "ME1061" // an exportTo entry that is not ".", "*", "~" or a namespace name

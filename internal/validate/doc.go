@@ -69,6 +69,8 @@
 //	ME1052 E  a "*" in a workloadSelector label key or value
 //	ME1053 W  a workloadSelector without labels
 //	ME1054 W  a workloadSelector with resolution NONE
+//	ME1056 W  a targetPort with resolution NONE: the connection keeps the port the client dialled
+//	          (meshentry only; a workloadSelector with DNS stays valid, as Istio's own cases say)
 //	ME1060 E  an exportTo entry listed twice ("." counts as the own namespace)
 //	ME1061 E  an exportTo entry that is not ".", "*", a namespace name, or "~" on a ServiceEntry
 //	ME1062 E  "*" with other exportTo entries

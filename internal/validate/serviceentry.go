@@ -130,6 +130,9 @@ func portList(r *report, se *networking.ServiceEntry) servicePorts {
 		if p.TargetPort != 0 && p.TargetPort > 65535 {
 			r.errorf(CodeTargetPortRange, f+".targetPort", "targetPort %d is out of range (1-65535)", p.TargetPort)
 		}
+		if p.TargetPort != 0 && se.Resolution == networking.ServiceEntry_NONE {
+			r.warnf(CodeTargetPortWithNone, f+".targetPort", "targetPort has no effect with resolution NONE: the connection keeps the port the client dialled")
+		}
 		if len(se.Addresses) == 0 && !autoAllocated && (p.Protocol == "" || strings.EqualFold(p.Protocol, protoTCP)) {
 			r.warnf(CodeTCPWithoutAddresses, f, "port %d (%s) has no spec.addresses and %s, so it is matched by port alone, for every destination IP; add addresses",
 				p.Number, describeProtocol(p.Protocol), noAutoAllocationReason(r, se))

@@ -265,6 +265,11 @@ func TestServiceEntryResolution(t *testing.T) {
 			want: []finding{w(CodeSelectorWithNone, "spec.workloadSelector")},
 		},
 		{
+			name: "warns that targetPort has no effect with resolution NONE",
+			spec: "hosts: [a.example.com]\nports: [{number: 80, name: http, protocol: HTTP, targetPort: 8080}]",
+			want: []finding{w(CodeTargetPortWithNone, "spec.ports[0].targetPort")},
+		},
+		{
 			name: "accepts IP, unix path and abstract unix endpoints with resolution STATIC",
 			spec: "hosts: [a.example.com]\n" + httpPort + "\nresolution: STATIC\nendpoints: [{address: 10.0.0.1}, {address: \"unix:///var/run/a.sock\"}, {address: \"unix://@abstract\"}]",
 		},
