@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,6 +104,11 @@ type entry struct {
 	ans        atomic.Pointer[answer]
 	refreshing atomic.Bool
 	failing    atomic.Bool
+
+	// good is the last answer with addresses of each family, IPv4 then IPv6, so that a family
+	// whose query fails can be stood in for by its own last addresses while the other family
+	// stays fresh. Only the name's flight touches it, and flights of one name never overlap.
+	good [2][]netip.Addr
 }
 
 // answer is what a lookup of a name returns until it expires; it is never changed once stored.
@@ -291,36 +297,39 @@ func (r *Resolver) entryFor(key string) *entry {
 func (r *Resolver) resolve(key string) ([]netip.Addr, error) {
 	e := r.entryFor(key)
 	defer e.refreshing.Store(false)
-	var last []netip.Addr
-	if prev := e.ans.Load(); prev != nil && prev.err == nil {
-		last = prev.addrs
-	}
 
 	fqdn := dns.Fqdn(key)
-	var v6 typeAnswer
+	var fams [2]typeAnswer
 	var wg sync.WaitGroup
-	wg.Go(func() { v6 = r.queryType(fqdn, dns.TypeAAAA) })
-	v4 := r.queryType(fqdn, dns.TypeA)
+	wg.Go(func() { fams[1] = r.queryType(fqdn, dns.TypeAAAA) })
+	fams[0] = r.queryType(fqdn, dns.TypeA)
 	wg.Wait()
 
 	now := r.now()
-	failure := v4.err
-	switch {
-	case v4.err != nil && v6.err != nil:
-		failure = fmt.Errorf("%w; %w", v4.err, v6.err)
-	case v6.err != nil:
-		failure = v6.err
+	var failure error
+	var fresh, merged []netip.Addr
+	for i, fa := range fams {
+		if fa.err != nil {
+			if failure == nil {
+				failure = fa.err
+			} else {
+				failure = fmt.Errorf("%w; %w", failure, fa.err)
+			}
+			// The failed family is stood in for by its own last good addresses, never by
+			// the other family's, so that a record that moved in the family that still
+			// answers is followed at once.
+			merged = append(merged, e.good[i]...)
+			continue
+		}
+		fresh = append(fresh, fa.addrs...)
+		merged = append(merged, fa.addrs...)
 	}
-	var addrs []netip.Addr
-	if n := len(v4.addrs) + len(v6.addrs); n > 0 {
-		addrs = make([]netip.Addr, 0, n)
-		addrs = append(append(addrs, v4.addrs...), v6.addrs...)
-	}
-	ttl := r.clamp(min(v4.ttl, v6.ttl))
+	ttl := r.clamp(min(fams[0].ttl, fams[1].ttl))
 
 	switch {
-	case failure == nil && len(addrs) > 0:
-		r.store(e, addrs, nil, now, ttl)
+	case failure == nil && len(fresh) > 0:
+		e.good = [2][]netip.Addr{fams[0].addrs, fams[1].addrs}
+		addrs := r.store(e, fresh, nil, now, ttl)
 		if e.failing.Swap(false) {
 			r.log.Info("DNS server answers again", slog.String("name", key), slog.Int("addresses", len(addrs)))
 		}
@@ -328,7 +337,7 @@ func (r *Resolver) resolve(key string) ([]netip.Addr, error) {
 
 	case failure == nil:
 		nf := &NotFoundError{Name: key}
-		if last != nil {
+		if last := e.lastGood(); last != nil {
 			// The brief blip of a missing record during a zone change must not cut
 			// traffic, so a name that had addresses keeps them like on a failure.
 			return r.serveStale(e, key, last, now, nf), nil
@@ -337,15 +346,23 @@ func (r *Resolver) resolve(key string) ([]netip.Addr, error) {
 		r.store(e, nil, nf, now, r.negTTL)
 		return nil, nf
 
-	case last != nil:
-		return r.serveStale(e, key, last, now, failure), nil
+	case len(merged) > 0:
+		// Half an answer, or the last good addresses standing in for the failed half,
+		// beats none; it is kept only briefly so that the failed half shows up soon
+		// after the server recovers.
+		for i, fa := range fams {
+			if fa.err == nil {
+				e.good[i] = fa.addrs
+			}
+		}
+		r.warnOnce(e, key, failure, len(merged))
+		return r.store(e, merged, nil, now, min(ttl, r.negTTL)), nil
 
-	case len(addrs) > 0:
-		// Half an answer beats none, but it is kept only briefly so the other half
-		// shows up soon after the server recovers.
-		r.warnOnce(e, key, failure, len(addrs))
-		r.store(e, addrs, nil, now, min(ttl, r.negTTL))
-		return addrs, nil
+	case e.lastGood() != nil:
+		// The family that answered has no addresses and the one that failed had none
+		// before: the name may be changing, so its last addresses are kept like on a
+		// failure.
+		return r.serveStale(e, key, e.lastGood(), now, failure), nil
 
 	default:
 		// Failures are not cached: with nothing to serve, the next lookup might as well
@@ -355,12 +372,19 @@ func (r *Resolver) resolve(key string) ([]netip.Addr, error) {
 	}
 }
 
+// lastGood is the last good addresses of both families, IPv4 first, or nil when there are none.
+func (e *entry) lastGood() []netip.Addr {
+	if len(e.good[0])+len(e.good[1]) == 0 {
+		return nil
+	}
+	return append(append(make([]netip.Addr, 0, len(e.good[0])+len(e.good[1])), e.good[0]...), e.good[1]...)
+}
+
 // serveStale keeps the last good addresses for NegativeTTL, so that lookups during an
 // outage neither wait for the server nor lose the name.
 func (r *Resolver) serveStale(e *entry, key string, last []netip.Addr, now time.Time, cause error) []netip.Addr {
 	r.warnOnce(e, key, cause, len(last))
-	r.store(e, last, nil, now, r.negTTL)
-	return last
+	return r.store(e, last, nil, now, r.negTTL)
 }
 
 // warnOnce logs the first failure of a streak only, so a dead server does not flood the log.
@@ -371,7 +395,13 @@ func (r *Resolver) warnOnce(e *entry, key string, cause error, serving int) {
 	}
 }
 
-func (r *Resolver) store(e *entry, addrs []netip.Addr, err error, now time.Time, ttl time.Duration) {
+// store makes addrs, or err, what lookups of e get for ttl and returns the slice it stored.
+// When the addresses are those already stored, the stored slice is kept, so that callers
+// that key their own state by the slice see no change.
+func (r *Resolver) store(e *entry, addrs []netip.Addr, err error, now time.Time, ttl time.Duration) []netip.Addr {
+	if prev := e.ans.Load(); prev != nil && prev.err == nil && err == nil && slices.Equal(prev.addrs, addrs) {
+		addrs = prev.addrs
+	}
 	a := &answer{addrs: addrs, err: err, expires: now.Add(ttl)}
 	a.refreshAt = now.Add(ttl * refreshPercent / 100)
 	if err != nil {
@@ -379,6 +409,7 @@ func (r *Resolver) store(e *entry, addrs []netip.Addr, err error, now time.Time,
 		a.refreshAt = a.expires
 	}
 	e.ans.Store(a)
+	return addrs
 }
 
 // clamp turns a TTL in seconds into a cache lifetime within [MinTTL, MaxTTL].

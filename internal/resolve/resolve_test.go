@@ -343,6 +343,59 @@ func TestLookupServesHalfAnAnswerWhenThatIsAllThereIs(t *testing.T) {
 	mustLookup(t, r, "svc.example", addrs("10.0.0.1", "fd00::1"))
 }
 
+func TestLookupFollowsTheFamilyThatStillAnswers(t *testing.T) {
+	t.Parallel()
+	servfail := func(qtype uint16) map[uint16]int { return map[uint16]int{qtype: dns.RcodeServerFailure} }
+	tests := []struct {
+		name string
+		// before is what the server does for the first lookup, after what it does once the
+		// record has moved; want is what lookups must get after the move.
+		before, after behaviour
+		want          []netip.Addr
+	}{
+		{
+			name:   "takes a moved A record while AAAA fails, keeping the last IPv6 addresses",
+			before: behaviour{records: []string{"svc.example. 10 IN A 10.0.0.1", "svc.example. 10 IN AAAA fd00::1"}},
+			after:  behaviour{rcodeFor: servfail(dns.TypeAAAA), records: []string{"svc.example. 10 IN A 10.0.0.2"}},
+			want:   addrs("10.0.0.2", "fd00::1"),
+		},
+		{
+			name:   "takes a moved A record while AAAA has never answered",
+			before: behaviour{rcodeFor: servfail(dns.TypeAAAA), records: []string{"svc.example. 10 IN A 10.0.0.1"}},
+			after:  behaviour{rcodeFor: servfail(dns.TypeAAAA), records: []string{"svc.example. 10 IN A 10.0.0.2"}},
+			want:   addrs("10.0.0.2"),
+		},
+		{
+			name:   "takes a moved AAAA record while A fails, keeping the last IPv4 addresses",
+			before: behaviour{records: []string{"svc.example. 10 IN A 10.0.0.1", "svc.example. 10 IN AAAA fd00::1"}},
+			after:  behaviour{rcodeFor: servfail(dns.TypeA), records: []string{"svc.example. 10 IN AAAA fd00::2"}},
+			want:   addrs("10.0.0.1", "fd00::2"),
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t, tc.before)
+			r, clock := newTestResolver(t, srv, Config{NegativeTTL: 5 * time.Second})
+			if _, err := r.Lookup(t.Context(), "svc.example"); err != nil {
+				t.Fatalf("first Lookup: %v", err)
+			}
+			srv.set(t, tc.after)
+			for range 3 {
+				clock.Advance(11 * time.Second)
+				mustLookup(t, r, "svc.example", tc.want)
+			}
+			// Half of the answer is old, so it is kept only for NegativeTTL, not for the TTL.
+			asked := srv.queries()
+			clock.Advance(6 * time.Second)
+			mustLookup(t, r, "svc.example", tc.want)
+			if n := srv.queries(); n == asked {
+				t.Errorf("server saw no query %s after a partial answer, want a new one after NegativeTTL", 6*time.Second)
+			}
+		})
+	}
+}
+
 func TestLookupCachesAMissingName(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, behaviour{})

@@ -20,6 +20,9 @@ type behaviour struct {
 	records []string
 	// rcode, when not zero, answers every query with this rcode and no records.
 	rcode int
+	// rcodeFor answers the queries of the listed types with their rcode and no records, so
+	// one address family can fail while the other answers.
+	rcodeFor map[uint16]int
 	// garbage, when set, writes its bytes instead of a reply.
 	garbage func(req *dns.Msg) []byte
 	// silent drops every query, like a server that is down but still routed.
@@ -138,6 +141,8 @@ func (s *testServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 	switch {
 	case b.rcode != 0:
 		m.Rcode = b.rcode
+	case b.rcodeFor[req.Question[0].Qtype] != 0:
+		m.Rcode = b.rcodeFor[req.Question[0].Qtype]
 	case b.truncateUDP && !tcp:
 		m.Truncated = true
 	default:
