@@ -23,6 +23,12 @@ const (
 	defaultMinTTL      = time.Second
 	defaultMaxTTL      = 5 * time.Minute
 	defaultNegativeTTL = 5 * time.Second
+	defaultMaxStale    = time.Hour
+
+	// The last addresses of a name the server says has none are served for this many
+	// NegativeTTLs, to bridge a zone change without keeping a deleted name alive (RFC 8767
+	// lets a stale answer outlive a failing server, not an authoritative answer).
+	goneGrace = 3
 
 	// An entry used after 80% of its TTL is refreshed in the background, so a busy name is
 	// renewed before it expires and its callers never wait for the server.
@@ -64,6 +70,11 @@ type Config struct {
 	// NegativeTTL is how long a missing name, or a failed server, is remembered before
 	// asking again (default 5s).
 	NegativeTTL time.Duration
+	// MaxStale bounds how long after the last answer with addresses those addresses are
+	// still served while the server fails (default 1h); RFC 8767 allows up to days, but a
+	// name that truly moved should not keep its old address for long. An answer that the
+	// name has no addresses ends them sooner, after 3×NegativeTTL.
+	MaxStale time.Duration
 	// Logger receives a warning when a server starts failing; nil discards.
 	Logger *slog.Logger
 	// Now replaces time.Now so tests can move TTLs forward without sleeping.
@@ -73,15 +84,16 @@ type Config struct {
 // Resolver answers lookups from a TTL cache and asks the DNS server only on a miss, an expiry,
 // or, in the background, when a used entry nears its expiry.
 type Resolver struct {
-	servers []string
-	udp     dns.Client
-	tcp     dns.Client
-	timeout time.Duration
-	minTTL  time.Duration
-	maxTTL  time.Duration
-	negTTL  time.Duration
-	log     *slog.Logger
-	now     func() time.Time
+	servers  []string
+	udp      dns.Client
+	tcp      dns.Client
+	timeout  time.Duration
+	minTTL   time.Duration
+	maxTTL   time.Duration
+	negTTL   time.Duration
+	maxStale time.Duration
+	log      *slog.Logger
+	now      func() time.Time
 
 	// The cache is read on every connection and written once per query, hence the RWMutex;
 	// the answers themselves are immutable and swapped through atomic pointers.
@@ -105,11 +117,18 @@ type entry struct {
 	refreshing atomic.Bool
 	failing    atomic.Bool
 
-	// good is the last answer with addresses of each family, IPv4 then IPv6, so that a family
-	// whose query fails can be stood in for by its own last addresses while the other family
-	// stays fresh. Only the name's flight touches it, and flights of one name never overlap.
-	good [2][]netip.Addr
+	// good is the last answer of each family, IPv4 then IPv6, and goodAt when it arrived, so
+	// that a family whose query fails can be stood in for by its own last addresses, up to
+	// MaxStale, while the other family stays fresh. goneAt is the first of the current streak
+	// of answers saying the name has no addresses, zero outside one. Only the name's flight
+	// touches these, and flights of one name never overlap.
+	good   [2][]netip.Addr
+	goodAt [2]time.Time
+	goneAt time.Time
 }
+
+// familyName names the address families in the order of entry.good, for logs.
+var familyName = [2]string{"IPv4", "IPv6"}
 
 // answer is what a lookup of a name returns until it expires; it is never changed once stored.
 type answer struct {
@@ -133,19 +152,20 @@ func New(cfg Config) (*Resolver, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Timeout < 0 || cfg.MinTTL < 0 || cfg.MaxTTL < 0 || cfg.NegativeTTL < 0 {
+	if cfg.Timeout < 0 || cfg.MinTTL < 0 || cfg.MaxTTL < 0 || cfg.NegativeTTL < 0 || cfg.MaxStale < 0 {
 		return nil, errors.New("resolve: durations must not be negative")
 	}
 	r := &Resolver{
-		servers: servers,
-		timeout: orDefault(cfg.Timeout, defaultTimeout),
-		minTTL:  orDefault(cfg.MinTTL, defaultMinTTL),
-		maxTTL:  orDefault(cfg.MaxTTL, defaultMaxTTL),
-		negTTL:  orDefault(cfg.NegativeTTL, defaultNegativeTTL),
-		log:     cfg.Logger,
-		now:     cfg.Now,
-		entries: make(map[string]*entry),
-		flights: make(map[string]*flight),
+		servers:  servers,
+		timeout:  orDefault(cfg.Timeout, defaultTimeout),
+		minTTL:   orDefault(cfg.MinTTL, defaultMinTTL),
+		maxTTL:   orDefault(cfg.MaxTTL, defaultMaxTTL),
+		negTTL:   orDefault(cfg.NegativeTTL, defaultNegativeTTL),
+		maxStale: orDefault(cfg.MaxStale, defaultMaxStale),
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		entries:  make(map[string]*entry),
+		flights:  make(map[string]*flight),
 	}
 	if r.minTTL > r.maxTTL {
 		return nil, fmt.Errorf("resolve: MinTTL %s is above MaxTTL %s", r.minTTL, r.maxTTL)
@@ -196,7 +216,8 @@ func orDefault(d, def time.Duration) time.Duration {
 // Lookup returns the addresses of name (IPv4 first, then IPv6), from the cache when it can.
 // The returned slice is shared by every caller of the same name: callers must not modify it.
 // An IP literal is returned as is, without a query. A name the server says does not exist
-// gives a *NotFoundError; a failing server gives the last good answer when there is one.
+// gives a *NotFoundError; a failing server gives the last good answer when there is one, for
+// up to MaxStale.
 func (r *Resolver) Lookup(ctx context.Context, name string) ([]netip.Addr, error) {
 	if mayBeIP(name) {
 		if addr, err := netip.ParseAddr(strings.Trim(name, "[]")); err == nil {
@@ -306,6 +327,7 @@ func (r *Resolver) resolve(key string) ([]netip.Addr, error) {
 	wg.Wait()
 
 	now := r.now()
+	r.dropTooOld(e, key, now)
 	var failure error
 	var fresh, merged []netip.Addr
 	for i, fa := range fams {
@@ -328,63 +350,84 @@ func (r *Resolver) resolve(key string) ([]netip.Addr, error) {
 
 	switch {
 	case failure == nil && len(fresh) > 0:
-		e.good = [2][]netip.Addr{fams[0].addrs, fams[1].addrs}
+		e.remember(fams, now)
 		addrs := r.store(e, fresh, nil, now, ttl)
 		if e.failing.Swap(false) {
 			r.log.Info("DNS server answers again", slog.String("name", key), slog.Int("addresses", len(addrs)))
 		}
 		return addrs, nil
 
-	case failure == nil:
-		nf := &NotFoundError{Name: key}
-		if last := e.lastGood(); last != nil {
-			// The brief blip of a missing record during a zone change must not cut
-			// traffic, so a name that had addresses keeps them like on a failure.
-			return r.serveStale(e, key, last, now, nf), nil
-		}
-		e.failing.Store(false)
-		r.store(e, nil, nf, now, r.negTTL)
-		return nil, nf
-
 	case len(merged) > 0:
 		// Half an answer, or the last good addresses standing in for the failed half,
 		// beats none; it is kept only briefly so that the failed half shows up soon
 		// after the server recovers.
-		for i, fa := range fams {
-			if fa.err == nil {
-				e.good[i] = fa.addrs
-			}
-		}
+		e.remember(fams, now)
 		r.warnOnce(e, key, failure, len(merged))
 		return r.store(e, merged, nil, now, min(ttl, r.negTTL)), nil
+	}
 
-	case e.lastGood() != nil:
-		// The family that answered has no addresses and the one that failed had none
-		// before: the name may be changing, so its last addresses are kept like on a
-		// failure.
-		return r.serveStale(e, key, e.lastGood(), now, failure), nil
+	// Nothing fresh to serve, and no failed family has addresses left to stand in. The
+	// families that answered say the name has none: a blip during a zone change must not
+	// cut traffic, so their last addresses are kept like on a failure, but only for a few
+	// negative TTLs from the first such answer, since the name may really be gone.
+	answered := fams[0].err == nil || fams[1].err == nil
+	if answered && e.goneAt.IsZero() {
+		e.goneAt = now
+	}
+	var last []netip.Addr
+	if answered && now.Sub(e.goneAt) < goneGrace*r.negTTL {
+		for i, fa := range fams {
+			if fa.err == nil {
+				last = append(last, e.good[i]...)
+			}
+		}
+	}
+	cause := failure
+	if cause == nil {
+		cause = &NotFoundError{Name: key}
+	}
+	if last != nil {
+		r.warnOnce(e, key, cause, len(last))
+		return r.store(e, last, nil, now, r.negTTL), nil
+	}
+	e.remember(fams, now)
+	if failure == nil {
+		e.failing.Store(false)
+		r.store(e, nil, cause, now, r.negTTL)
+		return nil, cause
+	}
+	// Failures are not cached: with nothing to serve, the next lookup might as well try
+	// again, and the flight already spares the server concurrent retries.
+	r.warnOnce(e, key, failure, 0)
+	return nil, fmt.Errorf("resolve %s: %w", key, failure)
+}
 
-	default:
-		// Failures are not cached: with nothing to serve, the next lookup might as well
-		// try again, and the flight already spares the server concurrent retries.
-		r.warnOnce(e, key, failure, 0)
-		return nil, fmt.Errorf("resolve %s: %w", key, failure)
+// remember makes the answer of each family that answered its last good addresses, even an
+// empty one, so that a record removed from the zone never comes back as a stand-in. It ends
+// the name's streak of answers without addresses once there are some.
+func (e *entry) remember(fams [2]typeAnswer, now time.Time) {
+	for i, fa := range fams {
+		if fa.err == nil {
+			e.good[i], e.goodAt[i] = fa.addrs, now
+			if len(fa.addrs) > 0 {
+				e.goneAt = time.Time{}
+			}
+		}
 	}
 }
 
-// lastGood is the last good addresses of both families, IPv4 first, or nil when there are none.
-func (e *entry) lastGood() []netip.Addr {
-	if len(e.good[0])+len(e.good[1]) == 0 {
-		return nil
+// dropTooOld forgets the last good addresses of a family that last answered more than
+// MaxStale ago, so that a long outage ends in errors rather than an address that may have
+// been reused by someone else.
+func (r *Resolver) dropTooOld(e *entry, key string, now time.Time) {
+	for i := range e.good {
+		if len(e.good[i]) > 0 && now.Sub(e.goodAt[i]) > r.maxStale {
+			r.log.Warn("DNS answer older than MaxStale is no longer served",
+				slog.String("name", key), slog.String("family", familyName[i]),
+				slog.Int("addresses", len(e.good[i])), slog.Duration("age", now.Sub(e.goodAt[i])))
+			e.good[i] = nil
+		}
 	}
-	return append(append(make([]netip.Addr, 0, len(e.good[0])+len(e.good[1])), e.good[0]...), e.good[1]...)
-}
-
-// serveStale keeps the last good addresses for NegativeTTL, so that lookups during an
-// outage neither wait for the server nor lose the name.
-func (r *Resolver) serveStale(e *entry, key string, last []netip.Addr, now time.Time, cause error) []netip.Addr {
-	r.warnOnce(e, key, cause, len(last))
-	return r.store(e, last, nil, now, r.negTTL)
 }
 
 // warnOnce logs the first failure of a streak only, so a dead server does not flood the log.

@@ -253,10 +253,6 @@ func TestLookupServesTheLastGoodAnswer(t *testing.T) {
 				srv.set(t, behaviour{garbage: func(*dns.Msg) []byte { return []byte("garbage") }})
 			},
 		},
-		{
-			name:   "while the server says the name is gone",
-			break_: func(t *testing.T, srv *testServer) { srv.set(t, behaviour{}) },
-		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -275,6 +271,87 @@ func TestLookupServesTheLastGoodAnswer(t *testing.T) {
 			}
 			if n := logs.count(slog.LevelWarn); n != 1 {
 				t.Errorf("logged %d warnings, want 1 for the whole failure streak", n)
+			}
+		})
+	}
+}
+
+func TestLookupStopsServingTheLastAnswerOfAGoneName(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, behaviour{records: []string{"svc.example. 10 IN A 10.0.0.1", "svc.example. 10 IN AAAA fd00::1"}})
+	r, clock := newTestResolver(t, srv, Config{NegativeTTL: 5 * time.Second})
+	want := addrs("10.0.0.1", "fd00::1")
+	mustLookup(t, r, "svc.example", want)
+
+	// The server now says the name does not exist: a blip during a zone change is bridged
+	// for 3×NegativeTTL from the first such answer, and no longer.
+	srv.set(t, behaviour{})
+	clock.Advance(11 * time.Second)
+	mustLookup(t, r, "svc.example", want)
+	for range 2 {
+		clock.Advance(5 * time.Second)
+		mustLookup(t, r, "svc.example", want)
+	}
+	clock.Advance(5 * time.Second)
+	var nf *NotFoundError
+	if got, err := r.Lookup(t.Context(), "svc.example"); !errors.As(err, &nf) {
+		t.Fatalf("Lookup 3×NegativeTTL after the name went away = %v, %v; want a *NotFoundError", got, err)
+	}
+	clock.Advance(time.Hour)
+	if got, err := r.Lookup(t.Context(), "svc.example"); !errors.As(err, &nf) {
+		t.Fatalf("Lookup an hour later = %v, %v; want a *NotFoundError", got, err)
+	}
+
+	srv.set(t, behaviour{records: []string{"svc.example. 10 IN A 10.0.0.2"}})
+	clock.Advance(6 * time.Second)
+	mustLookup(t, r, "svc.example", addrs("10.0.0.2"))
+}
+
+func TestLookupStopsServingTheLastAnswerAfterMaxStale(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// broken is what the server does from the first refresh on; want is what lookups
+		// get until MaxStale after the last good answer, wantAfter what they get after it,
+		// nil for an error.
+		broken          behaviour
+		want, wantAfter []netip.Addr
+	}{
+		{
+			name:   "a failing server ends the last answer after MaxStale",
+			broken: behaviour{rcode: dns.RcodeServerFailure},
+			want:   addrs("10.0.0.1", "fd00::1"),
+		},
+		{
+			name:      "a failing family loses its last addresses after MaxStale",
+			broken:    behaviour{rcodeFor: map[uint16]int{dns.TypeAAAA: dns.RcodeServerFailure}, records: []string{"svc.example. 10 IN A 10.0.0.1"}},
+			want:      addrs("10.0.0.1", "fd00::1"),
+			wantAfter: addrs("10.0.0.1"),
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t, behaviour{records: []string{"svc.example. 10 IN A 10.0.0.1", "svc.example. 10 IN AAAA fd00::1"}})
+			const maxStale = time.Minute
+			r, clock := newTestResolver(t, srv, Config{NegativeTTL: 5 * time.Second, MaxStale: maxStale})
+			mustLookup(t, r, "svc.example", tc.want)
+			goodAt := clock.Now()
+
+			srv.set(t, tc.broken)
+			for clock.Advance(11 * time.Second); clock.Now().Sub(goodAt) <= maxStale; clock.Advance(11 * time.Second) {
+				mustLookup(t, r, "svc.example", tc.want)
+			}
+			got, err := r.Lookup(t.Context(), "svc.example")
+			if tc.wantAfter == nil {
+				var nf *NotFoundError
+				if err == nil || errors.As(err, &nf) {
+					t.Errorf("Lookup past MaxStale = %v, %v; want a server failure", got, err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tc.wantAfter) {
+				t.Errorf("Lookup past MaxStale = %v, %v; want %v", got, err, tc.wantAfter)
 			}
 		})
 	}
@@ -582,6 +659,7 @@ func TestNew(t *testing.T) {
 		{name: "gives an IPv6 server without a port port 53", cfg: Config{Server: "2001:db8::53"}, wantServers: []string{"[2001:db8::53]:53"}},
 		{name: "refuses a negative timeout", cfg: Config{Server: "127.0.0.1:53", Timeout: -time.Second}, wantErr: true},
 		{name: "refuses a MinTTL above MaxTTL", cfg: Config{Server: "127.0.0.1:53", MinTTL: time.Hour, MaxTTL: time.Minute}, wantErr: true},
+		{name: "refuses a negative MaxStale", cfg: Config{Server: "127.0.0.1:53", MaxStale: -time.Second}, wantErr: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -603,6 +681,17 @@ func TestNew(t *testing.T) {
 			}
 		})
 	}
+	t.Run("serves a stale answer for at most an hour by default", func(t *testing.T) {
+		t.Parallel()
+		r, err := New(Config{Server: "127.0.0.1:53"})
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		defer r.Close()
+		if r.maxStale != time.Hour {
+			t.Errorf("maxStale = %s, want 1h", r.maxStale)
+		}
+	})
 	t.Run("reads the name servers of /etc/resolv.conf when no server is given", func(t *testing.T) {
 		t.Parallel()
 		conf, err := dns.ClientConfigFromFile("/etc/resolv.conf")
