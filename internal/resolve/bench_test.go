@@ -2,6 +2,7 @@ package resolve
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -41,4 +42,24 @@ func BenchmarkLookupCachedParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkInsertIntoAFullCache measures what a new name costs the cache once it holds
+// MaxEntries names, the eviction scan included, amortized over the inserts it makes room for.
+func BenchmarkInsertIntoAFullCache(b *testing.B) {
+	srv := startServer(b, behaviour{})
+	r, _ := newTestResolver(b, srv, Config{Now: time.Now})
+	keys := make([]string, 4*defaultMaxEntries)
+	for i := range keys {
+		keys[i] = "name-" + strconv.Itoa(i) + ".example"
+	}
+	for _, k := range keys[:defaultMaxEntries] {
+		r.entryFor(k)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		r.entryFor(keys[i%len(keys)])
+		i++
+	}
 }

@@ -3,6 +3,7 @@
 package resolve
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +25,14 @@ const (
 	defaultMaxTTL      = 5 * time.Minute
 	defaultNegativeTTL = 5 * time.Second
 	defaultMaxStale    = time.Hour
+	defaultMaxEntries  = 10_000
+
+	// A full cache drops an eighth of its entries at once, so the scan that picks them is
+	// paid once per many inserts.
+	evictFraction = 8
+	// A lookup marks its entry as used at most this often, so that busy names do not make
+	// every core write the same cache line.
+	touchEvery = time.Second
 
 	// The last addresses of a name the server says has none are served for this many
 	// NegativeTTLs, to bridge a zone change without keeping a deleted name alive (RFC 8767
@@ -67,14 +76,19 @@ type Config struct {
 	// MinTTL and MaxTTL clamp the TTLs of answers (defaults 1s and 5m): a zero TTL would
 	// send every connection to the server, a day-long one would hide a move for a day.
 	MinTTL, MaxTTL time.Duration
-	// NegativeTTL is how long a missing name, or a failed server, is remembered before
-	// asking again (default 5s).
+	// NegativeTTL is how long a missing name is remembered before asking again, and how
+	// long the last good addresses that stand in for a failing server are served before
+	// asking again (default 5s). A failure with nothing to serve is not remembered: the next
+	// lookup asks again, since one lost packet should not fail every connection for 5s.
 	NegativeTTL time.Duration
 	// MaxStale bounds how long after the last answer with addresses those addresses are
 	// still served while the server fails (default 1h); RFC 8767 allows up to days, but a
 	// name that truly moved should not keep its old address for long. An answer that the
 	// name has no addresses ends them sooner, after 3×NegativeTTL.
 	MaxStale time.Duration
+	// MaxEntries bounds the number of names cached (default 10,000), since the forward
+	// proxy resolves names its clients choose.
+	MaxEntries int
 	// Logger receives a warning when a server starts failing; nil discards.
 	Logger *slog.Logger
 	// Now replaces time.Now so tests can move TTLs forward without sleeping.
@@ -92,6 +106,7 @@ type Resolver struct {
 	maxTTL   time.Duration
 	negTTL   time.Duration
 	maxStale time.Duration
+	maxCount int
 	log      *slog.Logger
 	now      func() time.Time
 
@@ -116,6 +131,9 @@ type entry struct {
 	ans        atomic.Pointer[answer]
 	refreshing atomic.Bool
 	failing    atomic.Bool
+	// lastUse is when a lookup last used the entry, in Unix nanoseconds to within
+	// touchEvery, for choosing what to evict from a full cache.
+	lastUse atomic.Int64
 
 	// good is the last answer of each family, IPv4 then IPv6, and goodAt when it arrived, so
 	// that a family whose query fails can be stood in for by its own last addresses, up to
@@ -155,6 +173,9 @@ func New(cfg Config) (*Resolver, error) {
 	if cfg.Timeout < 0 || cfg.MinTTL < 0 || cfg.MaxTTL < 0 || cfg.NegativeTTL < 0 || cfg.MaxStale < 0 {
 		return nil, errors.New("resolve: durations must not be negative")
 	}
+	if cfg.MaxEntries < 0 {
+		return nil, errors.New("resolve: MaxEntries must not be negative")
+	}
 	r := &Resolver{
 		servers:  servers,
 		timeout:  orDefault(cfg.Timeout, defaultTimeout),
@@ -162,6 +183,7 @@ func New(cfg Config) (*Resolver, error) {
 		maxTTL:   orDefault(cfg.MaxTTL, defaultMaxTTL),
 		negTTL:   orDefault(cfg.NegativeTTL, defaultNegativeTTL),
 		maxStale: orDefault(cfg.MaxStale, defaultMaxStale),
+		maxCount: cmp.Or(cfg.MaxEntries, defaultMaxEntries),
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		entries:  make(map[string]*entry),
@@ -233,6 +255,9 @@ func (r *Resolver) Lookup(ctx context.Context, name string) ([]netip.Addr, error
 	if e != nil {
 		if a := e.ans.Load(); a != nil {
 			now := r.now()
+			if t := now.UnixNano(); t-e.lastUse.Load() >= int64(touchEvery) {
+				e.lastUse.Store(t)
+			}
 			if now.Before(a.expires) {
 				if !now.Before(a.refreshAt) && e.refreshing.CompareAndSwap(false, true) {
 					if _, err := r.startFlight(key); err != nil {
@@ -296,7 +321,8 @@ func (r *Resolver) startFlight(key string) (*flight, error) {
 	return f, nil
 }
 
-// entryFor returns the cache slot of key, making it if needed.
+// entryFor returns the cache slot of key, making it if needed, and evicting others first if
+// the cache is full.
 func (r *Resolver) entryFor(key string) *entry {
 	r.mu.RLock()
 	e := r.entries[key]
@@ -304,13 +330,52 @@ func (r *Resolver) entryFor(key string) *entry {
 	if e != nil {
 		return e
 	}
+	// flightMu before mu, as in sweep: eviction passes over the names in flight.
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e = r.entries[key]; e == nil {
+		if len(r.entries) >= r.maxCount {
+			r.evictLocked()
+		}
 		e = new(entry)
+		e.lastUse.Store(r.now().UnixNano())
 		r.entries[key] = e
 	}
 	return e
+}
+
+// evictLocked drops an eighth of a full cache: first the names without addresses, which cost
+// nothing to lose, then the names used least recently. Names in flight are passed over, since
+// their flight is about to store into them. Both flightMu and mu must be held.
+func (r *Resolver) evictLocked() {
+	type candidate struct {
+		key      string
+		negative bool
+		lastUse  int64
+	}
+	cands := make([]candidate, 0, len(r.entries))
+	for key, e := range r.entries {
+		if _, busy := r.flights[key]; busy {
+			continue
+		}
+		a := e.ans.Load()
+		cands = append(cands, candidate{key: key, negative: a == nil || a.err != nil, lastUse: e.lastUse.Load()})
+	}
+	slices.SortFunc(cands, func(a, b candidate) int {
+		if a.negative != b.negative {
+			if a.negative {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(a.lastUse, b.lastUse)
+	})
+	n := len(r.entries) - r.maxCount + max(1, r.maxCount/evictFraction)
+	for _, c := range cands[:min(n, len(cands))] {
+		delete(r.entries, c.key)
+	}
 }
 
 // resolve queries A and AAAA for key, stores what lookups should get from now on and
@@ -474,8 +539,8 @@ func (r *Resolver) sweepLoop() {
 	}
 }
 
-// sweep drops the entries nobody has used for a while, so that a gateway resolving names its
-// clients choose does not grow the cache without bound.
+// sweep drops the entries nobody has used for a while, so that the memory of names a
+// gateway's clients chose once is given back long before MaxEntries would evict them.
 func (r *Resolver) sweep(now time.Time) {
 	// Holding flightMu keeps a flight from storing into an entry that is being dropped.
 	r.flightMu.Lock()

@@ -8,8 +8,10 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -646,6 +648,83 @@ func TestSweepDropsOnlyIdleEntries(t *testing.T) {
 	}
 }
 
+func TestCacheEvictsMissingNamesFirstThenTheLeastRecentlyUsed(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, behaviour{records: []string{
+		"a.example. 300 IN A 10.0.0.1",
+		"b.example. 300 IN A 10.0.0.2",
+		"c.example. 300 IN A 10.0.0.3",
+		"d.example. 300 IN A 10.0.0.4",
+		"e.example. 300 IN A 10.0.0.5",
+	}})
+	r, clock := newTestResolver(t, srv, Config{MaxEntries: 4})
+	lookup := func(name string) {
+		t.Helper()
+		clock.Advance(2 * time.Second)
+		if _, err := r.Lookup(t.Context(), name); err != nil && !strings.HasPrefix(name, "missing") {
+			t.Fatalf("Lookup(%q): %v", name, err)
+		}
+	}
+	for _, name := range []string{"a.example", "b.example", "missing.example", "a.example", "c.example"} {
+		lookup(name)
+	}
+	if got, want := cachedNames(r), []string{"a.example", "b.example", "c.example", "missing.example"}; !slices.Equal(got, want) {
+		t.Fatalf("cached %v, want %v", got, want)
+	}
+	lookup("d.example")
+	if got, want := cachedNames(r), []string{"a.example", "b.example", "c.example", "d.example"}; !slices.Equal(got, want) {
+		t.Errorf("after a fifth name: cached %v, want %v, the missing name evicted first", got, want)
+	}
+	lookup("e.example")
+	if got, want := cachedNames(r), []string{"a.example", "c.example", "d.example", "e.example"}; !slices.Equal(got, want) {
+		t.Errorf("after a sixth name: cached %v, want %v, b.example evicted as least recently used", got, want)
+	}
+}
+
+func TestCacheStaysWithinMaxEntriesUnderManyNames(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, behaviour{records: []string{"hot.example. 300 IN A 10.0.0.1"}})
+	const maxEntries = 50
+	r, clock := newTestResolver(t, srv, Config{MaxEntries: maxEntries})
+	var most atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 100 {
+				clock.Advance(time.Second)
+				mustLookup(t, r, "hot.example", addrs("10.0.0.1"))
+				name := "client-" + strconv.Itoa(w) + "-" + strconv.Itoa(i) + ".example"
+				var nf *NotFoundError
+				if _, err := r.Lookup(context.Background(), name); !errors.As(err, &nf) {
+					t.Errorf("Lookup(%q): %v, want a *NotFoundError", name, err)
+				}
+				n := int64(len(cachedNames(r)))
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := most.Load(); n > maxEntries {
+		t.Errorf("cache held up to %d names of 401, want at most %d", n, maxEntries)
+	}
+	if !slices.Contains(cachedNames(r), "hot.example") {
+		t.Errorf("the name in use on every connection was evicted")
+	}
+}
+
+// cachedNames lists the names in r's cache, sorted.
+func cachedNames(r *Resolver) []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var names []string
+	for name := range r.entries {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
 func TestNew(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -660,6 +739,7 @@ func TestNew(t *testing.T) {
 		{name: "refuses a negative timeout", cfg: Config{Server: "127.0.0.1:53", Timeout: -time.Second}, wantErr: true},
 		{name: "refuses a MinTTL above MaxTTL", cfg: Config{Server: "127.0.0.1:53", MinTTL: time.Hour, MaxTTL: time.Minute}, wantErr: true},
 		{name: "refuses a negative MaxStale", cfg: Config{Server: "127.0.0.1:53", MaxStale: -time.Second}, wantErr: true},
+		{name: "refuses a negative MaxEntries", cfg: Config{Server: "127.0.0.1:53", MaxEntries: -1}, wantErr: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -681,15 +761,15 @@ func TestNew(t *testing.T) {
 			}
 		})
 	}
-	t.Run("serves a stale answer for at most an hour by default", func(t *testing.T) {
+	t.Run("serves a stale answer for at most an hour and caches 10,000 names by default", func(t *testing.T) {
 		t.Parallel()
 		r, err := New(Config{Server: "127.0.0.1:53"})
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}
 		defer r.Close()
-		if r.maxStale != time.Hour {
-			t.Errorf("maxStale = %s, want 1h", r.maxStale)
+		if r.maxStale != time.Hour || r.maxCount != 10_000 {
+			t.Errorf("maxStale = %s, maxCount = %d; want 1h, 10000", r.maxStale, r.maxCount)
 		}
 	})
 	t.Run("reads the name servers of /etc/resolv.conf when no server is given", func(t *testing.T) {
