@@ -44,6 +44,19 @@ func BenchmarkLookupCachedParallel(b *testing.B) {
 	})
 }
 
+// BenchmarkLookupIPLiteral measures an endpoint given as an IP address, which needs no DNS.
+func BenchmarkLookupIPLiteral(b *testing.B) {
+	srv := startServer(b, behaviour{})
+	r, _ := newTestResolver(b, srv, Config{Now: time.Now})
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Lookup(ctx, "192.0.2.7"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkInsertIntoAFullCache measures what a new name costs the cache once it holds
 // MaxEntries names, the eviction scan included, amortized over the inserts it makes room for.
 func BenchmarkInsertIntoAFullCache(b *testing.B) {

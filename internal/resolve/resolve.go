@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -33,6 +34,9 @@ const (
 	// A lookup marks its entry as used at most this often, so that busy names do not make
 	// every core write the same cache line.
 	touchEvery = time.Second
+	// IP literals are kept in a direct-mapped table this big: a collision only costs the
+	// allocation that the table spares, and clients choosing many addresses cannot grow it.
+	literalSlots = 64
 
 	// The last addresses of a name the server says has none are served for this many
 	// NegativeTTLs, to bridge a zone change without keeping a deleted name alive (RFC 8767
@@ -110,10 +114,17 @@ type Resolver struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	// The cache is read on every connection and written once per query, hence the RWMutex;
-	// the answers themselves are immutable and swapped through atomic pointers.
-	mu      sync.RWMutex
-	entries map[string]*entry
+	// The cache is read on every connection and written once per new name, so readers take
+	// no lock: entries (string → *entry) is a sync.Map, and the answers in it are immutable
+	// and swapped through atomic pointers. mu serializes the writers, which keep count.
+	entries sync.Map
+	mu      sync.Mutex
+	count   int
+
+	// literals keeps the answers for IP literals, so that an endpoint given as an address
+	// gets the same slice on every lookup instead of a new one.
+	literals [literalSlots]atomic.Pointer[literal]
+	seed     maphash.Seed
 
 	// flightMu guards flights and closed, and orders wg.Add before Close's wg.Wait.
 	flightMu sync.Mutex
@@ -156,6 +167,12 @@ type answer struct {
 	expires   time.Time
 }
 
+// literal is the answer for one IP literal, as written by the caller.
+type literal struct {
+	name  string
+	addrs []netip.Addr
+}
+
 // flight is one query in progress; every lookup of the same name waits on it instead of
 // sending its own.
 type flight struct {
@@ -186,8 +203,8 @@ func New(cfg Config) (*Resolver, error) {
 		maxCount: cmp.Or(cfg.MaxEntries, defaultMaxEntries),
 		log:      cfg.Logger,
 		now:      cfg.Now,
-		entries:  make(map[string]*entry),
 		flights:  make(map[string]*flight),
+		seed:     maphash.MakeSeed(),
 	}
 	if r.minTTL > r.maxTTL {
 		return nil, fmt.Errorf("resolve: MinTTL %s is above MaxTTL %s", r.minTTL, r.maxTTL)
@@ -242,17 +259,15 @@ func orDefault(d, def time.Duration) time.Duration {
 // up to MaxStale.
 func (r *Resolver) Lookup(ctx context.Context, name string) ([]netip.Addr, error) {
 	if mayBeIP(name) {
-		if addr, err := netip.ParseAddr(strings.Trim(name, "[]")); err == nil {
-			return []netip.Addr{addr}, nil
+		if addrs := r.literal(name); addrs != nil {
+			return addrs, nil
 		}
 	}
 	// ToLower and TrimSuffix return name itself when it is already canonical, so a hit
 	// allocates nothing.
 	key := strings.TrimSuffix(strings.ToLower(name), ".")
-	r.mu.RLock()
-	e := r.entries[key]
-	r.mu.RUnlock()
-	if e != nil {
+	if v, ok := r.entries.Load(key); ok {
+		e := v.(*entry)
 		if a := e.ans.Load(); a != nil {
 			now := r.now()
 			if t := now.UnixNano(); t-e.lastUse.Load() >= int64(touchEvery) {
@@ -281,6 +296,24 @@ func (r *Resolver) Lookup(ctx context.Context, name string) ([]netip.Addr, error
 	case <-ctx.Done():
 		return nil, fmt.Errorf("resolve %s: %w", key, context.Cause(ctx))
 	}
+}
+
+// literal returns the one address of an IP literal, or nil when name is not one. Its slot
+// in r.literals gives the same slice back for the same name without parsing it again.
+func (r *Resolver) literal(name string) []netip.Addr {
+	slot := &r.literals[maphash.String(r.seed, name)%literalSlots]
+	if l := slot.Load(); l != nil && l.name == name {
+		return l.addrs
+	}
+	addr, err := netip.ParseAddr(strings.Trim(name, "[]"))
+	if err != nil {
+		return nil
+	}
+	// The name is cloned so the table does not pin the caller's larger string, such as a
+	// request line it was cut from.
+	l := &literal{name: strings.Clone(name), addrs: []netip.Addr{addr}}
+	slot.Store(l)
+	return l.addrs
 }
 
 // mayBeIP is a cheap pre-check that spares host names the error netip.ParseAddr would
@@ -324,25 +357,24 @@ func (r *Resolver) startFlight(key string) (*flight, error) {
 // entryFor returns the cache slot of key, making it if needed, and evicting others first if
 // the cache is full.
 func (r *Resolver) entryFor(key string) *entry {
-	r.mu.RLock()
-	e := r.entries[key]
-	r.mu.RUnlock()
-	if e != nil {
-		return e
+	if v, ok := r.entries.Load(key); ok {
+		return v.(*entry)
 	}
 	// flightMu before mu, as in sweep: eviction passes over the names in flight.
 	r.flightMu.Lock()
 	defer r.flightMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e = r.entries[key]; e == nil {
-		if len(r.entries) >= r.maxCount {
-			r.evictLocked()
-		}
-		e = new(entry)
-		e.lastUse.Store(r.now().UnixNano())
-		r.entries[key] = e
+	if v, ok := r.entries.Load(key); ok {
+		return v.(*entry)
 	}
+	if r.count >= r.maxCount {
+		r.evictLocked()
+	}
+	e := new(entry)
+	e.lastUse.Store(r.now().UnixNano())
+	r.entries.Store(key, e)
+	r.count++
 	return e
 }
 
@@ -355,8 +387,9 @@ func (r *Resolver) evictLocked() {
 		negative bool
 		lastUse  int64
 	}
-	cands := make([]candidate, 0, len(r.entries))
-	for key, e := range r.entries {
+	cands := make([]candidate, 0, r.count)
+	for k, v := range r.entries.Range {
+		key, e := k.(string), v.(*entry)
 		if _, busy := r.flights[key]; busy {
 			continue
 		}
@@ -372,9 +405,10 @@ func (r *Resolver) evictLocked() {
 		}
 		return cmp.Compare(a.lastUse, b.lastUse)
 	})
-	n := len(r.entries) - r.maxCount + max(1, r.maxCount/evictFraction)
+	n := r.count - r.maxCount + max(1, r.maxCount/evictFraction)
 	for _, c := range cands[:min(n, len(cands))] {
-		delete(r.entries, c.key)
+		r.entries.Delete(c.key)
+		r.count--
 	}
 }
 
@@ -547,12 +581,14 @@ func (r *Resolver) sweep(now time.Time) {
 	defer r.flightMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for key, e := range r.entries {
+	for k, v := range r.entries.Range {
+		key, e := k.(string), v.(*entry)
 		if _, busy := r.flights[key]; busy {
 			continue
 		}
 		if a := e.ans.Load(); a == nil || now.After(a.expires.Add(idleEviction)) {
-			delete(r.entries, key)
+			r.entries.Delete(key)
+			r.count--
 		}
 	}
 }

@@ -157,6 +157,41 @@ func TestLookupReturnsIPLiteralsWithoutAQuery(t *testing.T) {
 	}
 }
 
+// TestLookupOnTheHotPathDoesNotAllocate is not parallel: AllocsPerRun counts the allocations
+// of the whole process.
+func TestLookupOnTheHotPathDoesNotAllocate(t *testing.T) {
+	srv := startServer(t, behaviour{records: []string{"svc.example. 300 IN A 10.0.0.1", "svc.example. 300 IN AAAA fd00::1"}})
+	r, _ := newTestResolver(t, srv, Config{})
+	tests := []struct {
+		name   string
+		lookup string
+	}{
+		{name: "a cached name costs no allocation", lookup: "svc.example"},
+		{name: "an IPv4 literal costs no allocation once seen", lookup: "192.0.2.7"},
+		{name: "a bracketed IPv6 literal costs no allocation once seen", lookup: "[2001:db8::7]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			first, err := r.Lookup(t.Context(), tc.lookup)
+			if err != nil {
+				t.Fatalf("Lookup(%q): %v", tc.lookup, err)
+			}
+			ctx := context.Background()
+			same := true
+			allocs := testing.AllocsPerRun(100, func() {
+				got, err := r.Lookup(ctx, tc.lookup)
+				same = same && err == nil && len(got) == len(first) && &got[0] == &first[0]
+			})
+			if allocs != 0 {
+				t.Errorf("Lookup(%q) made %v allocations, want 0", tc.lookup, allocs)
+			}
+			if !same {
+				t.Errorf("Lookup(%q) returned another slice than the first lookup's", tc.lookup)
+			}
+		})
+	}
+}
+
 func TestLookupRejectsInvalidNames(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, behaviour{})
@@ -639,10 +674,9 @@ func TestSweepDropsOnlyIdleEntries(t *testing.T) {
 	clock.Advance(time.Minute)
 	r.sweep(clock.Now())
 
-	r.mu.RLock()
-	_, idle := r.entries["idle.example"]
-	_, busy := r.entries["busy.example"]
-	r.mu.RUnlock()
+	names := cachedNames(r)
+	idle := slices.Contains(names, "idle.example")
+	busy := slices.Contains(names, "busy.example")
 	if idle || !busy {
 		t.Errorf("after the sweep: idle entry kept %v, busy entry kept %v; want false, true", idle, busy)
 	}
@@ -715,11 +749,14 @@ func TestCacheStaysWithinMaxEntriesUnderManyNames(t *testing.T) {
 
 // cachedNames lists the names in r's cache, sorted.
 func cachedNames(r *Resolver) []string {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	var names []string
-	for name := range r.entries {
-		names = append(names, name)
+	for name := range r.entries.Range {
+		names = append(names, name.(string))
+	}
+	if len(names) != r.count {
+		panic("resolve: count " + strconv.Itoa(r.count) + " for " + strconv.Itoa(len(names)) + " cached names")
 	}
 	slices.Sort(names)
 	return names
