@@ -15,8 +15,19 @@ type RoundRobin struct {
 // Next returns a different address of addrs on each call, in turn, or the zero Addr when
 // addrs is empty.
 func (rr *RoundRobin) Next(addrs []netip.Addr) netip.Addr {
-	if len(addrs) == 0 {
+	i := rr.NextIndex(len(addrs))
+	if i < 0 {
 		return netip.Addr{}
 	}
-	return addrs[(rr.n.Add(1)-1)%uint64(len(addrs))]
+	return addrs[i]
+}
+
+// NextIndex returns the next index in [0, n) in turn, taking the same turn as Next, or -1
+// when n is not positive; a caller that keeps its own data per address can index it directly
+// instead of searching for the address Next returned.
+func (rr *RoundRobin) NextIndex(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return int((rr.n.Add(1) - 1) % uint64(n))
 }

@@ -69,3 +69,39 @@ func TestRoundRobinSpreadsConcurrentCallsEvenly(t *testing.T) {
 		}
 	}
 }
+
+func TestRoundRobinNextIndex(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		n     int
+		calls int
+		want  []int
+	}{
+		{name: "goes through every index in turn and starts over", n: 3, calls: 5, want: []int{0, 1, 2, 0, 1}},
+		{name: "keeps returning the only index", n: 1, calls: 2, want: []int{0, 0}},
+		{name: "returns -1 when there is nothing to pick", n: 0, calls: 1, want: []int{-1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var rr RoundRobin
+			for i := range tc.calls {
+				if got := rr.NextIndex(tc.n); got != tc.want[i] {
+					t.Errorf("call %d: NextIndex(%d) = %d, want %d", i, tc.n, got, tc.want[i])
+				}
+			}
+		})
+	}
+	t.Run("shares its turn with Next", func(t *testing.T) {
+		t.Parallel()
+		var rr RoundRobin
+		list := addrs("10.0.0.1", "10.0.0.2", "10.0.0.3")
+		if got := rr.Next(list); got != list[0] {
+			t.Errorf("Next = %v, want %v", got, list[0])
+		}
+		if got := rr.NextIndex(len(list)); got != 1 {
+			t.Errorf("NextIndex after Next = %d, want 1", got)
+		}
+	})
+}
