@@ -255,8 +255,8 @@ func orDefault(d, def time.Duration) time.Duration {
 // Lookup returns the addresses of name (IPv4 first, then IPv6), from the cache when it can.
 // The returned slice is shared by every caller of the same name: callers must not modify it.
 // An IP literal is returned as is, without a query. A name the server says does not exist
-// gives a *NotFoundError; a failing server gives the last good answer when there is one, for
-// up to MaxStale.
+// gives a *NotFoundError, once its last addresses, if any, have bridged 3×NegativeTTL; a
+// failing server gives the last good answer when there is one, for up to MaxStale.
 func (r *Resolver) Lookup(ctx context.Context, name string) ([]netip.Addr, error) {
 	if mayBeIP(name) {
 		if addrs := r.literal(name); addrs != nil {
