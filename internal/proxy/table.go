@@ -120,14 +120,7 @@ func (r *route) upstream(ctx context.Context, i int, res *resolve.Resolver, h *b
 	if len(set.ups) == 1 {
 		return set.ups[0], nil
 	}
-	start := e.rr.Next(addrs)
-	first := 0
-	for j := range addrs {
-		if addrs[j] == start {
-			first = j
-			break
-		}
-	}
+	first := e.rr.NextIndex(len(set.ups))
 	for k := range set.ups {
 		up := set.ups[(first+k)%len(set.ups)]
 		_, addrKey := splitKey(up.Key)
