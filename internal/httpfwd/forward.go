@@ -103,7 +103,7 @@ func (c *conn) dial(ctx context.Context, up *Upstream) (*upConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrConnect, up.Key, err)
 	}
-	return &upConn{key: up.Key, nc: nc}, nil
+	return newUpConn(up.Key, nc), nil
 }
 
 // idempotent reports the methods a proxy may resend (RFC 9110 §9.2.2), or a request marked

@@ -63,7 +63,13 @@ type rawBackend struct {
 
 func startRawBackend(t testing.TB, fn func(nc net.Conn, br *bufio.Reader)) *rawBackend {
 	t.Helper()
-	b := &rawBackend{ln: listen(t)}
+	return startRawBackendOn(t, listen(t), fn)
+}
+
+// startRawBackendOn is startRawBackend on a listener of the caller's choice, a unix socket say.
+func startRawBackendOn(t testing.TB, ln net.Listener, fn func(nc net.Conn, br *bufio.Reader)) *rawBackend {
+	t.Helper()
+	b := &rawBackend{ln: ln}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -30,6 +31,69 @@ type upConn struct {
 	nc        net.Conn
 	idleSince time.Time
 	reused    bool // served a request before, so it may have been closed by the server meanwhile
+
+	// The socket, when nc has one, and the function peeking at it: made once per connection
+	// so that checking an idle connection allocates nothing.
+	raw       syscall.RawConn
+	peekFn    func(fd uintptr) bool
+	peekBuf   [1]byte
+	peekState peekState
+}
+
+// peekState is what a look at an idle socket found.
+type peekState uint8
+
+const (
+	peekQuiet   peekState = iota // nothing to read: the connection is idle and open
+	peekBusy                     // bytes, EOF or an error: the connection cannot be reused
+	peekUnknown                  // the descriptor cannot be peeked at (not a socket)
+)
+
+// newUpConn wraps a freshly dialled connection.
+func newUpConn(key string, nc net.Conn) *upConn {
+	uc := &upConn{key: key, nc: nc}
+	if sc, ok := nc.(syscall.Conn); ok && canPeek {
+		if rc, err := sc.SyscallConn(); err == nil {
+			uc.raw = rc
+			uc.peekFn = uc.peekFD
+		}
+	}
+	return uc
+}
+
+// peekWait bounds the check of an idle connection that has no socket to peek at: a read with
+// this deadline returns at once when bytes or EOF are there, and otherwise costs this long.
+const peekWait = 200 * time.Microsecond
+
+// quiet reports whether an idle connection can carry a request: nothing arrived on it since
+// its last response was read, and it is not closed. Bytes an upstream sends unasked (a second
+// response, a body after a HEAD or 204, a 408 before it closes) would otherwise be read as
+// the answer to the next request, which may be another client's.
+func (uc *upConn) quiet() bool {
+	if uc.raw != nil {
+		for retried := false; ; retried = true {
+			err := uc.raw.Read(uc.peekFn)
+			if err == nil {
+				break
+			}
+			if retried || !isTimeout(err) {
+				return false
+			}
+			// The read deadline of the last request ran out while the connection was idle.
+			if uc.nc.SetReadDeadline(time.Time{}) != nil {
+				return false
+			}
+		}
+		if uc.peekState != peekUnknown {
+			return uc.peekState == peekQuiet
+		}
+		// Not a socket after all: check it as any connection.
+	}
+	if uc.nc.SetReadDeadline(time.Now().Add(peekWait)) != nil {
+		return false
+	}
+	n, err := uc.nc.Read(uc.peekBuf[:])
+	return n == 0 && isTimeout(err)
 }
 
 func (p *Pool) maxIdle() int {
@@ -46,29 +110,28 @@ func (p *Pool) idleTimeout() time.Duration {
 	return 90 * time.Second
 }
 
-// get returns the most recently used idle connection for key, or nil.
+// get returns the most recently used idle connection for key that is still quiet, or nil. The
+// others are closed. The check reads the socket, so it runs outside the lock.
 func (p *Pool) get(key string, now time.Time) *upConn {
 	timeout := p.idleTimeout()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	list := p.idle[key]
-	if len(list) == 0 {
-		return nil
-	}
-	for len(list) > 0 {
+	for {
+		p.mu.Lock()
+		list := p.idle[key]
+		if len(list) == 0 {
+			p.mu.Unlock()
+			return nil
+		}
 		uc := list[len(list)-1]
 		list[len(list)-1] = nil
-		list = list[:len(list)-1]
+		p.idle[key] = list[:len(list)-1]
 		p.count--
-		if now.Sub(uc.idleSince) < timeout {
-			p.idle[key] = list
+		p.mu.Unlock()
+		if now.Sub(uc.idleSince) < timeout && uc.quiet() {
 			uc.reused = true
 			return uc
 		}
 		uc.nc.Close()
 	}
-	p.idle[key] = list
-	return nil
 }
 
 // put offers a connection whose last response was read completely; it is closed when the pool
