@@ -55,6 +55,7 @@ type pipe struct {
 	dstConn net.Conn
 	idle    time.Duration
 	moved   int64 // payload bytes moved, for the access log
+	waited  bool  // the copy waited for its source, so the last write deadline may be used up
 	// stop, when set, makes the pipe give up before its next wait: the owner set it and
 	// then expired the source's deadline to end a copy running on another goroutine.
 	stop atomic.Bool
@@ -65,7 +66,7 @@ type pipe struct {
 
 // reset points the pipe at a new source and destination.
 func (p *pipe) reset(src *bufio.Reader, srcConn net.Conn, dst *bufio.Writer, dstConn net.Conn, idle time.Duration) {
-	p.src, p.srcConn, p.dst, p.dstConn, p.idle, p.moved = src, srcConn, dst, dstConn, idle, 0
+	p.src, p.srcConn, p.dst, p.dstConn, p.idle, p.moved, p.waited = src, srcConn, dst, dstConn, idle, 0, false
 	p.stop.Store(false)
 }
 
@@ -93,17 +94,19 @@ func (p *pipe) release() {
 // errStopped ends a copy its owner no longer needs.
 var errStopped = errors.New("copy stopped")
 
-// arm flushes the destination and refreshes deadlines before a read that may block.
+// arm flushes the destination and refreshes deadlines before a read that may block. The flush
+// gets a deadline of its own: the last one was set before the last read, which may have used
+// most of it.
 func (p *pipe) arm() error {
+	p.waited = true
+	if err := p.dstConn.SetWriteDeadline(time.Now().Add(p.idle)); err != nil {
+		return &copyError{err: err}
+	}
 	if err := p.dst.Flush(); err != nil {
 		return &copyError{err: err}
 	}
-	deadline := time.Now().Add(p.idle)
-	if err := p.srcConn.SetReadDeadline(deadline); err != nil {
+	if err := p.srcConn.SetReadDeadline(time.Now().Add(p.idle)); err != nil {
 		return &copyError{read: true, err: err}
-	}
-	if err := p.dstConn.SetWriteDeadline(deadline); err != nil {
-		return &copyError{err: err}
 	}
 	if p.stop.Load() {
 		return &copyError{read: true, err: errStopped}
@@ -111,8 +114,14 @@ func (p *pipe) arm() error {
 	return nil
 }
 
-// write sends b to the destination.
+// write sends b to the destination. A write that reaches the connection, rather than the
+// buffer, gets a fresh deadline, since it follows a read that may have used up the last one.
 func (p *pipe) write(b []byte) error {
+	if len(b) > p.dst.Available() {
+		if err := p.dstConn.SetWriteDeadline(time.Now().Add(p.idle)); err != nil {
+			return &copyError{err: err}
+		}
+	}
 	if _, err := p.dst.Write(b); err != nil {
 		return &copyError{err: err}
 	}

@@ -152,7 +152,7 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 			status, err := c.readInterim(uc, true)
 			if err != nil {
 				uc.nc.Close()
-				return c.failUpstream(start, err), err, false
+				return c.interimFailed(start, err)
 			}
 			final = status >= 200 || status == 101
 		case !isTimeout(err):
@@ -206,7 +206,7 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 			if async {
 				c.stopBody(uc)
 			}
-			return c.failUpstream(start, err), err, false
+			return c.interimFailed(start, err)
 		}
 	}
 	if async {
@@ -278,6 +278,10 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 				upErr = fmt.Errorf("%w: %w", ErrBadResponse, errors.Unwrap(err))
 			}
 		}
+	}
+	if c.down.waited {
+		// The deadline of the last write may have been used up waiting for the upstream.
+		c.nc.SetWriteDeadline(time.Now().Add(lim.IdleTimeout))
 	}
 	// The upstream connection is free once its response is read: pool it before the
 	// client sees the response, so the client's next request can have it.
@@ -375,9 +379,12 @@ func (c *conn) clientBodyFailed(start time.Time, err error) bool {
 	return false
 }
 
+// errClientWrite marks a failed write to the client, which is not the upstream's fault.
+var errClientWrite = errors.New("writing to the client failed")
+
 // readInterim reads response heads from the upstream, relaying interim (1xx) responses to an
 // HTTP/1.1 client, until a final response or, with stopAt100, a 100 Continue is in c.resp. It
-// returns that status, or the upstream's fault for failUpstream.
+// returns that status, or an error for interimFailed.
 func (c *conn) readInterim(uc *upConn, stopAt100 bool) (int, error) {
 	for {
 		raw, err := readHead(c.ubr, c.respBuf, c.s.lim.MaxHeaderBytes)
@@ -399,13 +406,29 @@ func (c *conn) readInterim(uc *upConn, stopAt100 bool) (int, error) {
 			return status, nil
 		}
 		if c.req.ProtoMinor == 1 {
+			// The upstream may have taken long: the deadline of the last write is stale.
+			c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.IdleTimeout))
 			c.writeResponseHead(true, false)
-			c.bw.Flush()
+			if err := c.bw.Flush(); err != nil {
+				// The writer keeps the error: nothing more can reach this client.
+				return 0, fmt.Errorf("%w: %w", errClientWrite, err)
+			}
 		}
 		if status == 100 && stopAt100 {
 			return status, nil
 		}
 	}
+}
+
+// interimFailed ends an exchange whose response head could not be read or relayed: an upstream
+// fault is answered with failUpstream and returned, a client that stopped taking writes gets
+// nothing more and is not held against the upstream.
+func (c *conn) interimFailed(start time.Time, err error) (keep bool, upErr error, retry bool) {
+	if errors.Is(err, errClientWrite) {
+		c.logAccess(start, c.rec.Upstream, 0, err)
+		return false, nil, false
+	}
+	return c.failUpstream(start, err), err, false
 }
 
 // failUpstream answers the client for an upstream fault found before any response was relayed.
@@ -640,6 +663,10 @@ func newRequestID(dst *[36]byte) []byte {
 
 // tunnel relays bytes both ways after a 101 Switching Protocols until both sides are done.
 func (c *conn) tunnel(start time.Time, uc *upConn) {
+	// Both deadlines may date from before a long wait for the 101.
+	idle := c.s.lim.IdleTimeout
+	c.nc.SetWriteDeadline(time.Now().Add(idle))
+	uc.nc.SetWriteDeadline(time.Now().Add(idle))
 	c.writeResponseHead(false, false)
 	err := c.bw.Flush()
 	if err == nil {
@@ -656,7 +683,6 @@ func (c *conn) tunnel(start time.Time, uc *upConn) {
 		}
 	}
 	if err == nil {
-		idle := c.s.lim.IdleTimeout
 		var wg sync.WaitGroup
 		wg.Add(1)
 		go func() {

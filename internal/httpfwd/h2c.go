@@ -132,6 +132,7 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 	if req.HasBody() {
 		if req.has(flagExpectContinue) && req.ProtoMinor == 1 {
 			// Accepting the body here is simpler than relaying HTTP/2's interim responses.
+			c.nc.SetWriteDeadline(time.Now().Add(s.lim.IdleTimeout))
 			c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 			if err := c.bw.Flush(); err != nil {
 				return false, false
@@ -217,6 +218,8 @@ func (c *conn) relayH2CResponse(resp *http.Response, body *h2cBody) (keep bool, 
 	var err error
 	if !noBody {
 		err = c.copyH2CBody(resp, chunked)
+		// The end of the body may have been long in coming.
+		c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.IdleTimeout))
 	}
 	if err == nil {
 		err = w.Flush()
