@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,7 +63,24 @@ type pipe struct {
 	// bufs supplies the large buffer for bulk transfers, taken on first use.
 	bufs *sync.Pool
 	buf  *[]byte
+	num  [16]byte // scratch for chunk sizes
 }
+
+// chunkMode says what copyChunked sends of a chunked body.
+type chunkMode uint8
+
+const (
+	// chunkCanonical sends the framing as the engine read it: sizes in plain hex, no chunk
+	// extensions, trailers as received. Request bodies go upstream this way, so no upstream
+	// can frame them differently (extensions such as an unterminated quoted string are a
+	// known smuggling vector).
+	chunkCanonical chunkMode = iota
+	// chunkRelay passes chunk lines on as received when their extensions are well-formed
+	// (RFC 9112 §7.1.1), and canonical otherwise. Responses are relayed this way.
+	chunkRelay
+	// chunkPayload sends only the payload, for an HTTP/1.0 recipient; trailers are dropped.
+	chunkPayload
+)
 
 // reset points the pipe at a new source and destination.
 func (p *pipe) reset(src *bufio.Reader, srcConn net.Conn, dst *bufio.Writer, dstConn net.Conn, idle time.Duration) {
@@ -216,10 +234,10 @@ func (p *pipe) readLine() ([]byte, error) {
 	return line, nil
 }
 
-// copyChunked moves one chunked body (RFC 9112 §7.1), checking its framing as it goes. With
-// verbatim set the chunked framing, extensions and trailers are passed through as received;
-// otherwise only the payload is written (for an HTTP/1.0 recipient) and trailers are dropped.
-func (p *pipe) copyChunked(verbatim bool, maxTrailer int) error {
+// copyChunked moves one chunked body (RFC 9112 §7.1), checking its framing as it goes; mode
+// says what of it is sent.
+func (p *pipe) copyChunked(mode chunkMode, maxTrailer int) error {
+	verbatim := mode != chunkPayload
 	for {
 		line, err := p.readLine()
 		if err != nil {
@@ -229,8 +247,15 @@ func (p *pipe) copyChunked(verbatim bool, maxTrailer int) error {
 		if err != nil {
 			return err
 		}
-		if verbatim {
+		switch {
+		case mode == chunkPayload:
+		case mode == chunkRelay && validChunkExt(line):
 			if err := p.write(line); err != nil {
+				return err
+			}
+		default:
+			b := append(strconv.AppendInt(p.num[:0], size, 16), '\r', '\n')
+			if err := p.write(b); err != nil {
 				return err
 			}
 		}
@@ -329,6 +354,77 @@ ext:
 	return size, nil
 }
 
+// validChunkExt reports whether the chunk line, which parseChunkLine accepted, has no extension
+// or well-formed ones (RFC 9112 §7.1.1):
+//
+//	*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )
+func validChunkExt(line []byte) bool {
+	line = line[:len(line)-2] // CRLF
+	i := 0
+	for i < len(line) && isHex(line[i]) {
+		i++
+	}
+	ows := func() {
+		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+			i++
+		}
+	}
+	token := func() bool {
+		start := i
+		for i < len(line) && isToken[line[i]] {
+			i++
+		}
+		return i > start
+	}
+	for i < len(line) {
+		ows()
+		if i == len(line) || line[i] != ';' {
+			return false // trailing whitespace or junk
+		}
+		i++
+		ows()
+		if !token() {
+			return false
+		}
+		name := i
+		ows()
+		if i == len(line) || line[i] != '=' {
+			i = name
+			continue
+		}
+		i++
+		ows()
+		if i < len(line) && line[i] == '"' {
+			if !quotedString(line, &i) {
+				return false
+			}
+		} else if !token() {
+			return false
+		}
+	}
+	return true
+}
+
+// quotedString consumes the quoted-string at b[*i] (RFC 9110 §5.6.4), reporting whether it is
+// well-formed and closed.
+func quotedString(b []byte, i *int) bool {
+	for j := *i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			*i = j + 1
+			return true
+		case c == '\\':
+			j++
+			if j == len(b) || b[j] < ' ' && b[j] != '\t' || b[j] == 0x7f {
+				return false
+			}
+		case c < ' ' && c != '\t' || c == 0x7f:
+			return false
+		}
+	}
+	return false
+}
+
 // checkTrailerLine accepts the closing CRLF or a well-formed "name: value" line.
 func checkTrailerLine(line []byte) error {
 	if len(line) < 2 || line[len(line)-2] != '\r' {
@@ -347,7 +443,7 @@ func checkTrailerLine(line []byte) error {
 			return badChunk("malformed trailer field")
 		}
 	}
-	if bytes.IndexByte(line, '\r') >= 0 || bytes.IndexByte(line, 0) >= 0 {
+	if !validValue(line[colon+1:]) {
 		return badChunk("invalid character in trailer field")
 	}
 	return nil

@@ -255,8 +255,10 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 		p := &c.down
 		p.reset(c.ubr, uc.nc, c.bw, c.nc, lim.IdleTimeout)
 		switch {
+		case chunked && dechunk:
+			err = p.copyChunked(chunkPayload, lim.MaxHeaderBytes)
 		case chunked:
-			err = p.copyChunked(!dechunk, lim.MaxHeaderBytes)
+			err = p.copyChunked(chunkRelay, lim.MaxHeaderBytes)
 		case toEOF:
 			err = p.copyToEOF()
 		default:
@@ -361,7 +363,7 @@ func (c *conn) sendBody(uc *upConn) error {
 	p := &c.up
 	var err error
 	if c.req.Chunked() {
-		err = p.copyChunked(true, c.s.lim.MaxHeaderBytes)
+		err = p.copyChunked(chunkCanonical, c.s.lim.MaxHeaderBytes)
 	} else {
 		err = p.copyN(c.req.length)
 	}
@@ -482,11 +484,16 @@ func (c *conn) writeRequestHead(up *Upstream) {
 	upgrade := req.WantsUpgrade()
 	for i := range req.fields {
 		f := &req.fields[i]
-		if !req.forwarded(f) && !(upgrade && f.kind == kindUpgrade) || ownHost && f.kind == kindHost {
+		if !req.forwarded(f) && !(upgrade && f.kind == kindUpgrade) || ownHost && f.kind == kindHost ||
+			f.kind == kindTransferEncoding {
 			continue
 		}
 		w.Write(raw[f.name.start:f.value.end])
 		w.WriteString("\r\n")
+	}
+	if req.Chunked() {
+		// The one coding a request may have, spelt so that no upstream can read it otherwise.
+		w.WriteString("Transfer-Encoding: chunked\r\n")
 	}
 	if !req.has(flagRequestID) {
 		w.WriteString("x-request-id: ")
@@ -512,16 +519,19 @@ func (c *conn) writeResponseHead(keep, dechunk bool) {
 		f := &resp.fields[i]
 		switch {
 		case upgrade && (f.kind == kindUpgrade || f.kind == kindConnection):
+		case f.kind == kindTransferEncoding:
+			continue // written below
 		case !resp.forwarded(f):
 			continue
 		case f.kind == kindContentLength && resp.has(flagTE):
 			// Transfer-Encoding overrides Content-Length, which must not be forwarded.
 			continue
-		case f.kind == kindTransferEncoding && dechunk:
-			continue
 		}
 		w.Write(raw[f.name.start:f.value.end])
 		w.WriteString("\r\n")
+	}
+	if resp.has(flagTE) && !dechunk {
+		c.writeCodings()
 	}
 	switch {
 	case upgrade || resp.status < 200:
@@ -531,6 +541,38 @@ func (c *conn) writeResponseHead(keep, dechunk bool) {
 		w.WriteString("Connection: keep-alive\r\n")
 	}
 	w.WriteString("\r\n")
+}
+
+// writeCodings writes the response's transfer codings as one field of bare names, so that the
+// client reads them as the engine did: parameters, empty elements and the split over several
+// fields, which recipients treat in different ways, are dropped.
+func (c *conn) writeCodings() {
+	w := c.bw
+	resp := &c.resp
+	n := 0
+	for i := range resp.fields {
+		f := &resp.fields[i]
+		if f.kind != kindTransferEncoding {
+			continue
+		}
+		v := resp.raw[f.value.start:f.value.end]
+		for s := range listItems(v) {
+			if n == 0 {
+				w.WriteString("Transfer-Encoding: ")
+			} else {
+				w.WriteString(", ")
+			}
+			if name := codingName(v[s.start:s.end]); equalFold(name, "chunked") {
+				w.WriteString("chunked")
+			} else {
+				w.Write(name)
+			}
+			n++
+		}
+	}
+	if n > 0 {
+		w.WriteString("\r\n")
+	}
 }
 
 // reject answers with the Router's Reject. The connection stays open unless a request body,

@@ -202,6 +202,9 @@ func badHead(msg string) error { return &parseError{status: 400, msg: msg} }
 var (
 	errHeadTooLarge = &parseError{status: 431, msg: "request header too large"}
 	errVersion      = &parseError{status: 505, msg: "HTTP version not supported"}
+	// errCoding is a well-formed list of transfer codings the engine does not implement, such
+	// as "gzip, chunked" (RFC 9112 §6.1).
+	errCoding = &parseError{status: 501, msg: "transfer coding not implemented"}
 )
 
 // Head-level flags gathered while parsing the fields.
@@ -224,6 +227,8 @@ type headerBlock struct {
 	length   int64  // Content-Length, or -1 when absent
 	hosts    int    // number of Host fields
 	host     span   // value of the first Host field
+	tes      int    // number of Transfer-Encoding fields
+	te       span   // value of the first Transfer-Encoding field
 	flags    uint16
 }
 
@@ -234,6 +239,8 @@ func (h *headerBlock) reset(raw []byte) {
 	h.length = -1
 	h.hosts = 0
 	h.host = span{}
+	h.tes = 0
+	h.te = span{}
 	h.flags = 0
 }
 
@@ -371,10 +378,15 @@ func (h *headerBlock) note(kind fieldKind, vs, ve int, request bool) error {
 		h.length = n
 	case kindTransferEncoding:
 		h.flags |= flagTE
+		if h.tes == 0 {
+			h.te = span{vs, ve}
+		}
+		h.tes++
 		for s := range listItems(value) {
-			coding := value[s.start:s.end]
-			if i := bytes.IndexByte(coding, ';'); i >= 0 {
-				coding = bytes.TrimRight(coding[:i], " \t")
+			coding := codingName(value[s.start:s.end])
+			if !isTokenBytes(coding) {
+				// A quoted or empty name: a recipient could read the list another way.
+				return badHead("invalid transfer coding")
 			}
 			if h.has(flagChunked) {
 				// Chunked may only be the final coding, and only once (RFC 9112 §6.1).
@@ -408,6 +420,37 @@ func (h *headerBlock) note(kind fieldKind, vs, ve int, request bool) error {
 		h.flags |= flagUpgradeField
 	}
 	return nil
+}
+
+// codingName returns the name of a transfer coding list element, without its parameters.
+func codingName(item []byte) []byte {
+	if i := bytes.IndexByte(item, ';'); i >= 0 {
+		item = bytes.TrimRight(item[:i], " \t")
+	}
+	return item
+}
+
+// isTokenBytes reports whether b is a non-empty token.
+func isTokenBytes(b []byte) bool {
+	for _, c := range b {
+		if !isToken[c] {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// bareCodings reports a list of coding names without parameters or empty elements, such as
+// "gzip, chunked": codings the engine does not implement rather than a malformed field.
+func bareCodings(v []byte) bool {
+	n := 0
+	for s := range listItems(v) {
+		if !isTokenBytes(v[s.start:s.end]) {
+			return false
+		}
+		n++
+	}
+	return n == bytes.Count(v, []byte{','})+1
 }
 
 // listItems yields the non-empty elements of a comma-separated field value, trimmed of OWS.
@@ -571,13 +614,23 @@ func (r *RequestHead) parse(raw []byte) error {
 		return err
 	}
 	if r.has(flagTE) {
-		switch {
+		// Only a lone chunked is taken, as net/http and Envoy do: anything else a lenient
+		// upstream could frame differently (RFC 9112 §6.1, §6.3). The engine then sends a
+		// Transfer-Encoding of its own.
+		switch te := raw[r.te.start:r.te.end]; {
 		case r.length >= 0:
 			return badHead("both Content-Length and Transfer-Encoding")
 		case r.ProtoMinor == 0:
 			return badHead("Transfer-Encoding in an HTTP/1.0 request")
 		case !r.has(flagChunked):
 			return badHead("chunked is not the final transfer coding")
+		case r.tes > 1:
+			return badHead("multiple Transfer-Encoding fields")
+		case equalFold(te, "chunked"):
+		case bareCodings(te):
+			return errCoding
+		default:
+			return badHead("Transfer-Encoding other than chunked")
 		}
 	}
 	if r.hosts > 1 {
@@ -587,6 +640,29 @@ func (r *RequestHead) parse(raw []byte) error {
 		return badHead("missing Host field")
 	}
 	return r.parseTarget(sp1 + 1)
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// validEscapes reports whether every '%' in the path, the target up to any '?', starts a
+// pct-encoded byte (RFC 3986 §2.1). Servers read a malformed escape in different ways, so the
+// Router and the upstream could disagree on the path; net/http refuses it.
+func validEscapes(path []byte) bool {
+	if q := bytes.IndexByte(path, '?'); q >= 0 {
+		path = path[:q]
+	}
+	for {
+		i := bytes.IndexByte(path, '%')
+		if i < 0 {
+			return true
+		}
+		if i+2 >= len(path) || !isHex(path[i+1]) || !isHex(path[i+2]) {
+			return false
+		}
+		path = path[i+3:]
+	}
 }
 
 // parseVersion accepts HTTP/1.0 and HTTP/1.1 (and later 1.x, treated as 1.1).
@@ -637,6 +713,9 @@ func (r *RequestHead) parseTarget(off int) error {
 		r.authority = span{start, start + end}
 		r.Path = rest[end:]
 		r.Absolute = true
+	}
+	if !validEscapes(r.Path) {
+		return badHead("invalid percent-encoding in the request target")
 	}
 	if auth == nil {
 		// Origin-form: route by the Host field (RFC 9112 §3.2.1).

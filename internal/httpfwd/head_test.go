@@ -59,10 +59,12 @@ func TestParseRequestHead(t *testing.T) {
 			method: "PATCH", host: "y.test", path: "/p", port: 8443, length: -1, keepAlive: true},
 		{name: "reads Content-Length and Connection: close", in: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\nConnection: Close\r\n\r\n",
 			method: "POST", host: "a", path: "/", length: 7},
-		{name: "reads a chunked request after other codings", in: "PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: Chunked\r\n\r\n",
+		{name: "reads a chunked request whatever the case and spacing of chunked", in: "PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  Chunked \r\n\r\n",
 			method: "PUT", host: "a", path: "/", length: -1, chunked: true, keepAlive: true},
 		{name: "keeps an HTTP/1.0 connection only when asked", in: "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
 			method: "GET", path: "/", length: -1, keepAlive: true},
+		{name: "keeps percent-escapes in the path and a bare percent sign in the query", in: "GET /a%2Fb?q=100% HTTP/1.1\r\nHost: a\r\n\r\n",
+			method: "GET", host: "a", path: "/a%2Fb?q=100%", length: -1, keepAlive: true},
 		{name: "keeps an unknown method as sent", in: "PROPFIND / HTTP/1.1\r\nHost: a\r\n\r\n",
 			method: "PROPFIND", host: "a", path: "/", length: -1, keepAlive: true},
 	}
