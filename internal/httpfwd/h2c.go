@@ -149,8 +149,13 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 	hreq = hreq.WithContext(context.WithValue(ctx, h2cDialKey{}, dial))
 	resp, err := s.pool.h2c().RoundTrip(hreq)
 	if err != nil {
+		consumed, clientErr := body.stop()
+		if clientErr != nil {
+			// The client's body broke off or was malformed: not the upstream's fault.
+			s.Router.Done(*up, nil)
+			return c.clientBodyFailed(start, clientErr), false
+		}
 		s.Router.Done(*up, err)
-		consumed := body.stop()
 		if errors.Is(err, ErrConnect) {
 			if consumed == 0 {
 				return false, true
@@ -233,7 +238,12 @@ func (c *conn) relayH2CResponse(resp *http.Response, body *h2cBody) (keep bool, 
 	if err != nil {
 		keep = false
 	}
-	if body.stop(); body != nil && !body.eof {
+	if _, clientErr := body.stop(); clientErr != nil {
+		// The stream was reset because the client's body broke off, which is what failed
+		// the response too.
+		upErr = nil
+	}
+	if body != nil && !body.eof {
 		// The client is still sending a body nobody reads: its connection cannot go on.
 		keep = false
 		c.linger = true
@@ -299,6 +309,7 @@ type h2cBody struct {
 	started   bool // a chunk was read, so a CRLF precedes the next size line
 	eof       bool
 	n         int64
+	err       error // how reading from the client failed, before the body was stopped
 }
 
 func (b *h2cBody) Read(p []byte) (int, error) {
@@ -316,7 +327,7 @@ func (b *h2cBody) Read(p []byte) (int, error) {
 	}
 	if b.chunked && b.remaining == 0 {
 		if err := b.nextChunk(br); err != nil {
-			return 0, err
+			return 0, b.fail(err)
 		}
 		if b.eof {
 			return 0, io.EOF
@@ -333,10 +344,18 @@ func (b *h2cBody) Read(p []byte) (int, error) {
 		b.eof = true
 		return n, io.EOF
 	}
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
+	if err != nil {
+		err = b.fail(readFail(err))
 	}
 	return n, err
+}
+
+// fail records err, a failure to read the client, unless stop caused it; b.mu is held.
+func (b *h2cBody) fail(err error) error {
+	if !b.closed.Load() && b.err == nil {
+		b.err = err
+	}
+	return err
 }
 
 // nextChunk reads up to the next chunk's data, or through the trailers after the last one.
@@ -389,10 +408,11 @@ func (b *h2cBody) Close() error {
 }
 
 // stop ends the body for the Transport, waiting out a Read in progress, and returns how many
-// bytes were consumed from the client. A nil body consumed nothing.
-func (b *h2cBody) stop() int64 {
+// bytes were consumed from the client and how reading them failed, if it did. A nil body
+// consumed nothing.
+func (b *h2cBody) stop() (consumed int64, clientErr error) {
 	if b == nil {
-		return 0
+		return 0, nil
 	}
 	b.closed.Store(true)
 	if !b.mu.TryLock() {
@@ -402,5 +422,5 @@ func (b *h2cBody) stop() int64 {
 		b.mu.Lock()
 	}
 	defer b.mu.Unlock()
-	return b.n
+	return b.n, b.err
 }

@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // startH2CBackend runs handler on a server that speaks only cleartext HTTP/2.
@@ -107,6 +109,91 @@ func TestH2CUpstreams(t *testing.T) {
 		c := dial(t, startProxy(t, &Server{Router: router}))
 		if resp := c.roundTrip("GET / HTTP/1.1\r\nHost: a\r\n\r\n"); resp.StatusCode != 503 {
 			t.Errorf("status %d %q, want 503", resp.StatusCode, resp.body)
+		}
+	})
+}
+
+func TestH2CClientBodyFailures(t *testing.T) {
+	t.Parallel()
+	be := startH2CBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/duplex" {
+			// Answer at once and stream while reading, as gRPC streams do.
+			io.WriteString(w, "started")
+			w.(http.Flusher).Flush()
+		}
+		if _, err := io.ReadAll(r.Body); err != nil {
+			return
+		}
+		io.WriteString(w, "read")
+	})
+	tests := []struct {
+		name    string
+		request string
+		status  int  // 0: the client gets no response
+		cut     bool // the client half-closes after its request
+	}{
+		{name: "blames nobody but the client when it stops sending its body", cut: true,
+			request: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly ten b"},
+		{name: "answers 400 to a malformed chunked body and blames nobody but the client", status: 400,
+			request: "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			done := make(chan error, 1)
+			router := &funcRouter{
+				route: func(*RequestHead, int) (Upstream, *Reject) {
+					return Upstream{Addr: be.addr(), Protocol: H2C}, nil
+				},
+				done: func(_ Upstream, err error) { done <- err },
+			}
+			c := dial(t, startProxy(t, &Server{Router: router}))
+			c.send(tt.request)
+			if tt.cut {
+				c.nc.(*net.TCPConn).CloseWrite()
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Done got %v, want nil for a failure of the client", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Done was not called")
+			}
+			c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+			resp, err := http.ReadResponse(c.br, nil)
+			switch {
+			case tt.status == 0 && err == nil:
+				t.Errorf("client got %d, want no response", resp.StatusCode)
+			case tt.status != 0 && err != nil:
+				t.Errorf("client got %v, want %d", err, tt.status)
+			case tt.status != 0 && resp.StatusCode != tt.status:
+				t.Errorf("client got %d, want %d", resp.StatusCode, tt.status)
+			}
+		})
+	}
+	t.Run("blames nobody but the client when it stops sending its body to a streaming upstream", func(t *testing.T) {
+		t.Parallel()
+		done := make(chan error, 1)
+		router := &funcRouter{
+			route: func(*RequestHead, int) (Upstream, *Reject) {
+				return Upstream{Addr: be.addr(), Protocol: H2C}, nil
+			},
+			done: func(_ Upstream, err error) { done <- err },
+		}
+		c := dial(t, startProxy(t, &Server{Router: router}))
+		c.send("POST /duplex HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly ten b")
+		if head, err := readRawHead(c.br); err != nil || !strings.HasPrefix(head, "HTTP/1.1 200 ") {
+			t.Fatalf("head %q (%v), want 200", head, err)
+		}
+		c.nc.(*net.TCPConn).CloseWrite()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Done got %v, want nil for a failure of the client", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Done was not called")
 		}
 	})
 }
