@@ -39,7 +39,9 @@ type Field struct{ Name, Value string }
 
 // Reject is a response the engine writes instead of forwarding the request.
 type Reject struct {
-	// Status is the status code, for example 502 or 403.
+	// Status is the status code, for example 502 or 403. It must be a final status, 200 to
+	// 599: any other is sent as 502, since an interim (1xx) status with a body would be read
+	// by the client as two responses.
 	Status int
 	// Reason, when set, is sent in the x-meshentry-reason field so operators see why.
 	Reason string

@@ -37,6 +37,45 @@ func TestReject(t *testing.T) {
 	}
 }
 
+func TestRejectStatuses(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		status, want int
+	}{
+		{name: "sends 502 for a 100 Continue Reject", status: 100, want: 502},
+		{name: "sends 502 for a 101 Switching Protocols Reject", status: 101, want: 502},
+		{name: "sends 502 for a 103 Early Hints Reject", status: 103, want: 502},
+		{name: "sends 502 for a Reject without status", status: 0, want: 502},
+		{name: "sends 502 for a Reject status above 599", status: 600, want: 502},
+		{name: "sends a 204 Reject without a body", status: 204, want: 204},
+		{name: "sends a 403 Reject as it is", status: 403, want: 403},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			router := RouterFunc(func(req *RequestHead, _ int) (Upstream, *Reject) {
+				if req.Host == "next.test" {
+					return Upstream{}, &Reject{Status: 403, Body: "next\n"}
+				}
+				return Upstream{}, &Reject{Status: tt.status, Body: "rejected\n"}
+			})
+			c := dial(t, startProxy(t, &Server{Router: router}))
+			resp := c.roundTrip("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.want)
+			}
+			if cl := resp.Header.Get("Content-Length"); tt.want == 204 && cl != "" {
+				t.Errorf("204 with Content-Length %s", cl)
+			}
+			// A body sent where none is expected would be read as the next response.
+			if resp := c.roundTrip("GET / HTTP/1.1\r\nHost: next.test\r\n\r\n"); resp.StatusCode != 403 || resp.body != "next\n" {
+				t.Errorf("next exchange: %d %q", resp.StatusCode, resp.body)
+			}
+		})
+	}
+}
+
 func TestRefusedRequests(t *testing.T) {
 	t.Parallel()
 	be := summingBackend(t)

@@ -581,8 +581,10 @@ func (c *conn) reject(start time.Time, r *Reject) bool {
 	keep := c.req.KeepAlive() && !c.req.HasBody() && !c.s.shutting.Load()
 	c.linger = c.linger || c.req.HasBody()
 	status := r.Status
-	if status < 100 || status > 999 {
-		status = 500
+	if status < 200 || status > 599 {
+		// A 1xx is not an answer: the client would wait for another response and read the
+		// body as one. Other codes are not HTTP's.
+		status = 502
 	}
 	c.writeSimple(status, r.Reason, r.Header, r.Body, !keep)
 	c.logAccess(start, "", status, nil)
@@ -625,9 +627,12 @@ func (c *conn) writeSimple(status int, reason string, fields []Field, body strin
 		writeSanitized(c, f.Value)
 		w.WriteString("\r\n")
 	}
-	w.WriteString("Content-Length: ")
-	w.Write(strconv.AppendInt(c.num[:0], int64(len(body)), 10))
-	w.WriteString("\r\n")
+	if status != 204 && status != 304 {
+		// A 204 must not have the field, and a 304's would speak of a body it does not have.
+		w.WriteString("Content-Length: ")
+		w.Write(strconv.AppendInt(c.num[:0], int64(len(body)), 10))
+		w.WriteString("\r\n")
+	}
 	switch {
 	case close:
 		w.WriteString("Connection: close\r\n")
