@@ -519,6 +519,10 @@ type RequestHead struct {
 	ProtoMinor int
 	// RemoteAddr and LocalAddr are the addresses of the client connection.
 	RemoteAddr, LocalAddr net.Addr
+	// RouteState is the Router's to use across the attempts of one request (for example, which
+	// endpoints it already tried); the engine never reads or writes it, so a Router resets it
+	// itself when attempt is 0.
+	RouteState uint64
 
 	headerBlock
 	authority   span // host[:port] of an absolute-form or authority-form target

@@ -48,17 +48,24 @@ func (h *httpRouter) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstr
 		return p.originalUpstream(dst), nil
 	}
 	r := t.route(m.Service, m.Port, p)
+	if attempt == 0 {
+		req.RouteState = 0
+	}
+	// Single-address endpoints that failed to connect for this request are excluded, so a retry goes
+	// to the next one even when every endpoint is ejected and health no longer steers the pick; a DNS
+	// endpoint stays eligible and skips its failing addresses instead.
+	tried := req.RouteState
 	var exclude func(int) bool
-	if attempt > 0 {
-		// The engine retries only after a connect failure, which Done has already counted: skip
-		// single-address endpoints whose last connect failed so the retry goes to the next one
-		// (a DNS endpoint instead skips its failing addresses when it picks one).
-		exclude = func(i int) bool { return r.eps[i].up.Key != "" && p.health.Failing(r.eps[i].key) }
+	if tried != 0 {
+		exclude = func(i int) bool { return i < 64 && tried&(1<<i) != 0 }
 	}
 	i, ok := r.picker.Pick(exclude)
 	if !ok {
 		return httpfwd.Upstream{}, &httpfwd.Reject{Status: 503, Reason: "no endpoint left to try for " + r.port.Cluster,
 			Body: "meshentry: every endpoint of " + r.port.Cluster + " failed to connect\n"}
+	}
+	if i < 64 && r.eps[i].up.Key != "" {
+		req.RouteState |= 1 << i
 	}
 	up, err := r.upstream(p.ctx, i, p.cfg.Resolver, p.health, attempt > 0)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshentry/meshentry/internal/balance"
 	"github.com/meshentry/meshentry/internal/testutil/backend"
 	"github.com/meshentry/meshentry/internal/testutil/dnstest"
 )
@@ -175,5 +176,43 @@ spec:
 	}
 	if h.p.health.Ejected(fmt.Sprintf("two.example.com:%d", live.Port())) {
 		t.Error("the name itself was ejected although one of its addresses works")
+	}
+}
+
+// When every endpoint is ejected, picks ignore health (Envoy's panic mode); a retry must still move
+// on from the endpoint that just failed rather than draw it again.
+func TestRetriesMoveOnWhenEveryEndpointIsEjected(t *testing.T) {
+	t.Parallel()
+	live := backend.HTTP(t, "live", "127.0.0.1:0")
+	deadLn := silentServer(t)
+	deadAddr := deadLn.Addr().String()
+	deadLn.Close() // nothing listens there any more: connects are refused
+	_, deadPort, _ := net.SplitHostPort(deadAddr)
+	health := balance.NewHealth(balance.HealthConfig{EjectFor: time.Hour})
+	h := startProxy(t, fmt.Sprintf(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: panic}
+spec:
+  hosts: [panic.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: %s}}
+  - {address: 127.0.0.1, ports: {http: %d}}
+`, deadPort, live.Port()), Config{Health: health}, "")
+	for _, key := range []string{deadAddr, live.Addr} {
+		for i := 0; i < 5; i++ {
+			health.ReportFailure(key)
+		}
+		if !health.Ejected(key) {
+			t.Fatalf("setup: %s not ejected", key)
+		}
+	}
+	c := h.client(nil)
+	for i := 0; i < 40; i++ {
+		if status, body, _ := get(t, c, "http://panic.example.com/"); status != 200 {
+			t.Fatalf("request %d: %d %q", i, status, body)
+		}
 	}
 }
