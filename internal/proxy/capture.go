@@ -75,7 +75,7 @@ func (p *Proxy) serveCaptured(c net.Conn) {
 		return
 	}
 	dst := destination{host: res.SNI, port: uint32(orig.Port()), orig: orig}
-	up, addr, err := p.dialMatch(p.ctx, t, m, dst)
+	up, addr, err := p.dialMatch(p.pipeCtx, t, m, dst)
 	if err != nil {
 		p.log.Warn("upstream failed", "orig", orig, "sni", res.SNI, "cluster", m.Cluster, "err", err)
 		return

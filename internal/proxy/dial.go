@@ -34,10 +34,12 @@ func (p *Proxy) dialMatch(ctx context.Context, t *table, m registry.Match, dst d
 		return p.dialOriginal(ctx, dst)
 	}
 	r := t.route(m.Service, m.Port, p)
-	// tried excludes single-address endpoints that failed; a DNS endpoint stays eligible and moves on
-	// to another of its addresses instead.
+	// tried excludes single-address endpoints that failed and names that did not resolve; a DNS
+	// endpoint that connected to a failing address moves on to its other addresses, and is excluded
+	// once none is left (exhausted).
 	var tried uint64
-	exclude := func(i int) bool { return i < 64 && tried&(1<<i) != 0 }
+	retrying := false
+	exclude := func(i int) bool { return i < 64 && tried&(1<<i) != 0 || retrying && r.exhausted(i, p.health) }
 	var errs []error
 	for attempt := 0; attempt < p.cfg.MaxAttempts; attempt++ {
 		i, ok := r.picker.Pick(exclude)
@@ -53,7 +55,8 @@ func (p *Proxy) dialMatch(ctx context.Context, t *table, m registry.Match, dst d
 			return nil, "", ctx.Err()
 		}
 		p.reportFailure(key)
-		if i < 64 && r.eps[i].up.Key != "" {
+		retrying = true
+		if _, addr := splitKey(key); i < 64 && (r.eps[i].up.Key != "" || addr == "") {
 			tried |= 1 << i
 		}
 		errs = append(errs, err)

@@ -51,28 +51,38 @@ func (h *httpRouter) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstr
 	if attempt == 0 {
 		req.RouteState = 0
 	}
-	// Single-address endpoints that failed to connect for this request are excluded, so a retry goes
-	// to the next one even when every endpoint is ejected and health no longer steers the pick; a DNS
-	// endpoint stays eligible and skips its failing addresses instead.
-	tried := req.RouteState
-	var exclude func(int) bool
-	if tried != 0 {
-		exclude = func(i int) bool { return i < 64 && tried&(1<<i) != 0 }
+	// req.RouteState marks the endpoints this request already tried, so a retry goes to the next
+	// one even when every endpoint is ejected and health no longer steers the pick. A DNS endpoint
+	// that connected to a failing address stays eligible while it has other addresses to offer.
+	retry := attempt > 0
+	exclude := func(i int) bool {
+		return i < 64 && req.RouteState&(1<<i) != 0 || retry && r.exhausted(i, p.health)
 	}
-	i, ok := r.picker.Pick(exclude)
-	if !ok {
-		return httpfwd.Upstream{}, &httpfwd.Reject{Status: 503, Reason: "no endpoint left to try for " + r.port.Cluster,
-			Body: "meshentry: every endpoint of " + r.port.Cluster + " failed to connect\n"}
-	}
-	if i < 64 && r.eps[i].up.Key != "" {
-		req.RouteState |= 1 << i
-	}
-	up, err := r.upstream(p.ctx, i, p.cfg.Resolver, p.health, attempt > 0)
-	if err != nil {
+	var lastErr error
+	for range r.eps {
+		i, ok := r.picker.Pick(exclude)
+		if !ok {
+			break
+		}
+		if i < 64 && r.eps[i].up.Key != "" {
+			req.RouteState |= 1 << i
+		}
+		up, err := r.upstream(p.ctx, i, p.cfg.Resolver, p.health, retry)
+		if err == nil {
+			return up, nil
+		}
+		// The name did not resolve: count it against the endpoint and try another one now.
 		p.reportFailure(r.eps[i].key)
-		return httpfwd.Upstream{}, &httpfwd.Reject{Status: 503, Reason: err.Error(), Body: "meshentry: " + err.Error() + "\n"}
+		lastErr = err
+		if i < 64 {
+			req.RouteState |= 1 << i
+		}
 	}
-	return up, nil
+	if lastErr != nil {
+		return httpfwd.Upstream{}, &httpfwd.Reject{Status: 503, Reason: lastErr.Error(), Body: "meshentry: " + lastErr.Error() + "\n"}
+	}
+	return httpfwd.Upstream{}, &httpfwd.Reject{Status: 503, Reason: "no endpoint left to try for " + r.port.Cluster,
+		Body: "meshentry: every endpoint of " + r.port.Cluster + " failed to connect\n"}
 }
 
 // Done implements httpfwd.Router: connect failures count against the endpoint, a completed
@@ -140,7 +150,8 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 	if a, err := netip.ParseAddr(host); err == nil {
 		dst.orig = netip.AddrPortFrom(a, uint16(port))
 	}
-	up, addr, err := p.dialMatch(ctx, t, m, dst)
+	// Dialled under pipeCtx, which Shutdown cancels at once, so a dial in progress cannot hold it up.
+	up, addr, err := p.dialMatch(p.pipeCtx, t, m, dst)
 	if err != nil {
 		p.log.Warn("CONNECT upstream failed", "host", host, "port", port, "cluster", m.Cluster, "err", err)
 		writeStatus(client, "503 Service Unavailable", err.Error())

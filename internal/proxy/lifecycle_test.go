@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshentry/meshentry/internal/balance"
+	"github.com/meshentry/meshentry/internal/resolve"
 	"github.com/meshentry/meshentry/internal/testutil/backend"
 	"github.com/meshentry/meshentry/internal/testutil/dnstest"
 )
@@ -214,5 +215,85 @@ spec:
 		if status, body, _ := get(t, c, "http://panic.example.com/"); status != 200 {
 			t.Fatalf("request %d: %d %q", i, status, body)
 		}
+	}
+}
+
+// With two DNS-named endpoints, one of them dead, a retry must leave the dead name once it has no
+// other address to offer, so no request fails before the dead name is ejected.
+func TestRetriesLeaveADNSEndpointWithNoAddressLeft(t *testing.T) {
+	t.Parallel()
+	live := backend.HTTP(t, "live", "127.0.0.8:0")
+	dns := dnstest.Start(t)
+	dns.Set("a.example.com", 30, "127.0.0.8")
+	dns.Set("b.example.com", 30, "127.0.0.9") // nothing listens on 127.0.0.9
+	yaml := fmt.Sprintf(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: pair}
+spec:
+  hosts: [pair.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP, targetPort: %d}, {number: 443, name: tls, protocol: TLS, targetPort: %d}]
+  resolution: DNS
+  endpoints: [{address: a.example.com}, {address: b.example.com}]
+`, live.Port(), live.Port())
+	t.Run("over HTTP", func(t *testing.T) {
+		h := startProxy(t, yaml, Config{}, dns.Addr)
+		c := h.client(nil)
+		for i := 0; i < 60; i++ {
+			if status, body, _ := get(t, c, "http://pair.example.com/"); status != 200 {
+				t.Fatalf("request %d: %d %q", i, status, body)
+			}
+			// New connections each time, so every request is routed afresh.
+			c.CloseIdleConnections()
+			h.p.pool.CloseIdle()
+		}
+	})
+	t.Run("over CONNECT", func(t *testing.T) {
+		h := startProxy(t, yaml, Config{}, dns.Addr)
+		for i := 0; i < 60; i++ {
+			tunnel, status := h.connect(t, "pair.example.com:443")
+			if status != 200 {
+				t.Fatalf("tunnel %d: status %d", i, status)
+			}
+			tunnel.Close()
+		}
+	})
+}
+
+// Shutdown must not wait for a CONNECT whose upstream is still being resolved or dialled.
+func TestShutdownAbortsATunnelStillDialling(t *testing.T) {
+	t.Parallel()
+	silentDNS, err := net.ListenPacket("udp", "127.0.0.1:0") // answers nothing
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silentDNS.Close()
+	r, err := resolve.New(resolve.Config{Server: silentDNS.LocalAddr().String(), Timeout: 4 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	h := startProxy(t, `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: slow}
+spec:
+  hosts: [slow.example.com]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DNS
+`, Config{Resolver: r}, "")
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "CONNECT slow.example.com:443 HTTP/1.1\r\nHost: slow.example.com:443\r\n\r\n")
+	time.Sleep(200 * time.Millisecond) // the proxy is now waiting on DNS
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	h.p.Shutdown(ctx)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Shutdown took %v while a tunnel was resolving its upstream", d)
 	}
 }

@@ -53,9 +53,13 @@ type Proxy struct {
 	forward  *httpfwd.Server
 	capture  *httpfwd.Server
 
-	// ctx aborts dials and DNS lookups; Shutdown cancels it once HTTP requests have drained.
+	// ctx aborts the dials and DNS lookups of HTTP requests; Shutdown cancels it once they drained.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// pipeCtx aborts the dials of byte pipes (CONNECT, captured TLS and TCP); Shutdown cancels it
+	// first, as it closes their connections at once.
+	pipeCtx    context.Context
+	cancelPipe context.CancelFunc
 	// mu guards closing, lns and conns; wg counts the goroutines serving L4 connections.
 	mu      sync.Mutex
 	closing bool
@@ -94,6 +98,7 @@ func New(cfg Config, snap *registry.Snapshot) *Proxy {
 		p.health = balance.NewHealth(balance.HealthConfig{})
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.pipeCtx, p.cancelPipe = context.WithCancel(p.ctx)
 	lim := cfg.HTTP
 	lim.ConnectTimeout = cfg.ConnectTimeout
 	lim.MaxAttempts = cfg.MaxAttempts
@@ -157,7 +162,11 @@ func (p *Proxy) ServeCapture(ln net.Listener) error {
 // Shutdown stops accepting and closes byte-pipe connections (CONNECT tunnels, captured TLS and
 // TCP), which have no request boundary to drain at; it lets HTTP requests in flight finish until
 // ctx ends, then closes what is left and waits for every serving goroutine.
+//
+// A captured connection still being sniffed (at most SniffTimeout) when Shutdown starts is closed
+// with the byte pipes, even if it turns out to carry HTTP: the window is that short.
 func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.cancelPipe()
 	p.mu.Lock()
 	p.closing = true
 	for ln := range p.lns {

@@ -131,6 +131,27 @@ func (r *route) upstream(ctx context.Context, i int, res *resolve.Resolver, h *b
 	return set.ups[first], nil
 }
 
+// exhausted reports whether a DNS endpoint has no address left worth a retry: every address it
+// resolved to is ejected or failed its last connect. Single-address endpoints are tracked by the
+// caller's per-request mask instead, so they never count as exhausted here.
+func (r *route) exhausted(i int, h *balance.Health) bool {
+	e := &r.eps[i]
+	if e.up.Key != "" {
+		return false
+	}
+	set := e.resolved.Load()
+	if set == nil {
+		return false
+	}
+	for _, up := range set.ups {
+		_, addr := splitKey(up.Key)
+		if !h.Failing(addr) && !h.Ejected(addr) {
+			return false
+		}
+	}
+	return true
+}
+
 // splitKey splits a pool key into the endpoint's health key and, for a DNS endpoint, the resolved
 // address's own health key.
 func splitKey(key string) (endpoint, addr string) {
