@@ -130,14 +130,14 @@ run_wrk() {
     }' "$OUT/wrk-$name.txt"
 }
 
-# best_stream CMD...: the highest MiB/s of $REPEAT runs of a fetch command.
-best_stream() {
-  local best=0 r
+# median_stream CMD...: the median MiB/s of $REPEAT runs of a fetch command (the direct baseline
+# swings between runs with where the scheduler puts the two processes, so a best-of would flatter it).
+median_stream() {
+  local runs=()
   for _ in $(seq "$REPEAT"); do
-    r=$("$@" | awk '{print $2}')
-    best=$(awk -v a="$best" -v b="$r" 'BEGIN { print (b > a) ? b : a }')
+    runs+=("$("$@" | awk '{print $2}')")
   done
-  echo "$best"
+  printf '%s\n' "${runs[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
 echo "HTTP/1.1 keep-alive, wrk -t1 -c$CONNS -d$DURATION, 128-byte responses" >&2
@@ -145,11 +145,11 @@ read -r d_rps d_p50 d_p99 _ < <(run_wrk direct "http://$BACKEND/" -)
 read -r h_rps h_p50 h_p99 h_cpu < <(run_wrk haproxy "http://$HAPROXY_HTTP/" "$HAPROXY_PID")
 read -r m_rps m_p50 m_p99 m_cpu < <(run_wrk meshentry "http://$MESH/" "$MESH_PID" bench.local)
 
-echo "Streams of $BYTES bytes, best of $REPEAT" >&2
-d_tp=$(best_stream "$OUT/benchtool" fetch "$SOURCE" "$BYTES")
-h_tp=$(best_stream "$OUT/benchtool" fetch "$HAPROXY_TCP" "$BYTES")
-g_tp=$(best_stream "$OUT/benchtool" fetch "$GOPIPE" "$BYTES")
-m_tp=$(best_stream "$OUT/benchtool" fetch "$MESH" "$BYTES" --connect stream.local:443)
+echo "Streams of $BYTES bytes, median of $REPEAT" >&2
+d_tp=$(median_stream "$OUT/benchtool" fetch "$SOURCE" "$BYTES")
+h_tp=$(median_stream "$OUT/benchtool" fetch "$HAPROXY_TCP" "$BYTES")
+g_tp=$(median_stream "$OUT/benchtool" fetch "$GOPIPE" "$BYTES")
+m_tp=$(median_stream "$OUT/benchtool" fetch "$MESH" "$BYTES" --connect stream.local:443)
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 {
