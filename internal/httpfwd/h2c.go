@@ -193,12 +193,7 @@ func (c *conn) relayH2CResponse(resp *http.Response, body *h2cBody) (keep bool, 
 		case "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Trailer":
 			continue
 		}
-		for _, v := range vs {
-			w.WriteString(k)
-			w.WriteString(": ")
-			writeSanitized(c, v)
-			w.WriteString("\r\n")
-		}
+		c.writeField(k, vs)
 	}
 	switch {
 	case noBody && resp.ContentLength >= 0 && req.Method == "HEAD":
@@ -287,12 +282,7 @@ func (c *conn) copyH2CBody(resp *http.Response, chunked bool) error {
 			if !validName(k) {
 				continue
 			}
-			for _, v := range vs {
-				w.WriteString(k)
-				w.WriteString(": ")
-				writeSanitized(c, v)
-				w.WriteString("\r\n")
-			}
+			c.writeField(k, vs)
 		}
 		w.WriteString("\r\n")
 	}
@@ -423,4 +413,14 @@ func (b *h2cBody) stop() (consumed int64, clientErr error) {
 	}
 	defer b.mu.Unlock()
 	return b.n, b.err
+}
+
+// writeField writes one header or trailer field line per value, values sanitized.
+func (c *conn) writeField(name string, values []string) {
+	for _, v := range values {
+		c.bw.WriteString(name)
+		c.bw.WriteString(": ")
+		writeSanitized(c, v)
+		c.bw.WriteString("\r\n")
+	}
 }

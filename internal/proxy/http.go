@@ -100,10 +100,17 @@ func (h *httpRouter) Done(up httpfwd.Upstream, err error) {
 	}
 }
 
-// refuse is the answer for a host no visible ServiceEntry declares, under REGISTRY_ONLY.
-func (p *Proxy) refuse(host string, port uint32) *httpfwd.Reject {
+// refusal logs and returns why a host is refused under REGISTRY_ONLY; via names the path
+// ("HTTP" or "CONNECT") in the log.
+func (p *Proxy) refusal(host string, port uint32, via string) string {
 	reason := fmt.Sprintf("no ServiceEntry visible to namespace %s declares host %q on port %d", p.cfg.Namespace, host, port)
-	p.log.Info("refused", "host", host, "port", port, "reason", reason, "cluster", registry.BlackHoleCluster)
+	p.log.Info("refused", "host", host, "port", port, "reason", reason, "via", via, "cluster", registry.BlackHoleCluster)
+	return reason
+}
+
+// refuse is the HTTP answer for a host no visible ServiceEntry declares, under REGISTRY_ONLY.
+func (p *Proxy) refuse(host string, port uint32) *httpfwd.Reject {
+	reason := p.refusal(host, port, "HTTP")
 	return &httpfwd.Reject{Status: 502, Reason: reason,
 		Body: "meshentry: " + reason + "; the outbound policy REGISTRY_ONLY refuses it\n"}
 }
@@ -141,9 +148,7 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 	t := p.table.Load()
 	m := t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: host, Port: port, Protocol: registry.TrafficAny}, p.cfg.AllowAny)
 	if m.Outcome == registry.BlackHole {
-		reason := fmt.Sprintf("no ServiceEntry visible to namespace %s declares host %q on port %d", p.cfg.Namespace, host, port)
-		p.log.Info("refused", "host", host, "port", port, "reason", reason, "via", "CONNECT", "cluster", registry.BlackHoleCluster)
-		writeStatus(client, "403 Forbidden", reason)
+		writeStatus(client, "403 Forbidden", p.refusal(host, port, "CONNECT"))
 		return
 	}
 	dst := destination{host: host, port: port}
