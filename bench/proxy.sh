@@ -6,6 +6,7 @@
 #
 #   bench/proxy.sh            # 10 s per HTTP run, 1 GiB streams
 #   DURATION=5s CONNS=16 BYTES=1073741824 bench/proxy.sh
+#   BASE_REV=fb047fb bench/proxy.sh   # also runs meshentry built from that commit, in the same run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,14 @@ fi
 
 go build -o "$OUT/meshentry" ./cmd/meshentry
 go build -o "$OUT/benchtool" ./bench/benchtool
+if [ -n "${BASE_REV:-}" ]; then
+  # The same benchmark for an earlier build, side by side, so a change is judged in one run.
+  base_src=$(mktemp -d)
+  git archive "$BASE_REV" | tar -x -C "$base_src"
+  out_abs=$(cd "$OUT" && pwd)
+  (cd "$base_src" && go build -o "$out_abs/meshentry-base" ./cmd/meshentry)
+  rm -rf "$base_src"
+fi
 
 BACKEND=127.0.0.1:18080   # HTTP backend
 SOURCE=127.0.0.1:18090    # TCP source of $BYTES per connection
@@ -33,6 +42,8 @@ HAPROXY_TCP=127.0.0.1:18091
 GOPIPE=127.0.0.1:18092     # plain Go io.Copy relay, the floor for any Go passthrough
 MESH=127.0.0.1:18001
 MESH_ADMIN=127.0.0.1:18000
+MESH_BASE=127.0.0.1:18003
+MESH_BASE_ADMIN=127.0.0.1:18002
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -90,10 +101,16 @@ spec:
 CFG
 "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn >"$OUT/meshentry.log" 2>&1 & pids+=($!)
 MESH_PID=$!
+MESH_BASE_PID=
+if [ -n "${BASE_REV:-}" ]; then
+  "$OUT/meshentry-base" run -f "$OUT/bench.yaml" --listen "$MESH_BASE" --admin "$MESH_BASE_ADMIN" --log-level warn >"$OUT/meshentry-base.log" 2>&1 & pids+=($!)
+  MESH_BASE_PID=$!
+fi
 
 ready=
 for _ in $(seq 100); do
-  if curl -fsS -o /dev/null "http://$MESH_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$HAPROXY_HTTP/" 2>/dev/null; then
+  if curl -fsS -o /dev/null "http://$MESH_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$HAPROXY_HTTP/" 2>/dev/null &&
+    { [ -z "$MESH_BASE_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_ADMIN/ready" 2>/dev/null; }; then
     ready=1; break
   fi
   sleep 0.1
@@ -144,12 +161,18 @@ echo "HTTP/1.1 keep-alive, wrk -t1 -c$CONNS -d$DURATION, 128-byte responses" >&2
 read -r d_rps d_p50 d_p99 _ < <(run_wrk direct "http://$BACKEND/" -)
 read -r h_rps h_p50 h_p99 h_cpu < <(run_wrk haproxy "http://$HAPROXY_HTTP/" "$HAPROXY_PID")
 read -r m_rps m_p50 m_p99 m_cpu < <(run_wrk meshentry "http://$MESH/" "$MESH_PID" bench.local)
+if [ -n "$MESH_BASE_PID" ]; then
+  read -r b_rps b_p50 b_p99 b_cpu < <(run_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_PID" bench.local)
+fi
 
 echo "Streams of $BYTES bytes, median of $REPEAT" >&2
 d_tp=$(median_stream "$OUT/benchtool" fetch "$SOURCE" "$BYTES")
 h_tp=$(median_stream "$OUT/benchtool" fetch "$HAPROXY_TCP" "$BYTES")
 g_tp=$(median_stream "$OUT/benchtool" fetch "$GOPIPE" "$BYTES")
 m_tp=$(median_stream "$OUT/benchtool" fetch "$MESH" "$BYTES" --connect stream.local:443)
+if [ -n "$MESH_BASE_PID" ]; then
+  b_tp=$(median_stream "$OUT/benchtool" fetch "$MESH_BASE" "$BYTES" --connect stream.local:443)
+fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 {
@@ -158,12 +181,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
   printf "%-34s %12s %10s %10s %12s %10s %10s\n" "direct" "$d_rps" "$d_p50" "$d_p99" "-" "1.00" "$(ratio "$d_rps" "$h_rps")"
   printf "%-34s %12s %10s %10s %12s %10s %10s\n" "haproxy" "$h_rps" "$h_p50" "$h_p99" "$h_cpu" "$(ratio "$h_rps" "$d_rps")" "1.00"
   printf "%-34s %12s %10s %10s %12s %10s %10s\n" "meshentry (forward proxy)" "$m_rps" "$m_p50" "$m_p99" "$m_cpu" "$(ratio "$m_rps" "$d_rps")" "$(ratio "$m_rps" "$h_rps")"
+  [ -n "$MESH_BASE_PID" ] && printf "%-34s %12s %10s %10s %12s %10s %10s\n" "meshentry at $BASE_REV" "$b_rps" "$b_p50" "$b_p99" "$b_cpu" "$(ratio "$b_rps" "$d_rps")" "$(ratio "$b_rps" "$h_rps")"
   echo
   printf "%-34s %12s %10s %10s\n" "1 GiB stream (passthrough)" "MiB/s" "×direct" "×haproxy"
   printf "%-34s %12s %10s %10s\n" "direct" "$d_tp" "1.00" "$(ratio "$d_tp" "$h_tp")"
   printf "%-34s %12s %10s %10s\n" "haproxy (mode tcp)" "$h_tp" "$(ratio "$h_tp" "$d_tp")" "1.00"
   printf "%-34s %12s %10s %10s\n" "plain Go io.Copy relay" "$g_tp" "$(ratio "$g_tp" "$d_tp")" "$(ratio "$g_tp" "$h_tp")"
   printf "%-34s %12s %10s %10s\n" "meshentry (CONNECT tunnel)" "$m_tp" "$(ratio "$m_tp" "$d_tp")" "$(ratio "$m_tp" "$h_tp")"
+  [ -n "$MESH_BASE_PID" ] && printf "%-34s %12s %10s %10s\n" "meshentry at $BASE_REV (CONNECT)" "$b_tp" "$(ratio "$b_tp" "$d_tp")" "$(ratio "$b_tp" "$h_tp")"
   echo
   echo "p99 meshentry/haproxy: $(ratio "$m_p99" "$h_p99")   CPU per request meshentry/haproxy: $(ratio "$m_cpu" "$h_cpu")"
 } | tee "$OUT/result.txt"
