@@ -174,6 +174,9 @@ func (d *decoder) document(n *yaml.Node) *Document {
 		d.fail(n.Line, "", "a document must be an object with apiVersion, kind, metadata and spec")
 		return nil
 	}
+	if !d.duplicateKeys(n) {
+		return nil
+	}
 	doc := &Document{File: d.file, Line: n.Line, lines: map[string]int{}}
 	var meta, spec *yaml.Node
 	var specLine int
