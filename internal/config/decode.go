@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	networking "istio.io/api/networking/v1alpha3"
@@ -223,13 +221,7 @@ func (d *decoder) document(n *yaml.Node) *Document {
 	if !d.walkMessage("spec", spec, spec0.ProtoReflect().Descriptor()) {
 		return nil
 	}
-	raw, err := json.Marshal(plain(spec))
-	if err != nil {
-		d.fail(specLine, "spec", "%v", err)
-		return nil
-	}
-	if err := (protojson.UnmarshalOptions{}).Unmarshal(raw, spec0); err != nil {
-		d.fail(specLine, "spec", "%v", err)
+	if !d.unmarshalSpec(specLine, spec, spec0.ProtoReflect()) {
 		return nil
 	}
 	doc.Spec = spec0
@@ -298,8 +290,8 @@ func (d *decoder) walkMessage(path string, n *yaml.Node, md protoreflect.Message
 		return true
 	}
 	if md.ParentFile().Package() == "google.protobuf" {
-		// Well-known types (Duration, Struct, wrappers) have their own JSON forms; protojson checks them.
-		return true
+		// Well-known types (Duration, Struct, wrappers) have their own JSON forms.
+		return d.wellKnown(path, n, md)
 	}
 	if n.Kind != yaml.MappingNode {
 		d.fail(n.Line, path, "expected an object")
