@@ -82,10 +82,13 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return err
 	}
 	for _, d := range res.Diagnostics {
-		if d.Level == diag.Error {
+		switch d.Level {
+		case diag.Error:
 			log.Error("document left out", "finding", d.String())
-		} else {
+		case diag.Warning:
 			log.Warn("config warning", "finding", d.String())
+		default:
+			log.Info("config note", "finding", d.String())
 		}
 	}
 	resolver, err := resolve.New(resolve.Config{Server: f.dnsServer, Logger: log})

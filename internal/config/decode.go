@@ -84,19 +84,20 @@ func decodeCounting(file string, r io.Reader, defaultNamespace string, order *in
 				Message: strings.TrimPrefix(err.Error(), "yaml: ") + " (the rest of the file is not read)"})
 			break
 		}
-		d := &decoder{file: file, defaultNS: defaultNamespace}
-		doc := d.document(&n)
-		if doc != nil || len(d.diags) > 0 {
-			read++
-		}
-		if len(d.diags) > 0 {
-			diags = append(diags, d.diags...)
-			continue
-		}
-		if doc != nil {
-			doc.Order = *order
-			*order++
-			docs = append(docs, doc)
+		for _, d := range decodeTop(file, defaultNamespace, &n) {
+			diags = append(diags, d.notes...)
+			if d.out != nil || len(d.diags) > 0 {
+				read++
+			}
+			if len(d.diags) > 0 {
+				diags = append(diags, d.diags...)
+				continue
+			}
+			if d.out != nil {
+				d.out.Order = *order
+				*order++
+				docs = append(docs, d.out)
+			}
 		}
 	}
 	return docs, diags, read
@@ -105,8 +106,14 @@ func decodeCounting(file string, r io.Reader, defaultNamespace string, order *in
 type decoder struct {
 	file      string
 	defaultNS string
-	doc       *Document
-	diags     []diag.Diagnostic
+	// inherit is the kind and apiVersion of a typed list's items that do not name their own.
+	inherit header
+	doc     *Document
+	diags   []diag.Diagnostic
+	// notes are findings that do not reject anything (a skipped document).
+	notes []diag.Diagnostic
+	// out is the decoded document, nil when it was empty, skipped or rejected.
+	out *Document
 }
 
 func (d *decoder) fail(line int, field, format string, args ...any) {
@@ -172,10 +179,24 @@ func (d *decoder) document(n *yaml.Node) *Document {
 		d.fail(n.Line, "", "a document must be an object with apiVersion, kind, metadata and spec")
 		return nil
 	}
+	h := readHeader(n)
+	if h.apiVersion == "" {
+		h.apiVersion = d.inherit.apiVersion
+	}
+	if h.kind == "" {
+		h.kind = d.inherit.kind
+	}
+	ns := metaValue(n, "namespace")
+	if ns == "" {
+		ns = d.defaultNS
+	}
+	if d.skip(h, n.Line, ns, metaValue(n, "name")) {
+		return nil
+	}
 	if !d.duplicateKeys(n) {
 		return nil
 	}
-	doc := &Document{File: d.file, Line: n.Line, lines: map[string]int{}}
+	doc := &Document{File: d.file, Line: n.Line, APIVersion: h.apiVersion, Kind: h.kind, lines: map[string]int{}}
 	var meta, spec *yaml.Node
 	var specLine int
 	for i := 0; i+1 < len(n.Content); i += 2 {

@@ -51,7 +51,7 @@ func analyzeYAML(t *testing.T, yaml string) []diag.Diagnostic {
 		t.Fatalf("documents do not load: %s", messages(loadDiags))
 	}
 	ok, ds := Documents(docs)
-	if errs, _ := diag.Split(ds); len(errs) > 0 {
+	if errs, _, _ := diag.Split(ds); len(errs) > 0 {
 		t.Fatalf("documents do not validate: %s", messages(errs))
 	}
 	return Analyze(ok)

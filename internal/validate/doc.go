@@ -26,7 +26,11 @@
 // Analysis findings are all warnings. IST0101 is an error in istioctl analyze; here it is a warning,
 // because a destination meshentry cannot see may still be a Kubernetes Service.
 //
-// Codes (E error, W warning):
+// Codes (E error, W warning, I note). Loading (internal/config) reports ME0001 (E, not YAML or
+// JSON), ME0002 (E, a document that does not fit its kind's schema, a duplicate key included),
+// ME0003 (I, a document that is not Istio config, such as a Deployment, skipped as istioctl
+// validate skips it) and ME0004 (W, an Istio kind meshentry does not read, such as WorkloadEntry
+// or AuthorizationPolicy, skipped: unlike a Deployment it would change traffic under Istio).
 //
 //	ME1001 E  spec.hosts is empty
 //	ME1002 E  a ServiceEntry host is "*"
