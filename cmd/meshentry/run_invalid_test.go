@@ -131,7 +131,9 @@ func TestRunRefusesInvalidConfigUnlessAllowed(t *testing.T) {
 func TestRunReadsConfigsAsPeoplePublishThem(t *testing.T) {
 	t.Parallel()
 	be := backend.HTTP(t, "api", "127.0.0.1:0")
-	indent := func(s string) string { return "  " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n  ") + "\n" }
+	indent := func(s string) string {
+		return "  " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n  ") + "\n"
+	}
 	durations := "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: api}\nspec:\n  host: api.example.com\n" +
 		"  trafficPolicy:\n    connectionPool: {tcp: {connectTimeout: 1m30s}, http: {idleTimeout: 500ms}}\n    outlierDetection: {interval: 1m, baseEjectionTime: 1h}\n"
 	deployment := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\nspec: {replicas: 1}\n"
