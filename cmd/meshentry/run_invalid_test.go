@@ -154,6 +154,20 @@ func TestRunReadsConfigsAsPeoplePublishThem(t *testing.T) {
 			wantServe: true,
 		},
 		{
+			name: "warns of a host and port another namespace declares with another protocol",
+			config: serviceEntry("api", "api.example.com", be.Port()) + "---\n" +
+				"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api-tcp, namespace: other}\n" +
+				"spec: {hosts: [api.example.com], addresses: [10.1.1.1], ports: [{number: 80, name: tcp, protocol: TCP}], resolution: DNS}\n",
+			wantServe: true, wantStderr: "warning [IST0177]: spec.ports[0].protocol: host",
+		},
+		{
+			name: "warns of a host declared twice in one namespace",
+			config: serviceEntry("api", "api.example.com", be.Port()) + "---\n" +
+				"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api-admin}\n" +
+				"spec: {hosts: [api.example.com], ports: [{number: 8443, name: tls, protocol: TLS}], resolution: DNS}\n",
+			wantServe: true, wantStderr: "warning [ME2007]: spec.hosts[0]: host",
+		},
+		{
 			name:       "refuses to start on a second spec in one document",
 			config:     serviceEntry("api", "api.example.com", be.Port()) + "spec:\n  hosts: [evil.example.com]\n",
 			wantStderr: `duplicate key "spec": already set at line 4`,

@@ -102,6 +102,11 @@
 //	ME2004 W  a host of a mesh-bound VirtualService that no visible ServiceEntry declares
 //	ME2005 W  a Gateway server host that no visible ServiceEntry declares
 //	ME2006 W  a Sidecar: decoded and validated, but meshentry does not apply it yet
+//	ME2007 W  the same host declared by two ServiceEntries of one namespace: they are not merged;
+//	          each port goes to the oldest entry declaring it (Istio has no analyzer for this)
 //	IST0101 W a route destination host that no visible ServiceEntry declares (ReferencedResourceNotFound)
 //	IST0174 W a DestinationRule host that no visible ServiceEntry declares (UnknownDestinationRuleHost)
+//	IST0177 W the same host and port declared with different protocols by ServiceEntries that some
+//	          namespace sees together (ConflictingServiceEntryProtocol; case-insensitive, an empty
+//	          protocol counts as one)
 package validate
