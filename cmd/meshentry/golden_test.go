@@ -63,9 +63,28 @@ func TestGolden(t *testing.T) {
 			if code != wantExit {
 				t.Errorf("exit status = %d, want %d; stderr:\n%s", code, wantExit, stderr.String())
 			}
+			if r := repeatedPart(stdout.String()); r != "" {
+				t.Errorf("output says %q twice in a row", r)
+			}
 			if got := stdout.String(); got != want {
 				t.Errorf("stdout differs (rerun with -update to accept)\n--- got\n%s\n--- want\n%s", got, want)
 			}
 		})
 	}
+}
+
+// repeatedPart returns a part of a reason said twice in a row, as in "resolve x: resolve x: no such
+// host", which happens when an error is wrapped with the context it already carries.
+func repeatedPart(out string) string {
+	for _, line := range strings.Split(out, "\n") {
+		for _, sep := range []string{": ", "; ", " — "} {
+			parts := strings.Split(line, sep)
+			for i := 1; i < len(parts); i++ {
+				if p := strings.TrimSpace(parts[i]); p != "" && p == strings.TrimSpace(parts[i-1]) {
+					return p
+				}
+			}
+		}
+	}
+	return ""
 }

@@ -31,6 +31,8 @@ type runFlags struct {
 	dnsServer     string
 	policy        string
 	logLevel      string
+	// allowInvalid serves the valid documents when some are invalid, instead of refusing to start.
+	allowInvalid bool
 }
 
 func newRunCommand() *cobra.Command {
@@ -60,6 +62,7 @@ func newRunCommand() *cobra.Command {
 	fl.StringVar(&f.dnsServer, "dns-server", "", "DNS server HOST:PORT for DNS endpoints (default: /etc/resolv.conf)")
 	fl.StringVar(&f.policy, "outbound-policy", "REGISTRY_ONLY", "REGISTRY_ONLY refuses what no ServiceEntry declares; ALLOW_ANY passes it through")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.BoolVar(&f.allowInvalid, "allow-invalid", false, "serve the valid documents when some are invalid, logging the findings, instead of refusing to start")
 	return cmd
 }
 
@@ -81,11 +84,22 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	if err != nil {
 		return err
 	}
+	if n := res.Errors(); n > 0 && !f.allowInvalid {
+		// As nginx -t, Caddy and HAProxy do: a config with errors is refused before anything
+		// listens, rather than served with documents silently missing.
+		for _, d := range res.Diagnostics {
+			fmt.Fprintln(cmd.ErrOrStderr(), d)
+		}
+		return &exitError{code: 1, err: fmt.Errorf("config has %d errors, not serving (fix them, or pass --allow-invalid to serve the valid documents)", n)}
+	}
 	for _, d := range res.Diagnostics {
-		if d.Level == diag.Error {
+		switch d.Level {
+		case diag.Error:
 			log.Error("document left out", "finding", d.String())
-		} else {
+		case diag.Warning:
 			log.Warn("config warning", "finding", d.String())
+		default:
+			log.Info("config note", "finding", d.String())
 		}
 	}
 	resolver, err := resolve.New(resolve.Config{Server: f.dnsServer, Logger: log})

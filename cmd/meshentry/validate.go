@@ -51,7 +51,7 @@ func newValidateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			errs, warns := diag.Split(res.Diagnostics)
+			errs, warns, infos := diag.Split(res.Diagnostics)
 			out := cmd.OutOrStdout()
 			if output == "json" {
 				enc := json.NewEncoder(out)
@@ -60,14 +60,20 @@ func newValidateCommand() *cobra.Command {
 					Documents int               `json:"documents"`
 					Errors    []diag.Diagnostic `json:"errors"`
 					Warnings  []diag.Diagnostic `json:"warnings"`
-				}{res.Documents, nonNil(errs), nonNil(warns)}); err != nil {
+					// Info holds notes such as skipped non-Istio documents; absent when there are none.
+					Info []diag.Diagnostic `json:"info,omitempty"`
+				}{res.Documents, nonNil(errs), nonNil(warns), infos}); err != nil {
 					return &exitError{code: 2, err: err}
 				}
 			} else {
 				for _, d := range res.Diagnostics {
 					fmt.Fprintln(out, d)
 				}
-				fmt.Fprintf(out, "%d documents in %d files: %d errors, %d warnings\n", res.Documents, res.Files, len(errs), len(warns))
+				fmt.Fprintf(out, "%d documents in %d files: %d errors, %d warnings", res.Documents, res.Files, len(errs), len(warns))
+				if len(infos) > 0 {
+					fmt.Fprintf(out, ", %d skipped or noted", len(infos))
+				}
+				fmt.Fprintln(out)
 			}
 			if len(errs) > 0 || (strict && len(warns) > 0) {
 				return &exitError{code: 1}

@@ -34,6 +34,10 @@ func TestDecodeReportsBadDocuments(t *testing.T) {
 		{name: "rejects a malformed creationTimestamp", input: head + "  creationTimestamp: yesterday\nspec: {}\n", wantLine: 5, wantField: "metadata.creationTimestamp", wantMsg: "not an RFC 3339 time"},
 		{name: "reports YAML syntax errors with their line", input: head + "spec:\n  hosts: [a.com\n", wantLine: 5, wantMsg: "did not find expected"},
 		{name: "rejects a document that is not an object", input: "- a\n- b\n", wantLine: 1, wantMsg: "must be an object"},
+		{name: "rejects a second spec naming both lines", input: head + "spec:\n  hosts: [a.com]\nspec:\n  hosts: [evil.com]\n", wantLine: 7, wantField: "spec", wantMsg: `duplicate key "spec": already set at line 5`},
+		{name: "rejects a second namespace in metadata", input: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: x\n  namespace: team\n  namespace: other\nspec: {hosts: [a.com]}\n", wantLine: 6, wantField: "metadata.namespace", wantMsg: `duplicate key "namespace": already set at line 5`},
+		{name: "rejects a duplicate key deep in a spec list", input: head + "spec:\n  hosts: [a.com]\n  ports:\n  - number: 80\n    name: http\n    number: 81\n", wantLine: 10, wantField: "spec.ports[0].number", wantMsg: `duplicate key "number": already set at line 8`},
+		{name: "rejects a duplicate key in a flow mapping", input: head + "spec: {hosts: [a.com], hosts: [b.com]}\n", wantLine: 5, wantField: "spec.hosts", wantMsg: `duplicate key "hosts"`},
 		{name: "rejects an alias bomb before expanding it", input: aliasBomb, wantLine: 1, wantMsg: "too large once its YAML aliases are expanded"},
 	}
 	for _, tc := range tests {

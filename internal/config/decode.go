@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	networking "istio.io/api/networking/v1alpha3"
@@ -86,19 +84,20 @@ func decodeCounting(file string, r io.Reader, defaultNamespace string, order *in
 				Message: strings.TrimPrefix(err.Error(), "yaml: ") + " (the rest of the file is not read)"})
 			break
 		}
-		d := &decoder{file: file, defaultNS: defaultNamespace}
-		doc := d.document(&n)
-		if doc != nil || len(d.diags) > 0 {
-			read++
-		}
-		if len(d.diags) > 0 {
-			diags = append(diags, d.diags...)
-			continue
-		}
-		if doc != nil {
-			doc.Order = *order
-			*order++
-			docs = append(docs, doc)
+		for _, d := range decodeTop(file, defaultNamespace, &n) {
+			diags = append(diags, d.notes...)
+			if d.out != nil || len(d.diags) > 0 {
+				read++
+			}
+			if len(d.diags) > 0 {
+				diags = append(diags, d.diags...)
+				continue
+			}
+			if d.out != nil {
+				d.out.Order = *order
+				*order++
+				docs = append(docs, d.out)
+			}
 		}
 	}
 	return docs, diags, read
@@ -107,8 +106,14 @@ func decodeCounting(file string, r io.Reader, defaultNamespace string, order *in
 type decoder struct {
 	file      string
 	defaultNS string
-	doc       *Document
-	diags     []diag.Diagnostic
+	// inherit is the kind and apiVersion of a typed list's items that do not name their own.
+	inherit header
+	doc     *Document
+	diags   []diag.Diagnostic
+	// notes are findings that do not reject anything (a skipped document).
+	notes []diag.Diagnostic
+	// out is the decoded document, nil when it was empty, skipped or rejected.
+	out *Document
 }
 
 func (d *decoder) fail(line int, field, format string, args ...any) {
@@ -174,7 +179,24 @@ func (d *decoder) document(n *yaml.Node) *Document {
 		d.fail(n.Line, "", "a document must be an object with apiVersion, kind, metadata and spec")
 		return nil
 	}
-	doc := &Document{File: d.file, Line: n.Line, lines: map[string]int{}}
+	h := readHeader(n)
+	if h.apiVersion == "" {
+		h.apiVersion = d.inherit.apiVersion
+	}
+	if h.kind == "" {
+		h.kind = d.inherit.kind
+	}
+	ns := metaValue(n, "namespace")
+	if ns == "" {
+		ns = d.defaultNS
+	}
+	if d.skip(h, n.Line, ns, metaValue(n, "name")) {
+		return nil
+	}
+	if !d.duplicateKeys(n) {
+		return nil
+	}
+	doc := &Document{File: d.file, Line: n.Line, APIVersion: h.apiVersion, Kind: h.kind, lines: map[string]int{}}
 	var meta, spec *yaml.Node
 	var specLine int
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -220,13 +242,7 @@ func (d *decoder) document(n *yaml.Node) *Document {
 	if !d.walkMessage("spec", spec, spec0.ProtoReflect().Descriptor()) {
 		return nil
 	}
-	raw, err := json.Marshal(plain(spec))
-	if err != nil {
-		d.fail(specLine, "spec", "%v", err)
-		return nil
-	}
-	if err := (protojson.UnmarshalOptions{}).Unmarshal(raw, spec0); err != nil {
-		d.fail(specLine, "spec", "%v", err)
+	if !d.unmarshalSpec(specLine, spec, spec0.ProtoReflect()) {
 		return nil
 	}
 	doc.Spec = spec0
@@ -295,8 +311,8 @@ func (d *decoder) walkMessage(path string, n *yaml.Node, md protoreflect.Message
 		return true
 	}
 	if md.ParentFile().Package() == "google.protobuf" {
-		// Well-known types (Duration, Struct, wrappers) have their own JSON forms; protojson checks them.
-		return true
+		// Well-known types (Duration, Struct, wrappers) have their own JSON forms.
+		return d.wellKnown(path, n, md)
 	}
 	if n.Kind != yaml.MappingNode {
 		d.fail(n.Line, path, "expected an object")

@@ -11,6 +11,8 @@ import (
 // every finding must carry the file name.
 func FuzzDecode(f *testing.F) {
 	examples, _ := filepath.Glob("../../testdata/validate/examples/*.yaml")
+	published, _ := filepath.Glob("../../testdata/published/*.yaml")
+	examples = append(examples, published...)
 	for _, p := range examples {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
@@ -20,6 +22,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("a: &x [*x]\n"))
 	f.Add([]byte("{\"apiVersion\": \"networking.istio.io/v1\", \"kind\": \"Gateway\", \"metadata\": {\"name\": \"g\"}, \"spec\": {\"servers\": [{\"port\": {\"number\": 1e3}}]}}"))
 	f.Add([]byte("---\n---\n\t\n"))
+	f.Add([]byte("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a, namespace: x, namespace: y}\nspec: {hosts: [a.com]}\nspec: {hosts: [b.com]}\n"))
+	f.Add([]byte("apiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.istio.io/v1\n  kind: ServiceEntry\n  metadata: {name: a}\n  spec: {hosts: [a.com]}\n- &i {apiVersion: apps/v1, kind: Deployment}\n- *i\n"))
+	f.Add([]byte("apiVersion: networking.istio.io/v1\nkind: DestinationRuleList\nitems: [{metadata: {name: d}, spec: {host: a.com, trafficPolicy: {connectionPool: {tcp: {connectTimeout: 1m30s}}, outlierDetection: {interval: -0.5s, baseEjectionTime: 10}}}}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		order := 0
 		docs, diags := Decode("fuzz.yaml", bytes.NewReader(data), "default", &order)

@@ -14,12 +14,18 @@ const (
 	Error Level = iota
 	// Warning keeps the document but points at something likely wrong.
 	Warning
+	// Info notes something done on purpose that the user may not expect, such as a document of a
+	// kind that is not Istio config being skipped, as istioctl validate skips it.
+	Info
 )
 
 // String names the level as the text and JSON outputs print it.
 func (l Level) String() string {
-	if l == Warning {
+	switch l {
+	case Warning:
 		return "warning"
+	case Info:
+		return "info"
 	}
 	return "error"
 }
@@ -41,7 +47,7 @@ type Diagnostic struct {
 }
 
 // String renders the finding as one line: "file:line: Kind ns/name: field: message", with the level
-// and code named for warnings so that errors keep the short form users grep for.
+// and code named for warnings and notes so that errors keep the short form users grep for.
 func (d Diagnostic) String() string {
 	s := d.File
 	if d.Line > 0 {
@@ -51,8 +57,8 @@ func (d Diagnostic) String() string {
 	if d.Kind != "" {
 		s += d.Kind + " " + d.Namespace + "/" + d.Name + ": "
 	}
-	if d.Level == Warning {
-		s += "warning"
+	if d.Level != Error {
+		s += d.Level.String()
 		if d.Code != "" {
 			s += " [" + d.Code + "]"
 		}
@@ -78,14 +84,17 @@ func Sort(ds []Diagnostic) {
 	})
 }
 
-// Split separates errors from warnings, keeping order.
-func Split(ds []Diagnostic) (errs, warns []Diagnostic) {
+// Split separates errors, warnings and notes, keeping order.
+func Split(ds []Diagnostic) (errs, warns, infos []Diagnostic) {
 	for _, d := range ds {
-		if d.Level == Error {
+		switch d.Level {
+		case Error:
 			errs = append(errs, d)
-		} else {
+		case Warning:
 			warns = append(warns, d)
+		default:
+			infos = append(infos, d)
 		}
 	}
-	return errs, warns
+	return errs, warns, infos
 }

@@ -114,7 +114,7 @@ func Explain(snap *registry.Snapshot, req Request) *Report {
 		rep.Outcome = "matched"
 		rep.MatchedBy = m.By.String()
 		rep.Service = describe(m.Service, m.Port)
-		rep.Reason = matchReason(q, m)
+		rep.Reason = matchReason(q, m, req.Connect)
 		rep.Endpoints = endpoints(m.Service, m.Port, req)
 	case registry.Passthrough:
 		rep.Outcome = "passthrough"
@@ -170,26 +170,49 @@ func describe(svc *registry.Service, p *registry.Port) *Service {
 	return out
 }
 
-func matchReason(q registry.Query, m registry.Match) string {
+func matchReason(q registry.Query, m registry.Match, connect bool) string {
 	svc := m.Service
 	kind := "exact host"
 	if svc.Wildcard {
 		kind = "wildcard host"
 	}
 	owner := fmt.Sprintf("ServiceEntry %s/%s", svc.Namespace, svc.Entry)
+	named := "Host"
+	if connect {
+		named = "CONNECT authority"
+	}
+	// The address that matched: the original destination, or else an IP written as the name.
+	dst := q.IP
+	literal, err := netip.ParseAddr(registry.NormalizeHost(q.Host))
+	if !dst.IsValid() && err == nil {
+		dst = literal
+	}
 	switch m.By {
 	case registry.ByHost:
-		return fmt.Sprintf("Host %q matched the %s %s of %s on port %d (%s)", q.Host, kind, svc.Host, owner, m.Port.Number, m.Port.Family)
+		if err == nil {
+			// The registry finds a VIP written as the Host; no host name matched.
+			return fmt.Sprintf("%s %q is an address of %s (host %s), which names its service on port %d (%s); no host name matched",
+				named, q.Host, owner, svc.Host, m.Port.Number, m.Port.Family)
+		}
+		return fmt.Sprintf("%s %q matched the %s %s of %s on port %d (%s)", named, q.Host, kind, svc.Host, owner, m.Port.Number, m.Port.Family)
 	case registry.BySNI:
 		return fmt.Sprintf("SNI %q matched the %s %s of %s on TLS port %d", q.Host, kind, svc.Host, owner, m.Port.Number)
 	case registry.ByIP:
-		return fmt.Sprintf("destination %s matched the address of %s on port %d", q.IP, owner, m.Port.Number)
+		return fmt.Sprintf("destination %s matched the address of %s (host %s) on port %d%s", dst, owner, svc.Host, m.Port.Number, notByName(q, dst))
 	case registry.ByCIDR:
-		return fmt.Sprintf("destination %s fell in an address range of %s on port %d (longest prefix)", q.IP, owner, m.Port.Number)
+		return fmt.Sprintf("destination %s fell in an address range of %s (host %s) on port %d (longest prefix)%s", dst, owner, svc.Host, m.Port.Number, notByName(q, dst))
 	case registry.ByPort:
 		return fmt.Sprintf("%s declares port %d without addresses, so it takes that port for every destination IP (oldest such entry wins)", owner, m.Port.Number)
 	}
 	return ""
+}
+
+// notByName says, when the request also carried a host name, that the address decided and not it.
+func notByName(q registry.Query, dst netip.Addr) string {
+	if q.Host == "" || registry.NormalizeHost(q.Host) == dst.String() {
+		return ""
+	}
+	return fmt.Sprintf("; the address decided, not the name %q", q.Host)
 }
 
 // noMatchReason says why nothing matched, naming a declaration that exportTo hides if there is one.

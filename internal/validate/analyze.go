@@ -30,6 +30,8 @@ func Analyze(docs []*config.Document) []diag.Diagnostic {
 	a.portClashes()
 	a.openNonePorts()
 	a.sharedHosts()
+	a.conflictingProtocols()
+	a.hostTwiceInNamespace()
 	for _, d := range docs {
 		if d == nil {
 			continue

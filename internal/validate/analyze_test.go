@@ -51,7 +51,7 @@ func analyzeYAML(t *testing.T, yaml string) []diag.Diagnostic {
 		t.Fatalf("documents do not load: %s", messages(loadDiags))
 	}
 	ok, ds := Documents(docs)
-	if errs, _ := diag.Split(ds); len(errs) > 0 {
+	if errs, _, _ := diag.Split(ds); len(errs) > 0 {
 		t.Fatalf("documents do not validate: %s", messages(errs))
 	}
 	return Analyze(ok)
@@ -180,8 +180,9 @@ func TestAnalyzeHostInSeveralNamespaces(t *testing.T) {
 			yaml: se("api", "team-a", "", "api.example.com", http+"\nexportTo: [\".\"]") + se("api", "team-b", "", "api.example.com", http+"\nexportTo: [\".\"]"),
 		},
 		{
-			name: "ignores a host declared twice in one namespace",
+			name: "leaves a host declared twice in one namespace to ME2007",
 			yaml: se("a", "ns", "", "api.example.com", http) + se("b", "ns", "", "api.example.com", http),
+			want: []string{"b ME2007 spec.hosts[0]"},
 		},
 	}
 	runAnalyze(t, cases)
@@ -304,4 +305,61 @@ func TestAnalyzeWarnsThatSidecarsAreNotAppliedYet(t *testing.T) {
 	if len(found) != 1 || found[0].Code != CodeNotAppliedYet || found[0].Line != 5 || !strings.Contains(found[0].Message, `"team"`) {
 		t.Fatalf("findings = %v, want one %s at line 5 naming the namespace", found, CodeNotAppliedYet)
 	}
+}
+
+func TestAnalyzeConflictingProtocols(t *testing.T) {
+	port := func(proto string) string {
+		return "ports: [{number: 13835, name: p, protocol: " + proto + "}]\nresolution: DNS"
+	}
+	cases := []analyzeCase{
+		{
+			name:     "reports each entry of a host and port declared HTTP and HTTPS, as IST0177",
+			yaml:     se("https", "a", "", "example.com", port("HTTPS")) + se("http", "b", "", "example.com", port("HTTP")),
+			want:     []string{"http IST0177 spec.ports[0].protocol", "https IST0177 spec.ports[0].protocol", "http ME2003 spec.hosts[0]", "https ME2003 spec.hosts[0]"},
+			contains: []string{`host "example.com" port 13835 is declared HTTPS here and differently by b/http (HTTP, a.yaml:`, "(HTTP or HTTPS)"},
+		},
+		{
+			name: "compares protocols case-insensitively",
+			yaml: se("upper", "a", "", "example.com", port("HTTP")) + se("lower", "a", "", "example.com", port("http")),
+			want: []string{"lower ME2007 spec.hosts[0]"},
+		},
+		{
+			name: "ignores entries no namespace sees together",
+			yaml: se("one", "a", "", "example.com", port("TCP")+"\nexportTo: [.]") + se("two", "b", "", "example.com", port("HTTP")+"\nexportTo: [.]"),
+		},
+		{
+			name: "reports entries exported to a namespace they share",
+			yaml: se("one", "a", "", "example.com", port("TCP")+"\nexportTo: [., c]") + se("two", "b", "", "example.com", port("HTTP")+"\nexportTo: [c]"),
+			want: []string{"one IST0177 spec.ports[0].protocol", "two IST0177 spec.ports[0].protocol", "one ME2003 spec.hosts[0]", "two ME2003 spec.hosts[0]"},
+		},
+		{
+			name: "ignores the same host on different ports",
+			yaml: se("one", "a", "", "example.com", "ports: [{number: 80, name: http, protocol: HTTP}]\nresolution: DNS") + se("two", "b", "", "example.com", port("TLS")),
+			want: []string{"one ME2003 spec.hosts[0]", "two ME2003 spec.hosts[0]"},
+		},
+	}
+	runAnalyze(t, cases)
+}
+
+func TestAnalyzeHostTwiceInOneNamespace(t *testing.T) {
+	http := "ports: [{number: 80, name: http, protocol: HTTP}]\nresolution: DNS"
+	cases := []analyzeCase{
+		{
+			name:     "reports the younger of two entries sharing a host and port, naming the winner",
+			yaml:     se("old", "ns", "2024-01-01T00:00:00Z", "api.example.com", http) + se("new", "ns", "", "api.example.com", http),
+			want:     []string{"new ME2007 spec.hosts[0]"},
+			contains: []string{"on the ports both declare (80) ns/old gets the traffic because it has a creationTimestamp"},
+		},
+		{
+			name:     "reports entries that share the host but no port",
+			yaml:     se("a", "ns", "", "api.example.com", http) + se("b", "ns", "", "API.example.com.", "ports: [{number: 443, name: tls, protocol: TLS}]\nresolution: DNS"),
+			want:     []string{"b ME2007 spec.hosts[0]"},
+			contains: []string{"they share no port"},
+		},
+		{
+			name: "ignores one entry listing a host once",
+			yaml: se("a", "ns", "", "api.example.com, www.example.com", http),
+		},
+	}
+	runAnalyze(t, cases)
 }

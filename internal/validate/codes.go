@@ -79,7 +79,9 @@ const (
 	CodeVirtualServiceHostSE = "ME2004" // a mesh VirtualService host that no ServiceEntry declares
 	CodeGatewayHostSE        = "ME2005" // a Gateway server host that no ServiceEntry declares
 	CodeNotAppliedYet        = "ME2006" // a decoded kind that meshentry does not act on yet
+	CodeHostTwiceInNamespace = "ME2007" // the same host declared by two ServiceEntries of one namespace
 
 	CodeReferencedHostNotFound = "IST0101" // Istio's ReferencedResourceNotFound: a route destination host
 	CodeUnknownDRHost          = "IST0174" // Istio's UnknownDestinationRuleHost
+	CodeConflictingProtocol    = "IST0177" // Istio's ConflictingServiceEntryProtocol: one host and port, several protocols
 )

@@ -26,7 +26,11 @@
 // Analysis findings are all warnings. IST0101 is an error in istioctl analyze; here it is a warning,
 // because a destination meshentry cannot see may still be a Kubernetes Service.
 //
-// Codes (E error, W warning):
+// Codes (E error, W warning, I note). Loading (internal/config) reports ME0001 (E, not YAML or
+// JSON), ME0002 (E, a document that does not fit its kind's schema, a duplicate key included),
+// ME0003 (I, a document that is not Istio config, such as a Deployment, skipped as istioctl
+// validate skips it) and ME0004 (W, an Istio kind meshentry does not read, such as WorkloadEntry
+// or AuthorizationPolicy, skipped: unlike a Deployment it would change traffic under Istio).
 //
 //	ME1001 E  spec.hosts is empty
 //	ME1002 E  a ServiceEntry host is "*"
@@ -98,6 +102,11 @@
 //	ME2004 W  a host of a mesh-bound VirtualService that no visible ServiceEntry declares
 //	ME2005 W  a Gateway server host that no visible ServiceEntry declares
 //	ME2006 W  a Sidecar: decoded and validated, but meshentry does not apply it yet
+//	ME2007 W  the same host declared by two ServiceEntries of one namespace: they are not merged;
+//	          each port goes to the oldest entry declaring it (Istio has no analyzer for this)
 //	IST0101 W a route destination host that no visible ServiceEntry declares (ReferencedResourceNotFound)
 //	IST0174 W a DestinationRule host that no visible ServiceEntry declares (UnknownDestinationRuleHost)
+//	IST0177 W the same host and port declared with different protocols by ServiceEntries that some
+//	          namespace sees together (ConflictingServiceEntryProtocol; case-insensitive, an empty
+//	          protocol counts as one)
 package validate

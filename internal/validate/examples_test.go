@@ -119,7 +119,7 @@ func renderExamples(t *testing.T) string {
 	for _, d := range ds {
 		b.WriteString(d.String() + "\n")
 	}
-	errs, warns := diag.Split(ds)
+	errs, warns, _ := diag.Split(ds)
 	fmt.Fprintf(&b, "%d files, %d documents, %d accepted; %d errors, %d warnings\n",
 		res.Files, len(res.Documents), len(ok), len(errs), len(warns))
 	return b.String()

@@ -68,7 +68,7 @@ func verdict(t *testing.T, path string) (string, []diag.Diagnostic) {
 	}
 	_, ds := Documents(res.Documents)
 	ds = append(res.Diagnostics, ds...)
-	errs, warns := diag.Split(ds)
+	errs, warns, _ := diag.Split(ds)
 	switch {
 	case len(errs) > 0:
 		return "error", ds

@@ -36,7 +36,7 @@ func Documents(docs []*config.Document) ([]*config.Document, []diag.Diagnostic) 
 	for _, d := range docs {
 		ds := Document(d)
 		all = append(all, ds...)
-		if errs, _ := diag.Split(ds); len(errs) == 0 && d != nil && d.Spec != nil {
+		if errs, _, _ := diag.Split(ds); len(errs) == 0 && d != nil && d.Spec != nil {
 			ok = append(ok, d)
 		}
 	}
