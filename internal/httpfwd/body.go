@@ -57,6 +57,8 @@ type pipe struct {
 	bufs *sync.Pool
 	buf  *[]byte
 	num  [16]byte // scratch for chunk sizes
+	// chunks decodes a chunked body's framing.
+	chunks chunkedReader
 }
 
 // chunkMode says what copyChunked sends of a chunked body.
@@ -210,8 +212,9 @@ func (p *pipe) copyToEOF() error {
 	}
 }
 
-// readLine returns the next line including its LF; the slice is valid until the next read.
-func (p *pipe) readLine() ([]byte, error) {
+// chunkLine returns the next line including its LF, arming the pipe first when it is not
+// buffered whole; the slice is valid until the next read.
+func (p *pipe) chunkLine() ([]byte, error) {
 	if b, _ := p.src.Peek(p.src.Buffered()); bytes.IndexByte(b, '\n') < 0 {
 		if err := p.arm(); err != nil {
 			return nil, err
@@ -227,16 +230,27 @@ func (p *pipe) readLine() ([]byte, error) {
 	return line, nil
 }
 
-// copyChunked moves one chunked body (RFC 9112 §7.1), checking its framing as it goes; mode
-// says what of it is sent.
+// chunkPeek returns the next n bytes, arming the pipe first when they are not buffered.
+func (p *pipe) chunkPeek(n int) ([]byte, error) {
+	if p.src.Buffered() < n {
+		if err := p.arm(); err != nil {
+			return nil, err
+		}
+	}
+	return p.src.Peek(n)
+}
+
+// chunkDiscard consumes n peeked bytes.
+func (p *pipe) chunkDiscard(n int) { p.src.Discard(n) }
+
+// copyChunked moves one chunked body, checking its framing as it goes; mode says what of it
+// is sent. Trailer fields that may not appear in a trailer are dropped.
 func (p *pipe) copyChunked(mode chunkMode, maxTrailer int) error {
 	verbatim := mode != chunkPayload
+	d := &p.chunks
+	d.reset(p, maxTrailer)
 	for {
-		line, err := p.readLine()
-		if err != nil {
-			return err
-		}
-		size, err := parseChunkLine(line)
+		size, line, err := d.sizeLine()
 		if err != nil {
 			return err
 		}
@@ -258,42 +272,26 @@ func (p *pipe) copyChunked(mode chunkMode, maxTrailer int) error {
 		if err := p.copyN(size); err != nil {
 			return err
 		}
-		if p.src.Buffered() < 2 {
-			if err := p.arm(); err != nil {
-				return err
-			}
-		}
-		crlf, err := p.src.Peek(2)
-		if err != nil {
-			return readFail(err)
-		}
-		if crlf[0] != '\r' || crlf[1] != '\n' {
-			return badChunk("chunk data not followed by CRLF")
+		if err := d.dataEnd(); err != nil {
+			return err
 		}
 		if verbatim {
 			if err := p.write(crlf); err != nil {
 				return err
 			}
 		}
-		p.src.Discard(2)
 	}
-	for total := 0; ; {
-		line, err := p.readLine()
+	for {
+		line, last, drop, err := d.trailerLine()
 		if err != nil {
 			return err
 		}
-		if total += len(line); total > maxTrailer {
-			return badChunk("trailer section too large")
-		}
-		if err := checkTrailerLine(line); err != nil {
-			return err
-		}
-		if verbatim {
+		if verbatim && !(drop && dropForbiddenTrailers) {
 			if err := p.write(line); err != nil {
 				return err
 			}
 		}
-		if len(line) == 2 {
+		if last {
 			return nil
 		}
 	}

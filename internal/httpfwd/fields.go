@@ -306,3 +306,41 @@ func quotedString(b []byte, i *int) bool {
 	}
 	return false
 }
+
+// trailerForbidden lists, in lower case, the fields dropped from a trailer section rather than
+// forwarded (RFC 9110 §6.5.1): a recipient that merged them into the header section would
+// have its framing (Content-Length, Transfer-Encoding, Trailer), routing (Host), connection
+// handling (the hop-by-hop fields), request modifiers (Expect, Range, TE, the conditionals,
+// Max-Forwards, Cache-Control, Pragma), authentication (Authorization, WWW-Authenticate, their
+// Proxy- forms, Cookie, Set-Cookie), response control (Age, Date, Expires, Location,
+// Retry-After, Vary) or content handling (Content-Type, Content-Encoding, Content-Range)
+// changed after the fact. This is net/http's list of bad trailers, widened to what the RFC
+// names; x-request-id is kept out too, as the one sent upstream is in the header section.
+var trailerForbidden = map[string]struct{}{
+	"age": {}, "authorization": {}, "cache-control": {}, "connection": {},
+	"content-encoding": {}, "content-length": {}, "content-range": {}, "content-type": {},
+	"cookie": {}, "date": {}, "expect": {}, "expires": {}, "host": {},
+	"if-match": {}, "if-modified-since": {}, "if-none-match": {}, "if-range": {},
+	"if-unmodified-since": {}, "keep-alive": {}, "location": {}, "max-forwards": {},
+	"pragma": {}, "proxy-authenticate": {}, "proxy-authorization": {}, "proxy-connection": {},
+	"range": {}, "retry-after": {}, "set-cookie": {}, "te": {}, "trailer": {},
+	"transfer-encoding": {}, "upgrade": {}, "vary": {}, "www-authenticate": {},
+	"x-request-id": {},
+}
+
+// maxForbiddenName is the length of the longest name in trailerForbidden.
+const maxForbiddenName = len("if-unmodified-since")
+
+// forbiddenInTrailer reports whether a trailer field called name (any case) is dropped. It
+// folds the name into a stack buffer, so it does not allocate.
+func forbiddenInTrailer[T ~string | ~[]byte](name T) bool {
+	if len(name) > maxForbiddenName {
+		return false
+	}
+	var buf [maxForbiddenName]byte
+	for i := range len(name) {
+		buf[i] = lower(name[i])
+	}
+	_, ok := trailerForbidden[string(buf[:len(name)])]
+	return ok
+}

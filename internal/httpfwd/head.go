@@ -236,14 +236,6 @@ type responseHead struct {
 	headerBlock
 }
 
-// keepAlive reports whether the upstream will keep the connection open after this response.
-func (r *responseHead) keepAlive() bool {
-	if r.has(flagClose) {
-		return false
-	}
-	return r.protoMinor > 0 || r.has(flagKeepAlive)
-}
-
 // parse parses raw, a complete response head ending with its empty line.
 func (r *responseHead) parse(raw []byte) error {
 	r.reset(raw)
@@ -279,11 +271,6 @@ func (r *responseHead) parse(raw []byte) error {
 	r.status = int(code[0]-'0')*100 + int(code[1]-'0')*10 + int(code[2]-'0')
 	r.rest = span{9, lineEnd}
 	return r.parseFields(nl+1, false)
-}
-
-// noBody reports a response that never has a body, whatever its fields say (RFC 9112 §6.3).
-func (r *responseHead) noBody(method string) bool {
-	return method == "HEAD" || r.status < 200 || r.status == 204 || r.status == 304
 }
 
 // headEnd returns the length of the head at the start of b (through its empty line), or -1.

@@ -128,25 +128,8 @@ func (r *RequestHead) parse(raw []byte) error {
 	if err := r.parseFields(nl+1, true); err != nil {
 		return err
 	}
-	if r.has(flagTE) {
-		// Only a lone chunked is taken, as net/http and Envoy do: anything else a lenient
-		// upstream could frame differently (RFC 9112 §6.1, §6.3). The engine then sends a
-		// Transfer-Encoding of its own.
-		switch te := raw[r.te.start:r.te.end]; {
-		case r.length >= 0:
-			return badHead("both Content-Length and Transfer-Encoding")
-		case r.ProtoMinor == 0:
-			return badHead("Transfer-Encoding in an HTTP/1.0 request")
-		case !r.has(flagChunked):
-			return badHead("chunked is not the final transfer coding")
-		case r.tes > 1:
-			return badHead("multiple Transfer-Encoding fields")
-		case equalFold(te, "chunked"):
-		case bareCodings(te):
-			return errCoding
-		default:
-			return badHead("Transfer-Encoding other than chunked")
-		}
+	if err := requestCoding(r); err != nil {
+		return err
 	}
 	if r.hosts > 1 {
 		return badHead("multiple Host fields")

@@ -275,6 +275,7 @@ func (s *Server) putConn(c *conn) {
 	c.ubw.Reset(nil)
 	c.req.RemoteAddr, c.req.LocalAddr = nil, nil
 	c.rec = AccessRecord{}
+	c.ex = exchange{}
 	// Do not keep unusually large head buffers alive.
 	if cap(c.headBuf) > 2*readSize {
 		c.headBuf = nil
@@ -306,6 +307,7 @@ type conn struct {
 	reqID    [36]byte
 	num      [20]byte // scratch for formatting numbers
 	up, down pipe
+	ex       exchange   // the round trip in progress
 	bodyDone chan error // result of a request body streamed on its own goroutine
 	linger   bool       // unread request bytes may remain: close gently
 	rec      AccessRecord
