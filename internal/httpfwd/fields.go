@@ -188,6 +188,7 @@ type span struct{ start, end int }
 type field struct {
 	name, value span
 	kind        fieldKind
+	listed      bool // named by the Connection field, so hop-by-hop
 }
 
 func equalFoldString(b []byte, s string) bool {

@@ -18,7 +18,9 @@ func badHead(msg string) error { return &parseError{status: 400, msg: msg} }
 
 var (
 	errHeadTooLarge = &parseError{status: 431, msg: "request header too large"}
-	errVersion      = &parseError{status: 505, msg: "HTTP version not supported"}
+	// errTooManyFields is a head with more fields than Limits.MaxHeaders.
+	errTooManyFields = &parseError{status: 431, msg: "too many header fields"}
+	errVersion       = &parseError{status: 505, msg: "HTTP version not supported"}
 	// errCoding is a well-formed list of transfer codings the engine does not implement, such
 	// as "gzip, chunked" (RFC 9112 §6.1).
 	errCoding = &parseError{status: 501, msg: "transfer coding not implemented"}
@@ -41,12 +43,15 @@ type headerBlock struct {
 	raw      []byte
 	fields   []field
 	connOpts []span // extra field names listed in Connection, dropped when forwarding
-	length   int64  // Content-Length, or -1 when absent
-	hosts    int    // number of Host fields
-	host     span   // value of the first Host field
-	tes      int    // number of Transfer-Encoding fields
-	te       span   // value of the first Transfer-Encoding field
-	flags    uint16
+	opts     optIndex
+	// maxFields bounds the number of fields (Limits.MaxHeaders); 0 means no bound.
+	maxFields int
+	length    int64 // Content-Length, or -1 when absent
+	hosts     int   // number of Host fields
+	host      span  // value of the first Host field
+	tes       int   // number of Transfer-Encoding fields
+	te        span  // value of the first Transfer-Encoding field
+	flags     uint16
 }
 
 func (h *headerBlock) reset(raw []byte) {
@@ -90,16 +95,6 @@ func (h *headerBlock) ContentLength() int64 { return h.length }
 // Chunked reports whether the body uses the chunked transfer coding.
 func (h *headerBlock) Chunked() bool { return h.has(flagChunked) }
 
-// connOpt reports whether name was listed in the Connection field.
-func (h *headerBlock) connOpt(name []byte) bool {
-	for _, s := range h.connOpts {
-		if equalFoldBytes(h.raw[s.start:s.end], name) {
-			return true
-		}
-	}
-	return false
-}
-
 // forwarded reports whether field f goes to the next hop. Connection cannot remove the
 // framing fields or Host: the engine frames the message by them, so dropping them would make
 // the next hop read it differently.
@@ -108,7 +103,7 @@ func (h *headerBlock) forwarded(f *field) bool {
 	case kindHost, kindContentLength, kindTransferEncoding:
 		return true
 	}
-	return !f.kind.hopByHop() && (len(h.connOpts) == 0 || !h.connOpt(h.raw[f.name.start:f.name.end]))
+	return !f.kind.hopByHop() && !f.listed
 }
 
 // parseFields parses the field lines in h.raw[pos:], which end with the empty line.
@@ -125,7 +120,13 @@ func (h *headerBlock) parseFields(pos int, request bool) error {
 			end--
 		}
 		if end == pos {
+			if len(h.connOpts) > 0 {
+				h.markListed()
+			}
 			return nil
+		}
+		if h.maxFields > 0 && len(h.fields) == h.maxFields {
+			return errTooManyFields
 		}
 		if raw[pos] == ' ' || raw[pos] == '\t' {
 			return badHead("obsolete line folding")
