@@ -286,7 +286,7 @@ func (p *pipe) copyChunked(mode chunkMode, maxTrailer int) error {
 		if err != nil {
 			return err
 		}
-		if verbatim && !(drop && dropForbiddenTrailers) {
+		if verbatim && !drop {
 			if err := p.write(line); err != nil {
 				return err
 			}

@@ -211,5 +211,3 @@ func checkTrailerLine(line []byte) error {
 	}
 	return nil
 }
-
-const dropForbiddenTrailers = false

@@ -279,7 +279,7 @@ func (c *conn) copyH2CBody(resp *http.Response, chunked bool) error {
 	if chunked {
 		w.WriteString("0\r\n")
 		for k, vs := range resp.Trailer {
-			if !validName(k) {
+			if !validName(k) || forbiddenInTrailer(k) {
 				continue
 			}
 			c.writeField(k, vs)
