@@ -78,14 +78,15 @@ func (x *optIndex) has(raw, name []byte) bool {
 
 // markListed flags the fields that the Connection field names as hop-by-hop, in one pass over
 // the fields. Only fields the engine does not frame or route by can be so named: dropping
-// Host, Content-Length or Transfer-Encoding would make the next hop read the message otherwise.
+// Host, Content-Length or Transfer-Encoding would make the next hop read the message
+// otherwise. Nor can x-request-id, which is ours to send: the upstream always gets one.
 func (h *headerBlock) markListed() {
 	x := &h.opts
 	x.build(h)
 	for i := range h.fields {
 		f := &h.fields[i]
 		switch f.kind {
-		case kindOther, kindExpect, kindRequestID:
+		case kindOther, kindExpect:
 			f.listed = x.has(h.raw, h.raw[f.name.start:f.name.end])
 		}
 	}

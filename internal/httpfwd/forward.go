@@ -28,7 +28,7 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 	c.rec.Upstream = ""
 	c.rec.RequestBytes, c.rec.ResponseBytes = 0, 0
 	if req.has(flagRequestID) {
-		c.rec.RequestID = req.Header("x-request-id")
+		c.rec.RequestID = req.raw[req.requestID.start:req.requestID.end]
 	} else {
 		c.rec.RequestID = newRequestID(&c.reqID)
 	}

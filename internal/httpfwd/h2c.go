@@ -119,15 +119,13 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 		case f.kind == kindTE && equalFold(value, "trailers"):
 			// gRPC servers insist on TE: trailers, the one TE value HTTP/2 allows.
 		case !req.forwarded(f), f.kind == kindHost, f.kind == kindContentLength,
-			f.kind == kindTransferEncoding, f.kind == kindExpect:
+			f.kind == kindTransferEncoding, f.kind == kindExpect, f.kind == kindRequestID:
 			continue
 		}
 		k := http.CanonicalHeaderKey(string(name))
 		hreq.Header[k] = append(hreq.Header[k], string(value))
 	}
-	if !req.has(flagRequestID) {
-		hreq.Header["X-Request-Id"] = []string{string(c.rec.RequestID)}
-	}
+	hreq.Header["X-Request-Id"] = []string{string(c.rec.RequestID)}
 	var body *h2cBody
 	if req.HasBody() {
 		if req.has(flagExpectContinue) && req.ProtoMinor == 1 {

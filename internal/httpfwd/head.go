@@ -34,7 +34,7 @@ const (
 	flagChunked                           // Transfer-Encoding ends with chunked
 	flagTE                                // a Transfer-Encoding field is present
 	flagExpectContinue                    // Expect: 100-continue
-	flagRequestID                         // an x-request-id field is present
+	flagRequestID                         // a non-empty x-request-id field is present
 	flagUpgradeField                      // an Upgrade field is present
 )
 
@@ -52,6 +52,8 @@ type headerBlock struct {
 	tes       int   // number of Transfer-Encoding fields
 	te        span  // value of the first Transfer-Encoding field
 	flags     uint16
+	// requestID is the value of the first non-empty x-request-id field (flagRequestID).
+	requestID span
 }
 
 func (h *headerBlock) reset(raw []byte) {
@@ -64,6 +66,7 @@ func (h *headerBlock) reset(raw []byte) {
 	h.tes = 0
 	h.te = span{}
 	h.flags = 0
+	h.requestID = span{}
 }
 
 func (h *headerBlock) has(f uint16) bool { return h.flags&f != 0 }
@@ -100,7 +103,7 @@ func (h *headerBlock) Chunked() bool { return h.has(flagChunked) }
 // the next hop read it differently.
 func (h *headerBlock) forwarded(f *field) bool {
 	switch f.kind {
-	case kindHost, kindContentLength, kindTransferEncoding:
+	case kindHost, kindContentLength, kindTransferEncoding, kindRequestID:
 		return true
 	}
 	return !f.kind.hopByHop() && !f.listed
@@ -221,7 +224,11 @@ func (h *headerBlock) note(kind fieldKind, vs, ve int, request bool) error {
 			h.flags |= flagExpectContinue
 		}
 	case kindRequestID:
-		h.flags |= flagRequestID
+		// The first non-empty id is the client's; an empty one counts as none.
+		if len(value) > 0 && !h.has(flagRequestID) {
+			h.flags |= flagRequestID
+			h.requestID = span{vs, ve}
+		}
 	case kindUpgrade:
 		h.flags |= flagUpgradeField
 	}

@@ -39,7 +39,7 @@ func (c *conn) writeRequestHead(up *Upstream) {
 	for i := range req.fields {
 		f := &req.fields[i]
 		if !req.forwarded(f) && !(upgrade && f.kind == kindUpgrade) || ownHost && f.kind == kindHost ||
-			f.kind == kindTransferEncoding {
+			f.kind == kindTransferEncoding || f.kind == kindRequestID {
 			continue
 		}
 		w.Write(raw[f.name.start:f.value.end])
@@ -49,11 +49,11 @@ func (c *conn) writeRequestHead(up *Upstream) {
 		// The one coding a request may have, spelt so that no upstream can read it otherwise.
 		w.WriteString("Transfer-Encoding: chunked\r\n")
 	}
-	if !req.has(flagRequestID) {
-		w.WriteString("x-request-id: ")
-		w.Write(c.rec.RequestID)
-		w.WriteString("\r\n")
-	}
+	// Exactly one id goes upstream, the client's or ours, whatever the client's Connection
+	// field named and however many (or empty) x-request-id fields it sent.
+	w.WriteString("x-request-id: ")
+	w.Write(c.rec.RequestID)
+	w.WriteString("\r\n")
 	if upgrade {
 		w.WriteString("Connection: Upgrade\r\n")
 	}
