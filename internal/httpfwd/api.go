@@ -77,6 +77,9 @@ func (RouterFunc) Done(Upstream, error) {}
 type Limits struct {
 	// MaxHeaderBytes bounds a request or response head and a trailer section (64 KiB).
 	MaxHeaderBytes int
+	// MaxHeaders bounds the fields of a request or response head (100, Envoy's
+	// max_headers_count). A request over it gets 431, a response over it is malformed (502).
+	MaxHeaders int
 	// HeaderReadTimeout bounds reading a request head once its first byte arrived, and the
 	// first request of a connection altogether (10s).
 	HeaderReadTimeout time.Duration
@@ -95,6 +98,9 @@ type Limits struct {
 func (l Limits) withDefaults() Limits {
 	if l.MaxHeaderBytes <= 0 {
 		l.MaxHeaderBytes = 64 << 10
+	}
+	if l.MaxHeaders <= 0 {
+		l.MaxHeaders = 100
 	}
 	if l.HeaderReadTimeout <= 0 {
 		l.HeaderReadTimeout = 10 * time.Second

@@ -22,9 +22,6 @@ type copyError struct {
 func (e *copyError) Error() string { return e.err.Error() }
 func (e *copyError) Unwrap() error { return e.err }
 
-// errBadChunk is invalid chunked framing.
-var errBadChunk = errors.New("invalid chunked encoding")
-
 // readFailed reports a copy that failed on its source side. It is a function of its own so
 // that the error target escapes only on the error path.
 func readFailed(err error) bool {
@@ -40,10 +37,6 @@ func readFail(err error) error {
 		err = io.ErrUnexpectedEOF
 	}
 	return &copyError{read: true, err: err}
-}
-
-func badChunk(msg string) error {
-	return &copyError{read: true, err: errors.Join(errBadChunk, errors.New(msg))}
 }
 
 // pipe moves one body from a buffered reader to a buffered writer. Before it blocks on the
@@ -64,6 +57,8 @@ type pipe struct {
 	bufs *sync.Pool
 	buf  *[]byte
 	num  [16]byte // scratch for chunk sizes
+	// chunks decodes a chunked body's framing.
+	chunks chunkedReader
 }
 
 // chunkMode says what copyChunked sends of a chunked body.
@@ -217,8 +212,9 @@ func (p *pipe) copyToEOF() error {
 	}
 }
 
-// readLine returns the next line including its LF; the slice is valid until the next read.
-func (p *pipe) readLine() ([]byte, error) {
+// chunkLine returns the next line including its LF, arming the pipe first when it is not
+// buffered whole; the slice is valid until the next read.
+func (p *pipe) chunkLine() ([]byte, error) {
 	if b, _ := p.src.Peek(p.src.Buffered()); bytes.IndexByte(b, '\n') < 0 {
 		if err := p.arm(); err != nil {
 			return nil, err
@@ -234,16 +230,27 @@ func (p *pipe) readLine() ([]byte, error) {
 	return line, nil
 }
 
-// copyChunked moves one chunked body (RFC 9112 §7.1), checking its framing as it goes; mode
-// says what of it is sent.
+// chunkPeek returns the next n bytes, arming the pipe first when they are not buffered.
+func (p *pipe) chunkPeek(n int) ([]byte, error) {
+	if p.src.Buffered() < n {
+		if err := p.arm(); err != nil {
+			return nil, err
+		}
+	}
+	return p.src.Peek(n)
+}
+
+// chunkDiscard consumes n peeked bytes.
+func (p *pipe) chunkDiscard(n int) { p.src.Discard(n) }
+
+// copyChunked moves one chunked body, checking its framing as it goes; mode says what of it
+// is sent. Trailer fields that may not appear in a trailer are dropped.
 func (p *pipe) copyChunked(mode chunkMode, maxTrailer int) error {
 	verbatim := mode != chunkPayload
+	d := &p.chunks
+	d.reset(p, maxTrailer)
 	for {
-		line, err := p.readLine()
-		if err != nil {
-			return err
-		}
-		size, err := parseChunkLine(line)
+		size, line, err := d.sizeLine()
 		if err != nil {
 			return err
 		}
@@ -265,186 +272,27 @@ func (p *pipe) copyChunked(mode chunkMode, maxTrailer int) error {
 		if err := p.copyN(size); err != nil {
 			return err
 		}
-		if p.src.Buffered() < 2 {
-			if err := p.arm(); err != nil {
-				return err
-			}
-		}
-		crlf, err := p.src.Peek(2)
-		if err != nil {
-			return readFail(err)
-		}
-		if crlf[0] != '\r' || crlf[1] != '\n' {
-			return badChunk("chunk data not followed by CRLF")
+		if err := d.dataEnd(); err != nil {
+			return err
 		}
 		if verbatim {
 			if err := p.write(crlf); err != nil {
 				return err
 			}
 		}
-		p.src.Discard(2)
 	}
-	for total := 0; ; {
-		line, err := p.readLine()
+	for {
+		line, last, drop, err := d.trailerLine()
 		if err != nil {
 			return err
 		}
-		if total += len(line); total > maxTrailer {
-			return badChunk("trailer section too large")
-		}
-		if err := checkTrailerLine(line); err != nil {
-			return err
-		}
-		if verbatim {
+		if verbatim && !drop {
 			if err := p.write(line); err != nil {
 				return err
 			}
 		}
-		if len(line) == 2 {
+		if last {
 			return nil
 		}
 	}
-}
-
-// parseChunkLine parses "size[;ext]CRLF". It is strict on purpose: lenient chunk parsing is what
-// request smuggling exploits, so bare LF, whitespace and signs are all refused.
-func parseChunkLine(line []byte) (int64, error) {
-	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return 0, badChunk("chunk size line not terminated by CRLF")
-	}
-	line = line[:len(line)-2]
-	var size int64
-	i := 0
-	for ; i < len(line); i++ {
-		c := line[i]
-		var v byte
-		switch {
-		case '0' <= c && c <= '9':
-			v = c - '0'
-		case 'a' <= c && c <= 'f':
-			v = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			v = c - 'A' + 10
-		default:
-			goto ext
-		}
-		if i == 15 {
-			return 0, badChunk("chunk size too large")
-		}
-		size = size<<4 | int64(v)
-	}
-ext:
-	if i == 0 {
-		return 0, badChunk("invalid chunk size")
-	}
-	if rest := line[i:]; len(rest) > 0 {
-		j := 0
-		for j < len(rest) && (rest[j] == ' ' || rest[j] == '\t') {
-			j++
-		}
-		if j == len(rest) || rest[j] != ';' {
-			return 0, badChunk("invalid chunk size")
-		}
-		for _, c := range rest {
-			if c < ' ' && c != '\t' || c == 0x7f {
-				return 0, badChunk("invalid character in chunk extension")
-			}
-		}
-	}
-	return size, nil
-}
-
-// validChunkExt reports whether the chunk line, which parseChunkLine accepted, has no extension
-// or well-formed ones (RFC 9112 §7.1.1):
-//
-//	*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )
-func validChunkExt(line []byte) bool {
-	line = line[:len(line)-2] // CRLF
-	i := 0
-	for i < len(line) && isHex(line[i]) {
-		i++
-	}
-	ows := func() {
-		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
-			i++
-		}
-	}
-	token := func() bool {
-		start := i
-		for i < len(line) && isToken[line[i]] {
-			i++
-		}
-		return i > start
-	}
-	for i < len(line) {
-		ows()
-		if i == len(line) || line[i] != ';' {
-			return false // trailing whitespace or junk
-		}
-		i++
-		ows()
-		if !token() {
-			return false
-		}
-		name := i
-		ows()
-		if i == len(line) || line[i] != '=' {
-			i = name
-			continue
-		}
-		i++
-		ows()
-		if i < len(line) && line[i] == '"' {
-			if !quotedString(line, &i) {
-				return false
-			}
-		} else if !token() {
-			return false
-		}
-	}
-	return true
-}
-
-// quotedString consumes the quoted-string at b[*i] (RFC 9110 §5.6.4), reporting whether it is
-// well-formed and closed.
-func quotedString(b []byte, i *int) bool {
-	for j := *i + 1; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
-			*i = j + 1
-			return true
-		case c == '\\':
-			j++
-			if j == len(b) || b[j] < ' ' && b[j] != '\t' || b[j] == 0x7f {
-				return false
-			}
-		case c < ' ' && c != '\t' || c == 0x7f:
-			return false
-		}
-	}
-	return false
-}
-
-// checkTrailerLine accepts the closing CRLF or a well-formed "name: value" line.
-func checkTrailerLine(line []byte) error {
-	if len(line) < 2 || line[len(line)-2] != '\r' {
-		return badChunk("trailer line not terminated by CRLF")
-	}
-	line = line[:len(line)-2]
-	if len(line) == 0 {
-		return nil
-	}
-	colon := bytes.IndexByte(line, ':')
-	if colon <= 0 {
-		return badChunk("malformed trailer field")
-	}
-	for _, c := range line[:colon] {
-		if !isToken[c] {
-			return badChunk("malformed trailer field")
-		}
-	}
-	if !validValue(line[colon+1:]) {
-		return badChunk("invalid character in trailer field")
-	}
-	return nil
 }

@@ -119,15 +119,13 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 		case f.kind == kindTE && equalFold(value, "trailers"):
 			// gRPC servers insist on TE: trailers, the one TE value HTTP/2 allows.
 		case !req.forwarded(f), f.kind == kindHost, f.kind == kindContentLength,
-			f.kind == kindTransferEncoding, f.kind == kindExpect:
+			f.kind == kindTransferEncoding, f.kind == kindExpect, f.kind == kindRequestID:
 			continue
 		}
 		k := http.CanonicalHeaderKey(string(name))
 		hreq.Header[k] = append(hreq.Header[k], string(value))
 	}
-	if !req.has(flagRequestID) {
-		hreq.Header["X-Request-Id"] = []string{string(c.rec.RequestID)}
-	}
+	hreq.Header["X-Request-Id"] = []string{string(c.rec.RequestID)}
 	var body *h2cBody
 	if req.HasBody() {
 		if req.has(flagExpectContinue) && req.ProtoMinor == 1 {
@@ -175,7 +173,7 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 func (c *conn) relayH2CResponse(resp *http.Response, body *h2cBody) (keep bool, upErr error) {
 	req := &c.req
 	w := c.bw
-	noBody := req.Method == "HEAD" || resp.StatusCode < 200 || resp.StatusCode == 204 || resp.StatusCode == 304
+	noBody := bodiless(req.Method, resp.StatusCode)
 	length := resp.ContentLength
 	if len(resp.Trailer) > 0 {
 		length = -1 // trailers need the chunked coding
@@ -279,7 +277,7 @@ func (c *conn) copyH2CBody(resp *http.Response, chunked bool) error {
 	if chunked {
 		w.WriteString("0\r\n")
 		for k, vs := range resp.Trailer {
-			if !validName(k) {
+			if !validName(k) || forbiddenInTrailer(k) {
 				continue
 			}
 			c.writeField(k, vs)
@@ -300,6 +298,7 @@ type h2cBody struct {
 	eof       bool
 	n         int64
 	err       error // how reading from the client failed, before the body was stopped
+	chunks    chunkedReader
 }
 
 func (b *h2cBody) Read(p []byte) (int, error) {
@@ -316,7 +315,7 @@ func (b *h2cBody) Read(p []byte) (int, error) {
 		b.c.nc.SetReadDeadline(time.Now().Add(b.c.s.lim.IdleTimeout))
 	}
 	if b.chunked && b.remaining == 0 {
-		if err := b.nextChunk(br); err != nil {
+		if err := b.nextChunk(); err != nil {
 			return 0, b.fail(err)
 		}
 		if b.eof {
@@ -348,24 +347,18 @@ func (b *h2cBody) fail(err error) error {
 	return err
 }
 
-// nextChunk reads up to the next chunk's data, or through the trailers after the last one.
-func (b *h2cBody) nextChunk(br *bufio.Reader) error {
-	if b.started {
-		crlf, err := br.Peek(2)
-		if err != nil {
-			return readFail(err)
-		}
-		if crlf[0] != '\r' || crlf[1] != '\n' {
-			return badChunk("chunk data not followed by CRLF")
-		}
-		br.Discard(2)
+// nextChunk reads up to the next chunk's data, or through the trailers after the last one,
+// with the codec the HTTP/1 path uses. The trailers are checked but not sent: the request
+// went to the Transport without a Trailer map.
+func (b *h2cBody) nextChunk() error {
+	d := &b.chunks
+	if !b.started {
+		d.reset(b, b.c.s.lim.MaxHeaderBytes)
+		b.started = true
+	} else if err := d.dataEnd(); err != nil {
+		return err
 	}
-	b.started = true
-	line, err := br.ReadSlice('\n')
-	if err != nil {
-		return readFail(err)
-	}
-	size, err := parseChunkLine(line)
+	size, _, err := d.sizeLine()
 	if err != nil {
 		return err
 	}
@@ -373,23 +366,35 @@ func (b *h2cBody) nextChunk(br *bufio.Reader) error {
 		b.remaining = size
 		return nil
 	}
-	for total := 0; ; {
-		line, err := br.ReadSlice('\n')
+	for {
+		_, last, _, err := d.trailerLine()
 		if err != nil {
-			return readFail(err)
-		}
-		if total += len(line); total > b.c.s.lim.MaxHeaderBytes {
-			return badChunk("trailer section too large")
-		}
-		if err := checkTrailerLine(line); err != nil {
 			return err
 		}
-		if len(line) == 2 {
+		if last {
 			b.eof = true
 			return nil
 		}
 	}
 }
+
+// chunkLine reads the next line of the client's chunked body.
+func (b *h2cBody) chunkLine() ([]byte, error) {
+	line, err := b.c.br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		return nil, badChunk("chunk line too long")
+	}
+	if err != nil {
+		return nil, readFail(err)
+	}
+	return line, nil
+}
+
+// chunkPeek returns the next n bytes of the client's body.
+func (b *h2cBody) chunkPeek(n int) ([]byte, error) { return b.c.br.Peek(n) }
+
+// chunkDiscard consumes n peeked bytes.
+func (b *h2cBody) chunkDiscard(n int) { b.c.br.Discard(n) }
 
 // Close is called by the Transport when it no longer needs the body.
 func (b *h2cBody) Close() error {

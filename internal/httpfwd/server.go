@@ -48,6 +48,7 @@ type Server struct {
 	serveGroup  sync.WaitGroup
 	closeOnce   sync.Once
 	closeResult error
+	stats       counters
 }
 
 // Sizes of the per-connection buffers; heads that fit in readSize are parsed in one pass.
@@ -254,6 +255,8 @@ func (s *Server) getConn(nc net.Conn) *conn {
 		c.up.bufs = &s.bufPool
 		c.down.bufs = &s.bufPool
 		c.bodyDone = make(chan error, 1)
+		c.req.maxFields = s.lim.MaxHeaders
+		c.resp.maxFields = s.lim.MaxHeaders
 	}
 	c.nc = nc
 	c.br.Reset(nc)
@@ -275,6 +278,7 @@ func (s *Server) putConn(c *conn) {
 	c.ubw.Reset(nil)
 	c.req.RemoteAddr, c.req.LocalAddr = nil, nil
 	c.rec = AccessRecord{}
+	c.ex = exchange{}
 	// Do not keep unusually large head buffers alive.
 	if cap(c.headBuf) > 2*readSize {
 		c.headBuf = nil
@@ -306,6 +310,7 @@ type conn struct {
 	reqID    [36]byte
 	num      [20]byte // scratch for formatting numbers
 	up, down pipe
+	ex       exchange   // the round trip in progress
 	bodyDone chan error // result of a request body streamed on its own goroutine
 	linger   bool       // unread request bytes may remain: close gently
 	rec      AccessRecord
@@ -384,6 +389,7 @@ func (c *conn) readRequest(first bool) bool {
 	var pe *parseError
 	switch {
 	case errors.As(err, &pe):
+		c.s.stats.countRefusal(pe)
 		c.s.log.Debug("refused request head", "remote", c.req.RemoteAddr.String(), "err", pe.msg)
 		c.writeSimple(pe.status, pe.msg, nil, pe.msg+"\n", true)
 		c.logAccess(time.Now(), "", pe.status, err)

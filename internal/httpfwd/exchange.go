@@ -1,0 +1,257 @@
+package httpfwd
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// exchange is the state of one request's round trip on one upstream connection, kept in the
+// conn so that the phases of roundTrip share it without allocating.
+type exchange struct {
+	start time.Time
+	uc    *upConn
+	key   string // the Upstream.Key, for the access log
+	// staleOK: uc is a reused connection and nothing of the request was consumed yet, so a
+	// failure before any response byte may be retried on a new connection (when the request
+	// is idempotent, which is checked when it matters).
+	staleOK  bool
+	hasBody  bool
+	bodyDone bool // the whole request body went upstream
+	async    bool // the body is streaming on its own goroutine
+	final    bool // a final response arrived before the body was sent
+	bodyErr  error
+	res      result
+}
+
+// result is what roundTrip and its phases return once the exchange is over: whether the
+// client connection stays usable, the upstream's fault if any, and whether to retry.
+type result struct {
+	keep  bool
+	upErr error
+	retry bool
+}
+
+// end records the exchange's result; it lives in x, so returning it does not allocate.
+func (x *exchange) end(keep bool, upErr error, retry bool) *result {
+	x.res = result{keep: keep, upErr: upErr, retry: retry}
+	return &x.res
+}
+
+// roundTrip sends the request on uc and relays the response. It returns whether the client
+// connection stays usable and the upstream's fault, if any. With mayRetry set and uc a reused
+// connection that failed before any response byte, it writes nothing to the client and asks
+// for a retry instead. The phases run in order; each returns a non-nil result when the
+// exchange ended in it.
+func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry bool) (keep bool, upErr error, retry bool) {
+	x := &c.ex
+	*x = exchange{start: start, uc: uc, key: up.Key, staleOK: mayRetry && uc.reused, hasBody: c.req.HasBody()}
+	x.bodyDone = !x.hasBody
+	c.current.Store(uc)
+	defer c.current.Store(nil)
+	c.ubr.Reset(uc.nc)
+	c.ubw.Reset(uc.nc)
+	uc.nc.SetDeadline(start.Add(c.s.lim.IdleTimeout))
+	c.writeRequestHead(up)
+
+	r := c.awaitContinue(x)
+	if r == nil {
+		r = c.sendRequest(x)
+	}
+	if r == nil {
+		r = c.awaitResponse(x)
+	}
+	if r == nil {
+		r = c.relayResponse(x)
+	}
+	return r.keep, r.upErr, r.retry
+}
+
+// awaitContinue sends the head of a request with Expect: 100-continue and waits a little for
+// the upstream's interim response before the body goes.
+func (c *conn) awaitContinue(x *exchange) *result {
+	req, lim, uc := &c.req, &c.s.lim, x.uc
+	if !x.hasBody || !req.has(flagExpectContinue) || req.ProtoMinor != 1 {
+		return nil
+	}
+	if err := c.ubw.Flush(); err != nil {
+		return x.end(c.upstreamFailed(x.start, uc, x.staleOK, err))
+	}
+	uc.nc.SetReadDeadline(time.Now().Add(lim.ExpectContinueTimeout))
+	_, err := c.ubr.Peek(1)
+	uc.nc.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
+	switch {
+	case err == nil:
+		status, err := c.readInterim(uc, true)
+		if err != nil {
+			uc.nc.Close()
+			return x.end(c.interimFailed(x.start, err))
+		}
+		x.final = status >= 200 || status == 101
+	case !isTimeout(err):
+		return x.end(c.upstreamFailed(x.start, uc, x.staleOK, err))
+	}
+	// A timeout means the upstream ignores Expect: send the body anyway.
+	return nil
+}
+
+// sendRequest sends the request body, or starts streaming it, and flushes the request.
+func (c *conn) sendRequest(x *exchange) *result {
+	lim, uc := &c.s.lim, x.uc
+	if x.hasBody && !x.final {
+		x.staleOK = false
+		c.up.reset(c.br, c.nc, c.ubw, uc.nc, lim.IdleTimeout)
+		if !c.req.Chunked() && int64(c.br.Buffered()) >= c.req.length {
+			// The whole body is at hand: it leaves with the head in one write.
+			if err := c.sendBody(uc); err != nil {
+				x.bodyErr = err
+			} else {
+				x.bodyDone = true
+			}
+		} else {
+			// Stream the body while waiting for the response, as the upstream may answer
+			// (or echo) before reading all of it; the response wait starts counting when
+			// the body is through.
+			uc.nc.SetReadDeadline(time.Time{})
+			x.async = true
+			go c.streamBody(uc)
+		}
+	}
+	if x.async {
+		return nil
+	}
+	if err := c.ubw.Flush(); err != nil && x.bodyErr == nil {
+		x.bodyErr = &copyError{err: err}
+	}
+	if x.bodyErr != nil && !x.hasBody {
+		return x.end(c.upstreamFailed(x.start, uc, x.staleOK, x.bodyErr))
+	}
+	return nil
+}
+
+// awaitResponse reads the upstream's response head into c.resp, relaying interim responses,
+// and settles what became of the request body meanwhile.
+func (c *conn) awaitResponse(x *exchange) *result {
+	uc := x.uc
+	if !x.final {
+		if c.ubr.Buffered() == 0 {
+			if _, err := c.ubr.Peek(1); err != nil {
+				if x.async {
+					x.bodyErr = c.stopBody(uc)
+				}
+				if readFailed(x.bodyErr) {
+					uc.nc.Close()
+					return x.end(c.clientBodyFailed(x.start, x.bodyErr), nil, false)
+				}
+				return x.end(c.upstreamFailed(x.start, uc, x.staleOK, err))
+			}
+		}
+		if _, err := c.readInterim(uc, false); err != nil {
+			uc.nc.Close()
+			if x.async {
+				c.stopBody(uc)
+			}
+			return x.end(c.interimFailed(x.start, err))
+		}
+	}
+	if x.async {
+		select {
+		case x.bodyErr = <-c.bodyDone:
+			x.async, x.bodyDone = false, x.bodyErr == nil
+		default:
+		}
+	}
+	// The client's body broke off but the upstream answered anyway: relay that answer unless
+	// the body was malformed.
+	if readFailed(x.bodyErr) && errors.Is(x.bodyErr, errBadChunk) {
+		uc.nc.Close()
+		return x.end(c.clientBodyFailed(x.start, x.bodyErr), nil, false)
+	}
+	if c.resp.status == 101 {
+		return c.upgrade(x)
+	}
+	return nil
+}
+
+// upgrade switches to relaying bytes after a 101 Switching Protocols the client asked for.
+func (c *conn) upgrade(x *exchange) *result {
+	if !c.req.WantsUpgrade() || !x.bodyDone {
+		x.uc.nc.Close()
+		if x.async {
+			c.stopBody(x.uc)
+		}
+		e := fmt.Errorf("%w: unsolicited 101 Switching Protocols", ErrBadResponse)
+		return x.end(c.fail(x.start, 502, "malformed upstream response", e), e, false)
+	}
+	c.tunnel(x.start, x.uc)
+	return x.end(false, nil, false)
+}
+
+// relayResponse writes the response head and body to the client and settles both connections.
+func (c *conn) relayResponse(x *exchange) *result {
+	lim, req, resp, uc := &c.s.lim, &c.req, &c.resp, x.uc
+	f := responseFraming(req.Method, req.ProtoMinor, resp)
+	keep := keepClient(req, f, x.bodyDone, c.s.shutting.Load())
+	if !x.bodyDone {
+		c.linger = true
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(lim.IdleTimeout))
+	c.writeResponseHead(keep, f.dechunk)
+	var err error
+	if !f.noBody {
+		p := &c.down
+		p.reset(c.ubr, uc.nc, c.bw, c.nc, lim.IdleTimeout)
+		switch {
+		case f.dechunk:
+			err = p.copyChunked(chunkPayload, lim.MaxHeaderBytes)
+		case f.chunked:
+			err = p.copyChunked(chunkRelay, lim.MaxHeaderBytes)
+		case f.toEOF:
+			err = p.copyToEOF()
+		default:
+			err = p.copyN(resp.length)
+		}
+		c.rec.ResponseBytes = p.moved
+	}
+	if x.async {
+		// The response is complete but the body may not be: then the upstream does not
+		// want the rest, so end the copy and the connection.
+		x.bodyErr = c.stopBody(uc)
+		x.bodyDone = x.bodyErr == nil
+	}
+	var upErr error
+	if err != nil {
+		keep = false
+		upErr = responseBodyFault(err)
+	}
+	if c.down.waited {
+		// The deadline of the last write may have been used up waiting for the upstream.
+		c.nc.SetWriteDeadline(time.Now().Add(lim.IdleTimeout))
+	}
+	// The upstream connection is free once its response is read: pool it before the
+	// client sees the response, so the client's next request can have it.
+	if upstreamReusable(resp, f, err == nil, x.bodyDone, c.ubr.Buffered()) {
+		c.s.pool.put(uc, time.Now())
+	} else {
+		uc.nc.Close()
+	}
+	// On error the client learns of the cut from the truncated body and the closed connection.
+	if ferr := c.bw.Flush(); ferr != nil && err == nil {
+		keep = false
+		err = ferr
+	}
+	c.logAccess(x.start, x.key, resp.status, firstErr(upErr, err))
+	return x.end(keep, upErr, false)
+}
+
+// responseBodyFault returns the upstream's fault in a failed response body copy, or nil when
+// the client side failed.
+func responseBodyFault(err error) error {
+	if !readFailed(err) {
+		return nil
+	}
+	if errors.Is(err, errBadChunk) {
+		return fmt.Errorf("%w: %w", ErrBadResponse, errors.Unwrap(err))
+	}
+	return fmt.Errorf("%w: reading the response body: %w", ErrUpstreamClosed, errors.Unwrap(err))
+}

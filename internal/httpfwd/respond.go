@@ -1,0 +1,131 @@
+package httpfwd
+
+import (
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// which is not read, would otherwise be mistaken for the next request.
+func (c *conn) reject(start time.Time, r *Reject) bool {
+	keep := c.req.KeepAlive() && !c.req.HasBody() && !c.s.shutting.Load()
+	c.linger = c.linger || c.req.HasBody()
+	status := r.Status
+	if status < 200 || status > 599 {
+		// A 1xx is not an answer: the client would wait for another response and read the
+		// body as one. Other codes are not HTTP's.
+		status = 502
+	}
+	c.writeSimple(status, r.Reason, r.Header, r.Body, !keep)
+	c.logAccess(start, "", status, nil)
+	return keep
+}
+
+// fail answers with an error the engine generated; it reports whether the connection may go
+// on, which is only when no request body is left unread.
+func (c *conn) fail(start time.Time, status int, reason string, err error) bool {
+	keep := c.req.KeepAlive() && !c.req.HasBody() && status != 400 && !c.s.shutting.Load()
+	c.linger = c.linger || c.req.HasBody() || status == 400
+	c.writeSimple(status, reason, nil, reason+"\n", !keep)
+	c.logAccess(start, c.rec.Upstream, status, err)
+	return keep
+}
+
+// writeSimple writes a complete response made here, with a text body.
+func (c *conn) writeSimple(status int, reason string, fields []Field, body string, close bool) {
+	w := c.bw
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.IdleTimeout))
+	w.WriteString("HTTP/1.1 ")
+	w.Write(strconv.AppendInt(c.num[:0], int64(status), 10))
+	w.WriteByte(' ')
+	w.WriteString(http.StatusText(status))
+	w.WriteString("\r\n")
+	if body != "" {
+		w.WriteString("Content-Type: text/plain; charset=utf-8\r\n")
+	}
+	if reason != "" {
+		w.WriteString("x-meshentry-reason: ")
+		writeSanitized(c, reason)
+		w.WriteString("\r\n")
+	}
+	for _, f := range fields {
+		if !validName(f.Name) {
+			continue
+		}
+		w.WriteString(f.Name)
+		w.WriteString(": ")
+		writeSanitized(c, f.Value)
+		w.WriteString("\r\n")
+	}
+	if status != 204 && status != 304 {
+		// A 204 must not have the field, and a 304's would speak of a body it does not have.
+		w.WriteString("Content-Length: ")
+		w.Write(strconv.AppendInt(c.num[:0], int64(len(body)), 10))
+		w.WriteString("\r\n")
+	}
+	switch {
+	case close:
+		w.WriteString("Connection: close\r\n")
+	case c.req.ProtoMinor == 0:
+		w.WriteString("Connection: keep-alive\r\n")
+	}
+	w.WriteString("\r\n")
+	if c.req.Method != "HEAD" && status >= 200 && status != 204 && status != 304 {
+		w.WriteString(body)
+	}
+	w.Flush()
+}
+
+// writeSanitized writes a field value with control characters replaced by spaces, so a
+// caller-supplied string cannot split the head.
+func writeSanitized(c *conn, v string) {
+	for i := range len(v) {
+		b := v[i]
+		if b < ' ' && b != '\t' || b == 0x7f {
+			b = ' '
+		}
+		c.bw.WriteByte(b)
+	}
+}
+
+func (c *conn) logAccess(start time.Time, upstream string, status int, err error) {
+	log := c.s.AccessLog
+	if log == nil {
+		return
+	}
+	r := &c.rec
+	r.Start = start
+	r.Duration = time.Since(start)
+	r.Request = &c.req
+	r.Upstream = upstream
+	r.Status = status
+	r.Err = err
+	log(r)
+}
+
+// newRequestID fills dst with a random version 4 UUID. math/rand/v2's global generator is
+// seeded from the OS and is cheap and lock-free, which matters per request; the id is for
+// correlation, not security.
+func newRequestID(dst *[36]byte) []byte {
+	const hex = "0123456789abcdef"
+	hi, lo := rand.Uint64(), rand.Uint64()
+	hi = hi&^(0xf<<12) | 0x4<<12 // version 4
+	lo = lo&^(0x3<<62) | 0x2<<62 // RFC 4122 variant
+	j := 0
+	for i := range 16 {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst[j] = '-'
+			j++
+		}
+		var b byte
+		if i < 8 {
+			b = byte(hi >> (56 - 8*i))
+		} else {
+			b = byte(lo >> (56 - 8*(i-8)))
+		}
+		dst[j], dst[j+1] = hex[b>>4], hex[b&0xf]
+		j += 2
+	}
+	return dst[:]
+}

@@ -1,0 +1,37 @@
+package httpfwd
+
+import "sync/atomic"
+
+// Stats counts, since the Server started, the requests it refused or cut because a limit was
+// hit. Each counter only grows.
+type Stats struct {
+	// HeadTooLarge counts request heads over Limits.MaxHeaderBytes (431).
+	HeadTooLarge uint64
+	// TooManyHeaders counts request heads with more fields than Limits.MaxHeaders (431).
+	TooManyHeaders uint64
+}
+
+// counters holds the live values behind Stats.
+type counters struct {
+	headTooLarge   atomic.Uint64
+	tooManyHeaders atomic.Uint64
+}
+
+// Stats returns the current counts.
+func (s *Server) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		HeadTooLarge:   c.headTooLarge.Load(),
+		TooManyHeaders: c.tooManyHeaders.Load(),
+	}
+}
+
+// countRefusal counts a refused request head whose refusal is a limit.
+func (c *counters) countRefusal(pe *parseError) {
+	switch pe {
+	case errHeadTooLarge:
+		c.headTooLarge.Add(1)
+	case errTooManyFields:
+		c.tooManyHeaders.Add(1)
+	}
+}
