@@ -114,7 +114,8 @@ func (s *Server) initHTTP2() *h2State {
 
 func (h *h2State) countError(kind string) {
 	h.count.protocolErrors.Add(1)
-	if strings.HasPrefix(kind, "over_max_streams") {
+	// kind reads "stream_PROTOCOL_over_max_streams" and the like.
+	if strings.Contains(kind, "_over_max_streams") {
 		h.count.refusedStreams.Add(1)
 	}
 }
