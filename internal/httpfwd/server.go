@@ -31,6 +31,8 @@ type Server struct {
 	// connection and must close it; it should tunnel before returning, since ctx is
 	// canceled when it returns or the server closes. Without it, CONNECT gets a 501.
 	OnConnect func(ctx context.Context, head *RequestHead, client net.Conn, buffered []byte)
+	// HTTP2 bounds connections that open with the HTTP/2 preface (h2c prior knowledge).
+	HTTP2 HTTP2Limits
 
 	initOnce    sync.Once
 	lim         Limits
@@ -49,6 +51,7 @@ type Server struct {
 	closeOnce   sync.Once
 	closeResult error
 	stats       counters
+	h2          h2State
 }
 
 // Sizes of the per-connection buffers; heads that fit in readSize are parsed in one pass.
@@ -198,6 +201,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 		}
 		s.mu.Unlock()
+		s.goAwayHTTP2()
 		if n == 0 {
 			s.serveGroup.Wait()
 			s.closePool()
@@ -236,6 +240,7 @@ func (s *Server) closeListeners() {
 }
 
 func (s *Server) closePool() {
+	s.closeHTTP2()
 	if s.ownPool {
 		s.pool.Close()
 	}
@@ -263,6 +268,7 @@ func (s *Server) getConn(nc net.Conn) *conn {
 	c.bw.Reset(nc)
 	c.hijacked.Store(false)
 	c.linger = false
+	c.h2 = false
 	c.req.RemoteAddr = nc.RemoteAddr()
 	c.req.LocalAddr = nc.LocalAddr()
 	c.req.Host = ""
@@ -318,6 +324,7 @@ type conn struct {
 	current  atomic.Pointer[upConn] // the upstream connection in use, for abort
 	cancel   context.CancelFunc     // ends the connection's context
 	hijacked atomic.Bool            // OnConnect owns the client connection
+	h2       bool                   // the client opened with the HTTP/2 preface
 }
 
 // abort ends the connection at once: its client and upstream connections are closed and its
@@ -341,6 +348,9 @@ func (c *conn) releaseScratch() {
 func (c *conn) serve(ctx context.Context) {
 	for first := true; ; first = false {
 		if !c.readRequest(first) {
+			if c.h2 {
+				c.serveHTTP2(ctx)
+			}
 			return
 		}
 		keep := c.serveRequest(ctx)
@@ -375,6 +385,10 @@ func (c *conn) readRequest(first bool) bool {
 		}
 	} else {
 		c.nc.SetReadDeadline(time.Now().Add(lim.HeaderReadTimeout))
+	}
+	if first && sawH2Preface(c.br) {
+		c.h2 = true
+		return false
 	}
 	raw, err := readHead(c.br, c.headBuf, lim.MaxHeaderBytes)
 	c.headBuf = raw

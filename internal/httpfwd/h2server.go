@@ -1,0 +1,279 @@
+package httpfwd
+
+import (
+	"bufio"
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// Clients that know the proxy speaks HTTP/2 (grpc-go, curl --http2-prior-knowledge) open
+// with the connection preface instead of an HTTP/1.1 request. The engine spots the preface
+// in the bytes it already buffered for the first request head and hands the connection to
+// golang.org/x/net/http2's server, which does the framing, flow control and HPACK; each
+// stream is then routed by its :authority as an HTTP/1.1 request is by its Host.
+
+// HTTP2Limits bounds what one HTTP/2 client connection may cost. Zero fields take the
+// defaults shown.
+type HTTP2Limits struct {
+	// MaxConcurrentStreams bounds the streams a client may have open at once on one
+	// connection (100). Envoy's own default is 2^31-1, but its edge-proxy guidance, like
+	// most deployments, sets 100; the excess is refused by the protocol (SETTINGS), and a
+	// client ignoring it gets its streams reset.
+	MaxConcurrentStreams uint32
+	// IdleTimeout closes a connection that had no open stream for this long, with a GOAWAY
+	// (1h, Envoy's connection idle_timeout).
+	IdleTimeout time.Duration
+}
+
+func (l HTTP2Limits) withDefaults() HTTP2Limits {
+	if l.MaxConcurrentStreams == 0 {
+		l.MaxConcurrentStreams = 100
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = time.Hour
+	}
+	return l
+}
+
+// HTTP2Stats counts what the HTTP/2 side of a Server did since it started.
+type HTTP2Stats struct {
+	// Conns counts connections served as HTTP/2 with prior knowledge.
+	Conns uint64
+	// Streams counts requests (streams) handed to the router or refused before it.
+	Streams uint64
+	// BadRequests counts streams answered 400 before routing (invalid or zoned authority).
+	BadRequests uint64
+	// ProtocolErrors counts frames or streams the HTTP/2 server found malformed.
+	ProtocolErrors uint64
+	// RefusedStreams counts streams reset for exceeding MaxConcurrentStreams.
+	RefusedStreams uint64
+}
+
+// h2Counters are the atomic counters behind HTTP2Stats.
+type h2Counters struct {
+	conns, streams, badRequests, protocolErrors, refusedStreams atomic.Uint64
+}
+
+// h2State is a Server's HTTP/2 machinery, made on the first HTTP/2 connection.
+type h2State struct {
+	once  sync.Once
+	base  *http.Server  // carries MaxHeaderBytes and the graceful-shutdown hook
+	srv   *http2.Server // shared by every HTTP/2 client connection
+	h1    *http.Transport
+	lim   HTTP2Limits
+	open  atomic.Int64 // HTTP/2 client connections being served
+	count h2Counters
+}
+
+// HTTP2Stats returns the counters of the HTTP/2 client side.
+func (s *Server) HTTP2Stats() HTTP2Stats {
+	c := &s.h2.count
+	return HTTP2Stats{
+		Conns:          c.conns.Load(),
+		Streams:        c.streams.Load(),
+		BadRequests:    c.badRequests.Load(),
+		ProtocolErrors: c.protocolErrors.Load(),
+		RefusedStreams: c.refusedStreams.Load(),
+	}
+}
+
+// initHTTP2 builds the HTTP/2 server and the HTTP/1.1 transport its streams use.
+func (s *Server) initHTTP2() *h2State {
+	h := &s.h2
+	h.once.Do(func() {
+		h.lim = s.HTTP2.withDefaults()
+		h.base = &http.Server{
+			MaxHeaderBytes: s.lim.MaxHeaderBytes,
+			ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+		h.srv = &http2.Server{
+			MaxConcurrentStreams: h.lim.MaxConcurrentStreams,
+			IdleTimeout:          h.lim.IdleTimeout,
+			// A client that stops reading stalls the connection's writes: bound it as the
+			// HTTP/1.1 path bounds a stalled write.
+			WriteByteTimeout: s.lim.IdleTimeout,
+			CountError:       h.countError,
+		}
+		// ConfigureServer links the two so that base.Shutdown sends every connection a
+		// GOAWAY; the TLS settings it also makes are never used.
+		if err := http2.ConfigureServer(h.base, h.srv); err != nil {
+			s.log.Error("configuring the HTTP/2 server", "err", err)
+		}
+		h.h1 = newH1Transport(s.pool, s.lim)
+	})
+	return h
+}
+
+func (h *h2State) countError(kind string) {
+	h.count.protocolErrors.Add(1)
+	// kind reads "stream_PROTOCOL_over_max_streams" and the like.
+	if strings.Contains(kind, "_over_max_streams") {
+		h.count.refusedStreams.Add(1)
+	}
+}
+
+// newH1Transport returns the transport HTTP/2 streams use towards HTTP/1.1 upstreams. The
+// engine's own HTTP/1.1 path reads and writes the client connection's bytes in place, which an
+// HTTP/2 stream does not have; net/http's Transport takes the http.Request the HTTP/2 server
+// hands over as it is, streams both bodies concurrently and pools by the URL host, which is
+// derived from Upstream.Key (see h2cHost).
+func newH1Transport(p *Pool, lim Limits) *http.Transport {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	return &http.Transport{
+		Protocols:              &protocols,
+		DialContext:            dialH2C, // dials the Upstream the request context carries
+		IdleConnTimeout:        p.idleTimeout(),
+		MaxIdleConnsPerHost:    p.maxIdle(),
+		MaxResponseHeaderBytes: int64(lim.MaxHeaderBytes),
+		DisableCompression:     true, // relay content codings as they are
+	}
+}
+
+// goAwayHTTP2 asks every HTTP/2 client connection to finish its streams and close. It may be
+// called repeatedly: a connection sends one GOAWAY however often it is asked, and one that
+// began after the previous call is reached by the next.
+func (s *Server) goAwayHTTP2() {
+	h := &s.h2
+	if h.open.Load() == 0 {
+		return
+	}
+	h.base.Shutdown(context.Background()) // only runs the hook: base serves no listener
+}
+
+// closeHTTP2 closes the idle upstream connections of HTTP/2 streams.
+func (s *Server) closeHTTP2() {
+	h := &s.h2
+	h.once.Do(func() {}) // after Close, no HTTP/2 state is made any more
+	if h.h1 != nil {
+		h.h1.CloseIdleConnections()
+	}
+}
+
+// h2Preface is what an HTTP/2 client sends first (RFC 9113 §3.4).
+const h2Preface = http2.ClientPreface
+
+// sawH2Preface reports whether the connection opens with the HTTP/2 preface. It looks at
+// the bytes already buffered and reads more only while they are a proper prefix of the
+// preface: no HTTP/1.1 request starts that way (its version would be HTTP/2.0), so a short
+// HTTP/1.x request is never made to wait.
+func sawH2Preface(br *bufio.Reader) bool {
+	for {
+		b, _ := br.Peek(br.Buffered())
+		if len(b) >= len(h2Preface) {
+			return string(b[:len(h2Preface)]) == h2Preface
+		}
+		if string(b) != h2Preface[:len(b)] {
+			return false
+		}
+		if _, err := br.Peek(len(b) + 1); err != nil {
+			return false
+		}
+	}
+}
+
+// serveHTTP2 serves the connection as HTTP/2; c.br holds the preface and whatever followed.
+func (c *conn) serveHTTP2(ctx context.Context) {
+	s := c.s
+	h := s.initHTTP2()
+	if s.shutting.Load() {
+		return
+	}
+	h.open.Add(1)
+	defer h.open.Add(-1)
+	h.count.conns.Add(1)
+	buffered, _ := c.br.Peek(c.br.Buffered())
+	// c and its buffers are reused once this returns, while the HTTP/2 server's reader may
+	// still be winding down: give it a copy.
+	nc := &prefixConn{Conn: c.nc, pre: append([]byte(nil), buffered...)}
+	c.nc.SetDeadline(time.Time{}) // the HTTP/2 server keeps its own timers
+	hc := &h2Conn{s: s, h: h, local: c.nc.LocalAddr(), remote: c.nc.RemoteAddr()}
+	hc.idle = make(chan struct{})
+	h.srv.ServeConn(nc, &http2.ServeConnOpts{
+		Context:    ctx,
+		BaseConfig: h.base,
+		Handler:    hc,
+	})
+	// ServeConn returns once the connection is closed, but stream handlers may still be
+	// unwinding (their contexts are canceled by then): wait for them, so that Shutdown and
+	// Close return only after every request finished.
+	hc.wait()
+}
+
+// prefixConn replays bytes read ahead before reading the connection itself.
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
+
+// h2Conn is the http.Handler of one HTTP/2 client connection.
+type h2Conn struct {
+	s             *Server
+	h             *h2State
+	local, remote net.Addr
+
+	mu      sync.Mutex
+	running int
+	done    bool
+	idle    chan struct{} // closed when done and no handler runs
+}
+
+// enter registers a handler; it fails once the connection has ended.
+func (hc *h2Conn) enter() bool {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	if hc.done {
+		return false
+	}
+	hc.running++
+	return true
+}
+
+func (hc *h2Conn) leave() {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	hc.running--
+	if hc.done && hc.running == 0 {
+		close(hc.idle)
+	}
+}
+
+// wait marks the connection ended and waits for its handlers to return.
+func (hc *h2Conn) wait() {
+	hc.mu.Lock()
+	hc.done = true
+	n := hc.running
+	hc.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	<-hc.idle
+}
+
+// ServeHTTP serves one stream.
+func (hc *h2Conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !hc.enter() {
+		return
+	}
+	defer hc.leave()
+	hc.h.count.streams.Add(1)
+	st := &h2Stream{hc: hc, w: w, r: r, start: time.Now()}
+	st.serve()
+}

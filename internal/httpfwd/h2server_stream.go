@@ -1,0 +1,388 @@
+package httpfwd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// h2Stream is one request of an HTTP/2 client connection.
+type h2Stream struct {
+	hc    *h2Conn
+	w     http.ResponseWriter
+	r     *http.Request
+	start time.Time
+	head  RequestHead
+	rec   AccessRecord
+	reqID [36]byte
+	body  *h2ReqBody
+}
+
+// serve routes the stream and forwards it, retrying connect failures as the HTTP/1.1 path does.
+func (st *h2Stream) serve() {
+	s := st.hc.s
+	if st.r.Method == "CONNECT" {
+		st.fail(501, "CONNECT over HTTP/2 is not supported", nil)
+		return
+	}
+	if status, msg := st.parseHead(); status != 0 {
+		st.hc.h.count.badRequests.Add(1)
+		s.log.Debug("refused HTTP/2 request head", "remote", st.hc.remote.String(), "err", msg)
+		st.fail(status, msg, nil)
+		return
+	}
+	if v := st.r.Header["X-Request-Id"]; len(v) > 0 {
+		st.rec.RequestID = []byte(v[0])
+	} else {
+		st.rec.RequestID = newRequestID(&st.reqID)
+	}
+	if st.r.Body != nil && st.r.Body != http.NoBody {
+		st.body = &h2ReqBody{r: st.r.Body}
+	}
+	for attempt := 0; ; attempt++ {
+		up, rej := s.Router.Route(&st.head, attempt)
+		if rej != nil {
+			st.reject(rej)
+			return
+		}
+		if up.Key == "" {
+			up.Key = up.Addr
+		}
+		st.rec.Upstream = up.Key
+		retry, err := st.forward(&up)
+		if !retry {
+			return
+		}
+		s.log.Debug("upstream connect failed", "upstream", up.Key, "attempt", attempt, "err", err)
+		if attempt+1 >= s.lim.MaxAttempts {
+			st.fail(503, "upstream connect failed", err)
+			return
+		}
+	}
+}
+
+// parseHead builds the RequestHead the Router sees. The stream is written out as the HTTP/1.1
+// head an origin-form request would have, with :authority as its Host, and parsed by the
+// same parser: an HTTP/2 request is then routed, and refused, exactly as its HTTP/1.1 twin.
+// It returns a status and reason when the request must be refused.
+func (st *h2Stream) parseHead() (int, string) {
+	r := st.r
+	if strings.IndexByte(r.Host, '%') >= 0 {
+		// A zone names an interface of this host; no upstream is reached through one.
+		return 400, "IPv6 zone in the authority"
+	}
+	if !h2Clean(r.Host) || !h2Clean(r.RequestURI) {
+		return 400, "invalid request target"
+	}
+	raw := make([]byte, 0, 256)
+	raw = append(raw, r.Method...)
+	raw = append(raw, ' ')
+	raw = append(raw, r.RequestURI...)
+	raw = append(raw, " HTTP/1.1\r\nHost: "...)
+	raw = append(raw, r.Host...)
+	raw = append(raw, "\r\n"...)
+	for name, values := range r.Header {
+		if name == "Host" || !validName(name) {
+			continue
+		}
+		for _, v := range values {
+			if !h2Clean(v) {
+				return 400, "invalid header field value"
+			}
+			raw = append(append(append(append(raw, name...), ": "...), v...), "\r\n"...)
+		}
+	}
+	raw = append(raw, "\r\n"...)
+	st.head.RemoteAddr, st.head.LocalAddr = st.hc.remote, st.hc.local
+	if err := st.head.parse(raw); err != nil {
+		var pe *parseError
+		if errors.As(err, &pe) {
+			return pe.status, pe.msg
+		}
+		return 400, err.Error()
+	}
+	return 0, ""
+}
+
+// h2Clean reports whether v has no control characters other than tab: such bytes would
+// split the head written for the parser.
+func h2Clean(v string) bool {
+	for i := range len(v) {
+		if b := v[i]; b < ' ' && b != '\t' || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// h2HopByHop lists the fields that belong to one connection (RFC 9110 §7.6.1) and so are
+// not forwarded; TE is kept when it is "trailers", which gRPC servers require.
+var h2HopByHop = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Te": true,
+	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+	"Proxy-Authorization": true, "Proxy-Authenticate": true, "Host": true,
+	"Content-Length": true, // the transports frame the body themselves
+}
+
+// forward sends the stream to up. It reports retry when the connect failed before any of
+// the request body was consumed; otherwise it has answered the client.
+func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
+	s := st.hc.s
+	h := st.hc.h
+	r := st.r
+	out := &http.Request{
+		Method:     r.Method,
+		URL:        &url.URL{Scheme: "http", Host: h2cHost(up.Key), Opaque: r.RequestURI},
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     make(http.Header, len(r.Header)+1),
+		Host:       r.Host,
+		Trailer:    r.Trailer,
+	}
+	if up.Host != "" {
+		out.Host = up.Host
+	}
+	for k, vs := range r.Header {
+		if h2HopByHop[k] && !(k == "Te" && len(vs) == 1 && strings.EqualFold(vs[0], "trailers")) {
+			continue
+		}
+		out.Header[k] = vs
+	}
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = []string{""} // keeps net/http from adding its own
+	}
+	if _, ok := out.Header["X-Request-Id"]; !ok {
+		out.Header["X-Request-Id"] = []string{string(st.rec.RequestID)}
+	}
+	rt := h.h1
+	if up.Protocol == H2C {
+		rt = s.pool.h2c()
+		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/2.0", 2, 0
+	}
+	if st.body != nil {
+		out.Body = st.body
+		out.ContentLength = r.ContentLength
+		if out.ContentLength == 0 {
+			out.ContentLength = -1 // the length is not known before END_STREAM
+		}
+	}
+	dial := &h2cDial{up: *up, timeout: s.lim.ConnectTimeout}
+	out = out.WithContext(context.WithValue(r.Context(), h2cDialKey{}, dial))
+	resp, err := rt.RoundTrip(out)
+	if err != nil {
+		return st.roundTripFailed(up, err)
+	}
+	defer resp.Body.Close()
+	upErr := st.relay(resp)
+	s.Router.Done(*up, upErr)
+	st.log(resp.StatusCode, upErr)
+	if upErr != nil {
+		// The response broke off: reset the stream, so the client does not take a cut
+		// body for a whole one. ErrAbortHandler is how net/http handlers ask for a reset.
+		panic(http.ErrAbortHandler)
+	}
+	return false, nil
+}
+
+// roundTripFailed answers a request the transport could not complete, or asks for a retry.
+func (st *h2Stream) roundTripFailed(up *Upstream, err error) (retry bool, _ error) {
+	s := st.hc.s
+	switch {
+	case st.r.Context().Err() != nil:
+		// The client reset the stream or went away: nobody to answer, nobody to blame.
+		s.Router.Done(*up, nil)
+		st.log(0, err)
+		return false, nil
+	case st.body != nil && st.body.err.Load() != nil:
+		s.Router.Done(*up, nil)
+		st.fail(400, "reading the request body failed", err)
+		return false, nil
+	case errors.Is(err, ErrConnect):
+		s.Router.Done(*up, err)
+		if st.body == nil || st.body.n.Load() == 0 {
+			return true, err
+		}
+		st.fail(503, "upstream connect failed", err)
+		return false, nil
+	case isTimeout(err):
+		err = fmt.Errorf("%w: %w", ErrUpstreamTimeout, err)
+		s.Router.Done(*up, err)
+		st.fail(504, "upstream timed out", err)
+		return false, nil
+	}
+	err = fmt.Errorf("%w: %w", ErrUpstreamClosed, err)
+	s.Router.Done(*up, err)
+	st.fail(502, "upstream connection failed", err)
+	return false, nil
+}
+
+// relay writes the upstream's response to the stream, flushing each read so that streamed
+// messages (gRPC) arrive at once, then its trailers. It returns the upstream's fault, if any.
+func (st *h2Stream) relay(resp *http.Response) error {
+	w := st.w
+	if resp.StatusCode < 200 {
+		// Only a 101 gets here, and HTTP/2 has no upgrades.
+		st.writeSimple(502, "upstream switched protocols", nil, "upstream switched protocols\n")
+		return fmt.Errorf("%w: status %d", ErrBadResponse, resp.StatusCode)
+	}
+	hdr := w.Header()
+	var named []string // fields the upstream's Connection field lists
+	for _, v := range resp.Header["Connection"] {
+		for _, item := range strings.Split(v, ",") {
+			named = append(named, http.CanonicalHeaderKey(strings.TrimSpace(item)))
+		}
+	}
+	for k, vs := range resp.Header {
+		if k != "Content-Length" && h2HopByHop[k] || containsString(named, k) {
+			continue
+		}
+		hdr[k] = vs
+	}
+	w.WriteHeader(resp.StatusCode)
+	flusher, _ := w.(http.Flusher)
+	if flusher != nil && resp.ContentLength != 0 {
+		// A streaming response may send nothing for a while. An empty one is not flushed
+		// early, so that headers the upstream ended the stream with (a gRPC trailers-only
+		// response, grpc-status among them) end this stream too, which gRPC clients insist on.
+		flusher.Flush()
+	}
+	buf := make([]byte, bulkSize)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			st.rec.ResponseBytes += int64(n)
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil // the client went away; not the upstream's fault
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if st.r.Context().Err() != nil || st.body != nil && st.body.err.Load() != nil {
+				return nil
+			}
+			return fmt.Errorf("%w: reading the response body: %w", ErrUpstreamClosed, err)
+		}
+	}
+	for k, vs := range resp.Trailer {
+		if validName(k) {
+			hdr[http.TrailerPrefix+k] = vs
+		}
+	}
+	return nil
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// reject answers with the Router's Reject.
+func (st *h2Stream) reject(r *Reject) {
+	status := r.Status
+	if status < 200 || status > 599 {
+		status = 502 // see Reject.Status
+	}
+	st.writeSimple(status, r.Reason, r.Header, r.Body)
+	st.log(status, nil)
+}
+
+// fail answers with an error the engine generated.
+func (st *h2Stream) fail(status int, reason string, err error) {
+	st.writeSimple(status, reason, nil, reason+"\n")
+	st.log(status, err)
+}
+
+// writeSimple writes a complete response made here, with a text body.
+func (st *h2Stream) writeSimple(status int, reason string, fields []Field, body string) {
+	hdr := st.w.Header()
+	if body != "" {
+		hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	}
+	if reason != "" {
+		hdr["X-Meshentry-Reason"] = []string{sanitize(reason)}
+	}
+	for _, f := range fields {
+		if validName(f.Name) {
+			k := http.CanonicalHeaderKey(f.Name)
+			hdr[k] = append(hdr[k], sanitize(f.Value))
+		}
+	}
+	if status != 204 && status != 304 {
+		hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
+	st.w.WriteHeader(status)
+	if st.r.Method != "HEAD" && status != 204 && status != 304 {
+		io.WriteString(st.w, body)
+	}
+}
+
+// sanitize replaces control characters with spaces, so a caller-supplied value is sent.
+func sanitize(v string) string {
+	if h2Clean(v) {
+		return v
+	}
+	b := []byte(v)
+	for i, c := range b {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			b[i] = ' '
+		}
+	}
+	return string(b)
+}
+
+// log reports the finished stream to the access log.
+func (st *h2Stream) log(status int, err error) {
+	log := st.hc.s.AccessLog
+	if log == nil {
+		return
+	}
+	r := &st.rec
+	r.Start = st.start
+	r.Duration = time.Since(st.start)
+	r.Request = &st.head
+	r.Status = status
+	r.Err = err
+	if st.body != nil {
+		r.RequestBytes = st.body.n.Load()
+	}
+	log(r)
+}
+
+// h2ReqBody is a stream's request body as a transport reads it. It counts what was read, so
+// a connect failure can be retried only when none was, and ignores Close: a transport closes
+// the body of a request that failed, which must stay readable for the next attempt. The
+// HTTP/2 server closes the real body when the handler returns.
+type h2ReqBody struct {
+	r   io.ReadCloser
+	n   atomic.Int64
+	err atomic.Pointer[error] // how reading from the client failed
+}
+
+func (b *h2ReqBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.n.Add(int64(n))
+	if err != nil && err != io.EOF {
+		b.err.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+// Close does nothing; see h2ReqBody.
+func (b *h2ReqBody) Close() error { return nil }
