@@ -70,14 +70,13 @@ func (p *Proxy) serveCaptured(c net.Conn) {
 	}
 	m := t.snap.Match(q, p.cfg.AllowAny)
 	if m.Outcome == registry.BlackHole {
-		p.log.Info("refused", "orig", orig, "sni", res.SNI, "kind", res.Kind, "cluster", registry.BlackHoleCluster,
-			"reason", "no ServiceEntry visible to namespace "+p.cfg.Namespace+" matches it")
+		p.logFailure(errRefused, "capture", res.SNI, q.Port, registry.BlackHoleCluster)
 		return
 	}
-	dst := destination{host: res.SNI, port: uint32(orig.Port()), orig: orig}
+	dst := destination{host: registry.NormalizeHost(res.SNI), port: uint32(orig.Port()), orig: orig}
 	up, addr, err := p.dialMatch(p.pipeCtx, t, m, dst)
 	if err != nil {
-		p.log.Warn("upstream failed", "orig", orig, "sni", res.SNI, "cluster", m.Cluster, "err", err)
+		p.logFailure(err, "capture", orig.String()+" sni="+res.SNI, q.Port, m.Cluster)
 		return
 	}
 	if !p.hold(up) {
