@@ -150,7 +150,7 @@ func (g *guard) refusalLog(msg string, args ...any) {
 		return
 	}
 	if suppressed > 0 {
-		g.log.Info("suppressed refusals", "count", suppressed)
+		g.log.Info(fmt.Sprintf("suppressed %d refusals", suppressed), "count", suppressed)
 	}
 	g.log.Info(msg, args...)
 }
