@@ -65,18 +65,9 @@ func (p *Proxy) serveCaptured(c net.Conn) {
 			return
 		}
 		// A TCP listener owns this destination: the request is carried as opaque bytes.
-	case sniff.TLS:
-		q.Protocol, q.Host = registry.TrafficTLS, res.SNI
 	}
-	m := t.snap.Match(q, p.cfg.AllowAny)
-	if m.Outcome == registry.BlackHole {
-		p.logFailure(errRefused, "capture", res.SNI, q.Port, registry.BlackHoleCluster)
-		return
-	}
-	dst := destination{host: registry.NormalizeHost(res.SNI), port: uint32(orig.Port()), orig: orig}
-	up, addr, err := p.dialMatch(p.pipeCtx, t, m, dst)
+	up, addr, m, err := p.dialCaptured(p.pipeCtx, t, orig, res.SNI, res.Kind == sniff.TLS)
 	if err != nil {
-		p.logFailure(err, "capture", orig.String()+" sni="+res.SNI, q.Port, m.Cluster)
 		return
 	}
 	if !p.hold(up) {

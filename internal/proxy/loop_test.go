@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/compile"
 	"github.com/meshentry/meshentry/internal/config"
+	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/resolve"
 	"github.com/meshentry/meshentry/internal/testutil/backend"
 	"github.com/meshentry/meshentry/internal/testutil/dnstest"
@@ -148,7 +149,16 @@ func startProxyOn(t *testing.T, ln net.Listener, yamlDocs string, cfg Config, dn
 	if n := res.Errors(); n > 0 {
 		t.Fatalf("config has %d errors: %v", n, res.Diagnostics)
 	}
+	return serveSnapshot(t, ln, res.Snapshot, cfg, dnsAddr)
+}
+
+// serveSnapshot serves snap on ln with a resolver asking dnsAddr, until the test ends.
+func serveSnapshot(t *testing.T, ln net.Listener, snap *registry.Snapshot, cfg Config, dnsAddr string) *harness {
+	t.Helper()
 	if cfg.Resolver == nil {
+		if dnsAddr == "" {
+			dnsAddr = "127.0.0.1:1"
+		}
 		r, err := resolve.New(resolve.Config{Server: dnsAddr, Timeout: time.Second})
 		if err != nil {
 			t.Fatal(err)
@@ -156,7 +166,7 @@ func startProxyOn(t *testing.T, ln net.Listener, yamlDocs string, cfg Config, dn
 		t.Cleanup(r.Close)
 		cfg.Resolver = r
 	}
-	p := New(cfg, res.Snapshot)
+	p := New(cfg, snap)
 	go p.ServeForward(ln)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

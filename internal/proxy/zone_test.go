@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshentry/meshentry/internal/testutil/backend"
 	"github.com/meshentry/meshentry/internal/testutil/dnstest"
@@ -84,7 +85,7 @@ spec:
 			t.Fatalf("got %d %q", status, body)
 		}
 	})
-	if n := tunnelled.accepted(); n != 0 {
+	if n := tunnelled.accepted(0); n != 0 {
 		t.Fatalf("the tunnel target accepted %d connections, want 0", n)
 	}
 }
@@ -148,4 +149,13 @@ func countingListener(t *testing.T) *acceptCounter {
 
 func (a *acceptCounter) port() int { return a.ln.Addr().(*net.TCPAddr).Port }
 
-func (a *acceptCounter) accepted() int { return len(a.n) }
+// accepted waits until want connections have been accepted, or a moment longer when want is
+// reached early, and returns the count: accepts land asynchronously after the dial returned.
+func (a *acceptCounter) accepted(want int) int {
+	deadline := time.Now().Add(2 * time.Second)
+	for len(a.n) < want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	return len(a.n)
+}
