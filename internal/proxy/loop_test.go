@@ -141,7 +141,7 @@ func TestGuardKnowsEveryAddressAWildcardListenerAnswers(t *testing.T) {
 }
 
 // startProxyOn is startProxy on a listener the test opened first, so the config can name its port.
-func startProxyOn(t *testing.T, ln net.Listener, yamlDocs string, cfg Config, dnsAddr string) *harness {
+func startProxyOn(t testing.TB, ln net.Listener, yamlDocs string, cfg Config, dnsAddr string) *harness {
 	t.Helper()
 	order := 0
 	docs, diags := config.Decode("test.yaml", strings.NewReader(yamlDocs), "default", &order)
@@ -153,7 +153,7 @@ func startProxyOn(t *testing.T, ln net.Listener, yamlDocs string, cfg Config, dn
 }
 
 // serveSnapshot serves snap on ln with a resolver asking dnsAddr, until the test ends.
-func serveSnapshot(t *testing.T, ln net.Listener, snap *registry.Snapshot, cfg Config, dnsAddr string) *harness {
+func serveSnapshot(t testing.TB, ln net.Listener, snap *registry.Snapshot, cfg Config, dnsAddr string) *harness {
 	t.Helper()
 	if cfg.Resolver == nil {
 		if dnsAddr == "" {
