@@ -65,19 +65,9 @@ func (p *Proxy) serveCaptured(c net.Conn) {
 			return
 		}
 		// A TCP listener owns this destination: the request is carried as opaque bytes.
-	case sniff.TLS:
-		q.Protocol, q.Host = registry.TrafficTLS, res.SNI
 	}
-	m := t.snap.Match(q, p.cfg.AllowAny)
-	if m.Outcome == registry.BlackHole {
-		p.log.Info("refused", "orig", orig, "sni", res.SNI, "kind", res.Kind, "cluster", registry.BlackHoleCluster,
-			"reason", "no ServiceEntry visible to namespace "+p.cfg.Namespace+" matches it")
-		return
-	}
-	dst := destination{host: res.SNI, port: uint32(orig.Port()), orig: orig}
-	up, addr, err := p.dialMatch(p.pipeCtx, t, m, dst)
+	up, addr, m, err := p.dialCaptured(p.pipeCtx, t, orig, res.SNI, res.Kind == sniff.TLS)
 	if err != nil {
-		p.log.Warn("upstream failed", "orig", orig, "sni", res.SNI, "cluster", m.Cluster, "err", err)
 		return
 	}
 	if !p.hold(up) {

@@ -18,20 +18,74 @@ type destination struct {
 	orig netip.AddrPort
 }
 
-// errRefused marks a connection that no ServiceEntry declares under REGISTRY_ONLY.
-var errRefused = errors.New("no ServiceEntry declares this destination (outbound policy REGISTRY_ONLY)")
+var (
+	// errRefused marks a connection that no ServiceEntry declares under REGISTRY_ONLY.
+	errRefused = errors.New("no ServiceEntry declares this destination (outbound policy REGISTRY_ONLY)")
+	// errUndeclaredIP marks an IP literal sent where the matched entry routes by name: only an address
+	// the entry declares may be reached by IP.
+	errUndeclaredIP = errors.New("the matched ServiceEntry does not declare this IP address")
+	// errInvalidHost marks a host that is neither a DNS name nor an IP address without zone.
+	errInvalidHost = errors.New("the host is neither a DNS name nor an IP address")
+	// errNoName marks DYNAMIC_DNS traffic without a name to resolve (raw TCP, an IP literal).
+	errNoName = errors.New("resolution DYNAMIC_DNS needs a host name (HTTP Host, TLS SNI or CONNECT authority)")
+)
+
+// validHost reports whether a forward-proxy host (absolute-form, Host field or CONNECT authority,
+// without port) can name a destination at all: a DNS name or an IP address without a zone.
+func validHost(host string) bool {
+	if registry.IsHostName(registry.NormalizeHost(host)) {
+		return true
+	}
+	_, ok := registry.ParseIPLiteral(host)
+	return ok
+}
+
+// requested turns the host a forward-proxy client named into the destination m allows: a name is
+// kept to be resolved; an IP literal becomes the address to dial only under ALLOW_ANY or when
+// the matched entry declares it (its VIP or CIDR), so a literal can never borrow a name's match.
+func requested(m registry.Match, host string, port uint32) (destination, error) {
+	if name := registry.NormalizeHost(host); registry.IsHostName(name) {
+		return destination{host: name, port: port}, nil
+	}
+	a, ok := registry.ParseIPLiteral(host)
+	if !ok {
+		return destination{}, errInvalidHost
+	}
+	dst := destination{port: port, orig: netip.AddrPortFrom(a.Unmap(), uint16(port))}
+	if m.Outcome == registry.Passthrough || declaresAddr(m.Service, dst.orig.Addr()) {
+		return dst, nil
+	}
+	switch m.Service.Resolution {
+	case registry.ResolutionStatic, registry.ResolutionDNS, registry.ResolutionDNSRoundRobin:
+		// The entry's own endpoints are dialled; the literal only picked the service.
+		return destination{port: port}, nil
+	}
+	return destination{}, errUndeclaredIP
+}
+
+// declaresAddr reports whether one of svc's addresses (a VIP or CIDR) holds a.
+func declaresAddr(svc *registry.Service, a netip.Addr) bool {
+	for _, pfx := range svc.Addresses {
+		if pfx.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
 
 // dialMatch opens the upstream connection for a matched L4 connection (TLS passthrough, TCP,
 // CONNECT), trying other endpoints when a connect fails, and says which upstream it reached.
 func (p *Proxy) dialMatch(ctx context.Context, t *table, m registry.Match, dst destination) (net.Conn, string, error) {
-	switch m.Outcome {
-	case registry.BlackHole:
+	switch {
+	case m.Outcome == registry.BlackHole:
 		return nil, "", errRefused
-	case registry.Passthrough:
+	case m.Outcome == registry.Passthrough, m.Service.Resolution == registry.ResolutionNone:
 		return p.dialOriginal(ctx, dst)
-	}
-	if m.Service.Resolution == registry.ResolutionNone {
-		return p.dialOriginal(ctx, dst)
+	case m.Service.Resolution == registry.ResolutionDynamicDNS:
+		if !registry.IsHostName(dst.host) {
+			return nil, "", errNoName
+		}
+		return p.dialName(ctx, dst.host, dst.port)
 	}
 	r := t.route(m.Service, m.Port, p)
 	// tried excludes single-address endpoints that failed and names that did not resolve; a DNS
@@ -53,6 +107,9 @@ func (p *Proxy) dialMatch(ctx context.Context, t *table, m registry.Match, dst d
 		}
 		if ctx.Err() != nil {
 			return nil, "", ctx.Err()
+		}
+		if errors.Is(err, errLoop) {
+			return nil, "", err
 		}
 		p.reportFailure(key)
 		retrying = true
@@ -80,8 +137,7 @@ func (p *Proxy) dialEndpoint(ctx context.Context, r *route, i int, retry bool) (
 		c, err := up.Dial(ctx)
 		return c, up.Key, err
 	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", up.Addr)
+	c, err := p.dialGuarded(ctx, "tcp", up.Addr)
 	return c, up.Key, err
 }
 
@@ -105,29 +161,47 @@ func (p *Proxy) reportFailure(key string) {
 	}
 }
 
-// dialOriginal connects where the application meant to go: the pre-redirect address when captured,
-// else the requested host resolved by the resolver (NONE and ALLOW_ANY through the forward proxy).
+// dialOriginal connects where the application meant to go: the pre-redirect address when captured
+// (or a declared IP it named), else the requested name resolved by the resolver (NONE and
+// ALLOW_ANY through the forward proxy). A host that is not a name is never handed to the resolver,
+// which would return an IP literal as its own answer.
 func (p *Proxy) dialOriginal(ctx context.Context, dst destination) (net.Conn, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.ConnectTimeout)
-	defer cancel()
-	var d net.Dialer
 	if dst.orig.IsValid() {
+		ctx, cancel := context.WithTimeout(ctx, p.cfg.ConnectTimeout)
+		defer cancel()
 		addr := dst.orig.String()
-		c, err := d.DialContext(ctx, "tcp", addr)
+		c, err := p.dialGuarded(ctx, "tcp", addr)
 		return c, addr, err
 	}
-	addrs, err := p.cfg.Resolver.Lookup(ctx, dst.host)
+	if !registry.IsHostName(dst.host) {
+		return nil, "", errUndeclaredIP
+	}
+	return p.dialName(ctx, dst.host, dst.port)
+}
+
+// dialName resolves host through the resolver and its cache and connects to the first of its
+// addresses that answers on port.
+func (p *Proxy) dialName(ctx context.Context, host string, port uint32) (net.Conn, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.ConnectTimeout)
+	defer cancel()
+	addrs, err := p.cfg.Resolver.Lookup(ctx, host)
 	if err != nil {
-		return nil, "", fmt.Errorf("resolve %s: %w", dst.host, err)
+		return nil, "", fmt.Errorf("resolve %s: %w", host, err)
 	}
 	var errs []error
 	for _, a := range addrs {
-		addr := netip.AddrPortFrom(a, uint16(dst.port)).String()
-		c, err := d.DialContext(ctx, "tcp", addr)
+		addr := netip.AddrPortFrom(a.Unmap(), uint16(port)).String()
+		c, err := p.dialGuarded(ctx, "tcp", addr)
 		if err == nil {
 			return c, addr, nil
 		}
+		if errors.Is(err, errLoop) {
+			return nil, "", err
+		}
 		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil, "", fmt.Errorf("resolve %s: no addresses", host)
 	}
 	return nil, "", errors.Join(errs...)
 }

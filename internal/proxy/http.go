@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"strings"
 
 	"github.com/meshentry/meshentry/internal/httpfwd"
@@ -30,10 +29,15 @@ func (h *httpRouter) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstr
 			dst.orig = a.AddrPort()
 			dst.port = uint32(dst.orig.Port())
 		}
-	} else if dst.port == 0 {
-		dst.port = 80
-		if req.Scheme == "https" {
-			dst.port = 443
+	} else {
+		if dst.port == 0 {
+			dst.port = 80
+			if req.Scheme == "https" {
+				dst.port = 443
+			}
+		}
+		if !validHost(req.Host) {
+			return httpfwd.Upstream{}, p.rejectFor(errInvalidHost, req.Host, dst.port, "")
 		}
 	}
 	q := registry.Query{Namespace: p.cfg.Namespace, Host: req.Host, Port: dst.port, Protocol: registry.TrafficHTTP}
@@ -45,8 +49,27 @@ func (h *httpRouter) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstr
 	case m.Outcome == registry.BlackHole:
 		return httpfwd.Upstream{}, p.refuse(req.Host, dst.port)
 	case m.Outcome == registry.Passthrough, m.Service.Resolution == registry.ResolutionNone:
-		return p.originalUpstream(dst), nil
+		if !h.captured {
+			d, err := requested(m, req.Host, dst.port)
+			if err != nil {
+				return httpfwd.Upstream{}, p.rejectFor(err, req.Host, dst.port, m.Cluster)
+			}
+			dst = d
+		}
+		return p.originalUpstream(dst, m.Cluster)
+	case m.Service.Resolution == registry.ResolutionDynamicDNS:
+		// The name asked for is resolved even for a captured request: DYNAMIC_DNS routes by Host.
+		name := registry.NormalizeHost(req.Host)
+		if !registry.IsHostName(name) {
+			return httpfwd.Upstream{}, p.rejectFor(errNoName, req.Host, dst.port, m.Cluster)
+		}
+		return p.originalUpstream(destination{host: name, port: dst.port}, m.Cluster)
 	}
+	return p.endpointUpstream(t, m, req, attempt)
+}
+
+// endpointUpstream picks an endpoint of a STATIC or DNS service for req.
+func (p *Proxy) endpointUpstream(t *table, m registry.Match, req *httpfwd.RequestHead, attempt int) (httpfwd.Upstream, *httpfwd.Reject) {
 	r := t.route(m.Service, m.Port, p)
 	if attempt == 0 {
 		req.RouteState = 0
@@ -69,6 +92,9 @@ func (h *httpRouter) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstr
 		}
 		up, err := r.upstream(p.ctx, i, p.cfg.Resolver, p.health, retry)
 		if err == nil {
+			if up.Addr != "" && p.sec.isSelfAddr(up.Addr) {
+				return httpfwd.Upstream{}, p.rejectFor(errLoop, req.Host, uint32(req.Port), r.port.Cluster)
+			}
 			return up, nil
 		}
 		// The name did not resolve: count it against the endpoint and try another one now.
@@ -79,7 +105,7 @@ func (h *httpRouter) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstr
 		}
 	}
 	if lastErr != nil {
-		return httpfwd.Upstream{}, &httpfwd.Reject{Status: 503, Reason: lastErr.Error(), Body: "meshentry: " + lastErr.Error() + "\n"}
+		return httpfwd.Upstream{}, p.rejectFor(lastErr, req.Host, uint32(req.Port), r.port.Cluster)
 	}
 	return httpfwd.Upstream{}, &httpfwd.Reject{Status: 503, Reason: "no endpoint left to try for " + r.port.Cluster,
 		Body: "meshentry: every endpoint of " + r.port.Cluster + " failed to connect\n"}
@@ -100,11 +126,12 @@ func (h *httpRouter) Done(up httpfwd.Upstream, err error) {
 	}
 }
 
-// refusal logs and returns why a host is refused under REGISTRY_ONLY; via names the path
-// ("HTTP" or "CONNECT") in the log.
+// refusal logs (rate-limited) and returns why a host is refused under REGISTRY_ONLY; via names
+// the path ("HTTP" or "CONNECT") in the log.
 func (p *Proxy) refusal(host string, port uint32, via string) string {
+	p.sec.refused.Add(1)
 	reason := fmt.Sprintf("no ServiceEntry visible to namespace %s declares host %q on port %d", p.cfg.Namespace, host, port)
-	p.log.Info("refused", "host", host, "port", port, "reason", reason, "via", via, "cluster", registry.BlackHoleCluster)
+	p.sec.refusalLog("refused", "host", host, "port", port, "reason", reason, "via", via, "cluster", registry.BlackHoleCluster)
 	return reason
 }
 
@@ -115,21 +142,83 @@ func (p *Proxy) refuse(host string, port uint32) *httpfwd.Reject {
 		Body: "meshentry: " + reason + "; the outbound policy REGISTRY_ONLY refuses it\n"}
 }
 
-// originalKeyPrefix marks pool keys of upstreams the application chose itself (NONE, ALLOW_ANY),
-// which passive health checking leaves alone.
+// failure is what the client is told about a request or tunnel that will not be forwarded: a
+// status and a reason naming at most the host and cluster. Endpoint addresses and resolver errors
+// stay in the log (see logFailure), since they describe the inside of the mesh.
+func failure(err error, host string, port uint32, cluster string) (status int, reason string) {
+	switch {
+	case errors.Is(err, errLoop):
+		// 508 Loop Detected (RFC 5842): the request would come back to this proxy.
+		return 508, fmt.Sprintf("forwarding loop: %s:%d leads back to this proxy", host, port)
+	case errors.Is(err, errInvalidHost):
+		return 400, "the host is neither a DNS name nor an IP address"
+	case errors.Is(err, errRefused):
+		return 502, fmt.Sprintf("no ServiceEntry declares %s:%d (outbound policy REGISTRY_ONLY)", host, port)
+	case errors.Is(err, errUndeclaredIP):
+		return 502, fmt.Sprintf("%s does not declare the IP address %s; name the host instead", cluster, host)
+	case errors.Is(err, errNoName):
+		return 502, cluster + " has resolution DYNAMIC_DNS and the request names no host to resolve"
+	}
+	if cluster == "" {
+		cluster = host
+	}
+	return 503, "no upstream of " + cluster + " could be reached"
+}
+
+// logFailure counts a failure and logs its detail, rate-limited.
+func (p *Proxy) logFailure(err error, via, host string, port uint32, cluster string) {
+	switch {
+	case errors.Is(err, errLoop):
+		p.sec.loops.Add(1)
+	case errors.Is(err, errInvalidHost):
+		p.sec.invalid.Add(1)
+	case errors.Is(err, errRefused), errors.Is(err, errUndeclaredIP), errors.Is(err, errNoName):
+		p.sec.refused.Add(1)
+	}
+	p.sec.refusalLog("not forwarded", "via", via, "host", host, "port", port, "cluster", cluster, "err", err)
+}
+
+// rejectFor answers an HTTP request that will not be forwarded because of err.
+func (p *Proxy) rejectFor(err error, host string, port uint32, cluster string) *httpfwd.Reject {
+	p.logFailure(err, "HTTP", host, port, cluster)
+	status, reason := failure(err, host, port, cluster)
+	return &httpfwd.Reject{Status: status, Reason: reason, Body: "meshentry: " + reason + "\n"}
+}
+
+// originalKeyPrefix marks pool keys of upstreams the application chose itself (NONE, ALLOW_ANY,
+// DYNAMIC_DNS), which passive health checking leaves alone.
 const originalKeyPrefix = "original|"
 
-// originalUpstream sends the request where the application addressed it (resolution NONE, ALLOW_ANY).
-func (p *Proxy) originalUpstream(dst destination) httpfwd.Upstream {
+// originalUpstream sends the request where the application addressed it (resolution NONE,
+// ALLOW_ANY, DYNAMIC_DNS), through the guarded dial. A name is resolved here as well as at dial
+// time (the second lookup is a cache hit) so a name leading back to the proxy gets 508 at once
+// rather than a connect failure.
+func (p *Proxy) originalUpstream(dst destination, cluster string) (httpfwd.Upstream, *httpfwd.Reject) {
 	if dst.orig.IsValid() {
+		if p.sec.isSelf(dst.orig) {
+			return httpfwd.Upstream{}, p.rejectFor(errLoop, dst.orig.Addr().String(), dst.port, cluster)
+		}
 		addr := dst.orig.String()
-		return httpfwd.Upstream{Addr: addr, Key: originalKeyPrefix + addr}
+		return httpfwd.Upstream{Addr: addr, Key: originalKeyPrefix + addr, Dial: func(ctx context.Context) (net.Conn, error) {
+			return p.dialGuarded(ctx, "tcp", addr)
+		}}, nil
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.ConnectTimeout)
+	addrs, err := p.cfg.Resolver.Lookup(ctx, dst.host)
+	cancel()
+	if err != nil {
+		return httpfwd.Upstream{}, p.rejectFor(fmt.Errorf("resolve %s: %w", dst.host, err), dst.host, dst.port, cluster)
+	}
+	for _, a := range addrs {
+		if p.sec.isSelf(netipAddrPort(a, dst.port)) {
+			return httpfwd.Upstream{}, p.rejectFor(errLoop, dst.host, dst.port, cluster)
+		}
 	}
 	hp := hostPort(dst.host, dst.port)
 	return httpfwd.Upstream{Key: originalKeyPrefix + hp, Dial: func(ctx context.Context) (net.Conn, error) {
 		c, _, err := p.dialOriginal(ctx, dst)
 		return c, err
-	}}
+	}}, nil
 }
 
 // handleConnect serves a CONNECT tunnel: the authority is matched against any port protocol, the
@@ -145,21 +234,8 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 		port = 443
 	}
 	host := head.Host
-	t := p.table.Load()
-	m := t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: host, Port: port, Protocol: registry.TrafficAny}, p.cfg.AllowAny)
-	if m.Outcome == registry.BlackHole {
-		writeStatus(client, "403 Forbidden", p.refusal(host, port, "CONNECT"))
-		return
-	}
-	dst := destination{host: host, port: port}
-	if a, err := netip.ParseAddr(host); err == nil {
-		dst.orig = netip.AddrPortFrom(a, uint16(port))
-	}
-	// Dialled under pipeCtx, which Shutdown cancels at once, so a dial in progress cannot hold it up.
-	up, addr, err := p.dialMatch(p.pipeCtx, t, m, dst)
-	if err != nil {
-		p.log.Warn("CONNECT upstream failed", "host", host, "port", port, "cluster", m.Cluster, "err", err)
-		writeStatus(client, "503 Service Unavailable", err.Error())
+	up, addr, m, ok := p.connectUpstream(client, host, port)
+	if !ok {
 		return
 	}
 	if !p.hold(up) {
@@ -180,6 +256,56 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 		src = newPrefixed(client, buffered)
 	}
 	pipe(src, up)
+}
+
+// connectUpstream matches and dials a CONNECT authority, answering the client itself when the
+// tunnel will not be opened.
+func (p *Proxy) connectUpstream(client net.Conn, host string, port uint32) (net.Conn, string, registry.Match, bool) {
+	if !validHost(host) {
+		p.connectFailed(client, errInvalidHost, host, port, "")
+		return nil, "", registry.Match{}, false
+	}
+	t := p.table.Load()
+	m := t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: host, Port: port, Protocol: registry.TrafficAny}, p.cfg.AllowAny)
+	if m.Outcome == registry.BlackHole {
+		writeStatus(client, "403 Forbidden", p.refusal(host, port, "CONNECT"))
+		return nil, "", m, false
+	}
+	dst, err := requested(m, host, port)
+	if err == nil {
+		// Dialled under pipeCtx, which Shutdown cancels at once, so a dial in progress cannot hold it up.
+		var up net.Conn
+		var addr string
+		if up, addr, err = p.dialMatch(p.pipeCtx, t, m, dst); err == nil {
+			return up, addr, m, true
+		}
+	}
+	p.connectFailed(client, err, host, port, m.Cluster)
+	return nil, "", m, false
+}
+
+// connectFailed logs why a tunnel is not opened and answers with a generic reason.
+func (p *Proxy) connectFailed(client net.Conn, err error, host string, port uint32, cluster string) {
+	p.logFailure(err, "CONNECT", host, port, cluster)
+	status, reason := failure(err, host, port, cluster)
+	if status == 502 {
+		// A tunnel the policy refuses is answered as the other CONNECT refusals are.
+		status = 403
+	}
+	writeStatus(client, statusLine(status), reason)
+}
+
+// statusLine is the status line text for the few statuses a CONNECT refusal uses.
+func statusLine(status int) string {
+	switch status {
+	case 400:
+		return "400 Bad Request"
+	case 403:
+		return "403 Forbidden"
+	case 508:
+		return "508 Loop Detected"
+	}
+	return "503 Service Unavailable"
 }
 
 // writeStatus answers a CONNECT that will not be tunnelled.

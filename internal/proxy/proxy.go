@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,11 @@ type Config struct {
 	SniffTimeout time.Duration
 	// HTTP bounds header sizes and timeouts of the HTTP engine.
 	HTTP httpfwd.Limits
+	// SelfAddrs are further addresses of this process (the admin listener) that the proxy must never
+	// dial; the forward and capture listeners are added when served.
+	SelfAddrs []netip.AddrPort
+	// Dial opens every upstream connection, after the proxy's own checks; nil is a net.Dialer.
+	Dial DialFunc
 }
 
 // Proxy routes connections by the current snapshot; Update swaps the snapshot atomically.
@@ -52,6 +58,7 @@ type Proxy struct {
 	pool     *httpfwd.Pool
 	forward  *httpfwd.Server
 	capture  *httpfwd.Server
+	sec      guard
 
 	// ctx aborts the dials and DNS lookups of HTTP requests; Shutdown cancels it once they drained.
 	ctx    context.Context
@@ -97,6 +104,7 @@ func New(cfg Config, snap *registry.Snapshot) *Proxy {
 	if p.health == nil {
 		p.health = balance.NewHealth(balance.HealthConfig{})
 	}
+	p.sec.init(cfg, p.log)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.pipeCtx, p.cancelPipe = context.WithCancel(p.ctx)
 	lim := cfg.HTTP
@@ -119,6 +127,7 @@ func (p *Proxy) Snapshot() *registry.Snapshot { return p.table.Load().snap }
 // ServeForward serves HTTP forward-proxy clients (absolute-form requests, CONNECT tunnels and
 // origin-form requests routed by Host) on ln until Shutdown.
 func (p *Proxy) ServeForward(ln net.Listener) error {
+	p.sec.addListener(ln.Addr())
 	err := p.forward.Serve(ln)
 	if errors.Is(err, httpfwd.ErrServerClosed) {
 		return nil
@@ -129,6 +138,7 @@ func (p *Proxy) ServeForward(ln net.Listener) error {
 // ServeCapture serves connections that iptables redirected to ln, finding each one's original
 // destination with SO_ORIGINAL_DST, until Shutdown.
 func (p *Proxy) ServeCapture(ln net.Listener) error {
+	p.sec.addListener(ln.Addr())
 	if !p.trackListener(ln) {
 		ln.Close()
 		return nil

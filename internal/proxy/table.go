@@ -31,6 +31,8 @@ type route struct {
 	picker *balance.Picker
 	eps    []endpoint
 	proto  httpfwd.Protocol
+	// newDial makes an upstream's Dial through the proxy's guarded dial.
+	newDial func(addr string) func(context.Context) (net.Conn, error)
 }
 
 // endpoint is one endpoint of a route with what dialling it needs.
@@ -61,7 +63,7 @@ func (t *table) route(svc *registry.Service, port *registry.Port, p *Proxy) *rou
 }
 
 func newRoute(svc *registry.Service, port *registry.Port, p *Proxy) *route {
-	r := &route{svc: svc, port: port, eps: make([]endpoint, len(port.Endpoints))}
+	r := &route{svc: svc, port: port, eps: make([]endpoint, len(port.Endpoints)), newDial: p.guardedDialer}
 	switch strings.ToUpper(port.Protocol) {
 	case "HTTP2", "GRPC":
 		r.proto = httpfwd.H2C
@@ -76,12 +78,11 @@ func newRoute(svc *registry.Service, port *registry.Port, p *Proxy) *route {
 			path := ep.Dial()
 			e.key = ep.Address
 			e.up = httpfwd.Upstream{Key: e.key, Protocol: r.proto, Dial: func(ctx context.Context) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", path)
+				return p.dialGuarded(ctx, "unix", path)
 			}}
 		case ep.IP.IsValid():
 			e.key = ep.Dial()
-			e.up = httpfwd.Upstream{Addr: e.key, Key: e.key, Protocol: r.proto}
+			e.up = httpfwd.Upstream{Addr: e.key, Key: e.key, Protocol: r.proto, Dial: p.guardedDialer(e.key)}
 		default:
 			e.key = ep.Dial()
 		}
@@ -113,7 +114,7 @@ func (r *route) upstream(ctx context.Context, i int, res *resolve.Resolver, h *b
 			hp := netip.AddrPortFrom(a, uint16(e.ep.Port)).String()
 			// The pool key carries the address so pooled connections follow the DNS answer when it
 			// changes; it is "name:port|ip:port", both halves health keys (see splitKey).
-			set.ups[j] = httpfwd.Upstream{Addr: hp, Key: e.key + "|" + hp, Protocol: r.proto}
+			set.ups[j] = httpfwd.Upstream{Addr: hp, Key: e.key + "|" + hp, Protocol: r.proto, Dial: r.newDial(hp)}
 		}
 		e.resolved.Store(set)
 	}

@@ -102,7 +102,7 @@ func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket) {
 func servicesOf(d *config.Document) []*Service {
 	se := d.ServiceEntry()
 	addrs := parseAddresses(se.GetAddresses())
-	res := Resolution(se.GetResolution())
+	res := resolutionOf(se.GetResolution())
 	all, none, to := exportSet(se.GetExportTo(), d.Namespace)
 	shared := sharedEndpoints(se)
 	out := make([]*Service, 0, len(se.GetHosts()))
@@ -133,7 +133,9 @@ func servicesOf(d *config.Document) []*Service {
 				Cluster:    fmt.Sprintf("outbound|%d||%s", p.GetNumber(), host),
 			}
 			switch {
-			case res == ResolutionNone:
+			case res == ResolutionNone, res == ResolutionDynamicDNS:
+				// The requested destination is dialled (NONE) or the requested name resolved at
+				// connection time (DYNAMIC_DNS); declared endpoints are ignored, as Istio does.
 			case (res == ResolutionDNS || res == ResolutionDNSRoundRobin) && len(se.GetEndpoints()) == 0:
 				// With no endpoints the host itself is the name to resolve.
 				port.Endpoints = []Endpoint{{Address: host, Port: defaultPort(p), Weight: 1}}
@@ -145,6 +147,21 @@ func servicesOf(d *config.Document) []*Service {
 		out = append(out, svc)
 	}
 	return out
+}
+
+// resolutionOf maps the API's resolution to ours.
+func resolutionOf(r networking.ServiceEntry_Resolution) Resolution {
+	switch r {
+	case networking.ServiceEntry_STATIC:
+		return ResolutionStatic
+	case networking.ServiceEntry_DNS:
+		return ResolutionDNS
+	case networking.ServiceEntry_DNS_ROUND_ROBIN:
+		return ResolutionDNSRoundRobin
+	case networking.ServiceEntry_DYNAMIC_DNS:
+		return ResolutionDynamicDNS
+	}
+	return ResolutionNone
 }
 
 // sharedEndpoints instantiates every endpoint for every service port once per entry; all hosts of

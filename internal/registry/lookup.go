@@ -124,8 +124,12 @@ func (s *Snapshot) ipGroup(ip netip.Addr, f *filter) ([]*Service, bool) {
 }
 
 // LookupHost returns the service a workload in ns gets for host on port: an exact host first, then
-// the most specific wildcard. The host must already be normalized (see NormalizeHost).
+// the most specific wildcard. The host must already be normalized (see NormalizeHost); one that
+// is not a name (IsHostName) matches nothing.
 func (s *Snapshot) LookupHost(host string, port uint32, ns string) *Service {
+	if !IsHostName(host) {
+		return nil
+	}
 	f := filter{ns: ns, port: port}
 	svc, _ := s.lookupHost(host, &f)
 	return svc

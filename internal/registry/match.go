@@ -3,6 +3,7 @@ package registry
 import (
 	"net"
 	"net/netip"
+	"strings"
 )
 
 // Traffic is what the proxy knows of a connection's protocol when it matches it.
@@ -83,21 +84,29 @@ type Match struct {
 
 // Match decides where traffic goes, in the order Istio's sidecar listeners decide it. allowAny is
 // the outbound traffic policy: pass unmatched traffic through instead of refusing it.
+//
+// Only a valid DNS name is looked up among declared hosts: an IP literal (with or without
+// brackets), a host with a zone ID ("%") or any other text that is not a name never matches a
+// host or wildcard entry, since "[::ffff:127.0.0.1%.bar.com]" ends in ".bar.com" without naming
+// anything under it.
 func (s *Snapshot) Match(q Query, allowAny bool) Match {
 	host := NormalizeHost(q.Host)
+	if !IsHostName(host) {
+		host = ""
+	}
 	f := filter{ns: q.Namespace, port: q.Port}
 	var svc *Service
 	var port *Port
 	var by MatchedBy
 	switch q.Protocol {
 	case TrafficHTTP:
-		svc, port, by = s.matchHTTP(host, q.IP, &f)
+		svc, port, by = s.matchHTTP(host, q.Host, q.IP, &f)
 	case TrafficTLS:
 		svc, port, by = s.matchTLS(host, q.IP, &f)
 	case TrafficTCP:
 		svc, port, by = s.matchTCP(q.IP, &f)
 	default:
-		svc, port, by = s.matchAny(host, q.IP, &f)
+		svc, port, by = s.matchAny(host, q.Host, q.IP, &f)
 	}
 	if svc != nil {
 		return Match{Outcome: Matched, Service: svc, Port: port, By: by, Cluster: port.Cluster}
@@ -135,16 +144,21 @@ func (s *Snapshot) routesHTTPByHost(ip netip.Addr, f *filter) bool {
 	return s.portHas(f)
 }
 
-func (s *Snapshot) matchHTTP(host string, ip netip.Addr, f *filter) (*Service, *Port, MatchedBy) {
+// matchHTTP routes by host, the normalized name (empty when the Host is not a name), or raw, the
+// Host as sent, which may be a VIP.
+func (s *Snapshot) matchHTTP(host, raw string, ip netip.Addr, f *filter) (*Service, *Port, MatchedBy) {
 	if !s.routesHTTPByHost(ip, f) {
 		return s.matchTCP(ip, f)
 	}
 	f.fams = FamilyHTTP | FamilyAuto
-	if svc, p := s.lookupHost(host, f); svc != nil {
-		return svc, p, ByHost
+	if host != "" {
+		if svc, p := s.lookupHost(host, f); svc != nil {
+			return svc, p, ByHost
+		}
+		return nil, nil, ByNothing
 	}
-	// A VIP written as the Host ("10.0.0.1" or "10.0.0.1:80") names its service too.
-	if a, err := netip.ParseAddr(host); err == nil {
+	// A single-IP VIP written as the Host ("10.0.0.1" or "10.0.0.1:80") names its service too.
+	if a, ok := ParseIPLiteral(raw); ok {
 		if svc, p := f.pick(s.ips[a.Unmap()]); svc != nil {
 			return svc, p, ByHost
 		}
@@ -152,6 +166,7 @@ func (s *Snapshot) matchHTTP(host string, ip netip.Addr, f *filter) (*Service, *
 	return nil, nil, ByNothing
 }
 
+// matchTLS routes by destination IP, then by sni, which Match has emptied unless it is a name.
 func (s *Snapshot) matchTLS(sni string, ip netip.Addr, f *filter) (*Service, *Port, MatchedBy) {
 	if ip.IsValid() {
 		f.fams = FamilyTLS | FamilyTCP | FamilyAuto
@@ -164,7 +179,7 @@ func (s *Snapshot) matchTLS(sni string, ip netip.Addr, f *filter) (*Service, *Po
 			// chain match, a miss here does not fall back to less specific addresses.
 			f.fams = FamilyTLS
 			for _, svc := range group {
-				if p := f.accepts(svc); p != nil && HostMatches(svc.Host, sni) {
+				if p := f.accepts(svc); p != nil && sni != "" && HostMatches(svc.Host, sni) {
 					return svc, p, BySNI
 				}
 			}
@@ -203,15 +218,14 @@ func (s *Snapshot) matchTCP(ip netip.Addr, f *filter) (*Service, *Port, MatchedB
 
 // matchAny serves destinations named by a host whose protocol is not known yet (CONNECT): the host
 // is tried against every port family, then the IP, then the port alone.
-func (s *Snapshot) matchAny(host string, ip netip.Addr, f *filter) (*Service, *Port, MatchedBy) {
+func (s *Snapshot) matchAny(host, raw string, ip netip.Addr, f *filter) (*Service, *Port, MatchedBy) {
 	f.fams = 0
 	if host != "" {
 		if svc, p := s.lookupHost(host, f); svc != nil {
 			return svc, p, ByHost
 		}
-		if a, err := netip.ParseAddr(host); err == nil && !ip.IsValid() {
-			ip = a
-		}
+	} else if a, ok := ParseIPLiteral(raw); ok && !ip.IsValid() {
+		ip = a
 	}
 	if ip.IsValid() {
 		if svc, p, single := s.lookupIP(ip, f); svc != nil {
@@ -240,4 +254,84 @@ func SplitHostPort(hostport string) (host, port string) {
 		return hostport[1 : len(hostport)-1], ""
 	}
 	return hostport, ""
+}
+
+// ParseIPLiteral parses an IP address as a Host, SNI or authority may carry it: bare or in
+// brackets. An address with a zone ID is refused: a zone names an interface of the client's
+// host, never a destination a registry can declare.
+func ParseIPLiteral(h string) (netip.Addr, bool) {
+	if len(h) > 1 && h[0] == '[' && h[len(h)-1] == ']' {
+		h = h[1 : len(h)-1]
+	}
+	if !mayBeIP(h) {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(h)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+// mayBeIP is a cheap test that spares names the error netip.ParseAddr allocates: an IP literal
+// has a colon or only digits and dots.
+func mayBeIP(s string) bool {
+	if strings.IndexByte(s, ':') >= 0 {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		if (s[i] < '0' || s[i] > '9') && s[i] != '.' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// IsHostName reports whether h, already normalized, is a DNS name that may match a declared
+// host: dot-separated labels of 1 to 63 letters, digits, '-' or '_', at most 253 bytes, whose last
+// label is not numeric. The last rule keeps out every spelling of an IPv4 address that resolvers
+// and URL parsers accept ("127.0.0.1", "2130706433", "0177.0.0.1", "0x7f.1"), as the WHATWG URL
+// standard does; brackets, colons, '%' and '*' are not name bytes at all.
+func IsHostName(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	start := 0
+	for i := 0; i <= len(h); i++ {
+		if i < len(h) && h[i] != '.' {
+			c := h[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+			continue
+		}
+		if n := i - start; n == 0 || n > 63 {
+			return false
+		}
+		if i == len(h) && numericLabel(h[start:]) {
+			return false
+		}
+		start = i + 1
+	}
+	return true
+}
+
+// numericLabel reports a label an IPv4 parser would read as a number: decimal digits, or "0x"
+// followed by hex digits.
+func numericLabel(l string) bool {
+	if len(l) >= 2 && l[0] == '0' && l[1] == 'x' {
+		l = l[2:]
+		for i := 0; i < len(l); i++ {
+			if c := l[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 0; i < len(l); i++ {
+		if l[i] < '0' || l[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

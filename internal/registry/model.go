@@ -67,11 +67,16 @@ const (
 	ResolutionStatic
 	ResolutionDNS
 	ResolutionDNSRoundRobin
+	ResolutionDynamicDNS
 )
 
 // String names the resolution as ServiceEntry spells it.
 func (r Resolution) String() string {
-	return [...]string{"NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN"}[r]
+	names := [...]string{"NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"}
+	if int(r) < len(names) {
+		return names[r]
+	}
+	return "UNKNOWN"
 }
 
 // Endpoint is one instance of a service on one service port.
