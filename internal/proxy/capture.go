@@ -37,7 +37,7 @@ func (p *Proxy) serveCaptured(c net.Conn) {
 	if !ok {
 		return
 	}
-	orig, err := origdst.OriginalDst(tc)
+	orig, err := p.origDst(tc)
 	if err != nil {
 		if errors.Is(err, origdst.ErrNotRedirected) {
 			p.log.Info("closed a connection that was not redirected to the capture port", "remote", c.RemoteAddr().String())
@@ -87,5 +87,5 @@ func (p *Proxy) serveCaptured(c net.Conn) {
 	if p.log.Enabled(context.Background(), slog.LevelDebug) {
 		p.log.Debug("forward", "orig", orig, "sni", res.SNI, "kind", res.Kind, "cluster", m.Cluster, "upstream", addr)
 	}
-	pipe(pc, up)
+	p.pipe(pc, up)
 }

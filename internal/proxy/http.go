@@ -179,7 +179,7 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 	if len(buffered) > 0 {
 		src = newPrefixed(client, buffered)
 	}
-	pipe(src, up)
+	p.pipe(src, up)
 }
 
 // writeStatus answers a CONNECT that will not be tunnelled.

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/meshentry/meshentry/internal/balance"
 	"github.com/meshentry/meshentry/internal/httpfwd"
+	"github.com/meshentry/meshentry/internal/origdst"
 	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/resolve"
 )
@@ -38,6 +40,9 @@ type Config struct {
 	// SniffTimeout is how long a captured connection may stay silent before it is taken as
 	// server-first TCP (200 ms).
 	SniffTimeout time.Duration
+	// TCPIdleTimeout closes a CONNECT tunnel or captured TCP/TLS pipe once no byte moved either way
+	// for this long (1 h, Envoy's tcp_proxy idle_timeout); negative means never.
+	TCPIdleTimeout time.Duration
 	// HTTP bounds header sizes and timeouts of the HTTP engine.
 	HTTP httpfwd.Limits
 }
@@ -52,6 +57,10 @@ type Proxy struct {
 	pool     *httpfwd.Pool
 	forward  *httpfwd.Server
 	capture  *httpfwd.Server
+	stats    counters
+	// origDst finds a captured connection's destination before iptables redirected it; tests that
+	// cannot redirect put a fixed answer here and still use real sockets.
+	origDst func(*net.TCPConn) (netip.AddrPort, error)
 
 	// ctx aborts the dials and DNS lookups of HTTP requests; Shutdown cancels it once they drained.
 	ctx    context.Context
@@ -79,6 +88,9 @@ func New(cfg Config, snap *registry.Snapshot) *Proxy {
 	if cfg.SniffTimeout <= 0 {
 		cfg.SniffTimeout = 200 * time.Millisecond
 	}
+	if cfg.TCPIdleTimeout == 0 {
+		cfg.TCPIdleTimeout = time.Hour
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -93,6 +105,7 @@ func New(cfg Config, snap *registry.Snapshot) *Proxy {
 		pool:     &httpfwd.Pool{},
 		lns:      map[net.Listener]struct{}{},
 		conns:    map[net.Conn]struct{}{},
+		origDst:  origdst.OriginalDst,
 	}
 	if p.health == nil {
 		p.health = balance.NewHealth(balance.HealthConfig{})
