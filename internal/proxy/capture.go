@@ -33,7 +33,7 @@ func newPrefixed(c net.Conn, prefix []byte) net.Conn {
 // request) where the port's listener is an HTTP one, anything else by its original destination
 // address and port. The caller closes c.
 func (p *Proxy) serveCaptured(c net.Conn) {
-	tc, ok := c.(*net.TCPConn)
+	tc, ok := tcpConn(c)
 	if !ok {
 		return
 	}

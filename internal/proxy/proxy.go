@@ -43,6 +43,11 @@ type Config struct {
 	// TCPIdleTimeout closes a CONNECT tunnel or captured TCP/TLS pipe once no byte moved either way
 	// for this long (1 h, Envoy's tcp_proxy idle_timeout); negative means never.
 	TCPIdleTimeout time.Duration
+	// MaxConnections caps the downstream connections open at once across the forward and capture
+	// listeners (Envoy's global_downstream_max_connections); beyond it a connection is closed as
+	// soon as it is accepted, and counted. Zero derives it from RLIMIT_NOFILE (a third of it, less
+	// 128 descriptors kept free); negative means no cap.
+	MaxConnections int
 	// HTTP bounds header sizes and timeouts of the HTTP engine.
 	HTTP httpfwd.Limits
 }
@@ -58,6 +63,8 @@ type Proxy struct {
 	forward  *httpfwd.Server
 	capture  *httpfwd.Server
 	stats    counters
+	// connLimit is the cap shared by every listener; nil when there is none.
+	connLimit *connLimit
 	// origDst finds a captured connection's destination before iptables redirected it; tests that
 	// cannot redirect put a fixed answer here and still use real sockets.
 	origDst func(*net.TCPConn) (netip.AddrPort, error)
@@ -107,6 +114,12 @@ func New(cfg Config, snap *registry.Snapshot) *Proxy {
 		conns:    map[net.Conn]struct{}{},
 		origDst:  origdst.OriginalDst,
 	}
+	if cfg.MaxConnections == 0 {
+		p.cfg.MaxConnections = defaultMaxConnections()
+	}
+	if p.cfg.MaxConnections > 0 {
+		p.connLimit = &connLimit{p: p, max: int64(p.cfg.MaxConnections)}
+	}
 	if p.health == nil {
 		p.health = balance.NewHealth(balance.HealthConfig{})
 	}
@@ -132,7 +145,7 @@ func (p *Proxy) Snapshot() *registry.Snapshot { return p.table.Load().snap }
 // ServeForward serves HTTP forward-proxy clients (absolute-form requests, CONNECT tunnels and
 // origin-form requests routed by Host) on ln until Shutdown.
 func (p *Proxy) ServeForward(ln net.Listener) error {
-	err := p.forward.Serve(ln)
+	err := p.forward.Serve(p.limit(ln))
 	if errors.Is(err, httpfwd.ErrServerClosed) {
 		return nil
 	}
@@ -147,6 +160,7 @@ func (p *Proxy) ServeCapture(ln net.Listener) error {
 		return nil
 	}
 	defer p.untrackListener(ln)
+	ln = p.limit(ln)
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
