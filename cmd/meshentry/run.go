@@ -183,7 +183,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	serve("capture", capt, p.ServeCapture)
 	var adminSrv *http.Server
 	if adm != nil {
-		adminSrv = &http.Server{Handler: admin.Handler(notReady), ReadHeaderTimeout: 5 * time.Second}
+		adminSrv = admin.NewServer(notReady, admin.Timeouts{})
 		serve("admin", adm, func(ln net.Listener) error {
 			if err := adminSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err

@@ -31,13 +31,15 @@ func newPrefixed(c net.Conn, prefix []byte) net.Conn {
 
 // serveCaptured routes one redirected connection: TLS by SNI, plain HTTP by Host (request by
 // request) where the port's listener is an HTTP one, anything else by its original destination
-// address and port. The caller closes c.
+// address and port. Only destinations without a declared protocol are sniffed, as in Istio: a
+// declared TCP port is piped at once, so server-first protocols (SMTP, MySQL) see no delay, and a
+// declared HTTP port goes straight to the HTTP engine. The caller closes c.
 func (p *Proxy) serveCaptured(c net.Conn) {
-	tc, ok := c.(*net.TCPConn)
+	tc, ok := tcpConn(c)
 	if !ok {
 		return
 	}
-	orig, err := origdst.OriginalDst(tc)
+	orig, err := p.origDst(tc)
 	if err != nil {
 		if errors.Is(err, origdst.ErrNotRedirected) {
 			p.log.Info("closed a connection that was not redirected to the capture port", "remote", c.RemoteAddr().String())
@@ -47,25 +49,39 @@ func (p *Proxy) serveCaptured(c net.Conn) {
 		return
 	}
 	orig = netip.AddrPortFrom(orig.Addr().Unmap(), orig.Port())
+	t := p.table.Load()
+	switch t.snap.ListenerFamily(orig.Addr(), uint32(orig.Port()), p.cfg.Namespace) {
+	case registry.FamilyTCP:
+		p.pipeCaptured(c, sniff.NewPrefixConn(c, nil), t, orig, sniff.Result{Kind: sniff.TCP})
+		return
+	case registry.FamilyHTTP:
+		p.serveCapturedHTTP(c, sniff.NewPrefixConn(c, nil), orig)
+		return
+	}
 	res, err := sniff.Sniff(c, p.cfg.SniffTimeout, maxSniff)
 	if err != nil {
 		p.log.Debug("captured connection failed while sniffing", "orig", orig, "err", err)
 		return
 	}
-	pc := res.Conn()
-	t := p.table.Load()
-	q := registry.Query{Namespace: p.cfg.Namespace, IP: orig.Addr(), Port: uint32(orig.Port()), Protocol: registry.TrafficTCP}
-	switch res.Kind {
-	case sniff.HTTP:
-		if t.snap.RoutesHTTPByHost(q.IP, q.Port, q.Namespace) {
-			// The HTTP engine drains its connections on Shutdown, request by request, so this one
-			// leaves the set Shutdown closes at once, and gets a context Shutdown does not cancel.
-			p.release(c)
-			p.capture.ServeConn(context.Background(), &capturedConn{PrefixConn: pc, orig: net.TCPAddrFromAddrPort(orig)})
-			return
-		}
-		// A TCP listener owns this destination: the request is carried as opaque bytes.
+	if (res.Kind == sniff.HTTP || res.Kind == sniff.HTTP2) && t.snap.RoutesHTTPByHost(orig.Addr(), uint32(orig.Port()), p.cfg.Namespace) {
+		p.serveCapturedHTTP(c, res.Conn(), orig)
+		return
 	}
+	// Anything else, HTTP to a destination a TCP listener owns included, is carried as opaque bytes.
+	p.pipeCaptured(c, res.Conn(), t, orig, res)
+}
+
+// serveCapturedHTTP hands a captured connection to the HTTP engine, which routes it request by
+// request. The engine drains its connections on Shutdown, so this one leaves the set Shutdown
+// closes at once, and gets a context Shutdown does not cancel.
+func (p *Proxy) serveCapturedHTTP(c net.Conn, pc *sniff.PrefixConn, orig netip.AddrPort) {
+	p.release(c)
+	p.capture.ServeConn(context.Background(), &capturedConn{PrefixConn: pc, orig: net.TCPAddrFromAddrPort(orig)})
+}
+
+// pipeCaptured matches a captured connection carried as bytes (TCP, or TLS by its SNI) and pipes
+// it to the upstream; pc replays what sniffing read.
+func (p *Proxy) pipeCaptured(c net.Conn, pc *sniff.PrefixConn, t *table, orig netip.AddrPort, res sniff.Result) {
 	up, addr, m, err := p.dialCaptured(p.pipeCtx, t, orig, res.SNI, res.Kind == sniff.TLS)
 	if err != nil {
 		return
@@ -77,5 +93,5 @@ func (p *Proxy) serveCaptured(c net.Conn) {
 	if p.log.Enabled(context.Background(), slog.LevelDebug) {
 		p.log.Debug("forward", "orig", orig, "sni", res.SNI, "kind", res.Kind, "cluster", m.Cluster, "upstream", addr)
 	}
-	pipe(pc, up)
+	p.pipe(pc, up)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -125,4 +126,43 @@ func httpsOver(t *testing.T, tunnel net.Conn, ca *backend.CA, sni string) string
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// serveCapture serves the harness's capture listener on 127.0.0.1:0, taking every connection to
+// have been redirected from orig (SO_ORIGINAL_DST needs iptables; the sockets stay real), and
+// returns its address.
+func (h *harness) serveCapture(t *testing.T, orig string) string {
+	t.Helper()
+	dst := netip.MustParseAddrPort(orig)
+	h.p.origDst = func(*net.TCPConn) (netip.AddrPort, error) { return dst, nil }
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go h.p.ServeCapture(ln)
+	return ln.Addr().String()
+}
+
+// echoServer echoes every connection back until the client closes it, through a buffer rather than
+// splice, so that it holds no pipe of its own while idle.
+func echoServer(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{c}, make([]byte, 32<<10))
+			}()
+		}
+	}()
+	return ln
 }

@@ -255,7 +255,7 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 	if len(buffered) > 0 {
 		src = newPrefixed(client, buffered)
 	}
-	pipe(src, up)
+	p.pipe(src, up)
 }
 
 // connectUpstream matches and dials a CONNECT authority, answering the client itself when the

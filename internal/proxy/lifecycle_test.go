@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshentry/meshentry/internal/balance"
+	"github.com/meshentry/meshentry/internal/relay"
 	"github.com/meshentry/meshentry/internal/resolve"
 	"github.com/meshentry/meshentry/internal/testutil/backend"
 	"github.com/meshentry/meshentry/internal/testutil/dnstest"
@@ -66,7 +67,7 @@ func TestPipePassesHalfCloseOn(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() {
-		pipe(proxySide, up)
+		relay.Pipe(context.Background(), proxySide, up, relay.Options{})
 		close(done)
 	}()
 	clientSide.Write([]byte("twelve bytes"))

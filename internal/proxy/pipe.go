@@ -1,52 +1,21 @@
 package proxy
 
 import (
-	"io"
+	"errors"
 	"net"
-	"sync"
+
+	"github.com/meshentry/meshentry/internal/relay"
 )
 
-// closeWriter is a connection that can send FIN while still reading (TCP, unix, PrefixConn).
-type closeWriter interface{ CloseWrite() error }
-
-// pipe copies bytes both ways until both directions end, passing each side's end of stream on as a
-// half-close so request/response protocols that shut down writing still get their answer. With
-// plain TCP connections on both ends, io.Copy uses the kernel's splice path. It returns the bytes
-// sent upstream and downstream.
-func pipe(client, upstream net.Conn) (up, down int64) {
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		var err error
-		up, err = io.Copy(upstream, client)
-		finish(upstream, client, err)
-	}()
-	var err error
-	down, err = io.Copy(client, upstream)
-	finish(client, upstream, err)
-	wg.Wait()
-	client.Close()
-	upstream.Close()
+// pipe relays bytes both ways between a client and its upstream (CONNECT tunnels, captured TLS and
+// TCP) until both directions end, closing both tunnels idle for TCPIdleTimeout, and returns the
+// bytes sent upstream and downstream. Shutdown cancels pipeCtx, which ends every pipe at once.
+func (p *Proxy) pipe(client, upstream net.Conn) (up, down int64) {
+	up, down, err := relay.Pipe(p.pipeCtx, client, upstream, relay.Options{IdleTimeout: p.cfg.TCPIdleTimeout})
+	if errors.Is(err, relay.ErrIdleTimeout) {
+		p.stats.idleClosed.Add(1)
+		p.log.Debug("closed an idle tunnel", "remote", client.RemoteAddr().String(),
+			"upstream", upstream.RemoteAddr().String(), "idle_timeout", p.cfg.TCPIdleTimeout)
+	}
 	return up, down
-}
-
-// finish ends one direction: a clean end of stream becomes a half-close of dst; an error (reset,
-// timeout) tears down both sides so the other direction does not wait forever.
-func finish(dst, src net.Conn, err error) {
-	if err != nil {
-		dst.Close()
-		src.Close()
-		return
-	}
-	halfClose(dst)
-}
-
-func halfClose(c net.Conn) {
-	if cw, ok := c.(closeWriter); ok {
-		if cw.CloseWrite() == nil {
-			return
-		}
-	}
-	c.Close()
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/balance"
 	"github.com/meshentry/meshentry/internal/httpfwd"
+	"github.com/meshentry/meshentry/internal/origdst"
 	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/resolve"
 )
@@ -39,6 +40,14 @@ type Config struct {
 	// SniffTimeout is how long a captured connection may stay silent before it is taken as
 	// server-first TCP (200 ms).
 	SniffTimeout time.Duration
+	// TCPIdleTimeout closes a CONNECT tunnel or captured TCP/TLS pipe once no byte moved either way
+	// for this long (1 h, Envoy's tcp_proxy idle_timeout); negative means never.
+	TCPIdleTimeout time.Duration
+	// MaxConnections caps the downstream connections open at once across the forward and capture
+	// listeners (Envoy's global_downstream_max_connections); beyond it a connection is closed as
+	// soon as it is accepted, and counted. Zero derives it from RLIMIT_NOFILE (a third of it, less
+	// 128 descriptors kept free); negative means no cap.
+	MaxConnections int
 	// HTTP bounds header sizes and timeouts of the HTTP engine.
 	HTTP httpfwd.Limits
 	// SelfAddrs are further addresses of this process (the admin listener) that the proxy must never
@@ -59,6 +68,12 @@ type Proxy struct {
 	forward  *httpfwd.Server
 	capture  *httpfwd.Server
 	sec      guard
+	stats    counters
+	// connLimit is the cap shared by every listener; nil when there is none.
+	connLimit *connLimit
+	// origDst finds a captured connection's destination before iptables redirected it; tests that
+	// cannot redirect put a fixed answer here and still use real sockets.
+	origDst func(*net.TCPConn) (netip.AddrPort, error)
 
 	// ctx aborts the dials and DNS lookups of HTTP requests; Shutdown cancels it once they drained.
 	ctx    context.Context
@@ -86,6 +101,9 @@ func New(cfg Config, snap *registry.Snapshot) *Proxy {
 	if cfg.SniffTimeout <= 0 {
 		cfg.SniffTimeout = 200 * time.Millisecond
 	}
+	if cfg.TCPIdleTimeout == 0 {
+		cfg.TCPIdleTimeout = time.Hour
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -100,6 +118,13 @@ func New(cfg Config, snap *registry.Snapshot) *Proxy {
 		pool:     &httpfwd.Pool{},
 		lns:      map[net.Listener]struct{}{},
 		conns:    map[net.Conn]struct{}{},
+		origDst:  origdst.OriginalDst,
+	}
+	if cfg.MaxConnections == 0 {
+		p.cfg.MaxConnections = defaultMaxConnections()
+	}
+	if p.cfg.MaxConnections > 0 {
+		p.connLimit = &connLimit{p: p, max: int64(p.cfg.MaxConnections)}
 	}
 	if p.health == nil {
 		p.health = balance.NewHealth(balance.HealthConfig{})
@@ -128,7 +153,7 @@ func (p *Proxy) Snapshot() *registry.Snapshot { return p.table.Load().snap }
 // origin-form requests routed by Host) on ln until Shutdown.
 func (p *Proxy) ServeForward(ln net.Listener) error {
 	p.sec.addListener(ln.Addr())
-	err := p.forward.Serve(ln)
+	err := p.forward.Serve(p.limit(ln))
 	if errors.Is(err, httpfwd.ErrServerClosed) {
 		return nil
 	}
@@ -144,6 +169,7 @@ func (p *Proxy) ServeCapture(ln net.Listener) error {
 		return nil
 	}
 	defer p.untrackListener(ln)
+	ln = p.limit(ln)
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()

@@ -1,0 +1,129 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// connLimit caps the downstream connections open at once across the proxy's listeners, as Envoy's
+// overload manager does with global_downstream_max_connections: beyond the cap a connection is
+// accepted and closed at once, so the kernel's backlog does not fill with clients left waiting.
+type connLimit struct {
+	p    *Proxy
+	max  int64
+	open atomic.Int64
+	// lastNote is when the refusals were last logged and idle upstreams released (UnixNano).
+	lastNote atomic.Int64
+	// sinceNote counts refusals since then, for the next log line.
+	sinceNote atomic.Uint64
+}
+
+// noteEvery rate-limits the log line and idle release done when connections are refused.
+const noteEvery = time.Second
+
+// limitedListener applies a connLimit to one listener.
+type limitedListener struct {
+	net.Listener
+	lim *connLimit
+}
+
+// limit wraps ln with the proxy's connection cap; with no cap it returns ln.
+func (p *Proxy) limit(ln net.Listener) net.Listener {
+	if p.connLimit == nil {
+		return ln
+	}
+	return &limitedListener{Listener: ln, lim: p.connLimit}
+}
+
+// Accept returns the next connection that fits under the cap, closing those that do not.
+func (l *limitedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.lim.open.Add(1) <= l.lim.max {
+			return &limitedConn{Conn: c, lim: l.lim}, nil
+		}
+		l.lim.open.Add(-1)
+		c.Close()
+		l.lim.refused(c)
+	}
+}
+
+// refused counts one connection closed at the cap and, at most once per noteEvery, logs the
+// refusals and closes idle pooled upstream connections, whose descriptors the next clients need
+// more than a warm pool does.
+func (lim *connLimit) refused(c net.Conn) {
+	lim.p.stats.refusedAtCap.Add(1)
+	n := lim.sinceNote.Add(1)
+	now := time.Now().UnixNano()
+	last := lim.lastNote.Load()
+	if now-last < int64(noteEvery) || !lim.lastNote.CompareAndSwap(last, now) {
+		return
+	}
+	n = lim.sinceNote.Swap(0)
+	lim.p.log.Warn("refused connections at the connection cap", "max_connections", lim.max, "refused", n,
+		"last_remote", c.RemoteAddr().String())
+	lim.p.pool.CloseIdle()
+}
+
+// limitedConn gives its place under the cap back when closed, once however often Close is called.
+type limitedConn struct {
+	net.Conn
+	lim  *connLimit
+	once sync.Once
+}
+
+// Close closes the connection and frees its place under the cap.
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.lim.open.Add(-1) })
+	return err
+}
+
+// CloseWrite half-closes the connection, so tunnels still pass a client's end of stream on.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("proxy: connection cannot close its write side")
+}
+
+// Unwrap returns the accepted connection, for its socket (splice, SO_ORIGINAL_DST).
+func (c *limitedConn) Unwrap() net.Conn { return c.Conn }
+
+// tcpConn finds the *net.TCPConn under wrappers that only add behaviour (the cap, a prefix).
+func tcpConn(c net.Conn) (*net.TCPConn, bool) {
+	for {
+		switch v := c.(type) {
+		case *net.TCPConn:
+			return v, true
+		case interface{ Unwrap() net.Conn }:
+			c = v.Unwrap()
+		default:
+			return nil, false
+		}
+	}
+}
+
+// reservedFDs are descriptors the connection cap leaves for everything but proxied connections.
+const reservedFDs = 128
+
+// fallbackMaxConnections is the cap when the descriptor limit is unknown or unlimited.
+const fallbackMaxConnections = 16384
+
+// descriptorsPerConn is what one proxied downstream connection may cost: itself, its upstream, and
+// a pooled idle upstream.
+const descriptorsPerConn = 3
+
+// capFromFDs is the connection cap for a descriptor limit of nofile.
+func capFromFDs(nofile uint64) int {
+	if nofile <= 2*reservedFDs {
+		return max(1, int(nofile/2/descriptorsPerConn))
+	}
+	return int(min((nofile-reservedFDs)/descriptorsPerConn, 1<<30))
+}

@@ -1,0 +1,25 @@
+package proxy
+
+import "sync/atomic"
+
+// Stats is a snapshot of the proxy's counters since it started, for the admin API and metrics.
+type Stats struct {
+	// RefusedAtCap counts downstream connections closed at once because MaxConnections were open.
+	RefusedAtCap uint64
+	// IdleClosed counts CONNECT tunnels and captured TCP/TLS pipes closed by TCPIdleTimeout.
+	IdleClosed uint64
+}
+
+// counters are the live counters behind Stats; each is bumped where its event happens.
+type counters struct {
+	refusedAtCap atomic.Uint64
+	idleClosed   atomic.Uint64
+}
+
+// Stats returns the proxy's counters.
+func (p *Proxy) Stats() Stats {
+	return Stats{
+		RefusedAtCap: p.stats.refusedAtCap.Load(),
+		IdleClosed:   p.stats.idleClosed.Load(),
+	}
+}
