@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -60,12 +59,7 @@ func binary(t *testing.T) string {
 // connects as an application would: TLS routed by SNI, HTTP by Host, TCP by CIDR, NONE to the
 // original destination, and unknown destinations refused.
 func TestTransparentCapture(t *testing.T) {
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("needs setpriv (util-linux) to run the proxy under its own UID")
-	}
 	ns := netns.New(t, "10.213.0.10/24", "10.213.0.200/24")
-	bin := binary(t)
-
 	// Upstreams inside the namespace, on its loopback.
 	ca := backend.NewCA(t)
 	listen := func(addr string) net.Listener {
@@ -103,15 +97,8 @@ func TestTransparentCapture(t *testing.T) {
 	dns.Set("api.dropboxapi.com", 5, "127.0.0.1")
 	dns.Set("www.googleapis.com", 5, "127.0.0.1")
 
-	dir, err := os.MkdirTemp("", "meshentry-capture-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	cfg := filepath.Join(dir, "config.yaml")
 	port := func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
+	config := fmt.Sprintf(`
 apiVersion: networking.istio.io/v1beta1
 kind: ServiceEntry
 metadata: {name: external-svc-https}
@@ -155,54 +142,8 @@ spec:
   ports: [{number: 9000, name: tcp, protocol: TCP}]
   resolution: STATIC
   endpoints: [{address: 127.0.0.1, ports: {tcp: %s}}]
-`, port(sniBackend.Addr), port(httpBackend.Addr), port(tcpEcho.Addr().String()), port(tcpEcho.Addr().String()))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	const captureAddr = "0.0.0.0:15006"
-	ns.IPTables("-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", "10.213.0.0/24",
-		"-m", "owner", "!", "--uid-owner", proxyUID, "-j", "REDIRECT", "--to-ports", "15006")
-
-	cmd := exec.Command("ip", "netns", "exec", ns.Name, "setpriv", "--reuid", proxyUID, "--regid", proxyUID, "--clear-groups",
-		bin, "run", "-f", cfg, "--listen", "", "--admin", "", "--capture-listen", captureAddr,
-		"--dns-server", dns.Addr, "--log-level", "debug")
-	stdout, _ := cmd.StdoutPipe()
-	var logs strings.Builder
-	var logMu sync.Mutex
-	cmd.Stderr = writerFunc(func(p []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(p) })
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			t.Error("meshentry did not stop within 5 s of SIGINT")
-		}
-		if t.Failed() {
-			logMu.Lock()
-			t.Logf("meshentry log:\n%s", logs.String())
-			logMu.Unlock()
-		}
-	})
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "capture listening on") {
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("meshentry did not start listening")
-	}
+`, port(sniBackend.Addr), port(httpBackend.Addr), port(tcpEcho.Addr().String()), port(tcpEcho.Addr().String()))
+	cmd := startCaptured(t, ns, "10.213.0.0/24", config, "--dns-server", dns.Addr)
 
 	dial := func(t *testing.T, addr string) net.Conn {
 		t.Helper()
@@ -320,7 +261,3 @@ spec:
 		}
 	})
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshentry/meshentry/internal/testutil/netns"
+)
+
+// startCaptured runs `meshentry run --capture-listen 0.0.0.0:15006` on config inside ns, as UID
+// proxyUID, with an iptables rule that redirects every other user's TCP to cidr to it, and waits
+// until it listens. extra are further flags. The cleanup stops it with SIGINT; the log is shown if
+// the test failed.
+func startCaptured(t *testing.T, ns *netns.Namespace, cidr, config string, extra ...string) *exec.Cmd {
+	t.Helper()
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("needs setpriv (util-linux) to run the proxy under its own UID")
+	}
+	bin := binary(t)
+	dir, err := os.MkdirTemp("", "meshentry-capture-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ns.IPTables("-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", cidr,
+		"-m", "owner", "!", "--uid-owner", proxyUID, "-j", "REDIRECT", "--to-ports", "15006")
+
+	args := append([]string{"netns", "exec", ns.Name, "setpriv", "--reuid", proxyUID, "--regid", proxyUID, "--clear-groups",
+		bin, "run", "-f", cfg, "--listen", "", "--admin", "", "--capture-listen", "0.0.0.0:15006", "--log-level", "debug"}, extra...)
+	cmd := exec.Command("ip", args...)
+	stdout, _ := cmd.StdoutPipe()
+	var logs strings.Builder
+	var logMu sync.Mutex
+	cmd.Stderr = writerFunc(func(p []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(p) })
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			t.Error("meshentry did not stop within 5 s of SIGINT")
+		}
+		if t.Failed() {
+			logMu.Lock()
+			t.Logf("meshentry log:\n%s", logs.String())
+			logMu.Unlock()
+		}
+	})
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "capture listening on") {
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("meshentry did not start listening")
+	}
+	return cmd
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
