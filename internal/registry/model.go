@@ -67,11 +67,13 @@ const (
 	ResolutionStatic
 	ResolutionDNS
 	ResolutionDNSRoundRobin
+	// ResolutionDynamicDNS resolves the Host or SNI of each request, for wildcard hosts.
+	ResolutionDynamicDNS
 )
 
 // String names the resolution as ServiceEntry spells it.
 func (r Resolution) String() string {
-	return [...]string{"NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN"}[r]
+	return [...]string{"NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"}[r]
 }
 
 // Endpoint is one instance of a service on one service port.
