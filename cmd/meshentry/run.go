@@ -206,7 +206,11 @@ func startupFindings(cmd *cobra.Command, log *slog.Logger, res *compile.Result, 
 		for _, d := range res.Diagnostics {
 			fmt.Fprintln(cmd.ErrOrStderr(), d)
 		}
-		return &exitError{code: 1, err: fmt.Errorf("config has %d errors, not serving (fix them, or pass --allow-invalid to serve the valid documents)", n)}
+		noun := "errors"
+		if n == 1 {
+			noun = "error"
+		}
+		return &exitError{code: 1, err: fmt.Errorf("config has %d %s, not serving (fix them, or pass --allow-invalid to serve the valid documents)", n, noun)}
 	}
 	for _, d := range res.Diagnostics {
 		switch d.Level {

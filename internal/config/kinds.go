@@ -108,7 +108,11 @@ func (d *decoder) screen(n *yaml.Node) (header, bool) {
 	if d.skip(h, n.Line, ns, metaValue(n, "name")) {
 		return h, false
 	}
-	return h, d.duplicateKeys(n)
+	// A duplicate is found before the document is decoded; name it from what the keys say.
+	d.doc = &Document{Kind: h.kind, Namespace: ns, Name: metaValue(n, "name")}
+	ok := d.duplicateKeys(n)
+	d.doc = nil
+	return h, ok
 }
 
 // metaValue is a scalar of metadata as written, for naming a document before it is decoded.
