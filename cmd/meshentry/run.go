@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshentry/meshentry/internal/admin"
+	"github.com/meshentry/meshentry/internal/compile"
 	"github.com/meshentry/meshentry/internal/diag"
 	"github.com/meshentry/meshentry/internal/proxy"
 	"github.com/meshentry/meshentry/internal/resolve"
@@ -84,23 +85,8 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	if err != nil {
 		return err
 	}
-	if n := res.Errors(); n > 0 && !f.allowInvalid {
-		// As nginx -t, Caddy and HAProxy do: a config with errors is refused before anything
-		// listens, rather than served with documents silently missing.
-		for _, d := range res.Diagnostics {
-			fmt.Fprintln(cmd.ErrOrStderr(), d)
-		}
-		return &exitError{code: 1, err: fmt.Errorf("config has %d errors, not serving (fix them, or pass --allow-invalid to serve the valid documents)", n)}
-	}
-	for _, d := range res.Diagnostics {
-		switch d.Level {
-		case diag.Error:
-			log.Error("document left out", "finding", d.String())
-		case diag.Warning:
-			log.Warn("config warning", "finding", d.String())
-		default:
-			log.Info("config note", "finding", d.String())
-		}
+	if err := startupFindings(cmd, log, res, f.allowInvalid); err != nil {
+		return err
 	}
 	resolver, err := resolve.New(resolve.Config{Server: f.dnsServer, Logger: log})
 	if err != nil {
@@ -208,6 +194,33 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	}
 	if len(failures) > 0 {
 		return &exitError{code: 1, err: errors.New(strings.Join(failures, "; "))}
+	}
+	return nil
+}
+
+// startupFindings refuses a config with errors before anything listens, as nginx -t, Caddy and
+// HAProxy do, rather than serving with documents silently missing; allowInvalid serves the valid
+// documents instead. Every finding is logged either way.
+func startupFindings(cmd *cobra.Command, log *slog.Logger, res *compile.Result, allowInvalid bool) error {
+	if n := res.Errors(); n > 0 && !allowInvalid {
+		for _, d := range res.Diagnostics {
+			fmt.Fprintln(cmd.ErrOrStderr(), d)
+		}
+		noun := "errors"
+		if n == 1 {
+			noun = "error"
+		}
+		return &exitError{code: 1, err: fmt.Errorf("config has %d %s, not serving (fix them, or pass --allow-invalid to serve the valid documents)", n, noun)}
+	}
+	for _, d := range res.Diagnostics {
+		switch d.Level {
+		case diag.Error:
+			log.Error("document left out", "finding", d.String())
+		case diag.Warning:
+			log.Warn("config warning", "finding", d.String())
+		default:
+			log.Info("config note", "finding", d.String())
+		}
 	}
 	return nil
 }

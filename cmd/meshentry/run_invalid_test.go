@@ -168,6 +168,13 @@ func TestRunReadsConfigsAsPeoplePublishThem(t *testing.T) {
 			wantServe: true, wantStderr: "warning [ME2007]: spec.hosts[0]: host",
 		},
 		{
+			name: "serves beside a DYNAMIC_DNS entry, which Istio's validation accepts",
+			config: serviceEntry("api", "api.example.com", be.Port()) + "---\n" +
+				"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: any-example}\n" +
+				"spec: {hosts: [\"*.dyn.example.com\"], ports: [{number: 80, name: http, protocol: HTTP}], resolution: DYNAMIC_DNS}\n",
+			wantServe: true,
+		},
+		{
 			name:       "refuses to start on a second spec in one document",
 			config:     serviceEntry("api", "api.example.com", be.Port()) + "spec:\n  hosts: [evil.example.com]\n",
 			wantStderr: `duplicate key "spec": already set at line 4`,

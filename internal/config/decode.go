@@ -179,21 +179,8 @@ func (d *decoder) document(n *yaml.Node) *Document {
 		d.fail(n.Line, "", "a document must be an object with apiVersion, kind, metadata and spec")
 		return nil
 	}
-	h := readHeader(n)
-	if h.apiVersion == "" {
-		h.apiVersion = d.inherit.apiVersion
-	}
-	if h.kind == "" {
-		h.kind = d.inherit.kind
-	}
-	ns := metaValue(n, "namespace")
-	if ns == "" {
-		ns = d.defaultNS
-	}
-	if d.skip(h, n.Line, ns, metaValue(n, "name")) {
-		return nil
-	}
-	if !d.duplicateKeys(n) {
+	h, ok := d.screen(n)
+	if !ok {
 		return nil
 	}
 	doc := &Document{File: d.file, Line: n.Line, APIVersion: h.apiVersion, Kind: h.kind, lines: map[string]int{}}

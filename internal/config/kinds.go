@@ -91,6 +91,30 @@ func (d *decoder) skip(h header, line int, ns, name string) bool {
 	return true
 }
 
+// screen decides, before its fields are checked, whether the object n is decoded at all: it is
+// not when it is skipped as another kind or has a key set twice.
+func (d *decoder) screen(n *yaml.Node) (header, bool) {
+	h := readHeader(n)
+	if h.apiVersion == "" {
+		h.apiVersion = d.inherit.apiVersion
+	}
+	if h.kind == "" {
+		h.kind = d.inherit.kind
+	}
+	ns := metaValue(n, "namespace")
+	if ns == "" {
+		ns = d.defaultNS
+	}
+	if d.skip(h, n.Line, ns, metaValue(n, "name")) {
+		return h, false
+	}
+	// A duplicate is found before the document is decoded; name it from what the keys say.
+	d.doc = &Document{Kind: h.kind, Namespace: ns, Name: metaValue(n, "name")}
+	ok := d.duplicateKeys(n)
+	d.doc = nil
+	return h, ok
+}
+
 // metaValue is a scalar of metadata as written, for naming a document before it is decoded.
 func metaValue(n *yaml.Node, key string) string {
 	for i := 0; i+1 < len(n.Content); i += 2 {

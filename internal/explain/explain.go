@@ -262,6 +262,14 @@ func endpoints(svc *registry.Service, p *registry.Port, req Request) []Endpoint 
 			ep.Reason = "resolution NONE with no original destination (forward proxy): the requested host, resolved by the ambient DNS"
 		}
 		return []Endpoint{ep}
+	case registry.ResolutionDynamicDNS:
+		// The name to resolve is the one the request carries, resolved when the connection is made.
+		port := req.Port
+		if p.TargetPort != 0 {
+			port = p.TargetPort
+		}
+		return []Endpoint{{Address: req.Host, Port: port, Weight: 1, Share: 100,
+			Reason: "resolution DYNAMIC_DNS: the requested host, resolved by DNS when the connection is made"}}
 	}
 	targets := make([]balance.Target, len(p.Endpoints))
 	for i, ep := range p.Endpoints {

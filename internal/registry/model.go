@@ -67,6 +67,7 @@ const (
 	ResolutionStatic
 	ResolutionDNS
 	ResolutionDNSRoundRobin
+	// ResolutionDynamicDNS resolves the Host or SNI of each request, for wildcard hosts.
 	ResolutionDynamicDNS
 )
 

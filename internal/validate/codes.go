@@ -27,6 +27,10 @@ const (
 	CodeDNSHostNotFQDN        = "ME1022" // DNS resolution, no endpoints, and a host that cannot be resolved
 	CodeDNSRoundRobinEndpoint = "ME1023" // DNS_ROUND_ROBIN with more than one endpoint
 	CodeStaticNoEndpoints     = "ME1024" // warning (meshentry only): STATIC with neither endpoints nor workloadSelector
+	CodeDynamicDNSHost        = "ME1025" // DYNAMIC_DNS with a host that is not a wildcard
+	CodeDynamicDNSAddresses   = "ME1026" // DYNAMIC_DNS with addresses
+	CodeDynamicDNSEndpoints   = "ME1027" // DYNAMIC_DNS with endpoints
+	CodeDynamicDNSProtocol    = "ME1028" // DYNAMIC_DNS on a port that is not HTTP, TLS, GRPC or HTTP2
 
 	CodeEndpointAddressRequired = "ME1030" // an endpoint with neither address nor network
 	CodeEndpointNetworkOnly     = "ME1031" // warning: an endpoint with a network but no address

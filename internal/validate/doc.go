@@ -20,7 +20,8 @@
 //   - An empty subjectAltNames entry is a warning (ME1071); Istio does not look.
 //   - The warning for a TCP port without addresses (ME1016) also fires for "tcp" in lower case;
 //     Istio compares the protocol with "TCP" case-sensitively.
-//   - DYNAMIC_DNS resolution is rejected (ME1020): it needs an ambient waypoint, which meshentry is not.
+//   - A partial wildcard ("*foo.com") stays a warning (ME1004) with DYNAMIC_DNS, where Istio says
+//     nothing: meshentry matches only whole-label wildcards, so such a host never matches.
 //   - Messages are meshentry's own; codes, not wording, are the stable interface.
 //
 // Analysis findings are all warnings. IST0101 is an error in istioctl analyze; here it is a warning,
@@ -51,11 +52,15 @@
 //	ME1017 E  several hosts on a port that is neither HTTP nor TLS, unless resolution is NONE
 //	ME1018 W  several hosts sharing addresses and a TCP-based port, with DNS resolutions
 //	ME1019 W  a ServiceEntry without ports (meshentry only)
-//	ME1020 E  a resolution other than NONE, STATIC, DNS or DNS_ROUND_ROBIN
+//	ME1020 E  a resolution other than NONE, STATIC, DNS, DNS_ROUND_ROBIN or DYNAMIC_DNS
 //	ME1021 E  resolution NONE with endpoints
 //	ME1022 E  DNS or DNS_ROUND_ROBIN without endpoints, and a host that cannot be resolved itself
 //	ME1023 E  DNS_ROUND_ROBIN with more than one endpoint
 //	ME1024 W  STATIC with neither endpoints nor workloadSelector (meshentry only)
+//	ME1025 E  DYNAMIC_DNS with a host that is not a wildcard (the name to resolve comes from the request)
+//	ME1026 E  DYNAMIC_DNS with addresses
+//	ME1027 E  DYNAMIC_DNS with endpoints
+//	ME1028 E  DYNAMIC_DNS on a port that is not HTTP, TLS, GRPC or HTTP2 (raw TCP carries no name)
 //	ME1030 E  an endpoint with neither address nor network (DNS: without address)
 //	ME1031 W  an endpoint with a network but no address
 //	ME1032 E  a STATIC endpoint address that is not an IP or unix:// socket

@@ -27,12 +27,49 @@ func resolution(r *report, se *networking.ServiceEntry, ports servicePorts) {
 		}
 	case networking.ServiceEntry_DNS, networking.ServiceEntry_DNS_ROUND_ROBIN:
 		dnsResolution(r, se, ports)
+	case networking.ServiceEntry_DYNAMIC_DNS:
+		dynamicDNS(r, se)
 	default:
 		name := se.Resolution.String()
 		if _, known := networking.ServiceEntry_Resolution_name[int32(se.Resolution)]; !known {
 			name = "value " + name
 		}
-		r.errorf(CodeResolutionUnsupported, "spec.resolution", "unsupported resolution %s (want NONE, STATIC, DNS or DNS_ROUND_ROBIN)", name)
+		r.errorf(CodeResolutionUnsupported, "spec.resolution", "unsupported resolution %s (want NONE, STATIC, DNS, DNS_ROUND_ROBIN or DYNAMIC_DNS)", name)
+	}
+}
+
+// dynamicDNS applies Istio's rules for DYNAMIC_DNS: the name to resolve is the Host or SNI of each
+// request, so the hosts must be wildcards, and there is nothing to list as addresses or endpoints;
+// only ports that carry such a name (HTTP, TLS, GRPC, HTTP2) can be served.
+func dynamicDNS(r *report, se *networking.ServiceEntry) {
+	for i, h := range se.Hosts {
+		if !strings.HasPrefix(h, "*") {
+			r.errorf(CodeDynamicDNSHost, at("spec.hosts", i, ""),
+				"resolution DYNAMIC_DNS resolves the name each request carries, so hosts must be wildcards such as \"*.example.com\", not %q; use DNS for a single name", h)
+		}
+	}
+	if len(se.Addresses) > 0 {
+		r.errorf(CodeDynamicDNSAddresses, "spec.addresses",
+			"resolution DYNAMIC_DNS takes no addresses: traffic is matched by the Host or SNI the client sends")
+	}
+	if len(se.Endpoints) > 0 {
+		r.errorf(CodeDynamicDNSEndpoints, "spec.endpoints",
+			"resolution DYNAMIC_DNS takes no endpoints: the destination is resolved from the requested Host or SNI")
+	}
+	for i, p := range se.Ports {
+		if p == nil {
+			continue
+		}
+		switch parseProtocol(p.Protocol) {
+		case protoHTTP, protoTLS, protoGRPC, protoHTTP2:
+			continue
+		}
+		is := "it is " + describeProtocol(p.Protocol)
+		if p.Protocol == "" {
+			is = "it has none"
+		}
+		r.errorf(CodeDynamicDNSProtocol, at("spec.ports", i, ".protocol"),
+			"resolution DYNAMIC_DNS needs a name to resolve from each connection, so port %d must be HTTP, TLS, GRPC or HTTP2 (%s)", p.Number, is)
 	}
 }
 

@@ -365,11 +365,6 @@ func TestServiceEntryResolution(t *testing.T) {
 			want: []finding{e(CodeDNSHostNotFQDN, "spec.hosts[0]")},
 		},
 		{
-			name: "rejects DYNAMIC_DNS, which needs an ambient waypoint meshentry does not have",
-			spec: "hosts: [\"*.example.com\"]\n" + httpPort + "\nresolution: DYNAMIC_DNS",
-			want: []finding{e(CodeResolutionUnsupported, "spec.resolution")},
-		},
-		{
 			name: "rejects a resolution number that names no mode",
 			spec: "hosts: [a.example.com]\n" + httpPort + "\nresolution: 9",
 			want: []finding{e(CodeResolutionUnsupported, "spec.resolution")},
