@@ -133,3 +133,27 @@ func TestParseIPLiteral(t *testing.T) {
 		}
 	}
 }
+
+func TestBuildReadsDynamicDNSAndIgnoresItsEndpoints(t *testing.T) {
+	t.Parallel()
+	s := snapshotOf(t, `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: dynamic}
+spec:
+  hosts: ["*.dyn.example"]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DYNAMIC_DNS
+  endpoints: [{address: 10.0.0.1}]
+`)
+	svc := s.Services[0]
+	if svc.Resolution != ResolutionDynamicDNS || svc.Resolution.String() != "DYNAMIC_DNS" {
+		t.Fatalf("resolution %v (%d)", svc.Resolution, svc.Resolution)
+	}
+	if n := len(svc.Ports[0].Endpoints); n != 0 {
+		t.Fatalf("%d endpoints, want none: DYNAMIC_DNS resolves the requested name", n)
+	}
+	if got := Resolution(200).String(); got != "UNKNOWN" {
+		t.Fatalf("an unknown resolution prints %q", got)
+	}
+}
