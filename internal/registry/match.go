@@ -297,24 +297,36 @@ func IsHostName(h string) bool {
 		return false
 	}
 	start := 0
-	for i := 0; i <= len(h); i++ {
-		if i < len(h) && h[i] != '.' {
-			c := h[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if c == '.' {
+			if n := i - start; n == 0 || n > 63 {
 				return false
 			}
+			start = i + 1
 			continue
 		}
-		if n := i - start; n == 0 || n > 63 {
+		if !nameBytes[c] {
 			return false
 		}
-		if i == len(h) && numericLabel(h[start:]) {
-			return false
-		}
-		start = i + 1
 	}
-	return true
+	if n := len(h) - start; n == 0 || n > 63 {
+		return false
+	}
+	return !numericLabel(h[start:])
 }
+
+// nameBytes marks the bytes a label may hold: lower-case letters, digits, '-' and '_'.
+var nameBytes = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	t['-'], t['_'] = true, true
+	return t
+}()
 
 // numericLabel reports a label an IPv4 parser would read as a number: decimal digits, or "0x"
 // followed by hex digits.
