@@ -57,7 +57,14 @@ func (g *guard) init(cfg Config, log *slog.Logger) {
 		g.dial = d.DialContext
 	}
 	g.log = log
-	g.limit = logLimiter{rate: 10, burst: 20, tokens: 20}
+	rate, burst := cfg.RefusalLogRate, float64(cfg.RefusalLogBurst)
+	if rate <= 0 {
+		rate = 10
+	}
+	if burst <= 0 {
+		burst = 20
+	}
+	g.limit = logLimiter{rate: rate, burst: burst, tokens: burst}
 	g.self.Store(&selfSet{exact: map[netip.AddrPort]struct{}{}, ports: map[uint16]struct{}{}, wild: map[uint16]struct{}{}})
 	for _, ap := range cfg.SelfAddrs {
 		g.add(ap)
