@@ -64,6 +64,7 @@ func TestMatchNeverLetsAnIPLiteralMatchAHostEntry(t *testing.T) {
 		{name: "refuses userinfo left in a host", query: Query{Host: "user@www.bar.com", Port: 80, Protocol: TrafficHTTP}, wantCluster: BlackHoleCluster},
 		{name: "still matches a name under the wildcard", query: Query{Host: "WWW.Bar.com.", Port: 80, Protocol: TrafficHTTP}, wantCluster: "outbound|80||*.bar.com"},
 		{name: "still accepts a single-IP VIP as the HTTP Host", query: Query{Host: "10.20.0.1", Port: 80, Protocol: TrafficHTTP}, wantCluster: "outbound|80||vip.internal"},
+		{name: "accepts the VIP with a trailing dot", query: Query{Host: "10.20.0.1.", Port: 80, Protocol: TrafficHTTP}, wantCluster: "outbound|80||vip.internal"},
 		{name: "accepts the VIP in its IPv4-mapped form", query: Query{Host: "::ffff:10.20.0.1", Port: 80, Protocol: TrafficHTTP}, wantCluster: "outbound|80||vip.internal"},
 		{name: "matches a CONNECT to an address inside a declared CIDR", query: Query{Host: "10.30.1.2", Port: 5432}, wantCluster: "outbound|5432||range.internal"},
 	}
