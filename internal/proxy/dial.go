@@ -33,10 +33,11 @@ var (
 // validHost reports whether a forward-proxy host (absolute-form, Host field or CONNECT authority,
 // without port) can name a destination at all: a DNS name or an IP address without a zone.
 func validHost(host string) bool {
-	if registry.IsHostName(registry.NormalizeHost(host)) {
+	norm := registry.NormalizeHost(host)
+	if registry.IsHostName(norm) {
 		return true
 	}
-	_, ok := registry.ParseIPLiteral(host)
+	_, ok := registry.ParseIPLiteral(norm)
 	return ok
 }
 
@@ -44,10 +45,11 @@ func validHost(host string) bool {
 // kept to be resolved; an IP literal becomes the address to dial only under ALLOW_ANY or when
 // the matched entry declares it (its VIP or CIDR), so a literal can never borrow a name's match.
 func requested(m registry.Match, host string, port uint32) (destination, error) {
-	if name := registry.NormalizeHost(host); registry.IsHostName(name) {
-		return destination{host: name, port: port}, nil
+	norm := registry.NormalizeHost(host)
+	if registry.IsHostName(norm) {
+		return destination{host: norm, port: port}, nil
 	}
-	a, ok := registry.ParseIPLiteral(host)
+	a, ok := registry.ParseIPLiteral(norm)
 	if !ok {
 		return destination{}, errInvalidHost
 	}

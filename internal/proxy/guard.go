@@ -57,7 +57,14 @@ func (g *guard) init(cfg Config, log *slog.Logger) {
 		g.dial = d.DialContext
 	}
 	g.log = log
-	g.limit = logLimiter{rate: 10, burst: 20, tokens: 20}
+	rate, burst := cfg.RefusalLogRate, float64(cfg.RefusalLogBurst)
+	if rate <= 0 {
+		rate = 10
+	}
+	if burst <= 0 {
+		burst = 20
+	}
+	g.limit = logLimiter{rate: rate, burst: burst, tokens: burst}
 	g.self.Store(&selfSet{exact: map[netip.AddrPort]struct{}{}, ports: map[uint16]struct{}{}, wild: map[uint16]struct{}{}})
 	for _, ap := range cfg.SelfAddrs {
 		g.add(ap)
@@ -143,16 +150,28 @@ func (p *Proxy) dialGuarded(ctx context.Context, network, addr string) (net.Conn
 }
 
 // refusalLog logs one refusal at info level unless refusals are arriving faster than the rate
-// limit allows; the first line after a quiet spell says how many were left out.
+// limit allows. What it drops is summed up in a "suppressed N refusals" line: before the next line
+// it lets through, or a second after the first drop if none comes, so a flood that stops is
+// still accounted for.
 func (g *guard) refusalLog(msg string, args ...any) {
 	ok, suppressed := g.limit.allow(time.Now())
 	if !ok {
+		if g.limit.startFlush() {
+			time.AfterFunc(time.Second, g.flushSuppressed)
+		}
 		return
 	}
-	if suppressed > 0 {
-		g.log.Info(fmt.Sprintf("suppressed %d refusals", suppressed), "count", suppressed)
-	}
+	g.logSuppressed(suppressed)
 	g.log.Info(msg, args...)
+}
+
+// flushSuppressed logs the refusals dropped since the last line, if any.
+func (g *guard) flushSuppressed() { g.logSuppressed(g.limit.takePending()) }
+
+func (g *guard) logSuppressed(n uint64) {
+	if n > 0 {
+		g.log.Info(fmt.Sprintf("suppressed %d refusals", n), "count", n)
+	}
 }
 
 // SecurityStats returns the counts of refusals since the proxy started.
@@ -217,7 +236,31 @@ type logLimiter struct {
 	tokens      float64
 	last        time.Time
 	pending     uint64
-	dropped     atomic.Uint64
+	// flushing is set while a timer is due to report pending.
+	flushing bool
+	dropped  atomic.Uint64
+}
+
+// startFlush reports whether the caller should schedule a report of pending lines: true once
+// until takePending runs.
+func (l *logLimiter) startFlush() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.flushing {
+		return false
+	}
+	l.flushing = true
+	return true
+}
+
+// takePending returns and clears the count of lines dropped since the last report.
+func (l *logLimiter) takePending() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.flushing = false
+	n := l.pending
+	l.pending = 0
+	return n
 }
 
 // allow takes a token if one is left and returns how many lines were dropped since the last one

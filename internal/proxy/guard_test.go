@@ -42,3 +42,25 @@ func TestLogLimiterAllowsABurstThenTheRate(t *testing.T) {
 		t.Fatalf("dropped %d, want 20", got)
 	}
 }
+
+func TestRefusalLogLimitsComeFromConfig(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		cfg       Config
+		wantRate  float64
+		wantBurst float64
+	}{
+		{name: "defaults to ten a second with a burst of twenty", cfg: Config{}, wantRate: 10, wantBurst: 20},
+		{name: "takes the configured rate and burst", cfg: Config{RefusalLogRate: 2, RefusalLogBurst: 3}, wantRate: 2, wantBurst: 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var g guard
+			g.init(tc.cfg, nil)
+			if g.limit.rate != tc.wantRate || g.limit.burst != tc.wantBurst || g.limit.tokens != tc.wantBurst {
+				t.Fatalf("rate %v burst %v tokens %v", g.limit.rate, g.limit.burst, g.limit.tokens)
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/meshentry/meshentry/internal/testutil/dnstest"
 )
@@ -117,6 +118,15 @@ spec:
 	}
 	if got := h.p.SecurityStats(); got.Refused != n || got.LogsSuppressed != uint64(n-lines) {
 		t.Fatalf("stats %+v, want Refused %d and %d suppressed", got, n, n-lines)
+	}
+	// No refusal follows the flood, so the summary comes from the timer, a second after the drops.
+	want := fmt.Sprintf("suppressed %d refusals", n-lines)
+	deadline := time.Now().Add(3 * time.Second)
+	for !strings.Contains(logs.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q line in the log:\n%s", want, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

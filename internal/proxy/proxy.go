@@ -55,6 +55,9 @@ type Config struct {
 	SelfAddrs []netip.AddrPort
 	// Dial opens every upstream connection, after the proxy's own checks; nil is a net.Dialer.
 	Dial DialFunc
+	// RefusalLogRate and RefusalLogBurst bound refusal log lines: lines a second and at once (10, 20).
+	RefusalLogRate  float64
+	RefusalLogBurst int
 }
 
 // Proxy routes connections by the current snapshot; Update swaps the snapshot atomically.

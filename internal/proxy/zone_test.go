@@ -159,3 +159,42 @@ func (a *acceptCounter) accepted(want int) int {
 	time.Sleep(20 * time.Millisecond)
 	return len(a.n)
 }
+
+// Under ALLOW_ANY an IP literal may be reached, but an authority with a zone ID names no
+// destination at all and is refused as a bad request, whatever the policy.
+func TestAuthoritiesWithAZoneIDAreRefusedUnderAllowAny(t *testing.T) {
+	t.Parallel()
+	secret := backend.HTTP(t, "secret", "127.0.0.1:0")
+	h := startProxy(t, `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: unrelated}
+spec:
+  hosts: [unrelated.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+`, Config{AllowAny: true}, "")
+	p := secret.Port()
+	tests := []struct {
+		name string
+		req  string
+	}{
+		{name: "answers 400 to a zone ID in an absolute-form target", req: fmt.Sprintf("GET http://[::ffff:127.0.0.1%%.bar.com]:%d/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", p)},
+		{name: "answers 400 to a zone ID in an origin-form Host", req: fmt.Sprintf("GET / HTTP/1.1\r\nHost: [::ffff:127.0.0.1%%25eth0]:%d\r\nConnection: close\r\n\r\n", p)},
+		{name: "answers 400 to a CONNECT with a zone ID", req: fmt.Sprintf("CONNECT [::ffff:127.0.0.1%%lo]:%d HTTP/1.1\r\nHost: x\r\n\r\n", p)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := rawRequest(t, h.addr, tc.req)
+			if !strings.HasPrefix(raw, "HTTP/1.1 400") {
+				t.Fatalf("got %q", raw)
+			}
+		})
+	}
+	t.Run("still passes a plain IP literal through", func(t *testing.T) {
+		raw := rawRequest(t, h.addr, fmt.Sprintf("GET http://127.0.0.1:%d/plain HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", p))
+		if !strings.HasPrefix(raw, "HTTP/1.1 200") || !strings.HasSuffix(raw, "/plain") {
+			t.Fatalf("got %q", raw)
+		}
+	})
+}

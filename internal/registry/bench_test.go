@@ -127,3 +127,12 @@ func BenchmarkMatchTLS(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkIsHostName(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if !IsHostName("deep.api.wild31337.example.com") {
+			b.Fatal("not a name")
+		}
+	}
+}

@@ -64,6 +64,7 @@ func TestMatchNeverLetsAnIPLiteralMatchAHostEntry(t *testing.T) {
 		{name: "refuses userinfo left in a host", query: Query{Host: "user@www.bar.com", Port: 80, Protocol: TrafficHTTP}, wantCluster: BlackHoleCluster},
 		{name: "still matches a name under the wildcard", query: Query{Host: "WWW.Bar.com.", Port: 80, Protocol: TrafficHTTP}, wantCluster: "outbound|80||*.bar.com"},
 		{name: "still accepts a single-IP VIP as the HTTP Host", query: Query{Host: "10.20.0.1", Port: 80, Protocol: TrafficHTTP}, wantCluster: "outbound|80||vip.internal"},
+		{name: "accepts the VIP with a trailing dot", query: Query{Host: "10.20.0.1.", Port: 80, Protocol: TrafficHTTP}, wantCluster: "outbound|80||vip.internal"},
 		{name: "accepts the VIP in its IPv4-mapped form", query: Query{Host: "::ffff:10.20.0.1", Port: 80, Protocol: TrafficHTTP}, wantCluster: "outbound|80||vip.internal"},
 		{name: "matches a CONNECT to an address inside a declared CIDR", query: Query{Host: "10.30.1.2", Port: 5432}, wantCluster: "outbound|5432||range.internal"},
 	}
@@ -131,5 +132,29 @@ func TestParseIPLiteral(t *testing.T) {
 		if ok != tc.wantOK || ok && a != netip.MustParseAddr(tc.want) {
 			t.Errorf("ParseIPLiteral(%q) = %v, %v; want %s, %v", tc.in, a, ok, tc.want, tc.wantOK)
 		}
+	}
+}
+
+func TestBuildReadsDynamicDNSAndIgnoresItsEndpoints(t *testing.T) {
+	t.Parallel()
+	s := snapshotOf(t, `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: dynamic}
+spec:
+  hosts: ["*.dyn.example"]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DYNAMIC_DNS
+  endpoints: [{address: 10.0.0.1}]
+`)
+	svc := s.Services[0]
+	if svc.Resolution != ResolutionDynamicDNS || svc.Resolution.String() != "DYNAMIC_DNS" {
+		t.Fatalf("resolution %v (%d)", svc.Resolution, svc.Resolution)
+	}
+	if n := len(svc.Ports[0].Endpoints); n != 0 {
+		t.Fatalf("%d endpoints, want none: DYNAMIC_DNS resolves the requested name", n)
+	}
+	if got := Resolution(200).String(); got != "UNKNOWN" {
+		t.Fatalf("an unknown resolution prints %q", got)
 	}
 }

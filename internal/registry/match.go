@@ -90,7 +90,8 @@ type Match struct {
 // host or wildcard entry, since "[::ffff:127.0.0.1%.bar.com]" ends in ".bar.com" without naming
 // anything under it.
 func (s *Snapshot) Match(q Query, allowAny bool) Match {
-	host := NormalizeHost(q.Host)
+	raw := NormalizeHost(q.Host)
+	host := raw
 	if !IsHostName(host) {
 		host = ""
 	}
@@ -100,13 +101,13 @@ func (s *Snapshot) Match(q Query, allowAny bool) Match {
 	var by MatchedBy
 	switch q.Protocol {
 	case TrafficHTTP:
-		svc, port, by = s.matchHTTP(host, q.Host, q.IP, &f)
+		svc, port, by = s.matchHTTP(host, raw, q.IP, &f)
 	case TrafficTLS:
 		svc, port, by = s.matchTLS(host, q.IP, &f)
 	case TrafficTCP:
 		svc, port, by = s.matchTCP(q.IP, &f)
 	default:
-		svc, port, by = s.matchAny(host, q.Host, q.IP, &f)
+		svc, port, by = s.matchAny(host, raw, q.IP, &f)
 	}
 	if svc != nil {
 		return Match{Outcome: Matched, Service: svc, Port: port, By: by, Cluster: port.Cluster}
@@ -145,7 +146,7 @@ func (s *Snapshot) routesHTTPByHost(ip netip.Addr, f *filter) bool {
 }
 
 // matchHTTP routes by host, the normalized name (empty when the Host is not a name), or raw, the
-// Host as sent, which may be a VIP.
+// normalized Host whatever it is, which may be a VIP.
 func (s *Snapshot) matchHTTP(host, raw string, ip netip.Addr, f *filter) (*Service, *Port, MatchedBy) {
 	if !s.routesHTTPByHost(ip, f) {
 		return s.matchTCP(ip, f)
@@ -297,24 +298,36 @@ func IsHostName(h string) bool {
 		return false
 	}
 	start := 0
-	for i := 0; i <= len(h); i++ {
-		if i < len(h) && h[i] != '.' {
-			c := h[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if c == '.' {
+			if n := i - start; n == 0 || n > 63 {
 				return false
 			}
+			start = i + 1
 			continue
 		}
-		if n := i - start; n == 0 || n > 63 {
+		if !nameBytes[c] {
 			return false
 		}
-		if i == len(h) && numericLabel(h[start:]) {
-			return false
-		}
-		start = i + 1
 	}
-	return true
+	if n := len(h) - start; n == 0 || n > 63 {
+		return false
+	}
+	return !numericLabel(h[start:])
 }
+
+// nameBytes marks the bytes a label may hold: lower-case letters, digits, '-' and '_'.
+var nameBytes = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	t['-'], t['_'] = true, true
+	return t
+}()
 
 // numericLabel reports a label an IPv4 parser would read as a number: decimal digits, or "0x"
 // followed by hex digits.
