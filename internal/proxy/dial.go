@@ -118,7 +118,7 @@ func (p *Proxy) dialOriginal(ctx context.Context, dst destination) (net.Conn, st
 	}
 	addrs, err := p.cfg.Resolver.Lookup(ctx, dst.host)
 	if err != nil {
-		return nil, "", fmt.Errorf("resolve %s: %w", dst.host, err)
+		return nil, "", err // the resolver's error names the host already
 	}
 	var errs []error
 	for _, a := range addrs {

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/meshentry/meshentry/internal/balance"
 	"github.com/meshentry/meshentry/internal/httpfwd"
@@ -45,10 +44,10 @@ type endpoint struct {
 	rr       resolve.RoundRobin
 }
 
+// resolvedSet is the upstreams built from one resolver Answer, reused while its generation holds.
 type resolvedSet struct {
-	data *netip.Addr // identity of the resolver's shared answer slice
-	n    int
-	ups  []httpfwd.Upstream
+	gen uint64
+	ups []httpfwd.Upstream
 }
 
 func (t *table) route(svc *registry.Service, port *registry.Port, p *Proxy) *route {
@@ -99,17 +98,17 @@ func (r *route) upstream(ctx context.Context, i int, res *resolve.Resolver, h *b
 	if e.up.Key != "" {
 		return e.up, nil
 	}
-	addrs, err := res.Lookup(ctx, e.ep.Address)
+	ans, err := res.Resolve(ctx, e.ep.Address)
 	if err != nil {
-		return httpfwd.Upstream{}, fmt.Errorf("resolve %s: %w", e.ep.Address, err)
+		return httpfwd.Upstream{}, err // it names the name already
 	}
-	if len(addrs) == 0 {
+	if len(ans.Addrs) == 0 {
 		return httpfwd.Upstream{}, fmt.Errorf("resolve %s: no addresses", e.ep.Address)
 	}
 	set := e.resolved.Load()
-	if set == nil || set.data != unsafe.SliceData(addrs) || set.n != len(addrs) {
-		set = &resolvedSet{data: unsafe.SliceData(addrs), n: len(addrs), ups: make([]httpfwd.Upstream, len(addrs))}
-		for j, a := range addrs {
+	if set == nil || set.gen != ans.Gen {
+		set = &resolvedSet{gen: ans.Gen, ups: make([]httpfwd.Upstream, len(ans.Addrs))}
+		for j, a := range ans.Addrs {
 			hp := netip.AddrPortFrom(a, uint16(e.ep.Port)).String()
 			// The pool key carries the address so pooled connections follow the DNS answer when it
 			// changes; it is "name:port|ip:port", both halves health keys (see splitKey).
