@@ -134,9 +134,14 @@ func New(cfg Config, snap *registry.Snapshot) *Proxy {
 	return p
 }
 
-// Update makes snap the snapshot every new request and connection is matched against.
+// Update makes snap the snapshot every new request and connection is matched against, and drops
+// the health records of endpoints snap no longer has; those that stay keep theirs.
 func (p *Proxy) Update(snap *registry.Snapshot) {
-	p.table.Store(&table{snap: snap})
+	old := p.table.Swap(&table{snap: snap})
+	live := liveHealthKeys(old, snap)
+	if n := p.health.Retain(func(key string) bool { _, ok := live[key]; return ok }); n > 0 {
+		p.log.Debug("dropped health records of endpoints that are gone", "records", n)
+	}
 }
 
 // Snapshot returns the snapshot in use.

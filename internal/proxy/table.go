@@ -70,24 +70,62 @@ func newRoute(svc *registry.Service, port *registry.Port, p *Proxy) *route {
 		ep := &port.Endpoints[i]
 		e := &r.eps[i]
 		e.ep = ep
+		e.key = healthKey(ep)
 		switch {
 		case ep.Unix:
 			path := ep.Dial()
-			e.key = ep.Address
 			e.up = httpfwd.Upstream{Key: e.key, Protocol: r.proto, Dial: func(ctx context.Context) (net.Conn, error) {
 				var d net.Dialer
 				return d.DialContext(ctx, "unix", path)
 			}}
 		case ep.IP.IsValid():
-			e.key = ep.Dial()
 			e.up = httpfwd.Upstream{Addr: e.key, Key: e.key, Protocol: r.proto}
-		default:
-			e.key = ep.Dial()
 		}
 		targets[i] = balance.Target{Key: e.key, Weight: ep.Weight, Locality: ep.Locality, Network: ep.Network}
 	}
 	r.picker = balance.NewPicker(targets, p.locality, p.cfg.Network, p.health)
 	return r
+}
+
+// healthKey is the key passive health checking tracks an endpoint under, across snapshots: the
+// socket path of a unix endpoint, "host:port" of the others.
+func healthKey(ep *registry.Endpoint) string {
+	if ep.Unix {
+		return ep.Address
+	}
+	return ep.Dial()
+}
+
+// liveHealthKeys lists the health keys worth keeping once snap replaces old: every endpoint of
+// snap, and the resolved addresses of its DNS endpoints that old had already resolved, so that
+// endpoints which stay keep their failure streaks and ejections.
+func liveHealthKeys(old *table, snap *registry.Snapshot) map[string]struct{} {
+	live := map[string]struct{}{}
+	for _, svc := range snap.Services {
+		for i := range svc.Ports {
+			for j := range svc.Ports[i].Endpoints {
+				live[healthKey(&svc.Ports[i].Endpoints[j])] = struct{}{}
+			}
+		}
+	}
+	if old == nil {
+		return live
+	}
+	for _, v := range old.routes.Range {
+		r := v.(*route)
+		for i := range r.eps {
+			e := &r.eps[i]
+			set := e.resolved.Load()
+			if _, ok := live[e.key]; !ok || set == nil {
+				continue
+			}
+			for _, up := range set.ups {
+				_, addr := splitKey(up.Key)
+				live[addr] = struct{}{}
+			}
+		}
+	}
+	return live
 }
 
 // upstream returns the upstream for endpoint i, resolving a DNS name through the resolver's cache.
