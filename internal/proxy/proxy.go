@@ -37,8 +37,8 @@ type Config struct {
 	// ConnectTimeout bounds one connect attempt (5 s); MaxAttempts bounds attempts per connection (3).
 	ConnectTimeout time.Duration
 	MaxAttempts    int
-	// SniffTimeout is how long a captured connection may stay silent before it is taken as
-	// server-first TCP (200 ms).
+	// SniffTimeout is how long a captured connection to a port without a declared protocol may
+	// stay silent before it is taken as server-first TCP (200 ms); declared ports are not sniffed.
 	SniffTimeout time.Duration
 	// TCPIdleTimeout closes a CONNECT tunnel or captured TCP/TLS pipe once no byte moved either way
 	// for this long (1 h, Envoy's tcp_proxy idle_timeout); negative means never.
