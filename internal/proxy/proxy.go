@@ -45,8 +45,9 @@ type Config struct {
 	TCPIdleTimeout time.Duration
 	// MaxConnections caps the downstream connections open at once across the forward and capture
 	// listeners (Envoy's global_downstream_max_connections); beyond it a connection is closed as
-	// soon as it is accepted, and counted. Zero derives it from RLIMIT_NOFILE (a third of it, less
-	// 128 descriptors kept free); negative means no cap.
+	// soon as it is accepted, and counted. Zero derives it from RLIMIT_NOFILE: 128 descriptors are
+	// kept free and each connection is allowed three (itself, its upstream, a pooled upstream), so
+	// (RLIMIT_NOFILE-128)/3; negative means no cap.
 	MaxConnections int
 	// HTTP bounds header sizes and timeouts of the HTTP engine.
 	HTTP httpfwd.Limits
