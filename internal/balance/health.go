@@ -14,6 +14,9 @@ type HealthConfig struct {
 	EjectFor time.Duration
 	// Now is the clock, injectable so tests can step past an ejection; nil means time.Now.
 	Now func() time.Time
+	// MaxEntries bounds the endpoints and addresses tracked (0 means 65,536), since DNS answers
+	// bring addresses no configuration lists; when full, healthy records make room first.
+	MaxEntries int
 }
 
 // Health is passive health checking shared by every Picker built from successive snapshots, so an
@@ -23,9 +26,16 @@ type Health struct {
 	ejectFor  int64
 	now       func() time.Time
 
-	// states maps Target.Key to *state; entries are never removed, so a Picker can keep the pointer
-	// and read it on every Pick without a map lookup.
+	// states maps Target.Key to *state. A Picker keeps the pointers of its targets and reads them
+	// on every Pick without a map lookup, so records are removed only for keys no current Picker
+	// has (Retain), or healthy ones when the map is full, which a Picker reads as healthy anyway.
 	states sync.Map
+	// count is the number of records in states; mu serializes the writers that add or drop them.
+	count int
+	max   int
+	mu    sync.Mutex
+	// evicted counts records dropped, or not made, because the map was full.
+	evicted atomic.Uint64
 	// ejected counts states whose until is set, letting Pick skip every per-endpoint check in the
 	// common case where nothing anywhere is ejected.
 	ejected atomic.Int64
@@ -37,6 +47,8 @@ type state struct {
 	// until is the UnixNano time the ejection ends, 0 when not ejected; an expired value is cleared
 	// lazily by the first check that notices it.
 	until atomic.Int64
+	// pinned marks a record a Picker holds, which making room must not drop (see pin).
+	pinned atomic.Bool
 }
 
 // NewHealth returns an empty tracker in which every endpoint starts healthy.
@@ -55,6 +67,10 @@ func NewHealth(cfg HealthConfig) *Health {
 	if h.now == nil {
 		h.now = time.Now
 	}
+	h.max = cfg.MaxEntries
+	if h.max <= 0 {
+		h.max = 1 << 16
+	}
 	return h
 }
 
@@ -68,12 +84,33 @@ func (h *Health) lookup(key string) *state {
 }
 
 // get returns the state for key, creating it so that a Picker and later reports share one record.
+// When the map is full and no healthy record can make room, the state returned is not kept: the
+// key is then tracked as healthy, and the eviction counted.
 func (h *Health) get(key string) *state {
 	if s := h.lookup(key); s != nil {
 		return s
 	}
-	v, _ := h.states.LoadOrStore(key, new(state))
-	return v.(*state)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s := h.lookup(key); s != nil {
+		return s
+	}
+	if h.count >= h.max && !h.evictHealthyLocked() {
+		h.evicted.Add(1)
+		return new(state)
+	}
+	s := new(state)
+	h.states.Store(key, s)
+	h.count++
+	return s
+}
+
+// pin returns the record for key, marked as held by a Picker: making room in a full map never
+// drops it, since the Picker would go on reading a record reports no longer reach.
+func (h *Health) pin(key string) *state {
+	s := h.get(key)
+	s.pinned.Store(true)
+	return s
 }
 
 // ReportFailure records a failed connection or request to key and reports whether this failure

@@ -66,7 +66,7 @@ func NewPicker(targets []Target, self Locality, network string, h *Health) *Pick
 		e.priority = rank(self, network, ParseLocality(t.Locality), t.Network)
 		e.weight = uint64(max(t.Weight, 1))
 		if h != nil {
-			e.state = h.get(t.Key)
+			e.state = h.pin(t.Key)
 		}
 		p.order[i] = i
 	}

@@ -188,7 +188,7 @@ func (p *Proxy) dialName(ctx context.Context, host string, port uint32) (net.Con
 	defer cancel()
 	addrs, err := p.cfg.Resolver.Lookup(ctx, host)
 	if err != nil {
-		return nil, "", fmt.Errorf("resolve %s: %w", host, err)
+		return nil, "", err // the resolver's error names the host already
 	}
 	var errs []error
 	for _, a := range addrs {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/compile"
 	"github.com/meshentry/meshentry/internal/config"
+	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/resolve"
 	"github.com/meshentry/meshentry/internal/testutil/backend"
 )
@@ -30,14 +31,7 @@ type harness struct {
 // dnsAddr, when set, is the DNS server for DNS endpoints and NONE hosts.
 func startProxy(t *testing.T, yamlDocs string, cfg Config, dnsAddr string) *harness {
 	t.Helper()
-	loaded := config.Result{}
-	order := 0
-	docs, diags := config.Decode("test.yaml", strings.NewReader(yamlDocs), "default", &order)
-	loaded.Documents, loaded.Diagnostics = docs, diags
-	res := compile.Documents(loaded, 1)
-	if n := res.Errors(); n > 0 {
-		t.Fatalf("config has %d errors: %v", n, res.Diagnostics)
-	}
+	snap := compileSnapshot(t, yamlDocs)
 	if cfg.Resolver == nil {
 		server := dnsAddr
 		if server == "" {
@@ -50,7 +44,7 @@ func startProxy(t *testing.T, yamlDocs string, cfg Config, dnsAddr string) *harn
 		t.Cleanup(r.Close)
 		cfg.Resolver = r
 	}
-	p := New(cfg, res.Snapshot)
+	p := New(cfg, snap)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +56,20 @@ func startProxy(t *testing.T, yamlDocs string, cfg Config, dnsAddr string) *harn
 		p.Shutdown(ctx)
 	})
 	return &harness{p: p, addr: ln.Addr().String()}
+}
+
+// compileSnapshot compiles yamlDocs, every one of which must be valid, into a snapshot.
+func compileSnapshot(t *testing.T, yamlDocs string) *registry.Snapshot {
+	t.Helper()
+	loaded := config.Result{}
+	order := 0
+	docs, diags := config.Decode("test.yaml", strings.NewReader(yamlDocs), "default", &order)
+	loaded.Documents, loaded.Diagnostics = docs, diags
+	res := compile.Documents(loaded, 1)
+	if n := res.Errors(); n > 0 {
+		t.Fatalf("config has %d errors: %v", n, res.Diagnostics)
+	}
+	return res.Snapshot
 }
 
 // client is an HTTP client that uses the harness as its HTTP_PROXY and HTTPS_PROXY.

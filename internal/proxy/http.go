@@ -207,7 +207,7 @@ func (p *Proxy) originalUpstream(dst destination, cluster string) (httpfwd.Upstr
 	addrs, err := p.cfg.Resolver.Lookup(ctx, dst.host)
 	cancel()
 	if err != nil {
-		return httpfwd.Upstream{}, p.rejectFor(fmt.Errorf("resolve %s: %w", dst.host, err), dst.host, dst.port, cluster)
+		return httpfwd.Upstream{}, p.rejectFor(err, dst.host, dst.port, cluster)
 	}
 	for _, a := range addrs {
 		if p.sec.isSelf(netipAddrPort(a, dst.port)) {

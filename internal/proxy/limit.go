@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -91,6 +92,20 @@ func (c *limitedConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return errors.New("proxy: connection cannot close its write side")
+}
+
+// ReadFrom hands the copy to the accepted connection, so that a *net.TCPConn underneath still
+// splices (httpfwd's upgrade copies go through io.Copy).
+func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(c.Conn, r)
+}
+
+// WriteTo copies the accepted connection to w, letting w splice from the socket when it can.
+func (c *limitedConn) WriteTo(w io.Writer) (int64, error) {
+	if rf, ok := w.(io.ReaderFrom); ok {
+		return rf.ReadFrom(c.Conn)
+	}
+	return io.Copy(w, struct{ io.Reader }{c.Conn})
 }
 
 // Unwrap returns the accepted connection, for its socket (splice, SO_ORIGINAL_DST).

@@ -2,14 +2,17 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -70,6 +73,27 @@ func TestConnectionCap(t *testing.T) {
 			t.Fatal("a captured connection beyond the shared cap was kept open")
 		}
 	})
+	t.Run("logs refusals at most once a second", func(t *testing.T) {
+		t.Parallel()
+		logs := &countingHandler{}
+		h := startProxy(t, echoEntry(port), Config{MaxConnections: 1, Logger: slog.New(logs)}, "")
+		tunnel, status := h.connect(t, "echo.internal:7000")
+		if status != 200 {
+			t.Fatalf("CONNECT = %d", status)
+		}
+		defer tunnel.Close()
+		for range 20 {
+			if !refusedAtOnce(t, dial(t, h.addr)) {
+				t.Fatal("a connection beyond the cap was kept open")
+			}
+		}
+		if got := h.p.Stats().RefusedAtCap; got != 20 {
+			t.Fatalf("RefusedAtCap = %d, want 20", got)
+		}
+		if got := logs.count("refused connections at the connection cap"); got != 1 {
+			t.Fatalf("%d log lines for 20 refusals within a second, want 1", got)
+		}
+	})
 	t.Run("accepts again once a connection under the cap has closed", func(t *testing.T) {
 		t.Parallel()
 		h := startProxy(t, echoEntry(port), Config{MaxConnections: 1}, "")
@@ -116,6 +140,33 @@ func TestCapFollowsTheDescriptorLimit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// countingHandler counts log records by message.
+type countingHandler struct {
+	mu   sync.Mutex
+	msgs map[string]int
+}
+
+func (c *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (c *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.msgs == nil {
+		c.msgs = map[string]int{}
+	}
+	c.msgs[r.Message]++
+	return nil
+}
+
+func (c *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c *countingHandler) WithGroup(string) slog.Handler      { return c }
+
+func (c *countingHandler) count(msg string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.msgs[msg]
 }
 
 // floodChildEnv marks the process TestAdminAnswersWhileTheProxyIsFlooded starts.

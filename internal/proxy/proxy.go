@@ -37,16 +37,17 @@ type Config struct {
 	// ConnectTimeout bounds one connect attempt (5 s); MaxAttempts bounds attempts per connection (3).
 	ConnectTimeout time.Duration
 	MaxAttempts    int
-	// SniffTimeout is how long a captured connection may stay silent before it is taken as
-	// server-first TCP (200 ms).
+	// SniffTimeout is how long a captured connection to a port without a declared protocol may
+	// stay silent before it is taken as server-first TCP (200 ms); declared ports are not sniffed.
 	SniffTimeout time.Duration
 	// TCPIdleTimeout closes a CONNECT tunnel or captured TCP/TLS pipe once no byte moved either way
 	// for this long (1 h, Envoy's tcp_proxy idle_timeout); negative means never.
 	TCPIdleTimeout time.Duration
 	// MaxConnections caps the downstream connections open at once across the forward and capture
 	// listeners (Envoy's global_downstream_max_connections); beyond it a connection is closed as
-	// soon as it is accepted, and counted. Zero derives it from RLIMIT_NOFILE (a third of it, less
-	// 128 descriptors kept free); negative means no cap.
+	// soon as it is accepted, and counted. Zero derives it from RLIMIT_NOFILE: 128 descriptors are
+	// kept free and each connection is allowed three (itself, its upstream, a pooled upstream), so
+	// (RLIMIT_NOFILE-128)/3; negative means no cap.
 	MaxConnections int
 	// HTTP bounds header sizes and timeouts of the HTTP engine.
 	HTTP httpfwd.Limits
@@ -144,9 +145,14 @@ func New(cfg Config, snap *registry.Snapshot) *Proxy {
 	return p
 }
 
-// Update makes snap the snapshot every new request and connection is matched against.
+// Update makes snap the snapshot every new request and connection is matched against, and drops
+// the health records of endpoints snap no longer has; those that stay keep theirs.
 func (p *Proxy) Update(snap *registry.Snapshot) {
-	p.table.Store(&table{snap: snap})
+	old := p.table.Swap(&table{snap: snap})
+	live := liveHealthKeys(old, snap)
+	if n := p.health.Retain(func(key string) bool { _, ok := live[key]; return ok }); n > 0 {
+		p.log.Debug("dropped health records of endpoints that are gone", "records", n)
+	}
 }
 
 // Snapshot returns the snapshot in use.

@@ -8,6 +8,8 @@ type Stats struct {
 	RefusedAtCap uint64
 	// IdleClosed counts CONNECT tunnels and captured TCP/TLS pipes closed by TCPIdleTimeout.
 	IdleClosed uint64
+	// HealthEvicted counts health records dropped or not made because the tracker was full.
+	HealthEvicted uint64
 }
 
 // counters are the live counters behind Stats; each is bumped where its event happens.
@@ -19,7 +21,8 @@ type counters struct {
 // Stats returns the proxy's counters.
 func (p *Proxy) Stats() Stats {
 	return Stats{
-		RefusedAtCap: p.stats.refusedAtCap.Load(),
-		IdleClosed:   p.stats.idleClosed.Load(),
+		RefusedAtCap:  p.stats.refusedAtCap.Load(),
+		IdleClosed:    p.stats.idleClosed.Load(),
+		HealthEvicted: p.health.Evicted(),
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/meshentry/meshentry/internal/balance"
 	"github.com/meshentry/meshentry/internal/httpfwd"
@@ -47,10 +46,10 @@ type endpoint struct {
 	rr       resolve.RoundRobin
 }
 
+// resolvedSet is the upstreams built from one resolver Answer, reused while its generation holds.
 type resolvedSet struct {
-	data *netip.Addr // identity of the resolver's shared answer slice
-	n    int
-	ups  []httpfwd.Upstream
+	gen uint64
+	ups []httpfwd.Upstream
 }
 
 func (t *table) route(svc *registry.Service, port *registry.Port, p *Proxy) *route {
@@ -73,23 +72,61 @@ func newRoute(svc *registry.Service, port *registry.Port, p *Proxy) *route {
 		ep := &port.Endpoints[i]
 		e := &r.eps[i]
 		e.ep = ep
+		e.key = healthKey(ep)
 		switch {
 		case ep.Unix:
 			path := ep.Dial()
-			e.key = ep.Address
 			e.up = httpfwd.Upstream{Key: e.key, Protocol: r.proto, Dial: func(ctx context.Context) (net.Conn, error) {
 				return p.dialGuarded(ctx, "unix", path)
 			}}
 		case ep.IP.IsValid():
-			e.key = ep.Dial()
 			e.up = httpfwd.Upstream{Addr: e.key, Key: e.key, Protocol: r.proto, Dial: p.guardedDialer(e.key)}
-		default:
-			e.key = ep.Dial()
 		}
 		targets[i] = balance.Target{Key: e.key, Weight: ep.Weight, Locality: ep.Locality, Network: ep.Network}
 	}
 	r.picker = balance.NewPicker(targets, p.locality, p.cfg.Network, p.health)
 	return r
+}
+
+// healthKey is the key passive health checking tracks an endpoint under, across snapshots: the
+// socket path of a unix endpoint, "host:port" of the others.
+func healthKey(ep *registry.Endpoint) string {
+	if ep.Unix {
+		return ep.Address
+	}
+	return ep.Dial()
+}
+
+// liveHealthKeys lists the health keys worth keeping once snap replaces old: every endpoint of
+// snap, and the resolved addresses of its DNS endpoints that old had already resolved, so that
+// endpoints which stay keep their failure streaks and ejections.
+func liveHealthKeys(old *table, snap *registry.Snapshot) map[string]struct{} {
+	live := map[string]struct{}{}
+	for _, svc := range snap.Services {
+		for i := range svc.Ports {
+			for j := range svc.Ports[i].Endpoints {
+				live[healthKey(&svc.Ports[i].Endpoints[j])] = struct{}{}
+			}
+		}
+	}
+	if old == nil {
+		return live
+	}
+	for _, v := range old.routes.Range {
+		r := v.(*route)
+		for i := range r.eps {
+			e := &r.eps[i]
+			set := e.resolved.Load()
+			if _, ok := live[e.key]; !ok || set == nil {
+				continue
+			}
+			for _, up := range set.ups {
+				_, addr := splitKey(up.Key)
+				live[addr] = struct{}{}
+			}
+		}
+	}
+	return live
 }
 
 // upstream returns the upstream for endpoint i, resolving a DNS name through the resolver's cache.
@@ -100,17 +137,17 @@ func (r *route) upstream(ctx context.Context, i int, res *resolve.Resolver, h *b
 	if e.up.Key != "" {
 		return e.up, nil
 	}
-	addrs, err := res.Lookup(ctx, e.ep.Address)
+	ans, err := res.Resolve(ctx, e.ep.Address)
 	if err != nil {
-		return httpfwd.Upstream{}, fmt.Errorf("resolve %s: %w", e.ep.Address, err)
+		return httpfwd.Upstream{}, err // it names the name already
 	}
-	if len(addrs) == 0 {
+	if len(ans.Addrs) == 0 {
 		return httpfwd.Upstream{}, fmt.Errorf("resolve %s: no addresses", e.ep.Address)
 	}
 	set := e.resolved.Load()
-	if set == nil || set.data != unsafe.SliceData(addrs) || set.n != len(addrs) {
-		set = &resolvedSet{data: unsafe.SliceData(addrs), n: len(addrs), ups: make([]httpfwd.Upstream, len(addrs))}
-		for j, a := range addrs {
+	if set == nil || set.gen != ans.Gen {
+		set = &resolvedSet{gen: ans.Gen, ups: make([]httpfwd.Upstream, len(ans.Addrs))}
+		for j, a := range ans.Addrs {
 			hp := netip.AddrPortFrom(a, uint16(e.ep.Port)).String()
 			// The pool key carries the address so pooled connections follow the DNS answer when it
 			// changes; it is "name:port|ip:port", both halves health keys (see splitKey).

@@ -68,27 +68,29 @@ func (r *relay) moveBuffered(dst io.Writer, src io.Reader, avail int) (int64, er
 }
 
 // waitReadable blocks until the socket has data or has ended, and returns how many bytes it holds
-// (0 at end of stream). It peeks one byte without taking it to learn that, so the wait itself
-// needs no buffer. SIOCINQ is FIONREAD for sockets.
+// (0 at end of stream). SIOCINQ (FIONREAD for sockets) says how much is queued; only when nothing
+// is does a one-byte MSG_PEEK tell an empty socket from one that ended, so the wait itself needs no
+// buffer, and a busy stream costs one ioctl per move.
 func waitReadable(rc syscall.RawConn) (int, error) {
 	var avail int
 	var opErr error
 	var probe [1]byte
 	err := rc.Read(func(fd uintptr) bool {
+		if avail, opErr = unix.IoctlGetInt(int(fd), unix.SIOCINQ); opErr != nil || avail > 0 {
+			return true
+		}
 		n, _, err := unix.Recvfrom(int(fd), probe[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		switch {
 		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
 			return false
 		case err != nil:
 			opErr = err
-		case n == 0:
-			avail = 0
-		default:
+		case n > 0:
+			// Data arrived between the two calls.
 			avail, opErr = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-			if opErr == nil && avail < 1 {
-				avail = 1
-			}
+			avail = max(avail, 1)
 		}
+		// n == 0 with no error: the peer ended its stream.
 		return true
 	})
 	if err != nil {

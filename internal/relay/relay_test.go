@@ -154,7 +154,8 @@ func TestPipeCarriesBytesAndHalfClose(t *testing.T) {
 
 func TestPipeIdleTimeout(t *testing.T) {
 	t.Parallel()
-	const idle = 150 * time.Millisecond
+	// Generous against a loaded machine: a byte moves every idle/4 in the keep-open case.
+	const idle = 300 * time.Millisecond
 	t.Run("closes both sides once no byte moved for the timeout", func(t *testing.T) {
 		t.Parallel()
 		tn := startTunnel(t, context.Background(), Options{IdleTimeout: idle}, nil)
@@ -173,8 +174,8 @@ func TestPipeIdleTimeout(t *testing.T) {
 		t.Parallel()
 		tn := startTunnel(t, context.Background(), Options{IdleTimeout: idle}, nil)
 		buf := make([]byte, 1)
-		for i := range 8 { // 8 × idle/3 ≈ 2.7 × idle in total
-			time.Sleep(idle / 3)
+		for i := range 8 { // 8 × idle/4 = 2 × idle in total
+			time.Sleep(idle / 4)
 			from, to := tn.client, tn.backend
 			if i%2 == 1 {
 				from, to = tn.backend, tn.client
@@ -276,5 +277,81 @@ func assertClosed(t *testing.T, c net.Conn) {
 	_, err := c.Read(make([]byte, 1))
 	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("connection still open after the relay ended: %v", err)
+	}
+}
+
+// connPair returns two connected ends: the relay's end and the peer's.
+type connPair func(t *testing.T) (relayEnd, peer net.Conn)
+
+func tcpPair(t *testing.T) (net.Conn, net.Conn) { return socketPair(t, "tcp", "127.0.0.1:0") }
+
+func unixPair(t *testing.T) (net.Conn, net.Conn) {
+	return socketPair(t, "unix", filepath.Join(t.TempDir(), "relay.sock"))
+}
+
+func socketPair(t *testing.T, network, addr string) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial(network, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close(); end.Close() })
+	return end, peer
+}
+
+func memPair(t *testing.T) (net.Conn, net.Conn) {
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+func TestPipeAcrossConnectionKinds(t *testing.T) {
+	t.Parallel()
+	payload := bytes.Repeat([]byte("kinds"), 100<<10) // 500 KiB: more than one buffer or pipe
+	tests := []struct {
+		name           string
+		client, server connPair
+	}{
+		{name: "relays from a TCP socket to a unix socket through a pooled buffer", client: tcpPair, server: unixPair},
+		{name: "relays from a unix socket to a TCP socket", client: unixPair, server: tcpPair},
+		{name: "relays between connections without sockets", client: memPair, server: memPair},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a, client := tc.client(t)
+			b, server := tc.server(t)
+			done := make(chan int64, 1)
+			go func() {
+				up, _, _ := Pipe(context.Background(), a, b, Options{IdleTimeout: 10 * time.Second})
+				done <- up
+			}()
+			go func() {
+				client.Write(payload)
+				client.Close() // a socket's close is a FIN; a memory pipe's is its only end
+			}()
+			got, _ := io.ReadAll(server)
+			if !bytes.Equal(got, payload) {
+				t.Fatalf("server got %d bytes, want %d", len(got), len(payload))
+			}
+			server.Close()
+			select {
+			case up := <-done:
+				if up != int64(len(payload)) {
+					t.Fatalf("Pipe counted %d bytes up, want %d", up, len(payload))
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Pipe did not return")
+			}
+		})
 	}
 }

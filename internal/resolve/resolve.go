@@ -125,6 +125,8 @@ type Resolver struct {
 	// gets the same slice on every lookup instead of a new one.
 	literals [literalSlots]atomic.Pointer[literal]
 	seed     maphash.Seed
+	// gen numbers the Answers handed out; 0 is never used, so a zero Answer matches none.
+	gen atomic.Uint64
 
 	// flightMu guards flights and closed, and orders wg.Add before Close's wg.Wait.
 	flightMu sync.Mutex
@@ -161,7 +163,7 @@ var familyName = [2]string{"IPv4", "IPv6"}
 
 // answer is what a lookup of a name returns until it expires; it is never changed once stored.
 type answer struct {
-	addrs     []netip.Addr
+	res       Answer
 	err       error
 	refreshAt time.Time
 	expires   time.Time
@@ -169,16 +171,16 @@ type answer struct {
 
 // literal is the answer for one IP literal, as written by the caller.
 type literal struct {
-	name  string
-	addrs []netip.Addr
+	name string
+	ans  Answer
 }
 
 // flight is one query in progress; every lookup of the same name waits on it instead of
 // sending its own.
 type flight struct {
-	done  chan struct{}
-	addrs []netip.Addr
-	err   error
+	done chan struct{}
+	ans  Answer
+	err  error
 }
 
 // New makes a Resolver and starts its cache sweeper; Close stops it.
@@ -252,84 +254,6 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// Lookup returns the addresses of name (IPv4 first, then IPv6), from the cache when it can.
-// The returned slice is shared by every caller of the same name: callers must not modify it.
-// An IP literal is returned as is, without a query. A name the server says does not exist
-// gives a *NotFoundError, once its last addresses, if any, have bridged 3×NegativeTTL; a
-// failing server gives the last good answer when there is one, for up to MaxStale.
-func (r *Resolver) Lookup(ctx context.Context, name string) ([]netip.Addr, error) {
-	if mayBeIP(name) {
-		if addrs := r.literal(name); addrs != nil {
-			return addrs, nil
-		}
-	}
-	// ToLower and TrimSuffix return name itself when it is already canonical, so a hit
-	// allocates nothing.
-	key := strings.TrimSuffix(strings.ToLower(name), ".")
-	if v, ok := r.entries.Load(key); ok {
-		e := v.(*entry)
-		if a := e.ans.Load(); a != nil {
-			now := r.now()
-			if t := now.UnixNano(); t-e.lastUse.Load() >= int64(touchEvery) {
-				e.lastUse.Store(t)
-			}
-			if now.Before(a.expires) {
-				if !now.Before(a.refreshAt) && e.refreshing.CompareAndSwap(false, true) {
-					if _, err := r.startFlight(key); err != nil {
-						e.refreshing.Store(false)
-					}
-				}
-				return a.addrs, a.err
-			}
-		}
-	}
-	if _, ok := dns.IsDomainName(key); !ok || key == "" {
-		return nil, fmt.Errorf("resolve %q: not a valid host name", name)
-	}
-	f, err := r.startFlight(key)
-	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", key, err)
-	}
-	select {
-	case <-f.done:
-		return f.addrs, f.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("resolve %s: %w", key, context.Cause(ctx))
-	}
-}
-
-// literal returns the one address of an IP literal, or nil when name is not one. Its slot
-// in r.literals gives the same slice back for the same name without parsing it again.
-func (r *Resolver) literal(name string) []netip.Addr {
-	slot := &r.literals[maphash.String(r.seed, name)%literalSlots]
-	if l := slot.Load(); l != nil && l.name == name {
-		return l.addrs
-	}
-	addr, err := netip.ParseAddr(strings.Trim(name, "[]"))
-	if err != nil {
-		return nil
-	}
-	// The name is cloned so the table does not pin the caller's larger string, such as a
-	// request line it was cut from.
-	l := &literal{name: strings.Clone(name), addrs: []netip.Addr{addr}}
-	slot.Store(l)
-	return l.addrs
-}
-
-// mayBeIP is a cheap pre-check that spares host names the error netip.ParseAddr would
-// allocate: an IP literal has a colon or only digits and dots.
-func mayBeIP(s string) bool {
-	if strings.IndexByte(s, ':') >= 0 {
-		return true
-	}
-	for i := 0; i < len(s); i++ {
-		if (s[i] < '0' || s[i] > '9') && s[i] != '.' {
-			return false
-		}
-	}
-	return s != ""
-}
-
 // startFlight joins the query in progress for key, or starts one.
 func (r *Resolver) startFlight(key string) (*flight, error) {
 	r.flightMu.Lock()
@@ -345,7 +269,7 @@ func (r *Resolver) startFlight(key string) (*flight, error) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		f.addrs, f.err = r.resolve(key)
+		f.ans, f.err = r.resolve(key)
 		r.flightMu.Lock()
 		delete(r.flights, key)
 		r.flightMu.Unlock()
@@ -414,7 +338,7 @@ func (r *Resolver) evictLocked() {
 
 // resolve queries A and AAAA for key, stores what lookups should get from now on and
 // returns it. It runs in a flight, so only one runs per name at a time.
-func (r *Resolver) resolve(key string) ([]netip.Addr, error) {
+func (r *Resolver) resolve(key string) (Answer, error) {
 	e := r.entryFor(key)
 	defer e.refreshing.Store(false)
 
@@ -450,11 +374,11 @@ func (r *Resolver) resolve(key string) ([]netip.Addr, error) {
 	switch {
 	case failure == nil && len(fresh) > 0:
 		e.remember(fams, now)
-		addrs := r.store(e, fresh, nil, now, ttl)
+		ans := r.store(e, fresh, nil, now, ttl)
 		if e.failing.Swap(false) {
-			r.log.Info("DNS server answers again", slog.String("name", key), slog.Int("addresses", len(addrs)))
+			r.log.Info("DNS server answers again", slog.String("name", key), slog.Int("addresses", len(ans.Addrs)))
 		}
-		return addrs, nil
+		return ans, nil
 
 	case len(merged) > 0:
 		// Half an answer, or the last good addresses standing in for the failed half,
@@ -493,12 +417,12 @@ func (r *Resolver) resolve(key string) ([]netip.Addr, error) {
 	if failure == nil {
 		e.failing.Store(false)
 		r.store(e, nil, cause, now, r.negTTL)
-		return nil, cause
+		return Answer{}, cause
 	}
 	// Failures are not cached: with nothing to serve, the next lookup might as well try
 	// again, and the flight already spares the server concurrent retries.
 	r.warnOnce(e, key, failure, 0)
-	return nil, fmt.Errorf("resolve %s: %w", key, failure)
+	return Answer{}, fmt.Errorf("resolve %s: %w", key, failure)
 }
 
 // remember makes the answer of each family that answered its last good addresses, even an
@@ -537,21 +461,26 @@ func (r *Resolver) warnOnce(e *entry, key string, cause error, serving int) {
 	}
 }
 
-// store makes addrs, or err, what lookups of e get for ttl and returns the slice it stored.
-// When the addresses are those already stored, the stored slice is kept, so that callers
-// that key their own state by the slice see no change.
-func (r *Resolver) store(e *entry, addrs []netip.Addr, err error, now time.Time, ttl time.Duration) []netip.Addr {
-	if prev := e.ans.Load(); prev != nil && prev.err == nil && err == nil && slices.Equal(prev.addrs, addrs) {
-		addrs = prev.addrs
+// store makes addrs, or err, what lookups of e get for ttl and returns the Answer it stored.
+// When the addresses are those already stored, the stored Answer and its generation are
+// kept, so that callers that key their own state by the generation see no change.
+func (r *Resolver) store(e *entry, addrs []netip.Addr, err error, now time.Time, ttl time.Duration) Answer {
+	var res Answer
+	switch prev := e.ans.Load(); {
+	case err != nil:
+	case prev != nil && prev.err == nil && slices.Equal(prev.res.Addrs, addrs):
+		res = prev.res
+	default:
+		res = Answer{Addrs: addrs, Gen: r.gen.Add(1)}
 	}
-	a := &answer{addrs: addrs, err: err, expires: now.Add(ttl)}
+	a := &answer{res: res, err: err, expires: now.Add(ttl)}
 	a.refreshAt = now.Add(ttl * refreshPercent / 100)
 	if err != nil {
 		// A missing name is not worth a background query; it is asked again on expiry.
 		a.refreshAt = a.expires
 	}
 	e.ans.Store(a)
-	return addrs
+	return res
 }
 
 // clamp turns a TTL in seconds into a cache lifetime within [MinTTL, MaxTTL].
