@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"time"
 )
@@ -15,6 +16,13 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 	s := c.s
 	req := &c.req
 	start := time.Now()
+	c.rec.Upstream = ""
+	c.rec.RequestBytes, c.rec.ResponseBytes = 0, 0
+	if req.has(flagRequestID) {
+		c.rec.RequestID = req.raw[req.requestID.start:req.requestID.end]
+	} else {
+		c.rec.RequestID = newRequestID(&c.reqID)
+	}
 	if req.Method == "CONNECT" {
 		if s.OnConnect == nil {
 			return c.fail(start, 501, "CONNECT is not supported here", nil)
@@ -24,13 +32,6 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 		c.hijacked.Store(true)
 		s.OnConnect(ctx, req, c.nc, buffered)
 		return false
-	}
-	c.rec.Upstream = ""
-	c.rec.RequestBytes, c.rec.ResponseBytes = 0, 0
-	if req.has(flagRequestID) {
-		c.rec.RequestID = req.raw[req.requestID.start:req.requestID.end]
-	} else {
-		c.rec.RequestID = newRequestID(&c.reqID)
 	}
 
 	var up Upstream
@@ -63,7 +64,7 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 			break
 		}
 		s.Router.Done(up, err)
-		s.log.Debug("upstream connect failed", "upstream", up.Key, "attempt", attempt, "err", err)
+		c.logFailure(slog.LevelDebug, "upstream connect attempt failed", 0, fmt.Errorf("attempt %d: %w", attempt, err))
 		if attempt+1 >= s.lim.MaxAttempts {
 			return c.fail(start, 503, "upstream connect failed", err)
 		}
@@ -242,6 +243,3 @@ func (c *conn) failUpstream(start time.Time, err error) bool {
 	}
 	return c.fail(start, 502, "upstream connection failed", err)
 }
-
-// writeRequestHead writes the head sent upstream: origin-form target, HTTP/1.1, Host, the
-// end-to-end fields and an x-request-id.

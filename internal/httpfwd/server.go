@@ -49,6 +49,7 @@ type Server struct {
 	closeOnce   sync.Once
 	closeResult error
 	stats       counters
+	errLog      logLimiter
 }
 
 // Sizes of the per-connection buffers; heads that fit in readSize are parsed in one pass.
@@ -390,11 +391,13 @@ func (c *conn) readRequest(first bool) bool {
 	switch {
 	case errors.As(err, &pe):
 		c.s.stats.countRefusal(pe)
-		c.s.log.Debug("refused request head", "remote", c.req.RemoteAddr.String(), "err", pe.msg)
-		c.writeSimple(pe.status, pe.msg, nil, pe.msg+"\n", true)
+		c.rec.RequestID, c.rec.Upstream = newRequestID(&c.reqID), ""
+		c.writeError(pe.status, pe.msg, true)
+		c.logFailure(slog.LevelDebug, "refused request head", pe.status, err)
 		c.logAccess(time.Now(), "", pe.status, err)
 	case isTimeout(err) && len(raw) > 0:
-		c.writeSimple(408, "timed out reading the request head", nil, "", true)
+		c.rec.RequestID = newRequestID(&c.reqID)
+		c.writeError(408, "timed out reading the request head", true)
 	}
 	return false
 }

@@ -1,5 +1,7 @@
 package httpfwd
 
+// writeRequestHead writes the head sent upstream: origin-form target, HTTP/1.1, Host, the
+// end-to-end fields and an x-request-id.
 func (c *conn) writeRequestHead(up *Upstream) {
 	w := c.ubw
 	req := &c.req
@@ -128,5 +130,3 @@ func (c *conn) writeCodings() {
 		w.WriteString("\r\n")
 	}
 }
-
-// reject answers with the Router's Reject. The connection stays open unless a request body,
