@@ -132,7 +132,7 @@ func (c *conn) streamBody(uc *upConn) {
 		uc.nc.Close()
 	} else {
 		// Body through (or the upstream stopped taking it): now the response is due.
-		uc.nc.SetReadDeadline(time.Now().Add(c.s.lim.IdleTimeout))
+		uc.nc.SetReadDeadline(time.Now().Add(c.s.lim.StreamIdleTimeout))
 	}
 	c.bodyDone <- err
 }
@@ -209,13 +209,15 @@ func (c *conn) readInterim(uc *upConn, stopAt100 bool) (int, error) {
 		}
 		if c.req.ProtoMinor == 1 {
 			// The upstream may have taken long: the deadline of the last write is stale.
-			c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.IdleTimeout))
+			c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.StreamIdleTimeout))
 			c.writeResponseHead(true, false)
 			if err := c.bw.Flush(); err != nil {
 				// The writer keeps the error: nothing more can reach this client.
 				return 0, fmt.Errorf("%w: %w", errClientWrite, err)
 			}
 		}
+		// The next head is a new wait.
+		uc.nc.SetReadDeadline(time.Now().Add(c.s.lim.StreamIdleTimeout))
 		if status == 100 && stopAt100 {
 			return status, nil
 		}
