@@ -30,8 +30,9 @@ func (c *conn) reject(start time.Time, r *Reject) bool {
 func (c *conn) fail(start time.Time, status int, reason string, err error) bool {
 	keep := c.req.KeepAlive() && !c.req.HasBody() && status != 400 && !c.s.shutting.Load()
 	c.linger = c.linger || c.req.HasBody() || status == 400
-	c.writeError(status, reason, !keep)
+	// Logged first, so the line is there by the time the client holds the request id.
 	c.logFailure(slog.LevelWarn, reason, status, err)
+	c.writeError(status, reason, !keep)
 	c.logAccess(start, c.rec.Upstream, status, err)
 	return keep
 }

@@ -392,8 +392,8 @@ func (c *conn) readRequest(first bool) bool {
 	case errors.As(err, &pe):
 		c.s.stats.countRefusal(pe)
 		c.rec.RequestID, c.rec.Upstream = newRequestID(&c.reqID), ""
-		c.writeError(pe.status, pe.msg, true)
 		c.logFailure(slog.LevelDebug, "refused request head", pe.status, err)
+		c.writeError(pe.status, pe.msg, true)
 		c.logAccess(time.Now(), "", pe.status, err)
 	case isTimeout(err) && len(raw) > 0:
 		c.rec.RequestID = newRequestID(&c.reqID)
