@@ -19,6 +19,7 @@ const (
 	kindTransferEncoding
 	kindExpect
 	kindRequestID
+	kindVia
 	// The kinds from kindConnection to kindProxyAuthenticate are hop-by-hop (RFC 9110 §7.6.1)
 	// and are never forwarded as received.
 	kindConnection
@@ -39,6 +40,10 @@ func classify(name []byte) fieldKind {
 	case 2:
 		if equalFold(name, "te") {
 			return kindTE
+		}
+	case 3:
+		if equalFold(name, "via") {
+			return kindVia
 		}
 	case 4:
 		if equalFold(name, "host") {

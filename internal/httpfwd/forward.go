@@ -23,6 +23,10 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 	} else {
 		c.rec.RequestID = newRequestID(&c.reqID)
 	}
+	if req.looped(s.via) {
+		s.stats.loops.Add(1)
+		return c.fail(start, 508, "forwarding loop detected", nil)
+	}
 	if req.Method == "CONNECT" {
 		if s.OnConnect == nil {
 			return c.fail(start, 501, "CONNECT is not supported here", nil)

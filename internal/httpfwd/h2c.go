@@ -126,6 +126,8 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 		hreq.Header[k] = append(hreq.Header[k], string(value))
 	}
 	hreq.Header["X-Request-Id"] = []string{string(c.rec.RequestID)}
+	// HTTP/2 joins the Via values into one list, ours last.
+	hreq.Header["Via"] = append(hreq.Header["Via"], "1.1 "+s.via)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	watch := newIdleWatch(s.lim.StreamIdleTimeout, cancel)

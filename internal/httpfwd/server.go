@@ -31,6 +31,10 @@ type Server struct {
 	// connection and must close it; it should tunnel before returning, since ctx is
 	// canceled when it returns or the server closes. Without it, CONNECT gets a 501.
 	OnConnect func(ctx context.Context, head *RequestHead, client net.Conn, buffered []byte)
+	// ViaToken names this proxy in the Via field of forwarded requests; a request whose Via
+	// already names it is answered 508 Loop Detected. Empty (or not a token) gives a random
+	// "meshentry-<hex>", unique per Server, so that two proxies in a chain differ.
+	ViaToken string
 
 	initOnce    sync.Once
 	lim         Limits
@@ -49,6 +53,7 @@ type Server struct {
 	closeOnce   sync.Once
 	closeResult error
 	stats       counters
+	via         string // ViaToken, or the generated default
 	errLog      logLimiter
 }
 
@@ -62,6 +67,10 @@ const (
 func (s *Server) init() {
 	s.initOnce.Do(func() {
 		s.lim = s.Limits.withDefaults()
+		s.via = s.ViaToken
+		if !validViaToken(s.via) {
+			s.via = newViaToken()
+		}
 		s.pool = s.Pool
 		if s.pool == nil {
 			s.pool, s.ownPool = &Pool{}, true

@@ -44,12 +44,19 @@ func (c *conn) writeRequestHead(up *Upstream) {
 			f.kind == kindTransferEncoding || f.kind == kindRequestID {
 			continue
 		}
+		if f.kind == kindVia {
+			c.writeVia(i)
+			continue
+		}
 		w.Write(raw[f.name.start:f.value.end])
 		w.WriteString("\r\n")
 	}
 	if req.Chunked() {
 		// The one coding a request may have, spelt so that no upstream can read it otherwise.
 		w.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if req.lastVia < 0 {
+		c.writeVia(-1)
 	}
 	// Exactly one id goes upstream, the client's or ours, whatever the client's Connection
 	// field named and however many (or empty) x-request-id fields it sent.
