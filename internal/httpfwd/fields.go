@@ -144,22 +144,6 @@ var isToken = func() (t [256]bool) {
 	return t
 }()
 
-// isHostByte holds the bytes a reg-name or IPv4 address may contain (RFC 3986 unreserved,
-// sub-delims and pct-encoding), plus ':' and '.' for the inside of an IP-literal.
-var isHostByte = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "-._~!$&'()*+,;=%" {
-		t[c] = true
-	}
-	return t
-}()
-
 // validValue reports whether a field value holds only VCHAR, obs-text, SP and HTAB (RFC 9110
 // §5.5): control characters, CR and NUL above all, are refused rather than passed on. Eight
 // bytes are checked at a time, since every value of every message goes through here.
