@@ -79,14 +79,10 @@ func h2cHost(key string) string {
 	return strconv.FormatUint(h.Sum64(), 16) + ".h2c.invalid"
 }
 
-// serveH2C forwards the request over h2c. It returns whether the client connection may go on,
-// and retry when the connect failed before any of the request was consumed.
-func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (keep, retry bool) {
-	s := c.s
+// h2cRequest converts the client's request head to the http.Request sent upstream: the
+// end-to-end fields (and TE: trailers), our x-request-id, and Via with us appended.
+func (c *conn) h2cRequest(up *Upstream) *http.Request {
 	req := &c.req
-	if req.WantsUpgrade() {
-		return c.fail(start, 501, "protocol upgrades to an h2c upstream are not supported", nil), false
-	}
 	host := up.Host
 	switch {
 	case host != "":
@@ -127,7 +123,19 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 	}
 	hreq.Header["X-Request-Id"] = []string{string(c.rec.RequestID)}
 	// HTTP/2 joins the Via values into one list, ours last.
-	hreq.Header["Via"] = append(hreq.Header["Via"], "1.1 "+s.via)
+	hreq.Header["Via"] = append(hreq.Header["Via"], "1.1 "+c.s.via)
+	return hreq
+}
+
+// serveH2C forwards the request over h2c. It returns whether the client connection may go on,
+// and retry when the connect failed before any of the request was consumed.
+func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (keep, retry bool) {
+	s := c.s
+	req := &c.req
+	if req.WantsUpgrade() {
+		return c.fail(start, 501, "protocol upgrades to an h2c upstream are not supported", nil), false
+	}
+	hreq := c.h2cRequest(up)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	watch := newIdleWatch(s.lim.StreamIdleTimeout, cancel)
