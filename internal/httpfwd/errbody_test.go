@@ -122,6 +122,7 @@ func TestEngineErrorLogIsRateLimited(t *testing.T) {
 	srv := &Server{Router: staticRouter(closedAddr(t)), Logger: logs.logger(), Limits: Limits{MaxAttempts: 1}}
 	c := dial(t, startProxy(t, srv))
 	const requests = 3 * logBurst
+	t0 := time.Now()
 	for range requests {
 		if resp := c.roundTrip("GET / HTTP/1.1\r\nHost: a\r\n\r\n"); resp.StatusCode != 503 {
 			t.Fatalf("status %d, want 503", resp.StatusCode)
@@ -129,12 +130,14 @@ func TestEngineErrorLogIsRateLimited(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // refills a token or two
 	c.roundTrip("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	// Each request takes two tokens (the attempt and the answer); a slow machine refills some.
+	allowed := logBurst + int(time.Since(t0).Seconds()*logRate) + 1
 	lines := strings.Count(logs.String(), `msg="upstream connect failed"`)
-	if lines > logBurst+5 {
-		t.Errorf("%d requests logged %d failure lines, want at most about %d", requests+1, lines, logBurst)
+	if lines > allowed {
+		t.Errorf("%d requests logged %d failure lines, want at most %d", requests+1, lines, allowed)
 	}
-	if got := srv.Stats().LogsSuppressed; got < requests-logBurst-5 {
-		t.Errorf("Stats().LogsSuppressed = %d, want about %d", got, requests-logBurst)
+	if got := srv.Stats().LogsSuppressed; got < uint64(2*requests-allowed) {
+		t.Errorf("Stats().LogsSuppressed = %d, want at least %d", got, 2*requests-allowed)
 	}
 	if !strings.Contains(logs.String(), "suppressed=") {
 		t.Errorf("no line says how many were suppressed")
