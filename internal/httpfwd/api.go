@@ -83,9 +83,15 @@ type Limits struct {
 	// HeaderReadTimeout bounds reading a request head once its first byte arrived, and the
 	// first request of a connection altogether (10s).
 	HeaderReadTimeout time.Duration
-	// IdleTimeout bounds the wait for the next request on a keep-alive connection, and any
-	// pause while a body is read or written or a response is awaited (60s).
+	// IdleTimeout bounds the wait for the next request on a keep-alive client connection
+	// (1h, Envoy's idle_timeout of an HTTP connection manager).
 	IdleTimeout time.Duration
+	// StreamIdleTimeout bounds any pause within one exchange: while a request or response
+	// body is read or written, while a response is awaited, and on an upgraded (WebSocket)
+	// connection (5m, Envoy's stream_idle_timeout). There is no timeout on the exchange as a
+	// whole, as Envoy has no route timeout by default here: a long poll, an SSE stream or a
+	// watch lasts as long as it makes progress.
+	StreamIdleTimeout time.Duration
 	// ConnectTimeout bounds one connect attempt to an upstream (5s).
 	ConnectTimeout time.Duration
 	// MaxAttempts bounds the connect attempts per request, counting the first (3).
@@ -106,7 +112,10 @@ func (l Limits) withDefaults() Limits {
 		l.HeaderReadTimeout = 10 * time.Second
 	}
 	if l.IdleTimeout <= 0 {
-		l.IdleTimeout = 60 * time.Second
+		l.IdleTimeout = time.Hour
+	}
+	if l.StreamIdleTimeout <= 0 {
+		l.StreamIdleTimeout = 5 * time.Minute
 	}
 	if l.ConnectTimeout <= 0 {
 		l.ConnectTimeout = 5 * time.Second

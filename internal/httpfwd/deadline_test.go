@@ -96,7 +96,7 @@ func TestClientWritesGetAFreshDeadline(t *testing.T) {
 				}
 				tt.upstream(nc, br, req)
 			})
-			srv := &Server{Router: staticRouter(be.addr()), Limits: Limits{IdleTimeout: deadlineIdle}}
+			srv := &Server{Router: staticRouter(be.addr()), Limits: Limits{StreamIdleTimeout: deadlineIdle}}
 			c := dial(t, startProxy(t, srv))
 			if resp := c.roundTrip("GET / HTTP/1.1\r\nHost: a\r\n\r\n"); resp.body != "ok" {
 				t.Fatalf("first request: %d %q", resp.StatusCode, resp.body)
@@ -115,7 +115,7 @@ func TestClientWritesGetAFreshDeadline(t *testing.T) {
 		router := RouterFunc(func(*RequestHead, int) (Upstream, *Reject) {
 			return Upstream{Addr: be.addr(), Protocol: H2C}, nil
 		})
-		c := dial(t, startProxy(t, &Server{Router: router, Limits: Limits{IdleTimeout: deadlineIdle}}))
+		c := dial(t, startProxy(t, &Server{Router: router, Limits: Limits{StreamIdleTimeout: deadlineIdle}}))
 		if resp := c.roundTrip("GET / HTTP/1.1\r\nHost: a\r\n\r\n"); resp.StatusCode != 200 {
 			t.Fatalf("first request: %d %q", resp.StatusCode, resp.body)
 		}

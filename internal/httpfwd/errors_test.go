@@ -318,7 +318,7 @@ func TestUpstreamTimeout(t *testing.T) {
 		route: func(*RequestHead, int) (Upstream, *Reject) { return Upstream{Addr: be.addr()}, nil },
 		done:  func(_ Upstream, err error) { done <- err },
 	}
-	c := dial(t, startProxy(t, &Server{Router: router, Limits: Limits{IdleTimeout: 200 * time.Millisecond}}))
+	c := dial(t, startProxy(t, &Server{Router: router, Limits: Limits{StreamIdleTimeout: 200 * time.Millisecond}}))
 	resp := c.roundTrip("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	if resp.StatusCode != 504 {
 		t.Fatalf("status %d, want 504", resp.StatusCode)

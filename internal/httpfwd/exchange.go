@@ -51,7 +51,7 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 	defer c.current.Store(nil)
 	c.ubr.Reset(uc.nc)
 	c.ubw.Reset(uc.nc)
-	uc.nc.SetDeadline(start.Add(c.s.lim.IdleTimeout))
+	uc.nc.SetDeadline(time.Now().Add(c.s.lim.StreamIdleTimeout))
 	c.writeRequestHead(up)
 
 	r := c.awaitContinue(x)
@@ -79,7 +79,7 @@ func (c *conn) awaitContinue(x *exchange) *result {
 	}
 	uc.nc.SetReadDeadline(time.Now().Add(lim.ExpectContinueTimeout))
 	_, err := c.ubr.Peek(1)
-	uc.nc.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
+	uc.nc.SetReadDeadline(time.Now().Add(lim.StreamIdleTimeout))
 	switch {
 	case err == nil:
 		status, err := c.readInterim(uc, true)
@@ -100,7 +100,7 @@ func (c *conn) sendRequest(x *exchange) *result {
 	lim, uc := &c.s.lim, x.uc
 	if x.hasBody && !x.final {
 		x.staleOK = false
-		c.up.reset(c.br, c.nc, c.ubw, uc.nc, lim.IdleTimeout)
+		c.up.reset(c.br, c.nc, c.ubw, uc.nc, lim.StreamIdleTimeout)
 		if !c.req.Chunked() && int64(c.br.Buffered()) >= c.req.length {
 			// The whole body is at hand: it leaves with the head in one write.
 			if err := c.sendBody(uc); err != nil {
@@ -195,12 +195,12 @@ func (c *conn) relayResponse(x *exchange) *result {
 	if !x.bodyDone {
 		c.linger = true
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(lim.IdleTimeout))
+	c.nc.SetWriteDeadline(time.Now().Add(lim.StreamIdleTimeout))
 	c.writeResponseHead(keep, f.dechunk)
 	var err error
 	if !f.noBody {
 		p := &c.down
-		p.reset(c.ubr, uc.nc, c.bw, c.nc, lim.IdleTimeout)
+		p.reset(c.ubr, uc.nc, c.bw, c.nc, lim.StreamIdleTimeout)
 		switch {
 		case f.dechunk:
 			err = p.copyChunked(chunkPayload, lim.MaxHeaderBytes)
@@ -226,7 +226,7 @@ func (c *conn) relayResponse(x *exchange) *result {
 	}
 	if c.down.waited {
 		// The deadline of the last write may have been used up waiting for the upstream.
-		c.nc.SetWriteDeadline(time.Now().Add(lim.IdleTimeout))
+		c.nc.SetWriteDeadline(time.Now().Add(lim.StreamIdleTimeout))
 	}
 	// The upstream connection is free once its response is read: pool it before the
 	// client sees the response, so the client's next request can have it.

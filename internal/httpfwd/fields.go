@@ -19,6 +19,7 @@ const (
 	kindTransferEncoding
 	kindExpect
 	kindRequestID
+	kindVia
 	// The kinds from kindConnection to kindProxyAuthenticate are hop-by-hop (RFC 9110 §7.6.1)
 	// and are never forwarded as received.
 	kindConnection
@@ -39,6 +40,10 @@ func classify(name []byte) fieldKind {
 	case 2:
 		if equalFold(name, "te") {
 			return kindTE
+		}
+	case 3:
+		if equalFold(name, "via") {
+			return kindVia
 		}
 	case 4:
 		if equalFold(name, "host") {
@@ -134,22 +139,6 @@ var isToken = func() (t [256]bool) {
 		t[c-'a'+'A'] = true
 	}
 	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-// isHostByte holds the bytes a reg-name or IPv4 address may contain (RFC 3986 unreserved,
-// sub-delims and pct-encoding), plus ':' and '.' for the inside of an IP-literal.
-var isHostByte = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "-._~!$&'()*+,;=%" {
 		t[c] = true
 	}
 	return t

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"time"
 )
@@ -15,6 +16,17 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 	s := c.s
 	req := &c.req
 	start := time.Now()
+	c.rec.Upstream = ""
+	c.rec.RequestBytes, c.rec.ResponseBytes = 0, 0
+	if req.has(flagRequestID) {
+		c.rec.RequestID = req.raw[req.requestID.start:req.requestID.end]
+	} else {
+		c.rec.RequestID = newRequestID(&c.reqID)
+	}
+	if req.looped(s.via) {
+		s.stats.loops.Add(1)
+		return c.fail(start, 508, "forwarding loop detected", nil)
+	}
 	if req.Method == "CONNECT" {
 		if s.OnConnect == nil {
 			return c.fail(start, 501, "CONNECT is not supported here", nil)
@@ -24,13 +36,6 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 		c.hijacked.Store(true)
 		s.OnConnect(ctx, req, c.nc, buffered)
 		return false
-	}
-	c.rec.Upstream = ""
-	c.rec.RequestBytes, c.rec.ResponseBytes = 0, 0
-	if req.has(flagRequestID) {
-		c.rec.RequestID = req.raw[req.requestID.start:req.requestID.end]
-	} else {
-		c.rec.RequestID = newRequestID(&c.reqID)
 	}
 
 	var up Upstream
@@ -63,7 +68,7 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 			break
 		}
 		s.Router.Done(up, err)
-		s.log.Debug("upstream connect failed", "upstream", up.Key, "attempt", attempt, "err", err)
+		c.logFailure(slog.LevelDebug, "upstream connect attempt failed", 0, fmt.Errorf("attempt %d: %w", attempt, err))
 		if attempt+1 >= s.lim.MaxAttempts {
 			return c.fail(start, 503, "upstream connect failed", err)
 		}
@@ -131,7 +136,7 @@ func (c *conn) streamBody(uc *upConn) {
 		uc.nc.Close()
 	} else {
 		// Body through (or the upstream stopped taking it): now the response is due.
-		uc.nc.SetReadDeadline(time.Now().Add(c.s.lim.IdleTimeout))
+		uc.nc.SetReadDeadline(time.Now().Add(c.s.lim.StreamIdleTimeout))
 	}
 	c.bodyDone <- err
 }
@@ -208,13 +213,15 @@ func (c *conn) readInterim(uc *upConn, stopAt100 bool) (int, error) {
 		}
 		if c.req.ProtoMinor == 1 {
 			// The upstream may have taken long: the deadline of the last write is stale.
-			c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.IdleTimeout))
+			c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.StreamIdleTimeout))
 			c.writeResponseHead(true, false)
 			if err := c.bw.Flush(); err != nil {
 				// The writer keeps the error: nothing more can reach this client.
 				return 0, fmt.Errorf("%w: %w", errClientWrite, err)
 			}
 		}
+		// The next head is a new wait.
+		uc.nc.SetReadDeadline(time.Now().Add(c.s.lim.StreamIdleTimeout))
 		if status == 100 && stopAt100 {
 			return status, nil
 		}
@@ -242,6 +249,3 @@ func (c *conn) failUpstream(start time.Time, err error) bool {
 	}
 	return c.fail(start, 502, "upstream connection failed", err)
 }
-
-// writeRequestHead writes the head sent upstream: origin-form target, HTTP/1.1, Host, the
-// end-to-end fields and an x-request-id.

@@ -39,6 +39,10 @@ var requestSeeds = []string{
 	"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
 	"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
 	"POST / HTTP/1.1\r\nHost: a\r\nConnection: content-length, host\r\nContent-Length: 5\r\n\r\n",
+	"GET http://[::ffff:127.0.0.1%25.bar.com]/ HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: [fe80::1%eth0]:80\r\n\r\n",
+	"CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: 127.0.0.1.\r\n\r\n",
 }
 
 // FuzzParseRequestHead checks that any input parses without panicking and that an accepted
@@ -59,6 +63,10 @@ func FuzzParseRequestHead(f *testing.F) {
 		}
 		if req.Method == "" || req.Host != strings.ToLower(req.Host) {
 			t.Fatalf("accepted head with method %q host %q", req.Method, req.Host)
+		}
+		// A zone or an escape would let an address pass for a name the registry declares.
+		if strings.ContainsAny(req.Host, "%[]@") {
+			t.Fatalf("accepted host %q", req.Host)
 		}
 		if req.has(flagTE) && req.length >= 0 {
 			t.Fatal("accepted both Transfer-Encoding and Content-Length")

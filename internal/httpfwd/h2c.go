@@ -79,14 +79,10 @@ func h2cHost(key string) string {
 	return strconv.FormatUint(h.Sum64(), 16) + ".h2c.invalid"
 }
 
-// serveH2C forwards the request over h2c. It returns whether the client connection may go on,
-// and retry when the connect failed before any of the request was consumed.
-func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (keep, retry bool) {
-	s := c.s
+// h2cRequest converts the client's request head to the http.Request sent upstream: the
+// end-to-end fields (and TE: trailers), our x-request-id, and Via with us appended.
+func (c *conn) h2cRequest(up *Upstream) *http.Request {
 	req := &c.req
-	if req.WantsUpgrade() {
-		return c.fail(start, 501, "protocol upgrades to an h2c upstream are not supported", nil), false
-	}
 	host := up.Host
 	switch {
 	case host != "":
@@ -126,17 +122,35 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 		hreq.Header[k] = append(hreq.Header[k], string(value))
 	}
 	hreq.Header["X-Request-Id"] = []string{string(c.rec.RequestID)}
+	// HTTP/2 joins the Via values into one list, ours last.
+	hreq.Header["Via"] = append(hreq.Header["Via"], "1.1 "+c.s.via)
+	return hreq
+}
+
+// serveH2C forwards the request over h2c. It returns whether the client connection may go on,
+// and retry when the connect failed before any of the request was consumed.
+func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (keep, retry bool) {
+	s := c.s
+	req := &c.req
+	if req.WantsUpgrade() {
+		return c.fail(start, 501, "protocol upgrades to an h2c upstream are not supported", nil), false
+	}
+	hreq := c.h2cRequest(up)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watch := newIdleWatch(s.lim.StreamIdleTimeout, cancel)
+	defer watch.stop()
 	var body *h2cBody
 	if req.HasBody() {
 		if req.has(flagExpectContinue) && req.ProtoMinor == 1 {
 			// Accepting the body here is simpler than relaying HTTP/2's interim responses.
-			c.nc.SetWriteDeadline(time.Now().Add(s.lim.IdleTimeout))
+			c.nc.SetWriteDeadline(time.Now().Add(s.lim.StreamIdleTimeout))
 			c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 			if err := c.bw.Flush(); err != nil {
 				return false, false
 			}
 		}
-		body = &h2cBody{c: c, remaining: max(req.length, 0), chunked: req.Chunked()}
+		body = &h2cBody{c: c, remaining: max(req.length, 0), chunked: req.Chunked(), watch: watch}
 		hreq.Body = body
 		hreq.ContentLength = req.length
 		if req.Chunked() {
@@ -153,6 +167,11 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 			s.Router.Done(*up, nil)
 			return c.clientBodyFailed(start, clientErr), false
 		}
+		if watch.fired.Load() {
+			e := fmt.Errorf("%w: no progress for %v", ErrUpstreamTimeout, s.lim.StreamIdleTimeout)
+			s.Router.Done(*up, e)
+			return c.fail(start, 504, "upstream timed out", e), false
+		}
 		s.Router.Done(*up, err)
 		if errors.Is(err, ErrConnect) {
 			if consumed == 0 {
@@ -163,14 +182,14 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 		return c.fail(start, 502, "upstream request failed", err), false
 	}
 	defer resp.Body.Close()
-	keep, upErr := c.relayH2CResponse(resp, body)
+	keep, upErr := c.relayH2CResponse(resp, body, watch)
 	s.Router.Done(*up, upErr)
 	c.logAccess(start, up.Key, resp.StatusCode, upErr)
 	return keep, false
 }
 
 // relayH2CResponse writes resp to the HTTP/1.1 client.
-func (c *conn) relayH2CResponse(resp *http.Response, body *h2cBody) (keep bool, upErr error) {
+func (c *conn) relayH2CResponse(resp *http.Response, body *h2cBody, watch *idleWatch) (keep bool, upErr error) {
 	req := &c.req
 	w := c.bw
 	noBody := bodiless(req.Method, resp.StatusCode)
@@ -180,7 +199,7 @@ func (c *conn) relayH2CResponse(resp *http.Response, body *h2cBody) (keep bool, 
 	}
 	chunked := !noBody && length < 0 && req.ProtoMinor == 1
 	keep = req.KeepAlive() && (noBody || length >= 0 || chunked) && !c.s.shutting.Load()
-	c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.IdleTimeout))
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.StreamIdleTimeout))
 	w.WriteString("HTTP/1.1 ")
 	w.Write(strconv.AppendInt(c.num[:0], int64(resp.StatusCode), 10))
 	w.WriteByte(' ')
@@ -215,16 +234,19 @@ func (c *conn) relayH2CResponse(resp *http.Response, body *h2cBody) (keep bool, 
 
 	var err error
 	if !noBody {
-		err = c.copyH2CBody(resp, chunked)
+		err = c.copyH2CBody(resp, chunked, watch)
 		// The end of the body may have been long in coming.
-		c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.IdleTimeout))
+		c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.StreamIdleTimeout))
 	}
 	if err == nil {
 		err = w.Flush()
 	} else {
 		w.Flush()
 		keep = false
-		if readFailed(err) {
+		switch {
+		case watch.fired.Load():
+			upErr = fmt.Errorf("%w: response body paused for %v", ErrUpstreamTimeout, c.s.lim.StreamIdleTimeout)
+		case readFailed(err):
 			upErr = fmt.Errorf("%w: reading the response body: %w", ErrUpstreamClosed, errors.Unwrap(err))
 		}
 	}
@@ -245,15 +267,16 @@ func (c *conn) relayH2CResponse(resp *http.Response, body *h2cBody) (keep bool, 
 }
 
 // copyH2CBody relays the response body, framing it in chunks (with trailers) when chunked.
-func (c *conn) copyH2CBody(resp *http.Response, chunked bool) error {
+func (c *conn) copyH2CBody(resp *http.Response, chunked bool, watch *idleWatch) error {
 	w := c.bw
 	p := &c.down
 	buf := p.scratch()
 	for {
 		n, err := resp.Body.Read(buf)
+		watch.touch()
 		if n > 0 {
 			c.rec.ResponseBytes += int64(n)
-			c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.IdleTimeout))
+			c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.StreamIdleTimeout))
 			if chunked {
 				w.Write(strconv.AppendInt(c.num[:0], int64(n), 16))
 				w.WriteString("\r\n")
@@ -266,6 +289,7 @@ func (c *conn) copyH2CBody(resp *http.Response, chunked bool) error {
 			if ferr := w.Flush(); ferr != nil {
 				return &copyError{err: ferr}
 			}
+			watch.touch()
 		}
 		if err == io.EOF {
 			break
@@ -299,6 +323,7 @@ type h2cBody struct {
 	n         int64
 	err       error // how reading from the client failed, before the body was stopped
 	chunks    chunkedReader
+	watch     *idleWatch // told of each read, as the client's body moving is progress
 }
 
 func (b *h2cBody) Read(p []byte) (int, error) {
@@ -312,7 +337,7 @@ func (b *h2cBody) Read(p []byte) (int, error) {
 	}
 	br := b.c.br
 	if br.Buffered() == 0 {
-		b.c.nc.SetReadDeadline(time.Now().Add(b.c.s.lim.IdleTimeout))
+		b.c.nc.SetReadDeadline(time.Now().Add(b.c.s.lim.StreamIdleTimeout))
 	}
 	if b.chunked && b.remaining == 0 {
 		if err := b.nextChunk(); err != nil {
@@ -326,6 +351,7 @@ func (b *h2cBody) Read(p []byte) (int, error) {
 		p = p[:b.remaining]
 	}
 	n, err := br.Read(p)
+	b.watch.touch()
 	b.remaining -= int64(n)
 	b.n += int64(n)
 	b.c.rec.RequestBytes = b.n

@@ -36,6 +36,7 @@ const (
 	flagExpectContinue                    // Expect: 100-continue
 	flagRequestID                         // a non-empty x-request-id field is present
 	flagUpgradeField                      // an Upgrade field is present
+	flagVia                               // a Via field is present
 )
 
 // headerBlock is the parsed field section of a request or response head.
@@ -54,6 +55,7 @@ type headerBlock struct {
 	flags     uint16
 	// requestID is the value of the first non-empty x-request-id field (flagRequestID).
 	requestID span
+	lastVia   int // index in fields of the last Via field, -1 when none
 }
 
 func (h *headerBlock) reset(raw []byte) {
@@ -67,6 +69,7 @@ func (h *headerBlock) reset(raw []byte) {
 	h.te = span{}
 	h.flags = 0
 	h.requestID = span{}
+	h.lastVia = -1
 }
 
 func (h *headerBlock) has(f uint16) bool { return h.flags&f != 0 }
@@ -103,7 +106,7 @@ func (h *headerBlock) Chunked() bool { return h.has(flagChunked) }
 // the next hop read it differently.
 func (h *headerBlock) forwarded(f *field) bool {
 	switch f.kind {
-	case kindHost, kindContentLength, kindTransferEncoding, kindRequestID:
+	case kindHost, kindContentLength, kindTransferEncoding, kindRequestID, kindVia:
 		return true
 	}
 	return !f.kind.hopByHop() && !f.listed
@@ -231,6 +234,9 @@ func (h *headerBlock) note(kind fieldKind, vs, ve int, request bool) error {
 		}
 	case kindUpgrade:
 		h.flags |= flagUpgradeField
+	case kindVia:
+		h.flags |= flagVia
+		h.lastVia = len(h.fields) - 1 // note runs after the field was appended
 	}
 	return nil
 }

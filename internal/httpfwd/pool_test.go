@@ -155,7 +155,7 @@ func TestPoolReusesQuietConnections(t *testing.T) {
 				}
 			}
 			router := RouterFunc(func(*RequestHead, int) (Upstream, *Reject) { return up, nil })
-			addr := startProxy(t, &Server{Router: router, Limits: Limits{IdleTimeout: 100 * time.Millisecond}})
+			addr := startProxy(t, &Server{Router: router, Limits: Limits{StreamIdleTimeout: 100 * time.Millisecond}})
 			for i := range 3 {
 				if resp := dial(t, addr).roundTrip("GET / HTTP/1.1\r\nHost: a\r\n\r\n"); resp.body != "ok" {
 					t.Fatalf("request %d: %d %q", i, resp.StatusCode, resp.body)

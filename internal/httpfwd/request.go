@@ -3,6 +3,7 @@ package httpfwd
 import (
 	"bytes"
 	"net"
+	"net/netip"
 )
 
 // RequestHead is a parsed request head. Its byte slices point into a buffer the engine reuses:
@@ -241,16 +242,11 @@ func (r *RequestHead) setHost(host []byte) {
 	}
 }
 
-// isIPLiteralByte reports the bytes an IPv6 literal with an optional zone may contain.
-func isIPLiteralByte(c byte) bool {
-	switch {
-	case '0' <= c && c <= '9', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
-		return true
-	}
-	return c == ':' || c == '.' || c == '%' || c == '-' || c == '_' || c == '~'
-}
-
-// splitAuthority validates host[:port] (no userinfo) and splits it.
+// splitAuthority validates host[:port] (no userinfo) and splits it. The host must be a
+// DNS-style name (validName), an IPv4 address in dotted-decimal, or an IPv6 address in
+// brackets without a zone. Anything else, above all a zone ("[::1%25.example]") or a
+// percent-encoding, is refused: the Router matches names by their text while a resolver or
+// dialer reads such a host as an address, so an IP literal could pass for a declared name.
 func splitAuthority(a []byte) (host []byte, port int, ok bool) {
 	if len(a) == 0 {
 		return nil, 0, false
@@ -262,10 +258,8 @@ func splitAuthority(a []byte) (host []byte, port int, ok bool) {
 			return nil, 0, false
 		}
 		host, rest = a[1:end], a[end+1:]
-		for _, c := range host {
-			if !isIPLiteralByte(c) {
-				return nil, 0, false
-			}
+		if !validIPv6(host) {
+			return nil, 0, false
 		}
 	} else {
 		end := bytes.IndexByte(a, ':')
@@ -273,13 +267,8 @@ func splitAuthority(a []byte) (host []byte, port int, ok bool) {
 			end = len(a)
 		}
 		host, rest = a[:end], a[end:]
-		if len(host) == 0 {
+		if !validHostName(host) {
 			return nil, 0, false
-		}
-		for _, c := range host {
-			if !isHostByte[c] {
-				return nil, 0, false
-			}
 		}
 	}
 	if len(rest) == 0 {
@@ -308,4 +297,80 @@ func (r *RequestHead) idempotent() bool {
 		return true
 	}
 	return r.Header("idempotency-key") != nil || r.Header("x-idempotency-key") != nil
+}
+
+// validIPv6 reports an IPv6 address without a zone, the only IP-literal taken in brackets
+// (IPvFuture and IPv4 in brackets are refused).
+func validIPv6(b []byte) bool {
+	for _, c := range b {
+		// Checked first so that ParseAddr, which takes zones, never sees one.
+		if !(isHex(c) || c == ':' || c == '.') {
+			return false
+		}
+	}
+	ip, err := netip.ParseAddr(string(b))
+	return err == nil && ip.Is6() && ip.Zone() == ""
+}
+
+// validHostName reports a DNS-style name or a dotted-decimal IPv4 address: labels of letters,
+// digits, '-' and '_' of at most 63 bytes, at most 253 bytes in all, with one trailing dot
+// allowed. A name whose last label starts with a digit must be an IPv4 address in canonical
+// form: resolvers and URL parsers read "127.1", "0x7f.1" or "2130706433" as addresses, so
+// such a name is refused rather than matched as a name (the WHATWG URL standard's
+// "ends in a number" rule).
+func validHostName(h []byte) bool {
+	if n := len(h); n > 1 && h[n-1] == '.' {
+		h = h[:n-1]
+	}
+	if len(h) == 0 || len(h) > 253 {
+		return false
+	}
+	label, last := 0, 0
+	for i, c := range h {
+		switch {
+		case c == '.':
+			if label == 0 {
+				return false
+			}
+			label, last = 0, i+1
+			continue
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', c == '-', c == '_':
+		default:
+			return false
+		}
+		if label++; label > 63 {
+			return false
+		}
+	}
+	if label == 0 {
+		return false
+	}
+	if c := h[last]; '0' <= c && c <= '9' {
+		return validIPv4(h)
+	}
+	return true
+}
+
+// validIPv4 reports four decimal octets without leading zeros, as netip.ParseAddr takes them,
+// without converting to a string.
+func validIPv4(h []byte) bool {
+	parts, val, digits := 0, 0, 0
+	for i := 0; i <= len(h); i++ {
+		if i == len(h) || h[i] == '.' {
+			if digits == 0 || parts == 4 {
+				return false
+			}
+			parts, val, digits = parts+1, 0, 0
+			continue
+		}
+		c := h[i]
+		if c < '0' || c > '9' || digits > 0 && val == 0 {
+			return false // not a digit, or a leading zero
+		}
+		val = val*10 + int(c-'0')
+		if digits++; val > 255 {
+			return false
+		}
+	}
+	return parts == 4
 }

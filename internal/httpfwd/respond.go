@@ -1,12 +1,14 @@
 package httpfwd
 
 import (
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
 )
 
+// reject answers with the Router's Reject. The connection stays open unless a request body,
 // which is not read, would otherwise be mistaken for the next request.
 func (c *conn) reject(start time.Time, r *Reject) bool {
 	keep := c.req.KeepAlive() && !c.req.HasBody() && !c.s.shutting.Load()
@@ -17,32 +19,51 @@ func (c *conn) reject(start time.Time, r *Reject) bool {
 		// body as one. Other codes are not HTTP's.
 		status = 502
 	}
-	c.writeSimple(status, r.Reason, r.Header, r.Body, !keep)
+	c.writeSimple(status, r.Reason, r.Header, !keep, r.Body)
 	c.logAccess(start, "", status, nil)
 	return keep
 }
 
 // fail answers with an error the engine generated; it reports whether the connection may go
-// on, which is only when no request body is left unread.
+// on, which is only when no request body is left unread. The client gets reason and the
+// request id; err, which may name endpoints and resolvers, goes only to the log.
 func (c *conn) fail(start time.Time, status int, reason string, err error) bool {
 	keep := c.req.KeepAlive() && !c.req.HasBody() && status != 400 && !c.s.shutting.Load()
 	c.linger = c.linger || c.req.HasBody() || status == 400
-	c.writeSimple(status, reason, nil, reason+"\n", !keep)
+	// Logged first, so the line is there by the time the client holds the request id.
+	c.logFailure(slog.LevelWarn, reason, status, err)
+	c.writeError(status, reason, !keep)
 	c.logAccess(start, c.rec.Upstream, status, err)
 	return keep
 }
 
-// writeSimple writes a complete response made here, with a text body.
-func (c *conn) writeSimple(status int, reason string, fields []Field, body string, close bool) {
+// writeError writes an error response of the engine's own, whose body is generic:
+// "meshentry: <reason>; request id <id>", so that an operator can find the details in the log.
+func (c *conn) writeError(status int, reason string, close bool) {
+	c.writeSimple(status, reason, nil, close, "meshentry: ", reason, "; request id ", string(c.rec.RequestID), "\n")
+}
+
+// writeSimple writes a complete response made here, with a text body made of the body parts
+// and the request id in an x-request-id field.
+func (c *conn) writeSimple(status int, reason string, fields []Field, close bool, body ...string) {
+	n := 0
+	for _, b := range body {
+		n += len(b)
+	}
 	w := c.bw
-	c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.IdleTimeout))
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.StreamIdleTimeout))
 	w.WriteString("HTTP/1.1 ")
 	w.Write(strconv.AppendInt(c.num[:0], int64(status), 10))
 	w.WriteByte(' ')
 	w.WriteString(http.StatusText(status))
 	w.WriteString("\r\n")
-	if body != "" {
+	if n > 0 {
 		w.WriteString("Content-Type: text/plain; charset=utf-8\r\n")
+	}
+	if len(c.rec.RequestID) > 0 {
+		w.WriteString("x-request-id: ")
+		w.Write(c.rec.RequestID)
+		w.WriteString("\r\n")
 	}
 	if reason != "" {
 		w.WriteString("x-meshentry-reason: ")
@@ -50,7 +71,8 @@ func (c *conn) writeSimple(status int, reason string, fields []Field, body strin
 		w.WriteString("\r\n")
 	}
 	for _, f := range fields {
-		if !validName(f.Name) {
+		if !validName(f.Name) || equalFoldString([]byte(f.Name), "x-request-id") {
+			// The engine's id is the one field it always sends itself.
 			continue
 		}
 		w.WriteString(f.Name)
@@ -61,7 +83,7 @@ func (c *conn) writeSimple(status int, reason string, fields []Field, body strin
 	if status != 204 && status != 304 {
 		// A 204 must not have the field, and a 304's would speak of a body it does not have.
 		w.WriteString("Content-Length: ")
-		w.Write(strconv.AppendInt(c.num[:0], int64(len(body)), 10))
+		w.Write(strconv.AppendInt(c.num[:0], int64(n), 10))
 		w.WriteString("\r\n")
 	}
 	switch {
@@ -72,7 +94,9 @@ func (c *conn) writeSimple(status int, reason string, fields []Field, body strin
 	}
 	w.WriteString("\r\n")
 	if c.req.Method != "HEAD" && status >= 200 && status != 204 && status != 304 {
-		w.WriteString(body)
+		for _, b := range body {
+			w.WriteString(b)
+		}
 	}
 	w.Flush()
 }

@@ -175,8 +175,8 @@ func TestHopByHopFieldsAreDropped(t *testing.T) {
 			"Connection: keep-alive, X-Hop, x-other-hop\r\nX-Hop: 1\r\nX-Other-Hop: 2\r\n" +
 			"Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X-T\r\n" +
 			"Upgrade: h2c\r\nProxy-Authorization: Basic eDp5\r\nX-End-To-End: 1\r\n\r\n")
-		if resp.body != "x-end-to-end,x-request-id" {
-			t.Errorf("upstream saw fields %q, want only x-end-to-end and x-request-id", resp.body)
+		if resp.body != "via,x-end-to-end,x-request-id" {
+			t.Errorf("upstream saw fields %q, want only via, x-end-to-end and x-request-id", resp.body)
 		}
 	})
 	t.Run("drops hop-by-hop response fields and those named in Connection", func(t *testing.T) {

@@ -33,6 +33,10 @@ type Server struct {
 	OnConnect func(ctx context.Context, head *RequestHead, client net.Conn, buffered []byte)
 	// HTTP2 bounds connections that open with the HTTP/2 preface (h2c prior knowledge).
 	HTTP2 HTTP2Limits
+	// ViaToken names this proxy in the Via field of forwarded requests; a request whose Via
+	// already names it is answered 508 Loop Detected. Empty (or not a token) gives a random
+	// "meshentry-<hex>", unique per Server, so that two proxies in a chain differ.
+	ViaToken string
 
 	initOnce    sync.Once
 	lim         Limits
@@ -52,6 +56,8 @@ type Server struct {
 	closeResult error
 	stats       counters
 	h2          h2State
+	via         string // ViaToken, or the generated default
+	errLog      logLimiter
 }
 
 // Sizes of the per-connection buffers; heads that fit in readSize are parsed in one pass.
@@ -64,6 +70,10 @@ const (
 func (s *Server) init() {
 	s.initOnce.Do(func() {
 		s.lim = s.Limits.withDefaults()
+		s.via = s.ViaToken
+		if !validViaToken(s.via) {
+			s.via = newViaToken()
+		}
 		s.pool = s.Pool
 		if s.pool == nil {
 			s.pool, s.ownPool = &Pool{}, true
@@ -404,11 +414,13 @@ func (c *conn) readRequest(first bool) bool {
 	switch {
 	case errors.As(err, &pe):
 		c.s.stats.countRefusal(pe)
-		c.s.log.Debug("refused request head", "remote", c.req.RemoteAddr.String(), "err", pe.msg)
-		c.writeSimple(pe.status, pe.msg, nil, pe.msg+"\n", true)
+		c.rec.RequestID, c.rec.Upstream = newRequestID(&c.reqID), ""
+		c.logFailure(slog.LevelDebug, "refused request head", pe.status, err)
+		c.writeError(pe.status, pe.msg, true)
 		c.logAccess(time.Now(), "", pe.status, err)
 	case isTimeout(err) && len(raw) > 0:
-		c.writeSimple(408, "timed out reading the request head", nil, "", true)
+		c.rec.RequestID = newRequestID(&c.reqID)
+		c.writeError(408, "timed out reading the request head", true)
 	}
 	return false
 }

@@ -9,12 +9,18 @@ type Stats struct {
 	HeadTooLarge uint64
 	// TooManyHeaders counts request heads with more fields than Limits.MaxHeaders (431).
 	TooManyHeaders uint64
+	// LoopsDetected counts requests whose Via field already named this proxy (508).
+	LoopsDetected uint64
+	// LogsSuppressed counts error log lines dropped by the log's rate limit.
+	LogsSuppressed uint64
 }
 
 // counters holds the live values behind Stats.
 type counters struct {
 	headTooLarge   atomic.Uint64
 	tooManyHeaders atomic.Uint64
+	logsSuppressed atomic.Uint64
+	loops          atomic.Uint64
 }
 
 // Stats returns the current counts.
@@ -23,6 +29,8 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		HeadTooLarge:   c.headTooLarge.Load(),
 		TooManyHeaders: c.tooManyHeaders.Load(),
+		LogsSuppressed: c.logsSuppressed.Load(),
+		LoopsDetected:  c.loops.Load(),
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 // tunnel relays bytes both ways after a 101 Switching Protocols until both sides are done.
 func (c *conn) tunnel(start time.Time, uc *upConn) {
 	// Both deadlines may date from before a long wait for the 101.
-	idle := c.s.lim.IdleTimeout
+	idle := c.s.lim.StreamIdleTimeout
 	c.nc.SetWriteDeadline(time.Now().Add(idle))
 	uc.nc.SetWriteDeadline(time.Now().Add(idle))
 	c.writeResponseHead(false, false)

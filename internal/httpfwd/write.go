@@ -1,5 +1,7 @@
 package httpfwd
 
+// writeRequestHead writes the head sent upstream: origin-form target, HTTP/1.1, Host, the
+// end-to-end fields and an x-request-id.
 func (c *conn) writeRequestHead(up *Upstream) {
 	w := c.ubw
 	req := &c.req
@@ -42,12 +44,19 @@ func (c *conn) writeRequestHead(up *Upstream) {
 			f.kind == kindTransferEncoding || f.kind == kindRequestID {
 			continue
 		}
+		if f.kind == kindVia {
+			c.writeVia(i)
+			continue
+		}
 		w.Write(raw[f.name.start:f.value.end])
 		w.WriteString("\r\n")
 	}
 	if req.Chunked() {
 		// The one coding a request may have, spelt so that no upstream can read it otherwise.
 		w.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if req.lastVia < 0 {
+		c.writeVia(-1)
 	}
 	// Exactly one id goes upstream, the client's or ours, whatever the client's Connection
 	// field named and however many (or empty) x-request-id fields it sent.
@@ -128,5 +137,3 @@ func (c *conn) writeCodings() {
 		w.WriteString("\r\n")
 	}
 }
-
-// reject answers with the Router's Reject. The connection stays open unless a request body,
