@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/meshentry/meshentry/internal/admin"
 	"github.com/meshentry/meshentry/internal/compile"
@@ -34,6 +34,58 @@ type runFlags struct {
 	logLevel      string
 	// allowInvalid serves the valid documents when some are invalid, instead of refusing to start.
 	allowInvalid bool
+	limits       limitFlags
+}
+
+// limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
+type limitFlags struct {
+	maxConnections    int
+	maxHeaders        int
+	maxHeaderBytes    int
+	connectTimeout    time.Duration
+	headerTimeout     time.Duration
+	httpIdleTimeout   time.Duration
+	streamIdleTimeout time.Duration
+	tcpIdleTimeout    time.Duration
+}
+
+func (l *limitFlags) register(fl *pflag.FlagSet) {
+	fl.IntVar(&l.maxConnections, "max-connections", 0, "downstream connections open at once across the forward and capture listeners; beyond it a connection is closed when accepted (0: a third of the descriptor limit, less 128; -1: no cap)")
+	fl.IntVar(&l.maxHeaders, "max-headers", 100, "header fields in one request or response head (Envoy's max_headers_count); a request over it gets 431")
+	fl.IntVar(&l.maxHeaderBytes, "max-header-bytes", 64<<10, "bytes in one request or response head, or trailer section")
+	fl.DurationVar(&l.connectTimeout, "connect-timeout", 5*time.Second, "one connect attempt to an upstream")
+	fl.DurationVar(&l.headerTimeout, "header-timeout", 10*time.Second, "reading a request head, and the first request of a connection")
+	fl.DurationVar(&l.httpIdleTimeout, "http-idle-timeout", time.Hour, "a keep-alive HTTP connection with no request in flight (Envoy's idle_timeout)")
+	fl.DurationVar(&l.streamIdleTimeout, "stream-idle-timeout", 5*time.Minute, "any pause within one HTTP exchange or upgraded connection (Envoy's stream_idle_timeout); there is no timeout on the exchange as a whole")
+	fl.DurationVar(&l.tcpIdleTimeout, "tcp-idle-timeout", time.Hour, "a CONNECT tunnel or captured TCP/TLS connection with no bytes either way (Envoy's tcp_proxy idle_timeout); 0 disables it")
+}
+
+// apply copies the limits into the proxy's config.
+func (l *limitFlags) apply(cfg *proxy.Config) error {
+	for name, d := range map[string]time.Duration{"connect-timeout": l.connectTimeout, "header-timeout": l.headerTimeout,
+		"http-idle-timeout": l.httpIdleTimeout, "stream-idle-timeout": l.streamIdleTimeout} {
+		if d <= 0 {
+			return usageError("--%s must be positive, got %v", name, d)
+		}
+	}
+	if l.tcpIdleTimeout < 0 {
+		return usageError("--tcp-idle-timeout must not be negative, got %v", l.tcpIdleTimeout)
+	}
+	if l.maxHeaders <= 0 || l.maxHeaderBytes <= 0 {
+		return usageError("--max-headers and --max-header-bytes must be positive")
+	}
+	cfg.MaxConnections = l.maxConnections
+	cfg.ConnectTimeout = l.connectTimeout
+	cfg.TCPIdleTimeout = l.tcpIdleTimeout
+	if l.tcpIdleTimeout == 0 {
+		cfg.TCPIdleTimeout = -1 // as Envoy reads 0s: never
+	}
+	cfg.HTTP.MaxHeaders = l.maxHeaders
+	cfg.HTTP.MaxHeaderBytes = l.maxHeaderBytes
+	cfg.HTTP.HeaderReadTimeout = l.headerTimeout
+	cfg.HTTP.IdleTimeout = l.httpIdleTimeout
+	cfg.HTTP.StreamIdleTimeout = l.streamIdleTimeout
+	return nil
 }
 
 func newRunCommand() *cobra.Command {
@@ -64,6 +116,7 @@ func newRunCommand() *cobra.Command {
 	fl.StringVar(&f.policy, "outbound-policy", "REGISTRY_ONLY", "REGISTRY_ONLY refuses what no ServiceEntry declares; ALLOW_ANY passes it through")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.BoolVar(&f.allowInvalid, "allow-invalid", false, "serve the valid documents when some are invalid, logging the findings, instead of refusing to start")
+	f.limits.register(fl)
 	return cmd
 }
 
@@ -72,8 +125,12 @@ func newRunCommand() *cobra.Command {
 func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(map[string]net.Addr)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	allowAny, err := parsePolicy(f.policy)
-	if err != nil {
+	cfg := proxy.Config{Namespace: f.src.namespace, Locality: f.locality, Network: f.network}
+	var err error
+	if cfg.AllowAny, err = parsePolicy(f.policy); err != nil {
+		return err
+	}
+	if err := f.limits.apply(&cfg); err != nil {
 		return err
 	}
 	var level slog.Level
@@ -81,6 +138,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return usageError("--log-level: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	cfg.Logger = log
 	res, err := f.src.compile(cmd, 1)
 	if err != nil {
 		return err
@@ -88,89 +146,28 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	if err := startupFindings(cmd, log, res, f.allowInvalid); err != nil {
 		return err
 	}
-	resolver, err := resolve.New(resolve.Config{Server: f.dnsServer, Logger: log})
-	if err != nil {
+	if cfg.Resolver, err = resolve.New(resolve.Config{Server: f.dnsServer, Logger: log}); err != nil {
 		return &exitError{code: 2, err: fmt.Errorf("dns: %w", err)}
 	}
-	defer resolver.Close()
-	p := proxy.New(proxy.Config{
-		Namespace: f.src.namespace, Locality: f.locality, Network: f.network,
-		AllowAny: allowAny, Resolver: resolver, Logger: log,
-	}, res.Snapshot)
+	defer cfg.Resolver.Close()
+	lns, err := openListeners(f)
+	if err != nil {
+		return err
+	}
+	if lns.admin != nil {
+		// The admin API and pprof are never reachable through the proxy.
+		cfg.SelfAddrs = append(cfg.SelfAddrs, lns.admin.Addr().(*net.TCPAddr).AddrPort())
+	}
+	p := proxy.New(cfg, res.Snapshot)
 	log.Info("registry loaded", "services", len(res.Snapshot.Services), "documents", res.Documents, "errors", res.Errors())
 
-	var lns []net.Listener
-	closeAll := func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}
-	listen := func(name, addr string) (net.Listener, error) {
-		if addr == "" {
-			return nil, nil
-		}
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			closeAll()
-			return nil, &exitError{code: 2, err: fmt.Errorf("%s listener: %w", name, err)}
-		}
-		lns = append(lns, ln)
-		return ln, nil
-	}
-	fwd, err := listen("forward proxy", f.listen)
-	if err != nil {
-		return err
-	}
-	capt, err := listen("capture", f.captureListen)
-	if err != nil {
-		return err
-	}
-	adm, err := listen("admin", f.adminAddr)
-	if err != nil {
-		return err
-	}
-	bound := map[string]net.Addr{}
-	var wg sync.WaitGroup
-	var failMu sync.Mutex
-	var failures []string
-	serve := func(name string, ln net.Listener, fn func(net.Listener) error) {
-		if ln == nil {
-			return
-		}
-		bound[name] = ln.Addr()
-		fmt.Fprintf(cmd.OutOrStdout(), "meshentry: %s listening on %s\n", name, ln.Addr())
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := fn(ln)
-			if err == nil && ctx.Err() != nil {
-				return
-			}
-			if err == nil {
-				err = errors.New("stopped serving")
-			}
-			log.Error("listener failed; shutting down", "listener", name, "err", err)
-			failMu.Lock()
-			failures = append(failures, fmt.Sprintf("%s listener: %v", name, err))
-			failMu.Unlock()
-			cancel()
-		}()
-	}
-	notReady := func() []string {
-		failMu.Lock()
-		defer failMu.Unlock()
-		pending := append([]string(nil), failures...)
-		if ctx.Err() != nil {
-			pending = append(pending, "shutting down")
-		}
-		return pending
-	}
-	serve("forward proxy", fwd, p.ServeForward)
-	serve("capture", capt, p.ServeCapture)
+	g := &serveGroup{ctx: ctx, cancel: cancel, log: log, out: cmd.OutOrStdout(), bound: map[string]net.Addr{}}
+	g.serve("forward proxy", lns.forward, p.ServeForward)
+	g.serve("capture", lns.capture, p.ServeCapture)
 	var adminSrv *http.Server
-	if adm != nil {
-		adminSrv = admin.NewServer(notReady, admin.Timeouts{})
-		serve("admin", adm, func(ln net.Listener) error {
+	if lns.admin != nil {
+		adminSrv = admin.NewServer(g.notReady, admin.Timeouts{})
+		g.serve("admin", lns.admin, func(ln net.Listener) error {
 			if err := adminSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
@@ -178,7 +175,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		})
 	}
 	if ready != nil {
-		ready(bound)
+		ready(g.bound)
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
@@ -188,12 +185,12 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	if adminSrv != nil {
 		adminSrv.Shutdown(shutCtx)
 	}
-	wg.Wait()
+	g.wg.Wait()
 	if err != nil {
 		log.Warn("shutdown was not clean", "err", err)
 	}
-	if len(failures) > 0 {
-		return &exitError{code: 1, err: errors.New(strings.Join(failures, "; "))}
+	if len(g.failures) > 0 {
+		return &exitError{code: 1, err: errors.New(strings.Join(g.failures, "; "))}
 	}
 	return nil
 }

@@ -30,7 +30,7 @@ func startRun(t *testing.T, config string, allowInvalid bool) (map[string]net.Ad
 	cmd := newRunCommand()
 	cmd.SetOut(&stdout)
 	cmd.SetErr(&stderr)
-	f := &runFlags{src: sourceFlags{files: []string{cfg}, namespace: "default"}, listen: "127.0.0.1:0", adminAddr: "127.0.0.1:0",
+	f := &runFlags{src: sourceFlags{files: []string{cfg}, namespace: "default"}, limits: defaultLimits(), listen: "127.0.0.1:0", adminAddr: "127.0.0.1:0",
 		policy: "REGISTRY_ONLY", logLevel: "info", allowInvalid: allowInvalid}
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan map[string]net.Addr, 1)

@@ -14,11 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/meshentry/meshentry/internal/testutil/backend"
 )
 
 // TestRunServesTheForwardProxyAndAdmin drives `meshentry run` in-process: it must serve a declared
-// host through the forward proxy, answer /ready and /healthz, and stop cleanly when its context ends.
+// host through the forward proxy, answer /ready and /healthz, never forward to its own listeners,
+// and stop cleanly when its context ends.
 func TestRunServesTheForwardProxyAndAdmin(t *testing.T) {
 	t.Parallel()
 	be := backend.HTTP(t, "api", "127.0.0.1:0")
@@ -38,7 +41,7 @@ spec:
 	cmd := newRunCommand()
 	cmd.SetOut(&stdout)
 	cmd.SetErr(&stderr)
-	f := &runFlags{src: sourceFlags{files: []string{cfg}, namespace: "default"}, listen: "127.0.0.1:0", adminAddr: "127.0.0.1:0", policy: "REGISTRY_ONLY", logLevel: "info"}
+	f := &runFlags{src: sourceFlags{files: []string{cfg}, namespace: "default"}, limits: defaultLimits(), listen: "127.0.0.1:0", adminAddr: "127.0.0.1:0", policy: "ALLOW_ANY", logLevel: "info"}
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan map[string]net.Addr, 1)
 	done := make(chan error, 1)
@@ -77,6 +80,13 @@ spec:
 			t.Fatalf("/healthz = %d", code)
 		}
 	})
+	t.Run("never reaches its own admin API or listener through the proxy, even under ALLOW_ANY", func(t *testing.T) {
+		for _, target := range []string{"http://" + bound["admin"].String() + "/debug/pprof/", "http://" + bound["forward proxy"].String() + "/"} {
+			if code, body := fetch(client, target); code != http.StatusLoopDetected {
+				t.Fatalf("GET %s through the proxy: %d %q, want 508", target, code, body)
+			}
+		}
+	})
 	t.Run("prints where it listens", func(t *testing.T) {
 		for _, want := range []string{"forward proxy listening on " + bound["forward proxy"].String(), "admin listening on"} {
 			if !strings.Contains(stdout.String(), want) {
@@ -93,4 +103,11 @@ spec:
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not stop after its context ended")
 	}
+}
+
+// defaultLimits is what `run` gets when no limit flag is given.
+func defaultLimits() limitFlags {
+	var l limitFlags
+	l.register(pflag.NewFlagSet("defaults", pflag.ContinueOnError))
+	return l
 }
