@@ -72,7 +72,7 @@ func (s *Server) init() {
 		s.lim = s.Limits.withDefaults()
 		s.via = s.ViaToken
 		if !validViaToken(s.via) {
-			s.via = newViaToken()
+			s.via = NewViaToken()
 		}
 		s.pool = s.Pool
 		if s.pool == nil {

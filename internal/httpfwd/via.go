@@ -12,8 +12,8 @@ import (
 // until every descriptor is used. Envoy and Squid detect loops the same way. The token is
 // unique per process, so a chain of two meshentry proxies is not taken for a loop.
 
-// newViaToken returns a random pseudonym for the Via field.
-func newViaToken() string {
+// NewViaToken returns a random pseudonym for the Via field, for Servers of one process to share.
+func NewViaToken() string {
 	return "meshentry-" + strconv.FormatUint(rand.Uint64()|1<<63, 16)
 }
 

@@ -139,8 +139,11 @@ func New(cfg Config, snap *registry.Snapshot) *Proxy {
 	lim := cfg.HTTP
 	lim.ConnectTimeout = cfg.ConnectTimeout
 	lim.MaxAttempts = cfg.MaxAttempts
-	p.forward = &httpfwd.Server{Router: &httpRouter{p: p}, Pool: p.pool, Limits: lim, Logger: p.log, OnConnect: p.handleConnect}
-	p.capture = &httpfwd.Server{Router: &httpRouter{p: p, captured: true}, Pool: p.pool, Limits: lim, Logger: p.log}
+	// One Via token for both listeners: a request that leaves by one and comes back by the other
+	// is a loop too.
+	via := httpfwd.NewViaToken()
+	p.forward = &httpfwd.Server{Router: &httpRouter{p: p}, Pool: p.pool, Limits: lim, Logger: p.log, OnConnect: p.handleConnect, ViaToken: via}
+	p.capture = &httpfwd.Server{Router: &httpRouter{p: p, captured: true}, Pool: p.pool, Limits: lim, Logger: p.log, ViaToken: via}
 	p.Update(snap)
 	return p
 }
