@@ -191,10 +191,17 @@ func TestHTTP2Shutdown(t *testing.T) {
 	router := &hostRouter{routes: map[string]Upstream{"web.test:0": {Addr: be.addr()}}}
 	srv := &Server{Router: router}
 	proxy := startProxy(t, srv)
+	var once sync.Once
+	finish := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(finish) // a failing test must not leave the upstream waiting
 
 	c := dialH2(t, proxy)
 	c.get(1, "web.test")
-	<-started
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the stream never reached the upstream")
+	}
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -211,7 +218,7 @@ func TestHTTP2Shutdown(t *testing.T) {
 		t.Fatalf("Shutdown returned %v with a stream in flight", err)
 	case <-time.After(100 * time.Millisecond):
 	}
-	close(release)
+	finish()
 	var status, body string
 	for status == "" || body == "" {
 		switch f := c.next(nil).(type) {
