@@ -254,3 +254,61 @@ func TestPrefaceCheckKeepsShortHTTP1Requests(t *testing.T) {
 		t.Errorf("answered after %v: the preface check waited for more bytes", d)
 	}
 }
+
+func TestHTTP2StreamIdleTimeout(t *testing.T) {
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		pause, _ := time.ParseDuration(r.URL.Query().Get("pause"))
+		sleep := func() bool {
+			select {
+			case <-time.After(pause):
+				return true
+			case <-r.Context().Done(): // the proxy gave up
+				return false
+			}
+		}
+		if r.URL.Query().Get("first") == "" && !sleep() {
+			return
+		}
+		for i := range 4 {
+			io.WriteString(w, fmt.Sprint(i))
+			w.(http.Flusher).Flush()
+			if !sleep() {
+				return
+			}
+		}
+	})
+	router := &hostRouter{routes: map[string]Upstream{"web.test:0": {Addr: be.addr()}}}
+	srv := &Server{Router: router, Limits: Limits{IdleTimeout: 300 * time.Millisecond}}
+	proxy := startProxy(t, srv)
+	client := h2cClient(t)
+	tests := []struct {
+		name       string
+		query      string
+		wantStatus int
+		wantBody   string
+		wantErr    bool
+	}{
+		{name: "a response slower than IdleTimeout gets a 504", query: "pause=1s", wantStatus: 504,
+			wantBody: "upstream timed out\n"},
+		{name: "a stream pausing less than IdleTimeout each time outlasts it", query: "pause=150ms",
+			wantStatus: 200, wantBody: "0123"},
+		{name: "a body pausing longer than IdleTimeout is reset", query: "pause=1s&first=1",
+			wantStatus: 200, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", "http://"+proxy+"/?"+tt.query, nil)
+			req.Host = "web.test"
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("request: %v", err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.wantStatus || (err != nil) != tt.wantErr || !tt.wantErr && string(body) != tt.wantBody {
+				t.Errorf("got %d %q, read error %v; want %d %q, error %v",
+					resp.StatusCode, body, err, tt.wantStatus, tt.wantBody, tt.wantErr)
+			}
+		})
+	}
+}
