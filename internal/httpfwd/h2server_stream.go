@@ -391,7 +391,7 @@ type h2ReqBody struct {
 	r    io.ReadCloser
 	idle *idleWatch
 	n    atomic.Int64
-	err atomic.Pointer[error] // how reading from the client failed
+	err  atomic.Pointer[error] // how reading from the client failed
 }
 
 func (b *h2ReqBody) Read(p []byte) (int, error) {
@@ -413,8 +413,8 @@ var errStreamIdle = errors.New("stream idle for too long")
 // idleWatch calls fire once nothing was touched for d. Touching stores a time instead of
 // resetting a timer, since it happens on every read; the timer re-arms itself for the rest.
 type idleWatch struct {
-	d     time.Duration
-	last  atomic.Int64 // UnixNano of the last activity
+	d       time.Duration
+	last    atomic.Int64 // UnixNano of the last activity
 	timer   *time.Timer
 	fire    func()
 	stopped atomic.Bool
