@@ -132,7 +132,8 @@ func h2Clean(v string) bool {
 }
 
 // h2HopByHop lists the fields that belong to one connection (RFC 9110 §7.6.1) and so are
-// not forwarded; TE is kept when it is "trailers", which gRPC servers require.
+// not forwarded, as the HTTP/1.1 path does not forward them; TE: trailers is kept towards h2c
+// upstreams only.
 var h2HopByHop = map[string]bool{
 	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Te": true,
 	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
@@ -159,10 +160,16 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 	if up.Host != "" {
 		out.Host = up.Host
 	}
+	h2c := up.Protocol == H2C
 	for k, vs := range r.Header {
-		if h2HopByHop[k] && !(k == "Te" && len(vs) == 1 && strings.EqualFold(vs[0], "trailers")) {
+		switch {
+		case k == "Te" && h2c && len(vs) == 1 && strings.EqualFold(vs[0], "trailers"):
+			// The one TE value HTTP/2 allows; gRPC servers insist on it.
+		case h2HopByHop[k]:
 			continue
 		}
+		// Cookies a client split over several fields arrive joined: x/net's server does
+		// that (RFC 9113 §8.2.3), so an HTTP/1.1 upstream gets one Cookie field.
 		out.Header[k] = vs
 	}
 	if _, ok := out.Header["User-Agent"]; !ok {

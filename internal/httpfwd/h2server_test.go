@@ -255,6 +255,7 @@ func TestHTTP2PriorKnowledgeToHTTP1(t *testing.T) {
 		w.Header().Set("Connection", "X-Private")
 		w.Header().Set("X-Private", "for this hop only")
 		w.Header().Set("X-Echo-Request-Id", r.Header.Get("X-Request-Id"))
+		w.Header().Set("X-Echo-Te", r.Header.Get("Te"))
 		w.Header().Set("X-Seen", fmt.Sprintf("%s %s %s %s id=%d ua=%q", r.Proto, r.Method, r.Host, r.RequestURI,
 			len(r.Header.Get("X-Request-Id")), r.Header.Get("User-Agent")))
 		fmt.Fprintf(w, "got %d bytes", len(body))
@@ -287,10 +288,11 @@ func TestHTTP2PriorKnowledgeToHTTP1(t *testing.T) {
 			t.Errorf("trailer X-Digest = %q, want the body's digest", resp.Trailer.Get("X-Digest"))
 		}
 	})
-	t.Run("a request id sent by the client is kept", func(t *testing.T) {
+	t.Run("a client's request id is kept and TE dropped", func(t *testing.T) {
 		req, _ := http.NewRequest("GET", "http://"+proxy+"/", nil)
 		req.Host = "web.test:8080"
 		req.Header.Set("X-Request-Id", "client-chosen")
+		req.Header.Set("Te", "trailers")
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatalf("request: %v", err)
@@ -298,6 +300,9 @@ func TestHTTP2PriorKnowledgeToHTTP1(t *testing.T) {
 		resp.Body.Close()
 		if got := resp.Header.Get("X-Echo-Request-Id"); got != "client-chosen" {
 			t.Errorf("upstream saw x-request-id %q, want client-chosen", got)
+		}
+		if got := resp.Header.Get("X-Echo-Te"); got != "" {
+			t.Errorf("upstream saw TE %q, a hop-by-hop field", got)
 		}
 	})
 	t.Run("an unknown authority gets the router's reject", func(t *testing.T) {
