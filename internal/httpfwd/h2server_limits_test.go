@@ -312,3 +312,24 @@ func TestHTTP2StreamIdleTimeout(t *testing.T) {
 		})
 	}
 }
+
+func TestHTTP2RouterPanicResetsOnlyItsStream(t *testing.T) {
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	router := RouterFunc(func(req *RequestHead, _ int) (Upstream, *Reject) {
+		if req.Host == "boom.test" {
+			panic("router bug")
+		}
+		return Upstream{Addr: be.addr()}, nil
+	})
+	proxy := startProxy(t, &Server{Router: router})
+	c := dialH2(t, proxy)
+	c.get(1, "boom.test")
+	if f, ok := c.next(nil).(*http2.RSTStreamFrame); !ok || f.StreamID != 1 {
+		t.Fatalf("got %v, want stream 1 reset", f)
+	}
+	c.get(3, "fine.test")
+	hf, ok := c.next(nil).(*http2.MetaHeadersFrame)
+	if !ok || hf.StreamID != 3 || hf.PseudoValue("status") != "200" {
+		t.Fatalf("got %v, want a 200 on stream 3 of the same connection", hf)
+	}
+}
