@@ -87,7 +87,11 @@ func (st *h2Stream) parseHead() (int, string) {
 		// A zone names an interface of this host; no upstream is reached through one.
 		return 400, "IPv6 zone in the authority"
 	}
-	if !h2Clean(r.Host) || !h2Clean(r.RequestURI) {
+	if !h2Clean(r.Host) || strings.ContainsAny(r.Host, " \t") {
+		// Blanks too: the parser would trim them off a Host field, not refuse them.
+		return 400, "invalid host"
+	}
+	if !h2Clean(r.RequestURI) {
 		return 400, "invalid request target"
 	}
 	raw := make([]byte, 0, 256)
