@@ -261,8 +261,13 @@ func TestHTTP2PriorKnowledgeToHTTP1(t *testing.T) {
 		fmt.Fprintf(w, "got %d bytes", len(body))
 		w.Header().Set("X-Digest", digest(body))
 	})
-	router := &hostRouter{routes: map[string]Upstream{"web.test:8080": {Addr: be.addr()}}}
-	proxy := startProxy(t, &Server{Router: router})
+	dead := deadAddr(t)
+	router := &hostRouter{routes: map[string]Upstream{
+		"web.test:8080":        {Addr: be.addr()},
+		"dead.test:8080":       {Addr: dead},
+		"dead.test:8080 retry": {Addr: dead},
+	}}
+	proxy := startProxy(t, &Server{Router: router, Limits: Limits{MaxAttempts: 2}})
 	client := h2cClient(t)
 	body := payload(100 << 10)
 
@@ -303,6 +308,27 @@ func TestHTTP2PriorKnowledgeToHTTP1(t *testing.T) {
 		}
 		if got := resp.Header.Get("X-Echo-Te"); got != "" {
 			t.Errorf("upstream saw TE %q, a hop-by-hop field", got)
+		}
+	})
+	t.Run("connect failures on every attempt give a 503 after MaxAttempts", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", "http://"+proxy+"/", nil)
+		req.Host = "dead.test:8080"
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("request: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 503 || resp.Header.Get("X-Meshentry-Reason") != "upstream connect failed" {
+			t.Errorf("got %d reason %q, want 503 upstream connect failed", resp.StatusCode, resp.Header.Get("X-Meshentry-Reason"))
+		}
+		var attempts int
+		for _, c := range router.calls() {
+			if strings.HasPrefix(c, "dead.test:8080 ") {
+				attempts++
+			}
+		}
+		if attempts != 2 {
+			t.Errorf("routed %d times, want MaxAttempts = 2", attempts)
 		}
 	})
 	t.Run("an unknown authority gets the router's reject", func(t *testing.T) {
