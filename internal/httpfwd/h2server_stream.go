@@ -329,6 +329,7 @@ func (st *h2Stream) reject(r *Reject) {
 		status = 502 // see Reject.Status
 	}
 	st.writeSimple(status, r.Reason, r.Header, r.Body)
+	st.rec.Upstream = "" // nothing was forwarded, as the HTTP/1.1 path records it
 	st.log(status, nil)
 }
 
