@@ -261,13 +261,8 @@ func TestHTTP2PriorKnowledgeToHTTP1(t *testing.T) {
 		fmt.Fprintf(w, "got %d bytes", len(body))
 		w.Header().Set("X-Digest", digest(body))
 	})
-	dead := deadAddr(t)
-	router := &hostRouter{routes: map[string]Upstream{
-		"web.test:8080":        {Addr: be.addr()},
-		"dead.test:8080":       {Addr: dead},
-		"dead.test:8080 retry": {Addr: dead},
-	}}
-	proxy := startProxy(t, &Server{Router: router, Limits: Limits{MaxAttempts: 2}})
+	router := &hostRouter{routes: map[string]Upstream{"web.test:8080": {Addr: be.addr()}}}
+	proxy := startProxy(t, &Server{Router: router})
 	client := h2cClient(t)
 	body := payload(100 << 10)
 
@@ -310,6 +305,17 @@ func TestHTTP2PriorKnowledgeToHTTP1(t *testing.T) {
 			t.Errorf("upstream saw TE %q, a hop-by-hop field", got)
 		}
 	})
+}
+
+func TestHTTP2PriorKnowledgeFailures(t *testing.T) {
+	dead := deadAddr(t)
+	router := &hostRouter{routes: map[string]Upstream{
+		"dead.test:8080":       {Addr: dead},
+		"dead.test:8080 retry": {Addr: dead},
+	}}
+	proxy := startProxy(t, &Server{Router: router, Limits: Limits{MaxAttempts: 2}})
+	client := h2cClient(t)
+
 	t.Run("connect failures on every attempt give a 503 after MaxAttempts", func(t *testing.T) {
 		req, _ := http.NewRequest("GET", "http://"+proxy+"/", nil)
 		req.Host = "dead.test:8080"
