@@ -278,7 +278,7 @@ func TestHTTP2StreamIdleTimeout(t *testing.T) {
 		}
 	})
 	router := &hostRouter{routes: map[string]Upstream{"web.test:0": {Addr: be.addr()}}}
-	srv := &Server{Router: router, Limits: Limits{IdleTimeout: 300 * time.Millisecond}}
+	srv := &Server{Router: router, Limits: Limits{IdleTimeout: 500 * time.Millisecond}}
 	proxy := startProxy(t, srv)
 	client := h2cClient(t)
 	tests := []struct {
@@ -290,7 +290,7 @@ func TestHTTP2StreamIdleTimeout(t *testing.T) {
 	}{
 		{name: "a response slower than IdleTimeout gets a 504", query: "pause=1s", wantStatus: 504,
 			wantBody: "upstream timed out\n"},
-		{name: "a stream pausing less than IdleTimeout each time outlasts it", query: "pause=150ms",
+		{name: "a stream pausing less than IdleTimeout each time outlasts it", query: "pause=100ms",
 			wantStatus: 200, wantBody: "0123"},
 		{name: "a body pausing longer than IdleTimeout is reset", query: "pause=1s&first=1",
 			wantStatus: 200, wantErr: true},
