@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -273,6 +274,17 @@ func (hc *h2Conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer hc.leave()
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				// A Router or hook bug: log it as the HTTP/1.1 path does, then reset
+				// just this stream.
+				hc.s.log.Error("panic serving an HTTP/2 stream", "remote", hc.remote.String(),
+					"panic", p, "stack", string(debug.Stack()))
+			}
+			panic(http.ErrAbortHandler)
+		}
+	}()
 	hc.h.count.streams.Add(1)
 	st := &h2Stream{hc: hc, w: w, r: r, start: time.Now()}
 	st.serve()

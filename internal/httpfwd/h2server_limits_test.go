@@ -191,10 +191,17 @@ func TestHTTP2Shutdown(t *testing.T) {
 	router := &hostRouter{routes: map[string]Upstream{"web.test:0": {Addr: be.addr()}}}
 	srv := &Server{Router: router}
 	proxy := startProxy(t, srv)
+	var once sync.Once
+	finish := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(finish) // a failing test must not leave the upstream waiting
 
 	c := dialH2(t, proxy)
 	c.get(1, "web.test")
-	<-started
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the stream never reached the upstream")
+	}
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -211,7 +218,7 @@ func TestHTTP2Shutdown(t *testing.T) {
 		t.Fatalf("Shutdown returned %v with a stream in flight", err)
 	case <-time.After(100 * time.Millisecond):
 	}
-	close(release)
+	finish()
 	var status, body string
 	for status == "" || body == "" {
 		switch f := c.next(nil).(type) {
@@ -245,5 +252,84 @@ func TestPrefaceCheckKeepsShortHTTP1Requests(t *testing.T) {
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("answered after %v: the preface check waited for more bytes", d)
+	}
+}
+
+func TestHTTP2StreamIdleTimeout(t *testing.T) {
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		pause, _ := time.ParseDuration(r.URL.Query().Get("pause"))
+		sleep := func() bool {
+			select {
+			case <-time.After(pause):
+				return true
+			case <-r.Context().Done(): // the proxy gave up
+				return false
+			}
+		}
+		if r.URL.Query().Get("first") == "" && !sleep() {
+			return
+		}
+		for i := range 4 {
+			io.WriteString(w, fmt.Sprint(i))
+			w.(http.Flusher).Flush()
+			if !sleep() {
+				return
+			}
+		}
+	})
+	router := &hostRouter{routes: map[string]Upstream{"web.test:0": {Addr: be.addr()}}}
+	srv := &Server{Router: router, Limits: Limits{IdleTimeout: 500 * time.Millisecond}}
+	proxy := startProxy(t, srv)
+	client := h2cClient(t)
+	tests := []struct {
+		name       string
+		query      string
+		wantStatus int
+		wantBody   string
+		wantErr    bool
+	}{
+		{name: "a response slower than IdleTimeout gets a 504", query: "pause=1s", wantStatus: 504,
+			wantBody: "upstream timed out\n"},
+		{name: "a stream pausing less than IdleTimeout each time outlasts it", query: "pause=100ms",
+			wantStatus: 200, wantBody: "0123"},
+		{name: "a body pausing longer than IdleTimeout is reset", query: "pause=1s&first=1",
+			wantStatus: 200, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", "http://"+proxy+"/?"+tt.query, nil)
+			req.Host = "web.test"
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("request: %v", err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.wantStatus || (err != nil) != tt.wantErr || !tt.wantErr && string(body) != tt.wantBody {
+				t.Errorf("got %d %q, read error %v; want %d %q, error %v",
+					resp.StatusCode, body, err, tt.wantStatus, tt.wantBody, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestHTTP2RouterPanicResetsOnlyItsStream(t *testing.T) {
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	router := RouterFunc(func(req *RequestHead, _ int) (Upstream, *Reject) {
+		if req.Host == "boom.test" {
+			panic("router bug")
+		}
+		return Upstream{Addr: be.addr()}, nil
+	})
+	proxy := startProxy(t, &Server{Router: router})
+	c := dialH2(t, proxy)
+	c.get(1, "boom.test")
+	if f, ok := c.next(nil).(*http2.RSTStreamFrame); !ok || f.StreamID != 1 {
+		t.Fatalf("got %v, want stream 1 reset", f)
+	}
+	c.get(3, "fine.test")
+	hf, ok := c.next(nil).(*http2.MetaHeadersFrame)
+	if !ok || hf.StreamID != 3 || hf.PseudoValue("status") != "200" {
+		t.Fatalf("got %v, want a 200 on stream 3 of the same connection", hf)
 	}
 }

@@ -23,6 +23,8 @@ type h2Stream struct {
 	rec   AccessRecord
 	reqID [36]byte
 	body  *h2ReqBody
+	ctx   context.Context // the client's stream, ended early by a pause past IdleTimeout
+	idle  idleWatch
 }
 
 // serve routes the stream and forwards it, retrying connect failures as the HTTP/1.1 path does.
@@ -43,8 +45,15 @@ func (st *h2Stream) serve() {
 	} else {
 		st.rec.RequestID = newRequestID(&st.reqID)
 	}
+	ctx, cancel := context.WithCancelCause(st.r.Context())
+	defer cancel(nil)
+	st.ctx = ctx
+	// As on the HTTP/1.1 path, any pause while the response is awaited or a body moves
+	// is bounded by IdleTimeout.
+	st.idle.start(s.lim.IdleTimeout, func() { cancel(errStreamIdle) })
+	defer st.idle.stop()
 	if st.r.Body != nil && st.r.Body != http.NoBody {
-		st.body = &h2ReqBody{r: st.r.Body}
+		st.body = &h2ReqBody{r: st.r.Body, idle: &st.idle}
 	}
 	for attempt := 0; ; attempt++ {
 		up, rej := s.Router.Route(&st.head, attempt)
@@ -78,7 +87,11 @@ func (st *h2Stream) parseHead() (int, string) {
 		// A zone names an interface of this host; no upstream is reached through one.
 		return 400, "IPv6 zone in the authority"
 	}
-	if !h2Clean(r.Host) || !h2Clean(r.RequestURI) {
+	if !h2Clean(r.Host) || strings.ContainsAny(r.Host, " \t") {
+		// Blanks too: the parser would trim them off a Host field, not refuse them.
+		return 400, "invalid host"
+	}
+	if !h2Clean(r.RequestURI) {
 		return 400, "invalid request target"
 	}
 	raw := make([]byte, 0, 256)
@@ -123,7 +136,8 @@ func h2Clean(v string) bool {
 }
 
 // h2HopByHop lists the fields that belong to one connection (RFC 9110 §7.6.1) and so are
-// not forwarded; TE is kept when it is "trailers", which gRPC servers require.
+// not forwarded, as the HTTP/1.1 path does not forward them; TE: trailers is kept towards h2c
+// upstreams only.
 var h2HopByHop = map[string]bool{
 	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Te": true,
 	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
@@ -150,10 +164,16 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 	if up.Host != "" {
 		out.Host = up.Host
 	}
+	h2c := up.Protocol == H2C
 	for k, vs := range r.Header {
-		if h2HopByHop[k] && !(k == "Te" && len(vs) == 1 && strings.EqualFold(vs[0], "trailers")) {
+		switch {
+		case k == "Te" && h2c && len(vs) == 1 && strings.EqualFold(vs[0], "trailers"):
+			// The one TE value HTTP/2 allows; gRPC servers insist on it.
+		case h2HopByHop[k]:
 			continue
 		}
+		// Cookies a client split over several fields arrive joined: x/net's server does
+		// that (RFC 9113 §8.2.3), so an HTTP/1.1 upstream gets one Cookie field.
 		out.Header[k] = vs
 	}
 	if _, ok := out.Header["User-Agent"]; !ok {
@@ -175,7 +195,7 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 		}
 	}
 	dial := &h2cDial{up: *up, timeout: s.lim.ConnectTimeout}
-	out = out.WithContext(context.WithValue(r.Context(), h2cDialKey{}, dial))
+	out = out.WithContext(context.WithValue(st.ctx, h2cDialKey{}, dial))
 	resp, err := rt.RoundTrip(out)
 	if err != nil {
 		return st.roundTripFailed(up, err)
@@ -200,6 +220,11 @@ func (st *h2Stream) roundTripFailed(up *Upstream, err error) (retry bool, _ erro
 		// The client reset the stream or went away: nobody to answer, nobody to blame.
 		s.Router.Done(*up, nil)
 		st.log(0, err)
+		return false, nil
+	case context.Cause(st.ctx) == errStreamIdle:
+		err = fmt.Errorf("%w: no response within %v: %w", ErrUpstreamTimeout, s.lim.IdleTimeout, err)
+		s.Router.Done(*up, err)
+		st.fail(504, "upstream timed out", err)
 		return false, nil
 	case st.body != nil && st.body.err.Load() != nil:
 		s.Router.Done(*up, nil)
@@ -257,6 +282,7 @@ func (st *h2Stream) relay(resp *http.Response) error {
 	buf := make([]byte, bulkSize)
 	for {
 		n, err := resp.Body.Read(buf)
+		st.idle.touch()
 		if n > 0 {
 			st.rec.ResponseBytes += int64(n)
 			if _, werr := w.Write(buf[:n]); werr != nil {
@@ -270,6 +296,9 @@ func (st *h2Stream) relay(resp *http.Response) error {
 			break
 		}
 		if err != nil {
+			if context.Cause(st.ctx) == errStreamIdle {
+				return fmt.Errorf("%w: the response paused for %v", ErrUpstreamTimeout, st.hc.s.lim.IdleTimeout)
+			}
 			if st.r.Context().Err() != nil || st.body != nil && st.body.err.Load() != nil {
 				return nil
 			}
@@ -300,6 +329,7 @@ func (st *h2Stream) reject(r *Reject) {
 		status = 502 // see Reject.Status
 	}
 	st.writeSimple(status, r.Reason, r.Header, r.Body)
+	st.rec.Upstream = "" // nothing was forwarded, as the HTTP/1.1 path records it
 	st.log(status, nil)
 }
 
@@ -370,13 +400,15 @@ func (st *h2Stream) log(status int, err error) {
 // the body of a request that failed, which must stay readable for the next attempt. The
 // HTTP/2 server closes the real body when the handler returns.
 type h2ReqBody struct {
-	r   io.ReadCloser
-	n   atomic.Int64
-	err atomic.Pointer[error] // how reading from the client failed
+	r    io.ReadCloser
+	idle *idleWatch
+	n    atomic.Int64
+	err  atomic.Pointer[error] // how reading from the client failed
 }
 
 func (b *h2ReqBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
+	b.idle.touch()
 	b.n.Add(int64(n))
 	if err != nil && err != io.EOF {
 		b.err.CompareAndSwap(nil, &err)
@@ -386,3 +418,42 @@ func (b *h2ReqBody) Read(p []byte) (int, error) {
 
 // Close does nothing; see h2ReqBody.
 func (b *h2ReqBody) Close() error { return nil }
+
+// errStreamIdle ends a stream that paused for longer than Limits.IdleTimeout.
+var errStreamIdle = errors.New("stream idle for too long")
+
+// idleWatch calls fire once nothing was touched for d. Touching stores a time instead of
+// resetting a timer, since it happens on every read; the timer re-arms itself for the rest.
+type idleWatch struct {
+	d       time.Duration
+	last    atomic.Int64 // UnixNano of the last activity
+	timer   *time.Timer
+	fire    func()
+	stopped atomic.Bool
+}
+
+func (w *idleWatch) start(d time.Duration, fire func()) {
+	w.d, w.fire = d, fire
+	w.touch()
+	// Armed only once assigned, so check never sees w.timer unset.
+	w.timer = time.AfterFunc(time.Hour, w.check)
+	w.timer.Reset(d)
+}
+
+func (w *idleWatch) touch() { w.last.Store(time.Now().UnixNano()) }
+
+func (w *idleWatch) check() {
+	if w.stopped.Load() {
+		return
+	}
+	if rest := w.d - time.Since(time.Unix(0, w.last.Load())); rest > 0 {
+		w.timer.Reset(rest)
+		return
+	}
+	w.fire()
+}
+
+func (w *idleWatch) stop() {
+	w.stopped.Store(true)
+	w.timer.Stop()
+}

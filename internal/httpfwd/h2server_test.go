@@ -252,6 +252,10 @@ func TestHTTP2PriorKnowledgeToHTTP1(t *testing.T) {
 			return
 		}
 		w.Header().Set("Trailer", "X-Digest")
+		w.Header().Set("Connection", "X-Private")
+		w.Header().Set("X-Private", "for this hop only")
+		w.Header().Set("X-Echo-Request-Id", r.Header.Get("X-Request-Id"))
+		w.Header().Set("X-Echo-Te", r.Header.Get("Te"))
 		w.Header().Set("X-Seen", fmt.Sprintf("%s %s %s %s id=%d ua=%q", r.Proto, r.Method, r.Host, r.RequestURI,
 			len(r.Header.Get("X-Request-Id")), r.Header.Get("User-Agent")))
 		fmt.Fprintf(w, "got %d bytes", len(body))
@@ -277,8 +281,60 @@ func TestHTTP2PriorKnowledgeToHTTP1(t *testing.T) {
 		if want := `HTTP/1.1 POST Web.Test:8080 /up?x=1 id=36 ua="Go-http-client/2.0"`; resp.Header.Get("X-Seen") != want {
 			t.Errorf("upstream saw %q, want %q", resp.Header.Get("X-Seen"), want)
 		}
+		if v, ok := resp.Header["X-Private"]; ok {
+			t.Errorf("X-Private %q, listed in Connection, was forwarded", v)
+		}
 		if resp.Trailer.Get("X-Digest") != digest(body) {
 			t.Errorf("trailer X-Digest = %q, want the body's digest", resp.Trailer.Get("X-Digest"))
+		}
+	})
+	t.Run("a client's request id is kept and TE dropped", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", "http://"+proxy+"/", nil)
+		req.Host = "web.test:8080"
+		req.Header.Set("X-Request-Id", "client-chosen")
+		req.Header.Set("Te", "trailers")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("request: %v", err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("X-Echo-Request-Id"); got != "client-chosen" {
+			t.Errorf("upstream saw x-request-id %q, want client-chosen", got)
+		}
+		if got := resp.Header.Get("X-Echo-Te"); got != "" {
+			t.Errorf("upstream saw TE %q, a hop-by-hop field", got)
+		}
+	})
+}
+
+func TestHTTP2PriorKnowledgeFailures(t *testing.T) {
+	dead := deadAddr(t)
+	router := &hostRouter{routes: map[string]Upstream{
+		"dead.test:8080":       {Addr: dead},
+		"dead.test:8080 retry": {Addr: dead},
+	}}
+	proxy := startProxy(t, &Server{Router: router, Limits: Limits{MaxAttempts: 2}})
+	client := h2cClient(t)
+
+	t.Run("connect failures on every attempt give a 503 after MaxAttempts", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", "http://"+proxy+"/", nil)
+		req.Host = "dead.test:8080"
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("request: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 503 || resp.Header.Get("X-Meshentry-Reason") != "upstream connect failed" {
+			t.Errorf("got %d reason %q, want 503 upstream connect failed", resp.StatusCode, resp.Header.Get("X-Meshentry-Reason"))
+		}
+		var attempts int
+		for _, c := range router.calls() {
+			if strings.HasPrefix(c, "dead.test:8080 ") {
+				attempts++
+			}
+		}
+		if attempts != 2 {
+			t.Errorf("routed %d times, want MaxAttempts = 2", attempts)
 		}
 	})
 	t.Run("an unknown authority gets the router's reject", func(t *testing.T) {
@@ -386,4 +442,75 @@ func hpackBlock(pairs ...string) []byte {
 		enc.WriteField(hpack.HeaderField{Name: pairs[i], Value: pairs[i+1]})
 	}
 	return buf.Bytes()
+}
+
+// origDstConn reports a chosen local address, as a captured connection reports the
+// destination the application dialled.
+type origDstConn struct {
+	net.Conn
+	local net.Addr
+}
+
+func (c *origDstConn) LocalAddr() net.Addr { return c.local }
+
+func TestHTTP2PriorKnowledgeThroughServeConn(t *testing.T) {
+	grpcAddr := startGRPCBackend(t)
+	vip := &net.TCPAddr{IP: net.IPv4(240, 240, 0, 7), Port: 50051}
+	var mu sync.Mutex
+	var seen []string
+	router := RouterFunc(func(req *RequestHead, _ int) (Upstream, *Reject) {
+		mu.Lock()
+		seen = append(seen, req.LocalAddr.String()+" "+req.Host)
+		mu.Unlock()
+		if req.LocalAddr.String() != vip.String() {
+			return Upstream{}, &Reject{Status: 404, Reason: "not a declared address"}
+		}
+		return Upstream{Addr: grpcAddr, Protocol: H2C}, nil
+	})
+	var records []string
+	srv := &Server{Router: router, AccessLog: func(r *AccessRecord) {
+		mu.Lock()
+		records = append(records, fmt.Sprintf("%d %s id=%d", r.Status, r.Upstream, len(r.RequestID)))
+		mu.Unlock()
+	}}
+	ln := listen(t)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				srv.ServeConn(context.Background(), &origDstConn{Conn: nc, local: vip})
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		srv.Close()
+		wg.Wait()
+	})
+
+	cc := grpcClient(t, ln.Addr().String(), "echo.test:50051")
+	out := new(wrapperspb.StringValue)
+	if err := cc.Invoke(withTimeout(t), "/meshentry.test.Echo/Unary", wrapperspb.String("vip"), out); err != nil {
+		t.Fatalf("unary call through a captured connection: %v", err)
+	}
+	if out.Value != "echo:vip" {
+		t.Errorf("got %q, want echo:vip", out.Value)
+	}
+	cc.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || seen[0] != vip.String()+" echo.test" {
+		t.Errorf("router saw %q, want the original destination %s and host echo.test", seen, vip)
+	}
+	if want := fmt.Sprintf("200 %s id=36", grpcAddr); len(records) != 1 || records[0] != want {
+		t.Errorf("access log %q, want [%q]", records, want)
+	}
 }

@@ -13,7 +13,9 @@ import (
 )
 
 // Server forwards the HTTP/1.1 requests of client connections to upstreams chosen by its
-// Router. Set the fields before the first Serve or ServeConn and leave them alone afterwards.
+// Router, and the streams of clients that open with the HTTP/2 preface (h2c prior
+// knowledge). Set the fields before the first Serve or ServeConn and leave them alone
+// afterwards.
 type Server struct {
 	// Router picks the upstream of each request; it is required.
 	Router Router
