@@ -100,7 +100,7 @@ func (s *Server) initHTTP2() *h2State {
 			IdleTimeout:          h.lim.IdleTimeout,
 			// A client that stops reading stalls the connection's writes: bound it as the
 			// HTTP/1.1 path bounds a stalled write.
-			WriteByteTimeout: s.lim.IdleTimeout,
+			WriteByteTimeout: s.lim.StreamIdleTimeout,
 			CountError:       h.countError,
 		}
 		// ConfigureServer links the two so that base.Shutdown sends every connection a

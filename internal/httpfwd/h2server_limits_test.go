@@ -278,7 +278,7 @@ func TestHTTP2StreamIdleTimeout(t *testing.T) {
 		}
 	})
 	router := &hostRouter{routes: map[string]Upstream{"web.test:0": {Addr: be.addr()}}}
-	srv := &Server{Router: router, Limits: Limits{IdleTimeout: 500 * time.Millisecond}}
+	srv := &Server{Router: router, Limits: Limits{StreamIdleTimeout: 500 * time.Millisecond}}
 	proxy := startProxy(t, srv)
 	client := h2cClient(t)
 	tests := []struct {
@@ -288,11 +288,11 @@ func TestHTTP2StreamIdleTimeout(t *testing.T) {
 		wantBody   string
 		wantErr    bool
 	}{
-		{name: "a response slower than IdleTimeout gets a 504", query: "pause=1s", wantStatus: 504,
+		{name: "a response slower than StreamIdleTimeout gets a 504", query: "pause=1s", wantStatus: 504,
 			wantBody: "upstream timed out\n"},
-		{name: "a stream pausing less than IdleTimeout each time outlasts it", query: "pause=100ms",
+		{name: "a stream pausing less than StreamIdleTimeout each time outlasts it", query: "pause=100ms",
 			wantStatus: 200, wantBody: "0123"},
-		{name: "a body pausing longer than IdleTimeout is reset", query: "pause=1s&first=1",
+		{name: "a body pausing longer than StreamIdleTimeout is reset", query: "pause=1s&first=1",
 			wantStatus: 200, wantErr: true},
 	}
 	for _, tt := range tests {

@@ -50,7 +50,7 @@ func (st *h2Stream) serve() {
 	st.ctx = ctx
 	// As on the HTTP/1.1 path, any pause while the response is awaited or a body moves
 	// is bounded by IdleTimeout.
-	st.idle.start(s.lim.IdleTimeout, func() { cancel(errStreamIdle) })
+	st.idle.start(s.lim.StreamIdleTimeout, func() { cancel(errStreamIdle) })
 	defer st.idle.stop()
 	if st.r.Body != nil && st.r.Body != http.NoBody {
 		st.body = &h2ReqBody{r: st.r.Body, idle: &st.idle}
@@ -222,7 +222,7 @@ func (st *h2Stream) roundTripFailed(up *Upstream, err error) (retry bool, _ erro
 		st.log(0, err)
 		return false, nil
 	case context.Cause(st.ctx) == errStreamIdle:
-		err = fmt.Errorf("%w: no response within %v: %w", ErrUpstreamTimeout, s.lim.IdleTimeout, err)
+		err = fmt.Errorf("%w: no response within %v: %w", ErrUpstreamTimeout, s.lim.StreamIdleTimeout, err)
 		s.Router.Done(*up, err)
 		st.fail(504, "upstream timed out", err)
 		return false, nil
@@ -297,7 +297,7 @@ func (st *h2Stream) relay(resp *http.Response) error {
 		}
 		if err != nil {
 			if context.Cause(st.ctx) == errStreamIdle {
-				return fmt.Errorf("%w: the response paused for %v", ErrUpstreamTimeout, st.hc.s.lim.IdleTimeout)
+				return fmt.Errorf("%w: the response paused for %v", ErrUpstreamTimeout, st.hc.s.lim.StreamIdleTimeout)
 			}
 			if st.r.Context().Err() != nil || st.body != nil && st.body.err.Load() != nil {
 				return nil
@@ -419,41 +419,5 @@ func (b *h2ReqBody) Read(p []byte) (int, error) {
 // Close does nothing; see h2ReqBody.
 func (b *h2ReqBody) Close() error { return nil }
 
-// errStreamIdle ends a stream that paused for longer than Limits.IdleTimeout.
+// errStreamIdle ends a stream that paused for longer than Limits.StreamIdleTimeout.
 var errStreamIdle = errors.New("stream idle for too long")
-
-// idleWatch calls fire once nothing was touched for d. Touching stores a time instead of
-// resetting a timer, since it happens on every read; the timer re-arms itself for the rest.
-type idleWatch struct {
-	d       time.Duration
-	last    atomic.Int64 // UnixNano of the last activity
-	timer   *time.Timer
-	fire    func()
-	stopped atomic.Bool
-}
-
-func (w *idleWatch) start(d time.Duration, fire func()) {
-	w.d, w.fire = d, fire
-	w.touch()
-	// Armed only once assigned, so check never sees w.timer unset.
-	w.timer = time.AfterFunc(time.Hour, w.check)
-	w.timer.Reset(d)
-}
-
-func (w *idleWatch) touch() { w.last.Store(time.Now().UnixNano()) }
-
-func (w *idleWatch) check() {
-	if w.stopped.Load() {
-		return
-	}
-	if rest := w.d - time.Since(time.Unix(0, w.last.Load())); rest > 0 {
-		w.timer.Reset(rest)
-		return
-	}
-	w.fire()
-}
-
-func (w *idleWatch) stop() {
-	w.stopped.Store(true)
-	w.timer.Stop()
-}
