@@ -32,8 +32,9 @@ type Server struct {
 	// canceled when it returns or the server closes. Without it, CONNECT gets a 501.
 	OnConnect func(ctx context.Context, head *RequestHead, client net.Conn, buffered []byte)
 	// ViaToken names this proxy in the Via field of forwarded requests; a request whose Via
-	// already names it is answered 508 Loop Detected. Empty (or not a token) gives a random
-	// "meshentry-<hex>", unique per Server, so that two proxies in a chain differ.
+	// already names it is answered 508 Loop Detected. Empty (or not a token) gives
+	// "meshentry-<random hex>", drawn once per process: the Servers of one process share it,
+	// and two proxies in a chain differ.
 	ViaToken string
 
 	initOnce    sync.Once
@@ -69,7 +70,7 @@ func (s *Server) init() {
 		s.lim = s.Limits.withDefaults()
 		s.via = s.ViaToken
 		if !validViaToken(s.via) {
-			s.via = newViaToken()
+			s.via = processViaToken
 		}
 		s.pool = s.Pool
 		if s.pool == nil {

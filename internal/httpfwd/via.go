@@ -17,6 +17,11 @@ func newViaToken() string {
 	return "meshentry-" + strconv.FormatUint(rand.Uint64()|1<<63, 16)
 }
 
+// processViaToken is the default ViaToken, drawn once per process and never changed, so that
+// the Servers of one process (a forward and a capture listener, say) all recognise a request
+// that went through any of them, while another process in a chain has its own.
+var processViaToken = newViaToken()
+
 // validViaToken reports whether t can stand as received-by in a Via field: a token.
 func validViaToken(t string) bool { return validName(t) }
 
