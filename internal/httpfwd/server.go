@@ -300,6 +300,13 @@ func (s *Server) putConn(c *conn) {
 	if cap(c.req.fields) > 256 {
 		c.req.fields, c.req.connOpts = nil, nil
 	}
+	// Nor the set of a head that listed thousands of Connection options.
+	if cap(c.req.opts.slots) > 1024 || cap(c.req.opts.fold) > 1024 {
+		c.req.opts = optIndex{}
+	}
+	if cap(c.resp.opts.slots) > 1024 || cap(c.resp.opts.fold) > 1024 {
+		c.resp.opts = optIndex{}
+	}
 	if cap(c.resp.fields) > 256 {
 		c.resp.fields, c.resp.connOpts = nil, nil
 	}
