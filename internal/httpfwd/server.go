@@ -386,6 +386,9 @@ func (c *conn) readRequest(first bool) bool {
 		_, err := c.br.Peek(1)
 		c.idle.Store(false)
 		if err != nil {
+			if !first && isTimeout(err) && !c.s.shutting.Load() {
+				c.s.stats.idle.Add(1)
+			}
 			return false
 		}
 		if !first {
