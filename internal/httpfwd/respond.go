@@ -1,6 +1,7 @@
 package httpfwd
 
 import (
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -114,6 +115,9 @@ func writeSanitized(c *conn, v string) {
 }
 
 func (c *conn) logAccess(start time.Time, upstream string, status int, err error) {
+	if err != nil && status != 101 && stalled(err) {
+		c.s.stats.streamIdle.Add(1) // a tunnel counts its own
+	}
 	log := c.s.AccessLog
 	if log == nil {
 		return
@@ -152,4 +156,10 @@ func newRequestID(dst *[36]byte) []byte {
 		j += 2
 	}
 	return dst[:]
+}
+
+// stalled reports an exchange that ended because a read or write made no progress for the
+// stream idle timeout. A connect timeout is the connect timeout's, not a stall.
+func stalled(err error) bool {
+	return !errors.Is(err, ErrConnect) && (errors.Is(err, ErrUpstreamTimeout) || isTimeout(err))
 }

@@ -36,8 +36,9 @@ type Server struct {
 	// HTTP2 bounds connections that open with the HTTP/2 preface (h2c prior knowledge).
 	HTTP2 HTTP2Limits
 	// ViaToken names this proxy in the Via field of forwarded requests; a request whose Via
-	// already names it is answered 508 Loop Detected. Empty (or not a token) gives a random
-	// "meshentry-<hex>", unique per Server, so that two proxies in a chain differ.
+	// already names it is answered 508 Loop Detected. Empty (or not a token) gives
+	// "meshentry-<random hex>", drawn once per process: the Servers of one process share it,
+	// and two proxies in a chain differ.
 	ViaToken string
 
 	initOnce    sync.Once
@@ -74,7 +75,7 @@ func (s *Server) init() {
 		s.lim = s.Limits.withDefaults()
 		s.via = s.ViaToken
 		if !validViaToken(s.via) {
-			s.via = NewViaToken()
+			s.via = processViaToken
 		}
 		s.pool = s.Pool
 		if s.pool == nil {
@@ -307,6 +308,13 @@ func (s *Server) putConn(c *conn) {
 	if cap(c.req.fields) > 256 {
 		c.req.fields, c.req.connOpts = nil, nil
 	}
+	// Nor the set of a head that listed thousands of Connection options.
+	if cap(c.req.opts.slots) > 1024 || cap(c.req.opts.fold) > 1024 {
+		c.req.opts = optIndex{}
+	}
+	if cap(c.resp.opts.slots) > 1024 || cap(c.resp.opts.fold) > 1024 {
+		c.resp.opts = optIndex{}
+	}
 	if cap(c.resp.fields) > 256 {
 		c.resp.fields, c.resp.connOpts = nil, nil
 	}
@@ -390,6 +398,9 @@ func (c *conn) readRequest(first bool) bool {
 		_, err := c.br.Peek(1)
 		c.idle.Store(false)
 		if err != nil {
+			if !first && isTimeout(err) && !c.s.shutting.Load() {
+				c.s.stats.idle.Add(1)
+			}
 			return false
 		}
 		if !first {

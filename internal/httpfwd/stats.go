@@ -11,6 +11,12 @@ type Stats struct {
 	TooManyHeaders uint64
 	// LoopsDetected counts requests whose Via field already named this proxy (508).
 	LoopsDetected uint64
+	// StreamIdleTimeouts counts exchanges and upgraded connections ended because nothing
+	// moved for Limits.StreamIdleTimeout (a 504, a cut body or a closed tunnel).
+	StreamIdleTimeouts uint64
+	// IdleTimeouts counts keep-alive client connections closed after Limits.IdleTimeout
+	// without a request.
+	IdleTimeouts uint64
 	// LogsSuppressed counts error log lines dropped by the log's rate limit.
 	LogsSuppressed uint64
 }
@@ -21,16 +27,20 @@ type counters struct {
 	tooManyHeaders atomic.Uint64
 	logsSuppressed atomic.Uint64
 	loops          atomic.Uint64
+	streamIdle     atomic.Uint64
+	idle           atomic.Uint64
 }
 
 // Stats returns the current counts.
 func (s *Server) Stats() Stats {
 	c := &s.stats
 	return Stats{
-		HeadTooLarge:   c.headTooLarge.Load(),
-		TooManyHeaders: c.tooManyHeaders.Load(),
-		LogsSuppressed: c.logsSuppressed.Load(),
-		LoopsDetected:  c.loops.Load(),
+		HeadTooLarge:       c.headTooLarge.Load(),
+		TooManyHeaders:     c.tooManyHeaders.Load(),
+		LogsSuppressed:     c.logsSuppressed.Load(),
+		LoopsDetected:      c.loops.Load(),
+		StreamIdleTimeouts: c.streamIdle.Load(),
+		IdleTimeouts:       c.idle.Load(),
 	}
 }
 

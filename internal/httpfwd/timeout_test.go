@@ -86,6 +86,15 @@ func TestStreamIdleTimeout(t *testing.T) {
 			case tt.wantBody != "" && (err != nil || string(body) != tt.wantBody):
 				t.Errorf("body %q (%v), want %q", body, err, tt.wantBody)
 			}
+			c.nc.Close()
+			var want uint64
+			if tt.wantBody == "" {
+				want = 1
+			}
+			waitFor(func() bool { return srv.Stats().StreamIdleTimeouts == want })
+			if got := srv.Stats().StreamIdleTimeouts; got != want {
+				t.Errorf("Stats().StreamIdleTimeouts = %d, want %d", got, want)
+			}
 		})
 	}
 }
@@ -95,10 +104,13 @@ func TestUpgradedConnectionsUseTheStreamIdleTimeout(t *testing.T) {
 	tests := []struct {
 		name     string
 		pause    time.Duration
+		pings    int // sent after the pause, one every shortPause/2
 		wantData bool
 	}{
-		{name: "keeps an upgraded connection pausing longer than the idle timeout", pause: shortPause, wantData: true},
-		{name: "closes an upgraded connection pausing longer than the stream idle timeout", pause: longPause},
+		{name: "keeps an upgraded connection pausing longer than the idle timeout", pause: shortPause, pings: 1, wantData: true},
+		{name: "closes an upgraded connection pausing longer than the stream idle timeout", pause: longPause, pings: 1},
+		{name: "keeps an upgraded connection that moves one way only for longer than the stream idle timeout",
+			pause: shortPause / 2, pings: 8, wantData: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,7 +121,12 @@ func TestUpgradedConnectionsUseTheStreamIdleTimeout(t *testing.T) {
 				}
 				io.WriteString(nc, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
 				time.Sleep(tt.pause)
-				io.WriteString(nc, "ping")
+				for i := range tt.pings {
+					if i > 0 {
+						time.Sleep(shortPause / 2)
+					}
+					io.WriteString(nc, "ping")
+				}
 				io.Copy(io.Discard, br)
 			})
 			srv := &Server{Router: staticRouter(be.addr()), Limits: Limits{IdleTimeout: testIdle, StreamIdleTimeout: testStreamIdle}}
@@ -118,10 +135,14 @@ func TestUpgradedConnectionsUseTheStreamIdleTimeout(t *testing.T) {
 			if head, err := readRawHead(c.br); err != nil || !strings.HasPrefix(head, "HTTP/1.1 101 ") {
 				t.Fatalf("head %q (%v)", head, err)
 			}
-			buf := make([]byte, 4)
+			buf := make([]byte, 4*tt.pings)
 			_, err := io.ReadFull(c.br, buf)
-			if got := err == nil && string(buf) == "ping"; got != tt.wantData {
+			if got := err == nil && string(buf) == strings.Repeat("ping", tt.pings); got != tt.wantData {
 				t.Errorf("read %q (%v) after a pause of %v, want data: %v", buf, err, tt.pause, tt.wantData)
+			}
+			waitFor(func() bool { return tt.wantData || srv.Stats().StreamIdleTimeouts == 1 })
+			if !tt.wantData && srv.Stats().StreamIdleTimeouts != 1 {
+				t.Errorf("Stats().StreamIdleTimeouts = %d, want 1", srv.Stats().StreamIdleTimeouts)
 			}
 		})
 	}
@@ -141,5 +162,8 @@ func TestKeepAliveIdleTimeout(t *testing.T) {
 	}
 	if d := time.Since(t0); d > testStreamIdle {
 		t.Errorf("idle connection closed after %v, want about the idle timeout %v", d, testIdle)
+	}
+	if got := srv.Stats().IdleTimeouts; got != 1 {
+		t.Errorf("Stats().IdleTimeouts = %d, want 1", got)
 	}
 }

@@ -1,9 +1,11 @@
 package httpfwd
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,22 +31,33 @@ func (c *conn) tunnel(start time.Time, uc *upConn) {
 		}
 	}
 	if err == nil {
+		// Activity either way keeps both directions open: a server pushing over a
+		// WebSocket to a client that never sends is not idle.
+		var last atomic.Int64
+		last.Store(time.Now().UnixNano())
 		var wg sync.WaitGroup
+		var upIdle bool
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.s.relay(uc.nc, c.nc, idle)
+			upIdle = c.s.relay(uc.nc, c.nc, idle, &last)
 		}()
-		c.s.relay(c.nc, uc.nc, idle)
+		downIdle := c.s.relay(c.nc, uc.nc, idle, &last)
 		wg.Wait()
+		if upIdle || downIdle {
+			c.s.stats.streamIdle.Add(1)
+			err = fmt.Errorf("%w: upgraded connection idle for %v", ErrUpstreamTimeout, idle)
+		}
 	}
 	uc.nc.Close()
 	c.logAccess(start, uc.key, 101, err)
 }
 
 // relay copies src to dst until src ends, then half-closes dst; on an error it closes both so
-// the opposite direction stops too.
-func (s *Server) relay(dst, src net.Conn, idle time.Duration) {
+// the opposite direction stops too. last is the time of the latest read of either direction:
+// a read deadline that expires while the other direction moved is renewed. It reports
+// whether it ended because neither direction moved for idle.
+func (s *Server) relay(dst, src net.Conn, idle time.Duration, last *atomic.Int64) (idled bool) {
 	bp, _ := s.bufPool.Get().(*[]byte)
 	if bp == nil {
 		b := make([]byte, bulkSize)
@@ -53,28 +66,30 @@ func (s *Server) relay(dst, src net.Conn, idle time.Duration) {
 	defer s.bufPool.Put(bp)
 	buf := *bp
 	for {
-		src.SetReadDeadline(time.Now().Add(idle))
+		src.SetReadDeadline(time.Unix(0, last.Load()).Add(idle))
 		n, err := src.Read(buf)
 		if n > 0 {
+			last.Store(time.Now().UnixNano())
 			dst.SetWriteDeadline(time.Now().Add(idle))
 			if _, werr := dst.Write(buf[:n]); werr != nil {
-				src.Close()
-				dst.Close()
-				return
+				break
 			}
 		}
-		if err == io.EOF {
+		switch {
+		case err == nil:
+			continue
+		case err == io.EOF:
 			if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-				return
+				return false
 			}
-			src.Close()
-			dst.Close()
-			return
+		case isTimeout(err) && time.Since(time.Unix(0, last.Load())) < idle:
+			continue // the other direction moved meanwhile
+		case isTimeout(err):
+			idled = true
 		}
-		if err != nil {
-			src.Close()
-			dst.Close()
-			return
-		}
+		break
 	}
+	src.Close()
+	dst.Close()
+	return idled
 }

@@ -12,10 +12,15 @@ import (
 // until every descriptor is used. Envoy and Squid detect loops the same way. The token is
 // unique per process, so a chain of two meshentry proxies is not taken for a loop.
 
-// NewViaToken returns a random pseudonym for the Via field, for Servers of one process to share.
-func NewViaToken() string {
+// newViaToken returns a random pseudonym for the Via field.
+func newViaToken() string {
 	return "meshentry-" + strconv.FormatUint(rand.Uint64()|1<<63, 16)
 }
+
+// processViaToken is the default ViaToken, drawn once per process and never changed, so that
+// the Servers of one process (a forward and a capture listener, say) all recognise a request
+// that went through any of them, while another process in a chain has its own.
+var processViaToken = newViaToken()
 
 // validViaToken reports whether t can stand as received-by in a Via field: a token.
 func validViaToken(t string) bool { return validName(t) }

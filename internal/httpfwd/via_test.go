@@ -1,6 +1,7 @@
 package httpfwd
 
 import (
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -33,9 +34,10 @@ func TestViaNamesEachProxyInAChain(t *testing.T) {
 			if tt.proto == H2C {
 				addr = h2.addr()
 			}
+			// The second proxy stands for another process, which draws its own token.
 			second := &Server{Router: RouterFunc(func(*RequestHead, int) (Upstream, *Reject) {
 				return Upstream{Addr: addr, Protocol: tt.proto}, nil
-			}), Pool: pool}
+			}), Pool: pool, ViaToken: newViaToken()}
 			first := &Server{Router: staticRouter(startProxy(t, second))}
 			resp := dial(t, startProxy(t, first)).roundTrip("GET / HTTP/1.1\r\nHost: a\r\n" + tt.via + "\r\n")
 			want := strings.NewReplacer("A", first.via, "B", second.via).Replace(tt.want)
@@ -84,5 +86,32 @@ func TestForwardingLoopIsAnsweredAtOnce(t *testing.T) {
 				t.Errorf("token %q, want the configured %q", srv.via, tt.token)
 			}
 		})
+	}
+}
+
+func TestServersOfOneProcessShareTheViaToken(t *testing.T) {
+	t.Parallel()
+	// A request going from one listener of the process to another and back, as from the
+	// forward listener to the capture listener, is a loop too.
+	lnA, lnB := listen(t), listen(t)
+	var routedA, routedB atomic.Int64
+	bounce := func(routed *atomic.Int64, to net.Listener) Router {
+		return RouterFunc(func(*RequestHead, int) (Upstream, *Reject) {
+			if routed.Add(1) > 10 {
+				return Upstream{}, &Reject{Status: 500, Body: "looped\n"}
+			}
+			return Upstream{Addr: to.Addr().String()}, nil
+		})
+	}
+	a, b := &Server{Router: bounce(&routedA, lnB)}, &Server{Router: bounce(&routedB, lnA)}
+	for srv, ln := range map[*Server]net.Listener{a: lnA, b: lnB} {
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(ln) }()
+		t.Cleanup(func() { srv.Close(); <-done; srv.serveGroup.Wait() })
+	}
+	resp := dial(t, lnA.Addr().String()).roundTrip("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp.StatusCode != 508 || routedA.Load() != 1 || routedB.Load() != 0 {
+		t.Errorf("got %d after routing %d times in A and %d in B, want 508 from B before it routes",
+			resp.StatusCode, routedA.Load(), routedB.Load())
 	}
 }

@@ -139,11 +139,10 @@ func New(cfg Config, snap *registry.Snapshot) *Proxy {
 	lim := cfg.HTTP
 	lim.ConnectTimeout = cfg.ConnectTimeout
 	lim.MaxAttempts = cfg.MaxAttempts
-	// One Via token for both listeners: a request that leaves by one and comes back by the other
-	// is a loop too.
-	via := httpfwd.NewViaToken()
-	p.forward = &httpfwd.Server{Router: &httpRouter{p: p}, Pool: p.pool, Limits: lim, Logger: p.log, OnConnect: p.handleConnect, ViaToken: via}
-	p.capture = &httpfwd.Server{Router: &httpRouter{p: p, captured: true}, Pool: p.pool, Limits: lim, Logger: p.log, ViaToken: via}
+	// Both Servers take the process's Via token, so a request that leaves by one listener and
+	// comes back by the other is a loop too.
+	p.forward = &httpfwd.Server{Router: &httpRouter{p: p}, Pool: p.pool, Limits: lim, Logger: p.log, OnConnect: p.handleConnect}
+	p.capture = &httpfwd.Server{Router: &httpRouter{p: p, captured: true}, Pool: p.pool, Limits: lim, Logger: p.log}
 	p.Update(snap)
 	return p
 }
