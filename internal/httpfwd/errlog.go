@@ -2,7 +2,6 @@ package httpfwd
 
 import (
 	"log/slog"
-	"sync"
 	"time"
 )
 
@@ -14,35 +13,6 @@ const (
 	logBurst = 50
 )
 
-// logLimiter is a token bucket over the engine's per-request error logs. When lines were
-// suppressed, the next line that passes says how many.
-type logLimiter struct {
-	mu         sync.Mutex
-	tokens     float64
-	last       time.Time
-	suppressed int64
-}
-
-// allow takes a token. It reports whether a line may be written and how many were suppressed
-// since the last one written; the caller counts a refused line as suppressed.
-func (l *logLimiter) allow(now time.Time) (ok bool, suppressed int64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.last.IsZero() {
-		l.tokens = logBurst
-	} else {
-		l.tokens = min(logBurst, l.tokens+now.Sub(l.last).Seconds()*logRate)
-	}
-	l.last = now
-	if l.tokens < 1 {
-		l.suppressed++
-		return false, 0
-	}
-	l.tokens--
-	suppressed, l.suppressed = l.suppressed, 0
-	return true, suppressed
-}
-
 // logFailure logs, rate-limited, why the engine answered a request with an error of its own
 // (status, or 0 for a failure it recovered from): the details a client must not see (endpoint addresses, resolver errors) go here, with the
 // request id the client was given.
@@ -51,7 +21,7 @@ func (c *conn) logFailure(level slog.Level, msg string, status int, err error) {
 	if !s.log.Enabled(s.baseCtx, level) {
 		return
 	}
-	ok, suppressed := s.errLog.allow(time.Now())
+	ok, suppressed := s.errLog.Allow(time.Now())
 	if !ok {
 		s.stats.logsSuppressed.Add(1)
 		return
@@ -70,7 +40,7 @@ func (c *conn) logFailure(level slog.Level, msg string, status int, err error) {
 		attrs = append(attrs, slog.String("err", err.Error()))
 	}
 	if suppressed > 0 {
-		attrs = append(attrs, slog.Int64("suppressed", suppressed))
+		attrs = append(attrs, slog.Uint64("suppressed", suppressed))
 	}
 	s.log.LogAttrs(s.baseCtx, level, msg, attrs...)
 }

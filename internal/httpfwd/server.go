@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/ratelog"
 )
 
 // Server forwards the HTTP/1.1 requests of client connections to upstreams chosen by its
@@ -60,7 +62,7 @@ type Server struct {
 	stats       counters
 	h2          h2State
 	via         string // ViaToken, or the generated default
-	errLog      logLimiter
+	errLog      ratelog.Limiter
 }
 
 // Sizes of the per-connection buffers; heads that fit in readSize are parsed in one pass.
@@ -73,6 +75,7 @@ const (
 func (s *Server) init() {
 	s.initOnce.Do(func() {
 		s.lim = s.Limits.withDefaults()
+		s.errLog.Rate, s.errLog.Burst = logRate, logBurst
 		s.via = s.ViaToken
 		if !validViaToken(s.via) {
 			s.via = processViaToken

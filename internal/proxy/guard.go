@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/ratelog"
 )
 
 // DialFunc opens a connection, as net.Dialer.DialContext does.
@@ -47,7 +49,7 @@ type guard struct {
 	self atomic.Pointer[selfSet]
 
 	refused, loops, invalid atomic.Uint64
-	limit                   logLimiter
+	limit                   *ratelog.Limiter
 }
 
 func (g *guard) init(cfg Config, log *slog.Logger) {
@@ -64,7 +66,7 @@ func (g *guard) init(cfg Config, log *slog.Logger) {
 	if burst <= 0 {
 		burst = 20
 	}
-	g.limit = logLimiter{rate: rate, burst: burst, tokens: burst}
+	g.limit = &ratelog.Limiter{Rate: rate, Burst: burst}
 	g.self.Store(&selfSet{exact: map[netip.AddrPort]struct{}{}, ports: map[uint16]struct{}{}, wild: map[uint16]struct{}{}})
 	for _, ap := range cfg.SelfAddrs {
 		g.add(ap)
@@ -154,9 +156,9 @@ func (p *Proxy) dialGuarded(ctx context.Context, network, addr string) (net.Conn
 // it lets through, or a second after the first drop if none comes, so a flood that stops is
 // still accounted for.
 func (g *guard) refusalLog(msg string, args ...any) {
-	ok, suppressed := g.limit.allow(time.Now())
+	ok, suppressed := g.limit.Allow(time.Now())
 	if !ok {
-		if g.limit.startFlush() {
+		if g.limit.StartFlush() {
 			time.AfterFunc(time.Second, g.flushSuppressed)
 		}
 		return
@@ -166,7 +168,7 @@ func (g *guard) refusalLog(msg string, args ...any) {
 }
 
 // flushSuppressed logs the refusals dropped since the last line, if any.
-func (g *guard) flushSuppressed() { g.logSuppressed(g.limit.takePending()) }
+func (g *guard) flushSuppressed() { g.logSuppressed(g.limit.TakePending()) }
 
 func (g *guard) logSuppressed(n uint64) {
 	if n > 0 {
@@ -181,7 +183,7 @@ func (p *Proxy) SecurityStats() SecurityStats {
 		Refused:        g.refused.Load(),
 		Loops:          g.loops.Load(),
 		InvalidHosts:   g.invalid.Load(),
-		LogsSuppressed: g.limit.dropped.Load(),
+		LogsSuppressed: g.limit.Dropped(),
 	}
 }
 
@@ -227,60 +229,6 @@ func localAddrs() map[netip.Addr]struct{} {
 		}
 	}
 	return out
-}
-
-// logLimiter is a token bucket for log lines: rate lines a second, up to burst at once.
-type logLimiter struct {
-	mu          sync.Mutex
-	rate, burst float64
-	tokens      float64
-	last        time.Time
-	pending     uint64
-	// flushing is set while a timer is due to report pending.
-	flushing bool
-	dropped  atomic.Uint64
-}
-
-// startFlush reports whether the caller should schedule a report of pending lines: true once
-// until takePending runs.
-func (l *logLimiter) startFlush() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.flushing {
-		return false
-	}
-	l.flushing = true
-	return true
-}
-
-// takePending returns and clears the count of lines dropped since the last report.
-func (l *logLimiter) takePending() uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.flushing = false
-	n := l.pending
-	l.pending = 0
-	return n
-}
-
-// allow takes a token if one is left and returns how many lines were dropped since the last one
-// allowed.
-func (l *logLimiter) allow(now time.Time) (bool, uint64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.last.IsZero() {
-		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	}
-	l.last = now
-	if l.tokens < 1 {
-		l.pending++
-		l.dropped.Add(1)
-		return false, 0
-	}
-	l.tokens--
-	n := l.pending
-	l.pending = 0
-	return true, n
 }
 
 // netipAddrPort joins a resolved address and a port.
