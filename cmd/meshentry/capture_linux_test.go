@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -83,6 +84,18 @@ func TestTransparentCapture(t *testing.T) {
 			go func() { defer c.Close(); io.Copy(c, c) }()
 		}
 	}()
+	// A server-first protocol: the server speaks as soon as the connection opens, as SMTP does.
+	greeter := listen("127.0.0.1:0")
+	go func() {
+		for {
+			c, err := greeter.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("220 greeter ready\r\n"))
+			c.Close()
+		}
+	}()
 	var dns *dnstest.Server
 	if err := ns.Do(func() error {
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -142,7 +155,16 @@ spec:
   ports: [{number: 9000, name: tcp, protocol: TCP}]
   resolution: STATIC
   endpoints: [{address: 127.0.0.1, ports: {tcp: %s}}]
-`, port(sniBackend.Addr), port(httpBackend.Addr), port(tcpEcho.Addr().String()), port(tcpEcho.Addr().String()))
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: smtp}
+spec:
+  hosts: [smtp.internal]
+  ports: [{number: 2525, name: smtp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {smtp: %s}}]
+`, port(sniBackend.Addr), port(httpBackend.Addr), port(tcpEcho.Addr().String()), port(tcpEcho.Addr().String()), port(greeter.Addr().String()))
 	cmd := startCaptured(t, ns, "10.213.0.0/24", config, "--dns-server", dns.Addr)
 
 	dial := func(t *testing.T, addr string) net.Conn {
@@ -230,6 +252,32 @@ spec:
 		b, err := io.ReadAll(c)
 		if err != nil || string(b) != req {
 			t.Fatalf("echo %q, %v; want the request byte for byte", b, err)
+		}
+	})
+	t.Run("passes a server-first greeting on a port declared TCP within 5 ms of direct", func(t *testing.T) {
+		greet := func(addr string) time.Duration {
+			start := time.Now()
+			c := dial(t, addr)
+			defer c.Close()
+			line, err := bufio.NewReader(c).ReadString('\n')
+			if err != nil || line != "220 greeter ready\r\n" {
+				t.Fatalf("greeting from %s: %q, %v", addr, line, err)
+			}
+			return time.Since(start)
+		}
+		// The median of five, as one slow scheduling on a loaded machine is not the proxy's doing.
+		median := func(addr string) time.Duration {
+			var d []time.Duration
+			for range 5 {
+				d = append(d, greet(addr))
+			}
+			slices.Sort(d)
+			return d[2]
+		}
+		direct, captured := median(greeter.Addr().String()), median("10.213.0.10:2525")
+		t.Logf("greeting: direct %v, through capture %v", direct, captured)
+		if captured > direct+5*time.Millisecond {
+			t.Fatalf("greeting through capture took %v, direct %v", captured, direct)
 		}
 	})
 	t.Run("closes TCP to an address no ServiceEntry covers", func(t *testing.T) {
