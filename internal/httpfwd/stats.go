@@ -13,6 +13,9 @@ type Stats struct {
 	LoopsDetected uint64
 	// LogsSuppressed counts error log lines dropped by the log's rate limit.
 	LogsSuppressed uint64
+	// UpgradesIdleClosed counts upgraded (101) connections closed because no byte moved
+	// either way for Limits.StreamIdleTimeout.
+	UpgradesIdleClosed uint64
 }
 
 // counters holds the live values behind Stats.
@@ -21,16 +24,18 @@ type counters struct {
 	tooManyHeaders atomic.Uint64
 	logsSuppressed atomic.Uint64
 	loops          atomic.Uint64
+	upgradesIdle   atomic.Uint64
 }
 
 // Stats returns the current counts.
 func (s *Server) Stats() Stats {
 	c := &s.stats
 	return Stats{
-		HeadTooLarge:   c.headTooLarge.Load(),
-		TooManyHeaders: c.tooManyHeaders.Load(),
-		LogsSuppressed: c.logsSuppressed.Load(),
-		LoopsDetected:  c.loops.Load(),
+		HeadTooLarge:       c.headTooLarge.Load(),
+		TooManyHeaders:     c.tooManyHeaders.Load(),
+		LogsSuppressed:     c.logsSuppressed.Load(),
+		LoopsDetected:      c.loops.Load(),
+		UpgradesIdleClosed: c.upgradesIdle.Load(),
 	}
 }
 

@@ -1,24 +1,31 @@
 package httpfwd
 
 import (
-	"io"
-	"net"
-	"sync"
+	"errors"
+	"log/slog"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/relay"
 )
 
-// tunnel relays bytes both ways after a 101 Switching Protocols until both sides are done.
+// tunnel relays bytes both ways after a 101 Switching Protocols until both sides are done. The
+// relay is internal/relay's, the one CONNECT and captured connections use: it passes a
+// half-close on, and its idle timeout counts bytes in either direction, so a connection on
+// which only one side talks (a WebSocket feed, a client streaming up) is not cut while it moves.
 func (c *conn) tunnel(start time.Time, uc *upConn) {
+	s := c.s
+	idle := s.lim.StreamIdleTimeout
 	// Both deadlines may date from before a long wait for the 101.
-	idle := c.s.lim.StreamIdleTimeout
 	c.nc.SetWriteDeadline(time.Now().Add(idle))
 	uc.nc.SetWriteDeadline(time.Now().Add(idle))
 	c.writeResponseHead(false, false)
 	err := c.bw.Flush()
+	// What either side sent right after the 101 is already in our buffers: it goes first.
 	if err == nil {
 		if n := c.ubr.Buffered(); n > 0 {
 			b, _ := c.ubr.Peek(n)
 			_, err = c.nc.Write(b)
+			c.ubr.Discard(n)
 		}
 	}
 	if err == nil {
@@ -28,53 +35,24 @@ func (c *conn) tunnel(start time.Time, uc *upConn) {
 			c.br.Discard(n)
 		}
 	}
-	if err == nil {
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.s.relay(uc.nc, c.nc, idle)
-		}()
-		c.s.relay(c.nc, uc.nc, idle)
-		wg.Wait()
+	if err != nil {
+		uc.nc.Close()
+		c.logAccess(start, uc.key, 101, err)
+		return
 	}
-	uc.nc.Close()
+	// The relay keeps its own idle timer; deadlines left from the exchange would cut it.
+	c.nc.SetDeadline(time.Time{})
+	uc.nc.SetDeadline(time.Time{})
+	up, down, err := relay.Pipe(s.baseCtx, c.nc, uc.nc, relay.Options{IdleTimeout: idle})
+	c.rec.RequestBytes += up
+	c.rec.ResponseBytes += down
+	switch {
+	case errors.Is(err, relay.ErrIdleTimeout):
+		s.stats.upgradesIdle.Add(1)
+		c.logFailure(slog.LevelDebug, "closed an idle upgraded connection", 0, err)
+	case err != nil:
+		// A side reset or closed the connection; nobody's fault the client must hear of.
+		c.logFailure(slog.LevelDebug, "upgraded connection ended", 0, err)
+	}
 	c.logAccess(start, uc.key, 101, err)
-}
-
-// relay copies src to dst until src ends, then half-closes dst; on an error it closes both so
-// the opposite direction stops too.
-func (s *Server) relay(dst, src net.Conn, idle time.Duration) {
-	bp, _ := s.bufPool.Get().(*[]byte)
-	if bp == nil {
-		b := make([]byte, bulkSize)
-		bp = &b
-	}
-	defer s.bufPool.Put(bp)
-	buf := *bp
-	for {
-		src.SetReadDeadline(time.Now().Add(idle))
-		n, err := src.Read(buf)
-		if n > 0 {
-			dst.SetWriteDeadline(time.Now().Add(idle))
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				src.Close()
-				dst.Close()
-				return
-			}
-		}
-		if err == io.EOF {
-			if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-				return
-			}
-			src.Close()
-			dst.Close()
-			return
-		}
-		if err != nil {
-			src.Close()
-			dst.Close()
-			return
-		}
-	}
 }
