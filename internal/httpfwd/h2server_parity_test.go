@@ -297,13 +297,17 @@ func TestHTTP2StreamsCapHeaderFields(t *testing.T) {
 			for i := range tt.extra {
 				header.Set(fmt.Sprintf("X-F%d", i), "v")
 			}
-			resp, _ := h2Get(t, h2cClient(t), startProxy(t, srv), "a.test", header)
+			resp, body := h2Get(t, h2cClient(t), startProxy(t, srv), "a.test", header)
 			if resp.StatusCode != tt.status {
 				t.Errorf("got %d, want %d", resp.StatusCode, tt.status)
 			}
 			want := uint64(0)
 			if tt.status == 431 {
 				want = 1
+				id := resp.Header.Get("X-Request-Id")
+				if wantBody := "meshentry: too many header fields; request id " + id + "\n"; id == "" || body != wantBody {
+					t.Errorf("body %q with x-request-id %q, want %q", body, id, wantBody)
+				}
 			}
 			if got := srv.Stats().TooManyHeaders; got != want {
 				t.Errorf("Stats().TooManyHeaders = %d, want %d", got, want)

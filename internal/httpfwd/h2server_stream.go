@@ -43,8 +43,11 @@ func (st *h2Stream) serve() {
 		return
 	}
 	if status, msg := st.parseHead(); status != 0 {
+		// As on the HTTP/1.1 path: a client's malformed head is worth a debug line only.
 		st.hc.h.count.badRequests.Add(1)
-		st.fail(status, msg, nil)
+		st.logFailure(slog.LevelDebug, "refused request head", status, errors.New(msg))
+		st.writeSimple(status, msg, nil, st.errorBody(msg))
+		st.log(status, nil)
 		return
 	}
 	if st.head.looped(s.via) {
