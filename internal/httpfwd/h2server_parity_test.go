@@ -210,6 +210,11 @@ func TestHTTP2EngineErrorsAreGeneric(t *testing.T) {
 			io.WriteString(nc, "HTTP/1.1 2x0 what\r\n\r\n")
 		}
 	})
+	switcher := startRawBackend(t, func(nc net.Conn, br *bufio.Reader) {
+		if _, err := readRawRequest(br); err == nil {
+			io.WriteString(nc, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n")
+		}
+	})
 	silent := startRawBackend(t, func(nc net.Conn, br *bufio.Reader) {
 		readRawRequest(br)
 		io.Copy(io.Discard, br) // never answers
@@ -227,6 +232,8 @@ func TestHTTP2EngineErrorsAreGeneric(t *testing.T) {
 			reason: "upstream connect failed", clientID: "client-7"},
 		{name: "answers a malformed response with 502", upstream: garbage.addr(), status: 502,
 			reason: "upstream connection failed"},
+		{name: "answers an unasked-for 101 with 502", upstream: switcher.addr(), status: 502,
+			reason: "upstream switched protocols"},
 		{name: "answers no response within the stream idle timeout with 504", upstream: silent.addr(),
 			status: 504, reason: "upstream timed out"},
 	}

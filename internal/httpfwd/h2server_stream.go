@@ -217,6 +217,14 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 		return st.roundTripFailed(up, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode < 200 {
+		// Only a 101 gets here, and HTTP/2 has no upgrades: answer, rather than reset, the
+		// stream, since nothing of the response reached the client yet.
+		err := fmt.Errorf("%w: status %d", ErrBadResponse, resp.StatusCode)
+		s.Router.Done(*up, err)
+		st.fail(502, "upstream switched protocols", err)
+		return false, nil
+	}
 	upErr := st.relay(resp)
 	s.Router.Done(*up, upErr)
 	st.log(resp.StatusCode, upErr)
@@ -269,11 +277,6 @@ func (st *h2Stream) roundTripFailed(up *Upstream, err error) (retry bool, _ erro
 // messages (gRPC) arrive at once, then its trailers. It returns the upstream's fault, if any.
 func (st *h2Stream) relay(resp *http.Response) error {
 	w := st.w
-	if resp.StatusCode < 200 {
-		// Only a 101 gets here, and HTTP/2 has no upgrades.
-		st.writeSimple(502, "upstream switched protocols", nil, st.errorBody("upstream switched protocols"))
-		return fmt.Errorf("%w: status %d", ErrBadResponse, resp.StatusCode)
-	}
 	hdr := w.Header()
 	var named []string // fields the upstream's Connection field lists
 	for _, v := range resp.Header["Connection"] {
