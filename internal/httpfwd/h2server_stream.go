@@ -169,34 +169,13 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Header:     make(http.Header, len(r.Header)+2),
+		Header:     make(http.Header, len(r.Header)+3),
 		Host:       r.Host,
 	}
 	if up.Host != "" {
 		out.Host = up.Host
 	}
-	h2c := up.Protocol == H2C
-	for k, vs := range r.Header {
-		switch {
-		case k == "Te" && h2c && len(vs) == 1 && strings.EqualFold(vs[0], "trailers"):
-			// The one TE value HTTP/2 allows; gRPC servers insist on it.
-		case h2HopByHop[k], k == "Via":
-			continue
-		}
-		// Cookies a client split over several fields arrive joined: x/net's server does
-		// that (RFC 9113 §8.2.3), so an HTTP/1.1 upstream gets one Cookie field.
-		out.Header[k] = vs
-	}
-	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header["User-Agent"] = []string{""} // keeps net/http from adding its own
-	}
-	if _, ok := out.Header["X-Request-Id"]; !ok {
-		out.Header["X-Request-Id"] = []string{string(st.rec.RequestID)}
-	}
-	// Our name ends the Via list, in one field as the HTTP/1.1 path writes it, so that a
-	// stream routed back to this proxy is answered 508 instead of forwarded again.
-	via := append(slices.Clip(r.Header["Via"]), "1.1 "+s.via)
-	out.Header["Via"] = []string{strings.Join(via, ", ")}
+	st.copyHeader(out.Header, up.Protocol == H2C)
 	rt := h.h1
 	if up.Protocol == H2C {
 		rt = s.pool.h2c()
@@ -234,6 +213,32 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 		panic(http.ErrAbortHandler)
 	}
 	return false, nil
+}
+
+// copyHeader fills dst with the stream's fields that go upstream: the hop-by-hop ones left
+// out, the request id and our Via added.
+func (st *h2Stream) copyHeader(dst http.Header, h2c bool) {
+	for k, vs := range st.r.Header {
+		switch {
+		case k == "Te" && h2c && len(vs) == 1 && strings.EqualFold(vs[0], "trailers"):
+			// The one TE value HTTP/2 allows; gRPC servers insist on it.
+		case h2HopByHop[k], k == "Via":
+			continue
+		}
+		// Cookies a client split over several fields arrive joined: x/net's server does
+		// that (RFC 9113 §8.2.3), so an HTTP/1.1 upstream gets one Cookie field.
+		dst[k] = vs
+	}
+	if _, ok := dst["User-Agent"]; !ok {
+		dst["User-Agent"] = []string{""} // keeps net/http from adding its own
+	}
+	if _, ok := dst["X-Request-Id"]; !ok {
+		dst["X-Request-Id"] = []string{string(st.rec.RequestID)}
+	}
+	// Our name ends the Via list, in one field as the HTTP/1.1 path writes it, so that a
+	// stream routed back to this proxy is answered 508 instead of forwarded again.
+	via := append(slices.Clip(st.r.Header["Via"]), "1.1 "+st.hc.s.via)
+	dst["Via"] = []string{strings.Join(via, ", ")}
 }
 
 // roundTripFailed answers a request the transport could not complete, or asks for a retry.
