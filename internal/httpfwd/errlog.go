@@ -14,10 +14,27 @@ const (
 )
 
 // logFailure logs, rate-limited, why the engine answered a request with an error of its own
-// (status, or 0 for a failure it recovered from): the details a client must not see (endpoint addresses, resolver errors) go here, with the
-// request id the client was given.
+// (status, or 0 for a failure it recovered from): the details a client must not see (endpoint
+// addresses, resolver errors) go here, with the request id the client was given.
 func (c *conn) logFailure(level slog.Level, msg string, status int, err error) {
-	s := c.s
+	c.s.logFailure(level, msg, failureInfo{
+		requestID: c.rec.RequestID, remote: addrString(c.req.RemoteAddr),
+		upstream: c.rec.Upstream, status: status, err: err,
+	})
+}
+
+// failureInfo is what a failure log line says about the request; HTTP/1.1 connections and
+// HTTP/2 streams fill it from their own state.
+type failureInfo struct {
+	requestID []byte
+	remote    string
+	upstream  string
+	status    int
+	err       error
+}
+
+// logFailure writes one rate-limited failure line; see conn.logFailure.
+func (s *Server) logFailure(level slog.Level, msg string, f failureInfo) {
 	if !s.log.Enabled(s.baseCtx, level) {
 		return
 	}
@@ -27,17 +44,17 @@ func (c *conn) logFailure(level slog.Level, msg string, status int, err error) {
 		return
 	}
 	attrs := []slog.Attr{
-		slog.String("request_id", string(c.rec.RequestID)),
-		slog.String("remote", addrString(c.req.RemoteAddr)),
+		slog.String("request_id", string(f.requestID)),
+		slog.String("remote", f.remote),
 	}
-	if status > 0 {
-		attrs = append(attrs, slog.Int("status", status))
+	if f.status > 0 {
+		attrs = append(attrs, slog.Int("status", f.status))
 	}
-	if c.rec.Upstream != "" {
-		attrs = append(attrs, slog.String("upstream", c.rec.Upstream))
+	if f.upstream != "" {
+		attrs = append(attrs, slog.String("upstream", f.upstream))
 	}
-	if err != nil {
-		attrs = append(attrs, slog.String("err", err.Error()))
+	if f.err != nil {
+		attrs = append(attrs, slog.String("err", f.err.Error()))
 	}
 	if suppressed > 0 {
 		attrs = append(attrs, slog.Uint64("suppressed", suppressed))

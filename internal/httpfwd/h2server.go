@@ -19,7 +19,9 @@ import (
 // with the connection preface instead of an HTTP/1.1 request. The engine spots the preface
 // in the bytes it already buffered for the first request head and hands the connection to
 // golang.org/x/net/http2's server, which does the framing, flow control and HPACK; each
-// stream is then routed by its :authority as an HTTP/1.1 request is by its Host.
+// stream is then routed by its :authority as an HTTP/1.1 request is by its Host, and gets
+// what an HTTP/1.1 request gets: our Via and a 508 for a loop, the cap on header fields,
+// the trailer filter both ways, and error answers that name only the reason and request id.
 
 // HTTP2Limits bounds what one HTTP/2 client connection may cost. Zero fields take the
 // defaults shown.
@@ -50,7 +52,8 @@ type HTTP2Stats struct {
 	Conns uint64
 	// Streams counts requests (streams) handed to the router or refused before it.
 	Streams uint64
-	// BadRequests counts streams answered 400 before routing (invalid or zoned authority).
+	// BadRequests counts streams refused before routing for their head (a 400 for an invalid
+	// or zoned authority, a 431 for too many fields, which Stats also counts).
 	BadRequests uint64
 	// ProtocolErrors counts frames or streams the HTTP/2 server found malformed.
 	ProtocolErrors uint64

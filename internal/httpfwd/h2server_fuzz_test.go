@@ -26,7 +26,7 @@ func FuzzHTTP2Head(f *testing.F) {
 	} {
 		f.Add(seed[0], seed[1], seed[2])
 	}
-	hc := &h2Conn{remote: &net.TCPAddr{Port: 1}, local: &net.TCPAddr{Port: 2}}
+	hc := &h2Conn{s: &Server{}, remote: &net.TCPAddr{Port: 1}, local: &net.TCPAddr{Port: 2}}
 	f.Fuzz(func(t *testing.T, authority, path, value string) {
 		r := &http.Request{Method: "GET", Host: authority, RequestURI: path,
 			Header: http.Header{"X-Value": {value}}}

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -30,20 +32,28 @@ type h2Stream struct {
 // serve routes the stream and forwards it, retrying connect failures as the HTTP/1.1 path does.
 func (st *h2Stream) serve() {
 	s := st.hc.s
+	// The id comes first, so that even a refused head is answered and logged with one.
+	if v := st.r.Header["X-Request-Id"]; len(v) > 0 && v[0] != "" && h2Clean(v[0]) {
+		st.rec.RequestID = []byte(v[0])
+	} else {
+		st.rec.RequestID = newRequestID(&st.reqID)
+	}
 	if st.r.Method == "CONNECT" {
 		st.fail(501, "CONNECT over HTTP/2 is not supported", nil)
 		return
 	}
 	if status, msg := st.parseHead(); status != 0 {
+		// As on the HTTP/1.1 path: a client's malformed head is worth a debug line only.
 		st.hc.h.count.badRequests.Add(1)
-		s.log.Debug("refused HTTP/2 request head", "remote", st.hc.remote.String(), "err", msg)
-		st.fail(status, msg, nil)
+		st.logFailure(slog.LevelDebug, "refused request head", status, errors.New(msg))
+		st.writeSimple(status, msg, nil, st.errorBody(msg))
+		st.log(status, nil)
 		return
 	}
-	if v := st.r.Header["X-Request-Id"]; len(v) > 0 {
-		st.rec.RequestID = []byte(v[0])
-	} else {
-		st.rec.RequestID = newRequestID(&st.reqID)
+	if st.head.looped(s.via) {
+		s.stats.loops.Add(1)
+		st.fail(508, "forwarding loop detected", nil)
+		return
 	}
 	ctx, cancel := context.WithCancelCause(st.r.Context())
 	defer cancel(nil)
@@ -53,7 +63,7 @@ func (st *h2Stream) serve() {
 	st.idle.start(s.lim.StreamIdleTimeout, func() { cancel(errStreamIdle) })
 	defer st.idle.stop()
 	if st.r.Body != nil && st.r.Body != http.NoBody {
-		st.body = &h2ReqBody{r: st.r.Body, idle: &st.idle}
+		st.body = &h2ReqBody{r: st.r.Body, idle: &st.idle, from: st.r.Trailer}
 	}
 	for attempt := 0; ; attempt++ {
 		up, rej := s.Router.Route(&st.head, attempt)
@@ -69,7 +79,7 @@ func (st *h2Stream) serve() {
 		if !retry {
 			return
 		}
-		s.log.Debug("upstream connect failed", "upstream", up.Key, "attempt", attempt, "err", err)
+		st.logFailure(slog.LevelDebug, "upstream connect attempt failed", 0, fmt.Errorf("attempt %d: %w", attempt, err))
 		if attempt+1 >= s.lim.MaxAttempts {
 			st.fail(503, "upstream connect failed", err)
 			return
@@ -114,9 +124,11 @@ func (st *h2Stream) parseHead() (int, string) {
 	}
 	raw = append(raw, "\r\n"...)
 	st.head.RemoteAddr, st.head.LocalAddr = st.hc.remote, st.hc.local
+	st.head.maxFields = st.hc.s.lim.MaxHeaders
 	if err := st.head.parse(raw); err != nil {
 		var pe *parseError
 		if errors.As(err, &pe) {
+			st.hc.s.stats.countRefusal(pe)
 			return pe.status, pe.msg
 		}
 		return 400, err.Error()
@@ -157,37 +169,20 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Header:     make(http.Header, len(r.Header)+1),
+		Header:     make(http.Header, len(r.Header)+3),
 		Host:       r.Host,
-		Trailer:    r.Trailer,
 	}
 	if up.Host != "" {
 		out.Host = up.Host
 	}
-	h2c := up.Protocol == H2C
-	for k, vs := range r.Header {
-		switch {
-		case k == "Te" && h2c && len(vs) == 1 && strings.EqualFold(vs[0], "trailers"):
-			// The one TE value HTTP/2 allows; gRPC servers insist on it.
-		case h2HopByHop[k]:
-			continue
-		}
-		// Cookies a client split over several fields arrive joined: x/net's server does
-		// that (RFC 9113 §8.2.3), so an HTTP/1.1 upstream gets one Cookie field.
-		out.Header[k] = vs
-	}
-	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header["User-Agent"] = []string{""} // keeps net/http from adding its own
-	}
-	if _, ok := out.Header["X-Request-Id"]; !ok {
-		out.Header["X-Request-Id"] = []string{string(st.rec.RequestID)}
-	}
+	st.copyHeader(out.Header, up.Protocol == H2C)
 	rt := h.h1
 	if up.Protocol == H2C {
 		rt = s.pool.h2c()
 		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/2.0", 2, 0
 	}
 	if st.body != nil {
+		st.body.declare(out)
 		out.Body = st.body
 		out.ContentLength = r.ContentLength
 		if out.ContentLength == 0 {
@@ -201,6 +196,14 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 		return st.roundTripFailed(up, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode < 200 {
+		// Only a 101 gets here, and HTTP/2 has no upgrades: answer, rather than reset, the
+		// stream, since nothing of the response reached the client yet.
+		err := fmt.Errorf("%w: status %d", ErrBadResponse, resp.StatusCode)
+		s.Router.Done(*up, err)
+		st.fail(502, "upstream switched protocols", err)
+		return false, nil
+	}
 	upErr := st.relay(resp)
 	s.Router.Done(*up, upErr)
 	st.log(resp.StatusCode, upErr)
@@ -210,6 +213,32 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 		panic(http.ErrAbortHandler)
 	}
 	return false, nil
+}
+
+// copyHeader fills dst with the stream's fields that go upstream: the hop-by-hop ones left
+// out, the request id and our Via added.
+func (st *h2Stream) copyHeader(dst http.Header, h2c bool) {
+	for k, vs := range st.r.Header {
+		switch {
+		case k == "Te" && h2c && len(vs) == 1 && strings.EqualFold(vs[0], "trailers"):
+			// The one TE value HTTP/2 allows; gRPC servers insist on it.
+		case h2HopByHop[k], k == "Via":
+			continue
+		}
+		// Cookies a client split over several fields arrive joined: x/net's server does
+		// that (RFC 9113 §8.2.3), so an HTTP/1.1 upstream gets one Cookie field.
+		dst[k] = vs
+	}
+	if _, ok := dst["User-Agent"]; !ok {
+		dst["User-Agent"] = []string{""} // keeps net/http from adding its own
+	}
+	if _, ok := dst["X-Request-Id"]; !ok {
+		dst["X-Request-Id"] = []string{string(st.rec.RequestID)}
+	}
+	// Our name ends the Via list, in one field as the HTTP/1.1 path writes it, so that a
+	// stream routed back to this proxy is answered 508 instead of forwarded again.
+	via := append(slices.Clip(st.r.Header["Via"]), "1.1 "+st.hc.s.via)
+	dst["Via"] = []string{strings.Join(via, ", ")}
 }
 
 // roundTripFailed answers a request the transport could not complete, or asks for a retry.
@@ -253,11 +282,6 @@ func (st *h2Stream) roundTripFailed(up *Upstream, err error) (retry bool, _ erro
 // messages (gRPC) arrive at once, then its trailers. It returns the upstream's fault, if any.
 func (st *h2Stream) relay(resp *http.Response) error {
 	w := st.w
-	if resp.StatusCode < 200 {
-		// Only a 101 gets here, and HTTP/2 has no upgrades.
-		st.writeSimple(502, "upstream switched protocols", nil, "upstream switched protocols\n")
-		return fmt.Errorf("%w: status %d", ErrBadResponse, resp.StatusCode)
-	}
 	hdr := w.Header()
 	var named []string // fields the upstream's Connection field lists
 	for _, v := range resp.Header["Connection"] {
@@ -306,7 +330,7 @@ func (st *h2Stream) relay(resp *http.Response) error {
 		}
 	}
 	for k, vs := range resp.Trailer {
-		if validName(k) {
+		if validName(k) && !forbiddenInTrailer(k) {
 			hdr[http.TrailerPrefix+k] = vs
 		}
 	}
@@ -333,24 +357,44 @@ func (st *h2Stream) reject(r *Reject) {
 	st.log(status, nil)
 }
 
-// fail answers with an error the engine generated.
+// fail answers with an error the engine generated. As on the HTTP/1.1 path, the client gets
+// only the reason and the request id; err, which may name endpoints and resolvers, goes to the
+// rate-limited failure log, written first so it is there once the client holds the id.
 func (st *h2Stream) fail(status int, reason string, err error) {
-	st.writeSimple(status, reason, nil, reason+"\n")
+	st.logFailure(slog.LevelWarn, reason, status, err)
+	st.writeSimple(status, reason, nil, st.errorBody(reason))
 	st.log(status, err)
 }
 
-// writeSimple writes a complete response made here, with a text body.
+// errorBody is the body of an error response of the engine's own.
+func (st *h2Stream) errorBody(reason string) string {
+	return "meshentry: " + reason + "; request id " + string(st.rec.RequestID) + "\n"
+}
+
+// logFailure logs, rate-limited, why the stream was answered with an error of the engine's own.
+func (st *h2Stream) logFailure(level slog.Level, msg string, status int, err error) {
+	st.hc.s.logFailure(level, msg, failureInfo{
+		requestID: st.rec.RequestID, remote: addrString(st.hc.remote),
+		upstream: st.rec.Upstream, status: status, err: err,
+	})
+}
+
+// writeSimple writes a complete response made here, with a text body and the request id in
+// an x-request-id field.
 func (st *h2Stream) writeSimple(status int, reason string, fields []Field, body string) {
 	hdr := st.w.Header()
 	if body != "" {
 		hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
 	}
+	if len(st.rec.RequestID) > 0 {
+		hdr["X-Request-Id"] = []string{string(st.rec.RequestID)}
+	}
 	if reason != "" {
 		hdr["X-Meshentry-Reason"] = []string{sanitize(reason)}
 	}
 	for _, f := range fields {
-		if validName(f.Name) {
-			k := http.CanonicalHeaderKey(f.Name)
+		// The engine's id is the one field it always sends itself.
+		if k := http.CanonicalHeaderKey(f.Name); validName(f.Name) && k != "X-Request-Id" {
 			hdr[k] = append(hdr[k], sanitize(f.Value))
 		}
 	}
@@ -404,12 +448,40 @@ type h2ReqBody struct {
 	idle *idleWatch
 	n    atomic.Int64
 	err  atomic.Pointer[error] // how reading from the client failed
+	// from holds the client's trailers once the body ended (the http.Request's Trailer); to is
+	// the Trailer of the request the transport sends, filled from it at the end of the body.
+	from, to http.Header
+}
+
+// declare makes out announce the trailers the client announced, except those a trailer must
+// not carry (see forbiddenInTrailer), and sets the body to fill them in for out's transport.
+func (b *h2ReqBody) declare(out *http.Request) {
+	if b.from == nil {
+		return
+	}
+	out.Trailer = make(http.Header, len(b.from))
+	for k := range b.from {
+		if !forbiddenInTrailer(k) {
+			out.Trailer[k] = nil
+		}
+	}
+	b.to = out.Trailer
 }
 
 func (b *h2ReqBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.idle.touch()
 	b.n.Add(int64(n))
+	if err == io.EOF && b.to != nil {
+		// The client's trailers are complete once its body ended, and a transport reads
+		// the request's Trailer only after the body returned io.EOF. The same filter as
+		// on the HTTP/1.1 path drops fields that would change the request after the fact.
+		for k, vs := range b.from {
+			if !forbiddenInTrailer(k) && validName(k) {
+				b.to[k] = vs
+			}
+		}
+	}
 	if err != nil && err != io.EOF {
 		b.err.CompareAndSwap(nil, &err)
 	}

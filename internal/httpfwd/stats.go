@@ -19,6 +19,9 @@ type Stats struct {
 	IdleTimeouts uint64
 	// LogsSuppressed counts error log lines dropped by the log's rate limit.
 	LogsSuppressed uint64
+	// UpgradesIdleClosed counts upgraded (101) connections closed because no byte moved
+	// either way for Limits.StreamIdleTimeout.
+	UpgradesIdleClosed uint64
 }
 
 // counters holds the live values behind Stats.
@@ -29,6 +32,7 @@ type counters struct {
 	loops          atomic.Uint64
 	streamIdle     atomic.Uint64
 	idle           atomic.Uint64
+	upgradesIdle   atomic.Uint64
 }
 
 // Stats returns the current counts.
@@ -41,6 +45,7 @@ func (s *Server) Stats() Stats {
 		LoopsDetected:      c.loops.Load(),
 		StreamIdleTimeouts: c.streamIdle.Load(),
 		IdleTimeouts:       c.idle.Load(),
+		UpgradesIdleClosed: c.upgradesIdle.Load(),
 	}
 }
 

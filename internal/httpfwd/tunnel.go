@@ -1,26 +1,31 @@
 package httpfwd
 
 import (
-	"fmt"
-	"io"
-	"net"
-	"sync"
-	"sync/atomic"
+	"errors"
+	"log/slog"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/relay"
 )
 
-// tunnel relays bytes both ways after a 101 Switching Protocols until both sides are done.
+// tunnel relays bytes both ways after a 101 Switching Protocols until both sides are done. The
+// relay is internal/relay's, the one CONNECT and captured connections use: it passes a
+// half-close on, and its idle timeout counts bytes in either direction, so a connection on
+// which only one side talks (a WebSocket feed, a client streaming up) is not cut while it moves.
 func (c *conn) tunnel(start time.Time, uc *upConn) {
+	s := c.s
+	idle := s.lim.StreamIdleTimeout
 	// Both deadlines may date from before a long wait for the 101.
-	idle := c.s.lim.StreamIdleTimeout
 	c.nc.SetWriteDeadline(time.Now().Add(idle))
 	uc.nc.SetWriteDeadline(time.Now().Add(idle))
 	c.writeResponseHead(false, false)
 	err := c.bw.Flush()
+	// What either side sent right after the 101 is already in our buffers: it goes first.
 	if err == nil {
 		if n := c.ubr.Buffered(); n > 0 {
 			b, _ := c.ubr.Peek(n)
 			_, err = c.nc.Write(b)
+			c.ubr.Discard(n)
 		}
 	}
 	if err == nil {
@@ -30,66 +35,25 @@ func (c *conn) tunnel(start time.Time, uc *upConn) {
 			c.br.Discard(n)
 		}
 	}
-	if err == nil {
-		// Activity either way keeps both directions open: a server pushing over a
-		// WebSocket to a client that never sends is not idle.
-		var last atomic.Int64
-		last.Store(time.Now().UnixNano())
-		var wg sync.WaitGroup
-		var upIdle bool
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			upIdle = c.s.relay(uc.nc, c.nc, idle, &last)
-		}()
-		downIdle := c.s.relay(c.nc, uc.nc, idle, &last)
-		wg.Wait()
-		if upIdle || downIdle {
-			c.s.stats.streamIdle.Add(1)
-			err = fmt.Errorf("%w: upgraded connection idle for %v", ErrUpstreamTimeout, idle)
-		}
+	if err != nil {
+		uc.nc.Close()
+		c.logAccess(start, uc.key, 101, err)
+		return
 	}
-	uc.nc.Close()
+	// The relay keeps its own idle timer; deadlines left from the exchange would cut it.
+	c.nc.SetDeadline(time.Time{})
+	uc.nc.SetDeadline(time.Time{})
+	up, down, err := relay.Pipe(s.baseCtx, c.nc, uc.nc, relay.Options{IdleTimeout: idle})
+	c.rec.RequestBytes += up
+	c.rec.ResponseBytes += down
+	switch {
+	case errors.Is(err, relay.ErrIdleTimeout):
+		s.stats.upgradesIdle.Add(1)
+		s.stats.streamIdle.Add(1)
+		c.logFailure(slog.LevelDebug, "closed an idle upgraded connection", 0, err)
+	case err != nil:
+		// A side reset or closed the connection; nobody's fault the client must hear of.
+		c.logFailure(slog.LevelDebug, "upgraded connection ended", 0, err)
+	}
 	c.logAccess(start, uc.key, 101, err)
-}
-
-// relay copies src to dst until src ends, then half-closes dst; on an error it closes both so
-// the opposite direction stops too. last is the time of the latest read of either direction:
-// a read deadline that expires while the other direction moved is renewed. It reports
-// whether it ended because neither direction moved for idle.
-func (s *Server) relay(dst, src net.Conn, idle time.Duration, last *atomic.Int64) (idled bool) {
-	bp, _ := s.bufPool.Get().(*[]byte)
-	if bp == nil {
-		b := make([]byte, bulkSize)
-		bp = &b
-	}
-	defer s.bufPool.Put(bp)
-	buf := *bp
-	for {
-		src.SetReadDeadline(time.Unix(0, last.Load()).Add(idle))
-		n, err := src.Read(buf)
-		if n > 0 {
-			last.Store(time.Now().UnixNano())
-			dst.SetWriteDeadline(time.Now().Add(idle))
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				break
-			}
-		}
-		switch {
-		case err == nil:
-			continue
-		case err == io.EOF:
-			if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-				return false
-			}
-		case isTimeout(err) && time.Since(time.Unix(0, last.Load())) < idle:
-			continue // the other direction moved meanwhile
-		case isTimeout(err):
-			idled = true
-		}
-		break
-	}
-	src.Close()
-	dst.Close()
-	return idled
 }
