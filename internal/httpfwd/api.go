@@ -154,6 +154,9 @@ type AccessRecord struct {
 var (
 	// ErrConnect means connecting to the upstream failed.
 	ErrConnect = errors.New("upstream connect failed")
+	// ErrLoop, returned (wrapped) by an Upstream's Dial, means the upstream is this proxy itself:
+	// the request is answered 508 Loop Detected at once, with no retry.
+	ErrLoop = errors.New("the upstream is this proxy")
 	// ErrUpstreamTimeout means the upstream did not answer in time.
 	ErrUpstreamTimeout = errors.New("upstream timed out")
 	// ErrBadResponse means the upstream's response was malformed.

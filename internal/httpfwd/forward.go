@@ -68,6 +68,10 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 			break
 		}
 		s.Router.Done(up, err)
+		if errors.Is(err, ErrLoop) {
+			s.stats.loops.Add(1)
+			return c.fail(start, 508, "loop detected", err)
+		}
 		c.logFailure(slog.LevelDebug, "upstream connect attempt failed", 0, fmt.Errorf("attempt %d: %w", attempt, err))
 		if attempt+1 >= s.lim.MaxAttempts {
 			return c.fail(start, 503, "upstream connect failed", err)

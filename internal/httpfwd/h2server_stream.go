@@ -259,6 +259,11 @@ func (st *h2Stream) roundTripFailed(up *Upstream, err error) (retry bool, _ erro
 		s.Router.Done(*up, nil)
 		st.fail(400, "reading the request body failed", err)
 		return false, nil
+	case errors.Is(err, ErrLoop):
+		s.Router.Done(*up, err)
+		s.stats.loops.Add(1)
+		st.fail(508, "loop detected", err)
+		return false, nil
 	case errors.Is(err, ErrConnect):
 		s.Router.Done(*up, err)
 		if st.body == nil || st.body.n.Load() == 0 {

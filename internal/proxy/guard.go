@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshentry/meshentry/internal/httpfwd"
 	"github.com/meshentry/meshentry/internal/ratelog"
 )
 
@@ -19,7 +20,7 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // errLoop marks a dial refused because its target is one of the proxy's own listeners: following
 // it would make the proxy connect to itself until every descriptor is used.
-var errLoop = errors.New("the destination is one of the proxy's own listening addresses")
+var errLoop = fmt.Errorf("the destination is one of the proxy's own listening addresses: %w", httpfwd.ErrLoop)
 
 // errNotAddress marks a TCP dial whose target is not an IP and port: every name is resolved before
 // the guarded dial, so a name reaching it is a bug that must not bypass the checks.
@@ -119,6 +120,8 @@ func (g *guard) isSelf(ap netip.AddrPort) bool {
 		if addr.IsLoopback() {
 			return true
 		}
+		// An address the host gained after the list was read is caught once connected
+		// (reachedSelf).
 		_, ok := s.local[addr]
 		return ok
 	}
@@ -148,7 +151,28 @@ func (p *Proxy) dialGuarded(ctx context.Context, network, addr string) (net.Conn
 		// Counted and logged by the caller that answers the client (logFailure).
 		return nil, fmt.Errorf("dial %s: %w", addr, errLoop)
 	}
-	return g.dial(ctx, "tcp", addr)
+	c, err := g.dial(ctx, "tcp", addr)
+	if err == nil && g.reachedSelf(c) {
+		c.Close()
+		return nil, fmt.Errorf("dial %s: %w", addr, errLoop)
+	}
+	return c, err
+}
+
+// reachedSelf reports whether c, just connected, ended at one of the proxy's wildcard listeners
+// through a local address the address list does not know (or, in a network namespace, cannot
+// see): the kernel sends traffic to a local address from that same address, so a connection
+// whose two ends share an IP, on a port a wildcard listener holds, is the proxy talking to itself.
+func (g *guard) reachedSelf(c net.Conn) bool {
+	remote, ok1 := c.RemoteAddr().(*net.TCPAddr)
+	local, ok2 := c.LocalAddr().(*net.TCPAddr)
+	if !ok1 || !ok2 {
+		return false
+	}
+	if _, wild := g.self.Load().wild[uint16(remote.Port)]; !wild {
+		return false
+	}
+	return remote.AddrPort().Addr().Unmap() == local.AddrPort().Addr().Unmap()
 }
 
 // refusalLog logs one refusal at info level unless refusals are arriving faster than the rate
