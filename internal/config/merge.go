@@ -136,7 +136,9 @@ func (m *merger) merged(path string, n *yaml.Node) ([]*yaml.Node, *mergeError) {
 	// Keys the mapping sets itself win, wherever they are written; so do earlier sources.
 	have := make(map[string]bool, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		have[n.Content[i].Value] = true
+		if i != at {
+			have[n.Content[i].Value] = true
+		}
 	}
 	var in []*yaml.Node
 	for _, src := range sources {

@@ -78,6 +78,11 @@ func TestDecodeExpandsMergeKeys(t *testing.T) {
 			input:    mergeHead + "metadata:\n  name: a\n  labels: {'<<': x}\nspec: {hosts: [a.com]}\n",
 			wantDocs: 1, wantHosts: "a.com", wantLabels: "<<=x",
 		},
+		{
+			name:     "keeps a quoted << that a merge key brings in",
+			input:    mergeHead + "metadata:\n  name: a\n  labels: {<<: {'<<': x, team: web}}\nspec: {hosts: [a.com]}\n",
+			wantDocs: 1, wantHosts: "a.com", wantLabels: "<<=x,team=web",
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
