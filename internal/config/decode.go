@@ -172,11 +172,17 @@ func (d *decoder) document(n *yaml.Node) *Document {
 		return nil
 	}
 	if budget := maxExpandedNodes; !withinBudget(n, &budget, 0) {
-		d.fail(n.Line, "", "document too large once its YAML aliases are expanded (more than %d values, or nested deeper than %d)", maxExpandedNodes, maxDepth)
+		d.fail(n.Line, "", "document too large once its YAML aliases are expanded (more than %d values, or nested deeper than %d, as an alias or merge key inside the value it names is)", maxExpandedNodes, maxDepth)
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
 		d.fail(n.Line, "", "a document must be an object with apiVersion, kind, metadata and spec")
+		return nil
+	}
+	// Expanded only once the document is known to be small with its aliases walked: merging
+	// spends no more than that walk, so the limit above also bounds the expansion.
+	n, ok := d.expandMerges(n)
+	if !ok {
 		return nil
 	}
 	h, ok := d.screen(n)

@@ -142,8 +142,14 @@ func decodeTop(file, ns string, n *yaml.Node) []*decoder {
 		root = root.Content[0]
 	}
 	if root = resolveAlias(root); root != nil && root.Kind == yaml.MappingNode {
-		if h := readHeader(root); h.isList() {
-			return decodeList(file, ns, root, h)
+		// A list's own keys may come from a merge key too; its items are expanded one by one, each
+		// by its own decoder, so that a bad merge in one item drops that item only. A merge that
+		// fails here is reported by document, which expands the same mapping again.
+		if pairs, err := newMerger().merged("", root); err == nil {
+			top := &yaml.Node{Kind: yaml.MappingNode, Line: root.Line, Column: root.Column, Content: pairs}
+			if h := readHeader(top); h.isList() {
+				return decodeList(file, ns, top, h)
+			}
 		}
 	}
 	d := &decoder{file: file, defaultNS: ns}

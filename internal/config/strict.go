@@ -9,7 +9,8 @@ import (
 // duplicateKeys reports every mapping key set twice in one mapping, anywhere in the document, as
 // the Kubernetes API server refuses them: with a duplicate, the last value silently wins, so a
 // second "spec:" would replace the reviewed one and a second "namespace:" would move the object.
-// It reports whether the document is free of them.
+// It runs on the document with its merge keys expanded, where a key that overrides a merged one
+// is there once, as the merge-key rules mean it. It reports whether the document is free of them.
 func (d *decoder) duplicateKeys(n *yaml.Node) bool {
 	ok := true
 	seen := map[*yaml.Node]bool{}
@@ -27,11 +28,6 @@ func (d *decoder) duplicateKeys(n *yaml.Node) bool {
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k := n.Content[i]
 				fp := joinPath(path, k.Value)
-				if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" {
-					// "<<" merges are YAML's own override mechanism, not a repeated field.
-					walk(path, n.Content[i+1])
-					continue
-				}
 				if line, dup := first[k.Value]; dup {
 					d.failDuplicate(k.Line, fp, k.Value, line)
 					ok = false
@@ -53,7 +49,11 @@ func (d *decoder) duplicateKeys(n *yaml.Node) bool {
 // failDuplicate records a duplicate key; it is reported before kind and name are known, so it
 // names only the file, both lines and the path.
 func (d *decoder) failDuplicate(line int, path, key string, firstLine int) {
-	d.fail(line, path, "duplicate key %q: already set at line %d (a key may appear once per object, as the Kubernetes API server requires)", key, firstLine)
+	d.fail(line, path, "%s", duplicateMessage(key, firstLine))
+}
+
+func duplicateMessage(key string, firstLine int) string {
+	return fmt.Sprintf("duplicate key %q: already set at line %d (a key may appear once per object, as the Kubernetes API server requires)", key, firstLine)
 }
 
 func joinPath(path, key string) string {
