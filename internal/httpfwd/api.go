@@ -47,7 +47,9 @@ type Reject struct {
 	Reason string
 	// Header holds further fields to send.
 	Header []Field
-	// Body is the response body; its type is text/plain.
+	// Body is the response body; its type is text/plain. The engine sends it without its
+	// trailing newline and with "; request id <id>\n" appended (the id is in
+	// RequestHead.RequestID); an empty Body is sent as no body.
 	Body string
 }
 

@@ -23,6 +23,7 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 	} else {
 		c.rec.RequestID = newRequestID(&c.reqID)
 	}
+	req.RequestID = c.rec.RequestID
 	if req.looped(s.via) {
 		s.stats.loops.Add(1)
 		return c.fail(start, 508, "forwarding loop detected", nil)
