@@ -47,7 +47,9 @@ type Reject struct {
 	Reason string
 	// Header holds further fields to send.
 	Header []Field
-	// Body is the response body; its type is text/plain.
+	// Body is the response body; its type is text/plain. The engine sends it without its
+	// trailing newline and with "; request id <id>\n" appended (the id is in
+	// RequestHead.RequestID); an empty Body is sent as no body.
 	Body string
 }
 
@@ -77,8 +79,11 @@ func (RouterFunc) Done(Upstream, error) {}
 type Limits struct {
 	// MaxHeaderBytes bounds a request or response head and a trailer section (64 KiB).
 	MaxHeaderBytes int
-	// MaxHeaders bounds the fields of a request or response head (100, Envoy's
-	// max_headers_count). A request over it gets 431, a response over it is malformed (502).
+	// MaxHeaders bounds the fields of a request or response head and of a chunked body's
+	// trailer section (100, Envoy's max_headers_count). A request head over it gets 431, a
+	// response head over it is malformed (502). A request trailer section over it gets 431
+	// and the request is aborted upstream; a response trailer section over it cuts the
+	// response, whose head is already out.
 	MaxHeaders int
 	// HeaderReadTimeout bounds reading a request head once its first byte arrived, and the
 	// first request of a connection altogether (10s).

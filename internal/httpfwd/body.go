@@ -244,11 +244,13 @@ func (p *pipe) chunkPeek(n int) ([]byte, error) {
 func (p *pipe) chunkDiscard(n int) { p.src.Discard(n) }
 
 // copyChunked moves one chunked body, checking its framing as it goes; mode says what of it
-// is sent. Trailer fields that may not appear in a trailer are dropped.
-func (p *pipe) copyChunked(mode chunkMode, maxTrailer int) error {
+// is sent. Trailer fields that may not appear in a trailer are dropped; a trailer section of
+// more than maxBytes bytes or maxFields fields ends the copy with a badChunk error.
+func (p *pipe) copyChunked(mode chunkMode, maxBytes, maxFields int) error {
 	verbatim := mode != chunkPayload
 	d := &p.chunks
-	d.reset(p, maxTrailer)
+	d.reset(p, maxBytes)
+	d.maxFields = maxFields
 	for {
 		size, line, err := d.sizeLine()
 		if err != nil {

@@ -8,6 +8,10 @@ import (
 // errBadChunk is invalid chunked framing.
 var errBadChunk = errors.New("invalid chunked encoding")
 
+// errTooManyTrailers is a trailer section with more fields than Limits.MaxHeaders. It comes
+// joined with errBadChunk, so every path that ends a malformed body ends this one too.
+var errTooManyTrailers = errors.New("too many trailer fields")
+
 func badChunk(msg string) error {
 	return &copyError{read: true, err: errors.Join(errBadChunk, errors.New(msg))}
 }
@@ -36,11 +40,16 @@ type chunkedReader struct {
 	src        chunkSource
 	maxTrailer int // bytes a trailer section may take
 	trailer    int // trailer bytes read so far
+	// maxFields bounds the fields of the trailer section, as Limits.MaxHeaders bounds a
+	// head's (Envoy counts trailers against max_headers_count alike); 0 means no bound.
+	maxFields int
+	fields    int // trailer fields read so far
 }
 
-// reset starts a new body from src.
+// reset starts a new body from src, with no bound on the number of trailer fields: a caller
+// that forwards the trailers sets maxFields after it.
 func (d *chunkedReader) reset(src chunkSource, maxTrailer int) {
-	d.src, d.maxTrailer, d.trailer = src, maxTrailer, 0
+	d.src, d.maxTrailer, d.trailer, d.maxFields, d.fields = src, maxTrailer, 0, 0, 0
 }
 
 // sizeLine reads one chunk-size line and returns the size and the line as received.
@@ -84,6 +93,10 @@ func (d *chunkedReader) trailerLine() (line []byte, last, drop bool, err error) 
 	}
 	if len(line) == 2 {
 		return line, true, false, nil
+	}
+	if d.fields++; d.maxFields > 0 && d.fields > d.maxFields {
+		// Checked before the line is returned, so a caller never forwards field 101.
+		return nil, false, false, &copyError{read: true, err: errors.Join(errBadChunk, errTooManyTrailers)}
 	}
 	colon := bytes.IndexByte(line, ':')
 	return line, false, forbiddenInTrailer(line[:colon]), nil

@@ -111,8 +111,8 @@ func TestRejectsCarryTheRequestID(t *testing.T) {
 	})
 	c := dial(t, startProxy(t, &Server{Router: router}))
 	resp := c.roundTrip("GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: client-9\r\n\r\n")
-	if got := resp.Header.Values("X-Request-Id"); len(got) != 1 || got[0] != "client-9" || resp.body != "no route\n" {
-		t.Errorf("got x-request-id %q and body %q, want client-9 once and the Router's body", got, resp.body)
+	if got := resp.Header.Values("X-Request-Id"); len(got) != 1 || got[0] != "client-9" || resp.body != "no route; request id client-9\n" {
+		t.Errorf("got x-request-id %q and body %q, want client-9 once and the Router's body naming it", got, resp.body)
 	}
 }
 

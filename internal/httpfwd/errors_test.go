@@ -25,8 +25,8 @@ func TestReject(t *testing.T) {
 	c := dial(t, startProxy(t, &Server{Router: router}))
 	for range 2 {
 		resp := c.roundTrip("GET / HTTP/1.1\r\nHost: nowhere.test\r\n\r\n")
-		if resp.StatusCode != 502 || resp.body != "unknown host\n" {
-			t.Fatalf("got %d %q", resp.StatusCode, resp.body)
+		if want := "unknown host; request id " + resp.Header.Get("X-Request-Id") + "\n"; resp.StatusCode != 502 || resp.body != want {
+			t.Fatalf("got %d %q, want 502 %q", resp.StatusCode, resp.body, want)
 		}
 		if got := resp.Header.Get("X-Meshentry-Reason"); got != `no ServiceEntry declares host "nowhere.test"` {
 			t.Errorf("reason %q", got)
@@ -69,7 +69,7 @@ func TestRejectStatuses(t *testing.T) {
 				t.Errorf("204 with Content-Length %s", cl)
 			}
 			// A body sent where none is expected would be read as the next response.
-			if resp := c.roundTrip("GET / HTTP/1.1\r\nHost: next.test\r\n\r\n"); resp.StatusCode != 403 || resp.body != "next\n" {
+			if resp := c.roundTrip("GET / HTTP/1.1\r\nHost: next.test\r\n\r\n"); resp.StatusCode != 403 || resp.body != "next; request id "+resp.Header.Get("X-Request-Id")+"\n" {
 				t.Errorf("next exchange: %d %q", resp.StatusCode, resp.body)
 			}
 		})

@@ -203,15 +203,18 @@ func (c *conn) relayResponse(x *exchange) *result {
 		p.reset(c.ubr, uc.nc, c.bw, c.nc, lim.StreamIdleTimeout)
 		switch {
 		case f.dechunk:
-			err = p.copyChunked(chunkPayload, lim.MaxHeaderBytes)
+			err = p.copyChunked(chunkPayload, lim.MaxHeaderBytes, lim.MaxHeaders)
 		case f.chunked:
-			err = p.copyChunked(chunkRelay, lim.MaxHeaderBytes)
+			err = p.copyChunked(chunkRelay, lim.MaxHeaderBytes, lim.MaxHeaders)
 		case f.toEOF:
 			err = p.copyToEOF()
 		default:
 			err = p.copyN(resp.length)
 		}
 		c.rec.ResponseBytes = p.moved
+		// A trailer section over the cap ends the copy as malformed: the head is out, so the
+		// client sees the body cut and the connection closed.
+		c.countTrailerCap(err)
 	}
 	if x.async {
 		// The response is complete but the body may not be: then the upstream does not

@@ -23,6 +23,7 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 	} else {
 		c.rec.RequestID = newRequestID(&c.reqID)
 	}
+	req.RequestID = c.rec.RequestID
 	if req.looped(s.via) {
 		s.stats.loops.Add(1)
 		return c.fail(start, 508, "forwarding loop detected", nil)
@@ -171,7 +172,8 @@ func (c *conn) sendBody(uc *upConn) error {
 	p := &c.up
 	var err error
 	if c.req.Chunked() {
-		err = p.copyChunked(chunkCanonical, c.s.lim.MaxHeaderBytes)
+		err = p.copyChunked(chunkCanonical, c.s.lim.MaxHeaderBytes, c.s.lim.MaxHeaders)
+		c.countTrailerCap(err)
 	} else {
 		err = p.copyN(c.req.length)
 	}
@@ -179,9 +181,26 @@ func (c *conn) sendBody(uc *upConn) error {
 	return err
 }
 
+// countTrailerCap counts a body whose trailer section had more fields than Limits.MaxHeaders,
+// with the heads that had: it is the same limit, hit later in the message.
+func (c *conn) countTrailerCap(err error) {
+	if err != nil && errors.Is(err, errTooManyTrailers) {
+		c.s.stats.tooManyHeaders.Add(1)
+	}
+}
+
 // clientBodyFailed ends a request whose body the client could not deliver: bad chunked framing
 // gets a 400, a vanished client nothing.
+//
+// A trailer section over Limits.MaxHeaders gets 431 with the connection closed, as Envoy's
+// HTTP/1 codec answers any field section over max_headers_count. The head and body went
+// upstream already, so the request cannot be refused whole: the copy stops before the field
+// over the cap and the upstream connection is closed (streamBody), so the upstream never sees
+// the message end and holds it for incomplete, which is Envoy's stream reset for HTTP/1.
 func (c *conn) clientBodyFailed(start time.Time, err error) bool {
+	if errors.Is(err, errTooManyTrailers) {
+		return c.fail(start, 431, "too many trailer fields", err)
+	}
 	if errors.Is(err, errBadChunk) {
 		return c.fail(start, 400, "invalid chunked request body", err)
 	}

@@ -298,7 +298,7 @@ func keptTrailers(in []byte) string {
 func relayChunked(src *bufio.Reader, w io.Writer, mode chunkMode) error {
 	p := &pipe{bufs: &sync.Pool{}}
 	p.reset(src, nopConn{}, bufio.NewWriterSize(w, 64), nopConn{}, time.Minute)
-	err := p.copyChunked(mode, 1024)
+	err := p.copyChunked(mode, 1024, 0)
 	p.dst.Flush()
 	return err
 }

@@ -31,6 +31,11 @@ type RequestHead struct {
 	ProtoMinor int
 	// RemoteAddr and LocalAddr are the addresses of the client connection.
 	RemoteAddr, LocalAddr net.Addr
+	// RequestID is the x-request-id of this request, the client's or one the engine made up.
+	// The engine sets it before Router.Route and Server.OnConnect, so a Router or CONNECT
+	// handler can name it in its logs and answers; like the other slices it is valid only
+	// until the request completes.
+	RequestID []byte
 	// RouteState is the Router's to use across the attempts of one request (for example, which
 	// endpoints it already tried); the engine never reads or writes it, so a Router resets it
 	// itself when attempt is 0.

@@ -6,11 +6,14 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
 // reject answers with the Router's Reject. The connection stays open unless a request body,
-// which is not read, would otherwise be mistaken for the next request.
+// which is not read, would otherwise be mistaken for the next request. The body gets the
+// request id appended, as the engine's own errors carry it, so that whoever reads the answer
+// can hand the operator an id to find in the Router's log.
 func (c *conn) reject(start time.Time, r *Reject) bool {
 	keep := c.req.KeepAlive() && !c.req.HasBody() && !c.s.shutting.Load()
 	c.linger = c.linger || c.req.HasBody()
@@ -20,7 +23,12 @@ func (c *conn) reject(start time.Time, r *Reject) bool {
 		// body as one. Other codes are not HTTP's.
 		status = 502
 	}
-	c.writeSimple(status, r.Reason, r.Header, !keep, r.Body)
+	if r.Body == "" {
+		// No body was asked for; the id still goes in the x-request-id field.
+		c.writeSimple(status, r.Reason, r.Header, !keep)
+	} else {
+		c.writeSimple(status, r.Reason, r.Header, !keep, strings.TrimSuffix(r.Body, "\n"), "; request id ", string(c.rec.RequestID), "\n")
+	}
 	c.logAccess(start, "", status, nil)
 	return keep
 }

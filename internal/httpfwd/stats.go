@@ -7,7 +7,8 @@ import "sync/atomic"
 type Stats struct {
 	// HeadTooLarge counts request heads over Limits.MaxHeaderBytes (431).
 	HeadTooLarge uint64
-	// TooManyHeaders counts request heads with more fields than Limits.MaxHeaders (431).
+	// TooManyHeaders counts request heads (431) and request or response trailer sections
+	// (aborted or cut) with more fields than Limits.MaxHeaders.
 	TooManyHeaders uint64
 	// LoopsDetected counts requests whose Via field already named this proxy (508).
 	LoopsDetected uint64

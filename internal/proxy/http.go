@@ -37,7 +37,7 @@ func (h *httpRouter) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstr
 			}
 		}
 		if !validHost(req.Host) {
-			return httpfwd.Upstream{}, p.rejectFor(errInvalidHost, req.Host, dst.port, "")
+			return httpfwd.Upstream{}, p.rejectFor(errInvalidHost, req.RequestID, req.Host, dst.port, "")
 		}
 	}
 	q := registry.Query{Namespace: p.cfg.Namespace, Host: req.Host, Port: dst.port, Protocol: registry.TrafficHTTP}
@@ -47,23 +47,23 @@ func (h *httpRouter) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstr
 	m := t.snap.Match(q, p.cfg.AllowAny)
 	switch {
 	case m.Outcome == registry.BlackHole:
-		return httpfwd.Upstream{}, p.refuse(req.Host, dst.port)
+		return httpfwd.Upstream{}, p.refuse(req.Host, dst.port, req.RequestID)
 	case m.Outcome == registry.Passthrough, m.Service.Resolution == registry.ResolutionNone:
 		if !h.captured {
 			d, err := requested(m, req.Host, dst.port)
 			if err != nil {
-				return httpfwd.Upstream{}, p.rejectFor(err, req.Host, dst.port, m.Cluster)
+				return httpfwd.Upstream{}, p.rejectFor(err, req.RequestID, req.Host, dst.port, m.Cluster)
 			}
 			dst = d
 		}
-		return p.originalUpstream(dst, m.Cluster)
+		return p.originalUpstream(dst, m.Cluster, req.RequestID)
 	case m.Service.Resolution == registry.ResolutionDynamicDNS:
 		// The name asked for is resolved even for a captured request: DYNAMIC_DNS routes by Host.
 		name := registry.NormalizeHost(req.Host)
 		if !registry.IsHostName(name) {
-			return httpfwd.Upstream{}, p.rejectFor(errNoName, req.Host, dst.port, m.Cluster)
+			return httpfwd.Upstream{}, p.rejectFor(errNoName, req.RequestID, req.Host, dst.port, m.Cluster)
 		}
-		return p.originalUpstream(destination{host: name, port: dst.port}, m.Cluster)
+		return p.originalUpstream(destination{host: name, port: dst.port}, m.Cluster, req.RequestID)
 	}
 	return p.endpointUpstream(t, m, req, attempt)
 }
@@ -93,7 +93,7 @@ func (p *Proxy) endpointUpstream(t *table, m registry.Match, req *httpfwd.Reques
 		up, err := r.upstream(p.ctx, i, p.cfg.Resolver, p.health, retry)
 		if err == nil {
 			if up.Addr != "" && p.sec.isSelfAddr(up.Addr) {
-				return httpfwd.Upstream{}, p.rejectFor(errLoop, req.Host, uint32(req.Port), r.port.Cluster)
+				return httpfwd.Upstream{}, p.rejectFor(errLoop, req.RequestID, req.Host, uint32(req.Port), r.port.Cluster)
 			}
 			return up, nil
 		}
@@ -105,7 +105,7 @@ func (p *Proxy) endpointUpstream(t *table, m registry.Match, req *httpfwd.Reques
 		}
 	}
 	if lastErr != nil {
-		return httpfwd.Upstream{}, p.rejectFor(lastErr, req.Host, uint32(req.Port), r.port.Cluster)
+		return httpfwd.Upstream{}, p.rejectFor(lastErr, req.RequestID, req.Host, uint32(req.Port), r.port.Cluster)
 	}
 	return httpfwd.Upstream{}, &httpfwd.Reject{Status: 503, Reason: "no endpoint left to try for " + r.port.Cluster,
 		Body: "meshentry: every endpoint of " + r.port.Cluster + " failed to connect\n"}
@@ -127,17 +127,26 @@ func (h *httpRouter) Done(up httpfwd.Upstream, err error) {
 }
 
 // refusal logs (rate-limited) and returns why a host is refused under REGISTRY_ONLY; via names
-// the path ("HTTP" or "CONNECT") in the log.
-func (p *Proxy) refusal(host string, port uint32, via string) string {
+// the path ("HTTP" or "CONNECT") in the log, id the request id the client is answered with.
+func (p *Proxy) refusal(host string, port uint32, via string, id []byte) string {
 	p.sec.refused.Add(1)
 	reason := fmt.Sprintf("no ServiceEntry visible to namespace %s declares host %q on port %d", p.cfg.Namespace, host, port)
-	p.sec.refusalLog("refused", "host", host, "port", port, "reason", reason, "via", via, "cluster", registry.BlackHoleCluster)
+	p.sec.refusalLog("refused", withRequestID(id, "host", host, "port", port, "reason", reason, "via", via, "cluster", registry.BlackHoleCluster)...)
 	return reason
 }
 
+// withRequestID appends the request id to log arguments, when there is one: an operator
+// handed the id from an answer finds the line by it.
+func withRequestID(id []byte, args ...any) []any {
+	if len(id) == 0 {
+		return args
+	}
+	return append(args, "request_id", string(id))
+}
+
 // refuse is the HTTP answer for a host no visible ServiceEntry declares, under REGISTRY_ONLY.
-func (p *Proxy) refuse(host string, port uint32) *httpfwd.Reject {
-	reason := p.refusal(host, port, "HTTP")
+func (p *Proxy) refuse(host string, port uint32, id []byte) *httpfwd.Reject {
+	reason := p.refusal(host, port, "HTTP", id)
 	return &httpfwd.Reject{Status: 502, Reason: reason,
 		Body: "meshentry: " + reason + "; the outbound policy REGISTRY_ONLY refuses it\n"}
 }
@@ -165,8 +174,15 @@ func failure(err error, host string, port uint32, cluster string) (status int, r
 	return 503, "no upstream of " + cluster + " could be reached"
 }
 
-// logFailure counts a failure and logs its detail, rate-limited.
+// logFailure counts a failure of a connection that has no request id (capture) and logs its
+// detail, rate-limited.
 func (p *Proxy) logFailure(err error, via, host string, port uint32, cluster string) {
+	p.logRequestFailure(err, nil, via, host, port, cluster)
+}
+
+// logRequestFailure counts a failure and logs its detail, rate-limited, with the request id
+// the client is answered with.
+func (p *Proxy) logRequestFailure(err error, id []byte, via, host string, port uint32, cluster string) {
 	switch {
 	case errors.Is(err, errLoop):
 		p.sec.loops.Add(1)
@@ -175,12 +191,13 @@ func (p *Proxy) logFailure(err error, via, host string, port uint32, cluster str
 	case errors.Is(err, errRefused), errors.Is(err, errUndeclaredIP), errors.Is(err, errNoName):
 		p.sec.refused.Add(1)
 	}
-	p.sec.refusalLog("not forwarded", "via", via, "host", host, "port", port, "cluster", cluster, "err", err)
+	p.sec.refusalLog("not forwarded", withRequestID(id, "via", via, "host", host, "port", port, "cluster", cluster, "err", err)...)
 }
 
-// rejectFor answers an HTTP request that will not be forwarded because of err.
-func (p *Proxy) rejectFor(err error, host string, port uint32, cluster string) *httpfwd.Reject {
-	p.logFailure(err, "HTTP", host, port, cluster)
+// rejectFor answers an HTTP request that will not be forwarded because of err; id is its
+// request id, which the engine adds to the body.
+func (p *Proxy) rejectFor(err error, id []byte, host string, port uint32, cluster string) *httpfwd.Reject {
+	p.logRequestFailure(err, id, "HTTP", host, port, cluster)
 	status, reason := failure(err, host, port, cluster)
 	return &httpfwd.Reject{Status: status, Reason: reason, Body: "meshentry: " + reason + "\n"}
 }
@@ -192,11 +209,11 @@ const originalKeyPrefix = "original|"
 // originalUpstream sends the request where the application addressed it (resolution NONE,
 // ALLOW_ANY, DYNAMIC_DNS), through the guarded dial. A name is resolved here as well as at dial
 // time (the second lookup is a cache hit) so a name leading back to the proxy gets 508 at once
-// rather than a connect failure.
-func (p *Proxy) originalUpstream(dst destination, cluster string) (httpfwd.Upstream, *httpfwd.Reject) {
+// rather than a connect failure. id is the request id, for the log.
+func (p *Proxy) originalUpstream(dst destination, cluster string, id []byte) (httpfwd.Upstream, *httpfwd.Reject) {
 	if dst.orig.IsValid() {
 		if p.sec.isSelf(dst.orig) {
-			return httpfwd.Upstream{}, p.rejectFor(errLoop, dst.orig.Addr().String(), dst.port, cluster)
+			return httpfwd.Upstream{}, p.rejectFor(errLoop, id, dst.orig.Addr().String(), dst.port, cluster)
 		}
 		addr := dst.orig.String()
 		return httpfwd.Upstream{Addr: addr, Key: originalKeyPrefix + addr, Dial: func(ctx context.Context) (net.Conn, error) {
@@ -207,11 +224,11 @@ func (p *Proxy) originalUpstream(dst destination, cluster string) (httpfwd.Upstr
 	addrs, err := p.cfg.Resolver.Lookup(ctx, dst.host)
 	cancel()
 	if err != nil {
-		return httpfwd.Upstream{}, p.rejectFor(err, dst.host, dst.port, cluster)
+		return httpfwd.Upstream{}, p.rejectFor(err, id, dst.host, dst.port, cluster)
 	}
 	for _, a := range addrs {
 		if p.sec.isSelf(netipAddrPort(a, dst.port)) {
-			return httpfwd.Upstream{}, p.rejectFor(errLoop, dst.host, dst.port, cluster)
+			return httpfwd.Upstream{}, p.rejectFor(errLoop, id, dst.host, dst.port, cluster)
 		}
 	}
 	hp := hostPort(dst.host, dst.port)
@@ -234,7 +251,7 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 		port = 443
 	}
 	host := head.Host
-	up, addr, m, ok := p.connectUpstream(client, host, port)
+	up, addr, m, ok := p.connectUpstream(client, host, port, head.RequestID)
 	if !ok {
 		return
 	}
@@ -258,17 +275,17 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 	p.pipe(src, up)
 }
 
-// connectUpstream matches and dials a CONNECT authority, answering the client itself when the
-// tunnel will not be opened.
-func (p *Proxy) connectUpstream(client net.Conn, host string, port uint32) (net.Conn, string, registry.Match, bool) {
+// connectUpstream matches and dials a CONNECT authority, answering the client itself, with
+// the request id, when the tunnel will not be opened.
+func (p *Proxy) connectUpstream(client net.Conn, host string, port uint32, id []byte) (net.Conn, string, registry.Match, bool) {
 	if !validHost(host) {
-		p.connectFailed(client, errInvalidHost, host, port, "")
+		p.connectFailed(client, errInvalidHost, id, host, port, "")
 		return nil, "", registry.Match{}, false
 	}
 	t := p.table.Load()
 	m := t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: host, Port: port, Protocol: registry.TrafficAny}, p.cfg.AllowAny)
 	if m.Outcome == registry.BlackHole {
-		writeStatus(client, "403 Forbidden", p.refusal(host, port, "CONNECT"))
+		writeStatus(client, "403 Forbidden", p.refusal(host, port, "CONNECT", id), id)
 		return nil, "", m, false
 	}
 	dst, err := requested(m, host, port)
@@ -280,19 +297,19 @@ func (p *Proxy) connectUpstream(client net.Conn, host string, port uint32) (net.
 			return up, addr, m, true
 		}
 	}
-	p.connectFailed(client, err, host, port, m.Cluster)
+	p.connectFailed(client, err, id, host, port, m.Cluster)
 	return nil, "", m, false
 }
 
 // connectFailed logs why a tunnel is not opened and answers with a generic reason.
-func (p *Proxy) connectFailed(client net.Conn, err error, host string, port uint32, cluster string) {
-	p.logFailure(err, "CONNECT", host, port, cluster)
+func (p *Proxy) connectFailed(client net.Conn, err error, id []byte, host string, port uint32, cluster string) {
+	p.logRequestFailure(err, id, "CONNECT", host, port, cluster)
 	status, reason := failure(err, host, port, cluster)
 	if status == 502 {
 		// A tunnel the policy refuses is answered as the other CONNECT refusals are.
 		status = 403
 	}
-	writeStatus(client, statusLine(status), reason)
+	writeStatus(client, statusLine(status), reason, id)
 }
 
 // statusLine is the status line text for the few statuses a CONNECT refusal uses.
@@ -308,9 +325,18 @@ func statusLine(status int) string {
 	return "503 Service Unavailable"
 }
 
-// writeStatus answers a CONNECT that will not be tunnelled.
-func writeStatus(c net.Conn, status, reason string) {
-	reason = strings.NewReplacer("\r", " ", "\n", " ").Replace(reason)
-	body := "meshentry: " + reason + "\n"
-	fmt.Fprintf(c, "HTTP/1.1 %s\r\nX-Meshentry-Reason: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", status, reason, len(body), body)
+// writeStatus answers a CONNECT that will not be tunnelled, naming its request id in an
+// X-Request-Id field and in the body, as the engine's own answers do.
+func writeStatus(c net.Conn, status, reason string, id []byte) {
+	clean := strings.NewReplacer("\r", " ", "\n", " ")
+	reason = clean.Replace(reason)
+	body, idField := "meshentry: "+reason+"\n", ""
+	if len(id) > 0 {
+		// The engine took the id as a field value already; cleaning it again costs nothing.
+		rid := clean.Replace(string(id))
+		body = "meshentry: " + reason + "; request id " + rid + "\n"
+		idField = "X-Request-Id: " + rid + "\r\n"
+	}
+	fmt.Fprintf(c, "HTTP/1.1 %s\r\n%sX-Meshentry-Reason: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		status, idField, reason, len(body), body)
 }
