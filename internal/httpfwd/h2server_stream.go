@@ -33,8 +33,8 @@ type h2Stream struct {
 func (st *h2Stream) serve() {
 	s := st.hc.s
 	// The id comes first, so that even a refused head is answered and logged with one.
-	if v := st.r.Header["X-Request-Id"]; len(v) > 0 && v[0] != "" && h2Clean(v[0]) {
-		st.rec.RequestID = []byte(v[0])
+	if id := h2RequestID(st.r.Header["X-Request-Id"]); id != "" {
+		st.rec.RequestID = []byte(id)
 	} else {
 		st.rec.RequestID = newRequestID(&st.reqID)
 	}
@@ -136,6 +136,22 @@ func (st *h2Stream) parseHead() (int, string) {
 	return 0, ""
 }
 
+// h2RequestID returns the client's request id: as on the HTTP/1.1 path, the first x-request-id
+// value that is not empty once its blanks are trimmed, so that a stream carrying several ids is
+// logged and forwarded with the same one. It returns "" when there is none, or when that value
+// holds bytes the head would be refused for, so that the refusal carries an id of our own.
+func h2RequestID(values []string) string {
+	for _, v := range values {
+		if v = strings.Trim(v, " \t"); v != "" {
+			if !h2Clean(v) {
+				return ""
+			}
+			return v
+		}
+	}
+	return ""
+}
+
 // h2Clean reports whether v has no control characters other than tab: such bytes would
 // split the head written for the parser.
 func h2Clean(v string) bool {
@@ -222,7 +238,9 @@ func (st *h2Stream) copyHeader(dst http.Header, h2c bool) {
 		switch {
 		case k == "Te" && h2c && len(vs) == 1 && strings.EqualFold(vs[0], "trailers"):
 			// The one TE value HTTP/2 allows; gRPC servers insist on it.
-		case h2HopByHop[k], k == "Via":
+		case h2HopByHop[k], k == "Via", k == "X-Request-Id":
+			// x-request-id is ours to send, once: several would let the upstream log an id
+			// other than the one this proxy logged.
 			continue
 		}
 		// Cookies a client split over several fields arrive joined: x/net's server does
@@ -232,9 +250,7 @@ func (st *h2Stream) copyHeader(dst http.Header, h2c bool) {
 	if _, ok := dst["User-Agent"]; !ok {
 		dst["User-Agent"] = []string{""} // keeps net/http from adding its own
 	}
-	if _, ok := dst["X-Request-Id"]; !ok {
-		dst["X-Request-Id"] = []string{string(st.rec.RequestID)}
-	}
+	dst["X-Request-Id"] = []string{string(st.rec.RequestID)}
 	// Our name ends the Via list, in one field as the HTTP/1.1 path writes it, so that a
 	// stream routed back to this proxy is answered 508 instead of forwarded again.
 	via := append(slices.Clip(st.r.Header["Via"]), "1.1 "+st.hc.s.via)
