@@ -25,6 +25,7 @@ type h2Stream struct {
 	rec   AccessRecord
 	reqID [36]byte
 	body  *h2ReqBody
+	url   *url.URL        // the request target as the transports write it; forward sets its Host
 	ctx   context.Context // the client's stream, ended early by a pause past IdleTimeout
 	idle  idleWatch
 }
@@ -104,6 +105,10 @@ func (st *h2Stream) parseHead() (int, string) {
 	if !h2Clean(r.RequestURI) {
 		return 400, "invalid request target"
 	}
+	var err error
+	if st.url, err = targetURL(r.RequestURI); err != nil {
+		return 400, "request target cannot be forwarded as sent"
+	}
 	raw := make([]byte, 0, 256)
 	raw = append(raw, r.Method...)
 	raw = append(raw, ' ')
@@ -125,7 +130,7 @@ func (st *h2Stream) parseHead() (int, string) {
 	raw = append(raw, "\r\n"...)
 	st.head.RemoteAddr, st.head.LocalAddr = st.hc.remote, st.hc.local
 	st.head.maxFields = st.hc.s.lim.MaxHeaders
-	if err := st.head.parse(raw); err != nil {
+	if err = st.head.parse(raw); err != nil {
 		var pe *parseError
 		if errors.As(err, &pe) {
 			st.hc.s.stats.countRefusal(pe)
@@ -179,9 +184,11 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 	s := st.hc.s
 	h := st.hc.h
 	r := st.r
+	target := *st.url // a copy: a retry may go to another upstream
+	target.Host = h2cHost(up.Key)
 	out := &http.Request{
 		Method:     r.Method,
-		URL:        &url.URL{Scheme: "http", Host: h2cHost(up.Key), Opaque: r.RequestURI},
+		URL:        &target,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
