@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strconv"
@@ -183,39 +184,28 @@ var h2HopByHop = map[string]bool{
 func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 	s := st.hc.s
 	h := st.hc.h
-	r := st.r
-	target := *st.url // a copy: a retry may go to another upstream
-	target.Host = h2cHost(up.Key)
-	out := &http.Request{
-		Method:     r.Method,
-		URL:        &target,
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     make(http.Header, len(r.Header)+3),
-		Host:       r.Host,
-	}
-	if up.Host != "" {
-		out.Host = up.Host
-	}
-	st.copyHeader(out.Header, up.Protocol == H2C)
-	rt := h.h1
-	if up.Protocol == H2C {
+	out, h2c := st.upstreamRequest(up)
+	var rt http.RoundTripper = h.h1
+	ctx := context.WithValue(st.ctx, h2cDialKey{}, &h2cDial{up: *up, timeout: s.lim.ConnectTimeout})
+	var wait capWait
+	if h2c {
 		rt = s.pool.h2c()
-		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/2.0", 2, 0
+	} else {
+		ctx = httptrace.WithClientTrace(ctx, wait.trace(&h.up, s.lim.MaxUpstreamConns))
 	}
-	if st.body != nil {
-		st.body.declare(out)
-		out.Body = st.body
-		out.ContentLength = r.ContentLength
-		if out.ContentLength == 0 {
-			out.ContentLength = -1 // the length is not known before END_STREAM
-		}
+	resp, err := rt.RoundTrip(out.WithContext(ctx))
+	if wait.overflowed() {
+		h.count.upstreamOverflows.Add(1)
 	}
-	dial := &h2cDial{up: *up, timeout: s.lim.ConnectTimeout}
-	out = out.WithContext(context.WithValue(st.ctx, h2cDialKey{}, dial))
-	resp, err := rt.RoundTrip(out)
 	if err != nil {
+		if wait.overflowed() && !wait.got.Load() && context.Cause(st.ctx) == errStreamIdle {
+			// Envoy answers a request its circuit breaker holds back 503 too. The
+			// upstream is busy, not failing: it is not reported for ejection.
+			s.Router.Done(*up, nil)
+			st.fail(503, "upstream connection limit reached", fmt.Errorf("no connection to %s free within %v: %w",
+				up.Key, s.lim.StreamIdleTimeout, err))
+			return false, nil
+		}
 		return st.roundTripFailed(up, err)
 	}
 	defer resp.Body.Close()
@@ -236,6 +226,39 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 		panic(http.ErrAbortHandler)
 	}
 	return false, nil
+}
+
+// upstreamRequest builds the request sent to up, and reports whether up speaks h2c.
+func (st *h2Stream) upstreamRequest(up *Upstream) (*http.Request, bool) {
+	r := st.r
+	target := *st.url // a copy: a retry may go to another upstream
+	target.Host = h2cHost(up.Key)
+	out := &http.Request{
+		Method:     r.Method,
+		URL:        &target,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     make(http.Header, len(r.Header)+3),
+		Host:       r.Host,
+	}
+	if up.Host != "" {
+		out.Host = up.Host
+	}
+	h2c := up.Protocol == H2C
+	st.copyHeader(out.Header, h2c)
+	if h2c {
+		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/2.0", 2, 0
+	}
+	if st.body != nil {
+		st.body.declare(out)
+		out.Body = st.body
+		out.ContentLength = r.ContentLength
+		if out.ContentLength == 0 {
+			out.ContentLength = -1 // the length is not known before END_STREAM
+		}
+	}
+	return out, h2c
 }
 
 // copyHeader fills dst with the stream's fields that go upstream: the hop-by-hop ones left
