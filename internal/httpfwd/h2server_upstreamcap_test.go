@@ -27,12 +27,12 @@ func TestHTTP2StreamsWaitAtTheUpstreamConnectionCap(t *testing.T) {
 			select {
 			case <-release:
 				return
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(10 * time.Millisecond):
 			}
 		}
 	})
 	router := &hostRouter{routes: map[string]Upstream{"web.test:8080": {Addr: be.addr()}}}
-	srv := &Server{Router: router, Limits: Limits{MaxUpstreamConns: 1, StreamIdleTimeout: 200 * time.Millisecond}}
+	srv := &Server{Router: router, Limits: Limits{MaxUpstreamConns: 1, StreamIdleTimeout: 500 * time.Millisecond}}
 	proxy := startProxy(t, srv)
 	client := h2cClient(t)
 	get := func(path string) (*http.Response, error) {
@@ -63,8 +63,8 @@ func TestHTTP2StreamsWaitAtTheUpstreamConnectionCap(t *testing.T) {
 		if resp.StatusCode != 503 || !strings.Contains(string(body), "upstream connection limit reached") {
 			t.Fatalf("got %d %q, want 503 naming the connection limit", resp.StatusCode, body)
 		}
-		if waited := time.Since(start); waited < 150*time.Millisecond {
-			t.Fatalf("answered after %v, want a wait of about StreamIdleTimeout (200ms)", waited)
+		if waited := time.Since(start); waited < 400*time.Millisecond {
+			t.Fatalf("answered after %v, want a wait of about StreamIdleTimeout (500ms)", waited)
 		}
 		if got := srv.HTTP2Stats().UpstreamOverflows; got != 1 {
 			t.Fatalf("UpstreamOverflows %d, want 1", got)
