@@ -74,6 +74,35 @@ func TestAttackDoubleSlashPathsStayOriginFormAcrossProtocols(t *testing.T) {
 			t.Fatalf("upstream saw %q, want %q", got, want)
 		}
 	})
+	t.Run("an h2c request's //host path reaches an h2c upstream as that path", func(t *testing.T) {
+		t.Parallel()
+		seen := make(chan string, 1)
+		be := startH2CBackend(t, func(w http.ResponseWriter, r *http.Request) {
+			seen <- r.RequestURI + " host=" + r.Host
+		})
+		pool := &Pool{}
+		t.Cleanup(func() { pool.Close() })
+		router := RouterFunc(func(*RequestHead, int) (Upstream, *Reject) {
+			return Upstream{Addr: be.addr(), Protocol: H2C}, nil
+		})
+		proxy := startProxy(t, &Server{Router: router, Pool: pool})
+		req, _ := http.NewRequest("GET", "http://"+proxy+"//evil.test/p", nil)
+		req.Host = "web.test"
+		resp, err := h2cClient(t).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		var got string
+		select {
+		case got = <-seen:
+		default:
+			t.Fatalf("upstream not reached: %d", resp.StatusCode)
+		}
+		if want := "//evil.test/p host=web.test"; got != want {
+			t.Fatalf("upstream saw %q, want %q", got, want)
+		}
+	})
 }
 
 // The "//" targets net/http cannot write as Opaque go out byte for byte, query included, or
