@@ -104,6 +104,10 @@ type Limits struct {
 	// ExpectContinueTimeout is how long a request with Expect: 100-continue waits for the
 	// upstream's interim response before its body is sent anyway (1s).
 	ExpectContinueTimeout time.Duration
+	// MaxUpstreamConns bounds the connections HTTP/2 client streams hold open to one HTTP/1.1
+	// upstream (Upstream.Key), idle ones included (1024, Envoy's circuit breaker
+	// max_connections). A stream beyond it waits for one, for at most StreamIdleTimeout.
+	MaxUpstreamConns int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -130,6 +134,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.ExpectContinueTimeout <= 0 {
 		l.ExpectContinueTimeout = time.Second
+	}
+	if l.MaxUpstreamConns <= 0 {
+		l.MaxUpstreamConns = 1024
 	}
 	return l
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,9 +80,34 @@ func h2cHost(key string) string {
 	return strconv.FormatUint(h.Sum64(), 16) + ".h2c.invalid"
 }
 
+// targetURL returns the URL a transport writes as the request target (or :path) target,
+// byte for byte; the caller sets its Host. net/http writes URL.Opaque as it is, except an
+// Opaque starting with "//", which it writes as the absolute-form "http://host/p" (naming a
+// host the registry never matched) and its HTTP/2 transport refuses as a :path. Such a target,
+// an origin-form path whose first segment is empty, goes in Path and RawPath instead, which
+// net/http writes unchanged when RawPath is an encoding of Path. A target that would not come
+// out as it came in is refused, not rewritten, so the upstream reads what the Router matched.
+func targetURL(target string) (*url.URL, error) {
+	u := &url.URL{Scheme: "http", Opaque: target}
+	if !strings.HasPrefix(target, "//") {
+		return u, nil
+	}
+	path, query, hasQuery := strings.Cut(target, "?")
+	decoded, err := url.PathUnescape(path)
+	if err != nil {
+		return nil, fmt.Errorf("request target %q: %w", target, err)
+	}
+	u.Opaque = ""
+	u.Path, u.RawPath, u.RawQuery, u.ForceQuery = decoded, path, query, hasQuery && query == ""
+	if got := u.RequestURI(); got != target {
+		return nil, fmt.Errorf("request target %q would be sent as %q", target, got)
+	}
+	return u, nil
+}
+
 // h2cRequest converts the client's request head to the http.Request sent upstream: the
 // end-to-end fields (and TE: trailers), our x-request-id, and Via with us appended.
-func (c *conn) h2cRequest(up *Upstream) *http.Request {
+func (c *conn) h2cRequest(up *Upstream) (*http.Request, error) {
 	req := &c.req
 	host := up.Host
 	switch {
@@ -100,9 +126,14 @@ func (c *conn) h2cRequest(up *Upstream) *http.Request {
 			target = append([]byte{'/'}, target...)
 		}
 	}
+	u, err := targetURL(string(target))
+	if err != nil {
+		return nil, err
+	}
+	u.Host = h2cHost(up.Key)
 	hreq := &http.Request{
 		Method:     req.Method,
-		URL:        &url.URL{Scheme: "http", Host: h2cHost(up.Key), Opaque: string(target)},
+		URL:        u,
 		Proto:      "HTTP/2.0",
 		ProtoMajor: 2,
 		Header:     make(http.Header, len(req.fields)+1),
@@ -124,7 +155,7 @@ func (c *conn) h2cRequest(up *Upstream) *http.Request {
 	hreq.Header["X-Request-Id"] = []string{string(c.rec.RequestID)}
 	// HTTP/2 joins the Via values into one list, ours last.
 	hreq.Header["Via"] = append(hreq.Header["Via"], "1.1 "+c.s.via)
-	return hreq
+	return hreq, nil
 }
 
 // serveH2C forwards the request over h2c. It returns whether the client connection may go on,
@@ -135,7 +166,10 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 	if req.WantsUpgrade() {
 		return c.fail(start, 501, "protocol upgrades to an h2c upstream are not supported", nil), false
 	}
-	hreq := c.h2cRequest(up)
+	hreq, err := c.h2cRequest(up)
+	if err != nil {
+		return c.fail(start, 400, "request target cannot be forwarded as sent", err), false
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	watch := newIdleWatch(s.lim.StreamIdleTimeout, cancel)

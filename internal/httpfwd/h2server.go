@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -59,11 +60,15 @@ type HTTP2Stats struct {
 	ProtocolErrors uint64
 	// RefusedStreams counts streams reset for exceeding MaxConcurrentStreams.
 	RefusedStreams uint64
+	// UpstreamOverflows counts streams that found every connection Limits.MaxUpstreamConns
+	// allows their HTTP/1.1 upstream open and busy, and so waited for one (Envoy's
+	// upstream_cx_overflow); those whose wait outlasted StreamIdleTimeout got 503.
+	UpstreamOverflows uint64
 }
 
 // h2Counters are the atomic counters behind HTTP2Stats.
 type h2Counters struct {
-	conns, streams, badRequests, protocolErrors, refusedStreams atomic.Uint64
+	conns, streams, badRequests, protocolErrors, refusedStreams, upstreamOverflows atomic.Uint64
 }
 
 // h2State is a Server's HTTP/2 machinery, made on the first HTTP/2 connection.
@@ -72,6 +77,7 @@ type h2State struct {
 	base  *http.Server  // carries MaxHeaderBytes and the graceful-shutdown hook
 	srv   *http2.Server // shared by every HTTP/2 client connection
 	h1    *http.Transport
+	up    upstreamConns // h1's connections per pool host
 	lim   HTTP2Limits
 	open  atomic.Int64 // HTTP/2 client connections being served
 	count h2Counters
@@ -86,6 +92,8 @@ func (s *Server) HTTP2Stats() HTTP2Stats {
 		BadRequests:    c.badRequests.Load(),
 		ProtocolErrors: c.protocolErrors.Load(),
 		RefusedStreams: c.refusedStreams.Load(),
+
+		UpstreamOverflows: c.upstreamOverflows.Load(),
 	}
 }
 
@@ -111,7 +119,7 @@ func (s *Server) initHTTP2() *h2State {
 		if err := http2.ConfigureServer(h.base, h.srv); err != nil {
 			s.log.Error("configuring the HTTP/2 server", "err", err)
 		}
-		h.h1 = newH1Transport(s.pool, s.lim)
+		h.h1 = newH1Transport(s.pool, s.lim, &h.up)
 	})
 	return h
 }
@@ -129,17 +137,97 @@ func (h *h2State) countError(kind string) {
 // HTTP/2 stream does not have; net/http's Transport takes the http.Request the HTTP/2 server
 // hands over as it is, streams both bodies concurrently and pools by the URL host, which is
 // derived from Upstream.Key (see h2cHost).
-func newH1Transport(p *Pool, lim Limits) *http.Transport {
+//
+// One client connection carries up to MaxConcurrentStreams streams, and each stream to an
+// HTTP/1.1 upstream needs a connection of its own: without a cap, a few clients would hold
+// descriptors by the thousand. MaxConnsPerHost is Envoy's max_connections circuit breaker per
+// upstream; net/http queues a stream beyond it until a connection is free, and the stream's
+// idle timer bounds that wait.
+func newH1Transport(p *Pool, lim Limits, up *upstreamConns) *http.Transport {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	return &http.Transport{
 		Protocols:              &protocols,
-		DialContext:            dialH2C, // dials the Upstream the request context carries
+		DialContext:            up.dial, // dials the Upstream the request context carries
+		MaxConnsPerHost:        lim.MaxUpstreamConns,
 		IdleConnTimeout:        p.idleTimeout(),
 		MaxIdleConnsPerHost:    p.maxIdle(),
 		MaxResponseHeaderBytes: int64(lim.MaxHeaderBytes),
 		DisableCompression:     true, // relay content codings as they are
 	}
+}
+
+// upstreamConns counts the HTTP/1.1 transport's connections per pool host, dials in progress
+// included, as net/http counts them against MaxConnsPerHost: a stream can then tell whether it
+// found its upstream at the cap (see capWait).
+type upstreamConns struct {
+	mu   sync.Mutex
+	open map[string]int // by the host:port the transport dials, that is by Upstream.Key
+}
+
+// dial dials as dialH2C does and counts the connection until it is closed.
+func (u *upstreamConns) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	u.add(addr, 1)
+	nc, err := dialH2C(ctx, network, addr)
+	if err != nil {
+		u.add(addr, -1)
+		return nil, err
+	}
+	return &countedConn{Conn: nc, closed: func() { u.add(addr, -1) }}, nil
+}
+
+func (u *upstreamConns) add(addr string, n int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.open == nil {
+		u.open = make(map[string]int)
+	}
+	if u.open[addr] += n; u.open[addr] <= 0 {
+		delete(u.open, addr) // the map holds only upstreams with connections
+	}
+}
+
+func (u *upstreamConns) count(addr string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.open[addr]
+}
+
+// countedConn is an upstream connection that reports its first Close.
+type countedConn struct {
+	net.Conn
+	once   sync.Once
+	closed func()
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(c.closed)
+	return c.Conn.Close()
+}
+
+// capWait follows one stream's wait for an upstream connection through an httptrace.
+type capWait struct {
+	atCap   atomic.Bool // every connection the cap allows was open when the stream asked
+	got     atomic.Bool // the transport handed the stream a connection
+	wasIdle atomic.Bool // ... one that sat idle in the pool, so the stream did not wait
+}
+
+// trace returns the hooks that fill w, for a stream to an upstream capped at max connections.
+func (w *capWait) trace(up *upstreamConns, max int) *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		GetConn: func(hostPort string) { w.atCap.Store(up.count(hostPort) >= max) },
+		GotConn: func(info httptrace.GotConnInfo) {
+			w.got.Store(true)
+			w.wasIdle.Store(info.WasIdle)
+		},
+	}
+}
+
+// overflowed reports whether the stream found its upstream at the cap and had to wait: it got
+// no connection at all, or one that was not sitting idle (handed over by a stream that ended,
+// or dialed once another closed).
+func (w *capWait) overflowed() bool {
+	return w.atCap.Load() && (!w.got.Load() || !w.wasIdle.Load())
 }
 
 // goAwayHTTP2 asks every HTTP/2 client connection to finish its streams and close. It may be

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strconv"
@@ -25,6 +26,7 @@ type h2Stream struct {
 	rec   AccessRecord
 	reqID [36]byte
 	body  *h2ReqBody
+	url   *url.URL        // the request target as the transports write it; forward sets its Host
 	ctx   context.Context // the client's stream, ended early by a pause past IdleTimeout
 	idle  idleWatch
 }
@@ -33,8 +35,8 @@ type h2Stream struct {
 func (st *h2Stream) serve() {
 	s := st.hc.s
 	// The id comes first, so that even a refused head is answered and logged with one.
-	if v := st.r.Header["X-Request-Id"]; len(v) > 0 && v[0] != "" && h2Clean(v[0]) {
-		st.rec.RequestID = []byte(v[0])
+	if id := h2RequestID(st.r.Header["X-Request-Id"]); id != "" {
+		st.rec.RequestID = []byte(id)
 	} else {
 		st.rec.RequestID = newRequestID(&st.reqID)
 	}
@@ -104,6 +106,10 @@ func (st *h2Stream) parseHead() (int, string) {
 	if !h2Clean(r.RequestURI) {
 		return 400, "invalid request target"
 	}
+	var err error
+	if st.url, err = targetURL(r.RequestURI); err != nil {
+		return 400, "request target cannot be forwarded as sent"
+	}
 	raw := make([]byte, 0, 256)
 	raw = append(raw, r.Method...)
 	raw = append(raw, ' ')
@@ -125,7 +131,7 @@ func (st *h2Stream) parseHead() (int, string) {
 	raw = append(raw, "\r\n"...)
 	st.head.RemoteAddr, st.head.LocalAddr = st.hc.remote, st.hc.local
 	st.head.maxFields = st.hc.s.lim.MaxHeaders
-	if err := st.head.parse(raw); err != nil {
+	if err = st.head.parse(raw); err != nil {
 		var pe *parseError
 		if errors.As(err, &pe) {
 			st.hc.s.stats.countRefusal(pe)
@@ -134,6 +140,22 @@ func (st *h2Stream) parseHead() (int, string) {
 		return 400, err.Error()
 	}
 	return 0, ""
+}
+
+// h2RequestID returns the client's request id: as on the HTTP/1.1 path, the first x-request-id
+// value that is not empty once its blanks are trimmed, so that a stream carrying several ids is
+// logged and forwarded with the same one. It returns "" when there is none, or when that value
+// holds bytes the head would be refused for, so that the refusal carries an id of our own.
+func h2RequestID(values []string) string {
+	for _, v := range values {
+		if v = strings.Trim(v, " \t"); v != "" {
+			if !h2Clean(v) {
+				return ""
+			}
+			return v
+		}
+	}
+	return ""
 }
 
 // h2Clean reports whether v has no control characters other than tab: such bytes would
@@ -162,37 +184,28 @@ var h2HopByHop = map[string]bool{
 func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 	s := st.hc.s
 	h := st.hc.h
-	r := st.r
-	out := &http.Request{
-		Method:     r.Method,
-		URL:        &url.URL{Scheme: "http", Host: h2cHost(up.Key), Opaque: r.RequestURI},
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     make(http.Header, len(r.Header)+3),
-		Host:       r.Host,
-	}
-	if up.Host != "" {
-		out.Host = up.Host
-	}
-	st.copyHeader(out.Header, up.Protocol == H2C)
-	rt := h.h1
-	if up.Protocol == H2C {
+	out, h2c := st.upstreamRequest(up)
+	var rt http.RoundTripper = h.h1
+	ctx := context.WithValue(st.ctx, h2cDialKey{}, &h2cDial{up: *up, timeout: s.lim.ConnectTimeout})
+	var wait capWait
+	if h2c {
 		rt = s.pool.h2c()
-		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/2.0", 2, 0
+	} else {
+		ctx = httptrace.WithClientTrace(ctx, wait.trace(&h.up, s.lim.MaxUpstreamConns))
 	}
-	if st.body != nil {
-		st.body.declare(out)
-		out.Body = st.body
-		out.ContentLength = r.ContentLength
-		if out.ContentLength == 0 {
-			out.ContentLength = -1 // the length is not known before END_STREAM
-		}
+	resp, err := rt.RoundTrip(out.WithContext(ctx))
+	if wait.overflowed() {
+		h.count.upstreamOverflows.Add(1)
 	}
-	dial := &h2cDial{up: *up, timeout: s.lim.ConnectTimeout}
-	out = out.WithContext(context.WithValue(st.ctx, h2cDialKey{}, dial))
-	resp, err := rt.RoundTrip(out)
 	if err != nil {
+		if wait.overflowed() && !wait.got.Load() && context.Cause(st.ctx) == errStreamIdle {
+			// Envoy answers a request its circuit breaker holds back 503 too. The
+			// upstream is busy, not failing: it is not reported for ejection.
+			s.Router.Done(*up, nil)
+			st.fail(503, "upstream connection limit reached", fmt.Errorf("no connection to %s free within %v: %w",
+				up.Key, s.lim.StreamIdleTimeout, err))
+			return false, nil
+		}
 		return st.roundTripFailed(up, err)
 	}
 	defer resp.Body.Close()
@@ -215,6 +228,39 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 	return false, nil
 }
 
+// upstreamRequest builds the request sent to up, and reports whether up speaks h2c.
+func (st *h2Stream) upstreamRequest(up *Upstream) (*http.Request, bool) {
+	r := st.r
+	target := *st.url // a copy: a retry may go to another upstream
+	target.Host = h2cHost(up.Key)
+	out := &http.Request{
+		Method:     r.Method,
+		URL:        &target,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     make(http.Header, len(r.Header)+3),
+		Host:       r.Host,
+	}
+	if up.Host != "" {
+		out.Host = up.Host
+	}
+	h2c := up.Protocol == H2C
+	st.copyHeader(out.Header, h2c)
+	if h2c {
+		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/2.0", 2, 0
+	}
+	if st.body != nil {
+		st.body.declare(out)
+		out.Body = st.body
+		out.ContentLength = r.ContentLength
+		if out.ContentLength == 0 {
+			out.ContentLength = -1 // the length is not known before END_STREAM
+		}
+	}
+	return out, h2c
+}
+
 // copyHeader fills dst with the stream's fields that go upstream: the hop-by-hop ones left
 // out, the request id and our Via added.
 func (st *h2Stream) copyHeader(dst http.Header, h2c bool) {
@@ -222,7 +268,9 @@ func (st *h2Stream) copyHeader(dst http.Header, h2c bool) {
 		switch {
 		case k == "Te" && h2c && len(vs) == 1 && strings.EqualFold(vs[0], "trailers"):
 			// The one TE value HTTP/2 allows; gRPC servers insist on it.
-		case h2HopByHop[k], k == "Via":
+		case h2HopByHop[k], k == "Via", k == "X-Request-Id":
+			// x-request-id is ours to send, once: several would let the upstream log an id
+			// other than the one this proxy logged.
 			continue
 		}
 		// Cookies a client split over several fields arrive joined: x/net's server does
@@ -232,9 +280,7 @@ func (st *h2Stream) copyHeader(dst http.Header, h2c bool) {
 	if _, ok := dst["User-Agent"]; !ok {
 		dst["User-Agent"] = []string{""} // keeps net/http from adding its own
 	}
-	if _, ok := dst["X-Request-Id"]; !ok {
-		dst["X-Request-Id"] = []string{string(st.rec.RequestID)}
-	}
+	dst["X-Request-Id"] = []string{string(st.rec.RequestID)}
 	// Our name ends the Via list, in one field as the HTTP/1.1 path writes it, so that a
 	// stream routed back to this proxy is answered 508 instead of forwarded again.
 	via := append(slices.Clip(st.r.Header["Via"]), "1.1 "+st.hc.s.via)
