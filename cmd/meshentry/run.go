@@ -42,6 +42,7 @@ type limitFlags struct {
 	maxConnections    int
 	maxHeaders        int
 	maxHeaderBytes    int
+	maxUpstreamConns  int
 	connectTimeout    time.Duration
 	headerTimeout     time.Duration
 	httpIdleTimeout   time.Duration
@@ -53,6 +54,7 @@ func (l *limitFlags) register(fl *pflag.FlagSet) {
 	fl.IntVar(&l.maxConnections, "max-connections", 0, "downstream connections open at once across the forward and capture listeners; beyond it a connection is closed when accepted (0: a third of the descriptor limit, less 128; -1: no cap)")
 	fl.IntVar(&l.maxHeaders, "max-headers", 100, "header fields in one request or response head (Envoy's max_headers_count); a request over it gets 431")
 	fl.IntVar(&l.maxHeaderBytes, "max-header-bytes", 64<<10, "bytes in one request or response head, or trailer section")
+	fl.IntVar(&l.maxUpstreamConns, "max-upstream-connections", 1024, "connections HTTP/2 client streams may hold open to one HTTP/1.1 upstream (Envoy's circuit breaker max_connections); streams beyond it wait up to --stream-idle-timeout, then get 503")
 	fl.DurationVar(&l.connectTimeout, "connect-timeout", 5*time.Second, "one connect attempt to an upstream")
 	fl.DurationVar(&l.headerTimeout, "header-timeout", 10*time.Second, "reading a request head, and the first request of a connection")
 	fl.DurationVar(&l.httpIdleTimeout, "http-idle-timeout", time.Hour, "a keep-alive HTTP connection with no request in flight (Envoy's idle_timeout)")
@@ -71,8 +73,8 @@ func (l *limitFlags) apply(cfg *proxy.Config) error {
 	if l.tcpIdleTimeout < 0 {
 		return usageError("--tcp-idle-timeout must not be negative, got %v", l.tcpIdleTimeout)
 	}
-	if l.maxHeaders <= 0 || l.maxHeaderBytes <= 0 {
-		return usageError("--max-headers and --max-header-bytes must be positive")
+	if l.maxHeaders <= 0 || l.maxHeaderBytes <= 0 || l.maxUpstreamConns <= 0 {
+		return usageError("--max-headers, --max-header-bytes and --max-upstream-connections must be positive")
 	}
 	cfg.MaxConnections = l.maxConnections
 	cfg.ConnectTimeout = l.connectTimeout
@@ -82,6 +84,7 @@ func (l *limitFlags) apply(cfg *proxy.Config) error {
 	}
 	cfg.HTTP.MaxHeaders = l.maxHeaders
 	cfg.HTTP.MaxHeaderBytes = l.maxHeaderBytes
+	cfg.HTTP.MaxUpstreamConns = l.maxUpstreamConns
 	cfg.HTTP.HeaderReadTimeout = l.headerTimeout
 	cfg.HTTP.IdleTimeout = l.httpIdleTimeout
 	cfg.HTTP.StreamIdleTimeout = l.streamIdleTimeout

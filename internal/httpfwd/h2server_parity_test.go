@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -268,14 +269,24 @@ func TestHTTP2EngineErrorsAreGeneric(t *testing.T) {
 
 func TestHTTP2RejectsCarryTheRequestID(t *testing.T) {
 	t.Parallel()
-	router := RouterFunc(func(*RequestHead, int) (Upstream, *Reject) {
+	var seen []string
+	var mu sync.Mutex
+	router := RouterFunc(func(req *RequestHead, _ int) (Upstream, *Reject) {
+		mu.Lock()
+		seen = append(seen, string(req.RequestID))
+		mu.Unlock()
 		return Upstream{}, &Reject{Status: 502, Body: "no route\n", Header: []Field{{Name: "X-Request-Id", Value: "router's"}}}
 	})
 	proxy := startProxy(t, &Server{Router: router})
 	resp, body := h2Get(t, h2cClient(t), proxy, "a.test", http.Header{"X-Request-Id": {"client-9"}})
-	if got := resp.Header.Values("X-Request-Id"); len(got) != 1 || got[0] != "client-9" || body != "no route\n" {
-		t.Errorf("got x-request-id %q and body %q, want client-9 once and the Router's body", got, body)
+	if got := resp.Header.Values("X-Request-Id"); len(got) != 1 || got[0] != "client-9" || body != "no route; request id client-9\n" {
+		t.Errorf("got x-request-id %q and body %q, want client-9 once and the Router's body naming it", got, body)
 	}
+	mu.Lock()
+	if len(seen) != 1 || seen[0] != "client-9" {
+		t.Errorf("the Router saw request ids %q, want the client's", seen)
+	}
+	mu.Unlock()
 	resp, _ = h2Get(t, h2cClient(t), proxy, "a.test", nil)
 	if got := resp.Header.Values("X-Request-Id"); len(got) != 1 || len(got[0]) != 36 {
 		t.Errorf("got x-request-id %q, want one generated id", got)

@@ -52,6 +52,8 @@ func (st *h2Stream) serve() {
 		st.log(status, nil)
 		return
 	}
+	// Routers see the id, as on the HTTP/1.1 path, to name it in their own answers and logs.
+	st.head.RequestID = st.rec.RequestID
 	if st.head.looped(s.via) {
 		s.stats.loops.Add(1)
 		st.fail(508, "forwarding loop detected", nil)
@@ -403,7 +405,11 @@ func (st *h2Stream) reject(r *Reject) {
 	if status < 200 || status > 599 {
 		status = 502 // see Reject.Status
 	}
-	st.writeSimple(status, r.Reason, r.Header, r.Body)
+	body := r.Body
+	if body != "" {
+		body = strings.TrimSuffix(body, "\n") + "; request id " + string(st.rec.RequestID) + "\n"
+	}
+	st.writeSimple(status, r.Reason, r.Header, body)
 	st.rec.Upstream = "" // nothing was forwarded, as the HTTP/1.1 path records it
 	st.log(status, nil)
 }
