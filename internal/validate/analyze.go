@@ -142,19 +142,7 @@ func (a *analysis) openNonePorts() {
 // sharedHosts reports a host declared by ServiceEntries of several namespaces that some namespace
 // sees together: which entry a proxy uses then depends on where the proxy runs.
 func (a *analysis) sharedHosts() {
-	byHost := map[string][]hostDecl{}
-	for _, h := range a.hosts {
-		key := normalHost(h.host)
-		dup := false
-		for _, o := range byHost[key] {
-			dup = dup || o.doc == h.doc
-		}
-		if !dup {
-			byHost[key] = append(byHost[key], h)
-		}
-	}
-	for _, key := range sortedKeys(byHost) {
-		decls := byHost[key]
+	for _, decls := range a.hostGroups() {
 		docs := make([]*config.Document, len(decls))
 		for i, h := range decls {
 			docs[i] = h.doc
