@@ -341,7 +341,8 @@ func TestHTTP2PriorKnowledgeFailures(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		got, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 404 || string(got) != "unknown host\n" ||
+		want := "unknown host; request id " + resp.Header.Get("X-Request-Id") + "\n"
+		if resp.StatusCode != 404 || string(got) != want ||
 			resp.Header.Get("X-Meshentry-Reason") != "no route to other.test:8080" {
 			t.Errorf("got %d %q reason %q", resp.StatusCode, got, resp.Header.Get("X-Meshentry-Reason"))
 		}
