@@ -6,11 +6,10 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/testutil/fds"
 )
 
 // echoEntry declares echo.internal (VIP 10.99.0.1) on a TCP port whose endpoint is port.
@@ -90,53 +89,21 @@ func TestIdleTunnelHoldsOnlyItsSockets(t *testing.T) {
 	echo := echoServer(t)
 	_, port, _ := net.SplitHostPort(echo.Addr().String())
 	h := startProxy(t, echoEntry(port), Config{}, "")
-	before := countFDs(t)
+	before := fds.Now(t)
 	c, status := h.connect(t, "echo.internal:7000")
 	if status != 200 {
 		t.Fatalf("CONNECT = %d", status)
 	}
 	defer c.Close()
 	roundTrip(t, c, bytes.Repeat([]byte("b"), 1<<20))
-	// Go pools splice pipes process-wide until a GC; a splice blocked on an idle socket keeps its
-	// pipe whatever the GC does.
-	var now fdCount
-	for deadline := time.Now().Add(2 * time.Second); ; {
-		runtime.GC()
-		if now = countFDs(t); now.pipes <= before.pipes || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if now.pipes > before.pipes {
-		t.Fatalf("an idle CONNECT tunnel holds %d pipe descriptors, want 0", now.pipes-before.pipes)
+	now := fds.Settled(t, before)
+	if now.Pipes > before.Pipes {
+		t.Fatalf("an idle CONNECT tunnel holds %d pipe descriptors, want 0", now.Pipes-before.Pipes)
 	}
 	// The client's socket, the proxy's two and the echo server's.
-	if got := now.sockets - before.sockets; got != 4 {
+	if got := now.Sockets - before.Sockets; got != 4 {
 		t.Fatalf("%d sockets for one idle tunnel and its two peers, want 4", got)
 	}
-}
-
-type fdCount struct{ pipes, sockets int }
-
-// countFDs counts this process's pipe and socket descriptors.
-func countFDs(t *testing.T) fdCount {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("no /proc/self/fd: %v", err)
-	}
-	var c fdCount
-	for _, e := range ents {
-		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
-		switch {
-		case err != nil:
-		case strings.HasPrefix(target, "pipe:"):
-			c.pipes++
-		case strings.HasPrefix(target, "socket:"):
-			c.sockets++
-		}
-	}
-	return c
 }
 
 // waitFor polls cond for up to 2 s.

@@ -8,12 +8,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshentry/meshentry/internal/sniff"
+	"github.com/meshentry/meshentry/internal/testutil/fds"
 )
 
 // tunnel is a real relay between a client and a backend, all on loopback: client ⇄ relay ⇄ backend.
@@ -212,7 +211,7 @@ func TestPipeEndsWithContext(t *testing.T) {
 
 func TestIdleTunnelHoldsNoPipes(t *testing.T) {
 	// Not parallel: it counts the process's descriptors.
-	before := countFDs(t)
+	before := fds.Now(t)
 	tn := startTunnel(t, context.Background(), Options{}, nil)
 	payload := bytes.Repeat([]byte("z"), 1<<20)
 	go tn.client.Write(payload)
@@ -223,51 +222,16 @@ func TestIdleTunnelHoldsNoPipes(t *testing.T) {
 	if _, err := io.ReadFull(tn.client, make([]byte, len(payload))); err != nil {
 		t.Fatal(err)
 	}
-	// Idle now. Go keeps spliced pipes in a sync.Pool shared by the process, which a GC empties;
-	// a blocked splice would keep its pipe however often the GC ran.
-	var now fdCount
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		runtime.GC()
-		now = countFDs(t)
-		if now.pipes <= before.pipes || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if now.pipes > before.pipes {
-		t.Fatalf("idle tunnel holds %d pipe descriptors, want none", now.pipes-before.pipes)
+	// Idle now.
+	now := fds.Settled(t, before)
+	if now.Pipes > before.Pipes {
+		t.Fatalf("idle tunnel holds %d pipe descriptors, want none", now.Pipes-before.Pipes)
 	}
 	// Two listeners, the client, the backend and the relay's two ends: the relay's share is its two
 	// sockets.
-	if got := now.sockets - before.sockets; got != 6 {
+	if got := now.Sockets - before.Sockets; got != 6 {
 		t.Fatalf("%d new sockets for one tunnel, its two peers and listeners, want 6", got)
 	}
-}
-
-type fdCount struct{ pipes, sockets int }
-
-// countFDs counts this process's pipe and socket descriptors.
-func countFDs(t *testing.T) fdCount {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("no /proc/self/fd: %v", err)
-	}
-	var c fdCount
-	for _, e := range ents {
-		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
-		if err != nil {
-			continue
-		}
-		switch {
-		case strings.HasPrefix(target, "pipe:"):
-			c.pipes++
-		case strings.HasPrefix(target, "socket:"):
-			c.sockets++
-		}
-	}
-	return c
 }
 
 // assertClosed checks that the relay closed its side of c: c reads end of stream or a reset.
