@@ -186,10 +186,9 @@ spec:
 func TestRetriesMoveOnWhenEveryEndpointIsEjected(t *testing.T) {
 	t.Parallel()
 	live := backend.HTTP(t, "live", "127.0.0.1:0")
-	deadLn := silentServer(t)
-	deadAddr := deadLn.Addr().String()
-	deadLn.Close() // nothing listens there any more: connects are refused
-	_, deadPort, _ := net.SplitHostPort(deadAddr)
+	// Port 1 is privileged and never bound by a test, so connects are refused; a closed
+	// listener's port may be taken by a parallel test's server.
+	const deadPort, deadAddr = "1", "127.0.0.1:1"
 	health := balance.NewHealth(balance.HealthConfig{EjectFor: time.Hour})
 	h := startProxy(t, fmt.Sprintf(`
 apiVersion: networking.istio.io/v1
