@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"iter"
+	"net/http"
 )
 
 // This file holds field syntax: token tables, case folding and list parsing (as net/textproto
@@ -320,6 +321,18 @@ var trailerForbidden = map[string]struct{}{
 
 // maxForbiddenName is the length of the longest name in trailerForbidden.
 const maxForbiddenName = len("if-unmodified-since")
+
+// overFieldCap reports whether a trailer section net/http parsed (an h2c upstream's, an HTTP/2
+// client's) holds more fields than max, the cap the engine's own parser puts on every section.
+func overFieldCap(h http.Header, max int) bool {
+	n := 0
+	for _, vs := range h {
+		if n += len(vs); n > max {
+			return true
+		}
+	}
+	return false
+}
 
 // forbiddenInTrailer reports whether a trailer field called name (any case) is dropped. It
 // folds the name into a stack buffer, so it does not allocate.

@@ -333,6 +333,12 @@ func (c *conn) copyH2CBody(resp *http.Response, chunked bool, watch *idleWatch) 
 		}
 	}
 	if chunked {
+		if overFieldCap(resp.Trailer, c.s.lim.MaxHeaders) {
+			// As for an HTTP/1.1 upstream: the body is cut, so the client never takes a
+			// truncated trailer section for a complete message.
+			c.s.stats.tooManyHeaders.Add(1)
+			return &copyError{read: true, err: fmt.Errorf("%w: more than %d trailer fields", ErrBadResponse, c.s.lim.MaxHeaders)}
+		}
 		w.WriteString("0\r\n")
 		for k, vs := range resp.Trailer {
 			if !validName(k) || forbiddenInTrailer(k) {

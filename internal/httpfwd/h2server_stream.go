@@ -67,7 +67,7 @@ func (st *h2Stream) serve() {
 	st.idle.start(s.lim.StreamIdleTimeout, func() { cancel(errStreamIdle) })
 	defer st.idle.stop()
 	if st.r.Body != nil && st.r.Body != http.NoBody {
-		st.body = &h2ReqBody{r: st.r.Body, idle: &st.idle, from: st.r.Trailer}
+		st.body = &h2ReqBody{r: st.r.Body, idle: &st.idle, from: st.r.Trailer, maxFields: s.lim.MaxHeaders}
 	}
 	for attempt := 0; ; attempt++ {
 		up, rej := s.Router.Route(&st.head, attempt)
@@ -303,6 +303,11 @@ func (st *h2Stream) roundTripFailed(up *Upstream, err error) (retry bool, _ erro
 		s.Router.Done(*up, err)
 		st.fail(504, "upstream timed out", err)
 		return false, nil
+	case st.body != nil && st.body.tooMany.Load():
+		s.Router.Done(*up, nil)
+		s.stats.tooManyHeaders.Add(1)
+		st.fail(431, "too many trailer fields", err)
+		return false, nil
 	case st.body != nil && st.body.err.Load() != nil:
 		s.Router.Done(*up, nil)
 		st.fail(400, "reading the request body failed", err)
@@ -381,6 +386,10 @@ func (st *h2Stream) relay(resp *http.Response) error {
 			}
 			return fmt.Errorf("%w: reading the response body: %w", ErrUpstreamClosed, err)
 		}
+	}
+	if overFieldCap(resp.Trailer, st.hc.s.lim.MaxHeaders) {
+		st.hc.s.stats.tooManyHeaders.Add(1)
+		return fmt.Errorf("%w: more than %d trailer fields", ErrBadResponse, st.hc.s.lim.MaxHeaders)
 	}
 	for k, vs := range resp.Trailer {
 		if validName(k) && !forbiddenInTrailer(k) {
@@ -508,12 +517,17 @@ type h2ReqBody struct {
 	// from holds the client's trailers once the body ended (the http.Request's Trailer); to is
 	// the Trailer of the request the transport sends, filled from it at the end of the body.
 	from, to http.Header
+	// maxFields caps the client's trailer fields (Limits.MaxHeaders); tooMany says it was hit.
+	maxFields int
+	tooMany   atomic.Bool
 }
 
 // declare makes out announce the trailers the client announced, except those a trailer must
 // not carry (see forbiddenInTrailer), and sets the body to fill them in for out's transport.
 func (b *h2ReqBody) declare(out *http.Request) {
-	if b.from == nil {
+	if b.from == nil || len(b.from) > b.maxFields {
+		// More trailers announced than may be sent: none are announced upstream, and the
+		// body fails at its end (Read).
 		return
 	}
 	out.Trailer = make(http.Header, len(b.from))
@@ -529,6 +543,12 @@ func (b *h2ReqBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.idle.touch()
 	b.n.Add(int64(n))
+	if err == io.EOF && overFieldCap(b.from, b.maxFields) {
+		// The body never ends for the upstream: it must not take the message as complete
+		// without the trailers, nor get more fields than any other section may carry.
+		b.tooMany.Store(true)
+		err = errTooManyTrailers
+	}
 	if err == io.EOF && b.to != nil {
 		// The client's trailers are complete once its body ended, and a transport reads
 		// the request's Trailer only after the body returned io.EOF. The same filter as
