@@ -146,18 +146,11 @@ func (h *hostRouter) calls() []string {
 	return append([]string(nil), h.seen...)
 }
 
-// deadAddr returns a loopback address nothing listens on: port 1, which no test binds, where a
-// closed listener's port may be taken by a parallel test's server.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	return "127.0.0.1:1"
-}
-
 func TestHTTP2PriorKnowledgeGRPC(t *testing.T) {
 	grpcAddr := startGRPCBackend(t)
 	router := &hostRouter{routes: map[string]Upstream{
 		"echo.test:50051":        {Addr: grpcAddr, Protocol: H2C},
-		"flaky.test:50051":       {Addr: deadAddr(t), Protocol: H2C},
+		"flaky.test:50051":       {Addr: closedAddr(t), Protocol: H2C},
 		"flaky.test:50051 retry": {Addr: grpcAddr},
 	}}
 	proxy := startProxy(t, &Server{Router: router})
@@ -303,7 +296,7 @@ func TestHTTP2PriorKnowledgeToHTTP1(t *testing.T) {
 }
 
 func TestHTTP2PriorKnowledgeFailures(t *testing.T) {
-	dead := deadAddr(t)
+	dead := closedAddr(t)
 	router := &hostRouter{routes: map[string]Upstream{
 		"dead.test:8080":       {Addr: dead},
 		"dead.test:8080 retry": {Addr: dead},
