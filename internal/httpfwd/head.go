@@ -250,18 +250,27 @@ type responseHead struct {
 	headerBlock
 }
 
+// firstLine returns a head's first line without its line ending, and the index of the '\n' that
+// ends it (-1 when there is none).
+func firstLine(raw []byte) (line []byte, nl int) {
+	nl = bytes.IndexByte(raw, '\n')
+	if nl < 0 {
+		return nil, -1
+	}
+	end := nl
+	if end > 0 && raw[end-1] == '\r' {
+		end--
+	}
+	return raw[:end], nl
+}
+
 // parse parses raw, a complete response head ending with its empty line.
 func (r *responseHead) parse(raw []byte) error {
 	r.reset(raw)
-	nl := bytes.IndexByte(raw, '\n')
+	line, nl := firstLine(raw)
 	if nl < 0 {
 		return badHead("unterminated status line")
 	}
-	lineEnd := nl
-	if lineEnd > 0 && raw[lineEnd-1] == '\r' {
-		lineEnd--
-	}
-	line := raw[:lineEnd]
 	if len(line) < 12 || line[8] != ' ' {
 		return badHead("malformed status line")
 	}
@@ -283,7 +292,7 @@ func (r *responseHead) parse(raw []byte) error {
 		}
 	}
 	r.status = int(code[0]-'0')*100 + int(code[1]-'0')*10 + int(code[2]-'0')
-	r.rest = span{9, lineEnd}
+	r.rest = span{9, len(line)}
 	return r.parseFields(nl+1, false)
 }
 

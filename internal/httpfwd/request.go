@@ -94,15 +94,10 @@ func (r *RequestHead) parse(raw []byte) error {
 	r.Target, r.Path, r.Scheme, r.Port, r.Absolute = nil, nil, "", 0, false
 	r.authority = span{}
 
-	nl := bytes.IndexByte(raw, '\n')
+	line, nl := firstLine(raw)
 	if nl < 0 {
 		return badHead("unterminated request line")
 	}
-	lineEnd := nl
-	if lineEnd > 0 && raw[lineEnd-1] == '\r' {
-		lineEnd--
-	}
-	line := raw[:lineEnd]
 	sp1 := bytes.IndexByte(line, ' ')
 	if sp1 <= 0 {
 		return badHead("malformed request line")
