@@ -13,9 +13,11 @@ import (
 // The client connection's write deadline is set when a write starts. These tests answer a first
 // request at once, let the client pause, and have the upstream take its time with the second
 // one, so that a write relying on the deadline of the first response finds it has passed.
+// Two pauses outlast the idle timeout (the bug shows); one leaves it 800 ms of slack, so a
+// loaded CI machine running -race does not time the upstream out.
 const (
-	deadlineIdle  = 500 * time.Millisecond
-	deadlinePause = 300 * time.Millisecond
+	deadlineIdle  = 2 * time.Second
+	deadlinePause = 1200 * time.Millisecond
 )
 
 func TestClientWritesGetAFreshDeadline(t *testing.T) {
