@@ -57,7 +57,13 @@ func newRunMetrics(f *runFlags, d metricsDeps) (*metrics.Metrics, error) {
 			if p == nil {
 				return nil
 			}
-			return map[string]uint64{"connection_limit": p.Stats().RefusedAtCap}
+			sec := p.SecurityStats()
+			return map[string]uint64{
+				"no_route":         sec.Refused,
+				"loop":             sec.Loops,
+				"invalid_host":     sec.InvalidHosts,
+				"connection_limit": p.Stats().RefusedAtCap,
+			}
 		}
 	}
 	// Only the connection cap counts open connections; -1 turns it off.

@@ -2,14 +2,23 @@ package main
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/meshentry/meshentry/internal/balance"
+	"github.com/meshentry/meshentry/internal/compile"
+	"github.com/meshentry/meshentry/internal/config"
 	"github.com/meshentry/meshentry/internal/metrics"
 	"github.com/meshentry/meshentry/internal/metrics/metricstest"
+	"github.com/meshentry/meshentry/internal/proxy"
 	"github.com/meshentry/meshentry/internal/resolve"
 	"github.com/meshentry/meshentry/internal/telemetry"
 	"github.com/meshentry/meshentry/internal/testutil/dnstest"
@@ -102,5 +111,61 @@ func TestRunMetricsRefuseBadBounds(t *testing.T) {
 		if _, err := newRunMetrics(metricsRunFlags(t, args...), metricsDeps{}); err == nil {
 			t.Errorf("%v accepted", args)
 		}
+	}
+}
+
+func TestRunMetricsReadTheProxysRefusals(t *testing.T) {
+	t.Parallel()
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(cfgPath, []byte(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: 1}}]
+`), 0o644)
+	res, err := compile.Paths([]string{cfgPath}, config.Options{Namespace: "default"}, 1)
+	if err != nil || res.Errors() > 0 {
+		t.Fatalf("compile: %v %v", err, res.Diagnostics)
+	}
+	r, err := resolve.New(resolve.Config{Server: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	p := proxy.New(proxy.Config{Resolver: r, MaxConnections: 16}, res.Snapshot)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.ServeForward(ln)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		p.Shutdown(ctx)
+	}()
+	m, err := newRunMetrics(metricsRunFlags(t), metricsDeps{proxy: func() *proxy.Proxy { return p }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+
+	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: ln.Addr().String()})}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	for range 2 {
+		getStatus(t, client, "http://undeclared.example.com/", http.StatusBadGateway)
+	}
+	fams := metricstest.Scrape(t, srv.URL)
+	if got := fams.Sum("meshentry_requests_refused_total", map[string]string{"reason": "no_route"}); got != 2 {
+		t.Errorf("meshentry_requests_refused_total{reason=no_route} = %v, want 2", got)
+	}
+	// The client's keep-alive connection is still open.
+	if got := fams.Sum("meshentry_downstream_connections_open", nil); got != 1 {
+		t.Errorf("meshentry_downstream_connections_open = %v, want 1", got)
 	}
 }

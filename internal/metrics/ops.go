@@ -26,8 +26,10 @@ type Ops struct {
 	DNS func() resolve.Stats
 	// Ejections reports endpoints ejected by passive health checking since start.
 	Ejections func() uint64
-	// Refused adds refusals counted outside the records, by reason (say "connection_limit" for
-	// connections closed at --max-connections); its reasons join those read from records' flags.
+	// Refused reports refusals the proxy counts itself, by reason (say "connection_limit" for
+	// connections closed at --max-connections). A reason it reports replaces the count read from
+	// records' flags, because the proxy's counter also sees refusals no record reports, and
+	// adding the two would count a refusal twice.
 	Refused func() map[string]uint64
 	// OpenConnections reports downstream connections open now.
 	OpenConnections func() int64
@@ -113,22 +115,19 @@ func (c *opsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCacheResets, c.m.cacheResets.Load())
 }
 
-// collectRefused merges the reasons read from records with those Ops.Refused reports; a reason
-// both give is summed, so it is still one series.
+// collectRefused merges the reasons read from records with those Ops.Refused reports, the
+// proxy's count winning for a reason both have.
 func (c *opsCollector) collectRefused(counter func(*prometheus.Desc, uint64, ...string)) {
-	var extra map[string]uint64
+	var own map[string]uint64
 	if c.ops.Refused != nil {
-		extra = c.ops.Refused()
+		own = c.ops.Refused()
 	}
 	for i, r := range refusalReasons {
-		n := c.m.refused[i].Load()
-		if e, ok := extra[r.reason]; ok {
-			n += e
-			delete(extra, r.reason)
+		if _, ok := own[r.reason]; !ok {
+			counter(descRefused, c.m.refused[i].Load(), r.reason)
 		}
-		counter(descRefused, n, r.reason)
 	}
-	for reason, n := range extra {
+	for reason, n := range own {
 		counter(descRefused, n, reason)
 	}
 }

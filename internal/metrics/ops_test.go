@@ -44,10 +44,10 @@ func TestOpsAreReadAtScrapeTime(t *testing.T) {
 		{name: "DNS failures", metric: "meshentry_dns_failures_total", want: 3},
 		{name: "DNS cache hits", metric: "meshentry_dns_cache_hits_total", want: 900},
 		{name: "ejections as they are when scraped", metric: "meshentry_endpoint_ejections_total", want: 3},
-		{name: "refusals without a route, from records and from the proxy, summed", metric: "meshentry_requests_refused_total", labels: map[string]string{"reason": "no_route"}, want: 12},
+		{name: "refusals without a route are the proxy's count, not also the records'", metric: "meshentry_requests_refused_total", labels: map[string]string{"reason": "no_route"}, want: 10},
 		{name: "refusals for no healthy upstream, from a record's flags", metric: "meshentry_requests_refused_total", labels: map[string]string{"reason": "no_healthy_upstream"}, want: 1},
 		{name: "a reason only the proxy counts", metric: "meshentry_requests_refused_total", labels: map[string]string{"reason": "connection_limit"}, want: 5},
-		{name: "a timeout is not a refusal", metric: "meshentry_requests_refused_total", want: 18},
+		{name: "a timeout is not a refusal", metric: "meshentry_requests_refused_total", want: 16},
 		{name: "open downstream connections", metric: "meshentry_downstream_connections_open", want: 12},
 		{name: "dropped access-log lines", metric: "meshentry_access_log_dropped_total", want: 4},
 	}
@@ -60,6 +60,21 @@ func TestOpsAreReadAtScrapeTime(t *testing.T) {
 	}
 	if n := len(fams.Match("meshentry_requests_refused_total", map[string]string{"reason": "no_route"})); n != 1 {
 		t.Errorf("no_route is in %d series, want 1", n)
+	}
+}
+
+func TestRefusalsComeFromRecordsWithoutTheProxysCount(t *testing.T) {
+	t.Parallel()
+	m := newMetrics(t, Config{})
+	scrape := serve(t, m)
+	m.Request(&telemetry.Request{Status: 502, Flags: telemetry.NoRoute})
+	m.ConnClosed(&telemetry.Conn{Flags: telemetry.NoRoute})
+	m.Request(&telemetry.Request{Status: 503, Flags: telemetry.UpstreamOverflow, Service: apiSvc})
+	fams := scrape()
+	for reason, want := range map[string]float64{"no_route": 2, "overflow": 1, "no_healthy_upstream": 0, "protocol_error": 0} {
+		if got := fams.Sum("meshentry_requests_refused_total", map[string]string{"reason": reason}); got != want {
+			t.Errorf("meshentry_requests_refused_total{reason=%q} = %v, want %v", reason, got, want)
+		}
 	}
 }
 
