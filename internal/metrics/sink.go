@@ -8,7 +8,8 @@ import (
 	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
-// Protocols in the hot-path keys, and as request_protocol writes them.
+// Protocols in the hot-path keys, and as request_protocol writes them. Nothing records gRPC yet:
+// telemetry.Request does not say whether a request was gRPC, so every request is "http".
 const (
 	protoHTTP uint8 = iota
 	protoGRPC
@@ -69,9 +70,10 @@ func (m *Metrics) Request(r *telemetry.Request) {
 		return
 	}
 	s.requests.Inc()
-	s.duration.Observe(float64(r.Duration) / 1e6)
-	s.reqB.Observe(float64(r.RequestBytes))
-	s.respB.Observe(float64(r.ResponseBytes))
+	// Negative values are never meant; clamping keeps a bug elsewhere from pulling sums down.
+	s.duration.Observe(float64(max(r.Duration, 0)) / 1e6)
+	s.reqB.Observe(float64(max(r.RequestBytes, 0)))
+	s.respB.Observe(float64(max(r.ResponseBytes, 0)))
 }
 
 // ConnOpened counts a piped connection whose upstream is connected.

@@ -267,3 +267,23 @@ func TestConcurrentRecordsAreAllCounted(t *testing.T) {
 		t.Errorf("%d series, want 2", n)
 	}
 }
+
+func TestNegativeValuesCountAsZero(t *testing.T) {
+	t.Parallel()
+	m := newMetrics(t, Config{})
+	scrape := serve(t, m)
+	m.Request(&telemetry.Request{Status: 200, Service: apiSvc, Duration: -time.Second, RequestBytes: -5, ResponseBytes: -1})
+	m.ConnClosed(&telemetry.Conn{Service: dbSvc, Sent: -3, Received: -4})
+	fams := scrape()
+	for _, name := range []string{"istio_request_duration_milliseconds", "istio_request_bytes", "istio_response_bytes"} {
+		h := fams.Match(name, nil)
+		if len(h) != 1 || h[0].GetHistogram().GetSampleCount() != 1 || h[0].GetHistogram().GetSampleSum() != 0 {
+			t.Errorf("%s: %v, want one sample summing 0", name, h)
+		}
+	}
+	for _, name := range []string{"istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total"} {
+		if got := fams.Sum(name, nil); got != 0 {
+			t.Errorf("%s = %v, want 0", name, got)
+		}
+	}
+}
