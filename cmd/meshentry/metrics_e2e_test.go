@@ -31,26 +31,7 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 	)
 	api := backend.HTTP(t, "api", "127.0.0.1:0")
 	echo := echoListener(t)
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: api, namespace: shop}
-spec:
-  hosts: [api.example.com]
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http: %d}}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: db, namespace: shop}
-spec:
-  hosts: [db.example.com]
-  ports: [{number: 5432, name: tcp, protocol: TCP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {tcp: %d}}]
-`, api.Port(), echo.Addr().(*net.TCPAddr).Port)), 0o644)
+	cfg := writeMeteredConfig(t, api.Port(), echo.Addr().(*net.TCPAddr).Port)
 
 	f := &runFlags{src: sourceFlags{files: []string{cfg}, namespace: "shop"}, limits: defaultLimits(),
 		listen: "127.0.0.1:0", adminAddr: "127.0.0.1:0", policy: "REGISTRY_ONLY", logLevel: "warn"}
@@ -76,16 +57,7 @@ spec:
 		t.Skip("the admin API does not serve /stats/prometheus yet (admin branch not merged)")
 	}
 	db := map[string]string{"destination_service": "db.example.com", "request_protocol": "tcp", "source_workload": "checkout"}
-	var fams metricstest.Families
-	// The tunnel's close is recorded after the client's close reaches the proxy: poll for it.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		fams = metricstest.Scrape(t, scrapeURL)
-		if fams.Sum("istio_tcp_connections_closed_total", db) >= 1 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	fams := scrapeUntil(t, scrapeURL, func(f metricstest.Families) bool { return f.Sum("istio_tcp_connections_closed_total", db) >= 1 })
 	if fams.Sum("istio_requests_total", nil) == 0 {
 		t.Skip("no request was recorded: the proxy does not emit telemetry records to the metrics yet (emission branch not merged)")
 	}
@@ -119,6 +91,48 @@ spec:
 			t.Errorf("istio_response_bytes%v: %v, want one series summing %d", ok, h, oks*okBody)
 		}
 	})
+}
+
+// writeMeteredConfig writes the ServiceEntries of TestMetricsAfterKnownTraffic: an HTTP API and a
+// TCP database, both in namespace shop, and returns the file's path.
+func writeMeteredConfig(t *testing.T, apiPort, dbPort int) string {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api, namespace: shop}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: %d}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: shop}
+spec:
+  hosts: [db.example.com]
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {tcp: %d}}]
+`, apiPort, dbPort)), 0o644)
+
+	return cfg
+}
+
+// scrapeUntil scrapes url until done holds of what it served, or for 5 s at most (the CI machine
+// is slow under -race), and returns the last scrape.
+func scrapeUntil(t *testing.T, url string, done func(metricstest.Families) bool) metricstest.Families {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		fams := metricstest.Scrape(t, url)
+		if done(fams) || time.Now().After(deadline) {
+			return fams
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // startMeteredRun serves `meshentry run` with f until the test ends and returns its bound addresses.
