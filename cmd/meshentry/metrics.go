@@ -13,6 +13,7 @@ import (
 type metricsFlags struct {
 	workload, app, version, cluster string
 	maxSeries, cacheEntries         int
+	maxScrapes                      int
 }
 
 func (m *metricsFlags) register(fl *pflag.FlagSet) {
@@ -21,6 +22,7 @@ func (m *metricsFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&m.version, "version", "", "source_version and source_canonical_revision of the metrics (a pod's version label); empty: unknown, and latest as revision")
 	fl.StringVar(&m.cluster, "cluster", "Kubernetes", "source_cluster of the metrics (Istio's cluster ID, whose default is Kubernetes)")
 	fl.IntVar(&m.maxSeries, "metrics-max-series", metrics.DefaultMaxSeries, "label sets each Istio metric may have; records beyond are dropped and counted in meshentry_metrics_series_dropped_total")
+	fl.IntVar(&m.maxScrapes, "metrics-max-scrapes", metrics.DefaultMaxScrapes, "scrapes of /stats/prometheus served at once; one more gets 503, counted in promhttp_metric_handler_requests_total{code=\"503\"}")
 	fl.IntVar(&m.cacheEntries, "metrics-cache-entries", metrics.DefaultCacheEntries, "entries of the metrics' hot-path series cache; when full it is emptied, counted in meshentry_metrics_cache_resets_total")
 }
 
@@ -41,8 +43,8 @@ type metricsDeps struct {
 // newRunMetrics builds the metrics of `run` from its flags.
 func newRunMetrics(f *runFlags, d metricsDeps) (*metrics.Metrics, error) {
 	mf := &f.metrics
-	if mf.maxSeries <= 0 || mf.cacheEntries <= 0 {
-		return nil, usageError("--metrics-max-series and --metrics-cache-entries must be positive")
+	if mf.maxSeries <= 0 || mf.cacheEntries <= 0 || mf.maxScrapes <= 0 {
+		return nil, usageError("--metrics-max-series, --metrics-cache-entries and --metrics-max-scrapes must be positive")
 	}
 	ops := metrics.Ops{Reloads: d.reloads, AccessLogDropped: d.accessLogDropped}
 	if d.resolver != nil {
@@ -86,6 +88,7 @@ func newRunMetrics(f *runFlags, d metricsDeps) (*metrics.Metrics, error) {
 		},
 		MaxSeries:    mf.maxSeries,
 		CacheEntries: mf.cacheEntries,
+		MaxScrapes:   mf.maxScrapes,
 		Ops:          ops,
 	})
 	if err != nil {

@@ -2,9 +2,14 @@ package metrics
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshentry/meshentry/internal/metrics/metricstest"
 	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
@@ -124,4 +129,60 @@ func BenchmarkRecordRequest(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// blockingCollector holds every Collect until release is closed, keeping a scrape in flight.
+type blockingCollector struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (b *blockingCollector) Collect(chan<- prometheus.Metric) {
+	b.entered <- struct{}{}
+	<-b.release
+}
+
+func TestScrapesBeyondTheCapGet503AndAreCounted(t *testing.T) {
+	t.Parallel()
+	m := newMetrics(t, Config{MaxScrapes: 1})
+	// entered has room for the later scrape, which collects without anyone waiting on it.
+	block := &blockingCollector{entered: make(chan struct{}, 4), release: make(chan struct{})}
+	if err := m.Registry().Register(block); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	first := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			first <- 0
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	select {
+	case <-block.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first scrape never started")
+	}
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a scrape beyond the cap got %d, want 503", resp.StatusCode)
+	}
+	close(block.release)
+	if code := <-first; code != http.StatusOK {
+		t.Errorf("the first scrape got %d, want 200", code)
+	}
+	fams := metricstest.Scrape(t, srv.URL)
+	if got := fams.Sum("promhttp_metric_handler_requests_total", map[string]string{"code": "503"}); got != 1 {
+		t.Errorf(`promhttp_metric_handler_requests_total{code="503"} = %v, want 1`, got)
+	}
 }

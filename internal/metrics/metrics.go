@@ -22,6 +22,8 @@ const (
 	DefaultMaxSeries = 10000
 	// DefaultCacheEntries bounds the hot-path cache of resolved series.
 	DefaultCacheEntries = 4096
+	// DefaultMaxScrapes bounds the scrapes served at once.
+	DefaultMaxScrapes = 4
 )
 
 // Source names this proxy in the source_* labels, as Istio names the workload its sidecar is in.
@@ -50,6 +52,9 @@ type Config struct {
 	// meshentry_metrics_cache_resets_total. Its keys are per-snapshot Service pointers, so
 	// reloads leave stale keys behind that only a reset drops.
 	CacheEntries int
+	// MaxScrapes caps the scrapes served at once (0: DefaultMaxScrapes), since each walks every
+	// series; one more gets 503, counted in promhttp_metric_handler_requests_total{code="503"}.
+	MaxScrapes int
 	// Ops reads meshentry's own counters at scrape time; nil funcs leave their metrics out.
 	Ops Ops
 }
@@ -107,7 +112,15 @@ func New(cfg Config) (*Metrics, error) {
 			return nil, fmt.Errorf("metrics: register: %w", err)
 		}
 	}
-	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	scrapes := cfg.MaxScrapes
+	if scrapes <= 0 {
+		scrapes = DefaultMaxScrapes
+	}
+	// InstrumentMetricHandler registers promhttp's own counters, which count the 503s.
+	m.handler = promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: scrapes,
+	}))
 	return m, nil
 }
 
