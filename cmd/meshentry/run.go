@@ -35,6 +35,7 @@ type runFlags struct {
 	// allowInvalid serves the valid documents when some are invalid, instead of refusing to start.
 	allowInvalid bool
 	limits       limitFlags
+	metrics      metricsFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -120,6 +121,7 @@ func newRunCommand() *cobra.Command {
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.BoolVar(&f.allowInvalid, "allow-invalid", false, "serve the valid documents when some are invalid, logging the findings, instead of refusing to start")
 	f.limits.register(fl)
+	f.metrics.register(fl)
 	return cmd
 }
 

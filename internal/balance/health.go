@@ -39,6 +39,8 @@ type Health struct {
 	// ejected counts states whose until is set, letting Pick skip every per-endpoint check in the
 	// common case where nothing anywhere is ejected.
 	ejected atomic.Int64
+	// ejections counts every ejection since the tracker was made (see Ejections).
+	ejections atomic.Uint64
 }
 
 // state is one endpoint's health; all fields are atomics so the hot path takes no lock.
@@ -137,6 +139,7 @@ func (h *Health) ReportFailure(key string) bool {
 			if old == 0 {
 				h.ejected.Add(1)
 			}
+			h.ejections.Add(1)
 			return true
 		}
 	}

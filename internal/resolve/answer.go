@@ -54,6 +54,7 @@ func (r *Resolver) Resolve(ctx context.Context, name string) (Answer, error) {
 						e.refreshing.Store(false)
 					}
 				}
+				r.stats.cacheHits.Add(1)
 				return a.res, a.err
 			}
 		}

@@ -64,6 +64,7 @@ func (r *Resolver) exchange(name string, qtype uint16) (*dns.Msg, error) {
 	m.SetEdns0(ednsSize, false)
 	var errs []error
 	for _, server := range r.servers {
+		r.stats.queries.Add(1)
 		reply, err := r.exchangeOne(&r.udp, m, server)
 		if err == nil && reply.Truncated {
 			reply, err = r.exchangeOne(&r.tcp, m, server)
@@ -79,6 +80,7 @@ func (r *Resolver) exchange(name string, qtype uint16) (*dns.Msg, error) {
 			break
 		}
 	}
+	r.stats.failures.Add(1)
 	return nil, errors.Join(errs...)
 }
 

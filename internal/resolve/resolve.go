@@ -136,6 +136,8 @@ type Resolver struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	stats counters
 }
 
 // entry is the cache slot of one name; it outlives the answers stored in it so that the
