@@ -241,7 +241,7 @@ func (p *Proxy) originalUpstream(dst destination, cluster string, id []byte) (ht
 // handleConnect serves a CONNECT tunnel: the authority is matched against any port protocol, the
 // upstream is dialled, and bytes are piped; TLS inside stays the application's.
 func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, client net.Conn, buffered []byte) {
-	if !p.begin(client) {
+	if !p.begin(client, true) {
 		client.Close()
 		return
 	}
@@ -290,7 +290,7 @@ func (p *Proxy) connectUpstream(client net.Conn, host string, port uint32, id []
 	}
 	dst, err := requested(m, host, port)
 	if err == nil {
-		// Dialled under pipeCtx, which Shutdown cancels at once, so a dial in progress cannot hold it up.
+		// Dialled under pipeCtx, which a drain cut short cancels, so a dial cannot outlast it.
 		var up net.Conn
 		var addr string
 		if up, addr, err = p.dialMatch(p.pipeCtx, t, m, dst); err == nil {

@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/meshentry/meshentry/internal/httpfwd"
+)
+
+// Shutdown drains the proxy as Envoy drains its listeners, and returns once everything ended:
+// the listeners stop accepting at once; HTTP requests in flight finish, each response written
+// from then on says Connection: close and ends its connection, idle keep-alive connections are
+// closed and HTTP/2 clients get GOAWAY; CONNECT tunnels and captured TCP/TLS pipes, which have no
+// request boundary to stop at, go on until they end by themselves. Shutdown returns nil when all
+// of that ended; when ctx ends first (the drain timeout), it closes whatever is still open and
+// returns an error wrapping ctx's. Either way it returns only after every serving goroutine did,
+// with the pooled upstream connections closed.
+//
+// A captured connection still being sniffed (at most SniffTimeout) when the drain begins, and
+// which turns out to carry HTTP, is closed: the capture engine is draining by then, and the
+// window is that short. One that turns out to carry TCP or TLS is piped and drains like any pipe.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	p.draining = true
+	for ln := range p.lns {
+		ln.Close()
+	}
+	p.mu.Unlock()
+	// Both engines stop accepting before either is waited for.
+	p.forward.Drain()
+	p.capture.Drain()
+	drained := make(chan error, 1)
+	go func() { drained <- p.waitDrained(ctx) }()
+	var err error
+	select {
+	case err = <-drained:
+	case <-ctx.Done():
+		n := p.cutDrainShort()
+		// The engines saw ctx end too and close their own connections; wait for them.
+		<-drained
+		p.log.Warn("drain timeout reached; closed what was still open", "pipe_connections", n)
+		err = fmt.Errorf("drain cut short: %w", ctx.Err())
+	}
+	p.cancel()
+	p.pool.Close()
+	return err
+}
+
+// waitDrained waits for both HTTP engines to drain (ctx ending closes theirs) and then for the
+// goroutines serving byte pipes and captured connections.
+func (p *Proxy) waitDrained(ctx context.Context) error {
+	errs := make(chan error, 2)
+	for _, s := range []*httpfwd.Server{p.forward, p.capture} {
+		go func() { errs <- s.Shutdown(ctx) }()
+	}
+	err := errors.Join(<-errs, <-errs)
+	// Every CONNECT tunnel began inside a forward-proxy connection, which has ended now, so no
+	// further begin can race this Wait.
+	p.wg.Wait()
+	return err
+}
+
+// cutDrainShort ends the drain at its deadline: dials and relays of byte pipes are canceled and
+// every connection still registered is closed. It returns how many were.
+func (p *Proxy) cutDrainShort() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closing = true
+	p.cancelPipe()
+	p.cancel()
+	n := len(p.conns)
+	p.closeConnsLocked()
+	p.drainClosed.Add(uint64(n))
+	return n
+}
+
+// DrainClosed counts the connections (CONNECT tunnels, captured pipes and their upstreams) that
+// were still open when a drain timed out and were closed by it.
+func (p *Proxy) DrainClosed() uint64 { return p.drainClosed.Load() }
