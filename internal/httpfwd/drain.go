@@ -7,11 +7,18 @@ import (
 
 // Draining works as Envoy drains an HTTP connection manager: the server stops accepting, a
 // request in flight finishes, and every response written from then on says Connection: close
-// and ends its connection; a keep-alive connection waiting for its next request is closed, and
-// an HTTP/2 client gets a GOAWAY naming the highest stream it started, so that it sends no new
-// stream and the connection closes once its streams are done. Upgraded (101) connections and
-// those OnConnect took over have no request boundary: they go on until they end by themselves
-// or the caller's deadline closes them.
+// and ends its connection. A keep-alive connection waiting for its next request is closed; one
+// that has not sent its first request yet has firstRequestGrace to do so; an HTTP/2 client gets
+// a GOAWAY naming the highest stream it started, so that it sends no new stream, and the
+// connection closes once its streams are done. Upgraded (101) connections and those OnConnect
+// took over have no request boundary: they go on until they end by themselves or the caller's
+// deadline closes them.
+
+// firstRequestGrace is how long after the drain began a connection that had sent nothing yet
+// may take to send its first request head. Its client connected before the listener closed and
+// may be writing the request at that moment; closing it at once would fail a request that
+// reached the proxy in time. net/http gives new connections 5 s; a drain wants less.
+const firstRequestGrace = time.Second
 
 // drainTick is how often a drain repeats its nudges: a connection that turned idle, or began
 // HTTP/2, after the previous pass is reached by the next.
@@ -23,17 +30,24 @@ const drainTick = 20 * time.Millisecond
 // same moment before it waits for any of them.
 func (s *Server) Drain() {
 	s.init()
+	s.drainStart.CompareAndSwap(0, time.Now().UnixNano())
 	s.shutting.Store(true)
 	s.closeListeners()
 	s.closeIdle()
 	s.goAwayHTTP2()
 }
 
+// firstRequestDeadline is when a connection that has not sent its first request is closed.
+func (s *Server) firstRequestDeadline() time.Time {
+	return time.Unix(0, s.drainStart.Load()).Add(firstRequestGrace)
+}
+
 // Draining reports whether Drain, Shutdown or Close was called.
 func (s *Server) Draining() bool { return s.shutting.Load() }
 
 // Shutdown drains the server and waits until every connection has ended, then closes the
-// pooled upstream connections and returns nil. When ctx ends first it closes everything still
+// pooled upstream connections and returns nil. A connection handed to ServeConn after it
+// returned is still served, as a draining one, until Close. When ctx ends first it closes everything still
 // open, waits for the serving goroutines to return, and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.Drain()
@@ -56,13 +70,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// closeIdle wakes every connection waiting for a request with an expired read deadline, which
-// makes it close, and returns how many connections are open.
+// closeIdle wakes every keep-alive connection waiting for its next request with an expired
+// read deadline, which makes it close, gives one still waiting for its first request until the
+// grace ends, and returns how many connections are open.
 func (s *Server) closeIdle() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.active {
-		if c.idle.Load() {
+		switch {
+		case !c.idle.Load():
+		case c.fresh.Load():
+			c.nc.SetReadDeadline(s.firstRequestDeadline())
+		default:
 			c.nc.SetReadDeadline(time.Unix(1, 0))
 		}
 	}
@@ -87,6 +106,8 @@ func (s *Server) waitClosed(tick *time.Ticker) {
 // Close closes the listeners and every connection at once.
 func (s *Server) Close() error {
 	s.init()
+	s.drainStart.CompareAndSwap(0, time.Now().UnixNano())
+	s.closed.Store(true)
 	s.shutting.Store(true)
 	s.closeListeners()
 	s.cancel()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -199,4 +200,96 @@ func TestShutdownClosesWhatOutlastsItsDeadline(t *testing.T) {
 	if !c.closed() {
 		t.Error("the request's connection is still open after Shutdown returned")
 	}
+}
+
+// openConns is how many client connections the server is serving.
+func (s *Server) openConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.active)
+}
+
+func TestDrainGivesANewConnectionAGraceForItsFirstRequest(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "answered") })
+	tests := []struct {
+		name string
+		// send is written after the drain began; empty sends nothing.
+		send      string
+		wantClose time.Duration // with nothing sent: the connection closes no sooner
+	}{
+		{name: "a request sent just after the drain began is answered with Connection: close",
+			send: "GET / HTTP/1.1\r\nHost: a\r\n\r\n"},
+		{name: "a connection that sends nothing is closed when the grace ends", wantClose: firstRequestGrace},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := &Server{Router: staticRouter(be.Listener.Addr().String())}
+			ln := listen(t)
+			go srv.Serve(ln)
+			c := dial(t, ln.Addr().String())
+			waitFor(func() bool { return srv.openConns() == 1 })
+			if n := srv.openConns(); n != 1 {
+				t.Fatalf("the server serves %d connections, want the one dialled", n)
+			}
+			start := time.Now()
+			srv.Drain()
+			done := shutdownAsync(srv)
+			if tt.send != "" {
+				resp := c.roundTrip(tt.send)
+				if resp.StatusCode != 200 || resp.body != "answered" || !resp.Close {
+					t.Errorf("got %d %q close=%v, want 200 \"answered\" with Connection: close", resp.StatusCode, resp.body, resp.Close)
+				}
+			}
+			c.nc.SetReadDeadline(time.Now().Add(tt.wantClose + 3*time.Second))
+			if _, err := c.br.ReadByte(); err == nil || isTimeout(err) {
+				t.Fatalf("the connection is still open: %v", err)
+			}
+			if d := time.Since(start); d < tt.wantClose-50*time.Millisecond {
+				t.Errorf("closed %v into the drain, before the %v grace", d, tt.wantClose)
+			}
+			if err := <-done; err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+		})
+	}
+}
+
+func TestServeConnDuringADrain(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "answered") })
+	srv := &Server{Router: staticRouter(be.Listener.Addr().String())}
+	ln := listen(t)
+	handOver := func() *client {
+		c := dial(t, ln.Addr().String())
+		nc, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			srv.ServeConn(context.Background(), nc)
+		}()
+		t.Cleanup(func() { <-served })
+		return c
+	}
+	srv.Drain()
+	t.Run("a connection handed over while draining gets one request answered", func(t *testing.T) {
+		c := handOver()
+		resp := c.roundTrip("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		if resp.StatusCode != 200 || !resp.Close {
+			t.Errorf("got %d close=%v, want 200 with Connection: close", resp.StatusCode, resp.Close)
+		}
+		if !c.closed() {
+			t.Error("the connection stayed open after its response")
+		}
+	})
+	srv.Close()
+	t.Run("a connection handed over after Close is closed at once", func(t *testing.T) {
+		if c := handOver(); !c.closed() {
+			t.Error("the connection is open after Close")
+		}
+	})
 }

@@ -50,9 +50,11 @@ type Server struct {
 	log         *slog.Logger
 	baseCtx     context.Context
 	cancel      context.CancelFunc
-	shutting    atomic.Bool
-	connPool    sync.Pool // *conn
-	bufPool     sync.Pool // *[]byte of bulkSize
+	shutting    atomic.Bool  // draining or closed
+	closed      atomic.Bool  // Close was called: ServeConn serves nothing more
+	drainStart  atomic.Int64 // when the drain began, in Unix nanoseconds
+	connPool    sync.Pool    // *conn
+	bufPool     sync.Pool    // *[]byte of bulkSize
 	mu          sync.Mutex
 	listeners   map[net.Listener]struct{}
 	active      map[*conn]struct{}
@@ -142,11 +144,13 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // ServeConn serves the requests of one client connection until it closes, fails, asks to close,
 // or ctx is done (which closes it). It closes nc when it returns, unless OnConnect took it over.
+// While the server drains, a connection handed over is served as a draining one (its first
+// request within the grace, then Connection: close); after Close it is closed at once.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 	s.init()
 	c := s.getConn(nc)
 	s.mu.Lock()
-	if s.shutting.Load() {
+	if s.closed.Load() {
 		s.mu.Unlock()
 		nc.Close()
 		s.putConn(c)
@@ -280,6 +284,7 @@ type conn struct {
 	linger   bool       // unread request bytes may remain: close gently
 	rec      AccessRecord
 	idle     atomic.Bool            // waiting for the next request; Shutdown may close it
+	fresh    atomic.Bool            // ... which is the first, so a drain gives it a grace
 	current  atomic.Pointer[upConn] // the upstream connection in use, for abort
 	cancel   context.CancelFunc     // ends the connection's context
 	hijacked atomic.Bool            // OnConnect owns the client connection
@@ -329,9 +334,15 @@ func (c *conn) readRequest(first bool) bool {
 		if !first {
 			wait = lim.IdleTimeout
 		}
+		c.fresh.Store(first)
 		c.idle.Store(true)
 		if c.s.shutting.Load() {
-			return false
+			if !first {
+				return false
+			}
+			// A connection the drain found new may still send its first request: it was
+			// accepted before the listener closed, and its client may be writing it now.
+			wait = min(wait, time.Until(c.s.firstRequestDeadline()))
 		}
 		c.nc.SetReadDeadline(time.Now().Add(wait))
 		_, err := c.br.Peek(1)

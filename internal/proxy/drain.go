@@ -17,9 +17,9 @@ import (
 // returns an error wrapping ctx's. Either way it returns only after every serving goroutine did,
 // with the pooled upstream connections closed.
 //
-// A captured connection still being sniffed (at most SniffTimeout) when the drain begins, and
-// which turns out to carry HTTP, is closed: the capture engine is draining by then, and the
-// window is that short. One that turns out to carry TCP or TLS is piped and drains like any pipe.
+// A connection accepted just before the drain began is served as the rest are: a captured one
+// still being sniffed is piped, or handed to the draining HTTP engine, which gives a connection
+// that has not sent its first request a short grace to send it.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	p.draining = true
@@ -55,23 +55,28 @@ func (p *Proxy) waitDrained(ctx context.Context) error {
 		go func() { errs <- s.Shutdown(ctx) }()
 	}
 	err := errors.Join(<-errs, <-errs)
-	// Every CONNECT tunnel began inside a forward-proxy connection, which has ended now, so no
-	// further begin can race this Wait.
+	// The forward connections, inside which tunnels begin, have ended; captured connections,
+	// those handed to the capture engine after it drained included, and the capture accept
+	// loops count in wg.
 	p.wg.Wait()
 	return err
 }
 
-// cutDrainShort ends the drain at its deadline: dials and relays of byte pipes are canceled and
-// every connection still registered is closed. It returns how many were.
+// cutDrainShort ends the drain at its deadline: dials and relays of byte pipes are canceled,
+// every connection still registered is closed, and so is every HTTP connection. It returns how
+// many pipe connections were closed.
 func (p *Proxy) cutDrainShort() int {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.closing = true
 	p.cancelPipe()
 	p.cancel()
 	n := len(p.conns)
 	p.closeConnsLocked()
+	p.mu.Unlock()
 	p.drainClosed.Add(uint64(n))
+	// Either engine may have drained already and still be handed a captured connection.
+	p.forward.Close()
+	p.capture.Close()
 	return n
 }
 

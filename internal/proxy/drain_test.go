@@ -8,11 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshentry/meshentry/internal/resolve"
+	"github.com/meshentry/meshentry/internal/testutil/backend"
 )
 
 // pipeCases open a byte pipe to an echo server, by CONNECT and by capture, with the address a
@@ -250,5 +252,66 @@ spec:
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Shutdown did not return after the request finished")
+	}
+}
+
+func TestDrainServesACapturedConnectionAcceptedJustBefore(t *testing.T) {
+	t.Parallel()
+	web := backend.HTTP(t, "web", "127.0.0.1:0")
+	h := startProxy(t, fmt.Sprintf(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web}
+spec:
+  hosts: [web.internal]
+  ports: [{number: 80, name: http, protocol: HTTP, targetPort: %d}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+`, web.Port()), Config{}, "")
+	// The capture loop reports each connection it took, so the drain can begin right after.
+	accepted := make(chan struct{}, 8)
+	dst := netip.MustParseAddrPort("10.99.0.80:80")
+	h.p.origDst = func(*net.TCPConn) (netip.AddrPort, error) {
+		select {
+		case accepted <- struct{}{}:
+		default:
+		}
+		return dst, nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go h.p.ServeCapture(ln)
+	c := dial(t, ln.Addr().String())
+	select {
+	case <-accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the capture listener did not take the connection")
+	}
+	done := shutdownIn(h.p, 20*time.Second)
+	for deadline := time.Now().Add(3 * time.Second); !h.p.capture.Draining(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the capture engine is not draining 3s after Shutdown began")
+		}
+	}
+	fmt.Fprint(c, "GET /late HTTP/1.1\r\nHost: web.internal\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the request sent after the drain began failed: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "web ") || !resp.Close {
+		t.Errorf("got %d %q close=%v, want 200 from web with Connection: close", resp.StatusCode, body, resp.Close)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return after the captured request")
 	}
 }

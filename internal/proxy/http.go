@@ -241,7 +241,7 @@ func (p *Proxy) originalUpstream(dst destination, cluster string, id []byte) (ht
 // handleConnect serves a CONNECT tunnel: the authority is matched against any port protocol, the
 // upstream is dialled, and bytes are piped; TLS inside stays the application's.
 func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, client net.Conn, buffered []byte) {
-	if !p.begin(client, true) {
+	if !p.begin(client) {
 		client.Close()
 		return
 	}

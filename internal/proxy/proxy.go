@@ -199,7 +199,7 @@ func (p *Proxy) ServeCapture(ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		if !p.begin(c, false) {
+		if !p.begin(c) {
 			c.Close()
 			return nil
 		}
@@ -222,6 +222,8 @@ func (p *Proxy) isDraining() bool {
 	return p.draining
 }
 
+// trackListener registers a capture listener for the drain to close, and its accept loop in wg;
+// it reports false once the drain began.
 func (p *Proxy) trackListener(ln net.Listener) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -229,6 +231,7 @@ func (p *Proxy) trackListener(ln net.Listener) bool {
 		return false
 	}
 	p.lns[ln] = struct{}{}
+	p.wg.Add(1)
 	return true
 }
 
@@ -236,20 +239,19 @@ func (p *Proxy) untrackListener(ln net.Listener) {
 	p.mu.Lock()
 	delete(p.lns, ln)
 	p.mu.Unlock()
+	p.wg.Done()
 }
 
 // begin registers a connection whose serving goroutine Shutdown must wait for; it reports false
-// once the drain has begun, or for a CONNECT tunnel (duringDrain) once the drain has been cut
-// short. Every true begin is paired with one end.
+// once the drain was cut short. Every true begin is paired with one end.
 //
-// A tunnel may begin while draining because its CONNECT came on a connection the forward
-// server is still draining: Shutdown waits for that server before it waits for wg, so no Add
-// races the Wait. A captured connection begins only from the capture accept loop, whose
-// listener the drain closed.
-func (p *Proxy) begin(c net.Conn, duringDrain bool) bool {
+// No Add races Shutdown's Wait: a captured connection begins in a capture accept loop, which
+// itself counts in wg while it runs, and a CONNECT tunnel inside a forward-proxy connection,
+// which Shutdown waits for before it waits for wg.
+func (p *Proxy) begin(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closing || (p.draining && !duringDrain) {
+	if p.closing {
 		return false
 	}
 	p.conns[c] = struct{}{}
