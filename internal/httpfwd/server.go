@@ -111,11 +111,15 @@ func (s *Server) Serve(ln net.Listener) error {
 		return ErrServerClosed
 	}
 	s.listeners[ln] = struct{}{}
+	// The loop counts in serveGroup, so the Add of a connection it accepts just as a drain
+	// closes ln never meets a Wait at zero.
+	s.serveGroup.Add(1)
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, ln)
 		s.mu.Unlock()
+		s.serveGroup.Done()
 	}()
 	var backoff time.Duration
 	for {
