@@ -100,7 +100,7 @@ func drainProxy(log *slog.Logger, p *proxy.Proxy, adminSrv *http.Server, timeout
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := p.Shutdown(ctx); err != nil {
-		log.Info("drain timeout reached", "took", time.Since(start).Round(time.Millisecond), "closed", p.DrainClosed())
+		log.Info("drain timeout reached; closed what was still open", "took", time.Since(start).Round(time.Millisecond), "err", err)
 	} else {
 		log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
 	}

@@ -39,8 +39,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		n := p.cutDrainShort()
 		// The engines saw ctx end too and close their own connections; wait for them.
 		<-drained
-		p.log.Warn("drain timeout reached; closed what was still open", "pipe_connections", n)
-		err = fmt.Errorf("drain cut short: %w", ctx.Err())
+		err = fmt.Errorf("drain cut short, %d pipe connections closed: %w", n, ctx.Err())
 	}
 	p.cancel()
 	p.pool.Close()
