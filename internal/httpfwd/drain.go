@@ -47,8 +47,9 @@ func (s *Server) Draining() bool { return s.shutting.Load() }
 
 // Shutdown drains the server and waits until every connection has ended, then closes the
 // pooled upstream connections and returns nil. A connection handed to ServeConn after it
-// returned is still served, as a draining one, until Close. When ctx ends first it closes everything still
-// open, waits for the serving goroutines to return, and returns ctx's error.
+// returned is still served, as a draining one, until Close. When ctx ends first it closes
+// everything still open, waits for the serving goroutines to return (an OnConnect handler must
+// return once its ctx is canceled), and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.Drain()
 	tick := time.NewTicker(drainTick)
