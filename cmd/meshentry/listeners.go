@@ -83,13 +83,13 @@ func (g *serveGroup) serve(name string, ln net.Listener, fn func(net.Listener) e
 	}()
 }
 
-// notReady lists what keeps the proxy from being ready: failed listeners, or shutting down.
+// notReady lists what keeps the proxy from being ready: failed listeners, or draining.
 func (g *serveGroup) notReady() []string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	pending := append([]string(nil), g.failures...)
 	if g.ctx.Err() != nil {
-		pending = append(pending, "shutting down")
+		pending = append(pending, "draining")
 	}
 	return pending
 }

@@ -210,26 +210,3 @@ func tunnelThrough(t *testing.T, proxyAddr, authority string, n int) {
 		t.Fatalf("echo through the tunnel: %v (equal: %v)", err, bytes.Equal(got, sent))
 	}
 }
-
-// echoListener is a TCP server on loopback that writes back what it reads, until the test ends.
-func echoListener(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln
-}

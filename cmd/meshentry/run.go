@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,6 +34,7 @@ type runFlags struct {
 	allowInvalid bool
 	limits       limitFlags
 	metrics      metricsFlags
+	drain        drainFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -99,13 +98,8 @@ func newRunCommand() *cobra.Command {
 		Short: "Serve as the proxy: HTTP forward proxy and CONNECT, transparent capture, admin endpoints",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			ctx, stop := notifyDrain(cmd)
 			defer stop()
-			go func() {
-				// After the first signal, a second one kills the process the default way.
-				<-ctx.Done()
-				stop()
-			}()
 			return runProxy(ctx, cmd, &f, nil)
 		},
 	}
@@ -122,6 +116,7 @@ func newRunCommand() *cobra.Command {
 	fl.BoolVar(&f.allowInvalid, "allow-invalid", false, "serve the valid documents when some are invalid, logging the findings, instead of refusing to start")
 	f.limits.register(fl)
 	f.metrics.register(fl)
+	f.drain.register(fl)
 	return cmd
 }
 
@@ -136,6 +131,9 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return err
 	}
 	if err := f.limits.apply(&cfg); err != nil {
+		return err
+	}
+	if err := f.drain.validate(); err != nil {
 		return err
 	}
 	var level slog.Level
@@ -183,17 +181,8 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		ready(g.bound)
 	}
 	<-ctx.Done()
-	log.Info("shutting down")
-	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err = p.Shutdown(shutCtx)
-	if adminSrv != nil {
-		adminSrv.Shutdown(shutCtx)
-	}
+	drainProxy(log, p, adminSrv, f.drain.timeout)
 	g.wg.Wait()
-	if err != nil {
-		log.Warn("shutdown was not clean", "err", err)
-	}
 	if len(g.failures) > 0 {
 		return &exitError{code: 1, err: errors.New(strings.Join(g.failures, "; "))}
 	}

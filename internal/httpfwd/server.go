@@ -50,9 +50,11 @@ type Server struct {
 	log         *slog.Logger
 	baseCtx     context.Context
 	cancel      context.CancelFunc
-	shutting    atomic.Bool
-	connPool    sync.Pool // *conn
-	bufPool     sync.Pool // *[]byte of bulkSize
+	shutting    atomic.Bool  // draining or closed
+	closed      atomic.Bool  // Close was called: ServeConn serves nothing more
+	drainStart  atomic.Int64 // when the drain began, in Unix nanoseconds
+	connPool    sync.Pool    // *conn
+	bufPool     sync.Pool    // *[]byte of bulkSize
 	mu          sync.Mutex
 	listeners   map[net.Listener]struct{}
 	active      map[*conn]struct{}
@@ -109,11 +111,15 @@ func (s *Server) Serve(ln net.Listener) error {
 		return ErrServerClosed
 	}
 	s.listeners[ln] = struct{}{}
+	// The loop counts in serveGroup, so the Add of a connection it accepts just as a drain
+	// closes ln never meets a Wait at zero.
+	s.serveGroup.Add(1)
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, ln)
 		s.mu.Unlock()
+		s.serveGroup.Done()
 	}()
 	var backoff time.Duration
 	for {
@@ -142,11 +148,13 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // ServeConn serves the requests of one client connection until it closes, fails, asks to close,
 // or ctx is done (which closes it). It closes nc when it returns, unless OnConnect took it over.
+// While the server drains, a connection handed over is served as a draining one (its first
+// request within the grace, then Connection: close); after Close it is closed at once.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 	s.init()
 	c := s.getConn(nc)
 	s.mu.Lock()
-	if s.shutting.Load() {
+	if s.closed.Load() {
 		s.mu.Unlock()
 		nc.Close()
 		s.putConn(c)
@@ -196,70 +204,6 @@ func (c *conn) serveRecovering(ctx context.Context) (ok bool) {
 	}()
 	c.serve(ctx)
 	return true
-}
-
-// Shutdown stops accepting, closes idle connections, lets active requests finish and then
-// closes their connections; when ctx is done first it closes everything at once.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.init()
-	s.shutting.Store(true)
-	s.closeListeners()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		// Idle connections are woken by an expired deadline; repeating this covers a
-		// connection that turned idle after the previous pass.
-		s.mu.Lock()
-		n := len(s.active)
-		for c := range s.active {
-			if c.idle.Load() {
-				c.nc.SetReadDeadline(time.Unix(1, 0))
-			}
-		}
-		s.mu.Unlock()
-		s.goAwayHTTP2()
-		if n == 0 {
-			s.serveGroup.Wait()
-			s.closePool()
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			s.Close()
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-}
-
-// Close closes the listeners and every connection at once.
-func (s *Server) Close() error {
-	s.init()
-	s.shutting.Store(true)
-	s.closeListeners()
-	s.cancel()
-	s.mu.Lock()
-	for c := range s.active {
-		c.abort()
-	}
-	s.mu.Unlock()
-	s.closePool()
-	return nil
-}
-
-func (s *Server) closeListeners() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for ln := range s.listeners {
-		ln.Close()
-	}
-}
-
-func (s *Server) closePool() {
-	s.closeHTTP2()
-	if s.ownPool {
-		s.pool.Close()
-	}
 }
 
 // getConn takes per-connection state from the pool, so a busy server allocates it rarely.
@@ -344,6 +288,7 @@ type conn struct {
 	linger   bool       // unread request bytes may remain: close gently
 	rec      AccessRecord
 	idle     atomic.Bool            // waiting for the next request; Shutdown may close it
+	fresh    atomic.Bool            // ... which is the first, so a drain gives it a grace
 	current  atomic.Pointer[upConn] // the upstream connection in use, for abort
 	cancel   context.CancelFunc     // ends the connection's context
 	hijacked atomic.Bool            // OnConnect owns the client connection
@@ -393,9 +338,15 @@ func (c *conn) readRequest(first bool) bool {
 		if !first {
 			wait = lim.IdleTimeout
 		}
+		c.fresh.Store(first)
 		c.idle.Store(true)
 		if c.s.shutting.Load() {
-			return false
+			if !first {
+				return false
+			}
+			// A connection the drain found new may still send its first request: it was
+			// accepted before the listener closed, and its client may be writing it now.
+			wait = min(wait, time.Until(c.s.firstRequestDeadline()))
 		}
 		c.nc.SetReadDeadline(time.Now().Add(wait))
 		_, err := c.br.Peek(1)

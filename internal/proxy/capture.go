@@ -72,8 +72,9 @@ func (p *Proxy) serveCaptured(c net.Conn) {
 }
 
 // serveCapturedHTTP hands a captured connection to the HTTP engine, which routes it request by
-// request. The engine drains its connections on Shutdown, so this one leaves the set Shutdown
-// closes at once, and gets a context Shutdown does not cancel.
+// request. The engine drains its connections itself (and closes them when the drain is cut
+// short), so this one leaves the set of pipes Shutdown closes, and gets a context it does not
+// cancel.
 func (p *Proxy) serveCapturedHTTP(c net.Conn, pc *sniff.PrefixConn, orig netip.AddrPort) {
 	p.release(c)
 	p.capture.ServeConn(context.Background(), &capturedConn{PrefixConn: pc, orig: net.TCPAddrFromAddrPort(orig)})

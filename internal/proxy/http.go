@@ -290,7 +290,7 @@ func (p *Proxy) connectUpstream(client net.Conn, host string, port uint32, id []
 	}
 	dst, err := requested(m, host, port)
 	if err == nil {
-		// Dialled under pipeCtx, which Shutdown cancels at once, so a dial in progress cannot hold it up.
+		// Dialled under pipeCtx, which a drain cut short cancels, so a dial cannot outlast it.
 		var up net.Conn
 		var addr string
 		if up, addr, err = p.dialMatch(p.pipeCtx, t, m, dst); err == nil {

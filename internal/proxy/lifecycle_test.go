@@ -11,7 +11,6 @@ import (
 
 	"github.com/meshentry/meshentry/internal/balance"
 	"github.com/meshentry/meshentry/internal/relay"
-	"github.com/meshentry/meshentry/internal/resolve"
 	"github.com/meshentry/meshentry/internal/testutil/backend"
 	"github.com/meshentry/meshentry/internal/testutil/dnstest"
 )
@@ -104,43 +103,6 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 	return a, b
 }
 
-func TestShutdownClosesTunnelsThatWouldNeverEnd(t *testing.T) {
-	t.Parallel()
-	ln := silentServer(t)
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	h := startProxy(t, `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: quiet}
-spec:
-  hosts: [quiet.example.com]
-  ports: [{number: 443, name: tls, protocol: TLS}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {tls: `+port+`}}]
-`, Config{}, "")
-	tunnel, status := h.connect(t, "quiet.example.com:443")
-	if status != 200 {
-		t.Fatalf("CONNECT status %d", status)
-	}
-	defer tunnel.Close()
-	// The client is done sending; the upstream keeps its side open and says nothing.
-	tunnel.(*net.TCPConn).CloseWrite()
-	time.Sleep(50 * time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	start := time.Now()
-	h.p.Shutdown(ctx)
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("Shutdown took %v", d)
-	}
-	tunnel.SetReadDeadline(time.Now().Add(2 * time.Second))
-	if _, err := tunnel.Read(make([]byte, 1)); err == nil {
-		t.Fatal("the tunnel is still open after Shutdown")
-	}
-}
-
-// One dead address of a DNS name must not fail the requests that land on it: the proxy moves on to
-// another address of the name, and ejects the dead one.
 func TestADeadAddressOfADNSNameCostsNoRequests(t *testing.T) {
 	t.Parallel()
 	live := backend.HTTP(t, "live", "127.0.0.6:0")
@@ -258,42 +220,4 @@ spec:
 			tunnel.Close()
 		}
 	})
-}
-
-// Shutdown must not wait for a CONNECT whose upstream is still being resolved or dialled.
-func TestShutdownAbortsATunnelStillDialling(t *testing.T) {
-	t.Parallel()
-	silentDNS, err := net.ListenPacket("udp", "127.0.0.1:0") // answers nothing
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silentDNS.Close()
-	r, err := resolve.New(resolve.Config{Server: silentDNS.LocalAddr().String(), Timeout: 4 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	h := startProxy(t, `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: slow}
-spec:
-  hosts: [slow.example.com]
-  ports: [{number: 443, name: tls, protocol: TLS}]
-  resolution: DNS
-`, Config{Resolver: r}, "")
-	c, err := net.Dial("tcp", h.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	fmt.Fprintf(c, "CONNECT slow.example.com:443 HTTP/1.1\r\nHost: slow.example.com:443\r\n\r\n")
-	time.Sleep(200 * time.Millisecond) // the proxy is now waiting on DNS
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	start := time.Now()
-	h.p.Shutdown(ctx)
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("Shutdown took %v while a tunnel was resolving its upstream", d)
-	}
 }

@@ -9,7 +9,7 @@ import (
 
 // pipe relays bytes both ways between a client and its upstream (CONNECT tunnels, captured TLS and
 // TCP) until both directions end, closing both tunnels idle for TCPIdleTimeout, and returns the
-// bytes sent upstream and downstream. Shutdown cancels pipeCtx, which ends every pipe at once.
+// bytes sent upstream and downstream. A drain cut short cancels pipeCtx, which ends every pipe.
 func (p *Proxy) pipe(client, upstream net.Conn) (up, down int64) {
 	up, down, err := relay.Pipe(p.pipeCtx, client, upstream, relay.Options{IdleTimeout: p.cfg.TCPIdleTimeout})
 	if errors.Is(err, relay.ErrIdleTimeout) {

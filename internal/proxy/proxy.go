@@ -82,16 +82,20 @@ type Proxy struct {
 	// ctx aborts the dials and DNS lookups of HTTP requests; Shutdown cancels it once they drained.
 	ctx    context.Context
 	cancel context.CancelFunc
-	// pipeCtx aborts the dials of byte pipes (CONNECT, captured TLS and TCP); Shutdown cancels it
-	// first, as it closes their connections at once.
+	// pipeCtx aborts the dials and relays of byte pipes (CONNECT, captured TLS and TCP); Shutdown
+	// cancels it when the drain is cut short.
 	pipeCtx    context.Context
 	cancelPipe context.CancelFunc
-	// mu guards closing, lns and conns; wg counts the goroutines serving L4 connections.
-	mu      sync.Mutex
-	closing bool
-	lns     map[net.Listener]struct{}
-	conns   map[net.Conn]struct{}
-	wg      sync.WaitGroup
+	// mu guards draining, closing, lns and conns; wg counts the goroutines serving L4
+	// connections. draining is set when Shutdown begins, closing when its ctx ends first.
+	mu       sync.Mutex
+	draining bool
+	closing  bool
+	lns      map[net.Listener]struct{}
+	conns    map[net.Conn]struct{}
+	wg       sync.WaitGroup
+	// drainClosed counts connections still open when a drain was cut short.
+	drainClosed atomic.Uint64
 }
 
 // New makes a proxy serving snap until Update gives it another.
@@ -185,7 +189,7 @@ func (p *Proxy) ServeCapture(ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if p.isClosing() || errors.Is(err, net.ErrClosed) {
+			if p.isDraining() || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			// Out of file descriptors and the like: back off rather than spin.
@@ -206,59 +210,28 @@ func (p *Proxy) ServeCapture(ln net.Listener) error {
 	}
 }
 
-// Shutdown stops accepting and closes byte-pipe connections (CONNECT tunnels, captured TLS and
-// TCP), which have no request boundary to drain at; it lets HTTP requests in flight finish until
-// ctx ends, then closes what is left and waits for every serving goroutine.
-//
-// A captured connection still being sniffed (at most SniffTimeout) when Shutdown starts is closed
-// with the byte pipes, even if it turns out to carry HTTP: the window is that short.
-func (p *Proxy) Shutdown(ctx context.Context) error {
-	p.cancelPipe()
-	p.mu.Lock()
-	p.closing = true
-	for ln := range p.lns {
-		ln.Close()
-	}
-	p.closeConnsLocked()
-	p.mu.Unlock()
-	err := errors.Join(p.forward.Shutdown(ctx), p.capture.Shutdown(ctx))
-	p.cancel()
-	p.mu.Lock()
-	p.closeConnsLocked()
-	p.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		p.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = errors.Join(err, ctx.Err())
-	}
-	p.pool.Close()
-	return err
-}
-
 func (p *Proxy) closeConnsLocked() {
 	for c := range p.conns {
 		c.Close()
 	}
 }
 
-func (p *Proxy) isClosing() bool {
+func (p *Proxy) isDraining() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.closing
+	return p.draining
 }
 
+// trackListener registers a capture listener for the drain to close, and its accept loop in wg;
+// it reports false once the drain began.
 func (p *Proxy) trackListener(ln net.Listener) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closing {
+	if p.draining {
 		return false
 	}
 	p.lns[ln] = struct{}{}
+	p.wg.Add(1)
 	return true
 }
 
@@ -266,10 +239,15 @@ func (p *Proxy) untrackListener(ln net.Listener) {
 	p.mu.Lock()
 	delete(p.lns, ln)
 	p.mu.Unlock()
+	p.wg.Done()
 }
 
 // begin registers a connection whose serving goroutine Shutdown must wait for; it reports false
-// once shutdown has begun. Every true begin is paired with one end.
+// once the drain was cut short. Every true begin is paired with one end.
+//
+// No Add races Shutdown's Wait: a captured connection begins in a capture accept loop, which
+// itself counts in wg while it runs, and a CONNECT tunnel inside a forward-proxy connection,
+// which Shutdown waits for before it waits for wg.
 func (p *Proxy) begin(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -281,8 +259,8 @@ func (p *Proxy) begin(c net.Conn) bool {
 	return true
 }
 
-// hold registers a further connection (an upstream) of a begun one, so Shutdown closes it too; it
-// closes c and reports false once shutdown has begun.
+// hold registers a further connection (an upstream) of a begun one, so Shutdown closes it too if
+// the drain is cut short; it closes c and reports false once that happened.
 func (p *Proxy) hold(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
