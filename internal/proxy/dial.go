@@ -155,6 +155,7 @@ func (p *Proxy) reportSuccess(key string) {
 // reportFailure counts a connect failure against the endpoint and address a pool key names.
 func (p *Proxy) reportFailure(key string) {
 	ep, addr := splitKey(key)
+	p.counts.connectFailed(ep)
 	if addr != "" && p.health.ReportFailure(addr) {
 		p.log.Warn("address ejected after consecutive connect failures", "endpoint", ep, "address", addr)
 	}
