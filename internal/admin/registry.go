@@ -102,8 +102,9 @@ type RouteJSON struct {
 	Port    uint32 `json:"port"`
 	Host    string `json:"host"`
 	Cluster string `json:"cluster"`
-	// Shadowed names the cluster of this service when an older entry wins the same host and port.
-	Shadowed string `json:"shadowed,omitempty"`
+	// ServiceEntry is the namespace/name of the entry that wins the host and port.
+	ServiceEntry string `json:"service_entry"`
+	Resolution   string `json:"resolution"`
 }
 
 func (a *api) routes(w http.ResponseWriter, _ *http.Request) {
@@ -111,6 +112,8 @@ func (a *api) routes(w http.ResponseWriter, _ *http.Request) {
 }
 
 // routesJSON asks the snapshot's own Match, for each visible service port, where its host goes.
+// A service port that another entry wins (an older ServiceEntry for the same host) gets no route
+// of its own, as a route table has one entry per domain.
 func routesJSON(snap *registry.Snapshot, ns string) RoutesJSON {
 	out := RoutesJSON{Routes: []RouteJSON{}}
 	for _, svc := range snap.Services {
@@ -120,11 +123,11 @@ func routesJSON(snap *registry.Snapshot, ns string) RoutesJSON {
 		for i := range svc.Ports {
 			p := &svc.Ports[i]
 			m := snap.Match(registry.Query{Namespace: ns, Host: svc.Host, Port: p.Number, Protocol: registry.TrafficAny}, false)
-			r := RouteJSON{Port: p.Number, Host: svc.Host, Cluster: m.Cluster}
-			if m.Cluster != p.Cluster {
-				r.Shadowed = p.Cluster
+			if m.Service != svc {
+				continue
 			}
-			out.Routes = append(out.Routes, r)
+			out.Routes = append(out.Routes, RouteJSON{Port: p.Number, Host: svc.Host, Cluster: m.Cluster,
+				ServiceEntry: svc.Namespace + "/" + svc.Entry, Resolution: svc.Resolution.String()})
 		}
 	}
 	return out

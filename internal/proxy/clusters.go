@@ -155,14 +155,24 @@ func (e *epCounters) load() EndpointCounts {
 	}
 }
 
-// Clusters returns every cluster of the snapshot in use, in the snapshot's service order and
-// port order, with each endpoint's health and counters as they are now.
+// Clusters returns the clusters of the snapshot in use that the proxy's namespace sees, in the
+// snapshot's service order and port order, with each endpoint's health and counters as they are
+// now. When two entries declare the same host and port, the cluster is the winning (older) one's,
+// as matching picks it and Istio keeps one cluster per name.
 func (p *Proxy) Clusters() []Cluster {
 	snap := p.Snapshot()
 	var out []Cluster
+	seen := map[string]bool{}
 	for _, svc := range snap.Services {
+		if !svc.VisibleTo(p.cfg.Namespace) {
+			continue
+		}
 		for i := range svc.Ports {
 			port := &svc.Ports[i]
+			if seen[port.Cluster] {
+				continue
+			}
+			seen[port.Cluster] = true
 			c := Cluster{Name: port.Cluster, Host: svc.Host, Namespace: svc.Namespace, Port: port.Number, Resolution: svc.Resolution}
 			for j := range port.Endpoints {
 				c.Endpoints = append(c.Endpoints, p.endpointStatus(svc, &port.Endpoints[j]))
