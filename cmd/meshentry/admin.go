@@ -15,11 +15,13 @@ import (
 
 // adminFlags are the admin API's own flags; --admin (the address) stays with run's listeners.
 type adminFlags struct {
-	pprof bool
+	pprof    bool
+	pageRows int
 }
 
 func (a *adminFlags) register(fl *pflag.FlagSet) {
 	fl.BoolVar(&a.pprof, "admin-pprof", false, "serve Go's profiles under /debug/pprof/ on the admin address")
+	fl.IntVar(&a.pageRows, "admin-page-rows", 500, "services, clusters and routes the admin HTML page lists at most (the JSON endpoints list all)")
 }
 
 // adminWiring is what the admin API reads from a running proxy.
@@ -46,6 +48,7 @@ func adminConfig(f *runFlags, w adminWiring) admin.Config {
 		Level:     w.level,
 		Namespace: w.ns,
 		Pprof:     f.admin.pprof,
+		PageRows:  f.admin.pageRows,
 		Logger:    w.log,
 	}
 }

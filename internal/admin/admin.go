@@ -60,6 +60,10 @@ type Config struct {
 	Level *slog.LevelVar
 	// Namespace is the proxy's workload namespace, for what /routes and the page say is visible.
 	Namespace string
+	// PageRows bounds the services, clusters and routes the HTML page lists (500 when 0), so a
+	// registry of thousands of entries gives a page a browser can open; the page says how many
+	// it left out, and the JSON endpoints list them all.
+	PageRows int
 	// Pprof serves Go's profiles under /debug/pprof/; off by default, as profiles cost CPU and
 	// show the process's insides.
 	Pprof bool

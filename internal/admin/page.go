@@ -30,6 +30,19 @@ type pageData struct {
 	Listeners []Listener
 	Pprof     bool
 	Metrics   bool
+	// Hidden counts the services, clusters and routes left out by Config.PageRows.
+	HiddenServices, HiddenClusters, HiddenRoutes int
+}
+
+// defaultPageRows is Config.PageRows when unset.
+const defaultPageRows = 500
+
+// firstRows cuts list to at most n entries and says how many it cut.
+func firstRows[T any](list []T, n int) ([]T, int) {
+	if len(list) <= n {
+		return list, 0
+	}
+	return list[:n], len(list) - n
 }
 
 // page renders the overview for a person in a browser: server-side, no scripts.
@@ -47,6 +60,13 @@ func (a *api) page(w http.ResponseWriter, _ *http.Request) {
 		Pprof:     a.cfg.Pprof,
 		Metrics:   a.cfg.Metrics != nil,
 	}
+	rows := a.cfg.PageRows
+	if rows <= 0 {
+		rows = defaultPageRows
+	}
+	d.Registry.Services, d.HiddenServices = firstRows(d.Registry.Services, rows)
+	d.Clusters, d.HiddenClusters = firstRows(d.Clusters, rows)
+	d.Routes.Routes, d.HiddenRoutes = firstRows(d.Routes.Routes, rows)
 	// Rendered into a buffer first, so a template error is a 500 rather than half a page.
 	var buf bytes.Buffer
 	if err := pageTemplate.Execute(&buf, d); err != nil {

@@ -146,3 +146,30 @@ func TestPageShowsTheSameTables(t *testing.T) {
 		}
 	})
 }
+
+func TestPageListsAtMostPageRows(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, func(c *Config) { c.PageRows = 2 })
+	code, body := s.fetch(t, "GET", "/")
+	if code != 200 {
+		t.Fatalf("/ = %d", code)
+	}
+	doc := parsePage(t, body)
+	tests := []struct {
+		name, section, text string
+	}{
+		{name: "says how many services it left out", section: "Services", text: "5 more services not shown"},
+		{name: "says how many clusters it left out", section: "Clusters", text: "3 more clusters not shown"},
+		{name: "says how many routes it left out", section: "Routes", text: "3 more routes not shown"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(body, tc.text) {
+				t.Errorf("the page lacks %q", tc.text)
+			}
+		})
+	}
+	if cellsContain(doc.sections["Services"], "db.example.com") {
+		t.Errorf("the third service is listed despite PageRows 2")
+	}
+}
