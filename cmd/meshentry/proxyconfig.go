@@ -172,7 +172,7 @@ func endpointsTable(w io.Writer, bodies [][]byte) error {
 	if err := decode(bodies[0], "/clusters", &cs); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "ENDPOINT\tSTATUS\tOUTLIER CHECK\tCLUSTER\tWEIGHT\tLOCALITY\tRQ ACTIVE\tRQ TOTAL\tRQ ERROR\tCX ACTIVE\tCX FAIL")
+	fmt.Fprintln(w, "ENDPOINT\tSTATUS\tOUTLIER CHECK\tCLUSTER\tWEIGHT\tLOCALITY\tRQ ACTIVE\tRQ TOTAL\tRQ ERROR\tCX ACTIVE\tCX FAIL\tEJECTIONS")
 	for _, c := range cs.ClusterStatuses {
 		for _, h := range c.HostStatuses {
 			outlier := "OK"
@@ -183,8 +183,9 @@ func endpointsTable(w io.Writer, bodies [][]byte) error {
 			for _, s := range h.Stats {
 				stats[s.Name] = s.Number()
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\n", hostAddress(h.Address), dash(h.HealthStatus.EDSHealthStatus), outlier,
-				c.Name, h.Weight, dash(localityOf(h.Locality)), stats["rq_active"], stats["rq_total"], stats["rq_error"], stats["cx_active"], stats["cx_connect_fail"])
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", hostAddress(h.Address), dash(h.HealthStatus.EDSHealthStatus), outlier,
+				c.Name, h.Weight, dash(localityOf(h.Locality)), stats["rq_active"], stats["rq_total"], stats["rq_error"], stats["cx_active"],
+				stats["cx_connect_fail"], stats["ejections_total"])
 		}
 	}
 	return nil

@@ -105,6 +105,9 @@ var hostStats = []hostStat{
 		return c.RqTotal - min(c.RqTotal, c.RqError+c.RqActive)
 	}},
 	{name: "rq_total", value: func(c Counts) uint64 { return c.RqTotal }},
+	// Envoy counts ejections per cluster (outlier_detection.ejections_enforced_total); per host
+	// they say which endpoint keeps failing, under a name of meshentry's own.
+	{name: "ejections_total", value: func(c Counts) uint64 { return c.Ejections }},
 }
 
 // healthFlags is Envoy's health_flags text: "healthy", or the flags that keep the host out.

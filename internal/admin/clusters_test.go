@@ -74,6 +74,8 @@ func TestClustersShowEndpointHealthAndCounts(t *testing.T) {
 			{name: "api cx_total", host: api, stat: "cx_total", want: 1},
 			{name: "dead cx_connect_fail", host: hostOf(t, cs, "outbound|80||dead.example.com", "127.0.0.1"), stat: "cx_connect_fail", want: 2},
 			{name: "dead rq_error", host: hostOf(t, cs, "outbound|80||dead.example.com", "127.0.0.1"), stat: "rq_error", want: 2},
+			{name: "dead ejections_total", host: hostOf(t, cs, "outbound|80||dead.example.com", "127.0.0.1"), stat: "ejections_total", want: 1},
+			{name: "api ejections_total", host: api, stat: "ejections_total", want: 0},
 		}
 		for _, tc := range tests {
 			if got := stat(tc.host, tc.stat); got != tc.want {

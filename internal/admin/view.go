@@ -39,6 +39,8 @@ type Counts struct {
 	CxActive, CxTotal, CxConnectFail uint64
 	// RqActive, RqTotal and RqError count HTTP request attempts.
 	RqActive, RqTotal, RqError uint64
+	// Ejections counts the times passive health checking ejected the endpoint.
+	Ejections uint64
 }
 
 // Locality is the endpoint's "region/zone/subzone", shortened as Istio writes it.

@@ -53,6 +53,9 @@ type EndpointCounts struct {
 	// RqActive counts HTTP requests in flight to it; RqTotal those ever routed to it (one per
 	// attempt, as Envoy counts); RqError those that ended with an upstream fault.
 	RqActive, RqTotal, RqError uint64
+	// Ejections counts the times passive health checking ejected it, or one of a DNS
+	// endpoint's addresses.
+	Ejections uint64
 }
 
 // epCounters are the live counters of one endpoint, bumped on the data path without locks.
@@ -60,6 +63,7 @@ type epCounters struct {
 	cxActive, rqActive     atomic.Int64
 	cxTotal, cxConnectFail atomic.Uint64
 	rqTotal, rqError       atomic.Uint64
+	ejections              atomic.Uint64
 }
 
 // endpointCounts keeps the counters of every endpoint by health key, so that totals survive a
@@ -127,6 +131,13 @@ func (c *endpointCounts) connectFailed(key string) {
 	}
 }
 
+// ejected counts an ejection of the endpoint of key, or of one of its addresses.
+func (c *endpointCounts) ejected(key string) {
+	if e := c.of(key); e != nil {
+		e.ejections.Add(1)
+	}
+}
+
 // connOpened counts a piped connection to the upstream of key and returns what connClosed takes.
 func (c *endpointCounts) connOpened(key string) *epCounters {
 	e := c.of(key)
@@ -152,6 +163,7 @@ func (e *epCounters) load() EndpointCounts {
 	return EndpointCounts{
 		CxActive: uint64(max(e.cxActive.Load(), 0)), CxTotal: e.cxTotal.Load(), CxConnectFail: e.cxConnectFail.Load(),
 		RqActive: uint64(max(e.rqActive.Load(), 0)), RqTotal: e.rqTotal.Load(), RqError: e.rqError.Load(),
+		Ejections: e.ejections.Load(),
 	}
 }
 

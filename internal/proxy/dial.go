@@ -157,9 +157,11 @@ func (p *Proxy) reportFailure(key string) {
 	ep, addr := splitKey(key)
 	p.counts.connectFailed(ep)
 	if addr != "" && p.health.ReportFailure(addr) {
+		p.counts.ejected(ep)
 		p.log.Warn("address ejected after consecutive connect failures", "endpoint", ep, "address", addr)
 	}
 	if p.health.ReportFailure(ep) {
+		p.counts.ejected(ep)
 		p.log.Warn("endpoint ejected after consecutive connect failures", "endpoint", ep)
 	}
 }
