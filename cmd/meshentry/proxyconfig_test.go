@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshentry/meshentry/internal/admin"
 	"github.com/meshentry/meshentry/internal/testutil/backend"
@@ -61,6 +62,15 @@ func TestProxyConfigPrintsTheRunningProxysState(t *testing.T) {
 		if code, _ := get(t, bound["forward proxy"], "http://api.example.com/"); code != 200 {
 			t.Fatalf("api.example.com answered %d", code)
 		}
+	}
+	// The engine reports a request done just after the client has its response.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, body := adminGet(t, "GET", bound["admin"], "/clusters")
+		if strings.Contains(body, "::rq_active::0") && !strings.Contains(body, "::rq_active::1") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	// Ports are replaced by as many X's, so that the tables keep the widths they were aligned for.
 	var pairs []string

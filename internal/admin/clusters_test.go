@@ -46,6 +46,7 @@ func TestClustersShowEndpointHealthAndCounts(t *testing.T) {
 			t.Fatalf("dead.example.com answered %d, want 503", code)
 		}
 	}
+	s.settle(t)
 	tunnel := s.connect(t, "api.example.com:80")
 	defer tunnel.Close()
 	_, backendPort, _ := net.SplitHostPort(s.backend)

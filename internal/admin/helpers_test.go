@@ -168,6 +168,22 @@ func startStack(t *testing.T, edit func(*Config)) *stack {
 // releaseHeld answers every request the backend holds, and those still to come.
 func (s *stack) releaseHeld() { s.releaseOnce.Do(func() { close(s.release) }) }
 
+// settle waits until no request is active at any endpoint: the engine reports a request done
+// just after the client has the response, so counts read right after a response may lag it.
+func (s *stack) settle(t *testing.T) {
+	t.Helper()
+	poll(t, "requests to finish", func() (bool, string) {
+		for _, c := range s.proxy.Clusters() {
+			for _, e := range c.Endpoints {
+				if e.Counts.RqActive != 0 {
+					return false, e.Address + " active"
+				}
+			}
+		}
+		return true, ""
+	})
+}
+
 // fromProxy copies the proxy's cluster view into the admin API's, as cmd/meshentry does.
 func fromProxy(cs []proxy.Cluster) []Cluster {
 	var out []Cluster

@@ -96,6 +96,7 @@ func TestPageShowsTheSameTables(t *testing.T) {
 	s.get(t, "http://api.example.com/")
 	s.get(t, "http://dead.example.com/")
 	s.get(t, "http://dead.example.com/")
+	s.settle(t)
 	code, body := s.fetch(t, "GET", "/")
 	if code != 200 {
 		t.Fatalf("/ = %d", code)
