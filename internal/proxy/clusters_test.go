@@ -1,10 +1,15 @@
 package proxy
 
 import (
+	"context"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/compile"
+	"github.com/meshentry/meshentry/internal/config"
 
 	"github.com/meshentry/meshentry/internal/httpfwd"
 	"github.com/meshentry/meshentry/internal/testutil/backend"
@@ -100,5 +105,21 @@ func TestCountingARequestDoesNotAllocate(t *testing.T) {
 	}
 	if c, _ := countsOf(h.p, "outbound|80||echo.example.com", "127.0.0.1:18080"); c.RqTotal < 200 || c.RqActive != 0 {
 		t.Fatalf("counts after the runs = %+v, want every request counted and none active", c)
+	}
+}
+
+// BenchmarkRouteAndDone is one request's routing and report, counters included: compare with
+// the same benchmark on a tree without them to see what counting costs.
+func BenchmarkRouteAndDone(b *testing.B) {
+	order := 0
+	docs, _ := config.Decode("bench.yaml", strings.NewReader(httpEntry("18080")), "default", &order)
+	p := New(Config{}, compile.Documents(config.Result{Documents: docs}, 1).Snapshot)
+	defer p.Shutdown(context.Background())
+	router := &httpRouter{p: p}
+	req := &httpfwd.RequestHead{Method: "GET", Host: "echo.example.com", Port: 80}
+	b.ReportAllocs()
+	for b.Loop() {
+		up, _ := router.Route(req, 0)
+		router.Done(up, nil)
 	}
 }
