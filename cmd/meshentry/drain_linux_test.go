@@ -155,7 +155,7 @@ func TestRunExitStatusAfterSignals(t *testing.T) {
 func waitDraining(t *testing.T, admin net.Addr) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if code, _ := adminGet(t, admin, "/ready"); code == 503 {
+		if code, _ := adminGet(t, "GET", admin, "/ready"); code == 503 {
 			return
 		}
 	}

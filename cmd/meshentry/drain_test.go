@@ -170,18 +170,6 @@ func echoes(c net.Conn, br *bufio.Reader, msg string) bool {
 	return err == nil && line == msg+"\n"
 }
 
-// adminGet fetches path from the admin listener and returns status and body.
-func adminGet(t *testing.T, admin net.Addr, path string) (int, string) {
-	t.Helper()
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + admin.String() + path)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 func TestRunDrainsWhenItsContextEnds(t *testing.T) {
 	t.Parallel()
 	echo := echoListener(t)
@@ -211,18 +199,18 @@ func TestRunDrainsWhenItsContextEnds(t *testing.T) {
 	}
 	admin, forward := bound["admin"], bound["forward proxy"].String()
 	tunnel, br := openTunnel(t, forward)
-	if code, _ := adminGet(t, admin, "/ready"); code != 200 {
+	if code, _ := adminGet(t, "GET", admin, "/ready"); code != 200 {
 		t.Fatalf("/ready before the drain = %d", code)
 	}
 
 	start := time.Now()
 	cancel()
 	t.Run("ready turns 503 at once while healthz stays 200", func(t *testing.T) {
-		code, body := adminGet(t, admin, "/ready")
+		code, body := adminGet(t, "GET", admin, "/ready")
 		if code != 503 || !strings.Contains(body, "draining") {
 			t.Errorf("/ready during the drain = %d %q, want 503 naming the drain", code, body)
 		}
-		if code, _ := adminGet(t, admin, "/healthz"); code != 200 {
+		if code, _ := adminGet(t, "GET", admin, "/healthz"); code != 200 {
 			t.Errorf("/healthz during the drain = %d, want 200", code)
 		}
 	})

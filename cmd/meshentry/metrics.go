@@ -43,9 +43,18 @@ type metricsDeps struct {
 // newRunMetrics builds the metrics of `run` from its flags.
 func newRunMetrics(f *runFlags, d metricsDeps) (*metrics.Metrics, error) {
 	mf := &f.metrics
-	if mf.maxSeries <= 0 || mf.cacheEntries <= 0 || mf.maxScrapes <= 0 {
-		return nil, usageError("--metrics-max-series, --metrics-cache-entries and --metrics-max-scrapes must be positive")
+	if mf.maxSeries < 0 || mf.cacheEntries < 0 || mf.maxScrapes < 0 {
+		return nil, usageError("--metrics-max-series, --metrics-cache-entries and --metrics-max-scrapes must not be negative (0 takes the default)")
 	}
+	// Zero (a runFlags made without its flags, as tests make them) takes the defaults.
+	orDefault := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	orDefault(&mf.maxSeries, metrics.DefaultMaxSeries)
+	orDefault(&mf.cacheEntries, metrics.DefaultCacheEntries)
+	orDefault(&mf.maxScrapes, metrics.DefaultMaxScrapes)
 	ops := metrics.Ops{Reloads: d.reloads, AccessLogDropped: d.accessLogDropped}
 	if d.resolver != nil {
 		ops.DNS = d.resolver.Stats

@@ -107,7 +107,7 @@ func TestRunMetricsReadTheResolverAndHealth(t *testing.T) {
 
 func TestRunMetricsRefuseBadBounds(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"--metrics-max-series", "0"}, {"--metrics-cache-entries", "-1"}, {"--metrics-max-scrapes", "0"}} {
+	for _, args := range [][]string{{"--metrics-max-series", "-1"}, {"--metrics-cache-entries", "-1"}, {"--metrics-max-scrapes", "-5"}} {
 		if _, err := newRunMetrics(metricsRunFlags(t, args...), metricsDeps{}); err == nil {
 			t.Errorf("%v accepted", args)
 		}

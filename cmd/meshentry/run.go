@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/meshentry/meshentry/internal/admin"
+	"github.com/meshentry/meshentry/internal/balance"
 	"github.com/meshentry/meshentry/internal/compile"
 	"github.com/meshentry/meshentry/internal/diag"
 	"github.com/meshentry/meshentry/internal/proxy"
@@ -35,6 +36,7 @@ type runFlags struct {
 	limits       limitFlags
 	metrics      metricsFlags
 	drain        drainFlags
+	admin        adminFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -106,7 +108,7 @@ func newRunCommand() *cobra.Command {
 	f.src.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:15001", "forward proxy address (HTTP_PROXY/HTTPS_PROXY point here); empty disables it")
-	fl.StringVar(&f.adminAddr, "admin", "127.0.0.1:15000", "admin address (/ready, /healthz); empty disables it")
+	fl.StringVar(&f.adminAddr, "admin", "127.0.0.1:15000", "admin API address (/ready, /config_dump, /clusters, the HTML page at /, ...); keep it on loopback, it has no authentication; empty disables it")
 	fl.StringVar(&f.captureListen, "capture-listen", "", "address that iptables REDIRECTs captured traffic to, e.g. 0.0.0.0:15006")
 	fl.StringVar(&f.locality, "locality", "", "this proxy's locality, region/zone/subzone")
 	fl.StringVar(&f.network, "network", "", "this proxy's network")
@@ -117,6 +119,7 @@ func newRunCommand() *cobra.Command {
 	f.limits.register(fl)
 	f.metrics.register(fl)
 	f.drain.register(fl)
+	f.admin.register(fl)
 	return cmd
 }
 
@@ -140,12 +143,16 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return usageError("--log-level: %v", err)
 	}
-	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	// A LevelVar, so that the admin API's /logging can change the level live.
+	levelVar := new(slog.LevelVar)
+	levelVar.Set(level)
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: levelVar}))
 	cfg.Logger = log
 	res, err := f.src.compile(cmd, 1)
 	if err != nil {
 		return err
 	}
+	loadedAt := time.Now()
 	if err := startupFindings(cmd, log, res, f.allowInvalid); err != nil {
 		return err
 	}
@@ -161,7 +168,13 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		// The admin API and pprof are never reachable through the proxy.
 		cfg.SelfAddrs = append(cfg.SelfAddrs, lns.admin.Addr().(*net.TCPAddr).AddrPort())
 	}
-	p := proxy.New(cfg, res.Snapshot)
+	var p *proxy.Proxy
+	cfg.Health = balance.NewHealth(balance.HealthConfig{})
+	mm, err := newRunMetrics(f, metricsDeps{proxy: func() *proxy.Proxy { return p }, resolver: cfg.Resolver, health: cfg.Health})
+	if err != nil {
+		return err
+	}
+	p = proxy.New(cfg, res.Snapshot)
 	log.Info("registry loaded", "services", len(res.Snapshot.Services), "documents", res.Documents, "errors", res.Errors())
 
 	g := &serveGroup{ctx: ctx, cancel: cancel, log: log, out: cmd.OutOrStdout(), bound: map[string]net.Addr{}}
@@ -169,7 +182,9 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	g.serve("capture", lns.capture, p.ServeCapture)
 	var adminSrv *http.Server
 	if lns.admin != nil {
-		adminSrv = admin.NewServer(g.notReady, admin.Timeouts{})
+		warnIfExposed(log, lns.admin.Addr())
+		adminSrv = admin.NewServer(adminConfig(f, adminWiring{log: log, level: levelVar, proxy: p, lns: lns, ns: f.src.namespace,
+			ready: g.notReady, reload: startupReload(res, loadedAt), metrics: mm.Handler()}), admin.Timeouts{})
 		g.serve("admin", lns.admin, func(ln net.Listener) error {
 			if err := adminSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err

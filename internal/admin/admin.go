@@ -1,39 +1,168 @@
-// Package admin serves the operator's HTTP endpoints: liveness and readiness now, metrics and
-// config dumps later.
+// Package admin serves the operator's HTTP endpoints, in the spirit of Envoy's admin interface:
+// liveness and readiness, the loaded config, the registry, clusters with endpoint health and
+// counters, listeners, metrics, the log level, and an HTML page with the same tables.
 package admin
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"time"
+
+	"github.com/meshentry/meshentry/internal/registry"
 )
 
 // NotReady lists what keeps the process from serving traffic; an empty list means ready.
 type NotReady func() []string
 
-// Handler serves /healthz (the process is alive), /ready (200 when nothing is pending, else 503
-// naming what is not ready yet) and Go's profiles under /debug/pprof/, so a slow proxy can be
-// profiled where it runs.
-func Handler(notReady NotReady) http.Handler {
+// Listener is one socket the process serves, as /listeners shows it.
+type Listener struct {
+	// Name says what the listener is for ("forward proxy", "capture", "admin").
+	Name string
+	// Address is the bound "ip:port".
+	Address string
+}
+
+// ReloadStatus is the outcome of the last attempt to load the configuration, and the counts of
+// reloads accepted and refused since the start.
+type ReloadStatus struct {
+	// Version is the snapshot version serving; LoadedAt when it started serving.
+	Version  uint64
+	LoadedAt time.Time
+	// LastAttemptAt is when a config was last compiled, OK whether that attempt was accepted.
+	LastAttemptAt time.Time
+	OK            bool
+	// Errors are the findings of the last attempt that rejected documents, as validate prints them.
+	Errors []string
+	// Accepted and Refused count the loads accepted (the first one included) and refused.
+	Accepted, Refused uint64
+}
+
+// Config is what the admin API reads; every func is called per request and must be safe to call
+// from many goroutines. Nil funcs and handlers serve their endpoints empty (or 404 for Metrics).
+type Config struct {
+	// NotReady lists what keeps /ready from answering 200.
+	NotReady NotReady
+	// Snapshot returns the registry snapshot serving now.
+	Snapshot func() *registry.Snapshot
+	// Clusters returns the proxy's clusters with endpoint health and counters.
+	Clusters func() []Cluster
+	// Listeners returns the sockets the process serves.
+	Listeners func() []Listener
+	// Reload returns the outcome of the last config load.
+	Reload func() ReloadStatus
+	// Metrics serves /stats/prometheus; nil answers 404.
+	Metrics http.Handler
+	// Level is the level the process's logger filters by; /logging changes it. Nil makes
+	// /logging answer 404.
+	Level *slog.LevelVar
+	// Namespace is the proxy's workload namespace, for what /routes and the page say is visible.
+	Namespace string
+	// PageRows bounds the services, clusters and routes the HTML page lists (500 when 0), so a
+	// registry of thousands of entries gives a page a browser can open; the page says how many
+	// it left out, and the JSON endpoints list them all.
+	PageRows int
+	// Pprof serves Go's profiles under /debug/pprof/; off by default, as profiles cost CPU and
+	// show the process's insides.
+	Pprof bool
+	// Logger records level changes; nil discards.
+	Logger *slog.Logger
+}
+
+// api is the admin API over one Config.
+type api struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// Handler serves every admin endpoint of cfg.
+func Handler(cfg Config) http.Handler {
+	a := &api{cfg: cfg, log: cfg.Logger}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		pending := notReady()
-		if len(pending) > 0 {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "not ready: %s\n", strings.Join(pending, "; "))
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
+	mux.HandleFunc("GET /ready", a.ready)
+	mux.HandleFunc("GET /config_dump", a.configDump)
+	mux.HandleFunc("GET /registry", a.registry)
+	mux.HandleFunc("GET /routes", a.routes)
+	mux.HandleFunc("GET /clusters", a.clusters)
+	mux.HandleFunc("GET /listeners", a.listeners)
+	mux.HandleFunc("GET /logging", a.logging)
+	mux.HandleFunc("POST /logging", a.logging)
+	mux.HandleFunc("GET /stats/prometheus", a.metrics)
+	mux.HandleFunc("GET /{$}", a.page)
 	return mux
 }
+
+func (a *api) ready(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	pending := a.notReady()
+	if len(pending) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "not ready: %s\n", strings.Join(pending, "; "))
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+func (a *api) metrics(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.Metrics == nil {
+		http.Error(w, "metrics are not enabled", http.StatusNotFound)
+		return
+	}
+	a.cfg.Metrics.ServeHTTP(w, r)
+}
+
+// The accessors below read the Config, treating a nil func as "nothing".
+
+func (a *api) notReady() []string {
+	if a.cfg.NotReady == nil {
+		return nil
+	}
+	return a.cfg.NotReady()
+}
+
+func (a *api) snapshot() *registry.Snapshot {
+	if a.cfg.Snapshot == nil {
+		return registry.Build(nil, 0)
+	}
+	return a.cfg.Snapshot()
+}
+
+func (a *api) clusterList() []Cluster {
+	if a.cfg.Clusters == nil {
+		return nil
+	}
+	return a.cfg.Clusters()
+}
+
+func (a *api) listenerList() []Listener {
+	if a.cfg.Listeners == nil {
+		return nil
+	}
+	return a.cfg.Listeners()
+}
+
+func (a *api) reload() ReloadStatus {
+	if a.cfg.Reload == nil {
+		return ReloadStatus{}
+	}
+	return a.cfg.Reload()
+}
+
+// wantsJSON reports whether the request asks for ?format=json, as Envoy's admin endpoints take it.
+func wantsJSON(r *http.Request) bool { return r.URL.Query().Get("format") == "json" }

@@ -13,7 +13,7 @@ func TestAdminEndpoints(t *testing.T) {
 	t.Parallel()
 	var pending atomic.Pointer[[]string]
 	pending.Store(&[]string{"capture listener"})
-	srv := httptest.NewServer(Handler(func() []string { return *pending.Load() }))
+	srv := httptest.NewServer(Handler(Config{NotReady: func() []string { return *pending.Load() }, Pprof: true}))
 	defer srv.Close()
 	get := func(path string) (int, string) {
 		t.Helper()

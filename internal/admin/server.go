@@ -22,8 +22,8 @@ type Timeouts struct {
 // maxHeaderBytes bounds an admin request head; the admin API takes no large requests.
 const maxHeaderBytes = 64 << 10
 
-// NewServer returns the admin HTTP server for Handler(notReady), with every timeout set.
-func NewServer(notReady NotReady, t Timeouts) *http.Server {
+// NewServer returns the admin HTTP server for Handler(cfg), with every timeout set.
+func NewServer(cfg Config, t Timeouts) *http.Server {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
@@ -34,7 +34,7 @@ func NewServer(notReady NotReady, t Timeouts) *http.Server {
 	def(&t.Write, 60*time.Second)
 	def(&t.Idle, 60*time.Second)
 	return &http.Server{
-		Handler:           Handler(notReady),
+		Handler:           Handler(cfg),
 		ReadHeaderTimeout: t.ReadHeader,
 		ReadTimeout:       t.Read,
 		WriteTimeout:      t.Write,

@@ -18,7 +18,7 @@ func serve(t *testing.T, timeouts Timeouts) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(func() []string { return nil }, timeouts)
+	srv := NewServer(Config{}, timeouts)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
@@ -72,7 +72,7 @@ func TestServerClosesConnectionsThatLinger(t *testing.T) {
 
 func TestNewServerSetsEveryTimeout(t *testing.T) {
 	t.Parallel()
-	srv := NewServer(func() []string { return nil }, Timeouts{Read: time.Second})
+	srv := NewServer(Config{}, Timeouts{Read: time.Second})
 	if srv.ReadTimeout != time.Second {
 		t.Errorf("ReadTimeout = %v, want the 1s asked for", srv.ReadTimeout)
 	}

@@ -91,6 +91,7 @@ func (p *Proxy) pipeCaptured(c net.Conn, pc *sniff.PrefixConn, t *table, orig ne
 		return
 	}
 	defer p.release(up)
+	defer p.counts.connOpened(addr).connClosed()
 	if p.log.Enabled(context.Background(), slog.LevelDebug) {
 		p.log.Debug("forward", "orig", orig, "sni", res.SNI, "kind", res.Kind, "cluster", m.Cluster, "upstream", addr)
 	}

@@ -155,10 +155,13 @@ func (p *Proxy) reportSuccess(key string) {
 // reportFailure counts a connect failure against the endpoint and address a pool key names.
 func (p *Proxy) reportFailure(key string) {
 	ep, addr := splitKey(key)
+	p.counts.connectFailed(ep)
 	if addr != "" && p.health.ReportFailure(addr) {
+		p.counts.ejected(ep)
 		p.log.Warn("address ejected after consecutive connect failures", "endpoint", ep, "address", addr)
 	}
 	if p.health.ReportFailure(ep) {
+		p.counts.ejected(ep)
 		p.log.Warn("endpoint ejected after consecutive connect failures", "endpoint", ep)
 	}
 }

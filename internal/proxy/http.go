@@ -95,6 +95,7 @@ func (p *Proxy) endpointUpstream(t *table, m registry.Match, req *httpfwd.Reques
 			if up.Addr != "" && p.sec.isSelfAddr(up.Addr) {
 				return httpfwd.Upstream{}, p.rejectFor(errLoop, req.RequestID, req.Host, uint32(req.Port), r.port.Cluster)
 			}
+			p.counts.requestRouted(up.Key)
 			return up, nil
 		}
 		// The name did not resolve: count it against the endpoint and try another one now.
@@ -118,6 +119,7 @@ func (h *httpRouter) Done(up httpfwd.Upstream, err error) {
 		// The application's own destination: no endpoint of ours to judge.
 		return
 	}
+	h.p.counts.requestDone(up.Key, err)
 	switch {
 	case err == nil:
 		h.p.reportSuccess(up.Key)
@@ -258,6 +260,7 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 	if !p.hold(up) {
 		return
 	}
+	defer p.counts.connOpened(addr).connClosed()
 	defer func() {
 		up.Close()
 		p.release(up)

@@ -237,7 +237,7 @@ func serveFloodChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := admin.NewServer(func() []string { return nil }, admin.Timeouts{})
+	srv := admin.NewServer(admin.Config{}, admin.Timeouts{})
 	go srv.Serve(ln)
 	defer srv.Close()
 	fmt.Printf("listening %s %s\n", h.addr, ln.Addr())

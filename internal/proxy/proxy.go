@@ -73,6 +73,8 @@ type Proxy struct {
 	capture  *httpfwd.Server
 	sec      guard
 	stats    counters
+	// counts are the per-endpoint counters the admin API shows (Clusters).
+	counts endpointCounts
 	// connLimit is the cap shared by every listener; nil when there is none.
 	connLimit *connLimit
 	// origDst finds a captured connection's destination before iptables redirected it; tests that
@@ -156,6 +158,7 @@ func New(cfg Config, snap *registry.Snapshot) *Proxy {
 func (p *Proxy) Update(snap *registry.Snapshot) {
 	old := p.table.Swap(&table{snap: snap})
 	live := liveHealthKeys(old, snap)
+	p.counts.retain(live)
 	if n := p.health.Retain(func(key string) bool { _, ok := live[key]; return ok }); n > 0 {
 		p.log.Debug("dropped health records of endpoints that are gone", "records", n)
 	}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/meshentry/meshentry/internal/admin"
+	"github.com/meshentry/meshentry/internal/compile"
+	"github.com/meshentry/meshentry/internal/diag"
+	"github.com/meshentry/meshentry/internal/proxy"
+)
+
+// adminFlags are the admin API's own flags; --admin (the address) stays with run's listeners.
+type adminFlags struct {
+	pprof    bool
+	pageRows int
+}
+
+func (a *adminFlags) register(fl *pflag.FlagSet) {
+	fl.BoolVar(&a.pprof, "admin-pprof", false, "serve Go's profiles under /debug/pprof/ on the admin address")
+	fl.IntVar(&a.pageRows, "admin-page-rows", 500, "services, clusters and routes the admin HTML page lists at most (the JSON endpoints list all)")
+}
+
+// adminWiring is what the admin API reads from a running proxy.
+type adminWiring struct {
+	log    *slog.Logger
+	level  *slog.LevelVar
+	proxy  *proxy.Proxy
+	lns    listeners
+	ns     string
+	ready  admin.NotReady
+	reload func() admin.ReloadStatus
+	// metrics serves /stats/prometheus; nil gives 404.
+	metrics http.Handler
+}
+
+// adminConfig builds the admin API's Config.
+func adminConfig(f *runFlags, w adminWiring) admin.Config {
+	ls := adminListeners(w.lns)
+	return admin.Config{
+		NotReady:  w.ready,
+		Snapshot:  w.proxy.Snapshot,
+		Clusters:  func() []admin.Cluster { return adminClusters(w.proxy.Clusters()) },
+		Listeners: func() []admin.Listener { return ls },
+		Reload:    w.reload,
+		Level:     w.level,
+		Metrics:   w.metrics,
+		Namespace: w.ns,
+		Pprof:     f.admin.pprof,
+		PageRows:  f.admin.pageRows,
+		Logger:    w.log,
+	}
+}
+
+// startupReload is the reload status of the config run started with, until the config source
+// reports reloads itself: accepted once, with the findings that left documents out.
+func startupReload(res *compile.Result, at time.Time) func() admin.ReloadStatus {
+	st := admin.ReloadStatus{Version: res.Snapshot.Version, LoadedAt: at, LastAttemptAt: at, OK: true, Accepted: 1}
+	for _, d := range res.Diagnostics {
+		if d.Level == diag.Error {
+			st.Errors = append(st.Errors, d.String())
+		}
+	}
+	return func() admin.ReloadStatus { return st }
+}
+
+// adminListeners names the listeners run serves, in Envoy's "name::address" terms.
+func adminListeners(lns listeners) []admin.Listener {
+	var out []admin.Listener
+	for _, l := range []struct {
+		name string
+		ln   net.Listener
+	}{{"forward_proxy", lns.forward}, {"capture", lns.capture}, {"admin", lns.admin}} {
+		if l.ln != nil {
+			out = append(out, admin.Listener{Name: l.name, Address: l.ln.Addr().String()})
+		}
+	}
+	return out
+}
+
+// adminClusters copies the proxy's cluster view into the admin API's terms.
+func adminClusters(cs []proxy.Cluster) []admin.Cluster {
+	out := make([]admin.Cluster, 0, len(cs))
+	for _, c := range cs {
+		ac := admin.Cluster{Name: c.Name, Host: c.Host, Namespace: c.Namespace, Port: c.Port, Resolution: c.Resolution.String()}
+		for _, e := range c.Endpoints {
+			ac.Endpoints = append(ac.Endpoints, admin.Endpoint{
+				Address: e.Address, Hostname: e.Hostname, Unix: e.Unix, Weight: e.Weight,
+				Region: e.Locality.Region, Zone: e.Locality.Zone, SubZone: e.Locality.Subzone, Network: e.Network,
+				Priority: e.Priority, Ejected: e.Ejected, Failing: e.Failing, Counts: admin.Counts(e.Counts),
+			})
+		}
+		out = append(out, ac)
+	}
+	return out
+}
+
+// warnIfExposed logs a warning when the admin API is reachable from other hosts: it shows the
+// whole configuration and changes the log level, and has no authentication.
+func warnIfExposed(log *slog.Logger, addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || tcp.IP.IsLoopback() {
+		return false
+	}
+	log.Warn("the admin API is bound to a non-loopback address: anyone who reaches it sees the config and can change the log level", "admin", addr.String())
+	return true
+}

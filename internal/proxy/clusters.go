@@ -1,0 +1,211 @@
+package proxy
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/meshentry/meshentry/internal/balance"
+	"github.com/meshentry/meshentry/internal/registry"
+)
+
+// Cluster is the admin API's read-only view of one Envoy-style cluster: one service port,
+// outbound|PORT|SUBSET|HOST, with the state of each of its endpoints.
+type Cluster struct {
+	// Name is the cluster name, outbound|PORT||HOST (no subsets yet).
+	Name string
+	// Host, Namespace and Port name the service port the cluster serves.
+	Host      string
+	Namespace string
+	Port      uint32
+	// Resolution is how the endpoints are found (STATIC, DNS, NONE, ...).
+	Resolution registry.Resolution
+	Endpoints  []EndpointStatus
+}
+
+// EndpointStatus is one endpoint of a Cluster: where it is, how it is weighted, whether passive
+// health checking ejected it, and its traffic counters.
+type EndpointStatus struct {
+	// Address is what is dialled: "ip:port", "name:port" for DNS endpoints, or a socket path.
+	Address string
+	// Hostname is the DNS name of a DNS endpoint, empty for the others.
+	Hostname string
+	// Unix marks a unix-socket endpoint, whose Address is a path.
+	Unix     bool
+	Weight   uint32
+	Locality balance.Locality
+	Network  string
+	// Priority is the endpoint's locality priority seen from this proxy, 0 the closest.
+	Priority int
+	// Ejected is set while passive health checking keeps the endpoint out (Envoy's
+	// failed_outlier_check); Failing when its last connect failed.
+	Ejected bool
+	Failing bool
+	Counts  EndpointCounts
+}
+
+// EndpointCounts are an endpoint's counters since it first appeared in a snapshot, named as
+// Envoy's per-host stats are.
+type EndpointCounts struct {
+	// CxActive counts open piped connections (CONNECT tunnels, captured TCP and TLS) to it;
+	// CxTotal those ever opened; CxConnectFail the connect attempts (and DNS lookups) that failed,
+	// HTTP and piped alike.
+	CxActive, CxTotal, CxConnectFail uint64
+	// RqActive counts HTTP requests in flight to it; RqTotal those ever routed to it (one per
+	// attempt, as Envoy counts); RqError those that ended with an upstream fault.
+	RqActive, RqTotal, RqError uint64
+	// Ejections counts the times passive health checking ejected it, or one of a DNS
+	// endpoint's addresses.
+	Ejections uint64
+}
+
+// epCounters are the live counters of one endpoint, bumped on the data path without locks.
+type epCounters struct {
+	cxActive, rqActive     atomic.Int64
+	cxTotal, cxConnectFail atomic.Uint64
+	rqTotal, rqError       atomic.Uint64
+	ejections              atomic.Uint64
+}
+
+// endpointCounts keeps the counters of every endpoint by health key, so that totals survive a
+// reload for the endpoints that stay. The map is replaced whole on Update (copy on write) and
+// only read on the data path, where a map lookup by string allocates nothing. An address shared
+// by several clusters shares one set of counters, since the engine reports requests by pool key.
+type endpointCounts struct {
+	byKey atomic.Pointer[map[string]*epCounters]
+	mu    sync.Mutex // serializes retain
+}
+
+// retain makes the counter set the keys in live: counters of keys that stay are kept, new keys
+// start at zero, the rest are dropped with their endpoints.
+func (c *endpointCounts) retain(live map[string]struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next := make(map[string]*epCounters, len(live))
+	var old map[string]*epCounters
+	if p := c.byKey.Load(); p != nil {
+		old = *p
+	}
+	for k := range live {
+		if e, ok := old[k]; ok {
+			next[k] = e
+		} else {
+			next[k] = new(epCounters)
+		}
+	}
+	c.byKey.Store(&next)
+}
+
+// of returns the counters of the endpoint a pool key names, nil for traffic that is not to one
+// of ours (passthrough, the application's own destination).
+func (c *endpointCounts) of(key string) *epCounters {
+	p := c.byKey.Load()
+	if p == nil {
+		return nil
+	}
+	ep, _ := splitKey(key)
+	return (*p)[ep]
+}
+
+// requestRouted counts an HTTP request attempt sent to the upstream of key; requestDone ends it.
+func (c *endpointCounts) requestRouted(key string) {
+	if e := c.of(key); e != nil {
+		e.rqActive.Add(1)
+		e.rqTotal.Add(1)
+	}
+}
+
+// requestDone ends an attempt requestRouted counted; err is the engine's verdict on the upstream.
+func (c *endpointCounts) requestDone(key string, err error) {
+	if e := c.of(key); e != nil {
+		e.rqActive.Add(-1)
+		if err != nil {
+			e.rqError.Add(1)
+		}
+	}
+}
+
+// connectFailed counts a failed connect attempt or lookup against the endpoint of key.
+func (c *endpointCounts) connectFailed(key string) {
+	if e := c.of(key); e != nil {
+		e.cxConnectFail.Add(1)
+	}
+}
+
+// ejected counts an ejection of the endpoint of key, or of one of its addresses.
+func (c *endpointCounts) ejected(key string) {
+	if e := c.of(key); e != nil {
+		e.ejections.Add(1)
+	}
+}
+
+// connOpened counts a piped connection to the upstream of key and returns what connClosed takes.
+func (c *endpointCounts) connOpened(key string) *epCounters {
+	e := c.of(key)
+	if e != nil {
+		e.cxActive.Add(1)
+		e.cxTotal.Add(1)
+	}
+	return e
+}
+
+// connClosed ends a piped connection connOpened counted; a nil e is traffic not to our endpoints.
+func (e *epCounters) connClosed() {
+	if e != nil {
+		e.cxActive.Add(-1)
+	}
+}
+
+// load reads e as EndpointCounts; active gauges that a lost Done left below zero read as zero.
+func (e *epCounters) load() EndpointCounts {
+	if e == nil {
+		return EndpointCounts{}
+	}
+	return EndpointCounts{
+		CxActive: uint64(max(e.cxActive.Load(), 0)), CxTotal: e.cxTotal.Load(), CxConnectFail: e.cxConnectFail.Load(),
+		RqActive: uint64(max(e.rqActive.Load(), 0)), RqTotal: e.rqTotal.Load(), RqError: e.rqError.Load(),
+		Ejections: e.ejections.Load(),
+	}
+}
+
+// Clusters returns the clusters of the snapshot in use that the proxy's namespace sees, in the
+// snapshot's service order and port order, with each endpoint's health and counters as they are
+// now. When two entries declare the same host and port, the cluster is the winning (older) one's,
+// as matching picks it and Istio keeps one cluster per name.
+func (p *Proxy) Clusters() []Cluster {
+	snap := p.Snapshot()
+	var out []Cluster
+	seen := map[string]bool{}
+	for _, svc := range snap.Services {
+		if !svc.VisibleTo(p.cfg.Namespace) {
+			continue
+		}
+		for i := range svc.Ports {
+			port := &svc.Ports[i]
+			if seen[port.Cluster] {
+				continue
+			}
+			seen[port.Cluster] = true
+			c := Cluster{Name: port.Cluster, Host: svc.Host, Namespace: svc.Namespace, Port: port.Number, Resolution: svc.Resolution}
+			for j := range port.Endpoints {
+				c.Endpoints = append(c.Endpoints, p.endpointStatus(svc, &port.Endpoints[j]))
+			}
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// endpointStatus reads one endpoint's state.
+func (p *Proxy) endpointStatus(svc *registry.Service, ep *registry.Endpoint) EndpointStatus {
+	key := healthKey(ep)
+	loc := balance.ParseLocality(ep.Locality)
+	st := EndpointStatus{
+		Address: ep.Dial(), Unix: ep.Unix, Weight: max(ep.Weight, 1), Locality: loc, Network: ep.Network,
+		Priority: balance.Priority(p.locality, loc), Ejected: p.health.Ejected(key), Failing: p.health.Failing(key),
+		Counts: p.counts.of(key).load(),
+	}
+	if !ep.Unix && !ep.IP.IsValid() {
+		st.Hostname = ep.Address
+	}
+	return st
+}
