@@ -50,8 +50,9 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 			return &limitedConn{Conn: c, lim: l.lim}, nil
 		}
 		l.lim.open.Add(-1)
-		c.Close()
+		// Counted before the close, so a client that sees the close also sees the count.
 		l.lim.refused(c)
+		c.Close()
 	}
 }
 
