@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -50,11 +51,16 @@ func issue(t *testing.T, c *ca.CA, dir, ns, sa string, opts ca.IssueOptions) str
 // source loads the identity in dir.
 func source(t *testing.T, dir string) *Source {
 	t.Helper()
-	s, err := NewSource(Options{Dir: dir})
+	s, err := NewSource(Options{Dir: dir, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// testLogger writes to the test's output, shown only when it fails.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), nil))
 }
 
 // rawCert is a TLS certificate straight from an identity directory, without the checks Load makes,

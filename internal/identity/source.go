@@ -184,6 +184,8 @@ func (s *Source) Run(ctx context.Context) error {
 	if err := w.Add(filepath.Clean(s.opts.Dir)); err != nil {
 		return fmt.Errorf("watch identity %s: %w", s.opts.Dir, err)
 	}
+	// Files replaced between NewSource and the watch above raised no event we saw: read them now.
+	_ = s.Reload()
 	tick := time.NewTicker(s.opts.Interval)
 	defer tick.Stop()
 	debounce := time.NewTimer(time.Hour)

@@ -1,0 +1,209 @@
+package identity
+
+import (
+	"context"
+	"crypto/tls"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshentry/meshentry/internal/identity/ca"
+)
+
+// running starts s.Run for the test's lifetime and waits for it to return at cleanup.
+func running(t *testing.T, s *Source) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// leafSerial is the serial of the certificate the peer presented on c.
+func leafSerial(c *tls.Conn) *big.Int { return c.ConnectionState().PeerCertificates[0].SerialNumber }
+
+func currentSerial(s *Source) *big.Int { return s.Current().SVID.Certificates[0].SerialNumber }
+
+func TestSourceSwapsInRotatedFilesForNewHandshakesOnly(t *testing.T) {
+	t.Parallel()
+	mesh := newCA(t, "cluster.local")
+	serverDir := issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
+	server, err := NewSource(Options{Dir: serverDir, Debounce: 50 * time.Millisecond, Interval: time.Hour, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running(t, server)
+	addr, results := tlsServer(t, server.ServerConfig())
+	client := source(t, issue(t, mesh, "", "shop", "cart", ca.IssueOptions{})).ClientConfig()
+
+	old, err := dial(t, addr, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := echo(old, "before"); err != nil {
+		t.Fatal(err)
+	}
+	<-results
+	first := leafSerial(old)
+
+	issue(t, mesh, serverDir, "shop", "payments", ca.IssueOptions{TTL: 5 * time.Hour})
+	waitFor(t, "the rotation", func() bool { return server.Status().Rotations == 1 })
+
+	t.Run("a new handshake presents the new certificate", func(t *testing.T) {
+		fresh, err := dial(t, addr, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := echo(fresh, "after"); err != nil {
+			t.Fatal(err)
+		}
+		<-results
+		if got := leafSerial(fresh); got.Cmp(first) == 0 || got.Cmp(currentSerial(server)) != 0 {
+			t.Fatalf("new connection saw serial %s; old was %s, current is %s", got, first, currentSerial(server))
+		}
+	})
+	t.Run("the connection made before the rotation keeps working on its certificate", func(t *testing.T) {
+		if err := echo(old, "still here"); err != nil {
+			t.Fatal(err)
+		}
+		if leafSerial(old).Cmp(first) != 0 {
+			t.Fatal("the old connection's certificate changed")
+		}
+	})
+	t.Run("the status reports the new expiry", func(t *testing.T) {
+		st := server.Status()
+		if st.ID.String() != "spiffe://cluster.local/ns/shop/sa/payments" || time.Until(st.NotAfter) < 4*time.Hour {
+			t.Fatalf("status %+v", st)
+		}
+	})
+}
+
+func TestSourceKeepsItsIdentityThroughABadRotation(t *testing.T) {
+	t.Parallel()
+	mesh := newCA(t, "cluster.local")
+	stranger := newCA(t, "cluster.local")
+	dir := issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
+	s, err := NewSource(Options{Dir: dir, Debounce: 50 * time.Millisecond, Interval: time.Hour, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running(t, s)
+	addr, results := tlsServer(t, s.ServerConfig())
+	client := source(t, issue(t, mesh, "", "shop", "cart", ca.IssueOptions{})).ClientConfig()
+	good := currentSerial(s)
+	chain, err := os.ReadFile(filepath.Join(dir, ca.CertChainFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name   string
+		break_ func(t *testing.T)
+		want   string
+	}{
+		{
+			name:   "a chain file caught half-written",
+			break_: func(t *testing.T) { writeFile(t, filepath.Join(dir, ca.CertChainFile), chain[:len(chain)/2]) },
+			want:   "no PEM certificate",
+		},
+		{
+			name: "a chain whose key is not key.pem",
+			break_: func(t *testing.T) {
+				copyFile(t, filepath.Join(issue(t, mesh, "", "shop", "payments", ca.IssueOptions{}), ca.CertChainFile), filepath.Join(dir, ca.CertChainFile))
+			},
+			want: "does not match private key",
+		},
+		{
+			name: "a chain and key from a CA the bundle does not hold",
+			break_: func(t *testing.T) {
+				from := issue(t, stranger, "", "shop", "payments", ca.IssueOptions{})
+				copyFile(t, filepath.Join(from, ca.KeyFile), filepath.Join(dir, ca.KeyFile))
+				copyFile(t, filepath.Join(from, ca.CertChainFile), filepath.Join(dir, ca.CertChainFile))
+			},
+			want: "unknown authority",
+		},
+	}
+	for _, tt := range tests {
+		t.Run("ignores "+tt.name, func(t *testing.T) {
+			before := s.Status().RotationErrors
+			tt.break_(t)
+			waitFor(t, "the failed rotation to be counted", func() bool { return s.Status().RotationErrors > before })
+			if st := s.Status(); !strings.Contains(st.LastError, tt.want) || st.Rotations != 0 {
+				t.Fatalf("status %+v, want no rotation and a last error containing %q", st, tt.want)
+			}
+			if currentSerial(s).Cmp(good) != 0 {
+				t.Fatal("the identity changed")
+			}
+			c, err := dial(t, addr, client)
+			if err == nil {
+				err = echo(c, "ping")
+			}
+			if res := <-results; err != nil || res.err != nil {
+				t.Fatalf("handshake with the kept identity: client %v, server %v", err, res.err)
+			}
+			if leafSerial(c).Cmp(good) != 0 {
+				t.Fatal("the server presented something other than the kept identity")
+			}
+		})
+	}
+	t.Run("a good rotation after bad ones is taken and clears the error", func(t *testing.T) {
+		issue(t, mesh, dir, "shop", "payments", ca.IssueOptions{})
+		waitFor(t, "the rotation", func() bool { return s.Status().Rotations == 1 })
+		if st := s.Status(); st.LastError != "" || currentSerial(s).Cmp(good) == 0 {
+			t.Fatalf("status %+v", st)
+		}
+	})
+}
+
+func TestReloadReportsEachBadContentOnce(t *testing.T) {
+	t.Parallel()
+	mesh := newCA(t, "cluster.local")
+	dir := issue(t, mesh, "", "ns", "sa", ca.IssueOptions{})
+	s := source(t, dir)
+	steps := []struct {
+		name      string
+		change    func(t *testing.T)
+		wantErr   bool
+		rotations uint64
+		errors    uint64
+	}{
+		{name: "an unchanged directory is not a rotation", change: func(*testing.T) {}, rotations: 0, errors: 0},
+		{name: "a truncated key is an error", change: func(t *testing.T) {
+			writeFile(t, filepath.Join(dir, ca.KeyFile), []byte("-----BEGIN PRIVATE KEY-----\n"))
+		}, wantErr: true, rotations: 0, errors: 1},
+		{name: "the same bad files are not reported again", change: func(*testing.T) {}, rotations: 0, errors: 1},
+		{name: "new good files are a rotation", change: func(t *testing.T) { issue(t, mesh, dir, "ns", "sa", ca.IssueOptions{}) }, rotations: 1, errors: 1},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			st.change(t)
+			err := s.Reload()
+			if (err != nil) != st.wantErr {
+				t.Fatalf("Reload: %v, want error %v", err, st.wantErr)
+			}
+			if got := s.Status(); got.Rotations != st.rotations || got.RotationErrors != st.errors {
+				t.Fatalf("rotations %d errors %d, want %d and %d", got.Rotations, got.RotationErrors, st.rotations, st.errors)
+			}
+		})
+	}
+}
+
+func TestCheckReportsAnExpiredIdentity(t *testing.T) {
+	t.Parallel()
+	s := source(t, issue(t, newCA(t, "cluster.local"), "", "ns", "sa", ca.IssueOptions{TTL: time.Hour}))
+	if err := s.Check(time.Now()); err != nil {
+		t.Fatalf("a fresh identity: %v", err)
+	}
+	err := s.Check(time.Now().Add(2 * time.Hour))
+	if err == nil || !strings.Contains(err.Error(), "spiffe://cluster.local/ns/ns/sa/sa") || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("two hours on: %v", err)
+	}
+}
