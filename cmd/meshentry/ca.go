@@ -24,26 +24,44 @@ func newCACommand() *cobra.Command {
 }
 
 func newCAInitCommand() *cobra.Command {
-	var dir, trustDomain string
+	var dir, trustDomain, parentDir string
 	var ttl time.Duration
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "init --dir CADIR",
 		Short: "Create an ECDSA P-256 root CA (root-cert.pem, root-key.pem) in CADIR",
-		Args:  cobra.NoArgs,
+		Long: "init creates a self-signed root CA in CADIR, or with --parent an intermediate CA signed by another " +
+			"CA, in the layout of Istio's cacerts secret (ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem), " +
+			"so that several meshes or clusters can share one root.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
 				return usageError("ca init: --dir is required")
 			}
-			c, err := ca.Init(dir, ca.InitOptions{TrustDomain: trustDomain, TTL: ttl, Force: force})
+			opts := ca.InitOptions{TrustDomain: trustDomain, TTL: ttl, Force: force}
+			if parentDir != "" {
+				parent, err := ca.Open(parentDir, "")
+				if err != nil {
+					return &exitError{code: 1, err: fmt.Errorf("ca init: %w", err)}
+				}
+				opts.Parent = parent
+				if !cmd.Flags().Changed("trust-domain") {
+					opts.TrustDomain = ""
+				}
+			}
+			c, err := ca.Init(dir, opts)
 			if errors.Is(err, ca.ErrExists) {
 				return &exitError{code: 1, err: err}
 			}
 			if err != nil {
 				return &exitError{code: 1, err: fmt.Errorf("ca init: %w", err)}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "created a root CA for trust domain %s in %s (%s, %s), valid until %s\n",
-				c.TrustDomain.Name(), dir, ca.RootCertFile, ca.RootKeyFile, c.Cert.NotAfter.UTC().Format(time.RFC3339))
+			kind, files := "a root CA", ca.RootCertFile+", "+ca.RootKeyFile
+			if opts.Parent != nil {
+				kind, files = "an intermediate CA", strings.Join([]string{ca.CACertFile, ca.CAKeyFile, ca.CertChainFile, ca.RootCertFile}, ", ")
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "created %s for trust domain %s in %s (%s), valid until %s\n",
+				kind, c.TrustDomain.Name(), dir, files, c.Cert.NotAfter.UTC().Format(time.RFC3339))
 			return nil
 		},
 	}
@@ -51,6 +69,7 @@ func newCAInitCommand() *cobra.Command {
 	cmd.Flags().StringVar(&trustDomain, "trust-domain", ca.DefaultTrustDomain, "SPIFFE trust domain the CA issues identities in")
 	cmd.Flags().DurationVar(&ttl, "ttl", ca.DefaultRootTTL, "lifetime of the root certificate")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing CA in --dir")
+	cmd.Flags().StringVar(&parentDir, "parent", "", "directory of a CA to sign an intermediate CA with, instead of creating a root")
 	return cmd
 }
 
@@ -90,7 +109,7 @@ func newCAIssueCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&caDir, "ca", "", "directory of the CA (from `meshentry ca init`)")
+	cmd.Flags().StringVar(&caDir, "ca", "", "directory of the CA (from meshentry ca init, or in the layout of Istio's cacerts secret)")
 	cmd.Flags().StringVar(&namespace, "namespace", "", "the workload's namespace (the ns/ segment of its SPIFFE ID)")
 	cmd.Flags().StringVar(&serviceAccount, "service-account", "", "the workload's service account (the sa/ segment of its SPIFFE ID)")
 	cmd.Flags().StringVar(&out, "out", "", "directory to write cert-chain.pem, key.pem and root-cert.pem to")

@@ -92,6 +92,36 @@ func TestCACommandsWriteAVerifiableWorkloadIdentity(t *testing.T) {
 	})
 }
 
+func TestCAInitWithAParentMakesAnIntermediateThatIssuesChains(t *testing.T) {
+	t.Parallel()
+	rootDir, interDir, out := t.TempDir(), t.TempDir(), t.TempDir()
+	steps := [][]string{
+		{"ca", "init", "--dir", rootDir, "--trust-domain", "mesh.example"},
+		{"ca", "init", "--dir", interDir, "--parent", rootDir, "--ttl", "720h"},
+		{"ca", "issue", "--ca", interDir, "--namespace", "shop", "--service-account", "cart", "--out", out},
+	}
+	for _, args := range steps {
+		if code, stdout, stderr := runCLI(args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, stdout, stderr)
+		}
+	}
+	chain := parseCertFile(t, filepath.Join(out, ca.CertChainFile))
+	inter := parseCertFile(t, filepath.Join(interDir, ca.CACertFile))[0]
+	if len(chain) != 2 || !chain[1].Equal(inter) {
+		t.Fatalf("chain of %d certificates, want the leaf then the intermediate", len(chain))
+	}
+	if got := inter.NotAfter.Sub(inter.NotBefore) - ca.ClockSkew; got != 720*time.Hour {
+		t.Fatalf("intermediate lasts %s, want 720h", got)
+	}
+	id, err := identity.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.ID().String() != "spiffe://mesh.example/ns/shop/sa/cart" {
+		t.Fatalf("ID %s, want it in the root's trust domain", id.ID())
+	}
+}
+
 func TestCACommandsRefuseWhatTheyCannotDoSafely(t *testing.T) {
 	t.Parallel()
 	caDir := filepath.Join(t.TempDir(), "ca")

@@ -50,6 +50,17 @@ func TestMutualTLSAcceptsOnlyTheExpectedPeers(t *testing.T) {
 			client: func(t *testing.T) *tls.Config { return source(t, clientDir).ClientConfig() },
 		},
 		{
+			name: "a client trusts a server issued by an intermediate of the same root",
+			server: func(t *testing.T) *tls.Config {
+				inter, err := ca.Init(t.TempDir(), ca.InitOptions{Parent: mesh, TTL: 48 * time.Hour})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return source(t, issue(t, inter, "", "shop", "payments", ca.IssueOptions{})).ServerConfig()
+			},
+			client: func(t *testing.T) *tls.Config { return source(t, clientDir).ClientConfig(serverID) },
+		},
+		{
 			name:          "a client expecting another ID refuses the server and names both",
 			client:        func(t *testing.T) *tls.Config { return source(t, clientDir).ClientConfig(ordersID) },
 			clientRefuses: ErrIDNotAllowed.Error(),

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"crypto"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -10,11 +11,15 @@ import (
 	"path/filepath"
 )
 
-// File names, as Istio names them: the root of a CA directory (Istio's tools/certs layout) and the
-// three files a workload's identity directory holds (what Istio mounts for its proxies).
+// File names, as Istio names them: a root CA directory (Istio's tools/certs layout: root-cert.pem,
+// root-key.pem), an intermediate CA directory (Istio's cacerts secret: ca-cert.pem, ca-key.pem,
+// cert-chain.pem, root-cert.pem), and the three files of a workload's identity directory (what
+// Istio mounts for its proxies: cert-chain.pem, key.pem, root-cert.pem).
 const (
 	RootCertFile  = "root-cert.pem"
 	RootKeyFile   = "root-key.pem"
+	CACertFile    = "ca-cert.pem"
+	CAKeyFile     = "ca-key.pem"
 	CertChainFile = "cert-chain.pem"
 	KeyFile       = "key.pem"
 )
@@ -135,4 +140,52 @@ func ParseCerts(b []byte) ([]*x509.Certificate, error) {
 		return nil, errors.New("no PEM certificate found")
 	}
 	return certs, nil
+}
+
+// encodeKey returns key as a PEM "PRIVATE KEY" (PKCS #8) block, the form go-spiffe reads.
+func encodeKey(key crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encode private key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// ParseKey parses the first private key in b: PKCS #8 ("PRIVATE KEY"), SEC 1 ("EC PRIVATE KEY")
+// or PKCS #1 ("RSA PRIVATE KEY"), since keys from Istio's and OpenSSL's tools come in all three.
+func ParseKey(b []byte) (crypto.Signer, error) {
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			return nil, errors.New("no PEM private key found")
+		}
+		var key any
+		var err error
+		switch block.Type {
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		case "EC PRIVATE KEY":
+			key, err = x509.ParseECPrivateKey(block.Bytes)
+		case "RSA PRIVATE KEY":
+			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", block.Type, err)
+		}
+		signer, ok := key.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("unsupported private key type %T", key)
+		}
+		return signer, nil
+	}
+}
+
+// publicKeysEqual reports whether two public keys are the same key; every key type crypto/x509
+// returns has an Equal method.
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && e.Equal(b)
 }

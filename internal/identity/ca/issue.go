@@ -99,10 +99,7 @@ func (c *CA) Issue(opts IssueOptions) (*Issued, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse the new workload certificate: %w", err)
 	}
-	chain := []*x509.Certificate{leaf}
-	if c.Cert != c.Root {
-		chain = append(chain, c.Cert)
-	}
+	chain := append([]*x509.Certificate{leaf}, c.Chain...)
 	return &Issued{ID: id, Chain: chain, Key: key, Root: c.Root}, nil
 }
 
