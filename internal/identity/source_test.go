@@ -207,3 +207,40 @@ func TestCheckReportsAnExpiredIdentity(t *testing.T) {
 		t.Fatalf("two hours on: %v", err)
 	}
 }
+
+// TestSourceFollowsAKubernetesStyleSymlinkSwap rotates the files the way the kubelet updates a
+// mounted Secret: the three names are symlinks through ..data, and a rotation writes a new folder
+// and renames a new ..data symlink over the old one. No watched file is written at all.
+func TestSourceFollowsAKubernetesStyleSymlinkSwap(t *testing.T) {
+	t.Parallel()
+	mesh := newCA(t, "cluster.local")
+	dir := t.TempDir()
+	publish := func(t *testing.T, version string) {
+		t.Helper()
+		issue(t, mesh, filepath.Join(dir, version), "shop", "payments", ca.IssueOptions{})
+		tmp := filepath.Join(dir, "..data_tmp")
+		if err := os.Symlink(version, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(t, "..v1")
+	for _, name := range []string{ca.CertChainFile, ca.KeyFile, ca.RootCertFile} {
+		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := NewSource(Options{Dir: dir, Debounce: 50 * time.Millisecond, Interval: time.Hour, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running(t, s)
+	first := currentSerial(s)
+	publish(t, "..v2")
+	waitFor(t, "the rotation", func() bool { return s.Status().Rotations == 1 })
+	if currentSerial(s).Cmp(first) == 0 {
+		t.Fatal("rotated to the same certificate")
+	}
+}
