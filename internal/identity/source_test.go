@@ -244,3 +244,46 @@ func TestSourceFollowsAKubernetesStyleSymlinkSwap(t *testing.T) {
 		t.Fatal("rotated to the same certificate")
 	}
 }
+
+// TestAResumedSessionIsCheckedAgainstTheCurrentBundle resumes a TLS session after the server's
+// trust bundle rotated to a new CA: the client's certificate, accepted under the old bundle, must
+// be refused under the new one rather than ride in on the session ticket.
+func TestAResumedSessionIsCheckedAgainstTheCurrentBundle(t *testing.T) {
+	t.Parallel()
+	mesh := newCA(t, "cluster.local")
+	dir := issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
+	server, err := NewSource(Options{Dir: dir, Debounce: 50 * time.Millisecond, Interval: time.Hour, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running(t, server)
+	addr, results := tlsServer(t, server.ServerConfig())
+	client := source(t, issue(t, mesh, "", "shop", "cart", ca.IssueOptions{})).ClientConfig()
+	client.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	connect := func(t *testing.T) (*tls.Conn, error, serverResult) {
+		t.Helper()
+		c, err := dial(t, addr, client)
+		if err == nil {
+			err = echo(c, "ping")
+		}
+		return c, err, <-results
+	}
+	if _, err, res := connect(t); err != nil || res.err != nil {
+		t.Fatalf("first connection: client %v, server %v", err, res.err)
+	}
+	t.Run("a second connection resumes the session", func(t *testing.T) {
+		c, err, res := connect(t)
+		if err != nil || res.err != nil || !c.ConnectionState().DidResume {
+			t.Fatalf("client %v, server %v, resumed %v", err, res.err, err == nil && c.ConnectionState().DidResume)
+		}
+	})
+	t.Run("after the bundle rotates a resumed session is refused", func(t *testing.T) {
+		issue(t, newCA(t, "cluster.local"), dir, "shop", "payments", ca.IssueOptions{})
+		waitFor(t, "the rotation", func() bool { return server.Status().Rotations == 1 })
+		_, err, res := connect(t)
+		if err == nil {
+			t.Fatal("the client's connection worked")
+		}
+		checkPeerError(t, "server", res.err, "unknown authority", "spiffe://cluster.local/ns/shop/sa/cart", "any identity in trust domain cluster.local")
+	})
+}

@@ -60,7 +60,7 @@ var ErrIDNotAllowed = errors.New("identity not allowed")
 // connections only.
 func (s *Source) ClientConfig(allowed ...spiffeid.ID) *tls.Config {
 	cfg := tlsconfig.MTLSClientConfig(s, s, s.authorizer(allowed))
-	cfg.VerifyPeerCertificate = s.explainRefusal(cfg.VerifyPeerCertificate, allowed)
+	s.verifyEveryConnection(cfg, allowed)
 	return cfg
 }
 
@@ -69,7 +69,7 @@ func (s *Source) ClientConfig(allowed ...spiffeid.ID) *tls.Config {
 // the proxy's trust domain when allowed is empty.
 func (s *Source) ServerConfig(allowed ...spiffeid.ID) *tls.Config {
 	cfg := tlsconfig.MTLSServerConfig(s, s, s.authorizer(allowed))
-	cfg.VerifyPeerCertificate = s.explainRefusal(cfg.VerifyPeerCertificate, allowed)
+	s.verifyEveryConnection(cfg, allowed)
 	return cfg
 }
 
@@ -90,6 +90,22 @@ func (s *Source) authorizer(allowed []spiffeid.ID) tlsconfig.Authorizer {
 			return ErrIDNotAllowed
 		}
 		return nil
+	}
+}
+
+// verifyEveryConnection moves go-spiffe's peer check from VerifyPeerCertificate, which crypto/tls
+// skips on a resumed session, to VerifyConnection, which it calls for every connection: a session
+// resumed after a rotation is checked against the current bundle and ID list, not waved through on
+// the strength of a handshake made under the old ones.
+func (s *Source) verifyEveryConnection(cfg *tls.Config, allowed []spiffeid.ID) {
+	verify := s.explainRefusal(cfg.VerifyPeerCertificate, allowed)
+	cfg.VerifyPeerCertificate = nil
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		raw := make([][]byte, len(cs.PeerCertificates))
+		for i, c := range cs.PeerCertificates {
+			raw[i] = c.Raw
+		}
+		return verify(raw, nil)
 	}
 }
 
