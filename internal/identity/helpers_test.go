@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,7 +82,7 @@ type serverResult struct {
 }
 
 // tlsServer accepts TLS connections on 127.0.0.1:0 with cfg, reports each handshake on the
-// returned channel and then echoes bytes until the client closes.
+// returned channel (while the test reads it) and then echoes bytes until the client closes.
 func tlsServer(t *testing.T, cfg *tls.Config) (string, <-chan serverResult) {
 	t.Helper()
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
@@ -89,6 +90,8 @@ func tlsServer(t *testing.T, cfg *tls.Config) (string, <-chan serverResult) {
 		t.Fatal(err)
 	}
 	results := make(chan serverResult, 16)
+	closing := make(chan struct{})
+	var conns sync.WaitGroup
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -97,12 +100,18 @@ func tlsServer(t *testing.T, cfg *tls.Config) (string, <-chan serverResult) {
 			if err != nil {
 				return
 			}
+			conns.Add(1)
 			go func() {
+				defer conns.Done()
 				defer c.Close()
 				tc := c.(*tls.Conn)
 				tc.SetDeadline(time.Now().Add(10 * time.Second))
 				err := tc.Handshake()
-				results <- serverResult{err: err, state: tc.ConnectionState()}
+				select {
+				case results <- serverResult{err: err, state: tc.ConnectionState()}:
+				case <-closing:
+					return
+				}
 				if err == nil {
 					io.Copy(tc, tc)
 				}
@@ -111,7 +120,9 @@ func tlsServer(t *testing.T, cfg *tls.Config) (string, <-chan serverResult) {
 	}()
 	t.Cleanup(func() {
 		ln.Close()
+		close(closing)
 		<-done
+		conns.Wait()
 	})
 	return ln.Addr().String(), results
 }

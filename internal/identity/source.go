@@ -70,6 +70,8 @@ type Source struct {
 	// reported once rather than at every periodic check.
 	tried     [sha256.Size]byte
 	lastError string
+	// warnedExpired is the identity last reported as expired, so each is reported once.
+	warnedExpired *Identity
 }
 
 var (
@@ -128,6 +130,24 @@ func (s *Source) Check(now time.Time) error {
 		return fmt.Errorf("workload identity %s expired at %s", cur.ID(), cur.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// warnIfExpired logs, once per identity, that the identity in use has expired and nothing has
+// replaced it: every mutual TLS handshake fails from then on, and the log should say why.
+func (s *Source) warnIfExpired(now time.Time) {
+	err := s.Check(now)
+	if err == nil {
+		return
+	}
+	cur := s.current.Load()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.warnedExpired == cur {
+		return
+	}
+	s.warnedExpired = cur
+	s.log.Error("workload identity expired and no valid replacement was found; mutual TLS handshakes will fail",
+		"dir", s.opts.Dir, "error", err)
 }
 
 // Reload reads the directory now and swaps in its identity if the files changed and verify. An
@@ -213,6 +233,7 @@ func (s *Source) Run(ctx context.Context) error {
 			_ = s.Reload() // failures are counted and logged by Reload
 		case <-tick.C:
 			_ = s.Reload()
+			s.warnIfExpired(time.Now())
 		}
 	}
 }

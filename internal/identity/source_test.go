@@ -3,10 +3,14 @@ package identity
 import (
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -286,4 +290,104 @@ func TestAResumedSessionIsCheckedAgainstTheCurrentBundle(t *testing.T) {
 		}
 		checkPeerError(t, "server", res.err, "unknown authority", "spiffe://cluster.local/ns/shop/sa/cart", "any identity in trust domain cluster.local")
 	})
+}
+
+// syncBuffer is a log destination safe for the Source's goroutine and the test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func TestSourceLogsOnceWhenItsIdentityExpires(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	// Certificate times have one-second resolution: two seconds leave it valid at load time.
+	dir := issue(t, newCA(t, "cluster.local"), "", "ns", "sa", ca.IssueOptions{TTL: 2 * time.Second})
+	s, err := NewSource(Options{Dir: dir, Interval: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running(t, s)
+	waitFor(t, "the expiry to be logged", func() bool { return strings.Contains(logs.String(), "identity expired") })
+	time.Sleep(200 * time.Millisecond) // four more periodic checks
+	if n := strings.Count(logs.String(), "identity expired"); n != 1 {
+		t.Fatalf("logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+// TestHandshakesDuringRotationsAlwaysSeeACompleteIdentity keeps clients handshaking while the
+// server's files are rotated again and again: every handshake must succeed, because a rotation is
+// swapped in whole or not at all.
+func TestHandshakesDuringRotationsAlwaysSeeACompleteIdentity(t *testing.T) {
+	t.Parallel()
+	mesh := newCA(t, "cluster.local")
+	dir := issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
+	server, err := NewSource(Options{Dir: dir, Debounce: 5 * time.Millisecond, Interval: time.Hour, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running(t, server)
+	addr, results := tlsServer(t, server.ServerConfig())
+	client := source(t, issue(t, mesh, "", "shop", "cart", ca.IssueOptions{})).ClientConfig()
+	const rotations = 10
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // drained so the server never waits on it; the clients see any refusal
+		defer wg.Done()
+		for {
+			select {
+			case <-results:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	var handshakes, failures atomic.Int64
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, client)
+				if err == nil {
+					c.SetDeadline(time.Now().Add(5 * time.Second))
+					err = echo(c, "x")
+					c.Close()
+				}
+				handshakes.Add(1)
+				if err != nil {
+					failures.Add(1)
+					t.Errorf("handshake during rotation: %v", err)
+				}
+			}
+		}()
+	}
+	for i := range rotations {
+		issue(t, mesh, dir, "shop", "payments", ca.IssueOptions{})
+		waitFor(t, "the rotation", func() bool { return server.Status().Rotations >= uint64(i+1) })
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d handshakes across %d rotations, %d failed", handshakes.Load(), rotations, failures.Load())
+	if handshakes.Load() < rotations {
+		t.Fatalf("only %d handshakes ran", handshakes.Load())
+	}
 }
