@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -59,8 +60,9 @@ var ErrIDNotAllowed = errors.New("identity not allowed")
 // SNI) and NextProtos; the config reads the identity at each handshake, so rotations apply to new
 // connections only.
 func (s *Source) ClientConfig(allowed ...spiffeid.ID) *tls.Config {
-	cfg := tlsconfig.MTLSClientConfig(s, s, s.authorizer(allowed))
-	s.verifyEveryConnection(cfg, allowed)
+	authorize := s.authorizer(allowed)
+	cfg := tlsconfig.MTLSClientConfig(s, s, authorize)
+	s.verifyEveryConnection(cfg, allowed, authorize)
 	return cfg
 }
 
@@ -68,8 +70,9 @@ func (s *Source) ClientConfig(allowed ...spiffeid.ID) *tls.Config {
 // client certificate that chains to the current bundle, with a SPIFFE ID in allowed, or any ID of
 // the proxy's trust domain when allowed is empty.
 func (s *Source) ServerConfig(allowed ...spiffeid.ID) *tls.Config {
-	cfg := tlsconfig.MTLSServerConfig(s, s, s.authorizer(allowed))
-	s.verifyEveryConnection(cfg, allowed)
+	authorize := s.authorizer(allowed)
+	cfg := tlsconfig.MTLSServerConfig(s, s, authorize)
+	s.verifyEveryConnection(cfg, allowed, authorize)
 	return cfg
 }
 
@@ -96,42 +99,31 @@ func (s *Source) authorizer(allowed []spiffeid.ID) tlsconfig.Authorizer {
 // verifyEveryConnection moves go-spiffe's peer check from VerifyPeerCertificate, which crypto/tls
 // skips on a resumed session, to VerifyConnection, which it calls for every connection: a session
 // resumed after a rotation is checked against the current bundle and ID list, not waved through on
-// the strength of a handshake made under the old ones.
-func (s *Source) verifyEveryConnection(cfg *tls.Config, allowed []spiffeid.ID) {
-	verify := s.explainRefusal(cfg.VerifyPeerCertificate, allowed)
+// the strength of a handshake made under the old ones. Every refusal (unknown CA, expired
+// certificate, wrong ID) comes back as a *PeerError naming both sides.
+func (s *Source) verifyEveryConnection(cfg *tls.Config, allowed []spiffeid.ID, authorize tlsconfig.Authorizer) {
+	expected := slices.Clone(allowed)
 	cfg.VerifyPeerCertificate = nil
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		raw := make([][]byte, len(cs.PeerCertificates))
-		for i, c := range cs.PeerCertificates {
-			raw[i] = c.Raw
-		}
-		return verify(raw, nil)
-	}
-}
-
-// explainRefusal wraps go-spiffe's peer verification so that every refusal — unknown CA, expired
-// certificate, wrong ID — comes back as a *PeerError naming both sides.
-func (s *Source) explainRefusal(verify func([][]byte, [][]*x509.Certificate) error, allowed []spiffeid.ID) func([][]byte, [][]*x509.Certificate) error {
-	expected := append([]spiffeid.ID(nil), allowed...)
-	return func(raw [][]byte, chains [][]*x509.Certificate) error {
-		err := verify(raw, chains)
+		// The same checks as go-spiffe's VerifyPeerCertificate, on the chain crypto/tls has
+		// already parsed rather than on raw bytes parsed again.
+		id, chains, err := x509svid.Verify(cs.PeerCertificates, s)
 		if err == nil {
-			return nil
+			err = authorize(id, chains)
 		}
-		return &PeerError{Expected: expected, TrustDomain: s.current.Load().TrustDomain(), Presented: presentedID(raw), Err: err}
+		if err != nil {
+			return &PeerError{Expected: expected, TrustDomain: s.current.Load().TrustDomain(), Presented: presentedID(cs.PeerCertificates), Err: err}
+		}
+		return nil
 	}
 }
 
 // presentedID is the SPIFFE ID of the peer's leaf certificate, or empty if it has none.
-func presentedID(raw [][]byte) string {
-	if len(raw) == 0 {
+func presentedID(certs []*x509.Certificate) string {
+	if len(certs) == 0 {
 		return ""
 	}
-	leaf, err := x509.ParseCertificate(raw[0])
-	if err != nil {
-		return ""
-	}
-	id, err := x509svid.IDFromCert(leaf)
+	id, err := x509svid.IDFromCert(certs[0])
 	if err != nil {
 		return ""
 	}
