@@ -118,7 +118,7 @@ func TestIssueWritesAnIstioStyleWorkloadIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	is, err := c.Issue(IssueOptions{Namespace: "shop", ServiceAccount: "cart", TTL: 2 * time.Hour, DNSNames: []string{"cart.shop.svc"}, Now: now})
+	is, err := c.Issue(IssueOptions{Namespace: "shop", ServiceAccount: "cart", TTL: 2 * time.Hour, DNSNames: []string{"cart.shop.svc", "*.cart.example"}, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestIssueWritesAnIstioStyleWorkloadIdentity(t *testing.T) {
 		ok   bool
 	}{
 		{name: "the URI SAN is the workload's SPIFFE ID", ok: len(leaf.URIs) == 1 && leaf.URIs[0].String() == "spiffe://cluster.local/ns/shop/sa/cart"},
-		{name: "the DNS name is a SAN too", ok: slices.Equal(leaf.DNSNames, []string{"cart.shop.svc"})},
+		{name: "the DNS names, a wildcard among them, are SANs too", ok: slices.Equal(leaf.DNSNames, []string{"cart.shop.svc", "*.cart.example"})},
 		{name: "it serves both server and client auth", ok: slices.Equal(leaf.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth})},
 		{name: "it signs but cannot sign certificates", ok: leaf.KeyUsage == x509.KeyUsageDigitalSignature && !leaf.IsCA},
 		{name: "it starts a little in the past for clock skew", ok: leaf.NotBefore.Equal(now.Add(-ClockSkew).Truncate(time.Second))},
@@ -191,6 +191,10 @@ func TestIssueRefusesBadOptions(t *testing.T) {
 		{name: "a namespace with a slash", opts: IssueOptions{Namespace: "a/b", ServiceAccount: "sa"}, want: "SPIFFE ID"},
 		{name: "a ttl that outlives the CA", opts: IssueOptions{Namespace: "ns", ServiceAccount: "sa", TTL: 48 * time.Hour}, want: "outlive the CA"},
 		{name: "a negative ttl", opts: IssueOptions{Namespace: "ns", ServiceAccount: "sa", TTL: -time.Second}, want: "must be positive"},
+		{name: "a DNS name with a space", opts: IssueOptions{Namespace: "ns", ServiceAccount: "sa", DNSNames: []string{"bad name"}}, want: "only letters, digits"},
+		{name: "an empty DNS name", opts: IssueOptions{Namespace: "ns", ServiceAccount: "sa", DNSNames: []string{""}}, want: "1 to 253"},
+		{name: "a DNS name with an empty label", opts: IssueOptions{Namespace: "ns", ServiceAccount: "sa", DNSNames: []string{"a..b"}}, want: "label \"\""},
+		{name: "a DNS label starting with a hyphen", opts: IssueOptions{Namespace: "ns", ServiceAccount: "sa", DNSNames: []string{"-x.example"}}, want: "'-'"},
 	}
 	for _, tt := range tests {
 		t.Run("refuses "+tt.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -55,6 +56,11 @@ func (c *CA) Issue(opts IssueOptions) (*Issued, error) {
 	id, err := WorkloadID(c.TrustDomain, opts.Namespace, opts.ServiceAccount)
 	if err != nil {
 		return nil, err
+	}
+	for _, name := range opts.DNSNames {
+		if err := checkDNSName(name); err != nil {
+			return nil, err
+		}
 	}
 	if opts.TTL == 0 {
 		opts.TTL = DefaultLeafTTL
@@ -118,6 +124,26 @@ func (is *Issued) Write(dir string) error {
 		{name: CertChainFile, data: encodeCerts(is.Chain...), mode: 0o644},
 	}); err != nil {
 		return fmt.Errorf("write identity for %s: %w", is.ID, err)
+	}
+	return nil
+}
+
+// checkDNSName accepts a host name of RFC 1123 labels, optionally with a leading "*." wildcard
+// label; crypto/x509 would otherwise write most malformed names into the certificate as given.
+func checkDNSName(name string) error {
+	labels := strings.Split(strings.TrimPrefix(name, "*."), ".")
+	if name == "" || len(name) > 253 {
+		return fmt.Errorf("DNS name %q: must be 1 to 253 characters", name)
+	}
+	for _, l := range labels {
+		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return fmt.Errorf("DNS name %q: label %q must be 1 to 63 characters, not starting or ending with '-'", name, l)
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return fmt.Errorf("DNS name %q: label %q may hold only letters, digits and '-'", name, l)
+			}
+		}
 	}
 	return nil
 }
