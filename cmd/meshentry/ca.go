@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -93,6 +95,10 @@ func newCAIssueCommand() *cobra.Command {
 			if len(missing) > 0 {
 				return usageError("ca issue: %s required", strings.Join(missing, ", "))
 			}
+			if sameDir(caDir, out) {
+				// An intermediate CA's cert-chain.pem would be overwritten by the workload's.
+				return usageError("ca issue: --out must not be the CA's directory %s", caDir)
+			}
 			c, err := ca.Open(caDir, trustDomain)
 			if err != nil {
 				return &exitError{code: 1, err: fmt.Errorf("ca issue: %w", err)}
@@ -117,4 +123,17 @@ func newCAIssueCommand() *cobra.Command {
 	cmd.Flags().StringSliceVar(&dnsNames, "dns", nil, "DNS name to add as a SAN beside the SPIFFE ID; repeatable or comma-separated")
 	cmd.Flags().StringVar(&trustDomain, "trust-domain", ca.DefaultTrustDomain, "trust domain, used only when the CA's root names none (a root made by other tools)")
 	return cmd
+}
+
+// sameDir reports whether two paths name the same directory (both absolute forms equal, or the
+// same file once both exist).
+func sameDir(a, b string) bool {
+	if absA, err := filepath.Abs(a); err == nil {
+		if absB, err := filepath.Abs(b); err == nil && absA == absB {
+			return true
+		}
+	}
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(sa, sb)
 }

@@ -13,34 +13,33 @@ import (
 	"github.com/meshentry/meshentry/internal/identity/ca"
 )
 
-// TestMutualTLSAcceptsOnlyTheExpectedPeers runs real handshakes on loopback between a client and a
-// server, each with an identity from a CA the test creates, and checks who refuses whom and why.
-func TestMutualTLSAcceptsOnlyTheExpectedPeers(t *testing.T) {
-	t.Parallel()
-	mesh := newCA(t, "cluster.local")
-	stranger := newCA(t, "cluster.local")
-	otherDomain := newCA(t, "other.example")
-	clientDir := issue(t, mesh, "", "shop", "cart", ca.IssueOptions{})
-	serverDir := issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
-	serverID := spiffeid.RequireFromString("spiffe://cluster.local/ns/shop/sa/payments")
-	cartID := spiffeid.RequireFromString("spiffe://cluster.local/ns/shop/sa/cart")
-	ordersID := spiffeid.RequireFromString("spiffe://cluster.local/ns/shop/sa/orders")
+// mtlsCase is one handshake between a client and a server config, and who must refuse whom.
+type mtlsCase struct {
+	name string
+	// server returns the server's TLS config; nil means a Source on serverDir accepting any member.
+	server func(t *testing.T) *tls.Config
+	// client returns the client's TLS config.
+	client func(t *testing.T) *tls.Config
+	// clientRefuses names the cause the client's PeerError must carry, when the client refuses.
+	clientRefuses string
+	// serverRefuses names the cause the server's PeerError must carry, when the server refuses.
+	serverRefuses string
+	// presented is the ID the refusing side must say it was shown.
+	presented string
+	// expected is how the refusing side must describe what it wanted.
+	expected string
+}
 
-	tests := []struct {
-		name string
-		// server returns the server's TLS config; nil means a Source on serverDir accepting any member.
-		server func(t *testing.T) *tls.Config
-		// client returns the client's TLS config.
-		client func(t *testing.T) *tls.Config
-		// clientRefuses names the cause the client's PeerError must carry, when the client refuses.
-		clientRefuses string
-		// serverRefuses names the cause the server's PeerError must carry, when the server refuses.
-		serverRefuses string
-		// presented is the ID the refusing side must say it was shown.
-		presented string
-		// expected is how the refusing side must describe what it wanted.
-		expected string
-	}{
+var (
+	serverID = spiffeid.RequireFromString("spiffe://cluster.local/ns/shop/sa/payments")
+	cartID   = spiffeid.RequireFromString("spiffe://cluster.local/ns/shop/sa/cart")
+	ordersID = spiffeid.RequireFromString("spiffe://cluster.local/ns/shop/sa/orders")
+)
+
+// mtlsCases builds the cases of TestMutualTLSAcceptsOnlyTheExpectedPeers around CAs made for the
+// test: serverDir is the default server's identity, clientDir the default client's.
+func mtlsCases(clientDir, serverDir string, mesh, stranger, otherDomain *ca.CA) []mtlsCase {
+	return []mtlsCase{
 		{
 			name:   "a client expecting the server's ID completes mutual TLS",
 			client: func(t *testing.T) *tls.Config { return source(t, clientDir).ClientConfig(serverID) },
@@ -130,6 +129,16 @@ func TestMutualTLSAcceptsOnlyTheExpectedPeers(t *testing.T) {
 			expected:      ordersID.String(),
 		},
 	}
+}
+
+// TestMutualTLSAcceptsOnlyTheExpectedPeers runs real handshakes on loopback between a client and a
+// server, each with an identity from a CA the test creates, and checks who refuses whom and why.
+func TestMutualTLSAcceptsOnlyTheExpectedPeers(t *testing.T) {
+	t.Parallel()
+	mesh := newCA(t, "cluster.local")
+	clientDir := issue(t, mesh, "", "shop", "cart", ca.IssueOptions{})
+	serverDir := issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
+	tests := mtlsCases(clientDir, serverDir, mesh, newCA(t, "cluster.local"), newCA(t, "other.example"))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
