@@ -103,6 +103,9 @@ func newCAIssueCommand() *cobra.Command {
 			if err != nil {
 				return &exitError{code: 1, err: fmt.Errorf("ca issue: %w", err)}
 			}
+			if cmd.Flags().Changed("trust-domain") && c.TrustDomain.Name() != trustDomain {
+				return usageError("ca issue: the CA in %s issues in trust domain %s, not %s", caDir, c.TrustDomain.Name(), trustDomain)
+			}
 			is, err := c.Issue(ca.IssueOptions{Namespace: namespace, ServiceAccount: serviceAccount, TTL: ttl, DNSNames: dnsNames})
 			if err != nil {
 				return &exitError{code: 1, err: fmt.Errorf("ca issue: %w", err)}

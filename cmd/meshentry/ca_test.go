@@ -139,6 +139,7 @@ func TestCACommandsRefuseWhatTheyCannotDoSafely(t *testing.T) {
 		{name: "issue without namespace and service account", args: []string{"ca", "issue", "--ca", caDir, "--out", t.TempDir()}, wantCode: 2, wantErr: "--namespace, --service-account required"},
 		{name: "issue for longer than the CA lives", args: []string{"ca", "issue", "--ca", caDir, "--namespace", "a", "--service-account", "b", "--out", t.TempDir(), "--ttl", "100h"}, wantCode: 1, wantErr: "outlive the CA"},
 		{name: "issue into the CA's own directory", args: []string{"ca", "issue", "--ca", caDir, "--namespace", "a", "--service-account", "b", "--out", caDir + "/."}, wantCode: 2, wantErr: "must not be the CA's directory"},
+		{name: "issue in a trust domain the CA does not name", args: []string{"ca", "issue", "--ca", caDir, "--namespace", "a", "--service-account", "b", "--out", t.TempDir(), "--trust-domain", "other.example"}, wantCode: 2, wantErr: "issues in trust domain cluster.local, not other.example"},
 		{name: "issue from a directory with no CA", args: []string{"ca", "issue", "--ca", t.TempDir(), "--namespace", "a", "--service-account", "b", "--out", t.TempDir()}, wantCode: 1, wantErr: "root-cert.pem"},
 	}
 	for _, tt := range tests {
