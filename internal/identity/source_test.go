@@ -313,8 +313,9 @@ func (b *syncBuffer) String() string {
 func TestSourceLogsOnceWhenItsIdentityExpires(t *testing.T) {
 	t.Parallel()
 	var logs syncBuffer
-	// Certificate times have one-second resolution: two seconds leave it valid at load time.
-	dir := issue(t, newCA(t, "cluster.local"), "", "ns", "sa", ca.IssueOptions{TTL: 2 * time.Second})
+	// Certificate times have one-second resolution: three seconds leave it valid at load time with
+	// two seconds to spare on a loaded machine.
+	dir := issue(t, newCA(t, "cluster.local"), "", "ns", "sa", ca.IssueOptions{TTL: 3 * time.Second})
 	s, err := NewSource(Options{Dir: dir, Interval: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
