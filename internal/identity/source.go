@@ -3,7 +3,6 @@ package identity
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -191,18 +190,25 @@ func (s *Source) failLocked(d *[sha256.Size]byte, err error) error {
 }
 
 // Run follows the directory until ctx ends: every change event restarts a debounce timer, and the
-// directory is also re-read every Interval. It returns nil when ctx ends, or an error if the
-// directory cannot be watched at all.
+// directory is also re-read every Interval. If the directory cannot be watched (no inotify, the
+// per-user watch limit reached) it logs why and relies on the periodic re-read alone, since a
+// proxy that stops on a watch failure would drop traffic a slower reload would not. It returns
+// nil when ctx ends.
 func (s *Source) Run(ctx context.Context) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watch identity: %w", err)
-	}
-	defer w.Close()
+	var events <-chan fsnotify.Event
+	var watchErrs <-chan error
 	// The directory, not the files: rotations replace files by rename (and Kubernetes swaps a
 	// symlinked folder), which a watch on the old file would never see.
-	if err := w.Add(filepath.Clean(s.opts.Dir)); err != nil {
-		return fmt.Errorf("watch identity %s: %w", s.opts.Dir, err)
+	w, err := fsnotify.NewWatcher()
+	if err == nil {
+		defer w.Close()
+		err = w.Add(filepath.Clean(s.opts.Dir))
+	}
+	if err != nil {
+		s.log.Warn("cannot watch the identity directory; re-reading it periodically only", "dir", s.opts.Dir,
+			"interval", s.opts.Interval, "error", err)
+	} else {
+		events, watchErrs = w.Events, w.Errors
 	}
 	// Files replaced between NewSource and the watch above raised no event we saw: read them now.
 	_ = s.Reload()
@@ -215,16 +221,18 @@ func (s *Source) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-w.Events:
+		case ev, ok := <-events:
 			if !ok {
-				return errors.New("watch identity: watcher closed")
+				events = nil // the watcher is gone; the periodic re-read carries on
+				continue
 			}
 			if ev.Op != fsnotify.Chmod {
 				debounce.Reset(s.opts.Debounce)
 			}
-		case err, ok := <-w.Errors:
+		case err, ok := <-watchErrs:
 			if !ok {
-				return errors.New("watch identity: watcher closed")
+				watchErrs = nil
+				continue
 			}
 			// An overflow means events were lost: read the directory rather than trust them.
 			s.log.Warn("identity watch error; re-reading the directory", "dir", s.opts.Dir, "error", err)

@@ -392,3 +392,30 @@ func TestHandshakesDuringRotationsAlwaysSeeACompleteIdentity(t *testing.T) {
 		t.Fatalf("only %d handshakes ran", handshakes.Load())
 	}
 }
+
+// TestSourceFallsBackToPeriodicChecksWhenItCannotWatch starts Run while the directory is missing,
+// so the watch fails; the periodic re-read must still pick up the rotated files once they appear.
+func TestSourceFallsBackToPeriodicChecksWhenItCannotWatch(t *testing.T) {
+	t.Parallel()
+	mesh := newCA(t, "cluster.local")
+	dir := issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
+	s, err := NewSource(Options{Dir: dir, Interval: 50 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	away := dir + ".away"
+	if err := os.Rename(dir, away); err != nil {
+		t.Fatal(err)
+	}
+	running(t, s)
+	waitFor(t, "the missing directory to be noticed", func() bool { return s.Status().RotationErrors >= 1 })
+	first := currentSerial(s)
+	issue(t, mesh, away, "shop", "payments", ca.IssueOptions{})
+	if err := os.Rename(away, dir); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the periodic check to rotate", func() bool { return s.Status().Rotations == 1 })
+	if currentSerial(s).Cmp(first) == 0 {
+		t.Fatal("rotated to the same certificate")
+	}
+}
