@@ -64,5 +64,6 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newValidateCommand(), newExplainCommand(), newRunCommand(), newProxyConfigCommand())
+	root.AddCommand(newValidateCommand(), newExplainCommand(), newRunCommand(), newCACommand())
 	return root
 }
