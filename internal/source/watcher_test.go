@@ -133,18 +133,27 @@ func TestWatcherReloadsWhenTheFilesChange(t *testing.T) {
 		change func(t *testing.T, dir string)
 	}{
 		{
-			name:   "reloads a file edited in place",
-			setup:  func(t *testing.T, dir string) string { write(t, dir+"/a.yaml", entry("a", "old.example.com")); return dir + "/a.yaml" },
+			name: "reloads a file edited in place",
+			setup: func(t *testing.T, dir string) string {
+				write(t, dir+"/a.yaml", entry("a", "old.example.com"))
+				return dir + "/a.yaml"
+			},
 			change: func(t *testing.T, dir string) { write(t, dir+"/a.yaml", entry("a", "new.example.com")) },
 		},
 		{
-			name:   "reloads a file an editor renamed over",
-			setup:  func(t *testing.T, dir string) string { write(t, dir+"/a.yaml", entry("a", "old.example.com")); return dir + "/a.yaml" },
+			name: "reloads a file an editor renamed over",
+			setup: func(t *testing.T, dir string) string {
+				write(t, dir+"/a.yaml", entry("a", "old.example.com"))
+				return dir + "/a.yaml"
+			},
 			change: func(t *testing.T, dir string) { renameOver(t, dir+"/a.yaml", entry("a", "new.example.com")) },
 		},
 		{
-			name:   "reloads a file of a folder",
-			setup:  func(t *testing.T, dir string) string { write(t, dir+"/a.yaml", entry("a", "old.example.com")); return dir },
+			name: "reloads a file of a folder",
+			setup: func(t *testing.T, dir string) string {
+				write(t, dir+"/a.yaml", entry("a", "old.example.com"))
+				return dir
+			},
 			change: func(t *testing.T, dir string) { write(t, dir+"/a.yaml", entry("a", "new.example.com")) },
 		},
 		{
@@ -159,8 +168,11 @@ func TestWatcherReloadsWhenTheFilesChange(t *testing.T) {
 			},
 		},
 		{
-			name:   "reloads a ConfigMap file whose ..data link is swapped",
-			setup:  func(t *testing.T, dir string) string { configMap(t, dir, 1, "old.example.com"); return dir + "/config.yaml" },
+			name: "reloads a ConfigMap file whose ..data link is swapped",
+			setup: func(t *testing.T, dir string) string {
+				configMap(t, dir, 1, "old.example.com")
+				return dir + "/config.yaml"
+			},
 			change: func(t *testing.T, dir string) { configMap(t, dir, 2, "new.example.com") },
 		},
 		{
