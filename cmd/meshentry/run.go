@@ -35,6 +35,7 @@ type runFlags struct {
 	// allowInvalid serves the valid documents when some are invalid, instead of refusing to start.
 	allowInvalid bool
 	limits       limitFlags
+	reload       reloadFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -120,6 +121,7 @@ func newRunCommand() *cobra.Command {
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.BoolVar(&f.allowInvalid, "allow-invalid", false, "serve the valid documents when some are invalid, logging the findings, instead of refusing to start")
 	f.limits.register(fl)
+	f.reload.register(fl)
 	return cmd
 }
 
@@ -142,7 +144,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	}
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 	cfg.Logger = log
-	res, err := f.src.compile(cmd, 1)
+	watcher, res, err := loadSource(cmd, f, log)
 	if err != nil {
 		return err
 	}
@@ -163,6 +165,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	}
 	p := proxy.New(cfg, res.Snapshot)
 	log.Info("registry loaded", "services", len(res.Snapshot.Services), "documents", res.Documents, "errors", res.Errors())
+	defer startReload(ctx, watcher, p)()
 
 	g := &serveGroup{ctx: ctx, cancel: cancel, log: log, out: cmd.OutOrStdout(), bound: map[string]net.Addr{}}
 	g.serve("forward proxy", lns.forward, p.ServeForward)
