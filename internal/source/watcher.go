@@ -308,7 +308,7 @@ func (w *Watcher) refuse(reason string, findings []diag.Diagnostic) {
 	if more := len(findings) - len(lines); more > 0 {
 		lines = append(lines, fmt.Sprintf("and %d more", more))
 	}
-	w.log.Error("config reload refused; the previous config keeps serving", "version", w.cur.Version,
+	w.log.Error("config reload refused", "serving_version", w.cur.Version,
 		"reason", reason, "findings", strings.Join(lines, "; "))
 }
 
