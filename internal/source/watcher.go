@@ -63,6 +63,7 @@ type Watcher struct {
 	seenStat       fingerprint
 	seenErr        string
 	watched        map[string]bool
+	unwatchable    map[string]bool
 	// checks counts the looks at the files, so tests can wait for one instead of sleeping.
 	checks atomic.Uint64
 }
@@ -83,7 +84,7 @@ func New(cfg Config) (*Watcher, *compile.Result, error) {
 	if cfg.Debounce <= 0 {
 		cfg.Debounce = DefaultDebounce
 	}
-	w := &Watcher{cfg: cfg, log: cfg.Logger, trigger: make(chan struct{}, 1), watched: map[string]bool{}}
+	w := &Watcher{cfg: cfg, log: cfg.Logger, trigger: make(chan struct{}, 1), watched: map[string]bool{}, unwatchable: map[string]bool{}}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -200,9 +201,13 @@ func (w *Watcher) watch(fsw *fsnotify.Watcher, dirs []string) {
 			continue
 		}
 		if err := fsw.Add(d); err != nil {
-			w.log.Warn("cannot watch config folder; the periodic check still covers it", "dir", d, "err", err)
+			if !w.unwatchable[d] {
+				w.unwatchable[d] = true // warned once; Add is tried again with every check
+				w.log.Warn("cannot watch config folder; the periodic check and SIGHUP still cover it", "dir", d, "err", err)
+			}
 			continue
 		}
+		delete(w.unwatchable, d)
 		w.watched[d] = true
 	}
 	for d := range w.watched {
