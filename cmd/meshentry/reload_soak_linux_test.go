@@ -13,11 +13,11 @@ import (
 	"github.com/meshentry/meshentry/internal/testutil/netns"
 )
 
-// capturedSoak returns, where network namespaces can be made, the opener of the soak's captured
-// tunnels: a second meshentry, run in a namespace with iptables capture, loads the soak's config
+// capturedSoak returns, where network namespaces can be made, the starter of the soak's captured
+// proxy: a second meshentry, run in a namespace with iptables capture, loads the soak's config
 // file beside its own and so reloads with every change; three TCP connections captured by it to
 // an echo server must survive all of them. It returns nil where that cannot run.
-func capturedSoak(t *testing.T) func(path string) []net.Conn {
+func capturedSoak(t *testing.T) func(path string) *capturedProxy {
 	if why := netns.Requirements(); why != "" {
 		t.Logf("no captured tunnels in this soak: %s", why)
 		return nil
@@ -26,8 +26,8 @@ func capturedSoak(t *testing.T) func(path string) []net.Conn {
 		t.Log("no captured tunnels in this soak: needs setpriv (util-linux)")
 		return nil
 	}
-	return func(path string) []net.Conn {
-		ns := netns.New(t, "10.215.0.10/24", "10.215.0.130/24")
+	return func(path string) *capturedProxy {
+		ns := netns.New(t, "10.215.0.10/24", "10.215.0.130/24", "10.215.0.131/24")
 		echo, err := ns.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -56,15 +56,39 @@ spec:
 			os.Chmod(d, 0o755)
 		}
 		startCaptured(t, ns, "10.215.0.0/24", own, "-f", path)
-		var conns []net.Conn
+		cp := &capturedProxy{finalDoc: fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: captured-final}
+spec:
+  hosts: [final.captured.internal]
+  addresses: [10.215.0.131/32]
+  ports: [{number: 9001, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {tcp: %d}}]
+`, echo.Addr().(*net.TCPAddr).Port)}
 		for range 3 {
 			c, err := ns.Dial("tcp", "10.215.0.130:9000")
 			if err != nil {
 				t.Fatal(err)
 			}
 			c.SetDeadline(time.Now().Add(10 * time.Second))
-			conns = append(conns, c)
+			cp.conns = append(cp.conns, c)
 		}
-		return conns
+		// Only finalDoc routes 10.215.0.131:9001; before it loads, the proxy closes the connection.
+		cp.serves = func() bool {
+			c, err := ns.Dial("tcp", "10.215.0.131:9001")
+			if err != nil {
+				return false
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(time.Second))
+			buf := make([]byte, 3)
+			_, err = io.WriteString(c, "hi\n")
+			if err == nil {
+				_, err = io.ReadFull(c, buf)
+			}
+			return err == nil && string(buf) == "hi\n"
+		}
+		return cp
 	}
 }

@@ -2,10 +2,7 @@
 
 package main
 
-import (
-	"net"
-	"testing"
-)
+import "testing"
 
 // capturedSoak has no captured proxy to offer without Linux network namespaces.
-func capturedSoak(*testing.T) func(path string) []net.Conn { return nil }
+func capturedSoak(*testing.T) func(path string) *capturedProxy { return nil }
