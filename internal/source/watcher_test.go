@@ -358,3 +358,34 @@ func TestNewFailsOnAPathThatCannotBeRead(t *testing.T) {
 		t.Fatalf("New = %v, want an error naming the file", err)
 	}
 }
+
+func TestWatcherReadsFilesThatNeverGoQuiet(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "a.yaml")
+	write(t, path, entry("a", "old.example.com"))
+	h := start(t, Config{Paths: []string{path}})
+	// A writer that touches the file every 20 ms for up to 5 s would hold a plain debounce off
+	// for ever; the wait is capped at ten debounce periods (1 s).
+	stop := make(chan struct{})
+	writing := make(chan struct{})
+	go func() {
+		defer close(writing)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				os.WriteFile(path, []byte(entry("a", "new.example.com")), 0o644)
+			}
+		}
+	}()
+	defer func() { close(stop); <-writing }()
+	waitFor(t, "the change is applied", func() bool { return h.w.Status().Version >= 2 })
+	select {
+	case <-writing:
+		t.Fatal("the change was applied only once the writer stopped")
+	default:
+	}
+}
