@@ -277,14 +277,19 @@ func (w *Watcher) reload(content fingerprint, apply func(*compile.Result)) {
 	w.cur.Accepted++
 	w.serving(res)
 	w.attempted(Accepted)
+	_, warns, _ := diag.Split(res.Diagnostics)
 	w.log.Info("config reloaded", "version", w.cur.Version, "services", w.cur.Services, "documents", w.cur.Documents,
-		"files", w.cur.Files, "warnings", len(res.Diagnostics), "took", time.Since(start).Round(time.Microsecond))
+		"files", w.cur.Files, "warnings", len(warns), "took", time.Since(start).Round(time.Microsecond))
 	for i, d := range res.Diagnostics {
 		if i == maxLoggedFindings {
 			w.log.Warn("more config findings not logged", "count", len(res.Diagnostics)-i)
 			break
 		}
-		w.log.Warn("config warning", "finding", d.String())
+		if d.Level == diag.Warning {
+			w.log.Warn("config warning", "finding", d.String())
+		} else {
+			w.log.Info("config note", "finding", d.String())
+		}
 	}
 }
 
