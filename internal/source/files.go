@@ -72,11 +72,11 @@ func listFiles(paths []string) (files, dirs []string, err error) {
 	return files, dirs, nil
 }
 
-// statPrint digests the names, sizes and modification times of files: it is cheap, so the
+// statPrint digests the names, sizes, modification times and modes of files: it is cheap, so the
 // periodic check reads contents only when it changes.
 func statPrint(files []string) (fingerprint, error) {
 	h := sha256.New()
-	var buf [16]byte
+	var buf [20]byte
 	for _, f := range files {
 		info, err := os.Stat(f)
 		if err != nil {
@@ -84,7 +84,9 @@ func statPrint(files []string) (fingerprint, error) {
 		}
 		io.WriteString(h, f)
 		binary.LittleEndian.PutUint64(buf[:8], uint64(info.Size()))
-		binary.LittleEndian.PutUint64(buf[8:], uint64(info.ModTime().UnixNano()))
+		binary.LittleEndian.PutUint64(buf[8:16], uint64(info.ModTime().UnixNano()))
+		// The mode too: a file made readable again changes nothing else.
+		binary.LittleEndian.PutUint32(buf[16:], uint32(info.Mode()))
 		h.Write(buf[:])
 	}
 	var fp fingerprint

@@ -60,20 +60,27 @@ type Watcher struct {
 	cur            Status
 	servingContent fingerprint
 	seenContent    fingerprint
-	seenStat       fingerprint
 	seenErr        string
-	watched        map[string]bool
-	unwatchable    map[string]bool
-	// checks counts the looks at the files, so tests can wait for one instead of sleeping.
-	checks atomic.Uint64
+	// tickStat and tickErr are what the periodic check saw last, so that it reports a move
+	// once, not at every tick until the debounced read catches up.
+	tickStat    fingerprint
+	tickErr     string
+	watched     map[string]bool
+	unwatchable map[string]bool
+	// checks counts the looks at the files, so tests can wait for one instead of sleeping;
+	// noEvents makes Run go without fsnotify, as on a mount that sends no events.
+	checks   atomic.Uint64
+	noEvents bool
 }
 
 // check kinds: what asked for a look at the files.
 type checkKind uint8
 
 const (
+	// byEvent is a file event, or the periodic check finding the files' sizes or times moved,
+	// once the files were quiet for the debounce.
 	byEvent checkKind = iota
-	byTimer
+	// byTrigger is Reload.
 	byTrigger
 )
 
@@ -92,7 +99,7 @@ func New(cfg Config) (*Watcher, *compile.Result, error) {
 	// on the next look, at worst compiled once more, rather than missed.
 	files, _, err := listFiles(cfg.Paths)
 	if err == nil {
-		w.seenStat, err = statPrint(files)
+		w.tickStat, err = statPrint(files)
 	}
 	if err == nil {
 		w.seenContent, err = contentPrint(files, cfg.Stdin)
@@ -130,6 +137,10 @@ func (w *Watcher) Run(ctx context.Context, apply func(*compile.Result)) {
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	fsw, err := fsnotify.NewWatcher()
+	if w.noEvents && err == nil {
+		fsw.Close()
+		fsw, err = nil, errors.New("disabled by the test")
+	}
 	if err != nil {
 		w.log.Warn("config file events unavailable; relying on the periodic check and SIGHUP", "err", err)
 	} else {
@@ -182,7 +193,11 @@ func (w *Watcher) Run(ctx context.Context, apply func(*compile.Result)) {
 			firstEvent = time.Time{}
 			w.check(fsw, apply, byEvent)
 		case <-tick:
-			w.check(fsw, apply, byTimer)
+			// A change found by the timer gets the same quiet wait as one found by an event:
+			// a file being written is caught mid-write as easily by either.
+			if w.statMoved(fsw) {
+				wait()
+			}
 		case <-w.trigger:
 			w.check(fsw, apply, byTrigger)
 		}
@@ -234,15 +249,12 @@ func (w *Watcher) check(fsw *fsnotify.Watcher, apply func(*compile.Result), kind
 		w.ioFailure(err, kind)
 		return
 	}
-	if kind == byTimer && st == w.seenStat && w.seenErr == "" {
-		return
-	}
 	content, err := contentPrint(files, w.cfg.Stdin)
 	if err != nil {
 		w.ioFailure(err, kind)
 		return
 	}
-	w.seenStat, w.seenErr = st, ""
+	w.tickStat, w.tickErr, w.seenErr = st, "", ""
 	if content == w.seenContent && kind != byTrigger {
 		return
 	}
@@ -255,6 +267,25 @@ func (w *Watcher) check(fsw *fsnotify.Watcher, apply func(*compile.Result), kind
 		return
 	}
 	w.reload(content, apply)
+}
+
+// statMoved is the periodic check's cheap look: whether the files' names, sizes or times, or
+// the failure to list them, changed since the last look (the check that follows reports why).
+func (w *Watcher) statMoved(fsw *fsnotify.Watcher) bool {
+	defer w.checks.Add(1)
+	files, dirs, err := listFiles(w.cfg.Paths)
+	var st fingerprint
+	if err == nil {
+		w.watch(fsw, dirs)
+		st, err = statPrint(files)
+	}
+	errText := ""
+	if err != nil {
+		errText = err.Error()
+	}
+	moved := st != w.tickStat || errText != w.tickErr
+	w.tickStat, w.tickErr = st, errText
+	return moved
 }
 
 // reload compiles the changed files as the next version and applies them if they have no error.
