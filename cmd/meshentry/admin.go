@@ -4,14 +4,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/meshentry/meshentry/internal/admin"
-	"github.com/meshentry/meshentry/internal/compile"
 	"github.com/meshentry/meshentry/internal/diag"
 	"github.com/meshentry/meshentry/internal/proxy"
+	"github.com/meshentry/meshentry/internal/source"
 )
 
 // adminFlags are the admin API's own flags; --admin (the address) stays with run's listeners.
@@ -56,16 +55,28 @@ func adminConfig(f *runFlags, w adminWiring) admin.Config {
 	}
 }
 
-// startupReload is the reload status of the config run started with, until the config source
-// reports reloads itself: accepted once, with the findings that left documents out.
-func startupReload(res *compile.Result, at time.Time) func() admin.ReloadStatus {
-	st := admin.ReloadStatus{Version: res.Snapshot.Version, LoadedAt: at, LastAttemptAt: at, OK: true, Accepted: 1}
-	for _, d := range res.Diagnostics {
-		if d.Level == diag.Error {
-			st.Errors = append(st.Errors, d.String())
+// watcherReload reads the config source's status in the admin API's terms. Errors are the
+// findings of the latest refused reload while it is the latest attempt; otherwise those that left
+// documents out of the serving config (a startup with --allow-invalid).
+func watcherReload(w *source.Watcher) func() admin.ReloadStatus {
+	return func() admin.ReloadStatus {
+		st := w.Status()
+		rs := admin.ReloadStatus{Version: st.Version, LoadedAt: st.LoadedAt, LastAttemptAt: st.LastAttempt,
+			OK: st.LastResult != source.Refused, Accepted: st.Accepted + 1, Refused: st.Refused}
+		if rs.LastAttemptAt.IsZero() {
+			rs.LastAttemptAt = st.LoadedAt
 		}
+		found := st.Diagnostics
+		if !rs.OK {
+			found = st.LastErrorDiagnostics
+		}
+		for _, d := range found {
+			if d.Level == diag.Error {
+				rs.Errors = append(rs.Errors, d.String())
+			}
+		}
+		return rs
 	}
-	return func() admin.ReloadStatus { return st }
 }
 
 // adminListeners names the listeners run serves, in Envoy's "name::address" terms.

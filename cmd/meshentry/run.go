@@ -17,6 +17,7 @@ import (
 	"github.com/meshentry/meshentry/internal/balance"
 	"github.com/meshentry/meshentry/internal/compile"
 	"github.com/meshentry/meshentry/internal/diag"
+	"github.com/meshentry/meshentry/internal/metrics"
 	"github.com/meshentry/meshentry/internal/proxy"
 	"github.com/meshentry/meshentry/internal/resolve"
 )
@@ -37,6 +38,7 @@ type runFlags struct {
 	metrics      metricsFlags
 	drain        drainFlags
 	admin        adminFlags
+	reload       reloadFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -120,6 +122,7 @@ func newRunCommand() *cobra.Command {
 	f.metrics.register(fl)
 	f.drain.register(fl)
 	f.admin.register(fl)
+	f.reload.register(fl)
 	return cmd
 }
 
@@ -148,11 +151,10 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	levelVar.Set(level)
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: levelVar}))
 	cfg.Logger = log
-	res, err := f.src.compile(cmd, 1)
+	watcher, res, err := loadSource(cmd, f, log)
 	if err != nil {
 		return err
 	}
-	loadedAt := time.Now()
 	if err := startupFindings(cmd, log, res, f.allowInvalid); err != nil {
 		return err
 	}
@@ -170,12 +172,17 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	}
 	var p *proxy.Proxy
 	cfg.Health = balance.NewHealth(balance.HealthConfig{})
-	mm, err := newRunMetrics(f, metricsDeps{proxy: func() *proxy.Proxy { return p }, resolver: cfg.Resolver, health: cfg.Health})
+	mm, err := newRunMetrics(f, metricsDeps{proxy: func() *proxy.Proxy { return p }, resolver: cfg.Resolver, health: cfg.Health,
+		reloads: func() metrics.ReloadStatus {
+			st := watcher.Status()
+			return metrics.ReloadStatus{Accepted: st.Accepted, Refused: st.Refused, Version: st.Version, LoadedAt: st.LoadedAt}
+		}})
 	if err != nil {
 		return err
 	}
 	p = proxy.New(cfg, res.Snapshot)
 	log.Info("registry loaded", "services", len(res.Snapshot.Services), "documents", res.Documents, "errors", res.Errors())
+	defer startReload(ctx, watcher, p)()
 
 	g := &serveGroup{ctx: ctx, cancel: cancel, log: log, out: cmd.OutOrStdout(), bound: map[string]net.Addr{}}
 	g.serve("forward proxy", lns.forward, p.ServeForward)
@@ -184,7 +191,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	if lns.admin != nil {
 		warnIfExposed(log, lns.admin.Addr())
 		adminSrv = admin.NewServer(adminConfig(f, adminWiring{log: log, level: levelVar, proxy: p, lns: lns, ns: f.src.namespace,
-			ready: g.notReady, reload: startupReload(res, loadedAt), metrics: mm.Handler()}), admin.Timeouts{})
+			ready: g.notReady, reload: watcherReload(watcher), metrics: mm.Handler()}), admin.Timeouts{})
 		g.serve("admin", lns.admin, func(ln net.Listener) error {
 			if err := adminSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err

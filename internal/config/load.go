@@ -81,6 +81,15 @@ func expand(p string) ([]string, error) {
 		if err != nil {
 			return err
 		}
+		// Kubernetes' atomic writer keeps a mounted ConfigMap's files in a "..TIMESTAMP" folder
+		// behind a "..data" symlink, with the visible names linking through it: reading the
+		// hidden copies as well would load every document twice.
+		if path != p && strings.HasPrefix(d.Name(), "..") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
 		if d.IsDir() {
 			return nil
 		}

@@ -20,6 +20,8 @@ type Pool struct {
 	idle   map[string][]*upConn // per key, most recently used last
 	count  int
 	closed bool
+	// keep is the last Retain's filter: connections handed back under a key it rejects are closed.
+	keep   func(key string) bool
 	sweep  *time.Timer
 	h2Once sync.Once
 	h2     *http.Transport // shared by all h2c upstreams, created on first use
@@ -139,7 +141,7 @@ func (p *Pool) get(key string, now time.Time) *upConn {
 func (p *Pool) put(uc *upConn, now time.Time) {
 	p.mu.Lock()
 	list := p.idle[uc.key]
-	if p.closed || len(list) >= p.maxIdle() {
+	if p.closed || len(list) >= p.maxIdle() || p.retiredLocked(uc.key) {
 		p.mu.Unlock()
 		uc.nc.Close()
 		return

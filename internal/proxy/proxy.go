@@ -68,6 +68,8 @@ type Proxy struct {
 	health   *balance.Health
 	locality balance.Locality
 	table    atomic.Pointer[table]
+	// updateMu keeps Updates from overlapping (see update.go).
+	updateMu sync.Mutex
 	pool     *httpfwd.Pool
 	forward  *httpfwd.Server
 	capture  *httpfwd.Server
@@ -151,17 +153,6 @@ func New(cfg Config, snap *registry.Snapshot) *Proxy {
 	p.capture = &httpfwd.Server{Router: &httpRouter{p: p, captured: true}, Pool: p.pool, Limits: lim, Logger: p.log}
 	p.Update(snap)
 	return p
-}
-
-// Update makes snap the snapshot every new request and connection is matched against, and drops
-// the health records of endpoints snap no longer has; those that stay keep theirs.
-func (p *Proxy) Update(snap *registry.Snapshot) {
-	old := p.table.Swap(&table{snap: snap})
-	live := liveHealthKeys(old, snap)
-	p.counts.retain(live)
-	if n := p.health.Retain(func(key string) bool { _, ok := live[key]; return ok }); n > 0 {
-		p.log.Debug("dropped health records of endpoints that are gone", "records", n)
-	}
 }
 
 // Snapshot returns the snapshot in use.

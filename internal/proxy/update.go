@@ -1,0 +1,75 @@
+package proxy
+
+import (
+	"strings"
+
+	"github.com/meshentry/meshentry/internal/registry"
+	"github.com/meshentry/meshentry/internal/resolve"
+)
+
+// Update makes snap the snapshot every new request and connection is matched against. What
+// already runs is left alone: a request in flight has its upstream and finishes on it, CONNECT
+// tunnels and captured pipes stay up whatever the new snapshot says. State is carried over for
+// the endpoints snap keeps and dropped for those it does not: pooled idle connections (closed),
+// health records and ejections, and the DNS answers of names only the old snapshot used.
+// Updates are serialized; a reload calls it from one goroutine anyway.
+func (p *Proxy) Update(snap *registry.Snapshot) {
+	p.updateMu.Lock()
+	defer p.updateMu.Unlock()
+	old := p.table.Load()
+	live := liveHealthKeys(old, snap)
+	// The pool is told first: a request still running on the old snapshot then hands its
+	// connection to an endpoint that is gone back to a pool that closes it.
+	if n := p.pool.Retain(func(key string) bool { return pooledKeyLives(key, live) }); n > 0 {
+		p.log.Debug("closed idle upstream connections of endpoints that are gone", "connections", n)
+	}
+	p.table.Store(&table{snap: snap})
+	p.counts.retain(live)
+	if n := p.health.Retain(func(key string) bool { _, ok := live[key]; return ok }); n > 0 {
+		p.log.Debug("dropped health records of endpoints that are gone", "records", n)
+	}
+	if old == nil || p.cfg.Resolver == nil {
+		return
+	}
+	gone := namesOf(old.snap)
+	for name := range namesOf(snap) {
+		delete(gone, name)
+	}
+	if len(gone) == 0 {
+		return
+	}
+	if n := p.cfg.Resolver.Retain(func(name string) bool { _, g := gone[name]; return !g }); n > 0 {
+		p.log.Debug("dropped DNS answers of names no service uses any more", "names", n)
+	}
+}
+
+// pooledKeyLives reports whether a pool key still leads to an endpoint of the new snapshot. Keys
+// of destinations the application chose (NONE, ALLOW_ANY) belong to no endpoint and are kept;
+// a DNS endpoint's key "name:port|ip:port" lives while its name:port does.
+func pooledKeyLives(key string, live map[string]struct{}) bool {
+	if strings.HasPrefix(key, originalKeyPrefix) {
+		return true
+	}
+	ep, _ := splitKey(key)
+	_, ok := live[ep]
+	return ok
+}
+
+// namesOf lists the names a snapshot makes the proxy resolve, in the resolver's cache form: its
+// DNS endpoints, and the hosts of its services, which NONE and DYNAMIC_DNS resolve as asked.
+func namesOf(snap *registry.Snapshot) map[string]struct{} {
+	names := map[string]struct{}{}
+	for _, svc := range snap.Services {
+		if !svc.Wildcard {
+			names[resolve.CacheKey(svc.Host)] = struct{}{}
+		}
+		for i := range svc.Ports {
+			for j := range svc.Ports[i].Endpoints {
+				if ep := &svc.Ports[i].Endpoints[j]; !ep.Unix && !ep.IP.IsValid() {
+					names[resolve.CacheKey(ep.Address)] = struct{}{}
+				}
+			}
+		}
+	}
+	return names
+}
