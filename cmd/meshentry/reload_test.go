@@ -26,6 +26,12 @@ type reloadRun struct {
 // test ends, with reload as the reload flags.
 func startReloadRun(t *testing.T, config string, reload reloadFlags) *reloadRun {
 	t.Helper()
+	return startReloadRunWith(t, config, func(f *runFlags) { f.reload = reload })
+}
+
+// startReloadRunWith is startReloadRun with the flags set by set.
+func startReloadRunWith(t *testing.T, config string, set func(*runFlags)) *reloadRun {
+	t.Helper()
 	r := &reloadRun{path: filepath.Join(t.TempDir(), "config.yaml"), log: &syncBuffer{}}
 	if err := os.WriteFile(r.path, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
@@ -34,7 +40,8 @@ func startReloadRun(t *testing.T, config string, reload reloadFlags) *reloadRun 
 	cmd.SetOut(io.Discard)
 	cmd.SetErr(r.log)
 	f := &runFlags{src: sourceFlags{files: []string{r.path}, namespace: "default"}, limits: defaultLimits(), listen: "127.0.0.1:0",
-		adminAddr: "", policy: "REGISTRY_ONLY", logLevel: "info", reload: reload}
+		adminAddr: "", policy: "REGISTRY_ONLY", logLevel: "info"}
+	set(f)
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan map[string]net.Addr, 1)
 	done := make(chan error, 1)
