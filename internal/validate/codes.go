@@ -62,6 +62,14 @@ const (
 
 	CodeDestinationRuleHost   = "ME1100" // a DestinationRule host that is missing or not a DNS name
 	CodeDestinationRuleSubset = "ME1101" // a DestinationRule subset name that is missing, invalid or repeated
+	CodeTrafficPolicyEmpty    = "ME1102" // a traffic policy that sets nothing, or both tunnel and proxyProtocol
+	CodeClientTLS             = "ME1103" // upstream tls fields that do not fit their mode
+	CodeClientTLSIgnored      = "ME1104" // warning (meshentry only): tls fields the mode ignores
+	CodeConsistentHash        = "ME1105" // a consistentHash without a usable key, cookie, ring or maglev table
+	CodeLocalityLB            = "ME1106" // a localityLbSetting whose distribute or failover is malformed
+	CodeConnectionPool        = "ME1107" // a connectionPool that is empty, negative or has a bad duration
+	CodeOutlierDetection      = "ME1108" // an outlierDetection with a bad duration, percentage or local-origin setting
+	CodePortLevelSettings     = "ME1109" // a portLevelSettings entry without a port or settings (warning: a repeated port)
 	CodeVirtualServiceHost    = "ME1110" // a VirtualService host that is empty or not a DNS name or IP
 	CodeVirtualServiceNoHosts = "ME1111" // warning: a VirtualService without hosts (a delegate)
 	CodeRouteDestination      = "ME1112" // a route destination host that is missing, "*" or not a DNS name

@@ -5,9 +5,10 @@
 // The ServiceEntry rules follow Istio's current ValidateServiceEntry (pkg/config/validation) and the
 // CEL and size rules of the ServiceEntry CRD (istio.io/api), written anew here. Istio's own test
 // table and CRD fixtures live in testdata/validate/istio-cases, one file per case with Istio's
-// verdict, and a test holds us to it. DestinationRule, VirtualService, Gateway and Sidecar get only
-// the cheap, certain checks (hosts present and well-formed, names, exportTo); their full rules are
-// a later issue.
+// verdict, and a test holds us to it. DestinationRules follow Istio's ValidateDestinationRule
+// (traffic policies, TLS per mode, load balancer, locality, connection pool, outlier detection,
+// port levels, subsets, workloadSelector); VirtualService, Gateway and Sidecar get only the cheap,
+// certain checks (hosts present and well-formed, names, exportTo); their full rules are a later issue.
 //
 // Every finding names its field in the document's own spelling ("spec.endpoints[0].ports.https")
 // and the line that field is on. Findings are errors (the document is rejected) or warnings (it is
@@ -22,6 +23,11 @@
 //     Istio compares the protocol with "TCP" case-sensitively.
 //   - A partial wildcard ("*foo.com") stays a warning (ME1004) with DYNAMIC_DNS, where Istio says
 //     nothing: meshentry matches only whole-label wildcards, so such a host never matches.
+//   - DestinationRule tls fields that the mode ignores (client certificate with SIMPLE, files with
+//     ISTIO_MUTUAL, anything with DISABLE) are a warning (ME1104); Istio drops them silently.
+//   - A portLevelSettings port listed twice is a warning (ME1109); Istio uses the first silently.
+//     Port number 0 there is an error, since it can match no port.
+//   - A consistentHash without a hash key is a warning (ME1105); Istio accepts it.
 //   - Messages are meshentry's own; codes, not wording, are the stable interface.
 //
 // Analysis findings are all warnings. IST0101 is an error in istioctl analyze; here it is a warning,
@@ -89,6 +95,24 @@
 //	ME1071 W  an empty subjectAltNames entry (meshentry only)
 //	ME1100 E  a DestinationRule host that is missing or not a DNS name
 //	ME1101 E  a DestinationRule subset name that is missing, invalid or repeated
+//	ME1102 E  a traffic policy (rule, subset) that sets nothing, or sets both tunnel and proxyProtocol
+//	ME1103 E  upstream tls that does not fit its mode: MUTUAL without clientCertificate and privateKey
+//	          (unless credentialName), credentialName with certificate files, insecureSkipVerify
+//	          with a CA or subjectAltNames to verify
+//	ME1104 W  tls fields the mode ignores (meshentry only)
+//	ME1105 E  consistentHash: httpCookie without name or ttl, empty header or query parameter name,
+//	          maglev tableSize missing, not prime or too big, minimumRingSize with a hash algorithm;
+//	          W for the deprecated minimumRingSize and for no hash key
+//	ME1106 E  localityLbSetting: distribute with failover, weights out of 1..100 or not summing to
+//	          100, malformed or overlapping localities, failover within one region, to a zone or
+//	          with '*', failover with a topology label in failoverPriority; W failover without
+//	          outlierDetection
+//	ME1107 E  connectionPool: neither tcp nor http, a negative limit, a duration under 1ms or not
+//	          whole milliseconds, useClientProtocol with h2UpgradePolicy UPGRADE
+//	ME1108 E  outlierDetection: a bad duration, a percentage outside 0..100, local origin failures
+//	          without splitExternalLocalOriginErrors; W the deprecated consecutiveErrors
+//	ME1109 E  a portLevelSettings entry that is null, has no port or port number 0, or sets nothing;
+//	          W a port listed twice
 //	ME1110 E  a VirtualService host that is empty or neither a DNS name nor an IP
 //	ME1111 W  a VirtualService without hosts (a delegate, which meshentry does not follow yet)
 //	ME1112 E  a route destination host that is missing, "*" or not a DNS name
