@@ -92,6 +92,8 @@ const (
 	CodeGatewayHostSE        = "ME2005" // a Gateway server host that no ServiceEntry declares
 	CodeNotAppliedYet        = "ME2006" // a decoded kind that meshentry does not act on yet
 	CodeHostTwiceInNamespace = "ME2007" // the same host declared by two ServiceEntries of one namespace
+	CodePortLevelUndeclared  = "ME2008" // a DestinationRule portLevelSettings port no matching ServiceEntry declares
+	CodeDestinationRuleMerge = "ME2009" // a DestinationRule's traffic policy or subset that a merge with an older one drops
 
 	CodeReferencedHostNotFound = "IST0101" // Istio's ReferencedResourceNotFound: a route destination host
 	CodeUnknownDRHost          = "IST0174" // Istio's UnknownDestinationRuleHost

@@ -133,6 +133,11 @@
 //	ME2006 W  a Sidecar: decoded and validated, but meshentry does not apply it yet
 //	ME2007 W  the same host declared by two ServiceEntries of one namespace: they are not merged;
 //	          each port goes to the oldest entry declaring it (Istio has no analyzer for this)
+//	ME2008 W  a DestinationRule portLevelSettings port that no ServiceEntry declaring its host (and
+//	          visible to its namespace) has: the settings never apply
+//	ME2009 W  DestinationRules for one host, namespace, exportTo and selector are merged as Istio
+//	          merges them: a newer rule's top-level traffic policy, or a subset name an older rule
+//	          already uses, is dropped (Istio only counts duplicate subsets in a push metric)
 //	IST0101 W a route destination host that no visible ServiceEntry declares (ReferencedResourceNotFound)
 //	IST0174 W a DestinationRule host that no visible ServiceEntry declares (UnknownDestinationRuleHost)
 //	IST0177 W the same host and port declared with different protocols by ServiceEntries that some
