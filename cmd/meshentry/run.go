@@ -36,6 +36,8 @@ type runFlags struct {
 	allowInvalid bool
 	limits       limitFlags
 	metrics      metricsFlags
+	// proxyPolicy is stored and checked only, until the proxy applies DestinationRules.
+	proxyPolicy policyFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -122,6 +124,7 @@ func newRunCommand() *cobra.Command {
 	fl.BoolVar(&f.allowInvalid, "allow-invalid", false, "serve the valid documents when some are invalid, logging the findings, instead of refusing to start")
 	f.limits.register(fl)
 	f.metrics.register(fl)
+	f.proxyPolicy.register(fl)
 	return cmd
 }
 
@@ -136,6 +139,9 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return err
 	}
 	if err := f.limits.apply(&cfg); err != nil {
+		return err
+	}
+	if _, _, err := f.proxyPolicy.parse(); err != nil {
 		return err
 	}
 	var level slog.Level
