@@ -251,13 +251,16 @@ func (r *rule) build(port uint32) *[3]Applied {
 	base := Applied{
 		Host: r.host, Namespace: r.namespace, Selector: r.selector, Sources: r.sources,
 		exact: !strings.HasPrefix(r.host, "*"), root: r.root,
-		Traffic: mergeTraffic(nil, r.traffic, port),
+		Traffic: effective(nil, r.traffic, port),
+	}
+	if portLevel(r.traffic, port) != nil {
+		base.PortLevel = port
 	}
 	for _, s := range r.subsets {
 		if s == nil {
 			continue
 		}
-		base.Subsets = append(base.Subsets, Subset{Name: s.Name, Labels: s.Labels, Traffic: mergeTraffic(r.traffic, s.TrafficPolicy, port)})
+		base.Subsets = append(base.Subsets, Subset{Name: s.Name, Labels: s.Labels, Traffic: effective(r.traffic, s.TrafficPolicy, port)})
 	}
 	var out [3]Applied
 	for i, sc := range [...]Scope{ScopeProxy, ScopeService, ScopeRoot} {

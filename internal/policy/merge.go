@@ -5,65 +5,77 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 )
 
-// mergeTraffic is Istio's MergeTrafficPolicy: the fields an override sets (connectionPool,
-// loadBalancer, outlierDetection, tls, tunnel, proxyProtocol) replace the base's whole, then the
-// override's portLevelSettings entry for port, if any, replaces connectionPool, loadBalancer,
-// outlierDetection and tls again. A base's own portLevelSettings are applied to it first. The result
-// is a fresh message with no portLevelSettings; the inputs are never changed. It returns nil only
-// when both policies are nil.
-func mergeTraffic(base, override *networking.TrafficPolicy, port uint32) *networking.TrafficPolicy {
-	if base != nil && len(base.PortLevelSettings) > 0 {
-		base = mergeTraffic(nil, base, port)
+// effective is Istio's MergeSubsetTrafficPolicy for one port: the rule's policy for the port, with
+// a subset's policy over it. A portLevelSettings entry for the port replaces the whole of
+// connectionPool, loadBalancer, outlierDetection and tls, so a field it omits falls back to the
+// default rather than to the level above (Istio's documented "not inherited"). Otherwise a field
+// the subset sets replaces the rule's. The result is a fresh deep copy without portLevelSettings;
+// the inputs are never changed. It is nil only when both policies are nil.
+func effective(rule, subset *networking.TrafficPolicy, port uint32) *networking.TrafficPolicy {
+	base, _ := forPort(rule, port)
+	if subset == nil {
+		return cleanCopy(base)
 	}
-	if override == nil {
-		if base == nil {
-			return nil
-		}
-		return proto.Clone(base).(*networking.TrafficPolicy)
+	sub, portLevel := forPort(subset, port)
+	if base == nil {
+		return cleanCopy(sub)
 	}
-	out := &networking.TrafficPolicy{}
-	if base != nil {
-		out.ConnectionPool, out.LoadBalancer, out.OutlierDetection, out.Tls = base.ConnectionPool, base.LoadBalancer, base.OutlierDetection, base.Tls
-		out.Tunnel, out.ProxyProtocol, out.RetryBudget = base.Tunnel, base.ProxyProtocol, base.RetryBudget
+	out := shallow(base)
+	if sub.ConnectionPool != nil || portLevel {
+		out.ConnectionPool = sub.ConnectionPool
 	}
-	if override.ConnectionPool != nil {
-		out.ConnectionPool = override.ConnectionPool
+	if sub.OutlierDetection != nil || portLevel {
+		out.OutlierDetection = sub.OutlierDetection
 	}
-	if override.LoadBalancer != nil {
-		out.LoadBalancer = override.LoadBalancer
+	if sub.LoadBalancer != nil || portLevel {
+		out.LoadBalancer = sub.LoadBalancer
 	}
-	if override.OutlierDetection != nil {
-		out.OutlierDetection = override.OutlierDetection
+	if sub.Tls != nil || portLevel {
+		out.Tls = sub.Tls
 	}
-	if override.Tls != nil {
-		out.Tls = override.Tls
+	if sub.Tunnel != nil {
+		out.Tunnel = sub.Tunnel
 	}
-	if override.Tunnel != nil {
-		out.Tunnel = override.Tunnel
+	if sub.ProxyProtocol != nil {
+		out.ProxyProtocol = sub.ProxyProtocol
 	}
-	if override.ProxyProtocol != nil {
-		out.ProxyProtocol = override.ProxyProtocol
+	if sub.RetryBudget != nil {
+		out.RetryBudget = sub.RetryBudget
 	}
-	if override.RetryBudget != nil {
-		out.RetryBudget = override.RetryBudget
+	return cleanCopy(out)
+}
+
+// forPort is Istio's GetPortLevelTrafficPolicy: the port's portLevelSettings entry as a policy of
+// its four fields and true, or the policy itself and false when no entry names the port.
+func forPort(tp *networking.TrafficPolicy, port uint32) (*networking.TrafficPolicy, bool) {
+	if tp == nil {
+		return nil, false
 	}
-	if pl := portLevel(override, port); pl != nil {
-		if pl.ConnectionPool != nil {
-			out.ConnectionPool = pl.ConnectionPool
-		}
-		if pl.LoadBalancer != nil {
-			out.LoadBalancer = pl.LoadBalancer
-		}
-		if pl.OutlierDetection != nil {
-			out.OutlierDetection = pl.OutlierDetection
-		}
-		if pl.Tls != nil {
-			out.Tls = pl.Tls
-		}
+	pl := portLevel(tp, port)
+	if pl == nil {
+		return tp, false
 	}
-	// The fields above still point into the documents; a deep copy keeps a consumer that changes
-	// its policy from changing the configuration every other lookup sees.
-	return proto.Clone(out).(*networking.TrafficPolicy)
+	return &networking.TrafficPolicy{
+		ConnectionPool: pl.ConnectionPool, LoadBalancer: pl.LoadBalancer,
+		OutlierDetection: pl.OutlierDetection, Tls: pl.Tls,
+	}, true
+}
+
+// shallow copies a policy's fields except portLevelSettings.
+func shallow(tp *networking.TrafficPolicy) *networking.TrafficPolicy {
+	return &networking.TrafficPolicy{
+		ConnectionPool: tp.ConnectionPool, LoadBalancer: tp.LoadBalancer, OutlierDetection: tp.OutlierDetection,
+		Tls: tp.Tls, Tunnel: tp.Tunnel, ProxyProtocol: tp.ProxyProtocol, RetryBudget: tp.RetryBudget,
+	}
+}
+
+// cleanCopy deep-copies a policy without its portLevelSettings, so that a consumer changing its
+// policy cannot change the documents or what other lookups see.
+func cleanCopy(tp *networking.TrafficPolicy) *networking.TrafficPolicy {
+	if tp == nil {
+		return nil
+	}
+	return proto.Clone(shallow(tp)).(*networking.TrafficPolicy)
 }
 
 // portLevel returns the first portLevelSettings entry for port, as Istio takes the first.

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"strings"
 	"testing"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -104,7 +105,7 @@ func joined(xs []string) string {
 	return s
 }
 
-func TestPortLevelSettingsOverrideAsMergeTrafficPolicyDoes(t *testing.T) {
+func TestPortLevelSettingsOverrideAsIstioMergesThem(t *testing.T) {
 	t.Parallel()
 	const policy = `  trafficPolicy:
     loadBalancer: {simple: RANDOM}
@@ -137,10 +138,11 @@ func TestPortLevelSettingsOverrideAsMergeTrafficPolicyDoes(t *testing.T) {
 		wantConn int32
 	}{
 		{name: "a port without port-level settings gets the top level", port: 80, wantTLS: networking.ClientTLSSettings_DISABLE, wantLB: networking.LoadBalancerSettings_RANDOM, wantConn: 10},
-		{name: "a port-level tls replaces tls and keeps the rest", port: 443, wantTLS: networking.ClientTLSSettings_SIMPLE, wantSNI: "port.example.com", wantLB: networking.LoadBalancerSettings_RANDOM, wantConn: 10},
-		{name: "a subset's policy replaces the fields it sets", port: 443, subset: "v1", wantTLS: networking.ClientTLSSettings_SIMPLE, wantSNI: "port.example.com", wantLB: networking.LoadBalancerSettings_ROUND_ROBIN, wantConn: 10},
-		{name: "a subset's port-level settings apply on their port", port: 80, subset: "v1", wantTLS: networking.ClientTLSSettings_DISABLE, wantLB: networking.LoadBalancerSettings_ROUND_ROBIN, wantConn: 3},
-		{name: "a subset without a policy inherits the port's merged policy", port: 443, subset: "v2", wantTLS: networking.ClientTLSSettings_SIMPLE, wantSNI: "port.example.com", wantLB: networking.LoadBalancerSettings_RANDOM, wantConn: 10},
+		{name: "a port-level entry replaces the whole policy, so what it omits falls back to defaults", port: 443, wantTLS: networking.ClientTLSSettings_SIMPLE, wantSNI: "port.example.com"},
+		{name: "a subset's policy replaces the fields it sets over the port's policy", port: 443, subset: "v1", wantTLS: networking.ClientTLSSettings_SIMPLE, wantSNI: "port.example.com", wantLB: networking.LoadBalancerSettings_ROUND_ROBIN},
+		{name: "a subset's port-level entry replaces all four fields on its port", port: 80, subset: "v1", wantConn: 3},
+		{name: "a subset without a policy gets the port's policy", port: 443, subset: "v2", wantTLS: networking.ClientTLSSettings_SIMPLE, wantSNI: "port.example.com"},
+		{name: "a subset without a policy gets the top level on other ports", port: 8080, subset: "v2", wantTLS: networking.ClientTLSSettings_DISABLE, wantLB: networking.LoadBalancerSettings_RANDOM, wantConn: 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,6 +150,9 @@ func TestPortLevelSettingsOverrideAsMergeTrafficPolicyDoes(t *testing.T) {
 			a, ok := x.For(svc, tt.port, Proxy{Namespace: "default"})
 			if !ok {
 				t.Fatal("no rule applies")
+			}
+			if wantPortLevel := tt.port == 443; (a.PortLevel != 0) != wantPortLevel || !strings.Contains(a.Why(), "portLevelSettings") == wantPortLevel {
+				t.Errorf("port level = %d, why %q; want the port level named only for port 443", a.PortLevel, a.Why())
 			}
 			tp := a.Traffic
 			if tt.subset != "" {

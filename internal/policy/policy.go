@@ -71,6 +71,9 @@ type Applied struct {
 	Scope     Scope
 	Namespace string
 	Selector  map[string]string
+	// PortLevel is the port number when the rule's portLevelSettings entry for it replaced the
+	// top-level policy, else 0.
+	PortLevel uint32
 	// exact is false when the rule's host is a wildcard.
 	exact bool
 	root  bool
@@ -98,6 +101,9 @@ func (a *Applied) Why() string {
 	s := host + " in " + where
 	if len(a.Selector) > 0 {
 		s += "; its workloadSelector " + labelString(a.Selector) + " matches the proxy's labels"
+	}
+	if a.PortLevel != 0 {
+		s += fmt.Sprintf("; its portLevelSettings for port %d replace the whole top-level policy there (what they omit takes the default)", a.PortLevel)
 	}
 	if len(a.Sources) > 1 {
 		s += fmt.Sprintf("; %d DestinationRules for this host merged (subsets joined, the oldest traffic policy wins)", len(a.Sources))
@@ -153,9 +159,12 @@ func (x *Index) For(svc *registry.Service, port uint32, proxy Proxy) (*Applied, 
 		local = x.rootLocal
 	}
 	if rules := local.match(host); len(rules) > 0 {
+		// As in Istio, rules found here end the search even when none is chosen: a workloadSelector
+		// rule that does not select this proxy hides the service's and the root's rules from it.
 		if r := choose(rules, proxy); r != nil {
 			return r.applied(port, scope), true
 		}
+		return nil, false
 	}
 	for _, step := range [...]struct {
 		ns    string

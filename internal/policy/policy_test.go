@@ -134,6 +134,13 @@ func TestForChoosesTheRuleIstioWould(t *testing.T) {
 			wantRule: "default/all", wantScope: ScopeProxy,
 		},
 		{
+			name: "a workloadSelector rule that does not select the proxy hides the service's rules, as in Istio",
+			config: serviceEntry("svc", "se", "api.example.com") + dr("svc", "owner", "api.example.com", "") +
+				dr("client", "picked", "api.example.com", "  workloadSelector: {matchLabels: {app: web}}\n"),
+			svcNS: "svc", host: "api.example.com", proxyNS: "client", labels: map[string]string{"app": "db"},
+			wantRule: "",
+		},
+		{
 			name:   "a workloadSelector rule is never exported to other namespaces",
 			config: serviceEntry("svc", "se", "api.example.com") + dr("svc", "picked", "api.example.com", "  workloadSelector: {matchLabels: {app: web}}\n"),
 			svcNS:  "svc", host: "api.example.com", proxyNS: "client", labels: map[string]string{"app": "web"},
