@@ -7,13 +7,11 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 )
 
-// Kubernetes topology labels, which failoverPriority may not use together with failover.
+// The topology labels failoverPriority may not use together with failover, as Istio lists them.
 var topologyLabels = map[string]bool{
-	"topology.kubernetes.io/region":            true,
-	"topology.kubernetes.io/zone":              true,
-	"topology.istio.io/subzone":                true,
-	"failure-domain.beta.kubernetes.io/region": true,
-	"failure-domain.beta.kubernetes.io/zone":   true,
+	"topology.kubernetes.io/region": true,
+	"topology.kubernetes.io/zone":   true,
+	"topology.istio.io/subzone":     true,
 }
 
 // loadBalancer is Istio's validateLoadBalancer. simple and consistentHash are one protobuf oneof, so
@@ -92,7 +90,7 @@ func localityLB(r *report, f string, lb *networking.LocalityLoadBalancerSetting,
 	}
 	if len(lb.Failover) > 0 {
 		for i, l := range lb.FailoverPriority {
-			if topologyLabels[strings.TrimPrefix(l, "!")] {
+			if topologyLabels[l] {
 				r.errorf(CodeLocalityLB, at(f+".failoverPriority", i, ""), "failover cannot be set together with the topology label %q in failoverPriority", l)
 				return
 			}
@@ -154,10 +152,8 @@ func localitiesProblem(locs []string) string {
 		if n := strings.Count(l, "*"); n > 1 || (n == 1 && !strings.HasSuffix(l, "*")) {
 			return fmt.Sprintf("locality %q may have one wildcard '*', and only at its end", l)
 		}
-		parts := strings.Split(l, "/")
-		if len(parts) > 3 {
-			return fmt.Sprintf("locality %q has more than region/zone/subzone", l)
-		}
+		// As in Istio, anything after the second '/' is the subzone.
+		parts := strings.SplitN(l, "/", 3)
 		for _, p := range parts {
 			if p == "" {
 				return fmt.Sprintf("locality %q must not have an empty region, zone or subzone", l)
