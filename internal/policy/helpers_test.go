@@ -10,7 +10,7 @@ import (
 )
 
 // decode reads YAML documents (namespace "default" unless they say) as the loader would.
-func decode(t *testing.T, yaml string) []*config.Document {
+func decode(t testing.TB, yaml string) []*config.Document {
 	t.Helper()
 	order := 0
 	docs, diags := config.Decode("test.yaml", strings.NewReader(yaml), "default", &order)

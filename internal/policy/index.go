@@ -35,6 +35,9 @@ type rule struct {
 type pool struct {
 	specific map[string][]*rule
 	wildcard map[string][]*rule
+	// wildKeys are wildcard's keys, longest (most specific) first, so a lookup stops at the first
+	// that covers the host.
+	wildKeys []string
 }
 
 func newPool() *pool {
@@ -55,18 +58,27 @@ func (p *pool) match(host string) []*rule {
 	} else if rs, ok := p.specific[host]; ok {
 		return rs
 	}
-	var best string
-	var found []*rule
-	for h, rs := range p.wildcard {
-		if !strings.HasSuffix(host, h[1:]) {
-			continue
-		}
-		// Longer is more specific; equal length cannot happen for distinct keys with one suffix.
-		if found == nil || len(h) > len(best) || (len(h) == len(best) && h < best) {
-			best, found = h, rs
+	for _, h := range p.wildKeys {
+		if strings.HasSuffix(host, h[1:]) {
+			return p.wildcard[h]
 		}
 	}
-	return found
+	return nil
+}
+
+// sortKeys orders the wildcard hosts once the pool is complete.
+func (p *pool) sortKeys() {
+	p.wildKeys = p.wildKeys[:0]
+	for h := range p.wildcard {
+		p.wildKeys = append(p.wildKeys, h)
+	}
+	sort.Slice(p.wildKeys, func(i, j int) bool {
+		a, b := p.wildKeys[i], p.wildKeys[j]
+		if len(a) != len(b) {
+			return len(a) > len(b)
+		}
+		return a < b
+	})
 }
 
 // Build indexes the DestinationRules among docs (other kinds are ignored) with root as the mesh
@@ -77,7 +89,8 @@ func Build(docs []*config.Document, root string) *Index {
 	}
 	var drs []*config.Document
 	for _, d := range docs {
-		if d != nil && d.DestinationRule() != nil {
+		// A rule without a host never passes validation; skipping it keeps Build total.
+		if d != nil && d.DestinationRule().GetHost() != "" {
 			drs = append(drs, d)
 		}
 	}
@@ -96,6 +109,7 @@ func Build(docs []*config.Document, root string) *Index {
 	}
 	for _, pools := range []map[string]*pool{x.local, x.exported, {"": x.rootLocal}} {
 		for _, p := range pools {
+			p.sortKeys()
 			for _, m := range []map[string][]*rule{p.specific, p.wildcard} {
 				for _, rs := range m {
 					for _, r := range rs {
