@@ -167,8 +167,9 @@ func fqdn(h, ns string) string {
 }
 
 // merge is Istio's mergeDestinationRule with enhanced merging (its default): a rule joins an
-// existing one for the same host when their exportTo sets agree and their workloadSelectors agree;
-// joining adds the subsets not yet named and the traffic policy when the existing one has none.
+// existing one for the same host when its exportTo equals or contains the existing one's and their
+// workloadSelectors do not differ; joining adds the subsets not yet named, and the traffic policy
+// when the existing rule has none.
 func merge(p *pool, d *config.Document, host string, exportTo map[string]bool, root bool) {
 	dr := d.DestinationRule()
 	m := p.specific
@@ -179,20 +180,26 @@ func merge(p *pool, d *config.Document, host string, exportTo map[string]bool, r
 	withSel := dr.GetWorkloadSelector() != nil
 	separate := true
 	for _, r := range m[host] {
-		rWithSel := r.selector != nil
-		bothWith := withSel && rWithSel
-		// As in Istio, the last existing rule looked at decides whether this one is also kept alone.
+		// Step for step as Istio's loop, so that its quirks carry over: the last rule looked at
+		// decides whether this one is also kept alone, and a rule without selector whose exportTo
+		// equals a selector rule's is folded into it and not kept alone.
 		switch {
 		case sameSet(exportTo, r.exportTo):
-			separate = !(!withSel && !rWithSel || bothWith && sameLabels(sel, r.selector))
+			separate = false
 		case len(r.exportTo) > 0 && superset(exportTo, r.exportTo):
-			separate = true // merged into the narrower rule and also kept on its own
+			separate = true
 		default:
 			separate = true
 			continue
 		}
-		if bothWith && !sameLabels(sel, r.selector) {
+		rWithSel := r.selector != nil
+		bothWith, selMatch := withSel && rWithSel, sameLabels(sel, r.selector)
+		if bothWith && !selMatch {
+			separate = true
 			continue
+		}
+		if !withSel && !rWithSel || bothWith && selMatch {
+			separate = false
 		}
 		r.absorb(d)
 	}

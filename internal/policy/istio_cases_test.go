@@ -66,3 +66,45 @@ func TestIstioExportToTable(t *testing.T) {
 		})
 	}
 }
+
+// TestIstioWorkloadSelectorTable replays Istio's TestSetDestinationRuleWithWorkloadSelector
+// (pilot/pkg/model/push_context_test.go): selector rules merge with an older catch-all whose exportTo
+// contains theirs, rules with the same selector merge, and selector rules are not exported.
+func TestIstioWorkloadSelectorTable(t *testing.T) {
+	t.Parallel()
+	rule := func(name, created, selector, exportTo, policy string) string {
+		out := "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: " + name +
+			", namespace: test, creationTimestamp: '" + created + "'}\nspec:\n  host: httpbin.org\n  exportTo: " + exportTo + "\n"
+		if selector != "" {
+			out += "  workloadSelector: {matchLabels: {app: " + selector + "}}\n"
+		}
+		return out + "  trafficPolicy: " + policy + "\n---\n"
+	}
+	yaml := rule("nsrule1", "2026-01-01T00:00:10Z", "app1", "[test2, .]", "{connectionPool: {tcp: {maxConnections: 111}}}") +
+		rule("nsrule2", "2026-01-01T00:00:11Z", "app2", "[test2, .]", "{tls: {mode: SIMPLE}}") +
+		rule("nsrule3", "2026-01-01T00:00:11Z", "app2", "[test2, .]", "{tls: {mode: SIMPLE}}") +
+		rule("nsrule5", "2026-01-01T00:00:09Z", "", "[., test2]", "{outlierDetection: {consecutive5xxErrors: 3}}")
+	x := Build(decode(t, yaml), "istio-system")
+	svc := &registry.Service{Host: "httpbin.org", Namespace: "test"}
+	tests := []struct {
+		name      string
+		proxyNS   string
+		labels    map[string]string
+		want      string
+		wantScope Scope
+	}{
+		{name: "a proxy labelled app1 gets nsrule1 merged with the catch-all", proxyNS: "test", labels: map[string]string{"app": "app1"}, want: "test/nsrule1,test/nsrule5", wantScope: ScopeProxy},
+		{name: "a proxy labelled app2 gets nsrule2 and nsrule3 merged with the catch-all", proxyNS: "test", labels: map[string]string{"app": "app2"}, want: "test/nsrule2,test/nsrule3,test/nsrule5", wantScope: ScopeProxy},
+		{name: "another proxy of the namespace gets the catch-all alone", proxyNS: "test", labels: map[string]string{"app": "other"}, want: "test/nsrule5", wantScope: ScopeProxy},
+		{name: "a proxy of test2 gets only the exported catch-all", proxyNS: "test2", labels: map[string]string{"app": "app1"}, want: "test/nsrule5", wantScope: ScopeService},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			a, ok := x.For(svc, 80, Proxy{Namespace: tt.proxyNS, Labels: tt.labels})
+			if !ok || sourceNames(a) != tt.want || a.Scope != tt.wantScope {
+				t.Fatalf("rule = %q (found %v), want %q in scope %d", sourceNames(a), ok, tt.want, tt.wantScope)
+			}
+		})
+	}
+}

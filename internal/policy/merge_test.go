@@ -45,7 +45,7 @@ func TestRulesForOneHostMergeAsIstioMergesThem(t *testing.T) {
 			proxyNS: "client", wantRule: "default/public", wantSubsets: []string{"v2"},
 		},
 		{
-			name: "a private rule without selector is merged into a selector rule and also kept alone",
+			name: "a private rule without selector is folded into a selector rule of the same exportTo",
 			config: serviceEntry("default", "se", "api.example.com") +
 				dr("default", "all", "api.example.com", "  exportTo: [.]\n  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n  subsets:\n  - {name: v2, labels: {v: '2'}}\n") +
 				dr("default", "picked", "api.example.com", "  workloadSelector: {matchLabels: {app: web}}\n  subsets:\n  - {name: v1, labels: {v: '1'}}\n"),
@@ -61,12 +61,12 @@ func TestRulesForOneHostMergeAsIstioMergesThem(t *testing.T) {
 			wantRule: "default/picked", wantSubsets: []string{"v1"},
 		},
 		{
-			name: "the private catch-all stays on its own for proxies the selector does not pick",
+			name: "a catch-all folded into a selector rule leaves proxies the selector does not pick without a rule, as in Istio",
 			config: serviceEntry("default", "se", "api.example.com") +
 				dr("default", "all", "api.example.com", "  exportTo: [.]\n  subsets:\n  - {name: v2, labels: {v: '2'}}\n") +
 				dr("default", "picked", "api.example.com", "  workloadSelector: {matchLabels: {app: web}}\n  subsets:\n  - {name: v1, labels: {v: '1'}}\n"),
 			proxyNS: "default", labels: map[string]string{"app": "db"},
-			wantRule: "default/all", wantSubsets: []string{"v2"},
+			wantRule: "",
 		},
 	}
 	for _, tt := range tests {
@@ -80,8 +80,11 @@ func TestRulesForOneHostMergeAsIstioMergesThem(t *testing.T) {
 			}
 			snap := registry.Build(docs, 1)
 			a, ok := Build(docs, "").For(service(t, snap, "default", "api.example.com"), 80, Proxy{Namespace: tt.proxyNS, Labels: tt.labels})
-			if !ok || sourceNames(a) != tt.wantRule {
+			if ok != (tt.wantRule != "") || sourceNames(a) != tt.wantRule {
 				t.Fatalf("rule = %q (found %v), want %q", sourceNames(a), ok, tt.wantRule)
+			}
+			if !ok {
+				return
 			}
 			var names []string
 			for _, s := range a.Subsets {
