@@ -62,10 +62,12 @@ const (
 
 	CodeDestinationRuleHost   = "ME1100" // a DestinationRule host that is missing or not a DNS name
 	CodeDestinationRuleSubset = "ME1101" // a DestinationRule subset name that is missing, invalid or repeated
-	CodeTrafficPolicyEmpty    = "ME1102" // a traffic policy that sets nothing, or both tunnel and proxyProtocol
+	CodeTrafficPolicyEmpty    = "ME1102" // a traffic policy that sets nothing; bad tunnel or proxyProtocol settings
 	CodeClientTLS             = "ME1103" // upstream tls fields that do not fit their mode
 	CodeClientTLSIgnored      = "ME1104" // warning (meshentry only): tls fields the mode ignores
 	CodeConsistentHash        = "ME1105" // a consistentHash without a usable key, cookie, ring or maglev table
+	CodeLoadBalancer          = "ME1141" // a loadBalancer warmup without a valid duration, percentage or aggression
+	CodeSelectorExportTo      = "ME1142" // a DestinationRule with a workloadSelector exported beyond its namespace
 	CodeLocalityLB            = "ME1106" // a localityLbSetting whose distribute or failover is malformed
 	CodeConnectionPool        = "ME1107" // a connectionPool that is empty, negative or has a bad duration
 	CodeOutlierDetection      = "ME1108" // an outlierDetection with a bad duration, percentage or local-origin setting

@@ -61,4 +61,20 @@ func ruleSelector(r *report, dr *networking.DestinationRule) {
 	if len(sel.MatchLabels) == 0 {
 		r.warnf(CodeSelectorNoLabels, "spec.workloadSelector", "workloadSelector has no labels, so it selects every proxy in namespace %q", r.doc.Namespace)
 	}
+	// A rule that selects workloads applies only in its own namespace, so exportTo may name no other.
+	own, other := false, 0
+	for _, e := range dr.ExportTo {
+		if e == exportPrivate || e == r.doc.Namespace {
+			own = true
+		} else {
+			other++
+		}
+	}
+	switch {
+	case len(dr.ExportTo) == 0:
+	case !own:
+		r.errorf(CodeSelectorExportTo, "spec.exportTo", "a DestinationRule with a workloadSelector cannot be exported beyond its namespace %q", r.doc.Namespace)
+	case other > 0:
+		r.errorf(CodeSelectorExportTo, "spec.exportTo", "a DestinationRule with a workloadSelector cannot have several exportTo entries; use [\".\"]")
+	}
 }

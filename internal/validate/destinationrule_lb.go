@@ -23,7 +23,12 @@ func loadBalancer(r *report, f string, lb *networking.LoadBalancerSettings, od *
 	if ch := lb.GetConsistentHash(); ch != nil {
 		consistentHash(r, f+".consistentHash", ch)
 	}
+	if lb.LocalityLbSetting != nil && lb.ZoneAwareLbSetting != nil {
+		r.errorf(CodeLocalityLB, f+".zoneAwareLbSetting", "localityLbSetting and zoneAwareLbSetting cannot both be set")
+	}
 	localityLB(r, f+".localityLbSetting", lb.LocalityLbSetting, od)
+	zoneAwareLB(r, f+".zoneAwareLbSetting", lb.ZoneAwareLbSetting, od)
+	warmup(r, f+".warmup", lb.Warmup)
 }
 
 func consistentHash(r *report, f string, ch *networking.LoadBalancerSettings_ConsistentHashLB) {
@@ -31,22 +36,14 @@ func consistentHash(r *report, f string, ch *networking.LoadBalancerSettings_Con
 	case nil:
 		r.warnf(CodeConsistentHash, f, "consistentHash sets no hash key (httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName), so every request hashes alike")
 	case *networking.LoadBalancerSettings_ConsistentHashLB_HttpCookie:
-		c := key.HttpCookie
-		if c.GetName() == "" {
-			r.errorf(CodeConsistentHash, f+".httpCookie.name", "httpCookie needs a name")
-		}
-		if c.GetTtl() == nil {
-			r.errorf(CodeConsistentHash, f+".httpCookie.ttl", "httpCookie needs a ttl (0s for a session cookie)")
-		} else if c.GetTtl().AsDuration() < 0 {
-			r.errorf(CodeConsistentHash, f+".httpCookie.ttl", "ttl %s is negative", c.GetTtl().AsDuration())
-		}
+		httpCookie(r, f+".httpCookie", key.HttpCookie)
 	case *networking.LoadBalancerSettings_ConsistentHashLB_HttpHeaderName:
 		if key.HttpHeaderName == "" {
-			r.errorf(CodeConsistentHash, f+".httpHeaderName", "httpHeaderName is empty")
+			r.warnf(CodeConsistentHash, f+".httpHeaderName", "httpHeaderName is empty, so every request hashes alike")
 		}
 	case *networking.LoadBalancerSettings_ConsistentHashLB_HttpQueryParameterName:
 		if key.HttpQueryParameterName == "" {
-			r.errorf(CodeConsistentHash, f+".httpQueryParameterName", "httpQueryParameterName is empty")
+			r.warnf(CodeConsistentHash, f+".httpQueryParameterName", "httpQueryParameterName is empty, so every request hashes alike")
 		}
 	}
 	if ch.MinimumRingSize != 0 { //nolint:staticcheck // the deprecated field is what is being checked
@@ -63,6 +60,72 @@ func consistentHash(r *report, f string, ch *networking.LoadBalancerSettings_Con
 			r.errorf(CodeConsistentHash, f+".maglev.tableSize", "maglev tableSize %d must be less than 5000011", n)
 		case !isPrime(n):
 			r.errorf(CodeConsistentHash, f+".maglev.tableSize", "maglev tableSize %d must be a prime number", n)
+		}
+	}
+}
+
+// httpCookie needs a name and unique, named attributes; a ttl is optional (without one the proxy
+// only hashes a cookie the client already has), but it may not be negative.
+func httpCookie(r *report, f string, c *networking.LoadBalancerSettings_ConsistentHashLB_HTTPCookie) {
+	if c.GetName() == "" {
+		r.errorf(CodeConsistentHash, f+".name", "httpCookie needs a name")
+	}
+	if c.GetTtl() != nil && c.GetTtl().AsDuration() < 0 {
+		r.errorf(CodeConsistentHash, f+".ttl", "ttl %s is negative", c.GetTtl().AsDuration())
+	}
+	seen := map[string]bool{}
+	for i, a := range c.GetAttributes() {
+		switch n := a.GetName(); {
+		case n == "":
+			r.errorf(CodeConsistentHash, at(f+".attributes", i, ".name"), "a cookie attribute needs a name")
+		case seen[n]:
+			r.errorf(CodeConsistentHash, at(f+".attributes", i, ".name"), "cookie attribute %q is listed twice", n)
+		default:
+			seen[n] = true
+		}
+	}
+}
+
+// warmup is Istio's check of loadBalancer.warmup: a duration is required.
+func warmup(r *report, f string, w *networking.WarmupConfiguration) {
+	if w == nil {
+		return
+	}
+	if w.Duration == nil {
+		r.errorf(CodeLoadBalancer, f+".duration", "warmup needs a duration")
+	} else {
+		duration(r, CodeLoadBalancer, f+".duration", w.Duration)
+	}
+	if w.MinimumPercent.GetValue() > 100 {
+		r.errorf(CodeLoadBalancer, f+".minimumPercent", "minimumPercent %g is over 100", w.MinimumPercent.GetValue())
+	}
+	if w.Aggression != nil && w.Aggression.GetValue() <= 0 {
+		r.errorf(CodeLoadBalancer, f+".aggression", "aggression %g must be greater than 0", w.Aggression.GetValue())
+	}
+}
+
+// zoneAwareLB is Istio's ValidateZoneAwareLbSetting.
+func zoneAwareLB(r *report, f string, lb *networking.ZoneAwareLoadBalancerSetting, od *networking.OutlierDetection) {
+	if lb == nil {
+		return
+	}
+	for i, l := range lb.GetFailoverPriority() {
+		if topologyLabels[l] {
+			r.errorf(CodeLocalityLB, at(f+".failoverPriority", i, ""), "zone-aware failoverPriority may not use the topology label %q: region and zone routing are automatic", l)
+		}
+	}
+	if (len(lb.GetFailover()) > 0 || len(lb.GetFailoverPriority()) > 0) && od == nil {
+		r.warnf(CodeLocalityLB, f, "failover needs an outlierDetection policy: without one, no endpoint is ever found unhealthy, so traffic never fails over")
+	}
+	for i, fo := range lb.GetFailover() {
+		ff := at(f+".failover", i, "")
+		switch {
+		case fo.GetFrom() == fo.GetTo():
+			r.errorf(CodeLocalityLB, ff, "failover from %q to itself: from and to must be different regions", fo.GetFrom())
+		case strings.Contains(fo.GetFrom(), "/") || strings.Contains(fo.GetTo(), "/"):
+			r.errorf(CodeLocalityLB, ff, "zone-aware failover names regions only, not %q to %q", fo.GetFrom(), fo.GetTo())
+		case strings.Contains(fo.GetFrom(), "*") || strings.Contains(fo.GetTo(), "*"):
+			r.errorf(CodeLocalityLB, ff, "a failover region may not contain '*'")
 		}
 	}
 }

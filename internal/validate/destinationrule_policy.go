@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -20,6 +21,11 @@ func trafficPolicy(r *report, f string, tp *networking.TrafficPolicy) {
 	}
 	if tp.Tunnel != nil && tp.ProxyProtocol != nil {
 		r.errorf(CodeTrafficPolicyEmpty, f, "tunnel and proxyProtocol cannot both be set")
+		return
+	}
+	tunnel(r, f+".tunnel", tp.Tunnel)
+	if pp := tp.ProxyProtocol; pp != nil && pp.Version != networking.TrafficPolicy_ProxyProtocol_V1 && pp.Version != networking.TrafficPolicy_ProxyProtocol_V2 {
+		r.errorf(CodeTrafficPolicyEmpty, f+".proxyProtocol.version", "proxy protocol version %d is neither V1 nor V2", pp.Version)
 	}
 	outlierDetection(r, f+".outlierDetection", tp.OutlierDetection)
 	connectionPool(r, f+".connectionPool", tp.ConnectionPool)
@@ -102,6 +108,10 @@ func connectionPool(r *report, f string, cp *networking.ConnectionPoolSettings) 
 		nonNegative(r, hf+".maxRetries", h.MaxRetries)
 		nonNegative(r, hf+".maxConcurrentStreams", h.MaxConcurrentStreams)
 		duration(r, CodeConnectionPool, hf+".idleTimeout", h.IdleTimeout)
+		if ka := h.Http2KeepAlive; ka != nil {
+			requiredDuration(r, CodeConnectionPool, hf+".http2KeepAlive.interval", ka.Interval)
+			requiredDuration(r, CodeConnectionPool, hf+".http2KeepAlive.timeout", ka.Timeout)
+		}
 		if h.H2UpgradePolicy == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE && h.UseClientProtocol {
 			r.errorf(CodeConnectionPool, hf+".useClientProtocol", "useClientProtocol cannot be true when h2UpgradePolicy is UPGRADE")
 		}
@@ -111,7 +121,10 @@ func connectionPool(r *report, f string, cp *networking.ConnectionPoolSettings) 
 		nonNegative(r, tf+".maxConnections", t.MaxConnections)
 		duration(r, CodeConnectionPool, tf+".connectTimeout", t.ConnectTimeout)
 		duration(r, CodeConnectionPool, tf+".maxConnectionDuration", t.MaxConnectionDuration)
-		duration(r, CodeConnectionPool, tf+".idleTimeout", t.IdleTimeout)
+		// 0s turns the idle timeout off, as Istio allows.
+		if t.IdleTimeout.AsDuration() != 0 {
+			duration(r, CodeConnectionPool, tf+".idleTimeout", t.IdleTimeout)
+		}
 		if ka := t.TcpKeepalive; ka != nil {
 			duration(r, CodeConnectionPool, tf+".tcpKeepalive.time", ka.Time)
 			duration(r, CodeConnectionPool, tf+".tcpKeepalive.interval", ka.Interval)
@@ -122,6 +135,30 @@ func connectionPool(r *report, f string, cp *networking.ConnectionPoolSettings) 
 func nonNegative(r *report, f string, v int32) {
 	if v < 0 {
 		r.errorf(CodeConnectionPool, f, "%d is negative; limits must be 0 (the default) or more", v)
+	}
+}
+
+func requiredDuration(r *report, code, f string, d *durationpb.Duration) {
+	if d == nil {
+		r.errorf(code, f, "required")
+		return
+	}
+	duration(r, code, f, d)
+}
+
+// tunnel is Istio's validateTunnelSettings: CONNECT or POST to a valid host and port.
+func tunnel(r *report, f string, t *networking.TrafficPolicy_TunnelSettings) {
+	if t == nil {
+		return
+	}
+	if t.Protocol != "" && t.Protocol != "CONNECT" && t.Protocol != "POST" {
+		r.errorf(CodeTrafficPolicyEmpty, f+".protocol", "tunnel protocol %q must be CONNECT or POST", t.Protocol)
+	}
+	if !isIP(t.TargetHost) && (t.TargetHost == "" || strings.HasPrefix(t.TargetHost, "*") || hostProblem(t.TargetHost, false) != "") {
+		r.errorf(CodeTrafficPolicyEmpty, f+".targetHost", "tunnel targetHost %q is neither a DNS name nor an IP address", t.TargetHost)
+	}
+	if t.TargetPort == 0 || t.TargetPort > 65535 {
+		r.errorf(CodeTrafficPolicyEmpty, f+".targetPort", "tunnel targetPort %d is out of range (1-65535)", t.TargetPort)
 	}
 }
 

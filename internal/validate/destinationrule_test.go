@@ -74,9 +74,24 @@ func TestDestinationRuleLoadBalancer(t *testing.T) {
 		{name: "accepts a consistent hash on a cookie with a ttl", spec: "trafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: user, ttl: 0s}}}}"},
 		{name: "accepts maglev with a prime table size", spec: "trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user, maglev: {tableSize: 65537}}}}"},
 		{
-			name: "rejects a cookie without name or ttl",
+			name: "rejects a cookie without a name but, as Istio, not one without a ttl",
 			spec: "trafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {path: /}}}}",
-			want: []finding{e(CodeConsistentHash, "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name"), e(CodeConsistentHash, "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl")},
+			want: []finding{e(CodeConsistentHash, "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name")},
+		},
+		{
+			name: "rejects cookie attributes without a name or listed twice",
+			spec: "trafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: u, attributes: [{name: SameSite, value: Lax}, {name: SameSite}, {value: x}]}}}}",
+			want: []finding{e(CodeConsistentHash, "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.attributes[1].name"), e(CodeConsistentHash, "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.attributes[2].name")},
+		},
+		{
+			name: "rejects a warmup without a duration and with a bad aggression",
+			spec: "trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN, warmup: {aggression: 0}}}",
+			want: []finding{e(CodeLoadBalancer, "spec.trafficPolicy.loadBalancer.warmup.duration"), e(CodeLoadBalancer, "spec.trafficPolicy.loadBalancer.warmup.aggression")},
+		},
+		{
+			name: "rejects localityLbSetting together with zoneAwareLbSetting",
+			spec: "trafficPolicy: {loadBalancer: {localityLbSetting: {enabled: true}, zoneAwareLbSetting: {enabled: true}}}",
+			want: []finding{e(CodeLocalityLB, "spec.trafficPolicy.loadBalancer.zoneAwareLbSetting")},
 		},
 		{
 			name: "rejects a maglev table size that is not prime",
@@ -165,6 +180,25 @@ func TestDestinationRuleLimitsAndOutliers(t *testing.T) {
 			want: []finding{e(CodeOutlierDetection, "spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures"), w(CodeOutlierDetection, "spec.trafficPolicy.outlierDetection.consecutiveErrors")},
 		},
 		{
+			name: "accepts a tcp idleTimeout of 0s, which turns it off",
+			spec: "trafficPolicy: {connectionPool: {tcp: {idleTimeout: 0s}}}",
+		},
+		{
+			name: "rejects an http2KeepAlive without a timeout",
+			spec: "trafficPolicy: {connectionPool: {http: {http2KeepAlive: {interval: 10s}}}}",
+			want: []finding{e(CodeConnectionPool, "spec.trafficPolicy.connectionPool.http.http2KeepAlive.timeout")},
+		},
+		{
+			name: "rejects a tunnel with another protocol and no target",
+			spec: "trafficPolicy: {tunnel: {protocol: GET}}",
+			want: []finding{
+				e(CodeTrafficPolicyEmpty, "spec.trafficPolicy.tunnel.protocol"),
+				e(CodeTrafficPolicyEmpty, "spec.trafficPolicy.tunnel.targetHost"),
+				e(CodeTrafficPolicyEmpty, "spec.trafficPolicy.tunnel.targetPort"),
+			},
+		},
+		{name: "accepts a tunnel through a proxy", spec: "trafficPolicy: {tunnel: {protocol: CONNECT, targetHost: egress.example.com, targetPort: 8443}}"},
+		{
 			name: "rejects h2 upgrade with useClientProtocol",
 			spec: "trafficPolicy: {connectionPool: {http: {h2UpgradePolicy: UPGRADE, useClientProtocol: true}}}",
 			want: []finding{e(CodeConnectionPool, "spec.trafficPolicy.connectionPool.http.useClientProtocol")},
@@ -199,6 +233,17 @@ func TestDestinationRulePortLevelsSubsetsAndSelector(t *testing.T) {
 			name: "rejects a wildcard in a workloadSelector",
 			spec: "workloadSelector: {matchLabels: {app: '*'}}",
 			want: []finding{e(CodeSelectorWildcard, "spec.workloadSelector.matchLabels.app")},
+		},
+		{name: "accepts a workloadSelector rule exported to its own namespace", spec: "workloadSelector: {matchLabels: {app: web}}\nexportTo: [.]"},
+		{
+			name: "rejects a workloadSelector rule exported to another namespace",
+			spec: "workloadSelector: {matchLabels: {app: web}}\nexportTo: [other]",
+			want: []finding{e(CodeSelectorExportTo, "spec.exportTo")},
+		},
+		{
+			name: "rejects a workloadSelector rule exported to its namespace and another",
+			spec: "workloadSelector: {matchLabels: {app: web}}\nexportTo: [., other]",
+			want: []finding{e(CodeSelectorExportTo, "spec.exportTo")},
 		},
 		{
 			name: "warns about a workloadSelector without labels",

@@ -95,20 +95,24 @@
 //	ME1071 W  an empty subjectAltNames entry (meshentry only)
 //	ME1100 E  a DestinationRule host that is missing or not a DNS name
 //	ME1101 E  a DestinationRule subset name that is missing, invalid or repeated
-//	ME1102 E  a traffic policy (rule, subset) that sets nothing, or sets both tunnel and proxyProtocol
+//	ME1102 E  a traffic policy (rule, subset) that sets nothing, or both tunnel and proxyProtocol; a
+//	          tunnel that is not CONNECT or POST to a valid host and port; a proxyProtocol version
+//	          that is neither V1 nor V2
 //	ME1103 E  upstream tls that does not fit its mode: MUTUAL without clientCertificate and privateKey
 //	          (unless credentialName), credentialName with certificate files, insecureSkipVerify
 //	          with a CA or subjectAltNames to verify
 //	ME1104 W  tls fields the mode ignores (meshentry only)
-//	ME1105 E  consistentHash: httpCookie without name or ttl, empty header or query parameter name,
-//	          maglev tableSize missing, not prime or too big, minimumRingSize with a hash algorithm;
-//	          W for the deprecated minimumRingSize and for no hash key
-//	ME1106 E  localityLbSetting: distribute with failover, weights out of 1..100 or not summing to
+//	ME1105 E  consistentHash: httpCookie without a name, with a negative ttl or with unnamed or
+//	          repeated attributes, maglev tableSize missing, not prime or too big, minimumRingSize
+//	          with a hash algorithm; W the deprecated minimumRingSize, no hash key, an empty header or
+//	          query parameter name (meshentry only)
+//	ME1106 E  localityLbSetting (and zoneAwareLbSetting, exclusive with it): distribute with failover, weights out of 1..100 or not summing to
 //	          100, malformed or overlapping localities, failover within one region, to a zone or
 //	          with '*', failover with a topology label in failoverPriority; W failover without
 //	          outlierDetection
 //	ME1107 E  connectionPool: neither tcp nor http, a negative limit, a duration under 1ms or not
-//	          whole milliseconds, useClientProtocol with h2UpgradePolicy UPGRADE
+//	          whole milliseconds (tcp.idleTimeout 0s turns it off), useClientProtocol with
+//	          h2UpgradePolicy UPGRADE, an http2KeepAlive without interval or timeout
 //	ME1108 E  outlierDetection: a bad duration, a percentage outside 0..100, local origin failures
 //	          without splitExternalLocalOriginErrors; W the deprecated consecutiveErrors
 //	ME1109 E  a portLevelSettings entry that is null, has no port or port number 0, or sets nothing;
@@ -123,6 +127,8 @@
 //	ME1124 E  an HTTPS or TLS Gateway server without tls settings
 //	ME1130 E  a Sidecar that configures nothing
 //	ME1131 E  a Sidecar egress listener without hosts, or a host not of the form namespace/host
+//	ME1141 E  a loadBalancer warmup without a valid duration, minimumPercent over 100, aggression <= 0
+//	ME1142 E  a DestinationRule with a workloadSelector whose exportTo names another namespace
 //
 //	ME2001 W  two entries without addresses claim the same opaque TCP port (TCP, MONGO, MYSQL,
 //	          REDIS or no protocol) in a namespace that sees both; names the winner and why
