@@ -9,66 +9,71 @@ import (
 	"github.com/meshentry/meshentry/internal/registry"
 )
 
+// mergeCase is several rules for one host and what a proxy gets from their merge.
+type mergeCase struct {
+	name        string
+	config      string
+	proxyNS     string
+	labels      map[string]string
+	wantRule    string
+	wantSubsets []string
+	wantLB      networking.LoadBalancerSettings_SimpleLB // of the top-level policy, 0 for none
+}
+
+var mergeCases = []mergeCase{
+	{
+		name: "subsets are joined and the older rule's traffic policy wins",
+		config: serviceEntry("default", "se", "api.example.com") +
+			dr("default", "newer", "api.example.com", "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n  subsets:\n  - {name: v1, labels: {v: '1b'}}\n  - {name: v2, labels: {v: '2'}}\n") +
+			"# older by creationTimestamp though loaded second\n" +
+			dr("default", "older", "api.example.com", "  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}\n  subsets:\n  - {name: v1, labels: {v: '1'}}\n"),
+		proxyNS: "default", wantRule: "default/older,default/newer", wantSubsets: []string{"v1", "v2"},
+		wantLB: networking.LoadBalancerSettings_LEAST_REQUEST,
+	},
+	{
+		name: "a later rule's traffic policy is used when the first has none",
+		config: serviceEntry("default", "se", "api.example.com") +
+			dr("default", "first", "api.example.com", "  subsets:\n  - {name: v1, labels: {v: '1'}}\n") +
+			dr("default", "second", "api.example.com", "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n"),
+		proxyNS: "default", wantRule: "default/first,default/second", wantSubsets: []string{"v1"},
+		wantLB: networking.LoadBalancerSettings_RANDOM,
+	},
+	{
+		name: "rules with different exportTo are kept apart",
+		config: serviceEntry("default", "se", "api.example.com") +
+			dr("default", "private", "api.example.com", "  exportTo: [.]\n  subsets:\n  - {name: v1, labels: {v: '1'}}\n") +
+			dr("default", "public", "api.example.com", "  subsets:\n  - {name: v2, labels: {v: '2'}}\n"),
+		proxyNS: "client", wantRule: "default/public", wantSubsets: []string{"v2"},
+	},
+	{
+		name: "a private rule without selector is folded into a selector rule of the same exportTo",
+		config: serviceEntry("default", "se", "api.example.com") +
+			dr("default", "all", "api.example.com", "  exportTo: [.]\n  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n  subsets:\n  - {name: v2, labels: {v: '2'}}\n") +
+			dr("default", "picked", "api.example.com", "  workloadSelector: {matchLabels: {app: web}}\n  subsets:\n  - {name: v1, labels: {v: '1'}}\n"),
+		proxyNS: "default", labels: map[string]string{"app": "web"},
+		wantRule: "default/picked,default/all", wantSubsets: []string{"v1", "v2"}, wantLB: networking.LoadBalancerSettings_RANDOM,
+	},
+	{
+		name: "a public rule is not merged into a selector rule, whose exportTo is only its namespace",
+		config: serviceEntry("default", "se", "api.example.com") +
+			dr("default", "all", "api.example.com", "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n  subsets:\n  - {name: v2, labels: {v: '2'}}\n") +
+			dr("default", "picked", "api.example.com", "  workloadSelector: {matchLabels: {app: web}}\n  subsets:\n  - {name: v1, labels: {v: '1'}}\n"),
+		proxyNS: "default", labels: map[string]string{"app": "web"},
+		wantRule: "default/picked", wantSubsets: []string{"v1"},
+	},
+	{
+		name: "a catch-all folded into a selector rule leaves proxies the selector does not pick without a rule, as in Istio",
+		config: serviceEntry("default", "se", "api.example.com") +
+			dr("default", "all", "api.example.com", "  exportTo: [.]\n  subsets:\n  - {name: v2, labels: {v: '2'}}\n") +
+			dr("default", "picked", "api.example.com", "  workloadSelector: {matchLabels: {app: web}}\n  subsets:\n  - {name: v1, labels: {v: '1'}}\n"),
+		proxyNS: "default", labels: map[string]string{"app": "db"},
+		wantRule: "",
+	},
+}
+
 func TestRulesForOneHostMergeAsIstioMergesThem(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name        string
-		config      string
-		proxyNS     string
-		labels      map[string]string
-		wantRule    string
-		wantSubsets []string
-		wantLB      networking.LoadBalancerSettings_SimpleLB // of the top-level policy, 0 for none
-	}{
-		{
-			name: "subsets are joined and the older rule's traffic policy wins",
-			config: serviceEntry("default", "se", "api.example.com") +
-				dr("default", "newer", "api.example.com", "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n  subsets:\n  - {name: v1, labels: {v: '1b'}}\n  - {name: v2, labels: {v: '2'}}\n") +
-				"# older by creationTimestamp though loaded second\n" +
-				dr("default", "older", "api.example.com", "  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}\n  subsets:\n  - {name: v1, labels: {v: '1'}}\n"),
-			proxyNS: "default", wantRule: "default/older,default/newer", wantSubsets: []string{"v1", "v2"},
-			wantLB: networking.LoadBalancerSettings_LEAST_REQUEST,
-		},
-		{
-			name: "a later rule's traffic policy is used when the first has none",
-			config: serviceEntry("default", "se", "api.example.com") +
-				dr("default", "first", "api.example.com", "  subsets:\n  - {name: v1, labels: {v: '1'}}\n") +
-				dr("default", "second", "api.example.com", "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n"),
-			proxyNS: "default", wantRule: "default/first,default/second", wantSubsets: []string{"v1"},
-			wantLB: networking.LoadBalancerSettings_RANDOM,
-		},
-		{
-			name: "rules with different exportTo are kept apart",
-			config: serviceEntry("default", "se", "api.example.com") +
-				dr("default", "private", "api.example.com", "  exportTo: [.]\n  subsets:\n  - {name: v1, labels: {v: '1'}}\n") +
-				dr("default", "public", "api.example.com", "  subsets:\n  - {name: v2, labels: {v: '2'}}\n"),
-			proxyNS: "client", wantRule: "default/public", wantSubsets: []string{"v2"},
-		},
-		{
-			name: "a private rule without selector is folded into a selector rule of the same exportTo",
-			config: serviceEntry("default", "se", "api.example.com") +
-				dr("default", "all", "api.example.com", "  exportTo: [.]\n  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n  subsets:\n  - {name: v2, labels: {v: '2'}}\n") +
-				dr("default", "picked", "api.example.com", "  workloadSelector: {matchLabels: {app: web}}\n  subsets:\n  - {name: v1, labels: {v: '1'}}\n"),
-			proxyNS: "default", labels: map[string]string{"app": "web"},
-			wantRule: "default/picked,default/all", wantSubsets: []string{"v1", "v2"}, wantLB: networking.LoadBalancerSettings_RANDOM,
-		},
-		{
-			name: "a public rule is not merged into a selector rule, whose exportTo is only its namespace",
-			config: serviceEntry("default", "se", "api.example.com") +
-				dr("default", "all", "api.example.com", "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n  subsets:\n  - {name: v2, labels: {v: '2'}}\n") +
-				dr("default", "picked", "api.example.com", "  workloadSelector: {matchLabels: {app: web}}\n  subsets:\n  - {name: v1, labels: {v: '1'}}\n"),
-			proxyNS: "default", labels: map[string]string{"app": "web"},
-			wantRule: "default/picked", wantSubsets: []string{"v1"},
-		},
-		{
-			name: "a catch-all folded into a selector rule leaves proxies the selector does not pick without a rule, as in Istio",
-			config: serviceEntry("default", "se", "api.example.com") +
-				dr("default", "all", "api.example.com", "  exportTo: [.]\n  subsets:\n  - {name: v2, labels: {v: '2'}}\n") +
-				dr("default", "picked", "api.example.com", "  workloadSelector: {matchLabels: {app: web}}\n  subsets:\n  - {name: v1, labels: {v: '1'}}\n"),
-			proxyNS: "default", labels: map[string]string{"app": "db"},
-			wantRule: "",
-		},
-	}
+	tests := mergeCases
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
