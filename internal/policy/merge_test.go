@@ -130,6 +130,8 @@ func TestPortLevelSettingsOverrideAsIstioMergesThem(t *testing.T) {
       portLevelSettings:
       - port: {number: 80}
         connectionPool: {tcp: {maxConnections: 3}}
+      - port: {number: 8080}
+        loadBalancer: {simple: LEAST_REQUEST}
   - name: v2
     labels: {v: '2'}
 `
@@ -144,11 +146,14 @@ func TestPortLevelSettingsOverrideAsIstioMergesThem(t *testing.T) {
 		wantSNI  string
 		wantLB   networking.LoadBalancerSettings_SimpleLB
 		wantConn int32
+		// wantNoTLS is set where tls must be absent, not merely DISABLE (its zero value).
+		wantNoTLS bool
 	}{
 		{name: "a port without port-level settings gets the top level", port: 80, wantTLS: networking.ClientTLSSettings_DISABLE, wantLB: networking.LoadBalancerSettings_RANDOM, wantConn: 10},
 		{name: "a port-level entry replaces the whole policy, so what it omits falls back to defaults", port: 443, wantTLS: networking.ClientTLSSettings_SIMPLE, wantSNI: "port.example.com"},
 		{name: "a subset's policy replaces the fields it sets over the port's policy", port: 443, subset: "v1", wantTLS: networking.ClientTLSSettings_SIMPLE, wantSNI: "port.example.com", wantLB: networking.LoadBalancerSettings_ROUND_ROBIN},
-		{name: "a subset's port-level entry replaces all four fields on its port", port: 80, subset: "v1", wantConn: 3},
+		{name: "a subset's port-level entry replaces all four fields on its port", port: 80, subset: "v1", wantConn: 3, wantNoTLS: true},
+		{name: "a subset's port-level entry drops what it omits even when the rule sets it", port: 8080, subset: "v1", wantLB: networking.LoadBalancerSettings_LEAST_REQUEST, wantNoTLS: true},
 		{name: "a subset without a policy gets the port's policy", port: 443, subset: "v2", wantTLS: networking.ClientTLSSettings_SIMPLE, wantSNI: "port.example.com"},
 		{name: "a subset without a policy gets the top level on other ports", port: 8080, subset: "v2", wantTLS: networking.ClientTLSSettings_DISABLE, wantLB: networking.LoadBalancerSettings_RANDOM, wantConn: 10},
 	}
@@ -172,6 +177,9 @@ func TestPortLevelSettingsOverrideAsIstioMergesThem(t *testing.T) {
 			}
 			if len(tp.GetPortLevelSettings()) != 0 {
 				t.Errorf("effective policy still carries portLevelSettings: %v", tp.GetPortLevelSettings())
+			}
+			if tt.wantNoTLS && tp.GetTls() != nil {
+				t.Errorf("tls = %v, want none", tp.GetTls())
 			}
 			if got := tp.GetTls().GetMode(); got != tt.wantTLS {
 				t.Errorf("tls mode = %v, want %v", got, tt.wantTLS)
