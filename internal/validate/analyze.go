@@ -33,6 +33,7 @@ func Analyze(docs []*config.Document) []diag.Diagnostic {
 	a.conflictingProtocols()
 	a.hostTwiceInNamespace()
 	a.mergedDestinationRules(docs)
+	a.undefinedSubsets(docs)
 	for _, d := range docs {
 		if d == nil {
 			continue

@@ -29,9 +29,7 @@ func (a *analysis) destinationRule(d *config.Document, dr *networking.Destinatio
 
 // portsOf collects the port numbers of every ServiceEntry host visible from ns that ref covers.
 func (a *analysis) portsOf(ref, ns string) map[uint32]bool {
-	if !strings.Contains(ref, ".") && ref != "*" {
-		ref = ref + "." + ns + ".svc.cluster.local"
-	}
+	ref = expandHost(ref, ns)
 	ports := map[uint32]bool{}
 	for _, h := range a.hosts {
 		if !h.audience.includes(ns) || !hostsOverlap(ref, h.host) {
@@ -71,6 +69,44 @@ func numberList(ports map[uint32]bool) string {
 	return strings.Join(out, ", ")
 }
 
+// undefinedSubsets is Istio's VirtualService DestinationRuleAnalyzer: a route destination that
+// names a subset no DestinationRule for that host defines (host names compared fully expanded,
+// as Istio compares them) has no cluster to go to.
+func (a *analysis) undefinedSubsets(docs []*config.Document) {
+	defined := map[[2]string]bool{}
+	for _, d := range docs {
+		if dr := d.DestinationRule(); dr != nil {
+			for _, s := range dr.Subsets {
+				if s != nil {
+					defined[[2]string{expandHost(dr.Host, d.Namespace), s.Name}] = true
+				}
+			}
+		}
+	}
+	for _, d := range docs {
+		vs := d.VirtualService()
+		if vs == nil {
+			continue
+		}
+		for _, ref := range routeDestinations(vs) {
+			if ref.subset == "" || ref.host == "" || defined[[2]string{expandHost(ref.host, d.Namespace), ref.subset}] {
+				continue
+			}
+			a.warn(d, CodeReferencedHostNotFound, strings.TrimSuffix(ref.field, ".host")+".subset",
+				"no DestinationRule for host %s defines subset %q, so requests on this route find no cluster (503)", ref.host, ref.subset)
+		}
+	}
+}
+
+// expandHost is a host as Istio resolves it: lower case, a short name as name.namespace.svc.cluster.local.
+func expandHost(h, ns string) string {
+	h = normalHost(h)
+	if h != "" && h != "*" && !strings.Contains(h, ".") {
+		h += "." + ns + ".svc.cluster.local"
+	}
+	return h
+}
+
 // drGroupKey is what Istio merges DestinationRules by: one namespace, one host, one exportTo set
 // and one workloadSelector.
 type drGroupKey struct {
@@ -88,10 +124,7 @@ func (a *analysis) mergedDestinationRules(docs []*config.Document) {
 		if dr == nil || dr.Host == "" {
 			continue
 		}
-		host := normalHost(dr.Host)
-		if !strings.Contains(host, ".") && host != "*" {
-			host += "." + d.Namespace + ".svc.cluster.local"
-		}
+		host := expandHost(dr.Host, d.Namespace)
 		k := drGroupKey{namespace: d.Namespace, host: host, exportTo: exportKey(d, dr)}
 		if sel := dr.GetWorkloadSelector(); sel != nil {
 			k.selector = "selector:" + labelKey(sel.MatchLabels)

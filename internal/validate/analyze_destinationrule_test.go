@@ -31,6 +31,19 @@ func TestAnalyzeDestinationRules(t *testing.T) {
 				other("DestinationRule", "c", "ns", "host: api.example.com\nworkloadSelector: {matchLabels: {app: web}}\ntrafficPolicy: {loadBalancer: {simple: RANDOM}}") +
 				other("DestinationRule", "d", "other", "host: api.example.com\ntrafficPolicy: {loadBalancer: {simple: RANDOM}}"),
 		},
+		{
+			name: "accepts route subsets a DestinationRule defines, short names included",
+			yaml: se("reviews", "shop", "", "reviews.shop.svc.cluster.local", http) +
+				other("DestinationRule", "dr", "shop", "host: reviews\nsubsets: [{name: v1}]") +
+				other("VirtualService", "vs", "shop", "hosts: [reviews]\nhttp: [{route: [{destination: {host: reviews.shop.svc.cluster.local, subset: v1}}]}]"),
+		},
+		{
+			name: "warns about a route subset no DestinationRule defines, as Istio's IST0101",
+			yaml: api + other("DestinationRule", "dr", "ns", "host: api.example.com\nsubsets: [{name: v1}]") +
+				other("VirtualService", "vs", "ns", "hosts: [api.example.com]\nhttp: [{route: [{destination: {host: api.example.com, subset: v2}}], mirror: {host: api.example.com, subset: v1}}]"),
+			want:     []string{"vs IST0101 spec.http[0].route[0].destination.subset"},
+			contains: []string{`defines subset "v2"`},
+		},
 	}
 	runAnalyze(t, cases)
 }

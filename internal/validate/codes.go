@@ -97,7 +97,7 @@ const (
 	CodePortLevelUndeclared  = "ME2008" // a DestinationRule portLevelSettings port no matching ServiceEntry declares
 	CodeDestinationRuleMerge = "ME2009" // a DestinationRule's traffic policy or subset that a merge with an older one drops
 
-	CodeReferencedHostNotFound = "IST0101" // Istio's ReferencedResourceNotFound: a route destination host
+	CodeReferencedHostNotFound = "IST0101" // Istio's ReferencedResourceNotFound: a route destination host or subset
 	CodeUnknownDRHost          = "IST0174" // Istio's UnknownDestinationRuleHost
 	CodeConflictingProtocol    = "IST0177" // Istio's ConflictingServiceEntryProtocol: one host and port, several protocols
 )

@@ -144,7 +144,8 @@
 //	ME2009 W  DestinationRules for one host, namespace, exportTo and selector are merged as Istio
 //	          merges them: a newer rule's top-level traffic policy, or a subset name an older rule
 //	          already uses, is dropped (Istio only counts duplicate subsets in a push metric)
-//	IST0101 W a route destination host that no visible ServiceEntry declares (ReferencedResourceNotFound)
+//	IST0101 W a route destination host that no visible ServiceEntry declares, or a route subset that
+//	          no DestinationRule for its host defines (ReferencedResourceNotFound)
 //	IST0174 W a DestinationRule host that no visible ServiceEntry declares (UnknownDestinationRuleHost)
 //	IST0177 W the same host and port declared with different protocols by ServiceEntries that some
 //	          namespace sees together (ConflictingServiceEntryProtocol; case-insensitive, an empty
