@@ -170,11 +170,16 @@ func (x *Index) For(svc *registry.Service, port uint32, proxy Proxy) (*Applied, 
 		ns    string
 		scope Scope
 	}{{svc.Namespace, ScopeService}, {x.root, ScopeRoot}} {
+		// Exported rules never carry a workloadSelector, so Istio's choice among the visible ones
+		// is its catch-all: the last of them.
+		var last *rule
 		for _, r := range x.exported[step.ns].match(host) {
 			if r.exportedTo(proxy.Namespace) {
-				// Exported rules never carry a workloadSelector, so the first visible one is it.
-				return r.applied(port, step.scope), true
+				last = r
 			}
+		}
+		if last != nil {
+			return last.applied(port, step.scope), true
 		}
 	}
 	return nil, false

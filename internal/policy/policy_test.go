@@ -97,6 +97,13 @@ var forCases = []forCase{
 		wantRule: "svc/named", wantScope: ScopeService,
 	},
 	{
+		name: "of two rules the service's namespace exports with different exportTo, the later one applies, as Istio's catch-all",
+		config: serviceEntry("svc", "se", "api.example.com") + dr("svc", "public", "api.example.com", "  exportTo: ['*']\n") +
+			dr("svc", "named", "api.example.com", "  exportTo: [client, other]\n"),
+		svcNS: "svc", host: "api.example.com", proxyNS: "client",
+		wantRule: "svc/named", wantScope: ScopeService,
+	},
+	{
 		name:   "a rule exported to a named namespace does not apply elsewhere",
 		config: serviceEntry("svc", "se", "api.example.com") + dr("svc", "named", "api.example.com", "  exportTo: [client]\n"),
 		svcNS:  "svc", host: "api.example.com", proxyNS: "other",
