@@ -70,9 +70,37 @@ func describePolicy(idx *policy.Index, svc *registry.Service, p *registry.Port, 
 		if len(s.Labels) > 0 {
 			desc += " (" + labelList(s.Labels) + ")"
 		}
+		if d := subsetDiff(tp, s.Traffic); d != "" {
+			desc += " with " + d
+		}
 		out.Subsets = append(out.Subsets, desc)
 	}
 	return out
+}
+
+// subsetDiff names the parts of a subset's policy that differ from the port's, as "field: value".
+func subsetDiff(top, sub *networking.TrafficPolicy) string {
+	var parts []string
+	for _, f := range []struct {
+		name     string
+		top, sub proto.Message
+		nilTop   bool
+		nilSub   bool
+	}{
+		{"tls", top.GetTls(), sub.GetTls(), top.GetTls() == nil, sub.GetTls() == nil},
+		{"loadBalancer", top.GetLoadBalancer(), sub.GetLoadBalancer(), top.GetLoadBalancer() == nil, sub.GetLoadBalancer() == nil},
+		{"connectionPool", top.GetConnectionPool(), sub.GetConnectionPool(), top.GetConnectionPool() == nil, sub.GetConnectionPool() == nil},
+		{"outlierDetection", top.GetOutlierDetection(), sub.GetOutlierDetection(), top.GetOutlierDetection() == nil, sub.GetOutlierDetection() == nil},
+	} {
+		switch {
+		case f.nilTop && f.nilSub:
+		case f.nilSub:
+			parts = append(parts, f.name+" default")
+		case f.nilTop || !proto.Equal(f.top, f.sub):
+			parts = append(parts, f.name+" "+strings.Join(flatten(f.sub), " "))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // ruleTLS describes tls a DestinationRule sets. SNI and identities for ISTIO_MUTUAL are Istio's:
