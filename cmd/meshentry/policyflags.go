@@ -20,16 +20,18 @@ func (p *policyFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&p.labels, "labels", "", "this workload's labels, k=v,k=v, matched by DestinationRule workloadSelectors")
 }
 
-// parse checks both flags and returns the root namespace and the labels.
+// parse checks both flags and returns the root namespace and the labels. An empty root namespace
+// is Istio's default, istio-system, so flags that were never registered (tests) behave as defaults.
 func (p *policyFlags) parse() (string, map[string]string, error) {
-	if p.rootNamespace == "" {
-		return "", nil, usageError("--root-namespace may not be empty")
-	}
 	labels, err := parseLabels(p.labels)
 	if err != nil {
 		return "", nil, err
 	}
-	return p.rootNamespace, labels, nil
+	root := p.rootNamespace
+	if root == "" {
+		root = policy.DefaultRootNamespace
+	}
+	return root, labels, nil
 }
 
 // parseLabels reads k=v,k=v as kubectl's --selector equality form; nil for "".

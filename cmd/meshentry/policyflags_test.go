@@ -21,7 +21,7 @@ func TestPolicyFlagsParse(t *testing.T) {
 		{name: "refuses a pair without =", root: "mesh", labels: "app", wantErr: true},
 		{name: "refuses an empty key", root: "mesh", labels: "=web", wantErr: true},
 		{name: "refuses a key given twice", root: "mesh", labels: "app=a,app=b", wantErr: true},
-		{name: "refuses an empty root namespace", root: "", wantErr: true},
+		{name: "reads an empty root namespace as Istio's default", root: "", wantRoot: "istio-system"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
