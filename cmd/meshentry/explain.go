@@ -26,6 +26,7 @@ func parsePolicy(s string) (allowAny bool, err error) {
 
 func newExplainCommand() *cobra.Command {
 	var src sourceFlags
+	var pf policyFlags
 	var locality, network, ip, host, protocol, policy, output string
 	var port uint32
 	cmd := &cobra.Command{
@@ -71,6 +72,9 @@ func newExplainCommand() *cobra.Command {
 			if req.AllowAny, err = parsePolicy(policy); err != nil {
 				return err
 			}
+			if req.RootNamespace, req.Labels, err = pf.parse(); err != nil {
+				return err
+			}
 			res, err := src.compile(cmd, 1)
 			if err != nil {
 				return err
@@ -107,5 +111,6 @@ func newExplainCommand() *cobra.Command {
 	f.StringVar(&protocol, "protocol", "", "traffic kind: http, tls or tcp as a sidecar sees it (default: what the declared port implies), or connect for a CONNECT tunnel through the forward proxy")
 	f.StringVar(&policy, "outbound-policy", "REGISTRY_ONLY", "REGISTRY_ONLY refuses what no ServiceEntry declares; ALLOW_ANY passes it through")
 	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
+	pf.register(f)
 	return cmd
 }

@@ -39,6 +39,8 @@ type runFlags struct {
 	drain        drainFlags
 	admin        adminFlags
 	reload       reloadFlags
+	// proxyPolicy is stored and checked only, until the proxy applies DestinationRules.
+	proxyPolicy policyFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -123,6 +125,7 @@ func newRunCommand() *cobra.Command {
 	f.drain.register(fl)
 	f.admin.register(fl)
 	f.reload.register(fl)
+	f.proxyPolicy.register(fl)
 	return cmd
 }
 
@@ -140,6 +143,9 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return err
 	}
 	if err := f.drain.validate(); err != nil {
+		return err
+	}
+	if _, _, err := f.proxyPolicy.parse(); err != nil {
 		return err
 	}
 	var level slog.Level

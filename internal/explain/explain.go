@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/meshentry/meshentry/internal/balance"
+	"github.com/meshentry/meshentry/internal/policy"
 	"github.com/meshentry/meshentry/internal/registry"
 )
 
@@ -28,6 +29,12 @@ type Request struct {
 	AllowAny bool
 	Locality string
 	Network  string
+	// Labels are the proxy's workload labels, which a DestinationRule's workloadSelector matches.
+	Labels map[string]string
+	// RootNamespace is the mesh root namespace ("" means istio-system); Policies, when set, is the
+	// snapshot's DestinationRule index, else one is built from the snapshot's documents.
+	RootNamespace string
+	Policies      *policy.Index
 }
 
 // Destination echoes the request in the report.
@@ -76,11 +83,13 @@ type Report struct {
 	Namespace   string      `json:"namespace"`
 	Destination Destination `json:"destination"`
 	// Outcome is "matched", "passthrough" or "blackhole".
-	Outcome   string     `json:"outcome"`
-	Cluster   string     `json:"cluster"`
-	MatchedBy string     `json:"matchedBy,omitempty"`
-	Reason    string     `json:"reason"`
-	Service   *Service   `json:"service,omitempty"`
+	Outcome   string   `json:"outcome"`
+	Cluster   string   `json:"cluster"`
+	MatchedBy string   `json:"matchedBy,omitempty"`
+	Reason    string   `json:"reason"`
+	Service   *Service `json:"service,omitempty"`
+	// Policy is the DestinationRule that applies, absent when none does (and no auto mTLS).
+	Policy    *Policy    `json:"destinationRule,omitempty"`
 	Endpoints []Endpoint `json:"endpoints"`
 }
 
@@ -116,6 +125,11 @@ func Explain(snap *registry.Snapshot, req Request) *Report {
 		rep.Service = describe(m.Service, m.Port)
 		rep.Reason = matchReason(q, m, req.Connect)
 		rep.Endpoints = endpoints(m.Service, m.Port, req)
+		idx := req.Policies
+		if idx == nil {
+			idx = policy.Build(snap.Documents, req.RootNamespace)
+		}
+		rep.Policy = describePolicy(idx, m.Service, m.Port, req)
 	case registry.Passthrough:
 		rep.Outcome = "passthrough"
 		rep.Reason = noMatchReason(snap, q) + "; the outbound policy ALLOW_ANY passes it through to the original destination"
@@ -320,6 +334,9 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "location:     %s\n", s.Location)
 		fmt.Fprintf(w, "resolution:   %s\n", s.Resolution)
 		fmt.Fprintf(w, "exportTo:     %s\n", strings.Join(s.ExportTo, ", "))
+	}
+	if r.Policy != nil {
+		r.Policy.writeText(w)
 	}
 	if len(r.Endpoints) == 0 {
 		return

@@ -32,6 +32,8 @@ func Analyze(docs []*config.Document) []diag.Diagnostic {
 	a.sharedHosts()
 	a.conflictingProtocols()
 	a.hostTwiceInNamespace()
+	a.mergedDestinationRules(docs)
+	a.undefinedSubsets(docs)
 	for _, d := range docs {
 		if d == nil {
 			continue
@@ -163,15 +165,6 @@ func (a *analysis) sharedHosts() {
 					h.host, qualifiedName(o.doc), position(o.doc, at("spec.hosts", o.index, "")), where, qualifiedName(oldest))
 			}
 		}
-	}
-}
-
-func (a *analysis) destinationRule(d *config.Document, dr *networking.DestinationRule) {
-	if dr.Host == "" {
-		return
-	}
-	if msg := a.undeclared(dr.Host, d.Namespace); msg != "" {
-		a.warn(d, CodeUnknownDRHost, "spec.host", "%s, so this DestinationRule applies to nothing", msg)
 	}
 }
 

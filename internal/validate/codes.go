@@ -62,6 +62,16 @@ const (
 
 	CodeDestinationRuleHost   = "ME1100" // a DestinationRule host that is missing or not a DNS name
 	CodeDestinationRuleSubset = "ME1101" // a DestinationRule subset name that is missing, invalid or repeated
+	CodeTrafficPolicyEmpty    = "ME1102" // a traffic policy that sets nothing; bad tunnel or proxyProtocol settings
+	CodeClientTLS             = "ME1103" // upstream tls fields that do not fit their mode
+	CodeClientTLSIgnored      = "ME1104" // warning (meshentry only): tls fields the mode ignores
+	CodeConsistentHash        = "ME1105" // a consistentHash without a usable key, cookie, ring or maglev table
+	CodeLoadBalancer          = "ME1141" // a loadBalancer warmup without a valid duration, percentage or aggression
+	CodeSelectorExportTo      = "ME1142" // a DestinationRule with a workloadSelector exported beyond its namespace
+	CodeLocalityLB            = "ME1106" // a localityLbSetting whose distribute or failover is malformed
+	CodeConnectionPool        = "ME1107" // a connectionPool that is empty, negative or has a bad duration
+	CodeOutlierDetection      = "ME1108" // an outlierDetection with a bad duration, percentage or local-origin setting
+	CodePortLevelSettings     = "ME1109" // a portLevelSettings entry without a port or settings (warning: a repeated port)
 	CodeVirtualServiceHost    = "ME1110" // a VirtualService host that is empty or not a DNS name or IP
 	CodeVirtualServiceNoHosts = "ME1111" // warning: a VirtualService without hosts (a delegate)
 	CodeRouteDestination      = "ME1112" // a route destination host that is missing, "*" or not a DNS name
@@ -84,8 +94,10 @@ const (
 	CodeGatewayHostSE        = "ME2005" // a Gateway server host that no ServiceEntry declares
 	CodeNotAppliedYet        = "ME2006" // a decoded kind that meshentry does not act on yet
 	CodeHostTwiceInNamespace = "ME2007" // the same host declared by two ServiceEntries of one namespace
+	CodePortLevelUndeclared  = "ME2008" // a DestinationRule portLevelSettings port no matching ServiceEntry declares
+	CodeDestinationRuleMerge = "ME2009" // a DestinationRule's traffic policy or subset that a merge with an older one drops
 
-	CodeReferencedHostNotFound = "IST0101" // Istio's ReferencedResourceNotFound: a route destination host
+	CodeReferencedHostNotFound = "IST0101" // Istio's ReferencedResourceNotFound: a route destination host or subset
 	CodeUnknownDRHost          = "IST0174" // Istio's UnknownDestinationRuleHost
 	CodeConflictingProtocol    = "IST0177" // Istio's ConflictingServiceEntryProtocol: one host and port, several protocols
 )

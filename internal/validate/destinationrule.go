@@ -1,11 +1,13 @@
 package validate
 
 import (
+	"strings"
+
 	networking "istio.io/api/networking/v1alpha3"
 )
 
-// destinationRule applies the cheap, certain part of Istio's ValidateDestinationRule: the host,
-// subset names and exportTo. Traffic policies are left for a later issue.
+// destinationRule applies Istio's ValidateDestinationRule: the host, the traffic policy and its
+// port levels, the subsets with their labels and policies, exportTo and the workloadSelector.
 func destinationRule(r *report, dr *networking.DestinationRule) {
 	switch {
 	case dr.Host == "":
@@ -15,6 +17,7 @@ func destinationRule(r *report, dr *networking.DestinationRule) {
 			r.errorf(CodeDestinationRuleHost, "spec.host", "host %q %s", dr.Host, p)
 		}
 	}
+	trafficPolicy(r, "spec.trafficPolicy", dr.TrafficPolicy)
 	seen := map[string]int{}
 	for i, s := range dr.Subsets {
 		f := at("spec.subsets", i, ".name")
@@ -32,6 +35,46 @@ func destinationRule(r *report, dr *networking.DestinationRule) {
 		} else {
 			seen[s.Name] = i
 		}
+		endpointLabels(r, at("spec.subsets", i, ""), s.Labels)
+		trafficPolicy(r, at("spec.subsets", i, ".trafficPolicy"), s.TrafficPolicy)
 	}
 	exportTo(r, "spec.exportTo", dr.ExportTo, false)
+	ruleSelector(r, dr)
+}
+
+// ruleSelector checks a DestinationRule's workloadSelector as Istio's validateWorkloadSelector does.
+func ruleSelector(r *report, dr *networking.DestinationRule) {
+	sel := dr.GetWorkloadSelector()
+	if sel == nil {
+		return
+	}
+	for _, k := range sortedKeys(sel.MatchLabels) {
+		v := sel.MatchLabels[k]
+		f := "spec.workloadSelector.matchLabels." + k
+		if k == "" {
+			r.errorf(CodeSelectorEmptyKey, f, "workloadSelector label %q has an empty key", k+"="+v)
+		}
+		if strings.Contains(k, "*") || strings.Contains(v, "*") {
+			r.errorf(CodeSelectorWildcard, f, "workloadSelector label %q uses a wildcard, which selectors do not support", k+"="+v)
+		}
+	}
+	if len(sel.MatchLabels) == 0 {
+		r.warnf(CodeSelectorNoLabels, "spec.workloadSelector", "workloadSelector has no labels, so it selects every proxy in namespace %q", r.doc.Namespace)
+	}
+	// A rule that selects workloads applies only in its own namespace, so exportTo may name no other.
+	own, other := false, 0
+	for _, e := range dr.ExportTo {
+		if e == exportPrivate || e == r.doc.Namespace {
+			own = true
+		} else {
+			other++
+		}
+	}
+	switch {
+	case len(dr.ExportTo) == 0:
+	case !own:
+		r.errorf(CodeSelectorExportTo, "spec.exportTo", "a DestinationRule with a workloadSelector cannot be exported beyond its namespace %q", r.doc.Namespace)
+	case other > 0:
+		r.errorf(CodeSelectorExportTo, "spec.exportTo", "a DestinationRule with a workloadSelector cannot have several exportTo entries; use [\".\"]")
+	}
 }

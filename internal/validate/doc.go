@@ -5,9 +5,10 @@
 // The ServiceEntry rules follow Istio's current ValidateServiceEntry (pkg/config/validation) and the
 // CEL and size rules of the ServiceEntry CRD (istio.io/api), written anew here. Istio's own test
 // table and CRD fixtures live in testdata/validate/istio-cases, one file per case with Istio's
-// verdict, and a test holds us to it. DestinationRule, VirtualService, Gateway and Sidecar get only
-// the cheap, certain checks (hosts present and well-formed, names, exportTo); their full rules are
-// a later issue.
+// verdict, and a test holds us to it. DestinationRules follow Istio's ValidateDestinationRule
+// (traffic policies, TLS per mode, load balancer, locality, connection pool, outlier detection,
+// port levels, subsets, workloadSelector); VirtualService, Gateway and Sidecar get only the cheap,
+// certain checks (hosts present and well-formed, names, exportTo); their full rules are a later issue.
 //
 // Every finding names its field in the document's own spelling ("spec.endpoints[0].ports.https")
 // and the line that field is on. Findings are errors (the document is rejected) or warnings (it is
@@ -22,6 +23,11 @@
 //     Istio compares the protocol with "TCP" case-sensitively.
 //   - A partial wildcard ("*foo.com") stays a warning (ME1004) with DYNAMIC_DNS, where Istio says
 //     nothing: meshentry matches only whole-label wildcards, so such a host never matches.
+//   - DestinationRule tls fields that the mode ignores (client certificate with SIMPLE, files with
+//     ISTIO_MUTUAL, anything with DISABLE) are a warning (ME1104); Istio drops them silently.
+//   - A portLevelSettings port listed twice is a warning (ME1109); Istio uses the first silently.
+//     Port number 0 there is an error, since it can match no port.
+//   - A consistentHash without a hash key is a warning (ME1105); Istio accepts it.
 //   - Messages are meshentry's own; codes, not wording, are the stable interface.
 //
 // Analysis findings are all warnings. IST0101 is an error in istioctl analyze; here it is a warning,
@@ -89,6 +95,28 @@
 //	ME1071 W  an empty subjectAltNames entry (meshentry only)
 //	ME1100 E  a DestinationRule host that is missing or not a DNS name
 //	ME1101 E  a DestinationRule subset name that is missing, invalid or repeated
+//	ME1102 E  a traffic policy (rule, subset) that sets nothing, or both tunnel and proxyProtocol; a
+//	          tunnel that is not CONNECT or POST to a valid host and port; a proxyProtocol version
+//	          that is neither V1 nor V2
+//	ME1103 E  upstream tls that does not fit its mode: MUTUAL without clientCertificate and privateKey
+//	          (unless credentialName), credentialName with certificate files, insecureSkipVerify
+//	          with a CA or subjectAltNames to verify
+//	ME1104 W  tls fields the mode ignores (meshentry only)
+//	ME1105 E  consistentHash: httpCookie without a name, with a negative ttl or with unnamed or
+//	          repeated attributes, maglev tableSize missing, not prime or too big, minimumRingSize
+//	          with a hash algorithm; W the deprecated minimumRingSize, no hash key, an empty header or
+//	          query parameter name (meshentry only)
+//	ME1106 E  localityLbSetting (and zoneAwareLbSetting, exclusive with it): distribute with failover, weights out of 1..100 or not summing to
+//	          100, malformed or overlapping localities, failover within one region, to a zone or
+//	          with '*', failover with a topology label in failoverPriority; W failover without
+//	          outlierDetection
+//	ME1107 E  connectionPool: neither tcp nor http, a negative limit, a duration under 1ms or not
+//	          whole milliseconds (tcp.idleTimeout 0s turns it off), useClientProtocol with
+//	          h2UpgradePolicy UPGRADE, an http2KeepAlive without interval or timeout
+//	ME1108 E  outlierDetection: a bad duration, a percentage outside 0..100, local origin failures
+//	          without splitExternalLocalOriginErrors; W the deprecated consecutiveErrors
+//	ME1109 E  a portLevelSettings entry that is null, has no port or port number 0, or sets nothing;
+//	          W a port listed twice
 //	ME1110 E  a VirtualService host that is empty or neither a DNS name nor an IP
 //	ME1111 W  a VirtualService without hosts (a delegate, which meshentry does not follow yet)
 //	ME1112 E  a route destination host that is missing, "*" or not a DNS name
@@ -99,6 +127,8 @@
 //	ME1124 E  an HTTPS or TLS Gateway server without tls settings
 //	ME1130 E  a Sidecar that configures nothing
 //	ME1131 E  a Sidecar egress listener without hosts, or a host not of the form namespace/host
+//	ME1141 E  a loadBalancer warmup without a valid duration, minimumPercent over 100, aggression <= 0
+//	ME1142 E  a DestinationRule with a workloadSelector whose exportTo names another namespace
 //
 //	ME2001 W  two entries without addresses claim the same opaque TCP port (TCP, MONGO, MYSQL,
 //	          REDIS or no protocol) in a namespace that sees both; names the winner and why
@@ -109,7 +139,13 @@
 //	ME2006 W  a Sidecar: decoded and validated, but meshentry does not apply it yet
 //	ME2007 W  the same host declared by two ServiceEntries of one namespace: they are not merged;
 //	          each port goes to the oldest entry declaring it (Istio has no analyzer for this)
-//	IST0101 W a route destination host that no visible ServiceEntry declares (ReferencedResourceNotFound)
+//	ME2008 W  a DestinationRule portLevelSettings port that no ServiceEntry declaring its host (and
+//	          visible to its namespace) has: the settings never apply
+//	ME2009 W  DestinationRules for one host, namespace, exportTo and selector are merged as Istio
+//	          merges them: a newer rule's top-level traffic policy, or a subset name an older rule
+//	          already uses, is dropped (Istio only counts duplicate subsets in a push metric)
+//	IST0101 W a route destination host that no visible ServiceEntry declares, or a route subset that
+//	          no DestinationRule for its host defines (ReferencedResourceNotFound)
 //	IST0174 W a DestinationRule host that no visible ServiceEntry declares (UnknownDestinationRuleHost)
 //	IST0177 W the same host and port declared with different protocols by ServiceEntries that some
 //	          namespace sees together (ConflictingServiceEntryProtocol; case-insensitive, an empty

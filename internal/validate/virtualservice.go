@@ -43,8 +43,9 @@ func virtualService(r *report, vs *networking.VirtualService) {
 
 // hostRef is a host named by a route, with the field path that names it.
 type hostRef struct {
-	field string
-	host  string
+	field  string
+	host   string
+	subset string
 }
 
 // routeDestinations lists every destination host of a VirtualService's http, tcp and tls routes,
@@ -53,7 +54,7 @@ func routeDestinations(vs *networking.VirtualService) []hostRef {
 	var refs []hostRef
 	dest := func(field string, d *networking.Destination) {
 		if d != nil {
-			refs = append(refs, hostRef{field: field + ".host", host: d.Host})
+			refs = append(refs, hostRef{field: field + ".host", host: d.Host, subset: d.Subset})
 		}
 	}
 	for i, h := range vs.Http {
