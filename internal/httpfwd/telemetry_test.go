@@ -16,9 +16,9 @@ import (
 // seen is a telemetry.Request as a test compares it: copied, since the record is reused.
 type seen struct {
 	method, path, authority, protocol, flags, host, cluster, userAgent, forwardedFor string
-	status                                                                          int
-	requestBytes, responseBytes                                                     int64
-	upstreamTimed                                                                   bool
+	status                                                                           int
+	requestBytes, responseBytes                                                      int64
+	upstreamTimed                                                                    bool
 }
 
 // recorder is a Sink that keeps a copy of each request record.
