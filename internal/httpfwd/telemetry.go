@@ -105,6 +105,7 @@ func (c *conn) report(start time.Time, status int, err error) {
 	r.Flags = t.flags | errFlags(status, err)
 	r.RequestBytes, r.ResponseBytes = c.rec.RequestBytes, c.rec.ResponseBytes
 	r.UpstreamHost, r.Service = t.host, t.svc
+	r.DownstreamRemote, r.DownstreamLocal = req.RemoteAddr, req.LocalAddr
 	sink.Request(r)
 }
 
@@ -146,6 +147,7 @@ func (st *h2Stream) report(status int, err error) {
 		Authority: []byte(st.r.Host), RequestID: st.rec.RequestID, Status: status,
 		Flags:        st.tel.flags | errFlags(status, err),
 		UpstreamHost: st.tel.host, Service: st.tel.svc, ResponseBytes: st.rec.ResponseBytes,
+		DownstreamRemote: st.hc.remote, DownstreamLocal: st.hc.local,
 	}
 	if v := st.r.Header["X-Forwarded-For"]; len(v) > 0 {
 		r.ForwardedFor = []byte(v[0])

@@ -3,7 +3,10 @@
 // access log and the metrics are Sinks; the proxy knows neither.
 package telemetry
 
-import "time"
+import (
+	"net"
+	"time"
+)
 
 // Flags are Envoy's response flags: why a request or connection did not go as asked.
 type Flags uint16
@@ -104,6 +107,9 @@ type Request struct {
 	UpstreamHost string
 	// Service is where the request was routed; nil when it was refused before routing.
 	Service *Service
+	// DownstreamRemote and DownstreamLocal are the client connection's addresses (Envoy's
+	// %DOWNSTREAM_REMOTE_ADDRESS% and %DOWNSTREAM_LOCAL_ADDRESS%); nil when unknown.
+	DownstreamRemote, DownstreamLocal net.Addr
 }
 
 // Conn is one TCP connection the proxy pipes as bytes: a CONNECT tunnel or a captured TCP or TLS
@@ -123,6 +129,9 @@ type Conn struct {
 	UpstreamHost string
 	// Service is where the connection was routed; nil when it was refused before routing.
 	Service *Service
+	// DownstreamRemote and DownstreamLocal are the client connection's addresses; for a
+	// captured connection the local one is the original destination.
+	DownstreamRemote, DownstreamLocal net.Addr
 }
 
 // Sink receives records on the data path: its methods are called from many goroutines at once and
