@@ -33,11 +33,13 @@ func (t *telState) route(up *Upstream) {
 	}
 }
 
-// refused notes a Router's Reject: its flags and the service it names, and that no endpoint
-// was tried.
+// refused notes a Router's Reject: its flags and the service it names. The endpoint an
+// earlier attempt tried stays, as Envoy logs the last host a request went to.
 func (t *telState) refused(r *Reject) {
 	t.flags |= r.Flags
-	t.svc, t.host = r.Service, ""
+	if r.Service != nil {
+		t.svc = r.Service
+	}
 }
 
 // sending marks the request leaving for the upstream; the clock is read only when a Sink

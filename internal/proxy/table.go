@@ -21,6 +21,8 @@ import (
 type table struct {
 	snap   *registry.Snapshot
 	routes sync.Map // *registry.Port -> *route
+	// services labels the telemetry of each service port of snap.
+	services *services
 }
 
 // route is how one service port reaches its endpoints.

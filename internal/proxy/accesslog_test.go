@@ -1,0 +1,246 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshentry/meshentry/internal/accesslog"
+	"github.com/meshentry/meshentry/internal/httpfwd"
+	"github.com/meshentry/meshentry/internal/testutil/backend"
+	"github.com/meshentry/meshentry/internal/testutil/dnstest"
+)
+
+// logBuffer is the access log's output, read by the test while the writer goroutine writes it.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// line waits for the access-log line containing want, with a margin for a loaded CI machine.
+func (b *logBuffer) line(t *testing.T, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b.mu.Lock()
+		text := b.buf.String()
+		b.mu.Unlock()
+		for _, l := range strings.Split(text, "\n") {
+			if strings.Contains(l, want) {
+				return l
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no access-log line with %q within 10s; log:\n%s", want, text)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// istioLine splits a text access-log line into its fields (Istio's default format).
+var istioLine = regexp.MustCompile(`^\[(\S+)\] "(\S+ \S+ \S+)" (\d+) (\S+) (\S+) (\S+) "(.*?)" (\d+) (\d+) (\d+) (\S+) ` +
+	`"(.*?)" "(.*?)" "(.*?)" "(.*?)" "(.*?)" (\S+) (\S+) (\S+) (\S+) (\S+) (\S+)$`)
+
+// normalize replaces what changes from run to run: the start time, the durations, and the
+// client's ephemeral port; the proxy's own address reads PROXY.
+func normalize(t *testing.T, line, proxyAddr string) string {
+	t.Helper()
+	f := istioLine.FindStringSubmatch(line)
+	if f == nil {
+		t.Fatalf("not an Istio access-log line: %q", line)
+	}
+	if _, err := time.Parse("2006-01-02T15:04:05.000Z", f[1]); err != nil {
+		t.Errorf("start time %q is not as Envoy prints it: %v", f[1], err)
+	}
+	f[1], f[10] = "T", "D"
+	if f[11] != "-" {
+		f[11] = "U"
+	}
+	if f[19] == proxyAddr {
+		f[19] = "PROXY"
+	}
+	if strings.HasPrefix(f[20], "127.0.0.1:") {
+		f[20] = "CLIENT"
+	}
+	return fmt.Sprintf(`[%s] "%s" %s %s %s %s "%s" %s %s %s %s "%s" "%s" "%s" "%s" "%s" %s %s %s %s %s %s`,
+		f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12], f[13], f[14], f[15], f[16], f[17], f[18], f[19], f[20], f[21], f[22])
+}
+
+// silentBackend accepts connections and reads what they send, never answering.
+func silentBackend(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// endlessBackend answers every request with a huge body it sends slowly, until its client (the
+// proxy) hangs up; /hold answers the same for HTTP/2 streams that hold a connection.
+func endlessBackend(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100000000")
+		chunk := make([]byte, 16<<10)
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			time.Sleep(10 * time.Millisecond)
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// rawGet sends one request through the forward proxy and returns the response status.
+func rawGet(t *testing.T, proxyAddr, raw string) int {
+	t.Helper()
+	c, err := net.Dial("tcp", proxyAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	io.WriteString(c, raw)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("response: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestTheAccessLogHasALineForEachResponseFlag(t *testing.T) {
+	t.Parallel()
+	ok := backend.HTTP(t, "ok", "127.0.0.1:0")
+	silent := silentBackend(t)
+	dns := dnstest.Start(t) // gone.internal is not in it: the name does not resolve
+	var out logBuffer
+	log := accesslog.New(&out, accesslog.Options{FlushInterval: 20 * time.Millisecond})
+	t.Cleanup(func() { log.Close() })
+	h := startProxy(t, fmt.Sprintf(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ok, namespace: shop}
+spec:
+  hosts: [ok.test]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: %s}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: dead, namespace: shop}
+spec:
+  hosts: [dead.test]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: 1}}, {address: 127.0.0.2, ports: {http: 1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: gone, namespace: shop}
+spec:
+  hosts: [gone.test]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+  endpoints: [{address: gone.internal}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: slow, namespace: shop}
+spec:
+  hosts: [slow.test]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: %s}, labels: {x: "1"}}]
+`, port(ok.Addr), port(silent)), Config{Namespace: "shop", HTTP: httpfwd.Limits{StreamIdleTimeout: time.Second}, Telemetry: log}, dns.Addr)
+	tests := []struct {
+		name    string
+		request string
+		status  int
+		id      string
+		want    string
+	}{
+		{name: "a forwarded request has no flag",
+			request: "GET http://ok.test/hello HTTP/1.1\r\nHost: ok.test\r\nUser-Agent: t/1\r\nX-Forwarded-For: 10.0.0.1\r\nX-Request-Id: rid-ok\r\n\r\n",
+			status:  200, id: "rid-ok",
+			want: `[T] "GET /hello HTTP/1.1" 200 - via_upstream - "-" 0 17 D U "10.0.0.1" "t/1" "rid-ok" "ok.test" "` + ok.Addr +
+				`" outbound|80||ok.test - PROXY CLIENT - -`},
+		{name: "an undeclared host under REGISTRY_ONLY is NR in the blackhole cluster",
+			request: "GET http://undeclared.test/ HTTP/1.1\r\nHost: undeclared.test\r\nX-Request-Id: rid-nr\r\n\r\n",
+			status:  502, id: "rid-nr",
+			want: `[T] "GET / HTTP/1.1" 502 NR - - "-" 0 0 D - "-" "-" "rid-nr" "undeclared.test" "-" BlackHoleCluster - PROXY CLIENT - -`},
+		{name: "a service whose endpoint name does not resolve is UH",
+			request: "GET http://gone.test/ HTTP/1.1\r\nHost: gone.test\r\nX-Request-Id: rid-uh\r\n\r\n",
+			status:  503, id: "rid-uh",
+			want: `[T] "GET / HTTP/1.1" 503 UH - - "-" 0 0 D - "-" "-" "rid-uh" "gone.test" "-" outbound|80||gone.test - PROXY CLIENT - -`},
+		{name: "endpoints that refuse every connect are UF and URX",
+			request: "GET http://dead.test/ HTTP/1.1\r\nHost: dead.test\r\nX-Request-Id: rid-uf\r\n\r\n",
+			status:  503, id: "rid-uf",
+			want: `[T] "GET / HTTP/1.1" 503 UF,URX - - "-" 0 0 D - "-" "-" "rid-uf" "dead.test" "HOST" outbound|80||dead.test - PROXY CLIENT - -`},
+		{name: "an upstream that never answers is UT",
+			request: "GET http://slow.test/ HTTP/1.1\r\nHost: slow.test\r\nX-Request-Id: rid-ut\r\n\r\n",
+			status:  504, id: "rid-ut",
+			want: `[T] "GET / HTTP/1.1" 504 UT - - "-" 0 0 D - "-" "-" "rid-ut" "slow.test" "` + silent +
+				`" outbound|80||slow.test - PROXY CLIENT - -`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := rawGet(t, h.addr, tt.request); got != tt.status {
+				t.Fatalf("status %d, want %d", got, tt.status)
+			}
+			got := normalize(t, out.line(t, `"`+tt.id+`"`), h.addr)
+			want := tt.want
+			if strings.Contains(want, `"HOST"`) {
+				// Which dead endpoint was tried last depends on the balancer's draw.
+				got = regexp.MustCompile(`"127\.0\.0\.[12]:1"`).ReplaceAllString(got, `"HOST"`)
+			}
+			if got != want {
+				t.Errorf("line\n got %s\nwant %s", got, want)
+			}
+		})
+	}
+}
+
