@@ -243,3 +243,164 @@ spec:
 		})
 	}
 }
+
+// startLogged starts a proxy on yamlDocs whose access log writes to the returned buffer.
+func startLogged(t *testing.T, yamlDocs string, cfg Config) (*harness, *logBuffer) {
+	t.Helper()
+	out := &logBuffer{}
+	log := accesslog.New(out, accesslog.Options{FlushInterval: 20 * time.Millisecond})
+	cfg.Telemetry = log
+	h := startProxy(t, yamlDocs, cfg, "")
+	// Registered after the proxy's own cleanup, so it runs first: lines of connections the
+	// shutdown closes may be dropped, which is what Close after traffic does.
+	t.Cleanup(func() { log.Close() })
+	return h, out
+}
+
+func staticEntry(name, host, protocol string, number int, addr string) string {
+	ip, p, _ := net.SplitHostPort(addr)
+	return fmt.Sprintf(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: %s, namespace: shop}
+spec:
+  hosts: [%s]
+  ports: [{number: %d, name: p, protocol: %s}]
+  resolution: STATIC
+  endpoints: [{address: %s, ports: {p: %s}}]
+---
+`, name, host, number, protocol, ip, p)
+}
+
+func TestAClientThatLeavesMidResponseIsLoggedDC(t *testing.T) {
+	t.Parallel()
+	endless := endlessBackend(t)
+	h, out := startLogged(t, staticEntry("endless", "endless.test", "HTTP", 80, endless), Config{Namespace: "shop"})
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET http://endless.test/big HTTP/1.1\r\nHost: endless.test\r\nX-Request-Id: rid-dc\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	got := normalize(t, out.line(t, `"rid-dc"`), h.addr)
+	got = regexp.MustCompile(`" 0 \d+ D`).ReplaceAllString(got, `" 0 SENT D`)
+	want := `[T] "GET /big HTTP/1.1" 200 DC via_upstream - "-" 0 SENT D U "-" "-" "rid-dc" "endless.test" "` + endless +
+		`" outbound|80||endless.test - PROXY CLIENT - -`
+	if got != want {
+		t.Errorf("line\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestAnHTTP2StreamHeldBackByTheConnectionCapIsLoggedUO(t *testing.T) {
+	t.Parallel()
+	endless := endlessBackend(t)
+	h, out := startLogged(t, staticEntry("hold", "hold.test", "HTTP", 80, endless),
+		Config{Namespace: "shop", HTTP: httpfwd.Limits{MaxUpstreamConns: 1, StreamIdleTimeout: time.Second}})
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protocols}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	get := func(id string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+h.addr+"/"+id, nil)
+		req.Host = "hold.test"
+		req.Header.Set("X-Request-Id", id)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	held := get("rid-hold")
+	defer held.Body.Close()
+	if _, err := io.ReadFull(held.Body, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	over := get("rid-uo")
+	io.Copy(io.Discard, over.Body)
+	over.Body.Close()
+	if over.StatusCode != 503 {
+		t.Fatalf("status %d, want 503 from the connection cap", over.StatusCode)
+	}
+	got := normalize(t, out.line(t, `"rid-uo"`), h.addr)
+	want := `[T] "GET /rid-uo HTTP/2" 503 UO - - "-" 0 0 D - "-" "Go-http-client/2.0" "rid-uo" "hold.test" "` + endless +
+		`" outbound|80||hold.test - PROXY CLIENT - -`
+	if got != want {
+		t.Errorf("line\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestACONNECTTunnelIsLoggedWithItsExactByteCounts(t *testing.T) {
+	t.Parallel()
+	echo := echoServer(t).Addr().String()
+	h, out := startLogged(t, staticEntry("tunnel", "tunnel.test", "TCP", 9000, echo)+
+		staticEntry("deadtunnel", "deadtunnel.test", "TCP", 9000, "127.0.0.1:1"), Config{Namespace: "shop"})
+	tunnel, status := h.connect(t, "tunnel.test:9000")
+	if status != 200 {
+		t.Fatalf("CONNECT status %d", status)
+	}
+	sent := bytes.Repeat([]byte("0123456789"), 1234) // 12,340 bytes each way
+	go tunnel.Write(sent)
+	tunnel.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(tunnel, make([]byte, len(sent))); err != nil {
+		t.Fatal(err)
+	}
+	tunnel.Close()
+	got := normalize(t, out.line(t, `"`+echo+`"`), h.addr)
+	want := `[T] "- - -" 0 - - - "-" 12340 12340 D - "-" "-" "-" "-" "` + echo + `" outbound|9000||tunnel.test - PROXY CLIENT - -`
+	if got != want {
+		t.Errorf("tunnel line\n got %s\nwant %s", got, want)
+	}
+
+	if _, status := h.connect(t, "deadtunnel.test:9000"); status != 503 {
+		t.Fatalf("CONNECT to a dead endpoint: status %d, want 503", status)
+	}
+	got = normalize(t, out.line(t, "outbound|9000||deadtunnel.test"), h.addr)
+	want = `[T] "- - -" 0 UF - - "-" 0 0 D - "-" "-" "-" "-" "-" outbound|9000||deadtunnel.test - PROXY CLIENT - -`
+	if got != want {
+		t.Errorf("failed tunnel line\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestACapturedTLSConnectionIsLoggedWithItsSNI(t *testing.T) {
+	t.Parallel()
+	ca := backend.NewCA(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := backend.TLS(t, "secure", ln, ca, "secure.test")
+	h, out := startLogged(t, staticEntry("secure", "secure.test", "TLS", 443, be.Addr), Config{Namespace: "shop"})
+	capture := h.serveCapture(t, "192.0.2.10:443")
+	raw, err := net.Dial("tcp", capture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := httpsOver(t, raw, ca, "secure.test")
+	if !strings.HasPrefix(body, "secure secure.test") {
+		t.Fatalf("body %q", body)
+	}
+	line := out.line(t, " secure.test -")
+	got := normalize(t, line, h.addr)
+	got = regexp.MustCompile(`"-" (\d+) (\d+) D`).ReplaceAllStringFunc(got, func(s string) string {
+		var in, outb int
+		fmt.Sscanf(s, `"-" %d %d D`, &in, &outb)
+		if in < 100 || outb < 100 {
+			t.Errorf("a TLS exchange moved %d bytes in and %d out, want a handshake's worth each way", in, outb)
+		}
+		return `"-" IN OUT D`
+	})
+	want := `[T] "- - -" 0 - - - "-" IN OUT D - "-" "-" "-" "-" "` + be.Addr + `" outbound|443||secure.test - 192.0.2.10:443 CLIENT secure.test -`
+	if got != want {
+		t.Errorf("line\n got %s\nwant %s", got, want)
+	}
+}
