@@ -35,6 +35,7 @@ type runFlags struct {
 	// allowInvalid serves the valid documents when some are invalid, instead of refusing to start.
 	allowInvalid bool
 	limits       limitFlags
+	accessLog    accessLogFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -120,6 +121,7 @@ func newRunCommand() *cobra.Command {
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.BoolVar(&f.allowInvalid, "allow-invalid", false, "serve the valid documents when some are invalid, logging the findings, instead of refusing to start")
 	f.limits.register(fl)
+	f.accessLog.register(fl)
 	return cmd
 }
 
@@ -153,6 +155,12 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return &exitError{code: 2, err: fmt.Errorf("dns: %w", err)}
 	}
 	defer cfg.Resolver.Close()
+	sink, closeLog, err := f.accessLog.open(cmd.OutOrStdout(), log)
+	if err != nil {
+		return err
+	}
+	defer closeLog() // after Shutdown, so the lines of the last requests are written
+	cfg.Telemetry = sink
 	lns, err := openListeners(f)
 	if err != nil {
 		return err
