@@ -88,45 +88,9 @@ spec:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr lockedBuffer
-			cmd := newRunCommand()
-			cmd.SetOut(&stdout)
-			cmd.SetErr(&stderr)
-			f := &runFlags{src: sourceFlags{files: []string{cfg}, namespace: "default"}, limits: defaultLimits(),
-				listen: "127.0.0.1:0", policy: "REGISTRY_ONLY", logLevel: "info", accessLog: tt.flags}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			addrs := make(chan map[string]net.Addr, 1)
-			done := make(chan error, 1)
-			go func() { done <- runProxy(ctx, cmd, f, func(m map[string]net.Addr) { addrs <- m }) }()
-			var bound map[string]net.Addr
-			select {
-			case bound = <-addrs:
-			case err := <-done:
-				t.Fatalf("run returned early: %v\n%s", err, stderr.String())
-			case <-time.After(10 * time.Second):
-				t.Fatal("run did not start")
-			}
-			proxyURL := &url.URL{Scheme: "http", Host: bound["forward proxy"].String()}
-			client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 5 * time.Second}
-			req, _ := http.NewRequest("GET", "http://api.example.com/x", nil)
-			req.Header.Set("X-Request-Id", "rid-cmd")
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			client.CloseIdleConnections()
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("run returned %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("run did not stop")
-			}
+			var stdout lockedBuffer
+			runAndGet(t, &runFlags{src: sourceFlags{files: []string{cfg}, namespace: "default"}, limits: defaultLimits(),
+				listen: "127.0.0.1:0", policy: "REGISTRY_ONLY", logLevel: "info", accessLog: tt.flags}, &stdout)
 			// run has returned: the log was flushed and closed.
 			tt.check(t, tt.output(stdout.String()))
 		})
@@ -153,5 +117,48 @@ func TestRunRefusesABadAccessLogFlag(t *testing.T) {
 				t.Errorf("open = %v, want exit status 2 naming %s", err, tt.want)
 			}
 		})
+	}
+}
+
+// runAndGet runs `run` with f, sends one request for api.example.com/x through its forward
+// proxy, and returns once run has stopped, its access log flushed and closed.
+func runAndGet(t *testing.T, f *runFlags, stdout *lockedBuffer) {
+	t.Helper()
+	var stderr lockedBuffer
+	cmd := newRunCommand()
+	cmd.SetOut(stdout)
+	cmd.SetErr(&stderr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrs := make(chan map[string]net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- runProxy(ctx, cmd, f, func(m map[string]net.Addr) { addrs <- m }) }()
+	var bound map[string]net.Addr
+	select {
+	case bound = <-addrs:
+	case err := <-done:
+		t.Fatalf("run returned early: %v\n%s", err, stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not start")
+	}
+	proxyURL := &url.URL{Scheme: "http", Host: bound["forward proxy"].String()}
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 5 * time.Second}
+	req, _ := http.NewRequest("GET", "http://api.example.com/x", nil)
+	req.Header.Set("X-Request-Id", "rid-cmd")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	client.CloseIdleConnections()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not stop")
 	}
 }

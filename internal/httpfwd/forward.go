@@ -18,9 +18,7 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 	s := c.s
 	req := &c.req
 	start := time.Now()
-	c.rec.Upstream = ""
-	c.rec.RequestBytes, c.rec.ResponseBytes = 0, 0
-	c.tel.begin()
+	c.beginRecords()
 	if req.has(flagRequestID) {
 		c.rec.RequestID = req.raw[req.requestID.start:req.requestID.end]
 	} else {
@@ -61,8 +59,7 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 				return keep
 			}
 			if attempt+1 >= s.lim.MaxAttempts {
-				c.tel.exhausted(attempt)
-				return c.fail(start, 503, "upstream connect failed", ErrConnect)
+				return c.connectFailed(start, attempt, ErrConnect)
 			}
 			continue
 		}
@@ -80,8 +77,7 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 		}
 		c.logFailure(slog.LevelDebug, "upstream connect attempt failed", 0, fmt.Errorf("attempt %d: %w", attempt, err))
 		if attempt+1 >= s.lim.MaxAttempts {
-			c.tel.exhausted(attempt)
-			return c.fail(start, 503, "upstream connect failed", err)
+			return c.connectFailed(start, attempt, err)
 		}
 	}
 	for retried := false; ; retried = true {

@@ -170,3 +170,16 @@ func (t *telState) exhausted(attempt int) {
 		t.flags |= telemetry.RetriesExhausted
 	}
 }
+
+// beginRecords resets the access record and the telemetry state for a new request.
+func (c *conn) beginRecords() {
+	c.rec.Upstream = ""
+	c.rec.RequestBytes, c.rec.ResponseBytes = 0, 0
+	c.tel.begin()
+}
+
+// connectFailed answers a request whose last connect attempt failed.
+func (c *conn) connectFailed(start time.Time, attempt int, err error) bool {
+	c.tel.exhausted(attempt)
+	return c.fail(start, 503, "upstream connect failed", err)
+}

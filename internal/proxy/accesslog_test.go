@@ -152,15 +152,10 @@ func rawGet(t *testing.T, proxyAddr, raw string) int {
 	return resp.StatusCode
 }
 
-func TestTheAccessLogHasALineForEachResponseFlag(t *testing.T) {
-	t.Parallel()
-	ok := backend.HTTP(t, "ok", "127.0.0.1:0")
-	silent := silentBackend(t)
-	dns := dnstest.Start(t) // gone.internal is not in it: the name does not resolve
-	var out logBuffer
-	log := accesslog.New(&out, accesslog.Options{FlushInterval: 20 * time.Millisecond})
-	t.Cleanup(func() { log.Close() })
-	h := startProxy(t, fmt.Sprintf(`
+// flagsConfig declares a working service on ok, one whose endpoints refuse connections, one
+// whose endpoint name does not resolve and one whose endpoint never answers (silent).
+func flagsConfig(ok, silent string) string {
+	return fmt.Sprintf(`
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: ok, namespace: shop}
@@ -196,7 +191,18 @@ spec:
   ports: [{number: 80, name: http, protocol: HTTP}]
   resolution: STATIC
   endpoints: [{address: 127.0.0.1, ports: {http: %s}, labels: {x: "1"}}]
-`, port(ok.Addr), port(silent)), Config{Namespace: "shop", HTTP: httpfwd.Limits{StreamIdleTimeout: time.Second}, Telemetry: log}, dns.Addr)
+`, port(ok), port(silent))
+}
+
+func TestTheAccessLogHasALineForEachResponseFlag(t *testing.T) {
+	t.Parallel()
+	ok := backend.HTTP(t, "ok", "127.0.0.1:0")
+	silent := silentBackend(t)
+	dns := dnstest.Start(t) // gone.internal is not in it: the name does not resolve
+	var out logBuffer
+	log := accesslog.New(&out, accesslog.Options{FlushInterval: 20 * time.Millisecond})
+	t.Cleanup(func() { log.Close() })
+	h := startProxy(t, flagsConfig(ok.Addr, silent), Config{Namespace: "shop", HTTP: httpfwd.Limits{StreamIdleTimeout: time.Second}, Telemetry: log}, dns.Addr)
 	tests := []struct {
 		name    string
 		request string
