@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshentry/meshentry/internal/accesslog"
 	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
@@ -273,4 +274,66 @@ func TestASinkAddsNoAllocationToTheKeepAlivePath(t *testing.T) {
 		t.Errorf("a round trip allocates %.2f times with a Sink, %.2f without", with, without)
 	}
 	t.Logf("allocations per keep-alive round trip: %.2f without a Sink, %.2f with telemetry.Discard", without, with)
+}
+
+func TestAStalledExchangeIsReportedByWhereItStalled(t *testing.T) {
+	t.Parallel()
+	h1 := startBackend(t, pausingHandler)
+	h2 := startH2CBackend(t, pausingHandler)
+	tests := []struct {
+		name   string
+		up     Upstream
+		query  string
+		status int
+		flags  string
+	}{
+		{name: "a response head later than the stream idle timeout is an upstream timeout",
+			up: Upstream{Addr: h1.addr()}, query: "head=1200ms", status: 504, flags: "UT"},
+		{name: "a response body pausing past it is a stream idle timeout",
+			up: Upstream{Addr: h1.addr()}, query: "body=1200ms", status: 200, flags: "SI"},
+		{name: "an h2c response head later than it is an upstream timeout",
+			up: Upstream{Addr: h2.addr(), Protocol: H2C}, query: "head=1200ms", status: 504, flags: "UT"},
+		{name: "an h2c response body pausing past it is a stream idle timeout",
+			up: Upstream{Addr: h2.addr(), Protocol: H2C}, query: "body=1200ms", status: 200, flags: "SI"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := newRecorder()
+			router := RouterFunc(func(*RequestHead, int) (Upstream, *Reject) { return tt.up, nil })
+			srv := &Server{Router: router, Limits: Limits{StreamIdleTimeout: testStreamIdle}, Telemetry: rec}
+			c := dial(t, startProxy(t, srv))
+			c.send("GET /?" + tt.query + " HTTP/1.1\r\nHost: web.test\r\n\r\n")
+			resp, err := http.ReadResponse(c.br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body) // a cut body ends early; that is the point
+			got := rec.next(t)
+			if got.status != tt.status || got.flags != tt.flags {
+				t.Errorf("record %+v, want status %d and flags %s", got, tt.status, tt.flags)
+			}
+		})
+	}
+}
+
+// BenchmarkForwardWithTelemetry is BenchmarkForward with a Sink: telemetry.Discard, which
+// shows what filling the record costs, and the access log writing to a discarding output, which
+// adds formatting and the queue. Compare its cpu-µs/op with BenchmarkForward's.
+func BenchmarkForwardWithTelemetry(b *testing.B) {
+	backend := benchBackend(b)
+	log := accesslog.New(io.Discard, accesslog.Options{BufferLines: 1 << 16})
+	b.Cleanup(func() { log.Close() })
+	for _, sink := range []struct {
+		name string
+		sink telemetry.Sink
+	}{{name: "discard", sink: telemetry.Discard{}}, {name: "accesslog", sink: log}} {
+		addr := startProxy(b, &Server{Router: staticRouter(backend), Telemetry: sink.sink})
+		b.Run(sink.name+"/"+benchRequests[0].name, func(b *testing.B) { runClients(b, addr, benchRequests[0].raw) })
+	}
+	b.Cleanup(func() {
+		if n := log.Dropped(); n > 0 {
+			b.Logf("the access log dropped %d lines", n)
+		}
+	})
 }
