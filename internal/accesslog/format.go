@@ -2,6 +2,7 @@ package accesslog
 
 import (
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -158,7 +159,8 @@ func appendTextString(b []byte, v string) []byte {
 	return b
 }
 
-// appendAddr writes a TCP address without allocating, others as they print, "-" for none.
+// appendAddr writes a TCP address without allocating, others as they print, "-" for none. An
+// IPv4 client of a dual-stack listener is written as IPv4, as Envoy writes it.
 func appendAddr(b []byte, a net.Addr) []byte {
 	switch a := a.(type) {
 	case nil:
@@ -167,7 +169,8 @@ func appendAddr(b []byte, a net.Addr) []byte {
 		if a == nil {
 			return append(b, '-')
 		}
-		return a.AddrPort().AppendTo(b)
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).AppendTo(b)
 	}
 	return appendTextString(b, a.String())
 }
