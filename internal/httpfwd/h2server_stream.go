@@ -309,7 +309,7 @@ func (st *h2Stream) roundTripFailed(up *Upstream, err error) (retry bool, _ erro
 		// The client reset the stream or went away: nobody to answer, nobody to blame.
 		s.Router.Done(*up, nil)
 		st.tel.flags |= telemetry.DownstreamClosed
-		st.log(0, nil)
+		st.log(0, err)
 		return false, nil
 	case context.Cause(st.ctx) == errStreamIdle:
 		err = fmt.Errorf("%w: no response within %v: %w", ErrUpstreamTimeout, s.lim.StreamIdleTimeout, err)

@@ -57,6 +57,15 @@ func (t *telState) answered(s *Server) {
 	}
 }
 
+// flagsWith adds to the flags set on the way those err implies, unless the client went away
+// (DC), which is then why the exchange failed: a dial or read it canceled is not the upstream's.
+func (t *telState) flagsWith(status int, err error) telemetry.Flags {
+	if t.flags&telemetry.DownstreamClosed != 0 {
+		return t.flags
+	}
+	return t.flags | errFlags(status, err)
+}
+
 // errFlags are the response flags an error the engine ended an exchange with implies; status
 // is what the client was sent. A timeout is UT when the engine answered it (504) or nothing
 // reached the client, and SI when the exchange stalled after the response had begun or while
@@ -104,7 +113,7 @@ func (c *conn) report(start time.Time, status int, err error) {
 	}
 	r.RequestID = c.rec.RequestID
 	r.Status = status
-	r.Flags = t.flags | errFlags(status, err)
+	r.Flags = t.flagsWith(status, err)
 	r.RequestBytes, r.ResponseBytes = c.rec.RequestBytes, c.rec.ResponseBytes
 	r.UpstreamHost, r.Service = t.host, t.svc
 	r.DownstreamRemote, r.DownstreamLocal = req.RemoteAddr, req.LocalAddr
@@ -147,7 +156,7 @@ func (st *h2Stream) report(status int, err error) {
 		Start: st.start, Duration: time.Since(st.start), UpstreamTime: st.tel.upDur,
 		Protocol: "HTTP/2", Method: []byte(st.r.Method), Path: []byte(st.r.RequestURI),
 		Authority: []byte(st.r.Host), RequestID: st.rec.RequestID, Status: status,
-		Flags:        st.tel.flags | errFlags(status, err),
+		Flags:        st.tel.flagsWith(status, err),
 		UpstreamHost: st.tel.host, Service: st.tel.svc, ResponseBytes: st.rec.ResponseBytes,
 		DownstreamRemote: st.hc.remote, DownstreamLocal: st.hc.local,
 	}
