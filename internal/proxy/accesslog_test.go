@@ -502,3 +502,26 @@ func rawHelloBackend(t *testing.T) string {
 	}()
 	return ln.Addr().String()
 }
+
+func TestATunnelClosedIdleIsLoggedDT(t *testing.T) {
+	t.Parallel()
+	echo := echoServer(t).Addr().String()
+	h, out := startLogged(t, staticEntry("idle", "idle.test", "TCP", 9000, echo),
+		Config{Namespace: "shop", TCPIdleTimeout: 300 * time.Millisecond})
+	tunnel, status := h.connect(t, "idle.test:9000")
+	if status != 200 {
+		t.Fatalf("CONNECT status %d", status)
+	}
+	defer tunnel.Close()
+	io.WriteString(tunnel, "ping")
+	tunnel.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(tunnel, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing more is sent: the proxy closes the tunnel once it has been idle for 300 ms.
+	got := normalize(t, out.line(t, `"`+echo+`"`), h.addr)
+	want := `[T] "- - -" 0 DT - - "-" 4 4 D - "-" "-" "-" "-" "` + echo + `" outbound|9000||idle.test - PROXY CLIENT - -`
+	if got != want {
+		t.Errorf("line\n got %s\nwant %s", got, want)
+	}
+}
