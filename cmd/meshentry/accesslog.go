@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/meshentry/meshentry/internal/accesslog"
-	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
 // accessLogFlags say where `run` writes its access log and how.
@@ -25,10 +24,11 @@ func (a *accessLogFlags) register(fl *pflag.FlagSet) {
 	fl.IntVar(&a.buffer, "access-log-buffer", 1024, "access-log lines waiting to be written (also at most 1 MiB); when the output is slower, lines are dropped and counted rather than traffic held up")
 }
 
-// open starts the access log the flags ask for, writing "-" to stdout. It returns the Sink
-// (nil when the log is off, or no path is given, as in tests that build runFlags themselves)
-// and the function that flushes and closes it.
-func (a *accessLogFlags) open(stdout io.Writer, log *slog.Logger) (telemetry.Sink, func(), error) {
+// open starts the access log the flags ask for, writing "-" to stdout. It returns the Logger
+// (nil when the log is off, or no path is given, as in tests that build runFlags themselves),
+// whose Dropped and WriteErrors counters the metrics may export, and the function that flushes
+// and closes it.
+func (a *accessLogFlags) open(stdout io.Writer, log *slog.Logger) (*accesslog.Logger, func(), error) {
 	if a.path == "" || a.path == "off" {
 		return nil, func() {}, nil
 	}

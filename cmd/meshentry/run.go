@@ -155,12 +155,14 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return &exitError{code: 2, err: fmt.Errorf("dns: %w", err)}
 	}
 	defer cfg.Resolver.Close()
-	sink, closeLog, err := f.accessLog.open(cmd.OutOrStdout(), log)
+	accessLog, closeLog, err := f.accessLog.open(cmd.OutOrStdout(), log)
 	if err != nil {
 		return err
 	}
 	defer closeLog() // after Shutdown, so the lines of the last requests are written
-	cfg.Telemetry = sink
+	if accessLog != nil {
+		cfg.Telemetry = accessLog
+	}
 	lns, err := openListeners(f)
 	if err != nil {
 		return err
