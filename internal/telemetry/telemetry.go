@@ -93,7 +93,8 @@ type Request struct {
 	// UpstreamTime runs from the request being sent upstream to the response head arriving;
 	// negative when no response head came.
 	UpstreamTime time.Duration
-	// Protocol is "HTTP/1.1" or "HTTP/2".
+	// Protocol is "HTTP/1.1" or "HTTP/2" ("HTTP/1.0" for a client that spoke it), as Envoy
+	// prints %PROTOCOL%.
 	Protocol string
 	// Method, Path, Authority, ForwardedFor (x-forwarded-for), UserAgent and RequestID
 	// (x-request-id) are as the client sent them; empty when absent.
