@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -521,6 +522,31 @@ func TestATunnelClosedIdleIsLoggedDT(t *testing.T) {
 	// Nothing more is sent: the proxy closes the tunnel once it has been idle for 300 ms.
 	got := normalize(t, out.line(t, `"`+echo+`"`), h.addr)
 	want := `[T] "- - -" 0 DT - - "-" 4 4 D - "-" "-" "-" "-" "` + echo + `" outbound|9000||idle.test - PROXY CLIENT - -`
+	if got != want {
+		t.Errorf("line\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestAUnixEndpointIsLoggedByItsSocket(t *testing.T) {
+	t.Parallel()
+	sock := filepath.Join(t.TempDir(), "socket")
+	backend.Unix(t, "unix", sock)
+	h, out := startLogged(t, fmt.Sprintf(`
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: unix, namespace: shop}
+spec:
+  hosts: [example.unix.local]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: "unix://%s"}]
+`, sock), Config{Namespace: "shop"})
+	if got := rawGet(t, h.addr, "GET http://example.unix.local/u HTTP/1.1\r\nHost: example.unix.local\r\nX-Request-Id: rid-unix\r\n\r\n"); got != 200 {
+		t.Fatalf("status %d", got)
+	}
+	got := normalize(t, out.line(t, `"rid-unix"`), h.addr)
+	want := `[T] "GET /u HTTP/1.1" 200 - via_upstream - "-" 0 26 D U "-" "-" "rid-unix" "example.unix.local" "unix://` + sock +
+		`" outbound|80||example.unix.local - PROXY CLIENT - -`
 	if got != want {
 		t.Errorf("line\n got %s\nwant %s", got, want)
 	}

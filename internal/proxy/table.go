@@ -78,7 +78,7 @@ func newRoute(svc *registry.Service, port *registry.Port, p *Proxy) *route {
 		switch {
 		case ep.Unix:
 			path := ep.Dial()
-			e.up = httpfwd.Upstream{Key: e.key, Protocol: r.proto, Dial: func(ctx context.Context) (net.Conn, error) {
+			e.up = httpfwd.Upstream{Key: e.key, Endpoint: ep.Address, Protocol: r.proto, Dial: func(ctx context.Context) (net.Conn, error) {
 				return p.dialGuarded(ctx, "unix", path)
 			}}
 		case ep.IP.IsValid():
