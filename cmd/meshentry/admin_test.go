@@ -10,38 +10,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// lockedBuffer is run's stderr, read by the test while run writes it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startAdminRun starts runProxy on config with the forward proxy and admin API on 127.0.0.1:0;
 // edit adjusts the flags. It returns the bound addresses and run's log, and stops run at the end.
-func startAdminRun(t *testing.T, config string, edit func(*runFlags)) (map[string]net.Addr, *lockedBuffer) {
+func startAdminRun(t *testing.T, config string, edit func(*runFlags)) (map[string]net.Addr, *syncBuffer) {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	stderr := &lockedBuffer{}
+	stderr := &syncBuffer{}
 	cmd := newRunCommand()
 	cmd.SetOut(io.Discard)
 	cmd.SetErr(stderr)

@@ -44,6 +44,15 @@ func openListeners(f *runFlags) (listeners, error) {
 	return lns, nil
 }
 
+// closeListeners closes the listeners openListeners bound, for a start that fails after it.
+func closeListeners(lns listeners) {
+	for _, ln := range []net.Listener{lns.forward, lns.capture, lns.admin} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
 // serveGroup runs the listeners' serve loops; the first one to fail stops them all and is
 // reported by /ready and in the exit status.
 type serveGroup struct {

@@ -14,6 +14,8 @@ type metricsFlags struct {
 	workload, app, version, cluster string
 	maxSeries, cacheEntries         int
 	maxScrapes                      int
+	// istio records Istio's standard request and TCP metrics; off, only meshentry's own are kept.
+	istio bool
 }
 
 func (m *metricsFlags) register(fl *pflag.FlagSet) {
@@ -21,6 +23,7 @@ func (m *metricsFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&m.app, "app", "", "source_app and source_canonical_service of the metrics (a pod's app label); empty: unknown, and the workload as canonical service")
 	fl.StringVar(&m.version, "version", "", "source_version and source_canonical_revision of the metrics (a pod's version label); empty: unknown, and latest as revision")
 	fl.StringVar(&m.cluster, "cluster", "Kubernetes", "source_cluster of the metrics (Istio's cluster ID, whose default is Kubernetes)")
+	fl.BoolVar(&m.istio, "istio-metrics", true, "record Istio's standard metrics (istio_requests_total, istio_tcp_*, ...) for every request and connection; false keeps only meshentry's own metrics")
 	fl.IntVar(&m.maxSeries, "metrics-max-series", metrics.DefaultMaxSeries, "label sets each Istio metric may have; records beyond are dropped and counted in meshentry_metrics_series_dropped_total")
 	fl.IntVar(&m.maxScrapes, "metrics-max-scrapes", metrics.DefaultMaxScrapes, "scrapes of /stats/prometheus served at once; one more gets 503, counted in promhttp_metric_handler_requests_total{code=\"503\"}")
 	fl.IntVar(&m.cacheEntries, "metrics-cache-entries", metrics.DefaultCacheEntries, "entries of the metrics' hot-path series cache; when full it is emptied, counted in meshentry_metrics_cache_resets_total")

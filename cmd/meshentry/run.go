@@ -20,6 +20,8 @@ import (
 	"github.com/meshentry/meshentry/internal/metrics"
 	"github.com/meshentry/meshentry/internal/proxy"
 	"github.com/meshentry/meshentry/internal/resolve"
+	"github.com/meshentry/meshentry/internal/source"
+	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
 type runFlags struct {
@@ -41,6 +43,7 @@ type runFlags struct {
 	reload       reloadFlags
 	// proxyPolicy is stored and checked only, until the proxy applies DestinationRules.
 	proxyPolicy policyFlags
+	accessLog   accessLogFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -126,6 +129,7 @@ func newRunCommand() *cobra.Command {
 	f.admin.register(fl)
 	f.reload.register(fl)
 	f.proxyPolicy.register(fl)
+	f.accessLog.register(fl)
 	return cmd
 }
 
@@ -177,15 +181,12 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		cfg.SelfAddrs = append(cfg.SelfAddrs, lns.admin.Addr().(*net.TCPAddr).AddrPort())
 	}
 	var p *proxy.Proxy
-	cfg.Health = balance.NewHealth(balance.HealthConfig{})
-	mm, err := newRunMetrics(f, metricsDeps{proxy: func() *proxy.Proxy { return p }, resolver: cfg.Resolver, health: cfg.Health,
-		reloads: func() metrics.ReloadStatus {
-			st := watcher.Status()
-			return metrics.ReloadStatus{Accepted: st.Accepted, Refused: st.Refused, Version: st.Version, LoadedAt: st.LoadedAt}
-		}})
+	mm, closeLog, err := observe(cmd, f, log, &cfg, watcher, func() *proxy.Proxy { return p })
 	if err != nil {
+		closeListeners(lns)
 		return err
 	}
+	defer closeLog() // after the drain, so the lines of the last requests are written
 	p = proxy.New(cfg, res.Snapshot)
 	log.Info("registry loaded", "services", len(res.Snapshot.Services), "documents", res.Documents, "errors", res.Errors())
 	defer startReload(ctx, watcher, p)()
@@ -215,6 +216,42 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return &exitError{code: 1, err: errors.New(strings.Join(g.failures, "; "))}
 	}
 	return nil
+}
+
+// observe opens the access log and makes the metrics, both fed by the proxy's telemetry, and
+// sets cfg.Health, which the metrics read ejections from. closeLog flushes the access log.
+func observe(cmd *cobra.Command, f *runFlags, log *slog.Logger, cfg *proxy.Config, watcher *source.Watcher,
+	p func() *proxy.Proxy) (mm *metrics.Metrics, closeLog func(), err error) {
+	accessLog, closeLog, err := f.accessLog.open(cmd.OutOrStdout(), log)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Health = balance.NewHealth(balance.HealthConfig{})
+	deps := metricsDeps{proxy: p, resolver: cfg.Resolver, health: cfg.Health,
+		reloads: func() metrics.ReloadStatus {
+			st := watcher.Status()
+			return metrics.ReloadStatus{Accepted: st.Accepted, Refused: st.Refused, Version: st.Version, LoadedAt: st.LoadedAt}
+		}}
+	var sinks telemetry.Multi
+	if accessLog != nil {
+		deps.accessLogDropped = accessLog.Dropped
+		sinks = append(sinks, accessLog)
+	}
+	if mm, err = newRunMetrics(f, deps); err != nil {
+		closeLog()
+		return nil, nil, err
+	}
+	if f.metrics.istio {
+		sinks = append(sinks, mm)
+	}
+	switch len(sinks) {
+	case 0:
+	case 1:
+		cfg.Telemetry = sinks[0] // no fan-out loop on the hot path for one sink
+	default:
+		cfg.Telemetry = sinks
+	}
+	return mm, closeLog, nil
 }
 
 // startupFindings refuses a config with errors before anything listens, as nginx -t, Caddy and

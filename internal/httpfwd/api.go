@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
 // Protocol is the protocol spoken to an upstream.
@@ -32,6 +34,12 @@ type Upstream struct {
 	Host string
 	// Protocol selects HTTP/1.1 (the zero value) or h2c.
 	Protocol Protocol
+	// Service is where telemetry says the request went; a pointer, so per-endpoint Upstream
+	// values stay cheap to return.
+	Service *telemetry.Service
+	// Endpoint is the endpoint's address as telemetry reports it (%UPSTREAM_HOST%); empty
+	// takes Addr.
+	Endpoint string
 }
 
 // Field is one header field of a Reject.
@@ -51,6 +59,11 @@ type Reject struct {
 	// trailing newline and with "; request id <id>\n" appended (the id is in
 	// RequestHead.RequestID); an empty Body is sent as no body.
 	Body string
+	// Flags are the response flags telemetry reports for the refusal (NR, UH).
+	Flags telemetry.Flags
+	// Service, when set, names the service the refusal is reported under (the blackhole
+	// cluster, or a service with no healthy endpoint).
+	Service *telemetry.Service
 }
 
 // Router decides where each request goes. Its methods are called from many connections at once.

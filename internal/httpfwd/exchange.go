@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
 // exchange is the state of one request's round trip on one upstream connection, kept in the
@@ -53,6 +55,7 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 	c.ubw.Reset(uc.nc)
 	uc.nc.SetDeadline(time.Now().Add(c.s.lim.StreamIdleTimeout))
 	c.writeRequestHead(up)
+	c.tel.sending(c.s)
 
 	r := c.awaitContinue(x)
 	if r == nil {
@@ -175,6 +178,7 @@ func (c *conn) awaitResponse(x *exchange) *result {
 
 // upgrade switches to relaying bytes after a 101 Switching Protocols the client asked for.
 func (c *conn) upgrade(x *exchange) *result {
+	c.tel.answered(c.s)
 	if !c.req.WantsUpgrade() || !x.bodyDone {
 		x.uc.nc.Close()
 		if x.async {
@@ -190,6 +194,7 @@ func (c *conn) upgrade(x *exchange) *result {
 // relayResponse writes the response head and body to the client and settles both connections.
 func (c *conn) relayResponse(x *exchange) *result {
 	lim, req, resp, uc := &c.s.lim, &c.req, &c.resp, x.uc
+	c.tel.answered(c.s)
 	f := responseFraming(req.Method, req.ProtoMinor, resp)
 	keep := keepClient(req, f, x.bodyDone, c.s.shutting.Load())
 	if !x.bodyDone {
@@ -226,6 +231,9 @@ func (c *conn) relayResponse(x *exchange) *result {
 	if err != nil {
 		keep = false
 		upErr = responseBodyFault(err)
+		if upErr == nil && !stalled(err) {
+			c.tel.flags |= telemetry.DownstreamClosed
+		}
 	}
 	if c.down.waited {
 		// The deadline of the last write may have been used up waiting for the upstream.
@@ -242,6 +250,9 @@ func (c *conn) relayResponse(x *exchange) *result {
 	if ferr := c.bw.Flush(); ferr != nil && err == nil {
 		keep = false
 		err = ferr
+		if !stalled(err) {
+			c.tel.flags |= telemetry.DownstreamClosed
+		}
 	}
 	c.logAccess(x.start, x.key, resp.status, firstErr(upErr, err))
 	return x.end(keep, upErr, false)

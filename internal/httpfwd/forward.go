@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
 // serveRequest forwards the parsed request and relays the response; it reports whether the
@@ -16,8 +18,7 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 	s := c.s
 	req := &c.req
 	start := time.Now()
-	c.rec.Upstream = ""
-	c.rec.RequestBytes, c.rec.ResponseBytes = 0, 0
+	c.beginRecords()
 	if req.has(flagRequestID) {
 		c.rec.RequestID = req.raw[req.requestID.start:req.requestID.end]
 	} else {
@@ -51,13 +52,14 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 			up.Key = up.Addr
 		}
 		c.rec.Upstream = up.Key
+		c.tel.route(&up)
 		if up.Protocol == H2C {
 			keep, retry := c.serveH2C(ctx, start, &up)
 			if !retry {
 				return keep
 			}
 			if attempt+1 >= s.lim.MaxAttempts {
-				return c.fail(start, 503, "upstream connect failed", ErrConnect)
+				return c.connectFailed(start, attempt, ErrConnect)
 			}
 			continue
 		}
@@ -75,7 +77,7 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 		}
 		c.logFailure(slog.LevelDebug, "upstream connect attempt failed", 0, fmt.Errorf("attempt %d: %w", attempt, err))
 		if attempt+1 >= s.lim.MaxAttempts {
-			return c.fail(start, 503, "upstream connect failed", err)
+			return c.connectFailed(start, attempt, err)
 		}
 	}
 	for retried := false; ; retried = true {
@@ -199,10 +201,15 @@ func (c *conn) countTrailerCap(err error) {
 // the message end and holds it for incomplete, which is Envoy's stream reset for HTTP/1.
 func (c *conn) clientBodyFailed(start time.Time, err error) bool {
 	if errors.Is(err, errTooManyTrailers) {
+		c.tel.flags |= telemetry.DownstreamProtocolError
 		return c.fail(start, 431, "too many trailer fields", err)
 	}
 	if errors.Is(err, errBadChunk) {
+		c.tel.flags |= telemetry.DownstreamProtocolError
 		return c.fail(start, 400, "invalid chunked request body", err)
+	}
+	if !stalled(err) {
+		c.tel.flags |= telemetry.DownstreamClosed
 	}
 	c.logAccess(start, c.rec.Upstream, 0, err)
 	return false
@@ -256,6 +263,7 @@ func (c *conn) readInterim(uc *upConn, stopAt100 bool) (int, error) {
 // nothing more and is not held against the upstream.
 func (c *conn) interimFailed(start time.Time, err error) (keep bool, upErr error, retry bool) {
 	if errors.Is(err, errClientWrite) {
+		c.tel.flags |= telemetry.DownstreamClosed
 		c.logAccess(start, c.rec.Upstream, 0, err)
 		return false, nil, false
 	}

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
 // The h2c path converts the HTTP/1.1 request into an http.Request for net/http's Transport,
@@ -168,6 +170,7 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 	}
 	hreq, err := c.h2cRequest(up)
 	if err != nil {
+		c.tel.flags |= telemetry.DownstreamProtocolError
 		return c.fail(start, 400, "request target cannot be forwarded as sent", err), false
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -193,7 +196,11 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 	}
 	dial := &h2cDial{up: *up, timeout: s.lim.ConnectTimeout}
 	hreq = hreq.WithContext(context.WithValue(ctx, h2cDialKey{}, dial))
+	c.tel.sending(s)
 	resp, err := s.pool.h2c().RoundTrip(hreq)
+	if err == nil {
+		c.tel.answered(s)
+	}
 	if err != nil {
 		consumed, clientErr := body.stop()
 		if clientErr != nil {
@@ -213,6 +220,7 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 			}
 			return c.fail(start, 503, "upstream connect failed", err), false
 		}
+		c.tel.flags |= telemetry.UpstreamReset
 		return c.fail(start, 502, "upstream request failed", err), false
 	}
 	defer resp.Body.Close()
@@ -282,6 +290,8 @@ func (c *conn) relayH2CResponse(resp *http.Response, body *h2cBody, watch *idleW
 			upErr = fmt.Errorf("%w: response body paused for %v", ErrUpstreamTimeout, c.s.lim.StreamIdleTimeout)
 		case readFailed(err):
 			upErr = fmt.Errorf("%w: reading the response body: %w", ErrUpstreamClosed, errors.Unwrap(err))
+		case !stalled(err):
+			c.tel.flags |= telemetry.DownstreamClosed
 		}
 	}
 	if err != nil {

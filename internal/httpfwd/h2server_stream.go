@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
 // h2Stream is one request of an HTTP/2 client connection.
@@ -24,6 +26,7 @@ type h2Stream struct {
 	start time.Time
 	head  RequestHead
 	rec   AccessRecord
+	tel   telState
 	reqID [36]byte
 	body  *h2ReqBody
 	url   *url.URL        // the request target as the transports write it; forward sets its Host
@@ -34,6 +37,7 @@ type h2Stream struct {
 // serve routes the stream and forwards it, retrying connect failures as the HTTP/1.1 path does.
 func (st *h2Stream) serve() {
 	s := st.hc.s
+	st.tel.begin()
 	// The id comes first, so that even a refused head is answered and logged with one.
 	if id := h2RequestID(st.r.Header["X-Request-Id"]); id != "" {
 		st.rec.RequestID = []byte(id)
@@ -47,6 +51,7 @@ func (st *h2Stream) serve() {
 	if status, msg := st.parseHead(); status != 0 {
 		// As on the HTTP/1.1 path: a client's malformed head is worth a debug line only.
 		st.hc.h.count.badRequests.Add(1)
+		st.tel.flags |= telemetry.DownstreamProtocolError
 		st.logFailure(slog.LevelDebug, "refused request head", status, errors.New(msg))
 		st.writeSimple(status, msg, nil, st.errorBody(msg))
 		st.log(status, nil)
@@ -79,12 +84,14 @@ func (st *h2Stream) serve() {
 			up.Key = up.Addr
 		}
 		st.rec.Upstream = up.Key
+		st.tel.route(&up)
 		retry, err := st.forward(&up)
 		if !retry {
 			return
 		}
 		st.logFailure(slog.LevelDebug, "upstream connect attempt failed", 0, fmt.Errorf("attempt %d: %w", attempt, err))
 		if attempt+1 >= s.lim.MaxAttempts {
+			st.tel.exhausted(attempt)
 			st.fail(503, "upstream connect failed", err)
 			return
 		}
@@ -195,7 +202,11 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 	} else {
 		ctx = httptrace.WithClientTrace(ctx, wait.trace(&h.up, s.lim.MaxUpstreamConns))
 	}
+	st.tel.sending(s)
 	resp, err := rt.RoundTrip(out.WithContext(ctx))
+	if err == nil {
+		st.tel.answered(s)
+	}
 	if wait.overflowed() {
 		h.count.upstreamOverflows.Add(1)
 	}
@@ -204,6 +215,7 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 			// Envoy answers a request its circuit breaker holds back 503 too. The
 			// upstream is busy, not failing: it is not reported for ejection.
 			s.Router.Done(*up, nil)
+			st.tel.flags |= telemetry.UpstreamOverflow
 			st.fail(503, "upstream connection limit reached", fmt.Errorf("no connection to %s free within %v: %w",
 				up.Key, s.lim.StreamIdleTimeout, err))
 			return false, nil
@@ -296,6 +308,7 @@ func (st *h2Stream) roundTripFailed(up *Upstream, err error) (retry bool, _ erro
 	case st.r.Context().Err() != nil:
 		// The client reset the stream or went away: nobody to answer, nobody to blame.
 		s.Router.Done(*up, nil)
+		st.tel.flags |= telemetry.DownstreamClosed
 		st.log(0, err)
 		return false, nil
 	case context.Cause(st.ctx) == errStreamIdle:
@@ -306,10 +319,12 @@ func (st *h2Stream) roundTripFailed(up *Upstream, err error) (retry bool, _ erro
 	case st.body != nil && st.body.tooMany.Load():
 		s.Router.Done(*up, nil)
 		s.stats.tooManyHeaders.Add(1)
+		st.tel.flags |= telemetry.DownstreamProtocolError
 		st.fail(431, "too many trailer fields", err)
 		return false, nil
 	case st.body != nil && st.body.err.Load() != nil:
 		s.Router.Done(*up, nil)
+		st.tel.flags |= telemetry.DownstreamProtocolError
 		st.fail(400, "reading the request body failed", err)
 		return false, nil
 	case errors.Is(err, ErrLoop):
@@ -368,6 +383,7 @@ func (st *h2Stream) relay(resp *http.Response) error {
 		if n > 0 {
 			st.rec.ResponseBytes += int64(n)
 			if _, werr := w.Write(buf[:n]); werr != nil {
+				st.tel.flags |= telemetry.DownstreamClosed
 				return nil // the client went away; not the upstream's fault
 			}
 			if flusher != nil {
@@ -382,6 +398,7 @@ func (st *h2Stream) relay(resp *http.Response) error {
 				return fmt.Errorf("%w: the response paused for %v", ErrUpstreamTimeout, st.hc.s.lim.StreamIdleTimeout)
 			}
 			if st.r.Context().Err() != nil || st.body != nil && st.body.err.Load() != nil {
+				st.tel.flags |= telemetry.DownstreamClosed
 				return nil
 			}
 			return fmt.Errorf("%w: reading the response body: %w", ErrUpstreamClosed, err)
@@ -420,6 +437,7 @@ func (st *h2Stream) reject(r *Reject) {
 	}
 	st.writeSimple(status, r.Reason, r.Header, body)
 	st.rec.Upstream = "" // nothing was forwarded, as the HTTP/1.1 path records it
+	st.tel.refused(r)
 	st.log(status, nil)
 }
 
@@ -489,6 +507,7 @@ func sanitize(v string) string {
 
 // log reports the finished stream to the access log.
 func (st *h2Stream) log(status int, err error) {
+	st.report(status, err)
 	log := st.hc.s.AccessLog
 	if log == nil {
 		return

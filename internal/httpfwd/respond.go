@@ -29,6 +29,7 @@ func (c *conn) reject(start time.Time, r *Reject) bool {
 	} else {
 		c.writeSimple(status, r.Reason, r.Header, !keep, strings.TrimSuffix(r.Body, "\n"), "; request id ", string(c.rec.RequestID), "\n")
 	}
+	c.tel.refused(r)
 	c.logAccess(start, "", status, nil)
 	return keep
 }
@@ -126,6 +127,7 @@ func (c *conn) logAccess(start time.Time, upstream string, status int, err error
 	if err != nil && status != 101 && stalled(err) {
 		c.s.stats.streamIdle.Add(1) // a tunnel counts its own
 	}
+	c.report(start, status, err)
 	log := c.s.AccessLog
 	if log == nil {
 		return

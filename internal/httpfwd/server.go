@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshentry/meshentry/internal/ratelog"
+	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
 // Server forwards the HTTP/1.1 requests of client connections to upstreams chosen by its
@@ -29,6 +30,8 @@ type Server struct {
 	Logger *slog.Logger
 	// AccessLog, when set, is called after each request with a record valid during the call.
 	AccessLog func(*AccessRecord)
+	// Telemetry, when set, receives a record of each finished request; nil reports nothing.
+	Telemetry telemetry.Sink
 	// OnConnect, when set, takes over a connection whose request is CONNECT: the engine
 	// stops serving it and hands over the parsed head, the connection and the bytes it had
 	// already read beyond the head, all valid until OnConnect returns. OnConnect owns the
@@ -244,6 +247,7 @@ func (s *Server) putConn(c *conn) {
 	c.ubw.Reset(nil)
 	c.req.RemoteAddr, c.req.LocalAddr = nil, nil
 	c.rec = AccessRecord{}
+	c.tel.rec = telemetry.Request{}
 	c.ex = exchange{}
 	// Do not keep unusually large head buffers alive.
 	if cap(c.headBuf) > 2*readSize {
@@ -287,6 +291,7 @@ type conn struct {
 	bodyDone chan error // result of a request body streamed on its own goroutine
 	linger   bool       // unread request bytes may remain: close gently
 	rec      AccessRecord
+	tel      telState
 	idle     atomic.Bool            // waiting for the next request; Shutdown may close it
 	fresh    atomic.Bool            // ... which is the first, so a drain gives it a grace
 	current  atomic.Pointer[upConn] // the upstream connection in use, for abort
@@ -382,6 +387,8 @@ func (c *conn) readRequest(first bool) bool {
 	case errors.As(err, &pe):
 		c.s.stats.countRefusal(pe)
 		c.rec.RequestID, c.rec.Upstream = newRequestID(&c.reqID), ""
+		c.tel.begin()
+		c.tel.flags = telemetry.DownstreamProtocolError
 		c.logFailure(slog.LevelDebug, "refused request head", pe.status, err)
 		c.writeError(pe.status, pe.msg, true)
 		c.logAccess(time.Now(), "", pe.status, err)

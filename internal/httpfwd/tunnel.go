@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/meshentry/meshentry/internal/relay"
+	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
 // tunnel relays bytes both ways after a 101 Switching Protocols until both sides are done. The
@@ -50,6 +51,7 @@ func (c *conn) tunnel(start time.Time, uc *upConn) {
 	case errors.Is(err, relay.ErrIdleTimeout):
 		s.stats.upgradesIdle.Add(1)
 		s.stats.streamIdle.Add(1)
+		c.tel.flags |= telemetry.StreamIdleTimeout
 		c.logFailure(slog.LevelDebug, "closed an idle upgraded connection", 0, err)
 	case err != nil:
 		// A side reset or closed the connection; nobody's fault the client must hear of.

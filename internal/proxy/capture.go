@@ -83,17 +83,25 @@ func (p *Proxy) serveCapturedHTTP(c net.Conn, pc *sniff.PrefixConn, orig netip.A
 // pipeCaptured matches a captured connection carried as bytes (TCP, or TLS by its SNI) and pipes
 // it to the upstream; pc replays what sniffing read.
 func (p *Proxy) pipeCaptured(c net.Conn, pc *sniff.PrefixConn, t *table, orig netip.AddrPort, res sniff.Result) {
+	rec := p.startConn(c, orig.String(), res.SNI)
+	if rec != nil {
+		rec.rec.DownstreamLocal = net.TCPAddrFromAddrPort(orig) // where the application meant to go
+	}
 	up, addr, m, err := p.dialCaptured(p.pipeCtx, t, orig, res.SNI, res.Kind == sniff.TLS)
 	if err != nil {
+		rec.failed(p.serviceOf(m), dialFlags(err))
 		return
 	}
+	svc := p.serviceOf(m)
 	if !p.hold(up) {
+		rec.failed(svc, 0)
 		return
 	}
 	defer p.release(up)
 	defer p.counts.connOpened(addr).connClosed()
+	rec.opened(svc, addr)
 	if p.log.Enabled(context.Background(), slog.LevelDebug) {
 		p.log.Debug("forward", "orig", orig, "sni", res.SNI, "kind", res.Kind, "cluster", m.Cluster, "upstream", addr)
 	}
-	p.pipe(pc, up)
+	rec.closed(p.pipe(pc, up))
 }

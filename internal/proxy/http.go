@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/httpfwd"
 	"github.com/meshentry/meshentry/internal/registry"
+	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
 // httpRouter routes each HTTP request by its Host, as a sidecar's HTTP route table does.
@@ -19,10 +20,9 @@ type httpRouter struct {
 	captured bool
 }
 
-// Route implements httpfwd.Router.
-func (h *httpRouter) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstream, *httpfwd.Reject) {
+// route decides where req goes by t, leaving the match in *mp for Route's telemetry labels.
+func (h *httpRouter) route(t *table, req *httpfwd.RequestHead, attempt int, mp *registry.Match) (httpfwd.Upstream, *httpfwd.Reject) {
 	p := h.p
-	t := p.table.Load()
 	dst := destination{host: req.Host, port: uint32(req.Port)}
 	if h.captured {
 		if a, ok := req.LocalAddr.(*net.TCPAddr); ok {
@@ -44,7 +44,8 @@ func (h *httpRouter) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstr
 	if dst.orig.IsValid() {
 		q.IP = dst.orig.Addr().Unmap()
 	}
-	m := t.snap.Match(q, p.cfg.AllowAny)
+	*mp = t.snap.Match(q, p.cfg.AllowAny)
+	m := *mp
 	switch {
 	case m.Outcome == registry.BlackHole:
 		return httpfwd.Upstream{}, p.refuse(req.Host, dst.port, req.RequestID)
@@ -149,7 +150,7 @@ func withRequestID(id []byte, args ...any) []any {
 // refuse is the HTTP answer for a host no visible ServiceEntry declares, under REGISTRY_ONLY.
 func (p *Proxy) refuse(host string, port uint32, id []byte) *httpfwd.Reject {
 	reason := p.refusal(host, port, "HTTP", id)
-	return &httpfwd.Reject{Status: 502, Reason: reason,
+	return &httpfwd.Reject{Status: 502, Reason: reason, Flags: telemetry.NoRoute,
 		Body: "meshentry: " + reason + "; the outbound policy REGISTRY_ONLY refuses it\n"}
 }
 
@@ -201,7 +202,7 @@ func (p *Proxy) logRequestFailure(err error, id []byte, via, host string, port u
 func (p *Proxy) rejectFor(err error, id []byte, host string, port uint32, cluster string) *httpfwd.Reject {
 	p.logRequestFailure(err, id, "HTTP", host, port, cluster)
 	status, reason := failure(err, host, port, cluster)
-	return &httpfwd.Reject{Status: status, Reason: reason, Body: "meshentry: " + reason + "\n"}
+	return &httpfwd.Reject{Status: status, Reason: reason, Body: "meshentry: " + reason + "\n", Flags: refusalFlags(err)}
 }
 
 // originalKeyPrefix marks pool keys of upstreams the application chose itself (NONE, ALLOW_ANY,
@@ -234,7 +235,7 @@ func (p *Proxy) originalUpstream(dst destination, cluster string, id []byte) (ht
 		}
 	}
 	hp := hostPort(dst.host, dst.port)
-	return httpfwd.Upstream{Key: originalKeyPrefix + hp, Dial: func(ctx context.Context) (net.Conn, error) {
+	return httpfwd.Upstream{Key: originalKeyPrefix + hp, Endpoint: hp, Dial: func(ctx context.Context) (net.Conn, error) {
 		c, _, err := p.dialOriginal(ctx, dst)
 		return c, err
 	}}, nil
@@ -253,11 +254,15 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 		port = 443
 	}
 	host := head.Host
-	up, addr, m, ok := p.connectUpstream(client, host, port, head.RequestID)
-	if !ok {
+	rec := p.startConn(client, hostPort(host, port), "")
+	up, addr, m, err := p.connectUpstream(client, host, port, head.RequestID)
+	if err != nil {
+		rec.failed(p.serviceOf(m), dialFlags(err))
 		return
 	}
+	svc := p.serviceOf(m)
 	if !p.hold(up) {
+		rec.failed(svc, 0)
 		return
 	}
 	defer p.counts.connOpened(addr).connClosed()
@@ -266,8 +271,10 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 		p.release(up)
 	}()
 	if _, err := client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+		rec.failed(svc, telemetry.DownstreamClosed)
 		return
 	}
+	rec.opened(svc, addr)
 	if p.log.Enabled(ctx, slog.LevelDebug) {
 		p.log.Debug("tunnel", "host", host, "port", port, "cluster", m.Cluster, "upstream", addr)
 	}
@@ -275,21 +282,21 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 	if len(buffered) > 0 {
 		src = newPrefixed(client, buffered)
 	}
-	p.pipe(src, up)
+	rec.closed(p.pipe(src, up))
 }
 
 // connectUpstream matches and dials a CONNECT authority, answering the client itself, with
-// the request id, when the tunnel will not be opened.
-func (p *Proxy) connectUpstream(client net.Conn, host string, port uint32, id []byte) (net.Conn, string, registry.Match, bool) {
+// the request id, when the tunnel will not be opened; it returns why.
+func (p *Proxy) connectUpstream(client net.Conn, host string, port uint32, id []byte) (net.Conn, string, registry.Match, error) {
 	if !validHost(host) {
 		p.connectFailed(client, errInvalidHost, id, host, port, "")
-		return nil, "", registry.Match{}, false
+		return nil, "", registry.Match{}, errInvalidHost
 	}
 	t := p.table.Load()
 	m := t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: host, Port: port, Protocol: registry.TrafficAny}, p.cfg.AllowAny)
 	if m.Outcome == registry.BlackHole {
 		writeStatus(client, "403 Forbidden", p.refusal(host, port, "CONNECT", id), id)
-		return nil, "", m, false
+		return nil, "", m, errRefused
 	}
 	dst, err := requested(m, host, port)
 	if err == nil {
@@ -297,11 +304,11 @@ func (p *Proxy) connectUpstream(client net.Conn, host string, port uint32, id []
 		var up net.Conn
 		var addr string
 		if up, addr, err = p.dialMatch(p.pipeCtx, t, m, dst); err == nil {
-			return up, addr, m, true
+			return up, addr, m, nil
 		}
 	}
 	p.connectFailed(client, err, id, host, port, m.Cluster)
-	return nil, "", m, false
+	return nil, "", m, err
 }
 
 // connectFailed logs why a tunnel is not opened and answers with a generic reason.

@@ -18,6 +18,7 @@ import (
 	"github.com/meshentry/meshentry/internal/origdst"
 	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/resolve"
+	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
 // Config is how the proxy behaves; zero durations take the defaults noted.
@@ -59,6 +60,8 @@ type Config struct {
 	// RefusalLogRate and RefusalLogBurst bound refusal log lines: lines a second and at once (10, 20).
 	RefusalLogRate  float64
 	RefusalLogBurst int
+	// Telemetry receives a record of each HTTP request and piped connection; nil reports none.
+	Telemetry telemetry.Sink
 }
 
 // Proxy routes connections by the current snapshot; Update swaps the snapshot atomically.
@@ -149,8 +152,10 @@ func New(cfg Config, snap *registry.Snapshot) *Proxy {
 	lim.MaxAttempts = cfg.MaxAttempts
 	// Both Servers take the process's Via token, so a request that leaves by one listener and
 	// comes back by the other is a loop too.
-	p.forward = &httpfwd.Server{Router: &httpRouter{p: p}, Pool: p.pool, Limits: lim, Logger: p.log, OnConnect: p.handleConnect}
-	p.capture = &httpfwd.Server{Router: &httpRouter{p: p, captured: true}, Pool: p.pool, Limits: lim, Logger: p.log}
+	p.forward = &httpfwd.Server{Router: &httpRouter{p: p}, Pool: p.pool, Limits: lim, Logger: p.log, OnConnect: p.handleConnect,
+		Telemetry: cfg.Telemetry}
+	p.capture = &httpfwd.Server{Router: &httpRouter{p: p, captured: true}, Pool: p.pool, Limits: lim, Logger: p.log,
+		Telemetry: cfg.Telemetry}
 	p.Update(snap)
 	return p
 }

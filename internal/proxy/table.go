@@ -21,6 +21,8 @@ import (
 type table struct {
 	snap   *registry.Snapshot
 	routes sync.Map // *registry.Port -> *route
+	// services labels the telemetry of each service port of snap.
+	services *services
 }
 
 // route is how one service port reaches its endpoints.
@@ -76,7 +78,7 @@ func newRoute(svc *registry.Service, port *registry.Port, p *Proxy) *route {
 		switch {
 		case ep.Unix:
 			path := ep.Dial()
-			e.up = httpfwd.Upstream{Key: e.key, Protocol: r.proto, Dial: func(ctx context.Context) (net.Conn, error) {
+			e.up = httpfwd.Upstream{Key: e.key, Endpoint: ep.Address, Protocol: r.proto, Dial: func(ctx context.Context) (net.Conn, error) {
 				return p.dialGuarded(ctx, "unix", path)
 			}}
 		case ep.IP.IsValid():

@@ -3,7 +3,10 @@
 // access log and the metrics are Sinks; the proxy knows neither.
 package telemetry
 
-import "time"
+import (
+	"net"
+	"time"
+)
 
 // Flags are Envoy's response flags: why a request or connection did not go as asked.
 type Flags uint16
@@ -90,7 +93,8 @@ type Request struct {
 	// UpstreamTime runs from the request being sent upstream to the response head arriving;
 	// negative when no response head came.
 	UpstreamTime time.Duration
-	// Protocol is "HTTP/1.1" or "HTTP/2".
+	// Protocol is "HTTP/1.1" or "HTTP/2" ("HTTP/1.0" for a client that spoke it), as Envoy
+	// prints %PROTOCOL%.
 	Protocol string
 	// Method, Path, Authority, ForwardedFor (x-forwarded-for), UserAgent and RequestID
 	// (x-request-id) are as the client sent them; empty when absent.
@@ -104,6 +108,9 @@ type Request struct {
 	UpstreamHost string
 	// Service is where the request was routed; nil when it was refused before routing.
 	Service *Service
+	// DownstreamRemote and DownstreamLocal are the client connection's addresses (Envoy's
+	// %DOWNSTREAM_REMOTE_ADDRESS% and %DOWNSTREAM_LOCAL_ADDRESS%); nil when unknown.
+	DownstreamRemote, DownstreamLocal net.Addr
 }
 
 // Conn is one TCP connection the proxy pipes as bytes: a CONNECT tunnel or a captured TCP or TLS
@@ -123,6 +130,9 @@ type Conn struct {
 	UpstreamHost string
 	// Service is where the connection was routed; nil when it was refused before routing.
 	Service *Service
+	// DownstreamRemote and DownstreamLocal are the client connection's addresses; for a
+	// captured connection the local one is the original destination.
+	DownstreamRemote, DownstreamLocal net.Addr
 }
 
 // Sink receives records on the data path: its methods are called from many goroutines at once and
