@@ -76,9 +76,22 @@ func (p *Picker) Explain() []Ranked {
 				Share:    share,
 				Ejected:  ejected[i],
 				Active:   g.priority == active,
-				Reason:   reason(p.self, p.network, ParseLocality(t.Locality), t.Network),
+				Reason:   p.reason(t),
 			})
 		}
 	}
 	return out
+}
+
+// reason says why t has its priority under the picker's locality mode.
+func (p *Picker) reason(t Target) string {
+	switch p.mode {
+	case LocalityOff:
+		return "locality load balancing off"
+	case LocalityDistribute:
+		return "distribute: weight set by locality share"
+	case LocalityLabels:
+		return "failoverPriority: ranked by matching labels"
+	}
+	return reason(p.client.Locality, p.client.Network, ParseLocality(t.Locality), t.Network)
 }
