@@ -3,6 +3,7 @@ package balance
 import (
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 )
 
 // rrState is one priority's smooth weighted round robin: every pick adds each usable member's
@@ -12,12 +13,43 @@ import (
 type rrState struct {
 	mu  sync.Mutex
 	cur []int64 // parallels group.members
+	// seq is one whole round of the rotation with every member in, worked out in advance when the
+	// weights sum to at most maxRoundRobinSeq, so the common pick (nothing ejected or excluded) is
+	// one atomic add instead of a lock and a scan; next counts those picks.
+	seq  []int32
+	next atomic.Uint64
+}
+
+// maxRoundRobinSeq bounds the precomputed round; heavier weight sums take the locked path always.
+const maxRoundRobinSeq = 4096
+
+func newRRState(p *Picker, g *group) *rrState {
+	rs := &rrState{cur: make([]int64, len(g.members))}
+	if g.total > maxRoundRobinSeq {
+		return rs
+	}
+	all := filter{entries: p.entries}
+	rs.seq = make([]int32, g.total)
+	for k := range rs.seq {
+		i, _ := p.lockedRoundRobin(g, rs, &all)
+		rs.seq[k] = int32(i)
+	}
+	clear(rs.cur)
+	return rs
 }
 
 // pickRoundRobin is the next member of the rotation that f allows; ejected or excluded members
 // are left out of the round, so the others keep their relative order.
 func (p *Picker) pickRoundRobin(g *group, f *filter) (int, bool) {
 	rs := g.rr
+	if rs.seq != nil && f.exclude == nil && !f.health {
+		return int(rs.seq[(rs.next.Add(1)-1)%uint64(len(rs.seq))]), true
+	}
+	return p.lockedRoundRobin(g, rs, f)
+}
+
+// lockedRoundRobin is one step of the smooth weighted rotation over the members f allows.
+func (p *Picker) lockedRoundRobin(g *group, rs *rrState, f *filter) (int, bool) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	var total int64

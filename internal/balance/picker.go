@@ -128,7 +128,7 @@ func NewPolicyPicker(targets []Target, c Client, h *Health, cfg PolicyConfig) *P
 func (p *Picker) buildGroup(g *group, cfg PolicyConfig) {
 	switch p.lb {
 	case LBRoundRobin:
-		g.rr = &rrState{cur: make([]int64, len(g.members))}
+		g.rr = newRRState(p, g)
 	case LBRingHash:
 		g.ring = buildRing(p.targets, p.entries, g.members, cfg.RingSize)
 	case LBMaglev:
