@@ -3,6 +3,7 @@ package balance
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -234,6 +235,50 @@ func TestConsistentHashTableSizes(t *testing.T) {
 			got := len(p.groups[0].ring) + len(p.groups[0].table)
 			if got < tt.wantMin || got > tt.wantMax {
 				t.Errorf("table has %d entries, want %d..%d", got, tt.wantMin, tt.wantMax)
+			}
+		})
+	}
+}
+
+func TestRandomIgnoresRequestsInFlight(t *testing.T) {
+	t.Parallel()
+	p := NewPolicyPicker([]Target{{Key: "a", Weight: 1}, {Key: "b", Weight: 3}}, Client{}, nil, PolicyConfig{LB: LBRandom})
+	for range 10 {
+		p.Begin(0)
+	}
+	checkShares(t, shares(t, p, picks, nil), []float64{0.25, 0.75})
+}
+
+func TestPoliciesUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	for _, lb := range []LB{LBDefault, LBRoundRobin, LBLeastRequest, LBRandom, LBRingHash, LBMaglev} {
+		t.Run(lb.String()+" picks, counts and ejects from many goroutines at once", func(t *testing.T) {
+			t.Parallel()
+			od := &OutlierConfig{Consecutive5xx: 3, MaxEjectionPercent: 50}
+			h := NewHealth(HealthConfig{Outlier: od})
+			p := NewPolicyPicker(benchTargets(16), Client{Locality: ParseLocality("r1/z1/s1")}, h, PolicyConfig{LB: lb, Outlier: od})
+			var wg sync.WaitGroup
+			for w := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for k := range 500 {
+						i, ok := p.PickHash(uint64(w*1000+k), func(i int) bool { return i == w })
+						if !ok {
+							t.Error("no pick")
+							return
+						}
+						p.Begin(i)
+						h.Report(p.targets[i].Key, Status(200+300*(k%2)))
+						p.End(i)
+					}
+				}()
+			}
+			wg.Wait()
+			for i := range p.active {
+				if n := p.active[i].Load(); n != 0 {
+					t.Errorf("target %d has %d in flight after every End", i, n)
+				}
 			}
 		})
 	}

@@ -108,6 +108,16 @@ func (h *Health) Refused() uint64 { return h.refused.Load() }
 // Report records how a request or connection to key ended and reports whether this outcome ejected
 // it. Outcomes while key is ejected are ignored, as in ReportFailure.
 func (h *Health) Report(key string, o Outcome) bool {
+	if o != LocalFailure && o < 500 {
+		// An answer below 500 ends every streak: the connection worked and so did the server. It
+		// makes no record, so successes on untracked addresses cost no memory.
+		if s := h.lookup(key); s != nil {
+			resetIfSet(&s.failures)
+			resetIfSet(&s.errs5xx)
+			resetIfSet(&s.errsGateway)
+		}
+		return false
+	}
 	s := h.get(key)
 	now := h.now().UnixNano()
 	if h.isEjected(s, now) {
@@ -124,14 +134,10 @@ func (h *Health) Report(key string, o Outcome) bool {
 			// Envoy counts an unsplit local failure as a 503 answer.
 			trip = countError(s, p, 503)
 		}
-	case o >= 500:
-		s.failures.Store(0)
-		trip = countError(s, p, o)
 	default:
-		// An answer below 500 ends every streak: the connection worked and so did the server.
+		// A 5xx answer still means the connection worked.
 		resetIfSet(&s.failures)
-		resetIfSet(&s.errs5xx)
-		resetIfSet(&s.errsGateway)
+		trip = countError(s, p, o)
 	}
 	if !trip {
 		return false

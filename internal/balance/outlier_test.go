@@ -189,3 +189,14 @@ func TestOutlierStateSurvivesSetOutlier(t *testing.T) {
 		t.Error("the fixed default did not eject after 5 connect failures")
 	}
 }
+
+func TestOutlierSuccessMakesNoRecord(t *testing.T) {
+	t.Parallel()
+	h := NewHealth(HealthConfig{})
+	for range 100 {
+		h.Report("10.9.9.9:80", Success)
+	}
+	if h.Len() != 0 {
+		t.Errorf("successes on an untracked address made %d records", h.Len())
+	}
+}
