@@ -158,7 +158,7 @@ func localityConfig(ls *networking.LocalityLoadBalancerSetting, outlier bool) (L
 	case !outlier:
 		return LocalityConfig{Mode: LocalityOff}, nil
 	case len(ls.GetFailoverPriority()) > 0:
-		return LocalityConfig{Mode: LocalityLabels, Labels: slices.Clone(ls.GetFailoverPriority())}, nil
+		return LocalityConfig{Mode: LocalityLabels, Labels: slices.Clone(ls.GetFailoverPriority()), Failover: failover}, nil
 	default:
 		return LocalityConfig{Mode: LocalityFailover, Failover: failover}, nil
 	}

@@ -44,6 +44,11 @@ func place(targets []Target, c Client, cfg LocalityConfig) []placement {
 			out[i].priority = failoverRank(c, loc, t.Network, cfg.Failover)
 		case LocalityLabels:
 			out[i].priority = labelRank(c, t, cfg.Labels)
+			if len(cfg.Failover) > 0 {
+				// failoverPriority with failover: region failover orders each label level, as
+				// Istio's applyLocalityFailover does after applyFailoverPriorities (5 levels each).
+				out[i].priority = out[i].priority*5 + regionFailoverRank(c.Locality, loc, cfg.Failover)
+			}
 		}
 	}
 	if cfg.Mode == LocalityDistribute {
@@ -52,23 +57,31 @@ func place(targets []Target, c Client, cfg LocalityConfig) []placement {
 	return out
 }
 
-// failoverRank is Istio's applyLocalityFailover: 0 same subzone, 1 same zone, 2 same region, 3 the
-// region the proxy's region fails over to, 4 any other; another network ranks after all of those.
+// failoverRank is Istio's applyLocalityFailover plus meshentry's network rule: another network
+// ranks after every locality of the proxy's own.
 func failoverRank(c Client, ep Locality, epNetwork string, failover []RegionFailover) int {
-	p := Priority(c.Locality, ep)
-	if p == 3 {
-		p = 4
-		for _, f := range failover {
-			if f.From == c.Locality.Region {
-				if f.To == ep.Region {
-					p = 3
-				}
-				break
-			}
-		}
-	}
+	p := regionFailoverRank(c.Locality, ep, failover)
 	if otherNetwork(c.Network, epNetwork) {
 		p += failoverNetworkPenalty
+	}
+	return p
+}
+
+// regionFailoverRank is Istio's applyLocalityFailover: 0 same subzone, 1 same zone, 2 same
+// region, 3 another region; when a failover entry names the proxy's region, the regions other
+// than its "to" drop to 4.
+func regionFailoverRank(self, ep Locality, failover []RegionFailover) int {
+	p := Priority(self, ep)
+	if p != 3 {
+		return p
+	}
+	for _, f := range failover {
+		if f.From == self.Region {
+			if f.To != ep.Region {
+				p = 4
+			}
+			break
+		}
 	}
 	return p
 }

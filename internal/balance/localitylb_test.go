@@ -69,6 +69,18 @@ func TestLocalityModes(t *testing.T) {
 			cfg:       LocalityConfig{Mode: LocalityLabels, Labels: []string{"version=v1", "topology.kubernetes.io/region"}},
 			wantOrder: []string{"east-v1", "eu-v1", "east-v2"},
 		},
+		{
+			name: "failoverPriority with failover orders each label level by region",
+			targets: []Target{
+				{Key: "v2-east", Locality: "us-east/z1", Labels: map[string]string{"version": "v2"}},
+				{Key: "v1-ap", Locality: "ap-south/z1", Labels: map[string]string{"version": "v1"}},
+				{Key: "v1-eu", Locality: "eu-west/z1", Labels: map[string]string{"version": "v1"}},
+				{Key: "v1-east", Locality: "us-east/z1", Labels: map[string]string{"version": "v1"}},
+			},
+			client:    Client{Locality: ParseLocality("us-east/z1"), Labels: map[string]string{"version": "v1"}},
+			cfg:       LocalityConfig{Mode: LocalityLabels, Labels: []string{"version"}, Failover: []RegionFailover{{From: "us-east", To: "eu-west"}}},
+			wantOrder: []string{"v1-east", "v1-eu", "v1-ap", "v2-east"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -116,7 +116,8 @@ const (
 type LocalityConfig struct {
 	// Mode picks the ranking.
 	Mode LocalityMode
-	// Failover maps a proxy region to the region it fails over to (LocalityFailover).
+	// Failover maps a proxy region to the region it fails over to (LocalityFailover, and
+	// LocalityLabels, which then orders each label level by region).
 	Failover []RegionFailover
 	// Labels is failoverPriority's list: "key" compares with the proxy's label, "key=value" with
 	// the value (LocalityLabels).
