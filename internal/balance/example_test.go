@@ -3,8 +3,8 @@ package balance_test
 import (
 	"fmt"
 
-	networking "istio.io/api/networking/v1alpha3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshentry/meshentry/internal/balance"
 )
