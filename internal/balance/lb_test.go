@@ -283,3 +283,27 @@ func TestPoliciesUnderConcurrency(t *testing.T) {
 		})
 	}
 }
+
+func TestNamesForExplain(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		got  string
+		want string
+	}{
+		{name: "round robin reads as Istio's name", got: LBRoundRobin.String(), want: "ROUND_ROBIN"},
+		{name: "least request reads as Istio's name", got: LBLeastRequest.String(), want: "LEAST_REQUEST"},
+		{name: "maglev reads as Envoy's name", got: LBMaglev.String(), want: "MAGLEV"},
+		{name: "the default says what it does", got: LBDefault.String(), want: "WEIGHTED_RANDOM"},
+		{name: "failoverPriority reads as its field", got: LocalityLabels.String(), want: "failoverPriority"},
+		{name: "distribute reads as its field", got: LocalityDistribute.String(), want: "distribute"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if tt.got != tt.want {
+				t.Errorf("got %q, want %q", tt.got, tt.want)
+			}
+		})
+	}
+}

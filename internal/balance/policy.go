@@ -112,6 +112,22 @@ const (
 	LocalityDistribute
 )
 
+// String names the mode for explain: Istio's field that selected it, or "default".
+func (m LocalityMode) String() string {
+	switch m {
+	case LocalityOff:
+		return "off"
+	case LocalityFailover:
+		return "failover"
+	case LocalityLabels:
+		return "failoverPriority"
+	case LocalityDistribute:
+		return "distribute"
+	default:
+		return "default"
+	}
+}
+
 // LocalityConfig is localityLbSetting with Istio's rules already applied (see FromTrafficPolicy).
 type LocalityConfig struct {
 	// Mode picks the ranking.
