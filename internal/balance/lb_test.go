@@ -103,6 +103,9 @@ func TestPolicyFlags(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			p := NewPolicyPicker([]Target{{Key: "a"}}, Client{}, nil, PolicyConfig{LB: tt.lb})
+			if p.Policy() != tt.lb || p.LocalityMode() != LocalityDefault {
+				t.Errorf("Policy, LocalityMode = %v, %v; want %v, default", p.Policy(), p.LocalityMode(), tt.lb)
+			}
 			if p.Passthrough() != tt.wantPassthrough || p.Hashing() != tt.wantHashing {
 				t.Errorf("Passthrough, Hashing = %v, %v; want %v, %v", p.Passthrough(), p.Hashing(), tt.wantPassthrough, tt.wantHashing)
 			}

@@ -147,6 +147,9 @@ func (p *Picker) Hashing() bool { return p.lb == LBRingHash || p.lb == LBMaglev 
 // Policy returns the algorithm the picker applies, for explain.
 func (p *Picker) Policy() LB { return p.lb }
 
+// LocalityMode returns how the picker ranks endpoints by locality, for explain.
+func (p *Picker) LocalityMode() LocalityMode { return p.mode }
+
 // Begin counts a request to target i as in flight until the matching End, which LEAST_REQUEST
 // reads; both are one atomic add.
 func (p *Picker) Begin(i int) { p.active[i].Add(1) }
