@@ -1,8 +1,9 @@
-// Package balance chooses an endpoint for one service port: it keeps traffic in the proxy's own
-// locality (and network) while that has healthy endpoints, splits it by weight there, and ejects
-// endpoints that keep failing.
+// Package balance chooses an endpoint for one service port: it ranks endpoints by locality (and
+// network), chooses within the best priority that has healthy endpoints by the DestinationRule's
+// algorithm (weighted random without one), and ejects endpoints that keep failing.
 //
-// Istio applies locality failover only when a DestinationRule configures outlier detection; meshentry
-// applies it always, because a standalone proxy has no other place to ask for it and staying close is
-// the behaviour users expect from a locality label.
+// Without a DestinationRule meshentry applies locality failover always, because a standalone proxy
+// has no other place to ask for it and staying close is the behaviour users expect from a locality
+// label. With one, FromTrafficPolicy follows Istio: failover only with outlierDetection, distribute
+// by itself, nothing with enabled: false.
 package balance

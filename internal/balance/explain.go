@@ -1,5 +1,7 @@
 package balance
 
+import "slices"
+
 // Ranked is one target as the explain command shows it.
 type Ranked struct {
 	// Index is the target's position in the slice given to NewPicker.
@@ -10,7 +12,8 @@ type Ranked struct {
 	Network  string
 	// Priority is the failover level, 0 best; NetworkPenalty is added for another network.
 	Priority int
-	// Weight is the effective weight, so 0 shows as the 1 it counts as.
+	// Weight is the endpoint's weight, 0 showing as the 1 it counts as; Share has the effect of a
+	// distribute rule on top.
 	Weight uint32
 	// Share is the percentage of its priority's traffic this target gets while that priority is in
 	// use: 0 when ejected, and the configured split when the whole priority is ejected (panic mode).
@@ -72,13 +75,37 @@ func (p *Picker) Explain() []Ranked {
 				Locality: t.Locality,
 				Network:  t.Network,
 				Priority: e.priority,
-				Weight:   uint32(e.weight),
+				Weight:   max(t.Weight, 1),
 				Share:    share,
 				Ejected:  ejected[i],
 				Active:   g.priority == active,
-				Reason:   reason(p.self, p.network, ParseLocality(t.Locality), t.Network),
+				Reason:   p.reason(t),
 			})
 		}
 	}
+	// Targets a distribute rule sends nothing to are in no priority; list them last, with no share.
+	for i, e := range p.entries {
+		if slices.Contains(p.order, i) {
+			continue
+		}
+		t := p.targets[i]
+		out = append(out, Ranked{
+			Index: i, Key: t.Key, Locality: t.Locality, Network: t.Network, Priority: e.priority,
+			Weight: max(t.Weight, 1), Ejected: ejected[i], Reason: "distribute sends nothing to this locality",
+		})
+	}
 	return out
+}
+
+// reason says why t has its priority under the picker's locality mode.
+func (p *Picker) reason(t Target) string {
+	switch p.mode {
+	case LocalityOff:
+		return "locality load balancing off"
+	case LocalityDistribute:
+		return "distribute: weight set by locality share"
+	case LocalityLabels:
+		return "failoverPriority: ranked by matching labels"
+	}
+	return reason(p.client.Locality, p.client.Network, ParseLocality(t.Locality), t.Network)
 }

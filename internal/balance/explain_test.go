@@ -115,3 +115,13 @@ func TestExplain(t *testing.T) {
 		})
 	}
 }
+
+func TestExplainListsLocalitiesDistributeLeavesOut(t *testing.T) {
+	t.Parallel()
+	targets := []Target{{Key: "east", Locality: "us-east/z1"}, {Key: "eu", Locality: "eu-west/z1"}}
+	cfg := PolicyConfig{Locality: LocalityConfig{Mode: LocalityDistribute, Distribute: []Distribution{{From: "*", To: []LocalityWeight{{Locality: "us-east/*", Weight: 100}}}}}}
+	got := NewPolicyPicker(targets, Client{Locality: ParseLocality("us-east/z1")}, nil, cfg).Explain()
+	if len(got) != 2 || got[0].Key != "east" || got[0].Share != 100 || got[1].Key != "eu" || got[1].Share != 0 || got[1].Weight != 1 {
+		t.Errorf("Explain = %+v, want east with 100%% and eu listed with no share", got)
+	}
+}

@@ -17,14 +17,25 @@ type HealthConfig struct {
 	// MaxEntries bounds the endpoints and addresses tracked (0 means 65,536), since DNS answers
 	// bring addresses no configuration lists; when full, healthy records make room first.
 	MaxEntries int
+	// Outlier, when set, replaces ConsecutiveFailures and EjectFor with a DestinationRule's
+	// outlierDetection (see OutlierConfig).
+	Outlier *OutlierConfig
 }
 
 // Health is passive health checking shared by every Picker built from successive snapshots, so an
 // endpoint's failure streak and ejection survive a reload.
 type Health struct {
-	threshold uint32
-	ejectFor  int64
-	now       func() time.Time
+	// params is the outlier configuration in force; SetOutlier swaps it on a reload without
+	// touching the records, so streaks and ejections survive a policy change.
+	params atomic.Pointer[outlierParams]
+	now    func() time.Time
+	// epoch is when the tracker was made: the interval sweeps that end ejections fall on
+	// epoch + k*interval.
+	epoch int64
+	// hosts is the size of the pool the ejection and health percentages are taken of (see SetHosts).
+	hosts atomic.Int64
+	// refused counts ejections maxEjectionPercent prevented.
+	refused atomic.Uint64
 
 	// states maps Target.Key to *state. A Picker keeps the pointers of its targets and reads them
 	// on every Pick without a map lookup, so records are removed only for keys no current Picker
@@ -45,7 +56,15 @@ type Health struct {
 
 // state is one endpoint's health; all fields are atomics so the hot path takes no lock.
 type state struct {
-	failures atomic.Uint32
+	// failures is the local-origin streak (connects that failed); errs5xx and errsGateway are the
+	// streaks of 5xx answers and of 502/503/504 answers.
+	failures    atomic.Uint32
+	errs5xx     atomic.Uint32
+	errsGateway atomic.Uint32
+	// times is how many ejections the next ejection's length is multiplied by (before it, minus
+	// the healthy intervals since the last one ended); ended is the UnixNano the last one ended.
+	times atomic.Uint32
+	ended atomic.Int64
 	// until is the UnixNano time the ejection ends, 0 when not ejected; an expired value is cleared
 	// lazily by the first check that notices it.
 	until atomic.Int64
@@ -55,19 +74,15 @@ type state struct {
 
 // NewHealth returns an empty tracker in which every endpoint starts healthy.
 func NewHealth(cfg HealthConfig) *Health {
-	h := &Health{
-		threshold: cfg.ConsecutiveFailures,
-		ejectFor:  int64(cfg.EjectFor),
-		now:       cfg.Now,
-	}
-	if h.threshold == 0 {
-		h.threshold = 5
-	}
-	if h.ejectFor <= 0 {
-		h.ejectFor = int64(30 * time.Second)
-	}
+	h := &Health{now: cfg.Now}
 	if h.now == nil {
 		h.now = time.Now
+	}
+	h.epoch = h.now().UnixNano()
+	if cfg.Outlier != nil {
+		h.params.Store(cfg.Outlier.params())
+	} else {
+		h.params.Store(fixedParams(cfg.ConsecutiveFailures, cfg.EjectFor))
 	}
 	h.max = cfg.MaxEntries
 	if h.max <= 0 {
@@ -115,38 +130,17 @@ func (h *Health) pin(key string) *state {
 	return s
 }
 
-// ReportFailure records a failed connection or request to key and reports whether this failure
-// ejected it, so the caller can log and count ejections; failures while ejected are not counted,
-// because traffic reaching an ejected endpoint is the all-ejected fallback and says nothing new.
+// ReportFailure records a failed connection to key (a local-origin failure) and reports whether
+// this failure ejected it, so the caller can log and count ejections; failures while ejected are
+// not counted, because traffic reaching an ejected endpoint is the all-ejected fallback and says
+// nothing new.
 func (h *Health) ReportFailure(key string) bool {
-	s := h.get(key)
-	now := h.now().UnixNano()
-	if h.isEjected(s, now) {
-		return false
-	}
-	n := s.failures.Add(1)
-	if n < h.threshold || !s.failures.CompareAndSwap(n, 0) {
-		// Below the threshold, or a concurrent failure already moved the streak on and will eject.
-		return false
-	}
-	for {
-		// Loop because a concurrent check may clear an expired ejection between the load and the swap.
-		old := s.until.Load()
-		if old != 0 && now < old {
-			return false
-		}
-		if s.until.CompareAndSwap(old, now+h.ejectFor) {
-			if old == 0 {
-				h.ejected.Add(1)
-			}
-			h.ejections.Add(1)
-			return true
-		}
-	}
+	return h.Report(key, LocalFailure)
 }
 
-// ReportSuccess ends key's failure streak, because only consecutive failures mean an endpoint is
-// bad; it does not cut an ejection short, as Envoy does not either.
+// ReportSuccess records a connection to key that opened: it ends the local-origin failure streak,
+// because only consecutive failures mean an endpoint is bad, but leaves the 5xx streaks to the
+// answers (Report); it does not cut an ejection short, as Envoy does not either.
 func (h *Health) ReportSuccess(key string) {
 	s := h.lookup(key)
 	if s != nil && s.failures.Load() != 0 {

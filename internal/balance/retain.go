@@ -36,7 +36,7 @@ func (h *Health) evictHealthyLocked() bool {
 	dropped := 0
 	for k, v := range h.states.Range {
 		s := v.(*state)
-		if s.pinned.Load() || s.failures.Load() != 0 || s.until.Load() != 0 {
+		if s.pinned.Load() || s.failures.Load() != 0 || s.errs5xx.Load() != 0 || s.until.Load() != 0 {
 			continue
 		}
 		h.dropLocked(k, s)
