@@ -7,6 +7,10 @@
 #   bench/proxy.sh            # 10 s per HTTP run, 1 GiB streams
 #   DURATION=5s CONNS=16 BYTES=1073741824 bench/proxy.sh
 #   BASE_REV=fb047fb bench/proxy.sh   # also runs meshentry built from that commit, in the same run
+#
+# The main meshentry row runs with the access log off and no Istio metrics; a second instance with
+# both on (the access log to a file, the metrics recorded and scraped once at the end) runs in the
+# same run, so their cost is read off two adjacent rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +48,8 @@ MESH=127.0.0.1:18001
 MESH_ADMIN=127.0.0.1:18000
 MESH_BASE=127.0.0.1:18003
 MESH_BASE_ADMIN=127.0.0.1:18002
+MESH_OBS=127.0.0.1:18005
+MESH_OBS_ADMIN=127.0.0.1:18004
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -99,8 +105,13 @@ spec:
   resolution: STATIC
   endpoints: [{address: 127.0.0.1, ports: {tls: ${SOURCE##*:}}}]
 CFG
-"$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn >"$OUT/meshentry.log" 2>&1 & pids+=($!)
+"$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn \
+  --access-log off --istio-metrics=false >"$OUT/meshentry.log" 2>&1 & pids+=($!)
 MESH_PID=$!
+rm -f "$OUT/access.log"
+"$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH_OBS" --admin "$MESH_OBS_ADMIN" --log-level warn \
+  --access-log "$OUT/access.log" --istio-metrics=true >"$OUT/meshentry-obs.log" 2>&1 & pids+=($!)
+MESH_OBS_PID=$!
 MESH_BASE_PID=
 if [ -n "${BASE_REV:-}" ]; then
   "$OUT/meshentry-base" run -f "$OUT/bench.yaml" --listen "$MESH_BASE" --admin "$MESH_BASE_ADMIN" --log-level warn >"$OUT/meshentry-base.log" 2>&1 & pids+=($!)
@@ -109,7 +120,7 @@ fi
 
 ready=
 for _ in $(seq 100); do
-  if curl -fsS -o /dev/null "http://$MESH_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$HAPROXY_HTTP/" 2>/dev/null &&
+  if curl -fsS -o /dev/null "http://$MESH_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$MESH_OBS_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$HAPROXY_HTTP/" 2>/dev/null &&
     { [ -z "$MESH_BASE_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_ADMIN/ready" 2>/dev/null; }; then
     ready=1; break
   fi
@@ -161,6 +172,7 @@ echo "HTTP/1.1 keep-alive, wrk -t1 -c$CONNS -d$DURATION, 128-byte responses" >&2
 read -r d_rps d_p50 d_p99 _ < <(run_wrk direct "http://$BACKEND/" -)
 read -r h_rps h_p50 h_p99 h_cpu < <(run_wrk haproxy "http://$HAPROXY_HTTP/" "$HAPROXY_PID")
 read -r m_rps m_p50 m_p99 m_cpu < <(run_wrk meshentry "http://$MESH/" "$MESH_PID" bench.local)
+read -r o_rps o_p50 o_p99 o_cpu < <(run_wrk meshentry-obs "http://$MESH_OBS/" "$MESH_OBS_PID" bench.local)
 if [ -n "$MESH_BASE_PID" ]; then
   read -r b_rps b_p50 b_p99 b_cpu < <(run_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_PID" bench.local)
 fi
@@ -181,6 +193,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
   printf "%-34s %12s %10s %10s %12s %10s %10s\n" "direct" "$d_rps" "$d_p50" "$d_p99" "-" "1.00" "$(ratio "$d_rps" "$h_rps")"
   printf "%-34s %12s %10s %10s %12s %10s %10s\n" "haproxy" "$h_rps" "$h_p50" "$h_p99" "$h_cpu" "$(ratio "$h_rps" "$d_rps")" "1.00"
   printf "%-34s %12s %10s %10s %12s %10s %10s\n" "meshentry (forward proxy)" "$m_rps" "$m_p50" "$m_p99" "$m_cpu" "$(ratio "$m_rps" "$d_rps")" "$(ratio "$m_rps" "$h_rps")"
+ printf "%-34s %12s %10s %10s %12s %10s %10s\n" "meshentry, access log + metrics" "$o_rps" "$o_p50" "$o_p99" "$o_cpu" "$(ratio "$o_rps" "$d_rps")" "$(ratio "$o_rps" "$h_rps")"
   [ -n "$MESH_BASE_PID" ] && printf "%-34s %12s %10s %10s %12s %10s %10s\n" "meshentry at $BASE_REV" "$b_rps" "$b_p50" "$b_p99" "$b_cpu" "$(ratio "$b_rps" "$d_rps")" "$(ratio "$b_rps" "$h_rps")"
   echo
   printf "%-34s %12s %10s %10s\n" "1 GiB stream (passthrough)" "MiB/s" "×direct" "×haproxy"
@@ -191,4 +204,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
   [ -n "$MESH_BASE_PID" ] && printf "%-34s %12s %10s %10s\n" "meshentry at $BASE_REV (CONNECT)" "$b_tp" "$(ratio "$b_tp" "$d_tp")" "$(ratio "$b_tp" "$h_tp")"
   echo
   echo "p99 meshentry/haproxy: $(ratio "$m_p99" "$h_p99")   CPU per request meshentry/haproxy: $(ratio "$m_cpu" "$h_cpu")"
+  echo "access log + metrics on/off: req/s $(ratio "$o_rps" "$m_rps"), CPU per request $(ratio "$o_cpu" "$m_cpu");" \
+    "$(wc -l <"$OUT/access.log") access-log lines," \
+    "istio_requests_total $(curl -fsS "http://$MESH_OBS_ADMIN/stats/prometheus" | awk '/^istio_requests_total/ { n += $NF } END { print n + 0 }')"
 } | tee "$OUT/result.txt"
