@@ -41,7 +41,7 @@ type runFlags struct {
 	drain        drainFlags
 	admin        adminFlags
 	reload       reloadFlags
-	// proxyPolicy is stored and checked only, until the proxy applies DestinationRules.
+	// proxyPolicy says who the proxy is when DestinationRules are looked up.
 	proxyPolicy policyFlags
 	accessLog   accessLogFlags
 }
@@ -149,7 +149,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	if err := f.drain.validate(); err != nil {
 		return err
 	}
-	if _, _, err := f.proxyPolicy.parse(); err != nil {
+	if cfg.RootNamespace, cfg.Labels, err = f.proxyPolicy.parse(); err != nil {
 		return err
 	}
 	var level slog.Level

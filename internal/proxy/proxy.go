@@ -25,6 +25,10 @@ import (
 type Config struct {
 	// Namespace is the workload's namespace: only services exported to it are matched.
 	Namespace string
+	// RootNamespace is the mesh root namespace, whose exported DestinationRules apply everywhere
+	// (istio-system when empty); Labels are the workload's, matched by workloadSelectors.
+	RootNamespace string
+	Labels        map[string]string
 	// Locality (region/zone/subzone) and Network rank endpoints.
 	Locality string
 	Network  string

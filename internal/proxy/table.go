@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/balance"
 	"github.com/meshentry/meshentry/internal/httpfwd"
+	"github.com/meshentry/meshentry/internal/policy"
 	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/resolve"
 )
@@ -23,6 +24,13 @@ type table struct {
 	routes sync.Map // *registry.Port -> *route
 	// services labels the telemetry of each service port of snap.
 	services *services
+	// policies says which DestinationRule applies to each service port of snap.
+	policies *policy.Index
+}
+
+// newTable makes the proxy's view of snap, with its DestinationRules indexed once.
+func (p *Proxy) newTable(snap *registry.Snapshot) *table {
+	return &table{snap: snap, services: newServices(), policies: policy.Build(snap.Documents, p.cfg.RootNamespace)}
 }
 
 // route is how one service port reaches its endpoints.
@@ -32,6 +40,8 @@ type route struct {
 	picker *balance.Picker
 	eps    []endpoint
 	proto  httpfwd.Protocol
+	// policy is the DestinationRule that applies to this port for this proxy, nil when none does.
+	policy *policy.Applied
 	// newDial makes an upstream's Dial through the proxy's guarded dial.
 	newDial func(addr string) func(context.Context) (net.Conn, error)
 }
@@ -58,13 +68,18 @@ func (t *table) route(svc *registry.Service, port *registry.Port, p *Proxy) *rou
 	if r, ok := t.routes.Load(port); ok {
 		return r.(*route)
 	}
-	r := newRoute(svc, port, p)
+	applied, ok := t.policies.For(svc, port.Number, policy.Proxy{Namespace: p.cfg.Namespace, Labels: p.cfg.Labels})
+	if !ok {
+		applied = nil
+	}
+	r := newRoute(svc, port, p, applied)
 	actual, _ := t.routes.LoadOrStore(port, r)
 	return actual.(*route)
 }
 
-func newRoute(svc *registry.Service, port *registry.Port, p *Proxy) *route {
-	r := &route{svc: svc, port: port, eps: make([]endpoint, len(port.Endpoints)), newDial: p.guardedDialer}
+// newRoute builds a port's route under applied, the DestinationRule for it (nil for none).
+func newRoute(svc *registry.Service, port *registry.Port, p *Proxy, applied *policy.Applied) *route {
+	r := &route{svc: svc, port: port, policy: applied, eps: make([]endpoint, len(port.Endpoints)), newDial: p.guardedDialer}
 	switch strings.ToUpper(port.Protocol) {
 	case "HTTP2", "GRPC":
 		r.proto = httpfwd.H2C

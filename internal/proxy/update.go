@@ -23,7 +23,7 @@ func (p *Proxy) Update(snap *registry.Snapshot) {
 	if n := p.pool.Retain(func(key string) bool { return pooledKeyLives(key, live) }); n > 0 {
 		p.log.Debug("closed idle upstream connections of endpoints that are gone", "connections", n)
 	}
-	p.table.Store(&table{snap: snap, services: newServices()})
+	p.table.Store(p.newTable(snap))
 	p.counts.retain(live)
 	if n := p.health.Retain(func(key string) bool { _, ok := live[key]; return ok }); n > 0 {
 		p.log.Debug("dropped health records of endpoints that are gone", "records", n)
