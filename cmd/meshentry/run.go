@@ -101,8 +101,11 @@ func (l *limitFlags) apply(cfg *proxy.Config) error {
 	return nil
 }
 
-func newRunCommand() *cobra.Command {
-	var f runFlags
+func newRunCommand() *cobra.Command { return newRunCommandFor(new(runFlags)) }
+
+// newRunCommandFor builds `run` parsing its flags into f, so a test can parse real arguments
+// (flags of every part included) and call runProxy with the result.
+func newRunCommandFor(f *runFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run -f PATH...",
 		Short: "Serve as the proxy: HTTP forward proxy and CONNECT, transparent capture, admin endpoints",
@@ -110,7 +113,7 @@ func newRunCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := notifyDrain(cmd)
 			defer stop()
-			return runProxy(ctx, cmd, &f, nil)
+			return runProxy(ctx, cmd, f, nil)
 		},
 	}
 	f.src.register(cmd)
