@@ -82,24 +82,29 @@ func TestInboundForwardsHTTPWithTheCallersIdentity(t *testing.T) {
 			}
 		})
 	}
-	t.Run("sets XFCC for an HTTP/2 client that negotiated h2", func(t *testing.T) {
-		t.Parallel()
-		cfg := m.clientConfig(t, "h2")
-		tr := &http2.Transport{DialTLSContext: func(ctx context.Context, network, a string, _ *tls.Config) (net.Conn, error) {
-			d := &tls.Dialer{Config: cfg}
-			return d.DialContext(ctx, network, addr)
-		}}
-		defer tr.CloseIdleConnections()
-		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://httpbin.test/headers")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.ProtoMajor != 2 || string(b) != element {
-			t.Errorf("got %s with x-forwarded-client-cert %q, want HTTP/2 with %q", resp.Proto, b, element)
-		}
-	})
+	for _, h2 := range []struct{ name, alpn string }{
+		{name: "sets XFCC for an HTTP/2 client that negotiated h2", alpn: "h2"},
+		{name: "sets XFCC for an HTTP/2 client whose ALPN does not say HTTP (sniffed preface)", alpn: "istio"},
+	} {
+		t.Run(h2.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := m.clientConfig(t, h2.alpn)
+			tr := &http2.Transport{DialTLSContext: func(ctx context.Context, network, a string, _ *tls.Config) (net.Conn, error) {
+				d := &tls.Dialer{Config: cfg}
+				return d.DialContext(ctx, network, addr)
+			}}
+			defer tr.CloseIdleConnections()
+			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://httpbin.test/headers")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.ProtoMajor != 2 || string(b) != element {
+				t.Errorf("got %s with x-forwarded-client-cert %q, want HTTP/2 with %q", resp.Proto, b, element)
+			}
+		})
+	}
 }
 
 func TestInboundRefusesClientsOutsideTheTrustBundleAtTheHandshake(t *testing.T) {

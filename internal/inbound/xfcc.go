@@ -1,6 +1,7 @@
 package inbound
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -16,6 +17,8 @@ import (
 
 // XFCCHeader is the field an inbound listener sets on every HTTP request it forwards.
 const XFCCHeader = "x-forwarded-client-cert"
+
+var xfccName = []byte(XFCCHeader)
 
 // peerAddr is the remote address of an inbound connection whose client verified, carrying what
 // its requests need: the engine hands RemoteAddr to the Router, so the identity travels with
@@ -84,12 +87,7 @@ func xfccElement(local spiffeid.ID, leaf *x509.Certificate) string {
 
 // subject is the leaf's subject in RFC 2253 form, as Envoy prints it; pkix escapes a double
 // quote with a backslash, so the quoted value cannot end early.
-func subject(c *x509.Certificate) string {
-	if len(c.Subject.Names) == 0 && len(c.Subject.ExtraNames) == 0 {
-		return ""
-	}
-	return c.Subject.String()
-}
+func subject(c *x509.Certificate) string { return c.Subject.String() }
 
 // requestHeader returns the fields the request goes upstream with. As Envoy's APPEND_FORWARD
 // (Istio's default at a sidecar inbound), an XFCC the client sent is kept, joined into one
@@ -98,7 +96,7 @@ func (p *peerAddr) requestHeader(req *httpfwd.RequestHead) []httpfwd.Field {
 	var prior []byte
 	n := 0
 	for name, value := range req.Headers() {
-		if !strings.EqualFold(string(name), XFCCHeader) || len(value) == 0 {
+		if len(name) != len(XFCCHeader) || !bytes.EqualFold(name, xfccName) || len(value) == 0 {
 			continue
 		}
 		if n > 0 {
