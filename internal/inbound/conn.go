@@ -27,7 +27,14 @@ func (s *Server) handle(c net.Conn) {
 	}
 	cs := tc.ConnectionState()
 	peer := newPeer(c.RemoteAddr(), s.cfg.Identity.Current().ID(), cs)
-	if httpALPN[cs.NegotiatedProtocol] {
+	// Only the standard names say what the client speaks: an Istio client offers all of its
+	// "istio-" names whatever it then sends, so those connections are sniffed like the rest.
+	switch cs.NegotiatedProtocol {
+	case "http/1.1":
+		s.serveHTTP(tc, peer)
+		return
+	case "h2":
+		peer.h2 = true
 		s.serveHTTP(tc, peer)
 		return
 	}
@@ -41,7 +48,10 @@ func (s *Server) handle(c net.Conn) {
 		return
 	}
 	switch res.Kind {
-	case sniff.HTTP, sniff.HTTP2:
+	case sniff.HTTP:
+		s.serveHTTP(conn, peer)
+	case sniff.HTTP2:
+		peer.h2 = true
 		s.serveHTTP(conn, peer)
 	default:
 		s.pipe(conn, peer)

@@ -127,7 +127,10 @@ func startXFCCBackend(t *testing.T) *xfccBackend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Protocols: protocols, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.requests.Add(1)
 		w.Header().Set("X-Seen-Proto", r.Proto)
 		io.WriteString(w, r.Header.Get("X-Forwarded-Client-Cert"))

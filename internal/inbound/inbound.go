@@ -45,14 +45,14 @@ const (
 // maxSniff bounds the decrypted bytes read to tell HTTP from other TCP.
 const maxSniff = 16 << 10
 
-// ALPN is what the listener offers, in its order of preference. An Istio client offers
-// "istio-peer-exchange" and "istio" for TCP and the "istio-" names for HTTP; plain clients offer
-// "h2" and "http/1.1". crypto/tls refuses a handshake with no protocol in common, so every name
-// a sidecar's inbound accepts is here.
-var ALPN = []string{"h2", "http/1.1", "istio-h2", "istio-http/1.1", "istio-http/1.0", "istio-peer-exchange", "istio"}
-
-// httpALPN are the negotiated protocols that say the client speaks HTTP, so no sniff is needed.
-var httpALPN = map[string]bool{"h2": true, "http/1.1": true, "istio-h2": true, "istio-http/1.1": true, "istio-http/1.0": true}
+// ALPN is what the listener offers, in its order of preference: Istio's inbound offers
+// "istio-peer-exchange", "h2" and "http/1.1", and an Istio client offers "istio-peer-exchange"
+// and "istio" for TCP or the "istio-http/1.x" and "istio-h2" names for HTTP. crypto/tls refuses
+// a handshake with no protocol in common, where Envoy just negotiates none, so every name is
+// here. "http/1.1" comes before "h2": the target's protocol is not declared, so requests go to
+// it in the protocol the client spoke, and a client that can do either gets the one every
+// workload serves.
+var ALPN = []string{"istio-peer-exchange", "http/1.1", "h2", "istio", "istio-http/1.1", "istio-http/1.0", "istio-h2"}
 
 // Config says what one inbound listener forwards to and how it is bounded.
 type Config struct {
@@ -81,13 +81,16 @@ type Config struct {
 
 // Server serves inbound listeners for one target.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	tls    *tls.Config
-	http   *httpfwd.Server
-	up     httpfwd.Upstream
-	ctx    context.Context
-	cancel context.CancelFunc
+	cfg  Config
+	log  *slog.Logger
+	tls  *tls.Config
+	http *httpfwd.Server
+	// up and upH2 are the target over HTTP/1.1 and over h2c: a request goes in the protocol
+	// its client spoke, as Envoy's USE_DOWNSTREAM_PROTOCOL on Istio's inbound clusters for
+	// ports whose protocol is detected, so gRPC reaches a gRPC workload.
+	up, upH2 httpfwd.Upstream
+	ctx      context.Context
+	cancel   context.CancelFunc
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -114,6 +117,7 @@ func New(cfg Config) (*Server, error) {
 	s.tls.NextProtos = ALPN
 	s.tls.MinVersion = tls.VersionTLS12
 	s.up = httpfwd.Upstream{Addr: cfg.Target, Key: cfg.Target}
+	s.upH2 = httpfwd.Upstream{Addr: cfg.Target, Key: cfg.Target + " h2c", Protocol: httpfwd.H2C}
 	s.http = &httpfwd.Server{Router: s, Limits: cfg.HTTP, Logger: cfg.Logger, ViaToken: viaToken()}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
@@ -157,6 +161,9 @@ func (s *Server) Route(req *httpfwd.RequestHead, _ int) (httpfwd.Upstream, *http
 		return httpfwd.Upstream{}, &httpfwd.Reject{Status: 500, Reason: "inbound request without a verified peer"}
 	}
 	up := s.up
+	if p.h2 {
+		up = s.upH2
+	}
 	up.Header = p.requestHeader(req)
 	return up, nil
 }

@@ -50,14 +50,16 @@ func TestInboundForwardsHTTPWithTheCallersIdentity(t *testing.T) {
 	element := fmt.Sprintf(`By=%s;Hash=%s;Subject="";URI=%s`, serverID, leafHash(t, m.clientDir), clientID)
 
 	tests := []struct {
-		name   string
-		alpn   []string
-		header string // fields the client adds
-		want   string
+		name     string
+		alpn     []string
+		header   string // fields the client adds
+		wantALPN string // checked when set
+		want     string
 	}{
 		{name: "sets XFCC for an Istio client whose ALPN does not say HTTP (sniffed)",
 			alpn: []string{"istio-peer-exchange", "istio"}, want: element},
 		{name: "sets XFCC for a client that negotiated http/1.1", alpn: []string{"http/1.1"}, want: element},
+		{name: "prefers http/1.1 for a client that offers h2 as well", alpn: []string{"h2", "http/1.1"}, wantALPN: "http/1.1", want: element},
 		{name: "sets XFCC for a client that offered no ALPN at all", want: element},
 		{name: "appends its element to the XFCC the client sent, as APPEND_FORWARD does",
 			alpn: []string{"istio"}, header: "X-Forwarded-Client-Cert: By=spiffe://a/b;URI=spiffe://a/c\r\n",
@@ -69,6 +71,9 @@ func TestInboundForwardsHTTPWithTheCallersIdentity(t *testing.T) {
 			c, err := dialTLS(t, addr, m.clientConfig(t, tt.alpn...))
 			if err != nil {
 				t.Fatal(err)
+			}
+			if got := c.ConnectionState().NegotiatedProtocol; tt.wantALPN != "" && got != tt.wantALPN {
+				t.Errorf("negotiated %q, want %q", got, tt.wantALPN)
 			}
 			br := bufio.NewReader(c)
 			for i := range 2 { // the second request proves the connection is kept alive
@@ -102,6 +107,9 @@ func TestInboundForwardsHTTPWithTheCallersIdentity(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			if resp.ProtoMajor != 2 || string(b) != element {
 				t.Errorf("got %s with x-forwarded-client-cert %q, want HTTP/2 with %q", resp.Proto, b, element)
+			}
+			if got := resp.Header.Get("X-Seen-Proto"); got != "HTTP/2.0" {
+				t.Errorf("the target got %s, want the client's HTTP/2 (over h2c)", got)
 			}
 		})
 	}

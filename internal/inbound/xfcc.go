@@ -32,6 +32,8 @@ type peerAddr struct {
 	// set is the Upstream.Header for a request that brought no XFCC of its own, kept so that
 	// such requests route without allocating.
 	set []httpfwd.Field
+	// h2 says the client speaks HTTP/2, so its requests go to the target over h2c.
+	h2 bool
 }
 
 // peerConn presents a peerAddr as the connection's remote address.
