@@ -137,6 +137,47 @@ func TestRunInboundTerminatesMutualTLSAndForwardsTheCallersIdentity(t *testing.T
 			t.Errorf("backend saw x-forwarded-client-cert %q", body)
 		}
 	})
+	t.Run("counts connections and refused handshakes in /stats/prometheus", func(t *testing.T) {
+		bad, err := tls.Dial("tcp", inboundAddr.String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"istio"}})
+		if err == nil {
+			bad.SetDeadline(time.Now().Add(10 * time.Second))
+			_, err = bad.Read(make([]byte, 1)) // the server's alert arrives here under TLS 1.3
+			bad.Close()
+		}
+		if err == nil {
+			t.Fatal("a client without a certificate was not refused")
+		}
+		listener := `listener="inbound_` + beLn.Addr().String() + `"`
+		want := []string{
+			`meshentry_inbound_connections_total{forwarded="http",` + listener + `} 1`,
+			`meshentry_inbound_handshake_failures_total{` + listener + `,reason="other"} 1`,
+			`meshentry_inbound_handshake_failures_total{` + listener + `,reason="peer"} 0`,
+		}
+		var body string
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, err := http.Get("http://" + bound["admin"].String() + "/stats/prometheus")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			missing := ""
+			for _, w := range want {
+				if !strings.Contains(body, w) {
+					missing = w
+				}
+			}
+			if missing == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/stats/prometheus lacks %s:\n%s", missing, body)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 	t.Run("lists the inbound listener in /listeners and is ready", func(t *testing.T) {
 		admin := "http://" + bound["admin"].String()
 		for path, want := range map[string]string{"/listeners": "inbound_" + beLn.Addr().String() + "::" + inboundAddr.String(), "/ready": "ready"} {

@@ -198,6 +198,9 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return err
 	}
 	defer closeLog() // after the drain, so the lines of the last requests are written
+	if err := inb.registerMetrics(mm.Registry()); err != nil {
+		log.Error("inbound metrics left out", "err", err)
+	}
 	p = proxy.New(cfg, res.Snapshot)
 	log.Info("registry loaded", "services", len(res.Snapshot.Services), "documents", res.Documents, "errors", res.Errors())
 	defer startReload(ctx, watcher, p)()
