@@ -28,7 +28,7 @@ type inboundFlags struct {
 
 func (f *inboundFlags) register(fl *pflag.FlagSet) {
 	fl.StringArrayVar(&f.specs, "inbound", nil, "LISTEN=TARGET, repeatable: terminate mutual TLS on LISTEN with the workload identity (clients need a certificate of the same trust domain) and forward plaintext to TARGET, HTTP per request with x-forwarded-client-cert, anything else as bytes; needs --identity-dir")
-	fl.IntVar(&f.maxConnections, "inbound-max-connections", inbound.DefaultMaxConnections, "connections one --inbound listener holds open at once; beyond it a connection is closed when accepted (-1: no cap)")
+	fl.IntVar(&f.maxConnections, "inbound-max-connections", inbound.DefaultMaxConnections, "connections one --inbound listener holds open at once; beyond it a connection is closed when accepted (0 or -1: no cap)")
 	fl.DurationVar(&f.handshakeTimeout, "inbound-handshake-timeout", inbound.DefaultHandshakeTimeout, "the TLS handshake of one inbound connection")
 }
 
@@ -118,7 +118,7 @@ func openInbound(ctx context.Context, f *inboundFlags, dir string, src *identity
 	}
 	maxConns := f.maxConnections
 	if maxConns == 0 {
-		maxConns = -1 // 0 reads as "no connections" nowhere else either: treat it as no cap
+		maxConns = -1 // as the help says: 0 is no cap, not the package default
 	}
 	for _, sp := range specs {
 		srv, err := inbound.New(inbound.Config{Target: sp.target, Identity: src, MaxConnections: maxConns,
