@@ -26,20 +26,22 @@ func (a *adminFlags) register(fl *pflag.FlagSet) {
 
 // adminWiring is what the admin API reads from a running proxy.
 type adminWiring struct {
-	log    *slog.Logger
-	level  *slog.LevelVar
-	proxy  *proxy.Proxy
-	lns    listeners
-	ns     string
-	ready  admin.NotReady
-	reload func() admin.ReloadStatus
+	log   *slog.Logger
+	level *slog.LevelVar
+	proxy *proxy.Proxy
+	lns   listeners
+	// inbound are the --inbound listeners, listed after lns.
+	inbound []admin.Listener
+	ns      string
+	ready   admin.NotReady
+	reload  func() admin.ReloadStatus
 	// metrics serves /stats/prometheus; nil gives 404.
 	metrics http.Handler
 }
 
 // adminConfig builds the admin API's Config.
 func adminConfig(f *runFlags, w adminWiring) admin.Config {
-	ls := adminListeners(w.lns)
+	ls := append(adminListeners(w.lns), w.inbound...)
 	return admin.Config{
 		NotReady:  w.ready,
 		Snapshot:  w.proxy.Snapshot,

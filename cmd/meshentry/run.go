@@ -44,6 +44,7 @@ type runFlags struct {
 	// proxyPolicy says who the proxy is when DestinationRules are looked up.
 	proxyPolicy policyFlags
 	accessLog   accessLogFlags
+	inbound     inboundFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -100,8 +101,11 @@ func (l *limitFlags) apply(cfg *proxy.Config) error {
 	return nil
 }
 
-func newRunCommand() *cobra.Command {
-	var f runFlags
+func newRunCommand() *cobra.Command { return newRunCommandFor(new(runFlags)) }
+
+// newRunCommandFor builds `run` parsing its flags into f, so a test can parse real arguments
+// (flags of every part included) and call runProxy with the result.
+func newRunCommandFor(f *runFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run -f PATH...",
 		Short: "Serve as the proxy: HTTP forward proxy and CONNECT, transparent capture, admin endpoints",
@@ -109,7 +113,7 @@ func newRunCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := notifyDrain(cmd)
 			defer stop()
-			return runProxy(ctx, cmd, &f, nil)
+			return runProxy(ctx, cmd, f, nil)
 		},
 	}
 	f.src.register(cmd)
@@ -130,6 +134,7 @@ func newRunCommand() *cobra.Command {
 	f.reload.register(fl)
 	f.proxyPolicy.register(fl)
 	f.accessLog.register(fl)
+	f.inbound.register(fl)
 	return cmd
 }
 
@@ -180,6 +185,12 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		// The admin API and pprof are never reachable through the proxy.
 		cfg.SelfAddrs = append(cfg.SelfAddrs, lns.admin.Addr().(*net.TCPAddr).AddrPort())
 	}
+	inb, err := openInbound(ctx, &f.inbound, identityDirFlag(cmd), nil, &cfg, log)
+	if err != nil {
+		closeListeners(lns)
+		return err
+	}
+	defer inb.close()
 	var p *proxy.Proxy
 	mm, closeLog, err := observe(cmd, f, log, &cfg, watcher, func() *proxy.Proxy { return p })
 	if err != nil {
@@ -187,6 +198,9 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return err
 	}
 	defer closeLog() // after the drain, so the lines of the last requests are written
+	if err := inb.registerMetrics(mm.Registry()); err != nil {
+		log.Error("inbound metrics left out", "err", err)
+	}
 	p = proxy.New(cfg, res.Snapshot)
 	log.Info("registry loaded", "services", len(res.Snapshot.Services), "documents", res.Documents, "errors", res.Errors())
 	defer startReload(ctx, watcher, p)()
@@ -194,10 +208,11 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	g := &serveGroup{ctx: ctx, cancel: cancel, log: log, out: cmd.OutOrStdout(), bound: map[string]net.Addr{}}
 	g.serve("forward proxy", lns.forward, p.ServeForward)
 	g.serve("capture", lns.capture, p.ServeCapture)
+	inb.serve(g)
 	var adminSrv *http.Server
 	if lns.admin != nil {
 		warnIfExposed(log, lns.admin.Addr())
-		adminSrv = admin.NewServer(adminConfig(f, adminWiring{log: log, level: levelVar, proxy: p, lns: lns, ns: f.src.namespace,
+		adminSrv = admin.NewServer(adminConfig(f, adminWiring{log: log, level: levelVar, proxy: p, lns: lns, inbound: inb.adminListeners(), ns: f.src.namespace,
 			ready: g.notReady, reload: watcherReload(watcher), metrics: mm.Handler()}), admin.Timeouts{})
 		g.serve("admin", lns.admin, func(ln net.Listener) error {
 			if err := adminSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -210,7 +225,9 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		ready(g.bound)
 	}
 	<-ctx.Done()
+	waitInbound := inb.drain(log, f.drain.timeout)
 	drainProxy(log, p, adminSrv, f.drain.timeout)
+	waitInbound()
 	g.wg.Wait()
 	if len(g.failures) > 0 {
 		return &exitError{code: 1, err: errors.New(strings.Join(g.failures, "; "))}

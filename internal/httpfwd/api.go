@@ -40,6 +40,11 @@ type Upstream struct {
 	// Endpoint is the endpoint's address as telemetry reports it (%UPSTREAM_HOST%); empty
 	// takes Addr.
 	Endpoint string
+	// Header holds fields set on the request sent upstream, each replacing every field of the
+	// same name the client sent (x-forwarded-client-cert at an inbound listener). Names and
+	// values must be valid field syntax: they are written as given. A Router that keeps the
+	// slice per connection or endpoint adds no allocation.
+	Header []Field
 }
 
 // Field is one header field of a Reject.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strconv"
@@ -261,6 +262,10 @@ func (st *h2Stream) upstreamRequest(up *Upstream) (*http.Request, bool) {
 	}
 	h2c := up.Protocol == H2C
 	st.copyHeader(out.Header, h2c)
+	for _, f := range up.Header {
+		// The client's fields arrive under canonical keys, so this replaces them all.
+		out.Header[textproto.CanonicalMIMEHeaderKey(f.Name)] = []string{f.Value}
+	}
 	if h2c {
 		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/2.0", 2, 0
 	}

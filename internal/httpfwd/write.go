@@ -41,7 +41,7 @@ func (c *conn) writeRequestHead(up *Upstream) {
 	for i := range req.fields {
 		f := &req.fields[i]
 		if !req.forwarded(f) && !(upgrade && f.kind == kindUpgrade) || ownHost && f.kind == kindHost ||
-			f.kind == kindTransferEncoding || f.kind == kindRequestID {
+			f.kind == kindTransferEncoding || f.kind == kindRequestID || replaced(up.Header, raw[f.name.start:f.name.end]) {
 			continue
 		}
 		if f.kind == kindVia {
@@ -57,6 +57,12 @@ func (c *conn) writeRequestHead(up *Upstream) {
 	}
 	if req.lastVia < 0 {
 		c.writeVia(-1)
+	}
+	for _, f := range up.Header {
+		w.WriteString(f.Name)
+		w.WriteString(": ")
+		w.WriteString(f.Value)
+		w.WriteString("\r\n")
 	}
 	// Exactly one id goes upstream, the client's or ours, whatever the client's Connection
 	// field named and however many (or empty) x-request-id fields it sent.
@@ -136,4 +142,15 @@ func (c *conn) writeCodings() {
 	if n > 0 {
 		w.WriteString("\r\n")
 	}
+}
+
+// replaced reports whether name is one of the fields the Upstream sets itself, so the client's
+// fields of that name are not forwarded.
+func replaced(set []Field, name []byte) bool {
+	for i := range set {
+		if len(set[i].Name) == len(name) && equalFoldString(name, set[i].Name) {
+			return true
+		}
+	}
+	return false
 }
