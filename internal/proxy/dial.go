@@ -90,6 +90,9 @@ func (p *Proxy) dialMatch(ctx context.Context, t *table, m registry.Match, dst d
 		return p.dialName(ctx, dst.host, dst.port)
 	}
 	r := t.route(m.Service, m.Port, p)
+	if err := r.tls.refusal(); err != nil {
+		return nil, "", err
+	}
 	// tried excludes single-address endpoints that failed and names that did not resolve; a DNS
 	// endpoint that connected to a failing address moves on to its other addresses, and is excluded
 	// once none is left (exhausted).

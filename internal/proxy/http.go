@@ -72,6 +72,9 @@ func (h *httpRouter) route(t *table, req *httpfwd.RequestHead, attempt int, mp *
 // endpointUpstream picks an endpoint of a STATIC or DNS service for req.
 func (p *Proxy) endpointUpstream(t *table, m registry.Match, req *httpfwd.RequestHead, attempt int) (httpfwd.Upstream, *httpfwd.Reject) {
 	r := t.route(m.Service, m.Port, p)
+	if err := r.tls.refusal(); err != nil {
+		return httpfwd.Upstream{}, p.tlsRefusal(err, req.RequestID)
+	}
 	if attempt == 0 {
 		req.RouteState = 0
 	}
@@ -109,8 +112,7 @@ func (p *Proxy) endpointUpstream(t *table, m registry.Match, req *httpfwd.Reques
 	if lastErr != nil {
 		return httpfwd.Upstream{}, p.rejectFor(lastErr, req.RequestID, req.Host, uint32(req.Port), r.port.Cluster)
 	}
-	return httpfwd.Upstream{}, &httpfwd.Reject{Status: 503, Reason: "no endpoint left to try for " + r.port.Cluster,
-		Body: "meshentry: every endpoint of " + r.port.Cluster + " failed to connect\n"}
+	return httpfwd.Upstream{}, p.noEndpointLeft(r, req.RouteState)
 }
 
 // Done implements httpfwd.Router: connect failures count against the endpoint, a completed
