@@ -161,8 +161,8 @@ func (l *tlsListener) Addr() net.Addr { return l.inner.Addr() }
 // port is the listener's port.
 func (l *tlsListener) port() int { return l.inner.Addr().(*net.TCPAddr).Port }
 
-// serveHTTPS serves on l an HTTP handler that answers "name sni=SNI client=CLIENT-CN alpn=PROTO".
-func serveHTTPS(t *testing.T, l *tlsListener, name string, keepAlive bool) {
+// serveHTTP serves on l (TLS or not) an HTTP handler that answers "name sni=SNI client=CLIENT-CN alpn=PROTO".
+func serveHTTP(t *testing.T, l net.Listener, name string, keepAlive bool) {
 	t.Helper()
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		client := "none"

@@ -74,7 +74,7 @@ func TestTLSOriginationSendsPlainHTTPOverPooledTLSConnections(t *testing.T) {
 	pki := newTestPKI(t, "origination CA")
 	cert, _, _ := pki.issue(t, "api.example.test", "api.example.test")
 	be := newTLSListener(t, &tls.Config{Certificates: []tls.Certificate{cert}})
-	serveHTTPS(t, be, "api", true)
+	serveHTTP(t, be, "api", true)
 	h := startProxy(t, originationYAML(be.port(), "        mode: SIMPLE\n        caCertificates: "+pki.caFile+"\n"), Config{}, "")
 	want := "api sni=api.example.test client=none alpn="
 
@@ -183,7 +183,7 @@ func TestTLSOriginationRefusesServersItCannotVerifyAndNeverFallsBackToPlaintext(
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			be := newTLSListener(t, &tls.Config{Certificates: []tls.Certificate{tc.cert}})
-			serveHTTPS(t, be, "api", true)
+			serveHTTP(t, be, "api", true)
 			sink := &flagSink{}
 			h := startProxy(t, originationYAML(be.port(), tc.tlsFields), Config{Telemetry: sink}, "")
 			status, body, resp := get(t, h.client(nil), "http://api.example.test/")
