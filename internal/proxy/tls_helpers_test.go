@@ -93,6 +93,15 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	}
 }
 
+// stateConn is an accepted TLS connection with its handshake's state. It is not a *tls.Conn, so
+// net/http serves HTTP/1.1 on it whatever ALPN was negotiated ("istio" would make it hang up).
+type stateConn struct {
+	net.Conn
+	state tls.ConnectionState
+}
+
+type stateKey struct{}
+
 // tlsListener is a TLS listener that counts the handshakes it completed and refused; Accept
 // returns only connections whose handshake succeeded.
 type tlsListener struct {
@@ -134,7 +143,7 @@ func (l *tlsListener) run() {
 			}
 			l.ok.Add(1)
 			select {
-			case l.conns <- tc:
+			case l.conns <- &stateConn{Conn: tc, state: tc.ConnectionState()}:
 			case <-l.done:
 				tc.Close()
 			}
@@ -166,19 +175,25 @@ func serveHTTP(t *testing.T, l net.Listener, name string, keepAlive bool) {
 	t.Helper()
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		client := "none"
-		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-			c := r.TLS.PeerCertificates[0]
+		st, _ := r.Context().Value(stateKey{}).(*tls.ConnectionState)
+		if st != nil && len(st.PeerCertificates) > 0 {
+			c := st.PeerCertificates[0]
 			client = c.Subject.CommonName
 			if len(c.URIs) > 0 {
 				client = c.URIs[0].String()
 			}
 		}
 		sni, alpn := "", ""
-		if r.TLS != nil {
-			sni, alpn = r.TLS.ServerName, r.TLS.NegotiatedProtocol
+		if st != nil {
+			sni, alpn = st.ServerName, st.NegotiatedProtocol
 		}
 		fmt.Fprintf(w, "%s sni=%s client=%s alpn=%s", name, sni, client, alpn)
-	}), ReadHeaderTimeout: 5 * time.Second}
+	}), ReadHeaderTimeout: 5 * time.Second, ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+		if sc, ok := c.(*stateConn); ok {
+			return context.WithValue(ctx, stateKey{}, &sc.state)
+		}
+		return ctx
+	}}
 	srv.SetKeepAlivesEnabled(keepAlive)
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
@@ -194,7 +209,7 @@ func serveTLSEcho(l *tlsListener, name string) {
 			}
 			go func() {
 				defer c.Close()
-				cs := c.(*tls.Conn).ConnectionState()
+				cs := c.(*stateConn).state
 				cn := "none"
 				if len(cs.PeerCertificates) > 0 {
 					cn = cs.PeerCertificates[0].Subject.CommonName
