@@ -44,6 +44,7 @@ type runFlags struct {
 	// proxyPolicy says who the proxy is when DestinationRules are looked up.
 	proxyPolicy policyFlags
 	accessLog   accessLogFlags
+	identity    identityFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -130,6 +131,7 @@ func newRunCommand() *cobra.Command {
 	f.reload.register(fl)
 	f.proxyPolicy.register(fl)
 	f.accessLog.register(fl)
+	f.identity.register(fl)
 	return cmd
 }
 
@@ -172,6 +174,11 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return &exitError{code: 2, err: fmt.Errorf("dns: %w", err)}
 	}
 	defer cfg.Resolver.Close()
+	var stopIdentity func()
+	if cfg.Identity, stopIdentity, err = f.identity.start(ctx, log); err != nil {
+		return err
+	}
+	defer stopIdentity()
 	lns, err := openListeners(f)
 	if err != nil {
 		return err
@@ -198,7 +205,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	if lns.admin != nil {
 		warnIfExposed(log, lns.admin.Addr())
 		adminSrv = admin.NewServer(adminConfig(f, adminWiring{log: log, level: levelVar, proxy: p, lns: lns, ns: f.src.namespace,
-			ready: g.notReady, reload: watcherReload(watcher), metrics: mm.Handler()}), admin.Timeouts{})
+			ready: withIdentity(g.notReady, cfg.Identity), reload: watcherReload(watcher), metrics: mm.Handler()}), admin.Timeouts{})
 		g.serve("admin", lns.admin, func(ln net.Listener) error {
 			if err := adminSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
