@@ -138,7 +138,7 @@ CFG
 }
 { entry bench-ka tls.local "$BE_KA"; entry bench-close close.local "$BE_CLOSE"; } >"$OUT/bench.yaml"
 "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn \
-  --access-log off --istio-metrics=false >"$OUT/meshentry.log" 2>&1 & pids+=($!)
+  --access-log off --istio-metrics=false ${MESH_ARGS:-} >"$OUT/meshentry.log" 2>&1 & pids+=($!)
 MESH_PID=$!
 
 ready=
