@@ -35,8 +35,23 @@ const (
 	sessionCacheSize = 64
 )
 
-// istioALPN is what Istio's sidecars offer on mutual TLS to another sidecar.
-var istioALPN = []string{"istio-peer-exchange", "istio"}
+// istioALPN is what Istio's sidecars offer on mutual TLS to another sidecar, istioALPNH2 the
+// same for an HTTP/2 port; h2ALPN is what SIMPLE and MUTUAL offer on an HTTP/2 port, whose server
+// would otherwise take the connection for HTTP/1.1.
+var (
+	istioALPN   = []string{"istio-peer-exchange", "istio"}
+	istioALPNH2 = []string{"istio-peer-exchange", "istio-h2", "istio", "h2"}
+	h2ALPN      = []string{"h2"}
+)
+
+// speaksH2 reports whether the proxy speaks HTTP/2 to the port's endpoints (HTTP2 and GRPC ports).
+func speaksH2(port *registry.Port) bool {
+	switch strings.ToUpper(port.Protocol) {
+	case "HTTP2", "GRPC":
+		return true
+	}
+	return false
+}
 
 // originTLS is how a route's connections to some endpoints are secured, built once per snapshot.
 type originTLS struct {
@@ -161,6 +176,9 @@ func (p *Proxy) buildTLS(svc *registry.Service, port *registry.Port, s *networki
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
+	if speaksH2(port) {
+		cfg.NextProtos = h2ALPN
+	}
 	var roots *x509.CertPool // nil: the system roots
 	if s.CaCertificates != "" {
 		b, err := ca.ReadFile(s.CaCertificates)
@@ -209,6 +227,9 @@ func (p *Proxy) istioMutual(svc *registry.Service, port *registry.Port, sans []s
 		cfg.ServerName = "outbound_." + strconv.FormatUint(uint64(port.Number), 10) + "_._." + svc.Host
 	}
 	cfg.NextProtos = istioALPN
+	if speaksH2(port) {
+		cfg.NextProtos = istioALPNH2
+	}
 	cfg.CurvePreferences = []tls.CurveID{tls.X25519}
 	// No session cache: a resumed session would carry the client certificate of before a
 	// rotation, and the peer must see the identity in use now.

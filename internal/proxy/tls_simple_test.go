@@ -4,11 +4,13 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/meshentry/meshentry/internal/telemetry"
 )
@@ -214,5 +216,26 @@ func TestTLSOriginationRefusesServersItCannotVerifyAndNeverFallsBackToPlaintext(
 				waitFor(t, func() bool { return sink.last()&telemetry.UpstreamConnectFailure != 0 }, "the UF response flag")
 			}
 		})
+	}
+}
+
+func TestTLSOriginationToAnHTTP2PortOffersH2(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t, "h2 CA")
+	cert, _, _ := pki.issue(t, "grpc.example.test", "grpc.example.test")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// net/http's own TLS server: it speaks HTTP/2 only when the client offers h2 by ALPN.
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "%s", r.Proto) })}
+	go srv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { srv.Close() })
+	yaml := strings.NewReplacer("api.example.test", "grpc.example.test", "protocol: HTTP", "protocol: HTTP2").
+		Replace(originationYAML(ln.Addr().(*net.TCPAddr).Port, "        mode: SIMPLE\n        caCertificates: "+pki.caFile+"\n"))
+	h := startProxy(t, yaml, Config{}, "")
+	if status, body, _ := get(t, h.client(nil), "http://grpc.example.test/"); status != 200 || body != "HTTP/2.0" {
+		t.Fatalf("got %d %q, want 200 HTTP/2.0", status, body)
 	}
 }
