@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshentry/meshentry/internal/telemetry"
+	"github.com/meshentry/meshentry/internal/testutil/dnstest"
 )
 
 // originationYAML is Istio's egress TLS origination task on loopback: the application sends plain
@@ -237,5 +238,40 @@ func TestTLSOriginationToAnHTTP2PortOffersH2(t *testing.T) {
 	h := startProxy(t, yaml, Config{}, "")
 	if status, body, _ := get(t, h.client(nil), "http://grpc.example.test/"); status != 200 || body != "HTTP/2.0" {
 		t.Fatalf("got %d %q, want 200 HTTP/2.0", status, body)
+	}
+}
+
+// Istio's egress TLS origination task as written: resolution DNS, no endpoints, so the host itself
+// is resolved, and the pooled TLS connections follow the resolved address.
+func TestTLSOriginationToADNSResolvedHostPoolsItsTLSConnections(t *testing.T) {
+	t.Parallel()
+	pki := newTestPKI(t, "dns CA")
+	cert, _, _ := pki.issue(t, "api.example.test", "api.example.test")
+	be := newTLSListener(t, &tls.Config{Certificates: []tls.Certificate{cert}})
+	serveHTTP(t, be, "api", true)
+	dns := dnstest.Start(t)
+	dns.Set("api.example.test", 30, "127.0.0.1")
+	yaml := strings.NewReplacer("resolution: STATIC\n  endpoints:\n  - address: 127.0.0.1\n", "resolution: DNS\n").
+		Replace(originationYAML(be.port(), "        mode: SIMPLE\n        caCertificates: "+pki.caFile+"\n"))
+	h := startProxy(t, yaml, Config{}, dns.Addr)
+	c := h.client(nil)
+	for i := 0; i < 20; i++ {
+		if err := getBody(c, "http://api.example.test/", "api sni=api.example.test client=none alpn="); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := be.ok.Load(); n != 1 {
+		t.Fatalf("the backend completed %d handshakes for 20 sequential requests; want 1 (pooled)", n)
+	}
+	var counted uint64
+	for _, cl := range h.p.Clusters() {
+		for _, ep := range cl.Endpoints {
+			if cl.Name == "outbound|80||api.example.test" {
+				counted += ep.Counts.RqTotal
+			}
+		}
+	}
+	if counted != 20 {
+		t.Fatalf("the cluster's endpoints count %d requests, want 20 (the TLS pool key must still name the endpoint)", counted)
 	}
 }
