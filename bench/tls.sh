@@ -38,6 +38,7 @@ BE_CLOSE=127.0.0.1:19444    # HTTPS, closes after each response
 BE_STATS=127.0.0.1:19445    # the terminator's stats, CSV
 HA_KA=127.0.0.1:19081
 HA_CLOSE=127.0.0.1:19082
+HA_PLAIN=127.0.0.1:19083
 MESH=127.0.0.1:19001
 MESH_ADMIN=127.0.0.1:19000
 
@@ -108,6 +109,13 @@ frontend close_in
 backend close_out
   http-reuse always
   server s1 $BE_CLOSE ssl verify required ca-file $OUT/ca.pem sni str(close.local)
+frontend plain_in
+  bind $HA_PLAIN
+  option http-keep-alive
+  default_backend plain_out
+backend plain_out
+  http-reuse always
+  server s1 $BACKEND
 CFG
 haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy.log" 2>&1 & pids+=($!)
 HAPROXY_PID=$!
@@ -136,7 +144,21 @@ spec:
     tls: {mode: SIMPLE, caCertificates: $(pwd)/$OUT/ca.pem, sni: $2}
 CFG
 }
-{ entry bench-ka tls.local "$BE_KA"; entry bench-close close.local "$BE_CLOSE"; } >"$OUT/bench.yaml"
+{
+  entry bench-ka tls.local "$BE_KA"; entry bench-close close.local "$BE_CLOSE"
+  # The same route without TLS, to the plain backend: the rows that show what TLS itself costs.
+  cat <<CFG
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: bench-plain}
+spec:
+  hosts: [plain.local]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: ${BACKEND##*:}}}]
+CFG
+} >"$OUT/bench.yaml"
 "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn \
   --access-log off --istio-metrics=false ${MESH_ARGS:-} >"$OUT/meshentry.log" 2>&1 & pids+=($!)
 MESH_PID=$!
@@ -185,6 +207,9 @@ echo "TLS origination, keep-alive, wrk -t1 -c$CONNS -d$DURATION" >&2
 read -r h_rps h_p50 h_p99 h_cpu h_hs < <(run_wrk haproxy-ka "http://$HA_KA/" "$HAPROXY_PID" be_ka)
 # meshentry's forward proxy routes an origin-form request by its Host, as proxy.sh drives it.
 read -r m_rps m_p50 m_p99 m_cpu m_hs < <(run_wrk meshentry-ka "http://$MESH/" "$MESH_PID" be_ka -H "Host: tls.local")
+echo "Plaintext upstream, keep-alive (reference)" >&2
+read -r hp_rps hp_p50 hp_p99 hp_cpu _ < <(run_wrk haproxy-plain "http://$HA_PLAIN/" "$HAPROXY_PID" be_ka)
+read -r mp_rps mp_p50 mp_p99 mp_cpu _ < <(run_wrk meshentry-plain "http://$MESH/" "$MESH_PID" be_ka -H "Host: plain.local")
 echo "TLS origination, a new upstream handshake per request (backend closes, Connection: close)" >&2
 read -r hc_rps hc_p50 hc_p99 hc_cpu hc_hs < <(run_wrk haproxy-close "http://$HA_CLOSE/" "$HAPROXY_PID" be_close -H "Connection: close")
 read -r mc_rps mc_p50 mc_p99 mc_cpu mc_hs < <(run_wrk meshentry-close "http://$MESH/" "$MESH_PID" be_close -H "Host: close.local" -H "Connection: close")
@@ -196,9 +221,12 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
   printf "%-40s %10s %9s %9s %11s %13s\n" "TLS origination" "req/s" "p50 µs" "p99 µs" "CPU µs/req" "handshakes/s"
   printf "%-40s %10s %9s %9s %11s %13s\n" "haproxy, keep-alive" "$h_rps" "$h_p50" "$h_p99" "$h_cpu" "$h_hs"
   printf "%-40s %10s %9s %9s %11s %13s\n" "meshentry, keep-alive" "$m_rps" "$m_p50" "$m_p99" "$m_cpu" "$m_hs"
+  printf "%-40s %10s %9s %9s %11s %13s\n" "haproxy, plaintext upstream (reference)" "$hp_rps" "$hp_p50" "$hp_p99" "$hp_cpu" "-"
+  printf "%-40s %10s %9s %9s %11s %13s\n" "meshentry, plaintext upstream (reference)" "$mp_rps" "$mp_p50" "$mp_p99" "$mp_cpu" "-"
   printf "%-40s %10s %9s %9s %11s %13s\n" "haproxy, new handshake per request" "$hc_rps" "$hc_p50" "$hc_p99" "$hc_cpu" "$hc_hs"
   printf "%-40s %10s %9s %9s %11s %13s\n" "meshentry, new handshake per request" "$mc_rps" "$mc_p50" "$mc_p99" "$mc_cpu" "$mc_hs"
   echo
   echo "meshentry/haproxy keep-alive: req/s $(ratio "$m_rps" "$h_rps"), p99 $(ratio "$m_p99" "$h_p99"), CPU/req $(ratio "$m_cpu" "$h_cpu")"
+  echo "meshentry/haproxy plaintext upstream: req/s $(ratio "$mp_rps" "$hp_rps"), CPU/req $(ratio "$mp_cpu" "$hp_cpu")"
   echo "meshentry/haproxy new handshakes: handshakes/s $(ratio "$mc_hs" "$hc_hs"), req/s $(ratio "$mc_rps" "$hc_rps"), CPU/req $(ratio "$mc_cpu" "$hc_cpu")"
 } | tee "$OUT/result.txt"
