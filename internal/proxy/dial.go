@@ -82,12 +82,12 @@ func (p *Proxy) dialMatch(ctx context.Context, t *table, m registry.Match, dst d
 	case m.Outcome == registry.BlackHole:
 		return nil, "", errRefused
 	case m.Outcome == registry.Passthrough, m.Service.Resolution == registry.ResolutionNone:
-		return p.dialOriginal(ctx, dst)
+		return p.secureDialed(ctx, t, m, dst.host)(p.dialOriginal(ctx, dst))
 	case m.Service.Resolution == registry.ResolutionDynamicDNS:
 		if !registry.IsHostName(dst.host) {
 			return nil, "", errNoName
 		}
-		return p.dialName(ctx, dst.host, dst.port)
+		return p.secureDialed(ctx, t, m, dst.host)(p.dialName(ctx, dst.host, dst.port))
 	}
 	r := t.route(m.Service, m.Port, p)
 	if err := r.tls.refusal(); err != nil {

@@ -57,14 +57,16 @@ func (h *httpRouter) route(t *table, req *httpfwd.RequestHead, attempt int, mp *
 			}
 			dst = d
 		}
-		return p.originalUpstream(dst, m.Cluster, req.RequestID)
+		up, rej := p.originalUpstream(dst, m.Cluster, req.RequestID)
+		return p.secureOriginal(t, m, registry.NormalizeHost(req.Host), req.RequestID, up, rej)
 	case m.Service.Resolution == registry.ResolutionDynamicDNS:
 		// The name asked for is resolved even for a captured request: DYNAMIC_DNS routes by Host.
 		name := registry.NormalizeHost(req.Host)
 		if !registry.IsHostName(name) {
 			return httpfwd.Upstream{}, p.rejectFor(errNoName, req.RequestID, req.Host, dst.port, m.Cluster)
 		}
-		return p.originalUpstream(destination{host: name, port: dst.port}, m.Cluster, req.RequestID)
+		up, rej := p.originalUpstream(destination{host: name, port: dst.port}, m.Cluster, req.RequestID)
+		return p.secureOriginal(t, m, name, req.RequestID, up, rej)
 	}
 	return p.endpointUpstream(t, m, req, attempt)
 }

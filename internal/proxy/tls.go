@@ -254,6 +254,10 @@ func (v serverCheck) verify(cs tls.ConnectionState) error {
 	for _, c := range cs.PeerCertificates[1:] {
 		opts.Intermediates.AddCert(c)
 	}
+	if v.name == "" {
+		// A wildcard entry: the SNI is the host the application asked for (tls_original.go).
+		v.name = cs.ServerName
+	}
 	if len(v.sans) == 0 {
 		opts.DNSName = v.name
 	}
@@ -353,26 +357,33 @@ func (p *Proxy) withTLS(o *originTLS, cluster string, last *atomic.Pointer[hands
 		if err != nil {
 			return nil, err
 		}
-		tc := tls.Client(raw, o.cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			raw.Close()
-			if errors.Is(ctx.Err(), context.Canceled) && !isPeerRefusal(err) {
-				// Our side gave up (the client left, a drain): not the endpoint's failure.
-				return nil, fmt.Errorf("TLS (%s) handshake with %s: %w", o.mode, cluster, err)
-			}
-			p.stats.tlsHandshakeFailures.Add(1)
-			herr := &handshakeError{mode: o.mode, cluster: cluster, err: err}
-			if last != nil {
-				last.Store(herr)
-			}
-			p.sec.refusalLog("upstream TLS handshake failed", "cluster", cluster, "upstream", raw.RemoteAddr().String(), "err", herr)
-			return nil, herr
-		}
-		if last != nil && last.Load() != nil {
-			last.Store(nil)
-		}
-		return tc, nil
+		return p.handshake(ctx, o, o.cfg, cluster, raw, last)
 	}
+}
+
+// handshake runs o's TLS handshake with cfg over raw within ctx. A failure closes raw, is counted
+// and logged (rate-limited), and comes back as a *handshakeError that callers count as a connect
+// failure; last, when set, keeps it for the reason of a request that runs out of endpoints.
+func (p *Proxy) handshake(ctx context.Context, o *originTLS, cfg *tls.Config, cluster string, raw net.Conn, last *atomic.Pointer[handshakeError]) (net.Conn, error) {
+	tc := tls.Client(raw, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		if errors.Is(ctx.Err(), context.Canceled) && !isPeerRefusal(err) {
+			// Our side gave up (the client left, a drain): not the endpoint's failure.
+			return nil, fmt.Errorf("TLS (%s) handshake with %s: %w", o.mode, cluster, err)
+		}
+		p.stats.tlsHandshakeFailures.Add(1)
+		herr := &handshakeError{mode: o.mode, cluster: cluster, err: err}
+		if last != nil {
+			last.Store(herr)
+		}
+		p.sec.refusalLog("upstream TLS handshake failed", "cluster", cluster, "upstream", raw.RemoteAddr().String(), "err", herr)
+		return nil, herr
+	}
+	if last != nil && last.Load() != nil {
+		last.Store(nil)
+	}
+	return tc, nil
 }
 
 // isPeerRefusal reports whether a handshake error is the peer's certificate refused by us.
