@@ -102,12 +102,49 @@ func TestCapturedTCPIsWrappedInMutualTLS(t *testing.T) {
 	p1 := mutualEcho(t, ns, "mongo1", server, c.Root, &refused)
 	p2 := mutualEcho(t, ns, "mongo2", server, c.Root, &refused)
 	pForeign := mutualEcho(t, ns, "foreign", foreignServer, c.Root, &refused)
-	entry := func(name, cidr string, ports ...string) string {
-		eps := ""
-		for _, p := range ports {
-			eps += fmt.Sprintf("  - {address: 127.0.0.1, ports: {mongodb: %s}}\n", p)
+	config := mongoEntry("mymongodb", "10.216.0.0/26", client, server, p1, p2) + mongoEntry("foreign", "10.216.0.192/26", client, server, pForeign)
+	startCaptured(t, ns, "10.216.0.0/24", config)
+
+	t.Run("both backends receive the plaintext wrapped in mutual TLS with the rule's client certificate", func(t *testing.T) {
+		seen := map[string]bool{}
+		for i := 0; i < 20 && len(seen) < 2; i++ {
+			got, err := nsTalk(ns, "10.216.0.10:27018")
+			name, rest, _ := strings.Cut(got, " ")
+			if err != nil || rest != "client=spiffe://cluster.local/ns/default/sa/app | ping" {
+				t.Fatalf("got %q, %v", got, err)
+			}
+			seen[name] = true
 		}
-		return fmt.Sprintf(`---
+		if !seen["mongo1"] || !seen["mongo2"] {
+			t.Fatalf("backends reached: %v, want both", seen)
+		}
+	})
+	t.Run("a backend whose certificate another CA signed is refused by meshentry: the connection closes", func(t *testing.T) {
+		before := refused.Load()
+		got, err := nsTalk(ns, "10.216.0.200:27018")
+		if err == nil || strings.Contains(err.Error(), "netns") {
+			t.Fatalf("read %q, %v: want the proxy to close a connection to a refused backend", got, err)
+		}
+		// The backend saw meshentry hang up on its certificate.
+		deadline := time.Now().Add(5 * time.Second)
+		for refused.Load() == before {
+			if time.Now().After(deadline) {
+				t.Fatal("the foreign backend saw no refused handshake; was it reached at all?")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+// mongoEntry is example 02's ServiceEntry for NAME.somedomain at cidr with endpoints on ports of
+// 127.0.0.1, and a DestinationRule setting MUTUAL with the identity files in client (certificate and
+// key) and server (the CA).
+func mongoEntry(name, cidr, client, server string, ports ...string) string {
+	eps := ""
+	for _, p := range ports {
+		eps += fmt.Sprintf("  - {address: 127.0.0.1, ports: {mongodb: %s}}\n", p)
+	}
+	return fmt.Sprintf(`---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: %s}
@@ -131,53 +168,22 @@ spec:
       privateKey: %s/key.pem
       caCertificates: %s/root-cert.pem
 `, name, name, cidr, eps, name, name, client, client, server)
-	}
-	config := entry("mymongodb", "10.216.0.0/26", p1, p2) + entry("foreign", "10.216.0.192/26", pForeign)
-	startCaptured(t, ns, "10.216.0.0/24", config)
+}
 
-	talk := func(addr string) (string, error) {
-		conn, err := ns.Dial("tcp", addr)
-		if err != nil {
-			return "", err
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(conn, "ping\n")
-		br := bufio.NewReader(conn)
-		greeting, err := br.ReadString('\n')
-		if err != nil {
-			return greeting, err
-		}
-		echo, err := br.ReadString('\n')
-		return strings.TrimSpace(greeting) + " | " + strings.TrimSpace(echo), err
+// nsTalk sends a line to addr from inside ns and returns the greeting and echo read back.
+func nsTalk(ns *netns.Namespace, addr string) (string, error) {
+	conn, err := ns.Dial("tcp", addr)
+	if err != nil {
+		return "", err
 	}
-	t.Run("both backends receive the plaintext wrapped in mutual TLS with the rule's client certificate", func(t *testing.T) {
-		seen := map[string]bool{}
-		for i := 0; i < 20 && len(seen) < 2; i++ {
-			got, err := talk("10.216.0.10:27018")
-			name, rest, _ := strings.Cut(got, " ")
-			if err != nil || rest != "client=spiffe://cluster.local/ns/default/sa/app | ping" {
-				t.Fatalf("got %q, %v", got, err)
-			}
-			seen[name] = true
-		}
-		if !seen["mongo1"] || !seen["mongo2"] {
-			t.Fatalf("backends reached: %v, want both", seen)
-		}
-	})
-	t.Run("a backend whose certificate another CA signed is refused by meshentry: the connection closes", func(t *testing.T) {
-		before := refused.Load()
-		got, err := talk("10.216.0.200:27018")
-		if err == nil || strings.Contains(err.Error(), "netns") {
-			t.Fatalf("read %q, %v: want the proxy to close a connection to a refused backend", got, err)
-		}
-		// The backend saw meshentry hang up on its certificate.
-		deadline := time.Now().Add(5 * time.Second)
-		for refused.Load() == before {
-			if time.Now().After(deadline) {
-				t.Fatal("the foreign backend saw no refused handshake; was it reached at all?")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "ping\n")
+	br := bufio.NewReader(conn)
+	greeting, err := br.ReadString('\n')
+	if err != nil {
+		return greeting, err
+	}
+	echo, err := br.ReadString('\n')
+	return strings.TrimSpace(greeting) + " | " + strings.TrimSpace(echo), err
 }
