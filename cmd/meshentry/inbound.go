@@ -10,11 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/meshentry/meshentry/internal/admin"
-	"github.com/meshentry/meshentry/internal/identity"
 	"github.com/meshentry/meshentry/internal/inbound"
 	"github.com/meshentry/meshentry/internal/proxy"
 )
@@ -62,44 +60,17 @@ func parseInbound(values []string) ([]inboundSpec, error) {
 	return out, nil
 }
 
-// identityDirFlag reads --identity-dir by name: the flag belongs to the identity wiring
-// (identity.go), which may or may not be registered beside this file.
-func identityDirFlag(cmd *cobra.Command) string {
-	if fl := cmd.Flags().Lookup("identity-dir"); fl != nil {
-		return fl.Value.String()
-	}
-	return ""
-}
-
-// loadIdentity reads the identity directory and follows its rotations until ctx ends; stop
-// waits for that. When the proxy's own identity Source exists, pass it to openInbound instead.
-func loadIdentity(ctx context.Context, dir string, log *slog.Logger) (src *identity.Source, stop func(), err error) {
-	src, err = identity.NewSource(identity.Options{Dir: dir, Logger: log})
-	if err != nil {
-		return nil, nil, &exitError{code: 2, err: fmt.Errorf("--identity-dir: %w", err)}
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = src.Run(ctx) // returns nil when ctx ends; failures are logged by the Source
-	}()
-	return src, func() { cancel(); <-done }, nil
-}
-
 // inboundSet is the running inbound listeners.
 type inboundSet struct {
 	specs   []inboundSpec
 	lns     []net.Listener
 	servers []*inbound.Server
-	// stopIdentity stops following the identity directory, when this set loaded it.
-	stopIdentity func()
 }
 
 // openInbound binds every --inbound listener (a port in use fails the start, exit status 2) and
-// makes its server, with the HTTP and TCP limits of cfg. src is the proxy's identity; nil loads
-// dir here. With no --inbound it returns an empty set.
-func openInbound(ctx context.Context, f *inboundFlags, dir string, src *identity.Source, cfg *proxy.Config, log *slog.Logger) (*inboundSet, error) {
+// makes its server, with the HTTP and TCP limits of cfg and cfg.Identity, the proxy's workload
+// identity (--identity-dir). With no --inbound it returns an empty set.
+func openInbound(f *inboundFlags, cfg *proxy.Config, log *slog.Logger) (*inboundSet, error) {
 	specs, err := parseInbound(f.specs)
 	if err != nil || len(specs) == 0 {
 		return &inboundSet{}, err
@@ -108,13 +79,9 @@ func openInbound(ctx context.Context, f *inboundFlags, dir string, src *identity
 		return &inboundSet{}, usageError("--inbound-handshake-timeout must be positive, got %v", f.handshakeTimeout)
 	}
 	set := &inboundSet{specs: specs}
+	src := cfg.Identity
 	if src == nil {
-		if dir == "" {
-			return &inboundSet{}, usageError("--inbound needs --identity-dir: mutual TLS is terminated with the workload identity")
-		}
-		if src, set.stopIdentity, err = loadIdentity(ctx, dir, log); err != nil {
-			return &inboundSet{}, err
-		}
+		return &inboundSet{}, usageError("--inbound needs --identity-dir: mutual TLS is terminated with the workload identity")
 	}
 	maxConns := f.maxConnections
 	if maxConns == 0 {
@@ -177,16 +144,12 @@ func (s *inboundSet) drain(log *slog.Logger, timeout time.Duration) (wait func()
 	}
 }
 
-// close closes the servers, their listeners and the identity watch; it is safe after drain.
+// close closes the servers and their listeners; it is safe after drain.
 func (s *inboundSet) close() {
 	for _, ln := range s.lns {
 		ln.Close()
 	}
 	for _, srv := range s.servers {
 		srv.Close()
-	}
-	if s.stopIdentity != nil {
-		s.stopIdentity()
-		s.stopIdentity = nil
 	}
 }

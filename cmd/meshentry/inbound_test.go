@@ -15,26 +15,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/cobra"
-
 	"github.com/meshentry/meshentry/internal/identity"
 	"github.com/meshentry/meshentry/internal/identity/ca"
+	"github.com/meshentry/meshentry/internal/proxy"
 )
 
-// withIdentityDirFlag gives cmd an --identity-dir flag set to dir when the identity wiring has
-// not registered one, so these tests run on a branch without it; once it is there, they set it.
-func withIdentityDirFlag(t *testing.T, cmd *cobra.Command, dir string) {
-	t.Helper()
-	if cmd.Flags().Lookup("identity-dir") == nil {
-		cmd.Flags().String("identity-dir", "", "test stand-in for the identity wiring's flag")
-	}
-	if err := cmd.Flags().Set("identity-dir", dir); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// issueTo writes an identity for shop/sa signed by c into a fresh directory.
-func issueTo(t *testing.T, c *ca.CA, sa string) string {
+// issueShop writes an identity for shop/sa signed by c into a fresh directory.
+func issueShop(t *testing.T, c *ca.CA, sa string) string {
 	t.Helper()
 	is, err := c.Issue(ca.IssueOptions{Namespace: "shop", ServiceAccount: sa})
 	if err != nil {
@@ -59,10 +46,10 @@ func startInboundRun(t *testing.T, dir, target string) map[string]net.Addr {
 	cmd := newRunCommand()
 	cmd.SetOut(&stdout)
 	cmd.SetErr(&stderr)
-	withIdentityDirFlag(t, cmd, dir)
 	f := &runFlags{src: sourceFlags{files: []string{cfg}, namespace: "default"}, limits: defaultLimits(), listen: "127.0.0.1:0",
 		adminAddr: "127.0.0.1:0", policy: "REGISTRY_ONLY", logLevel: "info",
-		inbound: inboundFlags{specs: []string{"127.0.0.1:0=" + target}, maxConnections: 16, handshakeTimeout: 5 * time.Second}}
+		inbound:  inboundFlags{specs: []string{"127.0.0.1:0=" + target}, maxConnections: 16, handshakeTimeout: 5 * time.Second},
+		identity: identityFlags{dir: dir}}
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan map[string]net.Addr, 1)
 	done := make(chan error, 1)
@@ -96,7 +83,7 @@ func TestRunInboundTerminatesMutualTLSAndForwardsTheCallersIdentity(t *testing.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverDir, clientDir := issueTo(t, root, "httpbin"), issueTo(t, root, "sleep")
+	serverDir, clientDir := issueShop(t, root, "httpbin"), issueShop(t, root, "sleep")
 	be := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.Header.Get("X-Forwarded-Client-Cert"))
 	})}
@@ -197,20 +184,18 @@ func TestRunInboundTerminatesMutualTLSAndForwardsTheCallersIdentity(t *testing.T
 func TestRunRefusesBadInboundFlags(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name        string
-		specs       []string
-		identityDir string
-		want        string
+		name  string
+		specs []string
+		want  string
 	}{
 		{name: "refuses --inbound without --identity-dir", specs: []string{"127.0.0.1:0=127.0.0.1:8080"}, want: "needs --identity-dir"},
-		{name: "refuses a value without an equals sign", specs: []string{"127.0.0.1:16443"}, identityDir: "x", want: "want LISTEN=TARGET"},
-		{name: "refuses a target that is not a host:port", specs: []string{"127.0.0.1:0=localhost"}, identityDir: "x", want: "is not a host:port"},
-		{name: "refuses an identity directory without an identity", specs: []string{"127.0.0.1:0=127.0.0.1:1"}, identityDir: "/nonexistent", want: "--identity-dir"},
+		{name: "refuses a value without an equals sign", specs: []string{"127.0.0.1:16443"}, want: "want LISTEN=TARGET"},
+		{name: "refuses a target that is not a host:port", specs: []string{"127.0.0.1:0=localhost"}, want: "is not a host:port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := openInbound(context.Background(), &inboundFlags{specs: tt.specs, handshakeTimeout: time.Second}, tt.identityDir, nil, nil, nil)
+			_, err := openInbound(&inboundFlags{specs: tt.specs, handshakeTimeout: time.Second}, &proxy.Config{}, nil)
 			var ee *exitError
 			if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v, want exit status 2 saying %q", err, tt.want)

@@ -83,9 +83,6 @@ spec:
 // identities from a CA the test makes: client → meshentry (ISTIO_MUTUAL, SAN checked) →
 // meshentry --inbound → an httpbin-like backend that echoes x-forwarded-client-cert.
 func TestMeshExample08BetweenTwoProxies(t *testing.T) {
-	if newRunCommand().Flags().Lookup("identity-dir") == nil {
-		t.Skip("the outbound side does not originate ISTIO_MUTUAL yet (no --identity-dir)")
-	}
 	t.Parallel()
 	root, err := ca.Init(t.TempDir(), ca.InitOptions{TrustDomain: "cluster.local"})
 	if err != nil {

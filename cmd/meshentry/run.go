@@ -45,6 +45,7 @@ type runFlags struct {
 	proxyPolicy policyFlags
 	accessLog   accessLogFlags
 	inbound     inboundFlags
+	identity    identityFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -135,6 +136,7 @@ func newRunCommandFor(f *runFlags) *cobra.Command {
 	f.proxyPolicy.register(fl)
 	f.accessLog.register(fl)
 	f.inbound.register(fl)
+	f.identity.register(fl)
 	return cmd
 }
 
@@ -177,6 +179,11 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return &exitError{code: 2, err: fmt.Errorf("dns: %w", err)}
 	}
 	defer cfg.Resolver.Close()
+	var stopIdentity func()
+	if cfg.Identity, stopIdentity, err = f.identity.start(ctx, log); err != nil {
+		return err
+	}
+	defer stopIdentity()
 	lns, err := openListeners(f)
 	if err != nil {
 		return err
@@ -185,7 +192,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		// The admin API and pprof are never reachable through the proxy.
 		cfg.SelfAddrs = append(cfg.SelfAddrs, lns.admin.Addr().(*net.TCPAddr).AddrPort())
 	}
-	inb, err := openInbound(ctx, &f.inbound, identityDirFlag(cmd), nil, &cfg, log)
+	inb, err := openInbound(&f.inbound, &cfg, log)
 	if err != nil {
 		closeListeners(lns)
 		return err
@@ -213,7 +220,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	if lns.admin != nil {
 		warnIfExposed(log, lns.admin.Addr())
 		adminSrv = admin.NewServer(adminConfig(f, adminWiring{log: log, level: levelVar, proxy: p, lns: lns, inbound: inb.adminListeners(), ns: f.src.namespace,
-			ready: g.notReady, reload: watcherReload(watcher), metrics: mm.Handler()}), admin.Timeouts{})
+			ready: withIdentity(g.notReady, cfg.Identity), reload: watcherReload(watcher), metrics: mm.Handler()}), admin.Timeouts{})
 		g.serve("admin", lns.admin, func(ln net.Listener) error {
 			if err := adminSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err

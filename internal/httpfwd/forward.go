@@ -91,7 +91,7 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 		var err error
 		if uc, err = c.dial(ctx, &up); err != nil {
 			s.Router.Done(up, err)
-			return c.fail(start, 503, "upstream connect failed", err)
+			return c.fail(start, 503, connectReason(err), err)
 		}
 	}
 }

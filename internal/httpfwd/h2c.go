@@ -218,7 +218,7 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 			if consumed == 0 {
 				return false, true
 			}
-			return c.fail(start, 503, "upstream connect failed", err), false
+			return c.fail(start, 503, connectReason(err), err), false
 		}
 		c.tel.flags |= telemetry.UpstreamReset
 		return c.fail(start, 502, "upstream request failed", err), false

@@ -93,7 +93,7 @@ func (st *h2Stream) serve() {
 		st.logFailure(slog.LevelDebug, "upstream connect attempt failed", 0, fmt.Errorf("attempt %d: %w", attempt, err))
 		if attempt+1 >= s.lim.MaxAttempts {
 			st.tel.exhausted(attempt)
-			st.fail(503, "upstream connect failed", err)
+			st.fail(503, connectReason(err), err)
 			return
 		}
 	}
@@ -342,7 +342,7 @@ func (st *h2Stream) roundTripFailed(up *Upstream, err error) (retry bool, _ erro
 		if st.body == nil || st.body.n.Load() == 0 {
 			return true, err
 		}
-		st.fail(503, "upstream connect failed", err)
+		st.fail(503, connectReason(err), err)
 		return false, nil
 	case isTimeout(err):
 		err = fmt.Errorf("%w: %w", ErrUpstreamTimeout, err)

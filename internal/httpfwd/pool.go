@@ -1,6 +1,7 @@
 package httpfwd
 
 import (
+	"crypto/tls"
 	"net"
 	"net/http"
 	"sync"
@@ -36,8 +37,11 @@ type upConn struct {
 
 	// The socket, when nc has one, and the function peeking at it: made once per connection
 	// so that checking an idle connection allocates nothing.
-	raw       syscall.RawConn
-	peekFn    func(fd uintptr) bool
+	raw    syscall.RawConn
+	peekFn func(fd uintptr) bool
+	// tls is nc when it is a TLS connection, whose socket is peeked at as above and whose
+	// already-read records are checked by a read that cannot wait.
+	tls       *tls.Conn
 	peekBuf   [1]byte
 	peekState peekState
 }
@@ -54,7 +58,11 @@ const (
 // newUpConn wraps a freshly dialled connection.
 func newUpConn(key string, nc net.Conn) *upConn {
 	uc := &upConn{key: key, nc: nc}
-	if sc, ok := nc.(syscall.Conn); ok && canPeek {
+	sock := nc
+	if tc, ok := nc.(*tls.Conn); ok {
+		uc.tls, sock = tc, tc.NetConn()
+	}
+	if sc, ok := sock.(syscall.Conn); ok && canPeek {
 		if rc, err := sc.SyscallConn(); err == nil {
 			uc.raw = rc
 			uc.peekFn = uc.peekFD
@@ -87,7 +95,7 @@ func (uc *upConn) quiet() bool {
 			}
 		}
 		if uc.peekState != peekUnknown {
-			return uc.peekState == peekQuiet
+			return uc.peekState == peekQuiet && uc.tlsQuiet()
 		}
 		// Not a socket after all: check it as any connection.
 	}
@@ -97,6 +105,26 @@ func (uc *upConn) quiet() bool {
 	n, err := uc.nc.Read(uc.peekBuf[:])
 	return n == 0 && isTimeout(err)
 }
+
+// tlsQuiet reports whether a TLS connection whose socket is quiet holds no record it already read
+// from the socket: a read whose deadline has passed returns such data, and otherwise fails at once
+// (crypto/tls keeps no error from a timeout, so the connection stays usable).
+func (uc *upConn) tlsQuiet() bool {
+	if uc.tls == nil {
+		return true
+	}
+	if uc.nc.SetReadDeadline(pastDeadline) != nil {
+		return false
+	}
+	n, err := uc.nc.Read(uc.peekBuf[:])
+	if n != 0 || !isTimeout(err) || uc.nc.SetReadDeadline(time.Time{}) != nil {
+		return false
+	}
+	return true
+}
+
+// pastDeadline is a read deadline that has always passed.
+var pastDeadline = time.Unix(1, 0)
 
 func (p *Pool) maxIdle() int {
 	if p.MaxIdlePerKey > 0 {

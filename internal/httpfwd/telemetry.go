@@ -190,5 +190,18 @@ func (c *conn) beginRecords() {
 // connectFailed answers a request whose last connect attempt failed.
 func (c *conn) connectFailed(start time.Time, attempt int, err error) bool {
 	c.tel.exhausted(attempt)
-	return c.fail(start, 503, "upstream connect failed", err)
+	return c.fail(start, 503, connectReason(err), err)
+}
+
+// Reasoner is implemented by an error from Upstream.Dial that can say, in one line fit for the
+// client's x-meshentry-reason, why the connection failed (a TLS peer refused, naming identities).
+type Reasoner interface{ Reason() string }
+
+// connectReason is the reason sent for a failed connect: the dial error's own when it has one.
+func connectReason(err error) string {
+	var r Reasoner
+	if errors.As(err, &r) {
+		return r.Reason()
+	}
+	return "upstream connect failed"
 }

@@ -82,14 +82,17 @@ func (p *Proxy) dialMatch(ctx context.Context, t *table, m registry.Match, dst d
 	case m.Outcome == registry.BlackHole:
 		return nil, "", errRefused
 	case m.Outcome == registry.Passthrough, m.Service.Resolution == registry.ResolutionNone:
-		return p.dialOriginal(ctx, dst)
+		return p.secureDialed(ctx, t, m, dst.host)(p.dialOriginal(ctx, dst))
 	case m.Service.Resolution == registry.ResolutionDynamicDNS:
 		if !registry.IsHostName(dst.host) {
 			return nil, "", errNoName
 		}
-		return p.dialName(ctx, dst.host, dst.port)
+		return p.secureDialed(ctx, t, m, dst.host)(p.dialName(ctx, dst.host, dst.port))
 	}
 	r := t.route(m.Service, m.Port, p)
+	if err := r.tls.refusal(); err != nil {
+		return nil, "", err
+	}
 	// tried excludes single-address endpoints that failed and names that did not resolve; a DNS
 	// endpoint that connected to a failing address moves on to its other addresses, and is excluded
 	// once none is left (exhausted).

@@ -57,14 +57,16 @@ func (h *httpRouter) route(t *table, req *httpfwd.RequestHead, attempt int, mp *
 			}
 			dst = d
 		}
-		return p.originalUpstream(dst, m.Cluster, req.RequestID)
+		up, rej := p.originalUpstream(dst, m.Cluster, req.RequestID)
+		return p.secureOriginal(t, m, registry.NormalizeHost(req.Host), req.RequestID, up, rej)
 	case m.Service.Resolution == registry.ResolutionDynamicDNS:
 		// The name asked for is resolved even for a captured request: DYNAMIC_DNS routes by Host.
 		name := registry.NormalizeHost(req.Host)
 		if !registry.IsHostName(name) {
 			return httpfwd.Upstream{}, p.rejectFor(errNoName, req.RequestID, req.Host, dst.port, m.Cluster)
 		}
-		return p.originalUpstream(destination{host: name, port: dst.port}, m.Cluster, req.RequestID)
+		up, rej := p.originalUpstream(destination{host: name, port: dst.port}, m.Cluster, req.RequestID)
+		return p.secureOriginal(t, m, name, req.RequestID, up, rej)
 	}
 	return p.endpointUpstream(t, m, req, attempt)
 }
@@ -72,6 +74,9 @@ func (h *httpRouter) route(t *table, req *httpfwd.RequestHead, attempt int, mp *
 // endpointUpstream picks an endpoint of a STATIC or DNS service for req.
 func (p *Proxy) endpointUpstream(t *table, m registry.Match, req *httpfwd.RequestHead, attempt int) (httpfwd.Upstream, *httpfwd.Reject) {
 	r := t.route(m.Service, m.Port, p)
+	if err := r.tls.refusal(); err != nil {
+		return httpfwd.Upstream{}, p.tlsRefusal(err, req.RequestID)
+	}
 	if attempt == 0 {
 		req.RouteState = 0
 	}
@@ -109,8 +114,7 @@ func (p *Proxy) endpointUpstream(t *table, m registry.Match, req *httpfwd.Reques
 	if lastErr != nil {
 		return httpfwd.Upstream{}, p.rejectFor(lastErr, req.RequestID, req.Host, uint32(req.Port), r.port.Cluster)
 	}
-	return httpfwd.Upstream{}, &httpfwd.Reject{Status: 503, Reason: "no endpoint left to try for " + r.port.Cluster,
-		Body: "meshentry: every endpoint of " + r.port.Cluster + " failed to connect\n"}
+	return httpfwd.Upstream{}, p.noEndpointLeft(r, req.RouteState)
 }
 
 // Done implements httpfwd.Router: connect failures count against the endpoint, a completed

@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/balance"
 	"github.com/meshentry/meshentry/internal/httpfwd"
+	"github.com/meshentry/meshentry/internal/identity"
 	"github.com/meshentry/meshentry/internal/origdst"
 	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/resolve"
@@ -66,6 +67,9 @@ type Config struct {
 	RefusalLogBurst int
 	// Telemetry receives a record of each HTTP request and piped connection; nil reports none.
 	Telemetry telemetry.Sink
+	// Identity is the proxy's workload identity for ISTIO_MUTUAL and auto mTLS; nil means none,
+	// so ISTIO_MUTUAL routes refuse and auto mTLS stays plaintext.
+	Identity *identity.Source
 }
 
 // Proxy routes connections by the current snapshot; Update swaps the snapshot atomically.

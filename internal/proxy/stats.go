@@ -10,12 +10,17 @@ type Stats struct {
 	IdleClosed uint64
 	// HealthEvicted counts health records dropped or not made because the tracker was full.
 	HealthEvicted uint64
+	// TLSHandshakeFailures counts upstream TLS handshakes that failed: a server refused by its
+	// certificate, a client certificate refused, a handshake that timed out.
+	TLSHandshakeFailures uint64
 }
 
 // counters are the live counters behind Stats; each is bumped where its event happens.
 type counters struct {
 	refusedAtCap atomic.Uint64
 	idleClosed   atomic.Uint64
+
+	tlsHandshakeFailures atomic.Uint64
 }
 
 // Stats returns the proxy's counters.
@@ -24,5 +29,7 @@ func (p *Proxy) Stats() Stats {
 		RefusedAtCap:  p.stats.refusedAtCap.Load(),
 		IdleClosed:    p.stats.idleClosed.Load(),
 		HealthEvicted: p.health.Evicted(),
+
+		TLSHandshakeFailures: p.stats.tlsHandshakeFailures.Load(),
 	}
 }

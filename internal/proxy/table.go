@@ -44,6 +44,9 @@ type route struct {
 	policy *policy.Applied
 	// newDial makes an upstream's Dial through the proxy's guarded dial.
 	newDial func(addr string) func(context.Context) (net.Conn, error)
+	// tls is how connections to the endpoints are secured (tls.go); secure wraps a Dial in it.
+	tls    routeTLS
+	secure func(o *originTLS, cluster string, last *atomic.Pointer[handshakeError], dial func(context.Context) (net.Conn, error)) func(context.Context) (net.Conn, error)
 }
 
 // endpoint is one endpoint of a route with what dialling it needs.
@@ -53,6 +56,10 @@ type endpoint struct {
 	key string
 	// up is the ready-made upstream for IP and unix endpoints.
 	up httpfwd.Upstream
+	// tls secures connections to this endpoint, nil for plaintext; tlsFailed is its latest
+	// handshake failure, for the reason of a request that runs out of endpoints.
+	tls       *originTLS
+	tlsFailed atomic.Pointer[handshakeError]
 	// For DNS names: the upstreams of the last answer, reused while the resolver returns the same one.
 	resolved atomic.Pointer[resolvedSet]
 	rr       resolve.RoundRobin
@@ -80,6 +87,7 @@ func (t *table) route(svc *registry.Service, port *registry.Port, p *Proxy) *rou
 // newRoute builds a port's route under applied, the DestinationRule for it (nil for none).
 func newRoute(svc *registry.Service, port *registry.Port, p *Proxy, applied *policy.Applied) *route {
 	r := &route{svc: svc, port: port, policy: applied, eps: make([]endpoint, len(port.Endpoints)), newDial: p.guardedDialer}
+	r.tls, r.secure = p.newRouteTLS(svc, port, applied), p.withTLS
 	switch strings.ToUpper(port.Protocol) {
 	case "HTTP2", "GRPC":
 		r.proto = httpfwd.H2C
@@ -90,14 +98,15 @@ func newRoute(svc *registry.Service, port *registry.Port, p *Proxy, applied *pol
 		e := &r.eps[i]
 		e.ep = ep
 		e.key = healthKey(ep)
+		e.tls = r.tls.forEndpoint(ep)
 		switch {
 		case ep.Unix:
 			path := ep.Dial()
-			e.up = httpfwd.Upstream{Key: e.key, Endpoint: ep.Address, Protocol: r.proto, Dial: func(ctx context.Context) (net.Conn, error) {
+			e.up = httpfwd.Upstream{Key: r.poolKey(e, e.key), Endpoint: ep.Address, Protocol: r.proto, Dial: p.withTLS(e.tls, port.Cluster, &e.tlsFailed, func(ctx context.Context) (net.Conn, error) {
 				return p.dialGuarded(ctx, "unix", path)
-			}}
+			})}
 		case ep.IP.IsValid():
-			e.up = httpfwd.Upstream{Addr: e.key, Key: e.key, Protocol: r.proto, Dial: p.guardedDialer(e.key)}
+			e.up = httpfwd.Upstream{Addr: e.key, Key: r.poolKey(e, e.key), Protocol: r.proto, Dial: p.withTLS(e.tls, port.Cluster, &e.tlsFailed, p.guardedDialer(e.key))}
 		}
 		targets[i] = balance.Target{Key: e.key, Weight: ep.Weight, Locality: ep.Locality, Network: ep.Network}
 	}
@@ -168,7 +177,8 @@ func (r *route) upstream(ctx context.Context, i int, res *resolve.Resolver, h *b
 			hp := netip.AddrPortFrom(a, uint16(e.ep.Port)).String()
 			// The pool key carries the address so pooled connections follow the DNS answer when it
 			// changes; it is "name:port|ip:port", both halves health keys (see splitKey).
-			set.ups[j] = httpfwd.Upstream{Addr: hp, Key: e.key + "|" + hp, Protocol: r.proto, Dial: r.newDial(hp)}
+			set.ups[j] = httpfwd.Upstream{Addr: hp, Key: r.poolKey(e, e.key+"|"+hp), Protocol: r.proto,
+				Dial: r.tlsDial(e, r.newDial(hp))}
 		}
 		e.resolved.Store(set)
 	}
@@ -210,6 +220,7 @@ func (r *route) exhausted(i int, h *balance.Health) bool {
 // splitKey splits a pool key into the endpoint's health key and, for a DNS endpoint, the resolved
 // address's own health key.
 func splitKey(key string) (endpoint, addr string) {
+	key = strings.TrimSuffix(key, tlsKeyMark)
 	if i := strings.IndexByte(key, '|'); i >= 0 {
 		return key[:i], key[i+1:]
 	}
