@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshentry/meshentry/internal/registry"
@@ -67,19 +68,33 @@ type Config struct {
 	// Pprof serves Go's profiles under /debug/pprof/; off by default, as profiles cost CPU and
 	// show the process's insides.
 	Pprof bool
+	// MaxDumps bounds the dumps (/config_dump, /registry, /routes, /clusters and the page)
+	// served at once (DefaultMaxDumps when 0): each builds its whole answer in memory, tens of
+	// MiB for a registry of 10,000 services. One more gets 503; the probes are never limited.
+	MaxDumps int
+	// Busy counts the dumps refused because MaxDumps were being served; nil does not count.
+	Busy *atomic.Uint64
 	// Logger records level changes; nil discards.
 	Logger *slog.Logger
 }
+
+// DefaultMaxDumps is how many dumps the admin API serves at once when Config.MaxDumps is 0.
+const DefaultMaxDumps = 4
 
 // api is the admin API over one Config.
 type api struct {
 	cfg Config
 	log *slog.Logger
+	// dumps holds a token for each dump being served.
+	dumps chan struct{}
 }
 
 // Handler serves every admin endpoint of cfg.
 func Handler(cfg Config) http.Handler {
-	a := &api{cfg: cfg, log: cfg.Logger}
+	if cfg.MaxDumps <= 0 {
+		cfg.MaxDumps = DefaultMaxDumps
+	}
+	a := &api{cfg: cfg, log: cfg.Logger, dumps: make(chan struct{}, cfg.MaxDumps)}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -96,16 +111,35 @@ func Handler(cfg Config) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /ready", a.ready)
-	mux.HandleFunc("GET /config_dump", a.configDump)
-	mux.HandleFunc("GET /registry", a.registry)
-	mux.HandleFunc("GET /routes", a.routes)
-	mux.HandleFunc("GET /clusters", a.clusters)
+	mux.HandleFunc("GET /config_dump", a.bounded(a.configDump))
+	mux.HandleFunc("GET /registry", a.bounded(a.registry))
+	mux.HandleFunc("GET /routes", a.bounded(a.routes))
+	mux.HandleFunc("GET /clusters", a.bounded(a.clusters))
 	mux.HandleFunc("GET /listeners", a.listeners)
 	mux.HandleFunc("GET /logging", a.logging)
 	mux.HandleFunc("POST /logging", a.logging)
 	mux.HandleFunc("GET /stats/prometheus", a.metrics)
-	mux.HandleFunc("GET /{$}", a.page)
+	mux.HandleFunc("GET /{$}", a.bounded(a.page))
 	return mux
+}
+
+// bounded serves h only while fewer than MaxDumps dumps are being served, and 503 otherwise,
+// as the metrics handler treats one scrape too many: the client may ask again.
+func (a *api) bounded(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case a.dumps <- struct{}{}:
+		default:
+			if a.cfg.Busy != nil {
+				a.cfg.Busy.Add(1)
+			}
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, fmt.Sprintf("admin API busy: %d dumps are being served; try again", cap(a.dumps)), http.StatusServiceUnavailable)
+			return
+		}
+		defer func() { <-a.dumps }()
+		h(w, r)
+	}
 }
 
 func (a *api) ready(w http.ResponseWriter, _ *http.Request) {
