@@ -58,7 +58,7 @@ func newRunMetrics(f *runFlags, d metricsDeps) (*metrics.Metrics, error) {
 	orDefault(&mf.maxSeries, metrics.DefaultMaxSeries)
 	orDefault(&mf.cacheEntries, metrics.DefaultCacheEntries)
 	orDefault(&mf.maxScrapes, metrics.DefaultMaxScrapes)
-	ops := metrics.Ops{Reloads: d.reloads, AccessLogDropped: d.accessLogDropped}
+	ops := metrics.Ops{Reloads: d.reloads, AccessLogDropped: d.accessLogDropped, AdminBusy: f.admin.busy.Load}
 	if d.resolver != nil {
 		ops.DNS = d.resolver.Stats
 	}

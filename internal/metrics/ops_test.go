@@ -20,6 +20,7 @@ func TestOpsAreReadAtScrapeTime(t *testing.T) {
 		Refused:          func() map[string]uint64 { return map[string]uint64{"connection_limit": 5, "no_route": 10} },
 		OpenConnections:  func() int64 { return 12 },
 		AccessLogDropped: func() uint64 { return 4 },
+		AdminBusy:        func() uint64 { return 6 },
 		Now:              func() time.Time { return loaded.Add(90 * time.Second) },
 	}})
 	scrape := serve(t, m)
@@ -50,6 +51,7 @@ func TestOpsAreReadAtScrapeTime(t *testing.T) {
 		{name: "a timeout is not a refusal", metric: "meshentry_requests_refused_total", want: 16},
 		{name: "open downstream connections", metric: "meshentry_downstream_connections_open", want: 12},
 		{name: "dropped access-log lines", metric: "meshentry_access_log_dropped_total", want: 4},
+		{name: "admin dumps refused as busy", metric: "meshentry_admin_busy_total", want: 6},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,7 +84,7 @@ func TestOpsLeftOutWhenNotGiven(t *testing.T) {
 	t.Parallel()
 	fams := serve(t, newMetrics(t, Config{}))()
 	for _, name := range []string{"meshentry_config_reloads_total", "meshentry_snapshot_version", "meshentry_snapshot_age_seconds",
-		"meshentry_dns_queries_total", "meshentry_endpoint_ejections_total", "meshentry_downstream_connections_open", "meshentry_access_log_dropped_total"} {
+		"meshentry_dns_queries_total", "meshentry_endpoint_ejections_total", "meshentry_downstream_connections_open", "meshentry_access_log_dropped_total", "meshentry_admin_busy_total"} {
 		if fams[name] != nil {
 			t.Errorf("%s is served without a func to read it", name)
 		}
