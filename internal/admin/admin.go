@@ -117,7 +117,9 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("GET /clusters", a.bounded(a.clusters))
 	mux.HandleFunc("GET /listeners", a.listeners)
 	mux.HandleFunc("GET /logging", a.logging)
-	mux.HandleFunc("POST /logging", a.logging)
+	// Cross-origin protection refuses a POST that a browser says another site sent (by
+	// Sec-Fetch-Site or Origin); clients that are not browsers send neither and are served.
+	mux.Handle("POST /logging", http.NewCrossOriginProtection().Handler(http.HandlerFunc(a.logging)))
 	mux.HandleFunc("GET /stats/prometheus", a.metrics)
 	mux.HandleFunc("GET /{$}", a.bounded(a.page))
 	return mux
