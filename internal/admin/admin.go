@@ -6,8 +6,10 @@ package admin
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -122,7 +124,34 @@ func Handler(cfg Config) http.Handler {
 	mux.Handle("POST /logging", http.NewCrossOriginProtection().Handler(http.HandlerFunc(a.logging)))
 	mux.HandleFunc("GET /stats/prometheus", a.metrics)
 	mux.HandleFunc("GET /{$}", a.bounded(a.page))
-	return mux
+	return loopbackNames(mux)
+}
+
+// loopbackNames refuses a request that reached a loopback socket naming a host other than an
+// IP address or localhost: that is a browser led there by DNS rebinding, reading the admin API
+// as the page's own origin. Clients of a non-loopback address may use any name.
+func loopbackNames(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		local, _ := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
+		if local != nil && local.IP.IsLoopback() && !loopbackName(r.Host) {
+			http.Error(w, "the admin API on a loopback address answers only to an IP address or localhost as Host", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// loopbackName reports whether host (with or without a port) is an IP literal, localhost or a
+// name under localhost, which resolvers answer with loopback only.
+func loopbackName(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
 }
 
 // bounded serves h only while fewer than MaxDumps dumps are being served, and 503 otherwise,
