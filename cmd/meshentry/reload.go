@@ -80,16 +80,19 @@ func startReload(ctx context.Context, w *source.Watcher, p *proxy.Proxy) (stop f
 
 // onSIGHUP calls reload for each SIGHUP until the returned function is called, which restores
 // the default action (terminating the process) only after the handler goroutine has finished.
-func onSIGHUP(reload func()) (stop func()) {
+func onSIGHUP(reload func()) (stop func()) { return onSignal(syscall.SIGHUP, reload) }
+
+// onSignal calls fn for each s as onSIGHUP does for SIGHUP.
+func onSignal(s os.Signal, fn func()) (stop func()) {
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGHUP)
+	signal.Notify(sig, s)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
 			select {
 			case <-sig:
-				reload()
+				fn()
 			case <-done:
 				return
 			}
