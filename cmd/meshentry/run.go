@@ -136,6 +136,7 @@ func newRunCommand() *cobra.Command {
 // runProxy serves until ctx ends or a listener fails (exit status 1). ready, when set, receives
 // the bound addresses once listening (tests use it to learn the :0 ports).
 func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(map[string]net.Addr)) error {
+	surviveBrokenPipes()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cfg := proxy.Config{Namespace: f.src.namespace, Locality: f.locality, Network: f.network}
