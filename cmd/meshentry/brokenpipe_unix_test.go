@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -29,7 +30,7 @@ func TestRunHelperProcess(t *testing.T) {
 		t.Skip("runs only as the child of TestRunSurvivesAReaderOfStdoutGoingAway")
 	}
 	cmd := newRootCommand(os.Stdin, os.Stdout, os.Stderr)
-	cmd.SetArgs([]string{"run", "-f", cfg, "--listen", "127.0.0.1:0", "--admin", "", "--dns-server", "127.0.0.1:1"})
+	cmd.SetArgs([]string{"run", "-f", cfg, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--dns-server", "127.0.0.1:1"})
 	cmd.Execute()
 }
 
@@ -64,15 +65,21 @@ func TestRunSurvivesAReaderOfStdoutGoingAway(t *testing.T) {
 		child.Process.Kill()
 		<-exited
 	}()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading the child's first line: %v", err)
+	// run prints the forward proxy's address, then the admin API's.
+	lines := bufio.NewReader(stdout)
+	var addrs []string
+	for _, what := range []string{"forward proxy", "admin"} {
+		line, err := lines.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the child's line naming the %s: %v", what, err)
+		}
+		m := regexp.MustCompile(what + ` listening on (\S+)`).FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("line %q names no %s address", line, what)
+		}
+		addrs = append(addrs, m[1])
 	}
-	m := regexp.MustCompile(`forward proxy listening on (\S+)`).FindStringSubmatch(line)
-	if m == nil {
-		t.Fatalf("first line %q names no forward proxy address", line)
-	}
-	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: m[1]})}, Timeout: 10 * time.Second}
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: addrs[0]})}, Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
 	stdout.Close() // the reader goes away
 	// Each request's access-log line is flushed within a second; a few rounds over the flush
@@ -88,4 +95,14 @@ func TestRunSurvivesAReaderOfStdoutGoingAway(t *testing.T) {
 		}
 		time.Sleep(600 * time.Millisecond)
 	}
+	pollUntil(t, "the failed access-log writes are counted", func() bool {
+		resp, err := http.Get("http://" + addrs[1] + "/stats/prometheus")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		m := regexp.MustCompile(`(?m)^meshentry_access_log_write_errors_total (\d+)`).FindSubmatch(b)
+		return m != nil && string(m[1]) != "0"
+	})
 }

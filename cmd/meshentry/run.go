@@ -235,7 +235,7 @@ func observe(cmd *cobra.Command, f *runFlags, log *slog.Logger, cfg *proxy.Confi
 		}}
 	var sinks telemetry.Multi
 	if accessLog != nil {
-		deps.accessLogDropped = accessLog.Dropped
+		deps.accessLogDropped, deps.accessLogWriteErrors = accessLog.Dropped, accessLog.WriteErrors
 		sinks = append(sinks, accessLog)
 	}
 	if mm, err = newRunMetrics(f, deps); err != nil {
