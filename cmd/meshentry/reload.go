@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -58,6 +59,12 @@ func loadSource(cmd *cobra.Command, f *runFlags, log *slog.Logger) (*source.Watc
 		CheckInterval: f.reload.checkInterval, Debounce: f.reload.debounce, Logger: log})
 	if err != nil {
 		return nil, nil, &exitError{code: 2, err: err}
+	}
+	if res.Errors() == 0 && len(res.Snapshot.Services) == 0 {
+		// Valid, but more often -f naming the wrong folder, or files without a .yaml, .yml or
+		// .json ending, than what the operator meant.
+		log.Warn("the config declares no service: only what the outbound policy lets through is served",
+			"paths", strings.Join(f.src.files, ","), "files", res.Files, "documents", res.Documents)
 	}
 	return w, res, nil
 }
