@@ -1,10 +1,8 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
-	"os"
 
 	"github.com/spf13/pflag"
 
@@ -19,7 +17,7 @@ type accessLogFlags struct {
 }
 
 func (a *accessLogFlags) register(fl *pflag.FlagSet) {
-	fl.StringVar(&a.path, "access-log", "-", `access log: a file to append to, "-" for stdout, or "off"`)
+	fl.StringVar(&a.path, "access-log", "-", `access log: a file to append to (reopened on SIGUSR1, as Envoy does, for logrotate), "-" for stdout, or "off"`)
 	fl.StringVar(&a.format, "access-log-format", "text", "access log format: text (Istio's default line) or json (Istio's JSON keys)")
 	fl.IntVar(&a.buffer, "access-log-buffer", 1024, "access-log lines waiting to be written (also at most 1 MiB); when the output is slower, lines are dropped and counted rather than traffic held up")
 }
@@ -41,11 +39,24 @@ func (a *accessLogFlags) open(stdout io.Writer, log *slog.Logger) (*accesslog.Lo
 	}
 	out, closeOut := stdout, func() error { return nil }
 	if a.path != "-" {
-		f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		f, err := openReopenFile(a.path)
 		if err != nil {
-			return nil, nil, &exitError{code: 2, err: fmt.Errorf("access log: %w", err)}
+			return nil, nil, &exitError{code: 2, err: err}
 		}
-		out, closeOut = f, f.Close
+		stopSignal := func() {}
+		if reopenSignal != nil && log != nil {
+			stopSignal = onSignal(reopenSignal, func() {
+				if err := f.Reopen(); err != nil {
+					log.Warn("access log not reopened; still writing the file open before", "err", err)
+					return
+				}
+				log.Info("access log reopened", "path", a.path)
+			})
+		}
+		out, closeOut = f, func() error {
+			stopSignal()
+			return f.Close()
+		}
 	}
 	l := accesslog.New(out, accesslog.Options{Format: format, BufferLines: a.buffer, Logger: log})
 	return l, func() {

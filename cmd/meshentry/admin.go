@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/spf13/pflag"
 
@@ -17,11 +18,16 @@ import (
 type adminFlags struct {
 	pprof    bool
 	pageRows int
+	maxDumps int
+	// busy counts the dumps refused at maxDumps: the admin API adds to it and the metrics read
+	// it, and both are built from these flags.
+	busy atomic.Uint64
 }
 
 func (a *adminFlags) register(fl *pflag.FlagSet) {
 	fl.BoolVar(&a.pprof, "admin-pprof", false, "serve Go's profiles under /debug/pprof/ on the admin address")
 	fl.IntVar(&a.pageRows, "admin-page-rows", 500, "services, clusters and routes the admin HTML page lists at most (the JSON endpoints list all)")
+	fl.IntVar(&a.maxDumps, "admin-max-dumps", admin.DefaultMaxDumps, "admin dumps (/config_dump, /registry, /routes, /clusters, the page) served at once, each built whole in memory; one more gets 503, counted in meshentry_admin_busy_total (/ready and /healthz are never limited)")
 }
 
 // adminWiring is what the admin API reads from a running proxy.
@@ -53,6 +59,8 @@ func adminConfig(f *runFlags, w adminWiring) admin.Config {
 		Namespace: w.ns,
 		Pprof:     f.admin.pprof,
 		PageRows:  f.admin.pageRows,
+		MaxDumps:  f.admin.maxDumps,
+		Busy:      &f.admin.busy,
 		Logger:    w.log,
 	}
 }

@@ -115,6 +115,14 @@ func TestRunServesTheAdminAPI(t *testing.T) {
 			t.Errorf("no warning for an admin API on 0.0.0.0:\n%s", logs)
 		}
 	})
+	t.Run("counts dumps refused at --admin-max-dumps in the metrics", func(t *testing.T) {
+		t.Parallel()
+		bound, _ := startAdminRun(t, config, func(f *runFlags) { f.admin.maxDumps = 1; f.admin.busy.Store(3) })
+		code, body := adminGet(t, "GET", bound["admin"], "/stats/prometheus")
+		if code != 200 || !strings.Contains(body, "\nmeshentry_admin_busy_total 3\n") {
+			t.Errorf("/stats/prometheus = %d, want meshentry_admin_busy_total 3 in:\n%s", code, body)
+		}
+	})
 	t.Run("fills config_dump's last reload from the startup load", func(t *testing.T) {
 		t.Parallel()
 		bound, _ := startAdminRun(t, config, nil)

@@ -39,8 +39,8 @@ type metricsDeps struct {
 	health *balance.Health
 	// reloads is the config source's reload status.
 	reloads func() metrics.ReloadStatus
-	// accessLogDropped counts the access-log lines dropped.
-	accessLogDropped func() uint64
+	// accessLogDropped counts the access-log lines dropped, accessLogWriteErrors its failed writes.
+	accessLogDropped, accessLogWriteErrors func() uint64
 }
 
 // newRunMetrics builds the metrics of `run` from its flags.
@@ -58,7 +58,8 @@ func newRunMetrics(f *runFlags, d metricsDeps) (*metrics.Metrics, error) {
 	orDefault(&mf.maxSeries, metrics.DefaultMaxSeries)
 	orDefault(&mf.cacheEntries, metrics.DefaultCacheEntries)
 	orDefault(&mf.maxScrapes, metrics.DefaultMaxScrapes)
-	ops := metrics.Ops{Reloads: d.reloads, AccessLogDropped: d.accessLogDropped}
+	ops := metrics.Ops{Reloads: d.reloads, AccessLogDropped: d.accessLogDropped, AccessLogWriteErrors: d.accessLogWriteErrors,
+		AdminBusy: f.admin.busy.Load}
 	if d.resolver != nil {
 		ops.DNS = d.resolver.Stats
 	}

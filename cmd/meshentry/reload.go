@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -59,6 +60,12 @@ func loadSource(cmd *cobra.Command, f *runFlags, log *slog.Logger) (*source.Watc
 	if err != nil {
 		return nil, nil, &exitError{code: 2, err: err}
 	}
+	if res.Errors() == 0 && len(res.Snapshot.Services) == 0 {
+		// Valid, but more often -f naming the wrong folder, or files without a .yaml, .yml or
+		// .json ending, than what the operator meant.
+		log.Warn("the config declares no service: only what the outbound policy lets through is served",
+			"paths", strings.Join(f.src.files, ","), "files", res.Files, "documents", res.Documents)
+	}
 	return w, res, nil
 }
 
@@ -80,16 +87,19 @@ func startReload(ctx context.Context, w *source.Watcher, p *proxy.Proxy) (stop f
 
 // onSIGHUP calls reload for each SIGHUP until the returned function is called, which restores
 // the default action (terminating the process) only after the handler goroutine has finished.
-func onSIGHUP(reload func()) (stop func()) {
+func onSIGHUP(reload func()) (stop func()) { return onSignal(syscall.SIGHUP, reload) }
+
+// onSignal calls fn for each s as onSIGHUP does for SIGHUP.
+func onSignal(s os.Signal, fn func()) (stop func()) {
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGHUP)
+	signal.Notify(sig, s)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
 			select {
 			case <-sig:
-				reload()
+				fn()
 			case <-done:
 				return
 			}

@@ -143,3 +143,26 @@ func TestRunReloadsItsConfig(t *testing.T) {
 		}
 	})
 }
+
+func TestRunWarnsWhenTheConfigDeclaresNoService(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		config   string
+		wantWarn bool
+	}{
+		{name: "warns for an empty file", config: "", wantWarn: true},
+		{name: "warns for a file of comments", config: "# nothing yet\n", wantWarn: true},
+		{name: "stays quiet for a file that declares a service", config: serviceEntry("api", "api.example.com", 80)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, logs := startAdminRun(t, tc.config, nil)
+			warned := strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), "declares no service")
+			if warned != tc.wantWarn {
+				t.Errorf("warned %v, want %v; log:\n%s", warned, tc.wantWarn, logs)
+			}
+		})
+	}
+}

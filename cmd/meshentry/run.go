@@ -143,6 +143,7 @@ func newRunCommandFor(f *runFlags) *cobra.Command {
 // runProxy serves until ctx ends or a listener fails (exit status 1). ready, when set, receives
 // the bound addresses once listening (tests use it to learn the :0 ports).
 func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(map[string]net.Addr)) error {
+	surviveBrokenPipes()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cfg := proxy.Config{Namespace: f.src.namespace, Locality: f.locality, Network: f.network}
@@ -258,7 +259,7 @@ func observe(cmd *cobra.Command, f *runFlags, log *slog.Logger, cfg *proxy.Confi
 		}}
 	var sinks telemetry.Multi
 	if accessLog != nil {
-		deps.accessLogDropped = accessLog.Dropped
+		deps.accessLogDropped, deps.accessLogWriteErrors = accessLog.Dropped, accessLog.WriteErrors
 		sinks = append(sinks, accessLog)
 	}
 	if mm, err = newRunMetrics(f, deps); err != nil {

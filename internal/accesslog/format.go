@@ -96,7 +96,7 @@ func appendText(b []byte, l *line) []byte {
 	b = append(b, ' ')
 	b = l.flags.Append(b)
 	b = append(b, ' ')
-	b = appendTextString(b, l.details)
+	b = appendTextField(b, l.details)
 	// %CONNECTION_TERMINATION_DETAILS% and "%UPSTREAM_TRANSPORT_FAILURE_REASON%".
 	b = append(b, " - \"-\" "...)
 	b = strconv.AppendInt(b, l.received, 10)
@@ -116,37 +116,24 @@ func appendText(b []byte, l *line) []byte {
 		b = append(b, '"')
 	}
 	b = append(b, " \""...)
-	b = appendTextString(b, l.upstreamHost)
+	b = appendTextField(b, l.upstreamHost)
 	b = append(b, "\" "...)
-	b = appendTextString(b, l.cluster)
+	b = appendTextField(b, l.cluster)
 	// %UPSTREAM_LOCAL_ADDRESS% is not known: the dial is the endpoint's.
 	b = append(b, " - "...)
 	b = appendAddr(b, l.local)
 	b = append(b, ' ')
 	b = appendAddr(b, l.remote)
 	b = append(b, ' ')
-	b = appendTextString(b, l.sni)
+	b = appendTextField(b, l.sni)
 	// %ROUTE_NAME%: meshentry routes by ServiceEntry, without named routes.
 	return append(b, " -\n"...)
 }
 
 // appendTextField writes v, or "-" when empty, with control bytes and quotes replaced so that
 // a value cannot end its field or the line.
-func appendTextField(b, v []byte) []byte {
+func appendTextField[T string | []byte](b []byte, v T) []byte {
 	if len(v) == 0 {
-		return append(b, '-')
-	}
-	for _, c := range v {
-		if c < ' ' || c == 0x7f || c == '"' {
-			c = '_'
-		}
-		b = append(b, c)
-	}
-	return b
-}
-
-func appendTextString(b []byte, v string) []byte {
-	if v == "" {
 		return append(b, '-')
 	}
 	for i := range len(v) {
@@ -172,7 +159,7 @@ func appendAddr(b []byte, a net.Addr) []byte {
 		ap := a.AddrPort()
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).AppendTo(b)
 	}
-	return appendTextString(b, a.String())
+	return appendTextField(b, a.String())
 }
 
 // appendJSON writes l as one JSON object with Istio's JSON access-log keys: numbers where
@@ -181,17 +168,17 @@ func appendJSON(b []byte, l *line) []byte {
 	b = append(b, `{"start_time":"`...)
 	b = appendTime(b, l.start)
 	b = append(b, `","method":`...)
-	b = appendJSONBytes(b, l.method)
+	b = appendJSONText(b, l.method)
 	b = append(b, `,"path":`...)
-	b = appendJSONBytes(b, l.path)
+	b = appendJSONText(b, l.path)
 	b = append(b, `,"protocol":`...)
-	b = appendJSONBytes(b, l.protocol)
+	b = appendJSONText(b, l.protocol)
 	b = append(b, `,"response_code":`...)
 	b = strconv.AppendInt(b, int64(l.status), 10)
 	b = append(b, `,"response_flags":"`...)
 	b = l.flags.Append(b)
 	b = append(b, `","response_code_details":`...)
-	b = appendJSONString(b, l.details)
+	b = appendJSONText(b, l.details)
 	b = append(b, `,"bytes_received":`...)
 	b = strconv.AppendInt(b, l.received, 10)
 	b = append(b, `,"bytes_sent":`...)
@@ -208,23 +195,23 @@ func appendJSON(b []byte, l *line) []byte {
 		b = append(b, "null"...)
 	}
 	b = append(b, `,"x_forwarded_for":`...)
-	b = appendJSONBytes(b, l.forwardedFor)
+	b = appendJSONText(b, l.forwardedFor)
 	b = append(b, `,"user_agent":`...)
-	b = appendJSONBytes(b, l.userAgent)
+	b = appendJSONText(b, l.userAgent)
 	b = append(b, `,"request_id":`...)
-	b = appendJSONBytes(b, l.requestID)
+	b = appendJSONText(b, l.requestID)
 	b = append(b, `,"authority":`...)
-	b = appendJSONBytes(b, l.authority)
+	b = appendJSONText(b, l.authority)
 	b = append(b, `,"upstream_host":`...)
-	b = appendJSONString(b, l.upstreamHost)
+	b = appendJSONText(b, l.upstreamHost)
 	b = append(b, `,"upstream_cluster":`...)
-	b = appendJSONString(b, l.cluster)
+	b = appendJSONText(b, l.cluster)
 	b = append(b, `,"downstream_local_address":`...)
 	b = appendJSONAddr(b, l.local)
 	b = append(b, `,"downstream_remote_address":`...)
 	b = appendJSONAddr(b, l.remote)
 	b = append(b, `,"requested_server_name":`...)
-	b = appendJSONString(b, l.sni)
+	b = appendJSONText(b, l.sni)
 	return append(b, "}\n"...)
 }
 
@@ -242,9 +229,9 @@ func appendJSONAddr(b []byte, a net.Addr) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONBytes writes v as a JSON string, null when empty. Invalid UTF-8 becomes U+FFFD, as
+// appendJSONText writes v as a JSON string, null when empty. Invalid UTF-8 becomes U+FFFD, as
 // encoding/json writes it, so a line is always valid JSON.
-func appendJSONBytes(b, v []byte) []byte {
+func appendJSONText[T string | []byte](b []byte, v T) []byte {
 	if len(v) == 0 {
 		return append(b, "null"...)
 	}
@@ -256,30 +243,8 @@ func appendJSONBytes(b, v []byte) []byte {
 			i++
 			continue
 		}
-		r, n := utf8.DecodeRune(v[i:])
-		if r == utf8.RuneError && n == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, v[i:i+n]...)
-		}
-		i += n
-	}
-	return append(b, '"')
-}
-
-func appendJSONString(b []byte, v string) []byte {
-	if v == "" {
-		return append(b, "null"...)
-	}
-	b = append(b, '"')
-	for i := 0; i < len(v); {
-		c := v[i]
-		if c < utf8.RuneSelf {
-			b = appendJSONByte(b, c)
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(v[i:])
+		// At most UTFMax bytes are converted, which the compiler does on the stack.
+		r, n := utf8.DecodeRuneInString(string(v[i:min(i+utf8.UTFMax, len(v))]))
 		if r == utf8.RuneError && n == 1 {
 			b = append(b, `\ufffd`...)
 		} else {

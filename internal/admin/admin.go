@@ -6,9 +6,12 @@ package admin
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshentry/meshentry/internal/registry"
@@ -67,19 +70,33 @@ type Config struct {
 	// Pprof serves Go's profiles under /debug/pprof/; off by default, as profiles cost CPU and
 	// show the process's insides.
 	Pprof bool
+	// MaxDumps bounds the dumps (/config_dump, /registry, /routes, /clusters and the page)
+	// served at once (DefaultMaxDumps when 0): each builds its whole answer in memory, tens of
+	// MiB for a registry of 10,000 services. One more gets 503; the probes are never limited.
+	MaxDumps int
+	// Busy counts the dumps refused because MaxDumps were being served; nil does not count.
+	Busy *atomic.Uint64
 	// Logger records level changes; nil discards.
 	Logger *slog.Logger
 }
+
+// DefaultMaxDumps is how many dumps the admin API serves at once when Config.MaxDumps is 0.
+const DefaultMaxDumps = 4
 
 // api is the admin API over one Config.
 type api struct {
 	cfg Config
 	log *slog.Logger
+	// dumps holds a token for each dump being served.
+	dumps chan struct{}
 }
 
 // Handler serves every admin endpoint of cfg.
 func Handler(cfg Config) http.Handler {
-	a := &api{cfg: cfg, log: cfg.Logger}
+	if cfg.MaxDumps <= 0 {
+		cfg.MaxDumps = DefaultMaxDumps
+	}
+	a := &api{cfg: cfg, log: cfg.Logger, dumps: make(chan struct{}, cfg.MaxDumps)}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -96,16 +113,64 @@ func Handler(cfg Config) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /ready", a.ready)
-	mux.HandleFunc("GET /config_dump", a.configDump)
-	mux.HandleFunc("GET /registry", a.registry)
-	mux.HandleFunc("GET /routes", a.routes)
-	mux.HandleFunc("GET /clusters", a.clusters)
+	mux.HandleFunc("GET /config_dump", a.bounded(a.configDump))
+	mux.HandleFunc("GET /registry", a.bounded(a.registry))
+	mux.HandleFunc("GET /routes", a.bounded(a.routes))
+	mux.HandleFunc("GET /clusters", a.bounded(a.clusters))
 	mux.HandleFunc("GET /listeners", a.listeners)
 	mux.HandleFunc("GET /logging", a.logging)
-	mux.HandleFunc("POST /logging", a.logging)
+	// Cross-origin protection refuses a POST that a browser says another site sent (by
+	// Sec-Fetch-Site or Origin); clients that are not browsers send neither and are served.
+	mux.Handle("POST /logging", http.NewCrossOriginProtection().Handler(http.HandlerFunc(a.logging)))
 	mux.HandleFunc("GET /stats/prometheus", a.metrics)
-	mux.HandleFunc("GET /{$}", a.page)
-	return mux
+	mux.HandleFunc("GET /{$}", a.bounded(a.page))
+	return loopbackNames(mux)
+}
+
+// loopbackNames refuses a request that reached a loopback socket naming a host other than an
+// IP address or localhost: that is a browser led there by DNS rebinding, reading the admin API
+// as the page's own origin. Clients of a non-loopback address may use any name.
+func loopbackNames(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		local, _ := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
+		if local != nil && local.IP.IsLoopback() && !loopbackName(r.Host) {
+			http.Error(w, "the admin API on a loopback address answers only to an IP address or localhost as Host", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// loopbackName reports whether host (with or without a port) is an IP literal, localhost or a
+// name under localhost, which resolvers answer with loopback only.
+func loopbackName(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
+}
+
+// bounded serves h only while fewer than MaxDumps dumps are being served, and 503 otherwise,
+// as the metrics handler treats one scrape too many: the client may ask again.
+func (a *api) bounded(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case a.dumps <- struct{}{}:
+		default:
+			if a.cfg.Busy != nil {
+				a.cfg.Busy.Add(1)
+			}
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, fmt.Sprintf("admin API busy: %d dumps are being served; try again", cap(a.dumps)), http.StatusServiceUnavailable)
+			return
+		}
+		defer func() { <-a.dumps }()
+		h(w, r)
+	}
 }
 
 func (a *api) ready(w http.ResponseWriter, _ *http.Request) {

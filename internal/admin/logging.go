@@ -15,8 +15,9 @@ var levelNames = map[string]slog.Level{
 	"critical": slog.LevelError, "off": slog.LevelError + 100,
 }
 
-// logging shows the log level and, given ?level=, changes it. Envoy's admin takes POST; GET is
-// accepted as well so an operator can change the level from a browser's address bar.
+// logging shows the log level and, given ?level= in a POST, changes it. A change takes POST, as
+// Envoy's admin requires: any web page can make the operator's browser GET a loopback address.
+// Handler also refuses a browser's cross-site POST.
 func (a *api) logging(w http.ResponseWriter, r *http.Request) {
 	if a.cfg.Level == nil {
 		http.Error(w, "the log level cannot be changed here", http.StatusNotFound)
@@ -24,6 +25,12 @@ func (a *api) logging(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if name := r.URL.Query().Get("level"); name != "" {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			fmt.Fprintln(w, "changing the level takes a POST: curl -X POST 'ADMIN/logging?level=debug'")
+			return
+		}
 		lv, ok := levelNames[strings.ToLower(name)]
 		if !ok {
 			w.WriteHeader(http.StatusBadRequest)

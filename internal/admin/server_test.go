@@ -37,7 +37,7 @@ func TestServerClosesConnectionsThatLinger(t *testing.T) {
 			name:     "closes a keep-alive connection idle for the idle timeout",
 			timeouts: Timeouts{Idle: limit},
 			linger: func(t *testing.T, c net.Conn) {
-				io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n")
+				io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 				if err != nil || resp.StatusCode != 200 {
 					t.Fatalf("/healthz: %v", err)

@@ -51,7 +51,7 @@ func Load(paths []string, opts Options) (Result, error) {
 			read("<stdin>", opts.Stdin)
 			continue
 		}
-		files, err := expand(p)
+		files, err := Expand(p, nil)
 		if err != nil {
 			return res, err
 		}
@@ -67,8 +67,10 @@ func Load(paths []string, opts Options) (Result, error) {
 	return res, nil
 }
 
-// expand lists the config files a path names: itself, or those below it in lexical order.
-func expand(p string) ([]string, error) {
+// Expand lists the config files a path names, as Load reads them: itself, or those below it in
+// lexical order. dir, when not nil, is called with p, if a folder, and every folder walked below
+// it, so that a watcher sees the same folders Load reads from.
+func Expand(p string, dir func(string)) ([]string, error) {
 	info, err := os.Stat(p)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", p, err)
@@ -76,10 +78,19 @@ func expand(p string) ([]string, error) {
 	if !info.IsDir() {
 		return []string{p}, nil
 	}
+	// WalkDir does not follow a link given as its root, and would read nothing from a link to a
+	// folder; a trailing separator makes the root the folder, and the files stay named under p.
+	root := p
+	if !os.IsPathSeparator(p[len(p)-1]) {
+		root += string(filepath.Separator)
+	}
 	var files []string
-	err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if path == root {
+			path = p
 		}
 		// Kubernetes' atomic writer keeps a mounted ConfigMap's files in a "..TIMESTAMP" folder
 		// behind a "..data" symlink, with the visible names linking through it: reading the
@@ -91,6 +102,9 @@ func expand(p string) ([]string, error) {
 			return nil
 		}
 		if d.IsDir() {
+			if dir != nil {
+				dir(path)
+			}
 			return nil
 		}
 		switch strings.ToLower(filepath.Ext(path)) {

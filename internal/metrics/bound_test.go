@@ -32,7 +32,7 @@ func TestTheSeriesCacheStaysWithinItsCap(t *testing.T) {
 		t.Errorf("meshentry_metrics_cache_resets_total = %v, want 4", got)
 	}
 	m.mu.Lock()
-	cached := m.httpCached
+	cached := m.httpCache.hotLen
 	m.mu.Unlock()
 	if cached > 4 {
 		t.Errorf("%d keys cached, over the cap of 4", cached)

@@ -15,8 +15,7 @@ func BenchmarkRecordFloor(b *testing.B) {
 	}
 	r := &telemetry.Request{Status: 200, Service: apiSvc, Duration: 3e6, RequestBytes: 100, ResponseBytes: 4000}
 	m.Request(r)
-	v, _ := m.httpCache.Load(httpKey{svc: apiSvc, status: 200})
-	s := v.(*httpSeries)
+	s, _ := m.httpCache.load(httpKey{svc: apiSvc, status: 200})
 	b.ReportAllocs()
 	for b.Loop() {
 		s.requests.Inc()

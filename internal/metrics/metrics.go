@@ -69,15 +69,10 @@ type Metrics struct {
 	source sourceLabels
 
 	maxSeries, maxCache int
-	// httpCache and tcpCache map keys of the hot path to *httpSeries / *tcpSeries; a hit
-	// allocates nothing and takes no lock.
-	httpCache, tcpCache sync.Map
 	// mu guards what resolving a new key touches: the label-set indexes and the cache sizes.
-	mu         sync.Mutex
-	httpByName map[string]*httpSeries
-	tcpByName  map[string]*tcpSeries
-	httpCached int
-	tcpCached  int
+	mu        sync.Mutex
+	httpCache seriesCache[httpKey, *httpSeries]
+	tcpCache  seriesCache[tcpKey, *tcpSeries]
 
 	seriesDropped atomic.Uint64
 	cacheResets   atomic.Uint64
@@ -88,12 +83,12 @@ type Metrics struct {
 // every Prometheus target exposes.
 func New(cfg Config) (*Metrics, error) {
 	m := &Metrics{
-		reg:        prometheus.NewRegistry(),
-		source:     newSourceLabels(cfg.Source),
-		maxSeries:  cfg.MaxSeries,
-		maxCache:   cfg.CacheEntries,
-		httpByName: map[string]*httpSeries{},
-		tcpByName:  map[string]*tcpSeries{},
+		reg:       prometheus.NewRegistry(),
+		source:    newSourceLabels(cfg.Source),
+		maxSeries: cfg.MaxSeries,
+		maxCache:  cfg.CacheEntries,
+		httpCache: seriesCache[httpKey, *httpSeries]{byName: map[string]*httpSeries{}},
+		tcpCache:  seriesCache[tcpKey, *tcpSeries]{byName: map[string]*tcpSeries{}},
 	}
 	if m.maxSeries <= 0 {
 		m.maxSeries = DefaultMaxSeries

@@ -35,6 +35,11 @@ type Ops struct {
 	OpenConnections func() int64
 	// AccessLogDropped reports access-log lines dropped because the writer was behind.
 	AccessLogDropped func() uint64
+	// AccessLogWriteErrors reports failed writes of the access log (a full disk, a reader of
+	// stdout gone), whose lines are lost.
+	AccessLogWriteErrors func() uint64
+	// AdminBusy reports admin dumps refused because the admin API was serving its limit.
+	AdminBusy func() uint64
 	// Now is the clock for the snapshot age; nil means time.Now.
 	Now func() time.Time
 }
@@ -58,6 +63,8 @@ var (
 	descLogDropped    = opsDesc("meshentry_access_log_dropped_total", "Access-log lines dropped because the log writer was behind.")
 	descSeriesDropped = opsDesc("meshentry_metrics_series_dropped_total", "Records left out of the Istio metrics because their label set would pass the series limit.")
 	descCacheResets   = opsDesc("meshentry_metrics_cache_resets_total", "Times the metrics' series cache was full and emptied.")
+	descLogFailed     = opsDesc("meshentry_access_log_write_errors_total", "Access-log writes that failed (a full disk, a reader of stdout gone); their lines are lost.")
+	descAdminBusy     = opsDesc("meshentry_admin_busy_total", "Admin dumps (/config_dump, /registry, /routes, /clusters, the page) answered 503 because --admin-max-dumps were being served.")
 )
 
 func opsDesc(name, help string, labels ...string) *prometheus.Desc {
@@ -68,7 +75,7 @@ func opsDesc(name, help string, labels ...string) *prometheus.Desc {
 // the registry allows a collector to collect fewer metrics than it describes.
 func (c *opsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descReloads, descVersion, descAge, descDNSQueries, descDNSFailures,
-		descDNSHits, descEjections, descRefused, descOpen, descLogDropped, descSeriesDropped, descCacheResets} {
+		descDNSHits, descEjections, descRefused, descOpen, descLogDropped, descSeriesDropped, descCacheResets, descLogFailed, descAdminBusy} {
 		ch <- d
 	}
 }
@@ -110,6 +117,12 @@ func (c *opsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if o.AccessLogDropped != nil {
 		counter(descLogDropped, o.AccessLogDropped())
+	}
+	if o.AccessLogWriteErrors != nil {
+		counter(descLogFailed, o.AccessLogWriteErrors())
+	}
+	if o.AdminBusy != nil {
+		counter(descAdminBusy, o.AdminBusy())
 	}
 	counter(descSeriesDropped, c.m.seriesDropped.Load())
 	counter(descCacheResets, c.m.cacheResets.Load())

@@ -14,13 +14,15 @@ func TestOpsAreReadAtScrapeTime(t *testing.T) {
 	loaded := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	var ejections atomic.Uint64
 	m := newMetrics(t, Config{Ops: Ops{
-		Reloads:          func() ReloadStatus { return ReloadStatus{Accepted: 7, Refused: 2, Version: 8, LoadedAt: loaded} },
-		DNS:              func() resolve.Stats { return resolve.Stats{Queries: 40, Failures: 3, CacheHits: 900} },
-		Ejections:        ejections.Load,
-		Refused:          func() map[string]uint64 { return map[string]uint64{"connection_limit": 5, "no_route": 10} },
-		OpenConnections:  func() int64 { return 12 },
-		AccessLogDropped: func() uint64 { return 4 },
-		Now:              func() time.Time { return loaded.Add(90 * time.Second) },
+		Reloads:              func() ReloadStatus { return ReloadStatus{Accepted: 7, Refused: 2, Version: 8, LoadedAt: loaded} },
+		DNS:                  func() resolve.Stats { return resolve.Stats{Queries: 40, Failures: 3, CacheHits: 900} },
+		Ejections:            ejections.Load,
+		Refused:              func() map[string]uint64 { return map[string]uint64{"connection_limit": 5, "no_route": 10} },
+		OpenConnections:      func() int64 { return 12 },
+		AccessLogDropped:     func() uint64 { return 4 },
+		AdminBusy:            func() uint64 { return 6 },
+		AccessLogWriteErrors: func() uint64 { return 2 },
+		Now:                  func() time.Time { return loaded.Add(90 * time.Second) },
 	}})
 	scrape := serve(t, m)
 	ejections.Store(1)
@@ -50,6 +52,8 @@ func TestOpsAreReadAtScrapeTime(t *testing.T) {
 		{name: "a timeout is not a refusal", metric: "meshentry_requests_refused_total", want: 16},
 		{name: "open downstream connections", metric: "meshentry_downstream_connections_open", want: 12},
 		{name: "dropped access-log lines", metric: "meshentry_access_log_dropped_total", want: 4},
+		{name: "failed access-log writes", metric: "meshentry_access_log_write_errors_total", want: 2},
+		{name: "admin dumps refused as busy", metric: "meshentry_admin_busy_total", want: 6},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,7 +86,7 @@ func TestOpsLeftOutWhenNotGiven(t *testing.T) {
 	t.Parallel()
 	fams := serve(t, newMetrics(t, Config{}))()
 	for _, name := range []string{"meshentry_config_reloads_total", "meshentry_snapshot_version", "meshentry_snapshot_age_seconds",
-		"meshentry_dns_queries_total", "meshentry_endpoint_ejections_total", "meshentry_downstream_connections_open", "meshentry_access_log_dropped_total"} {
+		"meshentry_dns_queries_total", "meshentry_endpoint_ejections_total", "meshentry_downstream_connections_open", "meshentry_access_log_dropped_total", "meshentry_access_log_write_errors_total", "meshentry_admin_busy_total"} {
 		if fams[name] != nil {
 			t.Errorf("%s is served without a func to read it", name)
 		}

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -59,10 +60,8 @@ var (
 func (m *Metrics) Request(r *telemetry.Request) {
 	m.countRefusal(r.Flags)
 	k := httpKey{svc: r.Service, status: r.Status, flags: r.Flags, proto: protoHTTP}
-	var s *httpSeries
-	if v, ok := m.httpCache.Load(k); ok {
-		s = v.(*httpSeries)
-	} else {
+	s, ok := m.httpCache.load(k)
+	if !ok {
 		s = m.resolveHTTP(k)
 	}
 	if s.requests == nil {
@@ -106,8 +105,8 @@ func (m *Metrics) ConnClosed(c *telemetry.Conn) {
 
 func (m *Metrics) tcp(c *telemetry.Conn) *tcpSeries {
 	k := tcpKey{svc: c.Service, flags: c.Flags}
-	if v, ok := m.tcpCache.Load(k); ok {
-		return v.(*tcpSeries)
+	if s, ok := m.tcpCache.load(k); ok {
+		return s
 	}
 	return m.resolveTCP(k)
 }
@@ -121,35 +120,18 @@ func (m *Metrics) resolveHTTP(k httpKey) *httpSeries {
 	}
 	code, flags := codeLabel(k.status), k.flags.String()
 	name := strings.Join([]string{svc.Host, svc.Name, svc.Namespace, code, flags, protocolLabel[k.proto]}, "\x00")
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, ok := m.httpByName[name]
-	switch {
-	case ok:
-	case len(m.httpByName) >= m.maxSeries:
-		s = httpOverLimit
-	default:
+	return resolveSeries(m, &m.httpCache, k, name, httpOverLimit, func() *httpSeries {
 		d := destination{host: svc.Host, name: svc.Name, namespace: svc.Namespace, protocol: protocolLabel[k.proto]}
 		// grpc_response_status is empty for plain HTTP, as Istio writes it; connection_security_policy
 		// is unknown for a source reporter.
 		values := m.source.values(d, code, "", flags, unknown)
-		s = &httpSeries{
+		return &httpSeries{
 			requests: m.istio.requests.WithLabelValues(values...),
 			duration: m.istio.duration.WithLabelValues(values...),
 			reqB:     m.istio.requestBytes.WithLabelValues(values...),
 			respB:    m.istio.responseBytes.WithLabelValues(values...),
 		}
-		m.httpByName[name] = s
-	}
-	if m.httpCached >= m.maxCache {
-		m.httpCache.Clear()
-		m.httpCached = 0
-		m.cacheResets.Add(1)
-	}
-	if _, loaded := m.httpCache.LoadOrStore(k, s); !loaded {
-		m.httpCached++
-	}
-	return s
+	})
 }
 
 // resolveTCP is resolveHTTP for connections.
@@ -160,31 +142,60 @@ func (m *Metrics) resolveTCP(k tcpKey) *tcpSeries {
 	}
 	flags := k.flags.String()
 	name := strings.Join([]string{svc.Host, svc.Name, svc.Namespace, flags}, "\x00")
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, ok := m.tcpByName[name]
-	switch {
-	case ok:
-	case len(m.tcpByName) >= m.maxSeries:
-		s = tcpOverLimit
-	default:
+	return resolveSeries(m, &m.tcpCache, k, name, tcpOverLimit, func() *tcpSeries {
 		d := destination{host: svc.Host, name: svc.Name, namespace: svc.Namespace, protocol: protocolLabel[protoTCP]}
 		values := m.source.values(d, flags, unknown)
-		s = &tcpSeries{
+		return &tcpSeries{
 			opened:   m.istio.tcpOpened.WithLabelValues(values...),
 			closed:   m.istio.tcpClosed.WithLabelValues(values...),
 			sent:     m.istio.tcpSent.WithLabelValues(values...),
 			received: m.istio.tcpReceived.WithLabelValues(values...),
 		}
-		m.tcpByName[name] = s
+	})
+}
+
+// seriesCache maps the hot path's keys of one kind to their resolved series S, and label sets
+// to series, so that keys with the same label values share them.
+type seriesCache[K comparable, S any] struct {
+	// hot maps K to S; a hit allocates nothing and takes no lock.
+	hot sync.Map
+	// hotLen and byName are guarded by Metrics.mu.
+	hotLen int
+	byName map[string]S
+}
+
+// load is the hot path's lookup.
+func (c *seriesCache[K, S]) load(k K) (S, bool) {
+	v, ok := c.hot.Load(k)
+	if !ok {
+		var zero S
+		return zero, false
 	}
-	if m.tcpCached >= m.maxCache {
-		m.tcpCache.Clear()
-		m.tcpCached = 0
+	return v.(S), true
+}
+
+// resolveSeries finds the series of label set name, or makes them with build while fewer than
+// MaxSeries exist (over stands for one beyond), and caches them under k, emptying the cache
+// first when it is full.
+func resolveSeries[K comparable, S any](m *Metrics, c *seriesCache[K, S], k K, name string, over S, build func() S) S {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := c.byName[name]
+	switch {
+	case ok:
+	case len(c.byName) >= m.maxSeries:
+		s = over
+	default:
+		s = build()
+		c.byName[name] = s
+	}
+	if c.hotLen >= m.maxCache {
+		c.hot.Clear()
+		c.hotLen = 0
 		m.cacheResets.Add(1)
 	}
-	if _, loaded := m.tcpCache.LoadOrStore(k, s); !loaded {
-		m.tcpCached++
+	if _, loaded := c.hot.LoadOrStore(k, s); !loaded {
+		c.hotLen++
 	}
 	return s
 }

@@ -6,10 +6,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/meshentry/meshentry/internal/config"
 )
 
 // fingerprint is a SHA-256 digest; the zero value matches no set of files.
@@ -21,6 +21,12 @@ type fingerprint [sha256.Size]byte
 func listFiles(paths []string) (files, dirs []string, err error) {
 	seen := map[string]bool{}
 	addDir := func(d string) {
+		// A watch is on the folder a path resolves to when it is added: keyed by that folder,
+		// a link pointed elsewhere gives a new key, so the new target is watched and the old
+		// one dropped.
+		if real, err := filepath.EvalSymlinks(d); err == nil {
+			d = real
+		}
 		if !seen[d] {
 			seen[d] = true
 			dirs = append(dirs, d)
@@ -30,46 +36,35 @@ func listFiles(paths []string) (files, dirs []string, err error) {
 		if p == "-" {
 			continue
 		}
-		info, err := os.Stat(p)
+		// The same walk as config.Load's, so the files watched are the files read.
+		isDir := false
+		found, err := config.Expand(p, func(d string) {
+			isDir = isDir || d == p
+			addDir(d)
+		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: %w", p, err)
+			return nil, nil, err
 		}
-		if !info.IsDir() {
-			files = append(files, p)
-			// The folder, not the file: editors replace a file by renaming over it, and a
-			// ConfigMap swaps its "..data" link, and a watch on the old inode sees neither.
-			addDir(filepath.Dir(p))
+		files = append(files, found...)
+		// A file's folder, not the file: editors replace a file by renaming over it, and a
+		// ConfigMap swaps its "..data" link, and a watch on the old inode sees neither. For a
+		// folder given through a link, the link's folder, where pointing it elsewhere is seen.
+		if !isDir || isLink(p) {
+			addDir(filepath.Dir(filepath.Clean(p)))
+		}
+		if !isDir {
 			if real, err := filepath.EvalSymlinks(p); err == nil {
 				addDir(filepath.Dir(real))
 			}
-			continue
-		}
-		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			// The same rule as config.Load: Kubernetes' hidden "..TIMESTAMP" copies are skipped.
-			if path != p && strings.HasPrefix(d.Name(), "..") {
-				if d.IsDir() {
-					return fs.SkipDir
-				}
-				return nil
-			}
-			if d.IsDir() {
-				addDir(path)
-				return nil
-			}
-			switch strings.ToLower(filepath.Ext(path)) {
-			case ".yaml", ".yml", ".json":
-				files = append(files, path)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: %w", p, err)
 		}
 	}
 	return files, dirs, nil
+}
+
+// isLink reports whether path itself, with any trailing separator, is a symbolic link.
+func isLink(path string) bool {
+	info, err := os.Lstat(filepath.Clean(path))
+	return err == nil && info.Mode()&os.ModeSymlink != 0
 }
 
 // statPrint digests the names, sizes, modification times and modes of files: it is cheap, so the

@@ -303,11 +303,18 @@ func (w *Watcher) reload(content fingerprint, apply func(*compile.Result)) {
 	}
 	apply(res)
 	w.servingContent = content
+	previous := w.cur.Services
 	w.cur.Version++
 	w.cur.LoadedAt = time.Now()
 	w.cur.Accepted++
 	w.serving(res)
 	w.attempted(Accepted)
+	if w.cur.Services == 0 && previous > 0 {
+		// Valid, as Istio takes an empty ConfigMap, but far more often a truncated file or a
+		// mount gone wrong: said before the routine line so that no one reads past it.
+		w.log.Warn("config reload leaves no service declared: only what the outbound policy lets through is served",
+			"version", w.cur.Version, "previous_services", previous, "files", w.cur.Files)
+	}
 	_, warns, _ := diag.Split(res.Diagnostics)
 	w.log.Info("config reloaded", "version", w.cur.Version, "services", w.cur.Services, "documents", w.cur.Documents,
 		"files", w.cur.Files, "warnings", len(warns), "took", time.Since(start).Round(time.Microsecond))

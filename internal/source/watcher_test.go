@@ -183,6 +183,14 @@ func TestWatcherReloadsWhenTheFilesChange(t *testing.T) {
 			change: func(t *testing.T, dir string) { configMap(t, dir, 2, "new.example.com") },
 		},
 		{
+			name: "reloads a folder named through a link",
+			setup: func(t *testing.T, dir string) string {
+				linkedFolder(t, dir, "v1", "old.example.com")
+				return dir + "/current"
+			},
+			change: func(t *testing.T, dir string) { write(t, dir+"/v1/a.yaml", entry("a", "new.example.com")) },
+		},
+		{
 			name:   "reloads a ConfigMap folder whose ..data link is swapped, reading each document once",
 			setup:  func(t *testing.T, dir string) string { configMap(t, dir, 1, "old.example.com"); return dir },
 			change: func(t *testing.T, dir string) { configMap(t, dir, 2, "new.example.com") },
@@ -207,6 +215,22 @@ func TestWatcherReloadsWhenTheFilesChange(t *testing.T) {
 				t.Fatalf("read %d documents from the ConfigMap folder, want 1 (the hidden ..TIMESTAMP copy must be skipped)", st.Documents)
 			}
 		})
+	}
+}
+
+// linkedFolder writes dir/gen/a.yaml declaring host and points the link dir/current at gen,
+// renaming a new link over the old one as `ln -sfn` does.
+func linkedFolder(t *testing.T, dir, gen, host string) {
+	t.Helper()
+	if err := os.Mkdir(filepath.Join(dir, gen), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, gen, "a.yaml"), entry("a", host))
+	if err := os.Symlink(gen, filepath.Join(dir, "current.tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "current.tmp"), filepath.Join(dir, "current")); err != nil {
+		t.Fatal(err)
 	}
 }
 
