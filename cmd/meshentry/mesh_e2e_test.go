@@ -84,6 +84,12 @@ spec:
 // meshentry --inbound → an httpbin-like backend that echoes x-forwarded-client-cert.
 func TestMeshExample08BetweenTwoProxies(t *testing.T) {
 	t.Parallel()
+	meshExample08(t, startRunArgs)
+}
+
+// meshExample08 runs example 08 with start running each meshentry: in this process, or as
+// processes of their own (mesh_process_linux_test.go).
+func meshExample08(t *testing.T, start func(t *testing.T, args ...string) map[string]net.Addr) {
 	root, err := ca.Init(t.TempDir(), ca.InitOptions{TrustDomain: "cluster.local"})
 	if err != nil {
 		t.Fatal(err)
@@ -118,13 +124,13 @@ func TestMeshExample08BetweenTwoProxies(t *testing.T) {
 	os.WriteFile(unused, []byte(serviceEntry("unused", "unused.example.com", 9)), 0o644)
 	inboundPort := func(dir string) int {
 		spec := "127.0.0.1:0=" + ln.Addr().String()
-		bound := startRunArgs(t, "-f", unused, "--listen", "", "--admin", "", "--identity-dir", dir, "--inbound", spec)
+		bound := start(t, "-f", unused, "--listen", "", "--admin", "", "--identity-dir", dir, "--inbound", spec)
 		return bound["inbound "+spec].(*net.TCPAddr).Port
 	}
 	good, bad := inboundPort(issue("httpbin-ns", "httpbin-service-account")), inboundPort(issue("httpbin-ns", "impostor"))
 	cfg := filepath.Join(t.TempDir(), "mesh.yaml")
 	os.WriteFile(cfg, []byte(meshInternal("httpbin.com", good, wantSAN)+"---\n"+meshInternal("impostor.com", bad, wantSAN)), 0o644)
-	out := startRunArgs(t, "-f", cfg, "-n", "shop", "--listen", "127.0.0.1:0", "--admin", "", "--identity-dir", issue("shop", "sleep"))
+	out := start(t, "-f", cfg, "-n", "shop", "--listen", "127.0.0.1:0", "--admin", "", "--identity-dir", issue("shop", "sleep"))
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: out["forward proxy"].String()})},
 		Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
@@ -136,6 +142,7 @@ func TestMeshExample08BetweenTwoProxies(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		t.Logf("%d; httpbin saw x-forwarded-client-cert: %s", resp.StatusCode, b)
 		if resp.StatusCode != 200 || !strings.HasPrefix(string(b), "By="+wantSAN+";Hash=") || !strings.HasSuffix(string(b), `;Subject="";URI=`+caller) {
 			t.Errorf("got %d with x-forwarded-client-cert %q", resp.StatusCode, b)
 		}
@@ -147,6 +154,7 @@ func TestMeshExample08BetweenTwoProxies(t *testing.T) {
 		}
 		resp.Body.Close()
 		reason := resp.Header.Get("x-meshentry-reason")
+		t.Logf("%d; x-meshentry-reason: %s", resp.StatusCode, reason)
 		if resp.StatusCode != 503 || !strings.Contains(reason, impostor) || !strings.Contains(reason, wantSAN) {
 			t.Errorf("got %d with reason %q, want 503 naming %s and %s", resp.StatusCode, reason, impostor, wantSAN)
 		}
