@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -21,6 +22,13 @@ func TestMeshExample08BetweenTwoProcesses(t *testing.T) {
 // listeners once the first has said where it listens (each run here serves one); the process is
 // killed when the test ends.
 func startProcArgs(t *testing.T, args ...string) map[string]net.Addr {
+	t.Helper()
+	bound, _ := startProc1(t, args...)
+	return bound
+}
+
+// startProc1 is startProcArgs that also returns the process, for tests that signal it.
+func startProc1(t *testing.T, args ...string) (map[string]net.Addr, *os.Process) {
 	t.Helper()
 	cmd := exec.Command(binary(t), append(append([]string{"run"}, args...), "--access-log", "off")...)
 	stdout, err := cmd.StdoutPipe()
@@ -60,11 +68,11 @@ func startProcArgs(t *testing.T, args ...string) map[string]net.Addr {
 	})
 	select {
 	case m := <-bound:
-		return m
+		return m, cmd.Process
 	case <-exited:
 		t.Fatalf("meshentry run %v exited before listening:\n%s", args, log.String())
 	case <-time.After(20 * time.Second):
 		t.Fatal("meshentry run did not start")
 	}
-	return nil
+	return nil, nil
 }
