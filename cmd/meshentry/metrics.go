@@ -67,6 +67,12 @@ func newRunMetrics(f *runFlags, d metricsDeps) (*metrics.Metrics, error) {
 		ops.Ejections = d.health.Ejections
 	}
 	if d.proxy != nil {
+		ops.TLSHandshakeFailures = func() uint64 {
+			if p := d.proxy(); p != nil {
+				return p.Stats().TLSHandshakeFailures
+			}
+			return 0
+		}
 		ops.Refused = func() map[string]uint64 {
 			p := d.proxy()
 			if p == nil {

@@ -40,6 +40,9 @@ type Ops struct {
 	AccessLogWriteErrors func() uint64
 	// AdminBusy reports admin dumps refused because the admin API was serving its limit.
 	AdminBusy func() uint64
+	// TLSHandshakeFailures reports upstream TLS handshakes that failed (unknown CA, wrong
+	// identity, expired certificate), each of which failed its connection.
+	TLSHandshakeFailures func() uint64
 	// Now is the clock for the snapshot age; nil means time.Now.
 	Now func() time.Time
 }
@@ -63,6 +66,7 @@ var (
 	descLogDropped    = opsDesc("meshentry_access_log_dropped_total", "Access-log lines dropped because the log writer was behind.")
 	descSeriesDropped = opsDesc("meshentry_metrics_series_dropped_total", "Records left out of the Istio metrics because their label set would pass the series limit.")
 	descCacheResets   = opsDesc("meshentry_metrics_cache_resets_total", "Times the metrics' series cache was full and emptied.")
+	descTLSFailed     = opsDesc("meshentry_tls_handshake_failures_total", "Upstream TLS handshakes that failed (unknown CA, unexpected identity, expired certificate); each failed its connection, never falling back to plaintext.")
 	descLogFailed     = opsDesc("meshentry_access_log_write_errors_total", "Access-log writes that failed (a full disk, a reader of stdout gone); their lines are lost.")
 	descAdminBusy     = opsDesc("meshentry_admin_busy_total", "Admin dumps (/config_dump, /registry, /routes, /clusters, the page) answered 503 because --admin-max-dumps were being served.")
 )
@@ -123,6 +127,9 @@ func (c *opsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if o.AdminBusy != nil {
 		counter(descAdminBusy, o.AdminBusy())
+	}
+	if o.TLSHandshakeFailures != nil {
+		counter(descTLSFailed, o.TLSHandshakeFailures())
 	}
 	counter(descSeriesDropped, c.m.seriesDropped.Load())
 	counter(descCacheResets, c.m.cacheResets.Load())

@@ -21,6 +21,7 @@ func TestOpsAreReadAtScrapeTime(t *testing.T) {
 		OpenConnections:      func() int64 { return 12 },
 		AccessLogDropped:     func() uint64 { return 4 },
 		AdminBusy:            func() uint64 { return 6 },
+		TLSHandshakeFailures: func() uint64 { return 8 },
 		AccessLogWriteErrors: func() uint64 { return 2 },
 		Now:                  func() time.Time { return loaded.Add(90 * time.Second) },
 	}})
@@ -54,6 +55,7 @@ func TestOpsAreReadAtScrapeTime(t *testing.T) {
 		{name: "dropped access-log lines", metric: "meshentry_access_log_dropped_total", want: 4},
 		{name: "failed access-log writes", metric: "meshentry_access_log_write_errors_total", want: 2},
 		{name: "admin dumps refused as busy", metric: "meshentry_admin_busy_total", want: 6},
+		{name: "failed upstream TLS handshakes", metric: "meshentry_tls_handshake_failures_total", want: 8},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,7 +88,7 @@ func TestOpsLeftOutWhenNotGiven(t *testing.T) {
 	t.Parallel()
 	fams := serve(t, newMetrics(t, Config{}))()
 	for _, name := range []string{"meshentry_config_reloads_total", "meshentry_snapshot_version", "meshentry_snapshot_age_seconds",
-		"meshentry_dns_queries_total", "meshentry_endpoint_ejections_total", "meshentry_downstream_connections_open", "meshentry_access_log_dropped_total", "meshentry_access_log_write_errors_total", "meshentry_admin_busy_total"} {
+		"meshentry_dns_queries_total", "meshentry_endpoint_ejections_total", "meshentry_downstream_connections_open", "meshentry_access_log_dropped_total", "meshentry_access_log_write_errors_total", "meshentry_admin_busy_total", "meshentry_tls_handshake_failures_total"} {
 		if fams[name] != nil {
 			t.Errorf("%s is served without a func to read it", name)
 		}
