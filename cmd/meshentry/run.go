@@ -146,29 +146,11 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	surviveBrokenPipes()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cfg := proxy.Config{Namespace: f.src.namespace, Locality: f.locality, Network: f.network}
-	var err error
-	if cfg.AllowAny, err = parsePolicy(f.policy); err != nil {
+	cfg, levelVar, err := proxyConfig(cmd, f)
+	if err != nil {
 		return err
 	}
-	if err := f.limits.apply(&cfg); err != nil {
-		return err
-	}
-	if err := f.drain.validate(); err != nil {
-		return err
-	}
-	if cfg.RootNamespace, cfg.Labels, err = f.proxyPolicy.parse(); err != nil {
-		return err
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return usageError("--log-level: %v", err)
-	}
-	// A LevelVar, so that the admin API's /logging can change the level live.
-	levelVar := new(slog.LevelVar)
-	levelVar.Set(level)
-	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: levelVar}))
-	cfg.Logger = log
+	log := cfg.Logger
 	watcher, res, err := loadSource(cmd, f, log)
 	if err != nil {
 		return err
@@ -217,18 +199,8 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	g.serve("forward proxy", lns.forward, p.ServeForward)
 	g.serve("capture", lns.capture, p.ServeCapture)
 	inb.serve(g)
-	var adminSrv *http.Server
-	if lns.admin != nil {
-		warnIfExposed(log, lns.admin.Addr())
-		adminSrv = admin.NewServer(adminConfig(f, adminWiring{log: log, level: levelVar, proxy: p, lns: lns, inbound: inb.adminListeners(), ns: f.src.namespace,
-			ready: withIdentity(g.notReady, cfg.Identity), reload: watcherReload(watcher), metrics: mm.Handler()}), admin.Timeouts{})
-		g.serve("admin", lns.admin, func(ln net.Listener) error {
-			if err := adminSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
-	}
+	adminSrv := serveAdmin(g, f, lns.admin, adminWiring{log: log, level: levelVar, proxy: p, lns: lns, inbound: inb.adminListeners(),
+		ns: f.src.namespace, ready: withIdentity(g.notReady, cfg.Identity), reload: watcherReload(watcher), metrics: mm.Handler()})
 	if ready != nil {
 		ready(g.bound)
 	}
@@ -241,6 +213,50 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return &exitError{code: 1, err: errors.New(strings.Join(g.failures, "; "))}
 	}
 	return nil
+}
+
+// proxyConfig reads the proxy's config from the flags, with a logger whose level the admin
+// API's /logging may change live through the returned LevelVar.
+func proxyConfig(cmd *cobra.Command, f *runFlags) (proxy.Config, *slog.LevelVar, error) {
+	cfg := proxy.Config{Namespace: f.src.namespace, Locality: f.locality, Network: f.network}
+	var err error
+	if cfg.AllowAny, err = parsePolicy(f.policy); err != nil {
+		return cfg, nil, err
+	}
+	if err := f.limits.apply(&cfg); err != nil {
+		return cfg, nil, err
+	}
+	if err := f.drain.validate(); err != nil {
+		return cfg, nil, err
+	}
+	if cfg.RootNamespace, cfg.Labels, err = f.proxyPolicy.parse(); err != nil {
+		return cfg, nil, err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return cfg, nil, usageError("--log-level: %v", err)
+	}
+	levelVar := new(slog.LevelVar)
+	levelVar.Set(level)
+	cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: levelVar}))
+	return cfg, levelVar, nil
+}
+
+// serveAdmin serves the admin API on ln in g, when there is one, and returns its server for the
+// drain; nil when the admin API is off.
+func serveAdmin(g *serveGroup, f *runFlags, ln net.Listener, w adminWiring) *http.Server {
+	if ln == nil {
+		return nil
+	}
+	warnIfExposed(w.log, ln.Addr())
+	srv := admin.NewServer(adminConfig(f, w), admin.Timeouts{})
+	g.serve("admin", ln, func(ln net.Listener) error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	return srv
 }
 
 // observe opens the access log and makes the metrics, both fed by the proxy's telemetry, and
