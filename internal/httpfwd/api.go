@@ -40,6 +40,21 @@ type Upstream struct {
 	// Endpoint is the endpoint's address as telemetry reports it (%UPSTREAM_HOST%); empty
 	// takes Addr.
 	Endpoint string
+	// Limits, when set, are the connection-pool limits of the upstream's cluster, shared by the
+	// Upstreams of all its endpoints; nil imposes none.
+	Limits *ClusterLimits
+	// Tag is the Router's own, handed back unchanged in Done; a pointer keeps routing
+	// allocation-free.
+	Tag any
+	// ResponseFields are added to the response the client gets for this request (a Set-Cookie
+	// for consistent hashing, for example).
+	ResponseFields []Field
+}
+
+// StatusReporter is a Router that also wants the status of each final response an upstream
+// sent, for outlier detection by status; Responded is called just before Done.
+type StatusReporter interface {
+	Responded(up Upstream, status int)
 }
 
 // Field is one header field of a Reject.

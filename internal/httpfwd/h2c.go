@@ -225,7 +225,7 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 	}
 	defer resp.Body.Close()
 	keep, upErr := c.relayH2CResponse(resp, body, watch)
-	s.Router.Done(*up, upErr)
+	s.done(*up, resp.StatusCode, upErr)
 	c.logAccess(start, up.Key, resp.StatusCode, upErr)
 	return keep, false
 }

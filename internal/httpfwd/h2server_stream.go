@@ -232,7 +232,7 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 		return false, nil
 	}
 	upErr := st.relay(resp)
-	s.Router.Done(*up, upErr)
+	s.done(*up, resp.StatusCode, upErr)
 	st.log(resp.StatusCode, upErr)
 	if upErr != nil {
 		// The response broke off: reset the stream, so the client does not take a cut

@@ -96,6 +96,14 @@ func (c *conn) writeResponseHead(keep, dechunk bool) {
 	if resp.has(flagTE) && !dechunk {
 		c.writeCodings()
 	}
+	if resp.status >= 200 {
+		for _, f := range c.ex.extra {
+			w.WriteString(f.Name)
+			w.WriteString(": ")
+			writeSanitized(c, f.Value)
+			w.WriteString("\r\n")
+		}
+	}
 	switch {
 	case upgrade || resp.status < 200:
 	case !keep:
