@@ -1,0 +1,176 @@
+package proxy
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshentry/meshentry/internal/testutil/dnstest"
+)
+
+func TestRoundRobinRotatesExactlyAcrossThreeBackends(t *testing.T) {
+	t.Parallel()
+	a, b, c := newDRBackend(t, "a", nil), newDRBackend(t, "b", nil), newDRBackend(t, "c", nil)
+	h := startProxy(t, drDocs("rr.test", "loadBalancer: {simple: ROUND_ROBIN}", a, b, c), Config{}, "")
+	client := drClient(t, h)
+	var got []string
+	for range 12 {
+		code, body, _ := fetch(t, client, "http://rr.test/")
+		if code != 200 {
+			t.Fatalf("status %d: %s", code, body)
+		}
+		got = append(got, body)
+	}
+	first := map[string]bool{got[0]: true, got[1]: true, got[2]: true}
+	if len(first) != 3 {
+		t.Fatalf("the first three requests went to %v, want each backend once", got[:3])
+	}
+	for i := 3; i < len(got); i++ {
+		if got[i] != got[i-3] {
+			t.Fatalf("request %d went to %s, not %s as the rotation says: %v", i, got[i], got[i-3], got)
+		}
+	}
+}
+
+func TestLeastRequestAvoidsTheBackendHoldingASlowRequest(t *testing.T) {
+	t.Parallel()
+	held := make(chan string, 1)
+	a, b := newDRBackend(t, "a", held), newDRBackend(t, "b", held)
+	h := startProxy(t, drDocs("lr.test", "loadBalancer: {simple: LEAST_REQUEST}", a, b), Config{}, "")
+	client := drClient(t, h)
+	slow := make(chan error, 1)
+	go func() {
+		_, _, _, err := do(client, "http://lr.test/slow", "X-Hold: 1")
+		slow <- err
+	}()
+	var busy string
+	select {
+	case busy = <-held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the slow request reached no backend")
+	}
+	// Two random choices with one busy backend: it is chosen only when both draws land on it
+	// (1 in 4); weighted random would send it half the requests.
+	const n = 200
+	onBusy := 0
+	for range n {
+		code, body, _ := fetch(t, client, "http://lr.test/")
+		if code != 200 {
+			t.Fatalf("status %d: %s", code, body)
+		}
+		if body == busy {
+			onBusy++
+		}
+	}
+	a.unblock()
+	b.unblock()
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+	if onBusy > n*3/8 {
+		t.Fatalf("%d of %d requests went to %s, which held a request all along; least request sends about %d", onBusy, n, busy, n/4)
+	}
+}
+
+func TestConsistentHashOnAHeaderKeepsEachKeyOnOneBackend(t *testing.T) {
+	t.Parallel()
+	a, b, c := newDRBackend(t, "a", nil), newDRBackend(t, "b", nil), newDRBackend(t, "c", nil)
+	h := startProxy(t, drDocs("hash.test", "loadBalancer: {consistentHash: {httpHeaderName: x-user}}", a, b, c), Config{}, "")
+	client := drClient(t, h)
+	where := map[string]string{}
+	for i := range 50 {
+		user := fmt.Sprintf("user-%d", i%5)
+		code, body, _ := fetch(t, client, "http://hash.test/", "X-User: "+user)
+		if code != 200 {
+			t.Fatalf("status %d: %s", code, body)
+		}
+		if prev, ok := where[user]; ok && prev != body {
+			t.Fatalf("%s went to %s, then to %s", user, prev, body)
+		}
+		where[user] = body
+	}
+}
+
+func TestConsistentHashOnACookieWithTTLSetsItWhenAbsentAndHonoursIt(t *testing.T) {
+	t.Parallel()
+	a, b, c := newDRBackend(t, "a", nil), newDRBackend(t, "b", nil), newDRBackend(t, "c", nil)
+	h := startProxy(t, drDocs("cookie.test", "loadBalancer: {consistentHash: {httpCookie: {name: sticky, path: /, ttl: 60s}}}", a, b, c), Config{}, "")
+	client := drClient(t, h)
+	code, first, hdr := fetch(t, client, "http://cookie.test/")
+	set := hdr.Get("Set-Cookie")
+	if code != 200 || !strings.HasPrefix(set, "sticky=") || !strings.Contains(set, "Max-Age=60") {
+		t.Fatalf("a request without the cookie got %d and Set-Cookie %q, want sticky=…; Max-Age=60", code, set)
+	}
+	cookie, _, _ := strings.Cut(set, ";")
+	for range 20 {
+		code, body, hdr := fetch(t, client, "http://cookie.test/", "Cookie: "+cookie)
+		if code != 200 || body != first {
+			t.Fatalf("with %s the request went to %s (status %d), not %s", cookie, body, code, first)
+		}
+		if got := hdr.Get("Set-Cookie"); got != "" {
+			t.Fatalf("a request carrying the cookie was given another: %q", got)
+		}
+	}
+}
+
+func TestPassthroughGoesToTheOriginalDestination(t *testing.T) {
+	t.Parallel()
+	real, decoy := newDRBackend(t, "original", nil), newDRBackend(t, "endpoint", nil)
+	dns := dnstest.Start(t)
+	dns.Set("pass.test", 30, "127.0.0.1")
+	docs := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: svc}
+spec:
+  hosts: [pass.test]
+  ports: [{number: %d, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: %d}}]
+`, real.port(), decoy.port())
+	cases := []struct {
+		name    string
+		traffic string
+		want    string
+	}{
+		{name: "sends the request where the application addressed it under PASSTHROUGH", traffic: "loadBalancer: {simple: PASSTHROUGH}", want: "original"},
+		{name: "sends it to the declared endpoint without a DestinationRule", want: "endpoint"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := docs
+			if tc.traffic != "" {
+				d += "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\nspec:\n  host: pass.test\n  trafficPolicy:\n" + indent(tc.traffic, "    ") + "\n"
+			}
+			h := startProxy(t, d, Config{}, dns.Addr)
+			code, body, _ := fetch(t, drClient(t, h), fmt.Sprintf("http://pass.test:%d/", real.port()))
+			if code != 200 || body != tc.want {
+				t.Fatalf("got %d from %q, want 200 from %q", code, body, tc.want)
+			}
+		})
+	}
+}
+
+func TestOutlierDetectionEjectsABackendAnswering500(t *testing.T) {
+	t.Parallel()
+	good, bad := newDRBackend(t, "good", nil), newDRBackend(t, "bad", nil)
+	bad.status.Store(500)
+	traffic := `loadBalancer: {simple: ROUND_ROBIN}
+outlierDetection: {consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}`
+	h := startProxy(t, drDocs("od.test", traffic, good, bad), Config{}, "")
+	client := drClient(t, h)
+	for i := 0; bad.hits.Load() < 3; i++ {
+		if i > 20 {
+			t.Fatalf("the bad backend had %d requests of 20", bad.hits.Load())
+		}
+		fetch(t, client, "http://od.test/")
+	}
+	for range 30 {
+		if code, body, _ := fetch(t, client, "http://od.test/"); code != 200 || body != "good" {
+			t.Fatalf("after three 500s in a row the request got %d from %s", code, body)
+		}
+	}
+	if n := bad.hits.Load(); n != 3 {
+		t.Fatalf("the ejected backend had %d requests, want 3", n)
+	}
+}
