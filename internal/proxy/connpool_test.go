@@ -1,0 +1,284 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// answer is one result of burst.
+type answer struct {
+	code   int
+	reason string
+	err    error
+}
+
+// burst sends n concurrent GETs through c and returns their results on a channel as they finish.
+func burst(c *http.Client, url string, n int) chan answer {
+	out := make(chan answer, n)
+	for range n {
+		go func() {
+			code, _, hdr, err := do(c, url)
+			a := answer{code: code, err: err}
+			if hdr != nil {
+				a.reason = hdr.Get("X-Meshentry-Reason")
+			}
+			out <- a
+		}()
+	}
+	return out
+}
+
+func TestMaxConnectionsBoundsUpstreamConnectionsAndQueuesOrRefusesTheRest(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		traffic string
+		// refused is how many of the 20 requests get 503 at once.
+		refused int
+	}{
+		{name: "queues the requests beyond two connections until one frees", traffic: "connectionPool: {tcp: {maxConnections: 2}}", refused: 0},
+		{name: "refuses the requests beyond two connections and three pending", traffic: "connectionPool: {tcp: {maxConnections: 2}, http: {http1MaxPendingRequests: 3}}", refused: 15},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := newDRBackend(t, "b", nil)
+			b.holdAll.Store(true)
+			h := startProxy(t, drDocs("pool.test", tc.traffic, b), Config{}, "")
+			c := drClient(t, h)
+			const n = 20
+			out := burst(c, "http://pool.test/", n)
+			pollFor(t, "two requests at the backend", 5*time.Second, func() bool { return b.inflight.Load() == 2 })
+			refused := 0
+			for refused < tc.refused {
+				select {
+				case a := <-out:
+					if a.err != nil || a.code != 503 || a.reason == "" {
+						t.Fatalf("an overflowing request got %d (%q, %v), want 503 with a reason", a.code, a.reason, a.err)
+					}
+					refused++
+				case <-time.After(5 * time.Second):
+					t.Fatalf("only %d requests were refused, want %d", refused, tc.refused)
+				}
+			}
+			// Give requests the limit ignores time to open more connections before the check.
+			time.Sleep(200 * time.Millisecond)
+			if got := b.maxOpen.Load(); got > 2 {
+				t.Fatalf("%d upstream connections were open at once, want at most 2", got)
+			}
+			b.unblock()
+			for range n - tc.refused {
+				if a := <-out; a.err != nil || a.code != 200 {
+					t.Fatalf("a request within the limits got %d (%v)", a.code, a.err)
+				}
+			}
+			if got := b.maxOpen.Load(); got > 2 {
+				t.Fatalf("%d upstream connections were open at once, want at most 2", got)
+			}
+		})
+	}
+}
+
+func TestHTTP2MaxRequestsRefusesRequestsBeyondThoseInFlight(t *testing.T) {
+	t.Parallel()
+	b := newDRBackend(t, "b", nil)
+	b.holdAll.Store(true)
+	h := startProxy(t, drDocs("inflight.test", "connectionPool: {http: {http2MaxRequests: 3}}", b), Config{}, "")
+	c := drClient(t, h)
+	out := burst(c, "http://inflight.test/", 10)
+	for range 7 {
+		select {
+		case a := <-out:
+			if a.err != nil || a.code != 503 || a.reason == "" {
+				t.Fatalf("a request beyond three in flight got %d (%q, %v), want 503 with a reason", a.code, a.reason, a.err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the requests beyond three in flight were not refused")
+		}
+	}
+	if got := b.inflight.Load(); got != 3 {
+		t.Fatalf("%d requests reached the backend, want 3", got)
+	}
+	b.unblock()
+	for range 3 {
+		if a := <-out; a.code != 200 {
+			t.Fatalf("a request in flight got %d (%v)", a.code, a.err)
+		}
+	}
+}
+
+func TestMaxRequestsPerConnectionOpensANewConnectionPerRequest(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		traffic string
+		accepts int64
+	}{
+		{name: "opens one connection per request with maxRequestsPerConnection 1", traffic: "connectionPool: {http: {maxRequestsPerConnection: 1}}", accepts: 5},
+		{name: "reuses one connection without it", traffic: "", accepts: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := newDRBackend(t, "b", nil)
+			h := startProxy(t, drDocs("perconn.test", tc.traffic, b), Config{}, "")
+			c := drClient(t, h)
+			for range 5 {
+				if code, body, _ := fetch(t, c, "http://perconn.test/"); code != 200 {
+					t.Fatalf("status %d: %s", code, body)
+				}
+			}
+			if got := b.accepts.Load(); got != tc.accepts {
+				t.Fatalf("the backend accepted %d connections for 5 requests, want %d", got, tc.accepts)
+			}
+		})
+	}
+}
+
+func TestIdleTimeoutClosesAnIdlePooledConnection(t *testing.T) {
+	t.Parallel()
+	b := newDRBackend(t, "b", nil)
+	h := startProxy(t, drDocs("idle.test", "connectionPool: {http: {idleTimeout: 200ms}}", b), Config{}, "")
+	if code, body, _ := fetch(t, drClient(t, h), "http://idle.test/"); code != 200 {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	// The pool's own idle timeout is 90 s: only the DestinationRule's closes it this soon.
+	pollFor(t, "the idle upstream connection closed", 5*time.Second, func() bool { return b.open.Load() == 0 })
+	if b.accepts.Load() != 1 {
+		t.Fatalf("the backend accepted %d connections, want 1", b.accepts.Load())
+	}
+}
+
+// dialRecorder is a proxy Dial that records each dial's connect deadline and the connections it
+// made.
+type dialRecorder struct {
+	mu        sync.Mutex
+	deadlines []time.Duration
+	conns     []net.Conn
+	dials     atomic.Int64
+	// hang makes every dial wait for its context; refuse fails it at once.
+	hang, refuse bool
+}
+
+func (d *dialRecorder) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	d.dials.Add(1)
+	if dl, ok := ctx.Deadline(); ok {
+		d.mu.Lock()
+		d.deadlines = append(d.deadlines, time.Until(dl))
+		d.mu.Unlock()
+	}
+	switch {
+	case d.hang:
+		<-ctx.Done()
+		return nil, fmt.Errorf("dial %s: %w", addr, ctx.Err())
+	case d.refuse:
+		return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
+	}
+	c, err := (&net.Dialer{KeepAlive: -1}).DialContext(ctx, network, addr)
+	if err == nil {
+		d.mu.Lock()
+		d.conns = append(d.conns, c)
+		d.mu.Unlock()
+	}
+	return c, err
+}
+
+func TestConnectTimeoutBoundsEachConnectAttempt(t *testing.T) {
+	t.Parallel()
+	b := newDRBackend(t, "b", nil)
+	d := &dialRecorder{hang: true}
+	h := startProxy(t, drDocs("ct.test", "connectionPool: {tcp: {connectTimeout: 100ms}}", b), Config{Dial: d.dial}, "")
+	start := time.Now()
+	code, _, _ := fetch(t, drClient(t, h), "http://ct.test/")
+	if code != 503 {
+		t.Fatalf("a connect that never completes got %d, want 503", code)
+	}
+	// Three attempts of 100 ms; the default is 5 s each.
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("the request took %v", took)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, dl := range d.deadlines {
+		if dl > time.Second {
+			t.Fatalf("a connect attempt was given %v, want 100ms", dl)
+		}
+	}
+}
+
+func TestMaxRetriesBoundsTheConnectAttempts(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		traffic string
+		dials   int64
+	}{
+		{name: "makes two attempts with maxRetries 1", traffic: "connectionPool: {http: {maxRetries: 1}}", dials: 2},
+		{name: "makes three without it", traffic: "", dials: 3},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			// Three endpoints whose every connect is refused, by the proxy's Dial: a closed
+			// port could be taken meanwhile by another test's listener.
+			var dead []*drBackend
+			for range 3 {
+				dead = append(dead, newDRBackend(t, "dead", nil))
+			}
+			docs := drDocs("retry.test", tc.traffic, dead...)
+			d := &dialRecorder{refuse: true}
+			h := startProxy(t, docs, Config{Dial: d.dial}, "")
+			if code, _, _ := fetch(t, drClient(t, h), "http://retry.test/"); code != 503 {
+				t.Fatalf("status %d, want 503", code)
+			}
+			if got := d.dials.Load(); got != tc.dials {
+				t.Fatalf("%d connect attempts, want %d", got, tc.dials)
+			}
+		})
+	}
+}
+
+func TestTCPKeepaliveIsSetOnUpstreamSockets(t *testing.T) {
+	t.Parallel()
+	b := newDRBackend(t, "b", nil)
+	d := &dialRecorder{}
+	traffic := "connectionPool: {tcp: {tcpKeepalive: {time: 37s, interval: 7s, probes: 4}}}"
+	h := startProxy(t, drDocs("ka.test", traffic, b), Config{Dial: d.dial}, "")
+	if code, body, _ := fetch(t, drClient(t, h), "http://ka.test/"); code != 200 {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	d.mu.Lock()
+	conns := d.conns
+	d.mu.Unlock()
+	if len(conns) != 1 {
+		t.Fatalf("%d upstream connections, want 1", len(conns))
+	}
+	want := map[string][3]int{
+		"SO_KEEPALIVE":  {syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
+		"TCP_KEEPIDLE":  {syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 37},
+		"TCP_KEEPINTVL": {syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 7},
+		"TCP_KEEPCNT":   {syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, 4},
+	}
+	raw, err := conns[0].(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, opt := range want {
+		var got int
+		var gerr error
+		if err := raw.Control(func(fd uintptr) { got, gerr = syscall.GetsockoptInt(int(fd), opt[0], opt[1]) }); err != nil || gerr != nil {
+			t.Fatal(errors.Join(err, gerr))
+		}
+		if got != opt[2] {
+			t.Errorf("%s is %d, want %d", name, got, opt[2])
+		}
+	}
+}
