@@ -65,6 +65,17 @@ func (p *Proxy) policyFor(port *registry.Port, applied *policy.Applied) routePol
 	return rp
 }
 
+// healthOf is the health tracker of port's cluster in the current snapshot: its own under
+// outlierDetection once a route was built for it, else the proxy's.
+func (p *Proxy) healthOf(port *registry.Port) *balance.Health {
+	if t := p.table.Load(); t != nil {
+		if r, ok := t.routes.Load(port); ok {
+			return r.(*route).health
+		}
+	}
+	return p.health
+}
+
 // drRetain keeps the per-cluster state of the clusters snap still has.
 func (p *Proxy) drRetain(snap *registry.Snapshot) {
 	live := map[string]struct{}{}

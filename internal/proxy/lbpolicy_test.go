@@ -165,6 +165,18 @@ outlierDetection: {consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 60s,
 		}
 		fetch(t, client, "http://od.test/")
 	}
+	// The third 500 reaches the client just before the proxy counts it.
+	badAddr := fmt.Sprintf("127.0.0.1:%d", bad.port())
+	pollFor(t, "the bad backend ejected", 5*time.Second, func() bool {
+		for _, c := range h.p.Clusters() {
+			for _, ep := range c.Endpoints {
+				if ep.Address == badAddr && ep.Ejected && ep.Counts.Ejections == 1 {
+					return true
+				}
+			}
+		}
+		return false
+	})
 	for range 30 {
 		if code, body, _ := fetch(t, client, "http://od.test/"); code != 200 || body != "good" {
 			t.Fatalf("after three 500s in a row the request got %d from %s", code, body)
