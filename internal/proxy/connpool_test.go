@@ -282,3 +282,46 @@ func TestTCPKeepaliveIsSetOnUpstreamSockets(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxConnectionsClosesATunnelBeyondTheLimit(t *testing.T) {
+	t.Parallel()
+	echo := echoServer(t)
+	port := echo.Addr().(*net.TCPAddr).Port
+	docs := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db}
+spec:
+  hosts: [db.test]
+  ports: [{number: %d, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db}
+spec:
+  host: db.test
+  trafficPolicy: {connectionPool: {tcp: {maxConnections: 1}}}
+`, port)
+	h := startProxy(t, docs, Config{}, "")
+	authority := fmt.Sprintf("db.test:%d", port)
+	first, status := h.connect(t, authority)
+	if status != 200 {
+		t.Fatalf("the first tunnel got %d", status)
+	}
+	if _, status := h.connect(t, authority); status != 503 {
+		t.Fatalf("a second tunnel with maxConnections 1 got %d, want 503", status)
+	}
+	if got := h.p.Stats().PoolOverflows; got != 1 {
+		t.Fatalf("PoolOverflows is %d, want 1", got)
+	}
+	first.Close()
+	// The slot frees once the proxy saw the first tunnel close.
+	pollFor(t, "a tunnel after the first closed", 5*time.Second, func() bool {
+		c, status := h.connect(t, authority)
+		if c != nil {
+			c.Close()
+		}
+		return status == 200
+	})
+}

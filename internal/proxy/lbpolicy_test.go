@@ -186,3 +186,26 @@ outlierDetection: {consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 60s,
 		t.Fatalf("the ejected backend had %d requests, want 3", n)
 	}
 }
+
+func TestAnOutlierEjectionOutlastsAReload(t *testing.T) {
+	t.Parallel()
+	good, bad := newDRBackend(t, "good", nil), newDRBackend(t, "bad", nil)
+	bad.status.Store(500)
+	traffic := `loadBalancer: {simple: ROUND_ROBIN}
+outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}`
+	docs := drDocs("reload.test", traffic, good, bad)
+	h := startProxy(t, docs, Config{}, "")
+	client := drClient(t, h)
+	for i := 0; bad.hits.Load() < 1; i++ {
+		if i > 10 {
+			t.Fatal("the bad backend got no request")
+		}
+		fetch(t, client, "http://reload.test/")
+	}
+	h.p.Update(compileSnapshot(t, docs))
+	for range 20 {
+		if code, body, _ := fetch(t, client, "http://reload.test/"); body != "good" {
+			t.Fatalf("after the reload a request got %d from %s: the ejection was forgotten", code, body)
+		}
+	}
+}

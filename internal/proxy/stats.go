@@ -10,6 +10,9 @@ type Stats struct {
 	IdleClosed uint64
 	// HealthEvicted counts health records dropped or not made because the tracker was full.
 	HealthEvicted uint64
+	// PoolOverflows counts requests and connections a DestinationRule's connectionPool limit
+	// refused (Envoy's upstream_rq_pending_overflow and upstream_cx_overflow, summed).
+	PoolOverflows uint64
 }
 
 // counters are the live counters behind Stats; each is bumped where its event happens.
@@ -24,5 +27,6 @@ func (p *Proxy) Stats() Stats {
 		RefusedAtCap:  p.stats.refusedAtCap.Load(),
 		IdleClosed:    p.stats.idleClosed.Load(),
 		HealthEvicted: p.health.Evicted(),
+		PoolOverflows: p.dr.limits.overflows(),
 	}
 }
