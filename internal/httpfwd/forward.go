@@ -39,16 +39,19 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 		s.OnConnect(ctx, req, c.nc, buffered)
 		return false
 	}
+	return c.forwardRequest(ctx, start)
+}
 
+// forwardRequest routes the request, connects (retrying other upstreams as the Router says)
+// and runs the round trip; it reports whether the client connection may carry another request.
+func (c *conn) forwardRequest(ctx context.Context, start time.Time) bool {
+	s := c.s
+	req := &c.req
 	var up Upstream
 	var uc *upConn
 	// held is the cluster whose in-flight request slot this request holds (http2MaxRequests).
 	var held *ClusterLimits
-	defer func() {
-		if held != nil {
-			held.endRequest()
-		}
-	}()
+	defer func() { held.endRequest() }()
 	for attempt := 0; ; attempt++ {
 		var rej *Reject
 		up, rej = s.Router.Route(req, attempt)

@@ -74,6 +74,8 @@ func (st *h2Stream) serve() {
 	if st.r.Body != nil && st.r.Body != http.NoBody {
 		st.body = &h2ReqBody{r: st.r.Body, idle: &st.idle, from: st.r.Trailer, maxFields: s.lim.MaxHeaders}
 	}
+	var held *ClusterLimits // the cluster whose in-flight slot the stream holds
+	defer func() { held.endRequest() }()
 	for attempt := 0; ; attempt++ {
 		up, rej := s.Router.Route(&st.head, attempt)
 		if rej != nil {
@@ -85,12 +87,15 @@ func (st *h2Stream) serve() {
 		}
 		st.rec.Upstream = up.Key
 		st.tel.route(&up)
+		if !st.admit(&up, &held) {
+			return
+		}
 		retry, err := st.forward(&up)
 		if !retry {
 			return
 		}
 		st.logFailure(slog.LevelDebug, "upstream connect attempt failed", 0, fmt.Errorf("attempt %d: %w", attempt, err))
-		if attempt+1 >= s.lim.MaxAttempts {
+		if attempt+1 >= up.Limits.maxAttempts(s.lim.MaxAttempts) {
 			st.tel.exhausted(attempt)
 			st.fail(503, "upstream connect failed", err)
 			return

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
 // ErrOverflow means a cluster's connection-pool limit refused the request (Envoy's UO): it is
@@ -96,7 +98,29 @@ func (l *ClusterLimits) beginRequest() bool {
 	return true
 }
 
-func (l *ClusterLimits) endRequest() { l.requests.Add(-1) }
+// endRequest frees a slot beginRequest claimed; nil holds none.
+func (l *ClusterLimits) endRequest() {
+	if l != nil {
+		l.requests.Add(-1)
+	}
+}
+
+// admit claims the stream's in-flight request slot in up's cluster, once per stream, into
+// *held; false means http2MaxRequests refused it, and the stream was answered 503 UO.
+func (st *h2Stream) admit(up *Upstream, held **ClusterLimits) bool {
+	if up.Limits == nil || *held != nil {
+		return true
+	}
+	if !up.Limits.beginRequest() {
+		err := fmt.Errorf("%w: %d requests in flight to the cluster", ErrOverflow, up.Limits.Settings.MaxRequests)
+		st.hc.s.Router.Done(*up, err)
+		st.tel.flags |= telemetry.UpstreamOverflow
+		st.fail(503, "upstream connection pool limit reached", err)
+		return false
+	}
+	*held = up.Limits
+	return true
+}
 
 func (l *ClusterLimits) waitChan() chan struct{} {
 	l.mu.Lock()
