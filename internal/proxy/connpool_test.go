@@ -21,11 +21,11 @@ type answer struct {
 }
 
 // burst sends n concurrent GETs through c and returns their results on a channel as they finish.
-func burst(c *http.Client, url string, n int) chan answer {
+func burst(c *http.Client, url string, n int, fields ...string) chan answer {
 	out := make(chan answer, n)
 	for range n {
 		go func() {
-			code, _, hdr, err := do(c, url)
+			code, _, hdr, err := do(c, url, fields...)
 			a := answer{code: code, err: err}
 			if hdr != nil {
 				a.reason = hdr.Get("X-Meshentry-Reason")
@@ -89,11 +89,37 @@ func TestMaxConnectionsBoundsUpstreamConnectionsAndQueuesOrRefusesTheRest(t *tes
 
 func TestHTTP2MaxRequestsRefusesRequestsBeyondThoseInFlight(t *testing.T) {
 	t.Parallel()
-	b := newDRBackend(t, "b", nil)
-	b.holdAll.Store(true)
-	h := startProxy(t, drDocs("inflight.test", "connectionPool: {http: {http2MaxRequests: 3}}", b), Config{}, "")
-	c := drClient(t, h)
-	out := burst(c, "http://inflight.test/", 10)
+	cases := []struct {
+		name string
+		h2   bool
+	}{
+		{name: "refuses HTTP/1.1 requests beyond three in flight"},
+		{name: "refuses HTTP/2 streams beyond three in flight", h2: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := newDRBackend(t, "b", nil)
+			b.holdAll.Store(true)
+			h := startProxy(t, drDocs("inflight.test", "connectionPool: {http: {http2MaxRequests: 3}}", b), Config{}, "")
+			var out chan answer
+			if tc.h2 {
+				var protocols http.Protocols
+				protocols.SetUnencryptedHTTP2(true)
+				tr := &http.Transport{Protocols: &protocols}
+				t.Cleanup(tr.CloseIdleConnections)
+				out = burst(&http.Client{Transport: tr, Timeout: 10 * time.Second}, "http://"+h.addr+"/", 10, "Host: inflight.test")
+			} else {
+				out = burst(drClient(t, h), "http://inflight.test/", 10)
+			}
+			checkInFlight(t, b, out)
+		})
+	}
+}
+
+// checkInFlight checks that of 10 requests to a holding backend 7 are refused and 3 reach it.
+func checkInFlight(t *testing.T, b *drBackend, out chan answer) {
+	t.Helper()
 	for range 7 {
 		select {
 		case a := <-out:

@@ -177,6 +177,10 @@ func do(c *http.Client, url string, fields ...string) (int, string, http.Header,
 	}
 	for _, f := range fields {
 		k, v, _ := strings.Cut(f, ":")
+		if k == "Host" {
+			req.Host = strings.TrimSpace(v)
+			continue
+		}
 		req.Header.Add(k, strings.TrimSpace(v))
 	}
 	resp, err := c.Do(req)
