@@ -209,3 +209,58 @@ outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 60s,
 		}
 	}
 }
+
+func TestLocalityLbSettingSteersTrafficBetweenLocalities(t *testing.T) {
+	t.Parallel()
+	near, far := newDRBackend(t, "near", nil), newDRBackend(t, "far", nil)
+	docs := func(traffic string) string {
+		d := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: svc}
+spec:
+  hosts: [loc.test]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: %d}, locality: r1/z1, labels: {tier: gold}}
+  - {address: 127.0.0.1, ports: {http: %d}, locality: r2/z1, labels: {tier: bronze}}
+`, near.port(), far.port())
+		return d + "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\nspec:\n  host: loc.test\n  trafficPolicy:\n" + indent(traffic, "    ") + "\n"
+	}
+	cases := []struct {
+		name    string
+		traffic string
+		labels  map[string]string
+		// want is the backend every request must reach, empty when both must be reached.
+		want string
+	}{
+		{name: "sends everything to the far region when distribute says so",
+			traffic: "loadBalancer: {simple: ROUND_ROBIN, localityLbSetting: {distribute: [{from: r1/z1/*, to: {r2/*: 100}}]}}", want: "far"},
+		{name: "prefers endpoints that share the proxy's label under failoverPriority",
+			traffic: "loadBalancer: {simple: ROUND_ROBIN, localityLbSetting: {failoverPriority: [tier]}}\noutlierDetection: {consecutive5xxErrors: 5}",
+			labels:  map[string]string{"tier": "bronze"}, want: "far"},
+		{name: "spreads over both localities when locality load balancing is disabled",
+			traffic: "loadBalancer: {simple: ROUND_ROBIN, localityLbSetting: {enabled: false}}"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := startProxy(t, docs(tc.traffic), Config{Locality: "r1/z1", Labels: tc.labels}, "")
+			client := drClient(t, h)
+			seen := map[string]int{}
+			for range 20 {
+				code, body, _ := fetch(t, client, "http://loc.test/")
+				if code != 200 {
+					t.Fatalf("status %d: %s", code, body)
+				}
+				seen[body]++
+			}
+			switch {
+			case tc.want != "" && seen[tc.want] != 20:
+				t.Fatalf("requests went to %v, want all 20 to %s", seen, tc.want)
+			case tc.want == "" && (seen["near"] == 0 || seen["far"] == 0):
+				t.Fatalf("requests went to %v, want both localities", seen)
+			}
+		})
+	}
+}
