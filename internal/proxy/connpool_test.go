@@ -351,3 +351,48 @@ spec:
 		return status == 200
 	})
 }
+
+func TestConnectionLimitsOutlastAReloadThatKeepsThem(t *testing.T) {
+	t.Parallel()
+	echo := echoServer(t)
+	port := echo.Addr().(*net.TCPAddr).Port
+	docs := func(max int) string {
+		return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db}
+spec:
+  hosts: [db.test]
+  ports: [{number: %d, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db}
+spec:
+  host: db.test
+  trafficPolicy: {connectionPool: {tcp: {maxConnections: %d}}}
+`, port, max)
+	}
+	h := startProxy(t, docs(1), Config{}, "")
+	authority := fmt.Sprintf("db.test:%d", port)
+	first, status := h.connect(t, authority)
+	if status != 200 {
+		t.Fatalf("the first tunnel got %d", status)
+	}
+	defer first.Close()
+	h.p.Update(compileSnapshot(t, docs(1)))
+	if c, status := h.connect(t, authority); status != 503 {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("after a reload with the same limit a second tunnel got %d, want 503: the open one was forgotten", status)
+	}
+	// New settings are a new cluster to Envoy, with counters of its own.
+	h.p.Update(compileSnapshot(t, docs(2)))
+	c, status := h.connect(t, authority)
+	if status != 200 {
+		t.Fatalf("after a reload raising the limit a tunnel got %d", status)
+	}
+	c.Close()
+}

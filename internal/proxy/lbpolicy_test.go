@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -131,10 +132,14 @@ spec:
 	cases := []struct {
 		name    string
 		traffic string
-		want    string
+		// captured sends the request through transparent capture instead of the forward proxy.
+		captured bool
+		want     string
 	}{
 		{name: "sends the request where the application addressed it under PASSTHROUGH", traffic: "loadBalancer: {simple: PASSTHROUGH}", want: "original"},
+		{name: "sends a captured request to its original destination under PASSTHROUGH", traffic: "loadBalancer: {simple: PASSTHROUGH}", captured: true, want: "original"},
 		{name: "sends it to the declared endpoint without a DestinationRule", want: "endpoint"},
+		{name: "sends a captured request to the declared endpoint without a DestinationRule", captured: true, want: "endpoint"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -143,7 +148,17 @@ spec:
 				d += "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr}\nspec:\n  host: pass.test\n  trafficPolicy:\n" + indent(tc.traffic, "    ") + "\n"
 			}
 			h := startProxy(t, d, Config{}, dns.Addr)
-			code, body, _ := fetch(t, drClient(t, h), fmt.Sprintf("http://pass.test:%d/", real.port()))
+			var code int
+			var body string
+			if tc.captured {
+				orig := fmt.Sprintf("127.0.0.1:%d", real.port())
+				capture := h.serveCapture(t, orig)
+				c := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+				t.Cleanup(c.CloseIdleConnections)
+				code, body, _ = fetch(t, c, "http://"+capture+"/", fmt.Sprintf("Host: pass.test:%d", real.port()))
+			} else {
+				code, body, _ = fetch(t, drClient(t, h), fmt.Sprintf("http://pass.test:%d/", real.port()))
+			}
 			if code != 200 || body != tc.want {
 				t.Fatalf("got %d from %q, want 200 from %q", code, body, tc.want)
 			}
