@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/meshentry/meshentry/internal/telemetry"
@@ -176,6 +178,33 @@ func (c *limitedConn) Close() error {
 // NetConn returns the wrapped connection, as tls.Conn's does.
 func (c *limitedConn) NetConn() net.Conn { return c.Conn }
 
+// Unwrap returns the wrapped connection, for callers that look for the socket underneath.
+func (c *limitedConn) Unwrap() net.Conn { return c.Conn }
+
+// CloseWrite half-closes the connection, so a pipe passes the client's end of stream on.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("httpfwd: upstream connection cannot close its write side")
+}
+
+// SyscallConn exposes the socket, so a relay can wait for it to be readable without a buffer.
+func (c *limitedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("httpfwd: upstream connection has no socket")
+}
+
+// ReadFrom and WriteTo let copies reach the wrapped connection's own, which may splice.
+func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) { return io.Copy(c.Conn, r) }
+
+// WriteTo copies the wrapped connection to w.
+func (c *limitedConn) WriteTo(w io.Writer) (int64, error) {
+	return io.Copy(w, struct{ io.Reader }{c.Conn})
+}
+
 // LimitConn wraps a connection whose slot TakeConn claimed so that closing it frees the slot.
 func LimitConn(nc net.Conn, l *ClusterLimits) net.Conn {
 	return &limitedConn{Conn: nc, lim: l}
@@ -196,6 +225,8 @@ func (l *ClusterLimits) SetKeepAlive(nc net.Conn) error {
 			return nil
 		case interface{ NetConn() net.Conn }:
 			nc = c.NetConn()
+		case interface{ Unwrap() net.Conn }:
+			nc = c.Unwrap()
 		default:
 			return nil
 		}

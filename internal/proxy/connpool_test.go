@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -337,6 +338,15 @@ spec:
 	}
 	if _, status := h.connect(t, authority); status != 503 {
 		t.Fatalf("a second tunnel with maxConnections 1 got %d, want 503", status)
+	}
+	// The counted upstream still passes a half-close on: the echo sees the end and closes.
+	first.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := first.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	first.(*net.TCPConn).CloseWrite()
+	if got, err := io.ReadAll(first); err != nil || string(got) != "ping" {
+		t.Fatalf("after a half-close the tunnel gave %q, %v; want the echo and its end", got, err)
 	}
 	if got := h.p.Stats().PoolOverflows; got != 1 {
 		t.Fatalf("PoolOverflows is %d, want 1", got)
