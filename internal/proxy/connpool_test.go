@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -405,4 +406,25 @@ spec:
 		t.Fatalf("after a reload raising the limit a tunnel got %d", status)
 	}
 	c.Close()
+}
+
+func TestAnOverflowIsLoggedUO(t *testing.T) {
+	t.Parallel()
+	b := newDRBackend(t, "b", nil)
+	b.holdAll.Store(true)
+	h, out := startLogged(t, drDocs("uo.test", "connectionPool: {http: {http2MaxRequests: 1}}", b), Config{})
+	c := drClient(t, h)
+	held := burst(c, "http://uo.test/held", 1)
+	pollFor(t, "the first request at the backend", 5*time.Second, func() bool { return b.inflight.Load() == 1 })
+	code, _, hdr := fetch(t, c, "http://uo.test/over", "X-Request-Id: rid-over")
+	if code != 503 || hdr.Get("X-Meshentry-Reason") == "" {
+		t.Fatalf("the request over the limit got %d with reason %q", code, hdr.Get("X-Meshentry-Reason"))
+	}
+	if line := out.line(t, `"rid-over"`); !strings.Contains(line, " 503 UO ") {
+		t.Fatalf("access log line %q, want 503 UO", line)
+	}
+	b.unblock()
+	if a := <-held; a.code != 200 {
+		t.Fatalf("the request in flight got %d (%v)", a.code, a.err)
+	}
 }
