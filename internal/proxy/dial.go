@@ -18,6 +18,8 @@ type destination struct {
 	host string
 	port uint32
 	orig netip.AddrPort
+	// src is the client's address when known, for consistentHash useSourceIp on pipes.
+	src netip.Addr
 }
 
 var (
@@ -103,7 +105,7 @@ func (p *Proxy) dialMatch(ctx context.Context, t *table, m registry.Match, dst d
 	exclude := func(i int) bool { return i < 64 && tried&(1<<i) != 0 || retrying && r.exhausted(i, r.health) }
 	var errs []error
 	for attempt := 0; attempt < p.cfg.MaxAttempts; attempt++ {
-		i, ok := r.picker.Pick(exclude)
+		i, ok := r.pickPipe(dst, exclude)
 		if !ok {
 			break
 		}

@@ -329,6 +329,7 @@ func (p *Proxy) connectUpstream(client net.Conn, host string, port uint32, id []
 		return nil, "", m, errRefused
 	}
 	dst, err := requested(m, host, port)
+	dst.src = addrOf(client.RemoteAddr())
 	if err == nil {
 		// Dialled under pipeCtx, which a drain cut short cancels, so a dial cannot outlast it.
 		var up net.Conn

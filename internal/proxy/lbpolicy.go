@@ -142,6 +142,18 @@ func (r *route) pickFor(req *httpfwd.RequestHead, exclude func(int) bool) (i int
 	return i, ok, cookie
 }
 
+// pickPipe picks an endpoint of r for a pipe to dst: by the client's address under
+// consistentHash useSourceIp, else as the policy picks (a pipe has no header, cookie or query
+// to hash, so those policies pick at random, as Envoy does without a key).
+func (r *route) pickPipe(dst destination, exclude func(int) bool) (int, bool) {
+	if r.picker.Hashing() && r.hash.SourceIP && dst.src.IsValid() {
+		if key, ok, _ := r.hash.Key(balance.HashRequest{Source: dst.src}); ok {
+			return r.picker.PickHash(key, exclude)
+		}
+	}
+	return r.picker.Pick(exclude)
+}
+
 // Responded implements httpfwd.StatusReporter: under outlierDetection an answer's status counts
 // (5xx and gateway errors), as Envoy's outlier detection counts them.
 func (h *httpRouter) Responded(up httpfwd.Upstream, status int) {

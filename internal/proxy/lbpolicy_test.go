@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -277,5 +279,80 @@ spec:
 				t.Fatalf("requests went to %v, want both localities", seen)
 			}
 		})
+	}
+}
+
+// nameServer accepts connections on loopback and answers the first byte of each with its name,
+// then closes it.
+func nameServer(t *testing.T, name string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(make([]byte, 1)); err == nil {
+				c.Write([]byte(name))
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func TestConsistentHashOnTheSourceIPKeepsATunnelsClientOnOneEndpoint(t *testing.T) {
+	t.Parallel()
+	var eps []string
+	for _, name := range []string{"a", "b", "c"} {
+		eps = append(eps, fmt.Sprintf("{address: 127.0.0.1, ports: {tcp: %d}}", nameServer(t, name)))
+	}
+	docs := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db}
+spec:
+  hosts: [db.test]
+  ports: [{number: 7000, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [%s]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db}
+spec:
+  host: db.test
+  trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true}}}
+`, strings.Join(eps, ", "))
+	h := startProxy(t, docs, Config{}, "")
+	seen := map[string]int{}
+	for range 12 {
+		c, status := h.connect(t, "db.test:7000")
+		if status != 200 {
+			t.Fatalf("CONNECT got %d", status)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("?")); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(c)
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[string(b)]++
+	}
+	if len(seen) != 1 {
+		t.Fatalf("tunnels from one client reached %v, want one endpoint", seen)
 	}
 }
