@@ -76,22 +76,41 @@ func TestLeastRequestAvoidsTheBackendHoldingASlowRequest(t *testing.T) {
 	}
 }
 
-func TestConsistentHashOnAHeaderKeepsEachKeyOnOneBackend(t *testing.T) {
+func TestConsistentHashKeepsEachKeyOnOneBackend(t *testing.T) {
 	t.Parallel()
-	a, b, c := newDRBackend(t, "a", nil), newDRBackend(t, "b", nil), newDRBackend(t, "c", nil)
-	h := startProxy(t, drDocs("hash.test", "loadBalancer: {consistentHash: {httpHeaderName: x-user}}", a, b, c), Config{}, "")
-	client := drClient(t, h)
-	where := map[string]string{}
-	for i := range 50 {
-		user := fmt.Sprintf("user-%d", i%5)
-		code, body, _ := fetch(t, client, "http://hash.test/", "X-User: "+user)
-		if code != 200 {
-			t.Fatalf("status %d: %s", code, body)
-		}
-		if prev, ok := where[user]; ok && prev != body {
-			t.Fatalf("%s went to %s, then to %s", user, prev, body)
-		}
-		where[user] = body
+	cases := []struct {
+		name string
+		hash string
+		// request gives the URL and fields of a request with key k.
+		request func(k string) (string, []string)
+	}{
+		{name: "keeps each value of a header on one backend", hash: "{httpHeaderName: x-user}",
+			request: func(k string) (string, []string) { return "http://hash.test/", []string{"X-User: " + k} }},
+		{name: "keeps each value of a query parameter on one backend", hash: "{httpQueryParameterName: user}",
+			request: func(k string) (string, []string) { return "http://hash.test/?a=1&user=" + k, nil }},
+		{name: "keeps one client address on one backend", hash: "{useSourceIp: true}",
+			request: func(string) (string, []string) { return "http://hash.test/", nil }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a, b, c := newDRBackend(t, "a", nil), newDRBackend(t, "b", nil), newDRBackend(t, "c", nil)
+			h := startProxy(t, drDocs("hash.test", "loadBalancer: {consistentHash: "+tc.hash+"}", a, b, c), Config{}, "")
+			client := drClient(t, h)
+			where := map[string]string{}
+			for i := range 50 {
+				key := fmt.Sprintf("user-%d", i%5)
+				url, fields := tc.request(key)
+				code, body, _ := fetch(t, client, url, fields...)
+				if code != 200 {
+					t.Fatalf("status %d: %s", code, body)
+				}
+				if prev, ok := where[key]; ok && prev != body {
+					t.Fatalf("%s went to %s, then to %s", key, prev, body)
+				}
+				where[key] = body
+			}
+		})
 	}
 }
 
