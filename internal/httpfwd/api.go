@@ -54,6 +54,7 @@ type Upstream struct {
 // StatusReporter is a Router that also wants the status of each final response an upstream
 // sent, for outlier detection by status; Responded is called just before Done.
 type StatusReporter interface {
+	// Responded reports the final status up answered with.
 	Responded(up Upstream, status int)
 }
 

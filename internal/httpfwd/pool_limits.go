@@ -46,6 +46,7 @@ type PoolSettings struct {
 // endpoints (Upstream.Limits), so that the limits hold per cluster as Envoy's circuit breakers do.
 // Settings must not change once the value is in use: make a new one for new settings.
 type ClusterLimits struct {
+	// Settings are the limits; they are fixed once the value is in use.
 	Settings PoolSettings
 
 	conns, pending, requests atomic.Int64
