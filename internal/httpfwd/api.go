@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/meshentry/meshentry/internal/telemetry"
@@ -58,8 +59,15 @@ type StatusReporter interface {
 	Responded(up Upstream, status int)
 }
 
-// Field is one header field of a Reject.
+// Field is one header field of a Reject or of Upstream.ResponseFields.
 type Field struct{ Name, Value string }
+
+// addFields adds fields to an HTTP/2 response's header.
+func addFields(h http.Header, fields []Field) {
+	for _, f := range fields {
+		h.Add(f.Name, f.Value)
+	}
+}
 
 // Reject is a response the engine writes instead of forwarding the request.
 type Reject struct {

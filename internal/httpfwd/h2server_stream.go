@@ -32,6 +32,7 @@ type h2Stream struct {
 	url   *url.URL        // the request target as the transports write it; forward sets its Host
 	ctx   context.Context // the client's stream, ended early by a pause past IdleTimeout
 	idle  idleWatch
+	extra []Field // the Upstream's ResponseFields
 }
 
 // serve routes the stream and forwards it, retrying connect failures as the HTTP/1.1 path does.
@@ -200,7 +201,8 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 	h := st.hc.h
 	out, h2c := st.upstreamRequest(up)
 	var rt http.RoundTripper = h.h1
-	ctx := context.WithValue(st.ctx, h2cDialKey{}, &h2cDial{up: *up, timeout: s.lim.ConnectTimeout})
+	st.extra = up.ResponseFields
+	ctx := context.WithValue(st.ctx, h2cDialKey{}, &h2cDial{up: *up, timeout: up.Limits.connectTimeout(s.lim.ConnectTimeout)})
 	var wait capWait
 	if h2c {
 		rt = s.pool.h2c()
@@ -373,6 +375,7 @@ func (st *h2Stream) relay(resp *http.Response) error {
 		}
 		hdr[k] = vs
 	}
+	addFields(hdr, st.extra)
 	w.WriteHeader(resp.StatusCode)
 	flusher, _ := w.(http.Flusher)
 	if flusher != nil && resp.ContentLength != 0 {

@@ -375,3 +375,18 @@ spec:
 		t.Fatalf("tunnels from one client reached %v, want one endpoint", seen)
 	}
 }
+
+func TestAnHTTP2ClientGetsTheHashCookieToo(t *testing.T) {
+	t.Parallel()
+	a, b := newDRBackend(t, "a", nil), newDRBackend(t, "b", nil)
+	h := startProxy(t, drDocs("cookie2.test", "loadBalancer: {consistentHash: {httpCookie: {name: sticky, ttl: 30s}}}", a, b), Config{}, "")
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protocols}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	code, _, hdr := fetch(t, c, "http://"+h.addr+"/", "Host: cookie2.test")
+	if set := hdr.Get("Set-Cookie"); code != 200 || !strings.HasPrefix(set, "sticky=") {
+		t.Fatalf("an HTTP/2 request without the cookie got %d and Set-Cookie %q", code, set)
+	}
+}
