@@ -194,8 +194,11 @@ type dialRecorder struct {
 	deadlines []time.Duration
 	conns     []net.Conn
 	dials     atomic.Int64
-	// hang makes every dial wait for its context; refuse fails it at once.
+	// hang makes every dial wait for its context; refuse fails it at once, as refusing does
+	// every dial to refuseAddr.
 	hang, refuse bool
+	refuseAddr   string
+	refused      atomic.Int64
 }
 
 func (d *dialRecorder) dial(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -209,7 +212,8 @@ func (d *dialRecorder) dial(ctx context.Context, network, addr string) (net.Conn
 	case d.hang:
 		<-ctx.Done()
 		return nil, fmt.Errorf("dial %s: %w", addr, ctx.Err())
-	case d.refuse:
+	case d.refuse, addr == d.refuseAddr:
+		d.refused.Add(1)
 		return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
 	}
 	c, err := (&net.Dialer{KeepAlive: -1}).DialContext(ctx, network, addr)

@@ -390,3 +390,32 @@ func TestAnHTTP2ClientGetsTheHashCookieToo(t *testing.T) {
 		t.Fatalf("an HTTP/2 request without the cookie got %d and Set-Cookie %q", code, set)
 	}
 }
+
+func TestOutlierDetectionCountsConnectFailures(t *testing.T) {
+	t.Parallel()
+	good, dead := newDRBackend(t, "good", nil), newDRBackend(t, "dead", nil)
+	deadAddr := fmt.Sprintf("127.0.0.1:%d", dead.port())
+	d := &dialRecorder{refuseAddr: deadAddr}
+	// Unsplit, a connect failure counts as a 503; the fixed default would need five.
+	traffic := `loadBalancer: {simple: ROUND_ROBIN}
+outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100}`
+	h := startProxy(t, drDocs("odc.test", traffic, good, dead), Config{Dial: d.dial}, "")
+	client := drClient(t, h)
+	for i := 0; d.refused.Load() < 2; i++ {
+		if i > 20 {
+			t.Fatalf("the dead endpoint was tried %d times in 20 requests", d.refused.Load())
+		}
+		if code, body, _ := fetch(t, client, "http://odc.test/"); code != 200 || body != "good" {
+			t.Fatalf("got %d from %s, want the retry to reach the good backend", code, body)
+		}
+	}
+	ejected := false
+	for _, c := range h.p.Clusters() {
+		for _, ep := range c.Endpoints {
+			ejected = ejected || ep.Address == deadAddr && ep.Ejected
+		}
+	}
+	if !ejected {
+		t.Fatal("two connect failures in a row did not eject the endpoint")
+	}
+}
