@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/meshentry/meshentry/internal/telemetry"
@@ -45,10 +46,33 @@ type Upstream struct {
 	// values must be valid field syntax: they are written as given. A Router that keeps the
 	// slice per connection or endpoint adds no allocation.
 	Header []Field
+	// Limits, when set, are the connection-pool limits of the upstream's cluster, shared by the
+	// Upstreams of all its endpoints; nil imposes none.
+	Limits *ClusterLimits
+	// Tag is the Router's own, handed back unchanged in Done; a pointer keeps routing
+	// allocation-free.
+	Tag any
+	// ResponseFields are added to the response the client gets for this request (a Set-Cookie
+	// for consistent hashing, for example).
+	ResponseFields []Field
 }
 
-// Field is one header field of a Reject.
+// StatusReporter is a Router that also wants the status of each final response an upstream
+// sent, for outlier detection by status; Responded is called just before Done.
+type StatusReporter interface {
+	// Responded reports the final status up answered with.
+	Responded(up Upstream, status int)
+}
+
+// Field is one header field of a Reject or of Upstream.ResponseFields.
 type Field struct{ Name, Value string }
+
+// addFields adds fields to an HTTP/2 response's header.
+func addFields(h http.Header, fields []Field) {
+	for _, f := range fields {
+		h.Add(f.Name, f.Value)
+	}
+}
 
 // Reject is a response the engine writes instead of forwarding the request.
 type Reject struct {

@@ -23,7 +23,11 @@ type exchange struct {
 	async    bool // the body is streaming on its own goroutine
 	final    bool // a final response arrived before the body was sent
 	bodyErr  error
-	res      result
+	// status is the upstream's final response status, 0 until one was read.
+	status int
+	// extra are the Upstream's ResponseFields, added to the final response.
+	extra []Field
+	res   result
 }
 
 // result is what roundTrip and its phases return once the exchange is over: whether the
@@ -47,7 +51,7 @@ func (x *exchange) end(keep bool, upErr error, retry bool) *result {
 // exchange ended in it.
 func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry bool) (keep bool, upErr error, retry bool) {
 	x := &c.ex
-	*x = exchange{start: start, uc: uc, key: up.Key, staleOK: mayRetry && uc.reused, hasBody: c.req.HasBody()}
+	*x = exchange{start: start, uc: uc, key: up.Key, staleOK: mayRetry && uc.reused, hasBody: c.req.HasBody(), extra: up.ResponseFields}
 	x.bodyDone = !x.hasBody
 	c.current.Store(uc)
 	defer c.current.Store(nil)
@@ -194,6 +198,8 @@ func (c *conn) upgrade(x *exchange) *result {
 // relayResponse writes the response head and body to the client and settles both connections.
 func (c *conn) relayResponse(x *exchange) *result {
 	lim, req, resp, uc := &c.s.lim, &c.req, &c.resp, x.uc
+	x.status = resp.status
+	uc.served++
 	c.tel.answered(c.s)
 	f := responseFraming(req.Method, req.ProtoMinor, resp)
 	keep := keepClient(req, f, x.bodyDone, c.s.shutting.Load())

@@ -39,9 +39,19 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 		s.OnConnect(ctx, req, c.nc, buffered)
 		return false
 	}
+	return c.forwardRequest(ctx, start)
+}
 
+// forwardRequest routes the request, connects (retrying other upstreams as the Router says)
+// and runs the round trip; it reports whether the client connection may carry another request.
+func (c *conn) forwardRequest(ctx context.Context, start time.Time) bool {
+	s := c.s
+	req := &c.req
 	var up Upstream
 	var uc *upConn
+	// held is the cluster whose in-flight request slot this request holds (http2MaxRequests).
+	var held *ClusterLimits
+	defer func() { held.endRequest() }()
 	for attempt := 0; ; attempt++ {
 		var rej *Reject
 		up, rej = s.Router.Route(req, attempt)
@@ -53,52 +63,80 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 		}
 		c.rec.Upstream = up.Key
 		c.tel.route(&up)
+		if up.Limits != nil && held == nil {
+			if !up.Limits.beginRequest() {
+				err := fmt.Errorf("%w: %d requests in flight to the cluster", ErrOverflow, up.Limits.Settings.MaxRequests)
+				s.Router.Done(up, err)
+				return c.overflow(start, err)
+			}
+			held = up.Limits
+		}
 		if up.Protocol == H2C {
 			keep, retry := c.serveH2C(ctx, start, &up)
 			if !retry {
 				return keep
 			}
-			if attempt+1 >= s.lim.MaxAttempts {
+			if attempt+1 >= up.Limits.maxAttempts(s.lim.MaxAttempts) {
 				return c.connectFailed(start, attempt, ErrConnect)
 			}
 			continue
 		}
 		var err error
-		if uc = s.pool.get(up.Key, start); uc != nil {
-			break
-		}
-		if uc, err = c.dial(ctx, &up); err == nil {
+		if uc, err = c.connect(ctx, &up, start); err == nil {
 			break
 		}
 		s.Router.Done(up, err)
-		if errors.Is(err, ErrLoop) {
+		switch {
+		case errors.Is(err, ErrLoop):
 			s.stats.loops.Add(1)
 			return c.fail(start, 508, "loop detected", err)
+		case errors.Is(err, ErrOverflow):
+			return c.overflow(start, err)
 		}
 		c.logFailure(slog.LevelDebug, "upstream connect attempt failed", 0, fmt.Errorf("attempt %d: %w", attempt, err))
-		if attempt+1 >= s.lim.MaxAttempts {
+		if attempt+1 >= up.Limits.maxAttempts(s.lim.MaxAttempts) {
 			return c.connectFailed(start, attempt, err)
 		}
 	}
 	for retried := false; ; retried = true {
 		keep, upErr, retry := c.roundTrip(start, uc, &up, !retried)
 		if !retry {
-			s.Router.Done(up, upErr)
+			s.done(up, c.ex.status, upErr)
 			return keep
 		}
 		// The pooled connection had been closed by the upstream before our request reached
 		// it; nothing was processed, so a fresh connection may carry it.
 		var err error
-		if uc, err = c.dial(ctx, &up); err != nil {
+		if uc, err = c.redial(ctx, &up); err != nil {
 			s.Router.Done(up, err)
+			if errors.Is(err, ErrOverflow) {
+				return c.overflow(start, err)
+			}
 			return c.fail(start, 503, connectReason(err), err)
 		}
 	}
 }
 
-// dial opens a new connection to up within the connect timeout.
+// overflow answers a request a cluster's connection-pool limit refused: 503 at once, flagged UO.
+func (c *conn) overflow(start time.Time, err error) bool {
+	c.tel.flags |= telemetry.UpstreamOverflow
+	return c.fail(start, 503, "upstream connection pool limit reached", err)
+}
+
+// done reports how a request ended to the Router, and the response status first to a Router
+// that is a StatusReporter.
+func (s *Server) done(up Upstream, status int, err error) {
+	if sr, ok := s.Router.(StatusReporter); ok && status != 0 && err == nil {
+		sr.Responded(up, status)
+	}
+	s.Router.Done(up, err)
+}
+
+// dial opens a new connection to up within the connect timeout. With up.Limits set the caller
+// has claimed the connection's slot, which closing the connection (or a failed dial) frees.
 func (c *conn) dial(ctx context.Context, up *Upstream) (*upConn, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.s.lim.ConnectTimeout)
+	lim := up.Limits
+	ctx, cancel := context.WithTimeout(ctx, lim.connectTimeout(c.s.lim.ConnectTimeout))
 	defer cancel()
 	var nc net.Conn
 	var err error
@@ -109,9 +147,30 @@ func (c *conn) dial(ctx context.Context, up *Upstream) (*upConn, error) {
 		nc, err = d.DialContext(ctx, "tcp", up.Addr)
 	}
 	if err != nil {
+		if lim != nil {
+			lim.ReleaseConn()
+		}
 		return nil, fmt.Errorf("%w: %s: %w", ErrConnect, up.Key, err)
 	}
-	return newUpConn(up.Key, nc), nil
+	if lim == nil {
+		return newUpConn(up.Key, nc), nil
+	}
+	if err := lim.SetKeepAlive(nc); err != nil {
+		c.logFailure(slog.LevelDebug, "upstream keepalive not set", 0, err)
+	}
+	uc := newUpConn(up.Key, nc)
+	uc.nc = LimitConn(nc, lim) // the socket stays peekable through uc.raw
+	uc.lim = lim
+	return uc, nil
+}
+
+// redial opens a fresh connection for a request whose pooled one had gone stale, within the
+// cluster's connection limit.
+func (c *conn) redial(ctx context.Context, up *Upstream) (*upConn, error) {
+	if up.Limits != nil && !up.Limits.TakeConn() {
+		return nil, fmt.Errorf("%w: %d connections open to the cluster", ErrOverflow, up.Limits.Settings.MaxConnections)
+	}
+	return c.dial(ctx, up)
 }
 
 // upstreamFailed handles an upstream connection that failed before a response arrived: it asks

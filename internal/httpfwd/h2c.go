@@ -168,6 +168,7 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 	if req.WantsUpgrade() {
 		return c.fail(start, 501, "protocol upgrades to an h2c upstream are not supported", nil), false
 	}
+	c.ex.extra = up.ResponseFields
 	hreq, err := c.h2cRequest(up)
 	if err != nil {
 		c.tel.flags |= telemetry.DownstreamProtocolError
@@ -194,7 +195,7 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 			hreq.ContentLength = -1
 		}
 	}
-	dial := &h2cDial{up: *up, timeout: s.lim.ConnectTimeout}
+	dial := &h2cDial{up: *up, timeout: up.Limits.connectTimeout(s.lim.ConnectTimeout)}
 	hreq = hreq.WithContext(context.WithValue(ctx, h2cDialKey{}, dial))
 	c.tel.sending(s)
 	resp, err := s.pool.h2c().RoundTrip(hreq)
@@ -225,7 +226,7 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 	}
 	defer resp.Body.Close()
 	keep, upErr := c.relayH2CResponse(resp, body, watch)
-	s.Router.Done(*up, upErr)
+	s.done(*up, resp.StatusCode, upErr)
 	c.logAccess(start, up.Key, resp.StatusCode, upErr)
 	return keep, false
 }
@@ -254,6 +255,7 @@ func (c *conn) relayH2CResponse(resp *http.Response, body *h2cBody, watch *idleW
 		}
 		c.writeField(k, vs)
 	}
+	c.writeExtra()
 	switch {
 	case noBody && resp.ContentLength >= 0 && req.Method == "HEAD":
 		w.WriteString("Content-Length: ")

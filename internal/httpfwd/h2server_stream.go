@@ -33,6 +33,7 @@ type h2Stream struct {
 	url   *url.URL        // the request target as the transports write it; forward sets its Host
 	ctx   context.Context // the client's stream, ended early by a pause past IdleTimeout
 	idle  idleWatch
+	extra []Field // the Upstream's ResponseFields
 }
 
 // serve routes the stream and forwards it, retrying connect failures as the HTTP/1.1 path does.
@@ -75,6 +76,8 @@ func (st *h2Stream) serve() {
 	if st.r.Body != nil && st.r.Body != http.NoBody {
 		st.body = &h2ReqBody{r: st.r.Body, idle: &st.idle, from: st.r.Trailer, maxFields: s.lim.MaxHeaders}
 	}
+	var held *ClusterLimits // the cluster whose in-flight slot the stream holds
+	defer func() { held.endRequest() }()
 	for attempt := 0; ; attempt++ {
 		up, rej := s.Router.Route(&st.head, attempt)
 		if rej != nil {
@@ -86,12 +89,15 @@ func (st *h2Stream) serve() {
 		}
 		st.rec.Upstream = up.Key
 		st.tel.route(&up)
+		if !st.admit(&up, &held) {
+			return
+		}
 		retry, err := st.forward(&up)
 		if !retry {
 			return
 		}
 		st.logFailure(slog.LevelDebug, "upstream connect attempt failed", 0, fmt.Errorf("attempt %d: %w", attempt, err))
-		if attempt+1 >= s.lim.MaxAttempts {
+		if attempt+1 >= up.Limits.maxAttempts(s.lim.MaxAttempts) {
 			st.tel.exhausted(attempt)
 			st.fail(503, connectReason(err), err)
 			return
@@ -196,7 +202,8 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 	h := st.hc.h
 	out, h2c := st.upstreamRequest(up)
 	var rt http.RoundTripper = h.h1
-	ctx := context.WithValue(st.ctx, h2cDialKey{}, &h2cDial{up: *up, timeout: s.lim.ConnectTimeout})
+	st.extra = up.ResponseFields
+	ctx := context.WithValue(st.ctx, h2cDialKey{}, &h2cDial{up: *up, timeout: up.Limits.connectTimeout(s.lim.ConnectTimeout)})
 	var wait capWait
 	if h2c {
 		rt = s.pool.h2c()
@@ -233,7 +240,7 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 		return false, nil
 	}
 	upErr := st.relay(resp)
-	s.Router.Done(*up, upErr)
+	s.done(*up, resp.StatusCode, upErr)
 	st.log(resp.StatusCode, upErr)
 	if upErr != nil {
 		// The response broke off: reset the stream, so the client does not take a cut
@@ -373,6 +380,7 @@ func (st *h2Stream) relay(resp *http.Response) error {
 		}
 		hdr[k] = vs
 	}
+	addFields(hdr, st.extra)
 	w.WriteHeader(resp.StatusCode)
 	flusher, _ := w.(http.Flusher)
 	if flusher != nil && resp.ContentLength != 0 {

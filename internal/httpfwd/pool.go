@@ -22,10 +22,12 @@ type Pool struct {
 	count  int
 	closed bool
 	// keep is the last Retain's filter: connections handed back under a key it rejects are closed.
-	keep   func(key string) bool
-	sweep  *time.Timer
-	h2Once sync.Once
-	h2     *http.Transport // shared by all h2c upstreams, created on first use
+	keep  func(key string) bool
+	sweep *time.Timer
+	// sweepAt is when sweep fires, so a connection due earlier can bring it forward.
+	sweepAt time.Time
+	h2Once  sync.Once
+	h2      *http.Transport // shared by all h2c upstreams, created on first use
 }
 
 // upConn is one upstream connection; the reader and writer belong to the request using it.
@@ -34,6 +36,10 @@ type upConn struct {
 	nc        net.Conn
 	idleSince time.Time
 	reused    bool // served a request before, so it may have been closed by the server meanwhile
+	// lim is the cluster limits the connection counts against, nil when none; served counts
+	// the responses it carried, for lim's MaxRequestsPerConn.
+	lim    *ClusterLimits
+	served int64
 
 	// The socket, when nc has one, and the function peeking at it: made once per connection
 	// so that checking an idle connection allocates nothing.
@@ -156,7 +162,7 @@ func (p *Pool) get(key string, now time.Time) *upConn {
 		p.idle[key] = list[:len(list)-1]
 		p.count--
 		p.mu.Unlock()
-		if now.Sub(uc.idleSince) < timeout && uc.quiet() {
+		if now.Sub(uc.idleSince) < uc.idleTimeout(timeout) && uc.quiet() {
 			uc.reused = true
 			return uc
 		}
@@ -167,6 +173,10 @@ func (p *Pool) get(key string, now time.Time) *upConn {
 // put offers a connection whose last response was read completely; it is closed when the pool
 // is full or closed.
 func (p *Pool) put(uc *upConn, now time.Time) {
+	if uc.lim != nil && uc.lim.Settings.MaxRequestsPerConn > 0 && uc.served >= uc.lim.Settings.MaxRequestsPerConn {
+		uc.nc.Close() // frees the slot and wakes a waiter
+		return
+	}
 	p.mu.Lock()
 	list := p.idle[uc.key]
 	if p.closed || len(list) >= p.maxIdle() || p.retiredLocked(uc.key) {
@@ -180,25 +190,46 @@ func (p *Pool) put(uc *upConn, now time.Time) {
 	uc.idleSince = now
 	p.idle[uc.key] = append(list, uc)
 	p.count++
-	if p.sweep == nil {
-		p.sweep = time.AfterFunc(p.idleTimeout(), p.expire)
+	due := now.Add(uc.idleTimeout(p.idleTimeout()))
+	switch {
+	case p.sweep == nil:
+		p.sweep = time.AfterFunc(due.Sub(now), p.expire)
+		p.sweepAt = due
+	case due.Before(p.sweepAt):
+		// A cluster with a shorter idleTimeout: sweep for it in time.
+		p.sweep.Reset(due.Sub(now))
+		p.sweepAt = due
 	}
 	p.mu.Unlock()
+	if uc.lim != nil {
+		uc.lim.notify() // a request waiting for a connection of the cluster may take this one
+	}
+}
+
+// idleTimeout is the connection's idle timeout: its cluster's, else def.
+func (uc *upConn) idleTimeout(def time.Duration) time.Duration {
+	if uc.lim != nil && uc.lim.Settings.IdleTimeout > 0 {
+		return uc.lim.Settings.IdleTimeout
+	}
+	return def
 }
 
 // expire closes connections idle for too long, so a key no longer used does not hold sockets.
 func (p *Pool) expire() {
 	timeout := p.idleTimeout()
 	now := time.Now()
+	next := timeout / 2
 	var stale []*upConn
 	p.mu.Lock()
 	for key, list := range p.idle {
 		keep := list[:0]
 		for _, uc := range list {
-			if now.Sub(uc.idleSince) >= timeout {
+			t := uc.idleTimeout(timeout)
+			if left := t - now.Sub(uc.idleSince); left <= 0 {
 				stale = append(stale, uc)
 			} else {
 				keep = append(keep, uc)
+				next = min(next, max(left, time.Millisecond))
 			}
 		}
 		clear(list[len(keep):])
@@ -210,7 +241,8 @@ func (p *Pool) expire() {
 	}
 	p.count -= len(stale)
 	if p.count > 0 && !p.closed {
-		p.sweep.Reset(timeout / 2)
+		p.sweep.Reset(next)
+		p.sweepAt = now.Add(next)
 	} else {
 		p.sweep = nil
 	}

@@ -102,6 +102,9 @@ func (c *conn) writeResponseHead(keep, dechunk bool) {
 	if resp.has(flagTE) && !dechunk {
 		c.writeCodings()
 	}
+	if resp.status >= 200 {
+		c.writeExtra()
+	}
 	switch {
 	case upgrade || resp.status < 200:
 	case !keep:
@@ -110,6 +113,16 @@ func (c *conn) writeResponseHead(keep, dechunk bool) {
 		w.WriteString("Connection: keep-alive\r\n")
 	}
 	w.WriteString("\r\n")
+}
+
+// writeExtra writes the Upstream's ResponseFields into a final response head.
+func (c *conn) writeExtra() {
+	for _, f := range c.ex.extra {
+		c.bw.WriteString(f.Name)
+		c.bw.WriteString(": ")
+		writeSanitized(c, f.Value)
+		c.bw.WriteString("\r\n")
+	}
 }
 
 // writeCodings writes the response's transfer codings as one field of bare names, so that the

@@ -187,7 +187,7 @@ func (p *Proxy) Clusters() []Cluster {
 			seen[port.Cluster] = true
 			c := Cluster{Name: port.Cluster, Host: svc.Host, Namespace: svc.Namespace, Port: port.Number, Resolution: svc.Resolution}
 			for j := range port.Endpoints {
-				c.Endpoints = append(c.Endpoints, p.endpointStatus(svc, &port.Endpoints[j]))
+				c.Endpoints = append(c.Endpoints, p.endpointStatus(svc, &port.Endpoints[j], p.healthOf(port)))
 			}
 			out = append(out, c)
 		}
@@ -196,12 +196,12 @@ func (p *Proxy) Clusters() []Cluster {
 }
 
 // endpointStatus reads one endpoint's state.
-func (p *Proxy) endpointStatus(svc *registry.Service, ep *registry.Endpoint) EndpointStatus {
+func (p *Proxy) endpointStatus(svc *registry.Service, ep *registry.Endpoint, h *balance.Health) EndpointStatus {
 	key := healthKey(ep)
 	loc := balance.ParseLocality(ep.Locality)
 	st := EndpointStatus{
 		Address: ep.Dial(), Unix: ep.Unix, Weight: max(ep.Weight, 1), Locality: loc, Network: ep.Network,
-		Priority: balance.Priority(p.locality, loc), Ejected: p.health.Ejected(key), Failing: p.health.Failing(key),
+		Priority: balance.Priority(p.locality, loc), Ejected: h.Ejected(key), Failing: h.Failing(key),
 		Counts: p.counts.of(key).load(),
 	}
 	if !ep.Unix && !ep.IP.IsValid() {

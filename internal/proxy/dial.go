@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/meshentry/meshentry/internal/balance"
+	"github.com/meshentry/meshentry/internal/httpfwd"
 	"github.com/meshentry/meshentry/internal/registry"
 )
 
@@ -16,6 +18,8 @@ type destination struct {
 	host string
 	port uint32
 	orig netip.AddrPort
+	// src is the client's address when known, for consistentHash useSourceIp on pipes.
+	src netip.Addr
 }
 
 var (
@@ -93,22 +97,28 @@ func (p *Proxy) dialMatch(ctx context.Context, t *table, m registry.Match, dst d
 	if err := r.tls.refusal(); err != nil {
 		return nil, "", err
 	}
+	if r.picker.Passthrough() {
+		return p.secureDialed(ctx, t, m, dst.host)(p.dialOriginal(ctx, dst))
+	}
 	// tried excludes single-address endpoints that failed and names that did not resolve; a DNS
 	// endpoint that connected to a failing address moves on to its other addresses, and is excluded
 	// once none is left (exhausted).
 	var tried uint64
 	retrying := false
-	exclude := func(i int) bool { return i < 64 && tried&(1<<i) != 0 || retrying && r.exhausted(i, p.health) }
+	exclude := func(i int) bool { return i < 64 && tried&(1<<i) != 0 || retrying && r.exhausted(i, r.health) }
 	var errs []error
 	for attempt := 0; attempt < p.cfg.MaxAttempts; attempt++ {
-		i, ok := r.picker.Pick(exclude)
+		i, ok := r.pickPipe(dst, exclude)
 		if !ok {
 			break
 		}
 		c, key, err := p.dialEndpoint(ctx, r, i, attempt > 0)
 		if err == nil {
-			p.reportSuccess(key)
+			p.reportSuccess(r.health, key)
 			return c, key, nil
+		}
+		if errors.Is(err, httpfwd.ErrOverflow) {
+			return nil, "", err
 		}
 		if ctx.Err() != nil {
 			return nil, "", ctx.Err()
@@ -116,7 +126,7 @@ func (p *Proxy) dialMatch(ctx context.Context, t *table, m registry.Match, dst d
 		if errors.Is(err, errLoop) {
 			return nil, "", err
 		}
-		p.reportFailure(key)
+		p.reportFailure(r.health, key)
 		retrying = true
 		if _, addr := splitKey(key); i < 64 && (r.eps[i].up.Key != "" || addr == "") {
 			tried |= 1 << i
@@ -131,10 +141,36 @@ func (p *Proxy) dialMatch(ctx context.Context, t *table, m registry.Match, dst d
 
 // dialEndpoint connects to endpoint i of r and returns the upstream's pool key, which carries the
 // health keys to report the outcome under.
+// Under a connectionPool the pipe counts against the cluster's maxConnections (refused at once
+// with ErrOverflow beyond it, as Envoy's tcp_proxy does) and takes its connectTimeout.
 func (p *Proxy) dialEndpoint(ctx context.Context, r *route, i int, retry bool) (net.Conn, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.ConnectTimeout)
+	lim := r.limits
+	if lim != nil && !lim.TakeConn() {
+		return nil, r.eps[i].key, fmt.Errorf("%s: %w", r.port.Cluster, httpfwd.ErrOverflow)
+	}
+	c, key, err := p.dialEndpointIn(ctx, r, i, retry)
+	if lim == nil {
+		return c, key, err
+	}
+	if err != nil {
+		lim.ReleaseConn()
+		return nil, key, err
+	}
+	if err := lim.SetKeepAlive(c); err != nil {
+		p.log.Debug("upstream keepalive not set", "cluster", r.port.Cluster, "err", err)
+	}
+	return httpfwd.LimitConn(c, lim), key, nil
+}
+
+// dialEndpointIn dials endpoint i of r within the connect timeout.
+func (p *Proxy) dialEndpointIn(ctx context.Context, r *route, i int, retry bool) (net.Conn, string, error) {
+	timeout := p.cfg.ConnectTimeout
+	if r.limits != nil && r.limits.Settings.ConnectTimeout > 0 {
+		timeout = r.limits.Settings.ConnectTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	up, err := r.upstream(ctx, i, p.cfg.Resolver, p.health, retry)
+	up, err := r.upstream(ctx, i, p.cfg.Resolver, r.health, retry)
 	if err != nil {
 		return nil, r.eps[i].key, err
 	}
@@ -146,24 +182,24 @@ func (p *Proxy) dialEndpoint(ctx context.Context, r *route, i int, retry bool) (
 	return c, up.Key, err
 }
 
-// reportSuccess ends the failure streaks of the endpoint and address a pool key names.
-func (p *Proxy) reportSuccess(key string) {
+// reportSuccess ends the failure streaks in h of the endpoint and address a pool key names.
+func (p *Proxy) reportSuccess(h *balance.Health, key string) {
 	ep, addr := splitKey(key)
-	p.health.ReportSuccess(ep)
+	h.ReportSuccess(ep)
 	if addr != "" {
-		p.health.ReportSuccess(addr)
+		h.ReportSuccess(addr)
 	}
 }
 
-// reportFailure counts a connect failure against the endpoint and address a pool key names.
-func (p *Proxy) reportFailure(key string) {
+// reportFailure counts a connect failure in h against the endpoint and address a pool key names.
+func (p *Proxy) reportFailure(h *balance.Health, key string) {
 	ep, addr := splitKey(key)
 	p.counts.connectFailed(ep)
-	if addr != "" && p.health.ReportFailure(addr) {
+	if addr != "" && h.ReportFailure(addr) {
 		p.counts.ejected(ep)
 		p.log.Warn("address ejected after consecutive connect failures", "endpoint", ep, "address", addr)
 	}
-	if p.health.ReportFailure(ep) {
+	if h.ReportFailure(ep) {
 		p.counts.ejected(ep)
 		p.log.Warn("endpoint ejected after consecutive connect failures", "endpoint", ep)
 	}

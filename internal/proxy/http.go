@@ -68,7 +68,26 @@ func (h *httpRouter) route(t *table, req *httpfwd.RequestHead, attempt int, mp *
 		up, rej := p.originalUpstream(destination{host: name, port: dst.port}, m.Cluster, req.RequestID)
 		return p.secureOriginal(t, m, name, req.RequestID, up, rej)
 	}
+	if r := t.route(m.Service, m.Port, p); r.picker.Passthrough() {
+		// loadBalancer PASSTHROUGH: where the application sent it, as for resolution NONE.
+		if !h.captured {
+			d, err := requested(m, req.Host, dst.port)
+			if err != nil || !d.orig.IsValid() && d.host == "" {
+				return httpfwd.Upstream{}, p.rejectFor(firstErr(err, errUndeclaredIP), req.RequestID, req.Host, dst.port, m.Cluster)
+			}
+			dst = d
+		}
+		return p.originalUpstream(dst, m.Cluster, req.RequestID)
+	}
 	return p.endpointUpstream(t, m, req, attempt)
+}
+
+// firstErr returns a when set, else b.
+func firstErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
 }
 
 // endpointUpstream picks an endpoint of a STATIC or DNS service for req.
@@ -85,27 +104,33 @@ func (p *Proxy) endpointUpstream(t *table, m registry.Match, req *httpfwd.Reques
 	// that connected to a failing address stays eligible while it has other addresses to offer.
 	retry := attempt > 0
 	exclude := func(i int) bool {
-		return i < 64 && req.RouteState&(1<<i) != 0 || retry && r.exhausted(i, p.health)
+		return i < 64 && req.RouteState&(1<<i) != 0 || retry && r.exhausted(i, r.health)
 	}
 	var lastErr error
 	for range r.eps {
-		i, ok := r.picker.Pick(exclude)
+		i, ok, setCookie := r.pickFor(req, exclude)
 		if !ok {
 			break
 		}
 		if i < 64 && r.eps[i].up.Key != "" {
 			req.RouteState |= 1 << i
 		}
-		up, err := r.upstream(p.ctx, i, p.cfg.Resolver, p.health, retry)
+		up, err := r.upstream(p.ctx, i, p.cfg.Resolver, r.health, retry)
 		if err == nil {
 			if up.Addr != "" && p.sec.isSelfAddr(up.Addr) {
 				return httpfwd.Upstream{}, p.rejectFor(errLoop, req.RequestID, req.Host, uint32(req.Port), r.port.Cluster)
 			}
 			p.counts.requestRouted(up.Key)
+			if r.policy != nil {
+				r.picker.Begin(i) // Done ends it, for LEAST_REQUEST
+			}
+			if setCookie != "" {
+				up.ResponseFields = []httpfwd.Field{{Name: "Set-Cookie", Value: setCookie}}
+			}
 			return up, nil
 		}
 		// The name did not resolve: count it against the endpoint and try another one now.
-		p.reportFailure(r.eps[i].key)
+		p.reportFailure(r.health, r.eps[i].key)
 		lastErr = err
 		if i < 64 {
 			req.RouteState |= 1 << i
@@ -124,12 +149,15 @@ func (h *httpRouter) Done(up httpfwd.Upstream, err error) {
 		// The application's own destination: no endpoint of ours to judge.
 		return
 	}
+	if h.policyDone(up, err) {
+		return
+	}
 	h.p.counts.requestDone(up.Key, err)
 	switch {
 	case err == nil:
-		h.p.reportSuccess(up.Key)
+		h.p.reportSuccess(h.p.health, up.Key)
 	case errors.Is(err, httpfwd.ErrConnect):
-		h.p.reportFailure(up.Key)
+		h.p.reportFailure(h.p.health, up.Key)
 	}
 }
 
@@ -174,6 +202,8 @@ func failure(err error, host string, port uint32, cluster string) (status int, r
 		return 502, fmt.Sprintf("%s does not declare the IP address %s; name the host instead", cluster, host)
 	case errors.Is(err, errNoName):
 		return 502, cluster + " has resolution DYNAMIC_DNS and the request names no host to resolve"
+	case errors.Is(err, httpfwd.ErrOverflow):
+		return 503, "the connection pool limit of " + cluster + " is reached"
 	}
 	if cluster == "" {
 		cluster = host
@@ -303,6 +333,7 @@ func (p *Proxy) connectUpstream(client net.Conn, host string, port uint32, id []
 		return nil, "", m, errRefused
 	}
 	dst, err := requested(m, host, port)
+	dst.src = addrOf(client.RemoteAddr())
 	if err == nil {
 		// Dialled under pipeCtx, which a drain cut short cancels, so a dial cannot outlast it.
 		var up net.Conn

@@ -111,6 +111,8 @@ type Proxy struct {
 	wg       sync.WaitGroup
 	// drainClosed counts connections still open when a drain was cut short.
 	drainClosed atomic.Uint64
+	// dr is the per-cluster state DestinationRules need across snapshots (lbpolicy.go).
+	dr drState
 }
 
 // New makes a proxy serving snap until Update gives it another.

@@ -13,6 +13,9 @@ type Stats struct {
 	// TLSHandshakeFailures counts upstream TLS handshakes that failed: a server refused by its
 	// certificate, a client certificate refused, a handshake that timed out.
 	TLSHandshakeFailures uint64
+	// PoolOverflows counts requests and connections a DestinationRule's connectionPool limit
+	// refused (Envoy's upstream_rq_pending_overflow and upstream_cx_overflow, summed).
+	PoolOverflows uint64
 }
 
 // counters are the live counters behind Stats; each is bumped where its event happens.
@@ -26,10 +29,10 @@ type counters struct {
 // Stats returns the proxy's counters.
 func (p *Proxy) Stats() Stats {
 	return Stats{
-		RefusedAtCap:  p.stats.refusedAtCap.Load(),
-		IdleClosed:    p.stats.idleClosed.Load(),
-		HealthEvicted: p.health.Evicted(),
-
+		RefusedAtCap:         p.stats.refusedAtCap.Load(),
+		IdleClosed:           p.stats.idleClosed.Load(),
+		HealthEvicted:        p.health.Evicted(),
 		TLSHandshakeFailures: p.stats.tlsHandshakeFailures.Load(),
+		PoolOverflows:        p.dr.limits.overflows(),
 	}
 }

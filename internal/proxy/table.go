@@ -47,11 +47,22 @@ type route struct {
 	// tls is how connections to the endpoints are secured (tls.go); secure wraps a Dial in it.
 	tls    routeTLS
 	secure func(o *originTLS, cluster string, last *atomic.Pointer[handshakeError], dial func(context.Context) (net.Conn, error)) func(context.Context) (net.Conn, error)
+	// health tracks the endpoints' ejections: the proxy's, or the cluster's own when the
+	// DestinationRule sets outlierDetection (then outlier is set and answers count by status).
+	health  *balance.Health
+	outlier bool
+	// hash is the consistent-hash key's source when the picker hashes.
+	hash balance.HashPolicy
+	// limits are the cluster's connection-pool limits, nil when its DestinationRule sets none.
+	limits *httpfwd.ClusterLimits
 }
 
 // endpoint is one endpoint of a route with what dialling it needs.
 type endpoint struct {
 	ep *registry.Endpoint
+	// r and i locate the endpoint in its route, for Done (Upstream.Tag points here).
+	r *route
+	i int
 	// key identifies the endpoint for health tracking, across snapshots.
 	key string
 	// up is the ready-made upstream for IP and unix endpoints.
@@ -86,7 +97,9 @@ func (t *table) route(svc *registry.Service, port *registry.Port, p *Proxy) *rou
 
 // newRoute builds a port's route under applied, the DestinationRule for it (nil for none).
 func newRoute(svc *registry.Service, port *registry.Port, p *Proxy, applied *policy.Applied) *route {
-	r := &route{svc: svc, port: port, policy: applied, eps: make([]endpoint, len(port.Endpoints)), newDial: p.guardedDialer}
+	rp := p.policyFor(port, applied)
+	r := &route{svc: svc, port: port, policy: applied, eps: make([]endpoint, len(port.Endpoints)), newDial: p.guardedDialer,
+		health: rp.health, outlier: rp.outlier, hash: rp.cfg.Hash, limits: rp.limits}
 	r.tls, r.secure = p.newRouteTLS(svc, port, applied), p.withTLS
 	switch strings.ToUpper(port.Protocol) {
 	case "HTTP2", "GRPC":
@@ -96,7 +109,7 @@ func newRoute(svc *registry.Service, port *registry.Port, p *Proxy, applied *pol
 	for i := range port.Endpoints {
 		ep := &port.Endpoints[i]
 		e := &r.eps[i]
-		e.ep = ep
+		e.ep, e.r, e.i = ep, r, i
 		e.key = healthKey(ep)
 		e.tls = r.tls.forEndpoint(ep)
 		switch {
@@ -108,9 +121,14 @@ func newRoute(svc *registry.Service, port *registry.Port, p *Proxy, applied *pol
 		case ep.IP.IsValid():
 			e.up = httpfwd.Upstream{Addr: e.key, Key: r.poolKey(e, e.key), Protocol: r.proto, Dial: p.withTLS(e.tls, port.Cluster, &e.tlsFailed, p.guardedDialer(e.key))}
 		}
-		targets[i] = balance.Target{Key: e.key, Weight: ep.Weight, Locality: ep.Locality, Network: ep.Network}
+		e.up.Tag, e.up.Limits = e, r.limits
+		targets[i] = balance.Target{Key: e.key, Weight: ep.Weight, Locality: ep.Locality, Network: ep.Network, Labels: ep.Labels}
 	}
-	r.picker = balance.NewPicker(targets, p.locality, p.cfg.Network, p.health)
+	if applied == nil {
+		r.picker = balance.NewPicker(targets, p.locality, p.cfg.Network, p.health)
+	} else {
+		r.picker = balance.NewPolicyPicker(targets, balance.Client{Locality: p.locality, Network: p.cfg.Network, Labels: p.cfg.Labels}, r.health, rp.cfg)
+	}
 	return r
 }
 
@@ -178,7 +196,7 @@ func (r *route) upstream(ctx context.Context, i int, res *resolve.Resolver, h *b
 			// The pool key carries the address so pooled connections follow the DNS answer when it
 			// changes; it is "name:port|ip:port", both halves health keys (see splitKey).
 			set.ups[j] = httpfwd.Upstream{Addr: hp, Key: r.poolKey(e, e.key+"|"+hp), Protocol: r.proto,
-				Dial: r.tlsDial(e, r.newDial(hp))}
+				Dial: r.tlsDial(e, r.newDial(hp)), Tag: e, Limits: r.limits}
 		}
 		e.resolved.Store(set)
 	}

@@ -73,6 +73,8 @@ func (h *httpRouter) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstr
 // endpoints could not be found (a name that does not resolve, no endpoints), none for a loop.
 func refusalFlags(err error) telemetry.Flags {
 	switch {
+	case errors.Is(err, httpfwd.ErrOverflow):
+		return telemetry.UpstreamOverflow
 	case errors.Is(err, errLoop):
 		return 0
 	case errors.Is(err, errRefused), errors.Is(err, errUndeclaredIP), errors.Is(err, errNoName):

@@ -25,6 +25,7 @@ func (p *Proxy) Update(snap *registry.Snapshot) {
 	}
 	p.table.Store(p.newTable(snap))
 	p.counts.retain(live)
+	p.drRetain(snap)
 	if n := p.health.Retain(func(key string) bool { _, ok := live[key]; return ok }); n > 0 {
 		p.log.Debug("dropped health records of endpoints that are gone", "records", n)
 	}
