@@ -68,7 +68,7 @@ func describePolicy(idx *policy.Index, svc *registry.Service, p *registry.Port, 
 	for _, s := range a.Subsets {
 		desc := s.Name
 		if len(s.Labels) > 0 {
-			desc += " (" + labelList(s.Labels) + ")"
+			desc += " (" + policy.LabelString(s.Labels) + ")"
 		}
 		if d := subsetDiff(tp, s.Traffic); d != "" {
 			desc += " with " + d
@@ -234,18 +234,6 @@ func walk(prefix string, v any, out *[]string) {
 		b, _ := json.Marshal(t)
 		*out = append(*out, prefix+" "+strings.Trim(string(b), `"`))
 	}
-}
-
-func labelList(m map[string]string) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for i, k := range keys {
-		keys[i] = k + "=" + m[k]
-	}
-	return strings.Join(keys, ",")
 }
 
 // writeText prints the policy lines of the text report.

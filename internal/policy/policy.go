@@ -100,7 +100,7 @@ func (a *Applied) Why() string {
 	}
 	s := host + " in " + where
 	if len(a.Selector) > 0 {
-		s += "; its workloadSelector " + labelString(a.Selector) + " matches the proxy's labels"
+		s += "; its workloadSelector " + LabelString(a.Selector) + " matches the proxy's labels"
 	}
 	if a.PortLevel != 0 {
 		s += fmt.Sprintf("; its portLevelSettings for port %d replace the whole top-level policy there (what they omit takes the default)", a.PortLevel)
@@ -121,8 +121,8 @@ func (a *Applied) Subset(name string) *Subset {
 	return nil
 }
 
-// labelString writes labels as k=v,k=v in key order.
-func labelString(m map[string]string) string {
+// LabelString writes labels as k=v,k=v in key order, as --labels takes them.
+func LabelString(m map[string]string) string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
