@@ -96,8 +96,30 @@ func get(t *testing.T, c *http.Client, rawURL string) (int, string, *http.Respon
 	return resp.StatusCode, string(b), resp
 }
 
-// connect opens a CONNECT tunnel through the proxy and returns the tunnel, or the refusal status.
+// connect opens a CONNECT tunnel through the proxy and returns the tunnel, or the refusal status;
+// a byte after the 200 fails the test, since the client has sent nothing for it to answer.
 func (h *harness) connect(t *testing.T, authority string) (net.Conn, int) {
+	t.Helper()
+	c, status, buffered := h.connectRaw(t, authority)
+	if len(buffered) > 0 {
+		t.Fatalf("CONNECT %s: %d unexpected bytes after the 200", authority, len(buffered))
+	}
+	return c, status
+}
+
+// connectServerFirst is connect for a server that speaks first: what it sent may arrive with the
+// 200, and is read from the returned tunnel first.
+func (h *harness) connectServerFirst(t *testing.T, authority string) (net.Conn, int) {
+	t.Helper()
+	c, status, buffered := h.connectRaw(t, authority)
+	if len(buffered) > 0 {
+		c = newPrefixed(c, buffered)
+	}
+	return c, status
+}
+
+// connectRaw opens a CONNECT tunnel and returns it with the bytes read past the 200.
+func (h *harness) connectRaw(t *testing.T, authority string) (net.Conn, int, []byte) {
 	t.Helper()
 	c, err := net.Dial("tcp", h.addr)
 	if err != nil {
@@ -112,12 +134,10 @@ func (h *harness) connect(t *testing.T, authority string) (net.Conn, int) {
 	}
 	if resp.StatusCode != 200 {
 		c.Close()
-		return nil, resp.StatusCode
+		return nil, resp.StatusCode, nil
 	}
-	if br.Buffered() > 0 {
-		t.Fatalf("CONNECT %s: %d unexpected bytes after the 200", authority, br.Buffered())
-	}
-	return c, 200
+	buffered, _ := br.Peek(br.Buffered())
+	return c, 200, buffered
 }
 
 // httpsOver speaks HTTPS over an established tunnel and returns the echo body.

@@ -82,7 +82,7 @@ func TestMutualTLSWrapsTheApplicationsPlaintextTCPForBothMongoBackends(t *testin
 	t.Run("CONNECT tunnels reach both backends in mutual TLS with the client certificate", func(t *testing.T) {
 		seen := map[string]bool{}
 		for i := 0; i < 20 && len(seen) < 2; i++ {
-			tunnel, status := h.connect(t, "mymongodb.somedomain:27018")
+			tunnel, status := h.connectServerFirst(t, "mymongodb.somedomain:27018")
 			if status != 200 {
 				t.Fatalf("CONNECT status %d", status)
 			}
@@ -146,7 +146,7 @@ func TestMutualTLSRefusalsCloseTheConnectionOnEitherSide(t *testing.T) {
 			b1 := mongoBackend(t, "mongo1", tc.server, pki)
 			b2 := mongoBackend(t, "mongo2", tc.server, pki)
 			h := startProxy(t, mongoYAML(b1.port(), b2.port(), tc.cert, tc.key, pki.caFile), Config{}, "")
-			tunnel, status := h.connect(t, "mymongodb.somedomain:27018")
+			tunnel, status := h.connectServerFirst(t, "mymongodb.somedomain:27018")
 			if status != tc.wantStatus {
 				t.Fatalf("CONNECT status %d, want %d", status, tc.wantStatus)
 			}
