@@ -54,19 +54,8 @@ func newExplainCommand() *cobra.Command {
 				}
 				req.IP = a
 			}
-			switch strings.ToLower(protocol) {
-			case "":
-				req.Protocol = registry.TrafficAny
-			case "http":
-				req.Protocol = registry.TrafficHTTP
-			case "tls":
-				req.Protocol = registry.TrafficTLS
-			case "tcp":
-				req.Protocol = registry.TrafficTCP
-			case "connect":
-				req.Connect = true
-			default:
-				return usageError("--protocol must be http, tls, tcp or connect, not %q", protocol)
+			if err := setProtocol(&req, protocol); err != nil {
+				return err
 			}
 			var err error
 			if req.AllowAny, err = parsePolicy(policy); err != nil {
@@ -113,4 +102,23 @@ func newExplainCommand() *cobra.Command {
 	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	pf.register(f)
 	return cmd
+}
+
+// setProtocol reads --protocol into req: the traffic kind a sidecar would see, or a CONNECT.
+func setProtocol(req *explain.Request, protocol string) error {
+	switch strings.ToLower(protocol) {
+	case "":
+		req.Protocol = registry.TrafficAny
+	case "http":
+		req.Protocol = registry.TrafficHTTP
+	case "tls":
+		req.Protocol = registry.TrafficTLS
+	case "tcp":
+		req.Protocol = registry.TrafficTCP
+	case "connect":
+		req.Connect = true
+	default:
+		return usageError("--protocol must be http, tls, tcp or connect, not %q", protocol)
+	}
+	return nil
 }
