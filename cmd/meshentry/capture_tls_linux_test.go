@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/identity/ca"
 	"github.com/meshentry/meshentry/internal/testutil/netns"
+	"github.com/meshentry/meshentry/internal/testutil/pki"
 )
 
 // readableIdentity issues default/SA (with DNS names) from c into a directory the captured proxy's
@@ -87,14 +88,7 @@ func mutualEcho(t *testing.T, ns *netns.Namespace, name, dir string, clientRoot 
 // TLS with the DestinationRule's certificate files to two backends.
 func TestCapturedTCPIsWrappedInMutualTLS(t *testing.T) {
 	ns := netns.New(t, "10.216.0.10/24", "10.216.0.200/24")
-	c, err := ca.Init(t.TempDir(), ca.InitOptions{TrustDomain: "cluster.local"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := ca.Init(t.TempDir(), ca.InitOptions{TrustDomain: "cluster.local"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, other := pki.NewCA(t, "cluster.local"), pki.NewCA(t, "cluster.local")
 	server := readableIdentity(t, c, "mongo", "mymongodb.somedomain")
 	foreignServer := readableIdentity(t, other, "mongo", "mymongodb.somedomain")
 	client := readableIdentity(t, c, "app")

@@ -18,6 +18,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/identity"
 	"github.com/meshentry/meshentry/internal/identity/ca"
+	"github.com/meshentry/meshentry/internal/testutil/pki"
 )
 
 // startRunWithIdentity runs `meshentry run --identity-dir dir` in-process on config and returns
@@ -64,15 +65,7 @@ func startRunWithIdentity(t *testing.T, config, dir string) map[string]net.Addr 
 // issueTo writes default/SA of c into a fresh directory, valid from now-back for ttl.
 func issueTo(t *testing.T, c *ca.CA, sa string, back, ttl time.Duration) string {
 	t.Helper()
-	is, err := c.Issue(ca.IssueOptions{Namespace: "default", ServiceAccount: sa, Now: time.Now().Add(-back), TTL: ttl})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := is.Write(dir); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return pki.Issue(t, c, "", "default", sa, ca.IssueOptions{Now: time.Now().Add(-back), TTL: ttl})
 }
 
 // mtlsServer serves HTTP behind mutual TLS as default/SA, answering with the caller's SPIFFE ID.
@@ -99,10 +92,7 @@ func mtlsServer(t *testing.T, c *ca.CA, sa string) int {
 
 func TestRunWithIdentityDirDoesIstioMutualAndReportsAnExpiredIdentityOnReady(t *testing.T) {
 	t.Parallel()
-	c, err := ca.Init(t.TempDir(), ca.InitOptions{TrustDomain: "cluster.local"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := pki.NewCA(t, "cluster.local")
 	port := mtlsServer(t, c, "httpbin")
 	// The client identity expires about 3 s from now, so /ready can be seen turning.
 	clientDir := issueTo(t, c, "sleep", time.Hour, time.Hour+3*time.Second)

@@ -18,20 +18,13 @@ import (
 	"github.com/meshentry/meshentry/internal/identity"
 	"github.com/meshentry/meshentry/internal/identity/ca"
 	"github.com/meshentry/meshentry/internal/proxy"
+	"github.com/meshentry/meshentry/internal/testutil/pki"
 )
 
 // issueShop writes an identity for shop/sa signed by c into a fresh directory.
 func issueShop(t *testing.T, c *ca.CA, sa string) string {
 	t.Helper()
-	is, err := c.Issue(ca.IssueOptions{Namespace: "shop", ServiceAccount: sa})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := is.Write(dir); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return pki.Issue(t, c, "", "shop", sa, ca.IssueOptions{})
 }
 
 // startInboundRun runs `meshentry run --inbound 127.0.0.1:0=target` with the identity in dir and
@@ -79,10 +72,7 @@ func startInboundRun(t *testing.T, dir, target string) map[string]net.Addr {
 
 func TestRunInboundTerminatesMutualTLSAndForwardsTheCallersIdentity(t *testing.T) {
 	t.Parallel()
-	root, err := ca.Init(t.TempDir(), ca.InitOptions{TrustDomain: "cluster.local"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := pki.NewCA(t, "cluster.local")
 	serverDir, clientDir := issueShop(t, root, "httpbin"), issueShop(t, root, "sleep")
 	be := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.Header.Get("X-Forwarded-Client-Cert"))

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshentry/meshentry/internal/identity/ca"
+	"github.com/meshentry/meshentry/internal/testutil/pki"
 )
 
 // startRunArgs runs `meshentry run ARGS...` in-process, its flags parsed as the CLI parses them,
@@ -90,21 +91,8 @@ func TestMeshExample08BetweenTwoProxies(t *testing.T) {
 // meshExample08 runs example 08 with start running each meshentry: in this process, or as
 // processes of their own (mesh_process_linux_test.go).
 func meshExample08(t *testing.T, start func(t *testing.T, args ...string) map[string]net.Addr) {
-	root, err := ca.Init(t.TempDir(), ca.InitOptions{TrustDomain: "cluster.local"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	issue := func(ns, sa string) string {
-		is, err := root.Issue(ca.IssueOptions{Namespace: ns, ServiceAccount: sa})
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		if err := is.Write(dir); err != nil {
-			t.Fatal(err)
-		}
-		return dir
-	}
+	root := pki.NewCA(t, "cluster.local")
+	issue := func(ns, sa string) string { return pki.Issue(t, root, "", ns, sa, ca.IssueOptions{}) }
 	const (
 		wantSAN  = "spiffe://cluster.local/ns/httpbin-ns/sa/httpbin-service-account"
 		impostor = "spiffe://cluster.local/ns/httpbin-ns/sa/impostor"

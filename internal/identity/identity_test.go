@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"github.com/meshentry/meshentry/internal/testutil/pki"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,9 +13,9 @@ import (
 
 func TestLoadReadsAVerifiedIdentity(t *testing.T) {
 	t.Parallel()
-	c := newCA(t, "cluster.local")
+	c := pki.NewCA(t, "cluster.local")
 	now := time.Now()
-	dir := issue(t, c, "", "shop", "cart", ca.IssueOptions{TTL: 3 * time.Hour, Now: now})
+	dir := pki.Issue(t, c, "", "shop", "cart", ca.IssueOptions{TTL: 3 * time.Hour, Now: now})
 	id, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -32,8 +33,8 @@ func TestLoadReadsAVerifiedIdentity(t *testing.T) {
 
 func TestLoadRefusesFilesThatDoNotMakeAnIdentity(t *testing.T) {
 	t.Parallel()
-	c := newCA(t, "cluster.local")
-	other := newCA(t, "cluster.local")
+	c := pki.NewCA(t, "cluster.local")
+	other := pki.NewCA(t, "cluster.local")
 	tests := []struct {
 		name  string
 		build func(t *testing.T) string
@@ -42,7 +43,7 @@ func TestLoadRefusesFilesThatDoNotMakeAnIdentity(t *testing.T) {
 		{
 			name: "a missing key",
 			build: func(t *testing.T) string {
-				d := issue(t, c, "", "ns", "sa", ca.IssueOptions{})
+				d := pki.Issue(t, c, "", "ns", "sa", ca.IssueOptions{})
 				os.Remove(filepath.Join(d, ca.KeyFile))
 				return d
 			},
@@ -51,8 +52,8 @@ func TestLoadRefusesFilesThatDoNotMakeAnIdentity(t *testing.T) {
 		{
 			name: "a key that is not the certificate's",
 			build: func(t *testing.T) string {
-				d := issue(t, c, "", "ns", "sa", ca.IssueOptions{})
-				copyFile(t, filepath.Join(issue(t, c, "", "ns", "sa", ca.IssueOptions{}), ca.KeyFile), filepath.Join(d, ca.KeyFile))
+				d := pki.Issue(t, c, "", "ns", "sa", ca.IssueOptions{})
+				copyFile(t, filepath.Join(pki.Issue(t, c, "", "ns", "sa", ca.IssueOptions{}), ca.KeyFile), filepath.Join(d, ca.KeyFile))
 				return d
 			},
 			want: "does not match private key",
@@ -60,8 +61,8 @@ func TestLoadRefusesFilesThatDoNotMakeAnIdentity(t *testing.T) {
 		{
 			name: "a root from another CA",
 			build: func(t *testing.T) string {
-				d := issue(t, c, "", "ns", "sa", ca.IssueOptions{})
-				copyFile(t, filepath.Join(issue(t, other, "", "ns", "sa", ca.IssueOptions{}), ca.RootCertFile), filepath.Join(d, ca.RootCertFile))
+				d := pki.Issue(t, c, "", "ns", "sa", ca.IssueOptions{})
+				copyFile(t, filepath.Join(pki.Issue(t, other, "", "ns", "sa", ca.IssueOptions{}), ca.RootCertFile), filepath.Join(d, ca.RootCertFile))
 				return d
 			},
 			want: "signed by unknown authority",
@@ -69,14 +70,14 @@ func TestLoadRefusesFilesThatDoNotMakeAnIdentity(t *testing.T) {
 		{
 			name: "an expired certificate",
 			build: func(t *testing.T) string {
-				return issue(t, c, "", "ns", "sa", ca.IssueOptions{TTL: time.Hour, Now: time.Now().Add(-2 * time.Hour)})
+				return pki.Issue(t, c, "", "ns", "sa", ca.IssueOptions{TTL: time.Hour, Now: time.Now().Add(-2 * time.Hour)})
 			},
 			want: "expired",
 		},
 		{
 			name: "a half-written chain",
 			build: func(t *testing.T) string {
-				d := issue(t, c, "", "ns", "sa", ca.IssueOptions{})
+				d := pki.Issue(t, c, "", "ns", "sa", ca.IssueOptions{})
 				b, _ := os.ReadFile(filepath.Join(d, ca.CertChainFile))
 				writeFile(t, filepath.Join(d, ca.CertChainFile), b[:len(b)/2])
 				return d
@@ -86,7 +87,7 @@ func TestLoadRefusesFilesThatDoNotMakeAnIdentity(t *testing.T) {
 		{
 			name: "a CA certificate in place of the workload's",
 			build: func(t *testing.T) string {
-				d := issue(t, c, "", "ns", "sa", ca.IssueOptions{})
+				d := pki.Issue(t, c, "", "ns", "sa", ca.IssueOptions{})
 				copyFile(t, filepath.Join(d, ca.RootCertFile), filepath.Join(d, ca.CertChainFile))
 				return d
 			},

@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"crypto/tls"
+	"github.com/meshentry/meshentry/internal/testutil/pki"
 	"log/slog"
 	"math/big"
 	"net"
@@ -38,15 +39,15 @@ func currentSerial(s *Source) *big.Int { return s.Current().SVID.Certificates[0]
 
 func TestSourceSwapsInRotatedFilesForNewHandshakesOnly(t *testing.T) {
 	t.Parallel()
-	mesh := newCA(t, "cluster.local")
-	serverDir := issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
+	mesh := pki.NewCA(t, "cluster.local")
+	serverDir := pki.Issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
 	server, err := NewSource(Options{Dir: serverDir, Debounce: 50 * time.Millisecond, Interval: time.Hour, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	running(t, server)
 	addr, results := tlsServer(t, server.ServerConfig())
-	client := source(t, issue(t, mesh, "", "shop", "cart", ca.IssueOptions{})).ClientConfig()
+	client := source(t, pki.Issue(t, mesh, "", "shop", "cart", ca.IssueOptions{})).ClientConfig()
 
 	old, err := dial(t, addr, client)
 	if err != nil {
@@ -58,7 +59,7 @@ func TestSourceSwapsInRotatedFilesForNewHandshakesOnly(t *testing.T) {
 	<-results
 	first := leafSerial(old)
 
-	issue(t, mesh, serverDir, "shop", "payments", ca.IssueOptions{TTL: 5 * time.Hour})
+	pki.Issue(t, mesh, serverDir, "shop", "payments", ca.IssueOptions{TTL: 5 * time.Hour})
 	waitFor(t, "the rotation", func() bool { return server.Status().Rotations == 1 })
 
 	t.Run("a new handshake presents the new certificate", func(t *testing.T) {
@@ -92,16 +93,16 @@ func TestSourceSwapsInRotatedFilesForNewHandshakesOnly(t *testing.T) {
 
 func TestSourceKeepsItsIdentityThroughABadRotation(t *testing.T) {
 	t.Parallel()
-	mesh := newCA(t, "cluster.local")
-	stranger := newCA(t, "cluster.local")
-	dir := issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
+	mesh := pki.NewCA(t, "cluster.local")
+	stranger := pki.NewCA(t, "cluster.local")
+	dir := pki.Issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
 	s, err := NewSource(Options{Dir: dir, Debounce: 50 * time.Millisecond, Interval: time.Hour, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	running(t, s)
 	addr, results := tlsServer(t, s.ServerConfig())
-	client := source(t, issue(t, mesh, "", "shop", "cart", ca.IssueOptions{})).ClientConfig()
+	client := source(t, pki.Issue(t, mesh, "", "shop", "cart", ca.IssueOptions{})).ClientConfig()
 	good := currentSerial(s)
 	chain, err := os.ReadFile(filepath.Join(dir, ca.CertChainFile))
 	if err != nil {
@@ -121,14 +122,14 @@ func TestSourceKeepsItsIdentityThroughABadRotation(t *testing.T) {
 		{
 			name: "a chain whose key is not key.pem",
 			break_: func(t *testing.T) {
-				copyFile(t, filepath.Join(issue(t, mesh, "", "shop", "payments", ca.IssueOptions{}), ca.CertChainFile), filepath.Join(dir, ca.CertChainFile))
+				copyFile(t, filepath.Join(pki.Issue(t, mesh, "", "shop", "payments", ca.IssueOptions{}), ca.CertChainFile), filepath.Join(dir, ca.CertChainFile))
 			},
 			want: "does not match private key",
 		},
 		{
 			name: "a chain and key from a CA the bundle does not hold",
 			break_: func(t *testing.T) {
-				from := issue(t, stranger, "", "shop", "payments", ca.IssueOptions{})
+				from := pki.Issue(t, stranger, "", "shop", "payments", ca.IssueOptions{})
 				copyFile(t, filepath.Join(from, ca.KeyFile), filepath.Join(dir, ca.KeyFile))
 				copyFile(t, filepath.Join(from, ca.CertChainFile), filepath.Join(dir, ca.CertChainFile))
 			},
@@ -159,7 +160,7 @@ func TestSourceKeepsItsIdentityThroughABadRotation(t *testing.T) {
 		})
 	}
 	t.Run("a good rotation after bad ones is taken and clears the error", func(t *testing.T) {
-		issue(t, mesh, dir, "shop", "payments", ca.IssueOptions{})
+		pki.Issue(t, mesh, dir, "shop", "payments", ca.IssueOptions{})
 		waitFor(t, "the rotation", func() bool { return s.Status().Rotations == 1 })
 		if st := s.Status(); st.LastError != "" || currentSerial(s).Cmp(good) == 0 {
 			t.Fatalf("status %+v", st)
@@ -169,8 +170,8 @@ func TestSourceKeepsItsIdentityThroughABadRotation(t *testing.T) {
 
 func TestReloadReportsEachBadContentOnce(t *testing.T) {
 	t.Parallel()
-	mesh := newCA(t, "cluster.local")
-	dir := issue(t, mesh, "", "ns", "sa", ca.IssueOptions{})
+	mesh := pki.NewCA(t, "cluster.local")
+	dir := pki.Issue(t, mesh, "", "ns", "sa", ca.IssueOptions{})
 	s := source(t, dir)
 	steps := []struct {
 		name      string
@@ -184,7 +185,7 @@ func TestReloadReportsEachBadContentOnce(t *testing.T) {
 			writeFile(t, filepath.Join(dir, ca.KeyFile), []byte("-----BEGIN PRIVATE KEY-----\n"))
 		}, wantErr: true, rotations: 0, errors: 1},
 		{name: "the same bad files are not reported again", change: func(*testing.T) {}, rotations: 0, errors: 1},
-		{name: "new good files are a rotation", change: func(t *testing.T) { issue(t, mesh, dir, "ns", "sa", ca.IssueOptions{}) }, rotations: 1, errors: 1},
+		{name: "new good files are a rotation", change: func(t *testing.T) { pki.Issue(t, mesh, dir, "ns", "sa", ca.IssueOptions{}) }, rotations: 1, errors: 1},
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
@@ -202,7 +203,7 @@ func TestReloadReportsEachBadContentOnce(t *testing.T) {
 
 func TestCheckReportsAnExpiredIdentity(t *testing.T) {
 	t.Parallel()
-	s := source(t, issue(t, newCA(t, "cluster.local"), "", "ns", "sa", ca.IssueOptions{TTL: time.Hour}))
+	s := source(t, pki.Issue(t, pki.NewCA(t, "cluster.local"), "", "ns", "sa", ca.IssueOptions{TTL: time.Hour}))
 	if err := s.Check(time.Now()); err != nil {
 		t.Fatalf("a fresh identity: %v", err)
 	}
@@ -217,11 +218,11 @@ func TestCheckReportsAnExpiredIdentity(t *testing.T) {
 // and renames a new ..data symlink over the old one. No watched file is written at all.
 func TestSourceFollowsAKubernetesStyleSymlinkSwap(t *testing.T) {
 	t.Parallel()
-	mesh := newCA(t, "cluster.local")
+	mesh := pki.NewCA(t, "cluster.local")
 	dir := t.TempDir()
 	publish := func(t *testing.T, version string) {
 		t.Helper()
-		issue(t, mesh, filepath.Join(dir, version), "shop", "payments", ca.IssueOptions{})
+		pki.Issue(t, mesh, filepath.Join(dir, version), "shop", "payments", ca.IssueOptions{})
 		tmp := filepath.Join(dir, "..data_tmp")
 		if err := os.Symlink(version, tmp); err != nil {
 			t.Fatal(err)
@@ -254,15 +255,15 @@ func TestSourceFollowsAKubernetesStyleSymlinkSwap(t *testing.T) {
 // be refused under the new one rather than ride in on the session ticket.
 func TestAResumedSessionIsCheckedAgainstTheCurrentBundle(t *testing.T) {
 	t.Parallel()
-	mesh := newCA(t, "cluster.local")
-	dir := issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
+	mesh := pki.NewCA(t, "cluster.local")
+	dir := pki.Issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
 	server, err := NewSource(Options{Dir: dir, Debounce: 50 * time.Millisecond, Interval: time.Hour, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	running(t, server)
 	addr, results := tlsServer(t, server.ServerConfig())
-	client := source(t, issue(t, mesh, "", "shop", "cart", ca.IssueOptions{})).ClientConfig()
+	client := source(t, pki.Issue(t, mesh, "", "shop", "cart", ca.IssueOptions{})).ClientConfig()
 	client.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	connect := func(t *testing.T) (*tls.Conn, error, serverResult) {
 		t.Helper()
@@ -282,7 +283,7 @@ func TestAResumedSessionIsCheckedAgainstTheCurrentBundle(t *testing.T) {
 		}
 	})
 	t.Run("after the bundle rotates a resumed session is refused", func(t *testing.T) {
-		issue(t, newCA(t, "cluster.local"), dir, "shop", "payments", ca.IssueOptions{})
+		pki.Issue(t, pki.NewCA(t, "cluster.local"), dir, "shop", "payments", ca.IssueOptions{})
 		waitFor(t, "the rotation", func() bool { return server.Status().Rotations == 1 })
 		_, err, res := connect(t)
 		if err == nil {
@@ -315,7 +316,7 @@ func TestSourceLogsOnceWhenItsIdentityExpires(t *testing.T) {
 	var logs syncBuffer
 	// Certificate times have one-second resolution: three seconds leave it valid at load time with
 	// two seconds to spare on a loaded machine.
-	dir := issue(t, newCA(t, "cluster.local"), "", "ns", "sa", ca.IssueOptions{TTL: 3 * time.Second})
+	dir := pki.Issue(t, pki.NewCA(t, "cluster.local"), "", "ns", "sa", ca.IssueOptions{TTL: 3 * time.Second})
 	s, err := NewSource(Options{Dir: dir, Interval: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -333,15 +334,15 @@ func TestSourceLogsOnceWhenItsIdentityExpires(t *testing.T) {
 // swapped in whole or not at all.
 func TestHandshakesDuringRotationsAlwaysSeeACompleteIdentity(t *testing.T) {
 	t.Parallel()
-	mesh := newCA(t, "cluster.local")
-	dir := issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
+	mesh := pki.NewCA(t, "cluster.local")
+	dir := pki.Issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
 	server, err := NewSource(Options{Dir: dir, Debounce: 5 * time.Millisecond, Interval: time.Hour, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	running(t, server)
 	addr, results := tlsServer(t, server.ServerConfig())
-	client := source(t, issue(t, mesh, "", "shop", "cart", ca.IssueOptions{})).ClientConfig()
+	client := source(t, pki.Issue(t, mesh, "", "shop", "cart", ca.IssueOptions{})).ClientConfig()
 	const rotations = 10
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -382,7 +383,7 @@ func TestHandshakesDuringRotationsAlwaysSeeACompleteIdentity(t *testing.T) {
 		}()
 	}
 	for i := range rotations {
-		issue(t, mesh, dir, "shop", "payments", ca.IssueOptions{})
+		pki.Issue(t, mesh, dir, "shop", "payments", ca.IssueOptions{})
 		waitFor(t, "the rotation", func() bool { return server.Status().Rotations >= uint64(i+1) })
 	}
 	close(stop)
@@ -397,8 +398,8 @@ func TestHandshakesDuringRotationsAlwaysSeeACompleteIdentity(t *testing.T) {
 // so the watch fails; the periodic re-read must still pick up the rotated files once they appear.
 func TestSourceFallsBackToPeriodicChecksWhenItCannotWatch(t *testing.T) {
 	t.Parallel()
-	mesh := newCA(t, "cluster.local")
-	dir := issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
+	mesh := pki.NewCA(t, "cluster.local")
+	dir := pki.Issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
 	s, err := NewSource(Options{Dir: dir, Interval: 50 * time.Millisecond, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -410,7 +411,7 @@ func TestSourceFallsBackToPeriodicChecksWhenItCannotWatch(t *testing.T) {
 	running(t, s)
 	waitFor(t, "the missing directory to be noticed", func() bool { return s.Status().RotationErrors >= 1 })
 	first := currentSerial(s)
-	issue(t, mesh, away, "shop", "payments", ca.IssueOptions{})
+	pki.Issue(t, mesh, away, "shop", "payments", ca.IssueOptions{})
 	if err := os.Rename(away, dir); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"github.com/meshentry/meshentry/internal/testutil/pki"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ func mtlsCases(clientDir, serverDir string, mesh, stranger, otherDomain *ca.CA) 
 				if err != nil {
 					t.Fatal(err)
 				}
-				return source(t, issue(t, inter, "", "shop", "payments", ca.IssueOptions{})).ServerConfig()
+				return source(t, pki.Issue(t, inter, "", "shop", "payments", ca.IssueOptions{})).ServerConfig()
 			},
 			client: func(t *testing.T) *tls.Config { return source(t, clientDir).ClientConfig(serverID) },
 		},
@@ -69,7 +70,7 @@ func mtlsCases(clientDir, serverDir string, mesh, stranger, otherDomain *ca.CA) 
 		{
 			name: "a client refuses a server whose certificate is from another CA",
 			server: func(t *testing.T) *tls.Config {
-				return source(t, issue(t, stranger, "", "shop", "payments", ca.IssueOptions{})).ServerConfig()
+				return source(t, pki.Issue(t, stranger, "", "shop", "payments", ca.IssueOptions{})).ServerConfig()
 			},
 			client:        func(t *testing.T) *tls.Config { return source(t, clientDir).ClientConfig(serverID) },
 			clientRefuses: "unknown authority",
@@ -79,7 +80,7 @@ func mtlsCases(clientDir, serverDir string, mesh, stranger, otherDomain *ca.CA) 
 		{
 			name: "a client refuses a server of another trust domain",
 			server: func(t *testing.T) *tls.Config {
-				return source(t, issue(t, otherDomain, "", "shop", "payments", ca.IssueOptions{})).ServerConfig()
+				return source(t, pki.Issue(t, otherDomain, "", "shop", "payments", ca.IssueOptions{})).ServerConfig()
 			},
 			client:        func(t *testing.T) *tls.Config { return source(t, clientDir).ClientConfig() },
 			clientRefuses: "no X.509 bundle",
@@ -89,7 +90,7 @@ func mtlsCases(clientDir, serverDir string, mesh, stranger, otherDomain *ca.CA) 
 		{
 			name: "a client refuses a server whose certificate has expired",
 			server: func(t *testing.T) *tls.Config {
-				expired := issue(t, mesh, "", "shop", "payments", ca.IssueOptions{TTL: time.Hour, Now: time.Now().Add(-3 * time.Hour)})
+				expired := pki.Issue(t, mesh, "", "shop", "payments", ca.IssueOptions{TTL: time.Hour, Now: time.Now().Add(-3 * time.Hour)})
 				return &tls.Config{Certificates: []tls.Certificate{rawCert(t, expired)}}
 			},
 			client:        func(t *testing.T) *tls.Config { return source(t, clientDir).ClientConfig(serverID) },
@@ -100,7 +101,7 @@ func mtlsCases(clientDir, serverDir string, mesh, stranger, otherDomain *ca.CA) 
 		{
 			name: "a server refuses a client whose certificate is from another CA",
 			client: func(t *testing.T) *tls.Config {
-				return peerConfig(t, issue(t, stranger, "", "shop", "cart", ca.IssueOptions{}))
+				return peerConfig(t, pki.Issue(t, stranger, "", "shop", "cart", ca.IssueOptions{}))
 			},
 			serverRefuses: "unknown authority",
 			presented:     cartID.String(),
@@ -109,7 +110,7 @@ func mtlsCases(clientDir, serverDir string, mesh, stranger, otherDomain *ca.CA) 
 		{
 			name: "a server refuses a client whose certificate has expired",
 			client: func(t *testing.T) *tls.Config {
-				return peerConfig(t, issue(t, mesh, "", "shop", "cart", ca.IssueOptions{TTL: time.Hour, Now: time.Now().Add(-3 * time.Hour)}))
+				return peerConfig(t, pki.Issue(t, mesh, "", "shop", "cart", ca.IssueOptions{TTL: time.Hour, Now: time.Now().Add(-3 * time.Hour)}))
 			},
 			serverRefuses: "expired",
 			presented:     cartID.String(),
@@ -135,10 +136,10 @@ func mtlsCases(clientDir, serverDir string, mesh, stranger, otherDomain *ca.CA) 
 // server, each with an identity from a CA the test creates, and checks who refuses whom and why.
 func TestMutualTLSAcceptsOnlyTheExpectedPeers(t *testing.T) {
 	t.Parallel()
-	mesh := newCA(t, "cluster.local")
-	clientDir := issue(t, mesh, "", "shop", "cart", ca.IssueOptions{})
-	serverDir := issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
-	tests := mtlsCases(clientDir, serverDir, mesh, newCA(t, "cluster.local"), newCA(t, "other.example"))
+	mesh := pki.NewCA(t, "cluster.local")
+	clientDir := pki.Issue(t, mesh, "", "shop", "cart", ca.IssueOptions{})
+	serverDir := pki.Issue(t, mesh, "", "shop", "payments", ca.IssueOptions{})
+	tests := mtlsCases(clientDir, serverDir, mesh, pki.NewCA(t, "cluster.local"), pki.NewCA(t, "other.example"))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -25,33 +25,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// newCA creates a root CA for the trust domain in a fresh directory.
-func newCA(t *testing.T, td string) *ca.CA {
-	t.Helper()
-	c, err := ca.Init(t.TempDir(), ca.InitOptions{TrustDomain: td})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// issue writes an identity for ns/sa signed by c into dir (a fresh one when empty).
-func issue(t *testing.T, c *ca.CA, dir, ns, sa string, opts ca.IssueOptions) string {
-	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	opts.Namespace, opts.ServiceAccount = ns, sa
-	is, err := c.Issue(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := is.Write(dir); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // source loads the identity in dir.
 func source(t *testing.T, dir string) *identity.Source {
 	t.Helper()

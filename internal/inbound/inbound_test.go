@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"github.com/meshentry/meshentry/internal/testutil/pki"
 	"io"
 	"net"
 	"net/http"
@@ -30,9 +31,9 @@ type mesh struct {
 
 func newMesh(t *testing.T) mesh {
 	t.Helper()
-	c := newCA(t, "cluster.local")
-	return mesh{ca: c, serverDir: issue(t, c, "", "shop", "httpbin", ca.IssueOptions{}),
-		clientDir: issue(t, c, "", "shop", "sleep", ca.IssueOptions{})}
+	c := pki.NewCA(t, "cluster.local")
+	return mesh{ca: c, serverDir: pki.Issue(t, c, "", "shop", "httpbin", ca.IssueOptions{}),
+		clientDir: pki.Issue(t, c, "", "shop", "sleep", ca.IssueOptions{})}
 }
 
 // clientConfig is what an outbound meshentry uses for ISTIO_MUTUAL, offering alpn.
@@ -120,7 +121,7 @@ func TestInboundRefusesClientsOutsideTheTrustBundleAtTheHandshake(t *testing.T) 
 	m := newMesh(t)
 	be := startXFCCBackend(t)
 	srv, addr := startInbound(t, Config{Target: be.addr, Identity: source(t, m.serverDir)})
-	other := newCA(t, "cluster.local") // the same trust domain name, another root
+	other := pki.NewCA(t, "cluster.local") // the same trust domain name, another root
 	tests := []struct {
 		name     string
 		certs    func() []tls.Certificate
@@ -128,11 +129,11 @@ func TestInboundRefusesClientsOutsideTheTrustBundleAtTheHandshake(t *testing.T) 
 	}{
 		{name: "refuses a client without a certificate", certs: func() []tls.Certificate { return nil }},
 		{name: "refuses a client whose certificate another CA signed", verified: true, certs: func() []tls.Certificate {
-			return []tls.Certificate{rawCert(t, issue(t, other, "", "shop", "sleep", ca.IssueOptions{}))}
+			return []tls.Certificate{rawCert(t, pki.Issue(t, other, "", "shop", "sleep", ca.IssueOptions{}))}
 		}},
 		{name: "refuses a client whose certificate expired", verified: true, certs: func() []tls.Certificate {
 			old := ca.IssueOptions{Now: time.Now().Add(-3 * time.Hour), TTL: time.Hour}
-			return []tls.Certificate{rawCert(t, issue(t, m.ca, "", "shop", "sleep", old))}
+			return []tls.Certificate{rawCert(t, pki.Issue(t, m.ca, "", "shop", "sleep", old))}
 		}},
 	}
 	for _, tt := range tests { // not parallel: each reads the counters' change
@@ -253,7 +254,7 @@ func TestInboundPicksUpRotatedIdentityForNewConnections(t *testing.T) {
 	}
 	// The server's files are replaced by another identity, as a CA agent rotating them would.
 	const newServerID = "spiffe://cluster.local/ns/shop/sa/httpbin-v2"
-	issue(t, m.ca, m.serverDir, "shop", "httpbin-v2", ca.IssueOptions{})
+	pki.Issue(t, m.ca, m.serverDir, "shop", "httpbin-v2", ca.IssueOptions{})
 	var got string
 	waitFor(t, "a new connection to present the rotated certificate", func() bool {
 		c, err := dialTLS(t, addr, m.clientConfig(t, "http/1.1"))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/identity"
 	"github.com/meshentry/meshentry/internal/identity/ca"
+	"github.com/meshentry/meshentry/internal/testutil/pki"
 )
 
 // meshIdentity is a trust domain made with internal/identity/ca and identities issued in it.
@@ -18,27 +19,13 @@ type meshIdentity struct {
 
 func newMesh(t *testing.T) *meshIdentity {
 	t.Helper()
-	c, err := ca.Init(t.TempDir(), ca.InitOptions{TrustDomain: "cluster.local"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &meshIdentity{ca: c}
+	return &meshIdentity{ca: pki.NewCA(t, "cluster.local")}
 }
 
 // write issues default/SA into dir (a fresh one when empty) and returns dir.
 func (m *meshIdentity) write(t *testing.T, dir, sa string) string {
 	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	is, err := m.ca.Issue(ca.IssueOptions{Namespace: "default", ServiceAccount: sa})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := is.Write(dir); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return pki.Issue(t, m.ca, dir, "default", sa, ca.IssueOptions{})
 }
 
 // source loads the identity in dir.
