@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -31,27 +30,11 @@ func startAdminRun(t *testing.T, config string, edit func(*runFlags)) (map[strin
 	if edit != nil {
 		edit(f)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan map[string]net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- runProxy(ctx, cmd, f, func(m map[string]net.Addr) { addrs <- m }) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("run did not stop after its context ended")
-		}
-	})
-	select {
-	case m := <-addrs:
-		return m, stderr
-	case err := <-done:
+	m, err := launchRun(t, cmd, f, stderr)
+	if err != nil {
 		t.Fatalf("run returned before listening: %v\n%s", err, stderr)
-	case <-time.After(10 * time.Second):
-		t.Fatal("run neither started nor returned")
 	}
-	return nil, nil
+	return m, stderr
 }
 
 // adminGet sends method to the admin API at addr and returns the status and body.

@@ -35,31 +35,11 @@ func startRunWithIdentity(t *testing.T, config, dir string) map[string]net.Addr 
 	cmd.SetErr(&stderr)
 	f := &runFlags{src: sourceFlags{files: []string{cfg}, namespace: "default"}, limits: defaultLimits(), listen: "127.0.0.1:0",
 		adminAddr: "127.0.0.1:0", policy: "REGISTRY_ONLY", logLevel: "info", identity: identityFlags{dir: dir}}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan map[string]net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- runProxy(ctx, cmd, f, func(m map[string]net.Addr) { addrs <- m }) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run returned %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("run did not stop after its context ended")
-		}
-	})
-	select {
-	case bound := <-addrs:
-		return bound
-	case err := <-done:
-		done <- nil
+	bound, err := launchRun(t, cmd, f, &stderr)
+	if err != nil {
 		t.Fatalf("run returned early: %v\n%s", err, stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not start")
 	}
-	return nil
+	return bound
 }
 
 // issueTo writes default/SA of c into a fresh directory, valid from now-back for ttl.

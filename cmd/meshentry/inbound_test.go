@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -43,31 +42,11 @@ func startInboundRun(t *testing.T, dir, target string) map[string]net.Addr {
 		adminAddr: "127.0.0.1:0", policy: "REGISTRY_ONLY", logLevel: "info",
 		inbound:  inboundFlags{specs: []string{"127.0.0.1:0=" + target}, maxConnections: 16, handshakeTimeout: 5 * time.Second},
 		identity: identityFlags{dir: dir}}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan map[string]net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- runProxy(ctx, cmd, f, func(m map[string]net.Addr) { addrs <- m }) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run returned %v\n%s", err, stderr.String())
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("run did not stop after its context ended")
-		}
-	})
-	select {
-	case m := <-addrs:
-		return m
-	case err := <-done:
-		done <- nil
+	bound, err := launchRun(t, cmd, f, &stderr)
+	if err != nil {
 		t.Fatalf("run returned early: %v\n%s", err, stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not start")
 	}
-	return nil
+	return bound
 }
 
 func TestRunInboundTerminatesMutualTLSAndForwardsTheCallersIdentity(t *testing.T) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -30,31 +29,11 @@ func startRunArgs(t *testing.T, args ...string) map[string]net.Addr {
 	if err := cmd.ParseFlags(args); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan map[string]net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- runProxy(ctx, cmd, f, func(m map[string]net.Addr) { addrs <- m }) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("run did not stop after its context ended")
-		}
-		if t.Failed() {
-			t.Logf("meshentry run %s:\n%s", strings.Join(args, " "), errOut.String())
-		}
-	})
-	select {
-	case m := <-addrs:
-		return m
-	case err := <-done:
-		done <- nil
+	bound, err := launchRun(t, cmd, f, &errOut)
+	if err != nil {
 		t.Fatalf("run %v returned early: %v\n%s", args, err, errOut.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not start")
 	}
-	return nil
+	return bound
 }
 
 // meshInternal is example 08 on loopback: a MESH_INTERNAL service whose server must present

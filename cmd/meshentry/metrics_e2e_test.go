@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -134,30 +133,11 @@ func startMeteredRun(t *testing.T, f *runFlags) map[string]net.Addr {
 	cmd := newRunCommand()
 	cmd.SetOut(&stdout)
 	cmd.SetErr(&stderr)
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan map[string]net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- runProxy(ctx, cmd, f, func(m map[string]net.Addr) { addrs <- m }) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run returned %v\n%s", err, stderr.String())
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("run did not stop after its context ended")
-		}
-	})
-	select {
-	case bound := <-addrs:
-		return bound
-	case err := <-done:
+	bound, err := launchRun(t, cmd, f, &stderr)
+	if err != nil {
 		t.Fatalf("run returned early: %v\n%s", err, stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not start")
 	}
-	return nil
+	return bound
 }
 
 // getStatus GETs u, checks the status and returns the body's length.

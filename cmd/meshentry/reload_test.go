@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -42,24 +41,9 @@ func startReloadRunWith(t *testing.T, config string, set func(*runFlags)) *reloa
 	f := &runFlags{src: sourceFlags{files: []string{r.path}, namespace: "default"}, limits: defaultLimits(), listen: "127.0.0.1:0",
 		adminAddr: "", policy: "REGISTRY_ONLY", logLevel: "info"}
 	set(f)
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan map[string]net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- runProxy(ctx, cmd, f, func(m map[string]net.Addr) { addrs <- m }) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("run did not stop after its context ended")
-		}
-	})
-	select {
-	case r.bound = <-addrs:
-	case err := <-done:
-		t.Fatalf("run returned before serving: %v\n%s", err, r.log)
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not start")
+	var err error
+	if r.bound, err = launchRun(t, cmd, f, r.log); err != nil {
+		t.Fatalf("run returned before serving: %v", err)
 	}
 	return r
 }

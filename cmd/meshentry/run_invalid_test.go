@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -32,28 +31,8 @@ func startRun(t *testing.T, config string, allowInvalid bool) (map[string]net.Ad
 	cmd.SetErr(&stderr)
 	f := &runFlags{src: sourceFlags{files: []string{cfg}, namespace: "default"}, limits: defaultLimits(), listen: "127.0.0.1:0", adminAddr: "127.0.0.1:0",
 		policy: "REGISTRY_ONLY", logLevel: "info", allowInvalid: allowInvalid}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan map[string]net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- runProxy(ctx, cmd, f, func(m map[string]net.Addr) { addrs <- m }) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("run did not stop after its context ended")
-		}
-	})
-	select {
-	case m := <-addrs:
-		return m, nil, &stderr
-	case err := <-done:
-		done <- err // for the cleanup
-		return nil, err, &stderr
-	case <-time.After(10 * time.Second):
-		t.Fatal("run neither started nor returned")
-	}
-	return nil, nil, nil
+	m, err := launchRun(t, cmd, f, nil)
+	return m, err, &stderr
 }
 
 // get fetches u through the forward proxy at proxy and returns the status and body.
