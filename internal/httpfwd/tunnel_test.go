@@ -35,7 +35,8 @@ func upgradeThrough(t *testing.T, be *rawBackend, idle time.Duration) (*client, 
 
 func TestUpgradedConnectionIdle(t *testing.T) {
 	t.Parallel()
-	const idle = 300 * time.Millisecond
+	// Wide enough that a tick delayed by a loaded CI machine still lands inside the timeout.
+	const idle = time.Second
 	t.Run("stays open while only the client sends, for longer than the idle timeout", func(t *testing.T) {
 		t.Parallel()
 		// The upstream reads and stays silent until the client says "end", then answers
@@ -53,8 +54,8 @@ func TestUpgradedConnectionIdle(t *testing.T) {
 			}
 		})
 		c, srv := upgradeThrough(t, be, idle)
-		for range 6 { // 6 × idle/3: twice the idle timeout
-			time.Sleep(idle / 3)
+		for range 8 { // 8 × idle/4: twice the idle timeout
+			time.Sleep(idle / 4)
 			c.send("tick\n")
 		}
 		c.send("end\n")
