@@ -100,8 +100,9 @@ func TestIdleTunnelHoldsOnlyItsSockets(t *testing.T) {
 	if now.Pipes > before.Pipes {
 		t.Fatalf("an idle CONNECT tunnel holds %d pipe descriptors, want 0", now.Pipes-before.Pipes)
 	}
-	// The client's socket, the proxy's two and the echo server's.
-	if got := now.Sockets - before.Sockets; got != 4 {
+	// The client's socket, the proxy's two and the echo server's. An earlier test's socket may
+	// still close while this one counts, so fewer than 4 can show; more is the tunnel's own.
+	if got := now.Sockets - before.Sockets; got > 4 {
 		t.Fatalf("%d sockets for one idle tunnel and its two peers, want 4", got)
 	}
 }
