@@ -50,13 +50,7 @@ func waitForLine(t *testing.T, path, want string) {
 func TestCapturedConnectionsAreAccessLogged(t *testing.T) {
 	ns := netns.New(t, "10.214.0.10/24", "10.214.0.200/24")
 	ca := backend.NewCA(t)
-	listen := func(addr string) net.Listener {
-		ln, err := ns.Listen("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ln
-	}
+	listen := ns.MustListen
 	secure := backend.TLS(t, "secure", listen("127.0.0.1:0"), ca, "secure.example.com")
 	web := backend.Serve(t, "web", listen("127.0.0.1:0"))
 	echo := listen("127.0.0.1:0")

@@ -51,10 +51,7 @@ func TestCapturedGRPC(t *testing.T) {
 	}
 	// The VIP is assigned in the namespace only so its traffic stays there; iptables takes it first.
 	ns := netns.New(t, "10.214.0.10/24", "10.214.0.50/24")
-	ln, err := ns.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := ns.MustListen("127.0.0.1:0")
 	srv := grpc.NewServer()
 	testgrpc.RegisterTestServiceServer(srv, echoService{})
 	go srv.Serve(ln)

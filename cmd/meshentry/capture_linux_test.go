@@ -63,13 +63,7 @@ func TestTransparentCapture(t *testing.T) {
 	ns := netns.New(t, "10.213.0.10/24", "10.213.0.200/24")
 	// Upstreams inside the namespace, on its loopback.
 	ca := backend.NewCA(t)
-	listen := func(addr string) net.Listener {
-		ln, err := ns.Listen("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ln
-	}
+	listen := ns.MustListen
 	sniBackend := backend.TLS(t, "sni-backend", listen("127.0.0.1:0"), ca, "api.dropboxapi.com", "www.googleapis.com")
 	httpBackend := backend.Serve(t, "http-backend", listen("127.0.0.1:0"))
 	// The original destination itself, for resolution NONE.

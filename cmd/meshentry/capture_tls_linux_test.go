@@ -53,10 +53,7 @@ func mutualEcho(t *testing.T, ns *netns.Namespace, name, dir string, clientRoot 
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(clientRoot)
-	ln, err := ns.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := ns.MustListen("127.0.0.1:0")
 	t.Cleanup(func() { ln.Close() })
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
 	go func() {

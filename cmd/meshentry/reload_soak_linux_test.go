@@ -28,10 +28,7 @@ func capturedSoak(t *testing.T) func(path string) *capturedProxy {
 	}
 	return func(path string) *capturedProxy {
 		ns := netns.New(t, "10.215.0.10/24", "10.215.0.130/24", "10.215.0.131/24")
-		echo, err := ns.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
+		echo := ns.MustListen("127.0.0.1:0")
 		go func() {
 			for {
 				c, err := echo.Accept()

@@ -150,6 +150,16 @@ func (ns *Namespace) IP6Tables(args ...string) string {
 	return ns.Exec(append([]string{"ip6tables", "-w"}, args...)...)
 }
 
+// MustListen is Listen on TCP that fails the test when the listener cannot be made.
+func (ns *Namespace) MustListen(addr string) net.Listener {
+	ns.tb.Helper()
+	ln, err := ns.Listen("tcp", addr)
+	if err != nil {
+		ns.tb.Fatal(err)
+	}
+	return ln
+}
+
 // Listen creates a listener inside the namespace; addr must be an IP literal with a port, and the
 // listener is closed when the test ends.
 func (ns *Namespace) Listen(network, addr string) (net.Listener, error) {
