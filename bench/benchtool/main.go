@@ -16,8 +16,8 @@ import (
 )
 
 func main() {
-	const usage = "usage: benchtool http ADDR | source ADDR BYTES | fetch ADDR BYTES [--connect HOST:PORT] | pipe ADDR UPSTREAM"
-	want := map[string]int{"http": 3, "source": 4, "fetch": 4, "pipe": 4}
+	const usage = "usage: benchtool http ADDR | source ADDR BYTES | fetch ADDR BYTES [--connect HOST:PORT] | pipe ADDR UPSTREAM | idle ADDR HOST N"
+	want := map[string]int{"http": 3, "source": 4, "fetch": 4, "pipe": 4, "idle": 5}
 	if len(os.Args) < 2 || want[os.Args[1]] == 0 || len(os.Args) < want[os.Args[1]] {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
@@ -32,6 +32,8 @@ func main() {
 		err = fetch(os.Args[2:])
 	case "pipe":
 		err = servePipe(os.Args[2], os.Args[3])
+	case "idle":
+		err = holdIdle(os.Args[2:])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchtool:", err)
@@ -39,10 +41,14 @@ func main() {
 	}
 }
 
-// serveHTTP answers every request with a small fixed body, keep-alive.
+// serveHTTP answers every request with a small fixed body, keep-alive; a request for /slow is
+// answered after two seconds, so that many can be in flight at once.
 func serveHTTP(addr string) error {
 	body := []byte(strings.Repeat("x", 128))
 	return http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(2 * time.Second)
+		}
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write(body)
 	}))

@@ -59,6 +59,8 @@ type pipe struct {
 	num  [16]byte // scratch for chunk sizes
 	// chunks decodes a chunked body's framing.
 	chunks chunkedReader
+	// drained, when set, is set once a Content-Length body was read whole from the source.
+	drained *atomic.Bool
 }
 
 // chunkMode says what copyChunked sends of a chunked body.
@@ -81,6 +83,15 @@ const (
 func (p *pipe) reset(src *bufio.Reader, srcConn net.Conn, dst *bufio.Writer, dstConn net.Conn, idle time.Duration) {
 	p.src, p.srcConn, p.dst, p.dstConn, p.idle, p.moved, p.waited = src, srcConn, dst, dstConn, idle, 0, false
 	p.stop.Store(false)
+}
+
+// readAll tells the pipe's drained flag, when it has one, that the source has nothing more to
+// give once left is 0: said before the last bytes are written, so before the destination can
+// answer them.
+func (p *pipe) readAll(left int64) {
+	if left == 0 && p.drained != nil {
+		p.drained.Store(true)
+	}
 }
 
 // scratch returns the bulk transfer buffer.
@@ -156,6 +167,7 @@ func (p *pipe) copyN(n int64) error {
 				if k > 0 {
 					n -= int64(k)
 					p.moved += int64(k)
+					p.readAll(n)
 					if err := p.write(buf[:k]); err != nil {
 						return err
 					}
@@ -170,6 +182,7 @@ func (p *pipe) copyN(n int64) error {
 			}
 		}
 		b, _ := p.src.Peek(int(min(int64(p.src.Buffered()), n)))
+		p.readAll(n - int64(len(b)))
 		if err := p.write(b); err != nil {
 			return err
 		}

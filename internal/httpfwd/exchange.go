@@ -121,6 +121,7 @@ func (c *conn) sendRequest(x *exchange) *result {
 			// the body is through.
 			uc.nc.SetReadDeadline(time.Time{})
 			x.async = true
+			c.bodyRead.Store(false)
 			go c.streamBody(uc)
 		}
 	}
@@ -202,8 +203,11 @@ func (c *conn) relayResponse(x *exchange) *result {
 	uc.served++
 	c.tel.answered(c.s)
 	f := responseFraming(req.Method, req.ProtoMinor, resp)
-	keep := keepClient(req, f, x.bodyDone, c.s.shutting.Load())
-	if !x.bodyDone {
+	// A body still streaming may be all read from the client already (the upstream answered
+	// once it had it); then the client connection can stay.
+	bodyRead := x.bodyDone || x.async && c.bodyRead.Load()
+	keep := keepClient(req, f, bodyRead, c.s.shutting.Load())
+	if !bodyRead {
 		c.linger = true
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(lim.StreamIdleTimeout))

@@ -193,6 +193,9 @@ func (c *conn) upstreamFailed(start time.Time, uc *upConn, staleOK bool, err err
 func (c *conn) streamBody(uc *upConn) {
 	err := c.sendBody(uc)
 	if err == nil {
+		// Every byte of the body is read from the client (copyN says so before its last
+		// write; a chunked body only now): the response may keep the client connection.
+		c.bodyRead.Store(true)
 		if ferr := c.ubw.Flush(); ferr != nil {
 			err = &copyError{err: ferr}
 		}
@@ -214,11 +217,19 @@ func (c *conn) stopBody(uc *upConn) error {
 		return err
 	default:
 	}
+	// Wake the copy with expired deadlines rather than by closing the upstream connection: it
+	// may have sent the last byte already and be about to report so, as the upstream's answer
+	// can arrive before the goroutine that wrote the body runs again. Such a connection is
+	// whole and may be reused; only a body cut short costs the connections.
 	c.up.stop.Store(true)
-	uc.nc.Close()
+	uc.nc.SetWriteDeadline(time.Unix(1, 0))
 	c.nc.SetReadDeadline(time.Unix(1, 0))
-	c.linger = true
-	return <-c.bodyDone
+	err := <-c.bodyDone
+	if err != nil {
+		uc.nc.Close()
+		c.linger = true
+	}
+	return err
 }
 
 func firstErr(a, b error) error {

@@ -57,6 +57,8 @@ type Server struct {
 	closed      atomic.Bool  // Close was called: ServeConn serves nothing more
 	drainStart  atomic.Int64 // when the drain began, in Unix nanoseconds
 	connPool    sync.Pool    // *conn
+	free        freeSets     // buffer sets, taken by a connection per request
+	buffered    atomic.Int64 // connections holding buffers now
 	bufPool     sync.Pool    // *[]byte of bulkSize
 	mu          sync.Mutex
 	listeners   map[net.Listener]struct{}
@@ -183,8 +185,12 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 	s.mu.Unlock()
 	switch {
 	case !ok:
-		// A panic may have left a body copy running on c: abort it and do not reuse c.
+		// A panic may have left a body copy running on c: abort it and do not reuse c, nor
+		// its buffers.
 		c.abort()
+		if c.bufs != nil {
+			s.buffered.Add(-1)
+		}
 		return
 	case c.hijacked.Load():
 	case c.linger:
@@ -213,22 +219,15 @@ func (c *conn) serveRecovering(ctx context.Context) (ok bool) {
 func (s *Server) getConn(nc net.Conn) *conn {
 	c, _ := s.connPool.Get().(*conn)
 	if c == nil {
-		c = &conn{
-			s:   s,
-			br:  bufio.NewReaderSize(nil, readSize),
-			bw:  bufio.NewWriterSize(nil, writeSize),
-			ubr: bufio.NewReaderSize(nil, readSize),
-			ubw: bufio.NewWriterSize(nil, writeSize),
-		}
+		c = &conn{s: s}
 		c.up.bufs = &s.bufPool
+		c.up.drained = &c.bodyRead
 		c.down.bufs = &s.bufPool
 		c.bodyDone = make(chan error, 1)
 		c.req.maxFields = s.lim.MaxHeaders
 		c.resp.maxFields = s.lim.MaxHeaders
 	}
 	c.nc = nc
-	c.br.Reset(nc)
-	c.bw.Reset(nc)
 	c.hijacked.Store(false)
 	c.linger = false
 	c.h2 = false
@@ -240,11 +239,9 @@ func (s *Server) getConn(nc net.Conn) *conn {
 
 func (s *Server) putConn(c *conn) {
 	c.releaseScratch()
+	c.releaseBuffers()
+	c.pending = arrived{}
 	c.nc = nil
-	c.br.Reset(nil)
-	c.bw.Reset(nil)
-	c.ubr.Reset(nil)
-	c.ubw.Reset(nil)
 	c.req.RemoteAddr, c.req.LocalAddr = nil, nil
 	c.rec = AccessRecord{}
 	c.tel.rec = telemetry.Request{}
@@ -274,12 +271,17 @@ func (s *Server) putConn(c *conn) {
 
 // conn is the state of one client connection; it is reused across connections.
 type conn struct {
-	s        *Server
-	nc       net.Conn
-	br       *bufio.Reader // client reads
-	bw       *bufio.Writer // client writes
-	ubr      *bufio.Reader // the current upstream's reads
-	ubw      *bufio.Writer // the current upstream's writes
+	s   *Server
+	nc  net.Conn
+	br  *bufio.Reader // client reads
+	bw  *bufio.Writer // client writes
+	ubr *bufio.Reader // the current upstream's reads
+	ubw *bufio.Writer // the current upstream's writes
+	// The four buffers above are bufs's, and nil while the connection waits for a request
+	// (idle.go); arrival holds the first bytes of the next one, which pending replays.
+	bufs     *bufSet
+	arrival  [arrivalSize]byte
+	pending  arrived
 	req      RequestHead
 	resp     responseHead
 	headBuf  []byte
@@ -287,9 +289,10 @@ type conn struct {
 	reqID    [36]byte
 	num      [20]byte // scratch for formatting numbers
 	up, down pipe
-	ex       exchange   // the round trip in progress
-	bodyDone chan error // result of a request body streamed on its own goroutine
-	linger   bool       // unread request bytes may remain: close gently
+	ex       exchange    // the round trip in progress
+	bodyDone chan error  // result of a request body streamed on its own goroutine
+	bodyRead atomic.Bool // ... which has read the whole body from the client
+	linger   bool        // unread request bytes may remain: close gently
 	rec      AccessRecord
 	tel      telState
 	idle     atomic.Bool            // waiting for the next request; Shutdown may close it
@@ -327,6 +330,8 @@ func (c *conn) serve(ctx context.Context) {
 			return
 		}
 		keep := c.serveRequest(ctx)
+		if !keep {
+		}
 		c.releaseScratch()
 		if !keep || c.hijacked.Load() || c.s.shutting.Load() {
 			return
@@ -338,7 +343,7 @@ func (c *conn) serve(ctx context.Context) {
 // reports whether there is a request to serve.
 func (c *conn) readRequest(first bool) bool {
 	lim := &c.s.lim
-	if c.br.Buffered() == 0 {
+	if c.br == nil || c.br.Buffered() == 0 {
 		wait := lim.HeaderReadTimeout
 		if !first {
 			wait = lim.IdleTimeout
@@ -353,8 +358,7 @@ func (c *conn) readRequest(first bool) bool {
 			// accepted before the listener closed, and its client may be writing it now.
 			wait = min(wait, time.Until(c.s.firstRequestDeadline()))
 		}
-		c.nc.SetReadDeadline(time.Now().Add(wait))
-		_, err := c.br.Peek(1)
+		err := c.waitForRequest(time.Now().Add(wait))
 		c.idle.Store(false)
 		if err != nil {
 			if !first && isTimeout(err) && !c.s.shutting.Load() {

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Measures what an idle connection costs a proxy in resident memory, meshentry against HAProxy, in
+# one run on 127.0.0.1:
+#   (a) idle keep-alive client connections: N clients each send one request, get the answer, and
+#       stay connected; the proxy's RSS growth over N;
+#   (b) idle pooled upstream connections: N clients each send one slow request at once (the
+#       backend answers /slow after 2 s), so the proxy opens N upstream connections, which are
+#       pooled when the answers are in; the growth over (a) is what the pooled connections cost.
+# The upstream is one ServiceEntry with 200 endpoint addresses (127.0.x.y, one backend on
+# 0.0.0.0), since meshentry keeps at most 64 idle connections per endpoint.
+#
+#   bench/conncost.sh            # N=10000
+#   N=4000 bench/conncost.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-10000}
+# Holding NUP pooled connections costs a proxy 2×NUP descriptors (the clients' and the pooled
+# ones); this machine's hard limit is 20,000 per process, so (b) runs with at most 9,000.
+NUP=${NUP:-$((N < 9000 ? N : 9000))}
+OUT=${OUT:-bench/out/conncost}
+mkdir -p "$OUT"
+ulimit -n "$(ulimit -Hn)"
+
+command -v haproxy >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+go build -o "$OUT/meshentry" ./cmd/meshentry
+go build -o "$OUT/benchtool" ./bench/benchtool
+
+BACKEND_PORT=39080
+MESH=127.0.0.1:39001
+MESH_ADMIN=127.0.0.1:39000
+HA=127.0.0.1:39083
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+"$OUT/benchtool" http "0.0.0.0:$BACKEND_PORT" & pids+=($!)
+
+{
+  cat <<CFG
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: idle}
+spec:
+  hosts: [idle.local]
+  ports: [{number: 80, name: http, protocol: HTTP, targetPort: $BACKEND_PORT}]
+  resolution: STATIC
+  endpoints:
+CFG
+  for i in $(seq 1 200); do echo "  - address: 127.0.$((i / 250)).$((i % 250 + 2))"; done
+} >"$OUT/idle.yaml"
+start_meshentry() {
+  "$OUT/meshentry" run -f "$OUT/idle.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn \
+    --access-log off --istio-metrics=false --max-connections $((N * 3)) >"$OUT/meshentry.log" 2>&1 &
+  PROXY_PID=$! ADDR=$MESH
+  pids+=($PROXY_PID)
+  for _ in $(seq 100); do curl -fsS -o /dev/null -x "http://$MESH" http://idle.local/ 2>/dev/null && return; sleep 0.1; done
+  echo "meshentry did not come up: $OUT/meshentry.log" >&2; exit 1
+}
+
+{
+  cat <<CFG
+global
+  maxconn $((N + 1000))
+  # The clients' and the pooled connections may need more descriptors than this machine's hard
+  # limit (20,000); HAProxy would refuse to start rather than run within it.
+  ulimit-n $(ulimit -Hn)
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 120s
+  timeout server 120s
+frontend idle_in
+  bind $HA
+  option http-keep-alive
+  default_backend idle_out
+backend idle_out
+  http-reuse always
+  balance roundrobin
+CFG
+  for i in $(seq 1 200); do echo "  server s$i 127.0.$((i / 250)).$((i % 250 + 2)):$BACKEND_PORT"; done
+} >"$OUT/haproxy.cfg"
+start_haproxy() {
+  haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy.log" 2>&1 &
+  PROXY_PID=$! ADDR=$HA
+  pids+=($PROXY_PID)
+  for _ in $(seq 100); do curl -fsS -o /dev/null "http://$HA/" 2>/dev/null && return; sleep 0.1; done
+  echo "haproxy did not come up: $OUT/haproxy.log" >&2; exit 1
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# hold PROXY_ADDR PID PATH COUNT: prints the proxy's RSS growth in KiB while COUNT clients hold
+# idle connections that each made one request for PATH.
+hold() {
+  local addr=$1 pid=$2 path=$3 count=$4 r0 r1
+  r0=$(rss_kib "$pid")
+  "$OUT/benchtool" idle "$addr" idle.local "$count" "$path" >"$OUT/idle.out" 2>&1 & local ipid=$!
+  for _ in $(seq 600); do grep -q ready "$OUT/idle.out" && break; sleep 0.1; done
+  grep -q ready "$OUT/idle.out" || { echo "clients did not get their answers: $(cat "$OUT/idle.out")" >&2; kill $ipid; exit 1; }
+  sleep 3 # let the proxy settle (buffers released after an idle second, a GC cycle)
+  r1=$(rss_kib "$pid")
+  kill $ipid; wait $ipid 2>/dev/null || true
+  sleep 2
+  echo $((r1 - r0))
+}
+
+# measure PROXY PATH COUNT: the RSS growth of a freshly started PROXY while COUNT clients hold
+# idle connections that made one request for PATH each.
+measure() {
+  start_"$1"
+  hold "$ADDR" "$PROXY_PID" "$2" "$3"
+  kill "$PROXY_PID"; wait "$PROXY_PID" 2>/dev/null || true
+}
+
+printf '%-40s %8s %10s %14s\n' "idle connections" "count" "RSS +KiB" "KiB per conn"
+for proxy in meshentry haproxy; do
+  client=$(measure $proxy / "$N")
+  clientup=$(measure $proxy / "$NUP")
+  both=$(measure $proxy /slow "$NUP")
+  awk -v p=$proxy -v c="$client" -v cu="$clientup" -v b="$both" -v n="$N" -v nu="$NUP" 'BEGIN {
+    printf "%-40s %8d %10d %14.1f\n", p ", keep-alive client", n, c, c / n
+    printf "%-40s %8d %10d %14.1f\n", p ", keep-alive client + pooled upstream", nu, b, b / nu
+    printf "%-40s %8d %10s %14.1f\n", p ", pooled upstream alone", nu, "-", (b - cu) / nu
+  }'
+done
