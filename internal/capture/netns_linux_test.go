@@ -48,7 +48,7 @@ func newTopology(t *testing.T, backend string) *topology {
 	app, remote := netns.New(t), netns.New(t)
 	app.IP("link", "add", "v0", "type", "veth", "peer", "name", "v1", "netns", remote.Name)
 	for _, side := range []struct {
-		ns         *netns.Namespace
+		ns          *netns.Namespace
 		dev, a4, a6 string
 	}{{ns: app, dev: "v0", a4: appAddr4, a6: appAddr6}, {ns: remote, dev: "v1", a4: remoteAddr4, a6: remoteAddr6}} {
 		side.ns.IP("addr", "add", side.a4+"/24", "dev", side.dev)
