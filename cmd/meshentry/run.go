@@ -46,6 +46,7 @@ type runFlags struct {
 	accessLog   accessLogFlags
 	inbound     inboundFlags
 	identity    identityFlags
+	capture     captureRunFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -137,6 +138,7 @@ func newRunCommandFor(f *runFlags) *cobra.Command {
 	f.accessLog.register(fl)
 	f.inbound.register(fl)
 	f.identity.register(fl)
+	f.capture.register(fl)
 	return cmd
 }
 
@@ -175,6 +177,12 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		// The admin API and pprof are never reachable through the proxy.
 		cfg.SelfAddrs = append(cfg.SelfAddrs, lns.admin.Addr().(*net.TCPAddr).AddrPort())
 	}
+	undoCapture, err := f.capture.start(ctx, cmd.Flags(), log, lns.capture, 0)
+	if err != nil {
+		closeListeners(lns)
+		return err
+	}
+	defer undoCapture()
 	inb, err := openInbound(&f.inbound, &cfg, log)
 	if err != nil {
 		closeListeners(lns)
