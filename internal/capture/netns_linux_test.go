@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -174,32 +173,6 @@ func (tp *topology) query(t *testing.T, network, server string) string {
 	return in.Answer[0].(*dns.A).A.String()
 }
 
-var counters = regexp.MustCompile(`\[\d+:\d+\]`)
-
-// canonical is iptables-save output without its comments and counters, and without tables that hold
-// no rule and only ACCEPT policies: iptables-save -t nat creates the empty table on first use, which
-// changes nothing a packet sees.
-func canonical(save string) string {
-	var out, table []string
-	empty := true
-	for _, line := range strings.Split(save, "\n") {
-		line = counters.ReplaceAllString(strings.TrimSpace(line), "[0:0]")
-		switch {
-		case line == "" || strings.HasPrefix(line, "#"):
-			continue
-		case strings.HasPrefix(line, "*"):
-			table, empty = nil, true
-		case strings.HasPrefix(line, "-"), strings.HasPrefix(line, ":") && !strings.Contains(line, " ACCEPT "):
-			empty = false
-		}
-		table = append(table, line)
-		if line == "COMMIT" && !empty {
-			out = append(out, table...)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
 // saveAll is both families' iptables-save output in app, canonical.
 func (tp *topology) saveAll(t *testing.T) string {
 	t.Helper()
@@ -210,7 +183,7 @@ func (tp *topology) saveAll(t *testing.T) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(&b, "%s:\n%s\n", fam, canonical(string(out)))
+		fmt.Fprintf(&b, "%s:\n%s\n", fam, Canonical(string(out)))
 	}
 	return b.String()
 }

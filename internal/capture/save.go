@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -95,4 +96,30 @@ func Replace(save string, next Ruleset) string {
 	}
 	b.WriteString("COMMIT\n")
 	return b.String()
+}
+
+var counters = regexp.MustCompile(`\[\d+:\d+\]`)
+
+// Canonical is iptables-save output without its comments and counters, and without tables that hold
+// no rule and only ACCEPT policies: iptables-save -t nat creates the empty table on first use, which
+// changes nothing a packet sees. Two Canonical outputs are equal when the rules are.
+func Canonical(save string) string {
+	var out, table []string
+	empty := true
+	for _, line := range strings.Split(save, "\n") {
+		line = counters.ReplaceAllString(strings.TrimSpace(line), "[0:0]")
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+			continue
+		case strings.HasPrefix(line, "*"):
+			table, empty = nil, true
+		case strings.HasPrefix(line, "-"), strings.HasPrefix(line, ":") && !strings.Contains(line, " ACCEPT "):
+			empty = false
+		}
+		table = append(table, line)
+		if line == "COMMIT" && !empty {
+			out = append(out, table...)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -74,3 +74,29 @@ func TestReplace(t *testing.T) {
 		})
 	}
 }
+
+func TestCanonical(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		a, b      string
+		wantEqual bool
+	}{
+		{name: "ignores comments and counters",
+			a:         "# Generated on Mon\n*nat\n:OUTPUT ACCEPT [3:180]\n-A OUTPUT -j X\nCOMMIT\n",
+			b:         "# Generated on Tue\n*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -j X\nCOMMIT\n",
+			wantEqual: true},
+		{name: "counts a table with no rule and accepting policies as absent",
+			a: "*nat\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n", b: "", wantEqual: true},
+		{name: "tells a dropping policy from none", a: "*filter\n:OUTPUT DROP [0:0]\nCOMMIT\n", b: ""},
+		{name: "tells rules apart", a: "*nat\n-A OUTPUT -j X\nCOMMIT\n", b: "*nat\n-A OUTPUT -j Y\nCOMMIT\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := Canonical(tt.a) == Canonical(tt.b); got != tt.wantEqual {
+				t.Errorf("Canonical(a) == Canonical(b) is %v, want %v:\n%q\n%q", got, tt.wantEqual, Canonical(tt.a), Canonical(tt.b))
+			}
+		})
+	}
+}
