@@ -279,3 +279,11 @@ func (c *captureRunFlags) start(ctx context.Context, fl *pflag.FlagSet, log *slo
 		log.Info("capture rules removed")
 	}, nil
 }
+
+// port is the DNS proxy's bound port, which `run --capture-setup` redirects DNS to; 0 without one.
+func (d *dnsProxy) port() uint16 {
+	if d == nil || d.ln == nil {
+		return 0
+	}
+	return uint16(d.ln.Addr().(*net.TCPAddr).Port)
+}

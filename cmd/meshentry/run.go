@@ -46,6 +46,7 @@ type runFlags struct {
 	accessLog   accessLogFlags
 	inbound     inboundFlags
 	identity    identityFlags
+	dns         dnsFlags
 	capture     captureRunFlags
 }
 
@@ -138,6 +139,7 @@ func newRunCommandFor(f *runFlags) *cobra.Command {
 	f.accessLog.register(fl)
 	f.inbound.register(fl)
 	f.identity.register(fl)
+	f.dns.register(fl)
 	f.capture.register(fl)
 	return cmd
 }
@@ -153,7 +155,11 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return err
 	}
 	log := cfg.Logger
-	watcher, res, err := loadSource(cmd, f, log)
+	dnsp, err := prepareDNS(&f.dns, log)
+	if err != nil {
+		return err
+	}
+	watcher, res, err := loadSource(cmd, f, log, dnsp.compileOptions()...)
 	if err != nil {
 		return err
 	}
@@ -177,12 +183,6 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		// The admin API and pprof are never reachable through the proxy.
 		cfg.SelfAddrs = append(cfg.SelfAddrs, lns.admin.Addr().(*net.TCPAddr).AddrPort())
 	}
-	undoCapture, err := f.capture.start(ctx, cmd.Flags(), log, lns.capture, 0)
-	if err != nil {
-		closeListeners(lns)
-		return err
-	}
-	defer undoCapture()
 	inb, err := openInbound(&f.inbound, &cfg, log)
 	if err != nil {
 		closeListeners(lns)
@@ -200,13 +200,24 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		log.Error("inbound metrics left out", "err", err)
 	}
 	p = proxy.New(cfg, res.Snapshot)
+	if err := dnsp.open(res.Snapshot, f.src.namespace, f.dnsServer); err != nil {
+		closeListeners(lns)
+		return err
+	}
+	undoCapture, err := f.capture.start(ctx, cmd.Flags(), log, lns.capture, dnsp.port())
+	if err != nil {
+		closeListeners(lns)
+		return err
+	}
+	defer undoCapture()
 	log.Info("registry loaded", "services", len(res.Snapshot.Services), "documents", res.Documents, "errors", res.Errors())
-	defer startReload(ctx, watcher, p)()
+	defer startReload(ctx, watcher, p, dnsp.update)()
 
 	g := &serveGroup{ctx: ctx, cancel: cancel, log: log, out: cmd.OutOrStdout(), bound: map[string]net.Addr{}}
 	g.serve("forward proxy", lns.forward, p.ServeForward)
 	g.serve("capture", lns.capture, p.ServeCapture)
 	inb.serve(g)
+	dnsp.serve(g)
 	adminSrv := serveAdmin(g, f, lns.admin, adminWiring{log: log, level: levelVar, proxy: p, lns: lns, inbound: inb.adminListeners(),
 		ns: f.src.namespace, ready: withIdentity(g.notReady, cfg.Identity), reload: watcherReload(watcher), metrics: mm.Handler()})
 	if ready != nil {
