@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,6 +106,21 @@ func connectByName(t *testing.T, ns *netns.Namespace, host string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// resolveByName is the address the namespace's resolver gives the application for host, as glibc
+// resolves it.
+func resolveByName(t *testing.T, ns *netns.Namespace, host string) netip.Addr {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns.Name, "getent", "ahostsv4", host).CombinedOutput()
+	if err != nil {
+		t.Fatalf("getent ahostsv4 %s: %v: %s", host, err, out)
+	}
+	a, err := netip.ParseAddr(strings.Fields(string(out))[0])
+	if err != nil {
+		t.Fatalf("getent ahostsv4 %s: %v: %s", host, err, out)
+	}
+	return a
+}
+
 // backendsByName connects to each host three times, alternating, and returns what answered.
 func backendsByName(t *testing.T, ns *netns.Namespace) map[string][]string {
 	t.Helper()
@@ -127,6 +143,11 @@ func TestCaptureWithoutDNSProxyClashes(t *testing.T) {
 	before := savedRules(ns)
 	ns.Exec(bin, "capture", "setup", "--capture-port", "15006", "--proxy-uid", proxyUID, "--dns-port", "0")
 	launchCaptured(t, ns, writeConfig(t, config))
+	for host, want := range map[string]string{"a.db.test": realAddrA, "b.db.test": realAddrB} {
+		if a := resolveByName(t, ns, host); a.String() != want {
+			t.Errorf("without the DNS proxy %s resolved to %s, want the resolver's %s", host, a, want)
+		}
+	}
 	got := backendsByName(t, ns)
 	t.Logf("without the DNS proxy: %v", got)
 	for host, answers := range got {
@@ -138,6 +159,38 @@ func TestCaptureWithoutDNSProxyClashes(t *testing.T) {
 	}
 	if a, b := got["a.db.test"][0], got["b.db.test"][0]; a != b {
 		t.Errorf("a.db.test reached %s and b.db.test %s: no clash, so this test no longer shows what the DNS proxy fixes", a, b)
+	}
+	ns.Exec(bin, "capture", "teardown")
+	if after := savedRules(ns); after != before {
+		t.Errorf("rules after teardown:\n%s\nbefore setup:\n%s", after, before)
+	}
+}
+
+// TestCaptureWithDNSProxyTellsHostsApart is the issue's first Must-show, its second half: after
+// `meshentry capture setup` (DNS captured to 15053), the application's queries to its own resolver
+// reach the DNS proxy, which answers each host with its own virtual address, and each connection
+// reaches its own backend every time.
+func TestCaptureWithDNSProxyTellsHostsApart(t *testing.T) {
+	t.Parallel()
+	ns, config := dbNamespace(t)
+	bin := binary(t)
+	before := savedRules(ns)
+	ns.Exec(bin, "capture", "setup", "--capture-port", "15006", "--proxy-uid", proxyUID, "--dns-port", "15053")
+	launchCaptured(t, ns, writeConfig(t, config), "--dns-listen", "127.0.0.1:15053", "--dns-server", resolverAddr+":53")
+	vips := netip.MustParsePrefix("240.240.0.0/16")
+	a, b := resolveByName(t, ns, "a.db.test"), resolveByName(t, ns, "b.db.test")
+	t.Logf("the DNS proxy answered a.db.test %s, b.db.test %s", a, b)
+	if !vips.Contains(a) || !vips.Contains(b) || a == b {
+		t.Errorf("a.db.test resolved to %s and b.db.test to %s, want two different addresses in %s", a, b, vips)
+	}
+	got := backendsByName(t, ns)
+	t.Logf("with the DNS proxy: %v", got)
+	for host, want := range map[string]string{"a.db.test": "backend-a", "b.db.test": "backend-b"} {
+		for i, answer := range got[host] {
+			if answer != want {
+				t.Errorf("connection %d to %s reached %q, want %s", i+1, host, answer, want)
+			}
+		}
 	}
 	ns.Exec(bin, "capture", "teardown")
 	if after := savedRules(ns); after != before {
