@@ -48,7 +48,7 @@ func (c *captureFlags) register(fl *pflag.FlagSet, forRun bool) {
 	fl.Uint16Var(&c.capturePort, "capture-port", capturePort, captureHelp)
 	fl.Uint16Var(&c.dnsPort, "dns-port", dnsPort, dnsHelp)
 	fl.StringVar(&c.proxyUID, "proxy-uid", uid, uidHelp)
-	fl.StringVar(&c.proxyGID, "proxy-gid", "", "group (number or name) whose traffic is never redirected (default: the --proxy-uid's number); -1 for none")
+	fl.StringVar(&c.proxyGID, "proxy-gid", "", "group (number or name) whose traffic is never redirected (default: the --proxy-uid user's group, or its number as istio-iptables does); -1 for none")
 	fl.StringVar(&c.includeCIDRs, "include-cidrs", "*", "comma-separated destination CIDRs to redirect; * is every destination, empty none (DNS only)")
 	fl.StringVar(&c.excludeCIDRs, "exclude-cidrs", "", "comma-separated destination CIDRs never redirected")
 	fl.StringVar(&c.includePorts, "include-ports", "", "comma-separated destination ports or ranges (8000-8100) to redirect; empty is every port")
@@ -69,6 +69,10 @@ func (c *captureFlags) options() (capture.Options, error) {
 		return o, usageError("--proxy-uid: %v", err)
 	}
 	o.ProxyGID = o.ProxyUID
+	if u, err := user.Lookup(c.proxyUID); c.proxyGID == "" && err == nil {
+		// A user named rather than numbered brings its own primary group.
+		o.ProxyGID, _ = strconv.Atoi(u.Gid)
+	}
 	if c.proxyGID != "" {
 		if o.ProxyGID, err = lookupID(c.proxyGID, "group"); err != nil {
 			return o, usageError("--proxy-gid: %v", err)
