@@ -255,6 +255,10 @@ func (c *captureRunFlags) start(ctx context.Context, fl *pflag.FlagSet, log *slo
 			c.proxyGID = strconv.Itoa(os.Getgid())
 		}
 	}
+	if a := captureLn.Addr().(*net.TCPAddr); a.IP.To4() != nil && c.includeCIDRs != "" {
+		// REDIRECT sends IPv6 to [::1]:port, which an IPv4 socket does not take.
+		log.Warn("the capture listener takes IPv4 only, so redirected IPv6 connections will be refused; listen on :PORT for both, or narrow --include-cidrs to IPv4", "capture_listen", a.String())
+	}
 	if c.proxyUID == "0" {
 		log.Warn("capture exempts UID 0: every root process's traffic bypasses the proxy; run as a user of its own with CAP_NET_ADMIN, or pass --proxy-uid")
 	}

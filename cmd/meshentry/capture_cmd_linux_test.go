@@ -26,40 +26,57 @@ spec:
 `
 
 // savedRules is both families' iptables-save output inside ns, canonical, for before-and-after checks.
-func savedRules(ns *netns.Namespace) string {
-	return "IPv4:\n" + capture.Canonical(ns.Exec("iptables-save")) + "\nIPv6:\n" + capture.Canonical(ns.Exec("ip6tables-save"))
+func savedRules(ns *netns.Namespace) string { return savedRulesOf(ns, capture.BackendNFT) }
+
+// savedRulesOf is savedRules for the nft or legacy backend.
+func savedRulesOf(ns *netns.Namespace, backend string) string {
+	return "IPv4:\n" + capture.Canonical(ns.Exec("iptables-"+backend+"-save")) +
+		"\nIPv6:\n" + capture.Canonical(ns.Exec("ip6tables-"+backend+"-save"))
 }
 
-// TestCaptureCommandSetsUpShowsAndTearsDown runs the three subcommands in a namespace of its own.
+// TestCaptureCommandSetsUpShowsAndTearsDown runs the three subcommands in a namespace of its own,
+// with each iptables backend.
 func TestCaptureCommandSetsUpShowsAndTearsDown(t *testing.T) {
 	t.Parallel()
-	ns := netns.New(t)
-	bin := binary(t)
-	before := savedRules(ns)
-	for range 2 { // the second setup replaces the first
-		ns.Exec(bin, "capture", "setup", "--capture-port", "15006", "--proxy-uid", proxyUID)
-	}
-	rules := savedRules(ns)
-	for _, want := range []string{"-A MESHENTRY_REDIRECT -p tcp -j REDIRECT --to-ports 15006",
-		"-A MESHENTRY_OUTPUT -m owner --uid-owner 1337 -j RETURN", "-A MESHENTRY_DNS_REDIRECT -p udp -j REDIRECT --to-ports 15053"} {
-		if n := strings.Count(rules, want); n != 2 {
-			t.Errorf("iptables-save and ip6tables-save show %q %d times together, want once each:\n%s", want, n, rules)
-		}
-	}
-	shown := ns.Exec(bin, "capture", "show")
-	for _, want := range []string{"# IPv4 (iptables-nft)", "# IPv6 (ip6tables-nft)", ":MESHENTRY_OUTPUT", "-A OUTPUT -p tcp -j MESHENTRY_OUTPUT"} {
-		if !strings.Contains(shown, want) {
-			t.Errorf("capture show lacks %q:\n%s", want, shown)
-		}
-	}
-	for range 2 {
-		ns.Exec(bin, "capture", "teardown")
-	}
-	if after := savedRules(ns); after != before {
-		t.Errorf("rules after teardown:\n%s\nbefore setup:\n%s", after, before)
-	}
-	if shown := ns.Exec(bin, "capture", "show"); strings.Count(shown, "# no rules of ours") != 2 {
-		t.Errorf("capture show after teardown:\n%s", shown)
+	for _, backend := range []string{capture.BackendNFT, capture.BackendLegacy} {
+		t.Run("with iptables-"+backend, func(t *testing.T) {
+			t.Parallel()
+			if _, err := exec.LookPath("iptables-" + backend + "-restore"); err != nil {
+				t.Skipf("needs iptables-%s-restore (apt-get install iptables)", backend)
+			}
+			ns := netns.New(t)
+			bin := binary(t)
+			meshentry := func(args ...string) string {
+				return ns.Exec(append([]string{bin, "capture"}, append(args, "--iptables", backend)...)...)
+			}
+			before := savedRulesOf(ns, backend)
+			for range 2 { // the second setup replaces the first
+				meshentry("setup", "--capture-port", "15006", "--proxy-uid", proxyUID)
+			}
+			rules := savedRulesOf(ns, backend)
+			for _, want := range []string{"-A MESHENTRY_REDIRECT -p tcp -j REDIRECT --to-ports 15006",
+				"-A MESHENTRY_OUTPUT -m owner --uid-owner 1337 -j RETURN", "-A MESHENTRY_DNS_REDIRECT -p udp -j REDIRECT --to-ports 15053"} {
+				if n := strings.Count(rules, want); n != 2 {
+					t.Errorf("iptables-save and ip6tables-save show %q %d times together, want once each:\n%s", want, n, rules)
+				}
+			}
+			shown := meshentry("show")
+			for _, want := range []string{"# IPv4 (iptables-" + backend + ")", "# IPv6 (ip6tables-" + backend + ")",
+				":MESHENTRY_OUTPUT", "-A OUTPUT -p tcp -j MESHENTRY_OUTPUT"} {
+				if !strings.Contains(shown, want) {
+					t.Errorf("capture show lacks %q:\n%s", want, shown)
+				}
+			}
+			for range 2 {
+				meshentry("teardown")
+			}
+			if after := savedRulesOf(ns, backend); after != before {
+				t.Errorf("rules after teardown:\n%s\nbefore setup:\n%s", after, before)
+			}
+			if shown := meshentry("show"); strings.Count(shown, "# no rules of ours") != 2 {
+				t.Errorf("capture show after teardown:\n%s", shown)
+			}
+		})
 	}
 }
 

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -145,5 +146,28 @@ func TestTeardownLeavesOthersRulesAlone(t *testing.T) {
 	}
 	if after := tp.saveAll(t); after != before {
 		t.Errorf("iptables-save after teardown:\n%s\nbefore setup:\n%s", after, before)
+	}
+}
+
+// TestFailedSetupLeavesNothingBehind makes the IPv6 restore fail, as it does on a kernel without
+// IPv6 nat, and checks that the IPv4 rules already applied are removed again.
+func TestFailedSetupLeavesNothingBehind(t *testing.T) {
+	t.Parallel()
+	tp := newTopology(t, BackendNFT)
+	before := tp.saveAll(t)
+	restore6, _ := tp.tables.Backend.Commands(IPv6)
+	failing := tp.tables
+	failing.Run = func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+		if name == restore6 {
+			return nil, errors.New("ip6tables-restore: no IPv6 nat here")
+		}
+		return tp.tables.Run(ctx, stdin, name, args...)
+	}
+	err := failing.Setup(context.Background(), Defaults())
+	if err == nil || !strings.Contains(err.Error(), "IPv6") {
+		t.Fatalf("Setup() = %v, want the IPv6 failure", err)
+	}
+	if after := tp.saveAll(t); after != before {
+		t.Errorf("iptables-save after the failed setup:\n%s\nbefore:\n%s", after, before)
 	}
 }
