@@ -127,7 +127,9 @@ func (c *captureFlags) tables(ctx context.Context) (capture.Tables, error) {
 	if err != nil {
 		return capture.Tables{}, &exitError{code: 2, err: err}
 	}
-	return capture.Tables{Backend: b, Run: capture.Exec}, nil
+	// Without IPv6 in the kernel there is no ip6tables nat to write to, and nothing to capture there.
+	_, noIPv6 := os.Stat("/proc/net/if_inet6")
+	return capture.Tables{Backend: b, Run: capture.Exec, IPv4Only: noIPv6 != nil}, nil
 }
 
 // iptablesTimeout bounds one setup or teardown: iptables-restore --wait may otherwise wait forever
@@ -206,6 +208,9 @@ func printShown(ctx context.Context, w io.Writer, t capture.Tables) error {
 		return err
 	}
 	for i, fam := range capture.Families {
+		if t.IPv4Only && fam == capture.IPv6 {
+			break
+		}
 		if i > 0 {
 			fmt.Fprintln(w)
 		}

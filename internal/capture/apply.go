@@ -73,6 +73,16 @@ func (b Backend) Commands(fam Family) (restore, save string) { return b.restore[
 type Tables struct {
 	Backend Backend
 	Run     Runner
+	// IPv4Only leaves ip6tables alone, for a kernel without IPv6.
+	IPv4Only bool
+}
+
+// families are the families t works on, IPv4 first.
+func (t Tables) families() []Family {
+	if t.IPv4Only {
+		return Families[:1]
+	}
+	return Families[:]
 }
 
 // Setup installs o's rules for both families, replacing any of ours already there (left by a crash
@@ -82,7 +92,7 @@ func (t Tables) Setup(ctx context.Context, o Options) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	for _, fam := range Families {
+	for _, fam := range t.families() {
 		old, err := t.save(ctx, fam)
 		if err != nil {
 			t.undo(ctx, fam)
@@ -107,7 +117,7 @@ func (t Tables) undo(ctx context.Context, failed Family) {
 // them it does nothing, so it may run any number of times.
 func (t Tables) Teardown(ctx context.Context) error {
 	var errs []error
-	for _, fam := range Families {
+	for _, fam := range t.families() {
 		errs = append(errs, t.teardown(ctx, fam))
 	}
 	return errors.Join(errs...)
@@ -128,10 +138,11 @@ func (t Tables) teardown(ctx context.Context, fam Family) error {
 	return nil
 }
 
-// Show returns our chains and the jumps to them as iptables-save prints them, for each family.
+// Show returns our chains and the jumps to them as iptables-save prints them, for each family it
+// works on.
 func (t Tables) Show(ctx context.Context) (map[Family][]string, error) {
 	out := map[Family][]string{}
-	for _, fam := range Families {
+	for _, fam := range t.families() {
 		save, err := t.save(ctx, fam)
 		if err != nil {
 			return nil, err

@@ -171,3 +171,36 @@ func TestFailedSetupLeavesNothingBehind(t *testing.T) {
 		t.Errorf("iptables-save after the failed setup:\n%s\nbefore:\n%s", after, before)
 	}
 }
+
+// TestIPv4OnlyNeverRunsIP6Tables checks that on a kernel without IPv6 setup, show and teardown do
+// their IPv4 part and never call ip6tables.
+func TestIPv4OnlyNeverRunsIP6Tables(t *testing.T) {
+	t.Parallel()
+	tp := newTopology(t, BackendNFT)
+	before := tp.saveAll(t)
+	v4 := tp.tables
+	v4.IPv4Only = true
+	v4.Run = func(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+		if strings.HasPrefix(name, "ip6tables") {
+			t.Errorf("ran %s with IPv4Only", name)
+			return nil, errors.New("no IPv6")
+		}
+		return tp.tables.Run(ctx, stdin, name, args...)
+	}
+	ctx := context.Background()
+	if err := v4.Setup(ctx, Defaults()); err != nil {
+		t.Fatal(err)
+	}
+	if got := tp.dial(t, remoteAddr4+":9000"); got != "captured "+remoteAddr4+":9000" {
+		t.Errorf("after an IPv4-only setup a connection got %q", got)
+	}
+	if shown, err := v4.Show(ctx); err != nil || len(shown[IPv4]) == 0 || len(shown[IPv6]) != 0 {
+		t.Errorf("Show() = %v, %v; want IPv4 rules only", shown, err)
+	}
+	if err := v4.Teardown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if after := tp.saveAll(t); after != before {
+		t.Errorf("iptables-save after teardown:\n%s\nbefore:\n%s", after, before)
+	}
+}
