@@ -100,3 +100,22 @@ func TestCanonical(t *testing.T) {
 		})
 	}
 }
+
+// FuzzReplace feeds arbitrary iptables-save output to the parser: it must not panic, a removal
+// must add no rule, and every rule it deletes must be one the input holds.
+func FuzzReplace(f *testing.F) {
+	f.Add(savedWithOurs)
+	f.Add("*nat\n-A OUTPUT -g MESHENTRY_X\n-A\n:\n*")
+	f.Fuzz(func(t *testing.T, save string) {
+		script := Replace(save, Ruleset{})
+		_ = Canonical(save)
+		for _, line := range strings.Split(script, "\n") {
+			if strings.HasPrefix(line, "-A ") {
+				t.Errorf("a removal adds %q", line)
+			}
+			if rule, ok := strings.CutPrefix(line, "-D "); ok && !strings.Contains(save, "-A "+rule) {
+				t.Errorf("deletes %q, which the input does not hold", rule)
+			}
+		}
+	})
+}
