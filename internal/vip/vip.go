@@ -49,9 +49,61 @@ type pool struct {
 	prefix netip.Prefix
 	// base is the low 64 bits of the network address; slots never carry past them, since a
 	// pool with more than 64 host bits is capped at 2^63 slots.
-	base  uint64
-	size  uint64
-	owner map[uint64]string
+	base uint64
+	size uint64
+	// Holders by slot: a slice for ranges up to denseMax slots, which probing walks far
+	// faster than a map, else a map (an IPv6 range has more slots than any config hosts).
+	dense  []string
+	sparse map[uint64]string
+	used   uint64
+}
+
+// denseMax is the largest range held in a slice (16 MiB of string headers, a /12).
+const denseMax = 1 << 20
+
+func (p *pool) holder(s uint64) string {
+	if p.dense != nil {
+		return p.dense[s]
+	}
+	return p.sparse[s]
+}
+
+func (p *pool) set(s uint64, host string) {
+	if p.holder(s) == "" {
+		p.used++
+	}
+	if p.dense != nil {
+		p.dense[s] = host
+	} else {
+		p.sparse[s] = host
+	}
+}
+
+func (p *pool) free(s uint64) {
+	if p.holder(s) == "" {
+		return
+	}
+	p.used--
+	if p.dense != nil {
+		p.dense[s] = ""
+	} else {
+		delete(p.sparse, s)
+	}
+}
+
+// holders calls fn for every held slot's host.
+func (p *pool) holders(fn func(string)) {
+	if p.dense != nil {
+		for _, h := range p.dense {
+			if h != "" {
+				fn(h)
+			}
+		}
+		return
+	}
+	for _, h := range p.sparse {
+		fn(h)
+	}
 }
 
 func newPool(p netip.Prefix) (*pool, error) {
@@ -69,7 +121,13 @@ func newPool(p netip.Prefix) (*pool, error) {
 	default:
 		size = 1<<hostBits - 1
 	}
-	return &pool{prefix: p, base: low64(p.Addr()), size: size, owner: map[uint64]string{}}, nil
+	pl := &pool{prefix: p, base: low64(p.Addr()), size: size}
+	if size <= denseMax {
+		pl.dense = make([]string, size)
+	} else {
+		pl.sparse = map[uint64]string{}
+	}
+	return pl, nil
 }
 
 func low64(a netip.Addr) uint64 {
@@ -107,12 +165,12 @@ func (p *pool) slotOf(a netip.Addr) (uint64, bool) {
 
 // take finds host a free slot, starting from its hash and probing forward; false when full.
 func (p *pool) take(host string, h uint64) (uint64, bool) {
-	if uint64(len(p.owner)) >= p.size {
+	if p.used >= p.size {
 		return 0, false
 	}
 	for s := h % p.size; ; s = (s + 1) % p.size {
-		if _, used := p.owner[s]; !used {
-			p.owner[s] = host
+		if p.holder(s) == "" {
+			p.set(s, host)
 			return s, true
 		}
 	}
@@ -126,6 +184,9 @@ type Allocator struct {
 	entries  map[string]*entry
 	gen      uint64
 	maxStale int
+	// noStale is the generation in which reclaim found no stale holder: none appears until
+	// the next Allocate, so a full range costs one scan per Allocate, not one per host.
+	noStale uint64
 	// changed is set when an allocation is made or dropped, and cleared by Save.
 	changed bool
 	// exhausted counts hosts that asked for an address of a family whose range was full.
@@ -224,15 +285,19 @@ func (a *Allocator) fill(host string, e *entry) {
 // reclaim frees the slot in p of the host least recently named that is not in the current
 // config; false when every holder is current, so nobody's address is ever taken while in use.
 func (a *Allocator) reclaim(p *pool) bool {
+	if a.noStale == a.gen {
+		return false
+	}
 	var victim string
 	var oldest uint64
-	for _, h := range p.owner {
+	p.holders(func(h string) {
 		e := a.entries[h]
 		if e.seen < a.gen && (victim == "" || e.seen < oldest) {
 			victim, oldest = h, e.seen
 		}
-	}
+	})
 	if victim == "" {
+		a.noStale = a.gen
 		return false
 	}
 	a.release(victim)
@@ -264,10 +329,10 @@ func (a *Allocator) trimStale() {
 func (a *Allocator) release(host string) {
 	e := a.entries[host]
 	if e.addrs.V4.IsValid() {
-		delete(a.v4.owner, e.slot4)
+		a.v4.free(e.slot4)
 	}
 	if e.addrs.V6.IsValid() {
-		delete(a.v6.owner, e.slot6)
+		a.v6.free(e.slot6)
 	}
 	delete(a.entries, host)
 	a.changed = true
@@ -308,13 +373,15 @@ func (a *Allocator) Restore(prior map[string]Addrs) int {
 			continue
 		}
 		e := &entry{seen: a.gen}
-		if s, ok := a.v4.slotOf(prior[h].V4); ok && a.v4.owner[s] == "" {
-			a.v4.owner[s], e.slot4, e.addrs.V4 = h, s, prior[h].V4
+		if s, ok := a.v4.slotOf(prior[h].V4); ok && a.v4.holder(s) == "" {
+			a.v4.set(s, h)
+			e.slot4, e.addrs.V4 = s, prior[h].V4
 		} else if prior[h].V4.IsValid() {
 			dropped++
 		}
-		if s, ok := a.v6.slotOf(prior[h].V6); ok && a.v6.owner[s] == "" {
-			a.v6.owner[s], e.slot6, e.addrs.V6 = h, s, prior[h].V6
+		if s, ok := a.v6.slotOf(prior[h].V6); ok && a.v6.holder(s) == "" {
+			a.v6.set(s, h)
+			e.slot6, e.addrs.V6 = s, prior[h].V6
 		} else if prior[h].V6.IsValid() {
 			dropped++
 		}
