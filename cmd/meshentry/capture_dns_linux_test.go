@@ -177,6 +177,7 @@ func TestCaptureWithDNSProxyTellsHostsApart(t *testing.T) {
 	before := savedRules(ns)
 	ns.Exec(bin, "capture", "setup", "--capture-port", "15006", "--proxy-uid", proxyUID, "--dns-port", "15053")
 	launchCaptured(t, ns, writeConfig(t, config), "--dns-listen", "127.0.0.1:15053", "--dns-server", resolverAddr+":53")
+	t.Logf("meshentry capture show:\n%s", ns.Exec(bin, "capture", "show"))
 	vips := netip.MustParsePrefix("240.240.0.0/16")
 	a, b := resolveByName(t, ns, "a.db.test"), resolveByName(t, ns, "b.db.test")
 	t.Logf("the DNS proxy answered a.db.test %s, b.db.test %s", a, b)
@@ -193,7 +194,9 @@ func TestCaptureWithDNSProxyTellsHostsApart(t *testing.T) {
 		}
 	}
 	ns.Exec(bin, "capture", "teardown")
-	if after := savedRules(ns); after != before {
+	after := savedRules(ns)
+	t.Logf("iptables-save and ip6tables-save, canonical, before setup %q and after teardown %q", before, after)
+	if after != before {
 		t.Errorf("rules after teardown:\n%s\nbefore setup:\n%s", after, before)
 	}
 }
