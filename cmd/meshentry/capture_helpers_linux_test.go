@@ -19,10 +19,15 @@ import (
 // the test failed.
 func startCaptured(t *testing.T, ns *netns.Namespace, cidr, config string, extra ...string) *exec.Cmd {
 	t.Helper()
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("needs setpriv (util-linux) to run the proxy under its own UID")
-	}
-	bin := binary(t)
+	cfg := writeConfig(t, config)
+	ns.IPTables("-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", cidr,
+		"-m", "owner", "!", "--uid-owner", proxyUID, "-j", "REDIRECT", "--to-ports", "15006")
+	return launchCaptured(t, ns, cfg, extra...)
+}
+
+// writeConfig writes config where the proxy's UID can read it and returns the path.
+func writeConfig(t *testing.T, config string) string {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "meshentry-capture-")
 	if err != nil {
 		t.Fatal(err)
@@ -33,9 +38,17 @@ func startCaptured(t *testing.T, ns *netns.Namespace, cidr, config string, extra
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ns.IPTables("-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", cidr,
-		"-m", "owner", "!", "--uid-owner", proxyUID, "-j", "REDIRECT", "--to-ports", "15006")
+	return cfg
+}
 
+// launchCaptured runs `meshentry run -f cfg --capture-listen 0.0.0.0:15006` inside ns as UID
+// proxyUID, with no iptables rule of its own, and waits until it listens; see startCaptured.
+func launchCaptured(t *testing.T, ns *netns.Namespace, cfg string, extra ...string) *exec.Cmd {
+	t.Helper()
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("needs setpriv (util-linux) to run the proxy under its own UID")
+	}
+	bin := binary(t)
 	args := append([]string{"netns", "exec", ns.Name, "setpriv", "--reuid", proxyUID, "--regid", proxyUID, "--clear-groups",
 		bin, "run", "-f", cfg, "--listen", "", "--admin", "", "--capture-listen", "0.0.0.0:15006", "--log-level", "debug"}, extra...)
 	cmd := exec.Command("ip", args...)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/compile"
 	"github.com/meshentry/meshentry/internal/proxy"
+	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/source"
 )
 
@@ -37,7 +38,7 @@ func (r *reloadFlags) register(fl *pflag.FlagSet) {
 
 // loadSource compiles the -f inputs for startup as version 1 and returns the Watcher that will
 // reload them; "-" is read here, once, and compiled again unchanged with every reload.
-func loadSource(cmd *cobra.Command, f *runFlags, log *slog.Logger) (*source.Watcher, *compile.Result, error) {
+func loadSource(cmd *cobra.Command, f *runFlags, log *slog.Logger, opts ...compile.Option) (*source.Watcher, *compile.Result, error) {
 	if len(f.src.files) == 0 {
 		return nil, nil, usageError("no config given: pass -f FILE, -f FOLDER or -f -")
 	}
@@ -56,7 +57,7 @@ func loadSource(cmd *cobra.Command, f *runFlags, log *slog.Logger) (*source.Watc
 		stdin = b
 	}
 	w, res, err := source.New(source.Config{Paths: f.src.files, Namespace: f.src.namespace, Stdin: stdin,
-		CheckInterval: f.reload.checkInterval, Debounce: f.reload.debounce, Logger: log})
+		CheckInterval: f.reload.checkInterval, Debounce: f.reload.debounce, Logger: log, Compile: opts})
 	if err != nil {
 		return nil, nil, &exitError{code: 2, err: err}
 	}
@@ -70,12 +71,18 @@ func loadSource(cmd *cobra.Command, f *runFlags, log *slog.Logger) (*source.Watc
 }
 
 // startReload runs the watcher, handing every accepted config to the proxy, and reloads on
-// SIGHUP. The returned function stops both and waits for them.
-func startReload(ctx context.Context, w *source.Watcher, p *proxy.Proxy) (stop func()) {
+// SIGHUP; also, when given, hears of each accepted snapshot after the proxy. The returned
+// function stops both and waits for them.
+func startReload(ctx context.Context, w *source.Watcher, p *proxy.Proxy, also ...func(*registry.Snapshot)) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		w.Run(ctx, func(res *compile.Result) { p.Update(res.Snapshot) })
+		w.Run(ctx, func(res *compile.Result) {
+			p.Update(res.Snapshot)
+			for _, fn := range also {
+				fn(res.Snapshot)
+			}
+		})
 	})
 	stopHUP := onSIGHUP(w.Reload)
 	return func() {

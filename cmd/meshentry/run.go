@@ -46,6 +46,8 @@ type runFlags struct {
 	accessLog   accessLogFlags
 	inbound     inboundFlags
 	identity    identityFlags
+	dns         dnsFlags
+	capture     captureRunFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -137,6 +139,8 @@ func newRunCommandFor(f *runFlags) *cobra.Command {
 	f.accessLog.register(fl)
 	f.inbound.register(fl)
 	f.identity.register(fl)
+	f.dns.register(fl)
+	f.capture.register(fl)
 	return cmd
 }
 
@@ -151,7 +155,11 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return err
 	}
 	log := cfg.Logger
-	watcher, res, err := loadSource(cmd, f, log)
+	dnsp, err := prepareDNS(&f.dns, log)
+	if err != nil {
+		return err
+	}
+	watcher, res, err := loadSource(cmd, f, log, dnsp.compileOptions()...)
 	if err != nil {
 		return err
 	}
@@ -192,13 +200,24 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		log.Error("inbound metrics left out", "err", err)
 	}
 	p = proxy.New(cfg, res.Snapshot)
+	if err := dnsp.open(res.Snapshot, f.src.namespace, f.dnsServer); err != nil {
+		closeListeners(lns)
+		return err
+	}
+	undoCapture, err := f.capture.start(ctx, cmd.Flags(), log, lns.capture, dnsp.port())
+	if err != nil {
+		closeListeners(lns)
+		return err
+	}
+	defer undoCapture()
 	log.Info("registry loaded", "services", len(res.Snapshot.Services), "documents", res.Documents, "errors", res.Errors())
-	defer startReload(ctx, watcher, p)()
+	defer startReload(ctx, watcher, p, dnsp.update)()
 
 	g := &serveGroup{ctx: ctx, cancel: cancel, log: log, out: cmd.OutOrStdout(), bound: map[string]net.Addr{}}
 	g.serve("forward proxy", lns.forward, p.ServeForward)
 	g.serve("capture", lns.capture, p.ServeCapture)
 	inb.serve(g)
+	dnsp.serve(g)
 	adminSrv := serveAdmin(g, f, lns.admin, adminWiring{log: log, level: levelVar, proxy: p, lns: lns, inbound: inb.adminListeners(),
 		ns: f.src.namespace, ready: withIdentity(g.notReady, cfg.Identity), reload: watcherReload(watcher), metrics: mm.Handler()})
 	if ready != nil {

@@ -3,6 +3,8 @@
 package compile
 
 import (
+	"net/netip"
+
 	"github.com/meshentry/meshentry/internal/config"
 	"github.com/meshentry/meshentry/internal/diag"
 	"github.com/meshentry/meshentry/internal/registry"
@@ -32,16 +34,35 @@ func (r *Result) Errors() int {
 
 // Paths compiles the files, folders and "-" in paths. The error is for inputs that cannot be read
 // at all; invalid documents are diagnostics and are left out of the snapshot.
-func Paths(paths []string, opts config.Options, version uint64) (*Result, error) {
+func Paths(paths []string, opts config.Options, version uint64, options ...Option) (*Result, error) {
 	loaded, err := config.Load(paths, opts)
 	if err != nil {
 		return nil, err
 	}
-	return Documents(loaded, version), nil
+	return Documents(loaded, version, options...), nil
+}
+
+// Option changes what a compile does beyond validating, analysing and building.
+type Option func(*options)
+
+type options struct {
+	autoAddresses func(hosts []string) map[string][]netip.Addr
+}
+
+// WithAutoAddresses compiles for a proxy whose DNS proxy is on: the hosts that need one get the
+// addresses alloc gives them (registry.WithAutoAddresses), ME2001 says the clash is gone for
+// clients resolving through the DNS proxy, and a host left without an IPv4 address because the
+// range is full is warned about (ME2010).
+func WithAutoAddresses(alloc func(hosts []string) map[string][]netip.Addr) Option {
+	return func(o *options) { o.autoAddresses = alloc }
 }
 
 // Documents validates and analyses what config.Load read and builds the snapshot.
-func Documents(loaded config.Result, version uint64) *Result {
+func Documents(loaded config.Result, version uint64, opts ...Option) *Result {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	res := &Result{Documents: loaded.Read, Files: loaded.Files}
 	res.Diagnostics = append(res.Diagnostics, loaded.Diagnostics...)
 	valid := make([]*config.Document, 0, len(loaded.Documents))
@@ -52,9 +73,15 @@ func Documents(loaded config.Result, version uint64) *Result {
 			valid = append(valid, doc)
 		}
 	}
-	res.Diagnostics = append(res.Diagnostics, validate.Analyze(valid)...)
+	if o.autoAddresses == nil {
+		res.Diagnostics = append(res.Diagnostics, validate.Analyze(valid)...)
+		res.Snapshot = registry.Build(valid, version)
+	} else {
+		res.Diagnostics = append(res.Diagnostics, validate.Analyze(valid, validate.WithDNSProxy())...)
+		res.Snapshot = registry.Build(valid, version, registry.WithAutoAddresses(o.autoAddresses))
+		res.Diagnostics = append(res.Diagnostics, unallocated(res.Snapshot)...)
+	}
 	diag.Sort(res.Diagnostics)
-	res.Snapshot = registry.Build(valid, version)
 	return res
 }
 
@@ -65,4 +92,24 @@ func hasError(ds []diag.Diagnostic) bool {
 		}
 	}
 	return false
+}
+
+// unallocated warns once per host that needed an allocated address and got no IPv4 one.
+func unallocated(s *registry.Snapshot) []diag.Diagnostic {
+	var out []diag.Diagnostic
+	seen := map[string]bool{}
+	for _, svc := range s.Services {
+		if seen[svc.Host] || !(svc.AutoAllocated || registry.NeedsAutoAddress(svc)) {
+			continue
+		}
+		has4 := false
+		for _, p := range svc.Addresses {
+			has4 = has4 || p.Addr().Is4()
+		}
+		if !has4 {
+			seen[svc.Host] = true
+			out = append(out, validate.NoAutoAddress(svc.Source, svc.Host))
+		}
+	}
+	return out
 }

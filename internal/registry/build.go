@@ -36,7 +36,11 @@ type cidrBucket struct {
 
 // Build makes a snapshot from documents that passed validation. Kinds other than ServiceEntry are
 // kept in Documents for later stages but add no services.
-func Build(docs []*config.Document, version uint64) *Snapshot {
+func Build(docs []*config.Document, version uint64, opts ...BuildOption) *Snapshot {
+	var o buildOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	s := &Snapshot{
 		Version:   version,
 		Documents: docs,
@@ -55,6 +59,9 @@ func Build(docs []*config.Document, version uint64) *Snapshot {
 	sort.SliceStable(entries, func(i, j int) bool { return entries[i].OlderThan(entries[j]) })
 	for _, d := range entries {
 		s.Services = append(s.Services, servicesOf(d)...)
+	}
+	if o.autoAddresses != nil {
+		assignAutoAddresses(s.Services, o.autoAddresses)
 	}
 	cidrIndex := map[[2]int]*cidrBucket{}
 	for _, svc := range s.Services {

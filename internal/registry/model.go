@@ -125,9 +125,11 @@ type Service struct {
 	Wildcard  bool
 	Namespace string
 	// Entry is the ServiceEntry's name; Source is the document it came from.
-	Entry           string
-	Source          *config.Document
-	Addresses       []netip.Prefix
+	Entry     string
+	Source    *config.Document
+	Addresses []netip.Prefix
+	// AutoAllocated says Addresses were allocated (see WithAutoAddresses), not declared.
+	AutoAllocated   bool
 	Ports           []Port
 	Resolution      Resolution
 	MeshInternal    bool

@@ -47,6 +47,8 @@ type Config struct {
 	Debounce time.Duration
 	// Logger receives one line per reload accepted or refused; nil discards.
 	Logger *slog.Logger
+	// Compile holds options for every compile, such as the DNS proxy's address allocation.
+	Compile []compile.Option
 }
 
 // Watcher reloads the config when its files change, on Reload, and by the periodic check.
@@ -366,7 +368,7 @@ func (w *Watcher) compile(version uint64) (*compile.Result, error) {
 	if w.cfg.Stdin != nil {
 		opts.Stdin = bytes.NewReader(w.cfg.Stdin)
 	}
-	res, err := compile.Paths(w.cfg.Paths, opts, version)
+	res, err := compile.Paths(w.cfg.Paths, opts, version, w.cfg.Compile...)
 	if err != nil {
 		return nil, fmt.Errorf("compile config: %w", err)
 	}

@@ -14,8 +14,11 @@ import (
 
 // Analyze looks across documents for problems no single one shows and returns them as warnings. It
 // does not validate: pass it the documents that Documents accepted.
-func Analyze(docs []*config.Document) []diag.Diagnostic {
+func Analyze(docs []*config.Document, opts ...AnalyzeOption) []diag.Diagnostic {
 	a := &analysis{}
+	for _, opt := range opts {
+		opt(a)
+	}
 	for _, d := range docs {
 		if d == nil {
 			continue
@@ -58,6 +61,8 @@ type analysis struct {
 	entries []*config.Document // ServiceEntries, in load order
 	hosts   []hostDecl         // every ServiceEntry host
 	diags   []diag.Diagnostic
+	// dnsProxy says the proxy answers DNS with allocated addresses (WithDNSProxy).
+	dnsProxy bool
 }
 
 // hostDecl is one host of one ServiceEntry, with where it is visible.
@@ -111,6 +116,10 @@ func (a *analysis) portClashes() {
 				where, ok := winner.audience.overlap(loser.audience)
 				if !ok {
 					continue
+				}
+				if a.dnsProxy && autoAllocated(winner.doc) && autoAllocated(loser.doc) {
+					a.dnsProxyPortNote(loser, winner)
+					break
 				}
 				a.warn(loser.doc, CodeTCPPortClash, at("spec.ports", loser.index, ".number"),
 					"port %d (%s) has no spec.addresses, so it claims every destination IP on port %d, as does %s (%s); "+

@@ -96,6 +96,7 @@ const (
 	CodeHostTwiceInNamespace = "ME2007" // the same host declared by two ServiceEntries of one namespace
 	CodePortLevelUndeclared  = "ME2008" // a DestinationRule portLevelSettings port no matching ServiceEntry declares
 	CodeDestinationRuleMerge = "ME2009" // a DestinationRule's traffic policy or subset that a merge with an older one drops
+	CodeNoAutoAddress        = "ME2010" // a host the DNS proxy could allocate no IPv4 address for: the range is full
 
 	CodeReferencedHostNotFound = "IST0101" // Istio's ReferencedResourceNotFound: a route destination host or subset
 	CodeUnknownDRHost          = "IST0174" // Istio's UnknownDestinationRuleHost

@@ -1,0 +1,12 @@
+package capture
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package when a test leaves a server goroutine running.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}

@@ -1,0 +1,62 @@
+package registry
+
+import (
+	"net/netip"
+	"slices"
+)
+
+// BuildOption changes how Build makes a snapshot.
+type BuildOption func(*buildOptions)
+
+type buildOptions struct {
+	autoAddresses func(hosts []string) map[string][]netip.Addr
+}
+
+// WithAutoAddresses gives the services that Istio's DNS proxy would auto-allocate for (see
+// NeedsAutoAddress) the addresses alloc returns for their host, which then match exactly as
+// declared single addresses do. alloc is called once per Build with the sorted eligible hosts;
+// it holds the allocation state, so the snapshot stays immutable and the state outlives it.
+func WithAutoAddresses(alloc func(hosts []string) map[string][]netip.Addr) BuildOption {
+	return func(o *buildOptions) { o.autoAddresses = alloc }
+}
+
+// NeedsAutoAddress reports whether svc gets an allocated address when the DNS proxy is on: a
+// non-wildcard host without declared addresses, with a TCP-family or protocol-less port (HTTP
+// and TLS are routed by name anyway), whose resolution is not NONE (a NONE entry dials the
+// address the application asked for, which a virtual one is not).
+func NeedsAutoAddress(svc *Service) bool {
+	if svc.Wildcard || len(svc.Addresses) > 0 || svc.Resolution == ResolutionNone {
+		return false
+	}
+	for _, p := range svc.Ports {
+		if p.Family&(FamilyTCP|FamilyAuto) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func assignAutoAddresses(svcs []*Service, alloc func([]string) map[string][]netip.Addr) {
+	var hosts []string
+	for _, svc := range svcs {
+		if NeedsAutoAddress(svc) {
+			hosts = append(hosts, svc.Host)
+		}
+	}
+	if len(hosts) == 0 {
+		return
+	}
+	slices.Sort(hosts)
+	got := alloc(slices.Compact(hosts))
+	for _, svc := range svcs {
+		if !NeedsAutoAddress(svc) {
+			continue
+		}
+		for _, a := range got[svc.Host] {
+			if a.IsValid() {
+				svc.Addresses = append(svc.Addresses, netip.PrefixFrom(a, a.BitLen()))
+			}
+		}
+		svc.AutoAllocated = len(svc.Addresses) > 0
+	}
+}

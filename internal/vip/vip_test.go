@@ -1,0 +1,220 @@
+package vip
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func hostsN(n int, prefix string) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%d.example.test", prefix, i)
+	}
+	return out
+}
+
+func mustNew(t *testing.T, cfg Config) *Allocator {
+	t.Helper()
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// checkUnique fails when two hosts share an address or one lies outside its range.
+func checkUnique(t *testing.T, a *Allocator, got map[string]Addrs, want4, want6 bool) {
+	t.Helper()
+	v4, v6 := a.Ranges()
+	seen := map[netip.Addr]string{}
+	for h, ad := range got {
+		for _, x := range []struct {
+			addr netip.Addr
+			want bool
+			in   netip.Prefix
+		}{{addr: ad.V4, want: want4, in: v4}, {addr: ad.V6, want: want6, in: v6}} {
+			if !x.addr.IsValid() {
+				if x.want {
+					t.Fatalf("%s got no address in %s", h, x.in)
+				}
+				continue
+			}
+			if !x.in.Contains(x.addr) || x.addr == x.in.Addr() {
+				t.Fatalf("%s got %s, outside %s or its network address", h, x.addr, x.in)
+			}
+			if other, dup := seen[x.addr]; dup {
+				t.Fatalf("%s and %s share %s", h, other, x.addr)
+			}
+			seen[x.addr] = h
+		}
+	}
+}
+
+func TestAllocateHundredThousandHosts(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		v4    string
+		want4 bool
+	}{
+		{name: "fit in a /14 and in 2001:2::/48 without a collision", v4: "240.240.0.0/14", want4: true},
+		{name: "fill Istio's /16 and still each get an IPv6 address", v4: "240.240.0.0/16", want4: false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a := mustNew(t, Config{V4: netip.MustParsePrefix(tc.v4)})
+			got := a.Allocate(hostsN(100_000, "h"))
+			if len(got) != 100_000 {
+				t.Fatalf("%d allocations, want 100000", len(got))
+			}
+			checkUnique(t, a, got, tc.want4, true)
+			ex4, ex6 := a.Exhausted()
+			if tc.want4 && ex4 != 0 || !tc.want4 && ex4 != 100_000-65_534 || ex6 != 0 {
+				t.Fatalf("exhausted v4=%d v6=%d", ex4, ex6)
+			}
+		})
+	}
+}
+
+func TestAllocationStability(t *testing.T) {
+	t.Parallel()
+	small := netip.MustParsePrefix("240.240.0.0/29") // six addresses: collisions are certain
+	t.Run("keeps every host's address across reloads that add and remove others", func(t *testing.T) {
+		t.Parallel()
+		a := mustNew(t, Config{V4: small})
+		first := a.Allocate([]string{"b.test", "c.test", "d.test"})
+		second := a.Allocate([]string{"a.test", "b.test", "d.test", "e.test", "f.test"})
+		for _, h := range []string{"b.test", "d.test"} {
+			if first[h] != second[h] {
+				t.Fatalf("%s moved from %v to %v", h, first[h], second[h])
+			}
+		}
+		checkUnique(t, a, second, true, true)
+		// c.test left; its address is not handed out while a free one remains, and c.test gets
+		// it back when it returns.
+		third := a.Allocate([]string{"a.test", "b.test", "c.test", "d.test", "e.test", "f.test"})
+		if third["c.test"] != first["c.test"] {
+			t.Fatalf("c.test came back with %v, had %v", third["c.test"], first["c.test"])
+		}
+		checkUnique(t, a, third, true, true)
+	})
+	t.Run("keeps addresses across a restart through the state file, whatever the new order", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), "vips.json")
+		a := mustNew(t, Config{V4: small})
+		a.Allocate([]string{"z.test", "y.test"})
+		before := a.Allocate([]string{"x.test", "y.test", "z.test"})
+		if err := a.Save(path); err != nil {
+			t.Fatal(err)
+		}
+		prior, err := LoadState(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := mustNew(t, Config{V4: small})
+		if n := b.Restore(prior); n != 0 {
+			t.Fatalf("restore dropped %d", n)
+		}
+		after := b.Allocate([]string{"a.test", "x.test", "y.test", "z.test"})
+		for _, h := range []string{"x.test", "y.test", "z.test"} {
+			if before[h] != after[h] {
+				t.Fatalf("%s moved from %v to %v across the restart", h, before[h], after[h])
+			}
+		}
+		checkUnique(t, b, after, true, true)
+	})
+	t.Run("gives the same addresses on a fresh allocator for the same hosts", func(t *testing.T) {
+		t.Parallel()
+		hosts := hostsN(50, "s")
+		got1 := mustNew(t, Config{V4: small}).Allocate(hosts)
+		got2 := mustNew(t, Config{V4: small}).Allocate(append([]string{hosts[49]}, hosts[:49]...))
+		for _, h := range hosts {
+			if got1[h] != got2[h] {
+				t.Fatalf("%s: %v then %v", h, got1[h], got2[h])
+			}
+		}
+	})
+}
+
+func TestAllocateExhaustion(t *testing.T) {
+	t.Parallel()
+	a := mustNew(t, Config{V4: netip.MustParsePrefix("240.240.0.0/30")}) // two usable addresses
+	got := a.Allocate([]string{"a.test", "b.test", "c.test"})
+	n := 0
+	for _, ad := range got {
+		if ad.V4.IsValid() {
+			n++
+		}
+		if !ad.V6.IsValid() {
+			t.Fatal("a host got no IPv6 address")
+		}
+	}
+	if ex4, _ := a.Exhausted(); n != 2 || ex4 != 1 {
+		t.Fatalf("%d IPv4 addresses, %d exhausted; want 2 and 1", n, ex4)
+	}
+	t.Run("reclaims the address of a host that left, never of one still there", func(t *testing.T) {
+		var gone, kept string
+		for h, ad := range got {
+			if ad.V4.IsValid() && gone == "" {
+				gone = h
+			} else if ad.V4.IsValid() {
+				kept = h
+			}
+		}
+		next := a.Allocate([]string{kept, "d.test"})
+		if next[kept] != got[kept] || next["d.test"].V4 != got[gone].V4 {
+			t.Fatalf("after %s left: %v, want %s kept and d.test given %s", gone, next, kept, got[gone].V4)
+		}
+	})
+}
+
+func TestRestoreDropsBadAddresses(t *testing.T) {
+	t.Parallel()
+	a := mustNew(t, Config{})
+	prior := map[string]Addrs{
+		"ok.test":    {V4: netip.MustParseAddr("240.240.0.9"), V6: netip.MustParseAddr("2001:2::9")},
+		"twice.test": {V4: netip.MustParseAddr("240.240.0.9")},
+		"out.test":   {V4: netip.MustParseAddr("10.0.0.1"), V6: netip.MustParseAddr("2001:2:0:1::1")},
+	}
+	if n := a.Restore(prior); n != 3 {
+		t.Fatalf("dropped %d, want 3 (a twice-held and two out-of-range addresses)", n)
+	}
+	got := a.Allocate([]string{"ok.test", "out.test", "twice.test"})
+	if got["ok.test"] != prior["ok.test"] {
+		t.Fatalf("ok.test = %v", got["ok.test"])
+	}
+	checkUnique(t, a, got, true, true)
+}
+
+func TestLoadState(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cases := []struct {
+		name    string
+		content string
+		wantErr bool
+	}{
+		{name: "reads no allocations from a missing file"},
+		{name: "refuses a file that is not JSON", content: "{", wantErr: true},
+		{name: "refuses an unknown version", content: `{"version":2}`, wantErr: true},
+		{name: "reads a saved file", content: `{"version":1,"allocations":{"a.test":{"v4":"240.240.0.1"}}}`},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, fmt.Sprintf("s%d.json", i))
+			if tc.content != "" {
+				if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := LoadState(path)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
+			}
+		})
+	}
+}
