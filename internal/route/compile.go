@@ -19,12 +19,12 @@ type fieldMatch struct {
 
 // httpMatch is one compiled match block; the fields within it must all hold.
 type httpMatch struct {
-	name                          string
+	name                           string
 	uri, scheme, method, authority *Matcher
-	headers                       []fieldMatch
-	query                         []fieldMatch
-	port                          uint32
-	sourceNamespace               string
+	headers                        []fieldMatch
+	query                          []fieldMatch
+	port                           uint32
+	sourceNamespace                string
 	// excluded says why the block can never apply to this proxy (sourceLabels, gateways); such
 	// blocks stay for explain but are skipped when matching.
 	excluded string
