@@ -100,7 +100,11 @@ func fieldMatches(in map[string]*networking.StringMatch, into []fieldMatch, inve
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		m, err := compileMatch(in[k], false)
+		sm := in[k]
+		if sm.GetRegex() == "*" {
+			sm = nil // Istio reads regex "*" on a header or parameter as "present", not as RE2
+		}
+		m, err := compileMatch(sm, false)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", k, err)
 		}

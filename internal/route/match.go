@@ -124,6 +124,9 @@ func (m *httpMatch) holds(mc *matchContext) (field, name string) {
 	for i := range m.headers {
 		f := &m.headers[i]
 		v, ok := mc.header(f)
+		if f.invert && f.m.kind != matchPresent {
+			ok = true // Istio sets treat_missing_header_as_empty on withoutHeaders value matches
+		}
 		if (ok && f.m.Match(v)) == f.invert {
 			if f.invert {
 				return "withoutHeaders", f.name
