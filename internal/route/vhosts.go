@@ -107,7 +107,7 @@ func (b *builder) sidecarPorts() []uint32 {
 	seen := map[uint32]bool{}
 	var out []uint32
 	for _, svc := range b.snap.Services {
-		if !svc.VisibleTo(b.p.Namespace) {
+		if !b.visible(svc) {
 			continue
 		}
 		for _, p := range svc.Ports {
@@ -126,7 +126,7 @@ func (b *builder) servicesOn(port uint32) []*registry.Service {
 	seen := map[string]bool{}
 	var out []*registry.Service
 	for _, svc := range b.snap.Services {
-		if svc.VisibleTo(b.p.Namespace) && svc.Port(port) != nil && !seen[svc.Host] {
+		if b.visible(svc) && svc.Port(port) != nil && !seen[svc.Host] {
 			seen[svc.Host] = true
 			out = append(out, svc)
 		}
