@@ -16,9 +16,7 @@ func example(t *testing.T, name string) string {
 	return string(b)
 }
 
-func TestBinding(t *testing.T) {
-	t.Parallel()
-	const entries = `apiVersion: networking.istio.io/v1
+const bindingEntries = `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: a, namespace: default, creationTimestamp: "2024-01-01T00:00:00Z"}
 spec:
@@ -35,7 +33,7 @@ spec:
   ports: [{number: 8080, name: http, protocol: HTTP}]
 ---
 `
-	const vss = `apiVersion: networking.istio.io/v1
+const bindingVSs = `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: older, namespace: other, creationTimestamp: "2024-01-01T00:00:00Z"}
 spec:
@@ -74,7 +72,10 @@ spec:
   hosts: [google.com]
   http: [{route: [{destination: {host: a.example.com}}]}]
 `
-	snap := snapshot(t, entries+vss)
+
+func TestBinding(t *testing.T) {
+	t.Parallel()
+	snap := snapshot(t, bindingEntries+bindingVSs)
 	tests := []struct {
 		name   string
 		proxy  Proxy
