@@ -22,6 +22,12 @@ func (b *builder) compileVS(doc *config.Document, gw string) (*compiledVS, []err
 	cv := &compiledVS{doc: doc, hosts: hosts(doc)}
 	var errs []error
 	for i, r := range doc.VirtualService().Http {
+		if r.Delegate != nil {
+			// Delegation is not followed yet; leaving the rule out keeps it from matching with
+			// no action at all.
+			errs = append(errs, fmt.Errorf("VirtualService %s/%s: http[%d]: delegate is not supported; the rule is left out", doc.Namespace, doc.Name, i))
+			continue
+		}
 		rule, err := compileHTTPRule(doc, i, r, b, gw)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("VirtualService %s/%s: %w", doc.Namespace, doc.Name, err))
