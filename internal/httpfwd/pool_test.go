@@ -129,7 +129,7 @@ func TestPoolReusesQuietConnections(t *testing.T) {
 		pause   time.Duration // between the requests, each from a new client
 	}{
 		{name: "reuses a quiet connection"},
-		{name: "reuses a quiet connection whose last deadline ran out while it was idle", pause: 250 * time.Millisecond},
+		{name: "reuses a quiet connection whose last deadline ran out while it was idle", pause: 1500 * time.Millisecond},
 		{name: "reuses a quiet wrapped connection", wrapped: true},
 	}
 	for _, tt := range tests {
@@ -155,7 +155,9 @@ func TestPoolReusesQuietConnections(t *testing.T) {
 				}
 			}
 			router := RouterFunc(func(*RequestHead, int) (Upstream, *Reject) { return up, nil })
-			addr := startProxy(t, &Server{Router: router, Limits: Limits{StreamIdleTimeout: 100 * time.Millisecond}})
+			// The stream idle timeout is short so that the pause outlasts the last request's
+			// deadline, and long enough for a loaded machine to answer within it.
+			addr := startProxy(t, &Server{Router: router, Limits: Limits{StreamIdleTimeout: time.Second}})
 			for i := range 3 {
 				if resp := dial(t, addr).roundTrip("GET / HTTP/1.1\r\nHost: a\r\n\r\n"); resp.body != "ok" {
 					t.Fatalf("request %d: %d %q", i, resp.StatusCode, resp.body)
