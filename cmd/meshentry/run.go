@@ -26,6 +26,7 @@ import (
 
 type runFlags struct {
 	src           sourceFlags
+	concurrency   concurrencyFlag
 	listen        string
 	adminAddr     string
 	captureListen string
@@ -114,6 +115,9 @@ func newRunCommandFor(f *runFlags) *cobra.Command {
 		Short: "Serve as the proxy: HTTP forward proxy and CONNECT, transparent capture, admin endpoints",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.concurrency.apply(); err != nil {
+				return err
+			}
 			ctx, stop := notifyDrain(cmd)
 			defer stop()
 			return runProxy(ctx, cmd, f, nil)
@@ -131,6 +135,7 @@ func newRunCommandFor(f *runFlags) *cobra.Command {
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.BoolVar(&f.allowInvalid, "allow-invalid", false, "serve the valid documents when some are invalid, logging the findings, instead of refusing to start")
 	f.limits.register(fl)
+	f.concurrency.register(fl)
 	f.metrics.register(fl)
 	f.drain.register(fl)
 	f.admin.register(fl)
