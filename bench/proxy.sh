@@ -7,6 +7,8 @@
 #   bench/proxy.sh            # 10 s per HTTP run, 1 GiB streams
 #   DURATION=5s CONNS=16 BYTES=1073741824 bench/proxy.sh
 #   BASE_REV=fb047fb bench/proxy.sh   # also runs meshentry built from that commit, in the same run
+#   THREADS=1 bench/proxy.sh          # both proxies on one thread: HAProxy nbthread, meshentry
+#                                     # --concurrency (GOMAXPROCS, so a BASE_REV build follows too)
 #
 # The main meshentry row runs with the access log off and no Istio metrics; a second instance with
 # both on (the access log to a file, the metrics recorded and scraped once at the end) runs in the
@@ -62,6 +64,7 @@ trap cleanup EXIT
 cat > "$OUT/haproxy.cfg" <<CFG
 global
   maxconn 4096
+${THREADS:+  nbthread $THREADS}
 defaults
   timeout connect 5s
   timeout client 60s
@@ -105,16 +108,16 @@ spec:
   resolution: STATIC
   endpoints: [{address: 127.0.0.1, ports: {tls: ${SOURCE##*:}}}]
 CFG
-"$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn \
+${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn \
   --access-log off --istio-metrics=false >"$OUT/meshentry.log" 2>&1 & pids+=($!)
 MESH_PID=$!
 rm -f "$OUT/access.log"
-"$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH_OBS" --admin "$MESH_OBS_ADMIN" --log-level warn \
+${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH_OBS" --admin "$MESH_OBS_ADMIN" --log-level warn \
   --access-log "$OUT/access.log" --istio-metrics=true >"$OUT/meshentry-obs.log" 2>&1 & pids+=($!)
 MESH_OBS_PID=$!
 MESH_BASE_PID=
 if [ -n "${BASE_REV:-}" ]; then
-  "$OUT/meshentry-base" run -f "$OUT/bench.yaml" --listen "$MESH_BASE" --admin "$MESH_BASE_ADMIN" --log-level warn >"$OUT/meshentry-base.log" 2>&1 & pids+=($!)
+  ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry-base" run -f "$OUT/bench.yaml" --listen "$MESH_BASE" --admin "$MESH_BASE_ADMIN" --log-level warn >"$OUT/meshentry-base.log" 2>&1 & pids+=($!)
   MESH_BASE_PID=$!
 fi
 

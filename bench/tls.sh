@@ -13,6 +13,8 @@
 #
 #   bench/tls.sh                 # 10 s per run
 #   DURATION=5s CONNS=16 bench/tls.sh
+#   THREADS=1 bench/tls.sh       # both proxies under test on one thread: HAProxy nbthread,
+#                                # meshentry --concurrency (GOMAXPROCS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -91,6 +93,7 @@ haproxy -f "$OUT/backend.cfg" -db >"$OUT/backend.log" 2>&1 & pids+=($!)
 cat >"$OUT/haproxy.cfg" <<CFG
 global
   maxconn 8192
+${THREADS:+  nbthread $THREADS}
 defaults
   mode http
   timeout connect 5s
@@ -159,7 +162,7 @@ spec:
   endpoints: [{address: 127.0.0.1, ports: {http: ${BACKEND##*:}}}]
 CFG
 } >"$OUT/bench.yaml"
-"$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn \
+${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn \
   --access-log off --istio-metrics=false ${MESH_ARGS:-} >"$OUT/meshentry.log" 2>&1 & pids+=($!)
 MESH_PID=$!
 
