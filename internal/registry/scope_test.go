@@ -182,13 +182,13 @@ func TestScopeOutboundTrafficPolicy(t *testing.T) {
 		{name: "no outboundTrafficPolicy leaves the flag", spec: "  egress:\n  - hosts: [\"*/*\"]\n", flag: true,
 			wantOutcome: Passthrough, wantCluster: PassthroughCluster},
 		{name: "an egressProxy takes unmatched traffic under ALLOW_ANY",
-			spec: "  outboundTrafficPolicy:\n    mode: ALLOW_ANY\n    egressProxy: {host: egress.proxy.internal, port: {number: 3128}}\n",
+			spec:        "  outboundTrafficPolicy:\n    mode: ALLOW_ANY\n    egressProxy: {host: egress.proxy.internal, port: {number: 3128}}\n",
 			wantOutcome: Matched, wantCluster: "outbound|3128||egress.proxy.internal"},
 		{name: "an egressProxy keeps its subset in the cluster name",
-			spec: "  outboundTrafficPolicy:\n    mode: ALLOW_ANY\n    egressProxy: {host: egress.proxy.internal, subset: v1, port: {number: 3128}}\n",
+			spec:        "  outboundTrafficPolicy:\n    mode: ALLOW_ANY\n    egressProxy: {host: egress.proxy.internal, subset: v1, port: {number: 3128}}\n",
 			wantOutcome: Matched, wantCluster: "outbound|3128|v1|egress.proxy.internal"},
 		{name: "an egressProxy no ServiceEntry declares refuses the traffic",
-			spec: "  outboundTrafficPolicy:\n    mode: ALLOW_ANY\n    egressProxy: {host: nowhere.internal, port: {number: 3128}}\n",
+			spec:        "  outboundTrafficPolicy:\n    mode: ALLOW_ANY\n    egressProxy: {host: nowhere.internal, port: {number: 3128}}\n",
 			wantOutcome: BlackHole, wantCluster: BlackHoleCluster},
 	}
 	for _, tc := range cases {
