@@ -40,7 +40,7 @@ func (h *httpRouter) route(t *table, req *httpfwd.RequestHead, attempt int, mp *
 			return httpfwd.Upstream{}, p.rejectFor(errInvalidHost, req.RequestID, req.Host, dst.port, "")
 		}
 	}
-	q := registry.Query{Namespace: p.cfg.Namespace, Host: req.Host, Port: dst.port, Protocol: registry.TrafficHTTP}
+	q := registry.Query{Namespace: p.cfg.Namespace, Host: req.Host, Port: dst.port, Protocol: registry.TrafficHTTP, Scope: t.scope}
 	if dst.orig.IsValid() {
 		q.IP = dst.orig.Addr().Unmap()
 	}
@@ -327,7 +327,7 @@ func (p *Proxy) connectUpstream(client net.Conn, host string, port uint32, id []
 		return nil, "", registry.Match{}, errInvalidHost
 	}
 	t := p.table.Load()
-	m := t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: host, Port: port, Protocol: registry.TrafficAny}, p.cfg.AllowAny)
+	m := t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: host, Port: port, Protocol: registry.TrafficAny, Scope: t.scope}, p.cfg.AllowAny)
 	if m.Outcome == registry.BlackHole {
 		writeStatus(client, "403 Forbidden", p.refusal(host, port, "CONNECT", id), id)
 		return nil, "", m, errRefused

@@ -12,7 +12,7 @@ import (
 // HTTP: TLS by its SNI, anything else by the original destination's address and port. It is the
 // whole decision of that path, so tests and the fuzz target drive it without iptables.
 func (p *Proxy) dialCaptured(ctx context.Context, t *table, orig netip.AddrPort, sni string, isTLS bool) (net.Conn, string, registry.Match, error) {
-	q := registry.Query{Namespace: p.cfg.Namespace, IP: orig.Addr().Unmap(), Port: uint32(orig.Port()), Protocol: registry.TrafficTCP}
+	q := registry.Query{Namespace: p.cfg.Namespace, IP: orig.Addr().Unmap(), Port: uint32(orig.Port()), Protocol: registry.TrafficTCP, Scope: t.scope}
 	if isTLS {
 		q.Protocol, q.Host = registry.TrafficTLS, sni
 	}

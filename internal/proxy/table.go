@@ -26,11 +26,14 @@ type table struct {
 	services *services
 	// policies says which DestinationRule applies to each service port of snap.
 	policies *policy.Index
+	// scope is what the Sidecar that applies to this proxy imports from snap.
+	scope *registry.Scope
 }
 
 // newTable makes the proxy's view of snap, with its DestinationRules indexed once.
 func (p *Proxy) newTable(snap *registry.Snapshot) *table {
-	return &table{snap: snap, services: newServices(), policies: policy.Build(snap.Documents, p.cfg.RootNamespace)}
+	return &table{snap: snap, services: newServices(), policies: policy.Build(snap.Documents, p.cfg.RootNamespace),
+		scope: registry.NewScope(snap, registry.ScopeProxy{Namespace: p.cfg.Namespace, Labels: p.cfg.Labels, RootNamespace: p.rootNamespace()})}
 }
 
 // route is how one service port reaches its endpoints.
@@ -248,4 +251,12 @@ func splitKey(key string) (endpoint, addr string) {
 // hostPort joins a host and port for dialling.
 func hostPort(host string, port uint32) string {
 	return net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10))
+}
+
+// rootNamespace is the mesh root namespace, istio-system when the config leaves it empty.
+func (p *Proxy) rootNamespace() string {
+	if p.cfg.RootNamespace == "" {
+		return policy.DefaultRootNamespace
+	}
+	return p.cfg.RootNamespace
 }

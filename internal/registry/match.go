@@ -148,7 +148,12 @@ func ipBy(single bool) MatchedBy {
 // destination IP has its own listener, which sees the bytes first, and a port where no HTTP or
 // protocol-less service is visible has no HTTP listener at all.
 func (s *Snapshot) RoutesHTTPByHost(ip netip.Addr, port uint32, ns string) bool {
-	f := filter{ns: ns, port: port}
+	return s.ScopedRoutesHTTPByHost(ip, port, ns, nil)
+}
+
+// ScopedRoutesHTTPByHost is RoutesHTTPByHost for a proxy under a Sidecar scope.
+func (s *Snapshot) ScopedRoutesHTTPByHost(ip netip.Addr, port uint32, ns string, sc *Scope) bool {
+	f := filter{ns: ns, port: port, scope: sc}
 	return s.routesHTTPByHost(ip, &f)
 }
 
