@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 
 	"github.com/meshentry/meshentry/internal/httpfwd"
 	"github.com/meshentry/meshentry/internal/registry"
+	vsroute "github.com/meshentry/meshentry/internal/route"
 	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
@@ -334,6 +336,13 @@ func (p *Proxy) connectUpstream(client net.Conn, host string, port uint32, id []
 	}
 	dst, err := requested(m, host, port)
 	dst.src = addrOf(client.RemoteAddr())
+	if err == nil {
+		// The authority stands for the SNI of a tls route (the tunnel's bytes are the client's).
+		var d *vsroute.Destination
+		if m, d, err = p.l4Routed(t, m, host, port, connectAddr(m, host)); d != nil && err == nil {
+			dst = routedDestination(d, netip.AddrPort{}, dst.src)
+		}
+	}
 	if err == nil {
 		// Dialled under pipeCtx, which a drain cut short cancels, so a dial cannot outlast it.
 		var up net.Conn

@@ -27,6 +27,18 @@ func (p *Proxy) dialCaptured(ctx context.Context, t *table, orig netip.AddrPort,
 	if isTLS {
 		dst.host = registry.NormalizeHost(sni)
 	}
+	routedSNI := ""
+	if isTLS {
+		routedSNI = sni
+	}
+	m, d, err := p.l4Routed(t, m, routedSNI, q.Port, q.IP)
+	if err != nil {
+		p.logFailure(err, "capture", orig.String()+" sni="+sni, q.Port, m.Cluster)
+		return nil, "", m, err
+	}
+	if d != nil {
+		dst = routedDestination(d, dst.orig, netip.Addr{})
+	}
 	up, addr, err := p.dialMatch(ctx, t, m, dst)
 	if err != nil {
 		p.logFailure(err, "capture", orig.String()+" sni="+sni, q.Port, m.Cluster)
