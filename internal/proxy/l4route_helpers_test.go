@@ -2,12 +2,16 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -100,4 +104,130 @@ func example03(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// tunnel opens a CONNECT tunnel to authority through the forward proxy at addr.
+func tunnel(addr, authority string) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", authority, authority)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("CONNECT %s: %w", authority, err)
+	}
+	if resp.StatusCode != 200 {
+		c.Close()
+		return nil, fmt.Errorf("CONNECT %s: status %d (%s)", authority, resp.StatusCode, resp.Header.Get("X-Meshentry-Reason"))
+	}
+	if br.Buffered() > 0 {
+		b, _ := br.Peek(br.Buffered())
+		return newPrefixed(c, b), nil
+	}
+	return c, nil
+}
+
+// shares opens n connections with dial, eight at a time, and counts the backends they reached.
+func shares(t *testing.T, n int, dial func() (net.Conn, error), first []byte) map[string]int {
+	t.Helper()
+	const workers = 8
+	counts := map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n/workers; i++ {
+				conn, err := dial()
+				if err == nil {
+					var name string
+					if name, err = reached(conn, first); err == nil {
+						mu.Lock()
+						counts[name]++
+						mu.Unlock()
+						continue
+					}
+				}
+				errs <- err
+				return
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return counts
+}
+
+// loopbackOnly is a Config.Dial that refuses anything but loopback, so that a test whose routing
+// went wrong cannot send traffic to the addresses it only names.
+func loopbackOnly(ctx context.Context, network, addr string) (net.Conn, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().IsLoopback() {
+		return nil, fmt.Errorf("test dial refuses %q", addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+// splitConfig is a tls route sending api.example.com 70/30 to a.internal and b.internal, and
+// other.example.com to b.internal alone.
+func splitConfig(a, b net.Listener) string {
+	return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api}
+spec:
+  hosts: [api.example.com, other.example.com]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: NONE
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: split}
+spec:
+  hosts: [api.example.com, other.example.com]
+  tls:
+  - match: [{sniHosts: [api.example.com]}]
+    route:
+    - {destination: {host: a.internal}, weight: 70}
+    - {destination: {host: b.internal}, weight: 30}
+  - match: [{sniHosts: [other.example.com]}]
+    route:
+    - {destination: {host: b.internal}}
+` + l4Entry("a", "a.internal", 443, "TLS", portOf(a)) + l4Entry("b", "b.internal", 443, "TLS", portOf(b))
+}
+
+// tcpRouteConfig routes db.internal (10.213.74.0/24, ports 5432 and 6379) by destination subnet,
+// then port, then to a default.
+func tcpRouteConfig(subnet, port, fallback net.Listener) string {
+	return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db}
+spec:
+  hosts: [db.internal]
+  addresses: [10.213.74.0/24]
+  ports: [{number: 5432, name: pg, protocol: TCP}, {number: 6379, name: redis, protocol: TCP}]
+  resolution: NONE
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db-routes}
+spec:
+  hosts: [db.internal]
+  tcp:
+  - match: [{destinationSubnets: [10.213.74.20/32]}]
+    route: [{destination: {host: subnet.internal, port: {number: 7000}}}]
+  - match: [{port: 6379}]
+    route: [{destination: {host: port.internal, port: {number: 7000}}}]
+  - route: [{destination: {host: fallback.internal, port: {number: 7000}}}]
+` + l4Entry("subnet", "subnet.internal", 7000, "TCP", portOf(subnet)) +
+		l4Entry("port", "port.internal", 7000, "TCP", portOf(port)) + l4Entry("fallback", "fallback.internal", 7000, "TCP", portOf(fallback))
 }

@@ -8,9 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,15 +34,10 @@ func startCapturedNS(t *testing.T, ns *netns.Namespace, yamlDocs string) *captur
 	cfg := Config{
 		// Upstream dials happen inside the namespace and only to loopback.
 		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			ap, err := netip.ParseAddrPort(addr)
-			if err != nil || !ap.Addr().IsLoopback() {
-				return nil, fmt.Errorf("test dial refuses %q", addr)
-			}
 			var c net.Conn
-			err = ns.Do(func() error {
-				var d net.Dialer
+			err := ns.Do(func() error {
 				var derr error
-				c, derr = d.DialContext(ctx, network, addr)
+				c, derr = loopbackOnly(ctx, network, addr)
 				return derr
 			})
 			return c, err
@@ -100,60 +93,9 @@ func TestCapturedTLSRouteSplitsByWeight(t *testing.T) {
 	a, b := ns.MustListen("127.0.0.1:0"), ns.MustListen("127.0.0.1:0")
 	announcer(t, "a", a)
 	announcer(t, "b", b)
-	cfg := `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: api}
-spec:
-  hosts: [api.example.com, other.example.com]
-  ports: [{number: 443, name: tls, protocol: TLS}]
-  resolution: NONE
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: split}
-spec:
-  hosts: [api.example.com, other.example.com]
-  tls:
-  - match: [{sniHosts: [api.example.com]}]
-    route:
-    - {destination: {host: a.internal}, weight: 70}
-    - {destination: {host: b.internal}, weight: 30}
-  - match: [{sniHosts: [other.example.com]}]
-    route:
-    - {destination: {host: b.internal}}
-` + l4Entry("a", "a.internal", 443, "TLS", portOf(a)) + l4Entry("b", "b.internal", 443, "TLS", portOf(b))
-	startCapturedNS(t, ns, cfg)
-	hello := clientHello(t, "api.example.com")
-	const n, workers = 2000, 8
-	counts := map[string]int{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < n/workers; i++ {
-				conn, err := ns.Dial("tcp", "10.213.74.10:443")
-				if err == nil {
-					var name string
-					if name, err = reached(conn, hello); err == nil {
-						mu.Lock()
-						counts[name]++
-						mu.Unlock()
-						continue
-					}
-				}
-				errs <- err
-				return
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	startCapturedNS(t, ns, splitConfig(a, b))
+	const n = 2000
+	counts := shares(t, n, func() (net.Conn, error) { return ns.Dial("tcp", "10.213.74.10:443") }, clientHello(t, "api.example.com"))
 	if share := 100 * float64(counts["a"]) / n; share < 65 || share > 75 || counts["a"]+counts["b"] != n {
 		t.Fatalf("a got %.1f%% of %d connections (%v), want 70 ± 5", share, n, counts)
 	}
@@ -166,33 +108,6 @@ spec:
 			t.Fatalf("reached %q (%v), want b", name, err)
 		}
 	})
-}
-
-// tcpRouteConfig routes db.internal (10.213.74.0/24, ports 5432 and 6379) by destination subnet,
-// then port, then to a default.
-func tcpRouteConfig(subnet, port, fallback net.Listener) string {
-	return `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: db}
-spec:
-  hosts: [db.internal]
-  addresses: [10.213.74.0/24]
-  ports: [{number: 5432, name: pg, protocol: TCP}, {number: 6379, name: redis, protocol: TCP}]
-  resolution: NONE
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: db-routes}
-spec:
-  hosts: [db.internal]
-  tcp:
-  - match: [{destinationSubnets: [10.213.74.20/32]}]
-    route: [{destination: {host: subnet.internal, port: {number: 7000}}}]
-  - match: [{port: 6379}]
-    route: [{destination: {host: port.internal, port: {number: 7000}}}]
-  - route: [{destination: {host: fallback.internal, port: {number: 7000}}}]
-` + l4Entry("subnet", "subnet.internal", 7000, "TCP", portOf(subnet)) +
-		l4Entry("port", "port.internal", 7000, "TCP", portOf(port)) + l4Entry("fallback", "fallback.internal", 7000, "TCP", portOf(fallback))
 }
 
 func TestCapturedTCPRoutesByPortAndSubnet(t *testing.T) {
