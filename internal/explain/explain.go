@@ -89,7 +89,9 @@ type Report struct {
 	Reason    string   `json:"reason"`
 	Service   *Service `json:"service,omitempty"`
 	// Policy is the DestinationRule that applies, absent when none does (and no auto mTLS).
-	Policy    *Policy    `json:"destinationRule,omitempty"`
+	Policy *Policy `json:"destinationRule,omitempty"`
+	// Sidecar is the Sidecar scoping of the proxy (scope.go).
+	Sidecar   *Sidecar   `json:"sidecar,omitempty"`
 	Endpoints []Endpoint `json:"endpoints"`
 }
 
@@ -108,6 +110,8 @@ func Explain(snap *registry.Snapshot, req Request) *Report {
 		}
 		protocol = q.Protocol.String()
 	}
+	sc := scopeFor(snap, req)
+	q.Scope = sc
 	m := snap.Match(q, req.AllowAny)
 	rep := &Report{
 		Namespace:   req.Namespace,
@@ -118,6 +122,7 @@ func Explain(snap *registry.Snapshot, req Request) *Report {
 	if req.IP.IsValid() {
 		rep.Destination.IP = req.IP.String()
 	}
+	rep.Sidecar = describeScope(snap, sc, q, m)
 	switch m.Outcome {
 	case registry.Matched:
 		rep.Outcome = "matched"
@@ -130,12 +135,15 @@ func Explain(snap *registry.Snapshot, req Request) *Report {
 			idx = policy.Build(snap.Documents, req.RootNamespace)
 		}
 		rep.Policy = describePolicy(idx, m.Service, m.Port, req)
+		if m.By == registry.ByEgressProxy {
+			rep.Reason = egressProxyReason(sc, m)
+		}
 	case registry.Passthrough:
 		rep.Outcome = "passthrough"
-		rep.Reason = noMatchReason(snap, q) + "; the outbound policy ALLOW_ANY passes it through to the original destination"
+		rep.Reason = rep.Sidecar.noMatch(snap, q) + "; the outbound policy ALLOW_ANY passes it through to the original destination"
 	default:
 		rep.Outcome = "blackhole"
-		rep.Reason = noMatchReason(snap, q) + "; the outbound policy REGISTRY_ONLY refuses it"
+		rep.Reason = rep.Sidecar.noMatch(snap, q) + "; the outbound policy REGISTRY_ONLY refuses it"
 	}
 	return rep
 }
@@ -337,6 +345,9 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	if r.Policy != nil {
 		r.Policy.writeText(w)
+	}
+	if r.Sidecar != nil {
+		r.Sidecar.writeText(w)
 	}
 	if len(r.Endpoints) == 0 {
 		return
