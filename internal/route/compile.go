@@ -12,7 +12,9 @@ import (
 
 // fieldMatch is one header or query parameter condition.
 type fieldMatch struct {
-	name   string
+	name string
+	// id numbers the header name across the table, so a request looks each name up once.
+	id     int
 	m      Matcher
 	invert bool // withoutHeaders: the condition must not hold
 }
@@ -69,11 +71,24 @@ func compileHTTPMatch(m *networking.HTTPMatchRequest, b *builder, gw, ns string)
 	if out.headers, err = fieldMatches(m.WithoutHeaders, out.headers, true, true); err != nil {
 		return out, fmt.Errorf("withoutHeaders: %w", err)
 	}
+	for i := range out.headers {
+		out.headers[i].id = b.headerID(out.headers[i].name)
+	}
 	if out.query, err = fieldMatches(m.QueryParams, nil, false, false); err != nil {
 		return out, fmt.Errorf("queryParams: %w", err)
 	}
 	out.excluded = b.excludedBy(m.SourceLabels, m.Gateways, gw, ns)
 	return out, nil
+}
+
+// headerID returns the number of a header name, giving new names the next one.
+func (b *builder) headerID(name string) int {
+	id, ok := b.headerIDs[name]
+	if !ok {
+		id = len(b.headerIDs)
+		b.headerIDs[name] = id
+	}
+	return id
 }
 
 // fieldMatches compiles a map of header or query conditions in name order, so matching and
@@ -85,7 +100,11 @@ func fieldMatches(in map[string]*networking.StringMatch, into []fieldMatch, inve
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		m, err := compileMatch(in[k], false)
+		sm := in[k]
+		if sm.GetRegex() == "*" {
+			sm = nil // Istio reads regex "*" on a header or parameter as "present", not as RE2
+		}
+		m, err := compileMatch(sm, false)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", k, err)
 		}

@@ -17,6 +17,8 @@ type builder struct {
 	gateway bool
 	// known holds the "ns/name" of every Gateway in the snapshot.
 	known map[string]bool
+	// headerIDs numbers the header names that matches use.
+	headerIDs map[string]int
 }
 
 // service returns the service a destination host names for this proxy, or nil.

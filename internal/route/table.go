@@ -45,7 +45,7 @@ type vrule struct {
 // Build compiles the VirtualServices that bind proxy p in snap. Rules that fail to compile (which
 // validation reports first) are left out and listed by Errors.
 func Build(snap *registry.Snapshot, p Proxy) *Table {
-	b := &builder{snap: snap, p: p, known: map[string]bool{}}
+	b := &builder{snap: snap, p: p, known: map[string]bool{}, headerIDs: map[string]int{}}
 	for _, d := range snap.Documents {
 		if d.Gateway() != nil {
 			b.known[d.Namespace+"/"+d.Name] = true
