@@ -41,7 +41,7 @@ func (p *Proxy) l4Routed(t *table, m registry.Match, sni string, port uint32, ds
 	}
 	// A random pick per connection, as Envoy's weighted clusters choose.
 	d := r.Pick(rand.Uint32())
-	dm := t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: d.Host, Port: d.Port, Protocol: registry.TrafficAny, Scope: t.scope}, false)
+	dm := t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: d.Host, Port: d.Port, Protocol: registry.TrafficAny, Scope: t.scope.Clusters()}, false)
 	if dm.Outcome != registry.Matched || dm.By == registry.ByEgressProxy {
 		return registry.Match{Outcome: registry.BlackHole, Cluster: d.Cluster}, d,
 			fmt.Errorf("%w: %s (VirtualService %s tls/tcp[%d])", errRouteNoDestination, d.Cluster, r.VirtualService, r.Index)

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -231,3 +232,32 @@ spec:
 ` + l4Entry("subnet", "subnet.internal", 7000, "TCP", portOf(subnet)) +
 		l4Entry("port", "port.internal", 7000, "TCP", portOf(port)) + l4Entry("fallback", "fallback.internal", 7000, "TCP", portOf(fallback))
 }
+
+// failureLog is a debug logger whose lines the test shows when it fails, so a connection the
+// proxy closed says why.
+func failureLog(t *testing.T) *slog.Logger {
+	t.Helper()
+	var mu sync.Mutex
+	var buf strings.Builder
+	w := writerTo(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if buf.Len() < 1<<20 {
+			buf.Write(p)
+		}
+		return len(p), nil
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("proxy log:\n%s", buf.String())
+			mu.Unlock()
+		}
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// writerTo adapts a function to io.Writer.
+type writerTo func([]byte) (int, error)
+
+func (f writerTo) Write(p []byte) (int, error) { return f(p) }

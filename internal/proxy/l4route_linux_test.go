@@ -32,6 +32,10 @@ func startCapturedNS(t *testing.T, ns *netns.Namespace, yamlDocs string) *captur
 	fwd := ns.MustListen("127.0.0.1:0")
 	ns.IPTables("-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", "10.213.74.0/24", "-j", "REDIRECT", "--to-ports", strconv.Itoa(portOf(capLn)))
 	cfg := Config{
+		Logger: failureLog(t),
+		// A loaded CI machine may hold a client between its connect and its ClientHello for longer
+		// than the 200 ms default, after which the proxy takes the connection as server-first TCP.
+		SniffTimeout: 5 * time.Second,
 		// Upstream dials happen inside the namespace and only to loopback.
 		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var c net.Conn

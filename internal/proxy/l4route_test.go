@@ -101,3 +101,26 @@ func listenLoopback(t *testing.T) net.Listener {
 	t.Cleanup(func() { ln.Close() })
 	return ln
 }
+
+func TestSidecarImportsTheEgressFirewallThroughTheVirtualService(t *testing.T) {
+	t.Parallel()
+	ca := backend.NewCA(t)
+	firewall := backend.TLS(t, "firewall", listenLoopback(t), ca, "en.wikipedia.org")
+	docs := example03(t) + l4Entry("firewall", "internal-egress-firewall.ns1.svc.cluster.local", 443, "TLS", firewall.Port()) +
+		sidecarYAML("default", "default", "  egress:\n  - hosts: [./wikipedia.org, \"./*.wikipedia.org\"]\n")
+	h := startProxy(t, docs, Config{Dial: loopbackOnly}, "")
+	t.Run("the route's destination is reachable though the Sidecar's hosts do not name it", func(t *testing.T) {
+		tun, status := h.connect(t, "en.wikipedia.org:443")
+		if status != 200 {
+			t.Fatalf("CONNECT status %d, want 200", status)
+		}
+		if body := httpsOver(t, tun, ca, "en.wikipedia.org"); body != "firewall en.wikipedia.org /via-tunnel" {
+			t.Fatalf("body %q, want the firewall's answer", body)
+		}
+	})
+	t.Run("the destination itself stays out of scope for a direct tunnel", func(t *testing.T) {
+		if _, status := h.connect(t, "internal-egress-firewall.ns1.svc.cluster.local:443"); status == 200 {
+			t.Fatal("a direct tunnel to the firewall opened, though the Sidecar imports it only on the VirtualService's behalf")
+		}
+	})
+}

@@ -62,6 +62,12 @@ type Scope struct {
 	ns        string
 	all       bool // no egress listener narrows anything (no Sidecar, or one without egress)
 	listeners []egressListener
+	// clusters is the view route destinations are looked up in (Clusters); it is this scope
+	// itself when no listener narrows anything.
+	clusters *Scope
+	// anyListener makes imports accept a service any listener imports on the port, or that a
+	// listener's VirtualServices route to: Istio's set of clusters, wider than what routes.
+	anyListener bool
 }
 
 // egressListener is one egress listener of the Sidecar with the services it imports.
@@ -70,8 +76,10 @@ type egressListener struct {
 	port  uint32 // 0: the catch-all listener, for every port no other listener takes
 	hosts map[string][]string
 	// imported holds the services this listener imports and, for each, the ports it is limited to
-	// (nil: all of the service's ports).
-	imported map[*Service][]uint32
+	// (nil: all of the service's ports); destinations those its VirtualServices route to, which
+	// get clusters but no routes of their own.
+	imported     map[*Service][]uint32
+	destinations map[*Service][]uint32
 }
 
 // NewScope finds the Sidecar that applies to p in snap and computes what it imports: a Sidecar
@@ -79,6 +87,7 @@ type egressListener struct {
 // namespace's Sidecar without selector, else the root namespace's one without selector.
 func NewScope(snap *Snapshot, p ScopeProxy) *Scope {
 	sc := &Scope{snap: snap, ns: p.Namespace, all: true}
+	sc.clusters = sc
 	doc, why := applicableSidecar(snap.Documents, p)
 	if doc == nil {
 		sc.Why = fmt.Sprintf("no Sidecar applies to namespace %s (nor in the root namespace %s): every service exported to it is imported", p.Namespace, p.RootNamespace)
@@ -92,7 +101,8 @@ func NewScope(snap *Snapshot, p ScopeProxy) *Scope {
 	}
 	sc.all = false
 	for i, e := range spec.GetEgress() {
-		l := egressListener{index: i, port: e.GetPort().GetNumber(), hosts: map[string][]string{}, imported: map[*Service][]uint32{}}
+		l := egressListener{index: i, port: e.GetPort().GetNumber(), hosts: map[string][]string{},
+			imported: map[*Service][]uint32{}, destinations: map[*Service][]uint32{}}
 		for _, h := range e.GetHosts() {
 			ns, name, ok := strings.Cut(h, "/")
 			if !ok {
@@ -109,7 +119,22 @@ func NewScope(snap *Snapshot, p ScopeProxy) *Scope {
 		sc.importDestinations(&l)
 		sc.listeners = append(sc.listeners, l)
 	}
+	view := *sc
+	view.anyListener = true
+	sc.clusters = &view
+	view.clusters = &view
 	return sc
+}
+
+// Clusters is the view of sc that route destinations are looked up in: a service has a cluster
+// when any egress listener imports it on the port, or when a VirtualService one imports routes to
+// it, as Istio builds a sidecar's clusters from the union of its listeners' services and their
+// routes' destinations. nil stays nil.
+func (sc *Scope) Clusters() *Scope {
+	if sc == nil {
+		return nil
+	}
+	return sc.clusters
 }
 
 // applicableSidecar picks the Sidecar for p and says why it applies.
@@ -246,11 +271,22 @@ func (sc *Scope) imports(svc *Service, port uint32) bool {
 	if sc == nil || sc.all {
 		return true
 	}
-	l := sc.listenerFor(port)
-	if l == nil {
+	if sc.anyListener {
+		for i := range sc.listeners {
+			l := &sc.listeners[i]
+			if (l.port == 0 || l.port == port) && (inPorts(l.imported, svc, port) || inPorts(l.destinations, svc, port)) {
+				return true
+			}
+		}
 		return false
 	}
-	ports, ok := l.imported[svc]
+	l := sc.listenerFor(port)
+	return l != nil && inPorts(l.imported, svc, port)
+}
+
+// inPorts reports whether set holds svc for port.
+func inPorts(set map[*Service][]uint32, svc *Service, port uint32) bool {
+	ports, ok := set[svc]
 	if !ok {
 		return false
 	}

@@ -221,16 +221,26 @@ spec:
 `
 	snap := snapshotOf(t, scopeEntries+vs+sidecarDoc("default", "team", "  egress:\n  - hosts: [./own.example.com]\n"))
 	sc := NewScope(snap, ScopeProxy{Namespace: "team", RootNamespace: "istio-system"})
-	f := filter{ns: "team", port: 443, scope: sc}
-	if svc, _ := snap.lookupHost("common.example.com", &f); svc == nil {
-		t.Fatal("the VirtualService's destination common.example.com:443 is not imported")
+	cases := []struct {
+		name  string
+		scope *Scope
+		host  string
+		port  uint32
+		want  bool
+	}{
+		{name: "the route's destination has a cluster", scope: sc.Clusters(), host: "common.example.com", port: 443, want: true},
+		{name: "the route's destination gets no route of its own", scope: sc, host: "common.example.com", port: 443, want: false},
+		{name: "no cluster on a port the route does not name", scope: sc.Clusters(), host: "common.example.com", port: 80, want: false},
+		{name: "the egress host itself has a cluster", scope: sc.Clusters(), host: "own.example.com", port: 443, want: true},
+		{name: "a host neither the Sidecar nor a route names has no cluster", scope: sc.Clusters(), host: "foreign.example.com", port: 443, want: false},
 	}
-	f.port = 80
-	if svc, _ := snap.lookupHost("common.example.com", &f); svc != nil {
-		t.Fatal("common.example.com is imported on port 80, which the route does not name")
-	}
-	if svc, _ := snap.lookupHost("foreign.example.com", &f); svc != nil {
-		t.Fatal("foreign.example.com is imported though neither the Sidecar nor a route names it")
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := filter{ns: "team", port: tc.port, scope: tc.scope}
+			if svc, _ := snap.lookupHost(tc.host, &f); (svc != nil) != tc.want {
+				t.Fatalf("%s:%d found %v, want found=%v", tc.host, tc.port, svc != nil, tc.want)
+			}
+		})
 	}
 }
 

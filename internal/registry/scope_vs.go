@@ -11,37 +11,51 @@ import (
 )
 
 // importDestinations adds the hosts that the listener's VirtualServices route to, as Istio infers
-// them: a sidecar that imports a VirtualService can reach its destinations even when its egress
-// hosts do not name them. A host the listener already imports keeps that import; otherwise the
+// them: a sidecar that imports a VirtualService has clusters for its destinations even when its
+// egress hosts do not name them, though no route of its own leads there (Clusters). A host the listener already imports keeps that import; otherwise the
 // declaration in the proxy's namespace is taken, else the first visible namespace in
 // alphabetical order. On the catch-all listener the import is limited to the destination ports
 // the routes name, when they all name one.
 func (sc *Scope) importDestinations(l *egressListener) {
+	// have holds the destination hosts handled, a few; the hosts the listener imports are
+	// looked up in the snapshot's index rather than copied into it.
 	have := map[string]bool{}
-	for svc := range l.imported {
-		have[svc.Host] = true
-	}
 	for _, d := range sc.snap.Documents {
 		vs := d.VirtualService()
 		if vs == nil || !vsForMesh(vs) || !vsVisible(vs, d.Namespace, sc.ns) || !sc.listenerTakesVS(l, vs, d.Namespace) {
 			continue
 		}
 		for host, ports := range vsDestinations(vs) {
-			if have[host] {
+			if have[host] || sc.listenerImportsHost(l, host) {
 				continue
 			}
 			have[host] = true
 			for _, svc := range sc.declarations(host) {
 				if l.port != 0 {
 					if svc.Port(l.port) != nil {
-						l.imported[svc] = nil
+						l.destinations[svc] = nil
 					}
 					continue
 				}
-				l.imported[svc] = ports
+				l.destinations[svc] = ports
 			}
 		}
 	}
+}
+
+// listenerImportsHost reports whether the listener imports a declaration of host (exact, or a
+// wildcard by its "*." spelling).
+func (sc *Scope) listenerImportsHost(l *egressListener, host string) bool {
+	cands := sc.snap.exact[host]
+	if rest, ok := strings.CutPrefix(host, "*."); ok {
+		cands = sc.snap.wildcard[rest]
+	}
+	for _, svc := range cands {
+		if _, ok := l.imported[svc]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // vsForMesh reports whether a VirtualService binds sidecars: no gateways, or "mesh" among them.
