@@ -36,7 +36,8 @@ func (p *Proxy) l4Routed(t *table, m registry.Match, sni string, port uint32, ds
 	} else if m.Port.Family != registry.FamilyHTTP {
 		r = t.vs.TCP(port, dst, vsroute.Mesh)
 	}
-	if r == nil || len(r.Route) == 0 {
+	if r == nil || len(r.Route) == 0 || !t.scope.ImportsVirtualService(r.Doc, port) {
+		// A VirtualService the Sidecar does not import does not route this proxy's traffic.
 		return m, nil, nil
 	}
 	// A random pick per connection, as Envoy's weighted clusters choose.

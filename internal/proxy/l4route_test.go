@@ -124,3 +124,33 @@ func TestSidecarImportsTheEgressFirewallThroughTheVirtualService(t *testing.T) {
 		}
 	})
 }
+
+func TestAVirtualServiceTheSidecarDoesNotImportDoesNotRoute(t *testing.T) {
+	t.Parallel()
+	ca := backend.NewCA(t)
+	firewall := backend.TLS(t, "firewall", listenLoopback(t), ca, "en.wikipedia.org")
+	// The VirtualService lives in namespace routes; the Sidecar imports default's hosts only.
+	vsInRoutes := strings.Replace(example03(t), "  name: tls-routing\n", "  name: tls-routing\n  namespace: routes\n", 1)
+	docs := vsInRoutes + l4Entry("firewall", "internal-egress-firewall.ns1.svc.cluster.local", 443, "TLS", firewall.Port())
+	for _, tc := range []struct {
+		name    string
+		sidecar string
+		want    int
+	}{
+		{name: "a Sidecar importing */ hosts takes the other namespace's VirtualService", sidecar: "  egress:\n  - hosts: [\"*/*.wikipedia.org\", \"*/wikipedia.org\"]\n", want: 200},
+		{name: "a Sidecar importing default/ hosts only leaves it out, so the tunnel goes to the original destination (unresolvable here)",
+			sidecar: "  egress:\n  - hosts: [\"default/*.wikipedia.org\", \"default/wikipedia.org\"]\n", want: 503},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := startProxy(t, docs+sidecarYAML("default", "default", tc.sidecar), Config{Dial: loopbackOnly}, "")
+			tun, status := h.connect(t, "en.wikipedia.org:443")
+			if status != tc.want {
+				t.Fatalf("CONNECT status %d, want %d", status, tc.want)
+			}
+			if tun != nil {
+				tun.Close()
+			}
+		})
+	}
+}

@@ -80,6 +80,8 @@ type egressListener struct {
 	// get clusters but no routes of their own.
 	imported     map[*Service][]uint32
 	destinations map[*Service][]uint32
+	// virtualServices are the mesh VirtualServices this listener imports.
+	virtualServices map[*config.Document]bool
 }
 
 // NewScope finds the Sidecar that applies to p in snap and computes what it imports: a Sidecar
@@ -102,7 +104,7 @@ func NewScope(snap *Snapshot, p ScopeProxy) *Scope {
 	sc.all = false
 	for i, e := range spec.GetEgress() {
 		l := egressListener{index: i, port: e.GetPort().GetNumber(), hosts: map[string][]string{},
-			imported: map[*Service][]uint32{}, destinations: map[*Service][]uint32{}}
+			imported: map[*Service][]uint32{}, destinations: map[*Service][]uint32{}, virtualServices: map[*config.Document]bool{}}
 		for _, h := range e.GetHosts() {
 			ns, name, ok := strings.Cut(h, "/")
 			if !ok {

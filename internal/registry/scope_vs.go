@@ -25,6 +25,7 @@ func (sc *Scope) importDestinations(l *egressListener) {
 		if vs == nil || !vsForMesh(vs) || !vsVisible(vs, d.Namespace, sc.ns) || !sc.listenerTakesVS(l, vs, d.Namespace) {
 			continue
 		}
+		l.virtualServices[d] = true
 		for host, ports := range vsDestinations(vs) {
 			if have[host] || sc.listenerImportsHost(l, host) {
 				continue
@@ -56,6 +57,18 @@ func (sc *Scope) listenerImportsHost(l *egressListener, host string) bool {
 		}
 	}
 	return false
+}
+
+// ImportsVirtualService reports whether the proxy's egress listener for port imports the
+// VirtualService doc: one of its hosts and one of the listener's egress hosts, for the
+// VirtualService's namespace or "*", cover each other. Without a Sidecar that narrows egress,
+// every VirtualService is imported (exportTo is the route table's to apply).
+func (sc *Scope) ImportsVirtualService(doc *config.Document, port uint32) bool {
+	if sc == nil || sc.all {
+		return true
+	}
+	l := sc.listenerFor(port)
+	return l != nil && l.virtualServices[doc]
 }
 
 // vsForMesh reports whether a VirtualService binds sidecars: no gateways, or "mesh" among them.
