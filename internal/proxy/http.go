@@ -11,7 +11,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/httpfwd"
 	"github.com/meshentry/meshentry/internal/registry"
-	vsroute "github.com/meshentry/meshentry/internal/route"
+	vroute "github.com/meshentry/meshentry/internal/route"
 	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
@@ -338,7 +338,7 @@ func (p *Proxy) connectUpstream(client net.Conn, host string, port uint32, id []
 	dst.src = addrOf(client.RemoteAddr())
 	if err == nil {
 		// The authority stands for the SNI of a tls route (the tunnel's bytes are the client's).
-		var d *vsroute.Destination
+		var d *vroute.Destination
 		if m, d, err = p.l4Routed(t, m, host, port, connectAddr(m, host)); d != nil && err == nil {
 			dst = routedDestination(d, netip.AddrPort{}, dst.src)
 		}

@@ -7,7 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/meshentry/meshentry/internal/registry"
-	vsroute "github.com/meshentry/meshentry/internal/route"
+	vroute "github.com/meshentry/meshentry/internal/route"
 )
 
 // A VirtualService's tls and tcp routes steer connections the registry already matched: the
@@ -26,15 +26,15 @@ var errRouteNoDestination = errors.New("the VirtualService routes to a host no S
 // this SNI (empty for none) to dst:port. It returns the match to dial (m itself when no route
 // holds), the destination the route chose (nil when none held), and errRouteNoDestination when
 // that destination is not declared.
-func (p *Proxy) l4Routed(t *table, m registry.Match, sni string, port uint32, dst netip.Addr) (registry.Match, *vsroute.Destination, error) {
+func (p *Proxy) l4Routed(t *table, m registry.Match, sni string, port uint32, dst netip.Addr) (registry.Match, *vroute.Destination, error) {
 	if m.Outcome != registry.Matched || m.By == registry.ByEgressProxy || t.vs == nil {
 		return m, nil, nil
 	}
-	var r *vsroute.L4Route
+	var r *vroute.L4Route
 	if m.Port.Family == registry.FamilyTLS && sni != "" {
-		r = t.vs.TLS(registry.NormalizeHost(sni), port, dst, vsroute.Mesh)
+		r = t.vs.TLS(registry.NormalizeHost(sni), port, dst, vroute.Mesh)
 	} else if m.Port.Family != registry.FamilyHTTP {
-		r = t.vs.TCP(port, dst, vsroute.Mesh)
+		r = t.vs.TCP(port, dst, vroute.Mesh)
 	}
 	if r == nil || len(r.Route) == 0 || !t.scope.ImportsVirtualService(r.Doc, port) {
 		// A VirtualService the Sidecar does not import does not route this proxy's traffic.
@@ -56,7 +56,7 @@ func (p *Proxy) l4Routed(t *table, m registry.Match, sni string, port uint32, ds
 // routedDestination is where to dial for a connection a route sent to d: d's host, for a
 // DYNAMIC_DNS destination to resolve, and the application's original address, which a NONE
 // destination (Envoy's ORIGINAL_DST cluster) dials.
-func routedDestination(d *vsroute.Destination, orig netip.AddrPort, src netip.Addr) destination {
+func routedDestination(d *vroute.Destination, orig netip.AddrPort, src netip.Addr) destination {
 	return destination{host: d.Host, port: d.Port, orig: orig, src: src}
 }
 

@@ -15,7 +15,7 @@ import (
 	"github.com/meshentry/meshentry/internal/policy"
 	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/resolve"
-	vsroute "github.com/meshentry/meshentry/internal/route"
+	vroute "github.com/meshentry/meshentry/internal/route"
 )
 
 // table is the proxy's view of one snapshot: the snapshot plus per-port routing state (pickers and
@@ -30,14 +30,14 @@ type table struct {
 	// scope is what the Sidecar that applies to this proxy imports from snap.
 	scope *registry.Scope
 	// vs is the VirtualServices that bind this proxy, compiled for snap (tls and tcp routes: l4route.go).
-	vs *vsroute.Table
+	vs *vroute.Table
 }
 
 // newTable makes the proxy's view of snap, with its DestinationRules indexed once.
 func (p *Proxy) newTable(snap *registry.Snapshot) *table {
 	return &table{snap: snap, services: newServices(), policies: policy.Build(snap.Documents, p.cfg.RootNamespace),
 		scope: registry.NewScope(snap, registry.ScopeProxy{Namespace: p.cfg.Namespace, Labels: p.cfg.Labels, RootNamespace: p.rootNamespace()}),
-		vs:    vsroute.Build(snap, vsroute.Proxy{Namespace: p.cfg.Namespace, Labels: p.cfg.Labels})}
+		vs:    vroute.Build(snap, vroute.Proxy{Namespace: p.cfg.Namespace, Labels: p.cfg.Labels})}
 }
 
 // route is how one service port reaches its endpoints.
