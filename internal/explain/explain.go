@@ -35,6 +35,13 @@ type Request struct {
 	// snapshot's DestinationRule index, else one is built from the snapshot's documents.
 	RootNamespace string
 	Policies      *policy.Index
+	// Gateway, when set, explains the request as the gateway "ns/name" would route it rather
+	// than as a sidecar; HTTP is what http route matching reads beyond host and port.
+	Gateway string
+	HTTP    HTTPRequest
+	// Import, when set, narrows the VirtualServices and services routing sees, as a Sidecar's
+	// egress hosts do (see route.Proxy.Import).
+	Import func(namespace, host string) bool
 }
 
 // Destination echoes the request in the report.
@@ -90,13 +97,23 @@ type Report struct {
 	Service   *Service `json:"service,omitempty"`
 	// Policy is the DestinationRule that applies, absent when none does (and no auto mTLS).
 	Policy *Policy `json:"destinationRule,omitempty"`
+	// Route is the VirtualService rule that took the request, absent when none binds it.
+	Route *Route `json:"route,omitempty"`
 	// Sidecar is the Sidecar scoping of the proxy (scope.go).
 	Sidecar   *Sidecar   `json:"sidecar,omitempty"`
 	Endpoints []Endpoint `json:"endpoints"`
 }
 
-// Refused reports whether the proxy would refuse the request.
-func (r *Report) Refused() bool { return r.Outcome == "blackhole" }
+// Refused reports whether the proxy would refuse the request: nothing matched under
+// REGISTRY_ONLY, a VirtualService bound the host but no rule matched (404), or its destination
+// has no cluster or subset (503).
+func (r *Report) Refused() bool {
+	switch r.Outcome {
+	case "blackhole", "no-route", "no-cluster", "no-subset":
+		return true
+	}
+	return false
+}
 
 // Explain decides where the request goes in snap and says why.
 func Explain(snap *registry.Snapshot, req Request) *Report {
@@ -112,6 +129,10 @@ func Explain(snap *registry.Snapshot, req Request) *Report {
 	}
 	sc := scopeFor(snap, req)
 	q.Scope = sc
+	if req.Import == nil {
+		// VirtualServices are narrowed by the same Sidecar as the services.
+		req.Import = sc.ImportFunc()
+	}
 	m := snap.Match(q, req.AllowAny)
 	rep := &Report{
 		Namespace:   req.Namespace,
@@ -144,6 +165,11 @@ func Explain(snap *registry.Snapshot, req Request) *Report {
 	default:
 		rep.Outcome = "blackhole"
 		rep.Reason = rep.Sidecar.noMatch(snap, q) + "; the outbound policy REGISTRY_ONLY refuses it"
+	}
+	if !req.Connect {
+		if rt, dests := routeFor(snap, req, q.Protocol); rt != nil {
+			applyRoute(rep, snap, req, m, rt, dests)
+		}
 	}
 	return rep
 }
@@ -332,6 +358,9 @@ func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "outcome:      %s\n", r.Outcome)
 	fmt.Fprintf(w, "cluster:      %s\n", r.Cluster)
 	fmt.Fprintf(w, "why:          %s\n", r.Reason)
+	if r.Route != nil {
+		r.Route.writeText(w)
+	}
 	if s := r.Service; s != nil {
 		fmt.Fprintf(w, "service:      %s (ServiceEntry %s/%s", s.Host, s.Namespace, s.Entry)
 		if s.File != "" {

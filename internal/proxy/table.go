@@ -35,9 +35,9 @@ type table struct {
 
 // newTable makes the proxy's view of snap, with its DestinationRules indexed once.
 func (p *Proxy) newTable(snap *registry.Snapshot) *table {
-	return &table{snap: snap, services: newServices(), policies: policy.Build(snap.Documents, p.cfg.RootNamespace),
-		scope: registry.NewScope(snap, registry.ScopeProxy{Namespace: p.cfg.Namespace, Labels: p.cfg.Labels, RootNamespace: p.rootNamespace()}),
-		vs:    vroute.Build(snap, vroute.Proxy{Namespace: p.cfg.Namespace, Labels: p.cfg.Labels})}
+	sc := registry.NewScope(snap, registry.ScopeProxy{Namespace: p.cfg.Namespace, Labels: p.cfg.Labels, RootNamespace: p.rootNamespace()})
+	return &table{snap: snap, services: newServices(), policies: policy.Build(snap.Documents, p.cfg.RootNamespace), scope: sc,
+		vs: vroute.Build(snap, vroute.Proxy{Namespace: p.cfg.Namespace, Labels: p.cfg.Labels, Import: sc.ImportFunc()})}
 }
 
 // route is how one service port reaches its endpoints.

@@ -260,3 +260,30 @@ func sidecarName(d *config.Document) string {
 	}
 	return fmt.Sprintf("Sidecar %s/%s (%s:%d)", d.Namespace, d.Name, d.File, d.Line)
 }
+
+// ImportsHost reports whether one of the Sidecar's egress listeners imports host (a service or
+// VirtualService host, possibly a wildcard) from namespace: an egress host for that namespace, or
+// for "*", and host cover one another. It is the route table's Import hook (route.Proxy.Import),
+// which has no port; without a Sidecar that narrows egress it holds for every host.
+func (sc *Scope) ImportsHost(namespace, host string) bool {
+	if sc == nil || sc.all {
+		return true
+	}
+	host = NormalizeHost(host)
+	for i := range sc.listeners {
+		l := &sc.listeners[i]
+		if vsHostTaken(l.hosts[namespace], host) || vsHostTaken(l.hosts["*"], host) {
+			return true
+		}
+	}
+	return false
+}
+
+// ImportFunc is ImportsHost as a route.Proxy.Import hook, nil when nothing is narrowed, so the
+// route table skips the check altogether.
+func (sc *Scope) ImportFunc() func(namespace, host string) bool {
+	if sc == nil || sc.all {
+		return nil
+	}
+	return sc.ImportsHost
+}
