@@ -300,3 +300,30 @@ func TestMatchUnderAScopeAllocatesNothing(t *testing.T) {
 		t.Fatalf("Match allocates %v times per call under a scope", n)
 	}
 }
+
+func TestImportsHostIsTheRouteTablesImportHook(t *testing.T) {
+	t.Parallel()
+	snap := snapshotOf(t, scopeEntries+sidecarDoc("s", "team", "  egress:\n  - port: {number: 443, name: tls, protocol: TLS}\n    hosts: [other/foreign.example.com]\n  - hosts: [./*.team.example.com, \"*/common.example.com\"]\n"))
+	sc := NewScope(snap, ScopeProxy{Namespace: "team", RootNamespace: "istio-system"})
+	cases := []struct {
+		name      string
+		namespace string
+		host      string
+		want      bool
+	}{
+		{name: "a host a port listener imports", namespace: "other", host: "foreign.example.com", want: true},
+		{name: "the same host from another namespace", namespace: "shared", host: "foreign.example.com", want: false},
+		{name: "a */ import from any namespace", namespace: "elsewhere", host: "Common.Example.com.", want: true},
+		{name: "a VirtualService wildcard host that covers an egress host", namespace: "team", host: "*.example.com", want: true},
+		{name: "a name under a ./ wildcard", namespace: "team", host: "api.team.example.com", want: true},
+		{name: "a host nothing names", namespace: "team", host: "own.example.com", want: false},
+	}
+	for _, tc := range cases {
+		if got := sc.ImportsHost(tc.namespace, tc.host); got != tc.want {
+			t.Errorf("%s: ImportsHost(%q, %q) = %v, want %v", tc.name, tc.namespace, tc.host, got, tc.want)
+		}
+	}
+	if NewScope(snapshotOf(t, scopeEntries), ScopeProxy{Namespace: "team"}).ImportFunc() != nil {
+		t.Error("ImportFunc is set though no Sidecar narrows anything")
+	}
+}
