@@ -36,6 +36,11 @@ type table struct {
 // newTable makes the proxy's view of snap, with its DestinationRules indexed once.
 func (p *Proxy) newTable(snap *registry.Snapshot) *table {
 	sc := registry.NewScope(snap, registry.ScopeProxy{Namespace: p.cfg.Namespace, Labels: p.cfg.Labels, RootNamespace: p.rootNamespace()})
+	if d := sc.Sidecar; d != nil {
+		// Once per snapshot: which Sidecar narrows this proxy is worth a line at every reload.
+		p.log.Info("sidecar scope", "sidecar", d.Namespace+"/"+d.Name, "file", d.File, "line", d.Line, "why", sc.Why,
+			"outbound_policy", sc.Policy.String())
+	}
 	return &table{snap: snap, services: newServices(), policies: policy.Build(snap.Documents, p.cfg.RootNamespace), scope: sc,
 		vs: vroute.Build(snap, vroute.Proxy{Namespace: p.cfg.Namespace, Labels: p.cfg.Labels, Import: sc.ImportFunc()})}
 }
