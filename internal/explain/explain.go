@@ -98,7 +98,9 @@ type Report struct {
 	// Policy is the DestinationRule that applies, absent when none does (and no auto mTLS).
 	Policy *Policy `json:"destinationRule,omitempty"`
 	// Route is the VirtualService rule that took the request, absent when none binds it.
-	Route     *Route     `json:"route,omitempty"`
+	Route *Route `json:"route,omitempty"`
+	// Sidecar is the Sidecar scoping of the proxy (scope.go).
+	Sidecar   *Sidecar   `json:"sidecar,omitempty"`
 	Endpoints []Endpoint `json:"endpoints"`
 }
 
@@ -125,6 +127,12 @@ func Explain(snap *registry.Snapshot, req Request) *Report {
 		}
 		protocol = q.Protocol.String()
 	}
+	sc := scopeFor(snap, req)
+	q.Scope = sc
+	if req.Import == nil {
+		// VirtualServices are narrowed by the same Sidecar as the services.
+		req.Import = sc.ImportFunc()
+	}
 	m := snap.Match(q, req.AllowAny)
 	rep := &Report{
 		Namespace:   req.Namespace,
@@ -135,6 +143,7 @@ func Explain(snap *registry.Snapshot, req Request) *Report {
 	if req.IP.IsValid() {
 		rep.Destination.IP = req.IP.String()
 	}
+	rep.Sidecar = describeScope(snap, sc, q, m)
 	switch m.Outcome {
 	case registry.Matched:
 		rep.Outcome = "matched"
@@ -147,12 +156,15 @@ func Explain(snap *registry.Snapshot, req Request) *Report {
 			idx = policy.Build(snap.Documents, req.RootNamespace)
 		}
 		rep.Policy = describePolicy(idx, m.Service, m.Port, req)
+		if m.By == registry.ByEgressProxy {
+			rep.Reason = egressProxyReason(sc, m)
+		}
 	case registry.Passthrough:
 		rep.Outcome = "passthrough"
-		rep.Reason = noMatchReason(snap, q) + "; the outbound policy ALLOW_ANY passes it through to the original destination"
+		rep.Reason = rep.Sidecar.noMatch(snap, q) + "; the outbound policy ALLOW_ANY passes it through to the original destination"
 	default:
 		rep.Outcome = "blackhole"
-		rep.Reason = noMatchReason(snap, q) + "; the outbound policy REGISTRY_ONLY refuses it"
+		rep.Reason = rep.Sidecar.noMatch(snap, q) + "; the outbound policy REGISTRY_ONLY refuses it"
 	}
 	if !req.Connect {
 		if rt, dests := routeFor(snap, req, q.Protocol); rt != nil {
@@ -362,6 +374,9 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	if r.Policy != nil {
 		r.Policy.writeText(w)
+	}
+	if r.Sidecar != nil {
+		r.Sidecar.writeText(w)
 	}
 	if len(r.Endpoints) == 0 {
 		return

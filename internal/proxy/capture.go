@@ -50,7 +50,7 @@ func (p *Proxy) serveCaptured(c net.Conn) {
 	}
 	orig = netip.AddrPortFrom(orig.Addr().Unmap(), orig.Port())
 	t := p.table.Load()
-	switch t.snap.ListenerFamily(orig.Addr(), uint32(orig.Port()), p.cfg.Namespace) {
+	switch t.snap.ScopedListenerFamily(orig.Addr(), uint32(orig.Port()), p.cfg.Namespace, t.scope) {
 	case registry.FamilyTCP:
 		p.pipeCaptured(c, sniff.NewPrefixConn(c, nil), t, orig, sniff.Result{Kind: sniff.TCP})
 		return
@@ -63,7 +63,7 @@ func (p *Proxy) serveCaptured(c net.Conn) {
 		p.log.Debug("captured connection failed while sniffing", "orig", orig, "err", err)
 		return
 	}
-	if (res.Kind == sniff.HTTP || res.Kind == sniff.HTTP2) && t.snap.RoutesHTTPByHost(orig.Addr(), uint32(orig.Port()), p.cfg.Namespace) {
+	if (res.Kind == sniff.HTTP || res.Kind == sniff.HTTP2) && t.snap.ScopedRoutesHTTPByHost(orig.Addr(), uint32(orig.Port()), p.cfg.Namespace, t.scope) {
 		p.serveCapturedHTTP(c, res.Conn(), orig)
 		return
 	}

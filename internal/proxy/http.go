@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 
 	"github.com/meshentry/meshentry/internal/httpfwd"
 	"github.com/meshentry/meshentry/internal/registry"
+	vroute "github.com/meshentry/meshentry/internal/route"
 	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
@@ -40,7 +42,7 @@ func (h *httpRouter) route(t *table, req *httpfwd.RequestHead, attempt int, mp *
 			return httpfwd.Upstream{}, p.rejectFor(errInvalidHost, req.RequestID, req.Host, dst.port, "")
 		}
 	}
-	q := registry.Query{Namespace: p.cfg.Namespace, Host: req.Host, Port: dst.port, Protocol: registry.TrafficHTTP}
+	q := registry.Query{Namespace: p.cfg.Namespace, Host: req.Host, Port: dst.port, Protocol: registry.TrafficHTTP, Scope: t.scope}
 	if dst.orig.IsValid() {
 		q.IP = dst.orig.Addr().Unmap()
 	}
@@ -327,13 +329,20 @@ func (p *Proxy) connectUpstream(client net.Conn, host string, port uint32, id []
 		return nil, "", registry.Match{}, errInvalidHost
 	}
 	t := p.table.Load()
-	m := t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: host, Port: port, Protocol: registry.TrafficAny}, p.cfg.AllowAny)
+	m := t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: host, Port: port, Protocol: registry.TrafficAny, Scope: t.scope}, p.cfg.AllowAny)
 	if m.Outcome == registry.BlackHole {
 		writeStatus(client, "403 Forbidden", p.refusal(host, port, "CONNECT", id), id)
 		return nil, "", m, errRefused
 	}
 	dst, err := requested(m, host, port)
 	dst.src = addrOf(client.RemoteAddr())
+	if err == nil {
+		// The authority stands for the SNI of a tls route (the tunnel's bytes are the client's).
+		var d *vroute.Destination
+		if m, d, err = p.l4Routed(t, m, host, port, connectAddr(m, host)); d != nil && err == nil {
+			dst = routedDestination(d, netip.AddrPort{}, dst.src)
+		}
+	}
 	if err == nil {
 		// Dialled under pipeCtx, which a drain cut short cancels, so a dial cannot outlast it.
 		var up net.Conn

@@ -15,6 +15,7 @@ import (
 	"github.com/meshentry/meshentry/internal/policy"
 	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/resolve"
+	vroute "github.com/meshentry/meshentry/internal/route"
 )
 
 // table is the proxy's view of one snapshot: the snapshot plus per-port routing state (pickers and
@@ -26,11 +27,22 @@ type table struct {
 	services *services
 	// policies says which DestinationRule applies to each service port of snap.
 	policies *policy.Index
+	// scope is what the Sidecar that applies to this proxy imports from snap.
+	scope *registry.Scope
+	// vs is the VirtualServices that bind this proxy, compiled for snap (tls and tcp routes: l4route.go).
+	vs *vroute.Table
 }
 
 // newTable makes the proxy's view of snap, with its DestinationRules indexed once.
 func (p *Proxy) newTable(snap *registry.Snapshot) *table {
-	return &table{snap: snap, services: newServices(), policies: policy.Build(snap.Documents, p.cfg.RootNamespace)}
+	sc := registry.NewScope(snap, registry.ScopeProxy{Namespace: p.cfg.Namespace, Labels: p.cfg.Labels, RootNamespace: p.rootNamespace()})
+	if d := sc.Sidecar; d != nil {
+		// Once per snapshot: which Sidecar narrows this proxy is worth a line at every reload.
+		p.log.Info("sidecar scope", "sidecar", d.Namespace+"/"+d.Name, "file", d.File, "line", d.Line, "why", sc.Why,
+			"outbound_policy", sc.Policy.String())
+	}
+	return &table{snap: snap, services: newServices(), policies: policy.Build(snap.Documents, p.cfg.RootNamespace), scope: sc,
+		vs: vroute.Build(snap, vroute.Proxy{Namespace: p.cfg.Namespace, Labels: p.cfg.Labels, Import: sc.ImportFunc()})}
 }
 
 // route is how one service port reaches its endpoints.
@@ -248,4 +260,12 @@ func splitKey(key string) (endpoint, addr string) {
 // hostPort joins a host and port for dialling.
 func hostPort(host string, port uint32) string {
 	return net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10))
+}
+
+// rootNamespace is the mesh root namespace, istio-system when the config leaves it empty.
+func (p *Proxy) rootNamespace() string {
+	if p.cfg.RootNamespace == "" {
+		return policy.DefaultRootNamespace
+	}
+	return p.cfg.RootNamespace
 }

@@ -13,11 +13,19 @@ type filter struct {
 	// skipTLSWithVIP leaves out TLS ports of services with a single VIP: Istio gives those their own
 	// listener on the VIP, so SNI on the shared port listener never reaches them.
 	skipTLSWithVIP bool
+	// scope is the proxy's Sidecar scope; nil imports everything exportTo shows.
+	scope *Scope
+}
+
+// sees reports whether the workload may use svc on the filter's port at all: exportTo, then the
+// Sidecar's imports.
+func (f *filter) sees(svc *Service) bool {
+	return svc.VisibleTo(f.ns) && f.scope.imports(svc, f.port)
 }
 
 // accepts returns svc's port when the filter lets the workload use it, else nil.
 func (f *filter) accepts(svc *Service) *Port {
-	if !svc.VisibleTo(f.ns) {
+	if !f.sees(svc) {
 		return nil
 	}
 	p := svc.Port(f.port)
@@ -48,7 +56,7 @@ func (f *filter) pick(cands []*Service) (*Service, *Port) {
 func (f *filter) pickHost(cands []*Service) (*Service, *Port) {
 	owner := ""
 	for _, svc := range cands {
-		if !svc.VisibleTo(f.ns) {
+		if !f.sees(svc) {
 			continue
 		}
 		if svc.Namespace == f.ns {

@@ -48,11 +48,12 @@ const (
 	ByIP
 	ByCIDR
 	ByPort
+	ByEgressProxy
 )
 
 // String says in a few words which rule matched.
 func (b MatchedBy) String() string {
-	return [...]string{"nothing matched", "Host header", "TLS SNI", "destination IP", "destination CIDR", "port alone (address-less TCP)"}[b]
+	return [...]string{"nothing matched", "Host header", "TLS SNI", "destination IP", "destination CIDR", "port alone (address-less TCP)", "Sidecar egressProxy"}[b]
 }
 
 // Cluster names for traffic that matched no service, as Istio names them.
@@ -71,6 +72,9 @@ type Query struct {
 	Host     string
 	Port     uint32
 	Protocol Traffic
+	// Scope is the proxy's Sidecar scope (NewScope, once per snapshot); nil imports everything
+	// exportTo shows and leaves the outbound policy to allowAny.
+	Scope *Scope
 }
 
 // Match is the decision for a Query.
@@ -95,7 +99,7 @@ func (s *Snapshot) Match(q Query, allowAny bool) Match {
 	if !IsHostName(host) {
 		host = ""
 	}
-	f := filter{ns: q.Namespace, port: q.Port}
+	f := filter{ns: q.Namespace, port: q.Port, scope: q.Scope}
 	var svc *Service
 	var port *Port
 	var by MatchedBy
@@ -111,6 +115,20 @@ func (s *Snapshot) Match(q Query, allowAny bool) Match {
 	}
 	if svc != nil {
 		return Match{Outcome: Matched, Service: svc, Port: port, By: by, Cluster: port.Cluster}
+	}
+	return q.Scope.unmatched(allowAny)
+}
+
+// unmatched decides traffic that matched no imported service: the Sidecar's outbound policy
+// overrides allowAny, and its egressProxy, under ALLOW_ANY, takes the traffic instead of the
+// original destination (refused when no visible ServiceEntry declares the egress proxy).
+func (sc *Scope) unmatched(allowAny bool) Match {
+	allowAny = sc.allowAny(allowAny)
+	if ep := sc.egressProxy(); ep != nil && allowAny {
+		if ep.Service == nil || ep.ServicePort == nil {
+			return Match{Outcome: BlackHole, By: ByEgressProxy, Cluster: BlackHoleCluster}
+		}
+		return Match{Outcome: Matched, Service: ep.Service, Port: ep.ServicePort, By: ByEgressProxy, Cluster: ep.Cluster}
 	}
 	if allowAny {
 		return Match{Outcome: Passthrough, Cluster: PassthroughCluster}
@@ -130,7 +148,12 @@ func ipBy(single bool) MatchedBy {
 // destination IP has its own listener, which sees the bytes first, and a port where no HTTP or
 // protocol-less service is visible has no HTTP listener at all.
 func (s *Snapshot) RoutesHTTPByHost(ip netip.Addr, port uint32, ns string) bool {
-	f := filter{ns: ns, port: port}
+	return s.ScopedRoutesHTTPByHost(ip, port, ns, nil)
+}
+
+// ScopedRoutesHTTPByHost is RoutesHTTPByHost for a proxy under a Sidecar scope.
+func (s *Snapshot) ScopedRoutesHTTPByHost(ip netip.Addr, port uint32, ns string, sc *Scope) bool {
+	f := filter{ns: ns, port: port, scope: sc}
 	return s.routesHTTPByHost(ip, &f)
 }
 

@@ -9,7 +9,13 @@ import "net/netip"
 // has the one family every visible service declares there. Mixed families, a protocol-less port,
 // and a port nothing declares (passthrough or refusal) give FamilyAuto.
 func (s *Snapshot) ListenerFamily(ip netip.Addr, port uint32, ns string) Family {
-	f := filter{ns: ns, port: port, fams: FamilyTCP | FamilyTLS | FamilyAuto}
+	return s.ScopedListenerFamily(ip, port, ns, nil)
+}
+
+// ScopedListenerFamily is ListenerFamily for a proxy under a Sidecar scope: the services the
+// Sidecar does not import have no listener of this proxy.
+func (s *Snapshot) ScopedListenerFamily(ip netip.Addr, port uint32, ns string, sc *Scope) Family {
+	f := filter{ns: ns, port: port, fams: FamilyTCP | FamilyTLS | FamilyAuto, scope: sc}
 	if ip.IsValid() {
 		if svc, p, _ := s.lookupIP(ip, &f); svc != nil {
 			return p.Family

@@ -50,10 +50,6 @@ func Analyze(docs []*config.Document, opts ...AnalyzeOption) []diag.Diagnostic {
 			a.virtualService(d, spec)
 		case *networking.Gateway:
 			a.gateway(d, spec)
-		case *networking.Sidecar:
-			// Silently ignoring it would let traffic through that the author meant to narrow.
-			a.warn(d, CodeNotAppliedYet, "spec.egress",
-				"Sidecar is read and validated but not applied yet: its egress hosts do not narrow what a proxy in namespace %q can reach", d.Namespace)
 		}
 	}
 	return a.diags

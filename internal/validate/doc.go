@@ -151,7 +151,7 @@
 //	ME2003 W  the same host declared in several namespaces that some namespace sees together
 //	ME2004 W  a host of a mesh-bound VirtualService that no visible ServiceEntry declares
 //	ME2005 W  a Gateway server host that no visible ServiceEntry declares
-//	ME2006 W  a Sidecar: decoded and validated, but meshentry does not apply it yet
+//	ME2006 W  (retired) a Sidecar decoded but not applied; Sidecars now narrow the proxy's imports
 //	ME2007 W  the same host declared by two ServiceEntries of one namespace: they are not merged;
 //	          each port goes to the oldest entry declaring it (Istio has no analyzer for this)
 //	ME2008 W  a DestinationRule portLevelSettings port that no ServiceEntry declaring its host (and
