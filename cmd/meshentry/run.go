@@ -197,6 +197,9 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	if err := inb.registerMetrics(mm.Registry()); err != nil {
 		log.Error("inbound metrics left out", "err", err)
 	}
+	if err := dnsp.registerMetrics(mm.Registry()); err != nil {
+		log.Error("dns metrics left out", "err", err)
+	}
 	p = proxy.New(cfg, res.Snapshot)
 	if err := dnsp.open(res.Snapshot, f.src.namespace, f.dnsServer); err != nil {
 		closeListeners(lns)
@@ -211,7 +214,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	inb.serve(g)
 	dnsp.serve(g)
 	adminSrv := serveAdmin(g, f, lns.admin, adminWiring{log: log, level: levelVar, proxy: p, lns: lns, inbound: inb.adminListeners(),
-		ns: f.src.namespace, ready: withIdentity(g.notReady, cfg.Identity), reload: watcherReload(watcher), metrics: mm.Handler()})
+		ns: f.src.namespace, ready: withIdentity(g.notReady, cfg.Identity), reload: watcherReload(watcher), metrics: mm.Handler(), dns: dnsp.adminStatus()})
 	if ready != nil {
 		ready(g.bound)
 	}

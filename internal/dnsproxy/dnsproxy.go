@@ -122,9 +122,7 @@ func New(cfg Config, snap *registry.Snapshot) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	for i, s := range cfg.Search {
-		cfg.Search[i] = dns.Fqdn(strings.ToLower(strings.TrimSuffix(s, ".")))
-	}
+	cfg.Search = fqdns(cfg.Search)
 	s := &Server{cfg: cfg, cache: newCache(cfg.CacheSize, maxCacheTTL, negativeTTL),
 		inFlight: make(chan struct{}, cfg.MaxInFlight), log: cfg.Logger,
 		udp: dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: dns.MaxMsgSize},

@@ -345,6 +345,24 @@ func (a *Allocator) Exhausted() (v4, v6 uint64) {
 	return a.exhausted[0], a.exhausted[1]
 }
 
+// Holding is one host's allocation; Current is false for a host the last Allocate did not name.
+type Holding struct {
+	Host    string
+	Addrs   Addrs
+	Current bool
+}
+
+// Holdings lists every allocation held, current and stale, in no particular order.
+func (a *Allocator) Holdings() []Holding {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]Holding, 0, len(a.entries))
+	for h, e := range a.entries {
+		out = append(out, Holding{Host: h, Addrs: e.addrs, Current: e.seen == a.gen})
+	}
+	return out
+}
+
 // Snapshot returns a copy of every allocation held, current and stale.
 func (a *Allocator) Snapshot() map[string]Addrs {
 	a.mu.Lock()
