@@ -234,9 +234,12 @@ func (a *Allocator) Ranges() (v4, v6 netip.Prefix) { return a.v4.prefix, a.v6.pr
 // in sorted order, so the same config on an empty allocator gives the same addresses. A host
 // whose range is full gets an invalid address of that family (and is counted, see Exhausted).
 func (a *Allocator) Allocate(hosts []string) map[string]Addrs {
-	sorted := slices.Clone(hosts)
-	slices.Sort(sorted)
-	sorted = slices.Compact(sorted)
+	sorted := hosts
+	if !slices.IsSorted(hosts) { // the registry passes them sorted already
+		sorted = slices.Clone(hosts)
+		slices.Sort(sorted)
+	}
+	sorted = slices.Compact(slices.Clip(sorted))
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.gen++
