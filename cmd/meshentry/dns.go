@@ -126,10 +126,13 @@ func allocateFunc(alloc *vip.Allocator, state string, log *slog.Logger) func([]s
 	}
 }
 
-// open makes the DNS server answering from snap and binds its sockets.
-func (d *dnsProxy) open(snap *registry.Snapshot, ns, server string) error {
+// open makes the DNS server answering from snap, binds its sockets and adds its metrics to reg.
+func (d *dnsProxy) open(snap *registry.Snapshot, ns, server string, reg *prometheus.Registry) error {
 	if d == nil {
 		return nil
+	}
+	if err := d.registerMetrics(reg); err != nil {
+		d.log.Error("dns metrics left out", "err", err)
 	}
 	ups, search, err := upstreams(server)
 	if err != nil {
@@ -308,11 +311,8 @@ func (d *dnsProxy) counters() map[string]uint64 {
 }
 
 // registerMetrics adds the meshentry_dns_proxy_* and meshentry_dns_vip_* metrics (the
-// resolver's own are meshentry_dns_*) to reg; with the DNS proxy off it adds none.
+// resolver's own are meshentry_dns_*) to reg.
 func (d *dnsProxy) registerMetrics(reg *prometheus.Registry) error {
-	if d == nil {
-		return nil
-	}
 	return reg.Register(dnsCollector{d: d})
 }
 

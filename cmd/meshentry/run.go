@@ -197,11 +197,8 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	if err := inb.registerMetrics(mm.Registry()); err != nil {
 		log.Error("inbound metrics left out", "err", err)
 	}
-	if err := dnsp.registerMetrics(mm.Registry()); err != nil {
-		log.Error("dns metrics left out", "err", err)
-	}
 	p = proxy.New(cfg, res.Snapshot)
-	if err := dnsp.open(res.Snapshot, f.src.namespace, f.dnsServer); err != nil {
+	if err := dnsp.open(res.Snapshot, f.src.namespace, f.dnsServer, mm.Registry()); err != nil {
 		closeListeners(lns)
 		return err
 	}
