@@ -36,7 +36,7 @@ func newProxyConfigCommand() *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "proxy-config clusters|endpoints|listeners|routes|registry|dns [--admin ADDR] [-o table|json]",
-		Short: "Show a running proxy's clusters, endpoints, listeners, routes or registry, read from its admin API",
+		Short: "Show a running proxy's clusters, endpoints, listeners, routes, registry or DNS allocations, read from its admin API",
 		Long: "proxy-config reads the admin API of a running `meshentry run` and prints what it serves as tables, " +
 			"in the spirit of istioctl proxy-config. It exits 1 when the admin API cannot be read.",
 		Args:      cobra.ExactArgs(1),
