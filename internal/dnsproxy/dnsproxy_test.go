@@ -1,6 +1,7 @@
 package dnsproxy
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -285,5 +286,46 @@ func TestUpdateFollowsReloads(t *testing.T) {
 	}
 	if r := ask(t, "udp", addr, "b.db.test", dns.TypeA, 0); r.Rcode != dns.RcodeNameError {
 		t.Fatalf("b.db.test after it left: %s %v, want the upstream's NXDOMAIN", dns.RcodeToString[r.Rcode], ips(r))
+	}
+}
+
+func TestTCPConnectionLimit(t *testing.T) {
+	t.Parallel()
+	up := dnstest.Start(t)
+	s, _ := newServer(t, Config{Upstreams: []string{up.Addr}}, testConfig)
+	pc, ln, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, pc, ln, 1) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	held, err := dns.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	// A query on the held connection proves it was accepted before the second one dials.
+	m := new(dns.Msg)
+	m.SetQuestion("a.db.test.", dns.TypeA)
+	held.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := held.WriteMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := held.ReadMsg(); err != nil {
+		t.Fatal(err)
+	}
+	c := dns.Client{Net: "tcp", Timeout: 5 * time.Second}
+	if _, _, err := c.Exchange(m, ln.Addr().String()); err == nil {
+		t.Fatal("a second TCP connection was answered beyond the limit of 1")
+	}
+	if st := s.Stats(); st.TCPRefused != 1 {
+		t.Fatalf("TCP refusals = %d, want 1", st.TCPRefused)
 	}
 }

@@ -219,3 +219,19 @@ func TestLoadState(t *testing.T) {
 		})
 	}
 }
+
+func TestStaleAllocationsAreBounded(t *testing.T) {
+	t.Parallel()
+	a := mustNew(t, Config{MaxStale: 2})
+	first := a.Allocate(hostsN(5, "old"))
+	a.Allocate([]string{"new.test"})
+	held := a.Holdings()
+	if len(held) != 3 {
+		t.Fatalf("%d holdings, want the current host and 2 stale ones", len(held))
+	}
+	for _, h := range held {
+		if h.Host != "new.test" && (h.Current || first[h.Host] != h.Addrs) {
+			t.Fatalf("stale holding %+v, want its old addresses and not current", h)
+		}
+	}
+}
