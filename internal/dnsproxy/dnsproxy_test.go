@@ -64,6 +64,19 @@ spec:
   endpoints: [{address: 127.0.0.1}]
 `
 
+// v4Only declares only an IPv4 address.
+const v4Only = `---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: v4-only, namespace: default}
+spec:
+  hosts: [web-less.test]
+  addresses: [10.9.8.6]
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+`
+
 func newServer(t testing.TB, cfg Config, yaml string) (*Server, *vip.Allocator) {
 	t.Helper()
 	alloc, err := vip.New(vip.Config{})
@@ -85,7 +98,7 @@ func TestAnswers(t *testing.T) {
 	up := dnstest.Start(t)
 	up.Set("outside.test", 60, "192.0.2.10")
 	up.Set("web.test", 60, "192.0.2.80")
-	s, alloc := newServer(t, Config{Upstreams: []string{up.Addr}, Search: []string{"corp.example"}}, testConfig)
+	s, alloc := newServer(t, Config{Upstreams: []string{up.Addr}, Search: []string{"corp.example", "second.example"}}, testConfig+v4Only)
 	addr := serve(t, s)
 	got := alloc.Snapshot()
 	a, b := got["a.db.test"], got["b.db.test"]
@@ -104,7 +117,9 @@ func TestAnswers(t *testing.T) {
 		{name: "allocates for a DNS-resolution entry too, as Istio's auto-allocation does", query: "b.db.test", qtype: dns.TypeA, want: []string{b.V4.String()}},
 		{name: "answers declared single addresses and leaves the CIDR out", query: "DECLARED.test.", qtype: dns.TypeA, want: []string{"10.9.8.7"}},
 		{name: "answers a declared IPv6 address", query: "declared.test", qtype: dns.TypeAAAA, want: []string{"2001:db8::7"}},
-		{name: "answers NOERROR with nothing for another type of a registry name", query: "declared.test", qtype: dns.TypeMX},
+		{name: "forwards another type of a registry name, as Istio does", query: "declared.test", qtype: dns.TypeMX, rcode: dns.RcodeNameError},
+		{name: "answers NOERROR with nothing for a family the host has no address of", query: "web-less.test", qtype: dns.TypeAAAA},
+		{name: "forwards an expansion with a later search domain", query: "a.db.test.second.example", qtype: dns.TypeA, rcode: dns.RcodeNameError},
 		{name: "answers a search-domain expansion with a CNAME to the host", query: "a.db.test.corp.example", qtype: dns.TypeA, want: []string{"CNAME a.db.test.", a.V4.String()}},
 		{name: "forwards an HTTP-only host, which gets no address", query: "web.test", qtype: dns.TypeA, want: []string{"192.0.2.80"}},
 		{name: "forwards an unknown name", query: "outside.test", qtype: dns.TypeA, want: []string{"192.0.2.10"}},

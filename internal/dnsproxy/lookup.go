@@ -50,11 +50,10 @@ func (t table) answerFor(name string, search []string, ttl uint32) Answer {
 	return ans
 }
 
-// fqdns normalizes search domains to lower-case FQDNs.
+// fqdns keeps the first search domain, the one Istio answers expansions of, as a lower-case FQDN.
 func fqdns(in []string) []string {
-	out := make([]string, 0, len(in))
-	for _, s := range in {
-		out = append(out, dns.Fqdn(strings.ToLower(strings.TrimSuffix(s, "."))))
+	if len(in) == 0 {
+		return nil
 	}
-	return out
+	return []string{dns.Fqdn(strings.ToLower(strings.TrimSuffix(in[0], ".")))}
 }

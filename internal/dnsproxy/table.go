@@ -83,8 +83,8 @@ func buildTable(s *registry.Snapshot, ns string, visible func(*registry.Service)
 }
 
 // lookup finds name (lower case, fully qualified) in the table, directly or, as Istio's DNS
-// proxy does for its search namespaces, after stripping one of the search domains a client's
-// resolver appends: the answer is then a CNAME from the asked name to the host, with the
+// proxy does for the first search namespace, after stripping the search domain a client's
+// resolver appends first: the answer is then a CNAME from the asked name to the host, with the
 // host's records, so the client stops walking its search list at the first try.
 func (t table) lookup(name string, search []string) (e *hostEntry, viaSearch bool) {
 	if e := t[name]; e != nil {
@@ -100,9 +100,9 @@ func (t table) lookup(name string, search []string) (e *hostEntry, viaSearch boo
 	return nil, false
 }
 
-// answer fills m (a reply to a question for qname) from e: A or AAAA records, and nothing for
-// other types; the name exists, so an empty answer is NOERROR, never passed upstream, which
-// would say NXDOMAIN for a name the application must be able to reach.
+// answer fills m (a reply to an A or AAAA question for qname) from e. A host without an
+// address of the asked family gets NOERROR and no records, never the upstream's NXDOMAIN,
+// which a client asking A and AAAA in parallel may take for the whole name (istio#31250).
 func (e *hostEntry) answer(m *dns.Msg, qname string, qtype uint16, viaSearch bool, ttl uint32) {
 	target := qname
 	if viaSearch {
