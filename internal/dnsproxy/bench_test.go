@@ -24,3 +24,21 @@ func BenchmarkReply(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReplyCached measures a forwarded name answered from the cache.
+func BenchmarkReplyCached(b *testing.B) {
+	up := dnstest.Start(b)
+	up.Set("cached.test", 300, "192.0.2.1")
+	s, _ := newServer(b, Config{Upstreams: []string{up.Addr}}, testConfig)
+	req := new(dns.Msg)
+	req.SetQuestion("cached.test.", dns.TypeA)
+	s.reply(req) // fills the cache
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		resp := s.reply(req)
+		if _, err := resp.PackBuffer(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
