@@ -243,7 +243,8 @@ func (a *Allocator) Allocate(hosts []string) map[string]Addrs {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.gen++
-	out := make(map[string]Addrs, len(sorted))
+	// Every host is marked current before any is filled, so a reclaim for the first cannot
+	// take the address of one later in the list.
 	for _, h := range sorted {
 		e := a.entries[h]
 		if e == nil {
@@ -251,6 +252,10 @@ func (a *Allocator) Allocate(hosts []string) map[string]Addrs {
 			a.entries[h] = e
 		}
 		e.seen = a.gen
+	}
+	out := make(map[string]Addrs, len(sorted))
+	for _, h := range sorted {
+		e := a.entries[h]
 		if !e.addrs.V4.IsValid() || !e.addrs.V6.IsValid() {
 			a.fill(h, e)
 		}

@@ -235,3 +235,14 @@ func TestStaleAllocationsAreBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestReclaimNeverTakesACurrentHost(t *testing.T) {
+	t.Parallel()
+	a := mustNew(t, Config{V4: netip.MustParsePrefix("240.240.0.0/30")}) // two usable addresses
+	before := a.Allocate([]string{"y.test", "z.test"})
+	// a.test sorts before both and the range is full: neither may lose its address to it.
+	after := a.Allocate([]string{"a.test", "y.test", "z.test"})
+	if after["y.test"] != before["y.test"] || after["z.test"] != before["z.test"] || after["a.test"].V4.IsValid() {
+		t.Fatalf("before %v, after %v; want y and z kept and a without an IPv4 address", before, after)
+	}
+}
