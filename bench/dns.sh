@@ -9,11 +9,12 @@
 # Installs dnsmasq-base and dnsperf from the distribution when missing.
 #
 #   bench/dns.sh
-#   DURATION=5 HOSTS=1000 WORKERS=8 bench/dns.sh
+#   DURATION=5 REPEAT=3 HOSTS=1000 WORKERS=8 bench/dns.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-10}   # seconds per measurement
+DURATION=${DURATION:-5}    # seconds per figure
+REPEAT=${REPEAT:-3}
 HOSTS=${HOSTS:-1000}
 WORKERS=${WORKERS:-8}
 OUT=${OUT:-bench/out/dns}
@@ -79,18 +80,32 @@ sleep 0.5
 "$OUT/dnsload" -s 127.0.0.1:$MESH_DNS -d "$OUT/fwd.txt" -c 1 -l 1s >/dev/null
 "$OUT/dnsload" -s 127.0.0.1:$DNSMASQ -d "$OUT/fwd.txt" -c 1 -l 1s >/dev/null
 
-qps() { dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l "$DURATION" -c 4 -q 100 2>&1 | awk '/Queries per second/ {print $4}'; }
+qps() { dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l "$DURATION" -c 4 -q 100 2>&1 | awk '/Queries per second/ {printf "%.0f", $4}'; }
+median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
-echo "# DNS proxy benchmark: $HOSTS names per set, ${DURATION}s per row, $(nproc) CPUs"
-printf '%-34s %12s\n' "server / names" "dnsperf q/s"
-for row in "meshentry registry:$MESH_DNS:reg" "dnsmasq registry:$DNSMASQ:reg" \
-           "meshentry forwarded:$MESH_DNS:fwd" "dnsmasq forwarded:$DNSMASQ:fwd"; do
-  IFS=: read -r name port set <<<"$row"
-  printf '%-34s %12s\n' "$name" "$(qps "$port" "$OUT/$set.txt")"
+# The machine may be shared: meshentry and dnsmasq rows alternate, $REPEAT rounds, and the
+# median of each row is reported beside every round's figure.
+rows=("meshentry registry:$MESH_DNS:reg" "dnsmasq registry:$DNSMASQ:reg" "meshentry forwarded:$MESH_DNS:fwd" "dnsmasq forwarded:$DNSMASQ:fwd")
+declare -A got
+echo "# DNS proxy benchmark: $HOSTS names per set, ${DURATION}s per figure, $REPEAT rounds, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# dnsperf, 4 sockets, 100 queries outstanding:"
+for _ in $(seq "$REPEAT"); do
+  for row in "${rows[@]}"; do
+    IFS=: read -r name port set <<<"$row"
+    got[$name]+="$(qps "$port" "$OUT/$set.txt") "
+  done
 done
-echo "# closed loop, $WORKERS in flight (bench/dnsload):"
-for row in "meshentry registry:$MESH_DNS:reg" "dnsmasq registry:$DNSMASQ:reg" \
-           "meshentry forwarded:$MESH_DNS:fwd" "dnsmasq forwarded:$DNSMASQ:fwd"; do
-  IFS=: read -r name port set <<<"$row"
-  "$OUT/dnsload" -label "$name" -s 127.0.0.1:"$port" -d "$OUT/$set.txt" -c "$WORKERS" -l "${DURATION}s"
+printf '%-22s %10s   %s\n' "server / names" "median q/s" "rounds"
+for row in "${rows[@]}"; do
+  name=${row%%:*}
+  printf '%-22s %10s   %s\n' "$name" "$(echo "${got[$name]}" | median)" "${got[$name]}"
+done
+m=$(echo "${got[meshentry registry]}" | median); d=$(echo "${got[dnsmasq registry]}" | median)
+echo "registry names: meshentry/dnsmasq = $(awk -v m="$m" -v d="$d" 'BEGIN {printf "%.2f", m/d}')x"
+echo "# closed loop, $WORKERS in flight (bench/dnsload), round by round:"
+for _ in $(seq "$REPEAT"); do
+  for row in "${rows[@]}"; do
+    IFS=: read -r name port set <<<"$row"
+    "$OUT/dnsload" -label "$name" -s 127.0.0.1:"$port" -d "$OUT/$set.txt" -c "$WORKERS" -l "${DURATION}s"
+  done
 done
