@@ -138,7 +138,7 @@ func New(cfg Config, snap *registry.Snapshot) (*Server, error) {
 
 // Update answers from snap from now on.
 func (s *Server) Update(snap *registry.Snapshot) {
-	t := buildTable(snap, s.cfg.Namespace, s.cfg.Visible)
+	t := buildTable(snap, s.cfg.Namespace, s.cfg.Visible, s.cfg.TTL)
 	s.table.Store(&t)
 }
 

@@ -30,7 +30,7 @@ type Answer struct {
 // Lookup says what a DNS proxy for workloads in ns, with the client search domains search,
 // would answer for name from snap; visible is the Sidecar scope hook (nil: exportTo only).
 func Lookup(snap *registry.Snapshot, ns string, visible func(*registry.Service) bool, search []string, name string) Answer {
-	t := buildTable(snap, ns, visible)
+	t := buildTable(snap, ns, visible, DefaultTTL)
 	return t.answerFor(name, fqdns(search), DefaultTTL)
 }
 

@@ -19,6 +19,8 @@ type hostEntry struct {
 	Allocated bool
 	// Service is the service the answer comes from (its namespace owns the host for the proxy).
 	Service *registry.Service
+	// wireA and wireAAAA are the answer records packed for the fast path.
+	wireA, wireAAAA []byte
 }
 
 // table maps lower-case FQDNs ("a.db.test.") to their answers for one snapshot. It is built
@@ -31,7 +33,7 @@ type table map[string]*hostEntry
 // single-IP address of that namespace's visible declarations. Wildcard hosts have no entry
 // (there is no name to answer), nor do hosts with only CIDR addresses or none at all: their
 // queries go to the upstream resolver.
-func buildTable(s *registry.Snapshot, ns string, visible func(*registry.Service) bool) table {
+func buildTable(s *registry.Snapshot, ns string, visible func(*registry.Service) bool, ttl uint32) table {
 	byHost := map[string][]*registry.Service{}
 	var order []string
 	for _, svc := range s.Services {
@@ -76,6 +78,7 @@ func buildTable(s *registry.Snapshot, ns string, visible func(*registry.Service)
 			}
 		}
 		if len(e.A)+len(e.AAAA) > 0 {
+			e.wireA, e.wireAAAA = packAnswers(e.A, dns.TypeA, ttl), packAnswers(e.AAAA, dns.TypeAAAA, ttl)
 			t[dns.Fqdn(h)] = e
 		}
 	}
