@@ -43,6 +43,8 @@ type adminWiring struct {
 	reload  func() admin.ReloadStatus
 	// metrics serves /stats/prometheus; nil gives 404.
 	metrics http.Handler
+	// dns serves /dns; nil (the DNS proxy off) gives 404.
+	dns func() admin.DNSJSON
 }
 
 // adminConfig builds the admin API's Config.
@@ -62,6 +64,7 @@ func adminConfig(f *runFlags, w adminWiring) admin.Config {
 		MaxDumps:  f.admin.maxDumps,
 		Busy:      &f.admin.busy,
 		Logger:    w.log,
+		DNS:       w.dns,
 	}
 }
 

@@ -28,6 +28,7 @@ func parsePolicy(s string) (allowAny bool, err error) {
 func newExplainCommand() *cobra.Command {
 	var src sourceFlags
 	var pf policyFlags
+	var dx explainDNSFlags
 	var locality, network, ip, host, protocol, policy, output string
 	var port uint32
 	var hf httpFlags
@@ -39,6 +40,9 @@ func newExplainCommand() *cobra.Command {
 			"It exits 3 when the request would be refused.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dx.host != "" {
+				return dx.explainDNS(cmd, &src, output)
+			}
 			req := explain.Request{Namespace: src.namespace, Host: host, Port: port, Locality: locality, Network: network}
 			if output != "text" && output != "json" {
 				return usageError("-o must be text or json, not %q", output)
@@ -69,7 +73,11 @@ func newExplainCommand() *cobra.Command {
 			if req.RootNamespace, req.Labels, err = pf.parse(); err != nil {
 				return err
 			}
-			res, err := src.compile(cmd, 1)
+			dnsOpts, err := dx.compileOptions()
+			if err != nil {
+				return err
+			}
+			res, err := src.compile(cmd, 1, dnsOpts...)
 			if err != nil {
 				return err
 			}
@@ -107,6 +115,7 @@ func newExplainCommand() *cobra.Command {
 	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	pf.register(f)
 	hf.register(f)
+	dx.register(f)
 	return cmd
 }
 

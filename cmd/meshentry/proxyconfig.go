@@ -28,22 +28,23 @@ var proxyConfigKinds = map[string]struct {
 	"listeners": {paths: []string{"/listeners?format=json"}, table: listenersTable},
 	"routes":    {paths: []string{"/routes"}, table: routesTable},
 	"registry":  {paths: []string{"/registry"}, table: registryTable},
+	"dns":       {paths: []string{"/dns"}, table: dnsTable},
 }
 
 func newProxyConfigCommand() *cobra.Command {
 	var adminAddr, output string
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "proxy-config clusters|endpoints|listeners|routes|registry [--admin ADDR] [-o table|json]",
-		Short: "Show a running proxy's clusters, endpoints, listeners, routes or registry, read from its admin API",
+		Use:   "proxy-config clusters|endpoints|listeners|routes|registry|dns [--admin ADDR] [-o table|json]",
+		Short: "Show a running proxy's clusters, endpoints, listeners, routes, registry or DNS allocations, read from its admin API",
 		Long: "proxy-config reads the admin API of a running `meshentry run` and prints what it serves as tables, " +
 			"in the spirit of istioctl proxy-config. It exits 1 when the admin API cannot be read.",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"clusters", "endpoints", "listeners", "routes", "registry"},
+		ValidArgs: []string{"clusters", "endpoints", "listeners", "routes", "registry", "dns"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind, ok := proxyConfigKinds[args[0]]
 			if !ok {
-				return usageError("proxy-config: unknown kind %q; want clusters, endpoints, listeners, routes or registry", args[0])
+				return usageError("proxy-config: unknown kind %q; want clusters, endpoints, listeners, routes, registry or dns", args[0])
 			}
 			if output != "table" && output != "json" {
 				return usageError("-o must be table or json, not %q", output)

@@ -205,7 +205,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		log.Error("inbound metrics left out", "err", err)
 	}
 	p = proxy.New(cfg, res.Snapshot)
-	if err := dnsp.open(res.Snapshot, f.src.namespace, f.dnsServer); err != nil {
+	if err := dnsp.open(res.Snapshot, f.src.namespace, f.dnsServer, mm.Registry()); err != nil {
 		closeListeners(lns)
 		return err
 	}
@@ -224,7 +224,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	inb.serve(g)
 	dnsp.serve(g)
 	adminSrv := serveAdmin(g, f, lns.admin, adminWiring{log: log, level: levelVar, proxy: p, lns: lns, inbound: inb.adminListeners(),
-		ns: f.src.namespace, ready: withIdentity(g.notReady, cfg.Identity), reload: watcherReload(watcher), metrics: mm.Handler()})
+		ns: f.src.namespace, ready: withIdentity(g.notReady, cfg.Identity), reload: watcherReload(watcher), metrics: mm.Handler(), dns: dnsp.adminStatus()})
 	if ready != nil {
 		ready(g.bound)
 	}

@@ -22,11 +22,11 @@ func (s *sourceFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&s.namespace, "namespace", "n", "default", "namespace of documents that name none, and of the workload for explain/run")
 }
 
-func (s *sourceFlags) compile(cmd *cobra.Command, version uint64) (*compile.Result, error) {
+func (s *sourceFlags) compile(cmd *cobra.Command, version uint64, opts ...compile.Option) (*compile.Result, error) {
 	if len(s.files) == 0 {
 		return nil, usageError("no config given: pass -f FILE, -f FOLDER or -f -")
 	}
-	res, err := compile.Paths(s.files, config.Options{Namespace: s.namespace, Stdin: cmd.InOrStdin()}, version)
+	res, err := compile.Paths(s.files, config.Options{Namespace: s.namespace, Stdin: cmd.InOrStdin()}, version, opts...)
 	if err != nil {
 		return nil, &exitError{code: 2, err: err}
 	}

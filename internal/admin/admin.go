@@ -78,6 +78,8 @@ type Config struct {
 	Busy *atomic.Uint64
 	// Logger records level changes; nil discards.
 	Logger *slog.Logger
+	// DNS returns the DNS proxy's allocations for /dns; nil (the DNS proxy off) gives 404.
+	DNS func() DNSJSON
 }
 
 // DefaultMaxDumps is how many dumps the admin API serves at once when Config.MaxDumps is 0.
@@ -118,6 +120,7 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("GET /routes", a.bounded(a.routes))
 	mux.HandleFunc("GET /clusters", a.bounded(a.clusters))
 	mux.HandleFunc("GET /listeners", a.listeners)
+	mux.HandleFunc("GET /dns", a.bounded(a.dns))
 	mux.HandleFunc("GET /logging", a.logging)
 	// Cross-origin protection refuses a POST that a browser says another site sent (by
 	// Sec-Fetch-Site or Origin); clients that are not browsers send neither and are served.

@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -61,6 +62,51 @@ spec:
 	t.Run("fails on an unreadable path", func(t *testing.T) {
 		if _, err := Paths([]string{filepath.Join(dir, "missing")}, config.Options{}, 1); err == nil {
 			t.Fatal("no error")
+		}
+	})
+}
+
+func TestAutoAddresses(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	entry := func(name, host string) string {
+		return "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: " + name + "}\nspec:\n  hosts: [" + host +
+			"]\n  ports: [{number: 9000, name: tcp, protocol: TCP}]\n  resolution: STATIC\n  endpoints: [{address: 127.0.0.1}]\n---\n"
+	}
+	os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(entry("db-a", "a.db.test")+entry("db-b", "b.db.test")), 0o644)
+	codes := func(res *Result) map[string]diag.Level {
+		out := map[string]diag.Level{}
+		for _, d := range res.Diagnostics {
+			out[d.Code] = d.Level
+		}
+		return out
+	}
+	t.Run("warns of the port clash without the DNS proxy", func(t *testing.T) {
+		res, err := Paths([]string{dir}, config.Options{}, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lvl, ok := codes(res)["ME2001"]; !ok || lvl != diag.Warning {
+			t.Fatalf("findings %v, want an ME2001 warning", res.Diagnostics)
+		}
+	})
+	t.Run("notes the clash is gone with the DNS proxy, and warns of a host the range has no room for", func(t *testing.T) {
+		one := func(hosts []string) map[string][]netip.Addr {
+			// A range with room for one host: the first gets it, the second none.
+			return map[string][]netip.Addr{hosts[0]: {netip.MustParseAddr("240.240.0.1")}}
+		}
+		res, err := Paths([]string{dir}, config.Options{}, 1, WithAutoAddresses(one))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := codes(res)
+		if got["ME2001"] != diag.Info || got["ME2010"] != diag.Warning {
+			t.Fatalf("findings %v, want ME2001 as a note and ME2010 as a warning", res.Diagnostics)
+		}
+		for _, d := range res.Diagnostics {
+			if d.Code == "ME2010" && (d.Name != "db-b" || d.Field != "spec.hosts[0]" || d.Line == 0) {
+				t.Fatalf("ME2010 located at %s", d)
+			}
 		}
 	})
 }

@@ -41,8 +41,10 @@ type Config struct {
 	Visible func(*registry.Service) bool
 	// Upstreams are "host:port" servers asked in turn for names the registry does not answer.
 	Upstreams []string
-	// Search are the client's search domains (resolv.conf "search"), stripped from questions
-	// as Istio strips its search namespaces.
+	// Search are the client's search domains (resolv.conf "search"). As Istio's DNS proxy
+	// does, a registry host with the first of them appended, which a client's resolver asks
+	// first for a name with fewer dots than its ndots, is answered with a CNAME to the host;
+	// the later ones are forwarded (Istio keeps one expansion per host).
 	Search []string
 	// TTL of registry answers in seconds; 0 means DefaultTTL.
 	TTL uint32
@@ -122,9 +124,7 @@ func New(cfg Config, snap *registry.Snapshot) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	for i, s := range cfg.Search {
-		cfg.Search[i] = dns.Fqdn(strings.ToLower(strings.TrimSuffix(s, ".")))
-	}
+	cfg.Search = fqdns(cfg.Search)
 	s := &Server{cfg: cfg, cache: newCache(cfg.CacheSize, maxCacheTTL, negativeTTL),
 		inFlight: make(chan struct{}, cfg.MaxInFlight), log: cfg.Logger,
 		udp: dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: dns.MaxMsgSize},
@@ -138,7 +138,7 @@ func New(cfg Config, snap *registry.Snapshot) (*Server, error) {
 
 // Update answers from snap from now on.
 func (s *Server) Update(snap *registry.Snapshot) {
-	t := buildTable(snap, s.cfg.Namespace, s.cfg.Visible)
+	t := buildTable(snap, s.cfg.Namespace, s.cfg.Visible, s.cfg.TTL)
 	s.table.Store(&t)
 }
 
@@ -198,7 +198,9 @@ func (s *Server) reply(req *dns.Msg) *dns.Msg {
 	}
 	q := req.Question[0]
 	name := strings.ToLower(q.Name)
-	if q.Qclass == dns.ClassINET {
+	// Only A and AAAA come from the registry, as in Istio: other types of a registry name
+	// (PTR, SRV, TXT, ...) go upstream.
+	if q.Qclass == dns.ClassINET && (q.Qtype == dns.TypeA || q.Qtype == dns.TypeAAAA) {
 		if e, viaSearch := (*s.table.Load()).lookup(name, s.cfg.Search); e != nil {
 			s.registry.Add(1)
 			resp.SetReply(req)

@@ -1,6 +1,7 @@
 package dnsproxy
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -63,6 +64,19 @@ spec:
   endpoints: [{address: 127.0.0.1}]
 `
 
+// v4Only declares only an IPv4 address.
+const v4Only = `---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: v4-only, namespace: default}
+spec:
+  hosts: [web-less.test]
+  addresses: [10.9.8.6]
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+`
+
 func newServer(t testing.TB, cfg Config, yaml string) (*Server, *vip.Allocator) {
 	t.Helper()
 	alloc, err := vip.New(vip.Config{})
@@ -84,7 +98,7 @@ func TestAnswers(t *testing.T) {
 	up := dnstest.Start(t)
 	up.Set("outside.test", 60, "192.0.2.10")
 	up.Set("web.test", 60, "192.0.2.80")
-	s, alloc := newServer(t, Config{Upstreams: []string{up.Addr}, Search: []string{"corp.example"}}, testConfig)
+	s, alloc := newServer(t, Config{Upstreams: []string{up.Addr}, Search: []string{"corp.example", "second.example"}}, testConfig+v4Only)
 	addr := serve(t, s)
 	got := alloc.Snapshot()
 	a, b := got["a.db.test"], got["b.db.test"]
@@ -103,7 +117,9 @@ func TestAnswers(t *testing.T) {
 		{name: "allocates for a DNS-resolution entry too, as Istio's auto-allocation does", query: "b.db.test", qtype: dns.TypeA, want: []string{b.V4.String()}},
 		{name: "answers declared single addresses and leaves the CIDR out", query: "DECLARED.test.", qtype: dns.TypeA, want: []string{"10.9.8.7"}},
 		{name: "answers a declared IPv6 address", query: "declared.test", qtype: dns.TypeAAAA, want: []string{"2001:db8::7"}},
-		{name: "answers NOERROR with nothing for another type of a registry name", query: "declared.test", qtype: dns.TypeMX},
+		{name: "forwards another type of a registry name, as Istio does", query: "declared.test", qtype: dns.TypeMX, rcode: dns.RcodeNameError},
+		{name: "answers NOERROR with nothing for a family the host has no address of", query: "web-less.test", qtype: dns.TypeAAAA},
+		{name: "forwards an expansion with a later search domain", query: "a.db.test.second.example", qtype: dns.TypeA, rcode: dns.RcodeNameError},
 		{name: "answers a search-domain expansion with a CNAME to the host", query: "a.db.test.corp.example", qtype: dns.TypeA, want: []string{"CNAME a.db.test.", a.V4.String()}},
 		{name: "forwards an HTTP-only host, which gets no address", query: "web.test", qtype: dns.TypeA, want: []string{"192.0.2.80"}},
 		{name: "forwards an unknown name", query: "outside.test", qtype: dns.TypeA, want: []string{"192.0.2.10"}},
@@ -242,13 +258,23 @@ func TestInFlightLimit(t *testing.T) {
 	})
 	s, _ := newServer(t, Config{Upstreams: []string{up.addr}, MaxInFlight: 1, Timeout: 5 * time.Second}, testConfig)
 	addr := serve(t, s)
-	done := make(chan *dns.Msg, 1)
-	go func() { done <- ask(t, "udp", addr, "slow.test", dns.TypeA, 0) }()
+	done := make(chan error, 1)
+	go func() {
+		// Not ask: t.Fatal may only be called from the test's goroutine.
+		c := dns.Client{Net: "udp", Timeout: 10 * time.Second}
+		m := new(dns.Msg)
+		m.SetQuestion("slow.test.", dns.TypeA)
+		r, _, err := c.Exchange(m, addr)
+		if err == nil && r.Rcode != dns.RcodeSuccess {
+			err = fmt.Errorf("first query answered %s", dns.RcodeToString[r.Rcode])
+		}
+		done <- err
+	}()
 	<-entered
 	r := ask(t, "udp", addr, "second.test", dns.TypeA, 0)
 	close(release)
-	if first := <-done; r.Rcode != dns.RcodeServerFailure || first.Rcode != dns.RcodeSuccess {
-		t.Fatalf("second query %s, first %s; want SERVFAIL and NOERROR", dns.RcodeToString[r.Rcode], dns.RcodeToString[first.Rcode])
+	if err := <-done; err != nil || r.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("second query %s, first: %v; want SERVFAIL and an answer", dns.RcodeToString[r.Rcode], err)
 	}
 	if st := s.Stats(); st.InFlightRejected != 1 {
 		t.Fatalf("in-flight rejections = %d, want 1", st.InFlightRejected)
@@ -275,5 +301,46 @@ func TestUpdateFollowsReloads(t *testing.T) {
 	}
 	if r := ask(t, "udp", addr, "b.db.test", dns.TypeA, 0); r.Rcode != dns.RcodeNameError {
 		t.Fatalf("b.db.test after it left: %s %v, want the upstream's NXDOMAIN", dns.RcodeToString[r.Rcode], ips(r))
+	}
+}
+
+func TestTCPConnectionLimit(t *testing.T) {
+	t.Parallel()
+	up := dnstest.Start(t)
+	s, _ := newServer(t, Config{Upstreams: []string{up.Addr}}, testConfig)
+	pc, ln, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, pc, ln, 1) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	held, err := dns.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	// A query on the held connection proves it was accepted before the second one dials.
+	m := new(dns.Msg)
+	m.SetQuestion("a.db.test.", dns.TypeA)
+	held.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := held.WriteMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := held.ReadMsg(); err != nil {
+		t.Fatal(err)
+	}
+	c := dns.Client{Net: "tcp", Timeout: 5 * time.Second}
+	if _, _, err := c.Exchange(m, ln.Addr().String()); err == nil {
+		t.Fatal("a second TCP connection was answered beyond the limit of 1")
+	}
+	if st := s.Stats(); st.TCPRefused != 1 {
+		t.Fatalf("TCP refusals = %d, want 1", st.TCPRefused)
 	}
 }

@@ -79,38 +79,40 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener, 
 		maxTCP = DefaultMaxTCPConns
 	}
 	ln = &limitListener{Listener: ln, sem: make(chan struct{}, maxTCP), refused: &s.tcpRefused}
-	servers := []*dns.Server{
-		{PacketConn: pc, Handler: s, UDPSize: dns.MaxMsgSize},
-		// Timeouts as miekg's defaults, written out: a client that stalls holds a slot 2 s.
-		{Listener: ln, Handler: s, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, IdleTimeout: func() time.Duration { return 8 * time.Second }},
+	// Timeouts as miekg's defaults, written out: a client that stalls holds a slot 2 s.
+	tcp := &dns.Server{Listener: ln, Handler: s, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+		IdleTimeout: func() time.Duration { return 8 * time.Second }}
+	errc := make(chan error, 2)
+	started := make(chan struct{})
+	tcp.NotifyStartedFunc = func() { close(started) }
+	go func() { errc <- tcp.ActivateAndServe() }()
+	// Shutdown refuses a server that has not started, so wait for it first.
+	select {
+	case <-started:
+	case err := <-errc:
+		pc.Close()
+		ln.Close()
+		return fmt.Errorf("dns serve tcp: %w", err)
 	}
-	errc := make(chan error, len(servers))
-	started := make(chan struct{}, len(servers))
-	for _, srv := range servers {
-		srv.NotifyStartedFunc = func() { started <- struct{}{} }
-		go func() { errc <- srv.ActivateAndServe() }()
-	}
-	// Shutdown refuses a server that has not started, so wait for both first.
-	for range servers {
-		select {
-		case <-started:
-		case err := <-errc:
-			pc.Close()
-			ln.Close()
-			return fmt.Errorf("dns serve: %w", err)
-		}
-	}
+	udpDone := make(chan error, 1)
+	go func() { udpDone <- s.serveUDP(pc) }()
 	var first error
 	select {
 	case <-ctx.Done():
-	case first = <-errc:
+	case err := <-errc:
+		first = fmt.Errorf("dns serve tcp: %w", err)
+	case err := <-udpDone:
+		first = fmt.Errorf("dns serve udp: %w", err)
+		udpDone <- nil
 	}
-	for _, srv := range servers {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if err := srv.ShutdownContext(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && first == nil && ctx.Err() == nil {
-			first = err
-		}
-		cancel()
+	pc.Close()
+	if err := <-udpDone; err != nil && first == nil {
+		first = fmt.Errorf("dns serve udp: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := tcp.ShutdownContext(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) && first == nil && ctx.Err() == nil {
+		first = err
 	}
 	return first
 }

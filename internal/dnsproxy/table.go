@@ -19,6 +19,8 @@ type hostEntry struct {
 	Allocated bool
 	// Service is the service the answer comes from (its namespace owns the host for the proxy).
 	Service *registry.Service
+	// wireA and wireAAAA are the answer records packed for the fast path.
+	wireA, wireAAAA []byte
 }
 
 // table maps lower-case FQDNs ("a.db.test.") to their answers for one snapshot. It is built
@@ -31,7 +33,7 @@ type table map[string]*hostEntry
 // single-IP address of that namespace's visible declarations. Wildcard hosts have no entry
 // (there is no name to answer), nor do hosts with only CIDR addresses or none at all: their
 // queries go to the upstream resolver.
-func buildTable(s *registry.Snapshot, ns string, visible func(*registry.Service) bool) table {
+func buildTable(s *registry.Snapshot, ns string, visible func(*registry.Service) bool, ttl uint32) table {
 	byHost := map[string][]*registry.Service{}
 	var order []string
 	for _, svc := range s.Services {
@@ -76,6 +78,7 @@ func buildTable(s *registry.Snapshot, ns string, visible func(*registry.Service)
 			}
 		}
 		if len(e.A)+len(e.AAAA) > 0 {
+			e.wireA, e.wireAAAA = packAnswers(e.A, dns.TypeA, ttl), packAnswers(e.AAAA, dns.TypeAAAA, ttl)
 			t[dns.Fqdn(h)] = e
 		}
 	}
@@ -83,8 +86,8 @@ func buildTable(s *registry.Snapshot, ns string, visible func(*registry.Service)
 }
 
 // lookup finds name (lower case, fully qualified) in the table, directly or, as Istio's DNS
-// proxy does for its search namespaces, after stripping one of the search domains a client's
-// resolver appends: the answer is then a CNAME from the asked name to the host, with the
+// proxy does for the first search namespace, after stripping the search domain a client's
+// resolver appends first: the answer is then a CNAME from the asked name to the host, with the
 // host's records, so the client stops walking its search list at the first try.
 func (t table) lookup(name string, search []string) (e *hostEntry, viaSearch bool) {
 	if e := t[name]; e != nil {
@@ -100,9 +103,9 @@ func (t table) lookup(name string, search []string) (e *hostEntry, viaSearch boo
 	return nil, false
 }
 
-// answer fills m (a reply to a question for qname) from e: A or AAAA records, and nothing for
-// other types; the name exists, so an empty answer is NOERROR, never passed upstream, which
-// would say NXDOMAIN for a name the application must be able to reach.
+// answer fills m (a reply to an A or AAAA question for qname) from e. A host without an
+// address of the asked family gets NOERROR and no records, never the upstream's NXDOMAIN,
+// which a client asking A and AAAA in parallel may take for the whole name (istio#31250).
 func (e *hostEntry) answer(m *dns.Msg, qname string, qtype uint16, viaSearch bool, ttl uint32) {
 	target := qname
 	if viaSearch {

@@ -3,6 +3,7 @@ package registry
 import (
 	"net/netip"
 	"slices"
+	"strings"
 )
 
 // BuildOption changes how Build makes a snapshot.
@@ -20,12 +21,19 @@ func WithAutoAddresses(alloc func(hosts []string) map[string][]netip.Addr) Build
 	return func(o *buildOptions) { o.autoAddresses = alloc }
 }
 
+// OptOutLabel set to "false" on a ServiceEntry keeps its hosts out of auto-allocation, as the
+// label of the same name does in Istio.
+const OptOutLabel = "networking.istio.io/enable-autoallocate-ip"
+
 // NeedsAutoAddress reports whether svc gets an allocated address when the DNS proxy is on: a
 // non-wildcard host without declared addresses, with a TCP-family or protocol-less port (HTTP
 // and TLS are routed by name anyway), whose resolution is not NONE (a NONE entry dials the
-// address the application asked for, which a virtual one is not).
+// address the application asked for, which a virtual one is not), and not opted out.
 func NeedsAutoAddress(svc *Service) bool {
 	if svc.Wildcard || len(svc.Addresses) > 0 || svc.Resolution == ResolutionNone {
+		return false
+	}
+	if svc.Source != nil && strings.EqualFold(svc.Source.Labels[OptOutLabel], "false") {
 		return false
 	}
 	for _, p := range svc.Ports {

@@ -37,6 +37,15 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
+metadata: {name: opted-out, labels: {networking.istio.io/enable-autoallocate-ip: "false"}}
+spec:
+  hosts: [opted-out.test]
+  ports: [{number: 9200, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
 metadata: {name: none}
 spec:
   hosts: [none.test]
@@ -62,7 +71,7 @@ func TestAutoAddressesMatchAsDeclared(t *testing.T) {
 		return out
 	}))
 	if strings.Join(asked, ",") != "a.db.test,b.db.test" {
-		t.Fatalf("asked for %v: only address-less TCP hosts not resolved NONE get an address", asked)
+		t.Fatalf("asked for %v: only address-less TCP hosts not resolved NONE nor opted out get an address", asked)
 	}
 	plain := Build(docs, 1)
 	cases := []struct {

@@ -19,10 +19,11 @@ func WithDNSProxy() AnalyzeOption { return func(a *analysis) { a.dnsProxy = true
 
 // autoAllocated reports whether the DNS proxy gives the entry's hosts addresses of their own:
 // it has no addresses (checked by the caller), its resolution is not NONE and a host is not a
-// wildcard. The registry's NeedsAutoAddress decides the same per host.
+// wildcard, and the entry is not opted out by label. The registry's NeedsAutoAddress decides
+// the same per host.
 func autoAllocated(d *config.Document) bool {
 	se := d.ServiceEntry()
-	if se == nil || se.Resolution == networking.ServiceEntry_NONE {
+	if se == nil || se.Resolution == networking.ServiceEntry_NONE || strings.EqualFold(d.Labels["networking.istio.io/enable-autoallocate-ip"], "false") {
 		return false
 	}
 	for _, h := range se.Hosts {

@@ -146,7 +146,9 @@
 //	ME1142 E  a DestinationRule with a workloadSelector whose exportTo names another namespace
 //
 //	ME2001 W  two entries without addresses claim the same opaque TCP port (TCP, MONGO, MYSQL,
-//	          REDIS or no protocol) in a namespace that sees both; names the winner and why
+//	          REDIS or no protocol) in a namespace that sees both; names the winner and why. With
+//	          the DNS proxy on (run --dns-listen) entries that get allocated addresses do not clash:
+//	          it is then a note (I) saying so
 //	ME2002 W  resolution NONE on an opaque TCP port without addresses: any IP on that port passes
 //	ME2003 W  the same host declared in several namespaces that some namespace sees together
 //	ME2004 W  a host of a mesh-bound VirtualService that no visible ServiceEntry declares
@@ -159,6 +161,7 @@
 //	ME2009 W  DestinationRules for one host, namespace, exportTo and selector are merged as Istio
 //	          merges them: a newer rule's top-level traffic policy, or a subset name an older rule
 //	          already uses, is dropped (Istio only counts duplicate subsets in a push metric)
+//	ME2010 W  a host the DNS proxy allocated no IPv4 address for because --dns-vip-cidr is full
 //	IST0101 W a route destination host that no visible ServiceEntry declares, or a route subset that
 //	          no DestinationRule for its host defines (ReferencedResourceNotFound)
 //	IST0101 W a VirtualService gateway (spec.gateways or a match's gateways) that names no Gateway;

@@ -234,13 +234,17 @@ func (a *Allocator) Ranges() (v4, v6 netip.Prefix) { return a.v4.prefix, a.v6.pr
 // in sorted order, so the same config on an empty allocator gives the same addresses. A host
 // whose range is full gets an invalid address of that family (and is counted, see Exhausted).
 func (a *Allocator) Allocate(hosts []string) map[string]Addrs {
-	sorted := slices.Clone(hosts)
-	slices.Sort(sorted)
-	sorted = slices.Compact(sorted)
+	sorted := hosts
+	if !slices.IsSorted(hosts) { // the registry passes them sorted already
+		sorted = slices.Clone(hosts)
+		slices.Sort(sorted)
+	}
+	sorted = slices.Compact(slices.Clip(sorted))
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.gen++
-	out := make(map[string]Addrs, len(sorted))
+	// Every host is marked current before any is filled, so a reclaim for the first cannot
+	// take the address of one later in the list.
 	for _, h := range sorted {
 		e := a.entries[h]
 		if e == nil {
@@ -248,6 +252,10 @@ func (a *Allocator) Allocate(hosts []string) map[string]Addrs {
 			a.entries[h] = e
 		}
 		e.seen = a.gen
+	}
+	out := make(map[string]Addrs, len(sorted))
+	for _, h := range sorted {
+		e := a.entries[h]
 		if !e.addrs.V4.IsValid() || !e.addrs.V6.IsValid() {
 			a.fill(h, e)
 		}
@@ -343,6 +351,24 @@ func (a *Allocator) Exhausted() (v4, v6 uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.exhausted[0], a.exhausted[1]
+}
+
+// Holding is one host's allocation; Current is false for a host the last Allocate did not name.
+type Holding struct {
+	Host    string
+	Addrs   Addrs
+	Current bool
+}
+
+// Holdings lists every allocation held, current and stale, in no particular order.
+func (a *Allocator) Holdings() []Holding {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]Holding, 0, len(a.entries))
+	for h, e := range a.entries {
+		out = append(out, Holding{Host: h, Addrs: e.addrs, Current: e.seen == a.gen})
+	}
+	return out
 }
 
 // Snapshot returns a copy of every allocation held, current and stale.

@@ -58,22 +58,23 @@ func TestAllocateHundredThousandHosts(t *testing.T) {
 	cases := []struct {
 		name  string
 		v4    string
+		hosts int
 		want4 bool
 	}{
-		{name: "fit in a /14 and in 2001:2::/48 without a collision", v4: "240.240.0.0/14", want4: true},
-		{name: "fill Istio's /16 and still each get an IPv6 address", v4: "240.240.0.0/16", want4: false},
+		{name: "fit in a /14 and in 2001:2::/48 without a collision", v4: "240.240.0.0/14", hosts: 100_000, want4: true},
+		{name: "overfill Istio's /16 and still each get an IPv6 address", v4: "240.240.0.0/16", hosts: 66_000, want4: false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			a := mustNew(t, Config{V4: netip.MustParsePrefix(tc.v4)})
-			got := a.Allocate(hostsN(100_000, "h"))
-			if len(got) != 100_000 {
-				t.Fatalf("%d allocations, want 100000", len(got))
+			got := a.Allocate(hostsN(tc.hosts, "h"))
+			if len(got) != tc.hosts {
+				t.Fatalf("%d allocations, want %d", len(got), tc.hosts)
 			}
 			checkUnique(t, a, got, tc.want4, true)
 			ex4, ex6 := a.Exhausted()
-			if tc.want4 && ex4 != 0 || !tc.want4 && ex4 != 100_000-65_534 || ex6 != 0 {
+			if tc.want4 && ex4 != 0 || !tc.want4 && ex4 != uint64(tc.hosts-65_534) || ex6 != 0 {
 				t.Fatalf("exhausted v4=%d v6=%d", ex4, ex6)
 			}
 		})
@@ -216,5 +217,32 @@ func TestLoadState(t *testing.T) {
 				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestStaleAllocationsAreBounded(t *testing.T) {
+	t.Parallel()
+	a := mustNew(t, Config{MaxStale: 2})
+	first := a.Allocate(hostsN(5, "old"))
+	a.Allocate([]string{"new.test"})
+	held := a.Holdings()
+	if len(held) != 3 {
+		t.Fatalf("%d holdings, want the current host and 2 stale ones", len(held))
+	}
+	for _, h := range held {
+		if h.Host != "new.test" && (h.Current || first[h.Host] != h.Addrs) {
+			t.Fatalf("stale holding %+v, want its old addresses and not current", h)
+		}
+	}
+}
+
+func TestReclaimNeverTakesACurrentHost(t *testing.T) {
+	t.Parallel()
+	a := mustNew(t, Config{V4: netip.MustParsePrefix("240.240.0.0/30")}) // two usable addresses
+	before := a.Allocate([]string{"y.test", "z.test"})
+	// a.test sorts before both and the range is full: neither may lose its address to it.
+	after := a.Allocate([]string{"a.test", "y.test", "z.test"})
+	if after["y.test"] != before["y.test"] || after["z.test"] != before["z.test"] || after["a.test"].V4.IsValid() {
+		t.Fatalf("before %v, after %v; want y and z kept and a without an IPv4 address", before, after)
 	}
 }
