@@ -37,6 +37,10 @@ type Config struct {
 	// Bind is the address server ports are bound on ("127.0.0.1" in tests); empty binds every
 	// address, as an Envoy gateway listens on 0.0.0.0.
 	Bind string
+	// Ports maps a server port to the port bound for it, as Istio binds a gateway server to the
+	// targetPort of the gateway Service's port of that number (80 → 8080); 0 binds an ephemeral
+	// port (tests). A server port not in the map is bound as itself.
+	Ports map[uint32]uint16
 	// Namespace and Labels are the gateway workload's: Labels pick the Gateways by selector,
 	// Namespace is where exportTo is checked.
 	Namespace string

@@ -16,7 +16,11 @@ import (
 func (g *Gateway) Listen() error {
 	st := g.state.Load()
 	for _, port := range g.Ports() {
-		addr := net.JoinHostPort(g.cfg.Bind, strconv.FormatUint(uint64(port), 10))
+		bind := uint64(port)
+		if p, ok := g.cfg.Ports[port]; ok {
+			bind = uint64(p)
+		}
+		addr := net.JoinHostPort(g.cfg.Bind, strconv.FormatUint(bind, 10))
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			g.Close()
@@ -29,7 +33,7 @@ func (g *Gateway) Listen() error {
 	return nil
 }
 
-// Addrs returns the bound address of each server port.
+// Addrs returns the bound address of each server port, by server port.
 func (g *Gateway) Addrs() map[uint32]net.Addr {
 	g.lnMu.Lock()
 	defer g.lnMu.Unlock()
