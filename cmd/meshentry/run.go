@@ -46,6 +46,7 @@ type runFlags struct {
 	accessLog   accessLogFlags
 	inbound     inboundFlags
 	identity    identityFlags
+	gateway     gatewayFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -137,6 +138,7 @@ func newRunCommandFor(f *runFlags) *cobra.Command {
 	f.accessLog.register(fl)
 	f.inbound.register(fl)
 	f.identity.register(fl)
+	f.gateway.register(fl)
 	return cmd
 }
 
@@ -192,6 +194,12 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		log.Error("inbound metrics left out", "err", err)
 	}
 	p = proxy.New(cfg, res.Snapshot)
+	gw, err := startGateway(ctx, &f.gateway, &cfg, res.Snapshot, p)
+	if err != nil {
+		closeListeners(lns)
+		abandon(p)
+		return err
+	}
 	log.Info("registry loaded", "services", len(res.Snapshot.Services), "documents", res.Documents, "errors", res.Errors())
 	defer startReload(ctx, watcher, p)()
 
@@ -199,6 +207,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	g.serve("forward proxy", lns.forward, p.ServeForward)
 	g.serve("capture", lns.capture, p.ServeCapture)
 	inb.serve(g)
+	gw.serve(g)
 	adminSrv := serveAdmin(g, f, lns.admin, adminWiring{log: log, level: levelVar, proxy: p, lns: lns, inbound: inb.adminListeners(),
 		ns: f.src.namespace, ready: withIdentity(g.notReady, cfg.Identity), reload: watcherReload(watcher), metrics: mm.Handler()})
 	if ready != nil {
@@ -206,8 +215,10 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	}
 	<-ctx.Done()
 	waitInbound := inb.drain(log, f.drain.timeout)
+	waitGateway := gw.drain(log, f.drain.timeout)
 	drainProxy(log, p, adminSrv, f.drain.timeout)
 	waitInbound()
+	waitGateway()
 	g.wg.Wait()
 	if len(g.failures) > 0 {
 		return &exitError{code: 1, err: errors.New(strings.Join(g.failures, "; "))}

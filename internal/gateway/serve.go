@@ -47,15 +47,10 @@ func (g *Gateway) Addrs() map[uint32]net.Addr {
 // Serve accepts on every bound port until Shutdown or Close; it returns the first accept
 // failure that is not the listener closing.
 func (g *Gateway) Serve() error {
-	g.lnMu.Lock()
-	lns := make(map[uint32]net.Listener, len(g.lns))
-	for p, ln := range g.lns {
-		lns[p] = ln
-	}
-	g.lnMu.Unlock()
+	lns := g.Listeners()
 	errs := make(chan error, len(lns))
 	for port, ln := range lns {
-		go func() { errs <- g.accept(port, ln) }()
+		go func() { errs <- g.ServeListener(port, ln) }()
 	}
 	var first error
 	for range lns {
@@ -66,8 +61,21 @@ func (g *Gateway) Serve() error {
 	return first
 }
 
-// accept serves one port's connections, each under the port's cap.
-func (g *Gateway) accept(port uint32, ln net.Listener) error {
+// Listeners returns the bound listener of each server port, for a caller that runs each
+// ServeListener itself.
+func (g *Gateway) Listeners() map[uint32]net.Listener {
+	g.lnMu.Lock()
+	defer g.lnMu.Unlock()
+	out := make(map[uint32]net.Listener, len(g.lns))
+	for p, ln := range g.lns {
+		out[p] = ln
+	}
+	return out
+}
+
+// ServeListener serves the connections of server port on ln, each under the port's cap, until
+// ln closes; it returns nil when that was Shutdown or Close.
+func (g *Gateway) ServeListener(port uint32, ln net.Listener) error {
 	open := g.openCount(port)
 	var delay time.Duration
 	for {
