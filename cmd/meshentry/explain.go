@@ -29,6 +29,7 @@ func newExplainCommand() *cobra.Command {
 	var pf policyFlags
 	var locality, network, ip, host, protocol, policy, output string
 	var port uint32
+	var atGateway bool
 	cmd := &cobra.Command{
 		Use:   "explain -f PATH... --port N (--host HOST | --ip IP)",
 		Short: "Say which service, cluster and endpoints a request would get, and why",
@@ -75,6 +76,9 @@ func newExplainCommand() *cobra.Command {
 				}
 			}
 			rep := explain.Explain(res.Snapshot, req)
+			if atGateway {
+				rep.Gateway = explain.ExplainGateway(res.Snapshot.Documents, req.Labels, host, port)
+			}
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -100,6 +104,7 @@ func newExplainCommand() *cobra.Command {
 	f.StringVar(&protocol, "protocol", "", "traffic kind: http, tls or tcp as a sidecar sees it (default: what the declared port implies), or connect for a CONNECT tunnel through the forward proxy")
 	f.StringVar(&policy, "outbound-policy", "REGISTRY_ONLY", "REGISTRY_ONLY refuses what no ServiceEntry declares; ALLOW_ANY passes it through")
 	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
+	f.BoolVar(&atGateway, "gateway", false, "explain as `run --gateway --labels` would: name the Gateway server that takes the host (the SNI on a TLS port) on --port")
 	pf.register(f)
 	return cmd
 }

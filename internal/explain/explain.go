@@ -91,10 +91,14 @@ type Report struct {
 	// Policy is the DestinationRule that applies, absent when none does (and no auto mTLS).
 	Policy    *Policy    `json:"destinationRule,omitempty"`
 	Endpoints []Endpoint `json:"endpoints"`
+	// Gateway is the Gateway server that took the request, for explain --gateway (gateway.go).
+	Gateway *GatewayServer `json:"gatewayServer,omitempty"`
 }
 
 // Refused reports whether the proxy would refuse the request.
-func (r *Report) Refused() bool { return r.Outcome == "blackhole" }
+func (r *Report) Refused() bool {
+	return r.Outcome == "blackhole" || r.Gateway != nil && !r.Gateway.Accepted
+}
 
 // Explain decides where the request goes in snap and says why.
 func Explain(snap *registry.Snapshot, req Request) *Report {
@@ -321,6 +325,9 @@ func (r *Report) WriteText(w io.Writer) {
 		dest += "ip " + r.Destination.IP
 	}
 	fmt.Fprintf(w, "destination:  %s port %d (%s) from namespace %s\n", dest, r.Destination.Port, r.Destination.Protocol, r.Namespace)
+	if r.Gateway != nil {
+		r.Gateway.WriteText(w)
+	}
 	fmt.Fprintf(w, "outcome:      %s\n", r.Outcome)
 	fmt.Fprintf(w, "cluster:      %s\n", r.Cluster)
 	fmt.Fprintf(w, "why:          %s\n", r.Reason)

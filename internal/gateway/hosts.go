@@ -80,14 +80,22 @@ func (h Host) specificity(name string) int {
 
 // BySNI picks the server of a TLS listener that serves sni: the one with the most specific host
 // covering it, as Envoy's filter chain match by server name; nil when none does. An empty SNI
-// is served only by a server with host "*".
+// is served only by a server with host "*"; an AUTO_PASSTHROUGH server is matched by the host
+// its outbound_.PORT_.SUBSET_.HOST SNI names.
 func (l *Listener) BySNI(sni string) *Server {
 	sni = registry.NormalizeHost(sni)
+	auto, isAuto := ParseAutoSNI(sni)
 	var best *Server
 	bestRank := -1
 	for _, s := range l.Servers {
+		name := sni
+		if s.Kind == KindAutoPassthrough && isAuto {
+			// Istio gives an AUTO_PASSTHROUGH server the cluster SNIs of the services its
+			// hosts cover, so the host inside the SNI is what must be covered.
+			name = auto.Host
+		}
 		for _, h := range s.Hosts {
-			r := h.specificity(sni)
+			r := h.specificity(name)
 			if sni == "" && h.DNS != "*" {
 				r = -1
 			}

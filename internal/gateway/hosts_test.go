@@ -55,3 +55,15 @@ func TestListenerBySNI(t *testing.T) {
 		t.Errorf("no SNI without a * server picked server %d", got.Index)
 	}
 }
+
+func TestListenerBySNIForAutoPassthrough(t *testing.T) {
+	t.Parallel()
+	auto := &Server{Kind: KindAutoPassthrough, Hosts: []Host{ParseHost("httpbin.com", "ns")}}
+	l := &Listener{Servers: []*Server{auto}}
+	if got := l.BySNI("outbound_.443_._.httpbin.com"); got != auto {
+		t.Error("the cluster SNI of a covered host was not taken")
+	}
+	if got := l.BySNI("outbound_.443_._.evil.com"); got != nil {
+		t.Error("the cluster SNI of a host the server does not cover was taken")
+	}
+}

@@ -1,0 +1,76 @@
+package explain
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/meshentry/meshentry/internal/config"
+)
+
+const gatewayDocs = `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: istio-egressgateway, namespace: istio-system}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [egress/httpbin.com]
+  - port: {number: 443, name: tls, protocol: TLS}
+    hosts: ["*.wikipedia.org"]
+    tls: {mode: PASSTHROUGH}
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: [edition.cnn.com]
+    tls: {mode: ISTIO_MUTUAL}
+  - port: {number: 15443, name: auto, protocol: TLS}
+    hosts: ["*.svc.cluster.local"]
+    tls: {mode: AUTO_PASSTHROUGH}
+`
+
+func TestExplainGateway(t *testing.T) {
+	t.Parallel()
+	order := 0
+	docs, diags := config.Decode("gw.yaml", strings.NewReader(gatewayDocs), "default", &order)
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	egress := map[string]string{"istio": "egressgateway"}
+	tests := []struct {
+		name   string
+		labels map[string]string
+		host   string
+		port   uint32
+		want   string // "accepted server mode host line" or a piece of the reason
+	}{
+		{name: "a plaintext server takes a host it declares", labels: egress, host: "httpbin.com", port: 80,
+			want: "true 0 http egress/httpbin.com 7"},
+		{name: "TLS servers on one port are told apart by SNI", labels: egress, host: "en.wikipedia.org", port: 443,
+			want: "true 1 tls passthrough */*.wikipedia.org 9"},
+		{name: "the terminating server takes its own SNI", labels: egress, host: "edition.cnn.com", port: 443,
+			want: "true 2 terminate tls, then http */edition.cnn.com 12"},
+		{name: "AUTO_PASSTHROUGH takes a cluster SNI whose host it covers", labels: egress, host: "outbound_.80_._.a.ns.svc.cluster.local", port: 15443,
+			want: "true 3 tls auto passthrough */*.svc.cluster.local 15"},
+		{name: "AUTO_PASSTHROUGH refuses a cluster SNI whose host it does not cover", labels: egress, host: "outbound_.80_._.evil.com", port: 15443,
+			want: "no server on port 15443"},
+		{name: "a host no server declares is not accepted", labels: egress, host: "evil.com", port: 80, want: "no server on port 80"},
+		{name: "labels that select no Gateway listen nowhere", labels: map[string]string{"istio": "ingressgateway"}, host: "httpbin.com", port: 80,
+			want: "no server of a Gateway selecting istio=ingressgateway listens on port 80 (ports: none)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g := ExplainGateway(docs, tc.labels, tc.host, tc.port)
+			var got string
+			if g.Accepted {
+				got = strings.Join([]string{"true", strconv.Itoa(g.Server), g.Mode, g.Host, strconv.Itoa(g.Line)}, " ")
+				if got != tc.want {
+					t.Errorf("got %q, want %q", got, tc.want)
+				}
+				return
+			}
+			if !strings.Contains(g.Reason, tc.want) {
+				t.Errorf("reason %q does not say %q", g.Reason, tc.want)
+			}
+		})
+	}
+}
