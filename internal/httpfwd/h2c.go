@@ -157,6 +157,7 @@ func (c *conn) h2cRequest(up *Upstream) (*http.Request, error) {
 	hreq.Header["X-Request-Id"] = []string{string(c.rec.RequestID)}
 	// HTTP/2 joins the Via values into one list, ours last.
 	hreq.Header["Via"] = append(hreq.Header["Via"], "1.1 "+c.s.via)
+	c.applyH2C(hreq)
 	return hreq, nil
 }
 
@@ -251,6 +252,9 @@ func (c *conn) relayH2CResponse(resp *http.Response, body *h2cBody, watch *idleW
 	for k, vs := range resp.Header {
 		switch http.CanonicalHeaderKey(k) {
 		case "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Trailer":
+			continue
+		}
+		if c.rt.act != nil && c.rt.act.Response.drops([]byte(k)) {
 			continue
 		}
 		c.writeField(k, vs)
