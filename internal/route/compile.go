@@ -1,0 +1,144 @@
+package route
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/meshentry/meshentry/internal/config"
+)
+
+// fieldMatch is one header or query parameter condition.
+type fieldMatch struct {
+	name   string
+	m      Matcher
+	invert bool // withoutHeaders: the condition must not hold
+}
+
+// httpMatch is one compiled match block; the fields within it must all hold.
+type httpMatch struct {
+	name                           string
+	uri, scheme, method, authority *Matcher
+	headers                        []fieldMatch
+	query                          []fieldMatch
+	port                           uint32
+	sourceNamespace                string
+	// excluded says why the block can never apply to this proxy (sourceLabels, gateways); such
+	// blocks stay for explain but are skipped when matching.
+	excluded string
+}
+
+// httpRule is one compiled rule of spec.http, shared by every port it is built for.
+type httpRule struct {
+	index   int
+	name    string
+	matches []httpMatch
+	// never is set when the rule has match blocks and none applies to this proxy.
+	never bool
+	// spec is kept to build the per-port outcome.
+	spec *networking.HTTPRoute
+}
+
+// compileHTTPMatch compiles one match block for a proxy seen as gateway gw.
+func compileHTTPMatch(m *networking.HTTPMatchRequest, p *Proxy, gw, ns string) (httpMatch, error) {
+	out := httpMatch{name: m.Name, port: m.Port, sourceNamespace: m.SourceNamespace}
+	var err error
+	one := func(sm *networking.StringMatch, fold bool, what string) *Matcher {
+		if sm == nil || err != nil {
+			return nil
+		}
+		c, e := compileMatch(sm, fold)
+		if e != nil {
+			err = fmt.Errorf("%s: %w", what, e)
+			return nil
+		}
+		return &c
+	}
+	out.uri = one(m.Uri, m.IgnoreUriCase, "uri")
+	out.scheme = one(m.Scheme, false, "scheme")
+	out.method = one(m.Method, false, "method")
+	out.authority = one(m.Authority, false, "authority")
+	if err != nil {
+		return out, err
+	}
+	if out.headers, err = fieldMatches(m.Headers, nil, false, true); err != nil {
+		return out, fmt.Errorf("headers: %w", err)
+	}
+	if out.headers, err = fieldMatches(m.WithoutHeaders, out.headers, true, true); err != nil {
+		return out, fmt.Errorf("withoutHeaders: %w", err)
+	}
+	if out.query, err = fieldMatches(m.QueryParams, nil, false, false); err != nil {
+		return out, fmt.Errorf("queryParams: %w", err)
+	}
+	out.excluded = excludedBy(m.SourceLabels, m.Gateways, p, gw, ns)
+	return out, nil
+}
+
+// fieldMatches compiles a map of header or query conditions in name order, so matching and
+// explain are deterministic; header names are lowered, query parameter names are not.
+func fieldMatches(in map[string]*networking.StringMatch, into []fieldMatch, invert, lower bool) ([]fieldMatch, error) {
+	names := make([]string, 0, len(in))
+	for k := range in {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		m, err := compileMatch(in[k], false)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		name := k
+		if lower {
+			name = strings.ToLower(k)
+		}
+		into = append(into, fieldMatch{name: name, m: m, invert: invert})
+	}
+	return into, nil
+}
+
+// excludedBy says why a block's sourceLabels or gateways rule out this proxy, "" when they do not.
+func excludedBy(labels map[string]string, gateways []string, p *Proxy, gw, ns string) string {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if got, ok := p.Labels[k]; !ok || got != labels[k] {
+			v := labels[k]
+			return fmt.Sprintf("sourceLabels %s=%s: the proxy's labels do not have it", k, v)
+		}
+	}
+	if len(gateways) == 0 {
+		return ""
+	}
+	for _, g := range gateways {
+		if ResolveGateway(g, ns) == gw {
+			return ""
+		}
+	}
+	return fmt.Sprintf("gateways %v do not include %s", gateways, gw)
+}
+
+// compileHTTPRule compiles a rule's match blocks; its outcome is built per port later.
+func compileHTTPRule(doc *config.Document, i int, r *networking.HTTPRoute, p *Proxy, gw string) (*httpRule, error) {
+	rule := &httpRule{index: i, name: r.Name, spec: r}
+	for j, m := range r.Match {
+		cm, err := compileHTTPMatch(m, p, gw, doc.Namespace)
+		if err != nil {
+			return nil, fmt.Errorf("http[%d].match[%d]: %w", i, j, err)
+		}
+		rule.matches = append(rule.matches, cm)
+	}
+	if len(rule.matches) > 0 {
+		rule.never = true
+		for k := range rule.matches {
+			if rule.matches[k].excluded == "" {
+				rule.never = false
+			}
+		}
+	}
+	return rule, nil
+}

@@ -1,0 +1,128 @@
+package route
+
+import "bytes"
+
+// HTTP returns the rule that takes req: nil when no VirtualService binds req.Host on req.Port
+// (the host's own service applies), a route with NotFound set when one binds it but no rule
+// matches. It does not allocate.
+func (t *Table) HTTP(req *Request) *HTTPRoute {
+	vh := t.vhost(req)
+	if vh == nil {
+		return nil
+	}
+	path, query := splitTarget(req.Path)
+	src := t.sourceNamespace(req)
+	for i := range vh.rules {
+		if vh.rules[i].rule.takes(req, path, query, src) {
+			return vh.rules[i].out
+		}
+	}
+	return vh.notFound
+}
+
+func (t *Table) vhost(req *Request) *vhost {
+	gw := req.Gateway
+	if gw == "" {
+		gw = t.first
+	}
+	gt := t.gateways[gw]
+	if gt == nil {
+		return nil
+	}
+	ht := gt.http[req.Port]
+	if ht == nil {
+		return nil
+	}
+	return ht.lookup(req.Host)
+}
+
+func (t *Table) sourceNamespace(req *Request) string {
+	if req.SourceNamespace != "" {
+		return req.SourceNamespace
+	}
+	return t.proxy.Namespace
+}
+
+// splitTarget separates the path from the query at the first '?'.
+func splitTarget(target []byte) (path, query []byte) {
+	if i := bytes.IndexByte(target, '?'); i >= 0 {
+		return target[:i], target[i+1:]
+	}
+	return target, nil
+}
+
+// takes reports whether any applicable match block holds; a rule without blocks takes all.
+func (r *httpRule) takes(req *Request, path, query []byte, src string) bool {
+	if len(r.matches) == 0 {
+		return true
+	}
+	for i := range r.matches {
+		if r.matches[i].excluded == "" && fieldOK(r.matches[i].holds(req, path, query, src)) {
+			return true
+		}
+	}
+	return false
+}
+
+// fieldOK reports whether holds found no failing field.
+func fieldOK(field, _ string) bool { return field == "" }
+
+// holds returns "" when every field of the block holds, else the first field that does not and,
+// for headers and query parameters, its name (for explain, without allocating).
+func (m *httpMatch) holds(req *Request, path, query []byte, src string) (field, name string) {
+	switch {
+	case m.port != 0 && m.port != req.Port:
+		return "port", ""
+	case m.sourceNamespace != "" && m.sourceNamespace != src:
+		return "sourceNamespace", ""
+	case m.uri != nil && !m.uri.Match(path):
+		return "uri", ""
+	case m.scheme != nil && !m.scheme.MatchString(req.Scheme):
+		return "scheme", ""
+	case m.method != nil && !m.method.MatchString(req.Method):
+		return "method", ""
+	case m.authority != nil && !m.authority.MatchString(req.Authority):
+		return "authority", ""
+	}
+	for i := range m.headers {
+		f := &m.headers[i]
+		var ok bool
+		var v []byte
+		if req.Headers != nil {
+			v, ok = req.Headers.Header(f.name)
+		}
+		if (ok && f.m.Match(v)) == f.invert {
+			if f.invert {
+				return "withoutHeaders", f.name
+			}
+			return "headers", f.name
+		}
+	}
+	for i := range m.query {
+		if !queryHas(query, &m.query[i]) {
+			return "queryParams", m.query[i].name
+		}
+	}
+	return "", ""
+}
+
+// queryHas reports whether a query string has the parameter with a matching value. Values are
+// compared as sent, without percent-decoding, as Envoy's query parameter matcher does.
+func queryHas(query []byte, f *fieldMatch) bool {
+	for len(query) > 0 {
+		var pair []byte
+		if i := bytes.IndexByte(query, '&'); i >= 0 {
+			pair, query = query[:i], query[i+1:]
+		} else {
+			pair, query = query, nil
+		}
+		key, val := pair, []byte(nil)
+		if i := bytes.IndexByte(pair, '='); i >= 0 {
+			key, val = pair[:i], pair[i+1:]
+		}
+		if string(key) == f.name && f.m.Match(val) {
+			return true
+		}
+	}
+	return false
+}
