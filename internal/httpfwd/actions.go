@@ -188,6 +188,9 @@ type Mirror struct {
 type CORS struct {
 	// Origins are the origins allowed; a request from any other gets no CORS fields.
 	Origins []OriginMatch
+	// Allow, when set, decides instead of Origins whether an origin is allowed (a Router's
+	// own compiled matchers).
+	Allow func(origin []byte) bool
 	// AllowMethods, AllowHeaders, ExposeHeaders and MaxAge are the comma-separated values of
 	// the Access-Control-* fields; empty ones are not sent.
 	AllowMethods, AllowHeaders, ExposeHeaders, MaxAge string
@@ -205,6 +208,9 @@ type OriginMatch struct {
 
 // allows reports whether origin is allowed.
 func (c *CORS) allows(origin []byte) bool {
+	if c.Allow != nil {
+		return c.Allow(origin)
+	}
 	for _, m := range c.Origins {
 		switch {
 		case m.Regex != nil:
