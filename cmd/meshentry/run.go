@@ -46,6 +46,7 @@ type runFlags struct {
 	accessLog   accessLogFlags
 	inbound     inboundFlags
 	identity    identityFlags
+	routes      routeFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -137,6 +138,7 @@ func newRunCommandFor(f *runFlags) *cobra.Command {
 	f.accessLog.register(fl)
 	f.inbound.register(fl)
 	f.identity.register(fl)
+	f.routes.register(fl)
 	return cmd
 }
 
@@ -224,6 +226,9 @@ func proxyConfig(cmd *cobra.Command, f *runFlags) (proxy.Config, *slog.LevelVar,
 		return cfg, nil, err
 	}
 	if err := f.limits.apply(&cfg); err != nil {
+		return cfg, nil, err
+	}
+	if err := f.routes.apply(&cfg); err != nil {
 		return cfg, nil, err
 	}
 	if err := f.drain.validate(); err != nil {

@@ -210,6 +210,10 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 			s.Router.Done(*up, nil)
 			return c.clientBodyFailed(start, clientErr), false
 		}
+		if c.rt.act != nil && c.rt.timedOut.Load() {
+			s.Router.Done(*up, nil)
+			return c.routeTimeout(start, err), false
+		}
 		if watch.fired.Load() {
 			e := fmt.Errorf("%w: no progress for %v", ErrUpstreamTimeout, s.lim.StreamIdleTimeout)
 			s.Router.Done(*up, e)

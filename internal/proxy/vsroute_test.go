@@ -425,9 +425,14 @@ spec:
 		t.Errorf("the slowest original took %v behind a mirror that takes 2 s", slowest)
 	}
 	// Each copy reaches the mirror at once even though its answer takes 2 s.
-	pollFor(t, "copies reaching the mirror", 5*time.Second, func() bool { return shadow.hits.Load() >= 30 })
+	pollFor(t, "every copy started reaching the mirror", 5*time.Second, func() bool {
+		return uint64(shadow.hits.Load()) == h.p.Stats().MirrorsSent
+	})
 	if got := int(shadow.hits.Load()); got < 30 || got > 70 {
 		t.Errorf("the mirror got %d of %d requests, want about half", got, n)
+	}
+	if st := h.p.Stats(); st.MirrorsDropped != 0 {
+		t.Errorf("Stats: %d mirrors dropped, want none under the in-flight limit", st.MirrorsDropped)
 	}
 }
 
