@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/meshentry/meshentry/internal/diag"
 	"github.com/meshentry/meshentry/internal/explain"
@@ -29,7 +30,7 @@ func newExplainCommand() *cobra.Command {
 	var pf policyFlags
 	var locality, network, ip, host, protocol, policy, output string
 	var port uint32
-	var atGateway bool
+	var hf httpFlags
 	cmd := &cobra.Command{
 		Use:   "explain -f PATH... --port N (--host HOST | --ip IP)",
 		Short: "Say which service, cluster and endpoints a request would get, and why",
@@ -58,6 +59,9 @@ func newExplainCommand() *cobra.Command {
 			if err := setProtocol(&req, protocol); err != nil {
 				return err
 			}
+			if err := hf.apply(&req); err != nil {
+				return err
+			}
 			var err error
 			if req.AllowAny, err = parsePolicy(policy); err != nil {
 				return err
@@ -76,8 +80,8 @@ func newExplainCommand() *cobra.Command {
 				}
 			}
 			rep := explain.Explain(res.Snapshot, req)
-			if atGateway {
-				rep.Gateway = explain.ExplainGateway(res.Snapshot.Documents, req.Labels, host, port)
+			if req.Gateway != "" {
+				rep.Gateway = explain.ExplainGateway(res.Snapshot.Documents, req.Gateway, host, port)
 			}
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -104,9 +108,46 @@ func newExplainCommand() *cobra.Command {
 	f.StringVar(&protocol, "protocol", "", "traffic kind: http, tls or tcp as a sidecar sees it (default: what the declared port implies), or connect for a CONNECT tunnel through the forward proxy")
 	f.StringVar(&policy, "outbound-policy", "REGISTRY_ONLY", "REGISTRY_ONLY refuses what no ServiceEntry declares; ALLOW_ANY passes it through")
 	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
-	f.BoolVar(&atGateway, "gateway", false, "explain as `run --gateway --labels` would: name the Gateway server that takes the host (the SNI on a TLS port) on --port")
 	pf.register(f)
+	hf.register(f)
 	return cmd
+}
+
+// httpFlags are the parts of an HTTP request that VirtualService rules match, and the gateway
+// to explain as.
+type httpFlags struct {
+	gateway, method, path, scheme string
+	headers                       []string
+}
+
+func (h *httpFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&h.gateway, "gateway", "", "explain as the gateway NS/NAME routes the request (its VirtualServices), not as a sidecar")
+	f.StringVar(&h.method, "method", "GET", "HTTP method, for VirtualService method matches")
+	f.StringVar(&h.path, "path", "/", "HTTP path and query, for VirtualService uri and queryParams matches")
+	f.StringVar(&h.scheme, "scheme", "http", "HTTP scheme, for VirtualService scheme matches")
+	f.StringArrayVar(&h.headers, "header", nil, "an HTTP request header as name=value or \"name: value\", for headers matches (repeatable)")
+}
+
+func (h *httpFlags) apply(req *explain.Request) error {
+	if h.gateway != "" {
+		ns, name, ok := strings.Cut(h.gateway, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return usageError("--gateway must be NAMESPACE/NAME, not %q", h.gateway)
+		}
+		req.Gateway = h.gateway
+	}
+	if !strings.HasPrefix(h.path, "/") {
+		return usageError("--path must start with /, not %q", h.path)
+	}
+	req.HTTP = explain.HTTPRequest{Method: h.method, Path: h.path, Scheme: h.scheme, Headers: map[string]string{}}
+	for _, kv := range h.headers {
+		i := strings.IndexAny(kv, "=:")
+		if i <= 0 {
+			return usageError("--header must be name=value or \"name: value\", not %q", kv)
+		}
+		req.HTTP.Headers[strings.ToLower(strings.TrimSpace(kv[:i]))] = strings.TrimSpace(kv[i+1:])
+	}
+	return nil
 }
 
 // setProtocol reads --protocol into req: the traffic kind a sidecar would see, or a CONNECT.

@@ -21,12 +21,12 @@ func TestExplainGatewayNamesTheServer(t *testing.T) {
 			want: "gateway:      istio-system/istio-egressgateway server 0 (port 80 HTTP, http), " + example + ":28"},
 		{name: "a port no server listens on is refused with exit 3", wantCode: 3,
 			args: []string{"--host", "httpbin.com", "--port", "443"},
-			want: "gateway:      not accepted: no server of a Gateway selecting istio=egressgateway listens on port 443 (ports: 80)"},
+			want: "gateway:      not accepted: no server of Gateway istio-system/istio-egressgateway listens on port 443 (ports: 80)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			args := append([]string{"explain", "-f", example, "-n", "egress", "--gateway", "--labels", "istio=egressgateway"}, tc.args...)
+			args := append([]string{"explain", "-f", example, "-n", "egress", "--gateway", "istio-system/istio-egressgateway"}, tc.args...)
 			code, out, errOut := runCLI(args...)
 			if code != tc.wantCode || !strings.Contains(out, tc.want+"\n") {
 				t.Errorf("exit %d, stdout:\n%s\nstderr:\n%s\nwant exit %d and the line %q", code, out, errOut, tc.wantCode, tc.want)

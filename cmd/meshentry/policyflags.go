@@ -17,7 +17,7 @@ type policyFlags struct {
 
 func (p *policyFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&p.rootNamespace, "root-namespace", policy.DefaultRootNamespace, "the mesh root namespace, whose exported DestinationRules apply to every namespace")
-	fl.StringVar(&p.labels, "labels", "", "this workload's labels, k=v,k=v, matched by DestinationRule workloadSelectors")
+	fl.StringVar(&p.labels, "labels", "", "this workload's labels, k=v,k=v, matched by DestinationRule workloadSelectors and VirtualService sourceLabels")
 }
 
 // parse checks both flags and returns the root namespace and the labels. An empty root namespace

@@ -46,6 +46,7 @@ type runFlags struct {
 	accessLog   accessLogFlags
 	inbound     inboundFlags
 	identity    identityFlags
+	routes      routeFlags
 	gateway     gatewayFlags
 }
 
@@ -138,6 +139,7 @@ func newRunCommandFor(f *runFlags) *cobra.Command {
 	f.accessLog.register(fl)
 	f.inbound.register(fl)
 	f.identity.register(fl)
+	f.routes.register(fl)
 	f.gateway.register(fl)
 	return cmd
 }
@@ -235,6 +237,9 @@ func proxyConfig(cmd *cobra.Command, f *runFlags) (proxy.Config, *slog.LevelVar,
 		return cfg, nil, err
 	}
 	if err := f.limits.apply(&cfg); err != nil {
+		return cfg, nil, err
+	}
+	if err := f.routes.apply(&cfg); err != nil {
 		return cfg, nil, err
 	}
 	if err := f.drain.validate(); err != nil {

@@ -35,6 +35,10 @@ type Request struct {
 	// snapshot's DestinationRule index, else one is built from the snapshot's documents.
 	RootNamespace string
 	Policies      *policy.Index
+	// Gateway, when set, explains the request as the gateway "ns/name" would route it rather
+	// than as a sidecar; HTTP is what http route matching reads beyond host and port.
+	Gateway string
+	HTTP    HTTPRequest
 }
 
 // Destination echoes the request in the report.
@@ -89,15 +93,26 @@ type Report struct {
 	Reason    string   `json:"reason"`
 	Service   *Service `json:"service,omitempty"`
 	// Policy is the DestinationRule that applies, absent when none does (and no auto mTLS).
-	Policy    *Policy    `json:"destinationRule,omitempty"`
+	Policy *Policy `json:"destinationRule,omitempty"`
+	// Route is the VirtualService rule that took the request, absent when none binds it.
+	Route     *Route     `json:"route,omitempty"`
 	Endpoints []Endpoint `json:"endpoints"`
 	// Gateway is the Gateway server that took the request, for explain --gateway (gateway.go).
 	Gateway *GatewayServer `json:"gatewayServer,omitempty"`
 }
 
-// Refused reports whether the proxy would refuse the request.
+// Refused reports whether the proxy would refuse the request: nothing matched under
+// REGISTRY_ONLY, a VirtualService bound the host but no rule matched (404), its destination
+// has no cluster or subset (503), or at a gateway no server takes the host.
 func (r *Report) Refused() bool {
-	return r.Outcome == "blackhole" || r.Gateway != nil && !r.Gateway.Accepted
+	if r.Gateway != nil && !r.Gateway.Accepted {
+		return true
+	}
+	switch r.Outcome {
+	case "blackhole", "no-route", "no-cluster", "no-subset":
+		return true
+	}
+	return false
 }
 
 // Explain decides where the request goes in snap and says why.
@@ -140,6 +155,11 @@ func Explain(snap *registry.Snapshot, req Request) *Report {
 	default:
 		rep.Outcome = "blackhole"
 		rep.Reason = noMatchReason(snap, q) + "; the outbound policy REGISTRY_ONLY refuses it"
+	}
+	if !req.Connect {
+		if rt, dests := routeFor(snap, req, q.Protocol); rt != nil {
+			applyRoute(rep, snap, req, m, rt, dests)
+		}
 	}
 	return rep
 }
@@ -331,6 +351,9 @@ func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "outcome:      %s\n", r.Outcome)
 	fmt.Fprintf(w, "cluster:      %s\n", r.Cluster)
 	fmt.Fprintf(w, "why:          %s\n", r.Reason)
+	if r.Route != nil {
+		r.Route.writeText(w)
+	}
 	if s := r.Service; s != nil {
 		fmt.Fprintf(w, "service:      %s (ServiceEntry %s/%s", s.Host, s.Namespace, s.Entry)
 		if s.File != "" {

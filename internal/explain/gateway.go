@@ -3,7 +3,6 @@ package explain
 import (
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 
 	"github.com/meshentry/meshentry/internal/config"
@@ -30,11 +29,23 @@ type GatewayServer struct {
 	Host string `json:"host,omitempty"`
 }
 
-// ExplainGateway says which server of the Gateways that labels select takes host on port: the
-// same choice the gateway's listener makes. host is the SNI on a TLS port, the Host otherwise.
-func ExplainGateway(docs []*config.Document, labels map[string]string, host string, port uint32) *GatewayServer {
+// ExplainGateway says which server of the Gateway gw ("ns/name") takes host on port: the same
+// choice the listener of `run --gateway` makes. host is the SNI on a TLS port, the Host
+// otherwise.
+func ExplainGateway(docs []*config.Document, gw, host string, port uint32) *GatewayServer {
 	out := &GatewayServer{Port: port}
-	ls, err := gateway.Select(docs, labels)
+	var named []*config.Document
+	var labels map[string]string
+	for _, d := range docs {
+		if d.Gateway() != nil && d.Namespace+"/"+d.Name == gw {
+			named, labels = append(named, d), d.Gateway().GetSelector()
+		}
+	}
+	if len(named) == 0 {
+		out.Reason = fmt.Sprintf("no Gateway %s is declared", gw)
+		return out
+	}
+	ls, err := gateway.Select(named, labels)
 	if err != nil {
 		out.Reason = "the selected Gateways cannot be served: " + err.Error()
 		return out
@@ -46,7 +57,7 @@ func ExplainGateway(docs []*config.Document, labels map[string]string, host stri
 		}
 	}
 	if l == nil {
-		out.Reason = fmt.Sprintf("no server of a Gateway selecting %s listens on port %d (ports: %s)", labelString(labels), port, portList(ls))
+		out.Reason = fmt.Sprintf("no server of Gateway %s listens on port %d (ports: %s)", gw, port, portList(ls))
 		return out
 	}
 	name := registry.NormalizeHost(host)
@@ -87,18 +98,6 @@ func pickServer(l *gateway.Listener, name string) *gateway.Server {
 		}
 	}
 	return s
-}
-
-func labelString(labels map[string]string) string {
-	if len(labels) == 0 {
-		return "no labels"
-	}
-	var kv []string
-	for k, v := range labels {
-		kv = append(kv, k+"="+v)
-	}
-	slices.Sort(kv)
-	return strings.Join(kv, ",")
 }
 
 func portList(ls []*gateway.Listener) string {

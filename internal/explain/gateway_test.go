@@ -34,32 +34,34 @@ func TestExplainGateway(t *testing.T) {
 	if len(diags) > 0 {
 		t.Fatal(diags)
 	}
-	egress := map[string]string{"istio": "egressgateway"}
+	egress := "istio-system/istio-egressgateway"
 	tests := []struct {
-		name   string
-		labels map[string]string
-		host   string
-		port   uint32
-		want   string // "accepted server mode host line" or a piece of the reason
+		name    string
+		gateway string
+		host    string
+		port    uint32
+		want    string // "accepted server mode host line" or a piece of the reason
 	}{
-		{name: "a plaintext server takes a host it declares", labels: egress, host: "httpbin.com", port: 80,
+		{name: "a plaintext server takes a host it declares", gateway: egress, host: "httpbin.com", port: 80,
 			want: "true 0 http egress/httpbin.com 7"},
-		{name: "TLS servers on one port are told apart by SNI", labels: egress, host: "en.wikipedia.org", port: 443,
+		{name: "TLS servers on one port are told apart by SNI", gateway: egress, host: "en.wikipedia.org", port: 443,
 			want: "true 1 tls passthrough */*.wikipedia.org 9"},
-		{name: "the terminating server takes its own SNI", labels: egress, host: "edition.cnn.com", port: 443,
+		{name: "the terminating server takes its own SNI", gateway: egress, host: "edition.cnn.com", port: 443,
 			want: "true 2 terminate tls, then http */edition.cnn.com 12"},
-		{name: "AUTO_PASSTHROUGH takes a cluster SNI whose host it covers", labels: egress, host: "outbound_.80_._.a.ns.svc.cluster.local", port: 15443,
+		{name: "AUTO_PASSTHROUGH takes a cluster SNI whose host it covers", gateway: egress, host: "outbound_.80_._.a.ns.svc.cluster.local", port: 15443,
 			want: "true 3 tls auto passthrough */*.svc.cluster.local 15"},
-		{name: "AUTO_PASSTHROUGH refuses a cluster SNI whose host it does not cover", labels: egress, host: "outbound_.80_._.evil.com", port: 15443,
+		{name: "AUTO_PASSTHROUGH refuses a cluster SNI whose host it does not cover", gateway: egress, host: "outbound_.80_._.evil.com", port: 15443,
 			want: "no server on port 15443"},
-		{name: "a host no server declares is not accepted", labels: egress, host: "evil.com", port: 80, want: "no server on port 80"},
-		{name: "labels that select no Gateway listen nowhere", labels: map[string]string{"istio": "ingressgateway"}, host: "httpbin.com", port: 80,
-			want: "no server of a Gateway selecting istio=ingressgateway listens on port 80 (ports: none)"},
+		{name: "a host no server declares is not accepted", gateway: egress, host: "evil.com", port: 80, want: "no server on port 80"},
+		{name: "a port the Gateway has no server on is not accepted", gateway: egress, host: "httpbin.com", port: 8080,
+			want: "no server of Gateway istio-system/istio-egressgateway listens on port 8080 (ports: 80, 443, 15443)"},
+		{name: "a Gateway that is not declared takes nothing", gateway: "istio-system/other", host: "httpbin.com", port: 80,
+			want: "no Gateway istio-system/other is declared"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			g := ExplainGateway(docs, tc.labels, tc.host, tc.port)
+			g := ExplainGateway(docs, tc.gateway, tc.host, tc.port)
 			var got string
 			if g.Accepted {
 				got = strings.Join([]string{"true", strconv.Itoa(g.Server), g.Mode, g.Host, strconv.Itoa(g.Line)}, " ")

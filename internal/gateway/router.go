@@ -40,15 +40,9 @@ func (rt *router) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstream
 		g.log.Debug("gateway answered 404", "host", req.Host, "port", a.port, "why", why, "peer", a.peer, "remote", a.Addr.String())
 		return httpfwd.Upstream{}, &httpfwd.Reject{Status: 404, Reason: why, Body: "meshentry gateway: " + why + "\n", Flags: telemetry.NoRoute}
 	}
-	d := r.Pick(g.pick.Add(1))
-	if d == nil {
-		why := fmt.Sprintf("VirtualService %s http[%d] has no destination meshentry's gateway can send to", r.VirtualService, r.Index)
-		return httpfwd.Upstream{}, &httpfwd.Reject{Status: 503, Reason: why, Body: "meshentry gateway: " + why + "\n", Flags: telemetry.NoRoute}
-	}
-	up, rej := g.cfg.Proxy.GatewayHTTP(req, d.Host, destPort(d, a.port), attempt)
+	up, rej := g.cfg.Proxy.GatewayHTTP(req, r, a.port, attempt)
 	if rej == nil && attempt == 0 && g.log.Enabled(context.Background(), slog.LevelDebug) {
-		g.log.Debug("gateway route", "server", srv.Where(), "virtual_service", r.VirtualService, "rule", r.Index,
-			"cluster", d.Cluster, "peer", a.peer)
+		g.log.Debug("gateway route", "server", srv.Where(), "virtual_service", r.VirtualService, "rule", r.Index, "peer", a.peer)
 	}
 	return up, rej
 }

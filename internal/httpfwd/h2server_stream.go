@@ -33,6 +33,7 @@ type h2Stream struct {
 	ctx   context.Context // the client's stream, ended early by a pause past IdleTimeout
 	idle  idleWatch
 	extra []Field // the Upstream's ResponseFields
+	rt    h2Route // the route's Actions, when it has them
 }
 
 // serve routes the stream and forwards it, retrying connect failures as the HTTP/1.1 path does.
@@ -88,6 +89,15 @@ func (st *h2Stream) serve() {
 		}
 		st.rec.Upstream = up.Key
 		st.tel.route(&up)
+		if attempt == 0 && up.Actions != nil {
+			done, cancel := st.beginActions(up.Actions)
+			if cancel != nil {
+				defer cancel()
+			}
+			if done {
+				return
+			}
+		}
 		if !st.admit(&up, &held) {
 			return
 		}
@@ -275,6 +285,7 @@ func (st *h2Stream) upstreamRequest(up *Upstream) (*http.Request, bool) {
 	if h2c {
 		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/2.0", 2, 0
 	}
+	st.applyRequestActions(out)
 	if st.body != nil {
 		st.body.declare(out)
 		out.Body = st.body
@@ -321,6 +332,9 @@ func (st *h2Stream) roundTripFailed(up *Upstream, err error) (retry bool, _ erro
 		s.Router.Done(*up, nil)
 		st.tel.flags |= telemetry.DownstreamClosed
 		st.log(0, err)
+		return false, nil
+	case context.Cause(st.ctx) == errRouteTimeout:
+		st.routeTimedOut(up, err)
 		return false, nil
 	case context.Cause(st.ctx) == errStreamIdle:
 		err = fmt.Errorf("%w: no response within %v: %w", ErrUpstreamTimeout, s.lim.StreamIdleTimeout, err)
@@ -380,6 +394,7 @@ func (st *h2Stream) relay(resp *http.Response) error {
 		hdr[k] = vs
 	}
 	addFields(hdr, st.extra)
+	st.applyResponseActions(hdr)
 	w.WriteHeader(resp.StatusCode)
 	flusher, _ := w.(http.Flusher)
 	if flusher != nil && resp.ContentLength != 0 {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/httpfwd"
 	"github.com/meshentry/meshentry/internal/registry"
+	vroute "github.com/meshentry/meshentry/internal/route"
 	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
@@ -22,15 +23,30 @@ import (
 // errNoDestination marks a gateway route to a host no ServiceEntry visible to the gateway declares.
 var errNoDestination = errors.New("no ServiceEntry visible to the gateway declares the route's destination")
 
-// GatewayHTTP routes a request a gateway accepted to host:port, the destination its
-// VirtualService route chose; attempt is as in httpfwd.Router.Route.
-func (p *Proxy) GatewayHTTP(req *httpfwd.RequestHead, host string, port uint32, attempt int) (httpfwd.Upstream, *httpfwd.Reject) {
+// GatewayHTTP carries out hr, the http route a VirtualService bound to a gateway gave req:
+// its actions as at a sidecar (redirect, direct response, rewrite, retries, timeout, fault,
+// mirror, headers, CORS), and its destination picked by weight, a subset narrowing it to the
+// subset's endpoints. port is the gateway server's, taken by a destination that names none;
+// attempt is as in httpfwd.Router.Route.
+func (p *Proxy) GatewayHTTP(req *httpfwd.RequestHead, hr *vroute.HTTPRoute, port uint32, attempt int) (httpfwd.Upstream, *httpfwd.Reject) {
 	t := p.table.Load()
-	m := p.gatewayMatch(t, host, port)
-	up, rej := p.gatewayUpstream(t, m, req, host, port, attempt)
+	act := t.vsActionsFor(hr, p).forRequest(pathOf(req))
+	if hr.Redirect != nil || hr.DirectResponse != nil {
+		return httpfwd.Upstream{Actions: act}, nil
+	}
+	d := hr.Pick(pickNumber(req.RequestID))
+	if d == nil {
+		reason := fmt.Sprintf("http route %s has no destination", hr)
+		return httpfwd.Upstream{}, &httpfwd.Reject{Status: 503, Reason: reason, Flags: telemetry.NoRoute, Body: "meshentry: " + reason + "\n"}
+	}
+	if d.Port != 0 {
+		port = d.Port
+	}
+	m := p.gatewayMatch(t, d.Host, port)
+	up, svc, rej := p.gatewayUpstream(t, m, req, d, port, attempt)
 	if rej != nil {
-		if m.Cluster != "" {
-			rej.Service = t.services.of(m)
+		if rej.Service == nil {
+			rej.Service = svc
 		}
 		if rej.Flags == 0 && rej.Status == 503 {
 			rej.Flags = telemetry.NoHealthyUpstream
@@ -40,7 +56,7 @@ func (p *Proxy) GatewayHTTP(req *httpfwd.RequestHead, host string, port uint32, 
 		}
 		return up, rej
 	}
-	up.Service = t.services.of(m)
+	up.Service, up.Actions = svc, act
 	return up, nil
 }
 
@@ -49,24 +65,39 @@ func (p *Proxy) gatewayMatch(t *table, host string, port uint32) registry.Match 
 	return t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: host, Port: port, Protocol: registry.TrafficAny}, p.cfg.AllowAny)
 }
 
-func (p *Proxy) gatewayUpstream(t *table, m registry.Match, req *httpfwd.RequestHead, host string, port uint32, attempt int) (httpfwd.Upstream, *httpfwd.Reject) {
-	name := registry.NormalizeHost(host)
+// gatewayUpstream reaches destination d (matched as m) and says which service telemetry
+// labels it with.
+func (p *Proxy) gatewayUpstream(t *table, m registry.Match, req *httpfwd.RequestHead, d *vroute.Destination, port uint32, attempt int) (httpfwd.Upstream, *telemetry.Service, *httpfwd.Reject) {
+	name := registry.NormalizeHost(d.Host)
 	switch {
 	case m.Outcome == registry.BlackHole:
-		return httpfwd.Upstream{}, p.gatewayRefusal(req.RequestID, host, port)
+		return httpfwd.Upstream{}, clusterService(d), p.gatewayRefusal(req.RequestID, d.Host, port)
 	case m.Outcome == registry.Passthrough, m.Service.Resolution == registry.ResolutionNone,
 		m.Service.Resolution == registry.ResolutionDynamicDNS:
-		if !registry.IsHostName(name) {
-			return httpfwd.Upstream{}, p.rejectFor(errNoName, req.RequestID, host, port, m.Cluster)
+		up, rej := p.originalUpstream(destination{host: name, port: port}, m.Cluster, req.RequestID)
+		up, rej = p.secureOriginal(t, m, name, req.RequestID, up, rej)
+		return up, t.services.of(m), rej
+	}
+	r := t.route(m.Service, m.Port, p)
+	svc := t.services.of(m)
+	if d.Subset != "" {
+		se, err := t.subsetRoute(m.Service, m.Port, d.Subset, p)
+		if err != nil {
+			p.logRequestFailure(err, req.RequestID, "gateway", d.Host, port, d.Cluster)
+			reason := fmt.Sprintf("subset %q of %s is not defined by a DestinationRule (cluster %s)", d.Subset, d.Host, d.Cluster)
+			return httpfwd.Upstream{}, clusterService(d), &httpfwd.Reject{Status: 503, Reason: reason, Flags: telemetry.NoRoute,
+				Body: "meshentry: " + reason + "\n"}
 		}
-		up, rej := p.originalUpstream(destination{host: name, port: port}, m.Cluster, req.RequestID)
-		return p.secureOriginal(t, m, name, req.RequestID, up, rej)
+		r = se.route
+		svc = t.services.of(registry.Match{Outcome: registry.Matched, Service: m.Service, Port: se.port, Cluster: se.port.Cluster})
 	}
-	if r := t.route(m.Service, m.Port, p); r.picker.Passthrough() {
+	if r.picker.Passthrough() {
 		up, rej := p.originalUpstream(destination{host: name, port: port}, m.Cluster, req.RequestID)
-		return p.secureOriginal(t, m, name, req.RequestID, up, rej)
+		up, rej = p.secureOriginal(t, m, name, req.RequestID, up, rej)
+		return up, svc, rej
 	}
-	return p.endpointUpstream(t, m, req, attempt)
+	up, rej := p.endpointUpstream(r, req, attempt)
+	return up, svc, rej
 }
 
 // gatewayRefusal answers a route whose destination no visible ServiceEntry declares: 503, as

@@ -15,6 +15,7 @@ import (
 	"github.com/meshentry/meshentry/internal/policy"
 	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/resolve"
+	vroute "github.com/meshentry/meshentry/internal/route"
 )
 
 // table is the proxy's view of one snapshot: the snapshot plus per-port routing state (pickers and
@@ -26,11 +27,18 @@ type table struct {
 	services *services
 	// policies says which DestinationRule applies to each service port of snap.
 	policies *policy.Index
+	// subsets holds the route of each DestinationRule subset in use, per port (subset.go).
+	subsets sync.Map // subsetKey -> *subsetEntry
+	// vs are the VirtualServices that bind this proxy, nil when snap has none (vsroute.go);
+	// actions holds the engine's Actions of each of their http routes, made on first use.
+	vs      *vroute.Table
+	actions sync.Map // *vroute.HTTPRoute -> *vsActions
 }
 
 // newTable makes the proxy's view of snap, with its DestinationRules indexed once.
 func (p *Proxy) newTable(snap *registry.Snapshot) *table {
-	return &table{snap: snap, services: newServices(), policies: policy.Build(snap.Documents, p.cfg.RootNamespace)}
+	return &table{snap: snap, services: newServices(), policies: policy.Build(snap.Documents, p.cfg.RootNamespace),
+		vs: p.buildVirtualServices(snap)}
 }
 
 // route is how one service port reaches its endpoints.

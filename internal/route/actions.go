@@ -221,3 +221,16 @@ func (c *CORS) AllowsOrigin(origin []byte) bool {
 	}
 	return false
 }
+
+// String lists the conditions as Envoy's x-envoy-retry-on spells them, in a fixed order.
+func (on RetryOn) String() string {
+	names := []string{"5xx", "gateway-error", "connect-failure", "reset", "retriable-4xx", "refused-stream",
+		"retriable-status-codes", "cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
+	var out []string
+	for i, n := range names {
+		if on&(1<<i) != 0 {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, ",")
+}

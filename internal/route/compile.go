@@ -12,7 +12,9 @@ import (
 
 // fieldMatch is one header or query parameter condition.
 type fieldMatch struct {
-	name   string
+	name string
+	// id numbers the header name across the table, so a request looks each name up once.
+	id     int
 	m      Matcher
 	invert bool // withoutHeaders: the condition must not hold
 }
@@ -42,7 +44,7 @@ type httpRule struct {
 }
 
 // compileHTTPMatch compiles one match block for a proxy seen as gateway gw.
-func compileHTTPMatch(m *networking.HTTPMatchRequest, p *Proxy, gw, ns string) (httpMatch, error) {
+func compileHTTPMatch(m *networking.HTTPMatchRequest, b *builder, gw, ns string) (httpMatch, error) {
 	out := httpMatch{name: m.Name, port: m.Port, sourceNamespace: m.SourceNamespace}
 	var err error
 	one := func(sm *networking.StringMatch, fold bool, what string) *Matcher {
@@ -69,11 +71,24 @@ func compileHTTPMatch(m *networking.HTTPMatchRequest, p *Proxy, gw, ns string) (
 	if out.headers, err = fieldMatches(m.WithoutHeaders, out.headers, true, true); err != nil {
 		return out, fmt.Errorf("withoutHeaders: %w", err)
 	}
+	for i := range out.headers {
+		out.headers[i].id = b.headerID(out.headers[i].name)
+	}
 	if out.query, err = fieldMatches(m.QueryParams, nil, false, false); err != nil {
 		return out, fmt.Errorf("queryParams: %w", err)
 	}
-	out.excluded = excludedBy(m.SourceLabels, m.Gateways, p, gw, ns)
+	out.excluded = b.excludedBy(m.SourceLabels, m.Gateways, gw, ns)
 	return out, nil
+}
+
+// headerID returns the number of a header name, giving new names the next one.
+func (b *builder) headerID(name string) int {
+	id, ok := b.headerIDs[name]
+	if !ok {
+		id = len(b.headerIDs)
+		b.headerIDs[name] = id
+	}
+	return id
 }
 
 // fieldMatches compiles a map of header or query conditions in name order, so matching and
@@ -85,7 +100,11 @@ func fieldMatches(in map[string]*networking.StringMatch, into []fieldMatch, inve
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		m, err := compileMatch(in[k], false)
+		sm := in[k]
+		if sm.GetRegex() == "*" {
+			sm = nil // Istio reads regex "*" on a header or parameter as "present", not as RE2
+		}
+		m, err := compileMatch(sm, false)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", k, err)
 		}
@@ -98,35 +117,36 @@ func fieldMatches(in map[string]*networking.StringMatch, into []fieldMatch, inve
 	return into, nil
 }
 
-// excludedBy says why a block's sourceLabels or gateways rule out this proxy, "" when they do not.
-func excludedBy(labels map[string]string, gateways []string, p *Proxy, gw, ns string) string {
+// excludedBy says why a block's gateways or sourceLabels rule out this proxy, "" when they do
+// not. As Istio's sourceMatchHTTP: a block naming gateways is judged by them alone, otherwise by
+// its sourceLabels against the proxy's labels.
+func (b *builder) excludedBy(labels map[string]string, gateways []string, gw, ns string) string {
+	if len(gateways) > 0 {
+		for _, g := range gateways {
+			if b.names(g, ns, gw) {
+				return ""
+			}
+		}
+		return fmt.Sprintf("gateways %v do not include %s", gateways, gw)
+	}
 	keys := make([]string, 0, len(labels))
 	for k := range labels {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if got, ok := p.Labels[k]; !ok || got != labels[k] {
-			v := labels[k]
-			return fmt.Sprintf("sourceLabels %s=%s: the proxy's labels do not have it", k, v)
+		if got, ok := b.p.Labels[k]; !ok || got != labels[k] {
+			return fmt.Sprintf("sourceLabels %s=%s: the proxy's labels do not have it", k, labels[k])
 		}
 	}
-	if len(gateways) == 0 {
-		return ""
-	}
-	for _, g := range gateways {
-		if ResolveGateway(g, ns) == gw {
-			return ""
-		}
-	}
-	return fmt.Sprintf("gateways %v do not include %s", gateways, gw)
+	return ""
 }
 
 // compileHTTPRule compiles a rule's match blocks; its outcome is built per port later.
-func compileHTTPRule(doc *config.Document, i int, r *networking.HTTPRoute, p *Proxy, gw string) (*httpRule, error) {
+func compileHTTPRule(doc *config.Document, i int, r *networking.HTTPRoute, b *builder, gw string) (*httpRule, error) {
 	rule := &httpRule{index: i, name: r.Name, spec: r}
 	for j, m := range r.Match {
-		cm, err := compileHTTPMatch(m, p, gw, doc.Namespace)
+		cm, err := compileHTTPMatch(m, b, gw, doc.Namespace)
 		if err != nil {
 			return nil, fmt.Errorf("http[%d].match[%d]: %w", i, j, err)
 		}

@@ -48,6 +48,12 @@ spec:
   - name: without-header
     match: [{uri: {prefix: /w}, withoutHeaders: {x-debug: {}}}]
     route: [{destination: {host: httpbin.org, subset: quiet}}]
+  - name: without-empty
+    match: [{uri: {prefix: /e}, withoutHeaders: {x-empty: {exact: ""}}}]
+    route: [{destination: {host: httpbin.org, subset: nonempty}}]
+  - name: star-present
+    match: [{uri: {prefix: /s}, headers: {x-any: {regex: "*"}}}]
+    route: [{destination: {host: httpbin.org, subset: star}}]
   - name: query
     match: [{queryParams: {v: {exact: "2"}}}]
     route: [{destination: {host: httpbin.org, subset: v2}}]
@@ -86,6 +92,10 @@ func TestHTTPMatchKinds(t *testing.T) {
 		{name: "a method alone is not enough", method: "POST", path: "/", wantRule: ""},
 		{name: "withoutHeaders takes a request without the header", path: "/w", wantRule: "without-header", wantClust: "outbound|80|quiet|httpbin.org"},
 		{name: "withoutHeaders refuses a request with the header", path: "/w", headers: headers{"x-debug": "1"}, wantRule: ""},
+		{name: "withoutHeaders with a value treats a missing header as empty", path: "/e", wantRule: ""},
+		{name: "withoutHeaders with a value takes another value", path: "/e", headers: headers{"x-empty": "x"}, wantRule: "without-empty", wantClust: "outbound|80|nonempty|httpbin.org"},
+		{name: "a header regex of a lone star means present", path: "/s", headers: headers{"x-any": ""}, wantRule: "star-present", wantClust: "outbound|80|star|httpbin.org"},
+		{name: "a header regex of a lone star refuses a missing header", path: "/s", wantRule: ""},
 		{name: "a query parameter matches its value", path: "/q?a=1&v=2", wantRule: "query", wantClust: "outbound|80|v2|httpbin.org"},
 		{name: "a query parameter refuses another value", path: "/q?v=3", wantRule: ""},
 		{name: "scheme and authority match the Host header as sent", path: "/", authority: "httpbin.org:80", wantRule: "scheme-authority", wantClust: "outbound|80|withport|httpbin.org"},

@@ -74,7 +74,7 @@ func (b *builder) l4Rule(doc *config.Document, i int, hs []string, ms []*network
 	ports := map[uint32]bool{}
 	for j, m := range ms {
 		lm := l4Match{port: m.Port, sourceNamespace: m.SourceNamespace,
-			excluded: excludedBy(m.SourceLabels, m.Gateways, &b.p, gw, doc.Namespace)}
+			excluded: b.excludedL4(m.SourceLabels, m.Gateways, gw, doc.Namespace)}
 		if snis != nil {
 			lm.sni = hs
 			if len(snis[j]) > 0 {
@@ -96,20 +96,19 @@ func (b *builder) l4Rule(doc *config.Document, i int, hs []string, ms []*network
 		}
 		rule.matches = append(rule.matches, lm)
 	}
-	if snis != nil && len(ms) == 0 {
-		rule.matches = []l4Match{{sni: hs}}
-	}
-	rule.never = len(rule.matches) > 0
+	// A tls rule without match blocks gives Istio no filter chain; a tcp one takes everything.
+	rule.never = snis != nil || len(rule.matches) > 0
 	for _, m := range rule.matches {
 		if m.excluded == "" {
 			rule.never = false
 		}
 	}
+	rule.never = rule.never || len(route) == 0
 	b.coverL4(rule, ports, gw)
 	for port := range ports {
 		out := &L4Route{VirtualService: doc.Namespace + "/" + doc.Name, Doc: doc, Index: i}
 		for _, d := range route {
-			out.Route = append(out.Route, b.destination(d.Destination, d.Weight, doc.Namespace, port))
+			out.Route = append(out.Route, b.destination(d.Destination, d.Weight, doc.Namespace, port, true))
 		}
 		out.total = weighted(out.Route)
 		rule.out[port] = out
@@ -148,6 +147,15 @@ func (b *builder) coverL4(rule *l4Rule, ports map[uint32]bool, gw string) {
 	}
 }
 
+// excludedL4 is excludedBy for tls and tcp blocks, where Istio requires the gateways and the
+// sourceLabels both to hold.
+func (b *builder) excludedL4(labels map[string]string, gateways []string, gw, ns string) string {
+	if why := b.excludedBy(nil, gateways, gw, ns); why != "" {
+		return why
+	}
+	return b.excludedBy(labels, nil, gw, ns)
+}
+
 // parseSubnet reads an IP or CIDR; a bare IP is a /32 or /128.
 func parseSubnet(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
@@ -165,8 +173,9 @@ func parseSubnet(s string) (netip.Prefix, error) {
 }
 
 // TLS returns the tls rule that takes a connection with this SNI to dst:port, or nil. Among the
-// rules that match, an exact SNI beats a wildcard and a longer wildcard a shorter one, as Envoy
-// picks filter chains; on a tie the older VirtualService and earlier rule win.
+// rules that match, as Envoy picks filter chains, the longest destinationSubnets prefix holding
+// dst wins, then an exact SNI over a wildcard and a longer wildcard over a shorter one; on a tie
+// the older VirtualService and earlier rule win.
 func (t *Table) TLS(sni string, port uint32, dst netip.Addr, gateway string) *L4Route {
 	gt := t.gateway(gateway)
 	if gt == nil {
@@ -183,7 +192,7 @@ func (t *Table) TLS(sni string, port uint32, dst netip.Addr, gateway string) *L4
 			if m.excluded != "" || !m.l4Holds(port, dst, t.proxy.Namespace) {
 				continue
 			}
-			if s := sniScore(m.sni, sni); s > bestScore {
+			if s := m.subnetBits(dst)<<21 + sniScore(m.sni, sni); s > bestScore {
 				if out := rule.out[port]; out != nil {
 					best, bestScore = out, s
 				}
@@ -248,6 +257,17 @@ func (m *l4Match) l4Holds(port uint32, dst netip.Addr, src string) bool {
 		}
 	}
 	return false
+}
+
+// subnetBits is the length of the longest of the block's subnets that holds dst, 0 for none.
+func (m *l4Match) subnetBits(dst netip.Addr) int {
+	best := 0
+	for _, p := range m.subnets {
+		if dst.IsValid() && p.Contains(dst.Unmap()) && p.Bits() > best {
+			best = p.Bits()
+		}
+	}
+	return best
 }
 
 // coversAddr reports whether the rule's VirtualService covers a service reached at dst:port.

@@ -10,10 +10,10 @@ func (t *Table) HTTP(req *Request) *HTTPRoute {
 	if vh == nil {
 		return nil
 	}
-	path, query := splitTarget(req.Path)
-	src := t.sourceNamespace(req)
+	mc := matchContext{req: req, src: t.sourceNamespace(req)}
+	mc.path, mc.query = splitTarget(req.Path)
 	for i := range vh.rules {
-		if vh.rules[i].rule.takes(req, path, query, src) {
+		if vh.rules[i].rule.takes(&mc) {
 			return vh.rules[i].out
 		}
 	}
@@ -51,13 +51,49 @@ func splitTarget(target []byte) (path, query []byte) {
 	return target, nil
 }
 
+// headerCacheSize is how many distinct header names a request remembers while it is matched;
+// names numbered beyond it are looked up each time.
+const headerCacheSize = 32
+
+// matchContext is one request being matched: its parts and the header values looked up so far.
+// It lives on the matching goroutine's stack.
+type matchContext struct {
+	req         *Request
+	path, query []byte
+	src         string
+	vals        [headerCacheSize][]byte
+	state       [headerCacheSize]uint8 // 0 not looked up, 1 absent, 2 present
+}
+
+// header returns a header's value, asking the request only once per name.
+func (mc *matchContext) header(f *fieldMatch) ([]byte, bool) {
+	if mc.req.Headers == nil {
+		return nil, false
+	}
+	if f.id >= headerCacheSize {
+		return mc.req.Headers.Header(f.name)
+	}
+	switch mc.state[f.id] {
+	case 1:
+		return nil, false
+	case 2:
+		return mc.vals[f.id], true
+	}
+	v, ok := mc.req.Headers.Header(f.name)
+	mc.state[f.id], mc.vals[f.id] = 1, v
+	if ok {
+		mc.state[f.id] = 2
+	}
+	return v, ok
+}
+
 // takes reports whether any applicable match block holds; a rule without blocks takes all.
-func (r *httpRule) takes(req *Request, path, query []byte, src string) bool {
+func (r *httpRule) takes(mc *matchContext) bool {
 	if len(r.matches) == 0 {
 		return true
 	}
 	for i := range r.matches {
-		if r.matches[i].excluded == "" && fieldOK(r.matches[i].holds(req, path, query, src)) {
+		if r.matches[i].excluded == "" && fieldOK(r.matches[i].holds(mc)) {
 			return true
 		}
 	}
@@ -69,7 +105,8 @@ func fieldOK(field, _ string) bool { return field == "" }
 
 // holds returns "" when every field of the block holds, else the first field that does not and,
 // for headers and query parameters, its name (for explain, without allocating).
-func (m *httpMatch) holds(req *Request, path, query []byte, src string) (field, name string) {
+func (m *httpMatch) holds(mc *matchContext) (field, name string) {
+	req, path, query, src := mc.req, mc.path, mc.query, mc.src
 	switch {
 	case m.port != 0 && m.port != req.Port:
 		return "port", ""
@@ -86,10 +123,9 @@ func (m *httpMatch) holds(req *Request, path, query []byte, src string) (field, 
 	}
 	for i := range m.headers {
 		f := &m.headers[i]
-		var ok bool
-		var v []byte
-		if req.Headers != nil {
-			v, ok = req.Headers.Header(f.name)
+		v, ok := mc.header(f)
+		if f.invert && f.m.kind != matchPresent {
+			ok = true // Istio sets treat_missing_header_as_empty on withoutHeaders value matches
 		}
 		if (ok && f.m.Match(v)) == f.invert {
 			if f.invert {

@@ -22,6 +22,10 @@ type Matcher struct {
 	kind matchKind
 	s    string
 	re   *regexp.Regexp
+	// lit is a regex's literal prefix, which every matching value starts with: checking it first
+	// spares running the regex on most values that fail. litAll says the regex is that literal.
+	lit    string
+	litAll bool
 	// fold compares ASCII case-insensitively (ignoreUriCase); Envoy ignores it for regexes.
 	fold bool
 }
@@ -44,7 +48,8 @@ func compileMatch(m *networking.StringMatch, fold bool) (Matcher, error) {
 		if err != nil {
 			return Matcher{}, err
 		}
-		return Matcher{kind: matchRegex, s: v.Regex, re: re}, nil
+		lit, all := regexp.MustCompile(v.Regex).LiteralPrefix()
+		return Matcher{kind: matchRegex, s: v.Regex, re: re, lit: lit, litAll: all}, nil
 	}
 	return Matcher{kind: matchPresent}, nil
 }
@@ -78,6 +83,12 @@ func (m *Matcher) Match(b []byte) bool {
 		}
 		return len(b) >= len(m.s) && string(b[:len(m.s)]) == m.s
 	case matchRegex:
+		if m.litAll {
+			return string(b) == m.lit
+		}
+		if len(b) < len(m.lit) || string(b[:len(m.lit)]) != m.lit {
+			return false
+		}
 		return m.re.Match(b)
 	}
 	return true
@@ -97,6 +108,12 @@ func (m *Matcher) MatchString(s string) bool {
 		}
 		return len(s) >= len(m.s) && s[:len(m.s)] == m.s
 	case matchRegex:
+		if m.litAll {
+			return s == m.lit
+		}
+		if len(s) < len(m.lit) || s[:len(m.lit)] != m.lit {
+			return false
+		}
 		return m.re.MatchString(s)
 	}
 	return true

@@ -13,6 +13,12 @@ import (
 type builder struct {
 	snap *registry.Snapshot
 	p    Proxy
+	// gateway is set while compiling for a gateway rather than "mesh".
+	gateway bool
+	// known holds the "ns/name" of every Gateway in the snapshot.
+	known map[string]bool
+	// headerIDs numbers the header names that matches use.
+	headerIDs map[string]int
 }
 
 // service returns the service a destination host names for this proxy, or nil.
@@ -26,12 +32,14 @@ func (b *builder) service(host string) *registry.Service {
 }
 
 // destination resolves a route destination: the host completed against the VirtualService's
-// namespace, the port from the destination, else the service's only port, else the listener's.
-func (b *builder) destination(d *networking.Destination, weight int32, ns string, listen uint32) Destination {
+// namespace, the port from the destination, else (with singlePort) the service's only port, else
+// the listener's. Istio's sidecar http routes look services up among those on the listener's
+// port only, so there a destination without a port always takes the listener's port.
+func (b *builder) destination(d *networking.Destination, weight int32, ns string, listen uint32, singlePort bool) Destination {
 	out := Destination{Host: ResolveHost(d.GetHost(), ns), Subset: d.GetSubset(), Weight: weight}
 	out.Port = d.GetPort().GetNumber()
 	if out.Port == 0 {
-		if svc := b.service(out.Host); svc != nil && len(svc.Ports) == 1 {
+		if svc := b.service(out.Host); singlePort && svc != nil && len(svc.Ports) == 1 {
 			out.Port = svc.Ports[0].Number
 		} else {
 			out.Port = listen
@@ -77,7 +85,7 @@ func (b *builder) outcome(doc *config.Document, rule *httpRule, listen uint32) (
 	fieldOps(r.Headers.GetRequest(), &out.Headers.Request)
 	fieldOps(r.Headers.GetResponse(), &out.Headers.Response)
 	for _, d := range r.Route {
-		out.Route = append(out.Route, b.destination(d.Destination, d.Weight, doc.Namespace, listen))
+		out.Route = append(out.Route, b.destination(d.Destination, d.Weight, doc.Namespace, listen, b.gateway))
 		fieldOps(d.Headers.GetRequest(), &out.Headers.Request)
 		fieldOps(d.Headers.GetResponse(), &out.Headers.Response)
 	}
@@ -95,7 +103,7 @@ func (b *builder) outcome(doc *config.Document, rule *httpRule, listen uint32) (
 func (b *builder) mirror(out *HTTPRoute, r *networking.HTTPRoute, ns string, listen uint32) {
 	switch {
 	case r.Mirror != nil:
-		d := b.destination(r.Mirror, 0, ns, listen)
+		d := b.destination(r.Mirror, 0, ns, listen, b.gateway)
 		out.Mirror, out.MirrorPercent = &d, 100
 		if r.MirrorPercentage != nil {
 			out.MirrorPercent = r.MirrorPercentage.Value
@@ -103,7 +111,7 @@ func (b *builder) mirror(out *HTTPRoute, r *networking.HTTPRoute, ns string, lis
 			out.MirrorPercent = float64(r.MirrorPercent.Value)
 		}
 	case len(r.Mirrors) > 0:
-		d := b.destination(r.Mirrors[0].Destination, 0, ns, listen)
+		d := b.destination(r.Mirrors[0].Destination, 0, ns, listen, b.gateway)
 		out.Mirror, out.MirrorPercent = &d, 100
 		if pc := r.Mirrors[0].Percentage; pc != nil {
 			out.MirrorPercent = pc.Value

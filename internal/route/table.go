@@ -1,11 +1,8 @@
 package route
 
 import (
-	"fmt"
 	"sort"
 	"strings"
-
-	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshentry/meshentry/internal/config"
 	"github.com/meshentry/meshentry/internal/registry"
@@ -48,7 +45,12 @@ type vrule struct {
 // Build compiles the VirtualServices that bind proxy p in snap. Rules that fail to compile (which
 // validation reports first) are left out and listed by Errors.
 func Build(snap *registry.Snapshot, p Proxy) *Table {
-	b := &builder{snap: snap, p: p}
+	b := &builder{snap: snap, p: p, known: map[string]bool{}, headerIDs: map[string]int{}}
+	for _, d := range snap.Documents {
+		if d.Gateway() != nil {
+			b.known[d.Namespace+"/"+d.Name] = true
+		}
+	}
 	t := &Table{proxy: p, gateways: map[string]*gwTable{}}
 	gws := p.Gateways
 	if len(gws) == 0 {
@@ -58,12 +60,21 @@ func Build(snap *registry.Snapshot, p Proxy) *Table {
 	docs := b.virtualServices()
 	for _, gw := range gws {
 		gt := &gwTable{http: map[uint32]*hostTable{}}
+		b.gateway = gw != Mesh
+		var cvs []*compiledVS
 		for _, doc := range docs {
-			if !boundTo(doc, gw) {
+			if !b.boundTo(doc, gw) {
 				continue
 			}
-			t.errs = append(t.errs, b.addHTTP(gt, doc, gw)...)
+			cv, errs := b.compileVS(doc, gw)
+			t.errs = append(t.errs, errs...)
+			cvs = append(cvs, cv)
 			t.errs = append(t.errs, b.addL4(gt, doc, gw)...)
+		}
+		if gw == Mesh {
+			t.errs = append(t.errs, b.sidecarHTTP(gt, cvs)...)
+		} else {
+			t.errs = append(t.errs, b.gatewayHTTP(gt, cvs, gw)...)
 		}
 		for _, ht := range gt.http {
 			sort.SliceStable(ht.wild, func(i, j int) bool { return len(ht.wild[i].domain) > len(ht.wild[j].domain) })
@@ -89,17 +100,33 @@ func (b *builder) virtualServices() []*config.Document {
 }
 
 // boundTo reports whether a VirtualService applies at gateway gw ("mesh" when it names none).
-func boundTo(doc *config.Document, gw string) bool {
+func (b *builder) boundTo(doc *config.Document, gw string) bool {
 	gws := doc.VirtualService().Gateways
 	if len(gws) == 0 {
 		return gw == Mesh
 	}
 	for _, g := range gws {
-		if ResolveGateway(g, doc.Namespace) == gw {
+		if b.names(g, doc.Namespace, gw) {
 			return true
 		}
 	}
 	return false
+}
+
+// names reports whether a VirtualService in namespace ns that refers to gateway ref means gw.
+// Istio reads a bare name in the VirtualService's namespace; when no Gateway of that name is
+// there, meshentry takes the gateway of that name the proxy serves (Istio's own egress example
+// names istio-system's gateway this way), and validate warns about the reference.
+func (b *builder) names(ref, ns, gw string) bool {
+	r := ResolveGateway(ref, ns)
+	if r == gw {
+		return true
+	}
+	if strings.ContainsAny(ref, "/.") || b.known[r] {
+		return false
+	}
+	_, name, _ := strings.Cut(gw, "/")
+	return name == ref
 }
 
 // hosts returns a VirtualService's hosts completed against its namespace.
@@ -110,40 +137,6 @@ func hosts(doc *config.Document) []string {
 		out = append(out, ResolveHost(h, doc.Namespace))
 	}
 	return out
-}
-
-// addHTTP compiles a VirtualService's http rules and files them under each port and host.
-func (b *builder) addHTTP(gt *gwTable, doc *config.Document, gw string) []error {
-	vs := doc.VirtualService()
-	if len(vs.Http) == 0 {
-		return nil
-	}
-	var errs []error
-	var rules []*httpRule
-	for i, r := range vs.Http {
-		rule, err := compileHTTPRule(doc, i, r, &b.p, gw)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("VirtualService %s/%s: %w", doc.Namespace, doc.Name, err))
-			continue
-		}
-		rules = append(rules, rule)
-	}
-	for port, hs := range b.httpPorts(hosts(doc), gw) {
-		vrs := make([]vrule, 0, len(rules))
-		for _, rule := range rules {
-			out, err := b.outcome(doc, rule, port)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("VirtualService %s/%s: http[%d]: %w", doc.Namespace, doc.Name, rule.index, err))
-				continue
-			}
-			vrs = append(vrs, vrule{rule: rule, out: out})
-		}
-		nf := &HTTPRoute{VirtualService: doc.Namespace + "/" + doc.Name, Doc: doc, Index: -1, NotFound: true}
-		for _, h := range hs {
-			gt.addVhost(port, h, vrs, nf, gw != Mesh)
-		}
-	}
-	return errs
 }
 
 // addVhost files rules for domain h on port; a later VirtualService for the same domain is
@@ -192,58 +185,4 @@ func (ht *hostTable) lookup(host string) *vhost {
 		}
 	}
 	return nil
-}
-
-// httpPorts says on which ports each host of a VirtualService takes http requests. At a sidecar,
-// a host takes the HTTP and auto ports of the services it covers, and port 80 when it covers
-// none, as Istio does; at a gateway, every port of the gateway's servers that carries HTTP.
-func (b *builder) httpPorts(hs []string, gw string) map[uint32][]string {
-	out := map[uint32][]string{}
-	if gw != Mesh {
-		for _, port := range b.gatewayHTTPPorts(gw) {
-			out[port] = hs
-		}
-		return out
-	}
-	for _, h := range hs {
-		seen := map[uint32]bool{}
-		covers := false
-		for _, svc := range b.snap.Services {
-			if !svc.VisibleTo(b.p.Namespace) || !hostsOverlap(h, svc.Host) {
-				continue
-			}
-			covers = true
-			for _, port := range svc.Ports {
-				if port.Family&(registry.FamilyHTTP|registry.FamilyAuto) != 0 && !seen[port.Number] {
-					seen[port.Number] = true
-					out[port.Number] = append(out[port.Number], h)
-				}
-			}
-		}
-		if !covers {
-			out[80] = append(out[80], h)
-		}
-	}
-	return out
-}
-
-// gatewayHTTPPorts lists the ports of Gateway ns/name whose servers carry HTTP (plaintext or
-// terminated TLS).
-func (b *builder) gatewayHTTPPorts(gw string) []uint32 {
-	var out []uint32
-	for _, d := range b.snap.Documents {
-		g := d.Gateway()
-		if g == nil || d.Namespace+"/"+d.Name != gw {
-			continue
-		}
-		for _, s := range g.Servers {
-			fam := registry.ProtocolFamily(s.GetPort().GetProtocol())
-			terminated := fam == registry.FamilyTLS && s.GetTls().GetMode() != networking.ServerTLSSettings_PASSTHROUGH &&
-				s.GetTls().GetMode() != networking.ServerTLSSettings_AUTO_PASSTHROUGH
-			if fam == registry.FamilyHTTP || terminated {
-				out = append(out, s.GetPort().GetNumber())
-			}
-		}
-	}
-	return out
 }

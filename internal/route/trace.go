@@ -41,12 +41,12 @@ func (t *Table) ExplainHTTP(req *Request) Trace {
 		return tr
 	}
 	tr.VirtualService, tr.Doc, tr.Domain = vh.notFound.VirtualService, vh.notFound.Doc, vh.domain
-	path, query := splitTarget(req.Path)
-	src := t.sourceNamespace(req)
+	mc := &matchContext{req: req, src: t.sourceNamespace(req)}
+	mc.path, mc.query = splitTarget(req.Path)
 	for i := range vh.rules {
 		vr := &vh.rules[i]
 		rt := RuleTrace{VirtualService: vr.out.VirtualService, Index: vr.rule.index, Name: vr.rule.name}
-		rt.Matched, rt.Reason = vr.rule.explain(req, path, query, src)
+		rt.Matched, rt.Reason = vr.rule.explain(mc)
 		tr.Rules = append(tr.Rules, rt)
 		if rt.Matched {
 			tr.Route = vr.out
@@ -58,7 +58,7 @@ func (t *Table) ExplainHTTP(req *Request) Trace {
 }
 
 // explain says whether the rule takes the request and why.
-func (r *httpRule) explain(req *Request, path, query []byte, src string) (bool, string) {
+func (r *httpRule) explain(mc *matchContext) (bool, string) {
 	if len(r.matches) == 0 {
 		return true, "the rule has no match: it takes every request"
 	}
@@ -68,10 +68,10 @@ func (r *httpRule) explain(req *Request, path, query []byte, src string) (bool, 
 		var why string
 		if m.excluded != "" {
 			why = "does not apply to this proxy: " + m.excluded
-		} else if field, name := m.holds(req, path, query, src); field == "" {
+		} else if field, name := m.holds(mc); field == "" {
 			return true, fmt.Sprintf("match[%d] holds", i)
 		} else {
-			why = m.describeMiss(req, field, name)
+			why = m.describeMiss(mc.req, field, name)
 		}
 		if reason != "" {
 			reason += "; "

@@ -34,6 +34,8 @@ func Analyze(docs []*config.Document) []diag.Diagnostic {
 	a.hostTwiceInNamespace()
 	a.mergedDestinationRules(docs)
 	a.undefinedSubsets(docs)
+	a.unknownGateways(docs)
+	a.meshHostConflicts(docs)
 	for _, d := range docs {
 		if d == nil {
 			continue

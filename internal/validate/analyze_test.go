@@ -232,15 +232,16 @@ func TestAnalyzeUndeclaredHosts(t *testing.T) {
 			name: "checks mesh VirtualService hosts and every kind of route destination",
 			yaml: se("api", "ns", "", "api.example.com", http) + other("VirtualService", "vs", "ns", `hosts: [api.example.com, x.example.com, "*", 10.0.0.1]
 http:
-- route: [{destination: {host: api.example.com}}, {destination: {host: y.example.com}}]
-  mirror: {host: m.example.com}
+- route: [{destination: {host: api.example.com}, weight: 50}, {destination: {host: y.example.com}, weight: 50}]
   mirrors: [{destination: {host: n.example.com}}]
+- route: [{destination: {host: api.example.com}}]
+  mirror: {host: m.example.com}
 tcp: [{route: [{destination: {host: t.example.com}}]}]
 tls: [{match: [{sniHosts: [api.example.com]}], route: [{destination: {host: s.example.com}}]}]`),
 			want: []string{
 				"vs ME2004 spec.hosts[1]",
 				"vs IST0101 spec.http[0].route[1].destination.host",
-				"vs IST0101 spec.http[0].mirror.host",
+				"vs IST0101 spec.http[1].mirror.host",
 				"vs IST0101 spec.http[0].mirrors[0].destination.host",
 				"vs IST0101 spec.tcp[0].route[0].destination.host",
 				"vs IST0101 spec.tls[0].route[0].destination.host",
@@ -248,12 +249,12 @@ tls: [{match: [{sniHosts: [api.example.com]}], route: [{destination: {host: s.ex
 		},
 		{
 			name: "leaves the hosts of a VirtualService bound only to gateways alone",
-			yaml: se("api", "ns", "", "api.example.com", http) +
+			yaml: se("api", "ns", "", "api.example.com", http) + other("Gateway", "ingress", "ns", "servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [\"*/*\"]}]") +
 				other("VirtualService", "vs", "ns", "hosts: [shop.example.com]\ngateways: [ingress]\nhttp: [{route: [{destination: {host: api.example.com}}]}]"),
 		},
 		{
 			name:     "names the Kubernetes Service behind a svc.cluster.local destination",
-			yaml:     other("VirtualService", "vs", "ns", "hosts: [\"*\"]\ngateways: [egress]\nhttp: [{route: [{destination: {host: istio-egressgateway.istio-system.svc.cluster.local}}]}]"),
+			yaml:     other("Gateway", "egress", "ns", "servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [\"*/*\"]}]") + other("VirtualService", "vs", "ns", "hosts: [\"*\"]\ngateways: [egress]\nhttp: [{route: [{destination: {host: istio-egressgateway.istio-system.svc.cluster.local}}]}]"),
 			want:     []string{"vs IST0101 spec.http[0].route[0].destination.host"},
 			contains: []string{`host "istio-egressgateway.istio-system.svc.cluster.local" names a Kubernetes Service`},
 		},

@@ -75,6 +75,13 @@ const (
 	CodeVirtualServiceHost    = "ME1110" // a VirtualService host that is empty or not a DNS name or IP
 	CodeVirtualServiceNoHosts = "ME1111" // warning: a VirtualService without hosts (a delegate)
 	CodeRouteDestination      = "ME1112" // a route destination host that is missing, "*" or not a DNS name
+	CodeRegex                 = "ME1113" // a regex (match, rewrite, CORS origin) that is empty, too long or not RE2
+	CodeStringMatch           = "ME1114" // an empty prefix on a header, method, scheme, authority or query match; a bad match port
+	CodeWeight                = "ME1115" // a negative route weight, or several destinations that all weigh 0
+	CodeWeightSum             = "ME1116" // warning (meshentry only): several route weights that do not add up to 100
+	CodeRouteAction           = "ME1117" // an http rule without exactly one of route, redirect, directResponse; actions that do not fit
+	CodeRetryTiming           = "ME1118" // a bad timeout, retries (attempts, perTryTimeout, retryOn), fault or mirror percentage
+	CodeL4Match               = "ME1119" // a tls rule without matches or sniHosts, an SNI outside the hosts, a bad destinationSubnet
 	CodeGatewayName           = "ME1120" // a Gateway name that is not a DNS-1123 label
 	CodeGatewayServers        = "ME1121" // a Gateway without servers, or a server without hosts or port
 	CodeGatewayHost           = "ME1122" // a Gateway server host that is malformed
@@ -98,6 +105,10 @@ const (
 	CodeDestinationRuleMerge = "ME2009" // a DestinationRule's traffic policy or subset that a merge with an older one drops
 
 	CodeReferencedHostNotFound = "IST0101" // Istio's ReferencedResourceNotFound: a route destination host or subset
+	CodeGatewayNotFound        = "IST0101" // Istio's ReferencedResourceNotFound: a VirtualService gateway
+	CodeMeshHostConflict       = "IST0109" // Istio's ConflictingMeshGatewayVirtualServiceHosts: two mesh VirtualServices, one host
+	CodeUnreachableRule        = "IST0130" // Istio's VirtualServiceUnreachableRule (a per-document warning, as in Istio)
+	CodeIneffectiveMatch       = "IST0131" // Istio's VirtualServiceIneffectiveMatch (info)
 	CodeUnknownDRHost          = "IST0174" // Istio's UnknownDestinationRuleHost
 	CodeConflictingProtocol    = "IST0177" // Istio's ConflictingServiceEntryProtocol: one host and port, several protocols
 )

@@ -7,8 +7,10 @@
 // table and CRD fixtures live in testdata/validate/istio-cases, one file per case with Istio's
 // verdict, and a test holds us to it. DestinationRules follow Istio's ValidateDestinationRule
 // (traffic policies, TLS per mode, load balancer, locality, connection pool, outlier detection,
-// port levels, subsets, workloadSelector); VirtualService, Gateway and Sidecar get only the cheap,
-// certain checks (hosts present and well-formed, names, exportTo); their full rules are a later issue.
+// port levels, subsets, workloadSelector). VirtualServices follow the route parts of Istio's
+// ValidateVirtualService (regexes, string matches, weights, actions, retries, faults, tls and tcp
+// matches, unreachable rules); Gateway and Sidecar get the cheap, certain checks (hosts present and
+// well-formed, names, exportTo).
 //
 // Every finding names its field in the document's own spelling ("spec.endpoints[0].ports.https")
 // and the line that field is on. Findings are errors (the document is rejected) or warnings (it is
@@ -120,6 +122,19 @@
 //	ME1110 E  a VirtualService host that is empty or neither a DNS name nor an IP
 //	ME1111 W  a VirtualService without hosts (a delegate, which meshentry does not follow yet)
 //	ME1112 E  a route destination host that is missing, "*" or not a DNS name
+//	ME1113 E  a regex (uri, scheme, method, authority, header, query, CORS origin, uriRegexRewrite)
+//	          that is empty, over 1024 characters or not RE2; regex "*" on a header means present
+//	ME1114 E  an empty prefix on a header, method, scheme, authority or query match; a match port
+//	          over 65535
+//	ME1115 E  a negative route weight, or several destinations whose weights add up to 0
+//	ME1116 W  several route weights that do not add up to 100 (meshentry only: Istio and Envoy
+//	          accept them and split in proportion)
+//	ME1117 E  an http rule without exactly one of route, redirect and directResponse; fault or
+//	          rewrite without a route; mirror with mirrors; uri with uriRegexRewrite
+//	ME1118 E  a negative timeout, negative attempts, a perTryTimeout <= 0, a retryOn that is neither
+//	          an Envoy condition nor a status, a fault or mirror percentage outside 0..100
+//	ME1119 E  a tls rule without matches or sniHosts, an SNI host no VirtualService host covers, a
+//	          destinationSubnets entry that is not an IP or CIDR
 //	ME1120 E  a Gateway name that is not a DNS-1123 label
 //	ME1121 E  a Gateway without servers, or a server without hosts or port
 //	ME1122 E  a Gateway server host that is malformed (short name, partial wildcard, bad namespace)
@@ -146,6 +161,14 @@
 //	          already uses, is dropped (Istio only counts duplicate subsets in a push metric)
 //	IST0101 W a route destination host that no visible ServiceEntry declares, or a route subset that
 //	          no DestinationRule for its host defines (ReferencedResourceNotFound)
+//	IST0101 W a VirtualService gateway (spec.gateways or a match's gateways) that names no Gateway;
+//	          a bare name found only in another namespace is bound there by meshentry and says so
+//	IST0109 W two mesh VirtualServices that some namespace sees both of name the same host: a
+//	          sidecar uses only the older (ConflictingMeshGatewayVirtualServiceHosts)
+//	IST0130 W a rule never used: after a rule without matches, or every match repeats an earlier
+//	          one (VirtualServiceUnreachableRule; per document, as Istio's validation reports it)
+//	IST0131 I a match repeating an earlier one, or covered by an earlier uri-prefix-only match
+//	          (VirtualServiceIneffectiveMatch)
 //	IST0174 W a DestinationRule host that no visible ServiceEntry declares (UnknownDestinationRuleHost)
 //	IST0177 W the same host and port declared with different protocols by ServiceEntries that some
 //	          namespace sees together (ConflictingServiceEntryProtocol; case-insensitive, an empty

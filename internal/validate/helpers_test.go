@@ -15,12 +15,16 @@ type finding struct {
 	code    string
 	field   string
 	warning bool
+	info    bool
 }
 
 func (f finding) String() string {
 	level := "error"
-	if f.warning {
+	switch {
+	case f.warning:
 		level = "warning"
+	case f.info:
+		level = "info"
 	}
 	return fmt.Sprintf("%s %s %s", level, f.code, f.field)
 }
@@ -66,7 +70,7 @@ func decodeDoc(t *testing.T, kind, name, meta, spec string) *config.Document {
 func findingsOf(ds []diag.Diagnostic) []string {
 	out := make([]string, 0, len(ds))
 	for _, d := range ds {
-		out = append(out, finding{code: d.Code, field: d.Field, warning: d.Level == diag.Warning}.String())
+		out = append(out, finding{code: d.Code, field: d.Field, warning: d.Level == diag.Warning, info: d.Level == diag.Info}.String())
 	}
 	sort.Strings(out)
 	return out
@@ -112,3 +116,4 @@ func messages(ds []diag.Diagnostic) string {
 
 func e(code, field string) finding { return finding{code: code, field: field} }
 func w(code, field string) finding { return finding{code: code, field: field, warning: true} }
+func i(code, field string) finding { return finding{code: code, field: field, info: true} }

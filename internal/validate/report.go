@@ -32,3 +32,7 @@ func (r *report) warnf(code, field, format string, args ...any) {
 func at(list string, i int, suffix string) string {
 	return fmt.Sprintf("%s[%d]%s", list, i, suffix)
 }
+
+func (r *report) infof(code, field, format string, args ...any) {
+	r.add(diag.Info, code, field, fmt.Sprintf(format, args...))
+}

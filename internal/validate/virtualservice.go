@@ -7,8 +7,8 @@ import (
 // meshGateway is the reserved gateway name for the sidecars of the mesh.
 const meshGateway = "mesh"
 
-// virtualService applies the cheap, certain part of Istio's ValidateVirtualService: host syntax,
-// destination hosts and exportTo. Matches, rewrites, retries and the rest are left for a later issue.
+// virtualService applies Istio's ValidateVirtualService: host syntax, destination hosts and
+// exportTo here, the routes' matches, actions and weights in virtualServiceRules.
 func virtualService(r *report, vs *networking.VirtualService) {
 	if len(vs.Hosts) == 0 {
 		r.warnf(CodeVirtualServiceNoHosts, "spec.hosts",
@@ -39,6 +39,7 @@ func virtualService(r *report, vs *networking.VirtualService) {
 		}
 	}
 	exportTo(r, "spec.exportTo", vs.ExportTo, false)
+	virtualServiceRules(r, vs)
 }
 
 // hostRef is a host named by a route, with the field path that names it.

@@ -1,0 +1,144 @@
+package httpfwd
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/meshentry/meshentry/internal/telemetry"
+)
+
+// errRouteTimeout is the cause of a stream context ended by the route's timeout.
+var errRouteTimeout = errors.New("the route's timeout ran out")
+
+// h2Route is the part of a route's Actions an HTTP/2 stream carries out: the answers of the
+// route's own, the fault, the timeout, header changes, rewrite and CORS fields. Retries beyond
+// connect failures and mirroring are the HTTP/1.1 path's only.
+type h2Route struct {
+	act    *Actions
+	origin string // the allowed CORS origin of the request
+	path   string // the rewritten path and query, "" when not rewritten
+}
+
+// begin carries out the Actions that come before forwarding. It reports done when the route
+// answered the stream itself; otherwise st.ctx may now carry the route's deadline, whose
+// cancel is returned.
+func (st *h2Stream) beginActions(a *Actions) (done bool, cancel context.CancelFunc) {
+	st.rt = h2Route{act: a}
+	fields := []Field(nil)
+	if p := a.CORS; p != nil {
+		if o := st.r.Header.Get("Origin"); o != "" && p.allows([]byte(o)) {
+			st.rt.origin = o
+			if st.r.Method == "OPTIONS" && st.r.Header.Get("Access-Control-Request-Method") != "" {
+				fields = append(fields, Field{Name: "Access-Control-Allow-Origin", Value: o})
+				for _, f := range [...]Field{{"Access-Control-Allow-Methods", p.AllowMethods}, {"Access-Control-Allow-Headers", p.AllowHeaders}, {"Access-Control-Max-Age", p.MaxAge}} {
+					if f.Value != "" {
+						fields = append(fields, f)
+					}
+				}
+				if p.AllowCredentials {
+					fields = append(fields, Field{Name: "Access-Control-Allow-Credentials", Value: "true"})
+				}
+				return st.answer(200, "", fields), nil
+			}
+		}
+	}
+	switch {
+	case a.Direct != nil:
+		return st.answer(a.Direct.Status, a.Direct.Body, nil), nil
+	case a.Redirect != nil:
+		status := a.Redirect.Status
+		if status == 0 {
+			status = 301
+		}
+		return st.answer(status, "", []Field{{Name: "Location", Value: redirectLocation(&st.head, a.Redirect)}}), nil
+	}
+	if f := a.Fault; f != nil {
+		if f.Delay > 0 && chance(f.DelayPercent) {
+			st.tel.flags |= telemetry.DelayInjected
+			t := time.NewTimer(f.Delay)
+			select {
+			case <-t.C:
+			case <-st.r.Context().Done():
+				t.Stop()
+				st.log(0, st.r.Context().Err())
+				return true, nil
+			}
+		}
+		if f.AbortStatus > 0 && chance(f.AbortPercent) {
+			st.tel.flags |= telemetry.FaultInjected
+			return st.answer(f.AbortStatus, "fault filter abort", nil), nil
+		}
+	}
+	if rw := a.Rewrite; rw != nil && (rw.URI != "" || rw.Regex != nil) {
+		var c conn
+		c.req.Target = []byte(st.url.RequestURI())
+		c.rewritePath(rw)
+		st.rt.path = string(c.rt.path)
+	}
+	if a.Timeout > 0 {
+		ctx, cancel := context.WithTimeoutCause(st.ctx, a.Timeout, errRouteTimeout)
+		st.ctx = ctx
+		return false, cancel
+	}
+	return false, nil
+}
+
+// answer writes a response of the route's own, with its response field changes.
+func (st *h2Stream) answer(status int, body string, fields []Field) bool {
+	if status < 200 || status > 599 {
+		status = 502
+	}
+	ops := &st.rt.act.Response
+	fields = append(append(fields, ops.Set...), ops.Add...)
+	st.writeSimple(status, "", fields, body)
+	st.rec.Upstream = ""
+	st.log(status, nil)
+	return true
+}
+
+// applyRequestActions changes the request bound upstream as the route says.
+func (st *h2Stream) applyRequestActions(out *http.Request) {
+	a := st.rt.act
+	if a == nil {
+		return
+	}
+	if rw := a.Rewrite; rw != nil && rw.Authority != "" {
+		out.Host = rw.Authority
+	}
+	if st.rt.path != "" {
+		if u, err := targetURL(st.rt.path); err == nil {
+			u.Host = out.URL.Host
+			out.URL = u
+		}
+	}
+	applyOps(out.Header, &a.Request)
+}
+
+// applyResponseActions changes the response header sent to the client as the route says.
+func (st *h2Stream) applyResponseActions(h http.Header) {
+	a := st.rt.act
+	if a == nil {
+		return
+	}
+	applyOps(h, &a.Response)
+	if p := a.CORS; p != nil && st.rt.origin != "" {
+		h.Set("Access-Control-Allow-Origin", st.rt.origin)
+		if p.AllowCredentials {
+			h.Set("Access-Control-Allow-Credentials", "true")
+		}
+		if p.ExposeHeaders != "" {
+			h.Set("Access-Control-Expose-Headers", p.ExposeHeaders)
+		}
+	}
+}
+
+// routeTimedOut answers a stream whose route timeout ran out, as the HTTP/1.1 path does.
+func (st *h2Stream) routeTimedOut(up *Upstream, err error) {
+	e := errors.Join(ErrUpstreamTimeout, err)
+	st.hc.s.Router.Done(*up, e)
+	st.tel.flags |= telemetry.UpstreamTimeout
+	st.writeSimple(504, "upstream request timeout", nil, "upstream request timeout")
+	st.log(504, e)
+}

@@ -1,0 +1,89 @@
+package httpfwd
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHTTP2StreamsCarryOutRouteActions(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	b := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Header().Set("X-Secret", "internal")
+		io.WriteString(w, r.Method+" "+r.RequestURI+" host="+r.Host+" a="+r.Header.Get("X-A"))
+	})
+	tests := []struct {
+		name       string
+		act        *Actions
+		path       string
+		wantStatus int
+		wantBody   string
+		wantHead   map[string]string
+	}{
+		{
+			name: "request and response fields change and the path is rewritten",
+			act: &Actions{
+				Rewrite:  &Rewrite{Prefix: "/v1", URI: "/v2", Authority: "inner.example"},
+				Request:  HeaderOps{Set: []Field{{Name: "X-A", Value: "set"}}},
+				Response: HeaderOps{Remove: []string{"x-secret"}, Add: []Field{{Name: "X-Route", Value: "r"}}},
+			},
+			path: "/v1/x?q=1", wantStatus: 200, wantBody: "GET /v2/x?q=1 host=inner.example a=set",
+			wantHead: map[string]string{"X-Secret": "", "X-Route": "r"},
+		},
+		{
+			name: "a direct response is answered on the stream",
+			act:  &Actions{Direct: &DirectResponse{Status: 403, Body: "no"}},
+			path: "/", wantStatus: 403, wantBody: "no",
+		},
+		{
+			name: "a redirect is answered on the stream",
+			act:  &Actions{Redirect: &Redirect{URI: "/moved"}},
+			path: "/old", wantStatus: 301, wantHead: map[string]string{"Location": "http://svc.test/moved"},
+		},
+		{
+			name: "a fault abort is answered on the stream",
+			act:  &Actions{Fault: &Fault{AbortStatus: 429, AbortPercent: 100}},
+			path: "/", wantStatus: 429, wantBody: "fault filter abort",
+		},
+		{
+			name: "the route timeout answers 504",
+			act:  &Actions{Timeout: 300 * time.Millisecond},
+			path: "/slow", wantStatus: 504, wantBody: "upstream request timeout",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			addr := startProxy(t, &Server{Router: &actionRouter{addrs: []string{b.addr()}, act: tt.act}})
+			c := h2cClient(t)
+			c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			req, _ := http.NewRequest("GET", "http://"+addr+tt.path, nil)
+			req.Host = "svc.test"
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.wantStatus || !strings.HasPrefix(string(body), tt.wantBody) {
+				t.Errorf("got %d %q, want %d %q", resp.StatusCode, body, tt.wantStatus, tt.wantBody)
+			}
+			for k, v := range tt.wantHead {
+				if got := resp.Header.Get(k); got != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+}
