@@ -48,9 +48,29 @@ func fetch(t *testing.T, c *http.Client, u string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// example04 is the reference example 04 as the gateway reads it, with two changes a test on
-// loopback needs: httpbin.com's port 80 is the test backend's port (an endpoint naming the host,
-// so resolution stays DNS), and the VirtualService names the Gateway istio-system/istio-egressgateway.
+// viaEcho serves ln with answers naming the Host and the Via chain the request arrived with,
+// so a test sees which proxies it passed; it stops when the test ends.
+func viaEcho(t *testing.T, ln net.Listener) int {
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s via %s", r.Host, r.URL.Path, r.Header.Get("Via"))
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// hops counts the proxies in a Via chain and whether the egress gateway is among them.
+func hops(via string) (n int, gateway bool) {
+	for _, h := range strings.Split(via, ",") {
+		n++
+		gateway = gateway || strings.Contains(h, "meshentry-gateway-")
+	}
+	return n, gateway
+}
+
+// example04 is the reference example 04, with the VirtualService naming the Gateway
+// istio-system/istio-egressgateway and, for the gateway (backendPort > 0), httpbin.com's port
+// 80 being the test backend's port (an endpoint naming the host, so resolution stays DNS).
 // As written, the example's "istio-egressgateway" is resolved in the VirtualService's namespace
 // (egress/istio-egressgateway), which no Gateway is, so Istio would bind nothing to the gateway
 // (istioctl analyze: IST0101 referenced gateway not found).
@@ -65,9 +85,12 @@ func example04(t *testing.T, backendPort int) string {
 		old, repl string
 		n         int
 	}{
-		{old: "  resolution: DNS\n", repl: fmt.Sprintf("  resolution: DNS\n  endpoints: [{address: httpbin.com, ports: {http: %d}}]\n", backendPort), n: 1},
 		{old: "- istio-egressgateway\n", repl: "- istio-system/istio-egressgateway\n", n: 2},
+		{old: "  resolution: DNS\n", repl: fmt.Sprintf("  resolution: DNS\n  endpoints: [{address: httpbin.com, ports: {http: %d}}]\n", backendPort), n: 1},
 	} {
+		if backendPort == 0 && e.n == 1 {
+			continue
+		}
 		if strings.Count(y, e.old) != e.n {
 			t.Fatalf("example 04 no longer has %d of %q", e.n, e.old)
 		}
@@ -76,20 +99,29 @@ func example04(t *testing.T, backendPort int) string {
 	return y
 }
 
-// sidecarToGateway is the sidecar's hop to the gateway for host until the sidecar routes by
-// VirtualService: the host, in namespace ns and visible there only, has the gateway as endpoint.
-func sidecarToGateway(host, ns string, port int, gw net.Addr, extra string) string {
-	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+// gatewayService is the egress gateway's Kubernetes Service as a ServiceEntry, so a sidecar
+// can reach istio-egressgateway.istio-system.svc.cluster.local: its ports go to the gateway's
+// bound ports on loopback (server port → bound address). Every port is declared HTTP: the
+// sidecar's VirtualService routing (proxy/vsroute.go) finds a route's destination among HTTP
+// ports only, where Istio would take the cluster of port 443 whatever its protocol.
+func gatewayService(ports map[int]net.Addr) string {
+	var ps, eps []string
+	for number, addr := range ports {
+		name := fmt.Sprintf("p%d", number)
+		ps = append(ps, fmt.Sprintf("{number: %d, name: %s, protocol: HTTP}", number, name))
+		eps = append(eps, fmt.Sprintf("%s: %d", name, addr.(*net.TCPAddr).Port))
+	}
+	return fmt.Sprintf(`---
+apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {name: via-gateway, namespace: %[2]s}
+metadata: {name: istio-egressgateway, namespace: istio-system}
 spec:
-  hosts: [%[1]s]
-  exportTo: ["."]
-  location: MESH_EXTERNAL
-  ports: [{number: %[3]d, name: p, protocol: HTTP}]
+  hosts: [istio-egressgateway.istio-system.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [%s]
   resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {p: %[4]d}}]
-%[5]s`, host, ns, port, gw.(*net.TCPAddr).Port, extra)
+  endpoints: [{address: 127.0.0.1, ports: {%s}}]
+`, strings.Join(ps, ", "), strings.Join(eps, ", "))
 }
 
 // TestEgressGatewayExample04 is Istio's egress gateway task as example 04 declares it: an
@@ -97,22 +129,30 @@ spec:
 // each meshentry run in this process with the CLI's flags.
 func TestEgressGatewayExample04(t *testing.T) {
 	t.Parallel()
-	httpbin := backend.HTTP(t, "httpbin", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpbin := viaEcho(t, ln)
 	dns := dnstest.Start(t)
 	dns.Set("httpbin.com", 30, "127.0.0.1")
-	gw := startRunArgs(t, "-f", writeConfig(t, example04(t, httpbin.Port())), "-n", "egress", "--gateway", "--labels", "istio=egressgateway",
+	gw := startRunArgs(t, "-f", writeConfig(t, example04(t, httpbin)), "-n", "egress", "--gateway", "--labels", "istio=egressgateway",
 		"--gateway-bind", "127.0.0.1", "--gateway-port", "80=0", "--dns-server", dns.Addr, "--listen", "", "--admin", "")
 	gwAddr := gw["gateway port 80"]
+	// The sidecars read the example as it is (httpbin.com on port 80, where nothing listens):
+	// only its mesh rule, which sends httpbin.com to the gateway, gets the request through.
+	sidecarConfig := writeConfig(t, example04(t, 0)+gatewayService(map[int]net.Addr{80: gwAddr}))
 	sidecar := func(ns string) *http.Client {
-		out := startRunArgs(t, "-f", writeConfig(t, sidecarToGateway("httpbin.com", "egress", 80, gwAddr, "")), "-n", ns,
-			"--listen", "127.0.0.1:0", "--admin", "")
+		out := startRunArgs(t, "-f", sidecarConfig, "-n", ns, "--listen", "127.0.0.1:0", "--admin", "", "--dns-server", dns.Addr)
 		return viaProxy(t, out["forward proxy"])
 	}
 
 	t.Run("the application's request reaches httpbin through the gateway", func(t *testing.T) {
 		status, body := fetch(t, sidecar("egress"), "http://httpbin.com/headers")
-		if status != 200 || body != "httpbin httpbin.com /headers" {
-			t.Errorf("got %d %q", status, body)
+		t.Logf("%d %s", status, body)
+		via, _ := strings.CutPrefix(body, "httpbin.com /headers via ")
+		if n, gateway := hops(via); status != 200 || n != 2 || !gateway {
+			t.Errorf("got %d %q, want 200 from httpbin.com through the sidecar and the gateway", status, body)
 		}
 	})
 	t.Run("a sidecar in another namespace is refused: the entry is exported to egress only", func(t *testing.T) {
@@ -130,10 +170,10 @@ func TestEgressGatewayExample04(t *testing.T) {
 	})
 }
 
-// TestEgressGatewayWithTLSOrigination is Istio's "Egress Gateways with TLS Origination" task:
-// the sidecar sends plain HTTP for edition.cnn.com to the gateway over ISTIO_MUTUAL on 443, and
-// the gateway originates TLS to the external HTTPS server, trusted through the DestinationRule's
-// caCertificates.
+// TestEgressGatewayWithTLSOrigination is Istio's "Egress Gateways with TLS Origination" task
+// with its own resources: the sidecar sends plain HTTP for edition.cnn.com to the gateway over
+// ISTIO_MUTUAL on 443, and the gateway originates TLS to the external HTTPS server, trusted
+// through the DestinationRule's caCertificates (the task's server is public; ours is the test's).
 func TestEgressGatewayWithTLSOrigination(t *testing.T) {
 	t.Parallel()
 	mesh := pki.NewCA(t, "cluster.local")
@@ -185,6 +225,18 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
+metadata: {name: egressgateway-for-cnn, namespace: default}
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets:
+  - name: cnn
+    trafficPolicy:
+      portLevelSettings:
+      - port: {number: 443}
+        tls: {mode: ISTIO_MUTUAL, sni: edition.cnn.com}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
 metadata: {name: originate-tls-for-edition-cnn-com, namespace: default}
 spec:
   host: edition.cnn.com
@@ -197,17 +249,10 @@ spec:
 	gw := startRunArgs(t, "-f", writeConfig(t, gwConfig), "-n", "default", "--gateway", "--labels", "istio=egressgateway",
 		"--gateway-bind", "127.0.0.1", "--gateway-port", "443=0", "--dns-server", dns.Addr, "--listen", "", "--admin", "",
 		"--identity-dir", pki.Issue(t, mesh, "", "istio-system", "istio-egressgateway-service-account", ca.IssueOptions{}))
-	// The sidecar's hop: mutual TLS with the mesh identity and SNI edition.cnn.com, as the
-	// task's DestinationRule egressgateway-for-cnn asks of subset cnn.
-	toGateway := sidecarToGateway("edition.cnn.com", "default", 80, gw["gateway port 443"], `---
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: egressgateway-for-cnn, namespace: default}
-spec:
-  host: edition.cnn.com
-  trafficPolicy: {tls: {mode: ISTIO_MUTUAL, sni: edition.cnn.com}}
-`)
-	out := startRunArgs(t, "-f", writeConfig(t, toGateway), "-n", "default", "--listen", "127.0.0.1:0", "--admin", "",
+	// The sidecar reads the same config, and the gateway's Service: its mesh rule sends
+	// edition.cnn.com to subset cnn of the gateway, mutual TLS with SNI edition.cnn.com.
+	sidecarConfig := writeConfig(t, gwConfig+gatewayService(map[int]net.Addr{443: gw["gateway port 443"]}))
+	out := startRunArgs(t, "-f", sidecarConfig, "-n", "default", "--listen", "127.0.0.1:0", "--admin", "", "--dns-server", dns.Addr,
 		"--identity-dir", pki.Issue(t, mesh, "", "default", "sleep", ca.IssueOptions{}))
 
 	t.Run("plain HTTP from the application leaves the gateway as HTTPS to the external server", func(t *testing.T) {
