@@ -51,9 +51,10 @@ func (g *gatewayFlags) parsePorts() (map[uint32]uint16, error) {
 
 // gatewayRun is a started gateway; a nil one (no --gateway) does nothing.
 type gatewayRun struct {
-	gw   *gateway.Gateway
-	stop context.CancelFunc
-	done chan struct{}
+	gw    *gateway.Gateway
+	creds *gateway.Credentials
+	stop  context.CancelFunc
+	done  chan struct{}
 }
 
 // startGateway binds the Gateway server ports for p (exit 2 when one cannot be bound or the
@@ -77,7 +78,7 @@ func startGateway(ctx context.Context, f *gatewayFlags, cfg *proxy.Config, snap 
 		return nil, &exitError{code: 2, err: fmt.Errorf("--gateway: %w", err)}
 	}
 	ctx, stop := context.WithCancel(ctx)
-	r := &gatewayRun{gw: gw, stop: stop, done: make(chan struct{})}
+	r := &gatewayRun{gw: gw, creds: creds, stop: stop, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
 		creds.Run(ctx)

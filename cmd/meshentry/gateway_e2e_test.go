@@ -137,7 +137,7 @@ func TestEgressGatewayExample04(t *testing.T) {
 	dns := dnstest.Start(t)
 	dns.Set("httpbin.com", 30, "127.0.0.1")
 	gw := startRunArgs(t, "-f", writeConfig(t, example04(t, httpbin)), "-n", "egress", "--gateway", "--labels", "istio=egressgateway",
-		"--gateway-bind", "127.0.0.1", "--gateway-port", "80=0", "--dns-server", dns.Addr, "--listen", "", "--admin", "")
+		"--gateway-bind", "127.0.0.1", "--gateway-port", "80=0", "--dns-server", dns.Addr, "--listen", "", "--admin", "127.0.0.1:0")
 	gwAddr := gw["gateway port 80"]
 	// The sidecars read the example as it is (httpbin.com on port 80, where nothing listens):
 	// only its mesh rule, which sends httpbin.com to the gateway, gets the request through.
@@ -168,6 +168,23 @@ func TestEgressGatewayExample04(t *testing.T) {
 			t.Errorf("got %d %q", status, body)
 		}
 	})
+	t.Run("the metrics count the request the gateway had no route for", func(t *testing.T) {
+		_, metrics := fetch(t, &http.Client{Timeout: 10 * time.Second}, "http://"+gw["admin"].String()+"/stats/prometheus")
+		if want := `meshentry_gateway_connections_refused_total{reason="no_route"} 1` + "\n"; !strings.Contains(metrics, want) {
+			t.Errorf("the metrics do not say %q:\n%s", want, grepLines(metrics, "meshentry_gateway"))
+		}
+	})
+}
+
+// grepLines returns the lines of s that contain substr.
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // TestEgressGatewayWithTLSOrigination is Istio's "Egress Gateways with TLS Origination" task

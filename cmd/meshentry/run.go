@@ -202,6 +202,9 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		abandon(p)
 		return err
 	}
+	if err := gw.registerMetrics(mm.Registry()); err != nil {
+		log.Error("gateway metrics left out", "err", err)
+	}
 	log.Info("registry loaded", "services", len(res.Snapshot.Services), "documents", res.Documents, "errors", res.Errors())
 	defer startReload(ctx, watcher, p)()
 
