@@ -63,9 +63,10 @@ func NewCredentials(dir string, log *slog.Logger) *Credentials {
 	return &Credentials{dir: dir, log: log, entries: map[string]*atomic.Pointer[Credential]{}}
 }
 
-// Reloads counts credentials swapped in after their first reading, ReloadErrors changed folders
-// that failed to load (the old credential stays).
-func (c *Credentials) Reloads() uint64      { return c.reloads.Load() }
+// Reloads counts credentials swapped in after their first reading.
+func (c *Credentials) Reloads() uint64 { return c.reloads.Load() }
+
+// ReloadErrors counts folders that changed but failed to load (the old credential stays).
 func (c *Credentials) ReloadErrors() uint64 { return c.reloadErrors.Load() }
 
 // Get returns the current credential of name, reading its folder the first time; the pointer it

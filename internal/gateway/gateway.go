@@ -59,9 +59,11 @@ type Config struct {
 	// (DefaultMaxConnections); beyond it a connection is closed when accepted, and counted.
 	// Negative means no cap.
 	MaxConnections int
-	// HandshakeTimeout is DefaultHandshakeTimeout when zero.
+	// HandshakeTimeout bounds reading a ClientHello and a TLS handshake; DefaultHandshakeTimeout
+	// when zero.
 	HandshakeTimeout time.Duration
-	Logger           *slog.Logger
+	// Logger receives refusals (at debug level: a port scan must not flood it) and reloads.
+	Logger *slog.Logger
 }
 
 // Gateway serves the servers of the Gateways selected by its labels.
