@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -118,4 +119,25 @@ func TestGatewayClosesConnectionsBeyondItsCap(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// TestGatewayRedirectsToHTTPS answers a plaintext server with httpsRedirect by 301 to https.
+func TestGatewayRedirectsToHTTPS(t *testing.T) {
+	t.Parallel()
+	h := startGateway(t, `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: egressgateway, namespace: istio-system}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - {port: {number: 80, name: http, protocol: HTTP}, hosts: [secure.example.com], tls: {httpsRedirect: true}}
+`, "", nil)
+	c := h.client(80, nil)
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := c.Get("http://secure.example.com/a?b=c")
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != 301 || resp.Header.Get("Location") != "https://secure.example.com/a?b=c" {
+		t.Errorf("got %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
 }

@@ -34,6 +34,9 @@ func (rt *router) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstream
 		return httpfwd.Upstream{}, &httpfwd.Reject{Status: 500, Reason: "gateway request without its server"}
 	}
 	st := g.current()
+	if rej := httpsRedirect(st, req, a); rej != nil {
+		return httpfwd.Upstream{}, rej
+	}
 	r, srv, why := rt.match(st, req, a)
 	if r == nil {
 		g.stats.NotFound.Add(1)
@@ -93,3 +96,35 @@ func authority(req *httpfwd.RequestHead) string {
 
 // Done implements httpfwd.Router: the outcome counts toward the endpoint's health.
 func (rt *router) Done(up httpfwd.Upstream, err error) { rt.g.cfg.Proxy.GatewayDone(up, err) }
+
+// httpsRedirect answers 301 to https:// for a plaintext server whose tls sets httpsRedirect
+// and whose hosts take the request's, as Envoy's require_tls on the virtual host does.
+func httpsRedirect(st *state, req *httpfwd.RequestHead, a *connAddr) *httpfwd.Reject {
+	if a.server != nil {
+		return nil
+	}
+	l := st.ports[a.port]
+	if l == nil {
+		return nil
+	}
+	host := registry.NormalizeHost(req.Host)
+	for _, s := range l.Servers {
+		if !s.TLS.GetHttpsRedirect() {
+			continue
+		}
+		if _, ok := s.Accepts(host); !ok {
+			continue
+		}
+		path := string(req.Path)
+		if !req.Absolute {
+			path = string(req.Target)
+		}
+		if path == "" || path[0] != '/' {
+			path = "/" + path
+		}
+		loc := "https://" + req.Host + path
+		return &httpfwd.Reject{Status: 301, Reason: "the Gateway server redirects HTTP to HTTPS (httpsRedirect)",
+			Header: []httpfwd.Field{{Name: "Location", Value: loc}}}
+	}
+	return nil
+}
