@@ -13,12 +13,15 @@ import (
 var errRouteTimeout = errors.New("the route's timeout ran out")
 
 // h2Route is the part of a route's Actions an HTTP/2 stream carries out: the answers of the
-// route's own, the fault, the timeout, header changes, rewrite and CORS fields. Retries beyond
-// connect failures and mirroring are the HTTP/1.1 path's only.
+// route's own, the fault, the timeout, header changes, rewrite and CORS fields. A stream
+// without a body is retried on the statuses the policy names; one with a body, which is not
+// held, only on connect failures. Mirroring is the HTTP/1.1 path's only.
 type h2Route struct {
-	act    *Actions
-	origin string // the allowed CORS origin of the request
-	path   string // the rewritten path and query, "" when not rewritten
+	act     *Actions
+	attempt int    // the try in progress
+	again   bool   // the try's answer is retried
+	origin  string // the allowed CORS origin of the request
+	path    string // the rewritten path and query, "" when not rewritten
 }
 
 // begin carries out the Actions that come before forwarding. It reports done when the route
@@ -83,6 +86,15 @@ func (st *h2Stream) beginActions(a *Actions) (done bool, cancel context.CancelFu
 		return false, cancel
 	}
 	return false, nil
+}
+
+// retriesStatus reports whether the route's policy retries a response of status: a stream
+// without a body, tries left, and a status the policy names.
+func (st *h2Stream) retriesStatus(status int) bool {
+	a := st.rt.act
+	// A stream that ended with its head has ContentLength 0 (its Body is never nil).
+	return a != nil && a.Retry != nil && (st.body == nil || st.r.ContentLength == 0) && st.rt.attempt < a.Retry.Attempts &&
+		context.Cause(st.ctx) == nil && a.Retry.retriesStatus(status)
 }
 
 // answer writes a response of the route's own, with its response field changes.

@@ -42,7 +42,7 @@ func (rs *routeState) begin(a *Actions) {
 // end stops the timers and forgets the request.
 func (rs *routeState) end() {
 	rs.settle()
-	rs.act, rs.replay, rs.path, rs.origin = nil, nil, nil, nil
+	rs.act, rs.replay, rs.path, rs.origin, rs.held = nil, nil, nil, nil, false
 }
 
 // settle stops the timers and reports whether neither had fired, so that the upstream
