@@ -480,3 +480,58 @@ spec:
 		t.Errorf("the backend saw %d requests; all of these are answered by the proxy", be.hits.Load())
 	}
 }
+
+func TestSubsetTrafficPolicyOverridesTheRules(t *testing.T) {
+	t.Parallel()
+	a := newDRBackend(t, "v1", nil)
+	b, c := newDRBackend(t, "v2a", nil), newDRBackend(t, "v2b", nil)
+	docs := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shop}
+spec:
+  hosts: [shop.test]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: %d}, labels: {version: v1}}
+  - {address: 127.0.0.1, ports: {http: %d}, labels: {version: v2}}
+  - {address: 127.0.0.1, ports: {http: %d}, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shop}
+spec:
+  host: shop.test
+  trafficPolicy: {loadBalancer: {simple: RANDOM}}
+  subsets:
+  - {name: v2, labels: {version: v2}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop}
+spec:
+  hosts: [shop.test]
+  http:
+  - route: [{destination: {host: shop.test, subset: v2}}]
+`, a.port(), b.port(), c.port())
+	h := startProxy(t, docs, Config{}, "")
+	client := drClient(t, h)
+	var got []string
+	for range 12 {
+		code, body, _ := fetch(t, client, "http://shop.test/")
+		if code != 200 {
+			t.Fatalf("status %d: %s", code, body)
+		}
+		got = append(got, body)
+	}
+	if a.hits.Load() != 0 {
+		t.Errorf("the endpoint outside the subset got %d requests", a.hits.Load())
+	}
+	// The subset's ROUND_ROBIN replaces the rule's RANDOM: the two endpoints alternate exactly
+	// (RANDOM would, 2 times in 4096).
+	for i := 1; i < len(got); i++ {
+		if got[i] == got[i-1] {
+			t.Fatalf("request %d went to %s again: %v, want the subset's endpoints in turn", i, got[i], got)
+		}
+	}
+}
