@@ -107,3 +107,35 @@ func TestHTTP2StreamRetriesAStatusOnAnotherEndpoint(t *testing.T) {
 			resp.StatusCode, first.Load(), second.Load(), srv.Stats().Retries)
 	}
 }
+
+func TestHTTP2StreamIsMirrored(t *testing.T) {
+	t.Parallel()
+	seen := make(chan string, 4)
+	mirror := startBackend(t, func(w http.ResponseWriter, r *http.Request) { seen <- r.Host + " " + r.RequestURI })
+	orig := startBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "original") })
+	act := &Actions{Mirror: &Mirror{Upstream: Upstream{Addr: mirror.addr()}, Percent: 100}}
+	srv := &Server{Router: &actionRouter{addrs: []string{orig.addr()}, act: act}}
+	addr := startProxy(t, srv)
+	req, _ := http.NewRequest("GET", "http://"+addr+"/m?x=1", nil)
+	req.Host = "svc.test"
+	resp, err := h2cClient(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "original" {
+		t.Fatalf("original got %q", body)
+	}
+	select {
+	case got := <-seen:
+		if got != "svc.test-shadow /m?x=1" {
+			t.Errorf("mirror saw %q, want svc.test-shadow /m?x=1", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the mirror got no copy")
+	}
+	if srv.Stats().MirrorsSent != 1 {
+		t.Errorf("MirrorsSent = %d, want 1", srv.Stats().MirrorsSent)
+	}
+}

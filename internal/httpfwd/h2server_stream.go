@@ -217,6 +217,9 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 	s := st.hc.s
 	h := st.hc.h
 	out, h2c := st.upstreamRequest(up)
+	if m := st.mirrorOf(); m != nil {
+		st.mirror(m, out)
+	}
 	var rt http.RoundTripper = h.h1
 	st.extra = up.ResponseFields
 	ctx := context.WithValue(st.ctx, h2cDialKey{}, &h2cDial{up: *up, timeout: up.Limits.connectTimeout(s.lim.ConnectTimeout)})
