@@ -1,8 +1,10 @@
 package httpfwd
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -13,12 +15,15 @@ import (
 var errRouteTimeout = errors.New("the route's timeout ran out")
 
 // h2Route is the part of a route's Actions an HTTP/2 stream carries out: the answers of the
-// route's own, the fault, the timeout, header changes, rewrite and CORS fields. Retries beyond
-// connect failures and mirroring are the HTTP/1.1 path's only.
+// route's own, the fault, the timeout, header changes, rewrite and CORS fields. A stream
+// without a body is retried on the statuses the policy names; one with a body, which is not
+// held, only on connect failures, and only a stream without a body is mirrored.
 type h2Route struct {
-	act    *Actions
-	origin string // the allowed CORS origin of the request
-	path   string // the rewritten path and query, "" when not rewritten
+	act     *Actions
+	attempt int    // the try in progress
+	again   bool   // the try's answer is retried
+	origin  string // the allowed CORS origin of the request
+	path    string // the rewritten path and query, "" when not rewritten
 }
 
 // begin carries out the Actions that come before forwarding. It reports done when the route
@@ -85,6 +90,15 @@ func (st *h2Stream) beginActions(a *Actions) (done bool, cancel context.CancelFu
 	return false, nil
 }
 
+// retriesStatus reports whether the route's policy retries a response of status: a stream
+// without a body, tries left, and a status the policy names.
+func (st *h2Stream) retriesStatus(status int) bool {
+	a := st.rt.act
+	// A stream that ended with its head has ContentLength 0 (its Body is never nil).
+	return a != nil && a.Retry != nil && (st.body == nil || st.r.ContentLength == 0) && st.rt.attempt < a.Retry.Attempts &&
+		context.Cause(st.ctx) == nil && a.Retry.retriesStatus(status)
+}
+
 // answer writes a response of the route's own, with its response field changes.
 func (st *h2Stream) answer(status int, body string, fields []Field) bool {
 	if status < 200 || status > 599 {
@@ -141,4 +155,43 @@ func (st *h2Stream) routeTimedOut(up *Upstream, err error) {
 	st.tel.flags |= telemetry.UpstreamTimeout
 	st.writeSimple(504, "upstream request timeout", nil, "upstream request timeout")
 	st.log(504, e)
+}
+
+// mirrorOf returns the route's mirror when this stream, on its first try, is one of the share
+// mirrored; a stream with a body is not, since its body is not held.
+func (st *h2Stream) mirrorOf() *Mirror {
+	a := st.rt.act
+	if a == nil || a.Mirror == nil || st.rt.attempt > 0 || !chance(a.Mirror.Percent) {
+		return nil
+	}
+	if st.body != nil && st.r.ContentLength != 0 {
+		st.hc.s.stats.replayTooLarge.Add(1)
+		return nil
+	}
+	return a.Mirror
+}
+
+// mirror sends a copy of out, the request as it goes upstream, to m: HTTP/1.1, its Host given
+// Envoy's "-shadow" suffix, fire and forget within Limits.MaxMirrors, as on the HTTP/1.1 path.
+func (st *h2Stream) mirror(m *Mirror, out *http.Request) {
+	s := st.hc.s
+	up := m.Upstream
+	if up.Key == "" {
+		up.Key = up.Addr
+	}
+	cp := &http.Request{Method: out.Method, URL: out.URL, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: out.Header.Clone(), Host: shadowHost(out.Host), Close: true}
+	var buf bytes.Buffer
+	if err := cp.Write(&buf); err != nil {
+		st.logFailure(slog.LevelDebug, "mirror request not written", 0, err)
+		return
+	}
+	select {
+	case s.mirrorSlots <- struct{}{}:
+	default:
+		s.stats.mirrorsDropped.Add(1)
+		return
+	}
+	s.stats.mirrorsSent.Add(1)
+	go s.sendMirror(&up, buf.Bytes())
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -85,5 +86,56 @@ func TestHTTP2StreamsCarryOutRouteActions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestHTTP2StreamRetriesAStatusOnAnotherEndpoint(t *testing.T) {
+	t.Parallel()
+	var first, second atomic.Int64
+	b1, b2 := statusBackend(t, 503, &first), statusBackend(t, 200, &second)
+	act := &Actions{Retry: &RetryPolicy{Attempts: 1, On: RetryGatewayError}}
+	srv := &Server{Router: &actionRouter{addrs: []string{b1.addr(), b2.addr()}, act: act}}
+	addr := startProxy(t, srv)
+	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+	resp, err := h2cClient(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || first.Load() != 1 || second.Load() != 1 || srv.Stats().Retries != 1 {
+		t.Errorf("got %d after %d and %d tries (%d retries), want 200 from the second endpoint after one retry",
+			resp.StatusCode, first.Load(), second.Load(), srv.Stats().Retries)
+	}
+}
+
+func TestHTTP2StreamIsMirrored(t *testing.T) {
+	t.Parallel()
+	seen := make(chan string, 4)
+	mirror := startBackend(t, func(w http.ResponseWriter, r *http.Request) { seen <- r.Host + " " + r.RequestURI })
+	orig := startBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "original") })
+	act := &Actions{Mirror: &Mirror{Upstream: Upstream{Addr: mirror.addr()}, Percent: 100}}
+	srv := &Server{Router: &actionRouter{addrs: []string{orig.addr()}, act: act}}
+	addr := startProxy(t, srv)
+	req, _ := http.NewRequest("GET", "http://"+addr+"/m?x=1", nil)
+	req.Host = "svc.test"
+	resp, err := h2cClient(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "original" {
+		t.Fatalf("original got %q", body)
+	}
+	select {
+	case got := <-seen:
+		if got != "svc.test-shadow /m?x=1" {
+			t.Errorf("mirror saw %q, want svc.test-shadow /m?x=1", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the mirror got no copy")
+	}
+	if srv.Stats().MirrorsSent != 1 {
+		t.Errorf("MirrorsSent = %d, want 1", srv.Stats().MirrorsSent)
 	}
 }

@@ -101,9 +101,16 @@ func (st *h2Stream) serve() {
 		if !st.admit(&up, &held) {
 			return
 		}
+		st.rt.attempt = attempt
 		retry, err := st.forward(&up)
 		if !retry {
 			return
+		}
+		if st.rt.again {
+			// The route's policy retries the answer the upstream gave, on another endpoint.
+			st.rt.again = false
+			s.stats.retries.Add(1)
+			continue
 		}
 		st.logFailure(slog.LevelDebug, "upstream connect attempt failed", 0, fmt.Errorf("attempt %d: %w", attempt, err))
 		if attempt+1 >= up.Limits.maxAttempts(s.lim.MaxAttempts) {
@@ -210,6 +217,9 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 	s := st.hc.s
 	h := st.hc.h
 	out, h2c := st.upstreamRequest(up)
+	if m := st.mirrorOf(); m != nil {
+		st.mirror(m, out)
+	}
 	var rt http.RoundTripper = h.h1
 	st.extra = up.ResponseFields
 	ctx := context.WithValue(st.ctx, h2cDialKey{}, &h2cDial{up: *up, timeout: up.Limits.connectTimeout(s.lim.ConnectTimeout)})
@@ -240,6 +250,11 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 		return st.roundTripFailed(up, err)
 	}
 	defer resp.Body.Close()
+	if st.retriesStatus(resp.StatusCode) {
+		s.done(*up, resp.StatusCode, nil)
+		st.rt.again = true
+		return true, nil
+	}
 	if resp.StatusCode < 200 {
 		// Only a 101 gets here, and HTTP/2 has no upgrades: answer, rather than reset, the
 		// stream, since nothing of the response reached the client yet.

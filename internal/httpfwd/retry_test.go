@@ -212,3 +212,24 @@ func TestRetriesWithoutConnectFailureDoNotRedial(t *testing.T) {
 		})
 	}
 }
+
+func TestARequestWithoutActionsAfterOneWithARetriedBody(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int64
+	b := statusBackend(t, 200, &hits)
+	act := &Actions{Retry: &RetryPolicy{Attempts: 1, On: Retry5xx}}
+	// Only requests to /retry have a route with actions.
+	router := RouterFunc(func(req *RequestHead, _ int) (Upstream, *Reject) {
+		if strings.HasPrefix(string(req.Target), "/retry") {
+			return Upstream{Addr: b.addr(), Actions: act}, nil
+		}
+		return Upstream{Addr: b.addr()}, nil
+	})
+	c := dial(t, startProxy(t, &Server{Router: router}))
+	for _, path := range []string{"/retry", "/plain"} {
+		resp := c.roundTrip("POST " + path + " HTTP/1.1\r\nHost: svc\r\nContent-Length: 4\r\n\r\nbody")
+		if resp.StatusCode != 200 || resp.body != `status 200 body "body"` {
+			t.Errorf("%s: got %d %q, want the body forwarded", path, resp.StatusCode, resp.body)
+		}
+	}
+}

@@ -42,7 +42,7 @@ func (rs *routeState) begin(a *Actions) {
 // end stops the timers and forgets the request.
 func (rs *routeState) end() {
 	rs.settle()
-	rs.act, rs.replay, rs.path, rs.origin = nil, nil, nil, nil
+	rs.act, rs.replay, rs.path, rs.origin, rs.held = nil, nil, nil, nil, false
 }
 
 // settle stops the timers and reports whether neither had fired, so that the upstream
@@ -90,6 +90,8 @@ func (c *conn) forwardActions(ctx context.Context, start time.Time, up Upstream)
 	a := up.Actions
 	rs.begin(a)
 	defer rs.end()
+	// Answers of the route's own are reported under the service the route names.
+	c.tel.route(&up)
 	if a.CORS != nil {
 		if done, keep := c.cors(start, a.CORS); done {
 			return keep
@@ -114,7 +116,7 @@ func (c *conn) forwardActions(ctx context.Context, start time.Time, up Upstream)
 	}
 	c.rewritePath(a.Rewrite)
 	mirror := a.Mirror != nil && chance(a.Mirror.Percent)
-	if a.Retry != nil || mirror {
+	if a.Retry != nil && a.Retry.Attempts > 0 || mirror {
 		if err := c.holdBody(); err != nil {
 			return c.clientBodyFailed(start, err)
 		}

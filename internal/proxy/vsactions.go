@@ -143,7 +143,8 @@ func toActions(hr *vroute.HTTPRoute) *httpfwd.Actions {
 	if f := hr.Fault; f != nil {
 		a.Fault = &httpfwd.Fault{Delay: f.Delay, DelayPercent: f.DelayPercent, AbortStatus: f.AbortStatus, AbortPercent: f.AbortPercent}
 	}
-	if r := hr.Retries; r != nil && r.Attempts > 0 {
+	// Attempts 0 is kept: Istio reads it as no retries at all, connect failures included.
+	if r := hr.Retries; r != nil {
 		a.Retry = &httpfwd.RetryPolicy{Attempts: r.Attempts, PerTryTimeout: r.PerTryTimeout, On: retryOn(r.On), StatusCodes: r.StatusCodes}
 	}
 	if c := hr.CORS; c != nil {

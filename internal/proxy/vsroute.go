@@ -45,9 +45,22 @@ func (h *httpRouter) viaVirtualService(t *table, req *httpfwd.RequestHead, attem
 	if scheme == "" {
 		scheme = "http"
 	}
-	rq := vroute.Request{Host: registry.NormalizeHost(req.Host), Port: dst.port, Method: req.Method, Scheme: scheme,
-		Authority: string(authorityOf(req)), Path: pathOf(req), Headers: headerView{req}}
-	hr := t.vs.HTTP(&rq)
+	// The match wants a Request it may keep a pointer to; pooled ones keep routing from
+	// allocating, their Authority string reused while it reads the same.
+	rq, _ := p.vsRequests.Get().(*vroute.Request)
+	if rq == nil {
+		rq = new(vroute.Request)
+	}
+	defer func() {
+		rq.Path, rq.Headers = nil, nil
+		p.vsRequests.Put(rq)
+	}()
+	rq.Host, rq.Port, rq.Method, rq.Scheme = registry.NormalizeHost(req.Host), dst.port, req.Method, scheme
+	if a := authorityOf(req); string(a) != rq.Authority {
+		rq.Authority = string(a)
+	}
+	rq.Path, rq.Headers = pathOf(req), headerView{req}
+	hr := t.vs.HTTP(rq)
 	if hr == nil {
 		return httpfwd.Upstream{}, nil, false
 	}

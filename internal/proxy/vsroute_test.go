@@ -204,7 +204,15 @@ func TestVirtualServiceMatchKinds(t *testing.T) {
 	rule := func(name, match string) string {
 		return fmt.Sprintf("  - name: %s\n    match: [%s]\n    directResponse: {status: 200, body: {string: %s}}\n", name, match, name)
 	}
-	docs := versionedEntry("api", "api.test", be) + `---
+	docs := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api}
+spec:
+  hosts: [api.test]
+  ports: [{number: 80, name: http, protocol: HTTP}, {number: 8080, name: http-alt, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: %d, http-alt: %d}}]
+`, be.port(), be.port()) + `---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: api}
@@ -220,8 +228,14 @@ spec:
 		rule("without", "{uri: {prefix: /guarded}, withoutHeaders: {x-token: {}}}") +
 		rule("query", "{queryParams: {debug: {exact: \"1\"}}}") +
 		rule("authority", "{uri: {prefix: /auth}, authority: {exact: api.test}}") +
-		"  - route: [{destination: {host: api.test}}]\n"
-	h := startProxy(t, docs, Config{}, "")
+		rule("port", "{port: 8080}") +
+		rule("scheme", "{uri: {prefix: /scheme}, scheme: {exact: http}}") +
+		rule("otherlabels", "{uri: {prefix: /src}, sourceLabels: {app: other}}") +
+		rule("labels", "{uri: {prefix: /src}, sourceLabels: {app: web}}") +
+		rule("othernamespace", "{uri: {prefix: /ns}, sourceNamespace: elsewhere}") +
+		rule("namespace", "{uri: {prefix: /ns}, sourceNamespace: shop}") +
+		"  - route: [{destination: {host: api.test, port: {number: 80}}}]\n"
+	h := startProxy(t, docs, Config{Namespace: "shop", Labels: map[string]string{"app": "web"}}, "")
 	c := drClient(t, h)
 	tests := []struct {
 		name   string
@@ -242,6 +256,10 @@ spec:
 		{name: "withoutHeaders does not match when it is present", url: "http://api.test/guarded", fields: []string{"X-Token: t"}, want: "be"},
 		{name: "a query parameter matches", url: "http://api.test/x?a=2&debug=1", want: "query"},
 		{name: "the authority matches the Host as sent", url: "http://api.test/auth", want: "authority"},
+		{name: "the port matches the service port asked for", url: "http://api.test:8080/x", want: "port"},
+		{name: "the scheme of a plaintext request is http", url: "http://api.test/scheme", want: "scheme"},
+		{name: "sourceLabels match the proxy's labels, not others", url: "http://api.test/src", want: "labels"},
+		{name: "sourceNamespace matches the proxy's namespace, not others", url: "http://api.test/ns", want: "namespace"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
