@@ -93,7 +93,7 @@ func (g *Gateway) passthrough(st *state, c net.Conn, port uint32, srv *Server, s
 		g.refuseConn(c, "the tls route has no destination", port, sni)
 		return
 	}
-	g.cfg.Proxy.GatewayPipe(c, d.Host, destPort(d, port), sni)
+	g.cfg.Proxy.GatewayPipe(c, d.Host, destPort(d, port), d.Subset, sni)
 }
 
 // autoPassthrough sends a connection whose SNI names an Istio cluster to that service,
@@ -110,7 +110,7 @@ func (g *Gateway) autoPassthrough(c net.Conn, port uint32, srv *Server, sni stri
 		g.refuseConn(c, "the SNI's host is not among the server's hosts", port, sni)
 		return
 	}
-	g.cfg.Proxy.GatewayPipe(c, a.Host, a.Port, sni)
+	g.cfg.Proxy.GatewayPipe(c, a.Host, a.Port, a.Subset, sni)
 }
 
 // terminate ends TLS with srv's credentials or the proxy's identity and serves what is inside:
@@ -155,7 +155,7 @@ func (g *Gateway) pipeTCP(st *state, c net.Conn, port uint32, srv *Server, sni s
 		g.refuseConn(c, "no tcp route bound to "+srv.Gateway+" takes the port", port, sni)
 		return
 	}
-	g.cfg.Proxy.GatewayPipe(c, d.Host, destPort(d, port), sni)
+	g.cfg.Proxy.GatewayPipe(c, d.Host, destPort(d, port), d.Subset, sni)
 }
 
 // destPort is the destination's port, or the server port when the route names none.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshentry/meshentry/internal/testutil/backend"
 	"github.com/meshentry/meshentry/internal/testutil/pki"
 )
 
@@ -117,4 +118,55 @@ spec:
 			t.Errorf("got %q from a port no route takes", got)
 		}
 	})
+}
+
+// TestGatewayAutoPassthroughTakesTheSubsetItsSNINames sends AUTO_PASSTHROUGH connections whose
+// SNI names subset v2 and sees each reach the v2 endpoint, the only one whose CA the client trusts.
+func TestGatewayAutoPassthroughTakesTheSubsetItsSNINames(t *testing.T) {
+	t.Parallel()
+	v1CA, v2CA := backend.NewCA(t), backend.NewCA(t)
+	sniV1, sniV2 := "outbound_.443_.v1_.tls.example.com", "outbound_.443_.v2_.tls.example.com"
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		must(t, err)
+		return ln
+	}
+	v1 := backend.TLS(t, "v1", listen(), v1CA, sniV1, sniV2)
+	v2 := backend.TLS(t, "v2", listen(), v2CA, sniV1, sniV2)
+	h := startGateway(t, fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: tls, namespace: egress}
+spec:
+  hosts: [tls.example.com]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {tls: %d}, labels: {version: v1}}
+  - {address: 127.0.0.1, ports: {tls: %d}, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: tls, namespace: egress}
+spec:
+  host: tls.example.com
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: egressgateway, namespace: istio-system}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - {port: {number: 15443, name: tls, protocol: TLS}, hosts: ["*.example.com"], tls: {mode: AUTO_PASSTHROUGH}}
+`, v1.Port(), v2.Port()), "", nil)
+	for i := range 6 {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", h.addrs[15443].String(),
+			backend.TLSClient(v2CA, sniV2))
+		if err != nil {
+			t.Fatalf("connection %d did not reach subset v2: %v", i, err)
+		}
+		c.Close()
+	}
 }

@@ -114,10 +114,11 @@ func (p *Proxy) GatewayDone(up httpfwd.Upstream, err error) {
 	(&httpRouter{p: p}).Done(up, err)
 }
 
-// GatewayPipe connects to host:port, the destination a gateway's tls or tcp route (or an
-// AUTO_PASSTHROUGH SNI) chose, and pipes client to it until either side ends; sni labels the
-// telemetry. It owns client; the drain waits for it as for a CONNECT tunnel.
-func (p *Proxy) GatewayPipe(client net.Conn, host string, port uint32, sni string) {
+// GatewayPipe connects to host:port (subset narrowing it when set), the destination a
+// gateway's tls or tcp route (or an AUTO_PASSTHROUGH SNI) chose, and pipes client to it until
+// either side ends; sni labels the telemetry. It owns client; the drain waits for it as for a
+// CONNECT tunnel.
+func (p *Proxy) GatewayPipe(client net.Conn, host string, port uint32, subset, sni string) {
 	if !p.begin(client) {
 		client.Close()
 		return
@@ -127,7 +128,7 @@ func (p *Proxy) GatewayPipe(client net.Conn, host string, port uint32, sni strin
 	t := p.table.Load()
 	m := p.gatewayMatch(t, host, port)
 	dst := destination{host: registry.NormalizeHost(host), port: port, src: addrOf(client.RemoteAddr())}
-	up, addr, err := p.dialMatch(p.pipeCtx, t, m, dst)
+	up, addr, err := p.gatewayDial(t, &m, dst, subset)
 	if err != nil {
 		if m.Outcome == registry.BlackHole {
 			err = fmt.Errorf("%w: %s:%d", errNoDestination, host, port)
@@ -151,4 +152,20 @@ func (p *Proxy) GatewayPipe(client net.Conn, host string, port uint32, sni strin
 		p.log.Debug("gateway pipe", "host", host, "port", port, "sni", sni, "cluster", m.Cluster, "upstream", addr)
 	}
 	rec.closed(p.pipe(client, up))
+}
+
+// gatewayDial dials the destination of a gateway pipe, through the subset's route when there
+// is one (m then names the subset's cluster).
+func (p *Proxy) gatewayDial(t *table, m *registry.Match, dst destination, subset string) (net.Conn, string, error) {
+	endpoints := m.Outcome == registry.Matched && m.Service.Resolution != registry.ResolutionNone &&
+		m.Service.Resolution != registry.ResolutionDynamicDNS
+	if subset == "" || !endpoints {
+		return p.dialMatch(p.pipeCtx, t, *m, dst)
+	}
+	se, err := t.subsetRoute(m.Service, m.Port, subset, p)
+	if err != nil {
+		return nil, "", err
+	}
+	m.Port, m.Cluster = se.port, se.port.Cluster
+	return p.dialRoute(p.pipeCtx, t, *m, se.route, dst)
 }
