@@ -136,6 +136,13 @@ func New(cfg Config, snap *registry.Snapshot) (*Gateway, error) {
 	if len(st.ports) == 0 {
 		return nil, fmt.Errorf("gateway: no Gateway's selector matches the labels %v", cfg.Labels)
 	}
+	for _, l := range st.ports {
+		for _, s := range l.Servers {
+			if s.Doc.Gateway().GetServers()[s.Index].GetBind() != "" {
+				g.log.Warn("a Gateway server's bind is not read; it listens on --gateway-bind", "server", s.Where())
+			}
+		}
+	}
 	g.state.Store(st)
 	// Its own Via token: a sidecar in the same process forwards to the gateway without it
 	// counting as a loop, while a request that comes back to the gateway still does.

@@ -91,13 +91,11 @@ func (g *Gateway) ServeListener(port uint32, ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		if max := g.cfg.MaxConnections; max > 0 && open.Add(1) > int64(max) {
+		if n := open.Add(1); g.cfg.MaxConnections > 0 && n > int64(g.cfg.MaxConnections) {
 			open.Add(-1)
 			g.stats.Overflow.Add(1)
 			c.Close()
 			continue
-		} else if max <= 0 {
-			open.Add(1)
 		}
 		g.conns.Add(1)
 		go func() {
