@@ -212,7 +212,34 @@ func egressTLSOrigination(t *testing.T, start func(t *testing.T, args ...string)
 	cnn := backend.Serve(t, "cnn", tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}))
 	dns := dnstest.Start(t)
 	dns.Set("edition.cnn.com", 30, "127.0.0.1")
-	gwConfig := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+	gwConfig := tlsOriginationConfig(cnn.Port(), filepath.Join(srvDir, ca.RootCertFile))
+	gw := start(t, "-f", writeConfig(t, gwConfig), "-n", "default", "--gateway", "--labels", "istio=egressgateway",
+		"--gateway-bind", "127.0.0.1", "--gateway-port", "443=0", "--dns-server", dns.Addr, "--listen", "", "--admin", "",
+		"--identity-dir", pki.Issue(t, mesh, "", "istio-system", "istio-egressgateway-service-account", ca.IssueOptions{}))
+	// The sidecar reads the same config, and the gateway's Service: its mesh rule sends
+	// edition.cnn.com to subset cnn of the gateway, mutual TLS with SNI edition.cnn.com.
+	sidecarConfig := writeConfig(t, gwConfig+gatewayService(map[int]net.Addr{443: gw["gateway port 443"]}))
+	out := start(t, "-f", sidecarConfig, "-n", "default", "--listen", "127.0.0.1:0", "--admin", "", "--dns-server", dns.Addr,
+		"--identity-dir", pki.Issue(t, mesh, "", "default", "sleep", ca.IssueOptions{}))
+
+	t.Run("plain HTTP from the application leaves the gateway as HTTPS to the external server", func(t *testing.T) {
+		status, body := fetch(t, viaProxy(t, out["forward proxy"]), "http://edition.cnn.com/politics")
+		if status != 200 || body != "cnn edition.cnn.com /politics" {
+			t.Errorf("got %d %q", status, body)
+		}
+	})
+	t.Run("a client without the mesh identity cannot use the gateway", func(t *testing.T) {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		if _, err := c.Get("https://" + gw["gateway port 443"].String() + "/"); err == nil {
+			t.Error("the gateway served a client that presented no certificate")
+		}
+	})
+}
+
+// tlsOriginationConfig is the resources of Istio's TLS origination task, the external server
+// at port on loopback and trusted through caFile.
+func tlsOriginationConfig(port int, caFile string) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: cnn, namespace: default}
 spec:
@@ -267,26 +294,5 @@ spec:
     portLevelSettings:
     - port: {number: 443}
       tls: {mode: SIMPLE, caCertificates: %[2]s}
-`, cnn.Port(), filepath.Join(srvDir, ca.RootCertFile))
-	gw := start(t, "-f", writeConfig(t, gwConfig), "-n", "default", "--gateway", "--labels", "istio=egressgateway",
-		"--gateway-bind", "127.0.0.1", "--gateway-port", "443=0", "--dns-server", dns.Addr, "--listen", "", "--admin", "",
-		"--identity-dir", pki.Issue(t, mesh, "", "istio-system", "istio-egressgateway-service-account", ca.IssueOptions{}))
-	// The sidecar reads the same config, and the gateway's Service: its mesh rule sends
-	// edition.cnn.com to subset cnn of the gateway, mutual TLS with SNI edition.cnn.com.
-	sidecarConfig := writeConfig(t, gwConfig+gatewayService(map[int]net.Addr{443: gw["gateway port 443"]}))
-	out := start(t, "-f", sidecarConfig, "-n", "default", "--listen", "127.0.0.1:0", "--admin", "", "--dns-server", dns.Addr,
-		"--identity-dir", pki.Issue(t, mesh, "", "default", "sleep", ca.IssueOptions{}))
-
-	t.Run("plain HTTP from the application leaves the gateway as HTTPS to the external server", func(t *testing.T) {
-		status, body := fetch(t, viaProxy(t, out["forward proxy"]), "http://edition.cnn.com/politics")
-		if status != 200 || body != "cnn edition.cnn.com /politics" {
-			t.Errorf("got %d %q", status, body)
-		}
-	})
-	t.Run("a client without the mesh identity cannot use the gateway", func(t *testing.T) {
-		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-		if _, err := c.Get("https://" + gw["gateway port 443"].String() + "/"); err == nil {
-			t.Error("the gateway served a client that presented no certificate")
-		}
-	})
+`, port, caFile)
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshentry/meshentry/internal/identity/ca"
 	"github.com/meshentry/meshentry/internal/testutil/backend"
 	"github.com/meshentry/meshentry/internal/testutil/dnstest"
 	"github.com/meshentry/meshentry/internal/testutil/pki"
@@ -92,32 +93,45 @@ spec:
 `, httpPort, tlsPort)
 }
 
-// TestGatewayServers runs one gateway with a server of each kind against real backends.
-func TestGatewayServers(t *testing.T) {
-	t.Parallel()
+// egressFixture is a gateway serving egressConfig with every backend it needs, and what a
+// client needs to trust it.
+type egressFixture struct {
+	h         *harness
+	root      *ca.CA
+	roots     *x509.CertPool
+	backendCA *backend.CA
+	autoSNI   string
+}
+
+// startEgress starts egressConfig's backends and gateway.
+func startEgress(t *testing.T) *egressFixture {
 	httpb := backend.HTTP(t, "httpbin", "127.0.0.1:0")
-	backendCA := backend.NewCA(t)
+	f := &egressFixture{backendCA: backend.NewCA(t), autoSNI: "outbound_.443_._.tls.example.com", root: pki.NewCA(t, "cluster.local")}
 	tlsLn, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
-	autoSNI := "outbound_.443_._.tls.example.com"
-	tlsb := backend.TLS(t, "tlsbackend", tlsLn, backendCA, "tls.example.com", autoSNI)
+	tlsb := backend.TLS(t, "tlsbackend", tlsLn, f.backendCA, "tls.example.com", f.autoSNI)
 	dns := dnstest.Start(t)
 	dns.Set("none.example.com", 30, "127.0.0.1")
-	root := pki.NewCA(t, "cluster.local")
 	creds := t.TempDir()
-	credential(t, root, creds, "httpbin-cred", "httpbin.com")
+	credential(t, f.root, creds, "httpbin-cred", "httpbin.com")
 	credStore := NewCredentials(creds, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	runDone := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-runDone })
-	h := startGateway(t, egressConfig(httpb.Port(), tlsb.Port()), dns.Addr, func(c *Config) {
+	f.h = startGateway(t, egressConfig(httpb.Port(), tlsb.Port()), dns.Addr, func(c *Config) {
 		c.Credentials = credStore
-		c.Identity = identitySource(t, root, "istio-system", "egressgateway")
+		c.Identity = identitySource(t, f.root, "istio-system", "egressgateway")
 	})
 	go func() { defer close(runDone); credStore.Run(ctx) }()
-	roots := x509.NewCertPool()
-	roots.AddCert(root.Root)
+	f.roots = x509.NewCertPool()
+	f.roots.AddCert(f.root.Root)
+	return f
+}
 
+// TestGatewayPlaintextServer checks host acceptance and routing on an HTTP server.
+func TestGatewayPlaintextServer(t *testing.T) {
+	t.Parallel()
+	h := startEgress(t).h
 	t.Run("a request for a declared host reaches the VirtualService's destination", func(t *testing.T) {
 		t.Parallel()
 		status, body, err := get(h.client(80, nil), "http://httpbin.com/get")
@@ -146,6 +160,13 @@ func TestGatewayServers(t *testing.T) {
 			t.Errorf("got %d %q, %v", status, body, err)
 		}
 	})
+}
+
+// TestGatewayTLSServers checks each TLS mode of a server against real clients and backends.
+func TestGatewayTLSServers(t *testing.T) {
+	t.Parallel()
+	f := startEgress(t)
+	h, root, roots, backendCA, autoSNI := f.h, f.root, f.roots, f.backendCA, f.autoSNI
 	t.Run("SIMPLE terminates with the credential folder", func(t *testing.T) {
 		t.Parallel()
 		status, body, err := get(h.client(8443, &tls.Config{RootCAs: roots}), "https://httpbin.com/s")
