@@ -51,6 +51,8 @@ type Credentials struct {
 
 	mu      sync.Mutex
 	entries map[string]*atomic.Pointer[Credential]
+	// watcher is Run's, nil when Run is not running; Get adds a folder named later to it.
+	watcher *fsnotify.Watcher
 
 	reloads, reloadErrors atomic.Uint64
 }
@@ -90,6 +92,11 @@ func (c *Credentials) Get(name string) (*atomic.Pointer[Credential], error) {
 	p := new(atomic.Pointer[Credential])
 	p.Store(cred)
 	c.entries[name] = p
+	if c.watcher != nil {
+		if err := c.watcher.Add(filepath.Join(c.dir, name)); err != nil {
+			c.log.Warn("cannot watch a gateway credential folder; it is re-read periodically only", "credential", name, "err", err)
+		}
+	}
 	return p, nil
 }
 
@@ -173,10 +180,18 @@ func (c *Credentials) Run(ctx context.Context) {
 				break
 			}
 		}
-		c.mu.Unlock()
 		if err == nil {
 			err = w.Add(c.dir)
 		}
+		if err == nil {
+			c.watcher = w
+			defer func() {
+				c.mu.Lock()
+				c.watcher = nil
+				c.mu.Unlock()
+			}()
+		}
+		c.mu.Unlock()
 		events = w.Events
 	}
 	if err != nil {
