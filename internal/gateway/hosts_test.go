@@ -67,3 +67,20 @@ func TestListenerBySNIForAutoPassthrough(t *testing.T) {
 		t.Error("the cluster SNI of a host the server does not cover was taken")
 	}
 }
+
+// FuzzServerHosts checks that any hosts entry and name are parsed and compared without
+// panicking, and that "*" covers every name.
+func FuzzServerHosts(f *testing.F) {
+	for _, s := range [][2]string{{"egress/httpbin.com", "httpbin.com"}, {"./*.example.com", "a.example.com"}, {"*", ""}, {"/", "/"}, {"*/*.", "."}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, entry, name string) {
+		h := ParseHost(entry, "gw-ns")
+		srv := &Server{Hosts: []Host{h, ParseHost("*", "gw-ns")}}
+		if _, ok := srv.Accepts(name); !ok {
+			t.Fatalf("a server with host * refused %q", name)
+		}
+		_ = srv.AdmitsRoute(name, "ns")
+		_ = (&Listener{Servers: []*Server{srv}}).BySNI(name)
+	})
+}
