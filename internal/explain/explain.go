@@ -39,6 +39,9 @@ type Request struct {
 	// than as a sidecar; HTTP is what http route matching reads beyond host and port.
 	Gateway string
 	HTTP    HTTPRequest
+	// Import, when set, narrows the VirtualServices and services routing sees, as a Sidecar's
+	// egress hosts do (see route.Proxy.Import).
+	Import func(namespace, host string) bool
 }
 
 // Destination echoes the request in the report.

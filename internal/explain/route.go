@@ -67,7 +67,7 @@ func (h headerMap) Header(name string) ([]byte, bool) {
 
 // routeFor consults the VirtualServices for the request, returning nil when none binds it.
 func routeFor(snap *registry.Snapshot, req Request, traffic registry.Traffic) (*Route, []route.Destination) {
-	p := route.Proxy{Namespace: req.Namespace, Labels: req.Labels}
+	p := route.Proxy{Namespace: req.Namespace, Labels: req.Labels, Import: req.Import}
 	if req.Gateway != "" {
 		p.Gateways = []string{req.Gateway}
 	}

@@ -16,9 +16,7 @@ func example(t *testing.T, name string) string {
 	return string(b)
 }
 
-func TestBinding(t *testing.T) {
-	t.Parallel()
-	const entries = `apiVersion: networking.istio.io/v1
+const bindingEntries = `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: a, namespace: default, creationTimestamp: "2024-01-01T00:00:00Z"}
 spec:
@@ -35,7 +33,7 @@ spec:
   ports: [{number: 8080, name: http, protocol: HTTP}]
 ---
 `
-	const vss = `apiVersion: networking.istio.io/v1
+const bindingVSs = `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: older, namespace: other, creationTimestamp: "2024-01-01T00:00:00Z"}
 spec:
@@ -74,7 +72,10 @@ spec:
   hosts: [google.com]
   http: [{route: [{destination: {host: a.example.com}}]}]
 `
-	snap := snapshot(t, entries+vss)
+
+func TestBinding(t *testing.T) {
+	t.Parallel()
+	snap := snapshot(t, bindingEntries+bindingVSs)
 	tests := []struct {
 		name   string
 		proxy  Proxy
@@ -212,6 +213,103 @@ spec:
 			}
 			if r == nil || r.Pick(tc.pick).Cluster != tc.wantCl {
 				t.Fatalf("got %+v, want %s", r, tc.wantCl)
+			}
+		})
+	}
+}
+
+func TestGatewayMergesVirtualServicesForOneHost(t *testing.T) {
+	t.Parallel()
+	const yaml = `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: edge}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - {port: {number: 8080, name: http, protocol: HTTP}, hosts: ["apps/*.example.com"]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: first, namespace: apps, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec:
+  hosts: [a.example.com]
+  gateways: [edge/gw]
+  http: [{match: [{uri: {prefix: /one}}], route: [{destination: {host: one.example.com}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: second, namespace: apps, creationTimestamp: "2025-01-01T00:00:00Z"}
+spec:
+  hosts: [a.example.com]
+  gateways: [edge/gw]
+  http: [{route: [{destination: {host: two.example.com}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: elsewhere, namespace: other}
+spec:
+  hosts: [b.example.com]
+  gateways: [edge/gw]
+  http: [{route: [{destination: {host: three.example.com}}]}]
+`
+	table := Build(snapshot(t, yaml), Proxy{Namespace: "edge", Gateways: []string{"edge/gw"}})
+	tests := []struct {
+		name, host, path, want string
+	}{
+		{name: "the older VirtualService's rule comes first", host: "a.example.com", path: "/one", want: "outbound|8080||one.example.com"},
+		{name: "the newer VirtualService's rules follow", host: "a.example.com", path: "/two", want: "outbound|8080||two.example.com"},
+		{name: "a server host for namespace apps does not bind a VirtualService elsewhere", host: "b.example.com", path: "/", want: ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := table.HTTP(&Request{Host: tc.host, Port: 8080, Method: "GET", Path: []byte(tc.path), Gateway: "edge/gw"})
+			switch {
+			case tc.want == "" && r != nil:
+				t.Fatalf("got %v, want no route", r)
+			case tc.want == "":
+			case r == nil || r.NotFound || r.Pick(0).Cluster != tc.want:
+				t.Fatalf("got %v, want %s", r, tc.want)
+			}
+		})
+	}
+}
+
+func TestL4BlocksNeedGatewaysAndLabelsBoth(t *testing.T) {
+	t.Parallel()
+	const yaml = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [db.example.com]
+  resolution: NONE
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [db.example.com]
+  tcp:
+  - match: [{gateways: [mesh], sourceLabels: {app: api}}]
+    route: [{destination: {host: db.example.com, subset: api}}]
+  - route: [{destination: {host: db.example.com, subset: rest}}]
+`
+	snap := snapshot(t, yaml)
+	tests := []struct {
+		name   string
+		labels map[string]string
+		want   string
+	}{
+		{name: "a proxy with the labels at the mesh takes the first rule", labels: map[string]string{"app": "api"}, want: "outbound|5432|api|db.example.com"},
+		{name: "a proxy without the labels falls to the second rule though the gateway holds", labels: map[string]string{"app": "web"}, want: "outbound|5432|rest|db.example.com"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := Build(snap, Proxy{Namespace: "default", Labels: tc.labels}).TCP(5432, netip.MustParseAddr("192.0.2.10"), "")
+			if r == nil || r.Pick(0).Cluster != tc.want {
+				t.Fatalf("got %+v, want %s", r, tc.want)
 			}
 		})
 	}

@@ -39,6 +39,10 @@ type httpRule struct {
 	matches []httpMatch
 	// never is set when the rule has match blocks and none applies to this proxy.
 	never bool
+	// uriPrefixes, when prefiltered, are literal prefixes one of which every path the rule can
+	// take starts with (one per applicable block): a cheap test before the blocks are tried.
+	uriPrefixes []string
+	prefiltered bool
 	// spec is kept to build the per-port outcome.
 	spec *networking.HTTPRoute
 }
@@ -160,5 +164,44 @@ func compileHTTPRule(doc *config.Document, i int, r *networking.HTTPRoute, b *bu
 			}
 		}
 	}
+	rule.prefilter()
 	return rule, nil
+}
+
+// prefilter collects the literal uri prefix of each applicable block; a block without one
+// (no uri, ignoreUriCase, a regex with no literal start) means every path must be tried.
+func (r *httpRule) prefilter() {
+	if len(r.matches) == 0 {
+		return
+	}
+	var out []string
+	for i := range r.matches {
+		m := &r.matches[i]
+		if m.excluded != "" {
+			continue
+		}
+		u := m.uri
+		if u == nil || u.fold {
+			return
+		}
+		switch {
+		case u.kind == matchExact || u.kind == matchPrefix:
+			out = append(out, u.s)
+		case u.kind == matchRegex && u.lit != "":
+			out = append(out, u.lit)
+		default:
+			return
+		}
+	}
+	r.uriPrefixes, r.prefiltered = out, true
+}
+
+// pathMayMatch reports whether path starts with one of the rule's literal prefixes.
+func (r *httpRule) pathMayMatch(path []byte) bool {
+	for _, p := range r.uriPrefixes {
+		if len(path) >= len(p) && string(path[:len(p)]) == p {
+			return true
+		}
+	}
+	return false
 }

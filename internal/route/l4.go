@@ -120,7 +120,7 @@ func (b *builder) l4Rule(doc *config.Document, i int, hs []string, ms []*network
 // server ports) to those the rule is built for.
 func (b *builder) coverL4(rule *l4Rule, ports map[uint32]bool, gw string) {
 	for _, svc := range b.snap.Services {
-		if !svc.VisibleTo(b.p.Namespace) {
+		if !b.visible(svc) {
 			continue
 		}
 		for _, h := range rule.hosts {

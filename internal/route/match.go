@@ -13,7 +13,11 @@ func (t *Table) HTTP(req *Request) *HTTPRoute {
 	mc := matchContext{req: req, src: t.sourceNamespace(req)}
 	mc.path, mc.query = splitTarget(req.Path)
 	for i := range vh.rules {
-		if vh.rules[i].rule.takes(&mc) {
+		r := vh.rules[i].rule
+		if r.prefiltered && !r.pathMayMatch(mc.path) {
+			continue
+		}
+		if r.takes(&mc) {
 			return vh.rules[i].out
 		}
 	}

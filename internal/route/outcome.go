@@ -21,10 +21,15 @@ type builder struct {
 	headerIDs map[string]int
 }
 
+// visible reports whether the proxy sees svc: exported to its namespace and imported.
+func (b *builder) visible(svc *registry.Service) bool {
+	return svc.VisibleTo(b.p.Namespace) && (b.p.Import == nil || b.p.Import(svc.Namespace, svc.Host))
+}
+
 // service returns the service a destination host names for this proxy, or nil.
 func (b *builder) service(host string) *registry.Service {
 	for _, svc := range b.snap.Services {
-		if svc.Host == host && svc.VisibleTo(b.p.Namespace) {
+		if svc.Host == host && b.visible(svc) {
 			return svc
 		}
 	}

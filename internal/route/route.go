@@ -18,6 +18,10 @@ type Proxy struct {
 	Labels map[string]string
 	// Gateways are the gateways this proxy serves as "ns/name"; empty means a sidecar ("mesh").
 	Gateways []string
+	// Import, when set, narrows what the proxy imports as a Sidecar's egress hosts do: a service
+	// or VirtualService host in a namespace counts only if Import(namespace, host) holds. A
+	// VirtualService is kept when any of its hosts is imported (all its hosts then apply).
+	Import func(namespace, host string) bool
 }
 
 // HeaderSource gives a request header's value by its lower-case name without allocating.

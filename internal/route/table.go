@@ -91,12 +91,25 @@ func (t *Table) Errors() []error { return t.errs }
 func (b *builder) virtualServices() []*config.Document {
 	var out []*config.Document
 	for _, d := range b.snap.Documents {
-		if vs := d.VirtualService(); vs != nil && visibleTo(vs.ExportTo, d.Namespace, b.p.Namespace) {
+		if vs := d.VirtualService(); vs != nil && visibleTo(vs.ExportTo, d.Namespace, b.p.Namespace) && b.imports(d) {
 			out = append(out, d)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].OlderThan(out[j]) })
 	return out
+}
+
+// imports reports whether the proxy's Import keeps a VirtualService: any of its hosts will do.
+func (b *builder) imports(d *config.Document) bool {
+	if b.p.Import == nil {
+		return true
+	}
+	for _, h := range hosts(d) {
+		if b.p.Import(d.Namespace, h) {
+			return true
+		}
+	}
+	return false
 }
 
 // boundTo reports whether a VirtualService applies at gateway gw ("mesh" when it names none).

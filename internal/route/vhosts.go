@@ -22,6 +22,12 @@ func (b *builder) compileVS(doc *config.Document, gw string) (*compiledVS, []err
 	cv := &compiledVS{doc: doc, hosts: hosts(doc)}
 	var errs []error
 	for i, r := range doc.VirtualService().Http {
+		if r.Delegate != nil {
+			// Delegation is not followed yet; leaving the rule out keeps it from matching with
+			// no action at all.
+			errs = append(errs, fmt.Errorf("VirtualService %s/%s: http[%d]: delegate is not supported; the rule is left out", doc.Namespace, doc.Name, i))
+			continue
+		}
 		rule, err := compileHTTPRule(doc, i, r, b, gw)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("VirtualService %s/%s: %w", doc.Namespace, doc.Name, err))
@@ -107,7 +113,7 @@ func (b *builder) sidecarPorts() []uint32 {
 	seen := map[uint32]bool{}
 	var out []uint32
 	for _, svc := range b.snap.Services {
-		if !svc.VisibleTo(b.p.Namespace) {
+		if !b.visible(svc) {
 			continue
 		}
 		for _, p := range svc.Ports {
@@ -126,7 +132,7 @@ func (b *builder) servicesOn(port uint32) []*registry.Service {
 	seen := map[string]bool{}
 	var out []*registry.Service
 	for _, svc := range b.snap.Services {
-		if svc.VisibleTo(b.p.Namespace) && svc.Port(port) != nil && !seen[svc.Host] {
+		if b.visible(svc) && svc.Port(port) != nil && !seen[svc.Host] {
 			seen[svc.Host] = true
 			out = append(out, svc)
 		}
