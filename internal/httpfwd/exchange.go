@@ -73,6 +73,10 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 		r = c.awaitResponse(x)
 	}
 	if r == nil && c.rt.act != nil {
+		// As Envoy's, a try's timeout ends with the response head.
+		if t := c.rt.tryTimer; t != nil && t.Stop() {
+			c.rt.tryTimer = nil
+		}
 		r = c.retryStatus(x)
 	}
 	if r == nil {

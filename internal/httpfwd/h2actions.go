@@ -11,8 +11,12 @@ import (
 	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
-// errRouteTimeout is the cause of a stream context ended by the route's timeout.
-var errRouteTimeout = errors.New("the route's timeout ran out")
+// errRouteTimeout is the cause of a stream context ended by the route's timeout, and
+// errTryTimeout of a try's context ended by the retry policy's per-try timeout.
+var (
+	errRouteTimeout = errors.New("the route's timeout ran out")
+	errTryTimeout   = errors.New("the try's timeout ran out")
+)
 
 // h2Route is the part of a route's Actions an HTTP/2 stream carries out: the answers of the
 // route's own, the fault, the timeout, header changes, rewrite and CORS fields. A stream
@@ -194,4 +198,36 @@ func (st *h2Stream) mirror(m *Mirror, out *http.Request) {
 	}
 	s.stats.mirrorsSent.Add(1)
 	go s.sendMirror(&up, buf.Bytes())
+}
+
+// perTry returns the context of one try: ctx, ended with errTryTimeout at the retry policy's
+// perTryTimeout unless the response head arrives first (st.tryTimer is stopped then).
+func (st *h2Stream) perTry(ctx context.Context) (context.Context, func()) {
+	st.tryTimer = nil
+	a := st.rt.act
+	if a == nil || a.Retry == nil || a.Retry.PerTryTimeout <= 0 {
+		return ctx, func() {}
+	}
+	tctx, cancel := context.WithCancelCause(ctx)
+	st.tryTimer = time.AfterFunc(a.Retry.PerTryTimeout, func() { cancel(errTryTimeout) })
+	return tctx, func() {
+		st.tryTimer.Stop()
+		cancel(nil)
+	}
+}
+
+// tryTimedOut settles a try that ran out of its per-try timeout: retried on another endpoint
+// when the policy retries timeouts and the stream can be sent again, else answered 504 as
+// Envoy answers it.
+func (st *h2Stream) tryTimedOut(up *Upstream, err error) (retry bool, _ error) {
+	e := errors.Join(ErrUpstreamTimeout, err)
+	p := st.rt.act.Retry
+	if p.retriesTimeout() && st.rt.attempt < p.Attempts && (st.body == nil || st.r.ContentLength == 0) &&
+		context.Cause(st.ctx) == nil {
+		st.hc.s.Router.Done(*up, e)
+		st.rt.again = true
+		return true, e
+	}
+	st.routeTimedOut(up, err)
+	return false, nil
 }

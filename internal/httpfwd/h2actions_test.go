@@ -139,3 +139,45 @@ func TestHTTP2StreamIsMirrored(t *testing.T) {
 		t.Errorf("MirrorsSent = %d, want 1", srv.Stats().MirrorsSent)
 	}
 }
+
+func TestHTTP2StreamPerTryTimeout(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	slow := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	var hits atomic.Int64
+	good := statusBackend(t, 200, &hits)
+	tests := []struct {
+		name       string
+		addrs      []string
+		wantStatus int
+	}{
+		{name: "a slow try is abandoned for another endpoint", addrs: []string{slow.addr(), good.addr()}, wantStatus: 200},
+		{name: "the last slow try is answered 504", addrs: []string{slow.addr()}, wantStatus: 504},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			act := &Actions{Retry: &RetryPolicy{Attempts: 1, PerTryTimeout: 200 * time.Millisecond, On: Retry5xx}}
+			addr := startProxy(t, &Server{Router: &actionRouter{addrs: tt.addrs, act: act}})
+			start := time.Now()
+			req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+			resp, err := h2cClient(t).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.wantStatus {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.wantStatus)
+			}
+			if took := time.Since(start); took > 4*time.Second {
+				t.Errorf("took %v: the per-try timeout did not end the slow try", took)
+			}
+		})
+	}
+}

@@ -34,6 +34,8 @@ type h2Stream struct {
 	idle  idleWatch
 	extra []Field // the Upstream's ResponseFields
 	rt    h2Route // the route's Actions, when it has them
+	// tryTimer cancels a try's context with errTryTimeout at the retry policy's perTryTimeout.
+	tryTimer *time.Timer
 }
 
 // serve routes the stream and forwards it, retrying connect failures as the HTTP/1.1 path does.
@@ -229,10 +231,19 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 	} else {
 		ctx = httptrace.WithClientTrace(ctx, wait.trace(&h.up, s.lim.MaxUpstreamConns))
 	}
+	ctx, stopTry := st.perTry(ctx)
+	defer stopTry()
 	st.tel.sending(s)
 	resp, err := rt.RoundTrip(out.WithContext(ctx))
+	if st.tryTimer != nil {
+		// As Envoy's, a try's timeout ends with the response head.
+		st.tryTimer.Stop()
+	}
 	if err == nil {
 		st.tel.answered(s)
+	}
+	if err != nil && context.Cause(ctx) == errTryTimeout {
+		return st.tryTimedOut(up, err)
 	}
 	if wait.overflowed() {
 		h.count.upstreamOverflows.Add(1)

@@ -185,7 +185,6 @@ func TestRetriesWithoutConnectFailureDoNotRedial(t *testing.T) {
 	t.Parallel()
 	var hits atomic.Int64
 	good := statusBackend(t, 200, &hits)
-	sink := &flagSink{}
 	tests := []struct {
 		name       string
 		on         RetryOn
@@ -200,14 +199,15 @@ func TestRetriesWithoutConnectFailureDoNotRedial(t *testing.T) {
 	ln.Close()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			sink := &flagSink{}
 			act := &Actions{Retry: &RetryPolicy{Attempts: 2, On: tt.on}}
 			addr := startProxy(t, &Server{Router: &actionRouter{addrs: []string{dead, good.addr()}, act: act}, Telemetry: sink})
 			resp := dial(t, addr).roundTrip("GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
 			if resp.StatusCode != tt.wantStatus {
 				t.Errorf("status %d, want %d", resp.StatusCode, tt.wantStatus)
 			}
-			if tt.wantStatus == 503 && sink.last()&telemetry.UpstreamConnectFailure == 0 {
-				t.Errorf("flags %v, want UF", sink.last())
+			if got := sink.nth(t, 1); tt.wantStatus == 503 && got&telemetry.UpstreamConnectFailure == 0 {
+				t.Errorf("flags %v, want UF", got)
 			}
 		})
 	}

@@ -29,10 +29,14 @@ type routeState struct {
 	// they fire; the flags tell the failure that follows from any other.
 	timedOut, tryTimedOut atomic.Bool
 	timer, tryTimer       *time.Timer
+	// gen counts the requests begun, so that a timer that fires as its request ends leaves
+	// the next request of the connection alone.
+	gen atomic.Uint64
 }
 
 // begin resets rs for a request routed with a.
 func (rs *routeState) begin(a *Actions) {
+	rs.gen.Add(1)
 	rs.act, rs.attempt, rs.again, rs.held = a, 0, false, false
 	rs.replay, rs.path, rs.origin = nil, nil, nil
 	rs.timedOut.Store(false)
@@ -42,6 +46,7 @@ func (rs *routeState) begin(a *Actions) {
 // end stops the timers and forgets the request.
 func (rs *routeState) end() {
 	rs.settle()
+	rs.gen.Add(1)
 	rs.act, rs.replay, rs.path, rs.origin, rs.held = nil, nil, nil, nil, false
 }
 
@@ -75,7 +80,11 @@ func (rs *routeState) mayRetry(x *exchange) bool {
 // armTimer starts a timer that, when it fires, sets flag and closes the upstream connection
 // in use, which ends whatever wait the exchange is in.
 func (c *conn) armTimer(d time.Duration, flag *atomic.Bool) *time.Timer {
+	gen := c.rt.gen.Load()
 	return time.AfterFunc(d, func() {
+		if c.rt.gen.Load() != gen {
+			return
+		}
 		flag.Store(true)
 		if uc := c.current.Load(); uc != nil {
 			uc.nc.Close()

@@ -41,13 +41,24 @@ func (s *flagSink) ConnOpened(*telemetry.Conn) {}
 
 func (s *flagSink) ConnClosed(*telemetry.Conn) {}
 
-func (s *flagSink) last() telemetry.Flags {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.flags) == 0 {
-		return 0
+// nth waits for the n-th record (1-based): a record is made once the response went out, so
+// the client may read the answer first.
+func (s *flagSink) nth(t *testing.T, n int) telemetry.Flags {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		if len(s.flags) >= n {
+			f := s.flags[n-1]
+			s.mu.Unlock()
+			return f
+		}
+		s.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("no telemetry record %d within 5 s", n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	return s.flags[len(s.flags)-1]
 }
 
 // echoRequestBackend answers with the request line and the fields the test names.
@@ -183,7 +194,7 @@ func TestRouteAnswersWithoutForwarding(t *testing.T) {
 			if got := resp.Header.Get("Location"); got != tt.wantLocation {
 				t.Errorf("Location %q, want %q", got, tt.wantLocation)
 			}
-			if got := sink.last(); got != tt.wantFlags {
+			if got := sink.nth(t, 1); got != tt.wantFlags {
 				t.Errorf("flags %v, want %v", got, tt.wantFlags)
 			}
 			// The connection carries on after an answer of the route's own.
@@ -206,8 +217,8 @@ func TestRouteFaultDelay(t *testing.T) {
 	if took := time.Since(start); took < delay {
 		t.Errorf("answered after %v, before the %v delay", took, delay)
 	}
-	if resp.StatusCode != 200 || sink.last() != telemetry.DelayInjected {
-		t.Errorf("got %d flagged %v, want 200 flagged DI", resp.StatusCode, sink.last())
+	if got := sink.nth(t, 1); resp.StatusCode != 200 || got != telemetry.DelayInjected {
+		t.Errorf("got %d flagged %v, want 200 flagged DI", resp.StatusCode, got)
 	}
 }
 
@@ -235,8 +246,8 @@ func TestRouteTimeout(t *testing.T) {
 	if took < timeout || took > timeout+3*time.Second {
 		t.Errorf("answered after %v, want at the %v deadline", took, timeout)
 	}
-	if sink.last()&telemetry.UpstreamTimeout == 0 {
-		t.Errorf("flags %v, want UT", sink.last())
+	if got := sink.nth(t, 1); got&telemetry.UpstreamTimeout == 0 {
+		t.Errorf("flags %v, want UT", got)
 	}
 	// The connection survives the timeout: the body, if any, was read.
 	if resp := c.roundTrip("GET / HTTP/1.1\r\nHost: svc\r\n\r\n"); resp.StatusCode != 504 {
