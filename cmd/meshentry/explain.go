@@ -88,6 +88,9 @@ func newExplainCommand() *cobra.Command {
 				}
 			}
 			rep := explain.Explain(res.Snapshot, req)
+			if req.Gateway != "" {
+				rep.Gateway = explain.ExplainGateway(res.Snapshot.Documents, req.Gateway, host, port)
+			}
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")

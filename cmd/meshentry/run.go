@@ -49,6 +49,8 @@ type runFlags struct {
 	identity    identityFlags
 	dns         dnsFlags
 	capture     captureRunFlags
+	routes      routeFlags
+	gateway     gatewayFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -146,6 +148,8 @@ func newRunCommandFor(f *runFlags) *cobra.Command {
 	f.identity.register(fl)
 	f.dns.register(fl)
 	f.capture.register(fl)
+	f.routes.register(fl)
+	f.gateway.register(fl)
 	return cmd
 }
 
@@ -209,6 +213,15 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		closeListeners(lns)
 		return err
 	}
+	gw, err := startGateway(ctx, &f.gateway, &cfg, res.Snapshot, p)
+	if err != nil {
+		closeListeners(lns)
+		abandon(p)
+		return err
+	}
+	if err := gw.registerMetrics(mm.Registry()); err != nil {
+		log.Error("gateway metrics left out", "err", err)
+	}
 	undoCapture, err := f.capture.start(ctx, cmd.Flags(), log, lns.capture, dnsp.port())
 	if err != nil {
 		closeListeners(lns)
@@ -223,6 +236,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	g.serve("capture", lns.capture, p.ServeCapture)
 	inb.serve(g)
 	dnsp.serve(g)
+	gw.serve(g)
 	adminSrv := serveAdmin(g, f, lns.admin, adminWiring{log: log, level: levelVar, proxy: p, lns: lns, inbound: inb.adminListeners(),
 		ns: f.src.namespace, ready: withIdentity(g.notReady, cfg.Identity), reload: watcherReload(watcher), metrics: mm.Handler(), dns: dnsp.adminStatus()})
 	if ready != nil {
@@ -230,8 +244,10 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	}
 	<-ctx.Done()
 	waitInbound := inb.drain(log, f.drain.timeout)
+	waitGateway := gw.drain(log, f.drain.timeout)
 	drainProxy(log, p, adminSrv, f.drain.timeout)
 	waitInbound()
+	waitGateway()
 	g.wg.Wait()
 	if len(g.failures) > 0 {
 		return &exitError{code: 1, err: errors.New(strings.Join(g.failures, "; "))}
@@ -248,6 +264,9 @@ func proxyConfig(cmd *cobra.Command, f *runFlags) (proxy.Config, *slog.LevelVar,
 		return cfg, nil, err
 	}
 	if err := f.limits.apply(&cfg); err != nil {
+		return cfg, nil, err
+	}
+	if err := f.routes.apply(&cfg); err != nil {
 		return cfg, nil, err
 	}
 	if err := f.drain.validate(); err != nil {

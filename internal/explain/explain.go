@@ -102,12 +102,17 @@ type Report struct {
 	// Sidecar is the Sidecar scoping of the proxy (scope.go).
 	Sidecar   *Sidecar   `json:"sidecar,omitempty"`
 	Endpoints []Endpoint `json:"endpoints"`
+	// Gateway is the Gateway server that took the request, for explain --gateway (gateway.go).
+	Gateway *GatewayServer `json:"gatewayServer,omitempty"`
 }
 
 // Refused reports whether the proxy would refuse the request: nothing matched under
-// REGISTRY_ONLY, a VirtualService bound the host but no rule matched (404), or its destination
-// has no cluster or subset (503).
+// REGISTRY_ONLY, a VirtualService bound the host but no rule matched (404), its destination
+// has no cluster or subset (503), or at a gateway no server takes the host.
 func (r *Report) Refused() bool {
+	if r.Gateway != nil && !r.Gateway.Accepted {
+		return true
+	}
 	switch r.Outcome {
 	case "blackhole", "no-route", "no-cluster", "no-subset":
 		return true
@@ -355,6 +360,9 @@ func (r *Report) WriteText(w io.Writer) {
 		dest += "ip " + r.Destination.IP
 	}
 	fmt.Fprintf(w, "destination:  %s port %d (%s) from namespace %s\n", dest, r.Destination.Port, r.Destination.Protocol, r.Namespace)
+	if r.Gateway != nil {
+		r.Gateway.WriteText(w)
+	}
 	fmt.Fprintf(w, "outcome:      %s\n", r.Outcome)
 	fmt.Fprintf(w, "cluster:      %s\n", r.Cluster)
 	fmt.Fprintf(w, "why:          %s\n", r.Reason)

@@ -55,6 +55,11 @@ type Upstream struct {
 	// ResponseFields are added to the response the client gets for this request (a Set-Cookie
 	// for consistent hashing, for example).
 	ResponseFields []Field
+	// Actions, when set, are what the matched route does besides choosing the upstream
+	// (timeout, retries, header changes, rewrite, redirect, direct response, fault, mirror,
+	// CORS). The engine reads them from the Upstream of the first attempt; nil keeps the
+	// request path free of them.
+	Actions *Actions
 }
 
 // StatusReporter is a Router that also wants the status of each final response an upstream
@@ -150,6 +155,16 @@ type Limits struct {
 	// upstream (Upstream.Key), idle ones included (1024, Envoy's circuit breaker
 	// max_connections). A stream beyond it waits for one, for at most StreamIdleTimeout.
 	MaxUpstreamConns int
+	// MaxReplayBytes bounds the request body held for a route with retries or a mirror, so
+	// that another try or the copy can send it again (1 MiB, Envoy's per-connection buffer
+	// limit). A larger or chunked body is streamed once: it is not retried after it went
+	// out, nor mirrored, and Stats counts it.
+	MaxReplayBytes int
+	// MaxMirrors bounds the mirrored requests in flight (128); a copy beyond it is dropped
+	// and counted, so a slow mirror never holds the originals back.
+	MaxMirrors int
+	// MirrorTimeout bounds one mirrored exchange (15s, Envoy's default route timeout).
+	MirrorTimeout time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -179,6 +194,15 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxUpstreamConns <= 0 {
 		l.MaxUpstreamConns = 1024
+	}
+	if l.MaxReplayBytes <= 0 {
+		l.MaxReplayBytes = 1 << 20
+	}
+	if l.MaxMirrors <= 0 {
+		l.MaxMirrors = 128
+	}
+	if l.MirrorTimeout <= 0 {
+		l.MirrorTimeout = 15 * time.Second
 	}
 	return l
 }

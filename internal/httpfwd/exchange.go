@@ -55,6 +55,10 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 	x.bodyDone = !x.hasBody
 	c.current.Store(uc)
 	defer c.current.Store(nil)
+	if c.rt.fired() {
+		// A route timer fired before the connection was in c.current to be closed.
+		uc.nc.Close()
+	}
 	c.ubr.Reset(uc.nc)
 	c.ubw.Reset(uc.nc)
 	uc.nc.SetDeadline(time.Now().Add(c.s.lim.StreamIdleTimeout))
@@ -68,6 +72,13 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 	if r == nil {
 		r = c.awaitResponse(x)
 	}
+	if r == nil && c.rt.act != nil {
+		// As Envoy's, a try's timeout ends with the response head.
+		if t := c.rt.tryTimer; t != nil && t.Stop() {
+			c.rt.tryTimer = nil
+		}
+		r = c.retryStatus(x)
+	}
 	if r == nil {
 		r = c.relayResponse(x)
 	}
@@ -78,7 +89,7 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 // the upstream's interim response before the body goes.
 func (c *conn) awaitContinue(x *exchange) *result {
 	req, lim, uc := &c.req, &c.s.lim, x.uc
-	if !x.hasBody || !req.has(flagExpectContinue) || req.ProtoMinor != 1 {
+	if !x.hasBody || !req.has(flagExpectContinue) || req.ProtoMinor != 1 || c.rt.held {
 		return nil
 	}
 	if err := c.ubw.Flush(); err != nil {
@@ -105,7 +116,12 @@ func (c *conn) awaitContinue(x *exchange) *result {
 // sendRequest sends the request body, or starts streaming it, and flushes the request.
 func (c *conn) sendRequest(x *exchange) *result {
 	lim, uc := &c.s.lim, x.uc
-	if x.hasBody && !x.final {
+	switch {
+	case x.hasBody && c.rt.held:
+		// The body was read whole for retries: it goes with the head, and may again.
+		c.ubw.Write(c.rt.replay)
+		x.bodyDone = true
+	case x.hasBody && !x.final:
 		x.staleOK = false
 		c.up.reset(c.br, c.nc, c.ubw, uc.nc, lim.StreamIdleTimeout)
 		if !c.req.Chunked() && int64(c.br.Buffered()) >= c.req.length {
@@ -251,7 +267,7 @@ func (c *conn) relayResponse(x *exchange) *result {
 	}
 	// The upstream connection is free once its response is read: pool it before the
 	// client sees the response, so the client's next request can have it.
-	if upstreamReusable(resp, f, err == nil, x.bodyDone, c.ubr.Buffered()) {
+	if upstreamReusable(resp, f, err == nil, x.bodyDone, c.ubr.Buffered()) && (c.rt.act == nil || c.rt.settle()) {
 		uc.bodiless = c.req.Method == "HEAD" || resp.status == 204 || resp.status == 304
 		c.s.pool.put(uc, time.Now())
 	} else {

@@ -61,6 +61,9 @@ func (c *conn) forwardRequest(ctx context.Context, start time.Time) bool {
 		if up.Key == "" {
 			up.Key = up.Addr
 		}
+		if attempt == 0 && up.Actions != nil {
+			return c.forwardActions(ctx, start, up)
+		}
 		c.rec.Upstream = up.Key
 		c.tel.route(&up)
 		if up.Limits != nil && held == nil {
@@ -177,7 +180,7 @@ func (c *conn) redial(ctx context.Context, up *Upstream) (*upConn, error) {
 // for a retry when that is safe, and otherwise answers 502 or 504.
 func (c *conn) upstreamFailed(start time.Time, uc *upConn, staleOK bool, err error) (bool, error, bool) {
 	uc.nc.Close()
-	if staleOK && !isTimeout(err) && c.req.idempotent() {
+	if staleOK && !isTimeout(err) && c.req.idempotent() && !c.rt.fired() {
 		return false, nil, true
 	}
 	var e error
@@ -342,6 +345,11 @@ func (c *conn) interimFailed(start time.Time, err error) (keep bool, upErr error
 
 // failUpstream answers the client for an upstream fault found before any response was relayed.
 func (c *conn) failUpstream(start time.Time, err error) bool {
+	if c.rt.act != nil {
+		if retried, answered, keep := c.retryFailure(start, err); retried || answered {
+			return keep
+		}
+	}
 	switch {
 	case errors.Is(err, ErrUpstreamTimeout):
 		return c.fail(start, 504, "upstream timed out", err)

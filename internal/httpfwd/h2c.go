@@ -157,6 +157,7 @@ func (c *conn) h2cRequest(up *Upstream) (*http.Request, error) {
 	hreq.Header["X-Request-Id"] = []string{string(c.rec.RequestID)}
 	// HTTP/2 joins the Via values into one list, ours last.
 	hreq.Header["Via"] = append(hreq.Header["Via"], "1.1 "+c.s.via)
+	c.applyH2C(hreq)
 	return hreq, nil
 }
 
@@ -209,6 +210,10 @@ func (c *conn) serveH2C(ctx context.Context, start time.Time, up *Upstream) (kee
 			s.Router.Done(*up, nil)
 			return c.clientBodyFailed(start, clientErr), false
 		}
+		if c.rt.act != nil && c.rt.timedOut.Load() {
+			s.Router.Done(*up, nil)
+			return c.routeTimeout(start, err), false
+		}
 		if watch.fired.Load() {
 			e := fmt.Errorf("%w: no progress for %v", ErrUpstreamTimeout, s.lim.StreamIdleTimeout)
 			s.Router.Done(*up, e)
@@ -251,6 +256,9 @@ func (c *conn) relayH2CResponse(resp *http.Response, body *h2cBody, watch *idleW
 	for k, vs := range resp.Header {
 		switch http.CanonicalHeaderKey(k) {
 		case "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Trailer":
+			continue
+		}
+		if c.rt.act != nil && c.rt.act.Response.drops([]byte(k)) {
 			continue
 		}
 		c.writeField(k, vs)

@@ -33,6 +33,9 @@ type h2Stream struct {
 	ctx   context.Context // the client's stream, ended early by a pause past IdleTimeout
 	idle  idleWatch
 	extra []Field // the Upstream's ResponseFields
+	rt    h2Route // the route's Actions, when it has them
+	// tryTimer cancels a try's context with errTryTimeout at the retry policy's perTryTimeout.
+	tryTimer *time.Timer
 }
 
 // serve routes the stream and forwards it, retrying connect failures as the HTTP/1.1 path does.
@@ -88,12 +91,28 @@ func (st *h2Stream) serve() {
 		}
 		st.rec.Upstream = up.Key
 		st.tel.route(&up)
+		if attempt == 0 && up.Actions != nil {
+			done, cancel := st.beginActions(up.Actions)
+			if cancel != nil {
+				defer cancel()
+			}
+			if done {
+				return
+			}
+		}
 		if !st.admit(&up, &held) {
 			return
 		}
+		st.rt.attempt = attempt
 		retry, err := st.forward(&up)
 		if !retry {
 			return
+		}
+		if st.rt.again {
+			// The route's policy retries the answer the upstream gave, on another endpoint.
+			st.rt.again = false
+			s.stats.retries.Add(1)
+			continue
 		}
 		st.logFailure(slog.LevelDebug, "upstream connect attempt failed", 0, fmt.Errorf("attempt %d: %w", attempt, err))
 		if attempt+1 >= up.Limits.maxAttempts(s.lim.MaxAttempts) {
@@ -200,6 +219,9 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 	s := st.hc.s
 	h := st.hc.h
 	out, h2c := st.upstreamRequest(up)
+	if m := st.mirrorOf(); m != nil {
+		st.mirror(m, out)
+	}
 	var rt http.RoundTripper = h.h1
 	st.extra = up.ResponseFields
 	ctx := context.WithValue(st.ctx, h2cDialKey{}, &h2cDial{up: *up, timeout: up.Limits.connectTimeout(s.lim.ConnectTimeout)})
@@ -209,10 +231,19 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 	} else {
 		ctx = httptrace.WithClientTrace(ctx, wait.trace(&h.up, s.lim.MaxUpstreamConns))
 	}
+	ctx, stopTry := st.perTry(ctx)
+	defer stopTry()
 	st.tel.sending(s)
 	resp, err := rt.RoundTrip(out.WithContext(ctx))
+	if st.tryTimer != nil {
+		// As Envoy's, a try's timeout ends with the response head.
+		st.tryTimer.Stop()
+	}
 	if err == nil {
 		st.tel.answered(s)
+	}
+	if err != nil && context.Cause(ctx) == errTryTimeout {
+		return st.tryTimedOut(up, err)
 	}
 	if wait.overflowed() {
 		h.count.upstreamOverflows.Add(1)
@@ -230,6 +261,11 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 		return st.roundTripFailed(up, err)
 	}
 	defer resp.Body.Close()
+	if st.retriesStatus(resp.StatusCode) {
+		s.done(*up, resp.StatusCode, nil)
+		st.rt.again = true
+		return true, nil
+	}
 	if resp.StatusCode < 200 {
 		// Only a 101 gets here, and HTTP/2 has no upgrades: answer, rather than reset, the
 		// stream, since nothing of the response reached the client yet.
@@ -275,6 +311,7 @@ func (st *h2Stream) upstreamRequest(up *Upstream) (*http.Request, bool) {
 	if h2c {
 		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/2.0", 2, 0
 	}
+	st.applyRequestActions(out)
 	if st.body != nil {
 		st.body.declare(out)
 		out.Body = st.body
@@ -321,6 +358,9 @@ func (st *h2Stream) roundTripFailed(up *Upstream, err error) (retry bool, _ erro
 		s.Router.Done(*up, nil)
 		st.tel.flags |= telemetry.DownstreamClosed
 		st.log(0, err)
+		return false, nil
+	case context.Cause(st.ctx) == errRouteTimeout:
+		st.routeTimedOut(up, err)
 		return false, nil
 	case context.Cause(st.ctx) == errStreamIdle:
 		err = fmt.Errorf("%w: no response within %v: %w", ErrUpstreamTimeout, s.lim.StreamIdleTimeout, err)
@@ -380,6 +420,7 @@ func (st *h2Stream) relay(resp *http.Response) error {
 		hdr[k] = vs
 	}
 	addFields(hdr, st.extra)
+	st.applyResponseActions(hdr)
 	w.WriteHeader(resp.StatusCode)
 	flusher, _ := w.(http.Flusher)
 	if flusher != nil && resp.ContentLength != 0 {

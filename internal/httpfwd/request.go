@@ -374,3 +374,12 @@ func validIPv4(h []byte) bool {
 	}
 	return parts == 4
 }
+
+// Authority returns host[:port] of an absolute-form or authority-form target as sent, or nil for
+// an origin-form target (whose authority is the Host field).
+func (r *RequestHead) Authority() []byte {
+	if r.authority.end <= r.authority.start {
+		return nil
+	}
+	return r.raw[r.authority.start:r.authority.end]
+}

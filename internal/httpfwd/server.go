@@ -70,6 +70,7 @@ type Server struct {
 	h2          h2State
 	via         string // ViaToken, or the generated default
 	errLog      ratelog.Limiter
+	mirrorSlots chan struct{} // one per mirrored request in flight, Limits.MaxMirrors
 }
 
 // Sizes of the per-connection buffers; heads that fit in readSize are parsed in one pass.
@@ -82,6 +83,7 @@ const (
 func (s *Server) init() {
 	s.initOnce.Do(func() {
 		s.lim = s.Limits.withDefaults()
+		s.mirrorSlots = make(chan struct{}, s.lim.MaxMirrors)
 		s.errLog.Rate, s.errLog.Burst = logRate, logBurst
 		s.via = s.ViaToken
 		if !validViaToken(s.via) {
@@ -301,6 +303,7 @@ type conn struct {
 	cancel   context.CancelFunc     // ends the connection's context
 	hijacked atomic.Bool            // OnConnect owns the client connection
 	h2       bool                   // the client opened with the HTTP/2 preface
+	rt       routeState             // the route's Actions of the request, when it has them
 }
 
 // abort ends the connection at once: its client and upstream connections are closed and its

@@ -23,6 +23,15 @@ type Stats struct {
 	// UpgradesIdleClosed counts upgraded (101) connections closed because no byte moved
 	// either way for Limits.StreamIdleTimeout.
 	UpgradesIdleClosed uint64
+	// Retries counts tries beyond the first that a route's retry policy made.
+	Retries uint64
+	// ReplayTooLarge counts request bodies of routes with retries or a mirror that were
+	// chunked or over Limits.MaxReplayBytes, so could be sent only once.
+	ReplayTooLarge uint64
+	// MirrorsSent counts mirrored copies started.
+	MirrorsSent uint64
+	// MirrorsDropped counts copies dropped because Limits.MaxMirrors were in flight.
+	MirrorsDropped uint64
 }
 
 // counters holds the live values behind Stats.
@@ -34,6 +43,10 @@ type counters struct {
 	streamIdle     atomic.Uint64
 	idle           atomic.Uint64
 	upgradesIdle   atomic.Uint64
+	retries        atomic.Uint64
+	replayTooLarge atomic.Uint64
+	mirrorsSent    atomic.Uint64
+	mirrorsDropped atomic.Uint64
 }
 
 // Stats returns the current counts.
@@ -47,6 +60,10 @@ func (s *Server) Stats() Stats {
 		StreamIdleTimeouts: c.streamIdle.Load(),
 		IdleTimeouts:       c.idle.Load(),
 		UpgradesIdleClosed: c.upgradesIdle.Load(),
+		Retries:            c.retries.Load(),
+		ReplayTooLarge:     c.replayTooLarge.Load(),
+		MirrorsSent:        c.mirrorsSent.Load(),
+		MirrorsDropped:     c.mirrorsDropped.Load(),
 	}
 }
 

@@ -8,7 +8,9 @@ func (c *conn) writeRequestHead(up *Upstream) {
 	raw := req.raw
 	w.WriteString(req.Method)
 	w.WriteByte(' ')
-	if req.Absolute {
+	if c.rt.path != nil {
+		w.Write(c.rt.path)
+	} else if req.Absolute {
 		switch {
 		case len(req.Path) == 0 && req.Method == "OPTIONS":
 			w.WriteByte('*')
@@ -21,10 +23,17 @@ func (c *conn) writeRequestHead(up *Upstream) {
 	}
 	w.WriteString(" HTTP/1.1\r\n")
 	ownHost := true
+	host, ops := up.Host, (*HeaderOps)(nil)
+	if a := c.rt.act; a != nil {
+		if a.Rewrite != nil && a.Rewrite.Authority != "" && !c.rt.mirroring {
+			host = a.Rewrite.Authority
+		}
+		ops = &a.Request
+	}
 	switch {
-	case up.Host != "":
+	case host != "":
 		w.WriteString("Host: ")
-		w.WriteString(up.Host)
+		w.WriteString(host)
 		w.WriteString("\r\n")
 	case req.Absolute:
 		w.WriteString("Host: ")
@@ -41,7 +50,8 @@ func (c *conn) writeRequestHead(up *Upstream) {
 	for i := range req.fields {
 		f := &req.fields[i]
 		if !req.forwarded(f) && !(upgrade && f.kind == kindUpgrade) || ownHost && f.kind == kindHost ||
-			f.kind == kindTransferEncoding || f.kind == kindRequestID || replaced(up.Header, raw[f.name.start:f.name.end]) {
+			f.kind == kindTransferEncoding || f.kind == kindRequestID || replaced(up.Header, raw[f.name.start:f.name.end]) ||
+			ops != nil && ops.drops(raw[f.name.start:f.name.end]) {
 			continue
 		}
 		if f.kind == kindVia {
@@ -63,6 +73,9 @@ func (c *conn) writeRequestHead(up *Upstream) {
 		w.WriteString(": ")
 		w.WriteString(f.Value)
 		w.WriteString("\r\n")
+	}
+	if ops != nil {
+		c.writeOps(w, ops)
 	}
 	// Exactly one id goes upstream, the client's or ours, whatever the client's Connection
 	// field named and however many (or empty) x-request-id fields it sent.
@@ -91,6 +104,8 @@ func (c *conn) writeResponseHead(keep, dechunk bool) {
 		case f.kind == kindTransferEncoding:
 			continue // written below
 		case !resp.forwarded(f):
+			continue
+		case c.rt.act != nil && c.rt.act.Response.drops(raw[f.name.start:f.name.end]):
 			continue
 		case f.kind == kindContentLength && resp.has(flagTE):
 			// Transfer-Encoding overrides Content-Length, which must not be forwarded.
@@ -122,6 +137,10 @@ func (c *conn) writeExtra() {
 		c.bw.WriteString(": ")
 		writeSanitized(c, f.Value)
 		c.bw.WriteString("\r\n")
+	}
+	if c.rt.act != nil {
+		c.writeOps(c.bw, &c.rt.act.Response)
+		c.writeCORS()
 	}
 }
 

@@ -93,7 +93,12 @@ func (p *Proxy) dialMatch(ctx context.Context, t *table, m registry.Match, dst d
 		}
 		return p.secureDialed(ctx, t, m, dst.host)(p.dialName(ctx, dst.host, dst.port))
 	}
-	r := t.route(m.Service, m.Port, p)
+	return p.dialRoute(ctx, t, m, t.route(m.Service, m.Port, p), dst)
+}
+
+// dialRoute opens the upstream connection of a matched L4 connection through r, the route of
+// m's port (or of one of its subsets), trying other endpoints when a connect fails.
+func (p *Proxy) dialRoute(ctx context.Context, t *table, m registry.Match, r *route, dst destination) (net.Conn, string, error) {
 	if err := r.tls.refusal(); err != nil {
 		return nil, "", err
 	}

@@ -47,7 +47,18 @@ func (h *httpRouter) route(t *table, req *httpfwd.RequestHead, attempt int, mp *
 		q.IP = dst.orig.Addr().Unmap()
 	}
 	*mp = t.snap.Match(q, p.cfg.AllowAny)
-	m := *mp
+	if t.vs != nil && mp.Outcome == registry.Matched {
+		if up, rej, ok := h.viaVirtualService(t, req, attempt, mp, dst); ok {
+			return up, rej
+		}
+	}
+	return h.forMatch(t, req, attempt, *mp, dst)
+}
+
+// forMatch routes req to the service port m matched, or where the application sent it when
+// that is the service's way (resolution NONE, DYNAMIC_DNS, loadBalancer PASSTHROUGH).
+func (h *httpRouter) forMatch(t *table, req *httpfwd.RequestHead, attempt int, m registry.Match, dst destination) (httpfwd.Upstream, *httpfwd.Reject) {
+	p := h.p
 	switch {
 	case m.Outcome == registry.BlackHole:
 		return httpfwd.Upstream{}, p.refuse(req.Host, dst.port, req.RequestID)
@@ -81,7 +92,7 @@ func (h *httpRouter) route(t *table, req *httpfwd.RequestHead, attempt int, mp *
 		}
 		return p.originalUpstream(dst, m.Cluster, req.RequestID)
 	}
-	return p.endpointUpstream(t, m, req, attempt)
+	return p.endpointUpstream(t.route(m.Service, m.Port, p), req, attempt)
 }
 
 // firstErr returns a when set, else b.
@@ -92,9 +103,8 @@ func firstErr(a, b error) error {
 	return b
 }
 
-// endpointUpstream picks an endpoint of a STATIC or DNS service for req.
-func (p *Proxy) endpointUpstream(t *table, m registry.Match, req *httpfwd.RequestHead, attempt int) (httpfwd.Upstream, *httpfwd.Reject) {
-	r := t.route(m.Service, m.Port, p)
+// endpointUpstream picks an endpoint of r, a route of a STATIC or DNS service, for req.
+func (p *Proxy) endpointUpstream(r *route, req *httpfwd.RequestHead, attempt int) (httpfwd.Upstream, *httpfwd.Reject) {
 	if err := r.tls.refusal(); err != nil {
 		return httpfwd.Upstream{}, p.tlsRefusal(err, req.RequestID)
 	}

@@ -113,6 +113,9 @@ type Proxy struct {
 	drainClosed atomic.Uint64
 	// dr is the per-cluster state DestinationRules need across snapshots (lbpolicy.go).
 	dr drState
+	// vsRequests holds *route.Request values for matching requests against VirtualServices
+	// without allocating (vsroute.go).
+	vsRequests sync.Pool
 }
 
 // New makes a proxy serving snap until Update gives it another.

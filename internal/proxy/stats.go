@@ -16,6 +16,14 @@ type Stats struct {
 	// PoolOverflows counts requests and connections a DestinationRule's connectionPool limit
 	// refused (Envoy's upstream_rq_pending_overflow and upstream_cx_overflow, summed).
 	PoolOverflows uint64
+	// RouteRetries counts tries beyond the first that VirtualService retry policies made.
+	RouteRetries uint64
+	// RetryBodyTooLarge counts request bodies of routes with retries or a mirror that were
+	// chunked or over HTTP.MaxReplayBytes, so could be sent only once.
+	RetryBodyTooLarge uint64
+	// MirrorsSent counts mirrored copies started; MirrorsDropped those dropped because
+	// HTTP.MaxMirrors were in flight.
+	MirrorsSent, MirrorsDropped uint64
 }
 
 // counters are the live counters behind Stats; each is bumped where its event happens.
@@ -28,7 +36,12 @@ type counters struct {
 
 // Stats returns the proxy's counters.
 func (p *Proxy) Stats() Stats {
+	fw, cp := p.forward.Stats(), p.capture.Stats()
 	return Stats{
+		RouteRetries:         fw.Retries + cp.Retries,
+		RetryBodyTooLarge:    fw.ReplayTooLarge + cp.ReplayTooLarge,
+		MirrorsSent:          fw.MirrorsSent + cp.MirrorsSent,
+		MirrorsDropped:       fw.MirrorsDropped + cp.MirrorsDropped,
 		RefusedAtCap:         p.stats.refusedAtCap.Load(),
 		IdleClosed:           p.stats.idleClosed.Load(),
 		HealthEvicted:        p.health.Evicted(),

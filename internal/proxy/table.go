@@ -29,8 +29,13 @@ type table struct {
 	policies *policy.Index
 	// scope is what the Sidecar that applies to this proxy imports from snap.
 	scope *registry.Scope
-	// vs is the VirtualServices that bind this proxy, compiled for snap (tls and tcp routes: l4route.go).
-	vs *vroute.Table
+	// subsets holds the route of each DestinationRule subset in use, per port (subset.go).
+	subsets sync.Map // subsetKey -> *subsetEntry
+	// vs are the VirtualServices that bind this proxy, nil when snap has none (vsroute.go for
+	// http routes, l4route.go for tls and tcp); actions holds the engine's Actions of each of
+	// their http routes, made on first use.
+	vs      *vroute.Table
+	actions sync.Map // *vroute.HTTPRoute -> *vsActions
 }
 
 // newTable makes the proxy's view of snap, with its DestinationRules indexed once.
@@ -42,7 +47,7 @@ func (p *Proxy) newTable(snap *registry.Snapshot) *table {
 			"outbound_policy", sc.Policy.String())
 	}
 	return &table{snap: snap, services: newServices(), policies: policy.Build(snap.Documents, p.cfg.RootNamespace), scope: sc,
-		vs: vroute.Build(snap, vroute.Proxy{Namespace: p.cfg.Namespace, Labels: p.cfg.Labels, Import: sc.ImportFunc()})}
+		vs: p.buildVirtualServices(snap, sc.ImportFunc())}
 }
 
 // route is how one service port reaches its endpoints.

@@ -37,9 +37,13 @@ const (
 	UpstreamProtocolError
 	// DurationTimeout (DT): an idle timeout closed a TCP connection.
 	DurationTimeout
+	// FaultInjected (FI): a route's fault abort answered the request.
+	FaultInjected
+	// DelayInjected (DI): a route's fault delay held the request back.
+	DelayInjected
 )
 
-var flagCodes = [...]string{"NR", "UH", "UF", "UO", "URX", "DC", "UT", "UR", "SI", "DPE", "UPE", "DT"}
+var flagCodes = [...]string{"NR", "UH", "UF", "UO", "URX", "DC", "UT", "UR", "SI", "DPE", "UPE", "DT", "FI", "DI"}
 
 // String is Envoy's %RESPONSE_FLAGS%: the codes joined by commas, or "-" when none is set.
 func (f Flags) String() string {

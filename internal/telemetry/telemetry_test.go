@@ -13,6 +13,7 @@ func TestFlagsReadAsEnvoyWritesThem(t *testing.T) {
 		{name: "one flag is its code", flags: NoHealthyUpstream, want: "UH"},
 		{name: "several flags are joined by commas in a fixed order", flags: RetriesExhausted | UpstreamConnectFailure, want: "UF,URX"},
 		{name: "the last flag has a code too", flags: DurationTimeout | NoRoute, want: "NR,DT"},
+		{name: "fault flags read as Envoy writes them", flags: DelayInjected | FaultInjected, want: "FI,DI"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,183 @@
+package httpfwd
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestHTTP2StreamsCarryOutRouteActions(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	b := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Header().Set("X-Secret", "internal")
+		io.WriteString(w, r.Method+" "+r.RequestURI+" host="+r.Host+" a="+r.Header.Get("X-A"))
+	})
+	tests := []struct {
+		name       string
+		act        *Actions
+		path       string
+		wantStatus int
+		wantBody   string
+		wantHead   map[string]string
+	}{
+		{
+			name: "request and response fields change and the path is rewritten",
+			act: &Actions{
+				Rewrite:  &Rewrite{Prefix: "/v1", URI: "/v2", Authority: "inner.example"},
+				Request:  HeaderOps{Set: []Field{{Name: "X-A", Value: "set"}}},
+				Response: HeaderOps{Remove: []string{"x-secret"}, Add: []Field{{Name: "X-Route", Value: "r"}}},
+			},
+			path: "/v1/x?q=1", wantStatus: 200, wantBody: "GET /v2/x?q=1 host=inner.example a=set",
+			wantHead: map[string]string{"X-Secret": "", "X-Route": "r"},
+		},
+		{
+			name: "a direct response is answered on the stream",
+			act:  &Actions{Direct: &DirectResponse{Status: 403, Body: "no"}},
+			path: "/", wantStatus: 403, wantBody: "no",
+		},
+		{
+			name: "a redirect is answered on the stream",
+			act:  &Actions{Redirect: &Redirect{URI: "/moved"}},
+			path: "/old", wantStatus: 301, wantHead: map[string]string{"Location": "http://svc.test/moved"},
+		},
+		{
+			name: "a fault abort is answered on the stream",
+			act:  &Actions{Fault: &Fault{AbortStatus: 429, AbortPercent: 100}},
+			path: "/", wantStatus: 429, wantBody: "fault filter abort",
+		},
+		{
+			name: "the route timeout answers 504",
+			act:  &Actions{Timeout: 300 * time.Millisecond},
+			path: "/slow", wantStatus: 504, wantBody: "upstream request timeout",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			addr := startProxy(t, &Server{Router: &actionRouter{addrs: []string{b.addr()}, act: tt.act}})
+			c := h2cClient(t)
+			c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			req, _ := http.NewRequest("GET", "http://"+addr+tt.path, nil)
+			req.Host = "svc.test"
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.wantStatus || !strings.HasPrefix(string(body), tt.wantBody) {
+				t.Errorf("got %d %q, want %d %q", resp.StatusCode, body, tt.wantStatus, tt.wantBody)
+			}
+			for k, v := range tt.wantHead {
+				if got := resp.Header.Get(k); got != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+}
+
+func TestHTTP2StreamRetriesAStatusOnAnotherEndpoint(t *testing.T) {
+	t.Parallel()
+	var first, second atomic.Int64
+	b1, b2 := statusBackend(t, 503, &first), statusBackend(t, 200, &second)
+	act := &Actions{Retry: &RetryPolicy{Attempts: 1, On: RetryGatewayError}}
+	srv := &Server{Router: &actionRouter{addrs: []string{b1.addr(), b2.addr()}, act: act}}
+	addr := startProxy(t, srv)
+	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+	resp, err := h2cClient(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || first.Load() != 1 || second.Load() != 1 || srv.Stats().Retries != 1 {
+		t.Errorf("got %d after %d and %d tries (%d retries), want 200 from the second endpoint after one retry",
+			resp.StatusCode, first.Load(), second.Load(), srv.Stats().Retries)
+	}
+}
+
+func TestHTTP2StreamIsMirrored(t *testing.T) {
+	t.Parallel()
+	seen := make(chan string, 4)
+	mirror := startBackend(t, func(w http.ResponseWriter, r *http.Request) { seen <- r.Host + " " + r.RequestURI })
+	orig := startBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "original") })
+	act := &Actions{Mirror: &Mirror{Upstream: Upstream{Addr: mirror.addr()}, Percent: 100}}
+	srv := &Server{Router: &actionRouter{addrs: []string{orig.addr()}, act: act}}
+	addr := startProxy(t, srv)
+	req, _ := http.NewRequest("GET", "http://"+addr+"/m?x=1", nil)
+	req.Host = "svc.test"
+	resp, err := h2cClient(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "original" {
+		t.Fatalf("original got %q", body)
+	}
+	select {
+	case got := <-seen:
+		if got != "svc.test-shadow /m?x=1" {
+			t.Errorf("mirror saw %q, want svc.test-shadow /m?x=1", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the mirror got no copy")
+	}
+	if srv.Stats().MirrorsSent != 1 {
+		t.Errorf("MirrorsSent = %d, want 1", srv.Stats().MirrorsSent)
+	}
+}
+
+func TestHTTP2StreamPerTryTimeout(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	slow := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	var hits atomic.Int64
+	good := statusBackend(t, 200, &hits)
+	tests := []struct {
+		name       string
+		addrs      []string
+		wantStatus int
+	}{
+		{name: "a slow try is abandoned for another endpoint", addrs: []string{slow.addr(), good.addr()}, wantStatus: 200},
+		{name: "the last slow try is answered 504", addrs: []string{slow.addr()}, wantStatus: 504},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			act := &Actions{Retry: &RetryPolicy{Attempts: 1, PerTryTimeout: 200 * time.Millisecond, On: Retry5xx}}
+			addr := startProxy(t, &Server{Router: &actionRouter{addrs: tt.addrs, act: act}})
+			start := time.Now()
+			req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+			resp, err := h2cClient(t).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.wantStatus {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.wantStatus)
+			}
+			if took := time.Since(start); took > 4*time.Second {
+				t.Errorf("took %v: the per-try timeout did not end the slow try", took)
+			}
+		})
+	}
+}

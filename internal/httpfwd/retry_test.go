@@ -1,0 +1,235 @@
+package httpfwd
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/meshentry/meshentry/internal/telemetry"
+)
+
+// statusBackend answers every request with status and counts them, echoing the body it read.
+func statusBackend(t *testing.T, status int, hits *atomic.Int64) *backend {
+	return startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		w.WriteHeader(status)
+		fmt.Fprintf(w, "status %d body %q", status, body)
+	})
+}
+
+func TestRetriesReachAnotherEndpoint(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		firstCode  int
+		on         RetryOn
+		codes      []int
+		request    string
+		wantStatus int
+		wantFirst  int64
+		wantSecond int64
+		wantBody   string
+	}{
+		{
+			name: "a 503 is retried on the second endpoint under 5xx", firstCode: 503, on: Retry5xx,
+			request: "GET / HTTP/1.1\r\nHost: svc\r\n\r\n", wantStatus: 200, wantFirst: 1, wantSecond: 1, wantBody: `status 200 body ""`,
+		},
+		{
+			name: "a 503 is retried under gateway-error", firstCode: 503, on: RetryGatewayError,
+			request: "GET / HTTP/1.1\r\nHost: svc\r\n\r\n", wantStatus: 200, wantFirst: 1, wantSecond: 1, wantBody: `status 200 body ""`,
+		},
+		{
+			name: "a 500 is not a gateway error", firstCode: 500, on: RetryGatewayError,
+			request: "GET / HTTP/1.1\r\nHost: svc\r\n\r\n", wantStatus: 500, wantFirst: 1, wantSecond: 0, wantBody: `status 500 body ""`,
+		},
+		{
+			name: "a 409 is retried under retriable-4xx", firstCode: 409, on: RetryRetriable4xx,
+			request: "GET / HTTP/1.1\r\nHost: svc\r\n\r\n", wantStatus: 200, wantFirst: 1, wantSecond: 1, wantBody: `status 200 body ""`,
+		},
+		{
+			name: "a listed status is retried under retriable-status-codes", firstCode: 429, on: RetryStatusCodes, codes: []int{429},
+			request: "GET / HTTP/1.1\r\nHost: svc\r\n\r\n", wantStatus: 200, wantFirst: 1, wantSecond: 1, wantBody: `status 200 body ""`,
+		},
+		{
+			name: "a POST body is sent again on the retry", firstCode: 503, on: Retry5xx,
+			request:    "POST /order HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\nhello",
+			wantStatus: 200, wantFirst: 1, wantSecond: 1, wantBody: `status 200 body "hello"`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var first, second atomic.Int64
+			b1, b2 := statusBackend(t, tt.firstCode, &first), statusBackend(t, 200, &second)
+			act := &Actions{Retry: &RetryPolicy{Attempts: 2, On: tt.on, StatusCodes: tt.codes}}
+			srv := &Server{Router: &actionRouter{addrs: []string{b1.addr(), b2.addr()}, act: act}}
+			addr := startProxy(t, srv)
+			resp := dial(t, addr).roundTrip(tt.request)
+			if resp.StatusCode != tt.wantStatus || resp.body != tt.wantBody {
+				t.Errorf("got %d %q, want %d %q", resp.StatusCode, resp.body, tt.wantStatus, tt.wantBody)
+			}
+			if first.Load() != tt.wantFirst || second.Load() != tt.wantSecond {
+				t.Errorf("endpoints saw %d and %d requests, want %d and %d", first.Load(), second.Load(), tt.wantFirst, tt.wantSecond)
+			}
+			if got := srv.Stats().Retries; got != uint64(tt.wantSecond) {
+				t.Errorf("Stats().Retries = %d, want %d", got, tt.wantSecond)
+			}
+		})
+	}
+}
+
+func TestRetriesExhaustedRelayTheLastAnswer(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int64
+	b := statusBackend(t, 503, &hits)
+	act := &Actions{Retry: &RetryPolicy{Attempts: 2, On: Retry5xx}}
+	addr := startProxy(t, &Server{Router: &actionRouter{addrs: []string{b.addr()}, act: act}})
+	resp := dial(t, addr).roundTrip("GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	if resp.StatusCode != 503 || hits.Load() != 3 {
+		t.Errorf("got %d after %d tries, want the 503 after 3", resp.StatusCode, hits.Load())
+	}
+}
+
+func TestRetryOnReset(t *testing.T) {
+	t.Parallel()
+	// The first endpoint reads the request and hangs up without answering.
+	reset := startRawBackend(t, func(nc net.Conn, br *bufio.Reader) {
+		readRawRequest(br)
+		nc.Close()
+	})
+	var hits atomic.Int64
+	good := statusBackend(t, 200, &hits)
+	sink := &flagSink{}
+	tests := []struct {
+		name       string
+		on         RetryOn
+		wantStatus int
+	}{
+		{name: "a reset is retried under reset", on: RetryReset, wantStatus: 200},
+		{name: "a reset is not retried under retriable-4xx alone", on: RetryRetriable4xx, wantStatus: 502},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			act := &Actions{Retry: &RetryPolicy{Attempts: 1, On: tt.on}}
+			addr := startProxy(t, &Server{Router: &actionRouter{addrs: []string{reset.addr(), good.addr()}, act: act}, Telemetry: sink})
+			if resp := dial(t, addr).roundTrip("GET / HTTP/1.1\r\nHost: svc\r\n\r\n"); resp.StatusCode != tt.wantStatus {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.wantStatus)
+			}
+		})
+	}
+}
+
+func TestPerTryTimeoutRetries(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	slow := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	var hits atomic.Int64
+	good := statusBackend(t, 200, &hits)
+	sink := &flagSink{}
+	tests := []struct {
+		name       string
+		addrs      []string
+		wantStatus int
+		wantBody   string
+	}{
+		{name: "a slow try is abandoned for another endpoint", addrs: []string{slow.addr(), good.addr()}, wantStatus: 200, wantBody: `status 200 body ""`},
+		{name: "the last slow try is answered 504", addrs: []string{slow.addr()}, wantStatus: 504, wantBody: "upstream request timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			act := &Actions{Retry: &RetryPolicy{Attempts: 1, PerTryTimeout: 200 * time.Millisecond, On: RetryGatewayError}}
+			addr := startProxy(t, &Server{Router: &actionRouter{addrs: tt.addrs, act: act}, Telemetry: sink})
+			start := time.Now()
+			resp := dial(t, addr).roundTrip("GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+			if resp.StatusCode != tt.wantStatus || resp.body != tt.wantBody {
+				t.Errorf("got %d %q, want %d %q", resp.StatusCode, resp.body, tt.wantStatus, tt.wantBody)
+			}
+			if took := time.Since(start); took > 4*time.Second {
+				t.Errorf("took %v: the per-try timeout did not end the slow try", took)
+			}
+		})
+	}
+}
+
+func TestRetryBodyOverTheReplayLimitIsSentOnce(t *testing.T) {
+	t.Parallel()
+	var first, second atomic.Int64
+	b1, b2 := statusBackend(t, 503, &first), statusBackend(t, 200, &second)
+	act := &Actions{Retry: &RetryPolicy{Attempts: 2, On: Retry5xx}}
+	srv := &Server{Router: &actionRouter{addrs: []string{b1.addr(), b2.addr()}, act: act}, Limits: Limits{MaxReplayBytes: 4}}
+	addr := startProxy(t, srv)
+	resp := dial(t, addr).roundTrip("POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 11\r\n\r\nhello world")
+	if resp.StatusCode != 503 || !strings.Contains(resp.body, "hello world") {
+		t.Errorf("got %d %q, want the first endpoint's 503 with the body it read", resp.StatusCode, resp.body)
+	}
+	if second.Load() != 0 || srv.Stats().ReplayTooLarge != 1 {
+		t.Errorf("second endpoint saw %d, ReplayTooLarge = %d; want 0 and 1", second.Load(), srv.Stats().ReplayTooLarge)
+	}
+}
+
+func TestRetriesWithoutConnectFailureDoNotRedial(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int64
+	good := statusBackend(t, 200, &hits)
+	tests := []struct {
+		name       string
+		on         RetryOn
+		wantStatus int
+	}{
+		{name: "connect-failure moves on to the next endpoint", on: RetryConnectFailure, wantStatus: 200},
+		{name: "retriable-4xx alone answers the connect failure", on: RetryRetriable4xx, wantStatus: 503},
+	}
+	// A port nothing listens on any more: connecting to it fails.
+	ln := listen(t)
+	dead := ln.Addr().String()
+	ln.Close()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := &flagSink{}
+			act := &Actions{Retry: &RetryPolicy{Attempts: 2, On: tt.on}}
+			addr := startProxy(t, &Server{Router: &actionRouter{addrs: []string{dead, good.addr()}, act: act}, Telemetry: sink})
+			resp := dial(t, addr).roundTrip("GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+			if resp.StatusCode != tt.wantStatus {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.wantStatus)
+			}
+			if got := sink.nth(t, 1); tt.wantStatus == 503 && got&telemetry.UpstreamConnectFailure == 0 {
+				t.Errorf("flags %v, want UF", got)
+			}
+		})
+	}
+}
+
+func TestARequestWithoutActionsAfterOneWithARetriedBody(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int64
+	b := statusBackend(t, 200, &hits)
+	act := &Actions{Retry: &RetryPolicy{Attempts: 1, On: Retry5xx}}
+	// Only requests to /retry have a route with actions.
+	router := RouterFunc(func(req *RequestHead, _ int) (Upstream, *Reject) {
+		if strings.HasPrefix(string(req.Target), "/retry") {
+			return Upstream{Addr: b.addr(), Actions: act}, nil
+		}
+		return Upstream{Addr: b.addr()}, nil
+	})
+	c := dial(t, startProxy(t, &Server{Router: router}))
+	for _, path := range []string{"/retry", "/plain"} {
+		resp := c.roundTrip("POST " + path + " HTTP/1.1\r\nHost: svc\r\nContent-Length: 4\r\n\r\nbody")
+		if resp.StatusCode != 200 || resp.body != `status 200 body "body"` {
+			t.Errorf("%s: got %d %q, want the body forwarded", path, resp.StatusCode, resp.body)
+		}
+	}
+}
