@@ -78,6 +78,13 @@ func (st *h2Stream) serve() {
 	if st.r.Body != nil && st.r.Body != http.NoBody {
 		st.body = &h2ReqBody{r: st.r.Body, idle: &st.idle, from: st.r.Trailer, maxFields: s.lim.MaxHeaders}
 	}
+	st.tries()
+}
+
+// tries routes and forwards the stream, routing again after a connect failure or an answer
+// the route's retry policy retries.
+func (st *h2Stream) tries() {
+	s := st.hc.s
 	var held *ClusterLimits // the cluster whose in-flight slot the stream holds
 	defer func() { held.endRequest() }()
 	for attempt := 0; ; attempt++ {
