@@ -19,8 +19,8 @@ import (
 	"github.com/meshentry/meshentry/internal/testutil/pki"
 )
 
-// writeConfig writes yaml to a fresh file and returns its path.
-func writeConfig(t *testing.T, yaml string) string {
+// writeYAML writes yaml to a fresh file and returns its path.
+func writeYAML(t *testing.T, yaml string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
@@ -133,12 +133,12 @@ func egressExample04(t *testing.T, start func(t *testing.T, args ...string) map[
 	httpbin := viaEcho(t, ln)
 	dns := dnstest.Start(t)
 	dns.Set("httpbin.com", 30, "127.0.0.1")
-	gw := start(t, "-f", writeConfig(t, example04(t, httpbin)), "-n", "egress", "--gateway", "--labels", "istio=egressgateway",
+	gw := start(t, "-f", writeYAML(t, example04(t, httpbin)), "-n", "egress", "--gateway", "--labels", "istio=egressgateway",
 		"--gateway-bind", "127.0.0.1", "--gateway-port", "80=0", "--dns-server", dns.Addr, "--listen", "", "--admin", "127.0.0.1:0")
 	gwAddr := gw["gateway port 80"]
 	// The sidecars read the example as it is (httpbin.com on port 80, where nothing listens):
 	// only its mesh rule, which sends httpbin.com to the gateway, gets the request through.
-	sidecarConfig := writeConfig(t, example04(t, 0)+gatewayService(map[int]net.Addr{80: gwAddr}))
+	sidecarConfig := writeYAML(t, example04(t, 0)+gatewayService(map[int]net.Addr{80: gwAddr}))
 	sidecar := func(ns string) *http.Client {
 		out := start(t, "-f", sidecarConfig, "-n", ns, "--listen", "127.0.0.1:0", "--admin", "", "--dns-server", dns.Addr)
 		return viaProxy(t, out["forward proxy"])
@@ -213,12 +213,12 @@ func egressTLSOrigination(t *testing.T, start func(t *testing.T, args ...string)
 	dns := dnstest.Start(t)
 	dns.Set("edition.cnn.com", 30, "127.0.0.1")
 	gwConfig := tlsOriginationConfig(cnn.Port(), filepath.Join(srvDir, ca.RootCertFile))
-	gw := start(t, "-f", writeConfig(t, gwConfig), "-n", "default", "--gateway", "--labels", "istio=egressgateway",
+	gw := start(t, "-f", writeYAML(t, gwConfig), "-n", "default", "--gateway", "--labels", "istio=egressgateway",
 		"--gateway-bind", "127.0.0.1", "--gateway-port", "443=0", "--dns-server", dns.Addr, "--listen", "", "--admin", "",
 		"--identity-dir", pki.Issue(t, mesh, "", "istio-system", "istio-egressgateway-service-account", ca.IssueOptions{}))
 	// The sidecar reads the same config, and the gateway's Service: its mesh rule sends
 	// edition.cnn.com to subset cnn of the gateway, mutual TLS with SNI edition.cnn.com.
-	sidecarConfig := writeConfig(t, gwConfig+gatewayService(map[int]net.Addr{443: gw["gateway port 443"]}))
+	sidecarConfig := writeYAML(t, gwConfig+gatewayService(map[int]net.Addr{443: gw["gateway port 443"]}))
 	out := start(t, "-f", sidecarConfig, "-n", "default", "--listen", "127.0.0.1:0", "--admin", "", "--dns-server", dns.Addr,
 		"--identity-dir", pki.Issue(t, mesh, "", "default", "sleep", ca.IssueOptions{}))
 
