@@ -1,0 +1,85 @@
+// Command scaleprof times the control-plane stages (load, validate, analyse, build) over the
+// given config as `meshentry validate` runs them, and writes CPU and heap profiles, so that
+// bench/scale.sh's figures can be taken apart with `go tool pprof -top`.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"time"
+
+	"github.com/meshentry/meshentry/internal/config"
+	"github.com/meshentry/meshentry/internal/diag"
+	"github.com/meshentry/meshentry/internal/registry"
+	"github.com/meshentry/meshentry/internal/validate"
+)
+
+func main() {
+	path := flag.String("f", "", "config file or folder")
+	cpu := flag.String("cpuprofile", "", "write a CPU profile here")
+	mem := flag.String("memprofile", "", "write a heap (alloc) profile here")
+	flag.Parse()
+	if err := run(*path, *cpu, *mem); err != nil {
+		fmt.Fprintln(os.Stderr, "scaleprof:", err)
+		os.Exit(1)
+	}
+}
+
+func run(path, cpu, mem string) error {
+	if path == "" {
+		return fmt.Errorf("-f is required")
+	}
+	if cpu != "" {
+		fh, err := os.Create(cpu)
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		if err := pprof.StartCPUProfile(fh); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	t0 := time.Now()
+	loaded, err := config.Load([]string{path}, config.Options{})
+	if err != nil {
+		return err
+	}
+	t1 := time.Now()
+	var valid []*config.Document
+	errs := 0
+	for _, d := range loaded.Documents {
+		found := validate.Document(d)
+		if _, _, ok := diagOK(found); ok {
+			valid = append(valid, d)
+		} else {
+			errs++
+		}
+	}
+	t2 := time.Now()
+	findings := validate.Analyze(valid)
+	t3 := time.Now()
+	snap := registry.Build(valid, 1)
+	t4 := time.Now()
+	fmt.Printf("load %v, validate %v, analyse %v, build %v; %d documents, %d invalid, %d findings, %d services\n",
+		t1.Sub(t0).Round(time.Millisecond), t2.Sub(t1).Round(time.Millisecond), t3.Sub(t2).Round(time.Millisecond),
+		t4.Sub(t3).Round(time.Millisecond), len(loaded.Documents), errs, len(findings), len(snap.Services))
+	if mem != "" {
+		fh, err := os.Create(mem)
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		runtime.GC()
+		return pprof.Lookup("allocs").WriteTo(fh, 0)
+	}
+	return nil
+}
+
+func diagOK(ds []diag.Diagnostic) (errs, warns []diag.Diagnostic, ok bool) {
+	errs, warns, _ = diag.Split(ds)
+	return errs, warns, len(errs) == 0
+}
