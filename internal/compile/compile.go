@@ -42,11 +42,16 @@ func Paths(paths []string, opts config.Options, version uint64) (*Result, error)
 
 // Documents validates and analyses what config.Load read and builds the snapshot.
 func Documents(loaded config.Result, version uint64) *Result {
+	return documents(loaded, version, nil)
+}
+
+func documents(loaded config.Result, version uint64, c *Cache) *Result {
 	res := &Result{Documents: loaded.Read, Files: loaded.Files}
 	res.Diagnostics = append(res.Diagnostics, loaded.Diagnostics...)
 	valid := make([]*config.Document, 0, len(loaded.Documents))
-	for _, doc := range loaded.Documents {
-		found := validate.Document(doc)
+	findings := validateAll(loaded.Documents, c)
+	for i, doc := range loaded.Documents {
+		found := findings[i]
 		res.Diagnostics = append(res.Diagnostics, found...)
 		if !hasError(found) {
 			valid = append(valid, doc)
