@@ -107,7 +107,7 @@ func (c *Cache) sweep() {
 
 // decodeFile decodes the file at path through the cache, when there is one. The documents are
 // numbered from 0; Load renumbers them in load order.
-func decodeFile(c *Cache, path, ns string) ([]*Document, []diag.Diagnostic, int, error) {
+func decodeFile(c *Cache, path, ns string, in *interner) ([]*Document, []diag.Diagnostic, int, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, 0, err
@@ -128,7 +128,7 @@ func decodeFile(c *Cache, path, ns string) ([]*Document, []diag.Diagnostic, int,
 		c.misses.Add(1)
 	}
 	order := 0
-	docs, diags, read := decodeCounting(path, bytes.NewReader(data), ns, &order)
+	docs, diags, read := decodeStream(path, bytes.NewReader(data), ns, &order, in)
 	if c != nil {
 		c.store(path, &cached{size: info.Size(), mtime: info.ModTime(), hash: hash, docs: docs, diags: diags, read: read})
 		docs = copyDocs(docs)

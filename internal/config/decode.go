@@ -65,6 +65,11 @@ func Decode(file string, r io.Reader, defaultNamespace string, order *int) ([]*D
 
 // decodeCounting is Decode that also counts the non-empty documents read, the good and the bad.
 func decodeCounting(file string, r io.Reader, defaultNamespace string, order *int) ([]*Document, []diag.Diagnostic, int) {
+	return decodeStream(file, r, defaultNamespace, order, newInterner())
+}
+
+// decodeStream is decodeCounting sharing the strings of in.
+func decodeStream(file string, r io.Reader, defaultNamespace string, order *int, in *interner) ([]*Document, []diag.Diagnostic, int) {
 	read := 0
 	var docs []*Document
 	var diags []diag.Diagnostic
@@ -84,7 +89,7 @@ func decodeCounting(file string, r io.Reader, defaultNamespace string, order *in
 				Message: strings.TrimPrefix(err.Error(), "yaml: ") + " (the rest of the file is not read)"})
 			break
 		}
-		for _, d := range decodeTop(file, defaultNamespace, &n) {
+		for _, d := range decodeTop(file, defaultNamespace, &n, in) {
 			diags = append(diags, d.notes...)
 			if d.out != nil || len(d.diags) > 0 {
 				read++
@@ -114,6 +119,8 @@ type decoder struct {
 	notes []diag.Diagnostic
 	// out is the decoded document, nil when it was empty, skipped or rejected.
 	out *Document
+	// intern is shared by the decoders of one goroutine.
+	intern *interner
 }
 
 func (d *decoder) fail(line int, field, format string, args ...any) {
@@ -255,7 +262,7 @@ func topKey(k string) string {
 }
 
 func (d *decoder) metadata(doc *Document, meta *yaml.Node, metaAt int32) {
-	doc.Namespace = d.defaultNS
+	doc.Namespace = d.intern.of(d.defaultNS)
 	if meta == nil || isNull(meta) {
 		d.fail(doc.Line, "metadata.name", "metadata.name is required")
 		return
@@ -273,7 +280,7 @@ func (d *decoder) metadata(doc *Document, meta *yaml.Node, metaAt int32) {
 			doc.Name = v.Value
 		case "namespace":
 			if v.Value != "" {
-				doc.Namespace = v.Value
+				doc.Namespace = d.intern.of(v.Value)
 			}
 		case "labels":
 			if isNull(v) {
@@ -285,7 +292,7 @@ func (d *decoder) metadata(doc *Document, meta *yaml.Node, metaAt int32) {
 			}
 			doc.Labels = map[string]string{}
 			for j := 0; j+1 < len(v.Content); j += 2 {
-				doc.Labels[v.Content[j].Value] = resolveAlias(v.Content[j+1]).Value
+				doc.Labels[d.intern.of(v.Content[j].Value)] = d.intern.of(resolveAlias(v.Content[j+1]).Value)
 			}
 		case "creationTimestamp":
 			if isNull(v) || v.Value == "" {

@@ -96,8 +96,9 @@ func decodeAll(inputs []fileResult, opts Options) {
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(inputs)) {
 		wg.Go(func() {
+			strs := newInterner()
 			for in := range jobs {
-				in.docs, in.diags, in.read, in.err = decodeFile(opts.Cache, in.name, opts.Namespace)
+				in.docs, in.diags, in.read, in.err = decodeFile(opts.Cache, in.name, opts.Namespace, strs)
 			}
 		})
 	}

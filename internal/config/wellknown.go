@@ -9,6 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/dynamicpb"
@@ -70,6 +71,10 @@ var jsonOffset = regexp.MustCompile(`^proto:[\s\x{a0}]*(\(line \d+:\d+\):[\s\x{a
 // is located by retrying smaller pieces of the spec, so the finding names the deepest field that
 // fails alone and its YAML line instead of an offset into JSON the user never wrote.
 func (d *decoder) unmarshalSpec(specLine int, spec *yaml.Node, msg protoreflect.Message) bool {
+	if d.setDirect(spec, msg) {
+		return true
+	}
+	proto.Reset(msg.Interface())
 	err := unmarshalNode(spec, msg)
 	if err == nil {
 		return true
