@@ -114,7 +114,7 @@ func timeReload(file string, orig []byte, proxyAddr string, backend *net.TCPAddr
 	if err := os.WriteFile(file, content, 0o644); err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	for ctx.Err() == nil {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+"/", nil)
@@ -128,7 +128,7 @@ func timeReload(file string, orig []byte, proxyAddr string, backend *net.TCPAddr
 		}
 		time.Sleep(time.Millisecond)
 	}
-	return 0, fmt.Errorf("reload %d: %s not served after 30 s", r, host)
+	return 0, fmt.Errorf("reload %d: %s not served after 120 s", r, host)
 }
 
 // memOf reads VmHWM and VmRSS (KiB) of pid.

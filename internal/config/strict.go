@@ -20,11 +20,17 @@ func (d *decoder) duplicateKeys(n *yaml.Node) bool {
 	var walk func(n *yaml.Node)
 	walk = func(n *yaml.Node) {
 		n = resolveAlias(n)
-		if n == nil || seen[n] {
-			// An aliased node is checked once, where it is defined; its keys have that one location.
+		if n == nil {
 			return
 		}
-		seen[n] = true
+		if n.Anchor != "" {
+			// An aliased node is checked once, where it is defined; its keys have that one
+			// location. Only an anchored node can be aliased, so only those are remembered.
+			if seen[n] {
+				return
+			}
+			seen[n] = true
+		}
 		switch n.Kind {
 		case yaml.MappingNode:
 			var first map[string]int
