@@ -58,6 +58,9 @@ type analysis struct {
 	entries []*config.Document // ServiceEntries, in load order
 	hosts   []hostDecl         // every ServiceEntry host
 	diags   []diag.Diagnostic
+	// groups are hostGroups' result, made once.
+	groups  [][]hostDecl
+	grouped bool
 }
 
 // hostDecl is one host of one ServiceEntry, with where it is visible.
