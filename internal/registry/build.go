@@ -1,9 +1,9 @@
 package registry
 
 import (
-	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -47,12 +47,17 @@ func Build(docs []*config.Document, version uint64) *Snapshot {
 		byPort:    map[uint32][]*Service{},
 	}
 	var entries []*config.Document
+	hosts := 0
 	for _, d := range docs {
-		if d.ServiceEntry() != nil {
+		if se := d.ServiceEntry(); se != nil {
 			entries = append(entries, d)
+			hosts += len(se.GetHosts())
 		}
 	}
 	sort.SliceStable(entries, func(i, j int) bool { return entries[i].OlderThan(entries[j]) })
+	// Sized once: growing maps and slices of 200,000 services was a third of the build.
+	s.Services = make([]*Service, 0, hosts)
+	s.exact = make(map[string][]*Service, hosts)
 	for _, d := range entries {
 		s.Services = append(s.Services, servicesOf(d)...)
 	}
@@ -130,7 +135,7 @@ func servicesOf(d *config.Document) []*Service {
 				Protocol:   p.GetProtocol(),
 				Family:     ProtocolFamily(p.GetProtocol()),
 				TargetPort: p.GetTargetPort(),
-				Cluster:    fmt.Sprintf("outbound|%d||%s", p.GetNumber(), host),
+				Cluster:    clusterName(p.GetNumber(), host),
 			}
 			switch {
 			case res == ResolutionNone, res == ResolutionDynamicDNS:
@@ -194,6 +199,11 @@ func sharedEndpoints(se *networking.ServiceEntry) [][]Endpoint {
 		out[i] = eps
 	}
 	return out
+}
+
+// clusterName is Istio's outbound cluster name for a port of host: outbound|PORT||HOST.
+func clusterName(port uint32, host string) string {
+	return "outbound|" + strconv.FormatUint(uint64(port), 10) + "||" + host
 }
 
 func defaultPort(p *networking.ServicePort) uint32 {
