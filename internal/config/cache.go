@@ -22,6 +22,8 @@ const DefaultCacheFiles = 10_000
 type Cache struct {
 	max  int
 	seed maphash.Seed
+	// margin is racyMargin; tests shorten it.
+	margin time.Duration
 
 	mu    sync.Mutex
 	files map[string]*cached
@@ -29,14 +31,21 @@ type Cache struct {
 	hits, misses, evictions atomic.Uint64
 }
 
+// racyMargin is how much older than the read of a file its change time must be for a later
+// stat showing the same size, times and inode to prove the content unchanged, as git's "racily
+// clean" rule has it: a write in the same clock tick as the read, or on a file system with
+// coarse times, leaves the times as they were, so such a file is read and hashed again.
+const racyMargin = 2 * time.Second
+
 // cached is one file as last decoded.
 type cached struct {
-	size  int64
-	mtime time.Time
-	hash  uint64
-	docs  []*Document
-	diags []diag.Diagnostic
-	read  int
+	stat fileStat
+	hash uint64
+	// settled says the stat proves the content: its times were racyMargin older than the read.
+	settled bool
+	docs    []*Document
+	diags   []diag.Diagnostic
+	read    int
 	// used marks the entries read by the current or last load, so that files gone from the
 	// config are dropped rather than kept until the bound.
 	used bool
@@ -47,7 +56,7 @@ func NewCache(maxFiles int) *Cache {
 	if maxFiles <= 0 {
 		maxFiles = DefaultCacheFiles
 	}
-	return &Cache{max: maxFiles, seed: maphash.MakeSeed(), files: map[string]*cached{}}
+	return &Cache{max: maxFiles, seed: maphash.MakeSeed(), margin: racyMargin, files: map[string]*cached{}}
 }
 
 // CacheStats counts what a Cache did since it was made.
@@ -68,16 +77,70 @@ func (c *Cache) Stats() CacheStats {
 	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Evictions: c.evictions.Load(), Files: n}
 }
 
-// lookup returns the entry for path when its size, time and content hash all match.
-func (c *Cache) lookup(path string, info os.FileInfo, hash uint64) *cached {
+// fileStat is what a stat says about a file's content without reading it.
+type fileStat struct {
+	size         int64
+	mtime, ctime time.Time
+	dev, ino     uint64
+}
+
+func statOf(path string) (fileStat, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return fileStat{}, err
+	}
+	st := fileStat{size: info.Size(), mtime: info.ModTime()}
+	statSys(info, &st)
+	return st, nil
+}
+
+// settledAt reports whether a read that began at start saw content no later write can hide.
+func (st fileStat) settledAt(start time.Time, margin time.Duration) bool {
+	limit := start.Add(-margin)
+	return !st.ctime.IsZero() && st.mtime.Before(limit) && st.ctime.Before(limit)
+}
+
+// known returns the entry for path when a stat alone proves it current.
+func (c *Cache) known(path string, st fileStat) *cached {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.files[path]
-	if e == nil || e.size != info.Size() || !e.mtime.Equal(info.ModTime()) || e.hash != hash {
+	if e == nil || !e.settled || e.stat != st {
 		return nil
 	}
 	e.used = true
 	return e
+}
+
+// lookup returns the entry for path when its stat and content hash match, and marks it settled
+// when the stat now proves it.
+func (c *Cache) lookup(path string, st fileStat, hash uint64, start time.Time) *cached {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.files[path]
+	if e == nil || e.stat != st || e.hash != hash {
+		return nil
+	}
+	e.used = true
+	e.settled = st.settledAt(start, c.margin)
+	return e
+}
+
+// Digest returns a hash of the content of the file at path, from the cache when a stat proves
+// the cached content current, else by reading it. Hashes are comparable within one Cache only.
+func (c *Cache) Digest(path string) (uint64, error) {
+	st, err := statOf(path)
+	if err != nil {
+		return 0, err
+	}
+	if e := c.known(path, st); e != nil {
+		return e.hash, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return maphash.Bytes(c.seed, data), nil
 }
 
 // store remembers a decoded file unless the cache is full.
@@ -108,20 +171,28 @@ func (c *Cache) sweep() {
 // decodeFile decodes the file at path through the cache, when there is one. The documents are
 // numbered from 0; Load renumbers them in load order.
 func decodeFile(c *Cache, path, ns string, in *interner) ([]*Document, []diag.Diagnostic, int, error) {
+	var st fileStat
+	start := time.Now()
+	if c != nil {
+		var err error
+		if st, err = statOf(path); err != nil {
+			return nil, nil, 0, err
+		}
+		if e := c.known(path, st); e != nil {
+			c.hits.Add(1)
+			return copyDocs(e.docs), e.diags, e.read, nil
+		}
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	var info os.FileInfo
 	var hash uint64
 	if c != nil {
-		// Stat after the read: a write in between changes the time, so the entry stored is
-		// keyed by a time the next load will not find, and that load decodes the file again.
-		if info, err = os.Stat(path); err != nil {
-			return nil, nil, 0, err
-		}
+		// A write between the stat and the read changes the times, so the entry stored is
+		// keyed by a stat the next load will not find, and that load decodes the file again.
 		hash = maphash.Bytes(c.seed, data)
-		if e := c.lookup(path, info, hash); e != nil {
+		if e := c.lookup(path, st, hash, start); e != nil {
 			c.hits.Add(1)
 			return copyDocs(e.docs), e.diags, e.read, nil
 		}
@@ -130,7 +201,7 @@ func decodeFile(c *Cache, path, ns string, in *interner) ([]*Document, []diag.Di
 	order := 0
 	docs, diags, read := decodeStream(path, bytes.NewReader(data), ns, &order, in)
 	if c != nil {
-		c.store(path, &cached{size: info.Size(), mtime: info.ModTime(), hash: hash, docs: docs, diags: diags, read: read})
+		c.store(path, &cached{stat: st, hash: hash, settled: st.settledAt(start, c.margin), docs: docs, diags: diags, read: read})
 		docs = copyDocs(docs)
 	}
 	return docs, diags, read, nil

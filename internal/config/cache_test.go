@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func writeEntryFile(t *testing.T, path, name, host string) {
@@ -89,5 +90,49 @@ func TestCacheCountsTheFilesItHasNoRoomFor(t *testing.T) {
 	}
 	if st := c.Stats(); st.Files != 2 || st.Evictions != 2 || st.Hits != 2 {
 		t.Fatalf("stats %+v, want 2 files held, the third refused at each load", st)
+	}
+}
+
+func TestCacheTrustsAStatOnlyOnceTheFileHasSettled(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.yaml")
+	writeEntryFile(t, path, "a", "a.com")
+	c := NewCache(0)
+	c.margin = -time.Hour // every read counts as long after the file's last change
+	load := func() string {
+		t.Helper()
+		res, err := Load([]string{dir}, Options{Cache: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(hostsOf(res))
+	}
+	load()
+	d1, err := c.Digest(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := load(); got != "[0:a.com]" || c.Stats().Hits != 1 {
+		t.Fatalf("an unchanged settled file: read %s, stats %+v, want a hit", got, c.Stats())
+	}
+	// Same size, mtime put back: the change time still moves, which no one can set.
+	info, _ := os.Stat(path)
+	before, _ := statOf(path)
+	// The change time moves at the kernel's clock tick: write until it shows.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		writeEntryFile(t, path, "a", "b.com")
+		if err := os.Chtimes(path, info.ModTime(), info.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+		if now, _ := statOf(path); now.ctime != before.ctime || time.Now().After(deadline) {
+			break
+		}
+	}
+	if d2, err := c.Digest(path); err != nil || d2 == d1 {
+		t.Fatalf("digest after a rewrite = %x (%v), the same as before", d2, err)
+	}
+	if got := load(); got != "[0:b.com]" {
+		t.Fatalf("a rewrite that kept size and mtime was not read: %s", got)
 	}
 }

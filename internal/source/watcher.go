@@ -105,7 +105,7 @@ func New(cfg Config) (*Watcher, *compile.Result, error) {
 		w.tickStat, err = statPrint(files)
 	}
 	if err == nil {
-		w.seenContent, err = contentPrint(files, cfg.Stdin)
+		w.seenContent, err = contentPrint(files, cfg.Stdin, w.cache.Files.Digest)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -252,7 +252,7 @@ func (w *Watcher) check(fsw *fsnotify.Watcher, apply func(*compile.Result), kind
 		w.ioFailure(err, kind)
 		return
 	}
-	content, err := contentPrint(files, w.cfg.Stdin)
+	content, err := contentPrint(files, w.cfg.Stdin, w.cache.Files.Digest)
 	if err != nil {
 		w.ioFailure(err, kind)
 		return
