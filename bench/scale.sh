@@ -35,17 +35,18 @@ fi
 debounce=()
 [ -n "${RELOAD_DEBOUNCE:-}" ] && debounce=(--reload-debounce "$RELOAD_DEBOUNCE")
 
+# The machine may be shared: the load is printed with each size, and CPU seconds beside wall time.
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for n in $SIZES; do
   dir="$out_abs/entries-$n"
   "$OUT/scaletool" gen -n "$n" -files "$FILES" -dir "$dir"
-  echo "## N=$n in $FILES files ($(du -sh "$dir" | cut -f1))"
+  echo "## N=$n in $FILES files ($(du -sh "$dir" | cut -f1)), load: $(cut -d' ' -f1-3 /proc/loadavg)"
   # The file the reload rewrites: one in the middle of the load order.
   mid=$(find "$dir" -name '*.yaml' | sort | sed -n "$(( (FILES + 1) / 2 ))p")
   for b in "${builds[@]}"; do
-    /usr/bin/time -f "%e %M" -o "$OUT/time.txt" "$OUT/$b" validate -f "$dir" >"$OUT/validate.txt" || true
-    read -r wall kb <"$OUT/time.txt"
-    echo "$b validate: $wall s wall, peak RSS $((kb / 1024)) MB; $(tail -1 "$OUT/validate.txt")"
+    /usr/bin/time -f "%e %U %S %M" -o "$OUT/time.txt" "$OUT/$b" validate -f "$dir" >"$OUT/validate.txt" || true
+    read -r wall user sys kb <"$OUT/time.txt"
+    echo "$b validate: $wall s wall, $(awk "BEGIN{print $user + $sys}") s CPU, peak RSS $((kb / 1024)) MB; $(tail -1 "$OUT/validate.txt")"
     "$OUT/scaletool" serve -admin "$ADMIN" -proxy "$PROXY" -file "$mid" -reloads "$RELOADS" -- \
       "$OUT/$b" run -f "$dir" --listen "$PROXY" --admin "$ADMIN" --log-level warn "${debounce[@]}" \
       2> >(grep -v -e draining -e drained >&2) | sed "s/^/$b /"
