@@ -82,7 +82,11 @@ func run(path, cpu, mem string) error {
 		}
 		defer fh.Close()
 		runtime.GC()
-		return pprof.Lookup("allocs").WriteTo(fh, 0)
+		err = pprof.Lookup("allocs").WriteTo(fh, 0)
+		// Held to here, so the heap profile shows what a loaded registry keeps.
+		runtime.KeepAlive(snap)
+		runtime.KeepAlive(loaded)
+		return err
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -197,7 +198,13 @@ func (d *decoder) document(n *yaml.Node) *Document {
 		return nil
 	}
 	doc := &Document{File: d.file, Line: n.Line, APIVersion: h.apiVersion, Kind: h.kind}
-	doc.lines.entries = make([]lineEntry, 0, 32)
+	doc.lines.entries = d.intern.lineScratch()
+	defer func() {
+		// The table is built in a buffer reused for every document and kept at its exact size:
+		// grown by appends it would hold a third more than it needs, for every document loaded.
+		d.intern.keepScratch(doc.lines.entries)
+		doc.lines.entries = slices.Clone(doc.lines.entries)
+	}()
 	var meta, spec *yaml.Node
 	var specLine, apiLine, kindLine int
 	metaAt, specAt := int32(noEntry), int32(noEntry)

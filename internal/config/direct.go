@@ -23,6 +23,23 @@ type interner struct {
 	m map[string]string
 	// roundTripOnly turns the direct path off, so tests can hold it to the round trip's results.
 	roundTripOnly bool
+	// scratch is the buffer each document's line table is built in before it is copied out.
+	scratch []lineEntry
+}
+
+// lineScratch returns an empty buffer for a line table.
+func (in *interner) lineScratch() []lineEntry {
+	if in == nil {
+		return nil
+	}
+	return in.scratch[:0]
+}
+
+// keepScratch takes the buffer back, grown, unless it grew past what a large object needs.
+func (in *interner) keepScratch(b []lineEntry) {
+	if in != nil && cap(b) <= 1<<12 {
+		in.scratch = b[:0]
+	}
 }
 
 // Bounds on the interner: short strings only, and no more than maxInterned of them, so a config
