@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/config"
 	"github.com/meshentry/meshentry/internal/diag"
+	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/validate"
 )
 
@@ -21,6 +22,8 @@ type Cache struct {
 	// findings are by spec, which the copies Load returns of a cached document share; only
 	// the specs of the last compile are kept, so it holds no more than one config's worth.
 	findings map[proto.Message][]diag.Diagnostic
+	// prev is the last snapshot built, whose services the next build reuses.
+	prev *registry.Snapshot
 }
 
 // NewCache returns an empty cache.

@@ -59,7 +59,12 @@ func documents(loaded config.Result, version uint64, c *Cache) *Result {
 	}
 	res.Diagnostics = append(res.Diagnostics, validate.Analyze(valid)...)
 	diag.Sort(res.Diagnostics)
-	res.Snapshot = registry.Build(valid, version)
+	if c != nil {
+		res.Snapshot = registry.BuildFrom(c.prev, valid, version)
+		c.prev = res.Snapshot
+	} else {
+		res.Snapshot = registry.Build(valid, version)
+	}
 	return res
 }
 

@@ -26,6 +26,8 @@ type Snapshot struct {
 	cidrs    []cidrBucket // longest prefix first
 	portOnly map[uint32][]*Service
 	byPort   map[uint32][]*Service
+	// bySpec are the services each ServiceEntry spec made, for BuildFrom to reuse.
+	bySpec map[*networking.ServiceEntry][]*Service
 }
 
 type cidrBucket struct {
@@ -36,7 +38,12 @@ type cidrBucket struct {
 
 // Build makes a snapshot from documents that passed validation. Kinds other than ServiceEntry are
 // kept in Documents for later stages but add no services.
-func Build(docs []*config.Document, version uint64) *Snapshot {
+func Build(docs []*config.Document, version uint64) *Snapshot { return BuildFrom(nil, docs, version) }
+
+// BuildFrom is Build reusing the services prev (nil for none) made from the same decoded specs,
+// as a reload after one file changed has for all the others: services are never written after
+// a build, so two snapshots may share them.
+func BuildFrom(prev *Snapshot, docs []*config.Document, version uint64) *Snapshot {
 	s := &Snapshot{
 		Version:   version,
 		Documents: docs,
@@ -58,8 +65,14 @@ func Build(docs []*config.Document, version uint64) *Snapshot {
 	// Sized once: growing maps and slices of 200,000 services was a third of the build.
 	s.Services = make([]*Service, 0, hosts)
 	s.exact = make(map[string][]*Service, hosts)
+	s.bySpec = make(map[*networking.ServiceEntry][]*Service, len(entries))
 	for _, d := range entries {
-		s.Services = append(s.Services, servicesOf(d)...)
+		svcs := prev.servicesFor(d)
+		if svcs == nil {
+			svcs = servicesOf(d)
+		}
+		s.bySpec[d.ServiceEntry()] = svcs
+		s.Services = append(s.Services, svcs...)
 	}
 	cidrIndex := map[[2]int]*cidrBucket{}
 	for _, svc := range s.Services {
@@ -101,6 +114,23 @@ func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket) {
 		}
 		b.nets[pfx] = append(b.nets[pfx], svc)
 	}
+}
+
+// servicesFor returns the services s made from d's spec for a document of the same name and
+// place, or nil.
+func (s *Snapshot) servicesFor(d *config.Document) []*Service {
+	if s == nil {
+		return nil
+	}
+	svcs := s.bySpec[d.ServiceEntry()]
+	if len(svcs) == 0 {
+		return nil
+	}
+	if src := svcs[0].Source; svcs[0].Namespace != d.Namespace || svcs[0].Entry != d.Name ||
+		src == nil || src.File != d.File || src.Line != d.Line {
+		return nil
+	}
+	return svcs
 }
 
 // servicesOf expands one ServiceEntry into a service per host sharing ports, endpoints and addresses.
