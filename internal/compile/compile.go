@@ -59,6 +59,10 @@ func WithAutoAddresses(alloc func(hosts []string) map[string][]netip.Addr) Optio
 
 // Documents validates and analyses what config.Load read and builds the snapshot.
 func Documents(loaded config.Result, version uint64, opts ...Option) *Result {
+	return documents(loaded, version, nil, opts...)
+}
+
+func documents(loaded config.Result, version uint64, c *Cache, opts ...Option) *Result {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -66,20 +70,28 @@ func Documents(loaded config.Result, version uint64, opts ...Option) *Result {
 	res := &Result{Documents: loaded.Read, Files: loaded.Files}
 	res.Diagnostics = append(res.Diagnostics, loaded.Diagnostics...)
 	valid := make([]*config.Document, 0, len(loaded.Documents))
-	for _, doc := range loaded.Documents {
-		found := validate.Document(doc)
+	findings := validateAll(loaded.Documents, c)
+	for i, doc := range loaded.Documents {
+		found := findings[i]
 		res.Diagnostics = append(res.Diagnostics, found...)
 		if !hasError(found) {
 			valid = append(valid, doc)
 		}
 	}
-	if o.autoAddresses == nil {
-		res.Diagnostics = append(res.Diagnostics, validate.Analyze(valid)...)
-		res.Snapshot = registry.Build(valid, version)
-	} else {
+	switch {
+	case o.autoAddresses != nil:
+		// Allocated addresses are written into the services, so none is shared with the last
+		// snapshot: each build allocates for all of its hosts.
 		res.Diagnostics = append(res.Diagnostics, validate.Analyze(valid, validate.WithDNSProxy())...)
 		res.Snapshot = registry.Build(valid, version, registry.WithAutoAddresses(o.autoAddresses))
 		res.Diagnostics = append(res.Diagnostics, unallocated(res.Snapshot)...)
+	case c != nil:
+		res.Diagnostics = append(res.Diagnostics, validate.Analyze(valid)...)
+		res.Snapshot = registry.BuildFrom(c.prev, valid, version)
+		c.prev = res.Snapshot
+	default:
+		res.Diagnostics = append(res.Diagnostics, validate.Analyze(valid)...)
+		res.Snapshot = registry.Build(valid, version)
 	}
 	diag.Sort(res.Diagnostics)
 	return res

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +66,11 @@ func Decode(file string, r io.Reader, defaultNamespace string, order *int) ([]*D
 
 // decodeCounting is Decode that also counts the non-empty documents read, the good and the bad.
 func decodeCounting(file string, r io.Reader, defaultNamespace string, order *int) ([]*Document, []diag.Diagnostic, int) {
+	return decodeStream(file, r, defaultNamespace, order, newInterner())
+}
+
+// decodeStream is decodeCounting sharing the strings of in.
+func decodeStream(file string, r io.Reader, defaultNamespace string, order *int, in *interner) ([]*Document, []diag.Diagnostic, int) {
 	read := 0
 	var docs []*Document
 	var diags []diag.Diagnostic
@@ -84,7 +90,7 @@ func decodeCounting(file string, r io.Reader, defaultNamespace string, order *in
 				Message: strings.TrimPrefix(err.Error(), "yaml: ") + " (the rest of the file is not read)"})
 			break
 		}
-		for _, d := range decodeTop(file, defaultNamespace, &n) {
+		for _, d := range decodeTop(file, defaultNamespace, &n, in) {
 			diags = append(diags, d.notes...)
 			if d.out != nil || len(d.diags) > 0 {
 				read++
@@ -114,6 +120,8 @@ type decoder struct {
 	notes []diag.Diagnostic
 	// out is the decoded document, nil when it was empty, skipped or rejected.
 	out *Document
+	// intern is shared by the decoders of one goroutine.
+	intern *interner
 }
 
 func (d *decoder) fail(line int, field, format string, args ...any) {
@@ -189,41 +197,49 @@ func (d *decoder) document(n *yaml.Node) *Document {
 	if !ok {
 		return nil
 	}
-	doc := &Document{File: d.file, Line: n.Line, APIVersion: h.apiVersion, Kind: h.kind, lines: map[string]int{}}
+	doc := &Document{File: d.file, Line: n.Line, APIVersion: h.apiVersion, Kind: h.kind}
+	doc.lines.entries = d.intern.lineScratch()
+	defer func() {
+		// The table is built in a buffer reused for every document and kept at its exact size:
+		// grown by appends it would hold a third more than it needs, for every document loaded.
+		d.intern.keepScratch(doc.lines.entries)
+		doc.lines.entries = slices.Clone(doc.lines.entries)
+	}()
 	var meta, spec *yaml.Node
-	var specLine int
+	var specLine, apiLine, kindLine int
+	metaAt, specAt := int32(noEntry), int32(noEntry)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], resolveAlias(n.Content[i+1])
-		doc.lines[k.Value] = k.Line
+		at := doc.lines.key(noEntry, topKey(k.Value), k.Line)
 		switch k.Value {
 		case "apiVersion":
-			doc.APIVersion = v.Value
+			doc.APIVersion, apiLine = v.Value, k.Line
 		case "kind":
-			doc.Kind = v.Value
+			doc.Kind, kindLine = v.Value, k.Line
 		case "metadata":
-			meta = v
+			meta, metaAt = v, at
 		case "spec":
-			spec, specLine = v, k.Line
+			spec, specLine, specAt = v, k.Line, at
 		case "status":
 			// Written by controllers, not by users; ignored like kubectl apply ignores it.
 		default:
 			d.fail(k.Line, k.Value, "unknown field %q (want apiVersion, kind, metadata, spec)", k.Value)
 		}
 	}
-	d.metadata(doc, meta)
+	d.metadata(doc, meta, metaAt)
 	d.doc = doc
 	switch {
 	case doc.APIVersion == "":
 		d.fail(doc.Line, "apiVersion", "apiVersion is required")
 	case !apiVersions[doc.APIVersion]:
-		d.fail(doc.lines["apiVersion"], "apiVersion", "unsupported apiVersion %q (want networking.istio.io/v1alpha3, v1beta1 or v1)", doc.APIVersion)
+		d.fail(apiLine, "apiVersion", "unsupported apiVersion %q (want networking.istio.io/v1alpha3, v1beta1 or v1)", doc.APIVersion)
 	}
 	spec0 := newSpec(doc.Kind)
 	if spec0 == nil {
 		if doc.Kind == "" {
 			d.fail(doc.Line, "kind", "kind is required")
 		} else {
-			d.fail(doc.lines["kind"], "kind", "unsupported kind %q (want ServiceEntry, DestinationRule, VirtualService, Gateway or Sidecar)", doc.Kind)
+			d.fail(kindLine, "kind", "unsupported kind %q (want ServiceEntry, DestinationRule, VirtualService, Gateway or Sidecar)", doc.Kind)
 		}
 		return nil
 	}
@@ -231,8 +247,7 @@ func (d *decoder) document(n *yaml.Node) *Document {
 		d.fail(doc.Line, "spec", "spec is required")
 		return nil
 	}
-	doc.lines["spec"] = specLine
-	if !d.walkMessage("spec", spec, spec0.ProtoReflect().Descriptor()) {
+	if !d.walkMessage(specAt, spec, spec0.ProtoReflect().Descriptor()) {
 		return nil
 	}
 	if !d.unmarshalSpec(specLine, spec, spec0.ProtoReflect()) {
@@ -242,8 +257,19 @@ func (d *decoder) document(n *yaml.Node) *Document {
 	return doc
 }
 
-func (d *decoder) metadata(doc *Document, meta *yaml.Node) {
-	doc.Namespace = d.defaultNS
+// topKey returns the document key as a constant string where it is one of the four expected,
+// so that the line table does not keep the parser's copy alive.
+func topKey(k string) string {
+	for _, c := range [...]string{"apiVersion", "kind", "metadata", "spec"} {
+		if k == c {
+			return c
+		}
+	}
+	return k
+}
+
+func (d *decoder) metadata(doc *Document, meta *yaml.Node, metaAt int32) {
+	doc.Namespace = d.intern.of(d.defaultNS)
 	if meta == nil || isNull(meta) {
 		d.fail(doc.Line, "metadata.name", "metadata.name is required")
 		return
@@ -254,14 +280,14 @@ func (d *decoder) metadata(doc *Document, meta *yaml.Node) {
 	}
 	for i := 0; i+1 < len(meta.Content); i += 2 {
 		k, v := meta.Content[i], resolveAlias(meta.Content[i+1])
+		doc.lines.key(metaAt, k.Value, k.Line)
 		path := "metadata." + k.Value
-		doc.lines[path] = k.Line
 		switch k.Value {
 		case "name":
 			doc.Name = v.Value
 		case "namespace":
 			if v.Value != "" {
-				doc.Namespace = v.Value
+				doc.Namespace = d.intern.of(v.Value)
 			}
 		case "labels":
 			if isNull(v) {
@@ -273,7 +299,7 @@ func (d *decoder) metadata(doc *Document, meta *yaml.Node) {
 			}
 			doc.Labels = map[string]string{}
 			for j := 0; j+1 < len(v.Content); j += 2 {
-				doc.Labels[v.Content[j].Value] = resolveAlias(v.Content[j+1]).Value
+				doc.Labels[d.intern.of(v.Content[j].Value)] = d.intern.of(resolveAlias(v.Content[j+1]).Value)
 			}
 		case "creationTimestamp":
 			if isNull(v) || v.Value == "" {
@@ -298,33 +324,38 @@ func (d *decoder) metadata(doc *Document, meta *yaml.Node) {
 
 // walkMessage checks a YAML mapping against a protobuf message descriptor, so that a misspelt
 // field is an error with its path and line rather than silently dropped, and records field lines.
-func (d *decoder) walkMessage(path string, n *yaml.Node, md protoreflect.MessageDescriptor) bool {
+func (d *decoder) walkMessage(at int32, n *yaml.Node, md protoreflect.MessageDescriptor) bool {
 	n = resolveAlias(n)
 	if isNull(n) {
 		return true
 	}
 	if md.ParentFile().Package() == "google.protobuf" {
 		// Well-known types (Duration, Struct, wrappers) have their own JSON forms.
-		return d.wellKnown(path, n, md)
+		return d.wellKnown(at, n, md)
 	}
 	if n.Kind != yaml.MappingNode {
-		d.fail(n.Line, path, "expected an object")
+		d.fail(n.Line, d.doc.lines.path(at), "expected an object")
 		return false
 	}
 	ok := true
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		fp := path + "." + k.Value
-		d.doc.lines[fp] = k.Line
 		fd := md.Fields().ByJSONName(k.Value)
 		if fd == nil {
 			fd = md.Fields().ByName(protoreflect.Name(k.Value))
 		}
 		if fd == nil {
-			d.fail(k.Line, fp, "unknown field %q%s", k.Value, suggest(k.Value, md))
+			d.fail(k.Line, d.doc.lines.join(at, k.Value), "unknown field %q%s", k.Value, suggest(k.Value, md))
+			d.doc.lines.key(at, k.Value, k.Line)
 			ok = false
 			continue
 		}
+		// The descriptor's copy of the name, so the table does not keep the parser's alive.
+		name := fd.JSONName()
+		if name != k.Value {
+			name = string(fd.Name())
+		}
+		fp := d.doc.lines.key(at, name, k.Line)
 		if !d.walkField(fp, v, fd) {
 			ok = false
 		}
@@ -332,7 +363,7 @@ func (d *decoder) walkMessage(path string, n *yaml.Node, md protoreflect.Message
 	return ok
 }
 
-func (d *decoder) walkField(path string, n *yaml.Node, fd protoreflect.FieldDescriptor) bool {
+func (d *decoder) walkField(at int32, n *yaml.Node, fd protoreflect.FieldDescriptor) bool {
 	n = resolveAlias(n)
 	if isNull(n) {
 		return true
@@ -340,14 +371,13 @@ func (d *decoder) walkField(path string, n *yaml.Node, fd protoreflect.FieldDesc
 	switch {
 	case fd.IsMap():
 		if n.Kind != yaml.MappingNode {
-			d.fail(n.Line, path, "expected a map")
+			d.fail(n.Line, d.doc.lines.path(at), "expected a map")
 			return false
 		}
 		ok := true
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
-			fp := path + "." + k.Value
-			d.doc.lines[fp] = k.Line
+			fp := d.doc.lines.key(at, k.Value, k.Line)
 			if !d.walkValue(fp, n.Content[i+1], fd.MapValue()) {
 				ok = false
 			}
@@ -355,43 +385,44 @@ func (d *decoder) walkField(path string, n *yaml.Node, fd protoreflect.FieldDesc
 		return ok
 	case fd.IsList():
 		if n.Kind != yaml.SequenceNode {
-			d.fail(n.Line, path, "expected a list")
+			d.fail(n.Line, d.doc.lines.path(at), "expected a list")
 			return false
 		}
 		ok := true
 		for i, item := range n.Content {
-			fp := fmt.Sprintf("%s[%d]", path, i)
-			d.doc.lines[fp] = item.Line
+			fp := d.doc.lines.item(at, i, item.Line)
 			if !d.walkValue(fp, item, fd) {
 				ok = false
 			}
 		}
 		return ok
 	}
-	return d.walkValue(path, n, fd)
+	return d.walkValue(at, n, fd)
 }
 
-func (d *decoder) walkValue(path string, n *yaml.Node, fd protoreflect.FieldDescriptor) bool {
+func (d *decoder) walkValue(at int32, n *yaml.Node, fd protoreflect.FieldDescriptor) bool {
 	n = resolveAlias(n)
 	if isNull(n) {
 		return true
 	}
 	if fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind {
-		return d.walkMessage(path, n, fd.Message())
+		return d.walkMessage(at, n, fd.Message())
 	}
+	// Built only when a finding needs it.
+	path := func() string { return d.doc.lines.path(at) }
 	if n.Kind != yaml.ScalarNode {
-		d.fail(n.Line, path, "expected a single value")
+		d.fail(n.Line, path(), "expected a single value")
 		return false
 	}
 	switch fd.Kind() {
 	case protoreflect.StringKind, protoreflect.BytesKind:
 		if n.Tag != "!!str" {
-			d.fail(n.Line, path, "expected a string, got %s (quote it)", n.Value)
+			d.fail(n.Line, path(), "expected a string, got %s (quote it)", n.Value)
 			return false
 		}
 	case protoreflect.BoolKind:
 		if n.Tag != "!!bool" {
-			d.fail(n.Line, path, "expected true or false, got %q", n.Value)
+			d.fail(n.Line, path(), "expected true or false, got %q", n.Value)
 			return false
 		}
 	case protoreflect.EnumKind:
@@ -401,31 +432,31 @@ func (d *decoder) walkValue(path string, n *yaml.Node, fd protoreflect.FieldDesc
 		if _, err := strconv.ParseInt(n.Value, 10, 32); err == nil && n.Tag == "!!int" {
 			return true
 		}
-		d.fail(n.Line, path, "unknown value %q (want %s)", n.Value, enumNames(fd.Enum()))
+		d.fail(n.Line, path(), "unknown value %q (want %s)", n.Value, enumNames(fd.Enum()))
 		return false
 	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
 		if _, err := strconv.ParseUint(n.Value, 10, 32); err != nil {
-			d.fail(n.Line, path, "expected a whole number from 0 to 4294967295, got %q", n.Value)
+			d.fail(n.Line, path(), "expected a whole number from 0 to 4294967295, got %q", n.Value)
 			return false
 		}
 	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
 		if _, err := strconv.ParseInt(n.Value, 10, 32); err != nil {
-			d.fail(n.Line, path, "expected a 32-bit whole number, got %q", n.Value)
+			d.fail(n.Line, path(), "expected a 32-bit whole number, got %q", n.Value)
 			return false
 		}
 	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
 		if _, err := strconv.ParseUint(n.Value, 10, 64); err != nil {
-			d.fail(n.Line, path, "expected a whole number, got %q", n.Value)
+			d.fail(n.Line, path(), "expected a whole number, got %q", n.Value)
 			return false
 		}
 	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
 		if _, err := strconv.ParseInt(n.Value, 10, 64); err != nil {
-			d.fail(n.Line, path, "expected a whole number, got %q", n.Value)
+			d.fail(n.Line, path(), "expected a whole number, got %q", n.Value)
 			return false
 		}
 	case protoreflect.FloatKind, protoreflect.DoubleKind:
 		if _, err := strconv.ParseFloat(n.Value, 64); err != nil {
-			d.fail(n.Line, path, "expected a number, got %q", n.Value)
+			d.fail(n.Line, path(), "expected a number, got %q", n.Value)
 			return false
 		}
 	}

@@ -3,7 +3,6 @@
 package config
 
 import (
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -34,27 +33,16 @@ type Document struct {
 	Order int
 	Spec  proto.Message
 
-	lines map[string]int
+	lines lineTable
 }
 
 // LineOf returns the line of a field path such as "spec.endpoints[0].ports.https", falling back
 // to the nearest enclosing field that exists in the source, then to the document's line.
 func (d *Document) LineOf(path string) int {
-	for p := path; p != ""; p = parentPath(p) {
-		if l, ok := d.lines[p]; ok {
-			return l
-		}
+	if l, ok := d.lines.lookup(path); ok {
+		return l
 	}
 	return d.Line
-}
-
-// parentPath drops the last ".name" or "[i]" step of a field path.
-func parentPath(p string) string {
-	i := strings.LastIndexAny(p, ".[")
-	if i < 0 {
-		return ""
-	}
-	return p[:i]
 }
 
 // OlderThan reports whether d wins a conflict against o: older creation time first, then load order.

@@ -136,7 +136,7 @@ var listMetaFields = map[string]bool{"apiVersion": true, "kind": true, "metadata
 
 // decodeTop decodes one YAML document of a stream: a single object, or a list whose items are
 // decoded one by one, each with its own findings, so that one bad item does not drop the others.
-func decodeTop(file, ns string, n *yaml.Node) []*decoder {
+func decodeTop(file, ns string, n *yaml.Node, in *interner) []*decoder {
 	root := n
 	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
 		root = root.Content[0]
@@ -148,17 +148,17 @@ func decodeTop(file, ns string, n *yaml.Node) []*decoder {
 		if pairs, err := newMerger().merged("", root); err == nil {
 			top := &yaml.Node{Kind: yaml.MappingNode, Line: root.Line, Column: root.Column, Content: pairs}
 			if h := readHeader(top); h.isList() {
-				return decodeList(file, ns, top, h)
+				return decodeList(file, ns, top, h, in)
 			}
 		}
 	}
-	d := &decoder{file: file, defaultNS: ns}
+	d := &decoder{file: file, defaultNS: ns, intern: in}
 	d.out = d.document(n)
 	return []*decoder{d}
 }
 
-func decodeList(file, ns string, n *yaml.Node, h header) []*decoder {
-	d := &decoder{file: file, defaultNS: ns}
+func decodeList(file, ns string, n *yaml.Node, h header, in *interner) []*decoder {
+	d := &decoder{file: file, defaultNS: ns, intern: in}
 	out := []*decoder{d}
 	if budget := maxExpandedNodes; !withinBudget(n, &budget, 0) {
 		d.fail(n.Line, "", "list too large once its YAML aliases are expanded (more than %d values, or nested deeper than %d)", maxExpandedNodes, maxDepth)
@@ -188,7 +188,7 @@ func decodeList(file, ns string, n *yaml.Node, h header) []*decoder {
 		return out
 	}
 	for _, item := range items.Content {
-		id := &decoder{file: file, defaultNS: ns}
+		id := &decoder{file: file, defaultNS: ns, intern: in}
 		if h.kind != "List" {
 			// A typed list's items may leave out their kind and apiVersion, as the API server sends them.
 			id.inherit = header{apiVersion: h.apiVersion, kind: strings.TrimSuffix(h.kind, "List")}

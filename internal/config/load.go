@@ -6,7 +6,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/meshentry/meshentry/internal/diag"
 )
@@ -17,6 +19,9 @@ type Options struct {
 	Namespace string
 	// Stdin is read for the path "-".
 	Stdin io.Reader
+	// Cache, when set, keeps each file's decoded documents for the next Load, which then
+	// decodes only the files that changed.
+	Cache *Cache
 }
 
 // Result is everything Load read: the documents that decoded and the findings about those that did not.
@@ -28,27 +33,31 @@ type Result struct {
 	Read int
 }
 
+// fileResult is one input decoded, in its place in load order.
+type fileResult struct {
+	name  string
+	stdin bool
+	docs  []*Document
+	diags []diag.Diagnostic
+	read  int
+	err   error
+}
+
 // Load reads files, folders (recursively, *.yaml, *.yml and *.json) and "-" for standard input.
 // A bad document is a diagnostic, not an error; the error is for paths that cannot be read at all.
+// Files are decoded in parallel, one per core, and their documents numbered in load order after.
 func Load(paths []string, opts Options) (Result, error) {
 	if opts.Namespace == "" {
 		opts.Namespace = "default"
 	}
 	var res Result
-	order := 0
-	read := func(name string, r io.Reader) {
-		docs, diags, n := decodeCounting(name, r, opts.Namespace, &order)
-		res.Read += n
-		res.Documents = append(res.Documents, docs...)
-		res.Diagnostics = append(res.Diagnostics, diags...)
-		res.Files++
-	}
+	var inputs []fileResult
 	for _, p := range paths {
 		if p == "-" {
 			if opts.Stdin == nil {
 				return res, fmt.Errorf("read -: no standard input")
 			}
-			read("<stdin>", opts.Stdin)
+			inputs = append(inputs, fileResult{name: "<stdin>", stdin: true})
 			continue
 		}
 		files, err := Expand(p, nil)
@@ -56,15 +65,54 @@ func Load(paths []string, opts Options) (Result, error) {
 			return res, err
 		}
 		for _, f := range files {
-			data, err := os.Open(f)
-			if err != nil {
-				return res, fmt.Errorf("read %s: %w", f, err)
-			}
-			read(f, data)
-			data.Close()
+			inputs = append(inputs, fileResult{name: f})
 		}
 	}
+	decodeAll(inputs, opts)
+	if opts.Cache != nil {
+		opts.Cache.sweep()
+	}
+	order := 0
+	for i := range inputs {
+		in := &inputs[i]
+		if in.err != nil {
+			return res, fmt.Errorf("read %s: %w", in.name, in.err)
+		}
+		for _, d := range in.docs {
+			d.Order = order
+			order++
+		}
+		res.Read += in.read
+		res.Documents = append(res.Documents, in.docs...)
+		res.Diagnostics = append(res.Diagnostics, in.diags...)
+		res.Files++
+	}
 	return res, nil
+}
+
+// decodeAll fills in each input's documents: standard input here, files by a worker per core.
+func decodeAll(inputs []fileResult, opts Options) {
+	jobs := make(chan *fileResult)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(inputs)) {
+		wg.Go(func() {
+			strs := newInterner()
+			for in := range jobs {
+				in.docs, in.diags, in.read, in.err = decodeFile(opts.Cache, in.name, opts.Namespace, strs)
+			}
+		})
+	}
+	for i := range inputs {
+		in := &inputs[i]
+		if in.stdin {
+			order := 0
+			in.docs, in.diags, in.read = decodeCounting(in.name, opts.Stdin, opts.Namespace, &order)
+			continue
+		}
+		jobs <- in
+	}
+	close(jobs)
+	wg.Wait()
 }
 
 // Expand lists the config files a path names, as Load reads them: itself, or those below it in

@@ -46,6 +46,10 @@ func isMergeKey(k *yaml.Node) bool {
 
 // expandMerges returns n with its merge keys expanded, or reports why that is impossible.
 func (d *decoder) expandMerges(n *yaml.Node) (*yaml.Node, bool) {
+	if !hasMergeKey(n, nil) {
+		// Expanding copies every mapping; without a merge key the copy would equal n.
+		return n, true
+	}
 	out, err := newMerger().node("", n)
 	if err != nil {
 		d.fail(err.line, err.path, "%s", err.msg)
@@ -200,4 +204,31 @@ func mergeSources(path string, v *yaml.Node) ([]*yaml.Node, *mergeError) {
 		return sources, nil
 	}
 	return nil, &mergeError{line: v.Line, path: joinPath(path, "<<"), msg: want}
+}
+
+// hasMergeKey reports whether any mapping in n, aliases followed, has a merge key. It runs after
+// the alias budget walk, which bounds it; aliased nodes are looked at once.
+func hasMergeKey(n *yaml.Node, seen map[*yaml.Node]bool) bool {
+	if n == nil {
+		return false
+	}
+	if n.Kind == yaml.AliasNode {
+		if seen == nil {
+			seen = map[*yaml.Node]bool{}
+		}
+		if seen[n.Alias] {
+			return false
+		}
+		seen[n.Alias] = true
+		return hasMergeKey(n.Alias, seen)
+	}
+	for i, c := range n.Content {
+		if n.Kind == yaml.MappingNode && i%2 == 0 && c.Value == "<<" && isMergeKey(c) {
+			return true
+		}
+		if hasMergeKey(c, seen) {
+			return true
+		}
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -14,36 +15,88 @@ import (
 func (d *decoder) duplicateKeys(n *yaml.Node) bool {
 	ok := true
 	seen := map[*yaml.Node]bool{}
-	var walk func(path string, n *yaml.Node)
-	walk = func(path string, n *yaml.Node) {
+	// The path is kept as steps and spelled only for a finding: most documents have none.
+	var steps []pathStep
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
 		n = resolveAlias(n)
-		if n == nil || seen[n] {
-			// An aliased node is checked once, where it is defined; its keys have that one location.
+		if n == nil {
 			return
 		}
-		seen[n] = true
+		if n.Anchor != "" {
+			// An aliased node is checked once, where it is defined; its keys have that one
+			// location. Only an anchored node can be aliased, so only those are remembered.
+			if seen[n] {
+				return
+			}
+			seen[n] = true
+		}
 		switch n.Kind {
 		case yaml.MappingNode:
-			first := make(map[string]int, len(n.Content)/2)
+			var first map[string]int
+			if len(n.Content) > 16 {
+				first = make(map[string]int, len(n.Content)/2)
+			}
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k := n.Content[i]
-				fp := joinPath(path, k.Value)
-				if line, dup := first[k.Value]; dup {
-					d.failDuplicate(k.Line, fp, k.Value, line)
+				if line, dup := firstLine(n.Content[:i], k.Value, first); dup {
+					d.failDuplicate(k.Line, spell(append(steps, pathStep{key: k.Value})), k.Value, line)
 					ok = false
-				} else {
+				} else if first != nil {
 					first[k.Value] = k.Line
 				}
-				walk(fp, n.Content[i+1])
+				steps = append(steps, pathStep{key: k.Value})
+				walk(n.Content[i+1])
+				steps = steps[:len(steps)-1]
 			}
 		case yaml.SequenceNode:
 			for i, c := range n.Content {
-				walk(fmt.Sprintf("%s[%d]", path, i), c)
+				steps = append(steps, pathStep{idx: i, item: true})
+				walk(c)
+				steps = steps[:len(steps)-1]
 			}
 		}
 	}
-	walk("", n)
+	walk(n)
 	return ok
+}
+
+// firstLine finds key among the keys of pairs (every other node) before it: with a map when
+// the mapping is large, else by a scan, which for the few keys of most objects costs less.
+func firstLine(pairs []*yaml.Node, key string, first map[string]int) (int, bool) {
+	if first != nil {
+		line, ok := first[key]
+		return line, ok
+	}
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i].Value == key {
+			return pairs[i].Line, true
+		}
+	}
+	return 0, false
+}
+
+// pathStep is a key, or list item idx, of a field path being walked.
+type pathStep struct {
+	key  string
+	idx  int
+	item bool
+}
+
+// spell writes steps as a field path such as "spec.ports[0].number".
+func spell(steps []pathStep) string {
+	var sb strings.Builder
+	for i, s := range steps {
+		switch {
+		case s.item:
+			fmt.Fprintf(&sb, "[%d]", s.idx)
+		case i > 0:
+			sb.WriteString("." + s.key)
+		default:
+			sb.WriteString(s.key)
+		}
+	}
+	return sb.String()
 }
 
 // failDuplicate records a duplicate key; it is reported before kind and name are known, so it

@@ -9,6 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/dynamicpb"
@@ -16,24 +17,25 @@ import (
 
 // wellKnown checks a value of a google.protobuf type before protojson sees it, so that a bad value
 // is reported at its YAML line and field rather than at an offset of the JSON made from the YAML.
-func (d *decoder) wellKnown(path string, n *yaml.Node, md protoreflect.MessageDescriptor) bool {
+func (d *decoder) wellKnown(at int32, n *yaml.Node, md protoreflect.MessageDescriptor) bool {
+	path := func() string { return d.doc.lines.path(at) }
 	switch md.FullName() {
 	case "google.protobuf.Duration":
-		return d.duration(path, n)
+		return d.duration(path(), n)
 	case "google.protobuf.Timestamp":
 		if n.Kind != yaml.ScalarNode {
-			d.fail(n.Line, path, "expected an RFC 3339 time")
+			d.fail(n.Line, path(), "expected an RFC 3339 time")
 			return false
 		}
 		if _, err := time.Parse(time.RFC3339Nano, n.Value); err != nil {
-			d.fail(n.Line, path, "not an RFC 3339 time: %q", n.Value)
+			d.fail(n.Line, path(), "not an RFC 3339 time: %q", n.Value)
 			return false
 		}
 	case "google.protobuf.DoubleValue", "google.protobuf.FloatValue", "google.protobuf.Int64Value",
 		"google.protobuf.UInt64Value", "google.protobuf.Int32Value", "google.protobuf.UInt32Value",
 		"google.protobuf.BoolValue", "google.protobuf.StringValue", "google.protobuf.BytesValue":
 		// A wrapper is written as its bare value, checked like the field it wraps.
-		return d.walkValue(path, n, md.Fields().ByName("value"))
+		return d.walkValue(at, n, md.Fields().ByName("value"))
 	}
 	// Struct, Value, ListValue and the rest take any JSON; protojson has the last word.
 	return true
@@ -69,6 +71,10 @@ var jsonOffset = regexp.MustCompile(`^proto:[\s\x{a0}]*(\(line \d+:\d+\):[\s\x{a
 // is located by retrying smaller pieces of the spec, so the finding names the deepest field that
 // fails alone and its YAML line instead of an offset into JSON the user never wrote.
 func (d *decoder) unmarshalSpec(specLine int, spec *yaml.Node, msg protoreflect.Message) bool {
+	if d.setDirect(spec, msg) {
+		return true
+	}
+	proto.Reset(msg.Interface())
 	err := unmarshalNode(spec, msg)
 	if err == nil {
 		return true

@@ -43,3 +43,39 @@ func BenchmarkReload10k(b *testing.B) {
 		b.Fatalf("status %+v", st)
 	}
 }
+
+// BenchmarkReloadOneOf1000Files measures a reload of 10,000 entries in 1,000 files after one file
+// changed, once its event has arrived: the case the decode cache is for.
+func BenchmarkReloadOneOf1000Files(b *testing.B) {
+	dir := b.TempDir()
+	const files, per = 1000, 10
+	write := func(f, gen int) {
+		var sb strings.Builder
+		for i := range per {
+			n := f*per + i
+			sb.WriteString(entry(fmt.Sprintf("se-%d", n), fmt.Sprintf("svc%d-%d.example.com", n, gen)) + "---\n")
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d.yaml", f)), []byte(sb.String()), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for f := range files {
+		write(f, 0)
+	}
+	w, _, err := New(Config{Paths: []string{dir}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	apply := func(*compile.Result) {}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		write(files/2, i+1)
+		b.StartTimer()
+		w.check(nil, apply, byEvent)
+	}
+	if st := w.Status(); st.Accepted == 0 || st.Refused != 0 {
+		b.Fatalf("status %+v", st)
+	}
+}

@@ -1,7 +1,6 @@
 package source
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -90,33 +89,28 @@ func statPrint(files []string) (fingerprint, error) {
 }
 
 // contentPrint digests the names and contents of files, and stdin, which decide what a compile
-// would produce: a rewrite with the same bytes gives the same digest.
-func contentPrint(files []string, stdin []byte) (fingerprint, error) {
+// would produce: a rewrite with the same bytes gives the same digest. digest hashes one file's
+// content; the decode cache's does so without reading a file a stat proves unchanged.
+func contentPrint(files []string, stdin []byte, digest func(string) (uint64, error)) (fingerprint, error) {
 	h := sha256.New()
 	var buf [8]byte
-	put := func(name string, r io.Reader) error {
-		io.WriteString(h, name)
-		h.Write([]byte{0})
-		n, err := io.Copy(h, r)
-		// The length ends each file, so that moving bytes from one file to the next changes
-		// the digest.
-		binary.LittleEndian.PutUint64(buf[:], uint64(n))
-		h.Write(buf[:])
-		return err
-	}
 	if stdin != nil {
-		put("-", bytes.NewReader(stdin))
+		io.WriteString(h, "-")
+		h.Write([]byte{0})
+		h.Write(stdin)
+		// The length ends the input, so that moving bytes from it to a file changes the digest.
+		binary.LittleEndian.PutUint64(buf[:], uint64(len(stdin)))
+		h.Write(buf[:])
 	}
 	for _, f := range files {
-		fh, err := os.Open(f)
+		sum, err := digest(f)
 		if err != nil {
 			return fingerprint{}, fmt.Errorf("read %s: %w", f, err)
 		}
-		err = put(f, fh)
-		fh.Close()
-		if err != nil {
-			return fingerprint{}, fmt.Errorf("read %s: %w", f, err)
-		}
+		io.WriteString(h, f)
+		h.Write([]byte{0})
+		binary.LittleEndian.PutUint64(buf[:], sum)
+		h.Write(buf[:])
 	}
 	var fp fingerprint
 	h.Sum(fp[:0])

@@ -57,6 +57,9 @@ type Watcher struct {
 	log     *slog.Logger
 	status  atomic.Pointer[Status]
 	trigger chan struct{}
+	// cache hands each compile the files and findings the last one made, so a reload decodes
+	// and validates only the files that changed.
+	cache *compile.Cache
 
 	// Owned by Run's goroutine once it starts.
 	cur            Status
@@ -93,7 +96,7 @@ func New(cfg Config) (*Watcher, *compile.Result, error) {
 	if cfg.Debounce <= 0 {
 		cfg.Debounce = DefaultDebounce
 	}
-	w := &Watcher{cfg: cfg, log: cfg.Logger, trigger: make(chan struct{}, 1), watched: map[string]bool{}, unwatchable: map[string]bool{}}
+	w := &Watcher{cfg: cfg, log: cfg.Logger, trigger: make(chan struct{}, 1), cache: compile.NewCache(), watched: map[string]bool{}, unwatchable: map[string]bool{}}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -104,7 +107,7 @@ func New(cfg Config) (*Watcher, *compile.Result, error) {
 		w.tickStat, err = statPrint(files)
 	}
 	if err == nil {
-		w.seenContent, err = contentPrint(files, cfg.Stdin)
+		w.seenContent, err = contentPrint(files, cfg.Stdin, w.cache.Files.Digest)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -251,7 +254,7 @@ func (w *Watcher) check(fsw *fsnotify.Watcher, apply func(*compile.Result), kind
 		w.ioFailure(err, kind)
 		return
 	}
-	content, err := contentPrint(files, w.cfg.Stdin)
+	content, err := contentPrint(files, w.cfg.Stdin, w.cache.Files.Digest)
 	if err != nil {
 		w.ioFailure(err, kind)
 		return
@@ -368,7 +371,7 @@ func (w *Watcher) compile(version uint64) (*compile.Result, error) {
 	if w.cfg.Stdin != nil {
 		opts.Stdin = bytes.NewReader(w.cfg.Stdin)
 	}
-	res, err := compile.Paths(w.cfg.Paths, opts, version, w.cfg.Compile...)
+	res, err := w.cache.Paths(w.cfg.Paths, opts, version, w.cfg.Compile...)
 	if err != nil {
 		return nil, fmt.Errorf("compile config: %w", err)
 	}

@@ -61,6 +61,9 @@ type analysis struct {
 	diags   []diag.Diagnostic
 	// dnsProxy says the proxy answers DNS with allocated addresses (WithDNSProxy).
 	dnsProxy bool
+	// groups are hostGroups' result, made once.
+	groups  [][]hostDecl
+	grouped bool
 }
 
 // hostDecl is one host of one ServiceEntry, with where it is visible.

@@ -11,23 +11,32 @@ import (
 // hostGroups returns the declarations of each host (compared as DNS compares names), one per
 // document, in sorted host order, so that findings come out in a stable order.
 func (a *analysis) hostGroups() [][]hostDecl {
-	byHost := map[string][]hostDecl{}
+	if a.grouped {
+		// Three checks read the groups; with 100,000 entries making them is most of the analysis.
+		return a.groups
+	}
+	byHost := make(map[string][]hostDecl, len(a.hosts))
+	var shared []string
 	for _, h := range a.hosts {
 		key := normalHost(h.host)
+		group := byHost[key]
 		dup := false
-		for _, o := range byHost[key] {
+		for _, o := range group {
 			dup = dup || o.doc == h.doc
 		}
 		if !dup {
-			byHost[key] = append(byHost[key], h)
+			if len(group) == 1 {
+				shared = append(shared, key)
+			}
+			byHost[key] = append(group, h)
 		}
 	}
-	groups := make([][]hostDecl, 0, len(byHost))
-	for _, key := range sortedKeys(byHost) {
-		if len(byHost[key]) > 1 {
-			groups = append(groups, byHost[key])
-		}
+	sort.Strings(shared)
+	groups := make([][]hostDecl, 0, len(shared))
+	for _, key := range shared {
+		groups = append(groups, byHost[key])
 	}
+	a.groups, a.grouped = groups, true
 	return groups
 }
 

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Measures the control plane at scale: for N ServiceEntries (two hosts each, a mix of exact,
+# wildcard, VIP, CIDR, DNS and STATIC entries over several namespaces, spread over FILES files),
+# `meshentry validate` wall time and peak RSS, `meshentry run` time to /ready and its peak RSS,
+# and the time from rewriting one file to the new entry it adds serving traffic.
+#
+#   bench/scale.sh                       # N = 10,000 and 100,000 over 1,000 files
+#   SIZES="100000" FILES=1 bench/scale.sh    # one big file, as issue 10's first figures
+#   BASE_REV=47cdcb5 bench/scale.sh      # also measures meshentry built from that commit, same run
+#
+# RELOAD_DEBOUNCE sets --reload-debounce for run (empty: meshentry's default).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZES=${SIZES:-"10000 100000"}
+FILES=${FILES:-1000}
+RELOADS=${RELOADS:-5}
+OUT=${OUT:-bench/out}
+ADMIN=127.0.0.1:18100
+PROXY=127.0.0.1:18101
+mkdir -p "$OUT"
+out_abs=$(cd "$OUT" && pwd)
+
+go build -o "$OUT/meshentry" ./cmd/meshentry
+go build -o "$OUT/scaletool" ./bench/scaletool
+builds=(meshentry)
+if [ -n "${BASE_REV:-}" ]; then
+  base_src=$(mktemp -d)
+  git archive "$BASE_REV" | tar -x -C "$base_src"
+  (cd "$base_src" && go build -o "$out_abs/meshentry-base" ./cmd/meshentry)
+  rm -rf "$base_src"
+  builds=(meshentry-base meshentry)
+fi
+
+debounce=()
+[ -n "${RELOAD_DEBOUNCE:-}" ] && debounce=(--reload-debounce "$RELOAD_DEBOUNCE")
+
+# The machine may be shared: the load is printed with each size, and CPU seconds beside wall time.
+echo "# $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+for n in $SIZES; do
+  dir="$out_abs/entries-$n"
+  "$OUT/scaletool" gen -n "$n" -files "$FILES" -dir "$dir"
+  echo "## N=$n in $FILES files ($(du -sh "$dir" | cut -f1)), load: $(cut -d' ' -f1-3 /proc/loadavg)"
+  # The file the reload rewrites: one in the middle of the load order.
+  mid=$(find "$dir" -name '*.yaml' | sort | sed -n "$(( (FILES + 1) / 2 ))p")
+  for b in "${builds[@]}"; do
+    /usr/bin/time -f "%e %U %S %M" -o "$OUT/time.txt" "$OUT/$b" validate -f "$dir" >"$OUT/validate.txt" || true
+    read -r wall user sys kb <"$OUT/time.txt"
+    echo "$b validate: $wall s wall, $(awk "BEGIN{print $user + $sys}") s CPU, peak RSS $((kb / 1024)) MB; $(tail -1 "$OUT/validate.txt")"
+    "$OUT/scaletool" serve -admin "$ADMIN" -proxy "$PROXY" -file "$mid" -reloads "$RELOADS" -- \
+      "$OUT/$b" run -f "$dir" --listen "$PROXY" --admin "$ADMIN" --log-level warn "${debounce[@]}" \
+      2> >(grep -v -e draining -e drained >&2) | sed "s/^/$b /"
+  done
+done

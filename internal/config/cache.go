@@ -1,0 +1,219 @@
+package config
+
+import (
+	"bytes"
+	"hash/maphash"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshentry/meshentry/internal/diag"
+)
+
+// DefaultCacheFiles bounds the files a Cache remembers; a config of more files decodes those
+// beyond it on every load.
+const DefaultCacheFiles = 10_000
+
+// Cache remembers the decoded documents of each file read by Load, keyed by path, size,
+// modification time and a hash of the content, so that a reload re-decodes only the files that
+// changed. Its documents are never handed out themselves: Load returns copies, numbered in load
+// order, so snapshots built from earlier loads keep theirs unchanged. It is safe for concurrent use.
+type Cache struct {
+	max  int
+	seed maphash.Seed
+	// margin is racyMargin; tests shorten it.
+	margin time.Duration
+
+	mu    sync.Mutex
+	files map[string]*cached
+
+	hits, misses, evictions atomic.Uint64
+}
+
+// racyMargin is how much older than the read of a file its change time must be for a later
+// stat showing the same size, times and inode to prove the content unchanged, as git's "racily
+// clean" rule has it: a write in the same clock tick as the read, or on a file system with
+// coarse times, leaves the times as they were, so such a file is read and hashed again.
+const racyMargin = 2 * time.Second
+
+// cached is one file as last decoded.
+type cached struct {
+	stat fileStat
+	hash uint64
+	// settled says the stat proves the content: its times were racyMargin older than the read.
+	settled bool
+	docs    []*Document
+	diags   []diag.Diagnostic
+	read    int
+	// used marks the entries read by the current or last load, so that files gone from the
+	// config are dropped rather than kept until the bound.
+	used bool
+}
+
+// NewCache returns a cache of at most maxFiles files; 0 means DefaultCacheFiles.
+func NewCache(maxFiles int) *Cache {
+	if maxFiles <= 0 {
+		maxFiles = DefaultCacheFiles
+	}
+	return &Cache{max: maxFiles, seed: maphash.MakeSeed(), margin: racyMargin, files: map[string]*cached{}}
+}
+
+// CacheStats counts what a Cache did since it was made.
+type CacheStats struct {
+	// Hits are files whose decoded documents were reused; Misses files decoded.
+	Hits, Misses uint64
+	// Evictions are files not remembered because the cache was full.
+	Evictions uint64
+	// Files is how many files the cache holds now.
+	Files int
+}
+
+// Stats returns the cache's counters.
+func (c *Cache) Stats() CacheStats {
+	c.mu.Lock()
+	n := len(c.files)
+	c.mu.Unlock()
+	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Evictions: c.evictions.Load(), Files: n}
+}
+
+// fileStat is what a stat says about a file's content without reading it.
+type fileStat struct {
+	size         int64
+	mtime, ctime time.Time
+	dev, ino     uint64
+}
+
+func statOf(path string) (fileStat, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return fileStat{}, err
+	}
+	st := fileStat{size: info.Size(), mtime: info.ModTime()}
+	statSys(info, &st)
+	return st, nil
+}
+
+// settledAt reports whether a read that began at start saw content no later write can hide.
+func (st fileStat) settledAt(start time.Time, margin time.Duration) bool {
+	limit := start.Add(-margin)
+	return !st.ctime.IsZero() && st.mtime.Before(limit) && st.ctime.Before(limit)
+}
+
+// known returns the entry for path when a stat alone proves it current.
+func (c *Cache) known(path string, st fileStat) *cached {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.files[path]
+	if e == nil || !e.settled || e.stat != st {
+		return nil
+	}
+	e.used = true
+	return e
+}
+
+// lookup returns the entry for path when its stat and content hash match, and marks it settled
+// when the stat now proves it.
+func (c *Cache) lookup(path string, st fileStat, hash uint64, start time.Time) *cached {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.files[path]
+	if e == nil || e.stat != st || e.hash != hash {
+		return nil
+	}
+	e.used = true
+	e.settled = st.settledAt(start, c.margin)
+	return e
+}
+
+// Digest returns a hash of the content of the file at path, from the cache when a stat proves
+// the cached content current, else by reading it. Hashes are comparable within one Cache only.
+func (c *Cache) Digest(path string) (uint64, error) {
+	st, err := statOf(path)
+	if err != nil {
+		return 0, err
+	}
+	if e := c.known(path, st); e != nil {
+		return e.hash, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return maphash.Bytes(c.seed, data), nil
+}
+
+// store remembers a decoded file unless the cache is full.
+func (c *Cache) store(path string, e *cached) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.files[path]; !ok && len(c.files) >= c.max {
+		c.evictions.Add(1)
+		return
+	}
+	e.used = true
+	c.files[path] = e
+}
+
+// sweep forgets the files the load just finished did not read, and unmarks the rest.
+func (c *Cache) sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p, e := range c.files {
+		if !e.used {
+			delete(c.files, p)
+			continue
+		}
+		e.used = false
+	}
+}
+
+// decodeFile decodes the file at path through the cache, when there is one. The documents are
+// numbered from 0; Load renumbers them in load order.
+func decodeFile(c *Cache, path, ns string, in *interner) ([]*Document, []diag.Diagnostic, int, error) {
+	var st fileStat
+	start := time.Now()
+	if c != nil {
+		var err error
+		if st, err = statOf(path); err != nil {
+			return nil, nil, 0, err
+		}
+		if e := c.known(path, st); e != nil {
+			c.hits.Add(1)
+			return copyDocs(e.docs), e.diags, e.read, nil
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	var hash uint64
+	if c != nil {
+		// A write between the stat and the read changes the times, so the entry stored is
+		// keyed by a stat the next load will not find, and that load decodes the file again.
+		hash = maphash.Bytes(c.seed, data)
+		if e := c.lookup(path, st, hash, start); e != nil {
+			c.hits.Add(1)
+			return copyDocs(e.docs), e.diags, e.read, nil
+		}
+		c.misses.Add(1)
+	}
+	order := 0
+	docs, diags, read := decodeStream(path, bytes.NewReader(data), ns, &order, in)
+	if c != nil {
+		c.store(path, &cached{stat: st, hash: hash, settled: st.settledAt(start, c.margin), docs: docs, diags: diags, read: read})
+		docs = copyDocs(docs)
+	}
+	return docs, diags, read, nil
+}
+
+// copyDocs returns shallow copies: the spec and field lines are shared and never written.
+func copyDocs(docs []*Document) []*Document {
+	out := make([]*Document, len(docs))
+	copies := make([]Document, len(docs))
+	for i, d := range docs {
+		copies[i] = *d
+		out[i] = &copies[i]
+	}
+	return out
+}

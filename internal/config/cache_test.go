@@ -1,0 +1,138 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func writeEntryFile(t *testing.T, path, name, host string) {
+	t.Helper()
+	body := fmt.Sprintf("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: %s}\nspec:\n  hosts: [%s]\n  resolution: DNS\n  ports: [{number: 80, name: http, protocol: HTTP}]\n", name, host)
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func hostsOf(res Result) []string {
+	var out []string
+	for _, d := range res.Documents {
+		out = append(out, fmt.Sprintf("%d:%s", d.Order, d.ServiceEntry().GetHosts()[0]))
+	}
+	return out
+}
+
+func TestLoadWithACacheDecodesOnlyTheFilesThatChanged(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for i, h := range []string{"a.com", "b.com", "c.com"} {
+		writeEntryFile(t, filepath.Join(dir, fmt.Sprintf("%d.yaml", i)), fmt.Sprintf("e%d", i), h)
+	}
+	c := NewCache(0)
+	load := func() Result {
+		t.Helper()
+		res, err := Load([]string{dir}, Options{Cache: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	first := load()
+	if st := c.Stats(); st.Misses != 3 || st.Hits != 0 || st.Files != 3 {
+		t.Fatalf("first load: %+v, want 3 misses", st)
+	}
+	// The same length and modification time: only the content hash tells the change.
+	mid := filepath.Join(dir, "1.yaml")
+	info, _ := os.Stat(mid)
+	writeEntryFile(t, mid, "e1", "x.com")
+	if err := os.Chtimes(mid, info.ModTime(), info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	second := load()
+	if st := c.Stats(); st.Misses != 4 || st.Hits != 2 {
+		t.Fatalf("second load: %+v, want 2 hits and 1 more miss", st)
+	}
+	if got, want := fmt.Sprint(hostsOf(second)), "[0:a.com 1:x.com 2:c.com]"; got != want {
+		t.Fatalf("second load read %s, want %s", got, want)
+	}
+	if first.Documents[0] == second.Documents[0] || first.Documents[0].Spec != second.Documents[0].Spec {
+		t.Fatal("an unchanged file should give a new copy of its document sharing the decoded spec")
+	}
+	if err := os.Remove(filepath.Join(dir, "0.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	third := load()
+	if got, want := fmt.Sprint(hostsOf(third)), "[0:x.com 1:c.com]"; got != want {
+		t.Fatalf("third load read %s, want %s (renumbered in load order)", got, want)
+	}
+	if got := fmt.Sprint(hostsOf(second)); got != "[0:a.com 1:x.com 2:c.com]" {
+		t.Fatalf("a later load changed the documents an earlier one returned: %s", got)
+	}
+	if st := c.Stats(); st.Files != 2 {
+		t.Fatalf("the removed file is still cached: %+v", st)
+	}
+}
+
+func TestCacheCountsTheFilesItHasNoRoomFor(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for i := range 3 {
+		writeEntryFile(t, filepath.Join(dir, fmt.Sprintf("%d.yaml", i)), fmt.Sprintf("e%d", i), fmt.Sprintf("h%d.com", i))
+	}
+	c := NewCache(2)
+	for range 2 {
+		res, err := Load([]string{dir}, Options{Cache: c})
+		if err != nil || len(res.Documents) != 3 {
+			t.Fatalf("load: %d documents, %v", len(res.Documents), err)
+		}
+	}
+	if st := c.Stats(); st.Files != 2 || st.Evictions != 2 || st.Hits != 2 {
+		t.Fatalf("stats %+v, want 2 files held, the third refused at each load", st)
+	}
+}
+
+func TestCacheTrustsAStatOnlyOnceTheFileHasSettled(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.yaml")
+	writeEntryFile(t, path, "a", "a.com")
+	c := NewCache(0)
+	c.margin = -time.Hour // every read counts as long after the file's last change
+	load := func() string {
+		t.Helper()
+		res, err := Load([]string{dir}, Options{Cache: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(hostsOf(res))
+	}
+	load()
+	d1, err := c.Digest(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := load(); got != "[0:a.com]" || c.Stats().Hits != 1 {
+		t.Fatalf("an unchanged settled file: read %s, stats %+v, want a hit", got, c.Stats())
+	}
+	// Same size, mtime put back: the change time still moves, which no one can set.
+	info, _ := os.Stat(path)
+	before, _ := statOf(path)
+	// The change time moves at the kernel's clock tick: write until it shows.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		writeEntryFile(t, path, "a", "b.com")
+		if err := os.Chtimes(path, info.ModTime(), info.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+		if now, _ := statOf(path); now.ctime != before.ctime || time.Now().After(deadline) {
+			break
+		}
+	}
+	if d2, err := c.Digest(path); err != nil || d2 == d1 {
+		t.Fatalf("digest after a rewrite = %x (%v), the same as before", d2, err)
+	}
+	if got := load(); got != "[0:b.com]" {
+		t.Fatalf("a rewrite that kept size and mtime was not read: %s", got)
+	}
+}

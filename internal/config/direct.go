@@ -1,0 +1,220 @@
+package config
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// The direct path sets a checked spec's fields from its YAML nodes, as protojson would set them
+// from the JSON made of those nodes, without making the JSON: the round trip was a third of the
+// decoder's time and most of its garbage. It covers what ServiceEntries and most other objects
+// are made of (strings, whole numbers, booleans, enums, messages, lists and maps with string
+// keys); anything else (google.protobuf types, floats, bytes, a null list item, a oneof or field
+// set twice, text that is not UTF-8) makes it give up, and the round trip decides, so both paths
+// accept and refuse the same documents.
+
+// interner shares one copy of the strings documents repeat (namespaces, port names, protocols,
+// label keys and values, localities) among all the documents one decoding goroutine reads.
+type interner struct {
+	m map[string]string
+	// roundTripOnly turns the direct path off, so tests can hold it to the round trip's results.
+	roundTripOnly bool
+	// scratch is the buffer each document's line table is built in before it is copied out.
+	scratch []lineEntry
+}
+
+// lineScratch returns an empty buffer for a line table.
+func (in *interner) lineScratch() []lineEntry {
+	if in == nil {
+		return nil
+	}
+	return in.scratch[:0]
+}
+
+// keepScratch takes the buffer back, grown, unless it grew past what a large object needs.
+func (in *interner) keepScratch(b []lineEntry) {
+	if in != nil && cap(b) <= 1<<12 {
+		in.scratch = b[:0]
+	}
+}
+
+// Bounds on the interner: short strings only, and no more than maxInterned of them, so a config
+// of unique values costs a bounded map and no more.
+const (
+	maxInternLen = 64
+	maxInterned  = 16 << 10
+)
+
+func newInterner() *interner { return &interner{m: map[string]string{}} }
+
+// of returns the shared copy of s, adding s when there is room.
+func (in *interner) of(s string) string {
+	if in == nil || len(s) > maxInternLen {
+		return s
+	}
+	if c, ok := in.m[s]; ok {
+		return c
+	}
+	if len(in.m) < maxInterned {
+		in.m[s] = s
+	}
+	return s
+}
+
+// uniqueFields hold values that seldom repeat (hosts, addresses): interning them only fills the map.
+var uniqueFields = map[protoreflect.Name]bool{"hosts": true, "addresses": true, "address": true, "subject_alt_names": true}
+
+// setDirect fills msg from mapping n; false means the round trip must decide instead.
+func (d *decoder) setDirect(n *yaml.Node, msg protoreflect.Message) bool {
+	n = resolveAlias(n)
+	if n.Kind != yaml.MappingNode || (d.intern != nil && d.intern.roundTripOnly) {
+		return false
+	}
+	md := msg.Descriptor()
+	var seen []protoreflect.FieldNumber
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolveAlias(n.Content[i+1])
+		fd := md.Fields().ByJSONName(k.Value)
+		if fd == nil {
+			fd = md.Fields().ByName(protoreflect.Name(k.Value))
+		}
+		if fd == nil || isWellKnown(fd) {
+			return false
+		}
+		for _, s := range seen {
+			if s == fd.Number() {
+				return false // the same field by its two names: protojson refuses it
+			}
+		}
+		seen = append(seen, fd.Number())
+		if isNull(v) {
+			continue // protojson leaves a null field unset
+		}
+		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() && msg.WhichOneof(od) != nil {
+			return false
+		}
+		if !d.setField(msg, fd, v) {
+			return false
+		}
+	}
+	return true
+}
+
+// isWellKnown reports fields of google.protobuf types, whose JSON forms are their own.
+func isWellKnown(fd protoreflect.FieldDescriptor) bool {
+	if fd.IsMap() {
+		fd = fd.MapValue()
+	}
+	switch {
+	case fd.Message() != nil:
+		return strings.HasPrefix(string(fd.Message().FullName()), "google.protobuf.")
+	case fd.Enum() != nil:
+		return strings.HasPrefix(string(fd.Enum().FullName()), "google.protobuf.")
+	}
+	return false
+}
+
+func (d *decoder) setField(msg protoreflect.Message, fd protoreflect.FieldDescriptor, v *yaml.Node) bool {
+	switch {
+	case fd.IsMap():
+		if v.Kind != yaml.MappingNode || fd.MapKey().Kind() != protoreflect.StringKind {
+			return false
+		}
+		m := msg.Mutable(fd).Map()
+		for i := 0; i+1 < len(v.Content); i += 2 {
+			k, item := v.Content[i], resolveAlias(v.Content[i+1])
+			if isNull(item) || !utf8.ValidString(k.Value) {
+				return false
+			}
+			val, ok := d.value(m.NewValue, fd.MapValue(), item, true)
+			if !ok {
+				return false
+			}
+			m.Set(protoreflect.ValueOfString(d.intern.of(k.Value)).MapKey(), val)
+		}
+		return true
+	case fd.IsList():
+		if v.Kind != yaml.SequenceNode {
+			return false
+		}
+		l := msg.Mutable(fd).List()
+		intern := !uniqueFields[fd.Name()]
+		for _, item := range v.Content {
+			item = resolveAlias(item)
+			if isNull(item) {
+				return false
+			}
+			val, ok := d.value(l.NewElement, fd, item, intern)
+			if !ok {
+				return false
+			}
+			l.Append(val)
+		}
+		return true
+	}
+	val, ok := d.value(func() protoreflect.Value { return msg.NewField(fd) }, fd, v, !uniqueFields[fd.Name()])
+	if ok {
+		msg.Set(fd, val)
+	}
+	return ok
+}
+
+// value converts one checked scalar or message node; newMsg makes the message to fill.
+func (d *decoder) value(newMsg func() protoreflect.Value, fd protoreflect.FieldDescriptor, v *yaml.Node, intern bool) (protoreflect.Value, bool) {
+	if fd.Kind() == protoreflect.MessageKind {
+		m := newMsg()
+		return m, d.setDirect(v, m.Message())
+	}
+	if v.Kind != yaml.ScalarNode || v.Tag == "!!float" {
+		// A float-tagged whole number ("080") reaches protojson as a JSON float; let it decide.
+		return protoreflect.Value{}, false
+	}
+	// A quoted number reaches protojson as a JSON string, which it reads by JSON's rules, not
+	// ParseInt's ("+80", "080"): only numbers tagged !!int are read here.
+	s := v.Value
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		if v.Tag != "!!str" || !utf8.ValidString(s) {
+			return protoreflect.Value{}, false
+		}
+		if intern {
+			s = d.intern.of(s)
+		}
+		return protoreflect.ValueOfString(s), true
+	case protoreflect.BoolKind:
+		switch s {
+		case "true", "True", "TRUE":
+			return protoreflect.ValueOfBool(true), v.Tag == "!!bool"
+		case "false", "False", "FALSE":
+			return protoreflect.ValueOfBool(false), v.Tag == "!!bool"
+		}
+	case protoreflect.EnumKind:
+		if ev := fd.Enum().Values().ByName(protoreflect.Name(s)); ev != nil && v.Tag == "!!str" {
+			return protoreflect.ValueOfEnum(ev.Number()), true
+		}
+		if n, err := strconv.ParseInt(s, 10, 32); err == nil && v.Tag == "!!int" {
+			return protoreflect.ValueOfEnum(protoreflect.EnumNumber(n)), true
+		}
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		if n, err := strconv.ParseInt(s, 10, 32); err == nil && v.Tag == "!!int" {
+			return protoreflect.ValueOfInt32(int32(n)), true
+		}
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && v.Tag == "!!int" {
+			return protoreflect.ValueOfInt64(n), true
+		}
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		if n, err := strconv.ParseUint(s, 10, 32); err == nil && v.Tag == "!!int" {
+			return protoreflect.ValueOfUint32(uint32(n)), true
+		}
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		if n, err := strconv.ParseUint(s, 10, 64); err == nil && v.Tag == "!!int" {
+			return protoreflect.ValueOfUint64(n), true
+		}
+	}
+	return protoreflect.Value{}, false
+}
