@@ -73,6 +73,15 @@ func newRunMetrics(f *runFlags, d metricsDeps) (*metrics.Metrics, error) {
 			}
 			return 0
 		}
+		ops.Routes = func() metrics.RouteStats {
+			p := d.proxy()
+			if p == nil {
+				return metrics.RouteStats{}
+			}
+			st := p.Stats()
+			return metrics.RouteStats{Retries: st.RouteRetries, RetryBodyTooLarge: st.RetryBodyTooLarge,
+				MirrorsSent: st.MirrorsSent, MirrorsDropped: st.MirrorsDropped}
+		}
 		ops.Refused = func() map[string]uint64 {
 			p := d.proxy()
 			if p == nil {

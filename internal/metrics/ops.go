@@ -43,8 +43,22 @@ type Ops struct {
 	// TLSHandshakeFailures reports upstream TLS handshakes that failed (unknown CA, wrong
 	// identity, expired certificate), each of which failed its connection.
 	TLSHandshakeFailures func() uint64
+	// Routes reports what VirtualService retry and mirror policies did.
+	Routes func() RouteStats
 	// Now is the clock for the snapshot age; nil means time.Now.
 	Now func() time.Time
+}
+
+// RouteStats counts the work of VirtualService retry and mirror policies.
+type RouteStats struct {
+	// Retries counts tries beyond the first.
+	Retries uint64
+	// RetryBodyTooLarge counts request bodies sent once only: too large to be held for a retry
+	// or a mirror.
+	RetryBodyTooLarge uint64
+	// MirrorsSent counts mirrored copies started; MirrorsDropped those dropped because the
+	// mirrors in flight were at their limit.
+	MirrorsSent, MirrorsDropped uint64
 }
 
 // opsCollector exposes Ops and the Metrics' own bounds as meshentry_* metrics.
@@ -68,6 +82,9 @@ var (
 	descCacheResets   = opsDesc("meshentry_metrics_cache_resets_total", "Times the metrics' series cache was full and emptied.")
 	descTLSFailed     = opsDesc("meshentry_tls_handshake_failures_total", "Upstream TLS handshakes that failed (unknown CA, unexpected identity, expired certificate); each failed its connection, never falling back to plaintext.")
 	descLogFailed     = opsDesc("meshentry_access_log_write_errors_total", "Access-log writes that failed (a full disk, a reader of stdout gone); their lines are lost.")
+	descRetries       = opsDesc("meshentry_route_retries_total", "Tries beyond the first that VirtualService retry policies made.")
+	descRetryTooLarge = opsDesc("meshentry_route_retry_body_too_large_total", "Request bodies of routes with retries or a mirror sent once only, being larger than --max-retry-body-bytes.")
+	descMirrors       = opsDesc("meshentry_route_mirrors_total", "Mirrored copies of requests, by result: sent, or dropped because --max-mirrors were in flight.", "result")
 	descAdminBusy     = opsDesc("meshentry_admin_busy_total", "Admin dumps (/config_dump, /registry, /routes, /clusters, the page) answered 503 because --admin-max-dumps were being served.")
 )
 
@@ -130,6 +147,13 @@ func (c *opsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if o.TLSHandshakeFailures != nil {
 		counter(descTLSFailed, o.TLSHandshakeFailures())
+	}
+	if o.Routes != nil {
+		st := o.Routes()
+		counter(descRetries, st.Retries)
+		counter(descRetryTooLarge, st.RetryBodyTooLarge)
+		counter(descMirrors, st.MirrorsSent, "sent")
+		counter(descMirrors, st.MirrorsDropped, "dropped")
 	}
 	counter(descSeriesDropped, c.m.seriesDropped.Load())
 	counter(descCacheResets, c.m.cacheResets.Load())

@@ -23,7 +23,10 @@ func TestOpsAreReadAtScrapeTime(t *testing.T) {
 		AdminBusy:            func() uint64 { return 6 },
 		TLSHandshakeFailures: func() uint64 { return 8 },
 		AccessLogWriteErrors: func() uint64 { return 2 },
-		Now:                  func() time.Time { return loaded.Add(90 * time.Second) },
+		Routes: func() RouteStats {
+			return RouteStats{Retries: 11, RetryBodyTooLarge: 1, MirrorsSent: 30, MirrorsDropped: 3}
+		},
+		Now: func() time.Time { return loaded.Add(90 * time.Second) },
 	}})
 	scrape := serve(t, m)
 	ejections.Store(1)
@@ -56,6 +59,10 @@ func TestOpsAreReadAtScrapeTime(t *testing.T) {
 		{name: "failed access-log writes", metric: "meshentry_access_log_write_errors_total", want: 2},
 		{name: "admin dumps refused as busy", metric: "meshentry_admin_busy_total", want: 6},
 		{name: "failed upstream TLS handshakes", metric: "meshentry_tls_handshake_failures_total", want: 8},
+		{name: "VirtualService retries", metric: "meshentry_route_retries_total", want: 11},
+		{name: "bodies too large to retry", metric: "meshentry_route_retry_body_too_large_total", want: 1},
+		{name: "mirrored copies sent", metric: "meshentry_route_mirrors_total", labels: map[string]string{"result": "sent"}, want: 30},
+		{name: "mirrored copies dropped", metric: "meshentry_route_mirrors_total", labels: map[string]string{"result": "dropped"}, want: 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
