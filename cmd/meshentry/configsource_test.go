@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	server "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+
+	"github.com/meshentry/meshentry/internal/compile"
+	"github.com/meshentry/meshentry/internal/source"
+	"github.com/meshentry/meshentry/internal/testutil/backend"
+	"github.com/meshentry/meshentry/internal/xds/mcp"
+)
+
+// folderServer is an MCP-over-xDS server fed by a config folder as `meshentry xds -f DIR`
+// is: the file watcher's accepted snapshots go to an mcp.Cache behind go-control-plane's ADS
+// server. It can be stopped and started again on the same port.
+type folderServer struct {
+	t     *testing.T
+	dir   string
+	addr  string
+	mu    sync.Mutex
+	close func()
+}
+
+func startFolderServer(t *testing.T, dir string) *folderServer {
+	s := &folderServer{t: t, dir: dir, addr: "127.0.0.1:0"}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *folderServer) start() {
+	s.t.Helper()
+	w, res, err := source.New(source.Config{Paths: []string{s.dir}, Debounce: 20 * time.Millisecond, CheckInterval: time.Second})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	c := mcp.NewCache()
+	if err := c.Set(res.Snapshot); err != nil {
+		s.t.Fatal(err)
+	}
+	var ln net.Listener
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if ln, err = net.Listen("tcp", s.addr); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.addr = ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	gs := grpc.NewServer()
+	discovery.RegisterAggregatedDiscoveryServiceServer(gs, server.NewServer(ctx, c, nil))
+	var wg sync.WaitGroup
+	wg.Go(func() { gs.Serve(ln) })
+	wg.Go(func() {
+		w.Run(ctx, func(r *compile.Result) {
+			if err := c.Set(r.Snapshot); err != nil {
+				s.t.Errorf("publish: %v", err)
+			}
+		})
+	})
+	s.mu.Lock()
+	s.close = func() { cancel(); gs.Stop(); wg.Wait() }
+	s.mu.Unlock()
+}
+
+func (s *folderServer) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.close != nil {
+		s.close()
+		s.close = nil
+	}
+}
+
+// writeServiceEntry declares host on the backend's port in a file of its own in dir.
+func writeServiceEntry(t *testing.T, dir, host string, port int) {
+	t.Helper()
+	doc := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: %[1]s, namespace: default}
+spec:
+  hosts: [%[1]s]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: %[2]d}}]
+`, host, port)
+	tmp := filepath.Join(dir, "."+host+".tmp")
+	if err := os.WriteFile(tmp, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, host+".yaml")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// served reports whether GET http://HOST/ through the forward proxy at proxyAddr reaches want.
+func served(proxyAddr net.Addr, host, want string) bool {
+	u := &url.URL{Scheme: "http", Host: proxyAddr.String()}
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(u), DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + host + "/")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode == http.StatusOK && strings.HasPrefix(string(b), want+" ")
+}
+
+// untilServedByAll polls until every proxy serves host from want, and returns how long it took.
+func untilServedByAll(t *testing.T, proxies []net.Addr, host, want string, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for _, p := range proxies {
+		for !served(p, host, want) {
+			if time.Since(start) > limit {
+				t.Fatalf("%s not served by %s from %s within %v", host, p, want, limit)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return time.Since(start)
+}
+
+// TestFleetFollowsOneXDSServer is the fleet Must-show: two `meshentry run --config-source
+// xds://…` behind one server fed by a folder.
+func TestFleetFollowsOneXDSServer(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	a := backend.HTTP(t, "backend-a", "127.0.0.1:0")
+	b := backend.HTTP(t, "backend-b", "127.0.0.1:0")
+	srv := startFolderServer(t, dir)
+	var proxies []net.Addr
+	for range 2 {
+		bound := startRunArgs(t, "--config-source", "xds://"+srv.addr, "--listen", "127.0.0.1:0", "--admin", "",
+			"--xds-initial-fetch-timeout", "5s", "--xds-backoff-base", "50ms", "--xds-backoff-max", "500ms")
+		proxies = append(proxies, bound["forward proxy"])
+	}
+	t.Run("a ServiceEntry added to the server's folder serves through both proxies within 1 s", func(t *testing.T) {
+		writeServiceEntry(t, dir, "a.example.com", a.Port())
+		took := untilServedByAll(t, proxies, "a.example.com", "backend-a", 3*time.Second)
+		t.Logf("served by both proxies %v after the file was written", took.Round(time.Millisecond))
+		if took > time.Second {
+			t.Errorf("took %v, want within 1 s", took)
+		}
+	})
+	t.Run("with the server stopped, both keep serving the last config", func(t *testing.T) {
+		srv.stop()
+		time.Sleep(200 * time.Millisecond) // let both streams notice, so this tests the loss, not its absence
+		untilServedByAll(t, proxies, "a.example.com", "backend-a", 3*time.Second)
+	})
+	t.Run("a change made while the server was away reaches both when it returns", func(t *testing.T) {
+		writeServiceEntry(t, dir, "b.example.com", b.Port())
+		srv.start()
+		took := untilServedByAll(t, proxies, "b.example.com", "backend-b", 5*time.Second)
+		t.Logf("served by both proxies %v after the server returned", took.Round(time.Millisecond))
+		untilServedByAll(t, proxies, "a.example.com", "backend-a", 3*time.Second)
+	})
+}
+
+func TestConfigSourceFlagsRefuseNonsense(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "refuses -f beside --config-source", args: []string{"--config-source", "xds://127.0.0.1:1", "-f", "x.yaml"}, want: "exclude each other"},
+		{name: "refuses a scheme other than xds and xdss", args: []string{"--config-source", "http://127.0.0.1:1"}, want: "want xds://HOST:PORT"},
+		{name: "refuses an address without a port", args: []string{"--config-source", "xds://127.0.0.1"}, want: "want xds://HOST:PORT"},
+		{name: "refuses a back-off cap below its base", args: []string{"--config-source", "xds://127.0.0.1:1", "--xds-backoff-base", "2s", "--xds-backoff-max", "1s"}, want: "at least the base"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := new(runFlags)
+			cmd := newRunCommandFor(f)
+			if err := cmd.ParseFlags(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			_, _, err := loadConfigSource(context.Background(), cmd, f, slog.New(slog.DiscardHandler))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
