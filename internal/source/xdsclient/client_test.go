@@ -2,6 +2,7 @@ package xdsclient
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
@@ -14,12 +15,16 @@ import (
 	server "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/anypb"
+	mcpapi "istio.io/api/mcp/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshentry/meshentry/internal/compile"
 	"github.com/meshentry/meshentry/internal/config"
 	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/source"
+	"github.com/meshentry/meshentry/internal/testutil/backend"
 	"github.com/meshentry/meshentry/internal/xds/mcp"
 )
 
@@ -33,11 +38,17 @@ type xdsServer struct {
 	gs    *grpc.Server
 	stop  context.CancelFunc
 	nacks []string
+	tls   *tls.Config // when set, the server speaks TLS only
 }
 
 func startServer(t *testing.T, hosts ...string) *xdsServer {
 	t.Helper()
-	s := &xdsServer{t: t, cache: mcp.NewCache(), addr: "127.0.0.1:0"}
+	return startServerTLS(t, nil, hosts...)
+}
+
+func startServerTLS(t *testing.T, cfg *tls.Config, hosts ...string) *xdsServer {
+	t.Helper()
+	s := &xdsServer{t: t, cache: mcp.NewCache(), addr: "127.0.0.1:0", tls: cfg}
 	s.set(hosts...)
 	s.start()
 	t.Cleanup(s.halt)
@@ -66,7 +77,11 @@ func (s *xdsServer) start() {
 		}
 		return nil
 	}}
-	gs := grpc.NewServer()
+	var opts []grpc.ServerOption
+	if s.tls != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls)))
+	}
+	gs := grpc.NewServer(opts...)
 	discovery.RegisterAggregatedDiscoveryServiceServer(gs, server.NewServer(ctx, s.cache, cb))
 	go gs.Serve(ln)
 	s.mu.Lock()
@@ -116,8 +131,13 @@ func hostsOf(res *compile.Result) string {
 // running opens a client to s and runs it until the test ends; applied receives what Run applies.
 func running(t *testing.T, addr string, fetch time.Duration) (*Client, *compile.Result, chan *compile.Result) {
 	t.Helper()
+	return runningTLS(t, addr, nil, fetch)
+}
+
+func runningTLS(t *testing.T, addr string, cfg *tls.Config, fetch time.Duration) (*Client, *compile.Result, chan *compile.Result) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c, res, err := Open(ctx, Config{Addr: addr, NodeID: "sidecar~127.0.0.1~test.shop~shop.svc.cluster.local",
+	c, res, err := Open(ctx, Config{Addr: addr, TLS: cfg, NodeID: "sidecar~127.0.0.1~test.shop~shop.svc.cluster.local",
 		InitialFetchTimeout: fetch, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
 	if err != nil {
 		cancel()
@@ -197,6 +217,31 @@ func TestClientFollowsTheServer(t *testing.T) {
 		srv.start()
 		waitApplied(t, applied, "d.example.com")
 	})
+	t.Run("applies nothing when a server returns with the same documents", func(t *testing.T) {
+		before := c.Status().Accepted
+		streams := c.Stats().Streams
+		srv.halt()
+		srv.start()
+		waitFor(t, func() bool { return c.Stats().Streams > streams })
+		time.Sleep(200 * time.Millisecond) // a push would arrive at once on the new stream
+		if after := c.Status().Accepted; after != before {
+			t.Fatalf("accepted %d configs after the restart, want none", after-before)
+		}
+	})
+	t.Run("refuses a resource that fails strict decoding with a NACK", func(t *testing.T) {
+		nacks := c.Stats().Nacks
+		body, _ := anypb.New(&networking.ServiceEntry{Hosts: []string{"e.example.com"}})
+		body.Value = append(body.Value, 0xf8, 0x3e, 0x01) // field 999: unknown to the spec
+		rs := mcp.Resources(registry.Build(nil, 1))
+		rs[mcp.ServiceEntryType] = []types.Resource{&mcpapi.Resource{Metadata: &mcpapi.Metadata{Name: "shop/e", Version: "1"}, Body: body}}
+		if err := srv.cache.SetResources(rs); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return c.Stats().Nacks > nacks })
+		if st := c.Status(); !strings.Contains(st.LastError, "not decoded") || st.Services != 1 {
+			t.Errorf("status %q serving %d services, want a decode refusal and the last good 1", st.LastError, st.Services)
+		}
+	})
 }
 
 func TestClientStartsEmptyWithoutAServer(t *testing.T) {
@@ -216,6 +261,26 @@ func TestClientStartsEmptyWithoutAServer(t *testing.T) {
 		waitApplied(t, applied, "late.example.com")
 		if st := c.Status(); st.Services != 1 || st.Version < 2 {
 			t.Errorf("status %+v", st)
+		}
+	})
+}
+
+func TestClientOverTLS(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	ca := backend.NewCA(t)
+	leaf := ca.Leaf(t, "xds.test")
+	srv := startServerTLS(t, &tls.Config{Certificates: []tls.Certificate{leaf}, MinVersion: tls.VersionTLS12}, "secure.example.com")
+	t.Run("takes the config from a server whose certificate it trusts", func(t *testing.T) {
+		_, first, _ := runningTLS(t, srv.addr, backend.TLSClient(ca, "xds.test"), 5*time.Second)
+		if hostsOf(first) != "secure.example.com" {
+			t.Fatalf("startup config %q", hostsOf(first))
+		}
+	})
+	t.Run("takes nothing from a server whose certificate it does not trust", func(t *testing.T) {
+		c, first, _ := runningTLS(t, srv.addr, backend.TLSClient(backend.NewCA(t), "xds.test"), 300*time.Millisecond)
+		if len(first.Snapshot.Services) != 0 || c.Stats().Failures == 0 {
+			t.Fatalf("startup config %q after %d failures", hostsOf(first), c.Stats().Failures)
 		}
 	})
 }
