@@ -177,3 +177,19 @@ func (c *Cache) Fetch(_ context.Context, req *cache.Request) (cache.Response, er
 	}
 	return c.respond(req, coll), nil
 }
+
+// Mux serves the MCP collections from m and every other type URL from envoy (the server's
+// snapshot cache), so that one ADS server answers Envoys and meshentry proxies alike.
+func Mux(envoy cache.Cache, m *Cache) *cache.MuxCache {
+	classify := func(typeURL string) string {
+		if Serves(typeURL) {
+			return "mcp"
+		}
+		return "envoy"
+	}
+	return &cache.MuxCache{
+		Classify:      func(r *cache.Request) string { return classify(r.GetTypeUrl()) },
+		ClassifyDelta: func(r *cache.DeltaRequest) string { return classify(r.GetTypeUrl()) },
+		Caches:        map[string]cache.Cache{"mcp": m, "envoy": envoy},
+	}
+}

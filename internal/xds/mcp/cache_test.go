@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
 	server "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/status"
@@ -161,3 +163,40 @@ type (
 	cacheResponse = cache.Response
 	resourceT     = types.Resource
 )
+
+func TestMuxSendsEachTypeToItsCache(t *testing.T) {
+	t.Parallel()
+	m := NewCache()
+	if err := m.Set(snapshotOf(t, fiveKinds)); err != nil {
+		t.Fatal(err)
+	}
+	envoy := cache.NewSnapshotCache(true, cache.IDHash{}, nil)
+	mux := Mux(envoy, m)
+	for _, tc := range []struct {
+		name    string
+		typeURL string
+		mcp     bool
+	}{
+		{name: "answers a ServiceEntry request from the MCP cache", typeURL: ServiceEntryType, mcp: true},
+		{name: "hands a Cluster request to the Envoy cache", typeURL: "type.googleapis.com/envoy.config.cluster.v3.Cluster"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := make(chan cache.Response, 1)
+			cancel, err := mux.CreateWatch(&discovery.DiscoveryRequest{TypeUrl: tc.typeURL, Node: &corev3.Node{Id: "n"}}, stream.NewSotwSubscription(nil, true), out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cancel()
+			select {
+			case r := <-out:
+				if !tc.mcp {
+					t.Fatalf("the empty Envoy cache answered: %v", r)
+				}
+			case <-time.After(200 * time.Millisecond):
+				if tc.mcp {
+					t.Fatal("the MCP cache did not answer a first request")
+				}
+			}
+		})
+	}
+}
