@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,69 +16,77 @@ import (
 	"testing"
 	"time"
 
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	server "github.com/envoyproxy/go-control-plane/pkg/server/v3"
-	"google.golang.org/grpc"
-
-	"github.com/meshentry/meshentry/internal/compile"
-	"github.com/meshentry/meshentry/internal/source"
 	"github.com/meshentry/meshentry/internal/testutil/backend"
-	"github.com/meshentry/meshentry/internal/xds/mcp"
 )
 
-// folderServer is an MCP-over-xDS server fed by a config folder as `meshentry xds -f DIR`
-// is: the file watcher's accepted snapshots go to an mcp.Cache behind go-control-plane's ADS
-// server. It can be stopped and started again on the same port.
+// folderServer is a real `meshentry xds -f DIR` in this process, which the test may stop and
+// start again on the same port.
 type folderServer struct {
 	t     *testing.T
 	dir   string
 	addr  string
 	mu    sync.Mutex
 	close func()
+	log   bytes.Buffer
 }
 
 func startFolderServer(t *testing.T, dir string) *folderServer {
 	s := &folderServer{t: t, dir: dir, addr: "127.0.0.1:0"}
 	s.start()
-	t.Cleanup(s.stop)
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			t.Logf("meshentry xds's log:\n%s", s.log.String())
+		}
+	})
 	return s
 }
 
 func (s *folderServer) start() {
 	s.t.Helper()
-	w, res, err := source.New(source.Config{Paths: []string{s.dir}, Debounce: 20 * time.Millisecond, CheckInterval: time.Second})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	c := mcp.NewCache()
-	if err := c.Set(res.Snapshot); err != nil {
-		s.t.Fatal(err)
-	}
-	var ln net.Listener
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if ln, err = net.Listen("tcp", s.addr); err == nil || time.Now().After(deadline) {
-			break
+		err := s.try()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("meshentry xds on %s: %v\n%s", s.addr, err, s.log.String())
 		}
 	}
-	if err != nil {
+}
+
+// try runs `meshentry xds` once; the port of a stopped server may take a moment to be free.
+func (s *folderServer) try() error {
+	f := new(xdsFlags)
+	cmd := newXDSCommandFor(f)
+	if err := cmd.ParseFlags([]string{"--listen", s.addr, "-f", s.dir, "--reload-debounce", "20ms"}); err != nil {
 		s.t.Fatal(err)
 	}
-	s.addr = ln.Addr().String()
+	cmd.SetErr(&s.log)
 	ctx, cancel := context.WithCancel(context.Background())
-	gs := grpc.NewServer()
-	discovery.RegisterAggregatedDiscoveryServiceServer(gs, server.NewServer(ctx, c, nil))
-	var wg sync.WaitGroup
-	wg.Go(func() { gs.Serve(ln) })
-	wg.Go(func() {
-		w.Run(ctx, func(r *compile.Result) {
-			if err := c.Set(r.Snapshot); err != nil {
-				s.t.Errorf("publish: %v", err)
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- runXDS(ctx, cmd, f, func(a net.Addr) { addrc <- a }) }()
+	select {
+	case a := <-addrc:
+		s.mu.Lock()
+		s.addr = a.String()
+		s.close = func() {
+			cancel()
+			if err := <-done; err != nil {
+				s.t.Errorf("meshentry xds: %v", err)
 			}
-		})
-	})
-	s.mu.Lock()
-	s.close = func() { cancel(); gs.Stop(); wg.Wait() }
-	s.mu.Unlock()
+		}
+		s.mu.Unlock()
+		return nil
+	case err := <-done:
+		cancel()
+		return err
+	case <-time.After(10 * time.Second):
+		cancel()
+		s.t.Fatal("meshentry xds did not start within 10 s")
+		return nil
+	}
 }
 
 func (s *folderServer) stop() {
@@ -139,7 +148,7 @@ func untilServedByAll(t *testing.T, proxies []net.Addr, host, want string, limit
 }
 
 // TestFleetFollowsOneXDSServer is the fleet Must-show: two `meshentry run --config-source
-// xds://…` behind one server fed by a folder.
+// xds://…` behind one `meshentry xds -f DIR`.
 func TestFleetFollowsOneXDSServer(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

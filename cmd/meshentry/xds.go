@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/compile"
 	"github.com/meshentry/meshentry/internal/xds/envoy"
+	"github.com/meshentry/meshentry/internal/xds/mcp"
 	"github.com/meshentry/meshentry/internal/xds/server"
 )
 
@@ -79,7 +80,7 @@ func runXDS(ctx context.Context, cmd *cobra.Command, f *xdsFlags, ready func(net
 		log.Warn("xds: invalid documents left out", "errors", n)
 	}
 	srv := server.New(ctx, server.Config{Options: envoy.Options{AllowAny: allowAny, RootNamespace: root},
-		Extra: f.extra, Logger: log, MaxNodes: f.maxNodes})
+		Extra: f.extra, MCP: mcp.NewCache(), Logger: log, MaxNodes: f.maxNodes})
 	if err := srv.Update(res.Snapshot); err != nil {
 		log.Error("xds: first translation", "err", err)
 	}

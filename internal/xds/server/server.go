@@ -25,6 +25,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/xds/envoy"
+	"github.com/meshentry/meshentry/internal/xds/mcp"
 )
 
 // Extra adds resources of other type URLs (the MCP documents) to what every node is served; a
@@ -35,7 +36,10 @@ type Extra func(snap *registry.Snapshot) map[string][]types.Resource
 type Config struct {
 	Options envoy.Options
 	// Extra, when set, is called once per published snapshot.
-	Extra  Extra
+	Extra Extra
+	// MCP, when set, serves the registry's own documents as Istio's MCP collections beside the
+	// Envoy types (mcp.Mux), for `meshentry run --config-source`; Update publishes to it.
+	MCP    *mcp.Cache
 	Logger *slog.Logger
 	// MaxNodes bounds the nodes tracked (connected or not); a new node beyond it is refused.
 	MaxNodes int
@@ -88,7 +92,11 @@ func New(ctx context.Context, cfg Config) *Server {
 	s := &Server{cfg: cfg, log: cfg.Logger, groups: map[string]*group{}, nodes: map[string]*nodeInfo{}}
 	s.status = newTracker()
 	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
-	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
+	var c cachev3.Cache = s.cache
+	if cfg.MCP != nil {
+		c = mcp.Mux(s.cache, cfg.MCP)
+	}
+	s.xds = serverv3.NewServer(ctx, c, s.callbacks())
 	return s
 }
 
@@ -105,6 +113,11 @@ func (s *Server) Update(snap *registry.Snapshot) error {
 	var extra map[string][]types.Resource
 	if s.cfg.Extra != nil {
 		extra = s.cfg.Extra(snap)
+	}
+	if s.cfg.MCP != nil {
+		if err := s.cfg.MCP.Set(snap); err != nil {
+			s.log.Error("xds: MCP documents not published; the proxies keep their last config", "err", err)
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
