@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/meshentry/meshentry/internal/testutil/backend"
+	"github.com/meshentry/meshentry/internal/xds/mcp"
 )
 
 // folderServer is a real `meshentry xds -f DIR` in this process, which the test may stop and
@@ -156,8 +157,9 @@ func TestFleetFollowsOneXDSServer(t *testing.T) {
 	b := backend.HTTP(t, "backend-b", "127.0.0.1:0")
 	srv := startFolderServer(t, dir)
 	var proxies []net.Addr
-	for range 2 {
+	for i := range 2 {
 		bound := startRunArgs(t, "--config-source", "xds://"+srv.addr, "--listen", "127.0.0.1:0", "--admin", "",
+			"--xds-node-id", fmt.Sprintf("sidecar~127.0.0.%d~vm%d.default~default.svc.cluster.local", i+1, i+1),
 			"--xds-initial-fetch-timeout", "5s", "--xds-backoff-base", "50ms", "--xds-backoff-max", "500ms")
 		proxies = append(proxies, bound["forward proxy"])
 	}
@@ -168,6 +170,32 @@ func TestFleetFollowsOneXDSServer(t *testing.T) {
 		if took > time.Second {
 			t.Errorf("took %v, want within 1 s", took)
 		}
+	})
+	t.Run("proxy-status lists both proxies with their collections SYNCED", func(t *testing.T) {
+		var list []proxyStatus
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			var err error
+			if list, err = fetchProxyStatus(context.Background(), srv.addr); err != nil {
+				t.Fatal(err)
+			}
+			synced := 0
+			for _, ps := range list {
+				if ps.Types[mcp.ServiceEntryType].Status == "SYNCED" {
+					synced++
+				}
+			}
+			if synced == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("proxy-status after 5 s: %+v", list)
+			}
+		}
+		var out strings.Builder
+		if err := writeProxyStatus(&out, list); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("proxy-status:\n%s", out.String())
 	})
 	t.Run("with the server stopped, both keep serving the last config", func(t *testing.T) {
 		srv.stop()

@@ -12,6 +12,8 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/meshentry/meshentry/internal/xds/mcp"
 )
 
 // typeState is what one node said last about one resource type.
@@ -178,6 +180,10 @@ func (s *Server) Status() []ProxyStatus {
 			switch {
 			case st.nack != "":
 				ts.Status, ts.Error = "NACK", st.nack
+			case s.cfg.MCP != nil && mcp.Serves(typ):
+				if s.cfg.MCP.Version(typ) == st.acked {
+					ts.Status = "SYNCED"
+				}
 			case g != nil && g.versions[typ] == st.acked, g != nil && g.versions[typ] == "" && st.acked == "empty":
 				ts.Status = "SYNCED"
 			}
