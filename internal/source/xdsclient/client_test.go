@@ -314,3 +314,35 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+func TestClientStartsWithoutARefusedCollection(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	srv := startServer(t)
+	bad := config.NewDocument(config.KindServiceEntry, "shop", "bad", &networking.ServiceEntry{Hosts: []string{"c.example.com"},
+		Ports: []*networking.ServicePort{{Number: 0, Name: "http", Protocol: "HTTP"}}})
+	r, err := mcp.Resource(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := mcp.Resources(registry.Build(nil, 1))
+	rs[mcp.ServiceEntryType] = []types.Resource{r}
+	if err := srv.cache.SetResources(rs); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c, first, _ := running(t, srv.addr, 30*time.Second)
+	t.Run("starts once every collection answered, without waiting for the initial fetch timeout", func(t *testing.T) {
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("startup took %v", took)
+		}
+		if len(first.Snapshot.Services) != 0 || first.Errors() != 0 {
+			t.Errorf("startup config %q with %d errors, want the last good (empty) one", hostsOf(first), first.Errors())
+		}
+	})
+	t.Run("reports the refused collection", func(t *testing.T) {
+		if st := c.Status(); st.Refused != 1 || !strings.Contains(st.LastError, "1 error") {
+			t.Errorf("status refused %d, %q", st.Refused, st.LastError)
+		}
+	})
+}
