@@ -71,7 +71,7 @@ func adminConfig(f *runFlags, w adminWiring) admin.Config {
 // watcherReload reads the config source's status in the admin API's terms. Errors are the
 // findings of the latest refused reload while it is the latest attempt; otherwise those that left
 // documents out of the serving config (a startup with --allow-invalid).
-func watcherReload(w *source.Watcher) func() admin.ReloadStatus {
+func watcherReload(w configSource) func() admin.ReloadStatus {
 	return func() admin.ReloadStatus {
 		st := w.Status()
 		rs := admin.ReloadStatus{Version: st.Version, LoadedAt: st.LoadedAt, LastAttemptAt: st.LastAttempt,

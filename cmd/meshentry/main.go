@@ -63,6 +63,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newValidateCommand(), newExplainCommand(), newRunCommand(), newProxyConfigCommand(), newCACommand(), newCaptureCommand())
+	root.AddCommand(newValidateCommand(), newExplainCommand(), newRunCommand(), newProxyConfigCommand(), newCACommand(), newCaptureCommand(),
+		newXDSCommand(), newBootstrapCommand(), newProxyStatusCommand())
 	return root
 }

@@ -73,7 +73,7 @@ func loadSource(cmd *cobra.Command, f *runFlags, log *slog.Logger, opts ...compi
 // startReload runs the watcher, handing every accepted config to the proxy, and reloads on
 // SIGHUP; also, when given, hears of each accepted snapshot after the proxy. The returned
 // function stops both and waits for them.
-func startReload(ctx context.Context, w *source.Watcher, p *proxy.Proxy, also ...func(*registry.Snapshot)) (stop func()) {
+func startReload(ctx context.Context, w configSource, p *proxy.Proxy, also ...func(*registry.Snapshot)) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -20,7 +20,6 @@ import (
 	"github.com/meshentry/meshentry/internal/metrics"
 	"github.com/meshentry/meshentry/internal/proxy"
 	"github.com/meshentry/meshentry/internal/resolve"
-	"github.com/meshentry/meshentry/internal/source"
 	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
@@ -51,6 +50,8 @@ type runFlags struct {
 	capture     captureRunFlags
 	routes      routeFlags
 	gateway     gatewayFlags
+	// configSource, when set, takes the config from an xDS server instead of -f.
+	configSource configSourceFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -150,6 +151,7 @@ func newRunCommandFor(f *runFlags) *cobra.Command {
 	f.capture.register(fl)
 	f.routes.register(fl)
 	f.gateway.register(fl)
+	f.configSource.register(fl)
 	return cmd
 }
 
@@ -168,7 +170,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	if err != nil {
 		return err
 	}
-	watcher, res, err := loadSource(cmd, f, log, dnsp.compileOptions()...)
+	watcher, res, err := loadConfigSource(ctx, cmd, f, log, dnsp.compileOptions()...)
 	if err != nil {
 		return err
 	}
@@ -304,7 +306,7 @@ func serveAdmin(g *serveGroup, f *runFlags, ln net.Listener, w adminWiring) *htt
 
 // observe opens the access log and makes the metrics, both fed by the proxy's telemetry, and
 // sets cfg.Health, which the metrics read ejections from. closeLog flushes the access log.
-func observe(cmd *cobra.Command, f *runFlags, log *slog.Logger, cfg *proxy.Config, watcher *source.Watcher,
+func observe(cmd *cobra.Command, f *runFlags, log *slog.Logger, cfg *proxy.Config, watcher configSource,
 	p func() *proxy.Proxy) (mm *metrics.Metrics, closeLog func(), err error) {
 	accessLog, closeLog, err := f.accessLog.open(cmd.OutOrStdout(), log)
 	if err != nil {

@@ -1,0 +1,283 @@
+// Package server publishes registry snapshots over xDS (ADS, State of the World and Delta) with
+// go-control-plane: one cache snapshot per kind of node, rebuilt when the registry changes, with
+// per-type versions taken from the content so that an unchanged type never wakes a client.
+package server
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	statusv3 "github.com/envoyproxy/go-control-plane/envoy/service/status/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meshentry/meshentry/internal/registry"
+	"github.com/meshentry/meshentry/internal/xds/envoy"
+	"github.com/meshentry/meshentry/internal/xds/mcp"
+)
+
+// Extra adds resources of other type URLs (the MCP documents) to what every node is served; a
+// resource it returns under a type URL the translator also fills replaces the one of that name.
+type Extra func(snap *registry.Snapshot) map[string][]types.Resource
+
+// Config configures a Server.
+type Config struct {
+	Options envoy.Options
+	// Extra, when set, is called once per published snapshot.
+	Extra Extra
+	// MCP, when set, serves the registry's own documents as Istio's MCP collections beside the
+	// Envoy types (mcp.Mux), for `meshentry run --config-source`; Update publishes to it.
+	MCP    *mcp.Cache
+	Logger *slog.Logger
+	// MaxNodes bounds the nodes tracked (connected or not); a new node beyond it is refused.
+	MaxNodes int
+}
+
+// DefaultMaxNodes is the default of Config.MaxNodes.
+const DefaultMaxNodes = 10000
+
+// Server serves one registry to any number of xDS clients.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	cache cachev3.SnapshotCache
+	xds   serverv3.Server
+
+	mu     sync.Mutex
+	shared *envoy.Shared
+	extra  map[string][]types.Resource
+	// groups are the nodes that get the same resources (same namespace, labels, locality,
+	// network, generator), built once per snapshot; nodes maps a node id to its group key.
+	groups map[string]*group
+	nodes  map[string]*nodeInfo
+	// refused counts nodes turned away at MaxNodes.
+	refused uint64
+	status  *tracker
+}
+
+// group is the resources of one kind of node, with their per-type versions.
+type group struct {
+	node     envoy.Node
+	versions map[string]string
+	snap     *cachev3.Snapshot
+	err      error
+}
+
+type nodeInfo struct {
+	node  envoy.Node
+	key   string
+	proto *core.Node
+}
+
+// New makes a server that serves nothing until the first Update.
+func New(ctx context.Context, cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxNodes <= 0 {
+		cfg.MaxNodes = DefaultMaxNodes
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, groups: map[string]*group{}, nodes: map[string]*nodeInfo{}}
+	s.status = newTracker()
+	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
+	var c cachev3.Cache = s.cache
+	if cfg.MCP != nil {
+		c = mcp.Mux(s.cache, cfg.MCP)
+	}
+	s.xds = serverv3.NewServer(ctx, c, s.callbacks())
+	return s
+}
+
+// Register adds the ADS and CSDS (client status) services to g.
+func (s *Server) Register(g *grpc.Server) {
+	discovery.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	statusv3.RegisterClientStatusDiscoveryServiceServer(g, &csds{s: s})
+}
+
+// Update publishes snap: every known kind of node is rebuilt and its cache snapshot replaced;
+// go-control-plane then pushes the types whose version changed to the streams that watch them.
+func (s *Server) Update(snap *registry.Snapshot) error {
+	shared := envoy.NewShared(snap, s.cfg.Options)
+	var extra map[string][]types.Resource
+	if s.cfg.Extra != nil {
+		extra = s.cfg.Extra(snap)
+	}
+	if s.cfg.MCP != nil {
+		if err := s.cfg.MCP.Set(snap); err != nil {
+			s.log.Error("xds: MCP documents not published; the proxies keep their last config", "err", err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shared, s.extra = shared, extra
+	var errs []error
+	for key, g := range s.groups {
+		if err := s.rebuild(key, g); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// rebuild translates g for the current snapshot and sets it for every node of the group. A
+// group whose translation fails keeps its last good snapshot.
+func (s *Server) rebuild(key string, g *group) error {
+	res, err := s.shared.Build(g.node)
+	if err != nil {
+		g.err = err
+		s.log.Error("xds: translation refused; the nodes keep their last config", "group", key, "err", err)
+		return err
+	}
+	for typ, list := range s.extra {
+		res[typ] = mergeByName(res[typ], list)
+	}
+	snap, versions, err := snapshotOf(res)
+	if err != nil {
+		g.err = err
+		return err
+	}
+	g.snap, g.versions, g.err = snap, versions, nil
+	for id, n := range s.nodes {
+		if n.key == key {
+			if err := s.cache.SetSnapshot(context.Background(), id, snap); err != nil {
+				return fmt.Errorf("xds: set snapshot for %s: %w", id, err)
+			}
+		}
+	}
+	return nil
+}
+
+// snapshotOf builds a cache snapshot whose version per type is a hash of that type's content.
+func snapshotOf(res envoy.Resources) (*cachev3.Snapshot, map[string]string, error) {
+	snap := &cachev3.Snapshot{}
+	versions := map[string]string{}
+	for typ, list := range res {
+		idx := cachev3.GetResponseType(typ)
+		if idx == types.UnknownType {
+			return nil, nil, fmt.Errorf("xds: unknown resource type %s", typ)
+		}
+		v := contentVersion(list)
+		versions[typ] = v
+		snap.Resources[idx] = cachev3.NewResources(v, list)
+	}
+	// Types with no resource still need a version, or a client asking for them waits forever.
+	for i := range snap.Resources {
+		if snap.Resources[i].Version == "" {
+			snap.Resources[i] = cachev3.NewResources("empty", nil)
+		}
+	}
+	return snap, versions, nil
+}
+
+// contentVersion hashes the deterministic encoding of every resource, in name order.
+func contentVersion(list []types.Resource) string {
+	h := fnv.New64a()
+	opts := proto.MarshalOptions{Deterministic: true}
+	for _, r := range list {
+		b, err := opts.Marshal(r)
+		if err != nil {
+			b = []byte(err.Error())
+		}
+		h.Write(b)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func mergeByName(base, extra []types.Resource) []types.Resource {
+	names := map[string]int{}
+	for i, r := range base {
+		names[cachev3.GetResourceName(r)] = i
+	}
+	out := append([]types.Resource(nil), base...)
+	for _, r := range extra {
+		if i, ok := names[cachev3.GetResourceName(r)]; ok {
+			out[i] = r
+			continue
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return cachev3.GetResourceName(out[i]) < cachev3.GetResourceName(out[j]) })
+	return out
+}
+
+// groupKey names the kind of node: everything the translation reads of it.
+func groupKey(n envoy.Node) string {
+	labels := make([]string, 0, len(n.Labels))
+	for k, v := range n.Labels {
+		labels = append(labels, k+"="+v)
+	}
+	sort.Strings(labels)
+	return strings.Join([]string{n.Namespace, n.Locality, n.Network, n.Generator, strings.Join(labels, ",")}, "|")
+}
+
+// join registers a node on its first request and gives it its group's snapshot, building the
+// group when it is the first of its kind.
+func (s *Server) join(pn *core.Node) error {
+	if pn == nil {
+		return errors.New("xds: request without a node")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.nodes[pn.Id]; ok {
+		old.proto = pn
+		return nil
+	}
+	if len(s.nodes) >= s.cfg.MaxNodes {
+		s.refused++
+		return fmt.Errorf("xds: %d nodes already known (--xds-max-nodes); node %s refused", len(s.nodes), pn.Id)
+	}
+	n := envoy.ParseNode(pn)
+	key := groupKey(n)
+	s.nodes[pn.Id] = &nodeInfo{node: n, key: key, proto: pn}
+	g := s.groups[key]
+	if g == nil {
+		g = &group{node: n}
+		s.groups[key] = g
+		if s.shared == nil {
+			return nil
+		}
+		return s.rebuild(key, g)
+	}
+	if g.snap != nil {
+		return s.cache.SetSnapshot(context.Background(), pn.Id, g.snap)
+	}
+	return g.err
+}
+
+// forget drops a node whose last stream closed, and its group when it was the last one.
+func (s *Server) forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.nodes[id]
+	if !ok || s.status.openStreams(id) > 0 {
+		return
+	}
+	delete(s.nodes, id)
+	s.cache.ClearSnapshot(id)
+	for _, other := range s.nodes {
+		if other.key == n.key {
+			return
+		}
+	}
+	delete(s.groups, n.key)
+}
+
+// Refused counts nodes turned away because MaxNodes was reached.
+func (s *Server) Refused() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused
+}
