@@ -21,7 +21,6 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/xds/envoy"
@@ -160,40 +159,43 @@ func (s *Server) rebuild(key string, g *group) error {
 }
 
 // snapshotOf builds a cache snapshot whose version per type is a hash of that type's content.
+// Each resource is encoded once here: its hash is both the Delta version go-control-plane
+// compares (VersionMap, filled here so the cache does not encode everything again) and a part of
+// the type's SotW version.
 func snapshotOf(res envoy.Resources) (*cachev3.Snapshot, map[string]string, error) {
-	snap := &cachev3.Snapshot{}
+	snap := &cachev3.Snapshot{VersionMap: map[string]map[string]string{}}
 	versions := map[string]string{}
 	for typ, list := range res {
 		idx := cachev3.GetResponseType(typ)
 		if idx == types.UnknownType {
 			return nil, nil, fmt.Errorf("xds: unknown resource type %s", typ)
 		}
-		v := contentVersion(list)
+		byName := make(map[string]string, len(list))
+		h := fnv.New64a()
+		for _, r := range list {
+			b, err := cachev3.MarshalResource(r)
+			if err != nil {
+				return nil, nil, fmt.Errorf("xds: encode %s %s: %w", typ, cachev3.GetResourceName(r), err)
+			}
+			v := cachev3.HashResource(b)
+			byName[cachev3.GetResourceName(r)] = v
+			h.Write([]byte(v))
+		}
+		v := hex.EncodeToString(h.Sum(nil))
 		versions[typ] = v
 		snap.Resources[idx] = cachev3.NewResources(v, list)
+		snap.VersionMap[typ] = byName
 	}
 	// Types with no resource still need a version, or a client asking for them waits forever.
 	for i := range snap.Resources {
 		if snap.Resources[i].Version == "" {
 			snap.Resources[i] = cachev3.NewResources("empty", nil)
+			if typ, err := cachev3.GetResponseTypeURL(types.ResponseType(i)); err == nil {
+				snap.VersionMap[typ] = map[string]string{}
+			}
 		}
 	}
 	return snap, versions, nil
-}
-
-// contentVersion hashes the deterministic encoding of every resource, in name order.
-func contentVersion(list []types.Resource) string {
-	h := fnv.New64a()
-	opts := proto.MarshalOptions{Deterministic: true}
-	for _, r := range list {
-		b, err := opts.Marshal(r)
-		if err != nil {
-			b = []byte(err.Error())
-		}
-		h.Write(b)
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 func mergeByName(base, extra []types.Resource) []types.Resource {

@@ -1,0 +1,210 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/meshentry/meshentry/internal/compile"
+	"github.com/meshentry/meshentry/internal/config"
+	"github.com/meshentry/meshentry/internal/registry"
+)
+
+// scaleSnapshot compiles n STATIC ServiceEntries, each with two endpoints; changed renames the
+// endpoint address of entry 0, which is what an incremental push carries.
+func scaleSnapshot(tb testing.TB, dir string, n int, changed int, version uint64) *registry.Snapshot {
+	tb.Helper()
+	var b strings.Builder
+	for i := range n {
+		last := 1
+		if i == 0 {
+			last = 100 + changed
+		}
+		fmt.Fprintf(&b, "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: se-%d, namespace: default}\nspec:\n  hosts: [svc-%d.example.com]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  endpoints: [{address: 10.%d.%d.1}, {address: 10.%d.%d.%d}]\n",
+			i, i, i/256%256, i%256, i/256%256, i%256, last%250+2)
+	}
+	path := fmt.Sprintf("%s/se-%d.yaml", dir, version)
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	loaded, err := config.Load([]string{path}, config.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	res := compile.Documents(loaded, version)
+	if res.Errors() > 0 {
+		tb.Fatal(res.Diagnostics[0])
+	}
+	return res.Snapshot
+}
+
+// deltaClient is one ADS client on the Delta protocol that watches clusters and endpoints.
+type deltaClient struct {
+	stream discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+	got    chan []string // names in each response, after it is ACKed
+}
+
+func newDeltaClient(ctx context.Context, tb testing.TB, cc *grpc.ClientConn, id int) *deltaClient {
+	stream, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	node := &core.Node{Id: fmt.Sprintf("sidecar~10.9.0.%d~c%d.default~default.svc.cluster.local", id%250, id)}
+	for _, typ := range []string{resource.ClusterType, resource.EndpointType} {
+		if err := stream.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: typ}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	c := &deltaClient{stream: stream, got: make(chan []string, 16)}
+	go func() {
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				close(c.got)
+				return
+			}
+			names := make([]string, 0, len(resp.Resources))
+			for _, r := range resp.Resources {
+				names = append(names, resp.TypeUrl+" "+r.Name)
+			}
+			_ = stream.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resp.TypeUrl, ResponseNonce: resp.Nonce})
+			c.got <- names
+		}
+	}()
+	return c
+}
+
+func percentiles(d []time.Duration) (p50, p99 time.Duration) {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d[len(d)/2], d[(len(d)*99)/100]
+}
+
+func rssMiB() float64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			var kb float64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// BenchmarkScale is the scale check: MESHENTRY_XDS_SES ServiceEntries (default 10,000)
+// pushed to 100 Delta ADS clients: the first full push (every client holds all clusters and
+// endpoints), then b.N incremental pushes after one ServiceEntry changes, with p50/p99 over all
+// clients. Server and clients share the process, so the RSS reported is an upper bound.
+func BenchmarkScale(b *testing.B) {
+	n := 10000
+	if v := os.Getenv("MESHENTRY_XDS_SES"); v != "" {
+		fmt.Sscanf(v, "%d", &n)
+	}
+	const clients = 100
+	dir := b.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := New(ctx, Config{})
+	if err := s.Update(scaleSnapshot(b, dir, n, 0, 1)); err != nil {
+		b.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := grpc.NewServer()
+	s.Register(g)
+	go func() { _ = g.Serve(lis) }()
+	defer g.Stop()
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close()
+	// First push: every client connects at once; done when it holds clusters and endpoints.
+	first := make([]time.Duration, clients)
+	cs := make([]*deltaClient, clients)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range clients {
+		wg.Go(func() {
+			c := newDeltaClient(ctx, b, cc, i)
+			cs[i] = c
+			var clustersN, endpointsN int
+			for names := range c.got {
+				for _, nm := range names {
+					if strings.HasPrefix(nm, resource.ClusterType) {
+						clustersN++
+					} else {
+						endpointsN++
+					}
+				}
+				if clustersN >= n && endpointsN >= n {
+					break
+				}
+			}
+			first[i] = time.Since(start)
+		})
+	}
+	wg.Wait()
+	firstP50, firstP99 := percentiles(first)
+	var incr []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		snap := scaleSnapshot(b, dir, n, i+1, uint64(i+2))
+		t0 := time.Now()
+		if err := s.Update(snap); err != nil {
+			b.Fatal(err)
+		}
+		times := make([]time.Duration, clients)
+		for j, c := range cs {
+			wg.Go(func() {
+				for names := range c.got {
+					if len(names) > 0 && strings.HasSuffix(names[0], "svc-0.example.com") {
+						times[j] = time.Since(t0)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		incr = append(incr, times...)
+	}
+	// Reported after the loop: ResetTimer drops metrics reported before it.
+	b.ReportMetric(float64(firstP50.Milliseconds()), "first-p50-ms")
+	b.ReportMetric(float64(firstP99.Milliseconds()), "first-p99-ms")
+	p50, p99 := percentiles(incr)
+	b.ReportMetric(float64(p50.Microseconds())/1000, "incr-p50-ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "incr-p99-ms")
+	b.ReportMetric(rssMiB(), "rss-MiB")
+}
+
+// BenchmarkUpdate10k is the server's own share of an incremental push: translating and hashing
+// 10,000 ServiceEntries for one kind of node, with no client connected.
+func BenchmarkUpdate10k(b *testing.B) {
+	dir := b.TempDir()
+	snaps := []*registry.Snapshot{scaleSnapshot(b, dir, 10000, 0, 1), scaleSnapshot(b, dir, 10000, 1, 2)}
+	s := New(context.Background(), Config{})
+	if err := s.join(&core.Node{Id: "sidecar~10.9.0.1~c.default~default.svc.cluster.local"}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if err := s.Update(snaps[i%2]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
