@@ -29,6 +29,8 @@ type Shared struct {
 	Snap     *registry.Snapshot
 	Policies *policy.Index
 	Opts     Options
+	// root is the mesh root namespace, where a default Sidecar applies to every proxy.
+	root string
 }
 
 // NewShared indexes snap's DestinationRules for all nodes.
@@ -37,7 +39,7 @@ func NewShared(snap *registry.Snapshot, opts Options) *Shared {
 	if root == "" {
 		root = "istio-system"
 	}
-	return &Shared{Snap: snap, Policies: policy.Build(snap.Documents, root), Opts: opts}
+	return &Shared{Snap: snap, Policies: policy.Build(snap.Documents, root), Opts: opts, root: root}
 }
 
 // Resources are one node's resources, by type URL, each list sorted by name.
@@ -48,6 +50,10 @@ type builder struct {
 	node  Node
 	table *route.Table
 	out   Resources
+	// scope is what the Sidecar that applies to the node imports, as the proxy and explain
+	// narrow it; allowAny is the outbound policy under it.
+	scope    *registry.Scope
+	allowAny bool
 }
 
 // Build translates the snapshot for node n: the sidecar form, or the API-listener form when the
@@ -55,11 +61,17 @@ type builder struct {
 // (every RDS and EDS name referenced exists); an error says which check failed.
 func (s *Shared) Build(n Node) (Resources, error) { return s.BuildScoped(n, nil) }
 
-// BuildScoped is Build for a node whose Sidecar narrows the VirtualServices it imports (see
-// route.Proxy.Import); imp nil imports everything the node may see. Services themselves are not
-// narrowed yet, as the proxy and explain do not narrow them (the Sidecar work does that).
+// BuildScoped is Build with imp deciding which VirtualServices the node imports (see
+// route.Proxy.Import) in place of its Sidecar's egress hosts; imp nil takes the Sidecar's. The
+// services, their clusters and the outbound policy follow the node's Sidecar either way, as in
+// the proxy and explain.
 func (s *Shared) BuildScoped(n Node, imp func(namespace, host string) bool) (Resources, error) {
 	b := &builder{Shared: s, node: n, out: Resources{}}
+	b.scope = registry.NewScope(s.Snap, registry.ScopeProxy{Namespace: n.Namespace, Labels: n.Labels, RootNamespace: s.root})
+	b.allowAny = b.scope.AllowAny(s.Opts.AllowAny)
+	if imp == nil {
+		imp = b.scope.ImportFunc()
+	}
 	b.table = route.Build(s.Snap, route.Proxy{Namespace: n.Namespace, Labels: n.Labels, Import: imp})
 	b.clusters()
 	if n.Proxyless() {
@@ -93,13 +105,15 @@ func (b *builder) visible() []*registry.Service {
 
 func (b *builder) clusters() {
 	pp := policy.Proxy{Namespace: b.node.Namespace, Labels: b.node.Labels}
+	// The destinations of imported VirtualServices get clusters too, though no routes.
+	imported := b.scope.Clusters()
 	for _, svc := range b.visible() {
 		if b.node.Proxyless() && svc.Resolution == registry.ResolutionNone {
 			continue // grpc-go has no ORIGINAL_DST clusters
 		}
 		for i := range svc.Ports {
 			port := &svc.Ports[i]
-			if port.Family == registry.FamilyUDP {
+			if port.Family == registry.FamilyUDP || !b.node.Proxyless() && imported.Excluded(svc, port.Number) != "" {
 				continue
 			}
 			applied, _ := b.Policies.For(svc, port.Number, pp)
@@ -138,14 +152,16 @@ func (b *builder) addCluster(c *cluster.Cluster, cla *endpoint.ClusterLoadAssign
 // listeners builds the sidecar's outbound listeners and their route tables.
 func (b *builder) listeners() {
 	catchAll := BlackHole
-	if b.Opts.AllowAny {
+	if b.allowAny {
 		catchAll = Passthrough
 	}
-	b.add(resource.ListenerType, virtualOutbound(b.Opts.AllowAny))
+	b.add(resource.ListenerType, virtualOutbound(b.allowAny))
 	byPort := map[uint32][]*registry.Service{}
 	for _, svc := range b.visible() {
 		for _, p := range svc.Ports {
-			byPort[p.Number] = append(byPort[p.Number], svc)
+			if b.scope.Excluded(svc, p.Number) == "" {
+				byPort[p.Number] = append(byPort[p.Number], svc)
+			}
 		}
 	}
 	ports := sortedKeys32(byPort)

@@ -123,7 +123,7 @@ func TestWalkAgreesOnIstioCases(t *testing.T) {
 		t.Run(filepath.Base(file)+" reaches the cluster explain names", func(t *testing.T) {
 			t.Parallel()
 			snap := snapshotOf(t, file)
-			imp := sidecarImport(snap, ns)
+			var imp func(string, string) bool // the node's Sidecar decides, in the translation as in explain
 			res, err := NewShared(snap, Options{AllowAny: true}).BuildScoped(Node{ID: "sidecar~10.0.0.9~app." + ns + "~" + ns, Namespace: ns}, imp)
 			if err != nil {
 				t.Fatal(err)
@@ -170,35 +170,4 @@ func readCase(t *testing.T, path string) (string, uint32, []walkReq) {
 		}
 	}
 	return ns, port, reqs
-}
-
-// sidecarImport reads the namespace's default Sidecar egress hosts as an import filter, the forms
-// ns/host, */host and ./host, matched by overlap as Istio selects.
-func sidecarImport(snap *registry.Snapshot, ns string) func(string, string) bool {
-	var entries []string
-	for _, d := range snap.Documents {
-		if sc := d.Sidecar(); sc != nil && d.Namespace == ns && sc.WorkloadSelector == nil {
-			for _, eg := range sc.Egress {
-				entries = append(entries, eg.Hosts...)
-			}
-		}
-	}
-	if entries == nil {
-		return nil
-	}
-	covers := func(p, h string) bool {
-		return p == "*" || p == h || (strings.HasPrefix(p, "*.") && strings.HasSuffix(h, p[1:]))
-	}
-	return func(namespace, host string) bool {
-		for _, e := range entries {
-			ens, pattern, _ := strings.Cut(e, "/")
-			if ens == "." {
-				ens = ns
-			}
-			if (ens == "*" || ens == namespace) && (covers(pattern, host) || covers(host, pattern)) {
-				return true
-			}
-		}
-		return false
-	}
 }
