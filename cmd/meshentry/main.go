@@ -63,6 +63,6 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newValidateCommand(), newExplainCommand(), newRunCommand(), newProxyConfigCommand(), newCACommand())
+	root.AddCommand(newValidateCommand(), newExplainCommand(), newRunCommand(), newProxyConfigCommand(), newCACommand(), newKubeCommand())
 	return root
 }

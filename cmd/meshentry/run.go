@@ -46,6 +46,7 @@ type runFlags struct {
 	accessLog   accessLogFlags
 	inbound     inboundFlags
 	identity    identityFlags
+	kube        kubeFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -137,6 +138,7 @@ func newRunCommandFor(f *runFlags) *cobra.Command {
 	f.accessLog.register(fl)
 	f.inbound.register(fl)
 	f.identity.register(fl)
+	f.kube.register(fl)
 	return cmd
 }
 
@@ -156,6 +158,10 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return err
 	}
 	if err := startupFindings(cmd, log, res, f.allowInvalid); err != nil {
+		return err
+	}
+	var kr *kubeRun
+	if kr, res, err = startKube(ctx, &f.kube, log, res); err != nil {
 		return err
 	}
 	if cfg.Resolver, err = resolve.New(resolve.Config{Server: f.dnsServer, Logger: log}); err != nil {
@@ -193,7 +199,8 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	}
 	p = proxy.New(cfg, res.Snapshot)
 	log.Info("registry loaded", "services", len(res.Snapshot.Services), "documents", res.Documents, "errors", res.Errors())
-	defer startReload(ctx, watcher, p)()
+	defer startReload(ctx, watcher, kr.fileApply(p))()
+	defer kr.serve(p)()
 
 	g := &serveGroup{ctx: ctx, cancel: cancel, log: log, out: cmd.OutOrStdout(), bound: map[string]net.Addr{}}
 	g.serve("forward proxy", lns.forward, p.ServeForward)
