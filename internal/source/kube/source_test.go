@@ -167,6 +167,13 @@ func TestSource(t *testing.T) {
 		if got.Status.GetObservedGeneration() != 1 {
 			t.Errorf("observedGeneration = %d, want 1", got.Status.GetObservedGeneration())
 		}
+		// Once the informer has the written status back, the same findings write nothing more.
+		key := Position("ns", "ServiceEntry", "bad")
+		waitFor(t, "the informer sees the written status", func() bool { return len(st.src.statuses()[key].messages) > 0 })
+		st.src.Report(st.result().Diagnostics)
+		if stats := st.src.StatusStats(); stats.Pending != 0 || stats.Written != 1 {
+			t.Errorf("after reporting the same findings again: %+v, want 1 written and none pending", stats)
+		}
 		good, _ := client.NetworkingV1().ServiceEntries("ns").Get(context.Background(), "good", metav1.GetOptions{})
 		if len(good.Status.GetValidationMessages()) != 0 {
 			t.Errorf("the valid object got messages %v", good.Status.GetValidationMessages())

@@ -359,3 +359,16 @@ func (s *Server) Kubectl(ctx context.Context, stdin string, env []string, args .
 	}
 	return string(out), nil
 }
+
+// Post sends a JSON body to path (such as /apis/networking.istio.io/v1/namespaces/default/serviceentries)
+// as the admin and returns an error unless the API server answers 201 Created.
+func (s *Server) Post(ctx context.Context, path string, body []byte) error {
+	code, resp, err := do(ctx, http.MethodPost, s.URL+path, Token, body)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", path, err)
+	}
+	if code != http.StatusCreated {
+		return fmt.Errorf("POST %s: status %d: %s", path, code, resp)
+	}
+	return nil
+}
