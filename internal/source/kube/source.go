@@ -134,7 +134,7 @@ func (s *Source) Start(ctx context.Context) error {
 		synced[i] = inf.HasSynced
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		return fmt.Errorf("kube source: initial list of %s.%s not complete: %w", Version, Group, context.Cause(ctx))
+		return fmt.Errorf("kube source: initial list of %s/%s not complete: %w", Group, Version, context.Cause(ctx))
 	}
 	return nil
 }
