@@ -184,7 +184,7 @@ func (s *Server) startEtcd(ctx context.Context, peerPort int) error {
 	cmd := exec.Command("etcd", "--name=test", "--data-dir="+filepath.Join(s.Dir, "etcd"),
 		"--listen-client-urls="+s.etcdURL, "--advertise-client-urls="+s.etcdURL,
 		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer, "--initial-cluster=test="+peer,
-		"--unsafe-no-fsync", "--log-level=warn")
+		"--logger=zap", "--log-level=warn")
 	p, err := s.launch(cmd, "etcd.log")
 	if err != nil {
 		return err
