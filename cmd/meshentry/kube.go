@@ -74,13 +74,12 @@ func startKube(ctx context.Context, k *kubeFlags, log *slog.Logger, files *compi
 		return nil, nil, &exitError{code: 2, err: err}
 	}
 	runCtx, cancel := context.WithCancel(ctx)
-	syncCtx, stopSync := context.WithTimeoutCause(runCtx, k.syncTimeout, fmt.Errorf("no complete list within --kube-sync-timeout %v", k.syncTimeout))
-	defer stopSync()
 	start := time.Now()
-	if err := src.Start(syncCtx); err != nil {
+	// The informers live as long as the run; only the wait for the first list is bounded.
+	if err := src.Start(runCtx, k.syncTimeout); err != nil {
 		cancel()
 		src.Stop()
-		return nil, nil, &exitError{code: 1, err: err}
+		return nil, nil, &exitError{code: 1, err: fmt.Errorf("%w (--kube-sync-timeout)", err)}
 	}
 	r := &kubeRun{src: src, merger: kube.NewMerger(files), log: log, ctx: runCtx, cancel: cancel}
 	res := r.merger.Kube(src.Documents())

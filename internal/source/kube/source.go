@@ -122,9 +122,10 @@ func (s *Source) poke() {
 	}
 }
 
-// Start lists the five kinds and returns once every cache holds its initial list, or when ctx
-// ends first (an API server that cannot be reached, say). The informers run until ctx ends.
-func (s *Source) Start(ctx context.Context) error {
+// Start runs the informers until ctx ends and returns once every cache holds its initial list,
+// or with an error when that takes longer than wait (0: no limit) or ctx ends first (an API
+// server that cannot be reached, say).
+func (s *Source) Start(ctx context.Context, wait time.Duration) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("kube source: started twice")
 	}
@@ -133,8 +134,14 @@ func (s *Source) Start(ctx context.Context) error {
 	for i, inf := range s.informers {
 		synced[i] = inf.HasSynced
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		return fmt.Errorf("kube source: initial list of %s/%s not complete: %w", Group, Version, context.Cause(ctx))
+	waitCtx := ctx
+	if wait > 0 {
+		var cancel context.CancelFunc
+		waitCtx, cancel = context.WithTimeoutCause(ctx, wait, fmt.Errorf("no complete list within %v", wait))
+		defer cancel()
+	}
+	if !cache.WaitForCacheSync(waitCtx.Done(), synced...) {
+		return fmt.Errorf("kube source: initial list of %s/%s not complete: %w", Group, Version, context.Cause(waitCtx))
 	}
 	return nil
 }

@@ -47,7 +47,7 @@ func start(t *testing.T, cfg Config) *started {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	st := &started{src: src, merger: NewMerger(nil)}
-	if err := src.Start(ctx); err != nil {
+	if err := src.Start(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	st.last = st.merger.Kube(src.Documents())
