@@ -64,6 +64,6 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newValidateCommand(), newExplainCommand(), newRunCommand(), newProxyConfigCommand(), newCACommand(), newCaptureCommand(),
-		newXDSCommand(), newBootstrapCommand(), newProxyStatusCommand())
+		newXDSCommand(), newBootstrapCommand(), newProxyStatusCommand(), newKubeCommand())
 	return root
 }

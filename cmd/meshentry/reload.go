@@ -17,8 +17,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/meshentry/meshentry/internal/compile"
-	"github.com/meshentry/meshentry/internal/proxy"
-	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/source"
 )
 
@@ -39,8 +37,8 @@ func (r *reloadFlags) register(fl *pflag.FlagSet) {
 // loadSource compiles the -f inputs for startup as version 1 and returns the Watcher that will
 // reload them; "-" is read here, once, and compiled again unchanged with every reload.
 func loadSource(cmd *cobra.Command, f *runFlags, log *slog.Logger, opts ...compile.Option) (*source.Watcher, *compile.Result, error) {
-	if len(f.src.files) == 0 {
-		return nil, nil, usageError("no config given: pass -f FILE, -f FOLDER or -f -")
+	if len(f.src.files) == 0 && !f.kube.enabled {
+		return nil, nil, usageError("no config given: pass -f FILE, -f FOLDER or -f -, or --kube")
 	}
 	if f.reload.checkInterval < 0 || f.reload.debounce < 0 {
 		return nil, nil, usageError("--config-check-interval and --reload-debounce must not be negative")
@@ -61,7 +59,7 @@ func loadSource(cmd *cobra.Command, f *runFlags, log *slog.Logger, opts ...compi
 	if err != nil {
 		return nil, nil, &exitError{code: 2, err: err}
 	}
-	if res.Errors() == 0 && len(res.Snapshot.Services) == 0 {
+	if res.Errors() == 0 && len(res.Snapshot.Services) == 0 && !f.kube.enabled {
 		// Valid, but more often -f naming the wrong folder, or files without a .yaml, .yml or
 		// .json ending, than what the operator meant.
 		log.Warn("the config declares no service: only what the outbound policy lets through is served",
@@ -70,19 +68,13 @@ func loadSource(cmd *cobra.Command, f *runFlags, log *slog.Logger, opts ...compi
 	return w, res, nil
 }
 
-// startReload runs the watcher, handing every accepted config to the proxy, and reloads on
-// SIGHUP; also, when given, hears of each accepted snapshot after the proxy. The returned
-// function stops both and waits for them.
-func startReload(ctx context.Context, w configSource, p *proxy.Proxy, also ...func(*registry.Snapshot)) (stop func()) {
+// startReload runs the config source, handing every accepted config to apply, and reloads on
+// SIGHUP. The returned function stops both and waits for them.
+func startReload(ctx context.Context, w configSource, apply func(*compile.Result)) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		w.Run(ctx, func(res *compile.Result) {
-			p.Update(res.Snapshot)
-			for _, fn := range also {
-				fn(res.Snapshot)
-			}
-		})
+		w.Run(ctx, apply)
 	})
 	stopHUP := onSIGHUP(w.Reload)
 	return func() {

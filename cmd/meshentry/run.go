@@ -19,6 +19,7 @@ import (
 	"github.com/meshentry/meshentry/internal/diag"
 	"github.com/meshentry/meshentry/internal/metrics"
 	"github.com/meshentry/meshentry/internal/proxy"
+	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/resolve"
 	"github.com/meshentry/meshentry/internal/telemetry"
 )
@@ -52,6 +53,7 @@ type runFlags struct {
 	gateway     gatewayFlags
 	// configSource, when set, takes the config from an xDS server instead of -f.
 	configSource configSourceFlags
+	kube         kubeFlags
 }
 
 // limitFlags bound what one client or upstream may cost; the defaults are Envoy's.
@@ -152,6 +154,7 @@ func newRunCommandFor(f *runFlags) *cobra.Command {
 	f.routes.register(fl)
 	f.gateway.register(fl)
 	f.configSource.register(fl)
+	f.kube.register(fl)
 	return cmd
 }
 
@@ -175,6 +178,10 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return err
 	}
 	if err := startupFindings(cmd, log, res, f.allowInvalid); err != nil {
+		return err
+	}
+	var kr *kubeRun
+	if kr, res, err = startKube(ctx, &f.kube, log, res); err != nil {
 		return err
 	}
 	if cfg.Resolver, err = resolve.New(resolve.Config{Server: f.dnsServer, Logger: log}); err != nil {
@@ -231,7 +238,14 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	}
 	defer undoCapture()
 	log.Info("registry loaded", "services", len(res.Snapshot.Services), "documents", res.Documents, "errors", res.Errors())
-	defer startReload(ctx, watcher, p, dnsp.update)()
+	// Each accepted snapshot goes to the proxy and the DNS proxy; with --kube, files and the
+	// cluster's objects are merged first.
+	publish := func(s *registry.Snapshot) {
+		p.Update(s)
+		dnsp.update(s)
+	}
+	defer startReload(ctx, watcher, kr.fileApply(publish))()
+	defer kr.serve(publish)()
 
 	g := &serveGroup{ctx: ctx, cancel: cancel, log: log, out: cmd.OutOrStdout(), bound: map[string]net.Addr{}}
 	g.serve("forward proxy", lns.forward, p.ServeForward)
