@@ -28,7 +28,7 @@ func parseNat(save string) natSection {
 		case !inNat:
 		case strings.HasPrefix(line, ":"):
 			name, _, _ := strings.Cut(line[1:], " ")
-			if strings.HasPrefix(name, ChainPrefix) {
+			if isOurs(name) {
 				s.chains = append(s.chains, name)
 				s.lines = append(s.lines, line)
 			}
@@ -36,15 +36,26 @@ func parseNat(save string) natSection {
 			spec := line[len("-A "):]
 			chain, _, _ := strings.Cut(spec, " ")
 			switch {
-			case strings.HasPrefix(chain, ChainPrefix):
+			case isOurs(chain):
 				s.lines = append(s.lines, line)
-			case strings.HasPrefix(target(spec), ChainPrefix):
+			case isOurs(target(spec)):
 				s.jumps = append(s.jumps, spec)
 				s.lines = append(s.lines, line)
 			}
 		}
 	}
 	return s
+}
+
+// isOurs reports whether chain is one Setup creates. The names are matched exactly, not by
+// ChainPrefix, so that a chain someone else named MESHENTRY_SOMETHING, and the jumps to it,
+// survive a teardown.
+func isOurs(chain string) bool {
+	switch chain {
+	case ChainOutput, ChainRedirect, ChainDNSRedirect, ChainIncludeCIDRs:
+		return true
+	}
+	return false
 }
 
 // target returns the chain a rule jumps or goes to, "" when it has none.
