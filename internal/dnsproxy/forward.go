@@ -14,6 +14,9 @@ func (s *Server) forward(req *dns.Msg, k cacheKey) *dns.Msg {
 	if m := s.cache.get(k, now); m != nil {
 		s.cached.Add(1)
 		m.Id = req.Id
+		// The cache is keyed by the lower-cased name; the question echoed is the asker's own
+		// spelling, which resolvers such as musl's compare byte for byte.
+		m.Question = append(m.Question[:0], req.Question...)
 		if req.IsEdns0() == nil {
 			stripOPT(m)
 		}
