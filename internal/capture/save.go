@@ -58,10 +58,11 @@ func isOurs(chain string) bool {
 	return false
 }
 
-// target returns the chain a rule jumps or goes to, "" when it has none.
+// target returns the chain a rule jumps or goes to, "" when it has none. iptables-save prints
+// the target last, so the last -j or -g is taken: an earlier one is inside a quoted comment.
 func target(spec string) string {
 	f := strings.Fields(spec)
-	for i := 0; i+1 < len(f); i++ {
+	for i := len(f) - 2; i >= 0; i-- {
 		switch f[i] {
 		case "-j", "--jump", "-g", "--goto":
 			return f[i+1]
