@@ -19,6 +19,7 @@ import (
 	"github.com/meshentry/meshentry/internal/diag"
 	"github.com/meshentry/meshentry/internal/metrics"
 	"github.com/meshentry/meshentry/internal/proxy"
+	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/resolve"
 	"github.com/meshentry/meshentry/internal/source"
 	"github.com/meshentry/meshentry/internal/telemetry"
@@ -205,7 +206,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		log.Error("inbound metrics left out", "err", err)
 	}
 	p = proxy.New(cfg, res.Snapshot)
-	if err := dnsp.open(res.Snapshot, f.src.namespace, f.dnsServer, mm.Registry()); err != nil {
+	if err := dnsp.open(res.Snapshot, registry.ScopeProxy{Namespace: f.src.namespace, Labels: cfg.Labels, RootNamespace: cfg.RootNamespace}, f.dnsServer, mm.Registry()); err != nil {
 		closeListeners(lns)
 		return err
 	}
