@@ -261,9 +261,13 @@ func (x *explainDNSFlags) compileOptions() ([]compile.Option, error) {
 }
 
 // explainDNS prints what the DNS proxy of a workload in src's namespace answers for x.host.
-func (x *explainDNSFlags) explainDNS(cmd *cobra.Command, src *sourceFlags, output string) error {
+func (x *explainDNSFlags) explainDNS(cmd *cobra.Command, src *sourceFlags, pf *policyFlags, output string) error {
 	if output != "text" && output != "json" {
 		return usageError("-o must be text or json, not %q", output)
+	}
+	root, labels, err := pf.parse()
+	if err != nil {
+		return err
 	}
 	opts, err := x.compileOptions()
 	if err != nil {
@@ -279,7 +283,7 @@ func (x *explainDNSFlags) explainDNS(cmd *cobra.Command, src *sourceFlags, outpu
 		}
 	}
 	_, search, _ := upstreams("127.0.0.1:53") // only the search domains are wanted
-	rep := explain.ExplainDNS(res.Snapshot, src.namespace, search, x.host)
+	rep := explain.ExplainDNS(res.Snapshot, registry.ScopeProxy{Namespace: src.namespace, Labels: labels, RootNamespace: root}, search, x.host)
 	if output == "json" {
 		enc := json.NewEncoder(cmd.OutOrStdout())
 		enc.SetIndent("", "  ")
