@@ -271,6 +271,11 @@ func (c *captureRunFlags) start(ctx context.Context, fl *pflag.FlagSet, log *slo
 	if err != nil {
 		return nil, err
 	}
+	// The owner match sees the socket's effective IDs: unless one is exempt, every connection the
+	// proxy makes upstream is redirected back to it.
+	if uid, gid := os.Geteuid(), os.Getegid(); o.ProxyUID != uid && o.ProxyGID != gid {
+		return nil, usageError("--capture-setup: this proxy runs as UID %d GID %d, which --proxy-uid %d and --proxy-gid %d do not exempt, so its own connections would loop back to it", uid, gid, o.ProxyUID, o.ProxyGID)
+	}
 	setupCtx, cancel := context.WithTimeout(ctx, iptablesTimeout)
 	defer cancel()
 	t, err := c.tables(setupCtx)

@@ -56,6 +56,8 @@ type dnsProxy struct {
 	srv atomic.Pointer[dnsproxy.Server]
 	pc  net.PacketConn
 	ln  net.Listener
+	// scope narrows the hosts answered to the Sidecar's.
+	scope sidecarScope
 }
 
 // prepareDNS makes the allocator, with the state file's allocations kept first, when
@@ -126,11 +128,15 @@ func allocateFunc(alloc *vip.Allocator, state string, log *slog.Logger) func([]s
 	}
 }
 
-// open makes the DNS server answering from snap, binds its sockets and adds its metrics to reg.
-func (d *dnsProxy) open(snap *registry.Snapshot, ns, server string, reg *prometheus.Registry) error {
+// open makes the DNS server answering from snap for the proxy scope describes (its namespace,
+// labels and root namespace, which pick its Sidecar), binds its sockets and adds its metrics to reg.
+func (d *dnsProxy) open(snap *registry.Snapshot, scope registry.ScopeProxy, server string, reg *prometheus.Registry) error {
 	if d == nil {
 		return nil
 	}
+	ns := scope.Namespace
+	d.scope.proxy = scope
+	d.scope.set(snap)
 	if err := d.registerMetrics(reg); err != nil {
 		d.log.Error("dns metrics left out", "err", err)
 	}
@@ -139,7 +145,7 @@ func (d *dnsProxy) open(snap *registry.Snapshot, ns, server string, reg *prometh
 		return &exitError{code: 2, err: err}
 	}
 	srv, err := dnsproxy.New(dnsproxy.Config{Namespace: ns, Upstreams: ups, Search: search,
-		CacheSize: cacheSizeFlag(d.flags.cacheSize), MaxInFlight: d.flags.maxInFlight, Logger: d.log, Visible: sidecarScope(ns)}, snap)
+		CacheSize: cacheSizeFlag(d.flags.cacheSize), MaxInFlight: d.flags.maxInFlight, Logger: d.log, Visible: d.scope.visible}, snap)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -158,9 +164,22 @@ func (d *dnsProxy) serve(g *serveGroup) {
 	g.serve("dns", d.ln, func(ln net.Listener) error { return d.srv.Load().Serve(g.ctx, d.pc, ln, d.flags.maxTCP) })
 }
 
-// sidecarScope is the hook for the Sidecar scope's egress hosts: nil (every host exportTo lets
-// ns see) until Sidecar resources are applied.
-func sidecarScope(string) func(*registry.Service) bool { return nil }
+// sidecarScope is the DNS proxy's Visible hook: the Sidecar that applies to the proxy narrows
+// the hosts answered to its egress hosts, as Istio's name table holds only the sidecar scope's
+// services. The scope is made for each snapshot before the table is built from it.
+type sidecarScope struct {
+	proxy registry.ScopeProxy
+	sc    atomic.Pointer[registry.Scope]
+}
+
+func (s *sidecarScope) set(snap *registry.Snapshot) {
+	s.sc.Store(registry.NewScope(snap, s.proxy))
+}
+
+// visible reports whether the Sidecar imports svc's host (every host when none narrows egress).
+func (s *sidecarScope) visible(svc *registry.Service) bool {
+	return s.sc.Load().ImportsHost(svc.Namespace, svc.Host)
+}
 
 // cacheSizeFlag maps the flag's 0 (no cache) to the Config's -1.
 func cacheSizeFlag(n int) int {
@@ -176,6 +195,7 @@ func (d *dnsProxy) update(snap *registry.Snapshot) {
 		return
 	}
 	if srv := d.srv.Load(); srv != nil {
+		d.scope.set(snap)
 		srv.Update(snap)
 	}
 }
@@ -241,9 +261,13 @@ func (x *explainDNSFlags) compileOptions() ([]compile.Option, error) {
 }
 
 // explainDNS prints what the DNS proxy of a workload in src's namespace answers for x.host.
-func (x *explainDNSFlags) explainDNS(cmd *cobra.Command, src *sourceFlags, output string) error {
+func (x *explainDNSFlags) explainDNS(cmd *cobra.Command, src *sourceFlags, pf *policyFlags, output string) error {
 	if output != "text" && output != "json" {
 		return usageError("-o must be text or json, not %q", output)
+	}
+	root, labels, err := pf.parse()
+	if err != nil {
+		return err
 	}
 	opts, err := x.compileOptions()
 	if err != nil {
@@ -259,7 +283,7 @@ func (x *explainDNSFlags) explainDNS(cmd *cobra.Command, src *sourceFlags, outpu
 		}
 	}
 	_, search, _ := upstreams("127.0.0.1:53") // only the search domains are wanted
-	rep := explain.ExplainDNS(res.Snapshot, src.namespace, search, x.host)
+	rep := explain.ExplainDNS(res.Snapshot, registry.ScopeProxy{Namespace: src.namespace, Labels: labels, RootNamespace: root}, search, x.host)
 	if output == "json" {
 		enc := json.NewEncoder(cmd.OutOrStdout())
 		enc.SetIndent("", "  ")

@@ -41,7 +41,7 @@ func newExplainCommand() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dx.host != "" {
-				return dx.explainDNS(cmd, &src, output)
+				return dx.explainDNS(cmd, &src, &pf, output)
 			}
 			req := explain.Request{Namespace: src.namespace, Host: host, Port: port, Locality: locality, Network: network}
 			if output != "text" && output != "json" {

@@ -218,7 +218,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		log.Error("inbound metrics left out", "err", err)
 	}
 	p = proxy.New(cfg, res.Snapshot)
-	if err := dnsp.open(res.Snapshot, f.src.namespace, f.dnsServer, mm.Registry()); err != nil {
+	if err := dnsp.open(res.Snapshot, registry.ScopeProxy{Namespace: f.src.namespace, Labels: cfg.Labels, RootNamespace: cfg.RootNamespace}, f.dnsServer, mm.Registry()); err != nil {
 		closeListeners(lns)
 		return err
 	}

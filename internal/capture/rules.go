@@ -7,7 +7,8 @@ import (
 )
 
 // The chains Setup creates, after Istio's ISTIO_OUTPUT and ISTIO_REDIRECT. Every chain of ours
-// starts with ChainPrefix, which is how Teardown recognises them.
+// starts with ChainPrefix; Teardown recognises them by their exact names, so that another
+// tool's chain with the same prefix is left alone.
 const (
 	ChainPrefix       = "MESHENTRY_"
 	ChainOutput       = "MESHENTRY_OUTPUT"

@@ -28,7 +28,7 @@ func parseNat(save string) natSection {
 		case !inNat:
 		case strings.HasPrefix(line, ":"):
 			name, _, _ := strings.Cut(line[1:], " ")
-			if strings.HasPrefix(name, ChainPrefix) {
+			if isOurs(name) {
 				s.chains = append(s.chains, name)
 				s.lines = append(s.lines, line)
 			}
@@ -36,9 +36,9 @@ func parseNat(save string) natSection {
 			spec := line[len("-A "):]
 			chain, _, _ := strings.Cut(spec, " ")
 			switch {
-			case strings.HasPrefix(chain, ChainPrefix):
+			case isOurs(chain):
 				s.lines = append(s.lines, line)
-			case strings.HasPrefix(target(spec), ChainPrefix):
+			case isOurs(target(spec)):
 				s.jumps = append(s.jumps, spec)
 				s.lines = append(s.lines, line)
 			}
@@ -47,10 +47,22 @@ func parseNat(save string) natSection {
 	return s
 }
 
-// target returns the chain a rule jumps or goes to, "" when it has none.
+// isOurs reports whether chain is one Setup creates. The names are matched exactly, not by
+// ChainPrefix, so that a chain someone else named MESHENTRY_SOMETHING, and the jumps to it,
+// survive a teardown.
+func isOurs(chain string) bool {
+	switch chain {
+	case ChainOutput, ChainRedirect, ChainDNSRedirect, ChainIncludeCIDRs:
+		return true
+	}
+	return false
+}
+
+// target returns the chain a rule jumps or goes to, "" when it has none. iptables-save prints
+// the target last, so the last -j or -g is taken: an earlier one is inside a quoted comment.
 func target(spec string) string {
 	f := strings.Fields(spec)
-	for i := 0; i+1 < len(f); i++ {
+	for i := len(f) - 2; i >= 0; i-- {
 		switch f[i] {
 		case "-j", "--jump", "-g", "--goto":
 			return f[i+1]

@@ -64,6 +64,14 @@ func TestReplace(t *testing.T) {
 				"-D OUTPUT -p tcp -j MESHENTRY_OUTPUT\n-D OUTPUT -p udp -m udp --dport 53 -j MESHENTRY_OUTPUT\n" +
 				"-A " + strings.Join(next.Rules, "\n-A ") + "\nCOMMIT\n"},
 		{name: "adds to a table without ours", save: "", next: next, want: next.Restore()},
+		{name: "leaves a rule whose comment names a chain of ours",
+			save: "*nat\n:OUTPUT ACCEPT [0:0]\n" +
+				"-A OUTPUT -m comment --comment \"not -j MESHENTRY_OUTPUT here\" -j ACCEPT\nCOMMIT\n",
+			want: ""},
+		{name: "leaves a chain someone else named with our prefix, and the jump to it",
+			save: "*nat\n:OUTPUT ACCEPT [0:0]\n:MESHENTRY_CUSTOM - [0:0]\n:MESHENTRY_OUTPUT - [0:0]\n" +
+				"-A OUTPUT -j MESHENTRY_CUSTOM\n-A OUTPUT -p tcp -j MESHENTRY_OUTPUT\n-A MESHENTRY_CUSTOM -j RETURN\nCOMMIT\n",
+			want: "*nat\n:MESHENTRY_OUTPUT - [0:0]\n-D OUTPUT -p tcp -j MESHENTRY_OUTPUT\n-X MESHENTRY_OUTPUT\nCOMMIT\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

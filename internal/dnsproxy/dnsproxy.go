@@ -159,6 +159,12 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	if isUDP(w) {
 		s.truncateFor(req, resp)
+	} else if resp.Len() > dns.MaxMsgSize {
+		// A message is at most 64 KiB over TCP too; one that does not fit cannot be packed at
+		// all, and the client would wait for an answer that never comes.
+		resp.Truncate(dns.MaxMsgSize)
+		resp.Truncated = true
+		s.truncated.Add(1)
 	}
 	if err := w.WriteMsg(resp); err != nil {
 		s.log.Debug("dns: write answer", "err", err)

@@ -14,10 +14,10 @@ func (s *Server) forward(req *dns.Msg, k cacheKey) *dns.Msg {
 	if m := s.cache.get(k, now); m != nil {
 		s.cached.Add(1)
 		m.Id = req.Id
-		if req.IsEdns0() == nil {
-			stripOPT(m)
-		}
-		return m
+		// The cache is keyed by the lower-cased name; the question echoed is the asker's own
+		// spelling, which resolvers such as musl's compare byte for byte.
+		m.Question = append(m.Question[:0], req.Question...)
+		return withEDNS(req, m)
 	}
 	select {
 	case s.inFlight <- struct{}{}:
@@ -44,11 +44,12 @@ func (s *Server) forward(req *dns.Msg, k cacheKey) *dns.Msg {
 			continue
 		}
 		m.Id = req.Id
-		if req.IsEdns0() == nil {
-			stripOPT(m) // the client did not speak EDNS0; the OPT was ours
-		}
+		// The upstream's OPT answered ours, not the client's: it is neither cached, where it
+		// would reach askers without EDNS0 or with other options, nor passed on; the client's
+		// own is echoed instead.
+		stripOPT(m)
 		s.cache.put(k, m, now)
-		return m
+		return withEDNS(req, m)
 	}
 	s.failures.Add(1)
 	s.log.Warn("dns: no upstream answered", "name", k.name, "type", dns.TypeToString[k.qtype], "err", errors.Join(errs...))

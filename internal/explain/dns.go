@@ -28,10 +28,14 @@ type DNSReport struct {
 	Why   string `json:"why"`
 }
 
-// ExplainDNS answers name as the DNS proxy of a workload in ns would, from s (built with the
-// DNS proxy's allocation) and the client's search domains.
-func ExplainDNS(s *registry.Snapshot, ns string, search []string, name string) DNSReport {
-	a := dnsproxy.Lookup(s, ns, nil, search, name)
+// ExplainDNS answers name as the DNS proxy of the proxy p describes would (its namespace, and
+// its labels and root namespace, which pick the Sidecar that narrows the hosts answered), from s
+// (built with the DNS proxy's allocation) and the client's search domains.
+func ExplainDNS(s *registry.Snapshot, p registry.ScopeProxy, search []string, name string) DNSReport {
+	ns := p.Namespace
+	sc := registry.NewScope(s, p)
+	visible := func(svc *registry.Service) bool { return sc.ImportsHost(svc.Namespace, svc.Host) }
+	a := dnsproxy.Lookup(s, ns, visible, search, name)
 	r := DNSReport{Name: strings.TrimSuffix(name, "."), Namespace: ns, Answer: "upstream",
 		Why: "no ServiceEntry host visible to namespace " + ns + " has a single address under this name (or a search-domain expansion of it); the query is forwarded to the upstream resolver"}
 	if !a.Registry {

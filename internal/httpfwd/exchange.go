@@ -268,7 +268,6 @@ func (c *conn) relayResponse(x *exchange) *result {
 	// The upstream connection is free once its response is read: pool it before the
 	// client sees the response, so the client's next request can have it.
 	if upstreamReusable(resp, f, err == nil, x.bodyDone, c.ubr.Buffered()) && (c.rt.act == nil || c.rt.settle()) {
-		uc.bodiless = c.req.Method == "HEAD" || resp.status == 204 || resp.status == 304
 		c.s.pool.put(uc, time.Now())
 	} else {
 		uc.nc.Close()

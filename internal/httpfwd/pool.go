@@ -36,9 +36,6 @@ type upConn struct {
 	nc        net.Conn
 	idleSince time.Time
 	reused    bool // served a request before, so it may have been closed by the server meanwhile
-	// bodiless is set when the last response had no body by rule (to HEAD, 204, 304): a server
-	// that sends one anyway does so right after the head, so such a connection is always peeked.
-	bodiless bool
 	// lim is the cluster limits the connection counts against, nil when none; served counts
 	// the responses it carried, for lim's MaxRequestsPerConn.
 	lim    *ClusterLimits
@@ -115,24 +112,13 @@ func (uc *upConn) quiet() bool {
 	return n == 0 && isTimeout(err)
 }
 
-// freshIdle is how long a connection may have been idle and still be taken without asking its
-// socket whether anything arrived. Under load a pooled connection is taken again within
-// microseconds, and the peek is a system call per request; what it guards against comes later:
-// a server closes an idle connection after its idle timeout (seconds) and answers with a 408
-// only then. A close that races with the reuse is caught as with any proxy: a reused connection
-// that fails before any response byte is retried for an idempotent request.
-const freshIdle = time.Millisecond
-
-// usable reports whether a connection idle for idle can carry the next request. Records the TLS
-// layer already read are always looked for (that costs no system call), the socket only when the
-// connection has been idle a while or its last response was one a server may wrongly follow
-// with a body.
-func (uc *upConn) usable(idle time.Duration) bool {
-	if idle < freshIdle && !uc.bodiless && uc.raw != nil {
-		return uc.tlsQuiet()
-	}
-	return uc.quiet()
-}
+// usable reports whether a pooled connection can carry the next request: its socket, and the
+// records a TLS layer already read, hold nothing. The socket is asked every time, however briefly
+// the connection was idle: bytes an upstream sends unasked right after an answer (a body longer
+// than its Content-Length, a second response) arrive within microseconds, and a reuse that
+// skipped the peek read them as the next request's answer, which may be another client's. The
+// peek is one non-blocking system call per reuse.
+func (uc *upConn) usable() bool { return uc.quiet() }
 
 // tlsQuiet reports whether a TLS connection whose socket is quiet holds no record it already read
 // from the socket: a read whose deadline has passed returns such data, and otherwise fails at once
@@ -184,7 +170,7 @@ func (p *Pool) get(key string, now time.Time) *upConn {
 		p.idle[key] = list[:len(list)-1]
 		p.count--
 		p.mu.Unlock()
-		if idle := now.Sub(uc.idleSince); idle < uc.idleTimeout(timeout) && uc.usable(idle) {
+		if idle := now.Sub(uc.idleSince); idle < uc.idleTimeout(timeout) && uc.usable() {
 			uc.reused = true
 			return uc
 		}

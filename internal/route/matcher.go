@@ -3,6 +3,7 @@ package route
 import (
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 
 	networking "istio.io/api/networking/v1alpha3"
 )
@@ -44,11 +45,11 @@ func compileMatch(m *networking.StringMatch, fold bool) (Matcher, error) {
 		}
 		return Matcher{kind: matchPrefix, s: v.Prefix, fold: fold}, nil
 	case *networking.StringMatch_Regex:
-		re, err := compileRegex(v.Regex)
+		re, bare, err := compileAnchored(v.Regex)
 		if err != nil {
 			return Matcher{}, err
 		}
-		lit, all := regexp.MustCompile(v.Regex).LiteralPrefix()
+		lit, all := bare.LiteralPrefix()
 		return Matcher{kind: matchRegex, s: v.Regex, re: re, lit: lit, litAll: all}, nil
 	}
 	return Matcher{kind: matchPresent}, nil
@@ -56,11 +57,27 @@ func compileMatch(m *networking.StringMatch, fold bool) (Matcher, error) {
 
 // compileRegex compiles an RE2 expression anchored at both ends, since Envoy matches the whole value.
 func compileRegex(expr string) (*regexp.Regexp, error) {
-	re, err := regexp.Compile(`^(?:` + expr + `)$`)
+	re, _, err := compileAnchored(expr)
+	return re, err
+}
+
+// compileAnchored compiles expr on its own, then anchored. The anchors wrap the expression's
+// parsed form, not its text: "a)|(b" would balance inside a textual ^(?:...)$ (and match any
+// value starting with a), and a \Q left open would quote the wrapper's closing half.
+func compileAnchored(expr string) (anchored, bare *regexp.Regexp, err error) {
+	bare, err = regexp.Compile(expr)
 	if err != nil {
-		return nil, fmt.Errorf("regex %q: %w", expr, err)
+		return nil, nil, fmt.Errorf("regex %q: %w", expr, err)
 	}
-	return re, nil
+	parsed, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return nil, nil, fmt.Errorf("regex %q: %w", expr, err)
+	}
+	anchored, err = regexp.Compile(`^(?:` + parsed.String() + `)$`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("regex %q: %w", expr, err)
+	}
+	return anchored, bare, nil
 }
 
 // CompileRegex reports whether expr is a valid RE2 expression as Envoy would accept it.

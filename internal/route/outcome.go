@@ -54,17 +54,18 @@ func (b *builder) destination(d *networking.Destination, weight int32, ns string
 	return out
 }
 
-// weighted fills in Istio's weight defaults: a lone destination without a weight takes all.
-func weighted(ds []Destination) int32 {
-	var total int32
+// weighted fills in Istio's weight defaults: a lone destination without a weight takes all. The
+// sum is an int64, as int32 weights that Envoy accepts (a sum up to 2^32-1) overflow an int32.
+func weighted(ds []Destination) int64 {
+	var total int64
 	for _, d := range ds {
-		total += d.Weight
+		total += int64(d.Weight)
 	}
 	if total == 0 {
 		for i := range ds {
 			ds[i].Weight = 1
 		}
-		total = int32(len(ds))
+		total = int64(len(ds))
 		if len(ds) == 1 {
 			ds[0].Weight, total = 100, 100
 		}
@@ -134,19 +135,19 @@ func (r *L4Route) Pick(n uint32) *Destination {
 	return pick(r.Route, r.total, n)
 }
 
-func pick(ds []Destination, total int32, n uint32) *Destination {
+func pick(ds []Destination, total int64, n uint32) *Destination {
 	if len(ds) == 0 {
 		return nil
 	}
 	if total <= 0 {
 		return &ds[0]
 	}
-	v := int32(n % uint32(total))
+	v := int64(n) % total
 	for i := range ds {
-		if v < ds[i].Weight {
+		if v < int64(ds[i].Weight) {
 			return &ds[i]
 		}
-		v -= ds[i].Weight
+		v -= int64(ds[i].Weight)
 	}
 	return &ds[len(ds)-1]
 }

@@ -87,7 +87,7 @@ type HTTPRoute struct {
 	MirrorPercent float64
 	CORS          *CORS
 
-	total int32 // sum of Route weights, for Pick
+	total int64 // sum of Route weights, for Pick
 }
 
 // Redirect answers with a redirect instead of forwarding.
@@ -208,5 +208,5 @@ type L4Route struct {
 	Index          int
 	Route          []Destination
 
-	total int32
+	total int64
 }

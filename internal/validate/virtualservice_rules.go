@@ -3,6 +3,7 @@ package validate
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/netip"
 	"regexp"
 	"strconv"
@@ -204,15 +205,17 @@ func timing(r *report, f string, h *networking.HTTPRoute) {
 // and warns when several weights do not add up to 100: Envoy then splits in proportion, which
 // is rarely what was meant.
 func weights(r *report, f string, n int, weight func(int) int32) {
-	var total int32
+	var total int64 // int32 weights overflow an int32 sum
 	for k := 0; k < n; k++ {
 		w := weight(k)
 		if w < 0 {
 			r.errorf(CodeWeight, at(f, k, ".weight"), "weight %d is negative", w)
 		}
-		total += w
+		total += int64(w)
 	}
 	switch {
+	case total > math.MaxUint32:
+		r.errorf(CodeWeight, f, "the weights add up to %d, over the %d Envoy accepts", total, uint32(math.MaxUint32))
 	case n > 1 && total == 0:
 		r.errorf(CodeWeight, f, "the weights of the %d destinations add up to 0, so none gets traffic", n)
 	case n > 1 && total != 100:

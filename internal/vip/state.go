@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -21,12 +22,22 @@ type stateFile struct {
 
 // LoadState reads allocations saved by Save; a missing file is no allocations, not an error.
 func LoadState(path string) (map[string]Addrs, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read vip state: %w", err)
+	}
+	defer f.Close()
+	// The size is checked before reading, and the read stops a byte past the limit in case the
+	// file grows meanwhile, so a huge file is refused without being read whole.
+	if fi, err := f.Stat(); err == nil && fi.Size() > maxStateBytes {
+		return nil, fmt.Errorf("read vip state %s: over %d MiB", path, maxStateBytes>>20)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxStateBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read vip state %s: %w", path, err)
 	}
 	if len(b) > maxStateBytes {
 		return nil, fmt.Errorf("read vip state %s: over %d MiB", path, maxStateBytes>>20)

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -244,5 +245,29 @@ func TestReclaimNeverTakesACurrentHost(t *testing.T) {
 	after := a.Allocate([]string{"a.test", "y.test", "z.test"})
 	if after["y.test"] != before["y.test"] || after["z.test"] != before["z.test"] || after["a.test"].V4.IsValid() {
 		t.Fatalf("before %v, after %v; want y and z kept and a without an IPv4 address", before, after)
+	}
+}
+
+// Not parallel: it measures the bytes the process allocates while LoadState runs.
+func TestLoadStateRefusesAnOversizedFileWithoutReadingIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "huge.json")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A sparse file: 512 MiB that cost the disk nothing, eight times the limit.
+	if err := f.Truncate(8 * maxStateBytes); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = LoadState(path)
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("LoadState read a state file eight times the limit without an error")
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 2*maxStateBytes {
+		t.Fatalf("LoadState allocated %d MiB to refuse a file over %d MiB", grew>>20, maxStateBytes>>20)
 	}
 }
