@@ -212,6 +212,11 @@ func New(cfg Config) (*Allocator, error) {
 	if !cfg.V4.Addr().Is4() || !cfg.V6.Addr().Is6() || cfg.V6.Addr().Is4In6() {
 		return nil, errors.New("vip: the v4 range must be IPv4 and the v6 range IPv6")
 	}
+	for _, p := range []netip.Prefix{cfg.V4.Masked(), cfg.V6.Masked()} {
+		if err := checkRange(p); err != nil {
+			return nil, err
+		}
+	}
 	v4, err := newPool(cfg.V4)
 	if err != nil {
 		return nil, err
@@ -224,6 +229,30 @@ func New(cfg Config) (*Allocator, error) {
 		cfg.MaxStale = DefaultMaxStale
 	}
 	return &Allocator{v4: v4, v6: v6, entries: map[string]*entry{}, maxStale: cfg.MaxStale}, nil
+}
+
+// reserved are ranges a VIP must never come from: addresses an application reaches without the
+// capture (loopback, which capture leaves alone; link-local; unspecified and multicast), so a host
+// given one would be reached directly rather than through the proxy.
+var reserved = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("169.254.0.0/16"), netip.MustParsePrefix("224.0.0.0/4"),
+	netip.MustParsePrefix("::/128"), netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("fe80::/10"), netip.MustParsePrefix("ff00::/8"),
+}
+
+// checkRange refuses a range that overlaps a reserved one, or so wide that it takes in much of
+// the routable address space (Istio's ranges are a /16 and a /48).
+func checkRange(p netip.Prefix) error {
+	for _, r := range reserved {
+		if p.Overlaps(r) {
+			return fmt.Errorf("vip: range %s overlaps %s, which the capture does not redirect", p, r)
+		}
+	}
+	if min := map[bool]int{true: 8, false: 16}[p.Addr().Is4()]; p.Bits() < min {
+		return fmt.Errorf("vip: range %s is wider than a /%d", p, min)
+	}
+	return nil
 }
 
 // Ranges returns the IPv4 and IPv6 ranges allocated from.

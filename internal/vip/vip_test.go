@@ -271,3 +271,31 @@ func TestLoadStateRefusesAnOversizedFileWithoutReadingIt(t *testing.T) {
 		t.Fatalf("LoadState allocated %d MiB to refuse a file over %d MiB", grew>>20, maxStateBytes>>20)
 	}
 }
+
+func TestNewRefusesRangesTheCaptureDoesNotRedirect(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		v4, v6  string
+		wantErr bool
+	}{
+		{name: "Istio's ranges are fine", v4: "240.240.0.0/16", v6: "2001:2::/48"},
+		{name: "a /12 of class E is fine", v4: "240.0.0.0/12", v6: "2001:2::/48"},
+		{name: "the whole IPv4 space is refused", v4: "0.0.0.0/0", v6: "2001:2::/48", wantErr: true},
+		{name: "loopback is refused", v4: "127.0.0.0/8", v6: "2001:2::/48", wantErr: true},
+		{name: "a range holding loopback is refused", v4: "64.0.0.0/2", v6: "2001:2::/48", wantErr: true},
+		{name: "link-local is refused", v4: "169.254.1.0/24", v6: "2001:2::/48", wantErr: true},
+		{name: "a range wider than a /8 is refused", v4: "240.0.0.0/4", v6: "2001:2::/48", wantErr: true},
+		{name: "IPv6 loopback is refused", v4: "240.240.0.0/16", v6: "::/64", wantErr: true},
+		{name: "IPv6 wider than a /16 is refused", v4: "240.240.0.0/16", v6: "2000::/8", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := New(Config{V4: netip.MustParsePrefix(tt.v4), V6: netip.MustParsePrefix(tt.v6)})
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("New(%s, %s) = %v, want error %v", tt.v4, tt.v6, err, tt.wantErr)
+			}
+		})
+	}
+}
