@@ -159,6 +159,11 @@ func (s *Server) writeFiles() error {
 // KubeconfigFor returns a kubeconfig for user with token; the server's certificate is the
 // self-signed one kube-apiserver made in its cert-dir, so verification is skipped.
 func (s *Server) KubeconfigFor(user, token string) string {
+	return kubeconfigAt(s.URL, user, token)
+}
+
+// kubeconfigAt is a kubeconfig for user with token against the API server at url.
+func kubeconfigAt(url, user, token string) string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
@@ -176,7 +181,7 @@ contexts:
     cluster: test
     user: %s
 current-context: test
-`, s.URL, user, token, user)
+`, url, user, token, user)
 }
 
 func (s *Server) startEtcd(ctx context.Context, peerPort int) error {
@@ -196,16 +201,63 @@ func (s *Server) startEtcd(ctx context.Context, peerPort int) error {
 // StartAPIServer starts kube-apiserver on the same port and etcd as before (again after
 // StopAPIServer: the restart test uses that) and waits for /readyz.
 func (s *Server) StartAPIServer(ctx context.Context, bin string) error {
+	p, err := s.launchAPIServer(ctx, bin, s.apiPort, "kube-apiserver.log")
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.api = p
+	s.mu.Unlock()
+	return waitHTTP(ctx, s.URL+"/readyz", Token, 120*time.Second)
+}
+
+// KubectlFunc runs kubectl against one API server as the admin (see Server.Kubectl).
+type KubectlFunc func(ctx context.Context, stdin string, env []string, args ...string) (string, error)
+
+// StartSideAPIServer starts a second kube-apiserver against the same etcd, with the same
+// token file, key and flags but its own port, and waits until it serves the networking CRDs.
+// It lets a test change the cluster while the main API server (the one its clients know) is
+// stopped, so those clients are provably disconnected when the change is made.
+func (s *Server) StartSideAPIServer(ctx context.Context) (kubectl KubectlFunc, stop func(), err error) {
+	ports, err := freePorts(1)
+	if err != nil {
+		return nil, nil, err
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d", ports[0])
+	kubeconfig := filepath.Join(s.Dir, "kubeconfig-side")
+	if err := os.WriteFile(kubeconfig, []byte(kubeconfigAt(url, "admin", Token)), 0o600); err != nil {
+		return nil, nil, fmt.Errorf("side kubeconfig: %w", err)
+	}
+	p, err := s.launchAPIServer(ctx, "", ports[0], "kube-apiserver-side.log")
+	if err != nil {
+		return nil, nil, err
+	}
+	// /readyz waits for the CRD informer; the kind's own path proves it is served here too.
+	for _, path := range []string{"/readyz", "/apis/networking.istio.io/v1beta1/serviceentries"} {
+		if err := waitHTTP(ctx, url+path, Token, 120*time.Second); err != nil {
+			p.stop()
+			return nil, nil, fmt.Errorf("side kube-apiserver: %w", err)
+		}
+	}
+	kubectl = func(ctx context.Context, stdin string, env []string, args ...string) (string, error) {
+		return runKubectl(ctx, kubeconfig, stdin, env, args...)
+	}
+	return kubectl, p.stop, nil
+}
+
+// launchAPIServer starts kube-apiserver on port against the harness's etcd, logging to logName.
+func (s *Server) launchAPIServer(ctx context.Context, bin string, port int, logName string) (*proc, error) {
 	if bin == "" {
 		var err error
 		if bin, err = APIServerBinary(); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	key := filepath.Join(s.Dir, "sa.key")
 	cmd := exec.Command(bin,
 		"--etcd-servers="+s.etcdURL,
-		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(s.apiPort),
+		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
+		// The self-signed serving certificate is made once in cert-dir and reused by every start.
 		"--cert-dir="+filepath.Join(s.Dir, "certs"),
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+key, "--service-account-signing-key-file="+key,
@@ -214,14 +266,7 @@ func (s *Server) StartAPIServer(ctx context.Context, bin string) error {
 		"--endpoint-reconciler-type=none",
 		"--enable-priority-and-fairness=false",
 		"-v=0")
-	p, err := s.launch(cmd, "kube-apiserver.log")
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.api = p
-	s.mu.Unlock()
-	return waitHTTP(ctx, s.URL+"/readyz", Token, 120*time.Second)
+	return s.launch(cmd, logName)
 }
 
 // StopAPIServer ends kube-apiserver, leaving etcd and its data.
@@ -350,7 +395,12 @@ func (s *Server) installCRDs(ctx context.Context) error {
 // Kubectl runs kubectl against the server as the admin, with stdin, and returns its output;
 // the error carries the output too.
 func (s *Server) Kubectl(ctx context.Context, stdin string, env []string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig=" + s.Kubeconfig}, args...)...)
+	return runKubectl(ctx, s.Kubeconfig, stdin, env, args...)
+}
+
+// runKubectl runs kubectl with kubeconfig and stdin; the error carries the output too.
+func runKubectl(ctx context.Context, kubeconfig, stdin string, env []string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig=" + kubeconfig}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
