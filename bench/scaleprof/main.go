@@ -40,17 +40,11 @@ func run(path, cpu, mem string) error {
 	if path == "" {
 		return fmt.Errorf("-f is required")
 	}
-	if cpu != "" {
-		fh, err := os.Create(cpu)
-		if err != nil {
-			return err
-		}
-		defer fh.Close()
-		if err := pprof.StartCPUProfile(fh); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := startCPUProfile(cpu)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	t0 := time.Now()
 	loaded, err := config.Load([]string{path}, config.Options{})
 	if err != nil {
@@ -112,17 +106,11 @@ func recompile(path, file, cpu string) error {
 	if err := os.WriteFile(file, append(orig, extra...), 0o644); err != nil {
 		return err
 	}
-	if cpu != "" {
-		fh, err := os.Create(cpu)
-		if err != nil {
-			return err
-		}
-		defer fh.Close()
-		if err := pprof.StartCPUProfile(fh); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := startCPUProfile(cpu)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	for i := range 5 {
 		start := time.Now()
 		res, err := c.Paths([]string{path}, config.Options{}, uint64(i+2))
@@ -132,4 +120,24 @@ func recompile(path, file, cpu string) error {
 		fmt.Printf("recompile %d: %v, %d services, cache %+v\n", i, time.Since(start).Round(time.Millisecond), len(res.Snapshot.Services), c.Files.Stats())
 	}
 	return nil
+}
+
+// startCPUProfile profiles the CPU into the file cpu until the returned stop is called; with
+// cpu empty it does nothing.
+func startCPUProfile(cpu string) (stop func(), err error) {
+	if cpu == "" {
+		return func() {}, nil
+	}
+	fh, err := os.Create(cpu)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(fh); err != nil {
+		fh.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		fh.Close()
+	}, nil
 }

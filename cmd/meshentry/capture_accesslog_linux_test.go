@@ -102,17 +102,8 @@ spec:
 	logPath := filepath.Join(dir, "access.log")
 	startCaptured(t, ns, "10.214.0.0/24", config, "--namespace", "shop", "--access-log", logPath)
 
-	dial := func(t *testing.T, addr string) net.Conn {
-		t.Helper()
-		c, err := ns.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		return c
-	}
 	t.Run("a TLS connection is logged with its SNI and cluster", func(t *testing.T) {
-		tc := tls.Client(dial(t, "10.214.0.10:443"), backend.TLSClient(ca, "secure.example.com"))
+		tc := tls.Client(nsDial(t, ns, "10.214.0.10:443"), backend.TLSClient(ca, "secure.example.com"))
 		fmt.Fprintf(tc, "GET /tls HTTP/1.1\r\nHost: secure.example.com\r\nConnection: close\r\n\r\n")
 		if b, err := io.ReadAll(tc); err != nil || !strings.Contains(string(b), "secure secure.example.com /tls") {
 			t.Fatalf("HTTPS through capture: %q, %v", b, err)
@@ -122,7 +113,7 @@ spec:
 			`" outbound|443||secure.example.com - 10.214.0.10:443 {ADDR} secure.example.com -`)
 	})
 	t.Run("an opaque TCP connection is logged with its exact bytes", func(t *testing.T) {
-		c := dial(t, "10.214.0.200:5432")
+		c := nsDial(t, ns, "10.214.0.200:5432")
 		msg := strings.Repeat("select 1;", 111) // 999 bytes each way
 		io.WriteString(c, msg)
 		c.(*net.TCPConn).CloseWrite()
@@ -134,14 +125,14 @@ spec:
 			`" outbound|5432||db.internal - 10.214.0.200:5432 {ADDR} - -`)
 	})
 	t.Run("a connection nothing declares is logged NR in the blackhole cluster", func(t *testing.T) {
-		c := dial(t, "10.214.0.10:6000")
+		c := nsDial(t, ns, "10.214.0.10:6000")
 		c.Write([]byte("anyone?"))
 		io.ReadAll(c)
 		c.Close()
 		waitForLine(t, logPath, `[{T}] "- - -" 0 NR - - "-" 0 0 {N} - "-" "-" "-" "-" "-" BlackHoleCluster - 10.214.0.10:6000 {ADDR} - -`)
 	})
 	t.Run("a captured HTTP request is logged like a forwarded one", func(t *testing.T) {
-		c := dial(t, "10.214.0.10:80")
+		c := nsDial(t, ns, "10.214.0.10:80")
 		fmt.Fprintf(c, "GET /page HTTP/1.1\r\nHost: web.example.com\r\nUser-Agent: capture/1\r\nX-Request-Id: rid-capture\r\nConnection: close\r\n\r\n")
 		io.ReadAll(c)
 		c.Close()

@@ -2,6 +2,11 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshentry/meshentry/internal/testutil/backend"
 	"github.com/meshentry/meshentry/internal/testutil/netns"
 )
 
@@ -95,3 +101,31 @@ func launchCaptured(t *testing.T, ns *netns.Namespace, cfg string, extra ...stri
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// nsDial connects from inside ns to addr, with a 10 s deadline on the connection so that a
+// stuck proxy fails the test instead of hanging it.
+func nsDial(t *testing.T, ns *netns.Namespace, addr string) net.Conn {
+	t.Helper()
+	c, err := ns.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
+// nsHTTPSGet sends GET path with Host and SNI sni over TLS trusting ca, from inside ns to addr,
+// and returns the response body.
+func nsHTTPSGet(t *testing.T, ns *netns.Namespace, ca *backend.CA, addr, sni, path string) (string, error) {
+	t.Helper()
+	tc := tls.Client(nsDial(t, ns, addr), backend.TLSClient(ca, sni))
+	defer tc.Close()
+	fmt.Fprintf(tc, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, sni)
+	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}

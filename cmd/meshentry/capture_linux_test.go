@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -161,50 +160,27 @@ spec:
 `, port(sniBackend.Addr), port(httpBackend.Addr), port(tcpEcho.Addr().String()), port(tcpEcho.Addr().String()), port(greeter.Addr().String()))
 	cmd := startCaptured(t, ns, "10.213.0.0/24", config, "--dns-server", dns.Addr)
 
-	dial := func(t *testing.T, addr string) net.Conn {
-		t.Helper()
-		c, err := ns.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		return c
-	}
-	httpsGet := func(t *testing.T, addr, sni string) (string, error) {
-		t.Helper()
-		tc := tls.Client(dial(t, addr), backend.TLSClient(ca, sni))
-		defer tc.Close()
-		fmt.Fprintf(tc, "GET /captured HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", sni)
-		resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return string(b), err
-	}
-
 	for _, host := range []string{"api.dropboxapi.com", "www.googleapis.com"} {
 		t.Run("routes TLS for "+host+" by SNI to its DNS-resolved endpoint", func(t *testing.T) {
-			body, err := httpsGet(t, "10.213.0.10:443", host)
+			body, err := nsHTTPSGet(t, ns, ca, "10.213.0.10:443", host, "/captured")
 			if err != nil || body != "sni-backend "+host+" /captured" {
 				t.Fatalf("got %q, %v", body, err)
 			}
 		})
 	}
 	t.Run("sends resolution NONE to the original destination", func(t *testing.T) {
-		body, err := httpsGet(t, "10.213.0.10:443", "en.wikipedia.org")
+		body, err := nsHTTPSGet(t, ns, ca, "10.213.0.10:443", "en.wikipedia.org", "/captured")
 		if err != nil || body != "original en.wikipedia.org /captured" {
 			t.Fatalf("got %q, %v", body, err)
 		}
 	})
 	t.Run("closes TLS whose SNI no ServiceEntry declares", func(t *testing.T) {
-		if body, err := httpsGet(t, "10.213.0.10:443", "www.example.org"); err == nil {
+		if body, err := nsHTTPSGet(t, ns, ca, "10.213.0.10:443", "www.example.org", "/captured"); err == nil {
 			t.Fatalf("handshake succeeded: %q", body)
 		}
 	})
 	t.Run("routes plain HTTP by Host, request by request on one connection", func(t *testing.T) {
-		c := dial(t, "10.213.0.10:80")
+		c := nsDial(t, ns, "10.213.0.10:80")
 		defer c.Close()
 		br := bufio.NewReader(c)
 		for i := 0; i < 3; i++ {
@@ -226,7 +202,7 @@ spec:
 		}
 	})
 	t.Run("routes opaque TCP by the destination's CIDR", func(t *testing.T) {
-		c := dial(t, "10.213.0.200:27018")
+		c := nsDial(t, ns, "10.213.0.200:27018")
 		defer c.Close()
 		if _, err := c.Write([]byte("hello mongo")); err != nil {
 			t.Fatal(err)
@@ -238,7 +214,7 @@ spec:
 		}
 	})
 	t.Run("carries HTTP to a TCP port as opaque bytes", func(t *testing.T) {
-		c := dial(t, "10.213.0.10:9000")
+		c := nsDial(t, ns, "10.213.0.10:9000")
 		defer c.Close()
 		req := "GET /not-parsed HTTP/1.1\r\nHost: whatever.example.com\r\n\r\n"
 		c.Write([]byte(req))
@@ -251,7 +227,7 @@ spec:
 	t.Run("passes a server-first greeting on a port declared TCP within 5 ms of direct", func(t *testing.T) {
 		greet := func(addr string) time.Duration {
 			start := time.Now()
-			c := dial(t, addr)
+			c := nsDial(t, ns, addr)
 			defer c.Close()
 			line, err := bufio.NewReader(c).ReadString('\n')
 			if err != nil || line != "220 greeter ready\r\n" {
@@ -275,7 +251,7 @@ spec:
 		}
 	})
 	t.Run("closes TCP to an address no ServiceEntry covers", func(t *testing.T) {
-		c := dial(t, "10.213.0.10:27018")
+		c := nsDial(t, ns, "10.213.0.10:27018")
 		defer c.Close()
 		c.Write([]byte("anyone?"))
 		b, _ := io.ReadAll(c)
@@ -286,7 +262,7 @@ spec:
 	// Last, as it stops the proxy: a captured HTTP request in flight when SIGTERM arrives still
 	// gets its answer.
 	t.Run("finishes a captured HTTP request in flight when told to stop", func(t *testing.T) {
-		c := dial(t, "10.213.0.10:80")
+		c := nsDial(t, ns, "10.213.0.10:80")
 		defer c.Close()
 		fmt.Fprintf(c, "GET /slow?delay=700ms HTTP/1.1\r\nHost: web.example.com\r\n\r\n")
 		time.Sleep(200 * time.Millisecond)

@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"crypto/tls"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/meshentry/meshentry/internal/testutil/backend"
 	"github.com/meshentry/meshentry/internal/testutil/netns"
@@ -56,44 +52,23 @@ spec:
   - hosts: [./wikipedia.org, "./*.wikipedia.org"]
 `, firewall.Port(), firewall.Port())
 	startCaptured(t, ns, "10.213.80.0/24", config, "--labels", "app=client", "--outbound-policy", "ALLOW_ANY")
-	get := func(sni string) (string, error) {
-		c, err := ns.Dial("tcp", "10.213.80.10:443")
-		if err != nil {
-			return "", err
-		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		tc := tls.Client(c, backend.TLSClient(ca, sni))
-		defer tc.Close()
-		fmt.Fprintf(tc, "GET /wiki HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", sni)
-		resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return string(b), err
-	}
 	for _, sni := range []string{"en.wikipedia.org", "de.wikipedia.org"} {
 		t.Run("SNI "+sni+" lands on the egress firewall", func(t *testing.T) {
-			if body, err := get(sni); err != nil || body != "firewall "+sni+" /wiki" {
+			if body, err := nsHTTPSGet(t, ns, ca, "10.213.80.10:443", sni, "/wiki"); err != nil || body != "firewall "+sni+" /wiki" {
 				t.Fatalf("got %q, %v; want the firewall's answer", body, err)
 			}
 		})
 	}
 	t.Run("a declared host the Sidecar does not import is closed", func(t *testing.T) {
-		if body, err := get("blocked.example.com"); err == nil {
+		if body, err := nsHTTPSGet(t, ns, ca, "10.213.80.10:443", "blocked.example.com", "/wiki"); err == nil {
 			t.Fatalf("handshake succeeded: %q", body)
 		}
 	})
 	t.Run("the Sidecar's REGISTRY_ONLY closes an undeclared SNI despite --outbound-policy ALLOW_ANY", func(t *testing.T) {
 		// Under ALLOW_ANY this would go to 10.213.80.10:443, where nothing listens but the capture
 		// itself; the proxy must close it before dialling anything.
-		c, err := ns.Dial("tcp", "10.213.80.10:443")
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := nsDial(t, ns, "10.213.80.10:443")
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
 		tc := tls.Client(c, &tls.Config{ServerName: "www.example.org", InsecureSkipVerify: true})
 		if err := tc.Handshake(); err == nil {
 			t.Fatal("handshake succeeded for an SNI no ServiceEntry declares")

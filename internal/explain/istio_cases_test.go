@@ -1,10 +1,8 @@
 package explain
 
 import (
-	"bufio"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	"github.com/meshentry/meshentry/internal/compile"
 	"github.com/meshentry/meshentry/internal/config"
 	"github.com/meshentry/meshentry/internal/registry"
+	"github.com/meshentry/meshentry/internal/testutil/casefile"
 )
 
 // istioCasesDir holds Istio's routing simulation cases that involve VirtualServices (and
@@ -63,21 +62,10 @@ func (e routeExpect) request() string {
 
 func readRouteCase(t *testing.T, path string) routeCase {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	c := routeCase{wants: map[string]string{}}
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		line := s.Text()
-		if !strings.HasPrefix(line, "#") {
-			break
-		}
-		key, value, _ := strings.Cut(strings.TrimSpace(strings.TrimPrefix(line, "#")), ":")
-		value = strings.TrimSpace(value)
-		switch key {
+	for _, h := range casefile.Header(t, path) {
+		value := h.Value
+		switch h.Key {
 		case "case":
 			c.name = value
 		case "proxy":

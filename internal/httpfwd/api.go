@@ -62,6 +62,16 @@ type Upstream struct {
 	Actions *Actions
 }
 
+// open connects to the upstream with its own Dial, or over TCP to Addr when it has none; the
+// engine, the h2c transport and mirrors all dial this way.
+func (up *Upstream) open(ctx context.Context) (net.Conn, error) {
+	if up.Dial != nil {
+		return up.Dial(ctx)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", up.Addr)
+}
+
 // StatusReporter is a Router that also wants the status of each final response an upstream
 // sent, for outlier detection by status; Responded is called just before Done.
 type StatusReporter interface {

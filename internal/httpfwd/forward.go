@@ -141,14 +141,7 @@ func (c *conn) dial(ctx context.Context, up *Upstream) (*upConn, error) {
 	lim := up.Limits
 	ctx, cancel := context.WithTimeout(ctx, lim.connectTimeout(c.s.lim.ConnectTimeout))
 	defer cancel()
-	var nc net.Conn
-	var err error
-	if up.Dial != nil {
-		nc, err = up.Dial(ctx)
-	} else {
-		var d net.Dialer
-		nc, err = d.DialContext(ctx, "tcp", up.Addr)
-	}
+	nc, err := up.open(ctx)
 	if err != nil {
 		if lim != nil {
 			lim.ReleaseConn()

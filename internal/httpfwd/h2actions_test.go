@@ -11,14 +11,10 @@ import (
 
 func TestHTTP2StreamsCarryOutRouteActions(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
+	holdOn := untilTestEnds(t)
 	b := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
-			select {
-			case <-release:
-			case <-r.Context().Done():
-			}
+			holdOn(r)
 			return
 		}
 		w.Header().Set("X-Secret", "internal")
@@ -142,13 +138,9 @@ func TestHTTP2StreamIsMirrored(t *testing.T) {
 
 func TestHTTP2StreamPerTryTimeout(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
+	holdOn := untilTestEnds(t)
 	slow := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
+		holdOn(r)
 	})
 	var hits atomic.Int64
 	good := statusBackend(t, 200, &hits)

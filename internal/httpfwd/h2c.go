@@ -60,14 +60,7 @@ func dialH2C(ctx context.Context, _, _ string) (net.Conn, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	var nc net.Conn
-	var err error
-	if d.up.Dial != nil {
-		nc, err = d.up.Dial(ctx)
-	} else {
-		var nd net.Dialer
-		nc, err = nd.DialContext(ctx, "tcp", d.up.Addr)
-	}
+	nc, err := d.up.open(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrConnect, d.up.Key, err)
 	}

@@ -54,6 +54,19 @@ func startBackend(t testing.TB, handler http.HandlerFunc) *backend {
 	return b
 }
 
+// untilTestEnds returns a wait for handlers that must stall: it returns when the test ends or
+// the request is cancelled, whichever comes first.
+func untilTestEnds(t testing.TB) func(r *http.Request) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	return func(r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}
+}
+
 // rawBackend serves each accepted connection with fn, for upstreams that misbehave on purpose.
 type rawBackend struct {
 	ln    net.Listener

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 )
 
@@ -83,14 +82,7 @@ func (s *Server) sendMirror(up *Upstream, msg []byte) {
 	defer func() { <-s.mirrorSlots }()
 	ctx, cancel := context.WithTimeout(s.baseCtx, s.lim.MirrorTimeout)
 	defer cancel()
-	var nc net.Conn
-	var err error
-	if up.Dial != nil {
-		nc, err = up.Dial(ctx)
-	} else {
-		var d net.Dialer
-		nc, err = d.DialContext(ctx, "tcp", up.Addr)
-	}
+	nc, err := up.open(ctx)
 	if err != nil {
 		s.log.Debug("mirror connect failed", slog.String("upstream", up.Key), slog.Any("error", err))
 		return

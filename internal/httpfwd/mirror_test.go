@@ -13,16 +13,12 @@ type mirrorRecord struct{ host, path, body string }
 func TestMirrorGetsACopyAndNeverDelaysTheOriginal(t *testing.T) {
 	t.Parallel()
 	seen := make(chan mirrorRecord, 16)
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
+	holdOn := untilTestEnds(t)
 	// The mirror takes its copy, then answers only when the test ends: a slow mirror.
 	mirror := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		seen <- mirrorRecord{host: r.Host, path: r.RequestURI, body: string(body)}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
+		holdOn(r)
 	})
 	orig := startBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "original") })
 	act := &Actions{
@@ -52,15 +48,11 @@ func TestMirrorGetsACopyAndNeverDelaysTheOriginal(t *testing.T) {
 
 func TestMirrorInFlightLimitDropsCopies(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
+	holdOn := untilTestEnds(t)
 	arrived := make(chan struct{}, 16)
 	mirror := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		arrived <- struct{}{}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
+		holdOn(r)
 	})
 	orig := startBackend(t, func(w http.ResponseWriter, r *http.Request) {})
 	act := &Actions{Mirror: &Mirror{Upstream: Upstream{Addr: mirror.addr()}, Percent: 100}}

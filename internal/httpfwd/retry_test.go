@@ -128,13 +128,9 @@ func TestRetryOnReset(t *testing.T) {
 
 func TestPerTryTimeoutRetries(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
+	holdOn := untilTestEnds(t)
 	slow := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
+		holdOn(r)
 	})
 	var hits atomic.Int64
 	good := statusBackend(t, 200, &hits)

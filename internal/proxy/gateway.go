@@ -138,15 +138,12 @@ func (p *Proxy) GatewayPipe(client net.Conn, host string, port uint32, subset, s
 		return
 	}
 	svc := p.serviceOf(m)
-	if !p.hold(up) {
+	done, ok := p.holdUpstream(up, addr)
+	if !ok {
 		rec.failed(svc, 0)
 		return
 	}
-	defer p.counts.connOpened(addr).connClosed()
-	defer func() {
-		up.Close()
-		p.release(up)
-	}()
+	defer done()
 	rec.opened(svc, addr)
 	if p.log.Enabled(p.pipeCtx, slog.LevelDebug) {
 		p.log.Debug("gateway pipe", "host", host, "port", port, "sni", sni, "cluster", m.Cluster, "upstream", addr)

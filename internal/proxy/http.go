@@ -307,15 +307,12 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 		return
 	}
 	svc := p.serviceOf(m)
-	if !p.hold(up) {
+	done, ok := p.holdUpstream(up, addr)
+	if !ok {
 		rec.failed(svc, 0)
 		return
 	}
-	defer p.counts.connOpened(addr).connClosed()
-	defer func() {
-		up.Close()
-		p.release(up)
-	}()
+	defer done()
 	if _, err := client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
 		rec.failed(svc, telemetry.DownstreamClosed)
 		return

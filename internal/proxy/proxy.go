@@ -284,6 +284,21 @@ func (p *Proxy) hold(c net.Conn) bool {
 	return true
 }
 
+// holdUpstream holds up as hold does and counts it open against addr; the caller defers the
+// returned func, which closes and forgets up and then counts it closed. It reports false, with
+// up closed, when the proxy is shutting down.
+func (p *Proxy) holdUpstream(up net.Conn, addr string) (func(), bool) {
+	if !p.hold(up) {
+		return nil, false
+	}
+	ep := p.counts.connOpened(addr)
+	return func() {
+		up.Close()
+		p.release(up)
+		ep.connClosed()
+	}, true
+}
+
 // release forgets a held connection.
 func (p *Proxy) release(c net.Conn) {
 	p.mu.Lock()

@@ -1,14 +1,12 @@
 package validate
 
 import (
-	"bufio"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/meshentry/meshentry/internal/config"
 	"github.com/meshentry/meshentry/internal/diag"
+	"github.com/meshentry/meshentry/internal/testutil/casefile"
 )
 
 // istioCasesDir holds Istio's TestValidateServiceEntries cases and its ServiceEntry CRD fixtures, one
@@ -22,33 +20,18 @@ type istioCase struct {
 
 func readIstioCase(t *testing.T, path string) istioCase {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	c := istioCase{file: path}
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		line := s.Text()
-		if !strings.HasPrefix(line, "#") {
-			break
-		}
-		key, value, _ := strings.Cut(strings.TrimSpace(strings.TrimPrefix(line, "#")), ":")
-		value = strings.TrimSpace(value)
-		switch key {
+	for _, h := range casefile.Header(t, path) {
+		switch h.Key {
 		case "case":
-			c.name = value
+			c.name = h.Value
 		case "istio":
-			c.istio = value
+			c.istio = h.Value
 		case "want":
-			c.want = value
+			c.want = h.Value
 		case "differs":
-			c.differs = value
+			c.differs = h.Value
 		}
-	}
-	if err := s.Err(); err != nil {
-		t.Fatal(err)
 	}
 	if c.name == "" || c.istio == "" || c.want == "" {
 		t.Fatalf("%s: header needs # case:, # istio: and # want: lines", path)

@@ -1,7 +1,6 @@
 package envoy
 
 import (
-	"bufio"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"github.com/meshentry/meshentry/internal/config"
 	"github.com/meshentry/meshentry/internal/explain"
 	"github.com/meshentry/meshentry/internal/registry"
+	"github.com/meshentry/meshentry/internal/testutil/casefile"
 )
 
 const (
@@ -144,23 +144,17 @@ func TestWalkAgreesOnIstioCases(t *testing.T) {
 // readCase reads the header of an Istio case: proxy namespace, route port and its requests.
 func readCase(t *testing.T, path string) (string, uint32, []walkReq) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	var ns string
 	var port uint32
 	var reqs []walkReq
-	s := bufio.NewScanner(f)
-	for s.Scan() && strings.HasPrefix(s.Text(), "#") {
-		key, value, _ := strings.Cut(strings.TrimSpace(strings.TrimPrefix(s.Text(), "#")), ":")
+	for _, h := range casefile.Header(t, path) {
+		key, value := h.Key, h.Value
 		fs := strings.Fields(value)
 		switch {
 		case key == "proxy":
-			ns = strings.TrimPrefix(strings.TrimSpace(value), "namespace ")
+			ns = strings.TrimPrefix(value, "namespace ")
 		case key == "route":
-			p, _ := strconv.Atoi(strings.TrimSpace(value))
+			p, _ := strconv.Atoi(value)
 			port = uint32(p)
 		case key == "istio" && len(fs) == 3 && fs[0] == "http":
 			reqs = append(reqs, walkReq{kind: "http", host: strings.Replace(fs[1], "*", "any-label", 1)})
