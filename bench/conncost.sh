@@ -18,6 +18,9 @@ N=${N:-10000}
 # Holding NUP pooled connections costs a proxy 2×NUP descriptors (the clients' and the pooled
 # ones); this machine's hard limit is 20,000 per process, so (b) runs with at most 9,000.
 NUP=${NUP:-$((N < 9000 ? N : 9000))}
+# HAProxy wants twice its maxconn in descriptors and will not start above the hard limit, so its
+# client row holds at most 9,000 connections too.
+HA_N=$((N < 9000 ? N : 9000))
 OUT=${OUT:-bench/out/conncost}
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)"
@@ -62,7 +65,7 @@ start_meshentry() {
 {
   cat <<CFG
 global
-  maxconn $((N + 1000))
+  maxconn $((HA_N + 500))
   # The clients' and the pooled connections may need more descriptors than this machine's hard
   # limit (20,000); HAProxy would refuse to start rather than run within it.
   ulimit-n $(ulimit -Hn)
@@ -116,10 +119,12 @@ measure() {
 
 printf '%-40s %8s %10s %14s\n' "idle connections" "count" "RSS +KiB" "KiB per conn"
 for proxy in meshentry haproxy; do
-  client=$(measure $proxy / "$N")
+  n=$N
+  [ $proxy = haproxy ] && n=$HA_N
+  client=$(measure $proxy / "$n")
   clientup=$(measure $proxy / "$NUP")
   both=$(measure $proxy /slow "$NUP")
-  awk -v p=$proxy -v c="$client" -v cu="$clientup" -v b="$both" -v n="$N" -v nu="$NUP" 'BEGIN {
+  awk -v p=$proxy -v c="$client" -v cu="$clientup" -v b="$both" -v n="$n" -v nu="$NUP" 'BEGIN {
     printf "%-40s %8d %10d %14.1f\n", p ", keep-alive client", n, c, c / n
     printf "%-40s %8d %10d %14.1f\n", p ", keep-alive client + pooled upstream", nu, b, b / nu
     printf "%-40s %8d %10s %14.1f\n", p ", pooled upstream alone", nu, "-", (b - cu) / nu
