@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/meshentry/meshentry/internal/compile"
+	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/xds/envoy"
 	"github.com/meshentry/meshentry/internal/xds/mcp"
 	"github.com/meshentry/meshentry/internal/xds/server"
@@ -51,6 +52,7 @@ func newXDSCommandFor(f *xdsFlags) *cobra.Command {
 	fl.Uint32Var(&f.maxStream, "xds-max-streams", 100000, "concurrent gRPC streams per client connection")
 	f.run.reload.register(fl)
 	f.run.identity.register(fl)
+	f.run.kube.register(fl)
 	fl.StringVar(&f.run.proxyPolicy.rootNamespace, "root-namespace", "istio-system", "the mesh root namespace, whose exported DestinationRules apply to every namespace")
 	return cmd
 }
@@ -76,6 +78,11 @@ func runXDS(ctx context.Context, cmd *cobra.Command, f *xdsFlags, ready func(net
 	if err != nil {
 		return err
 	}
+	// With --kube, the cluster's objects merge with the files, as for run.
+	var kr *kubeRun
+	if kr, res, err = startKube(ctx, &f.run.kube, log, res); err != nil {
+		return err
+	}
 	if n := res.Errors(); n > 0 {
 		log.Warn("xds: invalid documents left out", "errors", n)
 	}
@@ -95,8 +102,14 @@ func runXDS(ctx context.Context, cmd *cobra.Command, f *xdsFlags, ready func(net
 	}
 	g := grpc.NewServer(opts...)
 	srv.Register(g)
-	stopReload := startXDSReload(ctx, w, srv, log)
+	publish := func(s *registry.Snapshot) {
+		if err := srv.Update(s); err != nil {
+			log.Error("xds: translation after reload", "err", err)
+		}
+	}
+	stopReload := startXDSReload(ctx, w, kr.fileApply(publish))
 	defer stopReload()
+	defer kr.serve(publish)()
 	log.Info("xds serving", "listen", ln.Addr().String(), "services", len(res.Snapshot.Services), "tls", creds != nil)
 	if ready != nil {
 		ready(ln.Addr())
@@ -135,20 +148,16 @@ func xdsCredentials(ctx context.Context, f *xdsFlags, log *slog.Logger) (credent
 	return nil, stop, nil
 }
 
-// startXDSReload publishes every accepted reload, and reloads on SIGHUP as run does.
+// startXDSReload hands every accepted reload to apply, and reloads on SIGHUP as run does.
 func startXDSReload(ctx context.Context, w interface {
 	Run(context.Context, func(*compile.Result))
 	Reload()
-}, srv *server.Server, log *slog.Logger) func() {
+}, apply func(*compile.Result)) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		w.Run(ctx, func(res *compile.Result) {
-			if err := srv.Update(res.Snapshot); err != nil {
-				log.Error("xds: translation after reload", "err", err)
-			}
-		})
+		w.Run(ctx, apply)
 	}()
 	stopHUP := onSIGHUP(w.Reload)
 	return func() { stopHUP(); cancel(); <-done }
