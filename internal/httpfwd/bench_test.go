@@ -25,7 +25,7 @@ import (
 const benchResponse = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!"
 
 // benchBackend answers every request with benchResponse, reading and discarding any body.
-func benchBackend(b *testing.B) string {
+func benchBackend(b testing.TB) string {
 	ln := listen(b)
 	var wg sync.WaitGroup
 	wg.Add(1)

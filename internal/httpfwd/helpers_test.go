@@ -208,3 +208,26 @@ func withTimeout(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// keepAliveAllocs serves srv and returns the allocations of the whole process per keep-alive
+// round trip of raw through it, answered by benchBackend. AllocsPerRun counts every goroutine,
+// so its callers are not parallel.
+func keepAliveAllocs(t *testing.T, srv *Server, raw string) float64 {
+	t.Helper()
+	nc, err := net.Dial("tcp", startProxy(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	br := bufio.NewReader(nc)
+	req := []byte(raw)
+	var head []byte
+	var resp responseHead
+	return testing.AllocsPerRun(500, func() {
+		nc.Write(req)
+		if head, err = readHead(br, head, 64<<10); err != nil || resp.parse(head) != nil {
+			t.Fatalf("response: %v", err)
+		}
+		br.Discard(int(resp.length))
+	})
+}

@@ -1,9 +1,7 @@
 package httpfwd
 
 import (
-	"bufio"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -16,38 +14,10 @@ import (
 // limits and with one whose cluster sets every counted limit: the limits are shared, so a
 // request only bumps their counters.
 func TestClusterLimitsAddNoAllocationToTheKeepAlivePath(t *testing.T) {
-	up := startRawBackend(t, func(nc net.Conn, br *bufio.Reader) {
-		var head []byte
-		var req RequestHead
-		for {
-			var err error
-			if head, err = readHead(br, head, 64<<10); err != nil || req.parse(head) != nil {
-				return
-			}
-			if _, err := io.WriteString(nc, benchResponse); err != nil {
-				return
-			}
-		}
-	}).addr()
+	up := benchBackend(t)
 	measure := func(lim *ClusterLimits) float64 {
 		router := RouterFunc(func(*RequestHead, int) (Upstream, *Reject) { return Upstream{Addr: up, Limits: lim}, nil })
-		addr := startProxy(t, &Server{Router: router})
-		nc, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		br := bufio.NewReader(nc)
-		raw := []byte("GET /hello HTTP/1.1\r\nHost: bench.test\r\n\r\n")
-		var head []byte
-		var resp responseHead
-		return testing.AllocsPerRun(500, func() {
-			nc.Write(raw)
-			if head, err = readHead(br, head, 64<<10); err != nil || resp.parse(head) != nil {
-				t.Fatalf("response: %v", err)
-			}
-			br.Discard(int(resp.length))
-		})
+		return keepAliveAllocs(t, &Server{Router: router}, "GET /hello HTTP/1.1\r\nHost: bench.test\r\n\r\n")
 	}
 	without := measure(nil)
 	with := measure(&ClusterLimits{Settings: PoolSettings{MaxConnections: 4, MaxPending: 4, MaxRequests: 100, MaxRequestsPerConn: 1 << 20}})

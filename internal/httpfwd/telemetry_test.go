@@ -236,37 +236,10 @@ func TestHTTP2StreamsAreReportedWithTheirFlags(t *testing.T) {
 // process. The same keep-alive round trip is measured without a Sink and with one that keeps
 // nothing; the record lives in the connection, so the two must cost the same.
 func TestASinkAddsNoAllocationToTheKeepAlivePath(t *testing.T) {
-	up := startRawBackend(t, func(nc net.Conn, br *bufio.Reader) {
-		var head []byte
-		var req RequestHead
-		for {
-			var err error
-			if head, err = readHead(br, head, 64<<10); err != nil || req.parse(head) != nil {
-				return
-			}
-			if _, err := io.WriteString(nc, benchResponse); err != nil {
-				return
-			}
-		}
-	}).addr()
+	up := benchBackend(t)
 	measure := func(sink telemetry.Sink) float64 {
-		addr := startProxy(t, &Server{Router: staticRouter(up), Telemetry: sink})
-		nc, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		br := bufio.NewReader(nc)
-		raw := []byte("GET /hello HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: bench/1.0\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n")
-		var head []byte
-		var resp responseHead
-		return testing.AllocsPerRun(500, func() {
-			nc.Write(raw)
-			if head, err = readHead(br, head, 64<<10); err != nil || resp.parse(head) != nil {
-				t.Fatalf("response: %v", err)
-			}
-			br.Discard(int(resp.length))
-		})
+		return keepAliveAllocs(t, &Server{Router: staticRouter(up), Telemetry: sink},
+			"GET /hello HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: bench/1.0\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n")
 	}
 	without := measure(nil)
 	with := measure(telemetry.Discard{})
