@@ -41,7 +41,9 @@ func TestAttackH2CStreamsStayWithinTheConnectionCapsDescriptorBudget(t *testing.
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// Hold the connections until every stream reached the proxy (the warm-up
 			// request included), so that some of them certainly find the cap reached.
-			for deadline := time.Now().Add(3 * time.Second); r.URL.Path != "/warm" && time.Now().Before(deadline); {
+			// The wait is long because a loaded CI machine may take seconds to get all the
+			// streams there; the handlers return as soon as they are.
+			for deadline := time.Now().Add(15 * time.Second); r.URL.Path != "/warm" && time.Now().Before(deadline); {
 				if f := fwd.Load(); f != nil && f.HTTP2Stats().Streams > streams {
 					break
 				}
@@ -88,7 +90,7 @@ spec:
 	}
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	t.Cleanup(tr.CloseIdleConnections)
-	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	// One request first, so that the client's HTTP/2 connection is up and the streams below
 	// share it rather than racing to dial connections of their own.
 	resp, err := c.Get("http://slow.example.com/warm")
