@@ -112,9 +112,9 @@ func (d *dnsProxy) compileOptions() []compile.Option {
 
 // allocateFunc adapts the allocator to the registry's build, saving the state file when an
 // allocation changed.
-func allocateFunc(alloc *vip.Allocator, state string, log *slog.Logger) func([]string) map[string][]netip.Addr {
-	return func(hosts []string) map[string][]netip.Addr {
-		got := alloc.Allocate(hosts)
+func allocateFunc(alloc *vip.Allocator, state string, log *slog.Logger) registry.AutoAddressFunc {
+	return func(hosts []string, avoid []netip.Prefix) map[string][]netip.Addr {
+		got := alloc.Allocate(hosts, avoid...)
 		if state != "" {
 			if err := alloc.Save(state); err != nil && log != nil {
 				log.Error("dns: allocations not saved; they hold until restart", "err", err)

@@ -3,7 +3,6 @@
 package compile
 
 import (
-	"net/netip"
 
 	"github.com/meshentry/meshentry/internal/config"
 	"github.com/meshentry/meshentry/internal/diag"
@@ -46,14 +45,14 @@ func Paths(paths []string, opts config.Options, version uint64, options ...Optio
 type Option func(*options)
 
 type options struct {
-	autoAddresses func(hosts []string) map[string][]netip.Addr
+	autoAddresses registry.AutoAddressFunc
 }
 
 // WithAutoAddresses compiles for a proxy whose DNS proxy is on: the hosts that need one get the
 // addresses alloc gives them (registry.WithAutoAddresses), ME2001 says the clash is gone for
 // clients resolving through the DNS proxy, and a host left without an IPv4 address because the
 // range is full is warned about (ME2010).
-func WithAutoAddresses(alloc func(hosts []string) map[string][]netip.Addr) Option {
+func WithAutoAddresses(alloc registry.AutoAddressFunc) Option {
 	return func(o *options) { o.autoAddresses = alloc }
 }
 

@@ -91,7 +91,7 @@ func TestAutoAddresses(t *testing.T) {
 		}
 	})
 	t.Run("notes the clash is gone with the DNS proxy, and warns of a host the range has no room for", func(t *testing.T) {
-		one := func(hosts []string) map[string][]netip.Addr {
+		one := func(hosts []string, _ []netip.Prefix) map[string][]netip.Addr {
 			// A range with room for one host: the first gets it, the second none.
 			return map[string][]netip.Addr{hosts[0]: {netip.MustParseAddr("240.240.0.1")}}
 		}

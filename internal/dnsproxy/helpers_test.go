@@ -20,10 +20,10 @@ import (
 )
 
 // allocFunc adapts a vip.Allocator to the build, as `run` does.
-func allocFunc(a *vip.Allocator) func([]string) map[string][]netip.Addr {
-	return func(hosts []string) map[string][]netip.Addr {
+func allocFunc(a *vip.Allocator) registry.AutoAddressFunc {
+	return func(hosts []string, avoid []netip.Prefix) map[string][]netip.Addr {
 		out := map[string][]netip.Addr{}
-		for h, ad := range a.Allocate(hosts) {
+		for h, ad := range a.Allocate(hosts, avoid...) {
 			out[h] = []netip.Addr{ad.V4, ad.V6}
 		}
 		return out

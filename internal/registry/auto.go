@@ -10,14 +10,19 @@ import (
 type BuildOption func(*buildOptions)
 
 type buildOptions struct {
-	autoAddresses func(hosts []string) map[string][]netip.Addr
+	autoAddresses AutoAddressFunc
 }
+
+// AutoAddressFunc returns the addresses of hosts (sorted, each once). avoid holds the addresses
+// other entries declare: an address inside one would take that entry's traffic, so none is
+// given from them, and a host holding one from before is moved.
+type AutoAddressFunc func(hosts []string, avoid []netip.Prefix) map[string][]netip.Addr
 
 // WithAutoAddresses gives the services that Istio's DNS proxy would auto-allocate for (see
 // NeedsAutoAddress) the addresses alloc returns for their host, which then match exactly as
 // declared single addresses do. alloc is called once per Build with the sorted eligible hosts;
 // it holds the allocation state, so the snapshot stays immutable and the state outlives it.
-func WithAutoAddresses(alloc func(hosts []string) map[string][]netip.Addr) BuildOption {
+func WithAutoAddresses(alloc AutoAddressFunc) BuildOption {
 	return func(o *buildOptions) { o.autoAddresses = alloc }
 }
 
@@ -44,18 +49,22 @@ func NeedsAutoAddress(svc *Service) bool {
 	return false
 }
 
-func assignAutoAddresses(svcs []*Service, alloc func([]string) map[string][]netip.Addr) {
+func assignAutoAddresses(svcs []*Service, alloc AutoAddressFunc) {
 	var hosts []string
+	var declared []netip.Prefix
 	for _, svc := range svcs {
-		if NeedsAutoAddress(svc) {
+		switch {
+		case NeedsAutoAddress(svc):
 			hosts = append(hosts, svc.Host)
+		case !svc.AutoAllocated:
+			declared = append(declared, svc.Addresses...)
 		}
 	}
 	if len(hosts) == 0 {
 		return
 	}
 	slices.Sort(hosts)
-	got := alloc(slices.Compact(hosts))
+	got := alloc(slices.Compact(hosts), declared)
 	for _, svc := range svcs {
 		if !NeedsAutoAddress(svc) {
 			continue

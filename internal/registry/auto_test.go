@@ -62,7 +62,7 @@ func TestAutoAddressesMatchAsDeclared(t *testing.T) {
 	}
 	vips := map[string]netip.Addr{"a.db.test": netip.MustParseAddr("240.240.0.1"), "b.db.test": netip.MustParseAddr("240.240.0.2")}
 	var asked []string
-	s := Build(docs, 1, WithAutoAddresses(func(hosts []string) map[string][]netip.Addr {
+	s := Build(docs, 1, WithAutoAddresses(func(hosts []string, _ []netip.Prefix) map[string][]netip.Addr {
 		asked = hosts
 		out := map[string][]netip.Addr{}
 		for _, h := range hosts {

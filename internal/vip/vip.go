@@ -163,17 +163,57 @@ func (p *pool) slotOf(a netip.Addr) (uint64, bool) {
 	return d - 1, true
 }
 
-// take finds host a free slot, starting from its hash and probing forward; false when full.
-func (p *pool) take(host string, h uint64) (uint64, bool) {
+// take finds host a free slot outside avoid, starting from its hash and probing forward; false
+// when none is left. A run of slots inside one avoided prefix is stepped over at once, so a
+// large declared range costs one step, not one per address.
+func (p *pool) take(host string, h uint64, avoid []netip.Prefix) (uint64, bool) {
 	if p.used >= p.size {
 		return 0, false
 	}
-	for s := h % p.size; ; s = (s + 1) % p.size {
+	s := h % p.size
+	for scanned := uint64(0); scanned < p.size; {
+		if end, ok := p.avoidedUntil(s, avoid); ok {
+			scanned += end - s + 1
+			s = (end + 1) % p.size
+			continue
+		}
 		if p.holder(s) == "" {
 			p.set(s, host)
 			return s, true
 		}
+		scanned++
+		s = (s + 1) % p.size
 	}
+	return 0, false
+}
+
+// avoidedUntil reports whether slot s's address lies in one of avoid, and then the last slot
+// of the run that prefix covers.
+func (p *pool) avoidedUntil(s uint64, avoid []netip.Prefix) (uint64, bool) {
+	a := p.addr(s)
+	for _, q := range avoid {
+		if !q.Contains(a) {
+			continue
+		}
+		hostBits := q.Addr().BitLen() - q.Bits()
+		if hostBits >= 64 { // the slots all share their upper 64 bits, so q holds every later one
+			return p.size - 1, true
+		}
+		last := low64(q.Masked().Addr()) | (1<<hostBits - 1)
+		return min(last-p.base-1, p.size-1), true
+	}
+	return 0, false
+}
+
+// overlapping keeps the prefixes of avoid that share addresses with p's range.
+func (p *pool) overlapping(avoid []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, q := range avoid {
+		if q.IsValid() && q.Addr().Is4() == p.prefix.Addr().Is4() && q.Overlaps(p.prefix) {
+			out = append(out, q.Masked())
+		}
+	}
+	return out
 }
 
 // Allocator holds every allocation made so far; it lives outside any snapshot, and a snapshot's
@@ -191,6 +231,8 @@ type Allocator struct {
 	changed bool
 	// exhausted counts hosts that asked for an address of a family whose range was full.
 	exhausted [2]uint64
+	// avoid4 and avoid6 are the declared prefixes inside the ranges, as of the last Allocate.
+	avoid4, avoid6 []netip.Prefix
 }
 
 type entry struct {
@@ -262,7 +304,9 @@ func (a *Allocator) Ranges() (v4, v6 netip.Prefix) { return a.v4.prefix, a.v6.pr
 // what they were given before, whether by an earlier Allocate or by Restore; new hosts are taken
 // in sorted order, so the same config on an empty allocator gives the same addresses. A host
 // whose range is full gets an invalid address of that family (and is counted, see Exhausted).
-func (a *Allocator) Allocate(hosts []string) map[string]Addrs {
+// No address inside avoid (what other entries declare) is given, and a host holding one is
+// given another: the declaring entry would otherwise lose the traffic to it.
+func (a *Allocator) Allocate(hosts []string, avoid ...netip.Prefix) map[string]Addrs {
 	sorted := hosts
 	if !slices.IsSorted(hosts) { // the registry passes them sorted already
 		sorted = slices.Clone(hosts)
@@ -282,6 +326,8 @@ func (a *Allocator) Allocate(hosts []string) map[string]Addrs {
 		}
 		e.seen = a.gen
 	}
+	a.avoid4, a.avoid6 = a.v4.overlapping(avoid), a.v6.overlapping(avoid)
+	a.dropAvoided()
 	out := make(map[string]Addrs, len(sorted))
 	for _, h := range sorted {
 		e := a.entries[h]
@@ -306,9 +352,13 @@ func (a *Allocator) fill(host string, e *entry) {
 		if addr.IsValid() {
 			continue
 		}
-		s, ok := p.take(host, h)
+		avoid := a.avoid4
+		if i == 1 {
+			avoid = a.avoid6
+		}
+		s, ok := p.take(host, h, avoid)
 		if !ok && a.reclaim(p) {
-			s, ok = p.take(host, h)
+			s, ok = p.take(host, h, avoid)
 		}
 		if !ok {
 			a.exhausted[i]++
@@ -317,6 +367,33 @@ func (a *Allocator) fill(host string, e *entry) {
 		*slot, *addr = s, p.addr(s)
 		a.changed = true
 	}
+}
+
+// dropAvoided takes back every held address, current or stale, that lies in a declared prefix;
+// a current host is given another by fill.
+func (a *Allocator) dropAvoided() {
+	if len(a.avoid4)+len(a.avoid6) == 0 {
+		return
+	}
+	for _, e := range a.entries {
+		if e.addrs.V4.IsValid() && inAny(e.addrs.V4, a.avoid4) {
+			a.v4.free(e.slot4)
+			e.addrs.V4, a.changed = netip.Addr{}, true
+		}
+		if e.addrs.V6.IsValid() && inAny(e.addrs.V6, a.avoid6) {
+			a.v6.free(e.slot6)
+			e.addrs.V6, a.changed = netip.Addr{}, true
+		}
+	}
+}
+
+func inAny(a netip.Addr, prefixes []netip.Prefix) bool {
+	for _, q := range prefixes {
+		if q.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // reclaim frees the slot in p of the host least recently named that is not in the current
