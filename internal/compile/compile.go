@@ -3,7 +3,6 @@
 package compile
 
 import (
-
 	"github.com/meshentry/meshentry/internal/config"
 	"github.com/meshentry/meshentry/internal/diag"
 	"github.com/meshentry/meshentry/internal/registry"
