@@ -57,8 +57,9 @@ type kubeRun struct {
 }
 
 // startKube lists the five kinds, waiting up to --kube-sync-timeout, and returns the first
-// snapshot of files and cluster together. With --kube off it returns files unchanged.
-func startKube(ctx context.Context, k *kubeFlags, log *slog.Logger, files *compile.Result) (*kubeRun, *compile.Result, error) {
+// snapshot of files and cluster together, compiled with opts as the files are. With --kube off
+// it returns files unchanged.
+func startKube(ctx context.Context, k *kubeFlags, log *slog.Logger, files *compile.Result, opts ...compile.Option) (*kubeRun, *compile.Result, error) {
 	if !k.enabled {
 		return nil, files, nil
 	}
@@ -81,7 +82,7 @@ func startKube(ctx context.Context, k *kubeFlags, log *slog.Logger, files *compi
 		src.Stop()
 		return nil, nil, &exitError{code: 1, err: fmt.Errorf("%w (--kube-sync-timeout)", err)}
 	}
-	r := &kubeRun{src: src, merger: kube.NewMerger(files), log: log, ctx: runCtx, cancel: cancel}
+	r := &kubeRun{src: src, merger: kube.NewMerger(files, opts...), log: log, ctx: runCtx, cancel: cancel}
 	res := r.merger.Kube(src.Documents())
 	log.Info("kube config listed", "namespace", k.namespace, "documents", res.Documents, "services", len(res.Snapshot.Services),
 		"took", time.Since(start).Round(time.Millisecond))

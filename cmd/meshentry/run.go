@@ -181,7 +181,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 		return err
 	}
 	var kr *kubeRun
-	if kr, res, err = startKube(ctx, &f.kube, log, res); err != nil {
+	if kr, res, err = startKube(ctx, &f.kube, log, res, dnsp.compileOptions()...); err != nil {
 		return err
 	}
 	if cfg.Resolver, err = resolve.New(resolve.Config{Server: f.dnsServer, Logger: log}); err != nil {

@@ -16,11 +16,15 @@ type Merger struct {
 	kube    []*config.Document
 	version uint64
 	publish func(*compile.Result)
+	// opts are the run's compile options, as the file source compiles with them (the DNS
+	// proxy's address allocation), so that cluster objects get what files get.
+	opts []compile.Option
 }
 
 // NewMerger starts from the file source's accepted result; nil stands for no file source.
-func NewMerger(files *compile.Result) *Merger {
-	m := &Merger{}
+// Every compile takes opts.
+func NewMerger(files *compile.Result, opts ...compile.Option) *Merger {
+	m := &Merger{opts: opts}
 	if files != nil {
 		m.version = files.Snapshot.Version
 		m.files, m.nFiles = files.Snapshot.Documents, files.Files
@@ -66,7 +70,7 @@ func (m *Merger) compileLocked() *compile.Result {
 		c.Order = base + i
 		docs = append(docs, &c)
 	}
-	res := compile.Documents(config.Result{Documents: docs, Read: len(docs), Files: m.nFiles}, m.version)
+	res := compile.Documents(config.Result{Documents: docs, Read: len(docs), Files: m.nFiles}, m.version, m.opts...)
 	if m.publish != nil {
 		m.publish(res)
 	}

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -47,6 +48,25 @@ func TestMerger(t *testing.T) {
 		}
 		if len(published) != 2 || published[1].Snapshot.Version <= published[0].Snapshot.Version {
 			t.Fatalf("published %d results, want 2 in rising versions", len(published))
+		}
+	})
+	t.Run("cluster objects are compiled with the run's options, as files are", func(t *testing.T) {
+		t.Parallel()
+		se := serviceEntry("ns", "db", "db.example.com", "10.0.0.9")
+		se.Spec.Ports[0].Protocol, se.Spec.Ports[0].Name = "TCP", "tcp"
+		o, _ := objectOf(se)
+		vip := netip.MustParseAddr("240.240.0.9")
+		alloc := compile.WithAutoAddresses(func(hosts []string, _ []netip.Prefix) map[string][]netip.Addr {
+			out := map[string][]netip.Addr{}
+			for _, h := range hosts {
+				out[h] = []netip.Addr{vip}
+			}
+			return out
+		})
+		r := NewMerger(nil, alloc).Kube([]*config.Document{o.document()})
+		svc := r.Snapshot.LookupIP(vip, 80, "ns")
+		if svc == nil || svc.Host != "db.example.com" || !svc.AutoAllocated {
+			t.Fatalf("LookupIP(%s) = %v, want db.example.com with an allocated address", vip, svc)
 		}
 	})
 	t.Run("without a file source the cluster's objects alone are served", func(t *testing.T) {
