@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
 
 	"github.com/meshentry/meshentry/internal/compile"
 	"github.com/meshentry/meshentry/internal/config"
@@ -74,6 +75,7 @@ func startKube(ctx context.Context, k *kubeFlags, log *slog.Logger, files *compi
 	if err != nil {
 		return nil, nil, &exitError{code: 2, err: err}
 	}
+	klog.SetSlogLogger(log.With("source", "client-go"))
 	runCtx, cancel := context.WithCancel(ctx)
 	start := time.Now()
 	// The informers live as long as the run; only the wait for the first list is bounded.

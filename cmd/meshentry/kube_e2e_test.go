@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -84,15 +85,15 @@ func backendOf(c *http.Client, u string) string {
 }
 
 // kubeRunFor starts `run --kube` with kubeconfig, watching all namespaces, for a workload in ns,
-// with no -f.
-func kubeRunFor(t *testing.T, kubeconfig, ns string) (*http.Client, *syncBuffer) {
+// with no -f; admin is its admin API's address.
+func kubeRunFor(t *testing.T, kubeconfig, ns string) (c *http.Client, log *syncBuffer, admin net.Addr) {
 	t.Helper()
 	cmd := newRunCommand()
 	cmd.SetOut(io.Discard)
-	log := &syncBuffer{}
+	log = &syncBuffer{}
 	cmd.SetErr(log)
 	f := &runFlags{src: sourceFlags{namespace: ns}, limits: defaultLimits(), listen: "127.0.0.1:0",
-		policy: "REGISTRY_ONLY", logLevel: "info",
+		policy: "REGISTRY_ONLY", logLevel: "info", adminAddr: "127.0.0.1:0",
 		kube: kubeFlags{enabled: true, kubeconfig: kubeconfig, writeStatus: true,
 			statusQPS: 50, statusBurst: 50, qps: 50, burst: 100, syncTimeout: time.Minute, debounce: 50 * time.Millisecond}}
 	bound, err := launchRun(t, cmd, f, log)
@@ -100,7 +101,8 @@ func kubeRunFor(t *testing.T, kubeconfig, ns string) (*http.Client, *syncBuffer)
 		t.Fatalf("run --kube returned before serving: %v\n%s", err, log)
 	}
 	u := &url.URL{Scheme: "http", Host: bound["forward proxy"].String()}
-	return &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(u), MaxIdleConnsPerHost: 4}, Timeout: 5 * time.Second}, log
+	c = &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(u), MaxIdleConnsPerHost: 4}, Timeout: 5 * time.Second}
+	return c, log, bound["admin"]
 }
 
 // trafficLoop sends requests to u until stop is called, counting the answers from each backend
@@ -173,7 +175,7 @@ func TestRunKube(t *testing.T) {
 	if err := os.WriteFile(userConfig, []byte(srv.KubeconfigFor("meshentry-user", kubeapi.UserToken)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, log := kubeRunFor(t, userConfig, ns)
+	c, log, admin := kubeRunFor(t, userConfig, ns)
 	const u = "http://api.example.com/"
 
 	t.Run("routes what kubectl applied", func(t *testing.T) {
@@ -219,6 +221,11 @@ func TestRunKube(t *testing.T) {
 			if !strings.Contains(status, want) {
 				t.Errorf("status lacks %q", want)
 			}
+		}
+		_, metrics := adminGet(t, "GET", admin, "/stats/prometheus")
+		written := regexp.MustCompile(`meshentry_kube_status_writes_total\{result="written"\} (\d+)`).FindStringSubmatch(metrics)
+		if n, _ := strconv.Atoi(append(written, "", "")[1]); n < 1 {
+			t.Errorf("meshentry_kube_status_writes_total{result=\"written\"} is %v after a status was written:\n%s", written, metrics)
 		}
 	})
 	t.Run("the API server killed and restarted: traffic never stops, and a change made while meshentry was disconnected is picked up", func(t *testing.T) {

@@ -231,6 +231,9 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	if err := gw.registerMetrics(mm.Registry()); err != nil {
 		log.Error("gateway metrics left out", "err", err)
 	}
+	if err := kr.registerMetrics(mm.Registry()); err != nil {
+		log.Error("kube metrics left out", "err", err)
+	}
 	undoCapture, err := f.capture.start(ctx, cmd.Flags(), log, lns.capture, dnsp.port())
 	if err != nil {
 		closeListeners(lns)
