@@ -25,6 +25,9 @@ type groupCache struct {
 	watches map[string]map[int64]*watch
 	pending map[string]map[int64]*watch
 	nextID  int64
+	// synced records, per node and type, the map a wildcard Delta client was last known to
+	// hold (synced.go).
+	synced map[string]syncRec
 }
 
 // watch is one open SotW or Delta request waiting for a change.
@@ -68,7 +71,7 @@ var _ cachev3.Cache = (*groupCache)(nil)
 
 func newGroupCache() *groupCache {
 	return &groupCache{nodes: map[string]string{}, groups: map[string]*groupSnap{},
-		watches: map[string]map[int64]*watch{}, pending: map[string]map[int64]*watch{}}
+		watches: map[string]map[int64]*watch{}, pending: map[string]map[int64]*watch{}, synced: map[string]syncRec{}}
 }
 
 // setNode places a node in its group; its watches opened before wait on the group.
@@ -80,7 +83,7 @@ func (c *groupCache) setNode(id, key string) []delivery {
 	delete(c.pending, id)
 	var out []delivery
 	for wid, w := range ws {
-		if d, ok := c.answer(c.groups[key], w, false); ok {
+		if d, ok := c.answer(c.groups[key], w, false, nil); ok {
 			out = append(out, d)
 			continue
 		}
@@ -93,6 +96,11 @@ func (c *groupCache) setNode(id, key string) []delivery {
 func (c *groupCache) clearNode(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if g := c.groups[c.nodes[id]]; g != nil {
+		for typ := range g.types {
+			delete(c.synced, syncKey(id, typ))
+		}
+	}
 	delete(c.nodes, id)
 	delete(c.pending, id)
 }
@@ -114,12 +122,16 @@ func (c *groupCache) set(key string, g *groupSnap) []delivery {
 	old := c.groups[key]
 	c.groups[key] = g
 	var out []delivery
+	diffs := map[string]*typeDiff{}
 	for id, w := range c.watches[key] {
 		typ := w.typeURL()
 		if old != nil && old.types[typ] != nil && g.types[typ] != nil && old.types[typ].version == g.types[typ].version {
 			continue // same content: nobody is woken for nothing
 		}
-		if d, ok := c.answer(g, w, old != nil); ok {
+		if old != nil && old.types[typ] != nil && g.types[typ] != nil && diffs[typ] == nil {
+			diffs[typ] = &typeDiff{from: old.types[typ], to: g.types[typ]}
+		}
+		if d, ok := c.answer(g, w, old != nil, diffs[typ]); ok {
 			out = append(out, d)
 			delete(c.watches[key], id)
 		}
@@ -129,7 +141,7 @@ func (c *groupCache) set(key string, g *groupSnap) []delivery {
 
 // answer decides whether w is answered by g now; changed is set when g is a newer snapshot
 // than the one the watch was opened on.
-func (c *groupCache) answer(g *groupSnap, w *watch, changed bool) (delivery, bool) {
+func (c *groupCache) answer(g *groupSnap, w *watch, changed bool, from *typeDiff) (delivery, bool) {
 	if g == nil {
 		return delivery{}, false
 	}
@@ -143,11 +155,22 @@ func (c *groupCache) answer(g *groupSnap, w *watch, changed bool) (delivery, boo
 	}
 	// A wildcard watch on a type that changed is answered lazily: the diff against what the
 	// client holds is computed by the stream's own goroutine when it sends, not under the lock.
+	dr := &deltaResp{c: c, node: w.node, req: w.delta, sub: w.sub, ts: ts}
 	if changed && w.sub.IsWildcard() {
-		return delivery{dout: w.dout, dr: &deltaResp{req: w.delta, sub: w.sub, ts: ts}}, true
+		if from != nil && nameless(w.delta) && c.holdsLocked(w.node, ts.url, w.sub.ReturnedResources(), from.from) {
+			dr.from = from
+		}
+		return delivery{dout: w.dout, dr: dr}, true
 	}
-	dr := &deltaResp{req: w.delta, sub: w.sub, ts: ts}
-	if !dr.compute() {
+	if w.sub.IsWildcard() && w.delta.GetResponseNonce() != "" && nameless(w.delta) &&
+		c.holdsLocked(w.node, ts.url, w.sub.ReturnedResources(), ts) {
+		return delivery{}, false // an ACK of what the client already holds: nothing to diff
+	}
+	sent := dr.compute()
+	if w.sub.IsWildcard() {
+		c.synced[syncKey(w.node, ts.url)] = syncRec{m: dr.next, n: len(dr.next), ts: ts}
+	}
+	if !sent {
 		return delivery{}, false
 	}
 	return delivery{dout: w.dout, dr: dr}, true
@@ -166,11 +189,15 @@ func (c *groupCache) bucket(key string) map[int64]*watch {
 // as go-control-plane's own caches do) or keeps it until a change.
 func (c *groupCache) open(w *watch) (func(), error) {
 	c.mu.Lock()
+	if w.delta != nil && !nameless(w.delta) {
+		// The request may have changed the subscription's map in place: diff it in full.
+		delete(c.synced, syncKey(w.node, w.typeURL()))
+	}
 	key, known := c.nodes[w.node]
 	var d delivery
 	var ok bool
 	if known {
-		d, ok = c.answer(c.groups[key], w, false)
+		d, ok = c.answer(c.groups[key], w, false, nil)
 	}
 	if ok {
 		c.mu.Unlock()

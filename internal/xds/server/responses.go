@@ -127,6 +127,10 @@ func (r *sotwResp) GetContext() context.Context { return context.Background() }
 // the stream's goroutine for a response sent from an Update (lazily, at the first Get), so
 // that the diff of each client against a large type is spread over the streams.
 type deltaResp struct {
+	c    *groupCache
+	node string
+	// from, when set, is the change from the typeSet the client is known to hold.
+	from *typeDiff
 	req  *cachev3.DeltaRequest
 	sub  cachev3.Subscription
 	ts   *typeSet
@@ -150,9 +154,13 @@ func (r *deltaResp) diff() {
 	var changed []*discovery.Resource
 	var removed []string
 	returned := r.sub.ReturnedResources()
-	if r.sub.IsWildcard() {
+	switch {
+	case r.from != nil:
+		changed, removed = r.from.get()
+		r.next = r.from.apply(returned)
+	case r.sub.IsWildcard():
 		changed, removed, r.next = diffWildcard(r.ts, returned)
-	} else {
+	default:
 		r.next = make(map[string]string, len(r.sub.SubscribedResources()))
 		for name := range r.sub.SubscribedResources() {
 			prev, found := returned[name]
@@ -216,8 +224,26 @@ func diffWildcard(ts *typeSet, returned map[string]string) ([]*discovery.Resourc
 // GetDeltaDiscoveryResponse returns the response; its Resources are shared and must not be
 // changed.
 func (r *deltaResp) GetDeltaDiscoveryResponse() (*discovery.DeltaDiscoveryResponse, error) {
-	r.once.Do(r.diff)
+	r.once.Do(r.lazyDiff)
 	return r.resp, nil
+}
+
+// lazyDiff is diff on the stream's goroutine, for a response an Update sent: a wildcard
+// client's next map is recorded for its next request.
+func (r *deltaResp) lazyDiff() {
+	if r.from != nil {
+		// Checked again here: the stream may have handled a request naming resources since
+		// the Update decided.
+		r.c.mu.Lock()
+		if !r.c.holdsLocked(r.node, r.ts.url, r.sub.ReturnedResources(), r.from.from) {
+			r.from = nil
+		}
+		r.c.mu.Unlock()
+	}
+	r.diff()
+	if r.sub.IsWildcard() {
+		r.c.record(r.node, r.ts.url, r.next, r.ts)
+	}
 }
 
 // GetDeltaRequest returns the request the response answers.
@@ -231,7 +257,7 @@ func (r *deltaResp) GetResponseVersion() string { return r.ts.version }
 
 // GetNextVersionMap returns what the client holds once it applies the response.
 func (r *deltaResp) GetNextVersionMap() map[string]string {
-	r.once.Do(r.diff)
+	r.once.Do(r.lazyDiff)
 	return r.next
 }
 

@@ -16,6 +16,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshentry/meshentry/internal/compile"
 	"github.com/meshentry/meshentry/internal/config"
@@ -53,11 +55,21 @@ func scaleSnapshot(tb testing.TB, dir string, n int, changed int, version uint64
 // deltaClient is one ADS client on the Delta protocol that watches clusters and endpoints.
 type deltaClient struct {
 	stream discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
-	got    chan []string // names in each response, after it is ACKed
+	got    chan pushed // each response, after it is ACKed
+}
+
+// pushed is what a bench client keeps of a response: its type, how many resources it carried
+// and the first one's name.
+type pushed struct {
+	typ   string
+	n     int
+	first string
 }
 
 func newDeltaClient(ctx context.Context, tb testing.TB, cc *grpc.ClientConn, id int) *deltaClient {
-	stream, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
+	// The names codec decodes only what the client reads (names, type, nonce), so that the
+	// clients sharing the process with the server do not hold every resource decoded.
+	stream, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx, grpc.ForceCodec(namesCodec{}))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -67,7 +79,7 @@ func newDeltaClient(ctx context.Context, tb testing.TB, cc *grpc.ClientConn, id 
 			tb.Fatal(err)
 		}
 	}
-	c := &deltaClient{stream: stream, got: make(chan []string, 16)}
+	c := &deltaClient{stream: stream, got: make(chan pushed, 16)}
 	go func() {
 		for {
 			resp, err := stream.Recv()
@@ -75,15 +87,89 @@ func newDeltaClient(ctx context.Context, tb testing.TB, cc *grpc.ClientConn, id 
 				close(c.got)
 				return
 			}
-			names := make([]string, 0, len(resp.Resources))
-			for _, r := range resp.Resources {
-				names = append(names, resp.TypeUrl+" "+r.Name)
+			p := pushed{typ: resp.TypeUrl, n: len(resp.Resources)}
+			if p.n > 0 {
+				p.first = resp.Resources[0].GetName()
 			}
 			_ = stream.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resp.TypeUrl, ResponseNonce: resp.Nonce})
-			c.got <- names
+			c.got <- p
 		}
 	}()
 	return c
+}
+
+// namesCodec is the bench clients' gRPC codec: requests are encoded as usual, a Delta response
+// is decoded to its type URL, nonce, removed names and its first resource's name and version
+// (the others are counted, as one shared empty resource each).
+type namesCodec struct{}
+
+func (namesCodec) Name() string { return "proto" }
+
+var unnamed = &discovery.Resource{}
+
+func (namesCodec) Marshal(v any) ([]byte, error) { return proto.Marshal(v.(proto.Message)) }
+
+func (namesCodec) Unmarshal(data []byte, v any) error {
+	resp, ok := v.(*discovery.DeltaDiscoveryResponse)
+	if !ok {
+		return proto.Unmarshal(data, v.(proto.Message))
+	}
+	return eachField(data, func(num protowire.Number, val []byte) error {
+		switch num {
+		case 2:
+			if len(resp.Resources) > 0 {
+				resp.Resources = append(resp.Resources, unnamed)
+				return nil
+			}
+			r := &discovery.Resource{}
+			err := eachField(val, func(num protowire.Number, val []byte) error {
+				switch num {
+				case 1:
+					r.Version = string(val)
+				case 3:
+					r.Name = string(val)
+				}
+				return nil
+			})
+			resp.Resources = append(resp.Resources, r)
+			return err
+		case 4:
+			resp.TypeUrl = string(val)
+		case 5:
+			resp.Nonce = string(val)
+		case 6:
+			resp.RemovedResources = append(resp.RemovedResources, string(val))
+		}
+		return nil
+	})
+}
+
+// eachField calls fn with each length-delimited field of a message, skipping the others.
+func eachField(b []byte, fn func(protowire.Number, []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			b = b[n:]
+			continue
+		}
+		val, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		if err := fn(num, val); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 func percentiles(d []time.Duration) (p50, p99 time.Duration) {
@@ -144,13 +230,11 @@ func BenchmarkScale(b *testing.B) {
 			c := newDeltaClient(ctx, b, cc, i)
 			cs[i] = c
 			var clustersN, endpointsN int
-			for names := range c.got {
-				for _, nm := range names {
-					if strings.HasPrefix(nm, resource.ClusterType) {
-						clustersN++
-					} else {
-						endpointsN++
-					}
+			for p := range c.got {
+				if p.typ == resource.ClusterType {
+					clustersN += p.n
+				} else {
+					endpointsN += p.n
 				}
 				if clustersN >= n && endpointsN >= n {
 					break
@@ -172,8 +256,8 @@ func BenchmarkScale(b *testing.B) {
 		times := make([]time.Duration, clients)
 		for j, c := range cs {
 			wg.Go(func() {
-				for names := range c.got {
-					if len(names) > 0 && strings.HasSuffix(names[0], "svc-0.example.com") {
+				for p := range c.got {
+					if p.n > 0 && strings.HasSuffix(p.first, "svc-0.example.com") {
 						times[j] = time.Since(t0)
 						return
 					}

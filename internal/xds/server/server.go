@@ -40,6 +40,9 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxNodes bounds the nodes tracked (connected or not); a new node beyond it is refused.
 	MaxNodes int
+	// MaxUnackedBytes bounds the encoded bytes of responses sent and not yet acknowledged, over
+	// all streams (DefaultMaxUnackedBytes when 0 or less); Throttled counts sends that waited.
+	MaxUnackedBytes int64
 }
 
 // DefaultMaxNodes is the default of Config.MaxNodes.
@@ -52,6 +55,8 @@ type Server struct {
 	cache *groupCache
 	enc   *encoder
 	xds   serverv3.Server
+	// budget bounds what the streams have sent and the clients not yet acknowledged.
+	budget *sendBudget
 
 	// pushMu orders whole Updates, deliveries included, so that the responses of two Updates
 	// never interleave on a stream.
@@ -90,9 +95,12 @@ func New(ctx context.Context, cfg Config) *Server {
 	if cfg.MaxNodes <= 0 {
 		cfg.MaxNodes = DefaultMaxNodes
 	}
+	if cfg.MaxUnackedBytes <= 0 {
+		cfg.MaxUnackedBytes = DefaultMaxUnackedBytes
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, groups: map[string]*group{}, nodes: map[string]*nodeInfo{}}
 	s.status = newTracker()
-	s.cache, s.enc = newGroupCache(), newEncoder()
+	s.cache, s.enc, s.budget = newGroupCache(), newEncoder(), newSendBudget(cfg.MaxUnackedBytes)
 	var c cachev3.Cache = s.cache
 	if cfg.MCP != nil {
 		c = mcp.Mux(s.cache, cfg.MCP)
@@ -103,7 +111,7 @@ func New(ctx context.Context, cfg Config) *Server {
 
 // Register adds the ADS and CSDS (client status) services to g.
 func (s *Server) Register(g *grpc.Server) {
-	discovery.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	discovery.RegisterAggregatedDiscoveryServiceServer(g, budgetedADS{Server: s.xds, b: s.budget})
 	statusv3.RegisterClientStatusDiscoveryServiceServer(g, &csds{s: s})
 }
 
