@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"sync"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -31,6 +32,23 @@ type typeSet struct {
 	list    []*encoded
 	anys    []*anypb.Any
 	byName  map[string]*encoded
+	// full maps every name to its version, built once at first use: a client that needs all
+	// of it gets a bulk copy rather than one insertion per resource.
+	fullOnce sync.Once
+	full     map[string]string
+	// wire is the type's resources pre-encoded for full pushes (wire.go).
+	wire wire
+}
+
+// fullMap returns the shared name-to-version map; callers copy it, never change it.
+func (ts *typeSet) fullMap() map[string]string {
+	ts.fullOnce.Do(func() {
+		ts.full = make(map[string]string, len(ts.list))
+		for _, enc := range ts.list {
+			ts.full[enc.name] = enc.version
+		}
+	})
+	return ts.full
 }
 
 // emptyVersion is the version of a type with no resource: a client asking for it must still be

@@ -83,7 +83,10 @@ func newSotwResp(ts *typeSet, req *cachev3.Request) *sotwResp {
 			}
 		}
 	}
-	r.resp = &discovery.DiscoveryResponse{VersionInfo: ts.version, Resources: anys, TypeUrl: req.GetTypeUrl()}
+	r.resp = &discovery.DiscoveryResponse{VersionInfo: ts.version, TypeUrl: req.GetTypeUrl()}
+	if len(anys) != len(ts.list) || !preEncoded(r.resp, ts.sotwWire) {
+		r.resp.Resources = anys
+	}
 	return r
 }
 
@@ -137,6 +140,8 @@ type deltaResp struct {
 	once sync.Once
 	resp *discovery.DeltaDiscoveryResponse
 	next map[string]string
+	// changed counts the resources sent, which may be pre-encoded (wire.go).
+	changed int
 }
 
 var _ cachev3.DeltaResponse = (*deltaResp)(nil)
@@ -146,7 +151,7 @@ var _ cachev3.DeltaResponse = (*deltaResp)(nil)
 // its initialisation, even an empty one).
 func (r *deltaResp) compute() bool {
 	r.once.Do(r.diff)
-	return len(r.resp.Resources) > 0 || len(r.resp.RemovedResources) > 0 ||
+	return r.changed > 0 || len(r.resp.RemovedResources) > 0 ||
 		r.sub.IsWildcard() && r.req.GetResponseNonce() == ""
 }
 
@@ -174,8 +179,13 @@ func (r *deltaResp) diff() {
 			}
 		}
 	}
-	r.resp = &discovery.DeltaDiscoveryResponse{Resources: changed, RemovedResources: removed,
+	r.resp = &discovery.DeltaDiscoveryResponse{RemovedResources: removed,
 		TypeUrl: r.req.GetTypeUrl(), SystemVersionInfo: r.ts.version}
+	// changed holds distinct names of the type, so as many as the type has is all of them.
+	if len(changed) == 0 || len(changed) != len(r.ts.list) || !preEncoded(r.resp, r.ts.deltaWire) {
+		r.resp.Resources = changed
+	}
+	r.changed = len(changed)
 }
 
 // diffWildcard compares a wildcard client's holdings with the whole type. When the client holds
@@ -197,22 +207,17 @@ func diffWildcard(ts *typeSet, returned map[string]string) ([]*discovery.Resourc
 		if len(changed) == 0 {
 			return nil, nil, returned
 		}
-		var next map[string]string
-		if len(changed) < len(ts.list)/2 {
-			next = maps.Clone(returned)
-		} else {
-			next = make(map[string]string, len(ts.list))
+		if len(changed) >= len(ts.list)/2 {
+			return changed, nil, maps.Clone(ts.fullMap())
 		}
+		next := maps.Clone(returned)
 		for _, d := range changed {
 			next[d.Name] = d.Version
 		}
 		return changed, nil, next
 	}
 	var removed []string
-	next := make(map[string]string, len(ts.list))
-	for _, enc := range ts.list {
-		next[enc.name] = enc.version
-	}
+	next := maps.Clone(ts.fullMap())
 	for name := range returned {
 		if ts.byName[name] == nil {
 			removed = append(removed, name)
