@@ -193,6 +193,9 @@ func (r *deltaResp) diff() {
 // the changes written over, rather than one insertion per resource.
 func diffWildcard(ts *typeSet, returned map[string]string) ([]*discovery.Resource, []string, map[string]string) {
 	var changed []*discovery.Resource
+	if len(returned) == 0 {
+		changed = make([]*discovery.Resource, 0, len(ts.list)) // a new client: all of it
+	}
 	hits := 0
 	for _, enc := range ts.list {
 		prev, ok := returned[enc.name]

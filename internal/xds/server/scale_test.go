@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -177,12 +178,23 @@ func percentiles(d []time.Duration) (p50, p99 time.Duration) {
 	return d[len(d)/2], d[(len(d)*99)/100]
 }
 
-func rssMiB() float64 {
+// cpuTime is the process's user and system CPU time so far: on a shared machine wall times
+// are noise, CPU seconds are what compares across runs.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// rssMiB reads a field of /proc/self/status: VmRSS now, VmHWM the peak.
+func rssMiB(field string) float64 {
 	b, _ := os.ReadFile("/proc/self/status")
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if strings.HasPrefix(line, field+":") {
 			var kb float64
-			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%f", &kb)
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, field+":")), "%f", &kb)
 			return kb / 1024
 		}
 	}
@@ -224,7 +236,7 @@ func BenchmarkScale(b *testing.B) {
 	first := make([]time.Duration, clients)
 	cs := make([]*deltaClient, clients)
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for i := range clients {
 		wg.Go(func() {
 			c := newDeltaClient(ctx, b, cc, i)
@@ -244,12 +256,14 @@ func BenchmarkScale(b *testing.B) {
 		})
 	}
 	wg.Wait()
+	firstCPU := cpuTime() - cpu0
 	firstP50, firstP99 := percentiles(first)
 	var incr []time.Duration
+	var incrCPU time.Duration
 	b.ResetTimer()
 	for i := range b.N {
 		snap := scaleSnapshot(b, dir, n, i+1, uint64(i+2))
-		t0 := time.Now()
+		t0, c0 := time.Now(), cpuTime()
 		if err := s.Update(snap); err != nil {
 			b.Fatal(err)
 		}
@@ -265,6 +279,7 @@ func BenchmarkScale(b *testing.B) {
 			})
 		}
 		wg.Wait()
+		incrCPU += cpuTime() - c0
 		incr = append(incr, times...)
 	}
 	// Reported after the loop: ResetTimer drops metrics reported before it.
@@ -273,7 +288,11 @@ func BenchmarkScale(b *testing.B) {
 	p50, p99 := percentiles(incr)
 	b.ReportMetric(float64(p50.Microseconds())/1000, "incr-p50-ms")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "incr-p99-ms")
-	b.ReportMetric(rssMiB(), "rss-MiB")
+	b.ReportMetric(rssMiB("VmRSS"), "rss-MiB")
+	b.ReportMetric(rssMiB("VmHWM"), "rss-peak-MiB")
+	// CPU of the whole process (server and clients) for the first push and per incremental one.
+	b.ReportMetric(firstCPU.Seconds(), "first-cpu-s")
+	b.ReportMetric(float64(incrCPU.Microseconds())/1000/float64(b.N), "incr-cpu-ms")
 }
 
 // BenchmarkUpdate10k is the server's own share of an incremental push: translating and hashing
