@@ -36,16 +36,14 @@ func TestDeltaPushCarriesOnlyTheChange(t *testing.T) {
 	}
 	defer cc.Close()
 	c := newDeltaClient(ctx, t, cc, 1)
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	deadline := time.After(5 * time.Second)
-	for len(seen) < 40 {
+	for seen[resource.ClusterType] < 20 || seen[resource.EndpointType] < 20 {
 		select {
-		case names := <-c.got:
-			for _, n := range names {
-				seen[n] = true
-			}
+		case p := <-c.got:
+			seen[p.typ] += p.n
 		case <-deadline:
-			t.Fatalf("first push: %d of 40 clusters and endpoints", len(seen))
+			t.Fatalf("first push: %v of 20 clusters and endpoints", seen)
 		}
 	}
 	before := s.versions(t)
@@ -53,10 +51,10 @@ func TestDeltaPushCarriesOnlyTheChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case names := <-c.got:
-		want := resource.EndpointType + " outbound|80||svc-0.example.com"
-		if len(names) != 1 || names[0] != want {
-			t.Fatalf("the push after one change carried %v, want only %s", names, want)
+	case p := <-c.got:
+		want := pushed{typ: resource.EndpointType, n: 1, first: "outbound|80||svc-0.example.com"}
+		if p != want {
+			t.Fatalf("the push after one change carried %+v, want only %+v", p, want)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no push after the change")

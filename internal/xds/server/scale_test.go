@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshentry/meshentry/internal/compile"
 	"github.com/meshentry/meshentry/internal/config"
@@ -53,11 +56,21 @@ func scaleSnapshot(tb testing.TB, dir string, n int, changed int, version uint64
 // deltaClient is one ADS client on the Delta protocol that watches clusters and endpoints.
 type deltaClient struct {
 	stream discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
-	got    chan []string // names in each response, after it is ACKed
+	got    chan pushed // each response, after it is ACKed
+}
+
+// pushed is what a bench client keeps of a response: its type, how many resources it carried
+// and the first one's name.
+type pushed struct {
+	typ   string
+	n     int
+	first string
 }
 
 func newDeltaClient(ctx context.Context, tb testing.TB, cc *grpc.ClientConn, id int) *deltaClient {
-	stream, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
+	// The names codec decodes only what the client reads (names, type, nonce), so that the
+	// clients sharing the process with the server do not hold every resource decoded.
+	stream, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx, grpc.ForceCodec(namesCodec{}))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -67,7 +80,7 @@ func newDeltaClient(ctx context.Context, tb testing.TB, cc *grpc.ClientConn, id 
 			tb.Fatal(err)
 		}
 	}
-	c := &deltaClient{stream: stream, got: make(chan []string, 16)}
+	c := &deltaClient{stream: stream, got: make(chan pushed, 16)}
 	go func() {
 		for {
 			resp, err := stream.Recv()
@@ -75,15 +88,89 @@ func newDeltaClient(ctx context.Context, tb testing.TB, cc *grpc.ClientConn, id 
 				close(c.got)
 				return
 			}
-			names := make([]string, 0, len(resp.Resources))
-			for _, r := range resp.Resources {
-				names = append(names, resp.TypeUrl+" "+r.Name)
+			p := pushed{typ: resp.TypeUrl, n: len(resp.Resources)}
+			if p.n > 0 {
+				p.first = resp.Resources[0].GetName()
 			}
 			_ = stream.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resp.TypeUrl, ResponseNonce: resp.Nonce})
-			c.got <- names
+			c.got <- p
 		}
 	}()
 	return c
+}
+
+// namesCodec is the bench clients' gRPC codec: requests are encoded as usual, a Delta response
+// is decoded to its type URL, nonce, removed names and its first resource's name and version
+// (the others are counted, as one shared empty resource each).
+type namesCodec struct{}
+
+func (namesCodec) Name() string { return "proto" }
+
+var unnamed = &discovery.Resource{}
+
+func (namesCodec) Marshal(v any) ([]byte, error) { return proto.Marshal(v.(proto.Message)) }
+
+func (namesCodec) Unmarshal(data []byte, v any) error {
+	resp, ok := v.(*discovery.DeltaDiscoveryResponse)
+	if !ok {
+		return proto.Unmarshal(data, v.(proto.Message))
+	}
+	return eachField(data, func(num protowire.Number, val []byte) error {
+		switch num {
+		case 2:
+			if len(resp.Resources) > 0 {
+				resp.Resources = append(resp.Resources, unnamed)
+				return nil
+			}
+			r := &discovery.Resource{}
+			err := eachField(val, func(num protowire.Number, val []byte) error {
+				switch num {
+				case 1:
+					r.Version = string(val)
+				case 3:
+					r.Name = string(val)
+				}
+				return nil
+			})
+			resp.Resources = append(resp.Resources, r)
+			return err
+		case 4:
+			resp.TypeUrl = string(val)
+		case 5:
+			resp.Nonce = string(val)
+		case 6:
+			resp.RemovedResources = append(resp.RemovedResources, string(val))
+		}
+		return nil
+	})
+}
+
+// eachField calls fn with each length-delimited field of a message, skipping the others.
+func eachField(b []byte, fn func(protowire.Number, []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			b = b[n:]
+			continue
+		}
+		val, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		if err := fn(num, val); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 func percentiles(d []time.Duration) (p50, p99 time.Duration) {
@@ -91,12 +178,23 @@ func percentiles(d []time.Duration) (p50, p99 time.Duration) {
 	return d[len(d)/2], d[(len(d)*99)/100]
 }
 
-func rssMiB() float64 {
+// cpuTime is the process's user and system CPU time so far: on a shared machine wall times
+// are noise, CPU seconds are what compares across runs.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// rssMiB reads a field of /proc/self/status: VmRSS now, VmHWM the peak.
+func rssMiB(field string) float64 {
 	b, _ := os.ReadFile("/proc/self/status")
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if strings.HasPrefix(line, field+":") {
 			var kb float64
-			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%f", &kb)
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, field+":")), "%f", &kb)
 			return kb / 1024
 		}
 	}
@@ -138,19 +236,17 @@ func BenchmarkScale(b *testing.B) {
 	first := make([]time.Duration, clients)
 	cs := make([]*deltaClient, clients)
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for i := range clients {
 		wg.Go(func() {
 			c := newDeltaClient(ctx, b, cc, i)
 			cs[i] = c
 			var clustersN, endpointsN int
-			for names := range c.got {
-				for _, nm := range names {
-					if strings.HasPrefix(nm, resource.ClusterType) {
-						clustersN++
-					} else {
-						endpointsN++
-					}
+			for p := range c.got {
+				if p.typ == resource.ClusterType {
+					clustersN += p.n
+				} else {
+					endpointsN += p.n
 				}
 				if clustersN >= n && endpointsN >= n {
 					break
@@ -160,20 +256,22 @@ func BenchmarkScale(b *testing.B) {
 		})
 	}
 	wg.Wait()
+	firstCPU := cpuTime() - cpu0
 	firstP50, firstP99 := percentiles(first)
 	var incr []time.Duration
+	var incrCPU time.Duration
 	b.ResetTimer()
 	for i := range b.N {
 		snap := scaleSnapshot(b, dir, n, i+1, uint64(i+2))
-		t0 := time.Now()
+		t0, c0 := time.Now(), cpuTime()
 		if err := s.Update(snap); err != nil {
 			b.Fatal(err)
 		}
 		times := make([]time.Duration, clients)
 		for j, c := range cs {
 			wg.Go(func() {
-				for names := range c.got {
-					if len(names) > 0 && strings.HasSuffix(names[0], "svc-0.example.com") {
+				for p := range c.got {
+					if p.n > 0 && strings.HasSuffix(p.first, "svc-0.example.com") {
 						times[j] = time.Since(t0)
 						return
 					}
@@ -181,6 +279,7 @@ func BenchmarkScale(b *testing.B) {
 			})
 		}
 		wg.Wait()
+		incrCPU += cpuTime() - c0
 		incr = append(incr, times...)
 	}
 	// Reported after the loop: ResetTimer drops metrics reported before it.
@@ -189,7 +288,11 @@ func BenchmarkScale(b *testing.B) {
 	p50, p99 := percentiles(incr)
 	b.ReportMetric(float64(p50.Microseconds())/1000, "incr-p50-ms")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "incr-p99-ms")
-	b.ReportMetric(rssMiB(), "rss-MiB")
+	b.ReportMetric(rssMiB("VmRSS"), "rss-MiB")
+	b.ReportMetric(rssMiB("VmHWM"), "rss-peak-MiB")
+	// CPU of the whole process (server and clients) for the first push and per incremental one.
+	b.ReportMetric(firstCPU.Seconds(), "first-cpu-s")
+	b.ReportMetric(float64(incrCPU.Microseconds())/1000/float64(b.N), "incr-cpu-ms")
 }
 
 // BenchmarkUpdate10k is the server's own share of an incremental push: translating and hashing

@@ -5,10 +5,8 @@ package server
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"sort"
 	"strings"
@@ -42,6 +40,9 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxNodes bounds the nodes tracked (connected or not); a new node beyond it is refused.
 	MaxNodes int
+	// MaxUnackedBytes bounds the encoded bytes of responses sent and not yet acknowledged, over
+	// all streams (DefaultMaxUnackedBytes when 0 or less); Throttled counts sends that waited.
+	MaxUnackedBytes int64
 }
 
 // DefaultMaxNodes is the default of Config.MaxNodes.
@@ -51,9 +52,15 @@ const DefaultMaxNodes = 10000
 type Server struct {
 	cfg   Config
 	log   *slog.Logger
-	cache cachev3.SnapshotCache
+	cache *groupCache
+	enc   *encoder
 	xds   serverv3.Server
+	// budget bounds what the streams have sent and the clients not yet acknowledged.
+	budget *sendBudget
 
+	// pushMu orders whole Updates, deliveries included, so that the responses of two Updates
+	// never interleave on a stream.
+	pushMu sync.Mutex
 	mu     sync.Mutex
 	shared *envoy.Shared
 	extra  map[string][]types.Resource
@@ -70,7 +77,7 @@ type Server struct {
 type group struct {
 	node     envoy.Node
 	versions map[string]string
-	snap     *cachev3.Snapshot
+	snap     *groupSnap
 	err      error
 }
 
@@ -88,9 +95,12 @@ func New(ctx context.Context, cfg Config) *Server {
 	if cfg.MaxNodes <= 0 {
 		cfg.MaxNodes = DefaultMaxNodes
 	}
+	if cfg.MaxUnackedBytes <= 0 {
+		cfg.MaxUnackedBytes = DefaultMaxUnackedBytes
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, groups: map[string]*group{}, nodes: map[string]*nodeInfo{}}
 	s.status = newTracker()
-	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
+	s.cache, s.enc, s.budget = newGroupCache(), newEncoder(), newSendBudget(cfg.MaxUnackedBytes)
 	var c cachev3.Cache = s.cache
 	if cfg.MCP != nil {
 		c = mcp.Mux(s.cache, cfg.MCP)
@@ -101,13 +111,16 @@ func New(ctx context.Context, cfg Config) *Server {
 
 // Register adds the ADS and CSDS (client status) services to g.
 func (s *Server) Register(g *grpc.Server) {
-	discovery.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	discovery.RegisterAggregatedDiscoveryServiceServer(g, budgetedADS{Server: s.xds, b: s.budget})
 	statusv3.RegisterClientStatusDiscoveryServiceServer(g, &csds{s: s})
 }
 
-// Update publishes snap: every known kind of node is rebuilt and its cache snapshot replaced;
-// go-control-plane then pushes the types whose version changed to the streams that watch them.
+// Update publishes snap: every known kind of node is rebuilt and its group's snapshot replaced;
+// the streams watching a type whose version changed are answered, Delta ones with only the
+// resources whose own version changed.
 func (s *Server) Update(snap *registry.Snapshot) error {
+	s.pushMu.Lock()
+	defer s.pushMu.Unlock()
 	shared := envoy.NewShared(snap, s.cfg.Options)
 	var extra map[string][]types.Resource
 	if s.cfg.Extra != nil {
@@ -119,83 +132,42 @@ func (s *Server) Update(snap *registry.Snapshot) error {
 		}
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.shared, s.extra = shared, extra
+	s.enc.begin()
 	var errs []error
+	var out []delivery
 	for key, g := range s.groups {
-		if err := s.rebuild(key, g); err != nil {
+		ds, err := s.rebuild(key, g)
+		if err != nil {
 			errs = append(errs, err)
 		}
+		out = append(out, ds...)
 	}
+	s.mu.Unlock()
+	deliver(out)
 	return errors.Join(errs...)
 }
 
-// rebuild translates g for the current snapshot and sets it for every node of the group. A
-// group whose translation fails keeps its last good snapshot.
-func (s *Server) rebuild(key string, g *group) error {
+// rebuild translates g for the current snapshot and publishes it for the group, returning the
+// responses to deliver once the lock is released. A group whose translation fails keeps its
+// last good snapshot.
+func (s *Server) rebuild(key string, g *group) ([]delivery, error) {
 	res, err := s.shared.Build(g.node)
 	if err != nil {
 		g.err = err
 		s.log.Error("xds: translation refused; the nodes keep their last config", "group", key, "err", err)
-		return err
+		return nil, err
 	}
 	for typ, list := range s.extra {
 		res[typ] = mergeByName(res[typ], list)
 	}
-	snap, versions, err := snapshotOf(res)
+	snap, err := s.enc.snapOf(res)
 	if err != nil {
 		g.err = err
-		return err
+		return nil, err
 	}
-	g.snap, g.versions, g.err = snap, versions, nil
-	for id, n := range s.nodes {
-		if n.key == key {
-			if err := s.cache.SetSnapshot(context.Background(), id, snap); err != nil {
-				return fmt.Errorf("xds: set snapshot for %s: %w", id, err)
-			}
-		}
-	}
-	return nil
-}
-
-// snapshotOf builds a cache snapshot whose version per type is a hash of that type's content.
-// Each resource is encoded once here: its hash is both the Delta version go-control-plane
-// compares (VersionMap, filled here so the cache does not encode everything again) and a part of
-// the type's SotW version.
-func snapshotOf(res envoy.Resources) (*cachev3.Snapshot, map[string]string, error) {
-	snap := &cachev3.Snapshot{VersionMap: map[string]map[string]string{}}
-	versions := map[string]string{}
-	for typ, list := range res {
-		idx := cachev3.GetResponseType(typ)
-		if idx == types.UnknownType {
-			return nil, nil, fmt.Errorf("xds: unknown resource type %s", typ)
-		}
-		byName := make(map[string]string, len(list))
-		h := fnv.New64a()
-		for _, r := range list {
-			b, err := cachev3.MarshalResource(r)
-			if err != nil {
-				return nil, nil, fmt.Errorf("xds: encode %s %s: %w", typ, cachev3.GetResourceName(r), err)
-			}
-			v := cachev3.HashResource(b)
-			byName[cachev3.GetResourceName(r)] = v
-			h.Write([]byte(v))
-		}
-		v := hex.EncodeToString(h.Sum(nil))
-		versions[typ] = v
-		snap.Resources[idx] = cachev3.NewResources(v, list)
-		snap.VersionMap[typ] = byName
-	}
-	// Types with no resource still need a version, or a client asking for them waits forever.
-	for i := range snap.Resources {
-		if snap.Resources[i].Version == "" {
-			snap.Resources[i] = cachev3.NewResources("empty", nil)
-			if typ, err := cachev3.GetResponseTypeURL(types.ResponseType(i)); err == nil {
-				snap.VersionMap[typ] = map[string]string{}
-			}
-		}
-	}
-	return snap, versions, nil
+	g.snap, g.versions, g.err = snap, snap.versions(), nil
+	return s.cache.set(key, snap), nil
 }
 
 func mergeByName(base, extra []types.Resource) []types.Resource {
@@ -225,38 +197,46 @@ func groupKey(n envoy.Node) string {
 	return strings.Join([]string{n.Namespace, n.Locality, n.Network, n.Generator, strings.Join(labels, ",")}, "|")
 }
 
-// join registers a node on its first request and gives it its group's snapshot, building the
-// group when it is the first of its kind.
+// join registers a node on its first request and places it in its group, building the group
+// when it is the first of its kind.
 func (s *Server) join(pn *core.Node) error {
 	if pn == nil {
 		return errors.New("xds: request without a node")
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	ds, err := s.joinLocked(pn)
+	s.mu.Unlock()
+	deliver(ds)
+	return err
+}
+
+func (s *Server) joinLocked(pn *core.Node) ([]delivery, error) {
 	if old, ok := s.nodes[pn.Id]; ok {
 		old.proto = pn
-		return nil
+		return nil, nil
 	}
 	if len(s.nodes) >= s.cfg.MaxNodes {
 		s.refused++
-		return fmt.Errorf("xds: %d nodes already known (--xds-max-nodes); node %s refused", len(s.nodes), pn.Id)
+		return nil, fmt.Errorf("xds: %d nodes already known (--xds-max-nodes); node %s refused", len(s.nodes), pn.Id)
 	}
 	n := envoy.ParseNode(pn)
 	key := groupKey(n)
 	s.nodes[pn.Id] = &nodeInfo{node: n, key: key, proto: pn}
+	ds := s.cache.setNode(pn.Id, key)
 	g := s.groups[key]
 	if g == nil {
 		g = &group{node: n}
 		s.groups[key] = g
 		if s.shared == nil {
-			return nil
+			return ds, nil
 		}
-		return s.rebuild(key, g)
+		more, err := s.rebuild(key, g)
+		return append(ds, more...), err
 	}
-	if g.snap != nil {
-		return s.cache.SetSnapshot(context.Background(), pn.Id, g.snap)
+	if g.snap == nil {
+		return ds, g.err
 	}
-	return g.err
+	return ds, nil
 }
 
 // forget drops a node whose last stream closed, and its group when it was the last one.
@@ -268,13 +248,14 @@ func (s *Server) forget(id string) {
 		return
 	}
 	delete(s.nodes, id)
-	s.cache.ClearSnapshot(id)
+	s.cache.clearNode(id)
 	for _, other := range s.nodes {
 		if other.key == n.key {
 			return
 		}
 	}
 	delete(s.groups, n.key)
+	s.cache.dropGroup(n.key)
 }
 
 // Refused counts nodes turned away because MaxNodes was reached.
