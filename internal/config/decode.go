@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -66,14 +67,67 @@ func Decode(file string, r io.Reader, defaultNamespace string, order *int) ([]*D
 
 // decodeCounting is Decode that also counts the non-empty documents read, the good and the bad.
 func decodeCounting(file string, r io.Reader, defaultNamespace string, order *int) ([]*Document, []diag.Diagnostic, int) {
-	return decodeStream(file, r, defaultNamespace, order, newInterner())
+	data, err := io.ReadAll(r)
+	if err != nil {
+		// yaml.v3 reports a failed read where it happens, after the documents before it.
+		return decodeStream(file, io.MultiReader(bytes.NewReader(data), failedRead{err}), defaultNamespace, order, newInterner())
+	}
+	return decodeBytes(file, data, defaultNamespace, order, newInterner())
+}
+
+// failedRead is a reader that fails as the stream it stands for did.
+type failedRead struct{ err error }
+
+func (f failedRead) Read([]byte) (int, error) { return 0, f.err }
+
+// decodeBytes is decodeStream over a stream read whole: through the scanner when every document
+// is in its subset, which yields the nodes yaml.v3 would, else through yaml.v3 itself.
+func decodeBytes(file string, data []byte, defaultNamespace string, order *int, in *interner) ([]*Document, []diag.Diagnostic, int) {
+	if in == nil || in.yamlOnly {
+		return decodeStream(file, bytes.NewReader(data), defaultNamespace, order, in)
+	}
+	nodes, ok := in.scanner.Parse(string(data))
+	if !ok {
+		return decodeStream(file, bytes.NewReader(data), defaultNamespace, order, in)
+	}
+	in.borrowed = true
+	defer func() { in.borrowed = false }()
+	var s streamResult
+	for _, n := range nodes {
+		s.add(decodeTop(file, defaultNamespace, n, in), order)
+	}
+	return s.docs, s.diags, s.read
+}
+
+// streamResult gathers the documents and findings of one stream.
+type streamResult struct {
+	docs  []*Document
+	diags []diag.Diagnostic
+	read  int
+}
+
+// add takes in the decoders of one YAML document, numbering the documents they decoded.
+func (s *streamResult) add(decoders []*decoder, order *int) {
+	for _, d := range decoders {
+		s.diags = append(s.diags, d.notes...)
+		if d.out != nil || len(d.diags) > 0 {
+			s.read++
+		}
+		if len(d.diags) > 0 {
+			s.diags = append(s.diags, d.diags...)
+			continue
+		}
+		if d.out != nil {
+			d.out.Order = *order
+			*order++
+			s.docs = append(s.docs, d.out)
+		}
+	}
 }
 
 // decodeStream is decodeCounting sharing the strings of in.
 func decodeStream(file string, r io.Reader, defaultNamespace string, order *int, in *interner) ([]*Document, []diag.Diagnostic, int) {
-	read := 0
-	var docs []*Document
-	var diags []diag.Diagnostic
+	var s streamResult
 	dec := yaml.NewDecoder(r)
 	for {
 		var n yaml.Node
@@ -86,27 +140,13 @@ func decodeStream(file string, r io.Reader, defaultNamespace string, order *int,
 			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 				line, _ = strconv.Atoi(m[1])
 			}
-			diags = append(diags, diag.Diagnostic{Level: diag.Error, Code: CodeSyntax, File: file, Line: line,
+			s.diags = append(s.diags, diag.Diagnostic{Level: diag.Error, Code: CodeSyntax, File: file, Line: line,
 				Message: strings.TrimPrefix(err.Error(), "yaml: ") + " (the rest of the file is not read)"})
 			break
 		}
-		for _, d := range decodeTop(file, defaultNamespace, &n, in) {
-			diags = append(diags, d.notes...)
-			if d.out != nil || len(d.diags) > 0 {
-				read++
-			}
-			if len(d.diags) > 0 {
-				diags = append(diags, d.diags...)
-				continue
-			}
-			if d.out != nil {
-				d.out.Order = *order
-				*order++
-				docs = append(docs, d.out)
-			}
-		}
+		s.add(decodeTop(file, defaultNamespace, &n, in), order)
 	}
-	return docs, diags, read
+	return s.docs, s.diags, s.read
 }
 
 type decoder struct {
@@ -125,10 +165,10 @@ type decoder struct {
 }
 
 func (d *decoder) fail(line int, field, format string, args ...any) {
-	dg := diag.Diagnostic{Level: diag.Error, Code: CodeSchema, File: d.file, Line: line, Field: field,
+	dg := diag.Diagnostic{Level: diag.Error, Code: CodeSchema, File: d.file, Line: line, Field: d.intern.keep(field),
 		Message: fmt.Sprintf(format, args...)}
 	if d.doc != nil && d.doc.Kind != "" {
-		dg.Kind, dg.Namespace, dg.Name = d.doc.Kind, d.doc.Namespace, d.doc.Name
+		dg.Kind, dg.Namespace, dg.Name = d.intern.keep(d.doc.Kind), d.intern.keep(d.doc.Namespace), d.intern.keep(d.doc.Name)
 	}
 	d.diags = append(d.diags, dg)
 }
@@ -197,7 +237,7 @@ func (d *decoder) document(n *yaml.Node) *Document {
 	if !ok {
 		return nil
 	}
-	doc := &Document{File: d.file, Line: n.Line, APIVersion: h.apiVersion, Kind: h.kind}
+	doc := &Document{File: d.file, Line: n.Line, APIVersion: d.intern.of(h.apiVersion), Kind: d.intern.of(h.kind)}
 	doc.lines.entries = d.intern.lineScratch()
 	defer func() {
 		// The table is built in a buffer reused for every document and kept at its exact size:
@@ -213,9 +253,9 @@ func (d *decoder) document(n *yaml.Node) *Document {
 		at := doc.lines.key(noEntry, topKey(k.Value), k.Line)
 		switch k.Value {
 		case "apiVersion":
-			doc.APIVersion, apiLine = v.Value, k.Line
+			doc.APIVersion, apiLine = d.intern.of(v.Value), k.Line
 		case "kind":
-			doc.Kind, kindLine = v.Value, k.Line
+			doc.Kind, kindLine = d.intern.of(v.Value), k.Line
 		case "metadata":
 			meta, metaAt = v, at
 		case "spec":
@@ -280,11 +320,11 @@ func (d *decoder) metadata(doc *Document, meta *yaml.Node, metaAt int32) {
 	}
 	for i := 0; i+1 < len(meta.Content); i += 2 {
 		k, v := meta.Content[i], resolveAlias(meta.Content[i+1])
-		doc.lines.key(metaAt, k.Value, k.Line)
+		doc.lines.key(metaAt, d.intern.of(k.Value), k.Line)
 		path := "metadata." + k.Value
 		switch k.Value {
 		case "name":
-			doc.Name = v.Value
+			doc.Name = d.intern.keep(v.Value)
 		case "namespace":
 			if v.Value != "" {
 				doc.Namespace = d.intern.of(v.Value)
@@ -377,7 +417,7 @@ func (d *decoder) walkField(at int32, n *yaml.Node, fd protoreflect.FieldDescrip
 		ok := true
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
-			fp := d.doc.lines.key(at, k.Value, k.Line)
+			fp := d.doc.lines.key(at, d.intern.of(k.Value), k.Line)
 			if !d.walkValue(fp, n.Content[i+1], fd.MapValue()) {
 				ok = false
 			}
