@@ -238,7 +238,7 @@ func (d *decoder) document(n *yaml.Node) *Document {
 		return nil
 	}
 	doc := &Document{File: d.file, Line: n.Line, APIVersion: d.intern.of(h.apiVersion), Kind: d.intern.of(h.kind)}
-	doc.lines.entries = d.intern.lineScratch()
+	doc.lines.entries, doc.lines.keys = d.intern.lineScratch(), d.intern.lineKeys()
 	defer func() {
 		// The table is built in a buffer reused for every document and kept at its exact size:
 		// grown by appends it would hold a third more than it needs, for every document loaded.
@@ -320,7 +320,7 @@ func (d *decoder) metadata(doc *Document, meta *yaml.Node, metaAt int32) {
 	}
 	for i := 0; i+1 < len(meta.Content); i += 2 {
 		k, v := meta.Content[i], resolveAlias(meta.Content[i+1])
-		doc.lines.key(metaAt, d.intern.of(k.Value), k.Line)
+		doc.lines.key(metaAt, k.Value, k.Line)
 		path := "metadata." + k.Value
 		switch k.Value {
 		case "name":
@@ -417,7 +417,7 @@ func (d *decoder) walkField(at int32, n *yaml.Node, fd protoreflect.FieldDescrip
 		ok := true
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
-			fp := d.doc.lines.key(at, d.intern.of(k.Value), k.Line)
+			fp := d.doc.lines.key(at, k.Value, k.Line)
 			if !d.walkValue(fp, n.Content[i+1], fd.MapValue()) {
 				ok = false
 			}

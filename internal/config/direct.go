@@ -27,6 +27,10 @@ type interner struct {
 	roundTripOnly bool
 	// scratch is the buffer each document's line table is built in before it is copied out.
 	scratch []lineEntry
+	// steps is the buffer duplicateKeys walks paths in.
+	steps []pathStep
+	// keys numbers the keys of the line tables built here.
+	keys *keyTable
 	// yamlOnly turns the scanner off, so tests can hold it to yaml.v3's results.
 	yamlOnly bool
 	// scanner parses the files in its subset; borrowed says the nodes being decoded are its,
@@ -42,6 +46,17 @@ func (in *interner) keep(s string) string {
 		return s
 	}
 	return strings.Clone(s)
+}
+
+// lineKeys returns the key table the documents of this goroutine share.
+func (in *interner) lineKeys() *keyTable {
+	if in == nil {
+		return &keyTable{}
+	}
+	if in.keys == nil {
+		in.keys = &keyTable{}
+	}
+	return in.keys
 }
 
 // lineScratch returns an empty buffer for a line table.

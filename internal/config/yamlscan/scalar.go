@@ -208,6 +208,10 @@ func resolveNumber(s string) (string, bool) {
 	if strings.IndexByte(s, '_') >= 0 {
 		return "", false
 	}
+	if !numberLike(s) {
+		// Addresses and CIDRs land here: failing ParseInt would allocate an error for each.
+		return "!!str", true
+	}
 	if _, err := strconv.ParseInt(s, 0, 64); err == nil {
 		return "!!int", true
 	}
@@ -291,4 +295,21 @@ func floatShape(s string) bool {
 		}
 	}
 	return k == len(s)
+}
+
+// numberLike reports whether s could be read by ParseInt or ParseUint in base 0, or pass
+// floatShape: only such characters, and at most one dot.
+func numberLike(s string) bool {
+	dots := 0
+	for k := 0; k < len(s); k++ {
+		switch c := s[k]; {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f', c >= 'A' && c <= 'F':
+		case c == 'x', c == 'X', c == 'o', c == 'O', c == '+', c == '-':
+		case c == '.':
+			dots++
+		default:
+			return false
+		}
+	}
+	return dots <= 1
 }

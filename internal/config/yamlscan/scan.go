@@ -248,7 +248,7 @@ func (p *Parser) collect(mark int, extra *yaml.Node) []*yaml.Node {
 		return nil
 	}
 	if cap(p.ptrs)-len(p.ptrs) < len(kids) {
-		p.ptrs = make([]*yaml.Node, 0, max(4096, len(kids)))
+		p.ptrs = make([]*yaml.Node, 0, max(4096, 2*cap(p.ptrs), len(kids)))
 	}
 	at := len(p.ptrs)
 	p.ptrs = append(p.ptrs, kids...)
