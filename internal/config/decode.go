@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/proto"
@@ -86,7 +87,9 @@ func decodeBytes(file string, data []byte, defaultNamespace string, order *int, 
 	if in == nil || in.yamlOnly {
 		return decodeStream(file, bytes.NewReader(data), defaultNamespace, order, in)
 	}
-	nodes, ok := in.scanner.Parse(string(data))
+	// The text is data itself, not a copy: data is not written after it is read, and what the
+	// documents keep of it is copied out (interner.keep), so it is garbage once decoded.
+	nodes, ok := in.scanner.Parse(unsafe.String(unsafe.SliceData(data), len(data)))
 	if !ok {
 		return decodeStream(file, bytes.NewReader(data), defaultNamespace, order, in)
 	}
