@@ -58,13 +58,13 @@ func sameLines(a, b *lineTable) error {
 	for i := range a.entries {
 		x, y := a.entries[i], b.entries[i]
 		var kx, ky string
-		if x.key != 0 {
+		if x.step > 0 {
 			kx = a.name(&x)
 		}
-		if y.key != 0 {
+		if y.step > 0 {
 			ky = b.name(&y)
 		}
-		if x.parent != y.parent || x.line != y.line || x.idx != y.idx || kx != ky {
+		if x.parent != y.parent || x.line != y.line || (x.step < 0) != (y.step < 0) || (x.step < 0 && x.step != y.step) || kx != ky {
 			return fmt.Errorf("field line %d: %+v %q, yaml.v3 %+v %q", i, x, kx, y, ky)
 		}
 	}
