@@ -182,7 +182,7 @@ func decodeFile(c *Cache, path, ns string, in *interner) ([]*Document, []diag.Di
 			return copyDocs(e.docs), e.diags, e.read, nil
 		}
 	}
-	data, err := os.ReadFile(path)
+	data, err := in.readFile(path)
 	if err != nil {
 		return nil, nil, 0, err
 	}

@@ -292,7 +292,7 @@ func (d *decoder) metadata(doc *Document, meta *yaml.Node, metaAt int32) {
 				d.fail(v.Line, path, "expected a map of strings")
 				continue
 			}
-			doc.Labels = map[string]string{}
+			doc.Labels = make(map[string]string, len(v.Content)/2)
 			for j := 0; j+1 < len(v.Content); j += 2 {
 				doc.Labels[d.intern.of(v.Content[j].Value)] = d.intern.of(resolveAlias(v.Content[j+1]).Value)
 			}

@@ -216,3 +216,32 @@ func FuzzScannedDecoding(f *testing.F) {
 }
 
 func uintptrOf(s string) uintptr { return uintptr(unsafe.Pointer(unsafe.StringData(s))) }
+
+// TestDecodedDocumentsOutliveTheReadBuffer decodes every seed from a buffer that is then
+// overwritten, as readFile reuses it for the next file: nothing decoded may change.
+func TestDecodedDocumentsOutliveTheReadBuffer(t *testing.T) {
+	t.Parallel()
+	seeds := configSeeds(t)
+	extra, err := os.ReadFile("testdata/scale-sample.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeds["sample with a foreign kind, a bad field and a list"] = append(extra, "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: apps}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: bad, namespace: x}\nspec:\n  hostz: [a.com]\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.istio.io/v1\n  kind: ServiceEntry\n  metadata: {name: l, labels: {k: v}}\n  spec:\n    hosts: [l.com]\n    endpoints:\n    - {address: 1.1.1.1, labels: {a: b}, ports: {http: 80}, network: n}\n"...)
+	for path, data := range seeds {
+		t.Run("keeps what "+path+" decoded to after its buffer is reused", func(t *testing.T) {
+			t.Parallel()
+			buf := append([]byte(nil), data...)
+			var got, want streamResult
+			order := 0
+			got.docs, got.diags, got.read = decodeBytes("f.yaml", buf, "default", &order, newInterner())
+			for i := range buf {
+				buf[i] = 'x'
+			}
+			order = 0
+			want.docs, want.diags, want.read = decodeBytes("f.yaml", data, "default", &order, newInterner())
+			if err := sameResult(got, want); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

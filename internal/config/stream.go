@@ -2,6 +2,9 @@ package config
 
 import (
 	"bytes"
+	"errors"
+	"io"
+	"os"
 	"unsafe"
 
 	"github.com/meshentry/meshentry/internal/diag"
@@ -52,4 +55,43 @@ func (s *streamResult) add(decoders []*decoder, order *int) {
 			s.docs = append(s.docs, d.out)
 		}
 	}
+}
+
+// maxReadBuffer bounds the buffer an interner keeps for reading files; a larger file is read
+// into one of its own.
+const maxReadBuffer = 8 << 20
+
+// readFile reads the file at path into the interner's buffer, which the next call overwrites:
+// the documents decoded from it keep copies of what they hold (keep, of, keyTable), so reusing
+// it spares the collector a fresh buffer, and the kernel fresh pages, per file.
+func (in *interner) readFile(path string) ([]byte, error) {
+	if in == nil {
+		return os.ReadFile(path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := in.readBuf[:0]
+	if info, err := f.Stat(); err == nil && int(info.Size())+1 > cap(buf) {
+		buf = make([]byte, 0, int(info.Size())+512)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if cap(buf) <= maxReadBuffer {
+		in.readBuf = buf
+	}
+	return buf, nil
 }
