@@ -276,7 +276,6 @@ func (d *decoder) metadata(doc *Document, meta *yaml.Node, metaAt int32) {
 	for i := 0; i+1 < len(meta.Content); i += 2 {
 		k, v := meta.Content[i], resolveAlias(meta.Content[i+1])
 		doc.lines.key(metaAt, k.Value, k.Line)
-		path := "metadata." + k.Value
 		switch k.Value {
 		case "name":
 			doc.Name = d.intern.keep(v.Value)
@@ -289,7 +288,7 @@ func (d *decoder) metadata(doc *Document, meta *yaml.Node, metaAt int32) {
 				continue
 			}
 			if v.Kind != yaml.MappingNode {
-				d.fail(v.Line, path, "expected a map of strings")
+				d.fail(v.Line, "metadata."+k.Value, "expected a map of strings")
 				continue
 			}
 			doc.Labels = make(map[string]string, len(v.Content)/2)
@@ -302,13 +301,13 @@ func (d *decoder) metadata(doc *Document, meta *yaml.Node, metaAt int32) {
 			}
 			t, err := time.Parse(time.RFC3339, v.Value)
 			if err != nil {
-				d.fail(k.Line, path, "not an RFC 3339 time: %q", v.Value)
+				d.fail(k.Line, "metadata."+k.Value, "not an RFC 3339 time: %q", v.Value)
 				continue
 			}
 			doc.Created = t
 		default:
 			if !objectMetaFields[k.Value] {
-				d.fail(k.Line, path, "unknown field %q", k.Value)
+				d.fail(k.Line, "metadata."+k.Value, "unknown field %q", k.Value)
 			}
 		}
 	}
