@@ -16,8 +16,9 @@ SIZES=${SIZES:-"10000 100000"}
 FILES=${FILES:-1000}
 RELOADS=${RELOADS:-5}
 OUT=${OUT:-bench/out}
-ADMIN=127.0.0.1:18100
-PROXY=127.0.0.1:18101
+# Other benchmarks may hold the default ports: ADMIN and PROXY move them.
+ADMIN=${ADMIN:-127.0.0.1:18100}
+PROXY=${PROXY:-127.0.0.1:18101}
 mkdir -p "$OUT"
 out_abs=$(cd "$OUT" && pwd)
 

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"hash/maphash"
 	"os"
 	"sync"
@@ -183,7 +182,7 @@ func decodeFile(c *Cache, path, ns string, in *interner) ([]*Document, []diag.Di
 			return copyDocs(e.docs), e.diags, e.read, nil
 		}
 	}
-	data, err := os.ReadFile(path)
+	data, err := in.readFile(path)
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -199,7 +198,7 @@ func decodeFile(c *Cache, path, ns string, in *interner) ([]*Document, []diag.Di
 		c.misses.Add(1)
 	}
 	order := 0
-	docs, diags, read := decodeStream(path, bytes.NewReader(data), ns, &order, in)
+	docs, diags, read := decodeBytes(path, data, ns, &order, in)
 	if c != nil {
 		c.store(path, &cached{stat: st, hash: hash, settled: st.settledAt(start, c.margin), docs: docs, diags: diags, read: read})
 		docs = copyDocs(docs)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -66,14 +67,22 @@ func Decode(file string, r io.Reader, defaultNamespace string, order *int) ([]*D
 
 // decodeCounting is Decode that also counts the non-empty documents read, the good and the bad.
 func decodeCounting(file string, r io.Reader, defaultNamespace string, order *int) ([]*Document, []diag.Diagnostic, int) {
-	return decodeStream(file, r, defaultNamespace, order, newInterner())
+	data, err := io.ReadAll(r)
+	if err != nil {
+		// yaml.v3 reports a failed read where it happens, after the documents before it.
+		return decodeStream(file, io.MultiReader(bytes.NewReader(data), failedRead{err}), defaultNamespace, order, newInterner())
+	}
+	return decodeBytes(file, data, defaultNamespace, order, newInterner())
 }
+
+// failedRead is a reader that fails as the stream it stands for did.
+type failedRead struct{ err error }
+
+func (f failedRead) Read([]byte) (int, error) { return 0, f.err }
 
 // decodeStream is decodeCounting sharing the strings of in.
 func decodeStream(file string, r io.Reader, defaultNamespace string, order *int, in *interner) ([]*Document, []diag.Diagnostic, int) {
-	read := 0
-	var docs []*Document
-	var diags []diag.Diagnostic
+	var s streamResult
 	dec := yaml.NewDecoder(r)
 	for {
 		var n yaml.Node
@@ -86,27 +95,13 @@ func decodeStream(file string, r io.Reader, defaultNamespace string, order *int,
 			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 				line, _ = strconv.Atoi(m[1])
 			}
-			diags = append(diags, diag.Diagnostic{Level: diag.Error, Code: CodeSyntax, File: file, Line: line,
+			s.diags = append(s.diags, diag.Diagnostic{Level: diag.Error, Code: CodeSyntax, File: file, Line: line,
 				Message: strings.TrimPrefix(err.Error(), "yaml: ") + " (the rest of the file is not read)"})
 			break
 		}
-		for _, d := range decodeTop(file, defaultNamespace, &n, in) {
-			diags = append(diags, d.notes...)
-			if d.out != nil || len(d.diags) > 0 {
-				read++
-			}
-			if len(d.diags) > 0 {
-				diags = append(diags, d.diags...)
-				continue
-			}
-			if d.out != nil {
-				d.out.Order = *order
-				*order++
-				docs = append(docs, d.out)
-			}
-		}
+		s.add(decodeTop(file, defaultNamespace, &n, in), order)
 	}
-	return docs, diags, read
+	return s.docs, s.diags, s.read
 }
 
 type decoder struct {
@@ -125,10 +120,10 @@ type decoder struct {
 }
 
 func (d *decoder) fail(line int, field, format string, args ...any) {
-	dg := diag.Diagnostic{Level: diag.Error, Code: CodeSchema, File: d.file, Line: line, Field: field,
+	dg := diag.Diagnostic{Level: diag.Error, Code: CodeSchema, File: d.file, Line: line, Field: d.intern.keep(field),
 		Message: fmt.Sprintf(format, args...)}
 	if d.doc != nil && d.doc.Kind != "" {
-		dg.Kind, dg.Namespace, dg.Name = d.doc.Kind, d.doc.Namespace, d.doc.Name
+		dg.Kind, dg.Namespace, dg.Name = d.intern.keep(d.doc.Kind), d.intern.keep(d.doc.Namespace), d.intern.keep(d.doc.Name)
 	}
 	d.diags = append(d.diags, dg)
 }
@@ -197,8 +192,8 @@ func (d *decoder) document(n *yaml.Node) *Document {
 	if !ok {
 		return nil
 	}
-	doc := &Document{File: d.file, Line: n.Line, APIVersion: h.apiVersion, Kind: h.kind}
-	doc.lines.entries = d.intern.lineScratch()
+	doc := &Document{File: d.file, Line: n.Line, APIVersion: d.intern.of(h.apiVersion), Kind: d.intern.of(h.kind)}
+	doc.lines.entries, doc.lines.keys = d.intern.lineScratch(), d.intern.lineKeys()
 	defer func() {
 		// The table is built in a buffer reused for every document and kept at its exact size:
 		// grown by appends it would hold a third more than it needs, for every document loaded.
@@ -213,9 +208,9 @@ func (d *decoder) document(n *yaml.Node) *Document {
 		at := doc.lines.key(noEntry, topKey(k.Value), k.Line)
 		switch k.Value {
 		case "apiVersion":
-			doc.APIVersion, apiLine = v.Value, k.Line
+			doc.APIVersion, apiLine = d.intern.of(v.Value), k.Line
 		case "kind":
-			doc.Kind, kindLine = v.Value, k.Line
+			doc.Kind, kindLine = d.intern.of(v.Value), k.Line
 		case "metadata":
 			meta, metaAt = v, at
 		case "spec":
@@ -281,10 +276,9 @@ func (d *decoder) metadata(doc *Document, meta *yaml.Node, metaAt int32) {
 	for i := 0; i+1 < len(meta.Content); i += 2 {
 		k, v := meta.Content[i], resolveAlias(meta.Content[i+1])
 		doc.lines.key(metaAt, k.Value, k.Line)
-		path := "metadata." + k.Value
 		switch k.Value {
 		case "name":
-			doc.Name = v.Value
+			doc.Name = d.intern.keep(v.Value)
 		case "namespace":
 			if v.Value != "" {
 				doc.Namespace = d.intern.of(v.Value)
@@ -294,10 +288,10 @@ func (d *decoder) metadata(doc *Document, meta *yaml.Node, metaAt int32) {
 				continue
 			}
 			if v.Kind != yaml.MappingNode {
-				d.fail(v.Line, path, "expected a map of strings")
+				d.fail(v.Line, "metadata."+k.Value, "expected a map of strings")
 				continue
 			}
-			doc.Labels = map[string]string{}
+			doc.Labels = make(map[string]string, len(v.Content)/2)
 			for j := 0; j+1 < len(v.Content); j += 2 {
 				doc.Labels[d.intern.of(v.Content[j].Value)] = d.intern.of(resolveAlias(v.Content[j+1]).Value)
 			}
@@ -307,13 +301,13 @@ func (d *decoder) metadata(doc *Document, meta *yaml.Node, metaAt int32) {
 			}
 			t, err := time.Parse(time.RFC3339, v.Value)
 			if err != nil {
-				d.fail(k.Line, path, "not an RFC 3339 time: %q", v.Value)
+				d.fail(k.Line, "metadata."+k.Value, "not an RFC 3339 time: %q", v.Value)
 				continue
 			}
 			doc.Created = t
 		default:
 			if !objectMetaFields[k.Value] {
-				d.fail(k.Line, path, "unknown field %q", k.Value)
+				d.fail(k.Line, "metadata."+k.Value, "unknown field %q", k.Value)
 			}
 		}
 	}

@@ -7,6 +7,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/meshentry/meshentry/internal/config/yamlscan"
 )
 
 // The direct path sets a checked spec's fields from its YAML nodes, as protojson would set them
@@ -25,6 +27,38 @@ type interner struct {
 	roundTripOnly bool
 	// scratch is the buffer each document's line table is built in before it is copied out.
 	scratch []lineEntry
+	// readBuf is the buffer files are read into, reused file after file (readFile).
+	readBuf []byte
+	// steps is the buffer duplicateKeys walks paths in.
+	steps []pathStep
+	// keys numbers the keys of the line tables built here.
+	keys *keyTable
+	// yamlOnly turns the scanner off, so tests can hold it to yaml.v3's results.
+	yamlOnly bool
+	// scanner parses the files in its subset; borrowed says the nodes being decoded are its,
+	// whose strings share the file's text: what a document keeps of them is copied, so that
+	// the loaded registry does not hold every file it was read from.
+	scanner  yamlscan.Parser
+	borrowed bool
+}
+
+// keep returns s as a document may hold it: a copy when s shares a scanned file's text.
+func (in *interner) keep(s string) string {
+	if in == nil || !in.borrowed {
+		return s
+	}
+	return strings.Clone(s)
+}
+
+// lineKeys returns the key table the documents of this goroutine share.
+func (in *interner) lineKeys() *keyTable {
+	if in == nil {
+		return &keyTable{}
+	}
+	if in.keys == nil {
+		in.keys = &keyTable{}
+	}
+	return in.keys
 }
 
 // lineScratch returns an empty buffer for a line table.
@@ -54,11 +88,12 @@ func newInterner() *interner { return &interner{m: map[string]string{}} }
 // of returns the shared copy of s, adding s when there is room.
 func (in *interner) of(s string) string {
 	if in == nil || len(s) > maxInternLen {
-		return s
+		return in.keep(s)
 	}
 	if c, ok := in.m[s]; ok {
 		return c
 	}
+	s = in.keep(s)
 	if len(in.m) < maxInterned {
 		in.m[s] = s
 	}
@@ -183,6 +218,8 @@ func (d *decoder) value(newMsg func() protoreflect.Value, fd protoreflect.FieldD
 		}
 		if intern {
 			s = d.intern.of(s)
+		} else {
+			s = d.intern.keep(s)
 		}
 		return protoreflect.ValueOfString(s), true
 	case protoreflect.BoolKind:

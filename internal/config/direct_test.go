@@ -58,6 +58,12 @@ func TestDirectDecodingSetsWhatTheJSONRoundTripSets(t *testing.T) {
 		{name: "reads a VirtualService with a oneof", kind: "VirtualService", spec: "  hosts: [a.com]\n  http:\n  - match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: b.com, port: {number: 80}}, weight: 100}]\n"},
 		{name: "refuses a oneof set twice", kind: "VirtualService", spec: "  hosts: [a.com]\n  http:\n  - match: [{uri: {prefix: /a, exact: /b}}]\n"},
 		{name: "reads a Sidecar", kind: "Sidecar", spec: "  egress:\n  - hosts: [\"./*\"]\n    port: {number: 80, protocol: HTTP, name: h}\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n"},
+		{name: "reads every endpoint field of a ServiceEntry", kind: "ServiceEntry", spec: "  hosts: [a.com]\n  endpoints:\n  - {address: 1.2.3.4, network: n1, locality: r/z/s, service_account: sa, serviceAccount: sb, weight: 0, labels: {a: b}, ports: {http: 80, tls: 443}}\n"},
+		{name: "refuses a ServiceEntry port protojson refuses", kind: "ServiceEntry", spec: "  hosts: [a.com]\n  ports: [{number: 1.5, name: http}, {number: 99999999999, name: b}]\n"},
+		{name: "leaves null ServiceEntry fields and items to the same rules", kind: "ServiceEntry", spec: "  hosts: [a.com]\n  ports: [{number: 80, name: ~, protocol: null}, null]\n  endpoints: [{address: ~, labels: {a: ~}}]\n"},
+		{name: "reads a ServiceEntry enum by number and refuses a float one", kind: "ServiceEntry", spec: "  hosts: [a.com]\n  resolution: 1\n  location: 1.0\n"},
+		{name: "reads a ServiceEntry workload selector through the generic path", kind: "ServiceEntry", spec: "  hosts: [a.com]\n  workloadSelector: {labels: {app: a}}\n  exportTo: ['*']\n  subject_alt_names: [x]\n"},
+		{name: "refuses a ServiceEntry field under both its names", kind: "ServiceEntry", spec: "  hosts: [a.com]\n  exportTo: [a]\n  export_to: [b]\n"},
 		{name: "reads booleans in every spelling", kind: "DestinationRule", spec: "  host: a.com\n  trafficPolicy: {tls: {mode: SIMPLE, insecureSkipVerify: True}}\n"},
 	}
 	for _, tc := range tests {

@@ -76,7 +76,7 @@ func (d *decoder) skip(h header, line int, ns, name string) bool {
 	}
 	item, _ := strings.CutSuffix(h.kind, "List")
 	g := h.group()
-	dg := diag.Diagnostic{File: d.file, Line: line, Kind: h.kind, Namespace: ns, Name: name}
+	dg := diag.Diagnostic{File: d.file, Line: line, Kind: d.intern.keep(h.kind), Namespace: d.intern.keep(ns), Name: d.intern.keep(name)}
 	switch {
 	case isIstioGroup(g) && istioKindsNotRead[item]:
 		dg.Level, dg.Code = diag.Warning, CodeSkippedIstio

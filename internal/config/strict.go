@@ -14,9 +14,14 @@ import (
 // is there once, as the merge-key rules mean it. It reports whether the document is free of them.
 func (d *decoder) duplicateKeys(n *yaml.Node) bool {
 	ok := true
-	seen := map[*yaml.Node]bool{}
-	// The path is kept as steps and spelled only for a finding: most documents have none.
+	var seen map[*yaml.Node]bool
+	// The path is kept as steps and spelled only for a finding: most documents have none. The
+	// buffer is the goroutine's, reused from document to document.
 	var steps []pathStep
+	if d.intern != nil {
+		steps = d.intern.steps[:0]
+		defer func() { d.intern.steps = steps[:0] }()
+	}
 	var walk func(n *yaml.Node)
 	walk = func(n *yaml.Node) {
 		n = resolveAlias(n)
@@ -28,6 +33,9 @@ func (d *decoder) duplicateKeys(n *yaml.Node) bool {
 			// location. Only an anchored node can be aliased, so only those are remembered.
 			if seen[n] {
 				return
+			}
+			if seen == nil {
+				seen = map[*yaml.Node]bool{}
 			}
 			seen[n] = true
 		}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/dynamicpb"
+	networking "istio.io/api/networking/v1alpha3"
 )
 
 // wellKnown checks a value of a google.protobuf type before protojson sees it, so that a bad value
@@ -71,6 +72,12 @@ var jsonOffset = regexp.MustCompile(`^proto:[\s\x{a0}]*(\(line \d+:\d+\):[\s\x{a
 // is located by retrying smaller pieces of the spec, so the finding names the deepest field that
 // fails alone and its YAML line instead of an offset into JSON the user never wrote.
 func (d *decoder) unmarshalSpec(specLine int, spec *yaml.Node, msg protoreflect.Message) bool {
+	if se, ok := msg.Interface().(*networking.ServiceEntry); ok && (d.intern == nil || !d.intern.roundTripOnly) {
+		if n := resolveAlias(spec); n.Kind == yaml.MappingNode && d.setServiceEntry(n, se) {
+			return true
+		}
+		proto.Reset(se)
+	}
 	if d.setDirect(spec, msg) {
 		return true
 	}

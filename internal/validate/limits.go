@@ -26,7 +26,7 @@ func serviceEntryLimits(r *report, se *networking.ServiceEntry) {
 	tooMany(r, "spec.hosts", len(se.Hosts), maxHosts)
 	tooMany(r, "spec.addresses", len(se.Addresses), maxAddresses)
 	for i, a := range se.Addresses {
-		tooLong(r, at("spec.addresses", i, ""), a, maxAddressLen)
+		tooLongAt(r, "spec.addresses", i, "", a, maxAddressLen)
 	}
 	tooMany(r, "spec.ports", len(se.Ports), maxPorts)
 	tooMany(r, "spec.endpoints", len(se.Endpoints), maxEndpoints)
@@ -34,13 +34,13 @@ func serviceEntryLimits(r *report, se *networking.ServiceEntry) {
 		if ep == nil {
 			continue
 		}
-		f := at("spec.endpoints", i, "")
-		tooLong(r, f+".address", ep.Address, maxEndpointAddressLen)
-		tooMany(r, f+".ports", len(ep.Ports), maxEndpointPorts)
-		tooMany(r, f+".labels", len(ep.Labels), maxEndpointLabels)
-		tooLong(r, f+".network", ep.Network, maxNetworkLen)
-		tooLong(r, f+".locality", ep.Locality, maxLocalityLen)
-		tooLong(r, f+".serviceAccount", ep.ServiceAccount, maxServiceAccountLen)
+		const list = "spec.endpoints"
+		tooLongAt(r, list, i, ".address", ep.Address, maxEndpointAddressLen)
+		tooManyAt(r, list, i, ".ports", len(ep.Ports), maxEndpointPorts)
+		tooManyAt(r, list, i, ".labels", len(ep.Labels), maxEndpointLabels)
+		tooLongAt(r, list, i, ".network", ep.Network, maxNetworkLen)
+		tooLongAt(r, list, i, ".locality", ep.Locality, maxLocalityLen)
+		tooLongAt(r, list, i, ".serviceAccount", ep.ServiceAccount, maxServiceAccountLen)
 	}
 	if sel := se.WorkloadSelector; sel != nil {
 		tooMany(r, "spec.workloadSelector.labels", len(sel.Labels), maxSelectorLabels)
@@ -53,6 +53,21 @@ func serviceEntryLimits(r *report, se *networking.ServiceEntry) {
 func tooMany(r *report, field string, n, limit int) {
 	if n > limit {
 		r.errorf(CodeSchemaLimit, field, "has %d entries; Istio's schema allows at most %d", n, limit)
+	}
+}
+
+// tooManyAt is tooMany for the field at(list, i, suffix), spelled only for a finding: the
+// checks run on every endpoint of every entry and nearly all pass.
+func tooManyAt(r *report, list string, i int, suffix string, n, limit int) {
+	if n > limit {
+		tooMany(r, at(list, i, suffix), n, limit)
+	}
+}
+
+// tooLongAt is tooLong for the field at(list, i, suffix), spelled only for a finding.
+func tooLongAt(r *report, list string, i int, suffix, s string, limit int) {
+	if len(s) > limit {
+		tooLong(r, at(list, i, suffix), s, limit)
 	}
 }
 

@@ -21,17 +21,59 @@ const (
 )
 
 var (
-	dnsLabelRE      = regexp.MustCompile(`^` + dnsLabelFmt + `$`)
-	wildcardLabelRE = regexp.MustCompile(`^(?:\*|(?:\*|\*-)?` + dnsLabelFmt + `)$`)
-	labelKeyRE      = regexp.MustCompile(`^(` + dnsLabelFmt + `(?:\.` + dnsLabelFmt + `)*/)?(` + qualifiedNameFmt + `)$`)
-	labelValueRE    = regexp.MustCompile(`^(?:` + qualifiedNameFmt + `)?$`)
+	labelKeyRE   = regexp.MustCompile(`^(` + dnsLabelFmt + `(?:\.` + dnsLabelFmt + `)*/)?(` + qualifiedNameFmt + `)$`)
+	labelValueRE = regexp.MustCompile(`^(?:` + qualifiedNameFmt + `)?$`)
 )
 
-// isDNSLabel reports whether s is one DNS-1123 label of at most 63 characters.
-func isDNSLabel(s string) bool { return len(s) <= maxLabelLen && dnsLabelRE.MatchString(s) }
+// isDNSLabel reports whether s is one DNS-1123 label of at most 63 characters: dnsLabelFmt,
+// matched by hand because every host of every entry is checked label by label (names_test.go
+// holds it to the expression).
+func isDNSLabel(s string) bool {
+	if s == "" || len(s) > maxLabelLen || !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {
+		return false
+	}
+	for i := 1; i < len(s)-1; i++ {
+		if !isAlnum(s[i]) && s[i] != '-' {
+			return false
+		}
+	}
+	return true
+}
 
-// isWildcardLabel is isDNSLabel that also accepts "*" and a leading "*" or "*-" (Istio's first-label rule).
-func isWildcardLabel(s string) bool { return len(s) <= maxLabelLen && wildcardLabelRE.MatchString(s) }
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// isWildcardLabel is isDNSLabel that also accepts "*" and a leading "*" or "*-" (Istio's first-label
+// rule): wildcardLabelRE, matched by hand.
+func isWildcardLabel(s string) bool {
+	if len(s) > maxLabelLen {
+		return false
+	}
+	if s == "*" || isDNSLabel(s) {
+		return true
+	}
+	rest, ok := strings.CutPrefix(s, "*")
+	if !ok {
+		return false
+	}
+	if isDNSLabel(rest) {
+		return true
+	}
+	rest, ok = strings.CutPrefix(rest, "-")
+	return ok && isDNSLabel(rest)
+}
+
+// allNumeric reports whether strconv.Atoi reads s, without the error it allocates for the
+// names that are not numbers, which are nearly all.
+func allNumeric(s string) bool {
+	digits := strings.TrimLeft(s, "+-")
+	if len(s)-len(digits) > 1 || digits == "" || strings.TrimLeft(digits, "0123456789") != "" {
+		return false
+	}
+	_, err := strconv.Atoi(s)
+	return err == nil
+}
 
 // hostProblem explains why host is not a valid DNS name, or returns "" when it is. With wildcard set it
 // follows Istio's ValidateWildcardDomain (a wildcard is allowed in the first label only); without, it
@@ -63,20 +105,23 @@ func hostProblem(host string, wildcard bool) string {
 
 // labelsProblem checks dot-separated DNS labels the way Istio's ValidateDNS1123Labels does.
 func labelsProblem(name string) string {
-	parts := strings.Split(name, ".")
-	last := parts[len(parts)-1]
-	if _, err := strconv.Atoi(last); err == nil {
+	last := name[strings.LastIndexByte(name, '.')+1:]
+	if allNumeric(last) {
 		return fmt.Sprintf("has an all-numeric top-level label %q", last)
 	}
-	for i, l := range parts {
-		if i == len(parts)-1 && l == "" {
+	for rest := name; ; {
+		l, tail, more := strings.Cut(rest, ".")
+		if !more && l == "" {
 			return "" // a trailing dot, as in "istio.io.", is allowed
 		}
 		if !isDNSLabel(l) {
 			return labelProblem(l)
 		}
+		if !more {
+			return ""
+		}
+		rest = tail
 	}
-	return ""
 }
 
 func labelProblem(l string) string {

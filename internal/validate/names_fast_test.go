@@ -1,0 +1,74 @@
+package validate
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The expressions the hand-written matchers replace, kept as their reference.
+var (
+	dnsLabelRE      = regexp.MustCompile(`^` + dnsLabelFmt + `$`)
+	wildcardLabelRE = regexp.MustCompile(`^(?:\*|(?:\*|\*-)?` + dnsLabelFmt + `)$`)
+)
+
+// labelsProblemBySplit is labelsProblem as it was written before it stopped allocating.
+func labelsProblemBySplit(name string) string {
+	parts := strings.Split(name, ".")
+	last := parts[len(parts)-1]
+	if _, err := strconv.Atoi(last); err == nil {
+		return fmt.Sprintf("has an all-numeric top-level label %q", last)
+	}
+	for i, l := range parts {
+		if i == len(parts)-1 && l == "" {
+			return ""
+		}
+		if !(len(l) <= maxLabelLen && dnsLabelRE.MatchString(l)) {
+			return labelProblem(l)
+		}
+	}
+	return ""
+}
+
+// sameAsExpressions reports where the matchers and the expressions they replace disagree on s.
+func sameAsExpressions(s string) error {
+	if got, want := isDNSLabel(s), len(s) <= maxLabelLen && dnsLabelRE.MatchString(s); got != want {
+		return fmt.Errorf("isDNSLabel(%q) = %v, expression says %v", s, got, want)
+	}
+	if got, want := isWildcardLabel(s), len(s) <= maxLabelLen && wildcardLabelRE.MatchString(s); got != want {
+		return fmt.Errorf("isWildcardLabel(%q) = %v, expression says %v", s, got, want)
+	}
+	if got, want := labelsProblem(s), labelsProblemBySplit(s); got != want {
+		return fmt.Errorf("labelsProblem(%q) = %q, before %q", s, got, want)
+	}
+	return nil
+}
+
+func TestLabelMatchersAgreeWithTheirExpressions(t *testing.T) {
+	t.Parallel()
+	inputs := []string{"", "a", "A", "0", "-", "a-", "-a", "a-b", "a--b", "*", "*a", "*-a", "**a", "*-", "*--a", "a*",
+		"a.b", "a..b", ".a", "a.", "a.b.", "10.0.0.1", "a.123", "a.+1", "a.-1", "a.+-1", "a.00", "a.99999999999999999999",
+		strings.Repeat("a", 63), strings.Repeat("a", 64), "*" + strings.Repeat("a", 62), "*-" + strings.Repeat("a", 62),
+		"xn--bcher-kva.example", "ünï.code", "a_b.c", "svc0.a.example.com", "*.wild1.example.com"}
+	for _, s := range inputs {
+		t.Run(fmt.Sprintf("reads %q as the expressions do", s), func(t *testing.T) {
+			t.Parallel()
+			if err := sameAsExpressions(s); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func FuzzLabelMatchers(f *testing.F) {
+	for _, s := range []string{"a-b.c", "*-x.y", "1.2.3.4", "a..b.", "+5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if err := sameAsExpressions(s); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
