@@ -394,9 +394,9 @@ func TestWatcherReadsFilesThatNeverGoQuiet(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "a.yaml")
 	write(t, path, entry("a", "old.example.com"))
-	h := start(t, Config{Paths: []string{path}})
-	// A writer that touches the file every 20 ms for up to 5 s would hold a plain debounce off
-	// for ever; the wait is capped at ten debounce periods (1 s).
+	h := start(t, Config{Paths: []string{path}, Debounce: 100 * time.Millisecond, DebounceMax: 500 * time.Millisecond})
+	// A writer that touches the file every 20 ms for up to 5 s would hold a plain 100 ms
+	// debounce off for ever; the wait is capped at DebounceMax.
 	stop := make(chan struct{})
 	writing := make(chan struct{})
 	go func() {
