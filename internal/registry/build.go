@@ -2,9 +2,11 @@ package registry
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"weak"
 
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -28,6 +30,8 @@ type Snapshot struct {
 	byPort   map[uint32][]*Service
 	// bySpec are the services each ServiceEntry spec made, for BuildFrom to reuse.
 	bySpec map[*networking.ServiceEntry][]*Service
+	// delta is what BuildFrom changed against its prev, nil for a Build.
+	delta *delta
 }
 
 type cidrBucket struct {
@@ -54,15 +58,7 @@ func BuildFrom(prev *Snapshot, docs []*config.Document, version uint64, opts ...
 	if o.autoAddresses != nil {
 		prev = nil
 	}
-	s := &Snapshot{
-		Version:   version,
-		Documents: docs,
-		exact:     map[string][]*Service{},
-		wildcard:  map[string][]*Service{},
-		ips:       map[netip.Addr][]*Service{},
-		portOnly:  map[uint32][]*Service{},
-		byPort:    map[uint32][]*Service{},
-	}
+	s := &Snapshot{Version: version, Documents: docs}
 	var entries []*config.Document
 	hosts := 0
 	for _, d := range docs {
@@ -71,22 +67,70 @@ func BuildFrom(prev *Snapshot, docs []*config.Document, version uint64, opts ...
 			hosts += len(se.GetHosts())
 		}
 	}
-	sort.SliceStable(entries, func(i, j int) bool { return entries[i].OlderThan(entries[j]) })
+	// Load order is already precedence order unless creation times say otherwise.
+	older := func(a, b *config.Document) int {
+		switch {
+		case a.OlderThan(b):
+			return -1
+		case b.OlderThan(a):
+			return 1
+		}
+		return 0
+	}
+	if !slices.IsSortedFunc(entries, older) {
+		slices.SortStableFunc(entries, older)
+	}
 	// Sized once: growing maps and slices of 200,000 services was a third of the build.
 	s.Services = make([]*Service, 0, hosts)
-	s.exact = make(map[string][]*Service, hosts)
 	s.bySpec = make(map[*networking.ServiceEntry][]*Service, len(entries))
-	for _, d := range entries {
-		svcs := prev.servicesFor(d)
+	d := &delta{}
+	for _, doc := range entries {
+		svcs := prev.servicesFor(doc)
 		if svcs == nil {
-			svcs = servicesOf(d)
+			svcs = servicesOf(doc)
+			d.added = append(d.added, svcs...)
 		}
-		s.bySpec[d.ServiceEntry()] = svcs
+		s.bySpec[doc.ServiceEntry()] = svcs
 		s.Services = append(s.Services, svcs...)
 	}
 	if o.autoAddresses != nil {
 		assignAutoAddresses(s.Services, o.autoAddresses)
 	}
+	// A spec given twice (a file named twice) makes its services twice, which only a full
+	// build indexes as it always did.
+	if prev != nil && len(s.bySpec) == len(entries) {
+		d.removed = prev.removedFrom(s.bySpec)
+		d.base = weak.Make(prev)
+		if s.patchIndexes(prev, d) {
+			s.delta = d
+			return s
+		}
+	}
+	s.indexAll(hosts)
+	if prev != nil && d.base.Value() == prev {
+		s.delta = d
+	}
+	return s
+}
+
+// removedFrom lists the services of s that next no longer has.
+func (s *Snapshot) removedFrom(next map[*networking.ServiceEntry][]*Service) []*Service {
+	var out []*Service
+	for spec, svcs := range s.bySpec {
+		if cur, ok := next[spec]; len(svcs) > 0 && (!ok || len(cur) == 0 || &cur[0] != &svcs[0]) {
+			out = append(out, svcs...)
+		}
+	}
+	return out
+}
+
+// indexAll builds every index from s.Services.
+func (s *Snapshot) indexAll(hosts int) {
+	s.exact = make(map[string][]*Service, hosts)
+	s.wildcard = map[string][]*Service{}
+	s.ips = map[netip.Addr][]*Service{}
+	s.portOnly = map[uint32][]*Service{}
+	s.byPort = map[uint32][]*Service{}
 	cidrIndex := map[[2]int]*cidrBucket{}
 	for _, svc := range s.Services {
 		s.index(svc, cidrIndex)
@@ -95,7 +139,6 @@ func BuildFrom(prev *Snapshot, docs []*config.Document, version uint64, opts ...
 		s.cidrs = append(s.cidrs, *b)
 	}
 	sort.Slice(s.cidrs, func(i, j int) bool { return s.cidrs[i].bits > s.cidrs[j].bits })
-	return s
 }
 
 func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket) {
