@@ -14,9 +14,13 @@ import (
 
 // Cache carries what one compile can hand the next: each file's decoded documents and each
 // document's validation findings, so that a reload after one file changed decodes and validates
-// that file only. Cross-document analysis and the snapshot are always made anew, since one
-// document can change what is said about any other. Not for concurrent compiles.
+// that file only. Cross-document analysis is always made anew, since one document can change
+// what is said about any other; the snapshot reuses the last one's services and indexes where
+// their documents did not change (registry.BuildFrom). Not for concurrent compiles.
 type Cache struct {
+	// DeferAnalysis leaves the cross-document analysis, which only warns, to Result.Finish, so
+	// that a reload can serve its snapshot first.
+	DeferAnalysis bool
 	// Files keeps the decoded documents per file; its bound is config.DefaultCacheFiles.
 	Files *config.Cache
 	// findings are by spec, which the copies Load returns of a cached document share; only

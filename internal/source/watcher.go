@@ -107,6 +107,8 @@ func New(cfg Config) (*Watcher, *compile.Result, error) {
 	}
 	cfg.DebounceMax = max(cfg.DebounceMax, cfg.Debounce)
 	w := &Watcher{cfg: cfg, log: cfg.Logger, trigger: make(chan struct{}, 1), cache: compile.NewCache(), watched: map[string]bool{}, unwatchable: map[string]bool{}}
+	// A reload serves its snapshot before the analysis, which only warns, is finished.
+	w.cache.DeferAnalysis = true
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -127,6 +129,7 @@ func New(cfg Config) (*Watcher, *compile.Result, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	res.Finish()
 	w.cur = Status{Version: 1, LoadedAt: time.Now(), LastResult: Loaded}
 	w.serving(res)
 	w.publish()
@@ -317,6 +320,7 @@ func (w *Watcher) reload(content fingerprint, apply func(*compile.Result)) {
 		return
 	}
 	apply(res)
+	res.Finish()
 	w.servingContent = content
 	previous := w.cur.Services
 	w.cur.Version++

@@ -420,3 +420,28 @@ func TestWatcherReadsFilesThatNeverGoQuiet(t *testing.T) {
 	default:
 	}
 }
+
+func TestWatcherReportsTheAnalysisOfAReloadItServedFirst(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.yaml"), entry("a", "shared.example.com"))
+	h := start(t, Config{Paths: []string{dir}})
+	if d := h.w.Status().Diagnostics; len(d) != 0 {
+		t.Fatalf("one entry alone has findings: %v", d)
+	}
+	other := strings.Replace(entry("b", "shared.example.com"), "metadata: {name: b}", "metadata: {name: b, namespace: team}", 1)
+	write(t, filepath.Join(dir, "b.yaml"), other)
+	waitFor(t, "the second file is served", func() bool { return h.w.Status().Version >= 2 })
+	found := false
+	for _, d := range h.w.Status().Diagnostics {
+		found = found || strings.Contains(d.String(), "ME2003")
+	}
+	if !found {
+		t.Fatalf("the status after the reload lacks the host shared by two namespaces (ME2003): %v", h.w.Status().Diagnostics)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if last := h.applied[len(h.applied)-1]; len(last.Diagnostics) == 0 {
+		t.Fatal("the applied result was not given its analysis")
+	}
+}
