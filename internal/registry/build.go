@@ -22,9 +22,9 @@ type Snapshot struct {
 	// Documents are every valid document the snapshot was built from, all kinds.
 	Documents []*config.Document
 
-	exact    map[string][]*Service
-	wildcard map[string][]*Service // keyed by the suffix after "*."
-	ips      map[netip.Addr][]*Service
+	exact    layered[string]
+	wildcard layered[string] // keyed by the suffix after "*."
+	ips      layered[netip.Addr]
 	cidrs    []cidrBucket // longest prefix first
 	portOnly map[uint32][]*Service
 	byPort   map[uint32][]*Service
@@ -126,9 +126,9 @@ func (s *Snapshot) removedFrom(next map[*networking.ServiceEntry][]*Service) []*
 
 // indexAll builds every index from s.Services.
 func (s *Snapshot) indexAll(hosts int) {
-	s.exact = make(map[string][]*Service, hosts)
-	s.wildcard = map[string][]*Service{}
-	s.ips = map[netip.Addr][]*Service{}
+	s.exact.base = make(map[string][]*Service, hosts)
+	s.wildcard.base = map[string][]*Service{}
+	s.ips.base = map[netip.Addr][]*Service{}
 	s.portOnly = map[uint32][]*Service{}
 	s.byPort = map[uint32][]*Service{}
 	cidrIndex := map[[2]int]*cidrBucket{}
@@ -144,9 +144,9 @@ func (s *Snapshot) indexAll(hosts int) {
 func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket) {
 	if svc.Wildcard {
 		suffix := svc.Host[2:]
-		s.wildcard[suffix] = append(s.wildcard[suffix], svc)
+		s.wildcard.base[suffix] = append(s.wildcard.base[suffix], svc)
 	} else {
-		s.exact[svc.Host] = append(s.exact[svc.Host], svc)
+		s.exact.base[svc.Host] = append(s.exact.base[svc.Host], svc)
 	}
 	for _, p := range svc.Ports {
 		s.byPort[p.Number] = append(s.byPort[p.Number], svc)
@@ -156,7 +156,7 @@ func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket) {
 	}
 	for _, pfx := range svc.Addresses {
 		if pfx.IsSingleIP() {
-			s.ips[pfx.Addr()] = append(s.ips[pfx.Addr()], svc)
+			s.ips.base[pfx.Addr()] = append(s.ips.base[pfx.Addr()], svc)
 			continue
 		}
 		key := [2]int{pfx.Bits(), 0}

@@ -73,7 +73,7 @@ func (p precedence) less(a, b *Service) bool {
 // when the change is too large for that to pay or the documents' order cannot be told from
 // their files and lines.
 func (s *Snapshot) patchIndexes(prev *Snapshot, d *delta) bool {
-	if prev == nil || prev.exact == nil || (len(d.added)+len(d.removed))*maxPatchShare > len(s.Services)+1 {
+	if prev == nil || prev.exact.base == nil || (len(d.added)+len(d.removed))*maxPatchShare > len(s.Services)+1 {
 		return false
 	}
 	prec, ok := newPrecedence(s.Documents)
@@ -117,9 +117,9 @@ func (s *Snapshot) patchIndexes(prev *Snapshot, d *delta) bool {
 	for _, svc := range d.added {
 		touch(svc, true)
 	}
-	s.exact = patchMap(prev.exact, exact, gone, prec)
-	s.wildcard = patchMap(prev.wildcard, wild, gone, prec)
-	s.ips = patchMap(prev.ips, ips, gone, prec)
+	s.exact = prev.exact.patch(exact, gone, prec)
+	s.wildcard = prev.wildcard.patch(wild, gone, prec)
+	s.ips = prev.ips.patch(ips, gone, prec)
 	s.byPort = patchMap(prev.byPort, port, gone, prec)
 	s.portOnly = patchMap(prev.portOnly, portOnly, gone, prec)
 	s.cidrs = patchCIDRs(prev.cidrs, nets, gone, prec)
@@ -211,4 +211,67 @@ func patchCIDRs(prev []cidrBucket, adds map[netip.Prefix][]*Service, gone map[*S
 	}
 	slices.SortStableFunc(out, func(a, b cidrBucket) int { return b.bits - a.bits })
 	return out
+}
+
+// layered is an index too large to copy at every reload: a base map and an overlay of the keys
+// patched since (a nil list deletes the base's key). The overlay is folded into a new base once
+// it outgrows maxOverlay, so its copy stays small and the fold's cost is shared by many reloads.
+type layered[K comparable] struct {
+	base, over map[K][]*Service
+}
+
+// get returns the services of k.
+func (l *layered[K]) get(k K) []*Service {
+	if len(l.over) > 0 {
+		if list, ok := l.over[k]; ok {
+			return list
+		}
+	}
+	return l.base[k]
+}
+
+// all yields every key with services.
+func (l *layered[K]) all(yield func(K, []*Service) bool) {
+	for k, list := range l.over {
+		if len(list) > 0 && !yield(k, list) {
+			return
+		}
+	}
+	for k, list := range l.base {
+		if _, patched := l.over[k]; !patched && !yield(k, list) {
+			return
+		}
+	}
+}
+
+// maxOverlay is when a layered index is folded: past an eighth of the base, or 1,024 keys for a
+// small one, the lookups through it and its copies cost more than a fold.
+func maxOverlay(base int) int { return 1024 + base/8 }
+
+// patch returns l with the keys of adds rebuilt, as patchMap does, leaving l as it was.
+func (l *layered[K]) patch(adds map[K][]*Service, gone map[*Service]struct{}, prec precedence) layered[K] {
+	over := make(map[K][]*Service, len(l.over)+len(adds))
+	maps.Copy(over, l.over)
+	for k, add := range adds {
+		list := merge(l.get(k), gone, add, prec)
+		if len(list) == 0 {
+			list = nil
+		}
+		over[k] = list
+	}
+	if len(over) <= maxOverlay(len(l.base)) {
+		return layered[K]{base: l.base, over: over}
+	}
+	base := make(map[K][]*Service, len(l.base)+len(over))
+	for k, list := range l.all {
+		base[k] = list
+	}
+	for k, list := range over {
+		if list == nil {
+			delete(base, k)
+		} else {
+			base[k] = list
+		}
+	}
+	return layered[K]{base: base}
 }

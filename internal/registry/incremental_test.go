@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -143,17 +144,14 @@ func dumpIndexes(s *Snapshot) string {
 		}
 	}
 	fmt.Fprintf(&b, "services = %s\n", id(s.Services))
-	strKeys := func(m map[string][]*Service) []string {
-		return slices.Collect(func(y func(string) bool) {
-			for k := range m {
-				y(k)
-			}
-		})
-	}
-	section("exact", strKeys(s.exact), func(k string) []*Service { return s.exact[k] })
-	section("wildcard", strKeys(s.wildcard), func(k string) []*Service { return s.wildcard[k] })
 	other := map[string][]*Service{}
-	for k, v := range s.ips {
+	for k, v := range s.exact.all {
+		other["exact "+k] = v
+	}
+	for k, v := range s.wildcard.all {
+		other["wildcard "+k] = v
+	}
+	for k, v := range s.ips.all {
 		other["ip "+k.String()] = v
 	}
 	for k, v := range s.byPort {
@@ -170,7 +168,7 @@ func dumpIndexes(s *Snapshot) string {
 			other[fmt.Sprintf("cidr /%d v4=%v %s", bk.bits, bk.is4, k)] = v
 		}
 	}
-	section("", strKeys(other), func(k string) []*Service { return other[k] })
+	section("", slices.Collect(maps.Keys(other)), func(k string) []*Service { return other[k] })
 	return b.String()
 }
 
@@ -232,5 +230,44 @@ func checkChanges(t *testing.T, prev, next *Snapshot, added, removed []*Service)
 	}
 	if len(add) != len(added) || len(rem) != len(removed) || len(added)+len(before) != len(after)+len(removed) {
 		t.Fatalf("%d added and %d removed from %d services make %d", len(added), len(removed), len(before), len(after))
+	}
+}
+
+func TestBuildFromFoldsAGrownOverlayAndStillIndexesAsAFreshBuildDoes(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(3, 5))
+	c := &editConfig{files: map[string][]editEntry{}}
+	spec := func(i int) *networking.ServiceEntry {
+		se := randomSpec(r)
+		se.Hosts = []string{fmt.Sprintf("u%d.example.com", i)}
+		return se
+	}
+	for f := range 50 {
+		for j := range 100 {
+			c.files[fmt.Sprintf("f%02d.yaml", f)] = append(c.files[fmt.Sprintf("f%02d.yaml", f)], editEntry{name: fmt.Sprintf("se-%d-%d", f, j), ns: "default", spec: spec(f*100 + j)})
+		}
+	}
+	prev := Build(c.load(), 1)
+	folded := false
+	for step := range 8 {
+		// Three files of new hosts each time: 600 keys patched, past the overlay's bound in three.
+		for k := range 3 {
+			f := fmt.Sprintf("f%02d.yaml", (step*3+k)%50)
+			list := slices.Clone(c.files[f])
+			for j := range list {
+				list[j].spec = spec(10_000*(step+1) + k*100 + j)
+			}
+			c.files[f] = list
+		}
+		docs := c.load()
+		snap := BuildFrom(prev, docs, uint64(step+2))
+		if got, want := dumpIndexes(snap), dumpIndexes(Build(docs, 0)); got != want {
+			t.Fatalf("step %d: the incremental build differs from a fresh one", step)
+		}
+		folded = folded || (len(prev.exact.over) > 0 && len(snap.exact.over) == 0)
+		prev = snap
+	}
+	if !folded {
+		t.Fatal("the overlay was never folded into its base; the test does not reach that path")
 	}
 }
