@@ -28,8 +28,8 @@ type Snapshot struct {
 	cidrs    []cidrBucket // longest prefix first
 	portOnly map[uint32][]*Service
 	byPort   map[uint32][]*Service
-	// bySpec are the services each ServiceEntry spec made, for BuildFrom to reuse.
-	bySpec map[*networking.ServiceEntry][]*Service
+	// byFile are the services each file's ServiceEntries made, for BuildFrom to reuse.
+	byFile map[string]*fileServices
 	// delta is what BuildFrom changed against its prev, nil for a Build.
 	delta *delta
 }
@@ -59,20 +59,31 @@ func BuildFrom(prev *Snapshot, docs []*config.Document, version uint64, opts ...
 		prev = nil
 	}
 	s := &Snapshot{Version: version, Documents: docs}
-	var entries []*config.Document
+	entries := make([]entryServices, 0, len(docs))
 	hosts := 0
 	for _, d := range docs {
 		if se := d.ServiceEntry(); se != nil {
-			entries = append(entries, d)
+			entries = append(entries, entryServices{doc: d})
 			hosts += len(se.GetHosts())
 		}
 	}
+	// In load order, file by file, so that each file's services are found with one lookup.
+	s.byFile = make(map[string]*fileServices, len(prev.filesOr(nil))+1)
+	twice := false
+	for i := 0; i < len(entries); {
+		j := i
+		for j < len(entries) && entries[j].doc.File == entries[i].doc.File {
+			j++
+		}
+		twice = s.reuseFile(prev, entries[i:j]) || twice
+		i = j
+	}
 	// Load order is already precedence order unless creation times say otherwise.
-	older := func(a, b *config.Document) int {
+	older := func(a, b entryServices) int {
 		switch {
-		case a.OlderThan(b):
+		case a.doc.OlderThan(b.doc):
 			return -1
-		case b.OlderThan(a):
+		case b.doc.OlderThan(a.doc):
 			return 1
 		}
 		return 0
@@ -80,26 +91,22 @@ func BuildFrom(prev *Snapshot, docs []*config.Document, version uint64, opts ...
 	if !slices.IsSortedFunc(entries, older) {
 		slices.SortStableFunc(entries, older)
 	}
-	// Sized once: growing maps and slices of 200,000 services was a third of the build.
+	// Sized once: growing slices of 200,000 services was a third of the build.
 	s.Services = make([]*Service, 0, hosts)
-	s.bySpec = make(map[*networking.ServiceEntry][]*Service, len(entries))
 	d := &delta{}
-	for _, doc := range entries {
-		svcs := prev.servicesFor(doc)
-		if svcs == nil {
-			svcs = servicesOf(doc)
-			d.added = append(d.added, svcs...)
+	for _, e := range entries {
+		if e.fresh {
+			d.added = append(d.added, e.svcs...)
 		}
-		s.bySpec[doc.ServiceEntry()] = svcs
-		s.Services = append(s.Services, svcs...)
+		s.Services = append(s.Services, e.svcs...)
 	}
 	if o.autoAddresses != nil {
 		assignAutoAddresses(s.Services, o.autoAddresses)
 	}
-	// A spec given twice (a file named twice) makes its services twice, which only a full
-	// build indexes as it always did.
-	if prev != nil && len(s.bySpec) == len(entries) {
-		d.removed = prev.removedFrom(s.bySpec)
+	// A file named twice makes its services twice, which only a full build indexes as it
+	// always did.
+	if prev != nil && !twice {
+		d.removed = prev.removedFrom(s.byFile)
 		d.base = weak.Make(prev)
 		if s.patchIndexes(prev, d) {
 			s.delta = d
@@ -107,18 +114,96 @@ func BuildFrom(prev *Snapshot, docs []*config.Document, version uint64, opts ...
 		}
 	}
 	s.indexAll(hosts)
-	if prev != nil && d.base.Value() == prev {
+	if prev != nil && !twice {
 		s.delta = d
 	}
 	return s
 }
 
-// removedFrom lists the services of s that next no longer has.
-func (s *Snapshot) removedFrom(next map[*networking.ServiceEntry][]*Service) []*Service {
+// entryServices is one ServiceEntry document of a build with its services; fresh says they
+// were made by this build rather than taken from the previous snapshot.
+type entryServices struct {
+	doc   *config.Document
+	svcs  []*Service
+	fresh bool
+}
+
+// fileServices are the services of one file's ServiceEntries, in their order, with the specs
+// they were made from: a file decoded again has new specs, so a match proves them current.
+type fileServices struct {
+	specs []*networking.ServiceEntry
+	svcs  [][]*Service
+}
+
+// filesOr returns s's services by file, or def for a nil s.
+func (s *Snapshot) filesOr(def map[string]*fileServices) map[string]*fileServices {
+	if s == nil {
+		return def
+	}
+	return s.byFile
+}
+
+// reuseFile gives the entries of one file the services prev made from the same specs, or new
+// ones, and records them in s.byFile. It reports whether the file was met before in this build.
+func (s *Snapshot) reuseFile(prev *Snapshot, entries []entryServices) (twice bool) {
+	file := entries[0].doc.File
+	var old *fileServices
+	if prev != nil {
+		old = prev.byFile[file]
+	}
+	reusable := func(k int) bool {
+		return old != nil && k < len(old.specs) && old.specs[k] == entries[k].doc.ServiceEntry() && sameSource(old.svcs[k], entries[k].doc)
+	}
+	same := old != nil && len(old.specs) == len(entries)
+	for k := 0; same && k < len(entries); k++ {
+		same = reusable(k)
+	}
+	fs := old // unchanged: shared, which also tells removedFrom to look no further
+	if !same {
+		fs = &fileServices{specs: make([]*networking.ServiceEntry, len(entries)), svcs: make([][]*Service, len(entries))}
+	}
+	for k := range entries {
+		e := &entries[k]
+		if same || reusable(k) {
+			e.svcs = old.svcs[k]
+		} else {
+			e.svcs, e.fresh = servicesOf(e.doc), true
+		}
+		if !same {
+			fs.specs[k], fs.svcs[k] = e.doc.ServiceEntry(), e.svcs
+		}
+	}
+	if _, seen := s.byFile[file]; seen {
+		return true
+	}
+	s.byFile[file] = fs
+	return false
+}
+
+// sameSource reports whether svcs were made from a document of d's name and place.
+func sameSource(svcs []*Service, d *config.Document) bool {
+	if len(svcs) == 0 {
+		return false
+	}
+	src := svcs[0].Source
+	return svcs[0].Namespace == d.Namespace && svcs[0].Entry == d.Name && src != nil && src.File == d.File && src.Line == d.Line
+}
+
+// removedFrom lists the services of s that next, by file, no longer has.
+func (s *Snapshot) removedFrom(next map[string]*fileServices) []*Service {
 	var out []*Service
-	for spec, svcs := range s.bySpec {
-		if cur, ok := next[spec]; len(svcs) > 0 && (!ok || len(cur) == 0 || &cur[0] != &svcs[0]) {
-			out = append(out, svcs...)
+	for file, old := range s.byFile {
+		cur := next[file]
+		if cur == old {
+			continue
+		}
+		for k, svcs := range old.svcs {
+			if len(svcs) == 0 {
+				continue
+			}
+			if cur == nil || k >= len(cur.svcs) || len(cur.svcs[k]) == 0 || &cur.svcs[k][0] != &svcs[0] {
+				out = append(out, svcs...)
+			}
 		}
 	}
 	return out
@@ -170,23 +255,6 @@ func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket) {
 		}
 		b.nets[pfx] = append(b.nets[pfx], svc)
 	}
-}
-
-// servicesFor returns the services s made from d's spec for a document of the same name and
-// place, or nil.
-func (s *Snapshot) servicesFor(d *config.Document) []*Service {
-	if s == nil {
-		return nil
-	}
-	svcs := s.bySpec[d.ServiceEntry()]
-	if len(svcs) == 0 {
-		return nil
-	}
-	if src := svcs[0].Source; svcs[0].Namespace != d.Namespace || svcs[0].Entry != d.Name ||
-		src == nil || src.File != d.File || src.Line != d.Line {
-		return nil
-	}
-	return svcs
 }
 
 // servicesOf expands one ServiceEntry into a service per host sharing ports, endpoints and addresses.
