@@ -27,11 +27,13 @@ const maxStdinBytes = 64 << 20
 type reloadFlags struct {
 	checkInterval time.Duration
 	debounce      time.Duration
+	debounceMax   time.Duration
 }
 
 func (r *reloadFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&r.checkInterval, "config-check-interval", source.DefaultCheckInterval, "how often the -f files are fingerprinted (names, sizes, times, contents) to catch changes that sent no file event, as on some volume mounts; 0 disables it")
 	fl.DurationVar(&r.debounce, "reload-debounce", source.DefaultDebounce, "quiet time after a file event before the files are read, so one save that writes several times makes one reload")
+	fl.DurationVar(&r.debounceMax, "reload-debounce-max", source.DefaultDebounceMax, "longest wait after the first file event before the files are read, however busy the writer")
 }
 
 // loadSource compiles the -f inputs for startup as version 1 and returns the Watcher that will
@@ -40,8 +42,8 @@ func loadSource(cmd *cobra.Command, f *runFlags, log *slog.Logger, opts ...compi
 	if len(f.src.files) == 0 && !f.kube.enabled {
 		return nil, nil, usageError("no config given: pass -f FILE, -f FOLDER or -f -, or --kube")
 	}
-	if f.reload.checkInterval < 0 || f.reload.debounce < 0 {
-		return nil, nil, usageError("--config-check-interval and --reload-debounce must not be negative")
+	if f.reload.checkInterval < 0 || f.reload.debounce < 0 || f.reload.debounceMax < 0 {
+		return nil, nil, usageError("--config-check-interval, --reload-debounce and --reload-debounce-max must not be negative")
 	}
 	var stdin []byte
 	if slices.Contains(f.src.files, "-") {
@@ -55,7 +57,7 @@ func loadSource(cmd *cobra.Command, f *runFlags, log *slog.Logger, opts ...compi
 		stdin = b
 	}
 	w, res, err := source.New(source.Config{Paths: f.src.files, Namespace: f.src.namespace, Stdin: stdin,
-		CheckInterval: f.reload.checkInterval, Debounce: f.reload.debounce, Logger: log, Compile: opts})
+		CheckInterval: f.reload.checkInterval, Debounce: f.reload.debounce, DebounceMax: f.reload.debounceMax, Logger: log, Compile: opts})
 	if err != nil {
 		return nil, nil, &exitError{code: 2, err: err}
 	}

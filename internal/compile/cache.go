@@ -14,21 +14,27 @@ import (
 
 // Cache carries what one compile can hand the next: each file's decoded documents and each
 // document's validation findings, so that a reload after one file changed decodes and validates
-// that file only. Cross-document analysis and the snapshot are always made anew, since one
-// document can change what is said about any other. Not for concurrent compiles.
+// that file only. Cross-document analysis is always made anew, since one document can change
+// what is said about any other; the snapshot reuses the last one's services and indexes where
+// their documents did not change (registry.BuildFrom). Not for concurrent compiles.
 type Cache struct {
+	// DeferAnalysis leaves the cross-document analysis, which only warns, to Result.Finish, so
+	// that a reload can serve its snapshot first.
+	DeferAnalysis bool
 	// Files keeps the decoded documents per file; its bound is config.DefaultCacheFiles.
 	Files *config.Cache
-	// findings are by spec, which the copies Load returns of a cached document share; only
-	// the specs of the last compile are kept, so it holds no more than one config's worth.
-	findings map[proto.Message][]diag.Diagnostic
+	// findings are by file, with the specs they are of, which the copies Load returns of a
+	// cached document share; only the last compile's are kept, one config's worth.
+	findings map[string]*fileFindings
+	// last is where lookup is, within one compile.
+	last *fileCursor
 	// prev is the last snapshot built, whose services the next build reuses.
 	prev *registry.Snapshot
 }
 
 // NewCache returns an empty cache.
 func NewCache() *Cache {
-	return &Cache{Files: config.NewCache(0), findings: map[proto.Message][]diag.Diagnostic{}}
+	return &Cache{Files: config.NewCache(0), findings: map[string]*fileFindings{}}
 }
 
 // Paths is the package's Paths, reusing what the cache holds and keeping what it made.
@@ -46,7 +52,7 @@ func validateAll(docs []*config.Document, c *Cache) [][]diag.Diagnostic {
 	out := make([][]diag.Diagnostic, len(docs))
 	todo := make([]int, 0, len(docs))
 	for i, d := range docs {
-		if f, ok := c.lookup(d); ok {
+		if f, ok := c.lookup(i, d); ok {
 			out[i] = f
 			continue
 		}
@@ -63,21 +69,61 @@ func validateAll(docs []*config.Document, c *Cache) [][]diag.Diagnostic {
 	}
 	wg.Wait()
 	if c != nil {
-		next := make(map[proto.Message][]diag.Diagnostic, len(docs))
-		for i, d := range docs {
-			if d.Spec != nil {
-				next[d.Spec] = out[i]
-			}
-		}
-		c.findings = next
+		c.keep(docs, out)
 	}
 	return out
 }
 
-func (c *Cache) lookup(d *config.Document) ([]diag.Diagnostic, bool) {
+// fileFindings are the findings of one file's documents, in their order, with the specs they
+// are of: a file decoded again has new specs, so a match proves the findings current.
+type fileFindings struct {
+	specs    []proto.Message
+	findings [][]diag.Diagnostic
+}
+
+// lookup returns the findings of d, docs[i], when the last compile validated its spec.
+func (c *Cache) lookup(i int, d *config.Document) ([]diag.Diagnostic, bool) {
 	if c == nil || d.Spec == nil {
 		return nil, false
 	}
-	f, ok := c.findings[d.Spec]
-	return f, ok
+	if c.last == nil || c.last.file != d.File {
+		c.last = &fileCursor{file: d.File, ff: c.findings[d.File], first: i}
+	}
+	ff, at := c.last.ff, i-c.last.first
+	if ff == nil || at >= len(ff.specs) || ff.specs[at] != d.Spec {
+		return nil, false
+	}
+	return ff.findings[at], true
+}
+
+// fileCursor is the file lookup is in: documents come file by file, so one map lookup serves
+// all of a file's documents.
+type fileCursor struct {
+	file  string
+	ff    *fileFindings
+	first int
+}
+
+// keep makes the findings of docs those the cache holds, by file: one config's worth.
+func (c *Cache) keep(docs []*config.Document, out [][]diag.Diagnostic) {
+	c.last = nil
+	next := make(map[string]*fileFindings, len(c.findings))
+	for i := 0; i < len(docs); {
+		j := i
+		for j < len(docs) && docs[j].File == docs[i].File {
+			j++
+		}
+		ff := &fileFindings{specs: make([]proto.Message, j-i), findings: out[i:j:j]}
+		for k := i; k < j; k++ {
+			ff.specs[k-i] = docs[k].Spec
+		}
+		if _, twice := next[docs[i].File]; twice {
+			// A file whose documents are not together (named twice) is not cached.
+			next[docs[i].File] = &fileFindings{}
+		} else {
+			next[docs[i].File] = ff
+		}
+		i = j
+	}
+	c.findings = next
 }

@@ -17,6 +17,20 @@ type Result struct {
 	// Documents counts the documents read, valid or not; Files the files read.
 	Documents int
 	Files     int
+	// analyse is the cross-document analysis a Cache with DeferAnalysis left for Finish.
+	analyse func() []diag.Diagnostic
+}
+
+// Finish runs the cross-document analysis a Cache with DeferAnalysis set left out, adding its
+// warnings to Diagnostics; it does nothing for any other result, or when called again. Not for
+// concurrent use with readers of Diagnostics.
+func (r *Result) Finish() {
+	if r.analyse == nil {
+		return
+	}
+	r.Diagnostics = append(r.Diagnostics, r.analyse()...)
+	r.analyse = nil
+	diag.Sort(r.Diagnostics)
 }
 
 // Errors counts the findings that rejected a document.
@@ -84,7 +98,12 @@ func documents(loaded config.Result, version uint64, c *Cache, opts ...Option) *
 		res.Snapshot = registry.Build(valid, version, registry.WithAutoAddresses(o.autoAddresses))
 		res.Diagnostics = append(res.Diagnostics, unallocated(res.Snapshot)...)
 	case c != nil:
-		res.Diagnostics = append(res.Diagnostics, validate.Analyze(valid)...)
+		// The analysis only warns, so a reload may serve before it: it walks every document,
+		// which a reload after one file changed otherwise does nowhere.
+		res.analyse = func() []diag.Diagnostic { return validate.Analyze(valid) }
+		if !c.DeferAnalysis {
+			res.Finish()
+		}
 		res.Snapshot = registry.BuildFrom(c.prev, valid, version)
 		c.prev = res.Snapshot
 	default:

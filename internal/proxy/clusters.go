@@ -67,43 +67,102 @@ type epCounters struct {
 }
 
 // endpointCounts keeps the counters of every endpoint by health key, so that totals survive a
-// reload for the endpoints that stay. The map is replaced whole on Update (copy on write) and
+// reload for the endpoints that stay. The set is replaced whole on Update (copy on write) and
 // only read on the data path, where a map lookup by string allocates nothing. An address shared
 // by several clusters shares one set of counters, since the engine reports requests by pool key.
 type endpointCounts struct {
-	byKey atomic.Pointer[map[string]*epCounters]
-	mu    sync.Mutex // serializes retain
+	set atomic.Pointer[counterSet]
+	mu  sync.Mutex // serializes retain and change
 }
+
+// counterSet is a large base map and a small overlay of the keys changed since it was made (a
+// nil value deletes the base's), so that a reload which changes a few keys copies the overlay
+// only; the overlay is folded into a new base once it grows past maxOverlay.
+type counterSet struct {
+	base, over map[string]*epCounters
+}
+
+// get returns the counters of k, nil when k has none.
+func (s *counterSet) get(k string) *epCounters {
+	if s == nil {
+		return nil
+	}
+	if e, ok := s.over[k]; ok {
+		return e
+	}
+	return s.base[k]
+}
+
+// maxOverlay is when a counterSet's overlay is folded into its base: past an eighth of the base,
+// or 1,024 keys for a small one, lookups through it would cost more than the copy.
+func maxOverlay(base int) int { return 1024 + base/8 }
 
 // retain makes the counter set the keys in live: counters of keys that stay are kept, new keys
 // start at zero, the rest are dropped with their endpoints.
-func (c *endpointCounts) retain(live map[string]struct{}) {
+func (c *endpointCounts) retain(live func(yield func(string) bool), size int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	next := make(map[string]*epCounters, len(live))
-	var old map[string]*epCounters
-	if p := c.byKey.Load(); p != nil {
-		old = *p
-	}
+	old := c.set.Load()
+	next := make(map[string]*epCounters, size)
 	for k := range live {
-		if e, ok := old[k]; ok {
+		if e := old.get(k); e != nil {
 			next[k] = e
 		} else {
 			next[k] = new(epCounters)
 		}
 	}
-	c.byKey.Store(&next)
+	c.set.Store(&counterSet{base: next})
+}
+
+// change moves the keys in keys to where lives says: kept (new ones from zero) or dropped.
+func (c *endpointCounts) change(keys []string, lives func(string) bool) {
+	if len(keys) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.set.Load()
+	if old == nil {
+		old = &counterSet{}
+	}
+	next := &counterSet{base: old.base, over: make(map[string]*epCounters, len(old.over)+len(keys))}
+	for k, e := range old.over {
+		next.over[k] = e
+	}
+	for _, k := range keys {
+		switch e := old.get(k); {
+		case lives(k) && e == nil:
+			next.over[k] = new(epCounters)
+		case !lives(k) && e != nil:
+			if _, inBase := old.base[k]; inBase {
+				next.over[k] = nil
+			} else {
+				delete(next.over, k)
+			}
+		}
+	}
+	if len(next.over) > maxOverlay(len(next.base)) {
+		base := make(map[string]*epCounters, len(next.base)+len(next.over))
+		for k, e := range next.base {
+			if _, changed := next.over[k]; !changed {
+				base[k] = e
+			}
+		}
+		for k, e := range next.over {
+			if e != nil {
+				base[k] = e
+			}
+		}
+		next = &counterSet{base: base}
+	}
+	c.set.Store(next)
 }
 
 // of returns the counters of the endpoint a pool key names, nil for traffic that is not to one
 // of ours (passthrough, the application's own destination).
 func (c *endpointCounts) of(key string) *epCounters {
-	p := c.byKey.Load()
-	if p == nil {
-		return nil
-	}
 	ep, _ := splitKey(key)
-	return (*p)[ep]
+	return c.set.Load().get(ep)
 }
 
 // requestRouted counts an HTTP request attempt sent to the upstream of key; requestDone ends it.

@@ -76,15 +76,10 @@ func (p *Proxy) healthOf(port *registry.Port) *balance.Health {
 	return p.health
 }
 
-// drRetain keeps the per-cluster state of the clusters snap still has.
-func (p *Proxy) drRetain(snap *registry.Snapshot) {
-	live := map[string]struct{}{}
-	for _, svc := range snap.Services {
-		for i := range svc.Ports {
-			live[svc.Ports[i].Cluster] = struct{}{}
-		}
-	}
-	keep := func(c string) bool { _, ok := live[c]; return ok }
+// drRetain keeps the per-cluster state of the clusters the serving snapshot still has. The
+// state is of the clusters that have a DestinationRule and were used, so the walk is short.
+func (p *Proxy) drRetain() {
+	keep := func(c string) bool { _, ok := p.live.clusters[c]; return ok }
 	p.dr.healthSet().Retain(keep)
 	p.dr.limits.retain(keep)
 }

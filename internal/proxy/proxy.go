@@ -81,11 +81,13 @@ type Proxy struct {
 	table    atomic.Pointer[table]
 	// updateMu keeps Updates from overlapping (see update.go).
 	updateMu sync.Mutex
-	pool     *httpfwd.Pool
-	forward  *httpfwd.Server
-	capture  *httpfwd.Server
-	sec      guard
-	stats    counters
+	// live is what the serving snapshot holds, for Update's carry-over (live.go).
+	live    liveState
+	pool    *httpfwd.Pool
+	forward *httpfwd.Server
+	capture *httpfwd.Server
+	sec     guard
+	stats   counters
 	// counts are the per-endpoint counters the admin API shows (Clusters).
 	counts endpointCounts
 	// connLimit is the cap shared by every listener; nil when there is none.

@@ -158,38 +158,6 @@ func healthKey(ep *registry.Endpoint) string {
 	return ep.Dial()
 }
 
-// liveHealthKeys lists the health keys worth keeping once snap replaces old: every endpoint of
-// snap, and the resolved addresses of its DNS endpoints that old had already resolved, so that
-// endpoints which stay keep their failure streaks and ejections.
-func liveHealthKeys(old *table, snap *registry.Snapshot) map[string]struct{} {
-	live := map[string]struct{}{}
-	for _, svc := range snap.Services {
-		for i := range svc.Ports {
-			for j := range svc.Ports[i].Endpoints {
-				live[healthKey(&svc.Ports[i].Endpoints[j])] = struct{}{}
-			}
-		}
-	}
-	if old == nil {
-		return live
-	}
-	for _, v := range old.routes.Range {
-		r := v.(*route)
-		for i := range r.eps {
-			e := &r.eps[i]
-			set := e.resolved.Load()
-			if _, ok := live[e.key]; !ok || set == nil {
-				continue
-			}
-			for _, up := range set.ups {
-				_, addr := splitKey(up.Key)
-				live[addr] = struct{}{}
-			}
-		}
-	}
-	return live
-}
-
 // upstream returns the upstream for endpoint i, resolving a DNS name through the resolver's cache.
 // Of a name's addresses it takes the next in turn, passing over ejected ones and, on a retry, those
 // whose last connect failed, so one dead address of a name costs a retry, then nothing once ejected.

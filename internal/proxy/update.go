@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	"github.com/meshentry/meshentry/internal/registry"
-	"github.com/meshentry/meshentry/internal/resolve"
 )
 
 // Update makes snap the snapshot every new request and connection is matched against. What
@@ -17,24 +16,41 @@ func (p *Proxy) Update(snap *registry.Snapshot) {
 	p.updateMu.Lock()
 	defer p.updateMu.Unlock()
 	old := p.table.Load()
-	live := liveHealthKeys(old, snap)
+	oldNames := p.live.names // after a whole recount, what went is told by comparing the two
+	ch := p.live.advance(snap)
+	if !ch.full {
+		oldNames = nil
+	}
+	p.live.keepResolved(p.live.resolvedOf(old), &ch)
+	live := p.live.lives
 	// The pool is told first: a request still running on the old snapshot then hands its
 	// connection to an endpoint that is gone back to a pool that closes it.
 	if n := p.pool.Retain(func(key string) bool { return pooledKeyLives(key, live) }); n > 0 {
 		p.log.Debug("closed idle upstream connections of endpoints that are gone", "connections", n)
 	}
 	p.table.Store(p.newTable(snap))
-	p.counts.retain(live)
-	p.drRetain(snap)
-	if n := p.health.Retain(func(key string) bool { _, ok := live[key]; return ok }); n > 0 {
+	if ch.full {
+		p.counts.retain(p.live.keys, len(p.live.health)+len(p.live.resolved))
+	} else {
+		p.counts.change(ch.health, live)
+	}
+	p.drRetain()
+	if n := p.health.Retain(live); n > 0 {
 		p.log.Debug("dropped health records of endpoints that are gone", "records", n)
 	}
 	if old == nil || p.cfg.Resolver == nil {
 		return
 	}
-	gone := namesOf(old.snap)
-	for name := range namesOf(snap) {
-		delete(gone, name)
+	gone := map[string]struct{}{}
+	for _, name := range ch.names {
+		if _, ok := p.live.names[name]; !ok {
+			gone[name] = struct{}{}
+		}
+	}
+	for name := range oldNames {
+		if _, ok := p.live.names[name]; !ok {
+			gone[name] = struct{}{}
+		}
 	}
 	if len(gone) == 0 {
 		return
@@ -47,30 +63,10 @@ func (p *Proxy) Update(snap *registry.Snapshot) {
 // pooledKeyLives reports whether a pool key still leads to an endpoint of the new snapshot. Keys
 // of destinations the application chose (NONE, ALLOW_ANY) belong to no endpoint and are kept;
 // a DNS endpoint's key "name:port|ip:port" lives while its name:port does.
-func pooledKeyLives(key string, live map[string]struct{}) bool {
+func pooledKeyLives(key string, live func(string) bool) bool {
 	if strings.HasPrefix(key, originalKeyPrefix) {
 		return true
 	}
 	ep, _ := splitKey(key)
-	_, ok := live[ep]
-	return ok
-}
-
-// namesOf lists the names a snapshot makes the proxy resolve, in the resolver's cache form: its
-// DNS endpoints, and the hosts of its services, which NONE and DYNAMIC_DNS resolve as asked.
-func namesOf(snap *registry.Snapshot) map[string]struct{} {
-	names := map[string]struct{}{}
-	for _, svc := range snap.Services {
-		if !svc.Wildcard {
-			names[resolve.CacheKey(svc.Host)] = struct{}{}
-		}
-		for i := range svc.Ports {
-			for j := range svc.Ports[i].Endpoints {
-				if ep := &svc.Ports[i].Endpoints[j]; !ep.Unix && !ep.IP.IsValid() {
-					names[resolve.CacheKey(ep.Address)] = struct{}{}
-				}
-			}
-		}
-	}
-	return names
+	return live(ep)
 }

@@ -2,9 +2,11 @@ package registry
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"weak"
 
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -20,14 +22,16 @@ type Snapshot struct {
 	// Documents are every valid document the snapshot was built from, all kinds.
 	Documents []*config.Document
 
-	exact    map[string][]*Service
-	wildcard map[string][]*Service // keyed by the suffix after "*."
-	ips      map[netip.Addr][]*Service
+	exact    layered[string]
+	wildcard layered[string] // keyed by the suffix after "*."
+	ips      layered[netip.Addr]
 	cidrs    []cidrBucket // longest prefix first
 	portOnly map[uint32][]*Service
 	byPort   map[uint32][]*Service
-	// bySpec are the services each ServiceEntry spec made, for BuildFrom to reuse.
-	bySpec map[*networking.ServiceEntry][]*Service
+	// byFile are the services each file's ServiceEntries made, for BuildFrom to reuse.
+	byFile map[string]*fileServices
+	// delta is what BuildFrom changed against its prev, nil for a Build.
+	delta *delta
 }
 
 type cidrBucket struct {
@@ -54,39 +58,164 @@ func BuildFrom(prev *Snapshot, docs []*config.Document, version uint64, opts ...
 	if o.autoAddresses != nil {
 		prev = nil
 	}
-	s := &Snapshot{
-		Version:   version,
-		Documents: docs,
-		exact:     map[string][]*Service{},
-		wildcard:  map[string][]*Service{},
-		ips:       map[netip.Addr][]*Service{},
-		portOnly:  map[uint32][]*Service{},
-		byPort:    map[uint32][]*Service{},
-	}
-	var entries []*config.Document
+	s := &Snapshot{Version: version, Documents: docs}
+	entries := make([]entryServices, 0, len(docs))
 	hosts := 0
 	for _, d := range docs {
 		if se := d.ServiceEntry(); se != nil {
-			entries = append(entries, d)
+			entries = append(entries, entryServices{doc: d})
 			hosts += len(se.GetHosts())
 		}
 	}
-	sort.SliceStable(entries, func(i, j int) bool { return entries[i].OlderThan(entries[j]) })
-	// Sized once: growing maps and slices of 200,000 services was a third of the build.
-	s.Services = make([]*Service, 0, hosts)
-	s.exact = make(map[string][]*Service, hosts)
-	s.bySpec = make(map[*networking.ServiceEntry][]*Service, len(entries))
-	for _, d := range entries {
-		svcs := prev.servicesFor(d)
-		if svcs == nil {
-			svcs = servicesOf(d)
+	// In load order, file by file, so that each file's services are found with one lookup.
+	s.byFile = make(map[string]*fileServices, len(prev.filesOr(nil))+1)
+	twice := false
+	for i := 0; i < len(entries); {
+		j := i
+		for j < len(entries) && entries[j].doc.File == entries[i].doc.File {
+			j++
 		}
-		s.bySpec[d.ServiceEntry()] = svcs
-		s.Services = append(s.Services, svcs...)
+		twice = s.reuseFile(prev, entries[i:j]) || twice
+		i = j
+	}
+	// Load order is already precedence order unless creation times say otherwise.
+	older := func(a, b entryServices) int {
+		switch {
+		case a.doc.OlderThan(b.doc):
+			return -1
+		case b.doc.OlderThan(a.doc):
+			return 1
+		}
+		return 0
+	}
+	if !slices.IsSortedFunc(entries, older) {
+		slices.SortStableFunc(entries, older)
+	}
+	// Sized once: growing slices of 200,000 services was a third of the build.
+	s.Services = make([]*Service, 0, hosts)
+	d := &delta{}
+	for _, e := range entries {
+		if e.fresh {
+			d.added = append(d.added, e.svcs...)
+		}
+		s.Services = append(s.Services, e.svcs...)
 	}
 	if o.autoAddresses != nil {
 		assignAutoAddresses(s.Services, o.autoAddresses)
 	}
+	// A file named twice makes its services twice, which only a full build indexes as it
+	// always did.
+	if prev != nil && !twice {
+		d.removed = prev.removedFrom(s.byFile)
+		d.base = weak.Make(prev)
+		if s.patchIndexes(prev, d) {
+			s.delta = d
+			return s
+		}
+	}
+	s.indexAll(hosts)
+	if prev != nil && !twice {
+		s.delta = d
+	}
+	return s
+}
+
+// entryServices is one ServiceEntry document of a build with its services; fresh says they
+// were made by this build rather than taken from the previous snapshot.
+type entryServices struct {
+	doc   *config.Document
+	svcs  []*Service
+	fresh bool
+}
+
+// fileServices are the services of one file's ServiceEntries, in their order, with the specs
+// they were made from: a file decoded again has new specs, so a match proves them current.
+type fileServices struct {
+	specs []*networking.ServiceEntry
+	svcs  [][]*Service
+}
+
+// filesOr returns s's services by file, or def for a nil s.
+func (s *Snapshot) filesOr(def map[string]*fileServices) map[string]*fileServices {
+	if s == nil {
+		return def
+	}
+	return s.byFile
+}
+
+// reuseFile gives the entries of one file the services prev made from the same specs, or new
+// ones, and records them in s.byFile. It reports whether the file was met before in this build.
+func (s *Snapshot) reuseFile(prev *Snapshot, entries []entryServices) (twice bool) {
+	file := entries[0].doc.File
+	var old *fileServices
+	if prev != nil {
+		old = prev.byFile[file]
+	}
+	reusable := func(k int) bool {
+		return old != nil && k < len(old.specs) && old.specs[k] == entries[k].doc.ServiceEntry() && sameSource(old.svcs[k], entries[k].doc)
+	}
+	same := old != nil && len(old.specs) == len(entries)
+	for k := 0; same && k < len(entries); k++ {
+		same = reusable(k)
+	}
+	fs := old // unchanged: shared, which also tells removedFrom to look no further
+	if !same {
+		fs = &fileServices{specs: make([]*networking.ServiceEntry, len(entries)), svcs: make([][]*Service, len(entries))}
+	}
+	for k := range entries {
+		e := &entries[k]
+		if same || reusable(k) {
+			e.svcs = old.svcs[k]
+		} else {
+			e.svcs, e.fresh = servicesOf(e.doc), true
+		}
+		if !same {
+			fs.specs[k], fs.svcs[k] = e.doc.ServiceEntry(), e.svcs
+		}
+	}
+	if _, seen := s.byFile[file]; seen {
+		return true
+	}
+	s.byFile[file] = fs
+	return false
+}
+
+// sameSource reports whether svcs were made from a document of d's name and place.
+func sameSource(svcs []*Service, d *config.Document) bool {
+	if len(svcs) == 0 {
+		return false
+	}
+	src := svcs[0].Source
+	return svcs[0].Namespace == d.Namespace && svcs[0].Entry == d.Name && src != nil && src.File == d.File && src.Line == d.Line
+}
+
+// removedFrom lists the services of s that next, by file, no longer has.
+func (s *Snapshot) removedFrom(next map[string]*fileServices) []*Service {
+	var out []*Service
+	for file, old := range s.byFile {
+		cur := next[file]
+		if cur == old {
+			continue
+		}
+		for k, svcs := range old.svcs {
+			if len(svcs) == 0 {
+				continue
+			}
+			if cur == nil || k >= len(cur.svcs) || len(cur.svcs[k]) == 0 || &cur.svcs[k][0] != &svcs[0] {
+				out = append(out, svcs...)
+			}
+		}
+	}
+	return out
+}
+
+// indexAll builds every index from s.Services.
+func (s *Snapshot) indexAll(hosts int) {
+	s.exact.base = make(map[string][]*Service, hosts)
+	s.wildcard.base = map[string][]*Service{}
+	s.ips.base = map[netip.Addr][]*Service{}
+	s.portOnly = map[uint32][]*Service{}
+	s.byPort = map[uint32][]*Service{}
 	cidrIndex := map[[2]int]*cidrBucket{}
 	for _, svc := range s.Services {
 		s.index(svc, cidrIndex)
@@ -95,15 +224,14 @@ func BuildFrom(prev *Snapshot, docs []*config.Document, version uint64, opts ...
 		s.cidrs = append(s.cidrs, *b)
 	}
 	sort.Slice(s.cidrs, func(i, j int) bool { return s.cidrs[i].bits > s.cidrs[j].bits })
-	return s
 }
 
 func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket) {
 	if svc.Wildcard {
 		suffix := svc.Host[2:]
-		s.wildcard[suffix] = append(s.wildcard[suffix], svc)
+		s.wildcard.base[suffix] = append(s.wildcard.base[suffix], svc)
 	} else {
-		s.exact[svc.Host] = append(s.exact[svc.Host], svc)
+		s.exact.base[svc.Host] = append(s.exact.base[svc.Host], svc)
 	}
 	for _, p := range svc.Ports {
 		s.byPort[p.Number] = append(s.byPort[p.Number], svc)
@@ -113,7 +241,7 @@ func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket) {
 	}
 	for _, pfx := range svc.Addresses {
 		if pfx.IsSingleIP() {
-			s.ips[pfx.Addr()] = append(s.ips[pfx.Addr()], svc)
+			s.ips.base[pfx.Addr()] = append(s.ips.base[pfx.Addr()], svc)
 			continue
 		}
 		key := [2]int{pfx.Bits(), 0}
@@ -127,23 +255,6 @@ func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket) {
 		}
 		b.nets[pfx] = append(b.nets[pfx], svc)
 	}
-}
-
-// servicesFor returns the services s made from d's spec for a document of the same name and
-// place, or nil.
-func (s *Snapshot) servicesFor(d *config.Document) []*Service {
-	if s == nil {
-		return nil
-	}
-	svcs := s.bySpec[d.ServiceEntry()]
-	if len(svcs) == 0 {
-		return nil
-	}
-	if src := svcs[0].Source; svcs[0].Namespace != d.Namespace || svcs[0].Entry != d.Name ||
-		src == nil || src.File != d.File || src.Line != d.Line {
-		return nil
-	}
-	return svcs
 }
 
 // servicesOf expands one ServiceEntry into a service per host sharing ports, endpoints and addresses.

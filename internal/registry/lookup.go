@@ -82,7 +82,7 @@ func (f *filter) pickHost(cands []*Service) (*Service, *Port) {
 }
 
 func (s *Snapshot) lookupHost(host string, f *filter) (*Service, *Port) {
-	if svc, p := f.pickHost(s.exact[host]); svc != nil {
+	if svc, p := f.pickHost(s.exact.get(host)); svc != nil {
 		return svc, p
 	}
 	// The most specific wildcard wins: try suffixes from the longest.
@@ -92,7 +92,7 @@ func (s *Snapshot) lookupHost(host string, f *filter) (*Service, *Port) {
 			return nil, nil
 		}
 		rest = rest[i+1:]
-		if svc, p := f.pickHost(s.wildcard[rest]); svc != nil {
+		if svc, p := f.pickHost(s.wildcard.get(rest)); svc != nil {
 			return svc, p
 		}
 	}
@@ -108,7 +108,7 @@ func (s *Snapshot) lookupIP(ip netip.Addr, f *filter) (*Service, *Port, bool) {
 // holding ip that has a service the filter accepts, and whether that address is a single IP.
 func (s *Snapshot) ipGroup(ip netip.Addr, f *filter) ([]*Service, bool) {
 	ip = ip.Unmap()
-	if g := s.ips[ip]; g != nil {
+	if g := s.ips.get(ip); g != nil {
 		if svc, _ := f.pick(g); svc != nil {
 			return g, true
 		}

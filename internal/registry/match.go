@@ -183,7 +183,7 @@ func (s *Snapshot) matchHTTP(host, raw string, ip netip.Addr, f *filter) (*Servi
 	}
 	// A single-IP VIP written as the Host ("10.0.0.1" or "10.0.0.1:80") names its service too.
 	if a, ok := ParseIPLiteral(raw); ok {
-		if svc, p := f.pick(s.ips[a.Unmap()]); svc != nil {
+		if svc, p := f.pick(s.ips.get(a.Unmap())); svc != nil {
 			return svc, p, ByHost
 		}
 	}

@@ -47,9 +47,9 @@ func (sc *Scope) importDestinations(l *egressListener) {
 // listenerImportsHost reports whether the listener imports a declaration of host (exact, or a
 // wildcard by its "*." spelling).
 func (sc *Scope) listenerImportsHost(l *egressListener, host string) bool {
-	cands := sc.snap.exact[host]
+	cands := sc.snap.exact.get(host)
 	if rest, ok := strings.CutPrefix(host, "*."); ok {
-		cands = sc.snap.wildcard[rest]
+		cands = sc.snap.wildcard.get(rest)
 	}
 	for _, svc := range cands {
 		if _, ok := l.imported[svc]; ok {
@@ -166,9 +166,9 @@ func vsDestinations(vs *networking.VirtualService) map[string][]uint32 {
 // "*." spelling) in the namespace that owns it for the proxy: its own, else the first visible in
 // alphabetical order.
 func (sc *Scope) declarations(host string) []*Service {
-	cands := sc.snap.exact[host]
+	cands := sc.snap.exact.get(host)
 	if rest, ok := strings.CutPrefix(host, "*."); ok {
-		cands = sc.snap.wildcard[rest]
+		cands = sc.snap.wildcard.get(rest)
 	}
 	var nss []string
 	for _, svc := range cands {
@@ -214,7 +214,7 @@ func (s *Snapshot) VisibleHost(host string, sc *Scope, ns string) *Service {
 		}
 		return nil
 	}
-	if svc := try(s.exact[host]); svc != nil {
+	if svc := try(s.exact.get(host)); svc != nil {
 		return svc
 	}
 	for rest := host; ; {
@@ -223,7 +223,7 @@ func (s *Snapshot) VisibleHost(host string, sc *Scope, ns string) *Service {
 			return nil
 		}
 		rest = rest[i+1:]
-		if svc := try(s.wildcard[rest]); svc != nil {
+		if svc := try(s.wildcard.get(rest)); svc != nil {
 			return svc
 		}
 	}

@@ -22,13 +22,16 @@ import (
 
 const (
 	// DefaultDebounce is how long the files must be quiet after an event before they are read,
-	// as Istio's file watcher waits, so an editor's several writes make one reload.
-	DefaultDebounce = 100 * time.Millisecond
+	// so an editor's several writes make one reload. An atomic save (write and rename, or a
+	// ConfigMap's link swap) sends its events within a millisecond, so 10 ms coalesces it
+	// without adding a tenth of a second to every reload, as Istio's 100 ms did.
+	DefaultDebounce = 10 * time.Millisecond
+	// DefaultDebounceMax bounds the wait for quiet, as Istio's PILOT_DEBOUNCE_MAX does (10 s
+	// there, for pushes to a fleet): files written without pause, as by a checkout of many
+	// files, are read this long after the first event anyway.
+	DefaultDebounceMax = time.Second
 	// DefaultCheckInterval is how often the fingerprint check runs for mounts that send no events.
 	DefaultCheckInterval = 5 * time.Second
-	// maxDebounces bounds the wait for quiet: files written without pause are read after this
-	// many debounce periods anyway, so a busy writer cannot hold a reload off for ever.
-	maxDebounces = 10
 	// maxLoggedFindings bounds the findings one reload logs; Status keeps them all.
 	maxLoggedFindings = 20
 )
@@ -45,6 +48,9 @@ type Config struct {
 	CheckInterval time.Duration
 	// Debounce is the quiet wait after a file event; 0 means DefaultDebounce.
 	Debounce time.Duration
+	// DebounceMax bounds the wait for quiet after the first event, so a busy writer cannot
+	// hold a reload off for ever; 0 means DefaultDebounceMax, and it is never below Debounce.
+	DebounceMax time.Duration
 	// Logger receives one line per reload accepted or refused; nil discards.
 	Logger *slog.Logger
 	// Compile holds options for every compile, such as the DNS proxy's address allocation.
@@ -96,7 +102,13 @@ func New(cfg Config) (*Watcher, *compile.Result, error) {
 	if cfg.Debounce <= 0 {
 		cfg.Debounce = DefaultDebounce
 	}
+	if cfg.DebounceMax <= 0 {
+		cfg.DebounceMax = DefaultDebounceMax
+	}
+	cfg.DebounceMax = max(cfg.DebounceMax, cfg.Debounce)
 	w := &Watcher{cfg: cfg, log: cfg.Logger, trigger: make(chan struct{}, 1), cache: compile.NewCache(), watched: map[string]bool{}, unwatchable: map[string]bool{}}
+	// A reload serves its snapshot before the analysis, which only warns, is finished.
+	w.cache.DeferAnalysis = true
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -117,6 +129,7 @@ func New(cfg Config) (*Watcher, *compile.Result, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	res.Finish()
 	w.cur = Status{Version: 1, LoadedAt: time.Now(), LastResult: Loaded}
 	w.serving(res)
 	w.publish()
@@ -170,7 +183,7 @@ func (w *Watcher) Run(ctx context.Context, apply func(*compile.Result)) {
 		if firstEvent.IsZero() {
 			firstEvent = now
 		}
-		deadline := firstEvent.Add(maxDebounces * w.cfg.Debounce)
+		deadline := firstEvent.Add(w.cfg.DebounceMax)
 		debounce.Reset(max(0, min(w.cfg.Debounce, deadline.Sub(now))))
 	}
 	// A change made between New and the watches above sent no event to anyone: look once, after
@@ -307,6 +320,7 @@ func (w *Watcher) reload(content fingerprint, apply func(*compile.Result)) {
 		return
 	}
 	apply(res)
+	res.Finish()
 	w.servingContent = content
 	previous := w.cur.Services
 	w.cur.Version++

@@ -394,9 +394,9 @@ func TestWatcherReadsFilesThatNeverGoQuiet(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "a.yaml")
 	write(t, path, entry("a", "old.example.com"))
-	h := start(t, Config{Paths: []string{path}})
-	// A writer that touches the file every 20 ms for up to 5 s would hold a plain debounce off
-	// for ever; the wait is capped at ten debounce periods (1 s).
+	h := start(t, Config{Paths: []string{path}, Debounce: 100 * time.Millisecond, DebounceMax: 500 * time.Millisecond})
+	// A writer that touches the file every 20 ms for up to 5 s would hold a plain 100 ms
+	// debounce off for ever; the wait is capped at DebounceMax.
 	stop := make(chan struct{})
 	writing := make(chan struct{})
 	go func() {
@@ -418,5 +418,30 @@ func TestWatcherReadsFilesThatNeverGoQuiet(t *testing.T) {
 	case <-writing:
 		t.Fatal("the change was applied only once the writer stopped")
 	default:
+	}
+}
+
+func TestWatcherReportsTheAnalysisOfAReloadItServedFirst(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.yaml"), entry("a", "shared.example.com"))
+	h := start(t, Config{Paths: []string{dir}})
+	if d := h.w.Status().Diagnostics; len(d) != 0 {
+		t.Fatalf("one entry alone has findings: %v", d)
+	}
+	other := strings.Replace(entry("b", "shared.example.com"), "metadata: {name: b}", "metadata: {name: b, namespace: team}", 1)
+	write(t, filepath.Join(dir, "b.yaml"), other)
+	waitFor(t, "the second file is served", func() bool { return h.w.Status().Version >= 2 })
+	found := false
+	for _, d := range h.w.Status().Diagnostics {
+		found = found || strings.Contains(d.String(), "ME2003")
+	}
+	if !found {
+		t.Fatalf("the status after the reload lacks the host shared by two namespaces (ME2003): %v", h.w.Status().Diagnostics)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if last := h.applied[len(h.applied)-1]; len(last.Diagnostics) == 0 {
+		t.Fatal("the applied result was not given its analysis")
 	}
 }
