@@ -66,7 +66,7 @@ func (s *Server) idleRelease() time.Duration {
 // state and no goroutine of the serving kind.
 func (c *conn) park() {
 	c.work.reset()
-	c.s.workPool.Put(c.work)
+	c.s.freeWork.put(c.work)
 	c.work = nil
 	c.s.stats.parked.Add(1)
 }
@@ -97,10 +97,42 @@ func (c *conn) resume(ctx context.Context) {
 	c.run(ctx)
 }
 
+// maxFreeWork bounds the per-request states kept by the server for connections that wake up
+// (~1 MiB). A sync.Pool would keep every state of a peak, thousands of requests at once, alive
+// through the next garbage collection; beyond this bound they are garbage at once.
+const maxFreeWork = 256
+
+// freeWork holds per-request states no connection is using.
+type freeWork struct {
+	mu    sync.Mutex
+	works []*work
+}
+
+func (f *freeWork) get() *work {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.works)
+	if n == 0 {
+		return nil
+	}
+	w := f.works[n-1]
+	f.works[n-1] = nil
+	f.works = f.works[:n-1]
+	return w
+}
+
+func (f *freeWork) put(w *work) {
+	f.mu.Lock()
+	if len(f.works) < maxFreeWork {
+		f.works = append(f.works, w)
+	}
+	f.mu.Unlock()
+}
+
 // takeWork gives the connection per-request state, when it has none, for its client.
 func (c *conn) takeWork() {
 	if c.work == nil {
-		w, _ := c.s.workPool.Get().(*work)
+		w := c.s.freeWork.get()
 		if w == nil {
 			w = &work{}
 			w.up.bufs = &c.s.bufPool
