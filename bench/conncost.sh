@@ -9,8 +9,16 @@
 # The upstream is one ServiceEntry with 200 endpoint addresses (127.0.x.y, one backend on
 # 0.0.0.0), since meshentry keeps at most 64 idle connections per endpoint.
 #
-#   bench/conncost.sh            # N=10000
+# Each figure is taken twice: after the proxy settled for 3 s, and again after it was asked to
+# return its free heap pages to the system (meshentry: SIGUSR2 with MESHENTRY_BENCH_FREE_OS_MEMORY=1,
+# cmd/meshentry/benchhook_unix.go; HAProxy keeps its pools and is read again as it is). The
+# second is what the idle connections hold; the first also holds the free pages of the in-flight
+# peak of (b), 9,000 requests at once with 32 KiB of buffers each, which Go's scavenger returns
+# only gradually.
+#
+#   bench/conncost.sh                  # N=10000
 #   N=4000 bench/conncost.sh
+#   BASE=e5c7b4c bench/conncost.sh     # also a meshentry built from that commit, same run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,11 +36,22 @@ ulimit -n "$(ulimit -Hn)"
 command -v haproxy >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
 go build -o "$OUT/meshentry" ./cmd/meshentry
 go build -o "$OUT/benchtool" ./bench/benchtool
+PROXIES="meshentry haproxy"
+if [ -n "${BASE:-}" ]; then
+  # The base commit, built with the same bench hook (which changes nothing it serves).
+  rm -rf "$OUT/base-src" && mkdir -p "$OUT/base-src"
+  git archive "$BASE" | tar -x -C "$OUT/base-src"
+  cp cmd/meshentry/benchhook_unix.go "$OUT/base-src/cmd/meshentry/"
+  (cd "$OUT/base-src" && go build -o "$OLDPWD/$OUT/meshentry-base" ./cmd/meshentry)
+  PROXIES="base meshentry haproxy"
+fi
 
-BACKEND_PORT=39080
-MESH=127.0.0.1:39001
-MESH_ADMIN=127.0.0.1:39000
-HA=127.0.0.1:39083
+# Below the ephemeral range (32768-), so that no client connection holds the port.
+P=${PORT_BASE:-24400}
+BACKEND_PORT=$((P + 80))
+MESH=127.0.0.1:$((P + 1))
+MESH_ADMIN=127.0.0.1:$P
+HA=127.0.0.1:$((P + 83))
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -53,8 +72,9 @@ spec:
 CFG
   for i in $(seq 1 200); do echo "  - address: 127.0.$((i / 250)).$((i % 250 + 2))"; done
 } >"$OUT/idle.yaml"
+start_base() { MESH_BIN="$OUT/meshentry-base" start_meshentry; }
 start_meshentry() {
-  "$OUT/meshentry" run -f "$OUT/idle.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn \
+  MESHENTRY_BENCH_FREE_OS_MEMORY=1 "${MESH_BIN:-$OUT/meshentry}" run -f "$OUT/idle.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn \
     --access-log off --istio-metrics=false --max-connections $((N * 3)) >"$OUT/meshentry.log" 2>&1 &
   PROXY_PID=$! ADDR=$MESH
   pids+=($PROXY_PID)
@@ -95,38 +115,52 @@ start_haproxy() {
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # hold PROXY_ADDR PID PATH COUNT: prints the proxy's RSS growth in KiB while COUNT clients hold
-# idle connections that each made one request for PATH.
+# idle connections that each made one request for PATH: settled, and after the free pages were
+# returned.
 hold() {
-  local addr=$1 pid=$2 path=$3 count=$4 r0 r1
+  local addr=$1 pid=$2 path=$3 count=$4 r0 r1 r2
+  # Warm up with a few connections on the same path first: the code the proxy runs is paged in
+  # on first use, megabytes of its binary that no connection holds.
+  "$OUT/benchtool" idle "$addr" idle.local 64 "$path" >"$OUT/warm.out" 2>&1 & local wpid=$!
+  for _ in $(seq 100); do grep -q ready "$OUT/warm.out" && break; sleep 0.1; done
+  kill $wpid; wait $wpid 2>/dev/null || true
+  sleep 2
+  [ "$HOOK" = 1 ] && kill -USR2 "$pid" && sleep 1
   r0=$(rss_kib "$pid")
   "$OUT/benchtool" idle "$addr" idle.local "$count" "$path" >"$OUT/idle.out" 2>&1 & local ipid=$!
   for _ in $(seq 600); do grep -q ready "$OUT/idle.out" && break; sleep 0.1; done
   grep -q ready "$OUT/idle.out" || { echo "clients did not get their answers: $(cat "$OUT/idle.out")" >&2; kill $ipid; exit 1; }
-  sleep 3 # let the proxy settle (buffers released after an idle second, a GC cycle)
+  sleep 3 # let the proxy settle (connections park after an idle second, a GC cycle)
   r1=$(rss_kib "$pid")
+  [ "$HOOK" = 1 ] && kill -USR2 "$pid"
+  sleep 1
+  r2=$(rss_kib "$pid")
   kill $ipid; wait $ipid 2>/dev/null || true
   sleep 2
-  echo $((r1 - r0))
+  echo $((r1 - r0)) $((r2 - r0))
 }
 
 # measure PROXY PATH COUNT: the RSS growth of a freshly started PROXY while COUNT clients hold
 # idle connections that made one request for PATH each.
 measure() {
+  HOOK=0
+  [ "$1" != haproxy ] && HOOK=1
   start_"$1"
   hold "$ADDR" "$PROXY_PID" "$2" "$3"
   kill "$PROXY_PID"; wait "$PROXY_PID" 2>/dev/null || true
 }
 
-printf '%-40s %8s %10s %14s\n' "idle connections" "count" "RSS +KiB" "KiB per conn"
-for proxy in meshentry haproxy; do
+printf '%-46s %6s %12s %12s %12s\n' "idle connections (KiB)" "count" "RSS settled" "per conn" "released"
+for proxy in $PROXIES; do
   n=$N
   [ $proxy = haproxy ] && n=$HA_N
-  client=$(measure $proxy / "$n")
-  clientup=$(measure $proxy / "$NUP")
-  both=$(measure $proxy /slow "$NUP")
-  awk -v p=$proxy -v c="$client" -v cu="$clientup" -v b="$both" -v n="$n" -v nu="$NUP" 'BEGIN {
-    printf "%-40s %8d %10d %14.1f\n", p ", keep-alive client", n, c, c / n
-    printf "%-40s %8d %10d %14.1f\n", p ", keep-alive client + pooled upstream", nu, b, b / nu
-    printf "%-40s %8d %10s %14.1f\n", p ", pooled upstream alone", nu, "-", (b - cu) / nu
+  read -r client client_r < <(measure $proxy / "$n")
+  read -r clientup clientup_r < <(measure $proxy / "$NUP")
+  read -r both both_r < <(measure $proxy /slow "$NUP")
+  awk -v p=$proxy -v c="$client" -v cr="$client_r" -v cu="$clientup" -v cur="$clientup_r" \
+    -v b="$both" -v br="$both_r" -v n="$n" -v nu="$NUP" 'BEGIN {
+    printf "%-46s %6d %12d %12.1f %12.1f\n", p ", keep-alive client", n, c, c / n, cr / n
+    printf "%-46s %6d %12d %12.1f %12.1f\n", p ", keep-alive client + pooled upstream", nu, b, b / nu, br / nu
+    printf "%-46s %6d %12s %12.1f %12.1f\n", p ", pooled upstream alone", nu, "-", (b - cu) / nu, (br - cur) / nu
   }'
 done

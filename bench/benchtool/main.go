@@ -1,6 +1,7 @@
 // Command benchtool is the upstream and the bulk client that bench/proxy.sh measures proxies with:
 // an HTTP keep-alive backend, a TCP source that streams a fixed number of bytes per connection,
-// and a client that reads such a stream (directly, or through a CONNECT tunnel) and times it.
+// a client that reads such a stream (directly, or through a CONNECT tunnel) and times it, and
+// clients that hold idle connections (idle) or open one per exchange (churn).
 package main
 
 import (
@@ -16,8 +17,8 @@ import (
 )
 
 func main() {
-	const usage = "usage: benchtool http ADDR | source ADDR BYTES | fetch ADDR BYTES [--connect HOST:PORT] | pipe ADDR UPSTREAM | idle ADDR HOST N"
-	want := map[string]int{"http": 3, "source": 4, "fetch": 4, "pipe": 4, "idle": 5}
+	const usage = "usage: benchtool http ADDR | source ADDR BYTES | fetch ADDR BYTES [--connect HOST:PORT] | pipe ADDR UPSTREAM | idle ADDR HOST N | churn ADDR [-c C] [-d DUR] [-bytes N] [--connect HOST:PORT]"
+	want := map[string]int{"http": 3, "source": 4, "fetch": 4, "pipe": 4, "idle": 5, "churn": 3}
 	if len(os.Args) < 2 || want[os.Args[1]] == 0 || len(os.Args) < want[os.Args[1]] {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
@@ -34,6 +35,8 @@ func main() {
 		err = servePipe(os.Args[2], os.Args[3])
 	case "idle":
 		err = holdIdle(os.Args[2:])
+	case "churn":
+		err = churn(os.Args[2:])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchtool:", err)

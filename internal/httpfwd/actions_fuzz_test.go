@@ -19,7 +19,7 @@ func FuzzRouteRewrites(f *testing.F) {
 		if !strings.HasPrefix(target, "/") {
 			target = "/" + target
 		}
-		var c conn
+		c := conn{work: &work{}}
 		c.req.Target = []byte(target)
 		c.rewritePath(&Rewrite{Prefix: prefix, URI: "/" + uri})
 		if i := strings.IndexByte(target, '?'); i >= 0 && !strings.HasSuffix(string(c.rt.path), target[i:]) {

@@ -36,7 +36,11 @@ func (c *conn) serveRequest(ctx context.Context) bool {
 		buffered, _ := c.br.Peek(c.br.Buffered())
 		c.nc.SetDeadline(time.Time{})
 		c.hijacked.Store(true)
+		// A context of the tunnel's own, canceled when OnConnect returns as documented: the
+		// connection's may be the server's (serveConn).
+		ctx, cancel := context.WithCancel(ctx)
 		s.OnConnect(ctx, req, c.nc, buffered)
+		cancel()
 		return false
 	}
 	return c.forwardRequest(ctx, start)

@@ -75,7 +75,7 @@ func FuzzParseRequestHead(f *testing.F) {
 			return
 		}
 		var out bytes.Buffer
-		c := &conn{s: &Server{}, ubw: bufio.NewWriter(&out), req: req}
+		c := &conn{s: &Server{}, ubw: bufio.NewWriter(&out), work: &work{req: req}}
 		c.rec.RequestID = []byte("00000000-0000-4000-8000-000000000000")
 		c.writeRequestHead(&Upstream{Addr: "upstream.test:80"})
 		c.ubw.Flush()
@@ -144,7 +144,7 @@ func FuzzParseResponseHead(f *testing.F) {
 			t.Fatalf("accepted status %d", resp.status)
 		}
 		var out bytes.Buffer
-		c := &conn{s: &Server{}, bw: bufio.NewWriter(&out), resp: resp}
+		c := &conn{s: &Server{}, bw: bufio.NewWriter(&out), work: &work{resp: resp}}
 		c.req.Method, c.req.ProtoMinor = "GET", 1
 		if http10 {
 			c.req.ProtoMinor = 0

@@ -81,7 +81,7 @@ func (st *h2Stream) beginActions(a *Actions) (done bool, cancel context.CancelFu
 		}
 	}
 	if rw := a.Rewrite; rw != nil && (rw.URI != "" || rw.Regex != nil) {
-		var c conn
+		c := conn{work: &work{}} // scratch for rewritePath, which works on a connection's request
 		c.req.Target = []byte(st.url.RequestURI())
 		c.rewritePath(rw)
 		st.rt.path = string(c.rt.path)

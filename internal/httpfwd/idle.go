@@ -2,6 +2,8 @@ package httpfwd
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -15,21 +17,135 @@ import (
 // than this is read on into the buffer that is then taken, as a head larger than the buffer is.
 const arrivalSize = 1 << 10
 
-// waitForRequest waits until the client's next request begins or the deadline passes; the last
-// request left no bytes over. It waits holding no buffer: the first bytes are read into the
-// connection's own small array, and the buffers taken then replay them.
-func (c *conn) waitForRequest(deadline time.Time) error {
-	c.nc.SetReadDeadline(deadline)
+// defaultIdleRelease is Server.IdleRelease's default: long past the gap between the requests of a
+// busy keep-alive client, which so never parks, and short beside the idle timeout.
+const defaultIdleRelease = time.Second
+
+// errParked says a keep-alive wait reached Server.IdleRelease: the connection parks.
+var errParked = errors.New("connection parked")
+
+// waitForRequest waits until the client's next request begins, or for at most wait from now; the
+// last request left no bytes over. It waits holding no buffer: the first bytes are read into the
+// connection's own small array, and the buffers taken then replay them. A keep-alive wait that
+// lasts IdleRelease returns errParked instead, with c.idleUntil set to when the wait ends.
+func (c *conn) waitForRequest(now time.Time, wait time.Duration) error {
 	c.releaseBuffers()
+	if c.woke {
+		c.woke = false
+		c.takeBuffers(1) // resume read it into arrival
+		return nil
+	}
+	deadline, until := now.Add(wait), now.Add(wait)
+	if rel := c.s.idleRelease(); c.kept && rel > 0 && rel < wait {
+		until = now.Add(rel)
+	}
+	c.nc.SetReadDeadline(until)
 	n, err := c.nc.Read(c.arrival[:])
 	if n == 0 {
 		if err == nil {
 			err = io.ErrNoProgress
 		}
+		if until.Before(deadline) && isTimeout(err) && !c.s.shutting.Load() {
+			c.idleUntil = deadline
+			return errParked
+		}
 		return err
 	}
 	c.takeBuffers(n)
 	return nil
+}
+
+func (s *Server) idleRelease() time.Duration {
+	if s.IdleRelease == 0 {
+		return defaultIdleRelease
+	}
+	return s.IdleRelease
+}
+
+// park gives back what a connection needs only while it serves; it holds its socket, its small
+// state and no goroutine of the serving kind.
+func (c *conn) park() {
+	c.work.reset()
+	c.s.freeWork.put(c.work)
+	c.work = nil
+	c.s.stats.parked.Add(1)
+}
+
+// resume waits, on a fresh goroutine, for the next request of a parked connection, reading its
+// first byte into c.first, and serves it on; the connection ends when the idle timeout passes,
+// a drain closes it or the client does.
+func (c *conn) resume(ctx context.Context) {
+	c.nc.SetReadDeadline(c.idleUntil)
+	var n int
+	var err error
+	// A drain marks the server before it expires the deadlines of idle connections: seen here
+	// unmarked, the drain's deadline comes after the one just set.
+	if !c.s.shutting.Load() {
+		n, err = c.nc.Read(c.first[:])
+	}
+	if n == 0 {
+		c.idle.Store(false)
+		if isTimeout(err) && !c.s.shutting.Load() {
+			c.s.stats.idle.Add(1)
+		}
+		c.finish(true)
+		return
+	}
+	c.takeWork()
+	c.arrival[0] = c.first[0]
+	c.woke = true
+	c.run(ctx)
+}
+
+// maxFreeWork bounds the per-request states kept by the server for connections that wake up
+// (~1 MiB). A sync.Pool would keep every state of a peak, thousands of requests at once, alive
+// through the next garbage collection; beyond this bound they are garbage at once.
+const maxFreeWork = 256
+
+// freeWork holds per-request states no connection is using.
+type freeWork struct {
+	mu    sync.Mutex
+	works []*work
+}
+
+func (f *freeWork) get() *work {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.works)
+	if n == 0 {
+		return nil
+	}
+	w := f.works[n-1]
+	f.works[n-1] = nil
+	f.works = f.works[:n-1]
+	return w
+}
+
+func (f *freeWork) put(w *work) {
+	f.mu.Lock()
+	if len(f.works) < maxFreeWork {
+		f.works = append(f.works, w)
+	}
+	f.mu.Unlock()
+}
+
+// takeWork gives the connection per-request state, when it has none, for its client.
+func (c *conn) takeWork() {
+	if c.work == nil {
+		w := c.s.freeWork.get()
+		if w == nil {
+			w = &work{}
+			w.up.bufs = &c.s.bufPool
+			w.down.bufs = &c.s.bufPool
+			w.req.maxFields = c.s.lim.MaxHeaders
+			w.resp.maxFields = c.s.lim.MaxHeaders
+		}
+		c.work = w
+	}
+	c.up.drained = &c.bodyRead
+	c.req.RemoteAddr = c.nc.RemoteAddr()
+	c.req.LocalAddr = c.nc.LocalAddr()
+	c.req.Host = ""
 }
 
 // arrived replays the bytes read while waiting, then reads on from the connection.

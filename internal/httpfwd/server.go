@@ -45,6 +45,11 @@ type Server struct {
 	// "meshentry-<random hex>", drawn once per process: the Servers of one process share it,
 	// and two proxies in a chain differ.
 	ViaToken string
+	// IdleRelease is how long a keep-alive client connection waits for its next request as it
+	// served the last one; then it parks: it gives back its per-request state, and a fresh
+	// goroutine with a small stack takes over the wait, the one whose stack grew while serving
+	// ending. 0 means one second; a negative value never parks.
+	IdleRelease time.Duration
 
 	initOnce    sync.Once
 	lim         Limits
@@ -57,6 +62,7 @@ type Server struct {
 	closed      atomic.Bool  // Close was called: ServeConn serves nothing more
 	drainStart  atomic.Int64 // when the drain began, in Unix nanoseconds
 	connPool    sync.Pool    // *conn
+	freeWork    freeWork     // per-request states given back by parked connections
 	free        freeSets     // buffer sets, taken by a connection per request
 	buffered    atomic.Int64 // connections holding buffers now
 	bufPool     sync.Pool    // *[]byte of bulkSize
@@ -146,10 +152,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		backoff = 0
 		s.serveGroup.Add(1)
-		go func() {
-			defer s.serveGroup.Done()
-			s.ServeConn(s.baseCtx, nc)
-		}()
+		go s.serveConn(s.baseCtx, nc, true)
 	}
 }
 
@@ -158,6 +161,13 @@ func (s *Server) Serve(ln net.Listener) error {
 // While the server drains, a connection handed over is served as a draining one (its first
 // request within the grace, then Connection: close); after Close it is closed at once.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
+	s.serveConn(ctx, nc, false)
+}
+
+// serveConn serves nc as ServeConn does. A detached connection is one Serve accepted: nobody
+// waits for the goroutine that began it, so a connection that parks (idle.go) lets that goroutine
+// end, and its last goroutine counts it out of serveGroup.
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, detached bool) {
 	s.init()
 	c := s.getConn(nc)
 	s.mu.Lock()
@@ -165,26 +175,70 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 		s.mu.Unlock()
 		nc.Close()
 		s.putConn(c)
+		if detached {
+			s.serveGroup.Done()
+		}
+		return
+	}
+	c.detached = detached
+	if detached {
+		// Serve's connections share its context: Close aborts each one in the active set, so
+		// they need no context, cancel func and AfterFunc of their own (~800 bytes, 5
+		// allocations per connection). OnConnect gets a context of its own (forward.go).
+		c.cancel = noCancel
+		s.active[c] = struct{}{}
+		s.mu.Unlock()
+		c.run(ctx)
 		return
 	}
 	ctx, c.cancel = context.WithCancel(ctx)
 	s.active[c] = struct{}{}
 	s.mu.Unlock()
 	aborted := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
+	c.aborted = aborted
+	c.stop = context.AfterFunc(ctx, func() {
 		defer close(aborted)
 		c.abort()
 	})
+	c.run(ctx)
+}
 
+// noCancel is the cancel func of a connection that shares its server's context.
+func noCancel() {}
+
+// run serves the connection on the calling goroutine until it ends or parks; a parked
+// connection goes on on a fresh goroutine, which the caller waits for unless it is detached.
+func (c *conn) run(ctx context.Context) {
 	ok := c.serveRecovering(ctx)
+	if !ok || !c.parked {
+		c.finish(ok)
+		return
+	}
+	c.parked = false
+	c.park()
+	if c.detached {
+		go c.resume(ctx)
+		return
+	}
+	done := make(chan struct{})
+	c.finished = done
+	go c.resume(ctx)
+	<-done
+}
 
-	if !stop() {
-		<-aborted // c is about to be reused: let abort finish with it first
+// finish ends a connection that is served no more: it leaves the active set, is closed (unless
+// OnConnect owns it) and returns to the pool, and whoever waits for it is told.
+func (c *conn) finish(ok bool) {
+	s, nc := c.s, c.nc
+	if c.stop != nil && !c.stop() {
+		<-c.aborted // c is about to be reused: let abort finish with it first
 	}
 	c.cancel()
 	s.mu.Lock()
 	delete(s.active, c)
 	s.mu.Unlock()
+	done, detached := c.finished, c.detached
+	c.finished, c.stop, c.aborted = nil, nil, nil
 	switch {
 	case !ok:
 		// A panic may have left a body copy running on c: abort it and do not reuse c, nor
@@ -193,14 +247,21 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 		if c.bufs != nil {
 			s.buffered.Add(-1)
 		}
-		return
 	case c.hijacked.Load():
+		s.putConn(c)
 	case c.linger:
 		lingerClose(nc)
+		s.putConn(c)
 	default:
 		nc.Close()
+		s.putConn(c)
 	}
-	s.putConn(c)
+	if done != nil {
+		close(done)
+	}
+	if detached {
+		s.serveGroup.Done()
+	}
 }
 
 // serveRecovering serves the connection, turning a panic (in a Router or hook, say) into a
@@ -208,7 +269,7 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 func (c *conn) serveRecovering(ctx context.Context) (ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.s.log.Error("panic serving a connection", "remote", c.req.RemoteAddr.String(),
+			c.s.log.Error("panic serving a connection", "remote", c.nc.RemoteAddr().String(),
 				"panic", r, "stack", string(debug.Stack()))
 			ok = false
 		}
@@ -222,56 +283,30 @@ func (s *Server) getConn(nc net.Conn) *conn {
 	c, _ := s.connPool.Get().(*conn)
 	if c == nil {
 		c = &conn{s: s}
-		c.up.bufs = &s.bufPool
-		c.up.drained = &c.bodyRead
-		c.down.bufs = &s.bufPool
 		c.bodyDone = make(chan error, 1)
-		c.req.maxFields = s.lim.MaxHeaders
-		c.resp.maxFields = s.lim.MaxHeaders
 	}
 	c.nc = nc
 	c.hijacked.Store(false)
 	c.linger = false
 	c.h2 = false
-	c.req.RemoteAddr = nc.RemoteAddr()
-	c.req.LocalAddr = nc.LocalAddr()
-	c.req.Host = ""
+	c.kept = false
+	c.takeWork()
 	return c
 }
 
 func (s *Server) putConn(c *conn) {
-	c.releaseScratch()
 	c.releaseBuffers()
-	c.pending = arrived{}
 	c.nc = nil
-	c.req.RemoteAddr, c.req.LocalAddr = nil, nil
-	c.rec = AccessRecord{}
-	c.tel.rec = telemetry.Request{}
-	c.ex = exchange{}
-	// Do not keep unusually large head buffers alive.
-	if cap(c.headBuf) > 2*readSize {
-		c.headBuf = nil
-	}
-	if cap(c.respBuf) > 2*readSize {
-		c.respBuf = nil
-	}
-	if cap(c.req.fields) > 256 {
-		c.req.fields, c.req.connOpts = nil, nil
-	}
-	// Nor the set of a head that listed thousands of Connection options.
-	if cap(c.req.opts.slots) > 1024 || cap(c.req.opts.fold) > 1024 {
-		c.req.opts = optIndex{}
-	}
-	if cap(c.resp.opts.slots) > 1024 || cap(c.resp.opts.fold) > 1024 {
-		c.resp.opts = optIndex{}
-	}
-	if cap(c.resp.fields) > 256 {
-		c.resp.fields, c.resp.connOpts = nil, nil
+	// The connection keeps its per-request state in the pool, ready for the next one.
+	if c.work != nil {
+		c.releaseScratch()
+		c.work.reset()
 	}
 	s.connPool.Put(c)
 }
 
-// conn is the state of one client connection; it is reused across connections.
+// conn is the state of one client connection; it is reused across connections. What it needs
+// only while it serves a request is in work, which a parked connection gives back (idle.go).
 type conn struct {
 	s   *Server
 	nc  net.Conn
@@ -281,22 +316,11 @@ type conn struct {
 	ubw *bufio.Writer // the current upstream's writes
 	// The four buffers above are bufs's, and nil while the connection waits for a request
 	// (idle.go); arrival holds the first bytes of the next one, which pending replays.
-	bufs     *bufSet
-	arrival  [arrivalSize]byte
-	pending  arrived
-	req      RequestHead
-	resp     responseHead
-	headBuf  []byte
-	respBuf  []byte
-	reqID    [36]byte
-	num      [20]byte // scratch for formatting numbers
-	up, down pipe
-	ex       exchange    // the round trip in progress
-	bodyDone chan error  // result of a request body streamed on its own goroutine
-	bodyRead atomic.Bool // ... which has read the whole body from the client
-	linger   bool        // unread request bytes may remain: close gently
-	rec      AccessRecord
-	tel      telState
+	bufs *bufSet
+	*work
+	bodyDone chan error             // result of a request body streamed on its own goroutine
+	bodyRead atomic.Bool            // ... which has read the whole body from the client
+	linger   bool                   // unread request bytes may remain: close gently
 	idle     atomic.Bool            // waiting for the next request; Shutdown may close it
 	fresh    atomic.Bool            // ... which is the first, so a drain gives it a grace
 	current  atomic.Pointer[upConn] // the upstream connection in use, for abort
@@ -304,6 +328,72 @@ type conn struct {
 	hijacked atomic.Bool            // OnConnect owns the client connection
 	h2       bool                   // the client opened with the HTTP/2 preface
 	rt       routeState             // the route's Actions of the request, when it has them
+
+	// stop and aborted undo the AfterFunc that aborts the connection when its context ends.
+	stop    func() bool
+	aborted chan struct{}
+	// detached: Serve accepted the connection and nobody waits for its goroutine (serveConn).
+	detached bool
+	// kept: a request was served, so the next wait is a keep-alive one.
+	kept bool
+	// parked: serve returned because the connection went idle for Server.IdleRelease; it goes
+	// on on a fresh goroutine, which closes finished when the connection ends, if set.
+	parked   bool
+	finished chan struct{}
+	// idleUntil is when the keep-alive wait in progress ends.
+	idleUntil time.Time
+	// first is where a parked connection reads the first byte of its next request; woke says
+	// resume put it in arrival, for waitForRequest to take.
+	first [1]byte
+	woke  bool
+}
+
+// work is the per-request state of a connection, several KiB: the parsed heads, their buffers
+// and the exchange's bookkeeping. A connection holds it while it serves and while a keep-alive
+// wait is young, and gives it back to the server when it parks.
+type work struct {
+	arrival [arrivalSize]byte
+	pending arrived
+	req     RequestHead
+	resp    responseHead
+	headBuf []byte
+	respBuf []byte
+	reqID   [36]byte
+	num     [20]byte // scratch for formatting numbers
+	up      pipe
+	down    pipe
+	ex      exchange // the round trip in progress
+	rec     AccessRecord
+	tel     telState
+}
+
+// reset clears what refers to the last connection and drops buffers grown unusually large.
+func (w *work) reset() {
+	w.pending = arrived{}
+	w.req.RemoteAddr, w.req.LocalAddr = nil, nil
+	w.rec = AccessRecord{}
+	w.tel.rec = telemetry.Request{}
+	w.ex = exchange{}
+	// Do not keep unusually large head buffers alive.
+	if cap(w.headBuf) > 2*readSize {
+		w.headBuf = nil
+	}
+	if cap(w.respBuf) > 2*readSize {
+		w.respBuf = nil
+	}
+	if cap(w.req.fields) > 256 {
+		w.req.fields, w.req.connOpts = nil, nil
+	}
+	// Nor the set of a head that listed thousands of Connection options.
+	if cap(w.req.opts.slots) > 1024 || cap(w.req.opts.fold) > 1024 {
+		w.req.opts = optIndex{}
+	}
+	if cap(w.resp.opts.slots) > 1024 || cap(w.resp.opts.fold) > 1024 {
+		w.resp.opts = optIndex{}
+	}
+	if cap(w.resp.fields) > 256 {
+		w.resp.fields, w.resp.connOpts = nil, nil
+	}
 }
 
 // abort ends the connection at once: its client and upstream connections are closed and its
@@ -325,7 +415,7 @@ func (c *conn) releaseScratch() {
 }
 
 func (c *conn) serve(ctx context.Context) {
-	for first := true; ; first = false {
+	for first := !c.kept; ; first = false {
 		if !c.readRequest(first) {
 			if c.h2 {
 				c.serveHTTP2(ctx)
@@ -333,8 +423,7 @@ func (c *conn) serve(ctx context.Context) {
 			return
 		}
 		keep := c.serveRequest(ctx)
-		if !keep {
-		}
+		c.kept = true
 		c.releaseScratch()
 		if !keep || c.hijacked.Load() || c.s.shutting.Load() {
 			return
@@ -361,7 +450,11 @@ func (c *conn) readRequest(first bool) bool {
 			// accepted before the listener closed, and its client may be writing it now.
 			wait = min(wait, time.Until(c.s.firstRequestDeadline()))
 		}
-		err := c.waitForRequest(time.Now().Add(wait))
+		err := c.waitForRequest(time.Now(), wait)
+		if err == errParked {
+			c.parked = true // still idle: a drain closes it as it would have
+			return false
+		}
 		c.idle.Store(false)
 		if err != nil {
 			if !first && isTimeout(err) && !c.s.shutting.Load() {

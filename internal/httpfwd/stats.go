@@ -32,6 +32,9 @@ type Stats struct {
 	MirrorsSent uint64
 	// MirrorsDropped counts copies dropped because Limits.MaxMirrors were in flight.
 	MirrorsDropped uint64
+	// Parked counts keep-alive waits that reached Server.IdleRelease and gave back their
+	// per-request state and serving goroutine.
+	Parked uint64
 }
 
 // counters holds the live values behind Stats.
@@ -47,6 +50,7 @@ type counters struct {
 	replayTooLarge atomic.Uint64
 	mirrorsSent    atomic.Uint64
 	mirrorsDropped atomic.Uint64
+	parked         atomic.Uint64
 }
 
 // Stats returns the current counts.
@@ -59,6 +63,7 @@ func (s *Server) Stats() Stats {
 		LoopsDetected:      c.loops.Load(),
 		StreamIdleTimeouts: c.streamIdle.Load(),
 		IdleTimeouts:       c.idle.Load(),
+		Parked:             c.parked.Load(),
 		UpgradesIdleClosed: c.upgradesIdle.Load(),
 		Retries:            c.retries.Load(),
 		ReplayTooLarge:     c.replayTooLarge.Load(),

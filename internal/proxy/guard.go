@@ -56,7 +56,9 @@ type guard struct {
 func (g *guard) init(cfg Config, log *slog.Logger) {
 	g.dial = cfg.Dial
 	if g.dial == nil {
-		var d net.Dialer
+		// No TCP keep-alive unless a cluster's tcpKeepalive asks (ClusterLimits.SetKeepAlive),
+		// as Envoy: Go's default costs four setsockopt calls per upstream connection.
+		d := net.Dialer{KeepAlive: -1}
 		g.dial = d.DialContext
 	}
 	g.log = log

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+)
+
+// churn opens a new connection per exchange to ADDR, from C workers for DURATION: each connects
+// (through a CONNECT tunnel to --connect when given), reads what the other end sends until it
+// closes (the source's BYTES), and closes. It prints "connections conn/s p50_us p99_us errors".
+func churn(args []string) error {
+	fs := flag.NewFlagSet("churn", flag.ExitOnError)
+	connect := fs.String("connect", "", "open a CONNECT tunnel to HOST:PORT on each connection")
+	conns := fs.Int("c", 16, "connections at once")
+	dur := fs.Duration("d", 5*time.Second, "how long to run")
+	want := fs.Int64("bytes", 128, "bytes the far end sends on each connection")
+	fs.Parse(args[1:])
+	addr := args[0]
+	var (
+		mu     sync.Mutex
+		lat    []time.Duration
+		errs   int
+		wg     sync.WaitGroup
+		begin  = time.Now()
+		finish = begin.Add(*dur)
+	)
+	for range *conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			bad := 0
+			buf := make([]byte, 4096)
+			for time.Now().Before(finish) {
+				t0 := time.Now()
+				if err := churnOnce(addr, *connect, *want, buf); err != nil {
+					bad++
+					continue
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			errs += bad
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(begin)
+	if len(lat) == 0 {
+		return fmt.Errorf("no connection succeeded (%d errors)", errs)
+	}
+	slices.Sort(lat)
+	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) }
+	fmt.Printf("%d %.0f %.0f %.0f %d\n", len(lat), float64(len(lat))/elapsed.Seconds(), q(0.5), q(0.99), errs)
+	return nil
+}
+
+// churnOnce makes one connection's exchange: connect, optionally CONNECT, read want bytes to EOF.
+func churnOnce(addr, connect string, want int64, buf []byte) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	var r io.Reader = c
+	if connect != "" {
+		if _, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", connect, connect); err != nil {
+			return err
+		}
+		br := bufio.NewReaderSize(c, 512)
+		resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("CONNECT: %s", resp.Status)
+		}
+		r = br
+	}
+	var got int64
+	for {
+		n, err := r.Read(buf)
+		got += int64(n)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if got != want {
+		return fmt.Errorf("read %d bytes, want %d", got, want)
+	}
+	return nil
+}

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Measures connection churn, meshentry against HAProxy and a direct connection, in one run on
+# 127.0.0.1: a new client connection per request.
+#   (a) HTTP: wrk -t1 with `Connection: close`, at -c16 and -c64, through meshentry's forward proxy
+#       and HAProxy (mode http, both keeping their upstream connections pooled), to the same
+#       keep-alive backend; connections/s, p99 and the proxy's CPU µs per connection.
+#   (b) Tunnels: benchtool churn opens a connection per exchange and reads 128 bytes that the far
+#       end sends before it closes. meshentry gets a CONNECT tunnel per connection; HAProxy cannot
+#       CONNECT, so it relays the same bytes in mode tcp, which spares it the CONNECT head and its
+#       answer (a fair floor for meshentry, not a like-for-like).
+# CPU is read from /proc/PID/stat (user+system) over each run; wall figures move with whatever
+# else the machine runs, CPU per connection much less.
+#
+#   bench/churn.sh                       # 5 s per run
+#   DURATION=10s THREADS=1 bench/churn.sh  # both proxies on one thread (HAProxy nbthread,
+#                                          # meshentry GOMAXPROCS)
+#   BASE=e5c7b4c bench/churn.sh          # also meshentry built from that commit, same run
+#   PROFILE=1 bench/churn.sh             # also a CPU profile of meshentry during (a), -c16
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-5s}
+OUT=${OUT:-bench/out/churn}
+mkdir -p "$OUT"
+ulimit -n "$(ulimit -Hn)"
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v haproxy >/dev/null || need+=(haproxy)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+go build -o "$OUT/meshentry" ./cmd/meshentry
+go build -o "$OUT/benchtool" ./bench/benchtool
+if [ -n "${BASE:-}" ]; then
+  rm -rf "$OUT/base-src" && mkdir -p "$OUT/base-src"
+  git archive "$BASE" | tar -x -C "$OUT/base-src"
+  (cd "$OUT/base-src" && go build -o "$OLDPWD/$OUT/meshentry-base" ./cmd/meshentry)
+fi
+
+# Below the ephemeral range (32768-), so that no client connection holds the port.
+P=${PORT_BASE:-23400}
+BACKEND=127.0.0.1:$((P + 80))
+SOURCE=127.0.0.1:$((P + 90))
+HA_HTTP=127.0.0.1:$((P + 81))
+HA_TCP=127.0.0.1:$((P + 91))
+MESH=127.0.0.1:$((P + 1))
+MESH_ADMIN=127.0.0.1:$((P + 0))
+MESH_BASE=127.0.0.1:$((P + 3))
+MESH_BASE_ADMIN=127.0.0.1:$((P + 2))
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+"$OUT/benchtool" http "$BACKEND" & pids+=($!)
+"$OUT/benchtool" source "$SOURCE" 128 & pids+=($!)
+
+cat >"$OUT/haproxy.cfg" <<CFG
+global
+  maxconn 4096
+${THREADS:+  nbthread $THREADS}
+defaults
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend http_in
+  mode http
+  bind $HA_HTTP
+  option http-keep-alive
+  default_backend http_out
+backend http_out
+  mode http
+  http-reuse always
+  server b1 $BACKEND
+frontend tcp_in
+  mode tcp
+  bind $HA_TCP
+  default_backend tcp_out
+backend tcp_out
+  mode tcp
+  server s1 $SOURCE
+CFG
+haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy.log" 2>&1 & pids+=($!)
+HA_PID=$!
+
+cat >"$OUT/churn.yaml" <<CFG
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: churn-http}
+spec:
+  hosts: [bench.local]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: ${BACKEND##*:}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: churn-tunnel}
+spec:
+  hosts: [source.local]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {tls: ${SOURCE##*:}}}]
+CFG
+start_mesh() { # BIN LISTEN ADMIN LOG [FLAG]
+  ${THREADS:+env GOMAXPROCS=$THREADS} "$1" run -f "$OUT/churn.yaml" --listen "$2" --admin "$3" --log-level warn \
+    --access-log off --istio-metrics=false ${5:-} >"$4" 2>&1 &
+  pids+=($!)
+}
+start_mesh "$OUT/meshentry" "$MESH" "$MESH_ADMIN" "$OUT/meshentry.log" ${PROFILE:+--admin-pprof}
+MESH_PID=$!
+BASE_PID=
+if [ -n "${BASE:-}" ]; then
+  start_mesh "$OUT/meshentry-base" "$MESH_BASE" "$MESH_BASE_ADMIN" "$OUT/meshentry-base.log"
+  BASE_PID=$!
+fi
+ready=
+for _ in $(seq 100); do
+  curl -fsS -o /dev/null "http://$MESH_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$HA_HTTP/" 2>/dev/null &&
+    { [ -z "$BASE_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_ADMIN/ready" 2>/dev/null; } && { ready=1; break; }
+  sleep 0.1
+done
+[ -n "$ready" ] || { echo "meshentry or HAProxy did not come up; see $OUT/*.log" >&2; exit 1; }
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
+
+# http_run NAME CONNS URL PID [HOST]: prints "conn/s p99_us cpu_us_per_conn" for wrk with
+# Connection: close (cpu "-" without a PID).
+http_run() {
+  local name=$1 conns=$2 url=$3 pid=$4 host=${5:-} hdr=(-H "Connection: close")
+  [ -n "$host" ] && hdr+=(-H "Host: $host")
+  wrk -t1 -c"$conns" -d1s "${hdr[@]}" "$url" >/dev/null # warm up the pools
+  local c0=0; [ "$pid" != - ] && c0=$(cpu_ticks "$pid")
+  wrk -t1 -c"$conns" -d"$DURATION" --latency "${hdr[@]}" "$url" >"$OUT/wrk-$name-c$conns.txt"
+  local c1=0; [ "$pid" != - ] && c1=$(cpu_ticks "$pid")
+  awk -v c0="$c0" -v c1="$c1" -v tck="$TCK" -v pid="$pid" '
+    function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return (v+0)*1000; if (v ~ /s$/) return (v+0)*1e6; return v }
+    /^ +99%/ { p99 = us($2) }
+    /requests in/ { reqs = $1 }
+    /^Requests\/sec/ { rps = $2 }
+    /Non-2xx/ { bad = $NF }
+    /Socket errors/ { sockerr = $0 }
+    END {
+      if (bad > 0) { print "wrk saw non-2xx responses" > "/dev/stderr"; exit 1 }
+      if (sockerr != "") print "wrk: " sockerr > "/dev/stderr"
+      cpu = (pid == "-") ? "-" : sprintf("%.1f", (c1 - c0) / tck * 1e6 / reqs)
+      printf "%.0f %.0f %s\n", rps, p99, cpu
+    }' "$OUT/wrk-$name-c$conns.txt"
+}
+
+# tunnel_run CONNS ADDR PID [CONNECT]: the same for benchtool churn.
+tunnel_run() {
+  local conns=$1 addr=$2 pid=$3 connect=() out
+  [ -n "${4:-}" ] && connect=(--connect "$4")
+  "$OUT/benchtool" churn "$addr" -c "$conns" -d 1s "${connect[@]}" >/dev/null
+  local c0=0; [ "$pid" != - ] && c0=$(cpu_ticks "$pid")
+  out=$("$OUT/benchtool" churn "$addr" -c "$conns" -d "$DURATION" "${connect[@]}")
+  local c1=0; [ "$pid" != - ] && c1=$(cpu_ticks "$pid")
+  awk -v c0="$c0" -v c1="$c1" -v tck="$TCK" -v pid="$pid" -v out="$out" 'BEGIN {
+    split(out, f, " ")
+    if (f[5] > 0) print "benchtool churn: " f[5] " failed connections" > "/dev/stderr"
+    cpu = (pid == "-") ? "-" : sprintf("%.1f", (c1 - c0) / tck * 1e6 / f[1])
+    printf "%.0f %.0f %s\n", f[2], f[4], cpu
+  }'
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "-") printf "%.2f", a / b; else print "-" }'; }
+row() { printf "%-40s %10s %10s %14s %10s %10s\n" "$@"; }
+
+{
+  echo "new connection per request, ${THREADS:+THREADS=$THREADS, }$DURATION per run"
+  for c in 16 64; do
+    echo
+    row "HTTP, wrk -t1 -c$c, Connection: close" "conn/s" "p99 µs" "CPU µs/conn" "×haproxy" "CPU×ha"
+    read -r d_r d_p _ < <(http_run direct $c "http://$BACKEND/" -)
+    read -r h_r h_p h_c < <(http_run haproxy $c "http://$HA_HTTP/" "$HA_PID")
+    if [ "${PROFILE:-}" = 1 ] && [ $c = 16 ]; then
+      curl -fsS -o "$OUT/meshentry-churn.pprof" "http://$MESH_ADMIN/debug/pprof/profile?seconds=${DURATION%s}" &
+      prof=$!
+    fi
+    read -r m_r m_p m_c < <(http_run meshentry $c "http://$MESH/" "$MESH_PID" bench.local)
+    [ -n "${prof:-}" ] && { wait "$prof" || true; prof=; }
+    row "direct (Go net/http backend)" "$d_r" "$d_p" "-" "$(ratio "$d_r" "$h_r")" "-"
+    row "haproxy" "$h_r" "$h_p" "$h_c" "1.00" "1.00"
+    row "meshentry (forward proxy)" "$m_r" "$m_p" "$m_c" "$(ratio "$m_r" "$h_r")" "$(ratio "$m_c" "$h_c")"
+    if [ -n "$BASE_PID" ]; then
+      read -r b_r b_p b_c < <(http_run base $c "http://$MESH_BASE/" "$BASE_PID" bench.local)
+      row "meshentry at $BASE" "$b_r" "$b_p" "$b_c" "$(ratio "$b_r" "$h_r")" "$(ratio "$b_c" "$h_c")"
+    fi
+  done
+  for c in 16 64; do
+    echo
+    row "tunnel per connection, -c$c, 128 B" "conn/s" "p99 µs" "CPU µs/conn" "×haproxy" "CPU×ha"
+    read -r d_r d_p _ < <(tunnel_run $c "$SOURCE" -)
+    read -r h_r h_p h_c < <(tunnel_run $c "$HA_TCP" "$HA_PID")
+    read -r m_r m_p m_c < <(tunnel_run $c "$MESH" "$MESH_PID" source.local:443)
+    row "direct" "$d_r" "$d_p" "-" "$(ratio "$d_r" "$h_r")" "-"
+    row "haproxy (mode tcp, no CONNECT)" "$h_r" "$h_p" "$h_c" "1.00" "1.00"
+    row "meshentry (CONNECT tunnel)" "$m_r" "$m_p" "$m_c" "$(ratio "$m_r" "$h_r")" "$(ratio "$m_c" "$h_c")"
+    if [ -n "$BASE_PID" ]; then
+      read -r b_r b_p b_c < <(tunnel_run $c "$MESH_BASE" "$BASE_PID" source.local:443)
+      row "meshentry at $BASE (CONNECT)" "$b_r" "$b_p" "$b_c" "$(ratio "$b_r" "$h_r")" "$(ratio "$b_c" "$h_c")"
+    fi
+  done
+} | tee "$OUT/result.txt"
