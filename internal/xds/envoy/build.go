@@ -92,6 +92,9 @@ type builder struct {
 	fresh    []proto.Message
 	// seen caches visible.
 	seen []*registry.Service
+	// oldByName index the reference translation's pieces by kind and name, each made on its
+	// first miss (sameAsBefore).
+	oldByName [3]map[string]proto.Message
 }
 
 // Build translates the snapshot for node n: the sidecar form, or the API-listener form when the
@@ -252,11 +255,9 @@ func (p *clusterPiece) addCluster(b *builder, svc *registry.Service, port *regis
 			c.LoadAssignment.Endpoints[0].LbEndpoints = c.LoadAssignment.Endpoints[0].LbEndpoints[:1]
 		}
 	}
-	p.clusters = append(p.clusters, c)
-	b.fresh = append(b.fresh, c)
+	p.clusters = append(p.clusters, sameAsBefore(b, kindClusters, c))
 	if cla != nil {
-		p.clas = append(p.clas, cla)
-		b.fresh = append(b.fresh, cla)
+		p.clas = append(p.clas, sameAsBefore(b, kindClusters, cla))
 	}
 }
 

@@ -181,3 +181,56 @@ func matchKey(svc *registry.Service, tls bool) string {
 	}
 	return b.String()
 }
+
+// Kinds of piece sameAsBefore looks up.
+const (
+	kindClusters = iota // clusters and load assignments
+	kindVHosts
+	kindChains
+)
+
+// sameAsBefore returns the reference translation's message of m's kind and name when it equals
+// m, else m, which is new and to be validated. A service whose spec changed is a new service,
+// but most of what it gives (its cluster when only endpoints moved, its virtual host) is
+// unchanged; keeping those messages keeps the tables that hold them too. The index of the
+// reference's pieces of a kind is made on the first miss, so a Build that reuses everything
+// pays none.
+func sameAsBefore[M proto.Message](b *builder, kind int, m M) M {
+	if b.oldByName[kind] == nil {
+		b.oldByName[kind] = b.old.byName(kind)
+	}
+	if old, ok := b.oldByName[kind][pieceKey(m)].(M); ok && proto.Equal(old, m) {
+		return old
+	}
+	b.fresh = append(b.fresh, m)
+	return m
+}
+
+func pieceKey(m proto.Message) string { return string(proto.MessageName(m)) + "|" + nameOf(m) }
+
+// byName indexes the cache's pieces of kind by message type and name; names are unique within
+// a kind (clusters and chains are named by cluster, virtual hosts by host and port).
+func (c *classCache) byName(kind int) map[string]proto.Message {
+	out := map[string]proto.Message{}
+	put := func(m proto.Message) { out[pieceKey(m)] = m }
+	switch kind {
+	case kindClusters:
+		for _, p := range c.clusters {
+			for _, r := range p.clusters {
+				put(r)
+			}
+			for _, r := range p.clas {
+				put(r)
+			}
+		}
+	case kindVHosts:
+		for _, vh := range c.vhosts {
+			put(vh)
+		}
+	default:
+		for _, ch := range c.chains {
+			put(ch.chain)
+		}
+	}
+	return out
+}

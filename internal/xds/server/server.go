@@ -108,7 +108,10 @@ func (s *Server) Register(g *grpc.Server) {
 // Update publishes snap: every known kind of node is rebuilt and its cache snapshot replaced;
 // go-control-plane then pushes the types whose version changed to the streams that watch them.
 func (s *Server) Update(snap *registry.Snapshot) error {
-	shared := envoy.NewShared(snap, s.cfg.Options)
+	s.mu.Lock()
+	prev := s.shared
+	s.mu.Unlock()
+	shared := envoy.NewSharedFrom(prev, snap, s.cfg.Options) // reuses what prev's Builds made
 	var extra map[string][]types.Resource
 	if s.cfg.Extra != nil {
 		extra = s.cfg.Extra(snap)
