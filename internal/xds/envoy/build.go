@@ -92,9 +92,10 @@ type builder struct {
 	fresh    []proto.Message
 	// seen caches visible.
 	seen []*registry.Service
-	// oldByName index the reference translation's pieces by kind and name, each made on its
-	// first miss (sameAsBefore).
-	oldByName [3]map[string]proto.Message
+	// oldByName index the reference translation's pieces by kind and name, each made once a
+	// kind had more than scanMisses misses (sameAsBefore).
+	oldByName [3]map[pieceName]proto.Message
+	misses    [3]int
 }
 
 // Build translates the snapshot for node n: the sidecar form, or the API-listener form when the
@@ -255,9 +256,9 @@ func (p *clusterPiece) addCluster(b *builder, svc *registry.Service, port *regis
 			c.LoadAssignment.Endpoints[0].LbEndpoints = c.LoadAssignment.Endpoints[0].LbEndpoints[:1]
 		}
 	}
-	p.clusters = append(p.clusters, sameAsBefore(b, kindClusters, c))
+	p.clusters = append(p.clusters, sameAsBefore(b, kindClusters, svcPort{svc, port.Number}, c))
 	if cla != nil {
-		p.clas = append(p.clas, sameAsBefore(b, kindClusters, cla))
+		p.clas = append(p.clas, sameAsBefore(b, kindClusters, svcPort{svc, port.Number}, cla))
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/meshentry/meshentry/internal/policy"
 	"github.com/meshentry/meshentry/internal/registry"
@@ -189,48 +190,86 @@ const (
 	kindChains
 )
 
-// sameAsBefore returns the reference translation's message of m's kind and name when it equals
-// m, else m, which is new and to be validated. A service whose spec changed is a new service,
-// but most of what it gives (its cluster when only endpoints moved, its virtual host) is
-// unchanged; keeping those messages keeps the tables that hold them too. The index of the
-// reference's pieces of a kind is made on the first miss, so a Build that reuses everything
-// pays none.
-func sameAsBefore[M proto.Message](b *builder, kind int, m M) M {
-	if b.oldByName[kind] == nil {
+// scanMisses is how many misses of a kind a Build looks up by scanning the reference's pieces
+// before it indexes them: a scan costs no allocation and suits the one or few services a push
+// changes, an index the many of a snapshot built without reuse.
+const scanMisses = 8
+
+// sameAsBefore returns the reference translation's message of m's kind and name, made for a
+// service port with k's host and port, when it equals m; else m, which is new and to be
+// validated. A service whose spec changed is a new service, but most of what it gives (its
+// cluster when only endpoints moved, its virtual host) is unchanged; keeping those messages
+// keeps the tables that hold them too.
+func sameAsBefore[M proto.Message](b *builder, kind int, k svcPort, m M) M {
+	want := pieceKey(m)
+	var old proto.Message
+	switch {
+	case b.oldByName[kind] != nil:
+		old = b.oldByName[kind][want]
+	case b.misses[kind] < scanMisses:
+		b.misses[kind]++
+		b.old.scan(kind, k, func(r proto.Message) {
+			if pieceKey(r) == want {
+				old = r
+			}
+		})
+	default:
 		b.oldByName[kind] = b.old.byName(kind)
+		old = b.oldByName[kind][want]
 	}
-	if old, ok := b.oldByName[kind][pieceKey(m)].(M); ok && proto.Equal(old, m) {
-		return old
+	if o, ok := old.(M); ok && proto.Equal(o, m) {
+		return o
 	}
 	b.fresh = append(b.fresh, m)
 	return m
 }
 
-func pieceKey(m proto.Message) string { return string(proto.MessageName(m)) + "|" + nameOf(m) }
+// pieceName is a message's kind and name, as byName keys them.
+type pieceName struct {
+	kind protoreflect.FullName
+	name string
+}
 
-// byName indexes the cache's pieces of kind by message type and name; names are unique within
-// a kind (clusters and chains are named by cluster, virtual hosts by host and port).
-func (c *classCache) byName(kind int) map[string]proto.Message {
-	out := map[string]proto.Message{}
-	put := func(m proto.Message) { out[pieceKey(m)] = m }
+func pieceKey(m proto.Message) pieceName { return pieceName{proto.MessageName(m), nameOf(m)} }
+
+// each calls f with every message of the cache's pieces of kind, and the service port each
+// was made for.
+func (c *classCache) each(kind int, f func(svcPort, proto.Message)) {
 	switch kind {
 	case kindClusters:
-		for _, p := range c.clusters {
+		for k, p := range c.clusters {
 			for _, r := range p.clusters {
-				put(r)
+				f(k, r)
 			}
 			for _, r := range p.clas {
-				put(r)
+				f(k, r)
 			}
 		}
 	case kindVHosts:
-		for _, vh := range c.vhosts {
-			put(vh)
+		for k, vh := range c.vhosts {
+			f(k, vh)
 		}
 	default:
-		for _, ch := range c.chains {
-			put(ch.chain)
+		for k, ch := range c.chains {
+			f(k, ch.chain)
 		}
 	}
+}
+
+// scan calls f with the messages of kind made for a service port of like's host and port.
+func (c *classCache) scan(kind int, like svcPort, f func(proto.Message)) {
+	c.each(kind, func(k svcPort, m proto.Message) {
+		if k.port == like.port && k.svc.Host == like.svc.Host {
+			f(m)
+		}
+	})
+}
+
+// byName indexes the cache's messages of kind by message type and name; names are unique
+// within a kind (clusters and chains are named by cluster, virtual hosts by host and port).
+func (c *classCache) byName(kind int) map[pieceName]proto.Message {
+	n := map[int]int{kindClusters: 2 * len(c.clusters), kindVHosts: len(c.vhosts), kindChains: len(c.chains)}[kind]
+	out := make(map[pieceName]proto.Message, n)
+	c.each(kind, func(_ svcPort, m proto.Message) { out[pieceKey(m)] = m })
 	return out
 }

@@ -90,7 +90,7 @@ func (b *builder) virtualHosts(port uint32, svcs []*registry.Service, catchAll s
 		k := svcPort{svc, port}
 		vh := b.old.vhosts[k]
 		if vh == nil {
-			vh = sameAsBefore(b, kindVHosts, &routev3.VirtualHost{Name: svc.Host + ":" + itoa(port),
+			vh = sameAsBefore(b, kindVHosts, k, &routev3.VirtualHost{Name: svc.Host + ":" + itoa(port),
 				Routes: []*routev3.Route{defaultRoute(svc.Port(port).Cluster)}, Domains: domainVariants(svc.Host, port)})
 		}
 		b.cur.vhosts[k] = vh
@@ -194,7 +194,7 @@ func (b *builder) chainPiece(svc *registry.Service, p *registry.Port, target str
 	case len(svc.Addresses) > 0:
 		m = &listener.FilterChainMatch{PrefixRanges: prefixes(svc.Addresses)}
 	}
-	c := &chainPiece{target: target, key: matchKey(svc, tls), chain: sameAsBefore(b, kindChains, tcpChain(p.Cluster, target, m))}
+	c := &chainPiece{target: target, key: matchKey(svc, tls), chain: sameAsBefore(b, kindChains, k, tcpChain(p.Cluster, target, m))}
 	b.cur.chains[k] = c
 	return c
 }
