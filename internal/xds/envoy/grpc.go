@@ -59,7 +59,7 @@ func (b *builder) grpcPiece(svc *registry.Service, p *registry.Port) *grpcPiece 
 	// twice on UNAVAILABLE, hiding a failed backend from the test of it.
 	r.GetRoute().RetryPolicy = nil
 	g := &grpcPiece{
-		listener: &listener.Listener{Name: name, ApiListener: &listener.ApiListener{ApiListener: mustAny(httpManager(name))}},
+		listener: &listener.Listener{Name: name, ApiListener: &listener.ApiListener{ApiListener: mustAny(httpManager(name, true))}},
 		defRC: &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{{
 			Name: name, Domains: []string{name, svc.Host}, Routes: []*routev3.Route{r}}}},
 	}

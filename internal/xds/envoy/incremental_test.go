@@ -118,8 +118,8 @@ func randomDoc(r *rand.Rand, kind string, i int) string {
 		var rules string
 		switch r.IntN(3) {
 		case 0:
-			rules = fmt.Sprintf("  http:\n  - match: [{uri: {prefix: /a}, port: %s}]\n    route: [{destination: {host: %s, subset: v1}, weight: 30}, {destination: {host: %s}, weight: 70}]\n    timeout: 3s\n  - route: [{destination: {host: %s}}]\n    retries: {attempts: %d, retryOn: 5xx}\n",
-				pick("80", "8080"), host(), host(), h, 1+r.IntN(3))
+			rules = fmt.Sprintf("  http:\n  - match: [{uri: {prefix: /a}, port: %s}]\n    route: [{destination: {host: %s, subset: v1}, weight: 30}, {destination: {host: %s}, weight: 70}]\n    timeout: 3s\n    fault: {abort: {httpStatus: 503, percentage: {value: %d}}}\n  - route: [{destination: {host: %s}}]\n    retries: {attempts: %d, retryOn: 5xx}\n    mirror: {host: %s}\n    corsPolicy: {allowOrigins: [{exact: \"https://%s\"}]}\n",
+				pick("80", "8080"), host(), host(), r.IntN(100), h, 1+r.IntN(3), host(), host())
 		case 1:
 			rules = fmt.Sprintf("  tls:\n  - match: [{port: 443, sniHosts: [%s]}]\n    route: [{destination: {host: %s, port: {number: 443}}}]\n", h, host())
 		default:

@@ -5,7 +5,6 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	origdst "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	tlsinspector "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -67,13 +66,12 @@ func tcpChain(name, cluster string, match *listener.FilterChainMatch) *listener.
 }
 
 // httpManager is the HCM that finds its routes by RDS name over ADS.
-func httpManager(rdsName string) *hcm.HttpConnectionManager {
+func httpManager(rdsName string, proxyless bool) *hcm.HttpConnectionManager {
 	return &hcm.HttpConnectionManager{
 		StatPrefix: "outbound_0.0.0.0_" + rdsName,
 		RouteSpecifier: &hcm.HttpConnectionManager_Rds{Rds: &hcm.Rds{
 			RouteConfigName: rdsName, ConfigSource: adsSource()}},
-		HttpFilters: []*hcm.HttpFilter{{Name: "envoy.filters.http.router",
-			ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}},
+		HttpFilters: httpFilters(proxyless),
 	}
 }
 
@@ -81,7 +79,7 @@ func httpChain(rdsName string) *listener.FilterChain {
 	return &listener.FilterChain{
 		Name: "http",
 		Filters: []*listener.Filter{{Name: "envoy.filters.network.http_connection_manager",
-			ConfigType: &listener.Filter_TypedConfig{TypedConfig: mustAny(httpManager(rdsName))}}},
+			ConfigType: &listener.Filter_TypedConfig{TypedConfig: mustAny(httpManager(rdsName, false))}}},
 	}
 }
 
