@@ -231,6 +231,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	if err := gw.registerMetrics(mm.Registry()); err != nil {
 		log.Error("gateway metrics left out", "err", err)
 	}
+	registerXDSClientMetrics(mm.Registry(), watcher, log)
 	undoCapture, err := f.capture.start(ctx, cmd.Flags(), log, lns.capture, dnsp.port())
 	if err != nil {
 		closeListeners(lns)
