@@ -234,6 +234,7 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	if err := kr.registerMetrics(mm.Registry()); err != nil {
 		log.Error("kube metrics left out", "err", err)
 	}
+	registerXDSClientMetrics(mm.Registry(), watcher, log)
 	undoCapture, err := f.capture.start(ctx, cmd.Flags(), log, lns.capture, dnsp.port())
 	if err != nil {
 		closeListeners(lns)

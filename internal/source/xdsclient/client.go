@@ -85,6 +85,9 @@ type Stats struct {
 	Streams, Failures uint64
 	// Oversize counts responses refused by the transport for exceeding MaxMessageBytes.
 	Oversize uint64
+	// Connected says a stream is open and the server has answered on it (Envoy's
+	// control_plane.connected_state).
+	Connected bool
 }
 
 // Open connects to the server and waits for the first complete config, at most

@@ -208,14 +208,18 @@ func TestClientFollowsTheServer(t *testing.T) {
 		}
 	})
 	t.Run("keeps serving while the server is away and follows it when it returns", func(t *testing.T) {
+		if !c.Stats().Connected {
+			t.Error("not connected while the server answers")
+		}
 		srv.halt()
-		waitFor(t, func() bool { return c.Stats().Failures > 0 })
+		waitFor(t, func() bool { return c.Stats().Failures > 0 && !c.Stats().Connected })
 		if st := c.Status(); st.Services != 2 {
 			t.Fatalf("serving %d services with the server away, want 2", st.Services)
 		}
 		srv.set("d.example.com")
 		srv.start()
 		waitApplied(t, applied, "d.example.com")
+		waitFor(t, func() bool { return c.Stats().Connected })
 	})
 	t.Run("applies nothing when a server returns with the same documents", func(t *testing.T) {
 		before := c.Status().Accepted

@@ -136,6 +136,7 @@ func (s *streamState) session(ctx context.Context) (got bool, err error) {
 			}
 		}
 	})
+	defer s.setConnected(false)
 	for {
 		select {
 		case <-ctx.Done():
@@ -149,12 +150,22 @@ func (s *streamState) session(ctx context.Context) (got bool, err error) {
 			if m.err != nil {
 				return got, fmt.Errorf("receive: %w", m.err)
 			}
+			if !got {
+				s.setConnected(true)
+			}
 			got = true
 			if err := stream.Send(s.answer(m.resp)); err != nil {
 				return got, fmt.Errorf("answer %s: %w", m.resp.GetTypeUrl(), err)
 			}
 		}
 	}
+}
+
+// setConnected records whether the server is answering on the current stream.
+func (s *streamState) setConnected(up bool) {
+	s.c.mu.Lock()
+	s.c.stats.Connected = up
+	s.c.mu.Unlock()
 }
 
 // startEmpty hands Open an empty config when the server did not answer in time.

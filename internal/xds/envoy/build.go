@@ -3,13 +3,14 @@ package envoy
 import (
 	"fmt"
 	"sort"
+	"sync"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshentry/meshentry/internal/policy"
 	"github.com/meshentry/meshentry/internal/registry"
@@ -31,15 +32,46 @@ type Shared struct {
 	Opts     Options
 	// root is the mesh root namespace, where a default Sidecar applies to every proxy.
 	root string
+
+	mu sync.Mutex
+	// classes are the translations this Shared made, by kind of node (classKey); prev are those
+	// of the Shared it was made from, the reference its Builds reuse pieces of.
+	classes map[string]*classCache
+	prev    map[string]*classCache
 }
 
 // NewShared indexes snap's DestinationRules for all nodes.
 func NewShared(snap *registry.Snapshot, opts Options) *Shared {
+	return NewSharedFrom(nil, snap, opts)
+}
+
+// NewSharedFrom is NewShared for the snapshot that follows prev's (nil for none): each Build
+// reuses, as the same proto messages, what prev's Build for the same kind of node made for the
+// services that did not change, so that a push after one change translates that change only.
+// prev is not kept: only its translations are, until the Builds of the new Shared replace them.
+func NewSharedFrom(prev *Shared, snap *registry.Snapshot, opts Options) *Shared {
 	root := opts.RootNamespace
 	if root == "" {
 		root = "istio-system"
 	}
-	return &Shared{Snap: snap, Policies: policy.Build(snap.Documents, root), Opts: opts, root: root}
+	s := &Shared{Snap: snap, Policies: policy.Build(snap.Documents, root), Opts: opts, root: root,
+		classes: map[string]*classCache{}, prev: map[string]*classCache{}}
+	if prev == nil || prev.Opts != opts {
+		return s
+	}
+	prev.mu.Lock()
+	defer prev.mu.Unlock()
+	for k, c := range prev.prev {
+		if _, rebuilt := prev.classes[k]; !rebuilt && c.stale < maxStale {
+			aged := *c
+			aged.stale++
+			s.prev[k] = &aged
+		}
+	}
+	for k, c := range prev.classes {
+		s.prev[k] = c
+	}
+	return s
 }
 
 // Resources are one node's resources, by type URL, each list sorted by name.
@@ -54,6 +86,16 @@ type builder struct {
 	// narrow it; allowAny is the outbound policy under it.
 	scope    *registry.Scope
 	allowAny bool
+	// old is the reference translation of this kind of node (empty for none), cur what this
+	// Build makes for the next; fresh are the resources made anew, the only ones to validate.
+	old, cur *classCache
+	fresh    []proto.Message
+	// seen caches visible.
+	seen []*registry.Service
+	// oldByName index the reference translation's pieces by kind and name, each made once a
+	// kind had more than scanMisses misses (sameAsBefore).
+	oldByName [3]map[pieceName]proto.Message
+	misses    [3]int
 }
 
 // Build translates the snapshot for node n: the sidecar form, or the API-listener form when the
@@ -64,11 +106,25 @@ func (s *Shared) Build(n Node) (Resources, error) { return s.BuildScoped(n, nil)
 // BuildScoped is Build with imp deciding which VirtualServices the node imports (see
 // route.Proxy.Import) in place of its Sidecar's egress hosts; imp nil takes the Sidecar's. The
 // services, their clusters and the outbound policy follow the node's Sidecar either way, as in
-// the proxy and explain.
+// the proxy and explain. A Build with imp set reuses nothing and is not reused.
 func (s *Shared) BuildScoped(n Node, imp func(namespace, host string) bool) (Resources, error) {
 	b := &builder{Shared: s, node: n, out: Resources{}}
+	key := classKey(n)
+	if imp == nil {
+		s.mu.Lock()
+		b.old = s.classes[key]
+		if b.old == nil {
+			b.old = s.prev[key]
+		}
+		s.mu.Unlock()
+	}
+	b.cur = newClassCache(b.old)
+	if b.old == nil {
+		b.old = newClassCache(nil)
+	}
 	b.scope = registry.NewScope(s.Snap, registry.ScopeProxy{Namespace: n.Namespace, Labels: n.Labels, RootNamespace: s.root})
 	b.allowAny = b.scope.AllowAny(s.Opts.AllowAny)
+	custom := imp != nil
 	if imp == nil {
 		imp = b.scope.ImportFunc()
 	}
@@ -80,26 +136,67 @@ func (s *Shared) BuildScoped(n Node, imp func(namespace, host string) bool) (Res
 		b.listeners()
 	}
 	for _, list := range b.out {
-		sort.Slice(list, func(i, j int) bool { return nameOf(list[i]) < nameOf(list[j]) })
+		sortByName(list)
 	}
-	if err := Check(b.out); err != nil {
+	if err := check(b.out, b.fresh, b.routeNames); err != nil {
 		return nil, fmt.Errorf("node %s: %w", n.ID, err)
 	}
+	if !custom {
+		s.mu.Lock()
+		s.classes[key] = b.cur
+		delete(s.prev, key)
+		s.mu.Unlock()
+	}
 	return b.out, nil
+}
+
+// sortByName sorts list by resource name, reading each name once.
+func sortByName(list []types.Resource) {
+	names := make([]string, len(list))
+	for i, r := range list {
+		names[i] = nameOf(r)
+	}
+	sort.Sort(byName{names, list})
+}
+
+type byName struct {
+	names []string
+	list  []types.Resource
+}
+
+func (s byName) Len() int           { return len(s.list) }
+func (s byName) Less(i, j int) bool { return s.names[i] < s.names[j] }
+func (s byName) Swap(i, j int) {
+	s.names[i], s.names[j] = s.names[j], s.names[i]
+	s.list[i], s.list[j] = s.list[j], s.list[i]
+}
+
+// routeNames are l's RDS names, decoded once per listener message.
+func (b *builder) routeNames(l *listener.Listener) []string {
+	names, ok := b.old.routeNames[l]
+	if !ok {
+		names = RouteNames(l)
+	}
+	b.cur.routeNames[l] = names
+	return names
 }
 
 func (b *builder) add(typ string, r types.Resource) { b.out[typ] = append(b.out[typ], r) }
 
 // visible lists the services the node may use, one per host (the first in precedence order).
 func (b *builder) visible() []*registry.Service {
-	seen := map[string]bool{}
-	var out []*registry.Service
+	if b.seen != nil {
+		return b.seen
+	}
+	seen := make(map[string]bool, len(b.Snap.Services))
+	out := make([]*registry.Service, 0, len(b.Snap.Services))
 	for _, svc := range b.Snap.Services {
 		if svc.VisibleTo(b.node.Namespace) && !seen[svc.Host] {
 			seen[svc.Host] = true
 			out = append(out, svc)
 		}
 	}
+	b.seen = out
 	return out
 }
 
@@ -117,24 +214,40 @@ func (b *builder) clusters() {
 				continue
 			}
 			applied, _ := b.Policies.For(svc, port.Number, pp)
-			b.addCluster(clusterFor(svc, port, nil, applied, b.node))
-			if applied == nil {
-				continue
-			}
-			for j := range applied.Subsets {
-				b.addCluster(clusterFor(svc, port, &applied.Subsets[j], applied, b.node))
-			}
+			p := b.clusterPiece(svc, port, applied)
+			b.out[resource.ClusterType] = append(b.out[resource.ClusterType], p.clusters...)
+			b.out[resource.EndpointType] = append(b.out[resource.EndpointType], p.clas...)
 		}
 	}
 	if !b.node.Proxyless() {
-		b.add(resource.ClusterType, &cluster.Cluster{Name: BlackHole, ConnectTimeout: durationOf(defaultConnectTimeout),
-			ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_STATIC}})
-		b.add(resource.ClusterType, &cluster.Cluster{Name: Passthrough, ConnectTimeout: durationOf(defaultConnectTimeout),
-			ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_ORIGINAL_DST}, LbPolicy: cluster.Cluster_CLUSTER_PROVIDED})
+		b.add(resource.ClusterType, intern(b, "cluster|"+BlackHole, &cluster.Cluster{Name: BlackHole, ConnectTimeout: durationOf(defaultConnectTimeout),
+			ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_STATIC}}))
+		b.add(resource.ClusterType, intern(b, "cluster|"+Passthrough, &cluster.Cluster{Name: Passthrough, ConnectTimeout: durationOf(defaultConnectTimeout),
+			ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_ORIGINAL_DST}, LbPolicy: cluster.Cluster_CLUSTER_PROVIDED}))
 	}
 }
 
-func (b *builder) addCluster(c *cluster.Cluster, cla *endpoint.ClusterLoadAssignment) {
+// clusterPiece returns the clusters of one service port under applied: the last Build's when
+// it made them from the same service and an equal rule, else new ones.
+func (b *builder) clusterPiece(svc *registry.Service, port *registry.Port, applied *policy.Applied) *clusterPiece {
+	k := svcPort{svc, port.Number}
+	if p := b.old.clusters[k]; p != nil && appliedEqual(p.applied, applied) {
+		b.cur.clusters[k] = p
+		return p
+	}
+	p := &clusterPiece{applied: applied}
+	p.addCluster(b, svc, port, nil, applied)
+	if applied != nil {
+		for j := range applied.Subsets {
+			p.addCluster(b, svc, port, &applied.Subsets[j], applied)
+		}
+	}
+	b.cur.clusters[k] = p
+	return p
+}
+
+func (p *clusterPiece) addCluster(b *builder, svc *registry.Service, port *registry.Port, sub *policy.Subset, applied *policy.Applied) {
+	c, cla := clusterFor(svc, port, sub, applied, b.node)
 	if b.node.Proxyless() && c.GetType() == cluster.Cluster_STRICT_DNS {
 		// grpc-go takes EDS, LOGICAL_DNS and aggregate clusters only.
 		c.ClusterDiscoveryType = &cluster.Cluster_Type{Type: cluster.Cluster_LOGICAL_DNS}
@@ -143,81 +256,10 @@ func (b *builder) addCluster(c *cluster.Cluster, cla *endpoint.ClusterLoadAssign
 			c.LoadAssignment.Endpoints[0].LbEndpoints = c.LoadAssignment.Endpoints[0].LbEndpoints[:1]
 		}
 	}
-	b.add(resource.ClusterType, c)
+	p.clusters = append(p.clusters, sameAsBefore(b, kindClusters, svcPort{svc, port.Number}, c))
 	if cla != nil {
-		b.add(resource.EndpointType, cla)
+		p.clas = append(p.clas, sameAsBefore(b, kindClusters, svcPort{svc, port.Number}, cla))
 	}
-}
-
-// listeners builds the sidecar's outbound listeners and their route tables.
-func (b *builder) listeners() {
-	catchAll := BlackHole
-	if b.allowAny {
-		catchAll = Passthrough
-	}
-	b.add(resource.ListenerType, virtualOutbound(b.allowAny))
-	byPort := map[uint32][]*registry.Service{}
-	for _, svc := range b.visible() {
-		for _, p := range svc.Ports {
-			if b.scope.Excluded(svc, p.Number) == "" {
-				byPort[p.Number] = append(byPort[p.Number], svc)
-			}
-		}
-	}
-	ports := sortedKeys32(byPort)
-	for _, port := range ports {
-		var chains []*listener.FilterChain
-		var httpSvcs []*registry.Service
-		for _, svc := range byPort[port] {
-			if svc.Port(port).Family&(registry.FamilyHTTP|registry.FamilyAuto) != 0 {
-				httpSvcs = append(httpSvcs, svc)
-			}
-		}
-		if len(httpSvcs) > 0 || len(b.table.VirtualHosts(route.Mesh, port)) > 0 {
-			chains = append(chains, httpChain(itoa(port)))
-			b.add(resource.RouteType, b.routeConfig(itoa(port), port, httpSvcs, catchAll))
-		}
-		chains = append(chains, b.l4Chains(port, byPort[port])...)
-		if len(chains) > 0 {
-			b.add(resource.ListenerType, portListener(port, chains, catchAll))
-		}
-	}
-}
-
-// routeConfig is the RDS table of one port: a virtual host per service (its own cluster, or the
-// VirtualService that binds its host), one per VirtualService host that names no service, and
-// the catch-all of the outbound policy.
-func (b *builder) routeConfig(name string, port uint32, svcs []*registry.Service, catchAll string) *routev3.RouteConfiguration {
-	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: boolOf(false)}
-	taken := map[string]bool{}
-	addVH := func(vh *routev3.VirtualHost, domains ...string) {
-		for _, d := range domains {
-			if !taken[d] {
-				taken[d] = true
-				vh.Domains = append(vh.Domains, d)
-			}
-		}
-		if len(vh.Domains) > 0 {
-			rc.VirtualHosts = append(rc.VirtualHosts, vh)
-		}
-	}
-	for _, vh := range b.table.VirtualHosts(route.Mesh, port) {
-		evh := &routev3.VirtualHost{Name: vh.Domain + ":" + itoa(port)}
-		for _, r := range vh.Routes {
-			evh.Routes = append(evh.Routes, envoyRoutes(r, port, b.node)...)
-		}
-		addVH(evh, domainVariants(vh.Domain, port)...)
-	}
-	for _, svc := range svcs {
-		vh := &routev3.VirtualHost{Name: svc.Host + ":" + itoa(port), Routes: []*routev3.Route{defaultRoute(svc.Port(port).Cluster)}}
-		addVH(vh, domainVariants(svc.Host, port)...)
-	}
-	name2 := "block_all"
-	if catchAll == Passthrough {
-		name2 = "allow_any"
-	}
-	addVH(&routev3.VirtualHost{Name: name2, Routes: []*routev3.Route{catchAllRoute(catchAll)}}, "*")
-	return rc
 }
 
 // domainVariants are the Host values a request for host on port may carry.

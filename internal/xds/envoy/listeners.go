@@ -2,16 +2,13 @@ package envoy
 
 import (
 	"net/netip"
-	"sort"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	origdst "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	tlsinspector "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshentry/meshentry/internal/registry"
@@ -69,13 +66,12 @@ func tcpChain(name, cluster string, match *listener.FilterChainMatch) *listener.
 }
 
 // httpManager is the HCM that finds its routes by RDS name over ADS.
-func httpManager(rdsName string) *hcm.HttpConnectionManager {
+func httpManager(rdsName string, proxyless bool) *hcm.HttpConnectionManager {
 	return &hcm.HttpConnectionManager{
 		StatPrefix: "outbound_0.0.0.0_" + rdsName,
 		RouteSpecifier: &hcm.HttpConnectionManager_Rds{Rds: &hcm.Rds{
 			RouteConfigName: rdsName, ConfigSource: adsSource()}},
-		HttpFilters: []*hcm.HttpFilter{{Name: "envoy.filters.http.router",
-			ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}},
+		HttpFilters: httpFilters(proxyless),
 	}
 }
 
@@ -83,7 +79,7 @@ func httpChain(rdsName string) *listener.FilterChain {
 	return &listener.FilterChain{
 		Name: "http",
 		Filters: []*listener.Filter{{Name: "envoy.filters.network.http_connection_manager",
-			ConfigType: &listener.Filter_TypedConfig{TypedConfig: mustAny(httpManager(rdsName))}}},
+			ConfigType: &listener.Filter_TypedConfig{TypedConfig: mustAny(httpManager(rdsName, false))}}},
 	}
 }
 
@@ -93,52 +89,6 @@ func prefixes(ps []netip.Prefix) []*core.CidrRange {
 		out = append(out, &core.CidrRange{AddressPrefix: p.Addr().String(), PrefixLen: wrapperspb.UInt32(uint32(p.Bits()))})
 	}
 	return out
-}
-
-// chainSet collects filter chains and drops one whose match repeats an earlier one: Envoy
-// rejects a listener with two equal matches, and the earlier service wins, as in the registry.
-type chainSet struct {
-	chains []*listener.FilterChain
-}
-
-func (s *chainSet) add(c *listener.FilterChain) {
-	for _, old := range s.chains {
-		if proto.Equal(old.FilterChainMatch, c.FilterChainMatch) {
-			return
-		}
-	}
-	s.chains = append(s.chains, c)
-}
-
-// l4Chains are the TLS (by SNI) and TCP (by VIP) chains of the services on port.
-func (b *builder) l4Chains(port uint32, svcs []*registry.Service) []*listener.FilterChain {
-	var set chainSet
-	for _, svc := range svcs {
-		p := svc.Port(port)
-		switch p.Family {
-		case registry.FamilyTLS:
-			cluster := p.Cluster
-			if r := b.table.TLS(svc.Host, port, firstAddr(svc), ""); r != nil && len(r.Route) > 0 {
-				cluster = r.Route[0].Cluster
-			}
-			// With addresses, Envoy matches the destination IP before the SNI, as Istio's chains do.
-			set.add(tcpChain(p.Cluster, cluster, &listener.FilterChainMatch{ServerNames: []string{svc.Host}, PrefixRanges: prefixes(svc.Addresses)}))
-		case registry.FamilyTCP:
-			cluster := p.Cluster
-			if r := b.table.TCP(port, firstAddr(svc), ""); r != nil && len(r.Route) > 0 {
-				cluster = r.Route[0].Cluster
-			}
-			var m *listener.FilterChainMatch
-			if len(svc.Addresses) > 0 {
-				m = &listener.FilterChainMatch{PrefixRanges: prefixes(svc.Addresses)}
-			}
-			set.add(tcpChain(p.Cluster, cluster, m))
-		}
-	}
-	sort.SliceStable(set.chains, func(i, j int) bool {
-		return set.chains[i].FilterChainMatch != nil && set.chains[j].FilterChainMatch == nil
-	})
-	return set.chains
 }
 
 func firstAddr(svc *registry.Service) netip.Addr {

@@ -27,11 +27,13 @@ func envoyRoutes(r *route.HTTPRoute, port uint32, n Node) []*routev3.Route {
 		}
 		rt := &routev3.Route{Name: r.Name, Match: routeMatch(m)}
 		action(rt)
+		routeFilters(rt, r, rule, n)
 		out = append(out, rt)
 	}
 	if len(rule.GetMatch()) == 0 {
 		rt := &routev3.Route{Name: r.Name, Match: prefixAll()}
 		action(rt)
+		routeFilters(rt, r, rule, n)
 		out = append(out, rt)
 	}
 	return out
@@ -178,6 +180,7 @@ func forward(r *route.HTTPRoute) *routev3.RouteAction {
 	if r.Retries != nil {
 		ra.RetryPolicy = retryPolicy(*r.Retries)
 	}
+	ra.RequestMirrorPolicies = mirrorPolicies(r)
 	return ra
 }
 

@@ -121,7 +121,10 @@ func (s *Server) Register(g *grpc.Server) {
 func (s *Server) Update(snap *registry.Snapshot) error {
 	s.pushMu.Lock()
 	defer s.pushMu.Unlock()
-	shared := envoy.NewShared(snap, s.cfg.Options)
+	s.mu.Lock()
+	prev := s.shared
+	s.mu.Unlock()
+	shared := envoy.NewSharedFrom(prev, snap, s.cfg.Options) // reuses what prev's Builds made
 	var extra map[string][]types.Resource
 	if s.cfg.Extra != nil {
 		extra = s.cfg.Extra(snap)
