@@ -11,7 +11,7 @@ import (
 )
 
 // DefaultMaxUnackedBytes is the default of Config.MaxUnackedBytes.
-const DefaultMaxUnackedBytes = 64 << 20
+const DefaultMaxUnackedBytes = 32 << 20
 
 // sendBudget bounds the bytes of responses sent and not yet acknowledged, over all streams.
 // gRPC's Send returns once a message is queued, not written, so a first push of 10,000

@@ -232,3 +232,62 @@ func startServer(t *testing.T, s *Server) *grpc.ClientConn {
 	t.Cleanup(func() { cc.Close(); g.Stop() })
 	return cc
 }
+
+// TestSotWClientsOfUnchangedTypesAreNotWoken holds a State of the World client on clusters and
+// endpoints and changes one endpoint: the client gets the new endpoints and nothing for
+// clusters, whose version did not change.
+func TestSotWClientsOfUnchangedTypesAreNotWoken(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := New(context.Background(), Config{})
+	if err := s.Update(scaleSnapshot(t, dir, 10, 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	cc := startServer(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := discovery.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &core.Node{Id: testNode}
+	for _, typ := range []string{resource.ClusterType, resource.EndpointType} {
+		if err := stream.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: typ}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack := &discovery.DiscoveryRequest{TypeUrl: resp.TypeUrl, VersionInfo: resp.VersionInfo, ResponseNonce: resp.Nonce}
+		if err := stream.Send(ack); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Update(scaleSnapshot(t, dir, 10, 1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 4)
+	go func() {
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- resp.TypeUrl
+		}
+	}()
+	if typ := <-got; typ != resource.EndpointType {
+		t.Fatalf("the push after an endpoint change was %s", typ)
+	}
+	select {
+	case typ, ok := <-got:
+		if ok {
+			t.Fatalf("a second push, of %s, followed the endpoint change", typ)
+		}
+	case <-time.After(time.Second):
+	}
+}

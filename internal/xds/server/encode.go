@@ -71,14 +71,14 @@ func (g *groupSnap) versions() map[string]string {
 	return out
 }
 
-// encoder marshals each resource once per content: a resource seen before, by pointer (the
-// translator hands back the same message for an unchanged service) or else by type, name and
-// the hash of its encoding, keeps its encoded form and version. It remembers the current
-// generation (what the last Update and later joins produced) and the one before, so memory is
-// bounded by two snapshots' resources.
+// encoder marshals each resource once per content: a resource seen before by pointer (the
+// translator hands back the same message for an unchanged service) keeps its encoded form
+// without being marshalled; a new message whose encoding equals the one its name had in the
+// group's previous snapshot keeps that encoded form and version. It remembers the pointers of
+// the current generation (what the last Update and later joins produced) and of the one
+// before, so memory is bounded by two snapshots' resources.
 type encoder struct {
 	prevPtr, curPtr map[types.Resource]*encoded
-	prevKey, curKey map[string]*encoded
 	// marshals counts resources actually marshalled (pointer misses), for tests.
 	marshals uint64
 }
@@ -92,17 +92,18 @@ func newEncoder() *encoder {
 // begin starts a generation: what the previous one did not see again is forgotten at the
 // next begin.
 func (e *encoder) begin() {
-	e.prevPtr, e.prevKey = e.curPtr, e.curKey
-	e.curPtr, e.curKey = map[types.Resource]*encoded{}, map[string]*encoded{}
+	e.prevPtr = e.curPtr
+	e.curPtr = map[types.Resource]*encoded{}
 }
 
-// encode returns r's shared encoding, marshalling it only when its pointer is new.
-func (e *encoder) encode(typ string, r types.Resource) (*encoded, error) {
+// encode returns r's shared encoding, marshalling it only when its pointer is new; prev is the
+// type's previous set in the group, or nil.
+func (e *encoder) encode(typ string, r types.Resource, prev *typeSet) (*encoded, error) {
 	if enc := e.curPtr[r]; enc != nil {
 		return enc, nil
 	}
 	if enc := e.prevPtr[r]; enc != nil {
-		e.keep(typ, r, enc)
+		e.curPtr[r] = enc
 		return enc, nil
 	}
 	name := cachev3.GetResourceName(r)
@@ -113,36 +114,37 @@ func (e *encoder) encode(typ string, r types.Resource) (*encoded, error) {
 	e.marshals++
 	sum := sha256.Sum256(b)
 	version := hex.EncodeToString(sum[:16])
-	key := typ + "\x00" + name + "\x00" + version
-	enc := e.curKey[key]
-	if enc == nil {
-		enc = e.prevKey[key]
+	var enc *encoded
+	if prev != nil {
+		if old := prev.byName[name]; old != nil && old.version == version {
+			enc = old
+		}
 	}
 	if enc == nil {
 		a := &anypb.Any{TypeUrl: typ, Value: b}
 		enc = &encoded{name: name, version: version, any: a, delta: &discovery.Resource{Name: name, Version: version, Resource: a}}
 	}
-	e.keep(typ, r, enc)
-	return enc, nil
-}
-
-func (e *encoder) keep(typ string, r types.Resource, enc *encoded) {
 	e.curPtr[r] = enc
-	e.curKey[typ+"\x00"+enc.name+"\x00"+enc.version] = enc
+	return enc, nil
 }
 
 // snapOf encodes one group's resources. Every type the snapshot cache knows gets a set, empty
 // ones with emptyVersion, so that a client asking for any of them is answered.
-func (e *encoder) snapOf(res envoy.Resources) (*groupSnap, error) {
+// prev is the group's previous snapshot, or nil.
+func (e *encoder) snapOf(res envoy.Resources, prev *groupSnap) (*groupSnap, error) {
 	g := &groupSnap{types: map[string]*typeSet{}}
 	for typ, list := range res {
 		if cachev3.GetResponseType(typ) == types.UnknownType {
 			return nil, fmt.Errorf("xds: unknown resource type %s", typ)
 		}
 		ts := &typeSet{url: typ, list: make([]*encoded, 0, len(list)), anys: make([]*anypb.Any, 0, len(list)), byName: make(map[string]*encoded, len(list))}
+		var before *typeSet
+		if prev != nil {
+			before = prev.types[typ]
+		}
 		h := sha256.New()
 		for _, r := range list {
-			enc, err := e.encode(typ, r)
+			enc, err := e.encode(typ, r, before)
 			if err != nil {
 				return nil, err
 			}

@@ -48,13 +48,13 @@ func TestEncoderKeepsUnchangedResources(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEncoder()
-			first, err := e.snapOf(base)
+			first, err := e.snapOf(base, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			before := e.marshals
 			e.begin()
-			second, err := e.snapOf(tt.next)
+			second, err := e.snapOf(tt.next, first)
 			if err != nil {
 				t.Fatal(err)
 			}

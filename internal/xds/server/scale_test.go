@@ -211,10 +211,15 @@ func BenchmarkScale(b *testing.B) {
 		fmt.Sscanf(v, "%d", &n)
 	}
 	const clients = 100
+	// MESHENTRY_XDS_UNACKED_MIB sets Config.MaxUnackedBytes, to see its effect on RSS and time.
+	var unacked int64
+	if v := os.Getenv("MESHENTRY_XDS_UNACKED_MIB"); v != "" {
+		fmt.Sscanf(v, "%d", &unacked)
+	}
 	dir := b.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s := New(ctx, Config{})
+	s := New(ctx, Config{MaxUnackedBytes: unacked << 20})
 	if err := s.Update(scaleSnapshot(b, dir, n, 0, 1)); err != nil {
 		b.Fatal(err)
 	}

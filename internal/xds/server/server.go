@@ -164,7 +164,7 @@ func (s *Server) rebuild(key string, g *group) ([]delivery, error) {
 	for typ, list := range s.extra {
 		res[typ] = mergeByName(res[typ], list)
 	}
-	snap, err := s.enc.snapOf(res)
+	snap, err := s.enc.snapOf(res, g.snap)
 	if err != nil {
 		g.err = err
 		return nil, err
