@@ -22,10 +22,11 @@ import (
 
 // xdsFlags configure `meshentry xds`; the source, reload, identity and log flags are run's.
 type xdsFlags struct {
-	run       runFlags
-	listen    string
-	maxNodes  int
-	maxStream uint32
+	run        runFlags
+	listen     string
+	maxNodes   int
+	maxUnacked int64
+	maxStream  uint32
 	// extra is the lead's hook for the MCP documents (mcp.Resources) at merge.
 	extra server.Extra
 }
@@ -48,6 +49,7 @@ func newXDSCommandFor(f *xdsFlags) *cobra.Command {
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:15010", "gRPC address for ADS and CSDS (Istio's plaintext xDS port); without --identity-dir it must be a loopback address")
 	fl.StringVar(&f.run.policy, "outbound-policy", "ALLOW_ANY", "what the proxies' catch-alls do: ALLOW_ANY (PassthroughCluster, Istio's default) or REGISTRY_ONLY (BlackHoleCluster)")
 	fl.StringVar(&f.run.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.Int64Var(&f.maxUnacked, "xds-max-unacked-bytes", server.DefaultMaxUnackedBytes, "response bytes sent to clients and not yet acknowledged, over all streams; a send beyond it waits for ACKs")
 	fl.IntVar(&f.maxNodes, "xds-max-nodes", server.DefaultMaxNodes, "nodes tracked at once; a new node beyond it is refused (counted in the log)")
 	fl.Uint32Var(&f.maxStream, "xds-max-streams", 100000, "concurrent gRPC streams per client connection")
 	f.run.reload.register(fl)
@@ -87,7 +89,7 @@ func runXDS(ctx context.Context, cmd *cobra.Command, f *xdsFlags, ready func(net
 		log.Warn("xds: invalid documents left out", "errors", n)
 	}
 	srv := server.New(ctx, server.Config{Options: envoy.Options{AllowAny: allowAny, RootNamespace: root},
-		Extra: f.extra, MCP: mcp.NewCache(), Logger: log, MaxNodes: f.maxNodes})
+		Extra: f.extra, MCP: mcp.NewCache(), Logger: log, MaxNodes: f.maxNodes, MaxUnackedBytes: f.maxUnacked})
 	if err := srv.Update(res.Snapshot); err != nil {
 		log.Error("xds: first translation", "err", err)
 	}
