@@ -161,6 +161,10 @@ func TestIncrementalBuildEqualsFreshBuild(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			steps := tc.steps
+			if raceEnabled {
+				steps /= 5
+			}
 			r := rand.New(rand.NewPCG(tc.seed, 99))
 			f := newEditFolder(t)
 			kinds := []string{"se", "se", "se", "dr", "vs", "sc"}
@@ -170,7 +174,7 @@ func TestIncrementalBuildEqualsFreshBuild(t *testing.T) {
 			var prev *Shared
 			prevBuilt := map[string]Resources{}
 			reused := 0
-			for step := range tc.steps {
+			for step := range steps {
 				if step > 0 {
 					edit(t, r, f, kinds[r.IntN(len(kinds))])
 				}
