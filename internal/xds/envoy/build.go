@@ -92,10 +92,8 @@ type builder struct {
 	fresh    []proto.Message
 	// seen caches visible.
 	seen []*registry.Service
-	// oldByName index the reference translation's pieces by kind and name, each made once a
-	// kind had more than scanMisses misses (sameAsBefore).
-	oldByName [3]map[pieceName]proto.Message
-	misses    [3]int
+	// misses counts, per kind of piece, the lookups sameAsBefore made.
+	misses [3]int
 }
 
 // Build translates the snapshot for node n: the sidecar form, or the API-listener form when the

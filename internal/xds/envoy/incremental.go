@@ -190,10 +190,11 @@ const (
 	kindChains
 )
 
-// scanMisses is how many misses of a kind a Build looks up by scanning the reference's pieces
-// before it indexes them: a scan costs no allocation and suits the one or few services a push
-// changes, an index the many of a snapshot built without reuse.
-const scanMisses = 8
+// scanMisses is how many misses of a kind a Build looks for among the reference's pieces: a
+// push changes one or a few services, and their messages are found by a scan of the pieces; a
+// snapshot built without reuse (every service new) would pay a proto.Equal per message, which
+// costs more than the translation it saves, so beyond this the rest count as new.
+const scanMisses = 16
 
 // sameAsBefore returns the reference translation's message of m's kind and name, made for a
 // service port with k's host and port, when it equals m; else m, which is new and to be
@@ -201,24 +202,18 @@ const scanMisses = 8
 // cluster when only endpoints moved, its virtual host) is unchanged; keeping those messages
 // keeps the tables that hold them too.
 func sameAsBefore[M proto.Message](b *builder, kind int, k svcPort, m M) M {
-	want := pieceKey(m)
-	var old proto.Message
-	switch {
-	case b.oldByName[kind] != nil:
-		old = b.oldByName[kind][want]
-	case b.misses[kind] < scanMisses:
+	if b.misses[kind] < scanMisses {
 		b.misses[kind]++
+		want := pieceKey(m)
+		var old proto.Message
 		b.old.scan(kind, k, func(r proto.Message) {
 			if pieceKey(r) == want {
 				old = r
 			}
 		})
-	default:
-		b.oldByName[kind] = b.old.byName(kind)
-		old = b.oldByName[kind][want]
-	}
-	if o, ok := old.(M); ok && proto.Equal(o, m) {
-		return o
+		if o, ok := old.(M); ok && proto.Equal(o, m) {
+			return o
+		}
 	}
 	b.fresh = append(b.fresh, m)
 	return m
@@ -263,13 +258,4 @@ func (c *classCache) scan(kind int, like svcPort, f func(proto.Message)) {
 			f(m)
 		}
 	})
-}
-
-// byName indexes the cache's messages of kind by message type and name; names are unique
-// within a kind (clusters and chains are named by cluster, virtual hosts by host and port).
-func (c *classCache) byName(kind int) map[pieceName]proto.Message {
-	n := map[int]int{kindClusters: 2 * len(c.clusters), kindVHosts: len(c.vhosts), kindChains: len(c.chains)}[kind]
-	out := make(map[pieceName]proto.Message, n)
-	c.each(kind, func(_ svcPort, m proto.Message) { out[pieceKey(m)] = m })
-	return out
 }

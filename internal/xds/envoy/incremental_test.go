@@ -161,6 +161,10 @@ func TestIncrementalBuildEqualsFreshBuild(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			steps := tc.steps
+			if raceEnabled {
+				steps /= 5
+			}
 			r := rand.New(rand.NewPCG(tc.seed, 99))
 			f := newEditFolder(t)
 			kinds := []string{"se", "se", "se", "dr", "vs", "sc"}
@@ -170,7 +174,7 @@ func TestIncrementalBuildEqualsFreshBuild(t *testing.T) {
 			var prev *Shared
 			prevBuilt := map[string]Resources{}
 			reused := 0
-			for step := range tc.steps {
+			for step := range steps {
 				if step > 0 {
 					edit(t, r, f, kinds[r.IntN(len(kinds))])
 				}
@@ -195,6 +199,20 @@ func TestIncrementalBuildEqualsFreshBuild(t *testing.T) {
 					prevBuilt[n.ID] = got
 				}
 				prev = inc
+				if step%5 == 4 {
+					// Nothing changed: every resource must be the very message of the last Build.
+					again := NewSharedFrom(prev, snap, tc.opts)
+					for _, n := range diffNodes {
+						got, err := again.Build(n)
+						if err != nil {
+							continue // refused both times, as checked above
+						}
+						if shared, total := countShared(got, prevBuilt[n.ID]), countShared(got, got); shared != total {
+							t.Fatalf("step %d, node %s: rebuilding an unchanged snapshot reused %d of %d resources", step, n.ID, shared, total)
+						}
+					}
+					prev = again
+				}
 			}
 			if reused == 0 {
 				t.Error("no resource was reused across the edits: the incremental path never ran")
@@ -337,4 +355,49 @@ func TestIncrementalBuildKeepsUnchangedMessages(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIncrementalAcrossGenerations covers the reference a Build takes when it is not simply the
+// last Shared's Build for the node: options changed between snapshots, or a kind of node that
+// was not built for one snapshot.
+func TestIncrementalAcrossGenerations(t *testing.T) {
+	t.Parallel()
+	f := newEditFolder(t)
+	for i := range 3 {
+		f.put(t, fmt.Sprintf("se-%d", i), randomDoc(rand.New(rand.NewPCG(uint64(i), 7)), "se", i))
+	}
+	snap := f.snapshot(t)
+	n := diffNodes[0]
+	first := NewShared(snap, Options{})
+	before, err := first.Build(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("changed options reuse nothing and give what a fresh build gives", func(t *testing.T) {
+		opts := Options{AllowAny: true}
+		got, err := NewSharedFrom(first, snap, opts).Build(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := NewShared(snap, opts).Build(n)
+		if !sameResources(want, got) {
+			t.Fatalf("differs from a fresh build:\n%s", cmp.Diff(want, got, protocmp.Transform()))
+		}
+		if shared := countShared(got, before); shared != 0 {
+			t.Errorf("%d resources reused across an options change", shared)
+		}
+	})
+	t.Run("a kind of node skipped for one snapshot still reuses its last build", func(t *testing.T) {
+		skipped := NewSharedFrom(first, snap, Options{}) // no Build for n
+		got, err := NewSharedFrom(skipped, snap, Options{}).Build(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sameResources(before, got) {
+			t.Fatalf("differs from the last build:\n%s", cmp.Diff(before, got, protocmp.Transform()))
+		}
+		if shared, total := countShared(got, before), countShared(got, got); shared != total {
+			t.Errorf("%d of %d resources reused, want all", shared, total)
+		}
+	})
 }

@@ -84,7 +84,7 @@ func (b *builder) virtualHosts(port uint32, svcs []*registry.Service, catchAll s
 		for _, r := range vh.Routes {
 			evh.Routes = append(evh.Routes, envoyRoutes(r, port, b.node)...)
 		}
-		out = b.placeVH(out, taken, evh, true, true)
+		out = b.placeVH(out, port, taken, evh, true, true)
 	}
 	for _, svc := range svcs {
 		k := svcPort{svc, port}
@@ -97,20 +97,20 @@ func (b *builder) virtualHosts(port uint32, svcs []*registry.Service, catchAll s
 		// Services have distinct hosts, so the domains of one can be those of a later one only
 		// through a host with a port in it, and the catch-all's only through the host "*": the
 		// others need not be remembered, which at 10,000 hosts was most of the table's cost.
-		out = b.placeVH(out, taken, vh, false, svc.Host == "*" || strings.Contains(svc.Host, ":"))
+		out = b.placeVH(out, port, taken, vh, false, svc.Host == "*" || strings.Contains(svc.Host, ":"))
 	}
 	name := "block_all"
 	if catchAll == Passthrough {
 		name = "allow_any"
 	}
-	return b.placeVH(out, taken, &routev3.VirtualHost{Name: name, Routes: []*routev3.Route{catchAllRoute(catchAll)}, Domains: []string{"*"}}, true, false)
+	return b.placeVH(out, port, taken, &routev3.VirtualHost{Name: name, Routes: []*routev3.Route{catchAllRoute(catchAll)}, Domains: []string{"*"}}, true, false)
 }
 
 // placeVH appends vh with the domains no earlier virtual host took, and marks them taken when
 // mark says a later one may ask for them. When it keeps all of them it goes in as it is;
 // otherwise a copy with the rest does. Virtual hosts made anew each Build (rebuilt) are
 // interned so that an unchanged one keeps its pointer.
-func (b *builder) placeVH(out []*routev3.VirtualHost, taken map[string]bool, vh *routev3.VirtualHost, rebuilt, mark bool) []*routev3.VirtualHost {
+func (b *builder) placeVH(out []*routev3.VirtualHost, port uint32, taken map[string]bool, vh *routev3.VirtualHost, rebuilt, mark bool) []*routev3.VirtualHost {
 	kept := vh.Domains
 	for i, d := range vh.Domains {
 		if taken[d] {
@@ -137,7 +137,8 @@ func (b *builder) placeVH(out []*routev3.VirtualHost, taken map[string]bool, vh 
 		rebuilt = true
 	}
 	if rebuilt {
-		vh = intern(b, "vhost|"+vh.Name, vh)
+		// Keyed by port too: every port's table has a catch-all of the same name.
+		vh = intern(b, "vhost|"+itoa(port)+"|"+vh.Name, vh)
 	}
 	return append(out, vh)
 }
