@@ -250,8 +250,9 @@ func TestDecodedDocumentsOutliveTheReadBuffer(t *testing.T) {
 	}
 }
 
+// Not parallel: it decodes thousands of documents twice, which under -race would slow the
+// package's timed tests running beside it.
 func TestALargeFileDecodesOnEveryCoreAsOnOne(t *testing.T) {
-	t.Parallel()
 	if runtime.GOMAXPROCS(0) < 2 {
 		t.Skip("one core: the documents of a file are decoded on one goroutine")
 	}
