@@ -27,6 +27,8 @@ type interner struct {
 	roundTripOnly bool
 	// scratch is the buffer each document's line table is built in before it is copied out.
 	scratch []lineEntry
+	// helpers are the interners of decodeNodes' other workers.
+	helpers []*interner
 	// readBuf is the buffer files are read into, reused file after file (readFile).
 	readBuf []byte
 	// steps is the buffer duplicateKeys walks paths in.

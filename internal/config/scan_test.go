@@ -5,10 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"unsafe"
 
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshentry/meshentry/internal/diag"
@@ -111,9 +113,10 @@ func TestScannerTakesTheGeneratedEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	var in interner
-	nodes, ok := in.scanner.Parse(string(data))
-	if !ok || len(nodes) != 24 {
-		t.Fatalf("scanner took %d documents, ok %v; want all 24", len(nodes), ok)
+	n := 0
+	ok := in.scanner.Parse(string(data), 1000, func(docs []*yaml.Node) { n += len(docs) })
+	if !ok || n != 24 {
+		t.Fatalf("scanner took %d documents, ok %v; want all 24", n, ok)
 	}
 }
 
@@ -128,16 +131,17 @@ func TestScannedDocumentsDoNotShareTheFileText(t *testing.T) {
 	order := 0
 	src := string(data)
 	in := newInterner()
-	nodes, ok := in.scanner.Parse(src)
+	in.borrowed = true
+	var s streamResult
+	ok := in.scanner.Parse(src, 1000, func(nodes []*yaml.Node) {
+		for _, n := range nodes {
+			s.add(decodeTop("f.yaml", "default", n, in), &order)
+		}
+	})
+	in.borrowed = false
 	if !ok {
 		t.Fatal("scanner refused the sample")
 	}
-	in.borrowed = true
-	var s streamResult
-	for _, n := range nodes {
-		s.add(decodeTop("f.yaml", "default", n, in), &order)
-	}
-	in.borrowed = false
 	var leaks []string
 	check := func(what, v string) {
 		if v != "" && inside(src, v) {
@@ -243,5 +247,35 @@ func TestDecodedDocumentsOutliveTheReadBuffer(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// Not parallel: it decodes thousands of documents twice, which under -race would slow the
+// package's timed tests running beside it.
+func TestALargeFileDecodesOnEveryCoreAsOnOne(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("one core: the documents of a file are decoded on one goroutine")
+	}
+	var sb strings.Builder
+	for i := range 3 * parallelDocs / 2 {
+		fmt.Fprintf(&sb, "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: se-%d\n  namespace: ns%d\n  labels: {app: a%d}\nspec:\n  hosts: [h%d.example.com]\n  ports:\n  - {number: %d, name: p%d}\n", i, i%7, i%13, i, 1+i%60000, i%5)
+		switch i % 500 {
+		case 17:
+			sb.WriteString("  hostz: [typo]\n")
+		case 99:
+			sb.WriteString("---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n")
+		}
+	}
+	scanned, reference := decodeScannedAndNot([]byte(sb.String()))
+	if err := sameResult(scanned, reference); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range scanned.docs {
+		if d.Order != i {
+			t.Fatalf("document %d numbered %d", i, d.Order)
+		}
+	}
+	if len(scanned.diags) == 0 || len(scanned.docs) < parallelDocs {
+		t.Fatalf("decoded %d documents with %d findings", len(scanned.docs), len(scanned.diags))
 	}
 }

@@ -53,7 +53,7 @@ func plainStart(s string, flow bool) bool {
 }
 
 // plainEnd returns the length of the plain scalar that starts s: up to ": " or a final ":", a
-// comment, or in a flow collection any flow indicator or ":", trailing spaces cut.
+// comment, or in a flow collection any flow indicator, ":" or "?", trailing spaces cut.
 func plainEnd(s string, flow bool) int {
 	end := len(s)
 scan:
@@ -69,7 +69,8 @@ scan:
 				end = k
 				break scan
 			}
-		case ',', '[', ']', '{', '}':
+		case ',', '[', ']', '{', '}', '?':
+			// yaml.v3 ends a flow scalar at "?" in some places: it is left to it in all.
 			if flow {
 				end = k
 				break scan

@@ -7,6 +7,7 @@
 package yamlscan
 
 import (
+	"math"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
@@ -21,10 +22,10 @@ const (
 
 // line is one line of the input: its bytes are src[start:end], without the newline.
 type line struct {
-	start, end int
+	start, end int32
 	// indent is the count of leading spaces; -1 for a blank or comment-only line, -2 for a
 	// document start marker ("---").
-	indent int
+	indent int32
 	// wide says the line holds bytes outside ASCII, so columns must count runes.
 	wide bool
 }
@@ -46,31 +47,68 @@ type Parser struct {
 	stack []*yaml.Node
 	docs  []*yaml.Node
 	depth int
+	// batch, emit and over steer Parse's passes (see there).
+	batch int
+	emit  func([]*yaml.Node)
+	over  bool
 }
 
 // refuse unwinds a parse that met something outside the subset.
 type refuse struct{}
 
-// Parse returns the document nodes of src as yaml.v3's Decoder returns them one by one, comments
-// left out, and true; or false when src is outside the subset. The nodes' strings share src.
-func (p *Parser) Parse(src string) (docs []*yaml.Node, ok bool) {
-	p.src, p.docs, p.depth = src, p.docs[:0], 0
-	p.nodes, p.ptrs = p.nodes[:0], p.ptrs[:0]
-	p.stack = p.stack[:0]
+// Parse hands emit the document nodes of src as yaml.v3's Decoder returns them one by one,
+// comments left out, in order and in batches of at most batch, and returns true; or it returns
+// false, having called emit for none, when src is outside the subset. The nodes' strings share
+// src, and the nodes of a batch are reused once emit returns. A file of more than one batch is
+// parsed twice, first only to check it, so that its nodes never all exist at once.
+func (p *Parser) Parse(src string, batch int, emit func(docs []*yaml.Node)) (ok bool) {
+	p.src, p.batch, p.emit, p.over = src, max(1, batch), nil, false
+	p.restart()
 	defer func() {
 		if r := recover(); r != nil {
 			if _, is := r.(refuse); !is {
 				panic(r)
 			}
-			docs, ok = nil, false
+			ok = false
 		}
-		p.src = ""
+		p.src, p.emit = "", nil
 	}()
-	if !p.split() {
-		return nil, false
+	if len(src) > math.MaxInt32 || !p.split() {
+		return false
 	}
 	p.stream()
-	return p.docs, true
+	if p.over {
+		p.restart()
+		p.emit = emit
+		p.stream()
+	}
+	if len(p.docs) > 0 {
+		emit(p.docs)
+	}
+	p.restart()
+	return true
+}
+
+// restart empties the slabs and the documents for another pass or batch.
+func (p *Parser) restart() {
+	clear(p.docs)
+	p.docs, p.depth = p.docs[:0], 0
+	p.nodes, p.ptrs, p.stack = p.nodes[:0], p.ptrs[:0], p.stack[:0]
+}
+
+// done takes in a finished document: a full batch goes to emit, or, on the checking pass, is
+// dropped and marks the input as one to parse again.
+func (p *Parser) done(doc *yaml.Node) {
+	p.docs = append(p.docs, doc)
+	if len(p.docs) < p.batch {
+		return
+	}
+	if p.emit != nil {
+		p.emit(p.docs)
+	} else {
+		p.over = true
+	}
+	p.restart()
 }
 
 // split cuts src into lines and refuses bytes outside the subset: control characters (tab and
@@ -117,7 +155,7 @@ func printable(s string) bool {
 // classify measures a line's indentation and refuses the lines that would need YAML's other
 // constructs: directives, document end markers and text after a document start marker.
 func (p *Parser) classify(start, end int, wide bool) line {
-	l := line{start: start, end: end, wide: wide}
+	l := line{start: int32(start), end: int32(end), wide: wide}
 	s := p.src[start:end]
 	n := 0
 	for n < len(s) && s[n] == ' ' {
@@ -138,7 +176,7 @@ func (p *Parser) classify(start, end int, wide bool) line {
 	case s[0] == '%':
 		l.indent = indentMarker - 1
 	default:
-		l.indent = n
+		l.indent = int32(n)
 	}
 	return l
 }
@@ -179,19 +217,19 @@ func (p *Parser) stream() {
 				null.Kind, null.Tag = yaml.ScalarNode, "!!null"
 				null.Line, null.Column = p.tokenAt(i)
 				doc.Content = p.collect(len(p.stack), null)
-				p.docs = append(p.docs, doc)
+				p.done(doc)
 				continue
 			}
 		} else {
-			doc.Line, doc.Column = p.position(i, p.lines[i].indent)
+			doc.Line, doc.Column = p.position(i, int(p.lines[i].indent))
 		}
 		var root *yaml.Node
-		root, i = p.block(i, p.lines[i].indent)
+		root, i = p.block(i, int(p.lines[i].indent))
 		if i = p.skip(i); i < len(p.lines) && p.lines[i].indent != indentMarker {
 			p.fail() // content after the root node ends
 		}
 		doc.Content = p.collect(len(p.stack), root)
-		p.docs = append(p.docs, doc)
+		p.done(doc)
 	}
 }
 
@@ -222,7 +260,7 @@ func (p *Parser) position(i, col int) (int, int) {
 	if !l.wide {
 		return i + 1, col + 1
 	}
-	return i + 1, utf8.RuneCountInString(p.src[l.start:l.start+col]) + 1
+	return i + 1, utf8.RuneCountInString(p.src[l.start:int(l.start)+col]) + 1
 }
 
 // node cuts a zeroed node from the slab.
@@ -261,7 +299,7 @@ func (p *Parser) collect(mark int, extra *yaml.Node) []*yaml.Node {
 // text is line i from byte col on.
 func (p *Parser) text(i, col int) string {
 	l := p.lines[i]
-	return p.src[l.start+col : l.end]
+	return p.src[int(l.start)+col : l.end]
 }
 
 // block parses the node that starts at byte col of line i and returns it and the line after it.
@@ -314,5 +352,5 @@ func (p *Parser) next(i int) (int, int) {
 	if i == len(p.lines) || p.lines[i].indent == indentMarker {
 		return i, -1
 	}
-	return i, p.lines[i].indent
+	return i, int(p.lines[i].indent)
 }

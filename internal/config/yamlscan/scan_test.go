@@ -45,23 +45,37 @@ func sameNode(path string, a, b *yaml.Node) error {
 }
 
 // differ checks the property the loader relies on: whatever Parse accepts, yaml.v3 reads
-// without error into the same nodes.
+// without error into the same nodes, in batches of at most batch.
 func differ(src string) (accepted bool, err error) {
-	var p Parser
-	got, ok := p.Parse(src)
-	if !ok {
-		return false, nil
-	}
 	want, rerr := reference(src)
-	if rerr != nil {
-		return true, fmt.Errorf("accepted, but yaml.v3 says: %v", rerr)
-	}
-	if len(got) != len(want) {
-		return true, fmt.Errorf("%d documents, yaml.v3 %d", len(got), len(want))
-	}
-	for i := range got {
-		if err := sameNode(fmt.Sprintf("doc%d", i), got[i], want[i]); err != nil {
-			return true, err
+	for _, batch := range []int{1 << 20, 2} {
+		var p Parser
+		got := 0
+		ok := p.Parse(src, batch, func(docs []*yaml.Node) {
+			if len(docs) > batch || len(docs) == 0 {
+				err = errors.Join(err, fmt.Errorf("a batch of %d documents, at most %d wanted", len(docs), batch))
+			}
+			for _, d := range docs {
+				if got < len(want) && err == nil {
+					err = sameNode(fmt.Sprintf("doc%d", got), d, want[got])
+				}
+				got++
+			}
+		})
+		if !ok {
+			if got > 0 {
+				return false, fmt.Errorf("refused after emitting %d documents", got)
+			}
+			return false, err
+		}
+		if rerr != nil {
+			return true, fmt.Errorf("accepted, but yaml.v3 says: %v", rerr)
+		}
+		if err == nil && got != len(want) {
+			err = fmt.Errorf("%d documents, yaml.v3 %d", got, len(want))
+		}
+		if err != nil {
+			return true, fmt.Errorf("batches of %d: %w", batch, err)
 		}
 	}
 	return true, nil
