@@ -163,6 +163,30 @@ func newH1Transport(p *Pool, lim Limits, up *upstreamConns) *http.Transport {
 type upstreamConns struct {
 	mu   sync.Mutex
 	open map[string]int // by the host:port the transport dials, that is by Upstream.Key
+	// busy counts the streams in a round trip per upstream: each holds one HTTP/1.1
+	// connection, so one that finds the cap's worth already busy must wait. Counted here,
+	// not from open, which a dial the transport has queued but not started does not yet show.
+	busy map[string]int
+}
+
+// begin counts a stream into its round trip to addr and returns how many are in one now.
+func (u *upstreamConns) begin(addr string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.busy == nil {
+		u.busy = make(map[string]int)
+	}
+	u.busy[addr]++
+	return u.busy[addr]
+}
+
+// end counts a stream out of its round trip to addr.
+func (u *upstreamConns) end(addr string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.busy[addr]--; u.busy[addr] <= 0 {
+		delete(u.busy, addr)
+	}
 }
 
 // dial dials as dialH2C does and counts the connection until it is closed.
@@ -187,12 +211,6 @@ func (u *upstreamConns) add(addr string, n int) {
 	}
 }
 
-func (u *upstreamConns) count(addr string) int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.open[addr]
-}
-
 // countedConn is an upstream connection that reports its first Close.
 type countedConn struct {
 	net.Conn
@@ -212,10 +230,11 @@ type capWait struct {
 	wasIdle atomic.Bool // ... one that sat idle in the pool, so the stream did not wait
 }
 
-// trace returns the hooks that fill w, for a stream to an upstream capped at max connections.
-func (w *capWait) trace(up *upstreamConns, max int) *httptrace.ClientTrace {
+// trace returns the hooks that fill w, for a stream that is the busy-th in a round trip to an
+// upstream capped at max connections.
+func (w *capWait) trace(busy, max int) *httptrace.ClientTrace {
+	w.atCap.Store(busy > max)
 	return &httptrace.ClientTrace{
-		GetConn: func(hostPort string) { w.atCap.Store(up.count(hostPort) >= max) },
 		GotConn: func(info httptrace.GotConnInfo) {
 			w.got.Store(true)
 			w.wasIdle.Store(info.WasIdle)

@@ -236,7 +236,8 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 	if h2c {
 		rt = s.pool.h2c()
 	} else {
-		ctx = httptrace.WithClientTrace(ctx, wait.trace(&h.up, s.lim.MaxUpstreamConns))
+		defer h.up.end(up.Key)
+		ctx = httptrace.WithClientTrace(ctx, wait.trace(h.up.begin(up.Key), s.lim.MaxUpstreamConns))
 	}
 	ctx, stopTry := st.perTry(ctx)
 	defer stopTry()
