@@ -142,10 +142,13 @@ hold() {
 
 # measure PROXY PATH COUNT: the RSS growth of a freshly started PROXY while COUNT clients hold
 # idle connections that made one request for PATH each.
+# It runs in a subshell (its output is read), whose exit, failed or not, must stop the proxy: the
+# main shell's cleanup does not know its pid.
 measure() {
   HOOK=0
   [ "$1" != haproxy ] && HOOK=1
   start_"$1"
+  trap 'kill "$PROXY_PID" 2>/dev/null || true' EXIT
   hold "$ADDR" "$PROXY_PID" "$2" "$3"
   kill "$PROXY_PID"; wait "$PROXY_PID" 2>/dev/null || true
 }

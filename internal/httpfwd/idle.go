@@ -71,10 +71,19 @@ func (c *conn) park() {
 	c.s.stats.parked.Add(1)
 }
 
-// resume waits, on a fresh goroutine, for the next request of a parked connection, reading its
-// first byte into c.first, and serves it on; the connection ends when the idle timeout passes,
-// a drain closes it or the client does.
+// resume serves a parked detached connection on from a fresh goroutine.
 func (c *conn) resume(ctx context.Context) {
+	if !c.awaitWake() {
+		c.finish(true)
+		return
+	}
+	c.run(ctx)
+}
+
+// awaitWake waits for the next request of a parked connection, reading its first byte into
+// c.first, and reports whether it began: false when the idle timeout passed, a drain closed the
+// connection or the client did. It then takes per-request state back.
+func (c *conn) awaitWake() bool {
 	c.nc.SetReadDeadline(c.idleUntil)
 	var n int
 	var err error
@@ -88,13 +97,12 @@ func (c *conn) resume(ctx context.Context) {
 		if isTimeout(err) && !c.s.shutting.Load() {
 			c.s.stats.idle.Add(1)
 		}
-		c.finish(true)
-		return
+		return false
 	}
 	c.takeWork()
 	c.arrival[0] = c.first[0]
 	c.woke = true
-	c.run(ctx)
+	return true
 }
 
 // maxFreeWork bounds the per-request states kept by the server for connections that wake up

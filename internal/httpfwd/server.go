@@ -206,24 +206,27 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, detached bool) {
 // noCancel is the cancel func of a connection that shares its server's context.
 func noCancel() {}
 
-// run serves the connection on the calling goroutine until it ends or parks; a parked
-// connection goes on on a fresh goroutine, which the caller waits for unless it is detached.
+// run serves the connection on the calling goroutine until it ends or parks. A detached
+// connection that parks goes on on a fresh goroutine, so that the one whose stack grew while
+// serving ends; one a caller of ServeConn waits for waits on, its stack shrunk by the next GCs.
 func (c *conn) run(ctx context.Context) {
-	ok := c.serveRecovering(ctx)
-	if !ok || !c.parked {
-		c.finish(ok)
-		return
+	for {
+		ok := c.serveRecovering(ctx)
+		if !ok || !c.parked {
+			c.finish(ok)
+			return
+		}
+		c.parked = false
+		c.park()
+		if c.detached {
+			go c.resume(ctx)
+			return
+		}
+		if !c.awaitWake() {
+			c.finish(true)
+			return
+		}
 	}
-	c.parked = false
-	c.park()
-	if c.detached {
-		go c.resume(ctx)
-		return
-	}
-	done := make(chan struct{})
-	c.finished = done
-	go c.resume(ctx)
-	<-done
 }
 
 // finish ends a connection that is served no more: it leaves the active set, is closed (unless
@@ -237,8 +240,8 @@ func (c *conn) finish(ok bool) {
 	s.mu.Lock()
 	delete(s.active, c)
 	s.mu.Unlock()
-	done, detached := c.finished, c.detached
-	c.finished, c.stop, c.aborted = nil, nil, nil
+	detached := c.detached
+	c.stop, c.aborted = nil, nil
 	switch {
 	case !ok:
 		// A panic may have left a body copy running on c: abort it and do not reuse c, nor
@@ -255,9 +258,6 @@ func (c *conn) finish(ok bool) {
 	default:
 		nc.Close()
 		s.putConn(c)
-	}
-	if done != nil {
-		close(done)
 	}
 	if detached {
 		s.serveGroup.Done()
@@ -336,10 +336,8 @@ type conn struct {
 	detached bool
 	// kept: a request was served, so the next wait is a keep-alive one.
 	kept bool
-	// parked: serve returned because the connection went idle for Server.IdleRelease; it goes
-	// on on a fresh goroutine, which closes finished when the connection ends, if set.
-	parked   bool
-	finished chan struct{}
+	// parked: serve returned because the connection went idle for Server.IdleRelease.
+	parked bool
 	// idleUntil is when the keep-alive wait in progress ends.
 	idleUntil time.Time
 	// first is where a parked connection reads the first byte of its next request; woke says
