@@ -243,6 +243,7 @@ func (s *Server) putConn(c *conn) {
 	c.releaseScratch()
 	c.releaseBuffers()
 	c.pending = arrived{}
+	c.top.forget()
 	c.nc = nil
 	c.req.RemoteAddr, c.req.LocalAddr = nil, nil
 	c.rec = AccessRecord{}
@@ -284,6 +285,7 @@ type conn struct {
 	bufs     *bufSet
 	arrival  [arrivalSize]byte
 	pending  arrived
+	top      topUp // reads the rest of a request body without waiting
 	req      RequestHead
 	resp     responseHead
 	headBuf  []byte

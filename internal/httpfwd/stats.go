@@ -32,6 +32,9 @@ type Stats struct {
 	MirrorsSent uint64
 	// MirrorsDropped counts copies dropped because Limits.MaxMirrors were in flight.
 	MirrorsDropped uint64
+	// BodiesStreamed counts request bodies that had not all arrived when their head went
+	// upstream, so were streamed on a goroutine of their own; the others left with the head.
+	BodiesStreamed uint64
 }
 
 // counters holds the live values behind Stats.
@@ -47,6 +50,7 @@ type counters struct {
 	replayTooLarge atomic.Uint64
 	mirrorsSent    atomic.Uint64
 	mirrorsDropped atomic.Uint64
+	bodiesStreamed atomic.Uint64
 }
 
 // Stats returns the current counts.
@@ -64,6 +68,7 @@ func (s *Server) Stats() Stats {
 		ReplayTooLarge:     c.replayTooLarge.Load(),
 		MirrorsSent:        c.mirrorsSent.Load(),
 		MirrorsDropped:     c.mirrorsDropped.Load(),
+		BodiesStreamed:     c.bodiesStreamed.Load(),
 	}
 }
 
