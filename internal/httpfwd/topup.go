@@ -62,13 +62,14 @@ func (t *topUp) read(p []byte) (int, error) {
 	return t.n, t.err
 }
 
-// topUpBody brings up to need more bytes of the request body into c.br from what the client
-// already sent, without waiting; need is capped at the reader's size.
+// topUpBody brings the request body of need bytes into c.br from what the client already sent,
+// without waiting. A body larger than the reader is streamed whatever arrived, so it is left to
+// the stream, which saves a read that may find nothing.
 func (c *conn) topUpBody(need int64) {
-	n := int(min(need, int64(c.br.Size())))
-	if c.br.Buffered() >= n || !c.top.bind(c.nc) {
+	if need > int64(c.br.Size()) || int64(c.br.Buffered()) >= need || !c.top.bind(c.nc) {
 		return
 	}
+	n := int(need)
 	c.pending.probe = &c.top
 	// The reader hands back (and forgets) the error that ended the top-up: errNothingYet, or a
 	// failure the body copy then meets again on the socket.
