@@ -9,6 +9,8 @@
 #   SYSCALLS=1 bench/proxy.sh         # also strace -c -f each proxy during a wrk run: syscalls
 #                                     # (and failed ones, EAGAIN mostly) per request, side by side
 #   STREAMS=0 bench/proxy.sh          # the HTTP rows only
+#   PROFILE=1 bench/proxy.sh          # also a CPU profile of meshentry (and the BASE_REV build)
+#                                     # under wrk at each CONNS; the top to $OUT/profile-*.txt
 #   BASE_REV=fb047fb bench/proxy.sh   # also runs meshentry built from that commit, in the same run,
 #                                     # with the main row's flags (BASE_FLAGS= for a build without them)
 #   THREADS=1 bench/proxy.sh          # both proxies on one thread: HAProxy nbthread, meshentry
@@ -25,6 +27,8 @@ CONNS=${CONNS:-16 256}
 SYSCALLS=${SYSCALLS:-0}
 STRACE_DURATION=${STRACE_DURATION:-5s}
 STREAMS=${STREAMS:-1}
+PROFILE=${PROFILE:-0}
+PROFILE_SECONDS=${PROFILE_SECONDS:-5}
 BYTES=${BYTES:-1073741824}
 REPEAT=${REPEAT:-3}
 OUT=${OUT:-bench/out}
@@ -118,8 +122,11 @@ spec:
   resolution: STATIC
   endpoints: [{address: 127.0.0.1, ports: {tls: ${SOURCE##*:}}}]
 CFG
+# The profiles are served only when asked for: sampling costs CPU.
+pprof=()
+if [ "$PROFILE" = 1 ]; then pprof=(--admin-pprof); fi
 ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn \
-  --access-log off --istio-metrics=false >"$OUT/meshentry.log" 2>&1 & pids+=($!)
+  "${pprof[@]}" --access-log off --istio-metrics=false >"$OUT/meshentry.log" 2>&1 & pids+=($!)
 MESH_PID=$!
 rm -f "$OUT/access.log"
 ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH_OBS" --admin "$MESH_OBS_ADMIN" --log-level warn \
@@ -128,7 +135,7 @@ MESH_OBS_PID=$!
 MESH_BASE_PID=
 if [ -n "${BASE_REV:-}" ]; then
   ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry-base" run -f "$OUT/bench.yaml" --listen "$MESH_BASE" --admin "$MESH_BASE_ADMIN" --log-level warn \
-    ${BASE_FLAGS---access-log off --istio-metrics=false} >"$OUT/meshentry-base.log" 2>&1 & pids+=($!)
+    "${pprof[@]}" ${BASE_FLAGS---access-log off --istio-metrics=false} >"$OUT/meshentry-base.log" 2>&1 & pids+=($!)
   MESH_BASE_PID=$!
 fi
 
@@ -229,6 +236,20 @@ syscall_header() {
   printf "%-18s" syscall; for a in "$@"; do printf " %22s" "${a%%=*}"; done; printf "\n"
 }
 
+# profile_wrk NAME URL ADMIN [HOST]: a CPU profile of PROFILE_SECONDS of the meshentry serving
+# ADMIN under wrk at $C connections; its top to $OUT/profile-NAME-cC.txt.
+profile_wrk() {
+  local name=$1 url=$2 admin=$3 host=${4:-} hdr=()
+  [ -n "$host" ] && hdr=(-H "Host: $host")
+  local prof="$OUT/cpu-$name-c$C.prof"
+  wrk -t1 -c"$C" -d"$((PROFILE_SECONDS + 2))s" "${hdr[@]}" "$url" >/dev/null &
+  local wp=$!
+  sleep 1
+  curl -fsS -o "$prof" "http://$admin/debug/pprof/profile?seconds=$PROFILE_SECONDS"
+  wait "$wp"
+  go tool pprof -top -nodecount=30 "$prof" >"$OUT/profile-$name-c$C.txt" 2>/dev/null
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() { printf "%-34s %6s %10s %10s %10s %12s %10s %10s\n" "$@"; }
 
@@ -300,6 +321,17 @@ if [ "$SYSCALLS" = 1 ]; then
       syscall_table "${cols[@]}"
     } >>"$OUT/result.txt"
   done
+fi
+
+if [ "$PROFILE" = 1 ]; then
+  for C in $CONNS; do
+    echo "CPU profiles, wrk -t1 -c$C" >&2
+    profile_wrk meshentry "http://$MESH/" "$MESH_ADMIN" bench.local
+    if [ -n "$MESH_BASE_PID" ]; then
+      profile_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_ADMIN" bench.local
+    fi
+  done
+  echo "CPU profiles: $(ls "$OUT"/profile-*.txt | tr '\n' ' ')" >>"$OUT/result.txt"
 fi
 
 {
