@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -24,6 +25,8 @@ type Pool struct {
 	idle   map[string][]*upConn // per key, most recently used last
 	count  int
 	closed bool
+	// full counts connections closed because their key already had MaxIdlePerKey idle.
+	full atomic.Uint64
 	// keep is the last Retain's filter: connections handed back under a key it rejects are closed.
 	keep  func(key string) bool
 	sweep *time.Timer
@@ -193,7 +196,10 @@ func (p *Pool) put(uc *upConn, now time.Time) {
 	}
 	p.mu.Lock()
 	list := p.idle[uc.key]
-	if p.closed || len(list) >= p.maxIdle() || p.retiredLocked(uc.key) {
+	if full := len(list) >= p.maxIdle(); p.closed || full || p.retiredLocked(uc.key) {
+		if full && !p.closed {
+			p.full.Add(1)
+		}
 		p.mu.Unlock()
 		uc.nc.Close()
 		return
@@ -265,6 +271,10 @@ func (p *Pool) expire() {
 		uc.nc.Close()
 	}
 }
+
+// IdleFull returns how many reusable connections were closed because their key already had
+// MaxIdlePerKey idle ones: a count that grows under steady load says the cap is too small.
+func (p *Pool) IdleFull() uint64 { return p.full.Load() }
 
 // Idle returns the number of idle connections held.
 func (p *Pool) Idle() int {
