@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Measures meshentry's forward proxy against a direct connection and HAProxy, in one run, on
 # 127.0.0.1: (a) HTTP/1.1 keep-alive requests/s, p50/p99 latency and proxy CPU per request with one
-# wrk thread; (b) the throughput of a 1 GiB stream through a TCP/TLS passthrough (CONNECT tunnel for
+# wrk thread, at each connection count of CONNS (16 and 256); (b) the throughput of a 1 GiB stream through a TCP/TLS passthrough (CONNECT tunnel for
 # meshentry, mode tcp for HAProxy). Installs wrk and haproxy from the distribution when missing.
 #
 #   bench/proxy.sh            # 10 s per HTTP run, 1 GiB streams
-#   DURATION=5s CONNS=16 BYTES=1073741824 bench/proxy.sh
-#   BASE_REV=fb047fb bench/proxy.sh   # also runs meshentry built from that commit, in the same run
+#   DURATION=5s CONNS="16 256" BYTES=1073741824 bench/proxy.sh
+#   SYSCALLS=1 bench/proxy.sh         # also strace -c -f each proxy during a wrk run: syscalls
+#                                     # (and failed ones, EAGAIN mostly) per request, side by side
+#   STREAMS=0 bench/proxy.sh          # the HTTP rows only
+#   PROFILE=1 bench/proxy.sh          # also a CPU profile of meshentry (and the BASE_REV build)
+#                                     # under wrk at each CONNS; the top to $OUT/profile-*.txt
+#   BASE_REV=fb047fb bench/proxy.sh   # also runs meshentry built from that commit, in the same run,
+#                                     # with the main row's flags (BASE_FLAGS= for a build without them)
 #   THREADS=1 bench/proxy.sh          # both proxies on one thread: HAProxy nbthread, meshentry
 #                                     # --concurrency (GOMAXPROCS, so a BASE_REV build follows too)
 #
@@ -17,7 +23,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
-CONNS=${CONNS:-16}
+CONNS=${CONNS:-16 256}
+SYSCALLS=${SYSCALLS:-0}
+STRACE_DURATION=${STRACE_DURATION:-5s}
+STREAMS=${STREAMS:-1}
+PROFILE=${PROFILE:-0}
+PROFILE_SECONDS=${PROFILE_SECONDS:-5}
 BYTES=${BYTES:-1073741824}
 REPEAT=${REPEAT:-3}
 OUT=${OUT:-bench/out}
@@ -26,6 +37,7 @@ mkdir -p "$OUT"
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v haproxy >/dev/null || need+=(haproxy)
+if [ "$SYSCALLS" = 1 ]; then command -v strace >/dev/null || need+=(strace); fi
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
@@ -41,17 +53,19 @@ if [ -n "${BASE_REV:-}" ]; then
   rm -rf "$base_src"
 fi
 
-BACKEND=127.0.0.1:18080   # HTTP backend
-SOURCE=127.0.0.1:18090    # TCP source of $BYTES per connection
-HAPROXY_HTTP=127.0.0.1:18081
-HAPROXY_TCP=127.0.0.1:18091
-GOPIPE=127.0.0.1:18092     # plain Go io.Copy relay, the floor for any Go passthrough
-MESH=127.0.0.1:18001
-MESH_ADMIN=127.0.0.1:18000
-MESH_BASE=127.0.0.1:18003
-MESH_BASE_ADMIN=127.0.0.1:18002
-MESH_OBS=127.0.0.1:18005
-MESH_OBS_ADMIN=127.0.0.1:18004
+# PORT_BASE moves every port, so that two runs on one machine do not collide.
+P=${PORT_BASE:-18000}
+BACKEND=127.0.0.1:$((P + 80))   # HTTP backend
+SOURCE=127.0.0.1:$((P + 90))    # TCP source of $BYTES per connection
+HAPROXY_HTTP=127.0.0.1:$((P + 81))
+HAPROXY_TCP=127.0.0.1:$((P + 91))
+GOPIPE=127.0.0.1:$((P + 92))     # plain Go io.Copy relay, the floor for any Go passthrough
+MESH=127.0.0.1:$((P + 1))
+MESH_ADMIN=127.0.0.1:$((P + 0))
+MESH_BASE=127.0.0.1:$((P + 3))
+MESH_BASE_ADMIN=127.0.0.1:$((P + 2))
+MESH_OBS=127.0.0.1:$((P + 5))
+MESH_OBS_ADMIN=127.0.0.1:$((P + 4))
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -108,8 +122,11 @@ spec:
   resolution: STATIC
   endpoints: [{address: 127.0.0.1, ports: {tls: ${SOURCE##*:}}}]
 CFG
+# The profiles are served only when asked for: sampling costs CPU.
+pprof=()
+if [ "$PROFILE" = 1 ]; then pprof=(--admin-pprof); fi
 ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn \
-  --access-log off --istio-metrics=false >"$OUT/meshentry.log" 2>&1 & pids+=($!)
+  "${pprof[@]}" --access-log off --istio-metrics=false >"$OUT/meshentry.log" 2>&1 & pids+=($!)
 MESH_PID=$!
 rm -f "$OUT/access.log"
 ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH_OBS" --admin "$MESH_OBS_ADMIN" --log-level warn \
@@ -117,7 +134,8 @@ ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench.yaml" --
 MESH_OBS_PID=$!
 MESH_BASE_PID=
 if [ -n "${BASE_REV:-}" ]; then
-  ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry-base" run -f "$OUT/bench.yaml" --listen "$MESH_BASE" --admin "$MESH_BASE_ADMIN" --log-level warn >"$OUT/meshentry-base.log" 2>&1 & pids+=($!)
+  ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry-base" run -f "$OUT/bench.yaml" --listen "$MESH_BASE" --admin "$MESH_BASE_ADMIN" --log-level warn \
+    "${pprof[@]}" ${BASE_FLAGS---access-log off --istio-metrics=false} >"$OUT/meshentry-base.log" 2>&1 & pids+=($!)
   MESH_BASE_PID=$!
 fi
 
@@ -138,13 +156,14 @@ fi
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
 
-# run_wrk NAME URL PID [HOST]: prints "rps p50_us p99_us cpu_us_per_req" (cpu "-" without a PID).
+# run_wrk NAME URL PID [HOST]: prints "rps p50_us p99_us cpu_us_per_req" (cpu "-" without a PID)
+# for $C connections.
 run_wrk() {
-  local name=$1 url=$2 pid=$3 host=${4:-} hdr=()
+  local name=$1-c$C url=$2 pid=$3 host=${4:-} hdr=()
   [ -n "$host" ] && hdr=(-H "Host: $host")
-  wrk -t1 -c"$CONNS" -d1s "${hdr[@]}" "$url" >/dev/null   # warm up pools
+  wrk -t1 -c"$C" -d1s "${hdr[@]}" "$url" >/dev/null   # warm up pools
   local c0=0; [ "$pid" != - ] && c0=$(cpu_ticks "$pid")
-  wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url" >"$OUT/wrk-$name.txt"
+  wrk -t1 -c"$C" -d"$DURATION" --latency "${hdr[@]}" "$url" >"$OUT/wrk-$name.txt"
   local c1=0; [ "$pid" != - ] && c1=$(cpu_ticks "$pid")
   awk -v c0="$c0" -v c1="$c1" -v tck="$TCK" -v pid="$pid" '
     function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return (v+0)*1000; if (v ~ /s$/) return (v+0)*1e6; return v }
@@ -171,43 +190,154 @@ median_stream() {
   printf '%s\n' "${runs[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
-echo "HTTP/1.1 keep-alive, wrk -t1 -c$CONNS -d$DURATION, 128-byte responses" >&2
-read -r d_rps d_p50 d_p99 _ < <(run_wrk direct "http://$BACKEND/" -)
-read -r h_rps h_p50 h_p99 h_cpu < <(run_wrk haproxy "http://$HAPROXY_HTTP/" "$HAPROXY_PID")
-read -r m_rps m_p50 m_p99 m_cpu < <(run_wrk meshentry "http://$MESH/" "$MESH_PID" bench.local)
-read -r o_rps o_p50 o_p99 o_cpu < <(run_wrk meshentry-obs "http://$MESH_OBS/" "$MESH_OBS_PID" bench.local)
-if [ -n "$MESH_BASE_PID" ]; then
-  read -r b_rps b_p50 b_p99 b_cpu < <(run_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_PID" bench.local)
-fi
+# strace_wrk NAME URL PID [HOST]: runs wrk for $STRACE_DURATION at $C connections with strace -c
+# -f attached to every thread of PID, and writes "syscall calls/req failed/req" lines (failed is
+# mostly EAGAIN) to $OUT/syscalls-NAME-cC.txt. strace slows the proxy down several times; the
+# counts per request are what it is for, not the rate.
+strace_wrk() {
+  local name=$1 url=$2 pid=$3 host=${4:-} hdr=()
+  [ -n "$host" ] && hdr=(-H "Host: $host")
+  local raw="$OUT/strace-$name-c$C.txt" log="$OUT/wrk-strace-$name-c$C.txt"
+  wrk -t1 -c"$C" -d1s "${hdr[@]}" "$url" >/dev/null   # warm up pools
+  strace -c -f -q -p "$pid" -o "$raw" &
+  local sp=$!
+  sleep 1   # attached to every thread before the first request
+  wrk -t1 -c"$C" -d"$STRACE_DURATION" "${hdr[@]}" "$url" >"$log"
+  kill -INT "$sp"
+  wait "$sp" || true
+  awk -v reqs="$(awk '/requests in/ { print $1 }' "$log")" '
+    $1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {
+      errs = (NF == 6) ? $5 : 0
+      printf "%s %.2f %.2f\n", $NF, $4 / reqs, errs / reqs
+    }' "$raw" >"$OUT/syscalls-$name-c$C.txt"
+}
 
-echo "Streams of $BYTES bytes, median of $REPEAT" >&2
-d_tp=$(median_stream "$OUT/benchtool" fetch "$SOURCE" "$BYTES")
-h_tp=$(median_stream "$OUT/benchtool" fetch "$HAPROXY_TCP" "$BYTES")
-g_tp=$(median_stream "$OUT/benchtool" fetch "$GOPIPE" "$BYTES")
-m_tp=$(median_stream "$OUT/benchtool" fetch "$MESH" "$BYTES" --connect stream.local:443)
-if [ -n "$MESH_BASE_PID" ]; then
-  b_tp=$(median_stream "$OUT/benchtool" fetch "$MESH_BASE" "$BYTES" --connect stream.local:443)
-fi
+# syscall_table LABEL=FILE...: the per-request counts of several proxies side by side, "calls
+# (failed)", most frequent first, with a total row.
+syscall_table() {
+  local labels=() files=()
+  for a in "$@"; do labels+=("${a%%=*}"); files+=("${a#*=}"); done
+  awk -v labels="${labels[*]}" '
+    FNR == 1 { f++ }
+    { seen[$1] = 1; c[f, $1] = $2; e[f, $1] = $3; tot[f] += $2; etot[f] += $3; key[$1] += $2 }
+    END {
+      n = split(labels, l, " ")
+      for (s in seen) {
+        if (key[s] < 0.005 * n) continue   # a few calls in the whole run
+        line = sprintf("%-18s", s)
+        for (i = 1; i <= n; i++) line = line sprintf(" %22s", sprintf("%.2f (%.2f)", c[i, s], e[i, s]))
+        printf "%09.2f\t%s\n", key[s], line
+      }
+      printf "%09.2f\t%-18s", -1, "total"
+      for (i = 1; i <= n; i++) printf " %22s", sprintf("%.2f (%.2f)", tot[i], etot[i]); printf "\n"
+    }' "${files[@]}" | sort -t$'\t' -k1,1gr | cut -f2-
+}
+syscall_header() {
+  printf "%-18s" syscall; for a in "$@"; do printf " %22s" "${a%%=*}"; done; printf "\n"
+}
+
+# profile_wrk NAME URL ADMIN [HOST]: a CPU profile of PROFILE_SECONDS of the meshentry serving
+# ADMIN under wrk at $C connections; its top to $OUT/profile-NAME-cC.txt.
+profile_wrk() {
+  local name=$1 url=$2 admin=$3 host=${4:-} hdr=()
+  [ -n "$host" ] && hdr=(-H "Host: $host")
+  local prof="$OUT/cpu-$name-c$C.prof"
+  wrk -t1 -c"$C" -d"$((PROFILE_SECONDS + 2))s" "${hdr[@]}" "$url" >/dev/null &
+  local wp=$!
+  sleep 1
+  curl -fsS -o "$prof" "http://$admin/debug/pprof/profile?seconds=$PROFILE_SECONDS"
+  wait "$wp"
+  go tool pprof -top -nodecount=30 "$prof" >"$OUT/profile-$name-c$C.txt" 2>/dev/null
+}
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+row() { printf "%-34s %6s %10s %10s %10s %12s %10s %10s\n" "$@"; }
+
 {
   echo
-  printf "%-34s %12s %10s %10s %12s %10s %10s\n" "HTTP keep-alive" "req/s" "p50 µs" "p99 µs" "CPU µs/req" "×direct" "×haproxy"
-  printf "%-34s %12s %10s %10s %12s %10s %10s\n" "direct" "$d_rps" "$d_p50" "$d_p99" "-" "1.00" "$(ratio "$d_rps" "$h_rps")"
-  printf "%-34s %12s %10s %10s %12s %10s %10s\n" "haproxy" "$h_rps" "$h_p50" "$h_p99" "$h_cpu" "$(ratio "$h_rps" "$d_rps")" "1.00"
-  printf "%-34s %12s %10s %10s %12s %10s %10s\n" "meshentry (forward proxy)" "$m_rps" "$m_p50" "$m_p99" "$m_cpu" "$(ratio "$m_rps" "$d_rps")" "$(ratio "$m_rps" "$h_rps")"
- printf "%-34s %12s %10s %10s %12s %10s %10s\n" "meshentry, access log + metrics" "$o_rps" "$o_p50" "$o_p99" "$o_cpu" "$(ratio "$o_rps" "$d_rps")" "$(ratio "$o_rps" "$h_rps")"
-  [ -n "$MESH_BASE_PID" ] && printf "%-34s %12s %10s %10s %12s %10s %10s\n" "meshentry at $BASE_REV" "$b_rps" "$b_p50" "$b_p99" "$b_cpu" "$(ratio "$b_rps" "$d_rps")" "$(ratio "$b_rps" "$h_rps")"
+  row "HTTP keep-alive (wrk -t1)" conns "req/s" "p50 µs" "p99 µs" "CPU µs/req" "×direct" "×haproxy"
+} >"$OUT/result.txt"
+summary=()
+for C in $CONNS; do
+  echo "HTTP/1.1 keep-alive, wrk -t1 -c$C -d$DURATION, 128-byte responses" >&2
+  read -r d_rps d_p50 d_p99 _ < <(run_wrk direct "http://$BACKEND/" -)
+  read -r h_rps h_p50 h_p99 h_cpu < <(run_wrk haproxy "http://$HAPROXY_HTTP/" "$HAPROXY_PID")
+  read -r m_rps m_p50 m_p99 m_cpu < <(run_wrk meshentry "http://$MESH/" "$MESH_PID" bench.local)
+  read -r o_rps o_p50 o_p99 o_cpu < <(run_wrk meshentry-obs "http://$MESH_OBS/" "$MESH_OBS_PID" bench.local)
+  if [ -n "$MESH_BASE_PID" ]; then
+    read -r b_rps b_p50 b_p99 b_cpu < <(run_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_PID" bench.local)
+  fi
+  {
+    row "direct" "$C" "$d_rps" "$d_p50" "$d_p99" "-" "1.00" "$(ratio "$d_rps" "$h_rps")"
+    row "haproxy" "$C" "$h_rps" "$h_p50" "$h_p99" "$h_cpu" "$(ratio "$h_rps" "$d_rps")" "1.00"
+    row "meshentry (forward proxy)" "$C" "$m_rps" "$m_p50" "$m_p99" "$m_cpu" "$(ratio "$m_rps" "$d_rps")" "$(ratio "$m_rps" "$h_rps")"
+    row "meshentry, access log + metrics" "$C" "$o_rps" "$o_p50" "$o_p99" "$o_cpu" "$(ratio "$o_rps" "$d_rps")" "$(ratio "$o_rps" "$h_rps")"
+    if [ -n "$MESH_BASE_PID" ]; then
+      row "meshentry at $BASE_REV" "$C" "$b_rps" "$b_p50" "$b_p99" "$b_cpu" "$(ratio "$b_rps" "$d_rps")" "$(ratio "$b_rps" "$h_rps")"
+    fi
+  } >>"$OUT/result.txt"
+  line="-c$C meshentry/haproxy: req/s $(ratio "$m_rps" "$h_rps"), p99 $(ratio "$m_p99" "$h_p99"), CPU per request $(ratio "$m_cpu" "$h_cpu")"
+  [ -n "$MESH_BASE_PID" ] && line+="; meshentry/base: req/s $(ratio "$m_rps" "$b_rps"), CPU per request $(ratio "$m_cpu" "$b_cpu")"
+  line+="; access log + metrics on/off: req/s $(ratio "$o_rps" "$m_rps"), CPU per request $(ratio "$o_cpu" "$m_cpu")"
+  summary+=("$line")
+done
+
+if [ "$STREAMS" = 1 ]; then
+  echo "Streams of $BYTES bytes, median of $REPEAT" >&2
+  d_tp=$(median_stream "$OUT/benchtool" fetch "$SOURCE" "$BYTES")
+  h_tp=$(median_stream "$OUT/benchtool" fetch "$HAPROXY_TCP" "$BYTES")
+  g_tp=$(median_stream "$OUT/benchtool" fetch "$GOPIPE" "$BYTES")
+  m_tp=$(median_stream "$OUT/benchtool" fetch "$MESH" "$BYTES" --connect stream.local:443)
+  if [ -n "$MESH_BASE_PID" ]; then
+    b_tp=$(median_stream "$OUT/benchtool" fetch "$MESH_BASE" "$BYTES" --connect stream.local:443)
+  fi
+  {
+    echo
+    printf "%-34s %12s %10s %10s\n" "1 GiB stream (passthrough)" "MiB/s" "×direct" "×haproxy"
+    printf "%-34s %12s %10s %10s\n" "direct" "$d_tp" "1.00" "$(ratio "$d_tp" "$h_tp")"
+    printf "%-34s %12s %10s %10s\n" "haproxy (mode tcp)" "$h_tp" "$(ratio "$h_tp" "$d_tp")" "1.00"
+    printf "%-34s %12s %10s %10s\n" "plain Go io.Copy relay" "$g_tp" "$(ratio "$g_tp" "$d_tp")" "$(ratio "$g_tp" "$h_tp")"
+    printf "%-34s %12s %10s %10s\n" "meshentry (CONNECT tunnel)" "$m_tp" "$(ratio "$m_tp" "$d_tp")" "$(ratio "$m_tp" "$h_tp")"
+    if [ -n "$MESH_BASE_PID" ]; then
+      printf "%-34s %12s %10s %10s\n" "meshentry at $BASE_REV (CONNECT)" "$b_tp" "$(ratio "$b_tp" "$d_tp")" "$(ratio "$b_tp" "$h_tp")"
+    fi
+  } >>"$OUT/result.txt"
+fi
+
+if [ "$SYSCALLS" = 1 ]; then
+  for C in $CONNS; do
+    echo "Syscalls per request under strace -c -f, wrk -t1 -c$C -d$STRACE_DURATION" >&2
+    strace_wrk haproxy "http://$HAPROXY_HTTP/" "$HAPROXY_PID"
+    strace_wrk meshentry "http://$MESH/" "$MESH_PID" bench.local
+    cols=("haproxy=$OUT/syscalls-haproxy-c$C.txt" "meshentry=$OUT/syscalls-meshentry-c$C.txt")
+    if [ -n "$MESH_BASE_PID" ]; then
+      strace_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_PID" bench.local
+      cols+=("base=$OUT/syscalls-meshentry-base-c$C.txt")
+    fi
+    {
+      echo
+      echo "Syscalls per request, -c$C (calls (failed)), strace -c -f"
+      syscall_header "${cols[@]}"
+      syscall_table "${cols[@]}"
+    } >>"$OUT/result.txt"
+  done
+fi
+
+if [ "$PROFILE" = 1 ]; then
+  for C in $CONNS; do
+    echo "CPU profiles, wrk -t1 -c$C" >&2
+    profile_wrk meshentry "http://$MESH/" "$MESH_ADMIN" bench.local
+    if [ -n "$MESH_BASE_PID" ]; then
+      profile_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_ADMIN" bench.local
+    fi
+  done
+  echo "CPU profiles: $(ls "$OUT"/profile-*.txt | tr '\n' ' ')" >>"$OUT/result.txt"
+fi
+
+{
   echo
-  printf "%-34s %12s %10s %10s\n" "1 GiB stream (passthrough)" "MiB/s" "×direct" "×haproxy"
-  printf "%-34s %12s %10s %10s\n" "direct" "$d_tp" "1.00" "$(ratio "$d_tp" "$h_tp")"
-  printf "%-34s %12s %10s %10s\n" "haproxy (mode tcp)" "$h_tp" "$(ratio "$h_tp" "$d_tp")" "1.00"
-  printf "%-34s %12s %10s %10s\n" "plain Go io.Copy relay" "$g_tp" "$(ratio "$g_tp" "$d_tp")" "$(ratio "$g_tp" "$h_tp")"
-  printf "%-34s %12s %10s %10s\n" "meshentry (CONNECT tunnel)" "$m_tp" "$(ratio "$m_tp" "$d_tp")" "$(ratio "$m_tp" "$h_tp")"
-  [ -n "$MESH_BASE_PID" ] && printf "%-34s %12s %10s %10s\n" "meshentry at $BASE_REV (CONNECT)" "$b_tp" "$(ratio "$b_tp" "$d_tp")" "$(ratio "$b_tp" "$h_tp")"
-  echo
-  echo "p99 meshentry/haproxy: $(ratio "$m_p99" "$h_p99")   CPU per request meshentry/haproxy: $(ratio "$m_cpu" "$h_cpu")"
-  echo "access log + metrics on/off: req/s $(ratio "$o_rps" "$m_rps"), CPU per request $(ratio "$o_cpu" "$m_cpu");" \
-    "$(wc -l <"$OUT/access.log") access-log lines," \
-    "istio_requests_total $(curl -fsS "http://$MESH_OBS_ADMIN/stats/prometheus" | awk '/^istio_requests_total/ { n += $NF } END { print n + 0 }')"
-} | tee "$OUT/result.txt"
+  printf '%s\n' "${summary[@]}"
+  echo "access log lines $(wc -l <"$OUT/access.log"), istio_requests_total" \
+    "$(curl -fsS "http://$MESH_OBS_ADMIN/stats/prometheus" | awk '/^istio_requests_total/ { n += $NF } END { print n + 0 }')"
+} >>"$OUT/result.txt"
+cat "$OUT/result.txt"

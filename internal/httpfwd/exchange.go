@@ -124,6 +124,9 @@ func (c *conn) sendRequest(x *exchange) *result {
 	case x.hasBody && !x.final:
 		x.staleOK = false
 		c.up.reset(c.br, c.nc, c.ubw, uc.nc, lim.StreamIdleTimeout)
+		if !c.req.Chunked() && int64(c.br.Buffered()) < c.req.length {
+			c.topUpBody(c.req.length)
+		}
 		if !c.req.Chunked() && int64(c.br.Buffered()) >= c.req.length {
 			// The whole body is at hand: it leaves with the head in one write.
 			if err := c.sendBody(uc); err != nil {
@@ -137,6 +140,7 @@ func (c *conn) sendRequest(x *exchange) *result {
 			// the body is through.
 			uc.nc.SetReadDeadline(time.Time{})
 			x.async = true
+			c.s.stats.bodiesStreamed.Add(1)
 			c.bodyRead.Store(false)
 			go c.streamBody(uc)
 		}

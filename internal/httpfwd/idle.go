@@ -160,6 +160,8 @@ func (c *conn) takeWork() {
 type arrived struct {
 	b  []byte
 	nc net.Conn
+	// probe, while set, makes reads take only what the socket holds now (topup.go).
+	probe *topUp
 }
 
 func (a *arrived) Read(p []byte) (int, error) {
@@ -167,6 +169,9 @@ func (a *arrived) Read(p []byte) (int, error) {
 		n := copy(p, a.b)
 		a.b = a.b[n:]
 		return n, nil
+	}
+	if a.probe != nil {
+		return a.probe.read(p)
 	}
 	return a.nc.Read(p)
 }

@@ -35,6 +35,9 @@ type Stats struct {
 	// Parked counts keep-alive waits that reached Server.IdleRelease and gave back their
 	// per-request state and serving goroutine.
 	Parked uint64
+	// BodiesStreamed counts request bodies that had not all arrived when their head went
+	// upstream, so were streamed on a goroutine of their own; the others left with the head.
+	BodiesStreamed uint64
 }
 
 // counters holds the live values behind Stats.
@@ -51,6 +54,7 @@ type counters struct {
 	mirrorsSent    atomic.Uint64
 	mirrorsDropped atomic.Uint64
 	parked         atomic.Uint64
+	bodiesStreamed atomic.Uint64
 }
 
 // Stats returns the current counts.
@@ -69,6 +73,7 @@ func (s *Server) Stats() Stats {
 		ReplayTooLarge:     c.replayTooLarge.Load(),
 		MirrorsSent:        c.mirrorsSent.Load(),
 		MirrorsDropped:     c.mirrorsDropped.Load(),
+		BodiesStreamed:     c.bodiesStreamed.Load(),
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -85,6 +86,15 @@ func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.lim.open.Add(-1) })
 	return err
+}
+
+// SyscallConn exposes the accepted socket, so the HTTP engine can read what a client already
+// sent without waiting (httpfwd's body top-up) and relays can wait for it without a buffer.
+func (c *limitedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("proxy: connection has no socket")
 }
 
 // CloseWrite half-closes the connection, so tunnels still pass a client's end of stream on.
