@@ -80,7 +80,8 @@ func newRunMetrics(f *runFlags, d metricsDeps) (*metrics.Metrics, error) {
 			}
 			st := p.Stats()
 			return metrics.RouteStats{Retries: st.RouteRetries, RetryBodyTooLarge: st.RetryBodyTooLarge,
-				MirrorsSent: st.MirrorsSent, MirrorsDropped: st.MirrorsDropped}
+				MirrorsSent: st.MirrorsSent, MirrorsDropped: st.MirrorsDropped,
+				Parked: st.Parked, BodiesStreamed: st.BodiesStreamed, PoolIdleFull: st.PoolIdleFull}
 		}
 		ops.Refused = func() map[string]uint64 {
 			p := d.proxy()

@@ -62,6 +62,7 @@ type limitFlags struct {
 	maxHeaders        int
 	maxHeaderBytes    int
 	maxUpstreamConns  int
+	maxIdleUpstream   int
 	connectTimeout    time.Duration
 	headerTimeout     time.Duration
 	httpIdleTimeout   time.Duration
@@ -74,6 +75,7 @@ func (l *limitFlags) register(fl *pflag.FlagSet) {
 	fl.IntVar(&l.maxHeaders, "max-headers", 100, "header fields in one request or response head (Envoy's max_headers_count); a request over it gets 431")
 	fl.IntVar(&l.maxHeaderBytes, "max-header-bytes", 64<<10, "bytes in one request or response head, or trailer section")
 	fl.IntVar(&l.maxUpstreamConns, "max-upstream-connections", 1024, "connections HTTP/2 client streams may hold open to one HTTP/1.1 upstream (Envoy's circuit breaker max_connections); streams beyond it wait up to --stream-idle-timeout, then get 503")
+	fl.IntVar(&l.maxIdleUpstream, "max-idle-upstream-connections", 1024, "idle keep-alive connections kept per upstream for reuse (Envoy's max_connections); one more is closed when returned, and counted")
 	fl.DurationVar(&l.connectTimeout, "connect-timeout", 5*time.Second, "one connect attempt to an upstream")
 	fl.DurationVar(&l.headerTimeout, "header-timeout", 10*time.Second, "reading a request head, and the first request of a connection")
 	fl.DurationVar(&l.httpIdleTimeout, "http-idle-timeout", time.Hour, "a keep-alive HTTP connection with no request in flight (Envoy's idle_timeout)")
@@ -92,9 +94,10 @@ func (l *limitFlags) apply(cfg *proxy.Config) error {
 	if l.tcpIdleTimeout < 0 {
 		return usageError("--tcp-idle-timeout must not be negative, got %v", l.tcpIdleTimeout)
 	}
-	if l.maxHeaders <= 0 || l.maxHeaderBytes <= 0 || l.maxUpstreamConns <= 0 {
-		return usageError("--max-headers, --max-header-bytes and --max-upstream-connections must be positive")
+	if l.maxHeaders <= 0 || l.maxHeaderBytes <= 0 || l.maxUpstreamConns <= 0 || l.maxIdleUpstream <= 0 {
+		return usageError("--max-headers, --max-header-bytes, --max-upstream-connections and --max-idle-upstream-connections must be positive")
 	}
+	cfg.MaxIdleUpstreamConns = l.maxIdleUpstream
 	cfg.MaxConnections = l.maxConnections
 	cfg.ConnectTimeout = l.connectTimeout
 	cfg.TCPIdleTimeout = l.tcpIdleTimeout

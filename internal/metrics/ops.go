@@ -59,6 +59,9 @@ type RouteStats struct {
 	// MirrorsSent counts mirrored copies started; MirrorsDropped those dropped because the
 	// mirrors in flight were at their limit.
 	MirrorsSent, MirrorsDropped uint64
+	// Parked, BodiesStreamed and PoolIdleFull are the HTTP engine's connection counters (see
+	// proxy.Stats).
+	Parked, BodiesStreamed, PoolIdleFull uint64
 }
 
 // opsCollector exposes Ops and the Metrics' own bounds as meshentry_* metrics.
@@ -85,6 +88,9 @@ var (
 	descRetries       = opsDesc("meshentry_route_retries_total", "Tries beyond the first that VirtualService retry policies made.")
 	descRetryTooLarge = opsDesc("meshentry_route_retry_body_too_large_total", "Request bodies of routes with retries or a mirror sent once only, being larger than --max-retry-body-bytes.")
 	descMirrors       = opsDesc("meshentry_route_mirrors_total", "Mirrored copies of requests, by result: sent, or dropped because --max-mirrors were in flight.", "result")
+	descParked        = opsDesc("meshentry_http_connections_parked_total", "Keep-alive client connections idle long enough to give back their request buffers and goroutine.")
+	descBodyStreamed  = opsDesc("meshentry_http_request_bodies_streamed_total", "Request bodies that had not all arrived with their head, so were streamed upstream rather than sent with it.")
+	descPoolIdleFull  = opsDesc("meshentry_upstream_pool_idle_full_total", "Reusable upstream connections closed because their upstream already held --max-idle-upstream-connections idle ones.")
 	descAdminBusy     = opsDesc("meshentry_admin_busy_total", "Admin dumps (/config_dump, /registry, /routes, /clusters, the page) answered 503 because --admin-max-dumps were being served.")
 )
 
@@ -154,6 +160,9 @@ func (c *opsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descRetryTooLarge, st.RetryBodyTooLarge)
 		counter(descMirrors, st.MirrorsSent, "sent")
 		counter(descMirrors, st.MirrorsDropped, "dropped")
+		counter(descParked, st.Parked)
+		counter(descBodyStreamed, st.BodiesStreamed)
+		counter(descPoolIdleFull, st.PoolIdleFull)
 	}
 	counter(descSeriesDropped, c.m.seriesDropped.Load())
 	counter(descCacheResets, c.m.cacheResets.Load())

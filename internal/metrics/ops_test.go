@@ -24,7 +24,7 @@ func TestOpsAreReadAtScrapeTime(t *testing.T) {
 		TLSHandshakeFailures: func() uint64 { return 8 },
 		AccessLogWriteErrors: func() uint64 { return 2 },
 		Routes: func() RouteStats {
-			return RouteStats{Retries: 11, RetryBodyTooLarge: 1, MirrorsSent: 30, MirrorsDropped: 3}
+			return RouteStats{Retries: 11, RetryBodyTooLarge: 1, MirrorsSent: 30, MirrorsDropped: 3, Parked: 4, BodiesStreamed: 5, PoolIdleFull: 9}
 		},
 		Now: func() time.Time { return loaded.Add(90 * time.Second) },
 	}})
@@ -63,6 +63,9 @@ func TestOpsAreReadAtScrapeTime(t *testing.T) {
 		{name: "bodies too large to retry", metric: "meshentry_route_retry_body_too_large_total", want: 1},
 		{name: "mirrored copies sent", metric: "meshentry_route_mirrors_total", labels: map[string]string{"result": "sent"}, want: 30},
 		{name: "mirrored copies dropped", metric: "meshentry_route_mirrors_total", labels: map[string]string{"result": "dropped"}, want: 3},
+		{name: "parked client connections", metric: "meshentry_http_connections_parked_total", want: 4},
+		{name: "request bodies streamed", metric: "meshentry_http_request_bodies_streamed_total", want: 5},
+		{name: "pooled connections closed at the idle limit", metric: "meshentry_upstream_pool_idle_full_total", want: 9},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -24,6 +24,9 @@ import (
 
 // Config is how the proxy behaves; zero durations take the defaults noted.
 type Config struct {
+	// MaxIdleUpstreamConns bounds the idle connections kept per upstream (0: the pool's
+	// default, 1024).
+	MaxIdleUpstreamConns int
 	// Namespace is the workload's namespace: only services exported to it are matched.
 	Namespace string
 	// RootNamespace is the mesh root namespace, whose exported DestinationRules apply everywhere
@@ -145,7 +148,7 @@ func New(cfg Config, snap *registry.Snapshot) *Proxy {
 		log:      cfg.Logger,
 		health:   cfg.Health,
 		locality: balance.ParseLocality(cfg.Locality),
-		pool:     &httpfwd.Pool{},
+		pool:     &httpfwd.Pool{MaxIdlePerKey: cfg.MaxIdleUpstreamConns},
 		lns:      map[net.Listener]struct{}{},
 		conns:    map[net.Conn]struct{}{},
 		origDst:  origdst.OriginalDst,

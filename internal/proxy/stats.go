@@ -24,6 +24,13 @@ type Stats struct {
 	// MirrorsSent counts mirrored copies started; MirrorsDropped those dropped because
 	// HTTP.MaxMirrors were in flight.
 	MirrorsSent, MirrorsDropped uint64
+	// Parked counts keep-alive client connections that idled long enough to give back their
+	// per-request state and goroutine; BodiesStreamed request bodies streamed on a goroutine
+	// of their own because they had not all arrived with their head.
+	Parked, BodiesStreamed uint64
+	// PoolIdleFull counts reusable upstream connections closed because their upstream already
+	// held its idle limit.
+	PoolIdleFull uint64
 }
 
 // counters are the live counters behind Stats; each is bumped where its event happens.
@@ -42,6 +49,9 @@ func (p *Proxy) Stats() Stats {
 		RetryBodyTooLarge:    fw.ReplayTooLarge + cp.ReplayTooLarge,
 		MirrorsSent:          fw.MirrorsSent + cp.MirrorsSent,
 		MirrorsDropped:       fw.MirrorsDropped + cp.MirrorsDropped,
+		Parked:               fw.Parked + cp.Parked,
+		BodiesStreamed:       fw.BodiesStreamed + cp.BodiesStreamed,
+		PoolIdleFull:         p.pool.IdleFull(),
 		RefusedAtCap:         p.stats.refusedAtCap.Load(),
 		IdleClosed:           p.stats.idleClosed.Load(),
 		HealthEvicted:        p.health.Evicted(),
