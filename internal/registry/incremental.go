@@ -157,11 +157,17 @@ func patchMap[K comparable](m map[K][]*Service, adds map[K][]*Service, gone map[
 // merge keeps old less gone in its order and puts each of add after the services that win over
 // it, as a full build's stable sort would.
 func merge(old []*Service, gone map[*Service]struct{}, add []*Service, prec precedence) []*Service {
-	kept := make([]*Service, 0, len(old)+len(add))
-	for _, svc := range old {
-		if _, g := gone[svc]; !g {
-			kept = append(kept, svc)
+	kept := old
+	if i := slices.IndexFunc(old, func(svc *Service) bool { _, g := gone[svc]; return g }); i >= 0 {
+		kept = make([]*Service, i, len(old)+len(add))
+		copy(kept, old[:i])
+		for _, svc := range old[i:] {
+			if _, g := gone[svc]; !g {
+				kept = append(kept, svc)
+			}
 		}
+	} else if len(add) == 0 {
+		return old // untouched: shared, as services and lists are never written after a build
 	}
 	if len(add) == 0 {
 		return kept
