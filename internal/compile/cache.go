@@ -2,6 +2,7 @@ package compile
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -50,7 +51,7 @@ func (c *Cache) Paths(paths []string, opts config.Options, version uint64, copts
 // validateAll validates each document, on every core, reusing the findings the cache holds.
 func validateAll(docs []*config.Document, c *Cache) [][]diag.Diagnostic {
 	out := make([][]diag.Diagnostic, len(docs))
-	todo := make([]int, 0, len(docs))
+	var todo []int // after the first compile, the documents of the files that changed
 	for i, d := range docs {
 		if f, ok := c.lookup(i, d); ok {
 			out[i] = f
@@ -104,6 +105,19 @@ type fileCursor struct {
 	first int
 }
 
+// holds reports whether ff is of exactly docs' specs, in order: then it is kept as it is.
+func (ff *fileFindings) holds(docs []*config.Document) bool {
+	if ff == nil || len(ff.specs) != len(docs) {
+		return false
+	}
+	for k, d := range docs {
+		if d.Spec == nil || ff.specs[k] != d.Spec {
+			return false
+		}
+	}
+	return true
+}
+
 // keep makes the findings of docs those the cache holds, by file: one config's worth.
 func (c *Cache) keep(docs []*config.Document, out [][]diag.Diagnostic) {
 	c.last = nil
@@ -113,9 +127,13 @@ func (c *Cache) keep(docs []*config.Document, out [][]diag.Diagnostic) {
 		for j < len(docs) && docs[j].File == docs[i].File {
 			j++
 		}
-		ff := &fileFindings{specs: make([]proto.Message, j-i), findings: out[i:j:j]}
-		for k := i; k < j; k++ {
-			ff.specs[k-i] = docs[k].Spec
+		ff := c.findings[docs[i].File]
+		if !ff.holds(docs[i:j]) {
+			// A copy: a slice of out would keep all of out alive while this file is unchanged.
+			ff = &fileFindings{specs: make([]proto.Message, j-i), findings: slices.Clone(out[i:j])}
+			for k := i; k < j; k++ {
+				ff.specs[k-i] = docs[k].Spec
+			}
 		}
 		if _, twice := next[docs[i].File]; twice {
 			// A file whose documents are not together (named twice) is not cached.

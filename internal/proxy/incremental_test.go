@@ -181,3 +181,47 @@ func checkLive(t *testing.T, p *Proxy) {
 		t.Fatalf("endpoint counters for %v, live keys %v", counted, want)
 	}
 }
+
+func TestEndpointCountersKeepTheirTotalsAcrossChangesAndFolds(t *testing.T) {
+	t.Parallel()
+	var c endpointCounts
+	live := map[string]bool{}
+	for i := range 2000 {
+		live[fmt.Sprintf("10.0.%d.%d:80", i/256, i%256)] = true
+	}
+	c.retain(func(yield func(string) bool) {
+		for k := range live {
+			if !yield(k) {
+				return
+			}
+		}
+	}, len(live))
+	kept := "10.0.0.1:80"
+	c.requestRouted(kept)
+	folded := false
+	for step := range 6 {
+		// 600 keys go and 600 come each step: the overlay passes its bound of 1,274 in three.
+		var moved []string
+		for i := range 600 {
+			gone, came := fmt.Sprintf("10.0.%d.%d:80", (step*600+i+2)/256, (step*600+i+2)%256), fmt.Sprintf("10.9.%d.%d:80", (step*600+i)/256, (step*600+i)%256)
+			delete(live, gone)
+			live[came] = true
+			moved = append(moved, gone, came)
+		}
+		before := c.set.Load()
+		c.change(moved, func(k string) bool { return live[k] })
+		after := c.set.Load()
+		folded = folded || (len(before.over) > 0 && len(after.over) == 0)
+		for _, k := range moved {
+			if got := c.of(k) != nil; got != live[k] {
+				t.Fatalf("step %d: counters of %s present %v, live %v", step, k, got, live[k])
+			}
+		}
+		if got := c.of(kept).load().RqTotal; got != 1 {
+			t.Fatalf("step %d: the kept endpoint's request total is %d, want 1", step, got)
+		}
+	}
+	if !folded {
+		t.Fatal("the overlay was never folded into its base; the test does not reach that path")
+	}
+}

@@ -16,6 +16,10 @@ func (p *Proxy) Update(snap *registry.Snapshot) {
 	p.updateMu.Lock()
 	defer p.updateMu.Unlock()
 	old := p.table.Load()
+	// The pool calls the predicate of its last Retain whenever a connection comes back, and
+	// that one reads p.live, which is about to change: until the new one is given, it keeps
+	// what comes back, and the Retain below closes what is then idle to endpoints gone.
+	p.pool.Retain(func(string) bool { return true })
 	oldNames := p.live.names // after a whole recount, what went is told by comparing the two
 	ch := p.live.advance(snap)
 	if !ch.full {

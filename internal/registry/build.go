@@ -48,8 +48,9 @@ func Build(docs []*config.Document, version uint64, opts ...BuildOption) *Snapsh
 
 // BuildFrom is Build reusing the services prev (nil for none) made from the same decoded specs,
 // as a reload after one file changed has for all the others: services are never written after
-// a build, so two snapshots may share them. With WithAutoAddresses, which writes the allocated
-// addresses into the services, nothing is reused.
+// a build, so two snapshots may share them. The indexes are prev's patched at the keys of the
+// services added and removed (ChangesFrom lists them), unless that many changed. With
+// WithAutoAddresses, which writes the allocated addresses into the services, nothing is reused.
 func BuildFrom(prev *Snapshot, docs []*config.Document, version uint64, opts ...BuildOption) *Snapshot {
 	var o buildOptions
 	for _, opt := range opts {
@@ -78,19 +79,7 @@ func BuildFrom(prev *Snapshot, docs []*config.Document, version uint64, opts ...
 		twice = s.reuseFile(prev, entries[i:j]) || twice
 		i = j
 	}
-	// Load order is already precedence order unless creation times say otherwise.
-	older := func(a, b entryServices) int {
-		switch {
-		case a.doc.OlderThan(b.doc):
-			return -1
-		case b.doc.OlderThan(a.doc):
-			return 1
-		}
-		return 0
-	}
-	if !slices.IsSortedFunc(entries, older) {
-		slices.SortStableFunc(entries, older)
-	}
+	sortByPrecedence(entries)
 	// Sized once: growing slices of 200,000 services was a third of the build.
 	s.Services = make([]*Service, 0, hosts)
 	d := &delta{}
@@ -118,6 +107,23 @@ func BuildFrom(prev *Snapshot, docs []*config.Document, version uint64, opts ...
 		s.delta = d
 	}
 	return s
+}
+
+// sortByPrecedence puts the older entry first, then load order. Load order is already that
+// order unless creation times say otherwise, which one pass checks.
+func sortByPrecedence(entries []entryServices) {
+	older := func(a, b entryServices) int {
+		switch {
+		case a.doc.OlderThan(b.doc):
+			return -1
+		case b.doc.OlderThan(a.doc):
+			return 1
+		}
+		return 0
+	}
+	if !slices.IsSortedFunc(entries, older) {
+		slices.SortStableFunc(entries, older)
+	}
 }
 
 // entryServices is one ServiceEntry document of a build with its services; fresh says they

@@ -80,9 +80,13 @@ func (s *Snapshot) patchIndexes(prev *Snapshot, d *delta) bool {
 	if !ok {
 		return false
 	}
-	gone := make(map[*Service]struct{}, len(d.removed))
+	was, ok := newPrecedence(prev.Documents)
+	if !ok {
+		return false
+	}
+	gone := &patcher{gone: make(map[*Service]struct{}, len(d.removed)), prec: prec, was: was}
 	for _, svc := range d.removed {
-		gone[svc] = struct{}{}
+		gone.gone[svc] = struct{}{}
 	}
 	// The services to add per key, in precedence order since d.added is.
 	exact, wild := map[string][]*Service{}, map[string][]*Service{}
@@ -117,12 +121,12 @@ func (s *Snapshot) patchIndexes(prev *Snapshot, d *delta) bool {
 	for _, svc := range d.added {
 		touch(svc, true)
 	}
-	s.exact = prev.exact.patch(exact, gone, prec)
-	s.wildcard = prev.wildcard.patch(wild, gone, prec)
-	s.ips = prev.ips.patch(ips, gone, prec)
-	s.byPort = patchMap(prev.byPort, port, gone, prec)
-	s.portOnly = patchMap(prev.portOnly, portOnly, gone, prec)
-	s.cidrs = patchCIDRs(prev.cidrs, nets, gone, prec)
+	s.exact = prev.exact.patch(exact, gone)
+	s.wildcard = prev.wildcard.patch(wild, gone)
+	s.ips = prev.ips.patch(ips, gone)
+	s.byPort = patchMap(prev.byPort, port, gone)
+	s.portOnly = patchMap(prev.portOnly, portOnly, gone)
+	s.cidrs = patchCIDRs(prev.cidrs, nets, gone)
 	return true
 }
 
@@ -139,13 +143,13 @@ func appendIf(list []*Service, svc *Service, add bool) []*Service {
 
 // patchMap copies m with the keys of adds rebuilt: their old services less the gone ones,
 // merged with the added ones in precedence order; a key left with none is dropped.
-func patchMap[K comparable](m map[K][]*Service, adds map[K][]*Service, gone map[*Service]struct{}, prec precedence) map[K][]*Service {
+func patchMap[K comparable](m map[K][]*Service, adds map[K][]*Service, gone *patcher) map[K][]*Service {
 	out := maps.Clone(m)
 	if out == nil {
 		out = map[K][]*Service{}
 	}
 	for k, add := range adds {
-		if list := merge(m[k], gone, add, prec); len(list) > 0 {
+		if list := gone.merge(m[k], add); len(list) > 0 {
 			out[k] = list
 		} else {
 			delete(out, k)
@@ -154,14 +158,29 @@ func patchMap[K comparable](m map[K][]*Service, adds map[K][]*Service, gone map[
 	return out
 }
 
-// merge keeps old less gone in its order and puts each of add after the services that win over
-// it, as a full build's stable sort would.
-func merge(old []*Service, gone map[*Service]struct{}, add []*Service, prec precedence) []*Service {
-	kept := make([]*Service, 0, len(old)+len(add))
-	for _, svc := range old {
-		if _, g := gone[svc]; !g {
-			kept = append(kept, svc)
+// patcher is what patching the indexes of one build needs: the services gone, and the
+// precedence of this build and of the one patched.
+type patcher struct {
+	gone      map[*Service]struct{}
+	prec, was precedence
+}
+
+// merge keeps old less the gone services in its order and puts each of add after the services
+// that win over it, as a full build's stable sort would.
+func (p *patcher) merge(old []*Service, add []*Service) []*Service {
+	cut := p.cuts(old)
+	if len(cut) == 0 && len(add) == 0 {
+		return old // untouched: shared, as services and lists are never written after a build
+	}
+	kept := old
+	if len(cut) > 0 {
+		kept = make([]*Service, 0, len(old)-len(cut)+len(add))
+		from := 0
+		for _, c := range cut {
+			kept = append(kept, old[from:c]...)
+			from = c + 1
 		}
+		kept = append(kept, old[from:]...)
 	}
 	if len(add) == 0 {
 		return kept
@@ -169,15 +188,42 @@ func merge(old []*Service, gone map[*Service]struct{}, add []*Service, prec prec
 	out := make([]*Service, 0, len(kept)+len(add))
 	from := 0
 	for _, a := range add {
-		at := from + sort.Search(len(kept)-from, func(i int) bool { return prec.less(a, kept[from+i]) })
+		at := from + sort.Search(len(kept)-from, func(i int) bool { return p.prec.less(a, kept[from+i]) })
 		out = append(append(out, kept[from:at]...), a)
 		from = at
 	}
 	return append(out, kept[from:]...)
 }
 
+// cuts returns the positions in old of the gone services, in order. A long list (the services
+// of a port number, say) is searched by the precedence it was built in, one binary search per
+// service gone, rather than read whole.
+func (p *patcher) cuts(old []*Service) []int {
+	var cut []int
+	if len(old) < 64 || len(p.gone) > len(old)/16 {
+		for i, svc := range old {
+			if _, g := p.gone[svc]; g {
+				cut = append(cut, i)
+			}
+		}
+		return cut
+	}
+	for r := range p.gone {
+		i := sort.Search(len(old), func(i int) bool { return !p.was.less(old[i], r) })
+		// Services of one entry compare equal: the one sought is among them, if here at all.
+		for ; i < len(old) && !p.was.less(r, old[i]); i++ {
+			if old[i] == r {
+				cut = append(cut, i)
+				break
+			}
+		}
+	}
+	slices.Sort(cut)
+	return cut
+}
+
 // patchCIDRs is patchMap for the CIDR buckets, which are kept longest prefix first.
-func patchCIDRs(prev []cidrBucket, adds map[netip.Prefix][]*Service, gone map[*Service]struct{}, prec precedence) []cidrBucket {
+func patchCIDRs(prev []cidrBucket, adds map[netip.Prefix][]*Service, gone *patcher) []cidrBucket {
 	if len(adds) == 0 {
 		return prev
 	}
@@ -205,7 +251,7 @@ func patchCIDRs(prev []cidrBucket, adds map[netip.Prefix][]*Service, gone map[*S
 				mine[pfx] = add
 			}
 		}
-		if patched := patchMap(nets, mine, gone, prec); len(patched) > 0 {
+		if patched := patchMap(nets, mine, gone); len(patched) > 0 {
 			out = append(out, cidrBucket{bits: k.bits, is4: k.is4, nets: patched})
 		}
 	}
@@ -249,11 +295,11 @@ func (l *layered[K]) all(yield func(K, []*Service) bool) {
 func maxOverlay(base int) int { return 1024 + base/8 }
 
 // patch returns l with the keys of adds rebuilt, as patchMap does, leaving l as it was.
-func (l *layered[K]) patch(adds map[K][]*Service, gone map[*Service]struct{}, prec precedence) layered[K] {
+func (l *layered[K]) patch(adds map[K][]*Service, gone *patcher) layered[K] {
 	over := make(map[K][]*Service, len(l.over)+len(adds))
 	maps.Copy(over, l.over)
 	for k, add := range adds {
-		list := merge(l.get(k), gone, add, prec)
+		list := gone.merge(l.get(k), add)
 		if len(list) == 0 {
 			list = nil
 		}

@@ -271,3 +271,47 @@ func TestBuildFromFoldsAGrownOverlayAndStillIndexesAsAFreshBuildDoes(t *testing.
 		t.Fatal("the overlay was never folded into its base; the test does not reach that path")
 	}
 }
+
+func TestBuildFromFindsWhatGoesFromLongListsAsAFreshBuildDoes(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(9, 1))
+	c := &editConfig{files: map[string][]editEntry{}}
+	// Long lists per port number, searched for what goes; some entries carry creation times,
+	// so that precedence is not load order.
+	entry := func(f, j, gen int) editEntry {
+		se := randomSpec(r)
+		se.Hosts = []string{fmt.Sprintf("l%d-%d-%d.example.com", f, j, gen)}
+		e := editEntry{name: fmt.Sprintf("se-%d-%d", f, j), ns: "default", spec: se}
+		if r.IntN(4) == 0 {
+			e.created = time.Date(2024, 1, 1+r.IntN(5), 0, 0, 0, 0, time.UTC)
+		}
+		return e
+	}
+	for f := range 40 {
+		for j := range 50 {
+			name := fmt.Sprintf("f%02d.yaml", f)
+			c.files[name] = append(c.files[name], entry(f, j, 0))
+		}
+	}
+	prev := Build(c.load(), 1)
+	for step := range 10 {
+		f := r.IntN(40)
+		name := fmt.Sprintf("f%02d.yaml", f)
+		list := slices.Clone(c.files[name])
+		for j := range list {
+			if r.IntN(2) == 0 {
+				list[j] = entry(f, j, step+1)
+			}
+		}
+		c.files[name] = list
+		docs := c.load()
+		snap := BuildFrom(prev, docs, uint64(step+2))
+		if got, want := dumpIndexes(snap), dumpIndexes(Build(docs, 0)); got != want {
+			t.Fatalf("step %d: the incremental build differs from a fresh one", step)
+		}
+		if snap.exact.over == nil {
+			t.Fatalf("step %d: the indexes were built whole; the test does not reach the patch", step)
+		}
+		prev = snap
+	}
+}

@@ -64,6 +64,11 @@ func start(t *testing.T, cfg Config) *harness {
 // startWith is start, without file events when noEvents is set.
 func startWith(t *testing.T, cfg Config, noEvents bool) *harness {
 	t.Helper()
+	if cfg.Debounce == 0 {
+		// The changes here take several steps (a write in place, a link swap, a folder and a
+		// file); the 10 ms default coalesces them on an idle core, but not on a starved CI one.
+		cfg.Debounce = 100 * time.Millisecond
+	}
 	w, res, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
