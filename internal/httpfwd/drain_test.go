@@ -204,6 +204,7 @@ func TestShutdownClosesWhatOutlastsItsDeadline(t *testing.T) {
 
 // openConns is how many client connections the server is serving.
 func (s *Server) openConns() int {
+	s.init() // Serve may not have made the set yet, on its own goroutine
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.active)
