@@ -181,6 +181,9 @@ func (w *statusWriter) next() (string, pendingWrite, bool) {
 		w.queue = w.queue[1:]
 		if p, ok := w.pending[key]; ok {
 			delete(w.pending, key)
+			// Counted as written from now: a compile reported while the patch is on its way
+			// must not queue the same patch again (write forgets it if the patch fails).
+			w.written[key] = string(p.patch)
 			return key, p, true
 		}
 	}
@@ -220,9 +223,9 @@ func (w *statusWriter) write(ctx context.Context, key string, p pendingWrite) {
 	switch {
 	case err == nil:
 		w.writes.Add(1)
-		w.written[key] = string(p.patch)
 	case apierrors.IsNotFound(err):
 		// Deleted since the compile: nothing to report on.
+		delete(w.written, key)
 	default:
 		w.failures.Add(1)
 		delete(w.written, key)
