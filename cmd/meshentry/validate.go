@@ -47,7 +47,7 @@ func newValidateCommand() *cobra.Command {
 			if output != "text" && output != "json" {
 				return usageError("-o must be text or json, not %q", output)
 			}
-			res, err := src.compile(cmd, 1)
+			res, err := src.compile(cmd, 1, compile.WithoutSnapshot())
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,8 @@
 package compile
 
 import (
+	"sync"
+
 	"github.com/meshentry/meshentry/internal/config"
 	"github.com/meshentry/meshentry/internal/diag"
 	"github.com/meshentry/meshentry/internal/registry"
@@ -59,6 +61,25 @@ type Option func(*options)
 
 type options struct {
 	autoAddresses registry.AutoAddressFunc
+	noSnapshot    bool
+}
+
+// WithoutSnapshot compiles for the findings alone (validate): no snapshot is built, and
+// Result.Snapshot is nil.
+func WithoutSnapshot() Option {
+	return func(o *options) { o.noSnapshot = true }
+}
+
+// alongside runs the cross-document analysis on its own goroutine while build runs: the two
+// only read the documents, and each walks all of them, so on a machine of two cores a compile
+// of many documents takes the longer of the two, not their sum.
+func alongside(analyse func() []diag.Diagnostic, build func()) []diag.Diagnostic {
+	var found []diag.Diagnostic
+	var wg sync.WaitGroup
+	wg.Go(func() { found = analyse() })
+	build()
+	wg.Wait()
+	return found
 }
 
 // WithAutoAddresses compiles for a proxy whose DNS proxy is on: the hosts that need one get the
@@ -100,15 +121,23 @@ func documents(loaded config.Result, version uint64, c *Cache, opts ...Option) *
 	case c != nil:
 		// The analysis only warns, so a reload may serve before it: it walks every document,
 		// which a reload after one file changed otherwise does nowhere.
-		res.analyse = func() []diag.Diagnostic { return validate.Analyze(valid) }
-		if !c.DeferAnalysis {
-			res.Finish()
+		analyse := func() []diag.Diagnostic { return validate.Analyze(valid) }
+		build := func() {
+			res.Snapshot = registry.BuildFrom(c.prev, valid, version)
+			c.prev = res.Snapshot
 		}
-		res.Snapshot = registry.BuildFrom(c.prev, valid, version)
-		c.prev = res.Snapshot
+		if c.DeferAnalysis {
+			res.analyse = analyse
+			build()
+		} else {
+			res.Diagnostics = append(res.Diagnostics, alongside(analyse, build)...)
+		}
 	default:
-		res.Diagnostics = append(res.Diagnostics, validate.Analyze(valid)...)
-		res.Snapshot = registry.Build(valid, version)
+		res.Diagnostics = append(res.Diagnostics, alongside(func() []diag.Diagnostic { return validate.Analyze(valid) }, func() {
+			if !o.noSnapshot {
+				res.Snapshot = registry.Build(valid, version)
+			}
+		})...)
 	}
 	diag.Sort(res.Diagnostics)
 	return res
