@@ -28,9 +28,9 @@ func fieldOf(md protoreflect.MessageDescriptor, key string, seen *uint64) protor
 	return fd
 }
 
-// setServiceEntry fills se from mapping n; false means nothing is decided.
-func (d *decoder) setServiceEntry(n *yaml.Node, se *networking.ServiceEntry) bool {
-	md := se.ProtoReflect().Descriptor()
+// eachField calls set for every key of mapping n with a non-null value, with the field the key
+// names in md; false (from an unknown or repeated key, or from set) means nothing is decided.
+func eachField(n *yaml.Node, md protoreflect.MessageDescriptor, set func(fd protoreflect.FieldDescriptor, v *yaml.Node) bool) bool {
 	var seen uint64
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		fd := fieldOf(md, n.Content[i].Value, &seen)
@@ -38,9 +38,34 @@ func (d *decoder) setServiceEntry(n *yaml.Node, se *networking.ServiceEntry) boo
 		if fd == nil {
 			return false
 		}
-		if isNull(v) {
-			continue
+		if !isNull(v) && !set(fd, v) {
+			return false
 		}
+	}
+	return true
+}
+
+// listOf decodes sequence v into a slice of messages held in one allocation, setting each from
+// its mapping with set; false means nothing is decided.
+func listOf[T any](v *yaml.Node, set func(*yaml.Node, *T) bool) ([]*T, bool) {
+	if v.Kind != yaml.SequenceNode {
+		return nil, false
+	}
+	out := make([]*T, 0, len(v.Content))
+	items := make([]T, len(v.Content))
+	for i, item := range v.Content {
+		item = resolveAlias(item)
+		if isNull(item) || item.Kind != yaml.MappingNode || !set(item, &items[i]) {
+			return nil, false
+		}
+		out = append(out, &items[i])
+	}
+	return out, true
+}
+
+// setServiceEntry fills se from mapping n; false means nothing is decided.
+func (d *decoder) setServiceEntry(n *yaml.Node, se *networking.ServiceEntry) bool {
+	return eachField(n, se.ProtoReflect().Descriptor(), func(fd protoreflect.FieldDescriptor, v *yaml.Node) bool {
 		ok := true
 		switch fd.Name() {
 		case "hosts":
@@ -66,11 +91,8 @@ func (d *decoder) setServiceEntry(n *yaml.Node, se *networking.ServiceEntry) boo
 		default:
 			ok = false
 		}
-		if !ok {
-			return false
-		}
-	}
-	return true
+		return ok
+	})
 }
 
 // strings reads a list of strings, each interned or kept.
@@ -124,33 +146,11 @@ func enumValue(fd protoreflect.FieldDescriptor, v *yaml.Node) (int32, bool) {
 }
 
 func (d *decoder) servicePorts(v *yaml.Node) ([]*networking.ServicePort, bool) {
-	if v.Kind != yaml.SequenceNode {
-		return nil, false
-	}
-	out := make([]*networking.ServicePort, 0, len(v.Content))
-	ports := make([]networking.ServicePort, len(v.Content))
-	for i, item := range v.Content {
-		item = resolveAlias(item)
-		if isNull(item) || item.Kind != yaml.MappingNode || !d.servicePort(item, &ports[i]) {
-			return nil, false
-		}
-		out = append(out, &ports[i])
-	}
-	return out, true
+	return listOf(v, d.servicePort)
 }
 
 func (d *decoder) servicePort(n *yaml.Node, p *networking.ServicePort) bool {
-	md := p.ProtoReflect().Descriptor()
-	var seen uint64
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		fd := fieldOf(md, n.Content[i].Value, &seen)
-		v := resolveAlias(n.Content[i+1])
-		if fd == nil {
-			return false
-		}
-		if isNull(v) {
-			continue
-		}
+	return eachField(n, p.ProtoReflect().Descriptor(), func(fd protoreflect.FieldDescriptor, v *yaml.Node) bool {
 		ok := true
 		switch fd.Name() {
 		case "number":
@@ -164,41 +164,16 @@ func (d *decoder) servicePort(n *yaml.Node, p *networking.ServicePort) bool {
 		default:
 			ok = false
 		}
-		if !ok {
-			return false
-		}
-	}
-	return true
+		return ok
+	})
 }
 
 func (d *decoder) workloadEntries(v *yaml.Node) ([]*networking.WorkloadEntry, bool) {
-	if v.Kind != yaml.SequenceNode {
-		return nil, false
-	}
-	out := make([]*networking.WorkloadEntry, 0, len(v.Content))
-	entries := make([]networking.WorkloadEntry, len(v.Content))
-	for i, item := range v.Content {
-		item = resolveAlias(item)
-		if isNull(item) || item.Kind != yaml.MappingNode || !d.workloadEntry(item, &entries[i]) {
-			return nil, false
-		}
-		out = append(out, &entries[i])
-	}
-	return out, true
+	return listOf(v, d.workloadEntry)
 }
 
 func (d *decoder) workloadEntry(n *yaml.Node, e *networking.WorkloadEntry) bool {
-	md := e.ProtoReflect().Descriptor()
-	var seen uint64
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		fd := fieldOf(md, n.Content[i].Value, &seen)
-		v := resolveAlias(n.Content[i+1])
-		if fd == nil {
-			return false
-		}
-		if isNull(v) {
-			continue
-		}
+	return eachField(n, e.ProtoReflect().Descriptor(), func(fd protoreflect.FieldDescriptor, v *yaml.Node) bool {
 		ok := true
 		switch fd.Name() {
 		case "address":
@@ -218,11 +193,8 @@ func (d *decoder) workloadEntry(n *yaml.Node, e *networking.WorkloadEntry) bool 
 		default:
 			ok = false
 		}
-		if !ok {
-			return false
-		}
-	}
-	return true
+		return ok
+	})
 }
 
 // mapItems checks a map as setField does: a mapping of UTF-8 keys without null values.
