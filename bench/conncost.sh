@@ -154,12 +154,14 @@ measure() {
 }
 
 printf '%-46s %6s %12s %12s %12s\n' "idle connections (KiB)" "count" "RSS settled" "per conn" "released"
+# Each measure is read whole ("$(...)"), so the next one starts only once its proxy has exited:
+# a read from < <(...) returned at the first line, while the proxy was still draining on its ports.
 for proxy in $PROXIES; do
   n=$N
   [ $proxy = haproxy ] && n=$HA_N
-  read -r client client_r < <(measure $proxy / "$n")
-  read -r clientup clientup_r < <(measure $proxy / "$NUP")
-  read -r both both_r < <(measure $proxy /slow "$NUP")
+  read -r client client_r <<<"$(measure $proxy / "$n")"
+  read -r clientup clientup_r <<<"$(measure $proxy / "$NUP")"
+  read -r both both_r <<<"$(measure $proxy /slow "$NUP")"
   awk -v p=$proxy -v c="$client" -v cr="$client_r" -v cu="$clientup" -v cur="$clientup_r" \
     -v b="$both" -v br="$both_r" -v n="$n" -v nu="$NUP" 'BEGIN {
     printf "%-46s %6d %12d %12.1f %12.1f\n", p ", keep-alive client", n, c, c / n, cr / n
