@@ -1,74 +1,32 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
-	"google.golang.org/grpc"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshentry/meshentry/internal/config"
 	"github.com/meshentry/meshentry/internal/metrics/metricstest"
 	"github.com/meshentry/meshentry/internal/registry"
+	"github.com/meshentry/meshentry/internal/testutil/mcpserver"
 	"github.com/meshentry/meshentry/internal/xds/mcp"
 )
 
-// mcpServer is go-control-plane's ADS server over an mcp.Cache on a loopback port: unlike
-// `meshentry xds`, which validates what it serves, it can be made to serve a document the
-// client must refuse. It may be stopped and started again on the same port.
+// mcpServer is the test's ADS server (mcpserver): unlike `meshentry xds`, which validates what
+// it serves, it can be made to serve a document the client must refuse.
 type mcpServer struct {
-	t     *testing.T
-	addr  string
-	cache *mcp.Cache
-	mu    sync.Mutex
-	stop  func()
+	*mcpserver.Server
+	t *testing.T
 }
 
 func startMCPServer(t *testing.T) *mcpServer {
-	s := &mcpServer{t: t, addr: "127.0.0.1:0", cache: mcp.NewCache()}
-	s.start()
-	t.Cleanup(s.halt)
+	s := &mcpServer{Server: mcpserver.New(t, nil), t: t}
+	s.Start()
 	return s
-}
-
-func (s *mcpServer) start() {
-	s.t.Helper()
-	var ln net.Listener
-	var err error
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if ln, err = net.Listen("tcp", s.addr); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.addr = ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	gs := grpc.NewServer()
-	discovery.RegisterAggregatedDiscoveryServiceServer(gs, serverv3.NewServer(ctx, s.cache, nil))
-	go func() { _ = gs.Serve(ln) }()
-	s.mu.Lock()
-	s.stop = func() { cancel(); gs.Stop() }
-	s.mu.Unlock()
-}
-
-func (s *mcpServer) halt() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stop != nil {
-		s.stop()
-		s.stop = nil
-	}
 }
 
 // serve publishes one ServiceEntry, valid or (port 0) one the client refuses.
@@ -86,7 +44,7 @@ func (s *mcpServer) serve(host string, valid bool) {
 		s.t.Fatal(err)
 	}
 	rs[mcp.ServiceEntryType] = []types.Resource{r}
-	if err := s.cache.SetResources(rs); err != nil {
+	if err := s.Cache.SetResources(rs); err != nil {
 		s.t.Fatal(err)
 	}
 }
@@ -98,7 +56,7 @@ func TestXDSClientMetrics(t *testing.T) {
 	t.Parallel()
 	srv := startMCPServer(t)
 	srv.serve("a.example.com", true)
-	bound := startRunArgs(t, "--config-source", "xds://"+srv.addr, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+	bound := startRunArgs(t, "--config-source", "xds://"+srv.Addr(), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 		"--xds-node-id", "sidecar~127.0.0.1~vm.default~default.svc.cluster.local",
 		"--xds-initial-fetch-timeout", "5s", "--xds-backoff-base", "50ms", "--xds-backoff-max", "200ms")
 	url := "http://" + bound["admin"].String() + "/stats/prometheus"
@@ -116,11 +74,11 @@ func TestXDSClientMetrics(t *testing.T) {
 			}},
 		{name: "counts the NACK of a ServiceEntry with port 0", before: func() { srv.serve("b.example.com", false) },
 			want: func(f metricstest.Families) bool { return value(f, "meshentry_xds_client_nacks_total") == 1 }},
-		{name: "shows the stream down and failed when the server goes away", before: srv.halt,
+		{name: "shows the stream down and failed when the server goes away", before: srv.Halt,
 			want: func(f metricstest.Families) bool {
 				return value(f, "meshentry_xds_client_connected") == 0 && value(f, "meshentry_xds_client_stream_failures_total") >= 1
 			}},
-		{name: "counts the reconnection when the server returns", before: func() { srv.serve("c.example.com", true); srv.start() },
+		{name: "counts the reconnection when the server returns", before: func() { srv.serve("c.example.com", true); srv.Start() },
 			want: func(f metricstest.Families) bool {
 				return value(f, "meshentry_xds_client_connected") == 1 && value(f, "meshentry_xds_client_reconnects_total") >= 1
 			}},

@@ -4,18 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	server "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/types/known/anypb"
 	mcpapi "istio.io/api/mcp/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
@@ -25,20 +19,14 @@ import (
 	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/source"
 	"github.com/meshentry/meshentry/internal/testutil/backend"
+	"github.com/meshentry/meshentry/internal/testutil/mcpserver"
 	"github.com/meshentry/meshentry/internal/xds/mcp"
 )
 
-// xdsServer is go-control-plane's ADS server over an mcp.Cache on a loopback port, which the
-// test may stop and start again on the same port.
+// xdsServer is the test's ADS server (mcpserver), with what this package's tests publish.
 type xdsServer struct {
-	t     *testing.T
-	addr  string
-	cache *mcp.Cache
-	mu    sync.Mutex
-	gs    *grpc.Server
-	stop  context.CancelFunc
-	nacks []string
-	tls   *tls.Config // when set, the server speaks TLS only
+	*mcpserver.Server
+	t *testing.T
 }
 
 func startServer(t *testing.T, hosts ...string) *xdsServer {
@@ -48,55 +36,10 @@ func startServer(t *testing.T, hosts ...string) *xdsServer {
 
 func startServerTLS(t *testing.T, cfg *tls.Config, hosts ...string) *xdsServer {
 	t.Helper()
-	s := &xdsServer{t: t, cache: mcp.NewCache(), addr: "127.0.0.1:0", tls: cfg}
+	s := &xdsServer{Server: mcpserver.New(t, cfg), t: t}
 	s.set(hosts...)
-	s.start()
-	t.Cleanup(s.halt)
+	s.Start()
 	return s
-}
-
-func (s *xdsServer) start() {
-	s.t.Helper()
-	var ln net.Listener
-	var err error
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if ln, err = net.Listen("tcp", s.addr); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.addr = ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	cb := server.CallbackFuncs{StreamRequestFunc: func(_ int64, req *discovery.DiscoveryRequest) error {
-		if req.GetErrorDetail() != nil {
-			s.mu.Lock()
-			s.nacks = append(s.nacks, req.GetErrorDetail().GetMessage())
-			s.mu.Unlock()
-		}
-		return nil
-	}}
-	var opts []grpc.ServerOption
-	if s.tls != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls)))
-	}
-	gs := grpc.NewServer(opts...)
-	discovery.RegisterAggregatedDiscoveryServiceServer(gs, server.NewServer(ctx, s.cache, cb))
-	go gs.Serve(ln)
-	s.mu.Lock()
-	s.gs, s.stop = gs, cancel
-	s.mu.Unlock()
-}
-
-func (s *xdsServer) halt() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gs != nil {
-		s.stop()
-		s.gs.Stop()
-		s.gs = nil
-	}
 }
 
 // set publishes one ServiceEntry per host, in namespace shop.
@@ -108,15 +51,9 @@ func (s *xdsServer) set(hosts ...string) {
 			Hosts: []string{h}, Ports: []*networking.ServicePort{{Number: 80, Name: "http", Protocol: "HTTP"}},
 			Resolution: networking.ServiceEntry_DNS}))
 	}
-	if err := s.cache.Set(registry.Build(docs, 1)); err != nil {
+	if err := s.Cache.Set(registry.Build(docs, 1)); err != nil {
 		s.t.Fatal(err)
 	}
-}
-
-func (s *xdsServer) nackMessages() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.nacks...)
 }
 
 // hostsOf lists a snapshot's service hosts.
@@ -169,12 +106,12 @@ func TestClientFollowsTheServer(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	srv := startServer(t, "a.example.com")
-	c, first, applied := running(t, srv.addr, 5*time.Second)
+	c, first, applied := running(t, srv.Addr(), 5*time.Second)
 	t.Run("starts with the server's config", func(t *testing.T) {
 		if hostsOf(first) != "a.example.com" || first.Errors() != 0 {
 			t.Fatalf("startup config %q with %d errors", hostsOf(first), first.Errors())
 		}
-		if d := first.Snapshot.Services[0].Source; !strings.HasPrefix(d.File, "xds://"+srv.addr+"/"+mcp.ServiceEntryType+"/shop/se0") {
+		if d := first.Snapshot.Services[0].Source; !strings.HasPrefix(d.File, "xds://"+srv.Addr()+"/"+mcp.ServiceEntryType+"/shop/se0") {
 			t.Errorf("source %q does not name the server, type and resource", d.File)
 		}
 	})
@@ -191,16 +128,16 @@ func TestClientFollowsTheServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		good[mcp.ServiceEntryType] = []types.Resource{r}
-		if err := srv.cache.SetResources(good); err != nil {
+		if err := srv.Cache.SetResources(good); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, func() bool { return c.Status().LastResult == source.Refused && len(srv.nackMessages()) > 0 })
+		waitFor(t, func() bool { return c.Status().LastResult == source.Refused && len(srv.NACKs()) > 0 })
 		st := c.Status()
 		if !strings.Contains(st.LastError, "error") || len(st.LastErrorDiagnostics) == 0 ||
-			!strings.Contains(st.LastErrorDiagnostics[0].String(), "xds://"+srv.addr+"/"+mcp.ServiceEntryType+"/shop/bad") {
+			!strings.Contains(st.LastErrorDiagnostics[0].String(), "xds://"+srv.Addr()+"/"+mcp.ServiceEntryType+"/shop/bad") {
 			t.Errorf("status %q %v does not name the refused document", st.LastError, st.LastErrorDiagnostics)
 		}
-		if m := srv.nackMessages()[0]; !strings.Contains(m, "shop/bad") {
+		if m := srv.NACKs()[0]; !strings.Contains(m, "shop/bad") {
 			t.Errorf("NACK says %q, not which document", m)
 		}
 		if st.Services != 2 {
@@ -211,21 +148,21 @@ func TestClientFollowsTheServer(t *testing.T) {
 		if !c.Stats().Connected {
 			t.Error("not connected while the server answers")
 		}
-		srv.halt()
+		srv.Halt()
 		waitFor(t, func() bool { return c.Stats().Failures > 0 && !c.Stats().Connected })
 		if st := c.Status(); st.Services != 2 {
 			t.Fatalf("serving %d services with the server away, want 2", st.Services)
 		}
 		srv.set("d.example.com")
-		srv.start()
+		srv.Start()
 		waitApplied(t, applied, "d.example.com")
 		waitFor(t, func() bool { return c.Stats().Connected })
 	})
 	t.Run("applies nothing when a server returns with the same documents", func(t *testing.T) {
 		before := c.Status().Accepted
 		streams := c.Stats().Streams
-		srv.halt()
-		srv.start()
+		srv.Halt()
+		srv.Start()
 		waitFor(t, func() bool { return c.Stats().Streams > streams })
 		time.Sleep(200 * time.Millisecond) // a push would arrive at once on the new stream
 		if after := c.Status().Accepted; after != before {
@@ -238,7 +175,7 @@ func TestClientFollowsTheServer(t *testing.T) {
 		body.Value = append(body.Value, 0xf8, 0x3e, 0x01) // field 999: unknown to the spec
 		rs := mcp.Resources(registry.Build(nil, 1))
 		rs[mcp.ServiceEntryType] = []types.Resource{&mcpapi.Resource{Metadata: &mcpapi.Metadata{Name: "shop/e", Version: "1"}, Body: body}}
-		if err := srv.cache.SetResources(rs); err != nil {
+		if err := srv.Cache.SetResources(rs); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, func() bool { return c.Stats().Nacks > nacks })
@@ -252,8 +189,8 @@ func TestClientStartsEmptyWithoutAServer(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	srv := startServer(t, "late.example.com")
-	addr := srv.addr
-	srv.halt()
+	addr := srv.Addr()
+	srv.Halt()
 	c, first, applied := running(t, addr, 200*time.Millisecond)
 	t.Run("serves an empty registry after the initial fetch timeout", func(t *testing.T) {
 		if len(first.Snapshot.Services) != 0 {
@@ -261,7 +198,7 @@ func TestClientStartsEmptyWithoutAServer(t *testing.T) {
 		}
 	})
 	t.Run("takes the server's config once it comes up", func(t *testing.T) {
-		srv.start()
+		srv.Start()
 		waitApplied(t, applied, "late.example.com")
 		if st := c.Status(); st.Services != 1 || st.Version < 2 {
 			t.Errorf("status %+v", st)
@@ -276,13 +213,13 @@ func TestClientOverTLS(t *testing.T) {
 	leaf := ca.Leaf(t, "xds.test")
 	srv := startServerTLS(t, &tls.Config{Certificates: []tls.Certificate{leaf}, MinVersion: tls.VersionTLS12}, "secure.example.com")
 	t.Run("takes the config from a server whose certificate it trusts", func(t *testing.T) {
-		_, first, _ := runningTLS(t, srv.addr, backend.TLSClient(ca, "xds.test"), 5*time.Second)
+		_, first, _ := runningTLS(t, srv.Addr(), backend.TLSClient(ca, "xds.test"), 5*time.Second)
 		if hostsOf(first) != "secure.example.com" {
 			t.Fatalf("startup config %q", hostsOf(first))
 		}
 	})
 	t.Run("takes nothing from a server whose certificate it does not trust", func(t *testing.T) {
-		c, first, _ := runningTLS(t, srv.addr, backend.TLSClient(backend.NewCA(t), "xds.test"), 300*time.Millisecond)
+		c, first, _ := runningTLS(t, srv.Addr(), backend.TLSClient(backend.NewCA(t), "xds.test"), 300*time.Millisecond)
 		if len(first.Snapshot.Services) != 0 || c.Stats().Failures == 0 {
 			t.Fatalf("startup config %q after %d failures", hostsOf(first), c.Stats().Failures)
 		}
@@ -331,11 +268,11 @@ func TestClientStartsWithoutARefusedCollection(t *testing.T) {
 	}
 	rs := mcp.Resources(registry.Build(nil, 1))
 	rs[mcp.ServiceEntryType] = []types.Resource{r}
-	if err := srv.cache.SetResources(rs); err != nil {
+	if err := srv.Cache.SetResources(rs); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	c, first, _ := running(t, srv.addr, 30*time.Second)
+	c, first, _ := running(t, srv.Addr(), 30*time.Second)
 	t.Run("starts once every collection answered, without waiting for the initial fetch timeout", func(t *testing.T) {
 		if took := time.Since(start); took > 10*time.Second {
 			t.Errorf("startup took %v", took)
