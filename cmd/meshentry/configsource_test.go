@@ -60,7 +60,7 @@ func (s *folderServer) start() {
 func (s *folderServer) try() error {
 	f := new(xdsFlags)
 	cmd := newXDSCommandFor(f)
-	if err := cmd.ParseFlags([]string{"--listen", s.addr, "-f", s.dir, "--reload-debounce", "20ms"}); err != nil {
+	if err := cmd.ParseFlags([]string{"--listen", s.addr, "--monitoring", "", "-f", s.dir, "--reload-debounce", "20ms"}); err != nil {
 		s.t.Fatal(err)
 	}
 	cmd.SetErr(&s.log)

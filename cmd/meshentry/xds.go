@@ -27,6 +27,9 @@ type xdsFlags struct {
 	maxNodes   int
 	maxUnacked int64
 	maxStream  uint32
+	// monitoring is the /metrics address; monitoringReady, when set, gets it bound (tests).
+	monitoring      string
+	monitoringReady func(net.Addr)
 	// extra is the lead's hook for the MCP documents (mcp.Resources) at merge.
 	extra server.Extra
 }
@@ -51,6 +54,7 @@ func newXDSCommandFor(f *xdsFlags) *cobra.Command {
 	fl.StringVar(&f.run.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.Int64Var(&f.maxUnacked, "xds-max-unacked-bytes", server.DefaultMaxUnackedBytes, "response bytes sent to clients and not yet acknowledged, over all streams; a send beyond it waits for ACKs")
 	fl.IntVar(&f.maxNodes, "xds-max-nodes", server.DefaultMaxNodes, "nodes tracked at once; a new node beyond it is refused (counted in the log)")
+	fl.StringVar(&f.monitoring, "monitoring", "127.0.0.1:15014", "address serving the xDS server's Prometheus metrics on /metrics (istiod's monitoring port); empty serves none")
 	fl.Uint32Var(&f.maxStream, "xds-max-streams", 100000, "concurrent gRPC streams per client connection")
 	f.run.reload.register(fl)
 	f.run.identity.register(fl)
@@ -97,6 +101,12 @@ func runXDS(ctx context.Context, cmd *cobra.Command, f *xdsFlags, ready func(net
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("xds listen %s: %w", f.listen, err)}
 	}
+	stopMetrics, err := serveXDSMetrics(ctx, f.monitoring, srv, log, f.monitoringReady)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopMetrics()
 	opts := []grpc.ServerOption{grpc.MaxConcurrentStreams(f.maxStream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{PermitWithoutStream: true})}
 	if creds != nil {

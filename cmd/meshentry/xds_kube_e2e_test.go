@@ -18,7 +18,7 @@ func startKubeXDS(t *testing.T, kubeconfig string) string {
 	t.Helper()
 	f := new(xdsFlags)
 	cmd := newXDSCommandFor(f)
-	if err := cmd.ParseFlags([]string{"--listen", "127.0.0.1:0", "--kube", "--kubeconfig", kubeconfig, "--kube-write-status=false"}); err != nil {
+	if err := cmd.ParseFlags([]string{"--listen", "127.0.0.1:0", "--monitoring", "", "--kube", "--kubeconfig", kubeconfig, "--kube-write-status=false"}); err != nil {
 		t.Fatal(err)
 	}
 	var log syncBuffer

@@ -33,12 +33,21 @@ spec:
 
 // startXDSCommand runs `meshentry xds` on a :0 port over dir and returns its address.
 func startXDSCommand(t *testing.T, dir string) string {
+	addr, _ := startXDSCommandWith(t, dir)
+	return addr
+}
+
+// startXDSCommandWith is startXDSCommand with more flags; it also returns the /metrics address.
+func startXDSCommandWith(t *testing.T, dir string, args ...string) (addr, monitoring string) {
 	t.Helper()
 	f := new(xdsFlags)
 	cmd := newXDSCommandFor(f)
-	if err := cmd.ParseFlags([]string{"--listen", "127.0.0.1:0", "-f", dir, "--reload-debounce", "20ms"}); err != nil {
+	args = append([]string{"--listen", "127.0.0.1:0", "--monitoring", "127.0.0.1:0", "-f", dir, "--reload-debounce", "20ms"}, args...)
+	if err := cmd.ParseFlags(args); err != nil {
 		t.Fatal(err)
 	}
+	monc := make(chan net.Addr, 1)
+	f.monitoringReady = func(a net.Addr) { monc <- a }
 	var stderr bytes.Buffer
 	cmd.SetErr(&stderr)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -53,13 +62,13 @@ func startXDSCommand(t *testing.T, dir string) string {
 	})
 	select {
 	case a := <-addrc:
-		return a.String()
+		return a.String(), (<-monc).String()
 	case err := <-done:
 		t.Fatalf("xds exited: %v\n%s", err, stderr.String())
 	case <-time.After(10 * time.Second):
 		t.Fatal("xds did not start")
 	}
-	return ""
+	return "", ""
 }
 
 // adsClusters opens an ADS stream as an Envoy sidecar and returns a function that waits for the
