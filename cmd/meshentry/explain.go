@@ -87,10 +87,7 @@ func newExplainCommand() *cobra.Command {
 					fmt.Fprintln(cmd.ErrOrStderr(), d)
 				}
 			}
-			rep := explain.Explain(res.Snapshot, req)
-			if req.Gateway != "" {
-				rep.Gateway = explain.ExplainGateway(res.Snapshot.Documents, req.Gateway, host, port)
-			}
+			rep := explainRequest(res.Snapshot, req, hf.asGateway)
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -127,10 +124,13 @@ func newExplainCommand() *cobra.Command {
 type httpFlags struct {
 	gateway, method, path, scheme string
 	headers                       []string
+	// asGateway explains as `run --gateway --labels` would: the Gateways --labels select.
+	asGateway bool
 }
 
 func (h *httpFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&h.gateway, "gateway", "", "explain as the gateway NS/NAME routes the request (its VirtualServices), not as a sidecar")
+	f.BoolVar(&h.asGateway, "as-gateway", false, "explain as the gateway workload carrying --labels (as run --gateway serves it): every Gateway whose selector they match, and the VirtualServices bound to the one whose server takes the request")
 	f.StringVar(&h.method, "method", "GET", "HTTP method, for VirtualService method matches")
 	f.StringVar(&h.path, "path", "/", "HTTP path and query, for VirtualService uri and queryParams matches")
 	f.StringVar(&h.scheme, "scheme", "http", "HTTP scheme, for VirtualService scheme matches")
@@ -145,6 +145,9 @@ func (h *httpFlags) apply(req *explain.Request) error {
 		}
 		req.Gateway = h.gateway
 	}
+	if h.asGateway && h.gateway != "" {
+		return usageError("give --gateway NS/NAME or --as-gateway, not both")
+	}
 	if !strings.HasPrefix(h.path, "/") {
 		return usageError("--path must start with /, not %q", h.path)
 	}
@@ -157,6 +160,25 @@ func (h *httpFlags) apply(req *explain.Request) error {
 		req.HTTP.Headers[strings.ToLower(strings.TrimSpace(kv[:i]))] = strings.TrimSpace(kv[i+1:])
 	}
 	return nil
+}
+
+// explainRequest explains req as a sidecar, or as a gateway (--gateway, --as-gateway): then the
+// gateway's server is found first, and with --as-gateway the Gateway it belongs to is the one
+// whose VirtualServices route the request.
+func explainRequest(snap *registry.Snapshot, req explain.Request, asGateway bool) *explain.Report {
+	var gs *explain.GatewayServer
+	switch {
+	case asGateway:
+		gs = explain.ExplainGatewayWorkload(snap.Documents, req.Labels, req.Host, req.Port)
+		if gs.Accepted {
+			req.Gateway = gs.Gateway
+		}
+	case req.Gateway != "":
+		gs = explain.ExplainGateway(snap.Documents, req.Gateway, req.Host, req.Port)
+	}
+	rep := explain.Explain(snap, req)
+	rep.Gateway = gs
+	return rep
 }
 
 // setProtocol reads --protocol into req: the traffic kind a sidecar would see, or a CONNECT.

@@ -35,6 +35,35 @@ func TestExplainGatewayNamesTheServer(t *testing.T) {
 	}
 }
 
+func TestExplainAsGatewayWorkload(t *testing.T) {
+	t.Parallel()
+	example := "../../testdata/validate/examples/04-egress-gateway.yaml"
+	base := []string{"explain", "-f", example, "-n", "egress", "--host", "httpbin.com", "--port", "80"}
+	t.Run("the labels' Gateway explains the request as naming it does", func(t *testing.T) {
+		wantCode, want, _ := runCLI(append(base, "--gateway", "istio-system/istio-egressgateway")...)
+		code, out, errOut := runCLI(append(base, "--as-gateway", "--labels", "istio=egressgateway")...)
+		if code != wantCode || out != want {
+			t.Errorf("exit %d, stdout:\n%s\nstderr:\n%s\nwant exit %d and:\n%s", code, out, errOut, wantCode, want)
+		}
+		if !strings.Contains(out, "gateway:      istio-system/istio-egressgateway server 0") {
+			t.Errorf("no gateway server line in:\n%s", out)
+		}
+	})
+	t.Run("labels no Gateway selects are refused with exit 3", func(t *testing.T) {
+		code, out, _ := runCLI(append(base, "--as-gateway", "--labels", "istio=ingressgateway")...)
+		want := "gateway:      not accepted: no server of any Gateway selecting istio=ingressgateway listens on port 80 (ports: none)\n"
+		if code != 3 || !strings.Contains(out, want) {
+			t.Errorf("exit %d, stdout:\n%s\nwant exit 3 and %q", code, out, want)
+		}
+	})
+	t.Run("--gateway and --as-gateway together are a usage error", func(t *testing.T) {
+		code, _, errOut := runCLI(append(base, "--as-gateway", "--gateway", "istio-system/istio-egressgateway")...)
+		if code != 2 || !strings.Contains(errOut, "not both") {
+			t.Errorf("exit %d, stderr %q; want a usage error", code, errOut)
+		}
+	})
+}
+
 func TestRunRefusesBadGatewayFlags(t *testing.T) {
 	t.Parallel()
 	example := "../../testdata/validate/examples/04-egress-gateway.yaml"

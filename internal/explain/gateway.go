@@ -3,6 +3,7 @@ package explain
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"github.com/meshentry/meshentry/internal/config"
@@ -33,7 +34,6 @@ type GatewayServer struct {
 // choice the listener of `run --gateway` makes. host is the SNI on a TLS port, the Host
 // otherwise.
 func ExplainGateway(docs []*config.Document, gw, host string, port uint32) *GatewayServer {
-	out := &GatewayServer{Port: port}
 	var named []*config.Document
 	var labels map[string]string
 	for _, d := range docs {
@@ -42,10 +42,35 @@ func ExplainGateway(docs []*config.Document, gw, host string, port uint32) *Gate
 		}
 	}
 	if len(named) == 0 {
-		out.Reason = fmt.Sprintf("no Gateway %s is declared", gw)
-		return out
+		return &GatewayServer{Port: port, Reason: fmt.Sprintf("no Gateway %s is declared", gw)}
 	}
-	ls, err := gateway.Select(named, labels)
+	return explainSelected(named, labels, "Gateway "+gw, host, port)
+}
+
+// ExplainGatewayWorkload is ExplainGateway for the gateway workload carrying labels, as
+// `run --gateway --labels` serves it: every Gateway whose selector matches labels shares its
+// ports, and the server that takes host names the Gateway whose VirtualServices route it.
+func ExplainGatewayWorkload(docs []*config.Document, labels map[string]string, host string, port uint32) *GatewayServer {
+	return explainSelected(docs, labels, fmt.Sprintf("any Gateway selecting %s", labelList(labels)), host, port)
+}
+
+func labelList(labels map[string]string) string {
+	if len(labels) == 0 {
+		return "no labels"
+	}
+	kv := make([]string, 0, len(labels))
+	for k, v := range labels {
+		kv = append(kv, k+"="+v)
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, ",")
+}
+
+// explainSelected finds the server among the Gateways of docs that labels select; what names
+// them in the reasons.
+func explainSelected(docs []*config.Document, labels map[string]string, what, host string, port uint32) *GatewayServer {
+	out := &GatewayServer{Port: port}
+	ls, err := gateway.Select(docs, labels)
 	if err != nil {
 		out.Reason = "the selected Gateways cannot be served: " + err.Error()
 		return out
@@ -57,7 +82,7 @@ func ExplainGateway(docs []*config.Document, gw, host string, port uint32) *Gate
 		}
 	}
 	if l == nil {
-		out.Reason = fmt.Sprintf("no server of Gateway %s listens on port %d (ports: %s)", gw, port, portList(ls))
+		out.Reason = fmt.Sprintf("no server of %s listens on port %d (ports: %s)", what, port, portList(ls))
 		return out
 	}
 	name := registry.NormalizeHost(host)

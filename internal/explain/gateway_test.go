@@ -76,3 +76,64 @@ func TestExplainGateway(t *testing.T) {
 		})
 	}
 }
+
+const workloadGatewayDocs = gatewayDocs + `---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: extra, namespace: istio-system}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - port: {number: 8080, name: http-alt, protocol: HTTP}
+    hosts: ["*/api.example.com"]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: ingress, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 9090, name: http-in, protocol: HTTP}
+    hosts: ["*/in.example.com"]
+`
+
+func TestExplainGatewayWorkload(t *testing.T) {
+	t.Parallel()
+	order := 0
+	docs, diags := config.Decode("gw.yaml", strings.NewReader(workloadGatewayDocs), "default", &order)
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	egress := map[string]string{"istio": "egressgateway", "app": "egress"}
+	tests := []struct {
+		name   string
+		labels map[string]string
+		host   string
+		port   uint32
+		want   string // "accepted gateway server" or a piece of the reason
+	}{
+		{name: "each Gateway the labels select serves its own port", labels: egress, host: "api.example.com", port: 8080,
+			want: "true istio-system/extra 0"},
+		{name: "the other selected Gateway keeps its servers", labels: egress, host: "httpbin.com", port: 80,
+			want: "true istio-system/istio-egressgateway 0"},
+		{name: "a Gateway selecting other labels is not served", labels: egress, host: "in.example.com", port: 9090,
+			want: "no server of any Gateway selecting app=egress,istio=egressgateway listens on port 9090 (ports: "},
+		{name: "labels no Gateway selects serve nothing", labels: map[string]string{"app": "web"}, host: "httpbin.com", port: 80,
+			want: "(ports: none)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g := ExplainGatewayWorkload(docs, tc.labels, tc.host, tc.port)
+			if g.Accepted {
+				if got := strings.Join([]string{"true", g.Gateway, strconv.Itoa(g.Server)}, " "); got != tc.want {
+					t.Errorf("got %q, want %q", got, tc.want)
+				}
+				return
+			}
+			if !strings.Contains(g.Reason, tc.want) {
+				t.Errorf("reason %q does not say %q", g.Reason, tc.want)
+			}
+		})
+	}
+}
