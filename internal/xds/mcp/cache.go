@@ -6,13 +6,18 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
+	"time"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	mcpapi "istio.io/api/mcp/v1alpha1"
 
+	"github.com/meshentry/meshentry/internal/config"
 	"github.com/meshentry/meshentry/internal/registry"
 )
 
@@ -23,6 +28,10 @@ import (
 // document deleted. A collection's version is a hash of its resources' names and content
 // versions: a push that changes nothing in a collection wakes none of its watchers.
 type Cache struct {
+	// setMu orders Sets; memo, which only Set uses, holds each document as last published.
+	setMu sync.Mutex
+	memo  map[proto.Message]*encodedDoc
+
 	mu      sync.Mutex
 	colls   map[string]*collection
 	watches map[string]map[uint64]watch
@@ -48,7 +57,7 @@ var _ cache.Cache = (*Cache)(nil)
 func NewCache() *Cache {
 	c := &Cache{colls: map[string]*collection{}, watches: map[string]map[uint64]watch{}}
 	for _, u := range TypeURLs {
-		c.colls[u], _ = newCollection(nil)
+		c.colls[u], _ = newCollection(nil, nil)
 		c.watches[u] = map[uint64]watch{}
 	}
 	return c
@@ -57,19 +66,73 @@ func NewCache() *Cache {
 // Serves reports whether the cache answers requests for typeURL (for a MuxCache's Classify).
 func Serves(typeURL string) bool { return kindOf[typeURL] != "" }
 
+// encodedDoc is a document as last published: its resource and that resource as an Any. A
+// snapshot shares the decoded spec of every document a reload did not touch, so a spec seen
+// before, under the same metadata, is served from here rather than marshalled three times
+// again (body, content version, Any): a reload costs what it changed, not the whole registry.
+type encodedDoc struct {
+	namespace, name string
+	labels          map[string]string
+	created         time.Time
+	res             *mcpapi.Resource
+	any             *anypb.Any
+}
+
+func (e *encodedDoc) same(doc *config.Document) bool {
+	return e.namespace == doc.Namespace && e.name == doc.Name && e.created.Equal(doc.Created) && maps.Equal(e.labels, doc.Labels)
+}
+
 // Set publishes the snapshot's documents; collections whose content changed are pushed to their
 // watchers, the others are left alone.
-func (c *Cache) Set(snap *registry.Snapshot) error { return c.SetResources(Resources(snap)) }
+func (c *Cache) Set(snap *registry.Snapshot) error {
+	c.setMu.Lock()
+	defer c.setMu.Unlock()
+	next := make(map[proto.Message]*encodedDoc, len(snap.Documents))
+	byRes := make(map[*mcpapi.Resource]*encodedDoc, len(snap.Documents))
+	byType := resourcesWith(snap, func(doc *config.Document) (*mcpapi.Resource, error) {
+		e := c.memo[doc.Spec]
+		if e == nil || !e.same(doc) {
+			r, err := Resource(doc)
+			if err != nil {
+				return nil, err
+			}
+			a, err := anypb.New(r)
+			if err != nil {
+				return nil, err
+			}
+			e = &encodedDoc{namespace: doc.Namespace, name: doc.Name, labels: doc.Labels, created: doc.Created, res: r, any: a}
+		}
+		next[doc.Spec], byRes[e.res] = e, e
+		return e.res, nil
+	})
+	err := c.publish(byType, func(r types.Resource) (*anypb.Any, error) {
+		if e := byRes[r.(*mcpapi.Resource)]; e != nil {
+			return e.any, nil
+		}
+		return anypb.New(r)
+	})
+	if err == nil {
+		c.memo = next
+	}
+	return err
+}
 
 // SetResources publishes resources by type URL as Resources returns them; a type URL not given
 // is left as it was.
 func (c *Cache) SetResources(byType map[string][]types.Resource) error {
+	c.setMu.Lock()
+	defer c.setMu.Unlock()
+	c.memo = nil // what Set remembered may no longer be what is served
+	return c.publish(byType, func(r types.Resource) (*anypb.Any, error) { return anypb.New(r) })
+}
+
+func (c *Cache) publish(byType map[string][]types.Resource, anyOf func(types.Resource) (*anypb.Any, error)) error {
 	next := map[string]*collection{}
 	for u, rs := range byType {
 		if !Serves(u) {
 			return fmt.Errorf("mcp cache: type %s not served", u)
 		}
-		coll, err := newCollection(rs)
+		coll, err := newCollection(rs, anyOf)
 		if err != nil {
 			return fmt.Errorf("mcp cache: %s: %w", u, err)
 		}
@@ -107,11 +170,11 @@ func (c *Cache) Version(typeURL string) string {
 	return ""
 }
 
-func newCollection(rs []types.Resource) (*collection, error) {
+func newCollection(rs []types.Resource, anyOf func(types.Resource) (*anypb.Any, error)) (*collection, error) {
 	coll := &collection{any: make([]*anypb.Any, 0, len(rs)), returned: make(map[string]string, len(rs))}
 	h := sha256.New()
 	for _, r := range rs {
-		a, err := anypb.New(r)
+		a, err := anyOf(r)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", NameOf(r), err)
 		}

@@ -42,15 +42,17 @@ var kindOf = map[string]string{
 	SidecarType:         config.KindSidecar,
 }
 
-// TypeURLOf returns the collection of a document kind, "" for kinds not served.
-func TypeURLOf(kind string) string {
+// urlOf is kindOf reversed.
+var urlOf = func() map[string]string {
+	m := make(map[string]string, len(kindOf))
 	for u, k := range kindOf {
-		if k == kind {
-			return u
-		}
+		m[k] = u
 	}
-	return ""
-}
+	return m
+}()
+
+// TypeURLOf returns the collection of a document kind, "" for kinds not served.
+func TypeURLOf(kind string) string { return urlOf[kind] }
 
 // KindOf returns the document kind a collection carries, "" for type URLs not served.
 func KindOf(typeURL string) string { return kindOf[typeURL] }
@@ -60,6 +62,11 @@ func KindOf(typeURL string) string { return kindOf[typeURL] }
 // istio.mcp.v1alpha1.Resource named "namespace/name" whose Metadata.Version is a hash of its
 // content, and so stays the same while the document does.
 func Resources(snap *registry.Snapshot) map[string][]types.Resource {
+	return resourcesWith(snap, Resource)
+}
+
+// resourcesWith is Resources with wrap making each document's resource.
+func resourcesWith(snap *registry.Snapshot, wrap func(*config.Document) (*mcpapi.Resource, error)) map[string][]types.Resource {
 	out := make(map[string][]types.Resource, len(TypeURLs))
 	for _, u := range TypeURLs {
 		out[u] = []types.Resource{}
@@ -71,7 +78,7 @@ func Resources(snap *registry.Snapshot) map[string][]types.Resource {
 		if u == "" || doc.Spec == nil || seen[key] {
 			continue // validation already reported a duplicate; the first one is the one that serves
 		}
-		r, err := Resource(doc)
+		r, err := wrap(doc)
 		if err != nil {
 			continue // a spec that cannot be marshalled never passed validation
 		}
