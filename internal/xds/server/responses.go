@@ -26,6 +26,11 @@ func sotwAnswer(ts *typeSet, req *cachev3.Request, sub cachev3.Subscription, cha
 func newlyWanted(ts *typeSet, sub cachev3.Subscription) bool {
 	known := sub.ReturnedResources()
 	if sub.IsWildcard() {
+		// Called when the client holds ts's version: a map as long as the type is then the one
+		// sent with that version, so the names are all there without looking each one up.
+		if len(known) == len(ts.list) {
+			return false
+		}
 		for _, enc := range ts.list {
 			if _, ok := known[enc.name]; !ok {
 				return true
