@@ -25,13 +25,18 @@ func parsePolicy(s string) (allowAny bool, err error) {
 	return false, usageError("--outbound-policy must be REGISTRY_ONLY or ALLOW_ANY, not %q", s)
 }
 
+// explainFlags are explain's flags.
+type explainFlags struct {
+	src                                                sourceFlags
+	pf                                                 policyFlags
+	dx                                                 explainDNSFlags
+	hf                                                 httpFlags
+	locality, network, ip, host, protocol, policy, out string
+	port                                               uint32
+}
+
 func newExplainCommand() *cobra.Command {
-	var src sourceFlags
-	var pf policyFlags
-	var dx explainDNSFlags
-	var locality, network, ip, host, protocol, policy, output string
-	var port uint32
-	var hf httpFlags
+	var e explainFlags
 	cmd := &cobra.Command{
 		Use:   "explain -f PATH... --port N (--host HOST | --ip IP)",
 		Short: "Say which service, cluster and endpoints a request would get, and why",
@@ -39,84 +44,93 @@ func newExplainCommand() *cobra.Command {
 			"as the proxy of a workload in --namespace would, and lists the candidate endpoints in the order the proxy prefers them. " +
 			"It exits 3 when the request would be refused.",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dx.host != "" {
-				return dx.explainDNS(cmd, &src, &pf, output)
-			}
-			req := explain.Request{Namespace: src.namespace, Host: host, Port: port, Locality: locality, Network: network}
-			if output != "text" && output != "json" {
-				return usageError("-o must be text or json, not %q", output)
-			}
-			if port == 0 || port > 65535 {
-				return usageError("--port is required (1-65535)")
-			}
-			if host == "" && ip == "" {
-				return usageError("give --host, --ip or both")
-			}
-			if ip != "" {
-				a, err := netip.ParseAddr(ip)
-				if err != nil {
-					return usageError("--ip: %v", err)
-				}
-				req.IP = a
-			}
-			if err := setProtocol(&req, protocol); err != nil {
-				return err
-			}
-			if err := hf.apply(&req); err != nil {
-				return err
-			}
-			var err error
-			if req.AllowAny, err = parsePolicy(policy); err != nil {
-				return err
-			}
-			if req.RootNamespace, req.Labels, err = pf.parse(); err != nil {
-				return err
-			}
-			dnsOpts, err := dx.compileOptions()
-			if err != nil {
-				return err
-			}
-			res, err := src.compile(cmd, 1, dnsOpts...)
-			if err != nil {
-				return err
-			}
-			// The request is explained against the valid documents; the rest are reported, not fatal.
-			for _, d := range res.Diagnostics {
-				if d.Level == diag.Error {
-					fmt.Fprintln(cmd.ErrOrStderr(), d)
-				}
-			}
-			rep := explainRequest(res.Snapshot, req, hf.asGateway)
-			if output == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rep); err != nil {
-					return &exitError{code: 2, err: err}
-				}
-			} else {
-				rep.WriteText(cmd.OutOrStdout())
-			}
-			if rep.Refused() {
-				return &exitError{code: 3}
-			}
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return e.run(cmd) },
 	}
-	src.register(cmd)
+	e.src.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&locality, "locality", "", "the proxy's locality, region/zone/subzone")
-	f.StringVar(&network, "network", "", "the proxy's network")
-	f.StringVar(&ip, "ip", "", "destination IP the application connected to")
-	f.StringVar(&host, "host", "", "Host header, SNI or CONNECT host the application sent")
-	f.Uint32Var(&port, "port", 0, "destination port")
-	f.StringVar(&protocol, "protocol", "", "traffic kind: http, tls or tcp as a sidecar sees it (default: what the declared port implies), or connect for a CONNECT tunnel through the forward proxy")
-	f.StringVar(&policy, "outbound-policy", "REGISTRY_ONLY", "REGISTRY_ONLY refuses what no ServiceEntry declares; ALLOW_ANY passes it through")
-	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
-	pf.register(f)
-	hf.register(f)
-	dx.register(f)
+	f.StringVar(&e.locality, "locality", "", "the proxy's locality, region/zone/subzone")
+	f.StringVar(&e.network, "network", "", "the proxy's network")
+	f.StringVar(&e.ip, "ip", "", "destination IP the application connected to")
+	f.StringVar(&e.host, "host", "", "Host header, SNI or CONNECT host the application sent")
+	f.Uint32Var(&e.port, "port", 0, "destination port")
+	f.StringVar(&e.protocol, "protocol", "", "traffic kind: http, tls or tcp as a sidecar sees it (default: what the declared port implies), or connect for a CONNECT tunnel through the forward proxy")
+	f.StringVar(&e.policy, "outbound-policy", "REGISTRY_ONLY", "REGISTRY_ONLY refuses what no ServiceEntry declares; ALLOW_ANY passes it through")
+	f.StringVarP(&e.out, "output", "o", "text", "output format: text or json")
+	e.pf.register(f)
+	e.hf.register(f)
+	e.dx.register(f)
 	return cmd
+}
+
+func (e *explainFlags) run(cmd *cobra.Command) error {
+	if e.dx.host != "" {
+		return e.dx.explainDNS(cmd, &e.src, &e.pf, e.out)
+	}
+	req, err := e.request()
+	if err != nil {
+		return err
+	}
+	dnsOpts, err := e.dx.compileOptions()
+	if err != nil {
+		return err
+	}
+	res, err := e.src.compile(cmd, 1, dnsOpts...)
+	if err != nil {
+		return err
+	}
+	// The request is explained against the valid documents; the rest are reported, not fatal.
+	for _, d := range res.Diagnostics {
+		if d.Level == diag.Error {
+			fmt.Fprintln(cmd.ErrOrStderr(), d)
+		}
+	}
+	rep := explainRequest(res.Snapshot, req, e.hf.asGateway)
+	if e.out == "json" {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return &exitError{code: 2, err: err}
+		}
+	} else {
+		rep.WriteText(cmd.OutOrStdout())
+	}
+	if rep.Refused() {
+		return &exitError{code: 3}
+	}
+	return nil
+}
+
+// request reads the flags into the request to explain.
+func (e *explainFlags) request() (explain.Request, error) {
+	req := explain.Request{Namespace: e.src.namespace, Host: e.host, Port: e.port, Locality: e.locality, Network: e.network}
+	if e.out != "text" && e.out != "json" {
+		return req, usageError("-o must be text or json, not %q", e.out)
+	}
+	if e.port == 0 || e.port > 65535 {
+		return req, usageError("--port is required (1-65535)")
+	}
+	if e.host == "" && e.ip == "" {
+		return req, usageError("give --host, --ip or both")
+	}
+	if e.ip != "" {
+		a, err := netip.ParseAddr(e.ip)
+		if err != nil {
+			return req, usageError("--ip: %v", err)
+		}
+		req.IP = a
+	}
+	if err := setProtocol(&req, e.protocol); err != nil {
+		return req, err
+	}
+	if err := e.hf.apply(&req); err != nil {
+		return req, err
+	}
+	var err error
+	if req.AllowAny, err = parsePolicy(e.policy); err != nil {
+		return req, err
+	}
+	req.RootNamespace, req.Labels, err = e.pf.parse()
+	return req, err
 }
 
 // httpFlags are the parts of an HTTP request that VirtualService rules match, and the gateway
