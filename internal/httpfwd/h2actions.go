@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -19,9 +20,9 @@ var (
 )
 
 // h2Route is the part of a route's Actions an HTTP/2 stream carries out: the answers of the
-// route's own, the fault, the timeout, header changes, rewrite and CORS fields. A stream
-// without a body is retried on the statuses the policy names; one with a body, which is not
-// held, only on connect failures, and only a stream without a body is mirrored.
+// route's own, the fault, the timeout, header changes, rewrite and CORS fields. A stream whose
+// body is held (h2replay.go), or that has none, is retried on the statuses the policy names and
+// mirrored; one whose body streams is retried only on connect failures, and not mirrored.
 type h2Route struct {
 	act     *Actions
 	attempt int    // the try in progress
@@ -99,7 +100,7 @@ func (st *h2Stream) beginActions(a *Actions) (done bool, cancel context.CancelFu
 func (st *h2Stream) retriesStatus(status int) bool {
 	a := st.rt.act
 	// A stream that ended with its head has ContentLength 0 (its Body is never nil).
-	return a != nil && a.Retry != nil && (st.body == nil || st.r.ContentLength == 0) && st.rt.attempt < a.Retry.Attempts &&
+	return a != nil && a.Retry != nil && (st.body == nil || st.r.ContentLength == 0 || st.replay != nil) && st.rt.attempt < a.Retry.Attempts &&
 		context.Cause(st.ctx) == nil && a.Retry.retriesStatus(status)
 }
 
@@ -162,15 +163,14 @@ func (st *h2Stream) routeTimedOut(up *Upstream, err error) {
 }
 
 // mirrorOf returns the route's mirror when this stream, on its first try, is one of the share
-// mirrored; a stream with a body is not, since its body is not held.
+// mirrored; a stream whose body streams is not, since that body can be sent only once.
 func (st *h2Stream) mirrorOf() *Mirror {
 	a := st.rt.act
 	if a == nil || a.Mirror == nil || st.rt.attempt > 0 || !chance(a.Mirror.Percent) {
 		return nil
 	}
-	if st.body != nil && st.r.ContentLength != 0 {
-		st.hc.s.stats.replayTooLarge.Add(1)
-		return nil
+	if st.body != nil && st.r.ContentLength != 0 && st.replay == nil {
+		return nil // counted in ReplayTooLarge when holdBody let it stream
 	}
 	return a.Mirror
 }
@@ -185,6 +185,9 @@ func (st *h2Stream) mirror(m *Mirror, out *http.Request) {
 	}
 	cp := &http.Request{Method: out.Method, URL: out.URL, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: out.Header.Clone(), Host: shadowHost(out.Host), Close: true}
+	if st.replay != nil {
+		cp.Body, cp.ContentLength = io.NopCloser(bytes.NewReader(st.replay)), int64(len(st.replay))
+	}
 	var buf bytes.Buffer
 	if err := cp.Write(&buf); err != nil {
 		st.logFailure(slog.LevelDebug, "mirror request not written", 0, err)

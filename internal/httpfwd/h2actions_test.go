@@ -173,3 +173,85 @@ func TestHTTP2StreamPerTryTimeout(t *testing.T) {
 		})
 	}
 }
+
+func TestHTTP2StreamWithABodyIsRetriedAndMirroredWhole(t *testing.T) {
+	t.Parallel()
+	var first, second atomic.Int64
+	b1, b2 := statusBackend(t, 503, &first), statusBackend(t, 200, &second)
+	seen := make(chan string, 4)
+	mirror := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		seen <- string(body)
+	})
+	tests := []struct {
+		name       string
+		act        *Actions
+		lim        Limits
+		wantStatus int
+		wantBody   string
+		wantMirror string // "" when no copy is sent
+		tooLarge   uint64
+	}{
+		{name: "a held body reaches the endpoint a retry picks",
+			act:        &Actions{Retry: &RetryPolicy{Attempts: 1, On: RetryGatewayError}},
+			wantStatus: 200, wantBody: `status 200 body "hello world"`},
+		{name: "a held body goes to the mirror too",
+			act: &Actions{Retry: &RetryPolicy{Attempts: 1, On: RetryGatewayError},
+				Mirror: &Mirror{Upstream: Upstream{Addr: mirror.addr()}, Percent: 100}},
+			wantStatus: 200, wantBody: `status 200 body "hello world"`, wantMirror: "hello world"},
+		{name: "a body over the replay limit streams once and is counted",
+			act: &Actions{Retry: &RetryPolicy{Attempts: 1, On: RetryGatewayError}}, lim: Limits{MaxReplayBytes: 4},
+			wantStatus: 503, wantBody: `status 503 body "hello world"`, tooLarge: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := &Server{Router: &actionRouter{addrs: []string{b1.addr(), b2.addr()}, act: tt.act}, Limits: tt.lim}
+			addr := startProxy(t, srv)
+			req, _ := http.NewRequest("POST", "http://"+addr+"/", strings.NewReader("hello world"))
+			req.ContentLength = 11
+			resp, err := h2cClient(t).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.wantStatus || string(body) != tt.wantBody || srv.Stats().ReplayTooLarge != tt.tooLarge {
+				t.Errorf("got %d %q (ReplayTooLarge %d), want %d %q (%d)", resp.StatusCode, body,
+					srv.Stats().ReplayTooLarge, tt.wantStatus, tt.wantBody, tt.tooLarge)
+			}
+			if tt.wantMirror == "" {
+				return
+			}
+			select {
+			case got := <-seen:
+				if got != tt.wantMirror {
+					t.Errorf("mirror got body %q, want %q", got, tt.wantMirror)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the mirror got no copy")
+			}
+		})
+	}
+}
+
+func TestHTTP2HeldBodyThatStallsIsAnswered408(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int64
+	b := statusBackend(t, 200, &hits)
+	act := &Actions{Retry: &RetryPolicy{Attempts: 1, On: RetryGatewayError}}
+	srv := &Server{Router: &actionRouter{addrs: []string{b.addr()}, act: act}, Limits: Limits{StreamIdleTimeout: 200 * time.Millisecond}}
+	addr := startProxy(t, srv)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go pw.Write([]byte("hello")) // then nothing: six of the eleven bytes never come
+	req, _ := http.NewRequest("POST", "http://"+addr+"/", pr)
+	req.ContentLength = 11
+	resp, err := h2cClient(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 408 || hits.Load() != 0 {
+		t.Errorf("got %d with %d upstream requests, want 408 and none", resp.StatusCode, hits.Load())
+	}
+}

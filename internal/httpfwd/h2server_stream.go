@@ -29,11 +29,13 @@ type h2Stream struct {
 	tel   telState
 	reqID [36]byte
 	body  *h2ReqBody
-	url   *url.URL        // the request target as the transports write it; forward sets its Host
-	ctx   context.Context // the client's stream, ended early by a pause past IdleTimeout
-	idle  idleWatch
-	extra []Field // the Upstream's ResponseFields
-	rt    h2Route // the route's Actions, when it has them
+	// replay is the body held for a route's retries and mirror (h2replay.go), nil when it streams.
+	replay []byte
+	url    *url.URL        // the request target as the transports write it; forward sets its Host
+	ctx    context.Context // the client's stream, ended early by a pause past IdleTimeout
+	idle   idleWatch
+	extra  []Field // the Upstream's ResponseFields
+	rt     h2Route // the route's Actions, when it has them
 	// tryTimer cancels a try's context with errTryTimeout at the retry policy's perTryTimeout.
 	tryTimer *time.Timer
 }
@@ -103,7 +105,7 @@ func (st *h2Stream) tries() {
 			if cancel != nil {
 				defer cancel()
 			}
-			if done {
+			if done || !st.holdBody(up.Actions) {
 				return
 			}
 		}
@@ -320,14 +322,7 @@ func (st *h2Stream) upstreamRequest(up *Upstream) (*http.Request, bool) {
 		out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/2.0", 2, 0
 	}
 	st.applyRequestActions(out)
-	if st.body != nil {
-		st.body.declare(out)
-		out.Body = st.body
-		out.ContentLength = r.ContentLength
-		if out.ContentLength == 0 {
-			out.ContentLength = -1 // the length is not known before END_STREAM
-		}
-	}
+	st.attachBody(out)
 	return out, h2c
 }
 
@@ -393,7 +388,7 @@ func (st *h2Stream) roundTripFailed(up *Upstream, err error) (retry bool, _ erro
 		return false, nil
 	case errors.Is(err, ErrConnect):
 		s.Router.Done(*up, err)
-		if st.body == nil || st.body.n.Load() == 0 {
+		if st.bodyUnsent() {
 			return true, err
 		}
 		st.fail(503, connectReason(err), err)
