@@ -30,9 +30,9 @@ type Options struct {
 // bytes moved from a to b (up) and from b to a (down), and ErrIdleTimeout, ctx's error, or the first
 // read or write error that ended the relay (nil when both sides ended cleanly).
 //
-// Between two *net.TCPConn (also behind a wrapper with Unwrap, such as sniff.PrefixConn) it waits
-// for data without holding anything, then splices exactly what the socket holds; other
-// connections that expose their socket get a pooled buffer per burst instead.
+// Connections that expose their socket (a *net.TCPConn, also behind a wrapper with Unwrap such as
+// sniff.PrefixConn) are waited on without holding anything; each burst then takes a pooled buffer
+// for a read and a write, and a bulk stream between TCP sockets is spliced (relay_linux.go).
 func Pipe(ctx context.Context, a, b net.Conn, opt Options) (up, down int64, err error) {
 	r := &relay{a: a, b: b, start: time.Now()}
 	if opt.IdleTimeout > 0 {
@@ -71,6 +71,8 @@ type relay struct {
 	timer *time.Timer
 	// cause is why the relay closed the connections itself (idle timeout, context), if it did.
 	cause atomic.Pointer[error]
+	// ended counts the directions that ended with a clean end of stream.
+	ended atomic.Int32
 }
 
 // touch records that bytes moved now.
@@ -106,6 +108,11 @@ func (r *relay) direction(dst, src net.Conn) (int64, error) {
 		dst.Close()
 		src.Close()
 		return n, err
+	}
+	if r.ended.Add(1) == 2 {
+		// The other direction ended cleanly too, so Pipe closes both connections now: the
+		// close sends the FIN a shutdown would, one system call fewer per connection.
+		return n, nil
 	}
 	halfClose(dst)
 	return n, nil

@@ -11,8 +11,11 @@ import (
 
 // move copies src to dst until src ends. While src has nothing to read it waits in the runtime's
 // poller holding no buffer and no splice pipe (a blocked splice(2) would hold a pipe pair, four
-// descriptors per tunnel); once data is there it moves exactly what the socket holds, so the move
-// never blocks on src. Between TCP sockets the move is a splice; otherwise a pooled buffer.
+// descriptors per tunnel). A burst is read into a pooled buffer taken only once the socket is
+// readable, one read(2) that also tells the end of stream, and written on: the few hundred bytes of
+// a short exchange cost a read and a write, as in HAProxy. A burst that fills the buffer marks a
+// bulk stream, which between TCP sockets is spliced, exactly what the socket holds each time, until
+// a burst smaller than the buffer shows the stream slowed down.
 func (r *relay) move(dst, src net.Conn) (int64, error) {
 	sc, ok := src.(syscall.Conn)
 	if !ok {
@@ -24,47 +27,78 @@ func (r *relay) move(dst, src net.Conn) (int64, error) {
 	}
 	srcTCP, _ := src.(*net.TCPConn)
 	dstTCP, _ := dst.(*net.TCPConn)
+	splice := srcTCP != nil && dstTCP != nil
 	lr := &io.LimitedReader{R: src}
 	var written int64
+	bulk := false
 	for {
-		avail, err := waitReadable(rc)
-		if err != nil {
-			return written, err
-		}
-		if avail == 0 {
-			return written, nil // end of stream
-		}
 		var n int64
-		if srcTCP != nil && dstTCP != nil {
+		if bulk && splice {
+			avail, err := waitReadable(rc)
+			if err != nil || avail == 0 {
+				return written, err // avail 0: end of stream
+			}
 			lr.N = int64(avail)
 			n, err = dstTCP.ReadFrom(lr)
-		} else {
-			n, err = r.moveBuffered(dst, src, avail)
+			written += n
+			r.touch()
+			if err != nil {
+				return written, err
+			}
+			bulk = avail >= bufSize
+			continue
 		}
-		written += n
+		bp, got, err := readReady(rc)
+		if err != nil || got == 0 {
+			return written, err // got 0: end of stream
+		}
+		r.touch()
+		m, err := dst.Write((*bp)[:got])
+		bufPool.Put(bp)
+		written += int64(m)
 		r.touch()
 		if err != nil {
 			return written, err
 		}
+		bulk = got == bufSize
 	}
 }
 
-// moveBuffered moves up to avail bytes, known to be readable, through a pooled buffer that goes
-// back to the pool before the next wait.
-func (r *relay) moveBuffered(dst io.Writer, src io.Reader, avail int) (int64, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	n, err := src.Read((*bp)[:min(avail, len(*bp))])
-	if n > 0 {
-		m, werr := dst.Write((*bp)[:n])
-		if werr != nil {
-			return int64(m), werr
+// readReady waits until the socket has data or has ended, and reads what it holds into a pooled
+// buffer taken only once the socket is readable, so that the wait holds none. It returns the
+// buffer, for the caller to give back, and how many bytes it read: 0 at end of stream (and then
+// no buffer).
+func readReady(rc syscall.RawConn) (*[]byte, int, error) {
+	var bp *[]byte
+	var n int
+	var opErr error
+	err := rc.Read(func(fd uintptr) bool {
+		if bp == nil {
+			bp = bufPool.Get().(*[]byte)
 		}
+		for {
+			n, opErr = unix.Read(int(fd), *bp)
+			if opErr != unix.EINTR {
+				break
+			}
+		}
+		if opErr == unix.EAGAIN {
+			bufPool.Put(bp)
+			bp = nil
+			return false
+		}
+		return true
+	})
+	if err == nil && opErr != nil {
+		err = &net.OpError{Op: "read", Net: "tcp", Err: opErr}
 	}
-	if errors.Is(err, io.EOF) {
-		err = nil
+	if err != nil || n <= 0 {
+		if bp != nil {
+			bufPool.Put(bp)
+		}
+		return nil, 0, err
 	}
-	return int64(n), err
+	return bp, n, nil
 }
 
 // waitReadable blocks until the socket has data or has ended, and returns how many bytes it holds
