@@ -6,6 +6,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -22,7 +23,16 @@ type Options struct {
 	// IdleTimeout closes both connections once no byte moved in either direction for this long;
 	// zero or less means never (Envoy's tcp_proxy idle_timeout of 0 disables it too).
 	IdleTimeout time.Duration
+	// Greeting, when set, is written to a before any byte relayed from b: a CONNECT's 200. When
+	// b's first bytes are already there once the relay starts, they go in the same write, so a
+	// server-first exchange costs the client one wakeup and the relay one write fewer. The caller
+	// must not change it until Pipe returns.
+	Greeting []byte
 }
+
+// ErrGreeting marks the error of a Pipe whose Greeting could not be written: the client left
+// before the tunnel was established.
+var ErrGreeting = errors.New("relay: writing the greeting")
 
 // Pipe copies a to b and b to a until both directions end, then closes both connections. A clean
 // end of stream on one side is passed on as a half-close of the other, so protocols that shut down
@@ -34,7 +44,7 @@ type Options struct {
 // sniff.PrefixConn) are waited on without holding anything; each burst then takes a pooled buffer
 // for a read and a write, and a bulk stream between TCP sockets is spliced (relay_linux.go).
 func Pipe(ctx context.Context, a, b net.Conn, opt Options) (up, down int64, err error) {
-	r := &relay{a: a, b: b, start: time.Now()}
+	r := &relay{a: a, b: b, start: time.Now(), greeting: opt.Greeting}
 	if opt.IdleTimeout > 0 {
 		r.idle = opt.IdleTimeout
 		r.timer = time.AfterFunc(r.idle, r.checkIdle)
@@ -49,9 +59,9 @@ func Pipe(ctx context.Context, a, b net.Conn, opt Options) (up, down int64, err 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		up, upErr = r.direction(b, a)
+		up, upErr = r.direction(b, a, nil)
 	}()
-	down, downErr := r.direction(a, b)
+	down, downErr := r.direction(a, b, r.greeting)
 	wg.Wait()
 	a.Close()
 	b.Close()
@@ -73,6 +83,8 @@ type relay struct {
 	cause atomic.Pointer[error]
 	// ended counts the directions that ended with a clean end of stream.
 	ended atomic.Int32
+	// greeting is Options.Greeting, for the direction from b to a.
+	greeting []byte
 }
 
 // touch records that bytes moved now.
@@ -102,8 +114,8 @@ func (r *relay) abort(err error) {
 
 // direction copies src to dst and ends the direction: a clean end of stream half-closes dst, an
 // error closes both, so the other direction does not wait forever.
-func (r *relay) direction(dst, src net.Conn) (int64, error) {
-	n, err := r.copy(dst, src)
+func (r *relay) direction(dst, src net.Conn, greeting []byte) (int64, error) {
+	n, err := r.copy(dst, src, greeting)
 	if err != nil {
 		dst.Close()
 		src.Close()
@@ -120,9 +132,13 @@ func (r *relay) direction(dst, src net.Conn) (int64, error) {
 
 // copy drains what src buffered before it was handed over (a sniffed prefix), then moves the rest
 // by the cheapest means the two connections allow.
-func (r *relay) copy(dst, src net.Conn) (int64, error) {
+func (r *relay) copy(dst, src net.Conn, greeting []byte) (int64, error) {
 	var written int64
 	if bp, ok := src.(buffered); ok && bp.Buffered() > 0 {
+		if err := greet(dst, greeting); err != nil {
+			return 0, err
+		}
+		greeting = nil
 		n, err := io.CopyN(dst, src, int64(bp.Buffered()))
 		written += n
 		r.touch()
@@ -130,8 +146,19 @@ func (r *relay) copy(dst, src net.Conn) (int64, error) {
 			return written, err
 		}
 	}
-	n, err := r.move(unwrap(dst, false), unwrap(src, true))
+	n, err := r.move(unwrap(dst, false), unwrap(src, true), greeting)
 	return written + n, err
+}
+
+// greet writes a greeting (none when empty), its error marked with ErrGreeting.
+func greet(dst io.Writer, greeting []byte) error {
+	if len(greeting) == 0 {
+		return nil
+	}
+	if _, err := dst.Write(greeting); err != nil {
+		return fmt.Errorf("%w: %w", ErrGreeting, err)
+	}
+	return nil
 }
 
 // copyBlocking is the path for connections with no socket to wait on (TLS, in-memory pipes): a

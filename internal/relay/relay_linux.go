@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -9,20 +10,27 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// move copies src to dst until src ends. While src has nothing to read it waits in the runtime's
-// poller holding no buffer and no splice pipe (a blocked splice(2) would hold a pipe pair, four
-// descriptors per tunnel). A burst is read into a pooled buffer taken only once the socket is
-// readable, one read(2) that also tells the end of stream, and written on: the few hundred bytes of
-// a short exchange cost a read and a write, as in HAProxy. A burst that fills the buffer marks a
-// bulk stream, which between TCP sockets is spliced, exactly what the socket holds each time, until
-// a burst smaller than the buffer shows the stream slowed down.
-func (r *relay) move(dst, src net.Conn) (int64, error) {
+// move writes the greeting, when there is one, and copies src to dst until src ends. While src
+// has nothing to read it waits in the runtime's poller holding no buffer and no splice pipe (a
+// blocked splice(2) would hold a pipe pair, four descriptors per tunnel). A burst is read into a
+// pooled buffer taken only once the socket is readable, one read(2) that also tells the end of
+// stream, and written on: the few hundred bytes of a short exchange cost a read and a write, as in
+// HAProxy. A burst that fills the buffer marks a bulk stream, which between TCP sockets is
+// spliced, exactly what the socket holds each time, until a smaller burst shows it slowed down.
+func (r *relay) move(dst, src net.Conn, greeting []byte) (int64, error) {
 	sc, ok := src.(syscall.Conn)
-	if !ok {
-		return r.copyBlocking(dst, src)
+	var rc syscall.RawConn
+	var err error
+	if ok {
+		rc, err = sc.SyscallConn()
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	if !ok || err != nil || len(greeting) > bufSize/2 {
+		if err := greet(dst, greeting); err != nil {
+			return 0, err
+		}
+		greeting = nil
+	}
+	if !ok || err != nil {
 		return r.copyBlocking(dst, src)
 	}
 	srcTCP, _ := src.(*net.TCPConn)
@@ -32,14 +40,13 @@ func (r *relay) move(dst, src net.Conn) (int64, error) {
 	var written int64
 	bulk := false
 	for {
-		var n int64
 		if bulk && splice {
 			avail, err := waitReadable(rc)
 			if err != nil || avail == 0 {
 				return written, err // avail 0: end of stream
 			}
 			lr.N = int64(avail)
-			n, err = dstTCP.ReadFrom(lr)
+			n, err := dstTCP.ReadFrom(lr)
 			written += n
 			r.touch()
 			if err != nil {
@@ -48,36 +55,65 @@ func (r *relay) move(dst, src net.Conn) (int64, error) {
 			bulk = avail >= bufSize
 			continue
 		}
-		bp, got, err := readReady(rc)
-		if err != nil || got == 0 {
-			return written, err // got 0: end of stream
+		n, full, err := r.burst(dst, rc, greeting)
+		greeting = nil
+		if err == errBlocked {
+			continue
 		}
-		r.touch()
-		m, err := dst.Write((*bp)[:got])
-		bufPool.Put(bp)
-		written += int64(m)
-		r.touch()
-		if err != nil {
-			return written, err
+		written += n
+		if err != nil || n == 0 {
+			return written, err // nothing read, no error: end of stream
 		}
-		bulk = got == bufSize
+		bulk = full
 	}
 }
 
+// errBlocked is burst's word that the greeting went out alone, src having nothing yet.
+var errBlocked = errors.New("relay: source empty")
+
+// burst moves one burst from src to dst, after the greeting when there is one: in the same
+// write when src has bytes already, alone before waiting when it has none (errBlocked), alone
+// at end of stream (0, nil). It reports the bytes relayed, not counting the greeting, and whether
+// the burst filled the buffer.
+func (r *relay) burst(dst io.Writer, rc syscall.RawConn, greeting []byte) (int64, bool, error) {
+	bp, got, err := readReady(rc, greeting)
+	if bp == nil {
+		if gerr := greet(dst, greeting); gerr != nil {
+			return 0, false, gerr
+		}
+		if err == nil && got < 0 {
+			return 0, false, errBlocked
+		}
+		return 0, false, err
+	}
+	r.touch()
+	m, err := dst.Write((*bp)[:len(greeting)+got])
+	full := len(greeting)+got == len(*bp)
+	bufPool.Put(bp)
+	if m < len(greeting) {
+		return 0, false, fmt.Errorf("%w: %w", ErrGreeting, err)
+	}
+	r.touch()
+	return int64(m - len(greeting)), full, err
+}
+
 // readReady waits until the socket has data or has ended, and reads what it holds into a pooled
-// buffer taken only once the socket is readable, so that the wait holds none. It returns the
-// buffer, for the caller to give back, and how many bytes it read: 0 at end of stream (and then
-// no buffer).
-func readReady(rc syscall.RawConn) (*[]byte, int, error) {
+// buffer taken only once the socket is readable, so that the wait holds none; the buffer begins
+// with prefix, the read filling the rest. It returns the buffer, for the caller to give back, and
+// how many bytes it read; no buffer at end of stream (0) or on error. With a prefix it does not
+// wait: an empty socket returns no buffer and -1, for the prefix to go out alone first.
+func readReady(rc syscall.RawConn, prefix []byte) (*[]byte, int, error) {
 	var bp *[]byte
 	var n int
 	var opErr error
+	blocked := false
 	err := rc.Read(func(fd uintptr) bool {
 		if bp == nil {
 			bp = bufPool.Get().(*[]byte)
 		}
+		off := copy(*bp, prefix)
 		for {
-			n, opErr = unix.Read(int(fd), *bp)
+			n, opErr = unix.Read(int(fd), (*bp)[off:])
 			if opErr != unix.EINTR {
 				break
 			}
@@ -85,12 +121,16 @@ func readReady(rc syscall.RawConn) (*[]byte, int, error) {
 		if opErr == unix.EAGAIN {
 			bufPool.Put(bp)
 			bp = nil
-			return false
+			blocked = prefix != nil
+			return blocked
 		}
 		return true
 	})
-	if err == nil && opErr != nil {
+	if err == nil && opErr != nil && !blocked {
 		err = &net.OpError{Op: "read", Net: "tcp", Err: opErr}
+	}
+	if blocked && err == nil {
+		return nil, -1, nil
 	}
 	if err != nil || n <= 0 {
 		if bp != nil {
