@@ -300,7 +300,11 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 		port = 443
 	}
 	host := head.Host
-	rec := p.startConn(client, hostPort(host, port), "")
+	var rec *connRecord
+	if p.cfg.Telemetry != nil {
+		// The authority's text only for a record someone reads.
+		rec = p.startConn(client, hostPort(host, port), "")
+	}
 	up, addr, m, err := p.connectUpstream(client, host, port, head.RequestID)
 	if err != nil {
 		rec.failed(p.serviceOf(m), dialFlags(err))

@@ -54,21 +54,16 @@ func Pipe(ctx context.Context, a, b net.Conn, opt Options) (up, down int64, err 
 		stop := context.AfterFunc(ctx, func() { r.abort(ctx.Err()) })
 		defer stop()
 	}
-	var upErr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		up, upErr = r.direction(b, a, nil)
-	}()
+	r.wg.Add(1)
+	go r.runUp()
 	down, downErr := r.direction(a, b, r.greeting)
-	wg.Wait()
+	r.wg.Wait()
 	a.Close()
 	b.Close()
 	if cause := r.cause.Load(); cause != nil {
-		return up, down, *cause
+		return r.up, down, *cause
 	}
-	return up, down, errors.Join(upErr, downErr)
+	return r.up, down, errors.Join(r.upErr, downErr)
 }
 
 // relay is the state the two directions and the idle timer share.
@@ -85,6 +80,17 @@ type relay struct {
 	ended atomic.Int32
 	// greeting is Options.Greeting, for the direction from b to a.
 	greeting []byte
+	// up and upErr are the result of the direction from a to b, which runs on its own goroutine
+	// (runUp) and is done once wg is.
+	up    int64
+	upErr error
+	wg    sync.WaitGroup
+}
+
+// runUp relays a to b, on a goroutine of its own.
+func (r *relay) runUp() {
+	defer r.wg.Done()
+	r.up, r.upErr = r.direction(r.b, r.a, nil)
 }
 
 // touch records that bytes moved now.

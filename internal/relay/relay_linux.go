@@ -37,6 +37,7 @@ func (r *relay) move(dst, src net.Conn, greeting []byte) (int64, error) {
 	dstTCP, _ := dst.(*net.TCPConn)
 	splice := srcTCP != nil && dstTCP != nil
 	lr := &io.LimitedReader{R: src}
+	br := newBurstReader(rc)
 	var written int64
 	bulk := false
 	for {
@@ -55,7 +56,7 @@ func (r *relay) move(dst, src net.Conn, greeting []byte) (int64, error) {
 			bulk = avail >= bufSize
 			continue
 		}
-		n, full, err := r.burst(dst, rc, greeting)
+		n, full, err := r.burst(dst, br, greeting)
 		greeting = nil
 		if err == errBlocked {
 			continue
@@ -75,8 +76,8 @@ var errBlocked = errors.New("relay: source empty")
 // write when src has bytes already, alone before waiting when it has none (errBlocked), alone
 // at end of stream (0, nil). It reports the bytes relayed, not counting the greeting, and whether
 // the burst filled the buffer.
-func (r *relay) burst(dst io.Writer, rc syscall.RawConn, greeting []byte) (int64, bool, error) {
-	bp, got, err := readReady(rc, greeting)
+func (r *relay) burst(dst io.Writer, br *burstReader, greeting []byte) (int64, bool, error) {
+	bp, got, err := br.read(greeting)
 	if bp == nil {
 		if gerr := greet(dst, greeting); gerr != nil {
 			return 0, false, gerr
@@ -97,40 +98,60 @@ func (r *relay) burst(dst io.Writer, rc syscall.RawConn, greeting []byte) (int64
 	return int64(m - len(greeting)), full, err
 }
 
-// readReady waits until the socket has data or has ended, and reads what it holds into a pooled
+// burstReader waits until a socket has data or has ended, and reads what it holds into a pooled
 // buffer taken only once the socket is readable, so that the wait holds none; the buffer begins
-// with prefix, the read filling the rest. It returns the buffer, for the caller to give back, and
-// how many bytes it read; no buffer at end of stream (0) or on error. With a prefix it does not
-// wait: an empty socket returns no buffer and -1, for the prefix to go out alone first.
-func readReady(rc syscall.RawConn, prefix []byte) (*[]byte, int, error) {
-	var bp *[]byte
-	var n int
-	var opErr error
-	blocked := false
-	err := rc.Read(func(fd uintptr) bool {
-		if bp == nil {
-			bp = bufPool.Get().(*[]byte)
-		}
-		off := copy(*bp, prefix)
-		for {
-			n, opErr = unix.Read(int(fd), (*bp)[off:])
-			if opErr != unix.EINTR {
-				break
-			}
-		}
-		if opErr == unix.EAGAIN {
-			bufPool.Put(bp)
-			bp = nil
-			blocked = prefix != nil
-			return blocked
-		}
-		return true
-	})
-	if err == nil && opErr != nil && !blocked {
-		err = &net.OpError{Op: "read", Net: "tcp", Err: opErr}
+// with prefix, the read filling the rest. One serves a direction for its whole life: the read
+// func handed to the poller is made once, not per burst.
+type burstReader struct {
+	rc      syscall.RawConn
+	prefix  []byte
+	bp      *[]byte
+	n       int
+	err     error
+	blocked bool
+	fn      func(fd uintptr) bool
+}
+
+func newBurstReader(rc syscall.RawConn) *burstReader {
+	br := &burstReader{rc: rc}
+	br.fn = br.readFD
+	return br
+}
+
+// readFD is the poller's read func: done when it read bytes, the end or an error.
+func (br *burstReader) readFD(fd uintptr) bool {
+	if br.bp == nil {
+		br.bp = bufPool.Get().(*[]byte)
 	}
-	if blocked && err == nil {
+	off := copy(*br.bp, br.prefix)
+	for {
+		br.n, br.err = unix.Read(int(fd), (*br.bp)[off:])
+		if br.err != unix.EINTR {
+			break
+		}
+	}
+	if br.err == unix.EAGAIN {
+		bufPool.Put(br.bp)
+		br.bp = nil
+		br.blocked = br.prefix != nil
+		return br.blocked
+	}
+	return true
+}
+
+// read returns the buffer, for the caller to give back, and how many bytes it read; no buffer at
+// end of stream (0) or on error. With a prefix it does not wait: an empty socket returns no buffer
+// and -1, for the prefix to go out alone first.
+func (br *burstReader) read(prefix []byte) (*[]byte, int, error) {
+	br.prefix, br.bp, br.n, br.err, br.blocked = prefix, nil, 0, nil, false
+	err := br.rc.Read(br.fn)
+	bp, n := br.bp, br.n
+	br.bp, br.prefix = nil, nil
+	if br.blocked && err == nil {
 		return nil, -1, nil
+	}
+	if err == nil && br.err != nil {
+		err = &net.OpError{Op: "read", Net: "tcp", Err: br.err}
 	}
 	if err != nil || n <= 0 {
 		if bp != nil {
