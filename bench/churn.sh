@@ -15,11 +15,19 @@
 #   DURATION=10s THREADS=1 bench/churn.sh  # both proxies on one thread (HAProxy nbthread,
 #                                          # meshentry GOMAXPROCS)
 #   BASE=e5c7b4c bench/churn.sh          # also meshentry built from that commit, same run
-#   PROFILE=1 bench/churn.sh             # also a CPU profile of meshentry during (a), -c16
+#   PROFILE=1 bench/churn.sh             # also a CPU profile of meshentry during the -c16 runs of
+#                                        # (a) and (b); the top to $OUT/profile-{http,tunnel}.txt
+#   SYSCALLS=1 bench/churn.sh            # also strace -c -f each proxy during a -c16 run of (a) and
+#                                        # (b): syscalls (and failed ones) per connection, side by side
+#   ROWS=tunnel bench/churn.sh           # only (b); ROWS=http only (a)
+#   CONNS="16 64"                        # the client counts of each part
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-5s}
+ROWS=${ROWS:-http tunnel}
+CONNS=${CONNS:-16 64}
+STRACE_DURATION=${STRACE_DURATION:-3s}
 OUT=${OUT:-bench/out/churn}
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)"
@@ -27,6 +35,7 @@ ulimit -n "$(ulimit -Hn)"
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v haproxy >/dev/null || need+=(haproxy)
+if [ "${SYSCALLS:-}" = 1 ]; then command -v strace >/dev/null || need+=(strace); fi
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
@@ -35,7 +44,8 @@ go build -o "$OUT/benchtool" ./bench/benchtool
 if [ -n "${BASE:-}" ]; then
   rm -rf "$OUT/base-src" && mkdir -p "$OUT/base-src"
   git archive "$BASE" | tar -x -C "$OUT/base-src"
-  (cd "$OUT/base-src" && go build -o "$OLDPWD/$OUT/meshentry-base" ./cmd/meshentry)
+  out_abs=$(cd "$OUT" && pwd)
+  (cd "$OUT/base-src" && go build -o "$out_abs/meshentry-base" ./cmd/meshentry)
 fi
 
 # Below the ephemeral range (32768-), so that no client connection holds the port.
@@ -169,19 +179,84 @@ tunnel_run() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "-") printf "%.2f", a / b; else print "-" }'; }
 row() { printf "%-40s %10s %10s %14s %10s %10s\n" "$@"; }
 
+# profile_start KIND C / profile_end KIND: with PROFILE=1, a CPU profile of meshentry over the
+# -c16 run of KIND (http or tunnel), its top to $OUT/profile-KIND.txt.
+prof=
+profile_start() {
+  [ "${PROFILE:-}" = 1 ] && [ "$2" = 16 ] || return 0
+  curl -fsS -o "$OUT/meshentry-$1.pprof" "http://$MESH_ADMIN/debug/pprof/profile?seconds=${DURATION%s}" &
+  prof=$!
+}
+profile_end() {
+  [ -n "$prof" ] || return 0
+  wait "$prof" || true
+  prof=
+  go tool pprof -top -nodecount=40 "$OUT/meshentry" "$OUT/meshentry-$1.pprof" >"$OUT/profile-$1.txt" 2>/dev/null || true
+}
+
+# strace_run NAME PID CONNS-COUNTING-CMD...: runs the command for $STRACE_DURATION with strace -c -f
+# attached to every thread of PID and writes "syscall calls/conn failed/conn" lines (failed is
+# mostly EAGAIN) to $OUT/syscalls-NAME.txt. The command prints its connection count as its first
+# word. strace slows the proxy down several times: the counts per connection are what it is for.
+strace_run() {
+  local name=$1 pid=$2 raw="$OUT/strace-$1.txt" n
+  shift 2
+  strace -c -f -q -p "$pid" -o "$raw" &
+  local sp=$!
+  sleep 1 # attached to every thread before the first connection
+  n=$("$@")
+  kill -INT "$sp"
+  wait "$sp" || true
+  awk -v conns="$n" '
+    $1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {
+      errs = (NF == 6) ? $5 : 0
+      printf "%s %.2f %.2f\n", $NF, $4 / conns, errs / conns
+    }' "$raw" >"$OUT/syscalls-$name.txt"
+}
+wrk_count() { # URL [HOST]: wrk with Connection: close; prints the requests made
+  local hdr=(-H "Connection: close")
+  [ -n "${2:-}" ] && hdr+=(-H "Host: $2")
+  wrk -t1 -c16 -d"$STRACE_DURATION" "${hdr[@]}" "$1" | awk '/requests in/ { print $1 }'
+}
+churn_count() { # ADDR [CONNECT]: benchtool churn; prints the connections made
+  local connect=()
+  [ -n "${2:-}" ] && connect=(--connect "$2")
+  "$OUT/benchtool" churn "$1" -c 16 -d "$STRACE_DURATION" "${connect[@]}" | awk '{ print $1 }'
+}
+# syscall_table LABEL=FILE...: the per-connection counts side by side, "calls (failed)", most
+# frequent first, with a total row.
+syscall_table() {
+  local labels=() files=()
+  for a in "$@"; do labels+=("${a%%=*}"); files+=("${a#*=}"); done
+  printf "%-18s" syscall; for l in "${labels[@]}"; do printf " %22s" "$l"; done; printf "\n"
+  awk -v labels="${labels[*]}" '
+    FNR == 1 { f++ }
+    { seen[$1] = 1; c[f, $1] = $2; e[f, $1] = $3; tot[f] += $2; etot[f] += $3; key[$1] += $2 }
+    END {
+      n = split(labels, l, " ")
+      for (s in seen) {
+        if (key[s] < 0.005 * n) continue
+        line = sprintf("%-18s", s)
+        for (i = 1; i <= n; i++) line = line sprintf(" %22s", sprintf("%.2f (%.2f)", c[i, s], e[i, s]))
+        printf "%09.2f\t%s\n", key[s], line
+      }
+      line = sprintf("%-18s", "total")
+      for (i = 1; i <= n; i++) line = line sprintf(" %22s", sprintf("%.2f (%.2f)", tot[i], etot[i]))
+      printf "%09.2f\t%s\n", 1e8, line
+    }' "${files[@]}" | sort -t$'\t' -k1,1gr | cut -f2-
+}
+
 {
   echo "new connection per request, ${THREADS:+THREADS=$THREADS, }$DURATION per run"
-  for c in 16 64; do
+  for c in $CONNS; do
+    case " $ROWS " in *" http "*) ;; *) break ;; esac
     echo
     row "HTTP, wrk -t1 -c$c, Connection: close" "conn/s" "p99 µs" "CPU µs/conn" "×haproxy" "CPU×ha"
     read -r d_r d_p _ < <(http_run direct $c "http://$BACKEND/" -)
     read -r h_r h_p h_c < <(http_run haproxy $c "http://$HA_HTTP/" "$HA_PID")
-    if [ "${PROFILE:-}" = 1 ] && [ $c = 16 ]; then
-      curl -fsS -o "$OUT/meshentry-churn.pprof" "http://$MESH_ADMIN/debug/pprof/profile?seconds=${DURATION%s}" &
-      prof=$!
-    fi
+    profile_start http $c
     read -r m_r m_p m_c < <(http_run meshentry $c "http://$MESH/" "$MESH_PID" bench.local)
-    [ -n "${prof:-}" ] && { wait "$prof" || true; prof=; }
+    profile_end http
     row "direct (Go net/http backend)" "$d_r" "$d_p" "-" "$(ratio "$d_r" "$h_r")" "-"
     row "haproxy" "$h_r" "$h_p" "$h_c" "1.00" "1.00"
     row "meshentry (forward proxy)" "$m_r" "$m_p" "$m_c" "$(ratio "$m_r" "$h_r")" "$(ratio "$m_c" "$h_c")"
@@ -190,12 +265,15 @@ row() { printf "%-40s %10s %10s %14s %10s %10s\n" "$@"; }
       row "meshentry at $BASE" "$b_r" "$b_p" "$b_c" "$(ratio "$b_r" "$h_r")" "$(ratio "$b_c" "$h_c")"
     fi
   done
-  for c in 16 64; do
+  for c in $CONNS; do
+    case " $ROWS " in *" tunnel "*) ;; *) break ;; esac
     echo
     row "tunnel per connection, -c$c, 128 B" "conn/s" "p99 µs" "CPU µs/conn" "×haproxy" "CPU×ha"
     read -r d_r d_p _ < <(tunnel_run $c "$SOURCE" -)
     read -r h_r h_p h_c < <(tunnel_run $c "$HA_TCP" "$HA_PID")
+    profile_start tunnel $c
     read -r m_r m_p m_c < <(tunnel_run $c "$MESH" "$MESH_PID" source.local:443)
+    profile_end tunnel
     row "direct" "$d_r" "$d_p" "-" "$(ratio "$d_r" "$h_r")" "-"
     row "haproxy (mode tcp, no CONNECT)" "$h_r" "$h_p" "$h_c" "1.00" "1.00"
     row "meshentry (CONNECT tunnel)" "$m_r" "$m_p" "$m_c" "$(ratio "$m_r" "$h_r")" "$(ratio "$m_c" "$h_c")"
@@ -205,3 +283,25 @@ row() { printf "%-40s %10s %10s %14s %10s %10s\n" "$@"; }
     fi
   done
 } | tee "$OUT/result.txt"
+
+if [ "${SYSCALLS:-}" = 1 ]; then
+  for kind in $ROWS; do
+    echo "strace -c -f during $kind, -c16, $STRACE_DURATION each" >&2
+    if [ "$kind" = http ]; then
+      strace_run haproxy-http "$HA_PID" wrk_count "http://$HA_HTTP/"
+      strace_run meshentry-http "$MESH_PID" wrk_count "http://$MESH/" bench.local
+      [ -n "$BASE_PID" ] && strace_run base-http "$BASE_PID" wrk_count "http://$MESH_BASE/" bench.local
+    else
+      strace_run haproxy-tunnel "$HA_PID" churn_count "$HA_TCP"
+      strace_run meshentry-tunnel "$MESH_PID" churn_count "$MESH" source.local:443
+      [ -n "$BASE_PID" ] && strace_run base-tunnel "$BASE_PID" churn_count "$MESH_BASE" source.local:443
+    fi
+    cols=("haproxy=$OUT/syscalls-haproxy-$kind.txt" "meshentry=$OUT/syscalls-meshentry-$kind.txt")
+    [ -n "$BASE_PID" ] && cols+=("base=$OUT/syscalls-base-$kind.txt")
+    {
+      echo
+      echo "Syscalls per connection, $kind -c16 (calls (failed)), strace -c -f"
+      syscall_table "${cols[@]}"
+    } | tee -a "$OUT/result.txt"
+  done
+fi

@@ -300,7 +300,11 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 		port = 443
 	}
 	host := head.Host
-	rec := p.startConn(client, hostPort(host, port), "")
+	var rec *connRecord
+	if p.cfg.Telemetry != nil {
+		// The authority's text only for a record someone reads.
+		rec = p.startConn(client, hostPort(host, port), "")
+	}
 	up, addr, m, err := p.connectUpstream(client, host, port, head.RequestID)
 	if err != nil {
 		rec.failed(p.serviceOf(m), dialFlags(err))
@@ -313,10 +317,6 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 		return
 	}
 	defer done()
-	if _, err := client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
-		rec.failed(svc, telemetry.DownstreamClosed)
-		return
-	}
 	rec.opened(svc, addr)
 	if p.log.Enabled(ctx, slog.LevelDebug) {
 		p.log.Debug("tunnel", "host", host, "port", port, "cluster", m.Cluster, "upstream", addr)
@@ -325,7 +325,14 @@ func (p *Proxy) handleConnect(ctx context.Context, head *httpfwd.RequestHead, cl
 	if len(buffered) > 0 {
 		src = newPrefixed(client, buffered)
 	}
-	rec.closed(p.pipe(src, up))
+	// The relay writes the 200 (pipeConnect), so that a server-first upstream's first bytes
+	// share its write.
+	sent, received, idle, greeted := p.pipeConnect(src, up)
+	if !greeted {
+		rec.failed(svc, telemetry.DownstreamClosed)
+		return
+	}
+	rec.closed(sent, received, idle)
 }
 
 // connectUpstream matches and dials a CONNECT authority, answering the client itself, with

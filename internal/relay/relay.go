@@ -6,6 +6,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -22,7 +23,16 @@ type Options struct {
 	// IdleTimeout closes both connections once no byte moved in either direction for this long;
 	// zero or less means never (Envoy's tcp_proxy idle_timeout of 0 disables it too).
 	IdleTimeout time.Duration
+	// Greeting, when set, is written to a before any byte relayed from b: a CONNECT's 200. When
+	// b's first bytes are already there once the relay starts, they go in the same write, so a
+	// server-first exchange costs the client one wakeup and the relay one write fewer. The caller
+	// must not change it until Pipe returns.
+	Greeting []byte
 }
+
+// ErrGreeting marks the error of a Pipe whose Greeting could not be written: the client left
+// before the tunnel was established.
+var ErrGreeting = errors.New("relay: writing the greeting")
 
 // Pipe copies a to b and b to a until both directions end, then closes both connections. A clean
 // end of stream on one side is passed on as a half-close of the other, so protocols that shut down
@@ -30,11 +40,11 @@ type Options struct {
 // bytes moved from a to b (up) and from b to a (down), and ErrIdleTimeout, ctx's error, or the first
 // read or write error that ended the relay (nil when both sides ended cleanly).
 //
-// Between two *net.TCPConn (also behind a wrapper with Unwrap, such as sniff.PrefixConn) it waits
-// for data without holding anything, then splices exactly what the socket holds; other
-// connections that expose their socket get a pooled buffer per burst instead.
+// Connections that expose their socket (a *net.TCPConn, also behind a wrapper with Unwrap such as
+// sniff.PrefixConn) are waited on without holding anything; each burst then takes a pooled buffer
+// for a read and a write, and a bulk stream between TCP sockets is spliced (relay_linux.go).
 func Pipe(ctx context.Context, a, b net.Conn, opt Options) (up, down int64, err error) {
-	r := &relay{a: a, b: b, start: time.Now()}
+	r := &relay{a: a, b: b, start: time.Now(), greeting: opt.Greeting}
 	if opt.IdleTimeout > 0 {
 		r.idle = opt.IdleTimeout
 		r.timer = time.AfterFunc(r.idle, r.checkIdle)
@@ -44,21 +54,16 @@ func Pipe(ctx context.Context, a, b net.Conn, opt Options) (up, down int64, err 
 		stop := context.AfterFunc(ctx, func() { r.abort(ctx.Err()) })
 		defer stop()
 	}
-	var upErr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		up, upErr = r.direction(b, a)
-	}()
-	down, downErr := r.direction(a, b)
-	wg.Wait()
+	r.wg.Add(1)
+	go r.runUp()
+	down, downErr := r.direction(a, b, r.greeting)
+	r.wg.Wait()
 	a.Close()
 	b.Close()
 	if cause := r.cause.Load(); cause != nil {
-		return up, down, *cause
+		return r.up, down, *cause
 	}
-	return up, down, errors.Join(upErr, downErr)
+	return r.up, down, errors.Join(r.upErr, downErr)
 }
 
 // relay is the state the two directions and the idle timer share.
@@ -71,6 +76,21 @@ type relay struct {
 	timer *time.Timer
 	// cause is why the relay closed the connections itself (idle timeout, context), if it did.
 	cause atomic.Pointer[error]
+	// ended counts the directions that ended with a clean end of stream.
+	ended atomic.Int32
+	// greeting is Options.Greeting, for the direction from b to a.
+	greeting []byte
+	// up and upErr are the result of the direction from a to b, which runs on its own goroutine
+	// (runUp) and is done once wg is.
+	up    int64
+	upErr error
+	wg    sync.WaitGroup
+}
+
+// runUp relays a to b, on a goroutine of its own.
+func (r *relay) runUp() {
+	defer r.wg.Done()
+	r.up, r.upErr = r.direction(r.b, r.a, nil)
 }
 
 // touch records that bytes moved now.
@@ -100,12 +120,17 @@ func (r *relay) abort(err error) {
 
 // direction copies src to dst and ends the direction: a clean end of stream half-closes dst, an
 // error closes both, so the other direction does not wait forever.
-func (r *relay) direction(dst, src net.Conn) (int64, error) {
-	n, err := r.copy(dst, src)
+func (r *relay) direction(dst, src net.Conn, greeting []byte) (int64, error) {
+	n, err := r.copy(dst, src, greeting)
 	if err != nil {
 		dst.Close()
 		src.Close()
 		return n, err
+	}
+	if r.ended.Add(1) == 2 {
+		// The other direction ended cleanly too, so Pipe closes both connections now: the
+		// close sends the FIN a shutdown would, one system call fewer per connection.
+		return n, nil
 	}
 	halfClose(dst)
 	return n, nil
@@ -113,9 +138,13 @@ func (r *relay) direction(dst, src net.Conn) (int64, error) {
 
 // copy drains what src buffered before it was handed over (a sniffed prefix), then moves the rest
 // by the cheapest means the two connections allow.
-func (r *relay) copy(dst, src net.Conn) (int64, error) {
+func (r *relay) copy(dst, src net.Conn, greeting []byte) (int64, error) {
 	var written int64
 	if bp, ok := src.(buffered); ok && bp.Buffered() > 0 {
+		if err := greet(dst, greeting); err != nil {
+			return 0, err
+		}
+		greeting = nil
 		n, err := io.CopyN(dst, src, int64(bp.Buffered()))
 		written += n
 		r.touch()
@@ -123,8 +152,19 @@ func (r *relay) copy(dst, src net.Conn) (int64, error) {
 			return written, err
 		}
 	}
-	n, err := r.move(unwrap(dst, false), unwrap(src, true))
+	n, err := r.move(unwrap(dst, false), unwrap(src, true), greeting)
 	return written + n, err
+}
+
+// greet writes a greeting (none when empty), its error marked with ErrGreeting.
+func greet(dst io.Writer, greeting []byte) error {
+	if len(greeting) == 0 {
+		return nil
+	}
+	if _, err := dst.Write(greeting); err != nil {
+		return fmt.Errorf("%w: %w", ErrGreeting, err)
+	}
+	return nil
 }
 
 // copyBlocking is the path for connections with no socket to wait on (TLS, in-memory pipes): a

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -9,62 +10,156 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// move copies src to dst until src ends. While src has nothing to read it waits in the runtime's
-// poller holding no buffer and no splice pipe (a blocked splice(2) would hold a pipe pair, four
-// descriptors per tunnel); once data is there it moves exactly what the socket holds, so the move
-// never blocks on src. Between TCP sockets the move is a splice; otherwise a pooled buffer.
-func (r *relay) move(dst, src net.Conn) (int64, error) {
+// move writes the greeting, when there is one, and copies src to dst until src ends. While src
+// has nothing to read it waits in the runtime's poller holding no buffer and no splice pipe (a
+// blocked splice(2) would hold a pipe pair, four descriptors per tunnel). A burst is read into a
+// pooled buffer taken only once the socket is readable, one read(2) that also tells the end of
+// stream, and written on: the few hundred bytes of a short exchange cost a read and a write, as in
+// HAProxy. A burst that fills the buffer marks a bulk stream, which between TCP sockets is
+// spliced, exactly what the socket holds each time, until a smaller burst shows it slowed down.
+func (r *relay) move(dst, src net.Conn, greeting []byte) (int64, error) {
 	sc, ok := src.(syscall.Conn)
-	if !ok {
-		return r.copyBlocking(dst, src)
+	var rc syscall.RawConn
+	var err error
+	if ok {
+		rc, err = sc.SyscallConn()
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	if !ok || err != nil || len(greeting) > bufSize/2 {
+		if err := greet(dst, greeting); err != nil {
+			return 0, err
+		}
+		greeting = nil
+	}
+	if !ok || err != nil {
 		return r.copyBlocking(dst, src)
 	}
 	srcTCP, _ := src.(*net.TCPConn)
 	dstTCP, _ := dst.(*net.TCPConn)
+	splice := srcTCP != nil && dstTCP != nil
 	lr := &io.LimitedReader{R: src}
+	br := newBurstReader(rc)
 	var written int64
+	bulk := false
 	for {
-		avail, err := waitReadable(rc)
-		if err != nil {
-			return written, err
-		}
-		if avail == 0 {
-			return written, nil // end of stream
-		}
-		var n int64
-		if srcTCP != nil && dstTCP != nil {
+		if bulk && splice {
+			avail, err := waitReadable(rc)
+			if err != nil || avail == 0 {
+				return written, err // avail 0: end of stream
+			}
 			lr.N = int64(avail)
-			n, err = dstTCP.ReadFrom(lr)
-		} else {
-			n, err = r.moveBuffered(dst, src, avail)
+			n, err := dstTCP.ReadFrom(lr)
+			written += n
+			r.touch()
+			if err != nil {
+				return written, err
+			}
+			bulk = avail >= bufSize
+			continue
+		}
+		n, full, err := r.burst(dst, br, greeting)
+		greeting = nil
+		if err == errBlocked {
+			continue
 		}
 		written += n
-		r.touch()
-		if err != nil {
-			return written, err
+		if err != nil || n == 0 {
+			return written, err // nothing read, no error: end of stream
 		}
+		bulk = full
 	}
 }
 
-// moveBuffered moves up to avail bytes, known to be readable, through a pooled buffer that goes
-// back to the pool before the next wait.
-func (r *relay) moveBuffered(dst io.Writer, src io.Reader, avail int) (int64, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	n, err := src.Read((*bp)[:min(avail, len(*bp))])
-	if n > 0 {
-		m, werr := dst.Write((*bp)[:n])
-		if werr != nil {
-			return int64(m), werr
+// errBlocked is burst's word that the greeting went out alone, src having nothing yet.
+var errBlocked = errors.New("relay: source empty")
+
+// burst moves one burst from src to dst, after the greeting when there is one: in the same
+// write when src has bytes already, alone before waiting when it has none (errBlocked), alone
+// at end of stream (0, nil). It reports the bytes relayed, not counting the greeting, and whether
+// the burst filled the buffer.
+func (r *relay) burst(dst io.Writer, br *burstReader, greeting []byte) (int64, bool, error) {
+	bp, got, err := br.read(greeting)
+	if bp == nil {
+		if gerr := greet(dst, greeting); gerr != nil {
+			return 0, false, gerr
+		}
+		if err == nil && got < 0 {
+			return 0, false, errBlocked
+		}
+		return 0, false, err
+	}
+	r.touch()
+	m, err := dst.Write((*bp)[:len(greeting)+got])
+	full := len(greeting)+got == len(*bp)
+	bufPool.Put(bp)
+	if m < len(greeting) {
+		return 0, false, fmt.Errorf("%w: %w", ErrGreeting, err)
+	}
+	r.touch()
+	return int64(m - len(greeting)), full, err
+}
+
+// burstReader waits until a socket has data or has ended, and reads what it holds into a pooled
+// buffer taken only once the socket is readable, so that the wait holds none; the buffer begins
+// with prefix, the read filling the rest. One serves a direction for its whole life: the read
+// func handed to the poller is made once, not per burst.
+type burstReader struct {
+	rc      syscall.RawConn
+	prefix  []byte
+	bp      *[]byte
+	n       int
+	err     error
+	blocked bool
+	fn      func(fd uintptr) bool
+}
+
+func newBurstReader(rc syscall.RawConn) *burstReader {
+	br := &burstReader{rc: rc}
+	br.fn = br.readFD
+	return br
+}
+
+// readFD is the poller's read func: done when it read bytes, the end or an error.
+func (br *burstReader) readFD(fd uintptr) bool {
+	if br.bp == nil {
+		br.bp = bufPool.Get().(*[]byte)
+	}
+	off := copy(*br.bp, br.prefix)
+	for {
+		br.n, br.err = unix.Read(int(fd), (*br.bp)[off:])
+		if br.err != unix.EINTR {
+			break
 		}
 	}
-	if errors.Is(err, io.EOF) {
-		err = nil
+	if br.err == unix.EAGAIN {
+		bufPool.Put(br.bp)
+		br.bp = nil
+		br.blocked = br.prefix != nil
+		return br.blocked
 	}
-	return int64(n), err
+	return true
+}
+
+// read returns the buffer, for the caller to give back, and how many bytes it read; no buffer at
+// end of stream (0) or on error. With a prefix it does not wait: an empty socket returns no buffer
+// and -1, for the prefix to go out alone first.
+func (br *burstReader) read(prefix []byte) (*[]byte, int, error) {
+	br.prefix, br.bp, br.n, br.err, br.blocked = prefix, nil, 0, nil, false
+	err := br.rc.Read(br.fn)
+	bp, n := br.bp, br.n
+	br.bp, br.prefix = nil, nil
+	if br.blocked && err == nil {
+		return nil, -1, nil
+	}
+	if err == nil && br.err != nil {
+		err = &net.OpError{Op: "read", Net: "tcp", Err: br.err}
+	}
+	if err != nil || n <= 0 {
+		if bp != nil {
+			bufPool.Put(bp)
+		}
+		return nil, 0, err
+	}
+	return bp, n, nil
 }
 
 // waitReadable blocks until the socket has data or has ended, and returns how many bytes it holds
