@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -83,6 +82,7 @@ func (f failedRead) Read([]byte) (int, error) { return 0, f.err }
 // decodeStream is decodeCounting sharing the strings of in.
 func decodeStream(file string, r io.Reader, defaultNamespace string, order *int, in *interner) ([]*Document, []diag.Diagnostic, int) {
 	var s streamResult
+	in.startFile()
 	dec := yaml.NewDecoder(r)
 	for {
 		var n yaml.Node
@@ -198,7 +198,7 @@ func (d *decoder) document(n *yaml.Node) *Document {
 		// The table is built in a buffer reused for every document and kept at its exact size:
 		// grown by appends it would hold a third more than it needs, for every document loaded.
 		d.intern.keepScratch(doc.lines.entries)
-		doc.lines.entries = slices.Clone(doc.lines.entries)
+		doc.lines.entries = d.intern.keepLines(doc.lines.entries)
 	}()
 	var meta, spec *yaml.Node
 	var specLine, apiLine, kindLine int
