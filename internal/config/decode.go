@@ -117,6 +117,8 @@ type decoder struct {
 	out *Document
 	// intern is shared by the decoders of one goroutine.
 	intern *interner
+	// named is what doc points to while screen names a document not yet decoded.
+	named Document
 }
 
 func (d *decoder) fail(line int, field, format string, args ...any) {

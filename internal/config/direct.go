@@ -50,6 +50,9 @@ type interner struct {
 	// new chunks, so that a chunk holds one file's documents only and is garbage with them.
 	arena    []byte
 	lineSlab []lineEntry
+	// top and tops are the decoder decodeTop hands out for a single document (decoderFor).
+	top  decoder
+	tops [1]*decoder
 }
 
 // Chunk sizes of the arena and the line slab: a file of a hundred documents takes a few of
