@@ -4,6 +4,8 @@ import (
 	"os"
 	"testing"
 	"unsafe"
+
+	networking "istio.io/api/networking/v1alpha3"
 )
 
 // TestEachFilesDocumentsKeepChunksOfTheirOwn decodes two files with one interner, as a loading
@@ -37,12 +39,18 @@ func TestEachFilesDocumentsKeepChunksOfTheirOwn(t *testing.T) {
 		if inside(arena, d.Name) {
 			t.Errorf("document %d of the first file keeps its name in the second file's chunk", i)
 		}
+		if insideSlab(in.docSlab, d) {
+			t.Errorf("document %d of the first file is in the second file's document slab", i)
+		}
+		if se, ok := d.Spec.(*networking.ServiceEntry); ok && insideSlab(in.seSlab, se) {
+			t.Errorf("document %d of the first file has its spec in the second file's ServiceEntry slab", i)
+		}
 		if e := d.lines.entries; len(e) > 0 && insideLines(lines, &e[0]) {
 			t.Errorf("document %d of the first file keeps its line table in the second file's slab", i)
 		}
 	}
-	if last := second[len(second)-1]; !inside(arena, last.Name) {
-		t.Error("the second file's last name is not in the arena's current chunk, so the check above shows nothing")
+	if last := second[len(second)-1]; !inside(arena, last.Name) || !insideSlab(in.docSlab, last) {
+		t.Error("the second file's last document is not in the current chunks, so the checks above show nothing")
 	}
 }
 
@@ -66,6 +74,16 @@ func TestAppendingToALineTableLeavesTheNextDocumentsAlone(t *testing.T) {
 			t.Fatalf("entry %d of the next document changed to %+v", i, e)
 		}
 	}
+}
+
+// insideSlab reports whether p points into slab's backing array.
+func insideSlab[T any](slab []T, p *T) bool {
+	if cap(slab) == 0 {
+		return false
+	}
+	s := uintptr(unsafe.Pointer(unsafe.SliceData(slab)))
+	q := uintptr(unsafe.Pointer(p))
+	return q >= s && q < s+uintptr(cap(slab))*unsafe.Sizeof(*p)
 }
 
 // insideLines reports whether e lies within slab's backing array.

@@ -194,7 +194,8 @@ func (d *decoder) document(n *yaml.Node) *Document {
 	if !ok {
 		return nil
 	}
-	doc := &Document{File: d.file, Line: n.Line, APIVersion: d.intern.of(h.apiVersion), Kind: d.intern.of(h.kind)}
+	doc := d.intern.newDocument()
+	doc.File, doc.Line, doc.APIVersion, doc.Kind = d.file, n.Line, d.intern.of(h.apiVersion), d.intern.of(h.kind)
 	doc.lines.entries, doc.lines.keys = d.intern.lineScratch(), d.intern.lineKeys()
 	defer func() {
 		// The table is built in a buffer reused for every document and kept at its exact size:
@@ -231,7 +232,7 @@ func (d *decoder) document(n *yaml.Node) *Document {
 	case !apiVersions[doc.APIVersion]:
 		d.fail(apiLine, "apiVersion", "unsupported apiVersion %q (want networking.istio.io/v1alpha3, v1beta1 or v1)", doc.APIVersion)
 	}
-	spec0 := newSpec(doc.Kind)
+	spec0 := d.intern.newSpec(doc.Kind)
 	if spec0 == nil {
 		if doc.Kind == "" {
 			d.fail(doc.Line, "kind", "kind is required")

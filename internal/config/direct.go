@@ -8,7 +8,9 @@ import (
 	"unsafe"
 
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshentry/meshentry/internal/config/yamlscan"
 )
@@ -50,6 +52,12 @@ type interner struct {
 	// new chunks, so that a chunk holds one file's documents only and is garbage with them.
 	arena    []byte
 	lineSlab []lineEntry
+	// docSlab and seSlab are where newDocument and newSpec cut the file's Documents and
+	// ServiceEntries from, the next at docNext and seNext; begun anew at each file too.
+	docSlab []Document
+	seSlab  []networking.ServiceEntry
+	docNext int
+	seNext  int
 	// top and tops are the decoder decodeTop hands out for a single document (decoderFor).
 	top  decoder
 	tops [1]*decoder
@@ -68,10 +76,42 @@ func (in *interner) startFile() {
 	if in == nil {
 		return
 	}
-	in.arena, in.lineSlab = nil, nil
+	in.resetChunks()
 	for _, h := range in.helpers {
-		h.arena, h.lineSlab = nil, nil
+		h.resetChunks()
 	}
+}
+
+func (in *interner) resetChunks() {
+	in.arena, in.lineSlab, in.docSlab, in.seSlab, in.docNext, in.seNext = nil, nil, nil, nil, 0, 0
+}
+
+// slabChunk is how many Documents or ServiceEntries one slab holds.
+const slabChunk = 16
+
+// newDocument returns a zero Document cut from the document slab.
+func (in *interner) newDocument() *Document {
+	if in == nil {
+		return new(Document)
+	}
+	if in.docNext == len(in.docSlab) {
+		in.docSlab, in.docNext = make([]Document, slabChunk), 0
+	}
+	in.docNext++
+	return &in.docSlab[in.docNext-1]
+}
+
+// newSpec returns an empty spec of kind, nil for a kind that is not ours; ServiceEntries, most
+// of any large config, are cut from the ServiceEntry slab.
+func (in *interner) newSpec(kind string) proto.Message {
+	if in == nil || kind != KindServiceEntry {
+		return newSpec(kind)
+	}
+	if in.seNext == len(in.seSlab) {
+		in.seSlab, in.seNext = make([]networking.ServiceEntry, slabChunk), 0
+	}
+	in.seNext++
+	return &in.seSlab[in.seNext-1]
 }
 
 // copyOut copies s into the arena; a long s gets an allocation of its own.
