@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -83,6 +82,7 @@ func (f failedRead) Read([]byte) (int, error) { return 0, f.err }
 // decodeStream is decodeCounting sharing the strings of in.
 func decodeStream(file string, r io.Reader, defaultNamespace string, order *int, in *interner) ([]*Document, []diag.Diagnostic, int) {
 	var s streamResult
+	in.startFile()
 	dec := yaml.NewDecoder(r)
 	for {
 		var n yaml.Node
@@ -117,6 +117,8 @@ type decoder struct {
 	out *Document
 	// intern is shared by the decoders of one goroutine.
 	intern *interner
+	// named is what doc points to while screen names a document not yet decoded.
+	named Document
 }
 
 func (d *decoder) fail(line int, field, format string, args ...any) {
@@ -192,13 +194,14 @@ func (d *decoder) document(n *yaml.Node) *Document {
 	if !ok {
 		return nil
 	}
-	doc := &Document{File: d.file, Line: n.Line, APIVersion: d.intern.of(h.apiVersion), Kind: d.intern.of(h.kind)}
+	doc := d.intern.newDocument()
+	doc.File, doc.Line, doc.APIVersion, doc.Kind = d.file, n.Line, d.intern.of(h.apiVersion), d.intern.of(h.kind)
 	doc.lines.entries, doc.lines.keys = d.intern.lineScratch(), d.intern.lineKeys()
 	defer func() {
 		// The table is built in a buffer reused for every document and kept at its exact size:
 		// grown by appends it would hold a third more than it needs, for every document loaded.
 		d.intern.keepScratch(doc.lines.entries)
-		doc.lines.entries = slices.Clone(doc.lines.entries)
+		doc.lines.entries = d.intern.keepLines(doc.lines.entries)
 	}()
 	var meta, spec *yaml.Node
 	var specLine, apiLine, kindLine int
@@ -229,7 +232,7 @@ func (d *decoder) document(n *yaml.Node) *Document {
 	case !apiVersions[doc.APIVersion]:
 		d.fail(apiLine, "apiVersion", "unsupported apiVersion %q (want networking.istio.io/v1alpha3, v1beta1 or v1)", doc.APIVersion)
 	}
-	spec0 := newSpec(doc.Kind)
+	spec0 := d.intern.newSpec(doc.Kind)
 	if spec0 == nil {
 		if doc.Kind == "" {
 			d.fail(doc.Line, "kind", "kind is required")

@@ -109,7 +109,8 @@ func (d *decoder) screen(n *yaml.Node) (header, bool) {
 		return h, false
 	}
 	// A duplicate is found before the document is decoded; name it from what the keys say.
-	d.doc = &Document{Kind: h.kind, Namespace: ns, Name: metaValue(n, "name")}
+	d.named = Document{Kind: h.kind, Namespace: ns, Name: metaValue(n, "name")}
+	d.doc = &d.named
 	ok := d.duplicateKeys(n)
 	d.doc = nil
 	return h, ok
@@ -136,6 +137,7 @@ var listMetaFields = map[string]bool{"apiVersion": true, "kind": true, "metadata
 
 // decodeTop decodes one YAML document of a stream: a single object, or a list whose items are
 // decoded one by one, each with its own findings, so that one bad item does not drop the others.
+// The decoders are valid until the next call with in.
 func decodeTop(file, ns string, n *yaml.Node, in *interner) []*decoder {
 	root := n
 	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
@@ -152,9 +154,22 @@ func decodeTop(file, ns string, n *yaml.Node, in *interner) []*decoder {
 			}
 		}
 	}
-	d := &decoder{file: file, defaultNS: ns, intern: in}
+	d, ds := in.decoderFor(file, ns)
 	d.out = d.document(n)
-	return []*decoder{d}
+	return ds
+}
+
+// decoderFor returns a decoder for one document, alone in the slice: the interner's own,
+// reset, since the decoders decodeTop returns are read once by the caller before the next
+// document (streamResult.add) and an allocation per document was a tenth of the decode's.
+func (in *interner) decoderFor(file, ns string) (*decoder, []*decoder) {
+	if in == nil {
+		d := &decoder{file: file, defaultNS: ns}
+		return d, []*decoder{d}
+	}
+	in.top = decoder{file: file, defaultNS: ns, intern: in}
+	in.tops[0] = &in.top
+	return &in.top, in.tops[:]
 }
 
 func decodeList(file, ns string, n *yaml.Node, h header, in *interner) []*decoder {

@@ -25,6 +25,7 @@ func decodeBytes(file string, data []byte, defaultNamespace string, order *int, 
 	// Batches bound the nodes alive at once (a whole large file's would be gigabytes) and are
 	// what decodeNodes spreads over the cores.
 	var s streamResult
+	in.startFile()
 	in.borrowed = true
 	ok := in.scanner.Parse(unsafe.String(unsafe.SliceData(data), len(data)), parallelDocs, func(nodes []*yaml.Node) {
 		r := decodeNodes(file, defaultNamespace, nodes, in)

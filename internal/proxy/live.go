@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"sync"
+
 	"github.com/meshentry/meshentry/internal/registry"
 	"github.com/meshentry/meshentry/internal/resolve"
 )
@@ -32,10 +34,7 @@ type liveChange struct {
 func (l *liveState) advance(snap *registry.Snapshot) liveChange {
 	added, removed, ok := snap.ChangesFrom(l.snap)
 	if !ok || l.health == nil {
-		*l = liveState{snap: snap, health: map[string]int{}, names: map[string]int{}, clusters: map[string]int{}, resolved: l.resolved}
-		for _, svc := range snap.Services {
-			l.count(svc, 1, nil)
-		}
+		*l = countAll(snap, l.resolved)
 		return liveChange{full: true}
 	}
 	var ch liveChange
@@ -49,6 +48,60 @@ func (l *liveState) advance(snap *registry.Snapshot) liveChange {
 	return ch
 }
 
+// countAll counts snap's keys anew: the three maps, sized first, are filled on their own
+// goroutines, since at 100,000 services this is most of a proxy's startup and nothing else runs
+// beside it. The counts are those count makes, service by service.
+func countAll(snap *registry.Snapshot, resolved map[string]struct{}) liveState {
+	ports, eps := 0, 0
+	for _, svc := range snap.Services {
+		ports += len(svc.Ports)
+		for i := range svc.Ports {
+			eps += len(svc.Ports[i].Endpoints)
+		}
+	}
+	l := liveState{snap: snap, resolved: resolved}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		l.health = make(map[string]int, eps)
+		for _, svc := range snap.Services {
+			for i := range svc.Ports {
+				for j := range svc.Ports[i].Endpoints {
+					bump(l.health, healthKey(&svc.Ports[i].Endpoints[j]), 1, nil)
+				}
+			}
+		}
+	})
+	wg.Go(func() {
+		l.clusters = make(map[string]int, ports)
+		for _, svc := range snap.Services {
+			for i := range svc.Ports {
+				bump(l.clusters, svc.Ports[i].Cluster, 1, nil)
+			}
+		}
+	})
+	l.names = make(map[string]int, len(snap.Services))
+	for _, svc := range snap.Services {
+		countNames(l.names, svc, 1, nil)
+	}
+	wg.Wait()
+	return l
+}
+
+// countNames adds n uses of the names svc makes the proxy resolve: its host, unless a wildcard,
+// and its DNS endpoints' addresses.
+func countNames(m map[string]int, svc *registry.Service, n int, moved *[]string) {
+	if !svc.Wildcard {
+		bump(m, resolve.CacheKey(svc.Host), n, moved)
+	}
+	for i := range svc.Ports {
+		for j := range svc.Ports[i].Endpoints {
+			if ep := &svc.Ports[i].Endpoints[j]; !ep.Unix && !ep.IP.IsValid() {
+				bump(m, resolve.CacheKey(ep.Address), n, moved)
+			}
+		}
+	}
+}
+
 // count adds n (1 or -1) uses of svc's keys, noting in ch (when not nil) those whose count
 // reached or left zero.
 func (l *liveState) count(svc *registry.Service, n int, ch *liveChange) {
@@ -56,18 +109,12 @@ func (l *liveState) count(svc *registry.Service, n int, ch *liveChange) {
 	if ch != nil {
 		names, clusters, health = &ch.names, &ch.clusters, &ch.health
 	}
-	if !svc.Wildcard {
-		bump(l.names, resolve.CacheKey(svc.Host), n, names)
-	}
+	countNames(l.names, svc, n, names)
 	for i := range svc.Ports {
 		port := &svc.Ports[i]
 		bump(l.clusters, port.Cluster, n, clusters)
 		for j := range port.Endpoints {
-			ep := &port.Endpoints[j]
-			bump(l.health, healthKey(ep), n, health)
-			if !ep.Unix && !ep.IP.IsValid() {
-				bump(l.names, resolve.CacheKey(ep.Address), n, names)
-			}
+			bump(l.health, healthKey(&port.Endpoints[j]), n, health)
 		}
 	}
 }

@@ -107,8 +107,6 @@ func New(cfg Config) (*Watcher, *compile.Result, error) {
 	}
 	cfg.DebounceMax = max(cfg.DebounceMax, cfg.Debounce)
 	w := &Watcher{cfg: cfg, log: cfg.Logger, trigger: make(chan struct{}, 1), cache: compile.NewCache(), watched: map[string]bool{}, unwatchable: map[string]bool{}}
-	// A reload serves its snapshot before the analysis, which only warns, is finished.
-	w.cache.DeferAnalysis = true
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -125,11 +123,14 @@ func New(cfg Config) (*Watcher, *compile.Result, error) {
 		return nil, nil, err
 	}
 	w.servingContent = w.seenContent
+	// At startup the analysis runs beside the build (nothing else does then), and its
+	// findings are in res; a reload serves its snapshot before the analysis, which only warns,
+	// is finished.
 	res, err := w.compile(1)
 	if err != nil {
 		return nil, nil, err
 	}
-	res.Finish()
+	w.cache.DeferAnalysis = true
 	w.cur = Status{Version: 1, LoadedAt: time.Now(), LastResult: Loaded}
 	w.serving(res)
 	w.publish()
