@@ -68,6 +68,7 @@ type limitFlags struct {
 	httpIdleTimeout   time.Duration
 	streamIdleTimeout time.Duration
 	tcpIdleTimeout    time.Duration
+	idleRelease       time.Duration
 }
 
 func (l *limitFlags) register(fl *pflag.FlagSet) {
@@ -80,6 +81,7 @@ func (l *limitFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&l.headerTimeout, "header-timeout", 10*time.Second, "reading a request head, and the first request of a connection")
 	fl.DurationVar(&l.httpIdleTimeout, "http-idle-timeout", time.Hour, "a keep-alive HTTP connection with no request in flight (Envoy's idle_timeout)")
 	fl.DurationVar(&l.streamIdleTimeout, "stream-idle-timeout", 5*time.Minute, "any pause within one HTTP exchange or upgraded connection (Envoy's stream_idle_timeout); there is no timeout on the exchange as a whole")
+	fl.DurationVar(&l.idleRelease, "http-idle-release", time.Second, "a keep-alive HTTP/1.1 client connection waiting this long for its next request parks: it gives back its buffers and grown stack until bytes arrive (counted in meshentry_http_connections_parked_total); 0 never parks")
 	fl.DurationVar(&l.tcpIdleTimeout, "tcp-idle-timeout", time.Hour, "a CONNECT tunnel or captured TCP/TLS connection with no bytes either way (Envoy's tcp_proxy idle_timeout); 0 disables it")
 }
 
@@ -110,6 +112,10 @@ func (l *limitFlags) apply(cfg *proxy.Config) error {
 	cfg.HTTP.HeaderReadTimeout = l.headerTimeout
 	cfg.HTTP.IdleTimeout = l.httpIdleTimeout
 	cfg.HTTP.StreamIdleTimeout = l.streamIdleTimeout
+	cfg.HTTP.IdleRelease = l.idleRelease
+	if l.idleRelease <= 0 {
+		cfg.HTTP.IdleRelease = -1 // 0 on the command line: never
+	}
 	return nil
 }
 

@@ -170,6 +170,9 @@ type Limits struct {
 	// limit). A larger or chunked body is streamed once: it is not retried after it went
 	// out, nor mirrored, and Stats counts it.
 	MaxReplayBytes int
+	// IdleRelease is Server.IdleRelease for Servers that leave theirs 0: how long a keep-alive
+	// client connection waits before it parks (0: one second; negative: never).
+	IdleRelease time.Duration
 	// MaxMirrors bounds the mirrored requests in flight (128); a copy beyond it is dropped
 	// and counted, so a slow mirror never holds the originals back.
 	MaxMirrors int

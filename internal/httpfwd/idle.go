@@ -56,10 +56,13 @@ func (c *conn) waitForRequest(now time.Time, wait time.Duration) error {
 }
 
 func (s *Server) idleRelease() time.Duration {
-	if s.IdleRelease == 0 {
-		return defaultIdleRelease
+	switch {
+	case s.IdleRelease != 0:
+		return s.IdleRelease
+	case s.lim.IdleRelease != 0:
+		return s.lim.IdleRelease
 	}
-	return s.IdleRelease
+	return defaultIdleRelease
 }
 
 // park gives back what a connection needs only while it serves; it holds its socket, its small

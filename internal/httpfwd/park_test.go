@@ -180,3 +180,34 @@ func (c *client) closedWithin(d time.Duration) bool {
 	}
 	return err != nil
 }
+
+func TestLimitsIdleReleaseSetsWhenConnectionsPark(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		lim      Limits
+		wantPark bool
+	}{
+		{name: "a short IdleRelease in Limits parks an idle connection", lim: Limits{IdleRelease: 20 * time.Millisecond}, wantPark: true},
+		{name: "a negative IdleRelease in Limits never parks", lim: Limits{IdleRelease: -1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := &Server{Router: staticRouter(benchBackend(t)), Limits: tt.lim}
+			c := keepAliveClients(t, startProxy(t, srv), 1)[0]
+			if tt.wantPark {
+				waitUntil(t, "the connection parked", func() bool { return srv.Stats().Parked == 1 })
+			} else {
+				// Past the one-second default, which a negative value must not fall back to.
+				time.Sleep(1500 * time.Millisecond)
+				if n := srv.Stats().Parked; n != 0 {
+					t.Fatalf("%d connections parked with IdleRelease -1", n)
+				}
+			}
+			if r := c.roundTrip(parkRequest); r.StatusCode != 200 {
+				t.Fatalf("request after the wait = %d", r.StatusCode)
+			}
+		})
+	}
+}
