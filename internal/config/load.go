@@ -22,6 +22,9 @@ type Options struct {
 	// Cache, when set, keeps each file's decoded documents for the next Load, which then
 	// decodes only the files that changed.
 	Cache *Cache
+	// Stats, with Cache, are the files' stats made by Cache.Look just before, which Load then
+	// uses rather than stat the files again.
+	Stats Stats
 }
 
 // Result is everything Load read: the documents that decoded and the findings about those that did not.
@@ -41,6 +44,8 @@ type fileResult struct {
 	diags []diag.Diagnostic
 	read  int
 	err   error
+	// fresh says docs were decoded by this load, so no one else holds them yet.
+	fresh bool
 }
 
 // Load reads files, folders (recursively, *.yaml, *.yml and *.json) and "-" for standard input.
@@ -72,18 +77,40 @@ func Load(paths []string, opts Options) (Result, error) {
 	if opts.Cache != nil {
 		opts.Cache.sweep()
 	}
-	order := 0
+	order, total := 0, 0
+	for i := range inputs {
+		total += len(inputs[i].docs)
+	}
+	res.Documents = make([]*Document, 0, total)
+	seen := make(map[string]bool, len(inputs))
 	for i := range inputs {
 		in := &inputs[i]
 		if in.err != nil {
 			return res, fmt.Errorf("read %s: %w", in.name, in.err)
 		}
-		for _, d := range in.docs {
-			d.Order = order
-			order++
+		// A file's documents are decoded numbered from 0, or come from the cache numbered as
+		// the last load numbered them: only those whose place moved are copied and numbered.
+		docs := in.docs
+		switch {
+		case seen[in.name]:
+			// A path given twice shares the cache's documents with its first place: always
+			// copies here, and not kept.
+			docs = renumber(docs, order)
+		case in.fresh:
+			for k, d := range docs {
+				d.Order = order + k
+			}
+		default:
+			if docs = numbered(in.docs, order); len(docs) > 0 && &docs[0] != &in.docs[0] {
+				opts.Cache.renumbered(in.name, in.docs, docs)
+			}
 		}
+		if !in.stdin {
+			seen[in.name] = true
+		}
+		order += len(docs)
 		res.Read += in.read
-		res.Documents = append(res.Documents, in.docs...)
+		res.Documents = append(res.Documents, docs...)
 		res.Diagnostics = append(res.Diagnostics, in.diags...)
 		res.Files++
 	}
@@ -98,7 +125,7 @@ func decodeAll(inputs []fileResult, opts Options) {
 		wg.Go(func() {
 			strs := newInterner()
 			for in := range jobs {
-				in.docs, in.diags, in.read, in.err = decodeFile(opts.Cache, in.name, opts.Namespace, strs)
+				in.docs, in.diags, in.read, in.fresh, in.err = decodeFile(opts.Cache, in.name, opts.Namespace, opts.Stats, strs)
 			}
 		})
 	}
@@ -107,6 +134,7 @@ func decodeAll(inputs []fileResult, opts Options) {
 		if in.stdin {
 			order := 0
 			in.docs, in.diags, in.read = decodeCounting(in.name, opts.Stdin, opts.Namespace, &order)
+			in.fresh = true
 			continue
 		}
 		jobs <- in
