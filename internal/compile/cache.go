@@ -15,9 +15,10 @@ import (
 
 // Cache carries what one compile can hand the next: each file's decoded documents and each
 // document's validation findings, so that a reload after one file changed decodes and validates
-// that file only. Cross-document analysis is always made anew, since one document can change
-// what is said about any other; the snapshot reuses the last one's services and indexes where
-// their documents did not change (registry.BuildFrom). Not for concurrent compiles.
+// that file only. The cross-document analysis redoes the host and port groups the changed
+// documents are in (validate.Analyzer); the snapshot reuses the last one's services and indexes
+// where their documents did not change (registry.BuildFrom). Not for concurrent compiles, nor
+// a Result.Finish concurrent with a compile.
 type Cache struct {
 	// DeferAnalysis leaves the cross-document analysis, which only warns, to Result.Finish, so
 	// that a reload can serve its snapshot first.
@@ -31,11 +32,13 @@ type Cache struct {
 	last *fileCursor
 	// prev is the last snapshot built, whose services the next build reuses.
 	prev *registry.Snapshot
+	// analyzer carries the analysis from one compile to the next.
+	analyzer *validate.Analyzer
 }
 
 // NewCache returns an empty cache.
 func NewCache() *Cache {
-	return &Cache{Files: config.NewCache(0), findings: map[string]*fileFindings{}}
+	return &Cache{Files: config.NewCache(0), findings: map[string]*fileFindings{}, analyzer: validate.NewAnalyzer()}
 }
 
 // Paths is the package's Paths, reusing what the cache holds and keeping what it made.

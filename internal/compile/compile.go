@@ -119,9 +119,9 @@ func documents(loaded config.Result, version uint64, c *Cache, opts ...Option) *
 		res.Snapshot = registry.Build(valid, version, registry.WithAutoAddresses(o.autoAddresses))
 		res.Diagnostics = append(res.Diagnostics, unallocated(res.Snapshot)...)
 	case c != nil:
-		// The analysis only warns, so a reload may serve before it: it walks every document,
-		// which a reload after one file changed otherwise does nowhere.
-		analyse := func() []diag.Diagnostic { return validate.Analyze(valid) }
+		// The analysis only warns, so a reload may serve before it; it redoes only what the
+		// files that changed touch (validate.Analyzer).
+		analyse := func() []diag.Diagnostic { return c.analyzer.Analyze(valid) }
 		build := func() {
 			res.Snapshot = registry.BuildFrom(c.prev, valid, version)
 			c.prev = res.Snapshot
