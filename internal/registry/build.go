@@ -26,8 +26,8 @@ type Snapshot struct {
 	wildcard layered[string] // keyed by the suffix after "*."
 	ips      layered[netip.Addr]
 	cidrs    []cidrBucket // longest prefix first
-	portOnly map[uint32][]*Service
-	byPort   map[uint32][]*Service
+	portOnly map[uint32]chunked
+	byPort   map[uint32]chunked
 	// byFile are the services each file's ServiceEntries made, for BuildFrom to reuse.
 	byFile map[string]*fileServices
 	// delta is what BuildFrom changed against its prev, nil for a Build.
@@ -220,19 +220,19 @@ func (s *Snapshot) indexAll(hosts int) {
 	s.exact.base = make(map[string][]*Service, hosts)
 	s.wildcard.base = map[string][]*Service{}
 	s.ips.base = map[netip.Addr][]*Service{}
-	s.portOnly = map[uint32][]*Service{}
-	s.byPort = map[uint32][]*Service{}
+	portOnly, byPort := map[uint32][]*Service{}, map[uint32][]*Service{}
 	cidrIndex := map[[2]int]*cidrBucket{}
 	for _, svc := range s.Services {
-		s.index(svc, cidrIndex)
+		s.index(svc, cidrIndex, portOnly, byPort)
 	}
+	s.portOnly, s.byPort = chunkedMap(portOnly), chunkedMap(byPort)
 	for _, b := range cidrIndex {
 		s.cidrs = append(s.cidrs, *b)
 	}
 	sort.Slice(s.cidrs, func(i, j int) bool { return s.cidrs[i].bits > s.cidrs[j].bits })
 }
 
-func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket) {
+func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket, portOnly, byPort map[uint32][]*Service) {
 	if svc.Wildcard {
 		suffix := svc.Host[2:]
 		s.wildcard.base[suffix] = append(s.wildcard.base[suffix], svc)
@@ -240,9 +240,9 @@ func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket) {
 		s.exact.base[svc.Host] = append(s.exact.base[svc.Host], svc)
 	}
 	for _, p := range svc.Ports {
-		s.byPort[p.Number] = append(s.byPort[p.Number], svc)
+		byPort[p.Number] = append(byPort[p.Number], svc)
 		if len(svc.Addresses) == 0 {
-			s.portOnly[p.Number] = append(s.portOnly[p.Number], svc)
+			portOnly[p.Number] = append(portOnly[p.Number], svc)
 		}
 	}
 	for _, pfx := range svc.Addresses {

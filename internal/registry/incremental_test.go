@@ -155,10 +155,10 @@ func dumpIndexes(s *Snapshot) string {
 		other["ip "+k.String()] = v
 	}
 	for k, v := range s.byPort {
-		other[fmt.Sprintf("port %d", k)] = v
+		other[fmt.Sprintf("port %d", k)] = v.flat()
 	}
 	for k, v := range s.portOnly {
-		other[fmt.Sprintf("portOnly %d", k)] = v
+		other[fmt.Sprintf("portOnly %d", k)] = v.flat()
 	}
 	for i, bk := range s.cidrs {
 		if i > 0 && s.cidrs[i-1].bits < bk.bits {
