@@ -29,10 +29,12 @@ type Analyzer struct {
 	portFound map[uint32][]diag.Diagnostic
 }
 
-// fileFacts are one file's ServiceEntries as last analysed.
+// fileFacts are one file's documents as last analysed (all kinds), with the ME2002 findings
+// of its ServiceEntries; others says some document is of another kind.
 type fileFacts struct {
-	docs []*config.Document
-	none []diag.Diagnostic
+	docs   []*config.Document
+	none   []diag.Diagnostic
+	others bool
 }
 
 // hostFindings are the findings about one host declared by several entries, by check, so that
@@ -60,19 +62,17 @@ func (z *Analyzer) reset() {
 	z.portFound = map[uint32][]diag.Diagnostic{}
 }
 
-// fileRun is one file's ServiceEntries in the documents analysed.
+// fileRun is one file's documents in the documents analysed.
 type fileRun struct {
 	file string
 	docs []*config.Document
-	// others says the file has documents of other kinds.
-	others bool
 }
 
 // Analyze returns Analyze(docs) with the options given to NewAnalyzer, redoing what the
 // documents that differ from the last call's touch. The documents are numbered in load order
 // (Document.Order), as config.Load numbers them, and are never written once analysed.
 func (z *Analyzer) Analyze(docs []*config.Document) []diag.Diagnostic {
-	runs, others, ok := entryRuns(docs)
+	runs, ok := fileRuns(docs)
 	if !ok {
 		// A file named twice: its documents cannot be told apart by file, so the carried
 		// state is dropped and the documents analysed whole.
@@ -81,16 +81,18 @@ func (z *Analyzer) Analyze(docs []*config.Document) []diag.Diagnostic {
 	}
 	hosts, ports := map[string]bool{}, map[uint32]bool{}
 	seen := make(map[string]bool, len(runs))
+	others := false
 	for _, r := range runs {
 		seen[r.file] = true
 		old := z.files[r.file]
-		if old != nil && slices.Equal(old.docs, r.docs) {
-			continue
+		if old == nil || !slices.Equal(old.docs, r.docs) {
+			if old != nil {
+				z.drop(old.docs, hosts, ports)
+			}
+			old = z.add(r.docs, hosts, ports)
+			z.files[r.file] = old
 		}
-		if old != nil {
-			z.drop(old.docs, hosts, ports)
-		}
-		z.files[r.file] = z.add(r.docs, hosts, ports)
+		others = others || old.others
 	}
 	for f, old := range z.files {
 		if !seen[f] {
@@ -107,12 +109,12 @@ func (z *Analyzer) Analyze(docs []*config.Document) []diag.Diagnostic {
 	return z.findings(docs, runs, others)
 }
 
-// entryRuns splits the ServiceEntries of docs by file, in load order; ok is false when a
-// file's documents are not together. others says some document is of another kind.
-func entryRuns(docs []*config.Document) (runs []fileRun, others, ok bool) {
+// fileRuns splits docs by file, in load order; ok is false when a file's documents are not
+// together, or a document is nil.
+func fileRuns(docs []*config.Document) (runs []fileRun, ok bool) {
 	files := map[string]bool{}
 	if slices.Contains(docs, nil) {
-		return nil, false, false
+		return nil, false
 	}
 	for i := 0; i < len(docs); {
 		j := i
@@ -120,21 +122,13 @@ func entryRuns(docs []*config.Document) (runs []fileRun, others, ok bool) {
 			j++
 		}
 		if files[docs[i].File] {
-			return nil, false, false
+			return nil, false
 		}
 		files[docs[i].File] = true
-		r := fileRun{file: docs[i].File}
-		for _, d := range docs[i:j] {
-			if d.ServiceEntry() != nil {
-				r.docs = append(r.docs, d)
-			} else {
-				others = true
-			}
-		}
-		runs = append(runs, r)
+		runs = append(runs, fileRun{file: docs[i].File, docs: docs[i:j]})
 		i = j
 	}
-	return runs, others, true
+	return runs, true
 }
 
 // declsOf are the host declarations of one entry, one per host key, as hostGroups keeps them.
@@ -164,9 +158,13 @@ func claimsOf(d *config.Document) []tcpClaim {
 	return out
 }
 
-// drop takes the entries docs out of the groups, marking the hosts and ports they touch.
+// drop takes the ServiceEntries among docs out of the groups, marking the hosts and ports
+// they touch.
 func (z *Analyzer) drop(docs []*config.Document, hosts map[string]bool, ports map[uint32]bool) {
 	for _, d := range docs {
+		if d.ServiceEntry() == nil {
+			continue
+		}
 		for _, h := range d.ServiceEntry().Hosts {
 			key := normalHost(h)
 			hosts[key] = true
@@ -179,12 +177,16 @@ func (z *Analyzer) drop(docs []*config.Document, hosts map[string]bool, ports ma
 	}
 }
 
-// add puts the entries docs into the groups in load order, marking the hosts and ports they
-// touch, and returns the file's facts.
+// add puts the ServiceEntries among docs into the groups in load order, marking the hosts and
+// ports they touch, and returns the file's facts.
 func (z *Analyzer) add(docs []*config.Document, hosts map[string]bool, ports map[uint32]bool) *fileFacts {
 	ff := &fileFacts{docs: slices.Clone(docs)}
 	a := &analysis{dnsProxy: z.dnsProxy}
 	for _, d := range docs {
+		if d.ServiceEntry() == nil {
+			ff.others = true
+			continue
+		}
 		for _, h := range declsOf(d) {
 			key := normalHost(h.host)
 			hosts[key] = true
