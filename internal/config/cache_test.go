@@ -16,10 +16,16 @@ func writeEntryFile(t *testing.T, path, name, host string) {
 	}
 }
 
+// hostsOf lists the documents' first hosts with their rank in Order, or "unordered" where a
+// document's number is not above the one before.
 func hostsOf(res Result) []string {
 	var out []string
-	for _, d := range res.Documents {
-		out = append(out, fmt.Sprintf("%d:%s", d.Order, d.ServiceEntry().GetHosts()[0]))
+	for i, d := range res.Documents {
+		rank := fmt.Sprint(i)
+		if i > 0 && d.Order <= res.Documents[i-1].Order {
+			rank = "unordered"
+		}
+		out = append(out, fmt.Sprintf("%s:%s", rank, d.ServiceEntry().GetHosts()[0]))
 	}
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -90,6 +91,7 @@ func Load(paths []string, opts Options) (Result, error) {
 		}
 		// A file's documents are decoded numbered from 0, or come from the cache numbered as
 		// the last load numbered them: only those whose place moved are copied and numbered.
+		order = orderBase(i, order)
 		docs := in.docs
 		switch {
 		case seen[in.name]:
@@ -115,6 +117,18 @@ func Load(paths []string, opts Options) (Result, error) {
 		res.Files++
 	}
 	return res, nil
+}
+
+// orderBase is where the numbers (Document.Order) of the documents of input i start, after
+// next, the first number the inputs before it left free. With 64-bit numbers every input has a
+// range of its own, 2^32 wide, so that a file that gains or loses a document moves no other
+// file's documents, which the decode cache and the compile after it then keep sharing; only a
+// file added or removed before them moves them. With 32-bit ones, numbers follow on.
+func orderBase(i, next int) int {
+	if strconv.IntSize < 64 {
+		return next
+	}
+	return i << 32
 }
 
 // decodeAll fills in each input's documents: standard input here, files by a worker per core.
