@@ -61,6 +61,9 @@ func validateAll(docs []*config.Document, c *Cache) (found func(i int) []diag.Di
 			todo = append(todo, i)
 		}
 	}
+	if c != nil {
+		c.last = nil
+	}
 	out := make([][]diag.Diagnostic, len(todo))
 	workers := min(runtime.GOMAXPROCS(0), max(1, len(todo)/256))
 	var wg sync.WaitGroup
@@ -93,15 +96,18 @@ type fileFindings struct {
 }
 
 // lookup returns the findings of d, docs[i], when the last compile validated its spec.
+// Documents are looked up file run by file run, each from its first: a lookup that does not
+// follow the one before starts a run.
 func (c *Cache) lookup(i int, d *config.Document) ([]diag.Diagnostic, bool) {
-	if c == nil || d.Spec == nil {
+	if c == nil {
 		return nil, false
 	}
-	if c.last == nil || c.last.file != d.File {
+	if c.last == nil || c.last.file != d.File || c.last.next != i {
 		c.last = &fileCursor{file: d.File, ff: c.findings[d.File], first: i}
 	}
+	c.last.next = i + 1
 	ff, at := c.last.ff, i-c.last.first
-	if ff == nil || at >= len(ff.specs) || ff.specs[at] != d.Spec {
+	if d.Spec == nil || ff == nil || at >= len(ff.specs) || ff.specs[at] != d.Spec {
 		return nil, false
 	}
 	return ff.findings[at], true
@@ -113,6 +119,8 @@ type fileCursor struct {
 	file  string
 	ff    *fileFindings
 	first int
+	// next is the document after the last looked up.
+	next int
 }
 
 // holds reports whether ff is of exactly docs' specs, in order: then it is kept as it is.
@@ -152,5 +160,5 @@ func (c *Cache) keep(docs []*config.Document, found func(int) []diag.Diagnostic)
 		}
 		i = j
 	}
-	c.findings = next
+	c.findings, c.last = next, nil
 }
