@@ -9,6 +9,8 @@
 #   BASE_REV=47cdcb5 bench/scale.sh      # also measures meshentry built from that commit, same run
 #
 # RELOAD_DEBOUNCE sets --reload-debounce for run (empty: meshentry's default).
+# PROFILE=1 writes a CPU profile of each build's reloads to $OUT/reload-BUILD-N.pprof
+# (`go tool pprof -top $OUT/meshentry $OUT/reload-meshentry-100000.pprof`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,8 +50,12 @@ for n in $SIZES; do
     /usr/bin/time -f "%e %U %S %M" -o "$OUT/time.txt" "$OUT/$b" validate -f "$dir" >"$OUT/validate.txt" || true
     read -r wall user sys kb <"$OUT/time.txt"
     echo "$b validate: $wall s wall, $(awk "BEGIN{print $user + $sys}") s CPU, peak RSS $((kb / 1024)) MB; $(tail -1 "$OUT/validate.txt")"
-    "$OUT/scaletool" serve -admin "$ADMIN" -proxy "$PROXY" -file "$mid" -reloads "$RELOADS" -- \
-      "$OUT/$b" run -f "$dir" --listen "$PROXY" --admin "$ADMIN" --log-level warn "${debounce[@]}" \
+    prof=()
+    [ -n "${PROFILE:-}" ] && prof=(-cpuprofile "$out_abs/reload-$b-$n.pprof")
+    pprof_flag=()
+    [ -n "${PROFILE:-}" ] && pprof_flag=(--admin-pprof)
+    "$OUT/scaletool" serve -admin "$ADMIN" -proxy "$PROXY" -file "$mid" -reloads "$RELOADS" "${prof[@]}" -- \
+      "$OUT/$b" run -f "$dir" --listen "$PROXY" --admin "$ADMIN" --log-level warn "${debounce[@]}" "${pprof_flag[@]}" \
       2> >(grep -v -e draining -e drained >&2) | sed "s/^/$b /"
   done
 done

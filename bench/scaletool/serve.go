@@ -28,6 +28,7 @@ func serveCmd(args []string) error {
 	proxyAddr := fl.String("proxy", "127.0.0.1:18101", "meshentry's forward proxy address, as given to it")
 	file := fl.String("file", "", "config file to rewrite for each reload; empty skips reloads")
 	reloads := fl.Int("reloads", 5, "reloads to time")
+	cpuProfile := fl.String("cpuprofile", "", "write a CPU profile of meshentry across the reloads here (meshentry needs --admin-pprof)")
 	fl.Parse(args)
 	if fl.NArg() == 0 {
 		return errors.New("serve: the meshentry command line goes after --")
@@ -62,6 +63,7 @@ func serveCmd(args []string) error {
 	}
 	defer os.WriteFile(*file, orig, 0o644)
 	var took []time.Duration
+	stopProfile := profileCPU(*admin, *cpuProfile)
 	for r := range *reloads {
 		d, err := timeReload(*file, orig, *proxyAddr, backend, r)
 		if err != nil {
@@ -72,6 +74,9 @@ func serveCmd(args []string) error {
 	slices.Sort(took)
 	hwm, rss = memOf(cmd.Process.Pid)
 	cpu := (cpuOf(cmd.Process.Pid) - cpu0) / time.Duration(len(took))
+	if err := stopProfile(); err != nil {
+		return err
+	}
 	fmt.Printf("reload write->serving (%d runs): min %.1f ms, median %.1f ms, max %.1f ms, %.0f ms CPU each; peak RSS %d MB, RSS %d MB\n",
 		len(took), ms(took[0]), ms(took[len(took)/2]), ms(took[len(took)-1]), ms(cpu), hwm>>10, rss>>10)
 	return nil
@@ -173,4 +178,45 @@ func cpuOf(pid int) time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// profileCPU starts a CPU profile of meshentry through its admin API, and the returned stop
+// waits for it and writes it to file; with file empty both do nothing. Go's handler profiles for
+// a fixed number of seconds (a request ended early loses the profile), so the reloads run inside
+// a window long enough for them, and the profile includes the quiet after them.
+func profileCPU(admin, file string) (stop func() error) {
+	if file == "" {
+		return func() error { return nil }
+	}
+	const window = 20 * time.Second
+	done := make(chan error, 1)
+	go func() {
+		c := &http.Client{Timeout: window + 30*time.Second}
+		resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, int(window.Seconds())))
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			done <- fmt.Errorf("cpu profile: %s (run meshentry with --admin-pprof)", resp.Status)
+			return
+		}
+		fh, err := os.Create(file)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.Copy(fh, resp.Body)
+		done <- errors.Join(err, fh.Close())
+	}()
+	// The handler has started profiling once it answers; give it a moment before the first write.
+	time.Sleep(100 * time.Millisecond)
+	return func() error {
+		if err := <-done; err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		fmt.Printf("cpu profile of %.0f s around the reloads written to %s\n", window.Seconds(), file)
+		return nil
+	}
 }

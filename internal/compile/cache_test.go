@@ -70,3 +70,41 @@ func TestCachedCompilesDecideWhatUncachedOnesDo(t *testing.T) {
 		}
 	}
 }
+
+func TestCachedCompilesOfAFileGivenTwiceDecideWhatUncachedOnesDo(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	body := func(host, extra string) []byte {
+		return fmt.Appendf(nil, "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: e}\nspec:\n  hosts: [%s]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: DNS\n%s", host, extra)
+	}
+	c := NewCache()
+	// a holds two entries, the second of which changes: its first is then found in the cache,
+	// in each of the two places a is read.
+	two := func(second []byte) []byte { return append(append(body("a.com", ""), "---\n"...), second...) }
+	for i, step := range []struct{ a, b []byte }{
+		{a: two(body("a2.com", "")), b: body("b.com", "")},
+		{a: two(body("a3.com", "")), b: body("b.com", "")},
+		{a: two(body("a3.com", "  endpoints: [{address: 1.2.3.4, ports: {https: 1}}]\n")), b: body("b2.com", "")},
+		{a: two(body("a4.com", "")), b: body("b2.com", "")},
+	} {
+		if err := os.WriteFile(a, step.a, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(b, step.b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths := []string{a, b, a}
+		cached, err := c.Paths(paths, config.Options{}, uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh, err := Paths(paths, config.Options{}, uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := summary(cached), summary(fresh); !slices.Equal(got, want) {
+			t.Fatalf("step %d: cached compile\n%q\nuncached\n%q", i, got, want)
+		}
+	}
+}

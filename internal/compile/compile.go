@@ -3,6 +3,7 @@
 package compile
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/meshentry/meshentry/internal/config"
@@ -102,15 +103,7 @@ func documents(loaded config.Result, version uint64, c *Cache, opts ...Option) *
 	}
 	res := &Result{Documents: loaded.Read, Files: loaded.Files}
 	res.Diagnostics = append(res.Diagnostics, loaded.Diagnostics...)
-	valid := make([]*config.Document, 0, len(loaded.Documents))
-	findings := validateAll(loaded.Documents, c)
-	for i, doc := range loaded.Documents {
-		found := findings[i]
-		res.Diagnostics = append(res.Diagnostics, found...)
-		if !hasError(found) {
-			valid = append(valid, doc)
-		}
-	}
+	valid := validDocuments(loaded.Documents, validateAll(loaded.Documents, c), &res.Diagnostics)
 	switch {
 	case o.autoAddresses != nil:
 		// Allocated addresses are written into the services, so none is shared with the last
@@ -119,9 +112,9 @@ func documents(loaded config.Result, version uint64, c *Cache, opts ...Option) *
 		res.Snapshot = registry.Build(valid, version, registry.WithAutoAddresses(o.autoAddresses))
 		res.Diagnostics = append(res.Diagnostics, unallocated(res.Snapshot)...)
 	case c != nil:
-		// The analysis only warns, so a reload may serve before it: it walks every document,
-		// which a reload after one file changed otherwise does nowhere.
-		analyse := func() []diag.Diagnostic { return validate.Analyze(valid) }
+		// The analysis only warns, so a reload may serve before it; it redoes only what the
+		// files that changed touch (validate.Analyzer).
+		analyse := func() []diag.Diagnostic { return c.analyzer.Analyze(valid) }
 		build := func() {
 			res.Snapshot = registry.BuildFrom(c.prev, valid, version)
 			c.prev = res.Snapshot
@@ -141,6 +134,29 @@ func documents(loaded config.Result, version uint64, c *Cache, opts ...Option) *
 	}
 	diag.Sort(res.Diagnostics)
 	return res
+}
+
+// validDocuments adds each document's findings to diags and returns the documents without an
+// error: docs itself when all are valid, as a reload's usually are, since a copy of 100,000
+// pointers is fresh memory to fault in.
+func validDocuments(docs []*config.Document, found func(int) []diag.Diagnostic, diags *[]diag.Diagnostic) []*config.Document {
+	var valid []*config.Document
+	shared := true // while every document so far is valid, valid is docs[:i]
+	for i := range docs {
+		f := found(i)
+		*diags = append(*diags, f...)
+		switch {
+		case hasError(f) && shared:
+			valid, shared = slices.Clone(docs[:i]), false
+		case hasError(f):
+		case !shared:
+			valid = append(valid, docs[i])
+		}
+	}
+	if shared {
+		return docs
+	}
+	return valid
 }
 
 func hasError(ds []diag.Diagnostic) bool {

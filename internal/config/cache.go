@@ -16,8 +16,11 @@ const DefaultCacheFiles = 10_000
 
 // Cache remembers the decoded documents of each file read by Load, keyed by path, size,
 // modification time and a hash of the content, so that a reload re-decodes only the files that
-// changed. Its documents are never handed out themselves: Load returns copies, numbered in load
-// order, so snapshots built from earlier loads keep theirs unchanged. It is safe for concurrent use.
+// changed. Load hands out the cached documents themselves, shared with the snapshots built from
+// earlier loads, as long as their place in the load order (Document.Order) is unchanged; a file
+// whose documents moved (one before it gained or lost a document) gets copies numbered anew,
+// which the cache keeps from then on, so a document once handed out is never written. It is
+// safe for concurrent use.
 type Cache struct {
 	max  int
 	seed maphash.Seed
@@ -128,18 +131,47 @@ func (c *Cache) lookup(path string, st fileStat, hash uint64, start time.Time) *
 // Digest returns a hash of the content of the file at path, from the cache when a stat proves
 // the cached content current, else by reading it. Hashes are comparable within one Cache only.
 func (c *Cache) Digest(path string) (uint64, error) {
-	st, err := statOf(path)
+	l, err := c.Look(path, nil)
+	return l.Hash, err
+}
+
+// Looked is what Look found of one file: its stat and a hash of its content.
+type Looked struct {
+	Size    int64
+	ModTime time.Time
+	Mode    os.FileMode
+	Hash    uint64
+}
+
+// Stats are the stats Look made of files moments before a Load, keyed by path: given as
+// Options.Stats, that Load takes them rather than stat every file again. A file written since
+// is at worst read as it was at the look, which the watcher that looked then sees as a change
+// at its next look.
+type Stats map[string]fileStat
+
+// Look stats the file at path and digests its content as Digest does, adding the stat to into
+// when into is not nil.
+func (c *Cache) Look(path string, into Stats) (Looked, error) {
+	info, err := os.Stat(path)
 	if err != nil {
-		return 0, err
+		return Looked{}, err
+	}
+	st := fileStat{size: info.Size(), mtime: info.ModTime()}
+	statSys(info, &st)
+	l := Looked{Size: st.size, ModTime: st.mtime, Mode: info.Mode()}
+	if into != nil {
+		into[path] = st
 	}
 	if e := c.known(path, st); e != nil {
-		return e.hash, nil
+		l.Hash = e.hash
+		return l, nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return 0, err
+		return Looked{}, err
 	}
-	return maphash.Bytes(c.seed, data), nil
+	l.Hash = maphash.Bytes(c.seed, data)
+	return l, nil
 }
 
 // store remembers a decoded file unless the cache is full.
@@ -167,24 +199,27 @@ func (c *Cache) sweep() {
 	}
 }
 
-// decodeFile decodes the file at path through the cache, when there is one. The documents are
-// numbered from 0; Load renumbers them in load order.
-func decodeFile(c *Cache, path, ns string, in *interner) ([]*Document, []diag.Diagnostic, int, error) {
+// decodeFile decodes the file at path through the cache, when there is one, with the stat
+// given in stats if there is one. Documents decoded now (fresh) are numbered from 0; those the
+// cache holds are as Load last numbered them, and Load renumbers copies if their place moved.
+func decodeFile(c *Cache, path, ns string, stats Stats, in *interner) (docs []*Document, diags []diag.Diagnostic, read int, fresh bool, err error) {
 	var st fileStat
 	start := time.Now()
 	if c != nil {
-		var err error
-		if st, err = statOf(path); err != nil {
-			return nil, nil, 0, err
+		var given bool
+		if st, given = stats[path]; !given {
+			if st, err = statOf(path); err != nil {
+				return nil, nil, 0, false, err
+			}
 		}
 		if e := c.known(path, st); e != nil {
 			c.hits.Add(1)
-			return copyDocs(e.docs), e.diags, e.read, nil
+			return e.docs, e.diags, e.read, false, nil
 		}
 	}
 	data, err := in.readFile(path)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, false, err
 	}
 	var hash uint64
 	if c != nil {
@@ -193,26 +228,47 @@ func decodeFile(c *Cache, path, ns string, in *interner) ([]*Document, []diag.Di
 		hash = maphash.Bytes(c.seed, data)
 		if e := c.lookup(path, st, hash, start); e != nil {
 			c.hits.Add(1)
-			return copyDocs(e.docs), e.diags, e.read, nil
+			return e.docs, e.diags, e.read, false, nil
 		}
 		c.misses.Add(1)
 	}
 	order := 0
-	docs, diags, read := decodeBytes(path, data, ns, &order, in)
+	docs, diags, read = decodeBytes(path, data, ns, &order, in)
 	if c != nil {
 		c.store(path, &cached{stat: st, hash: hash, settled: st.settledAt(start, c.margin), docs: docs, diags: diags, read: read})
-		docs = copyDocs(docs)
 	}
-	return docs, diags, read, nil
+	return docs, diags, read, true, nil
 }
 
-// copyDocs returns shallow copies: the spec and field lines are shared and never written.
-func copyDocs(docs []*Document) []*Document {
+// numbered returns docs numbered in load order from first: docs themselves when they are so
+// numbered already, else renumbered copies, since the documents may be held by snapshots built
+// from an earlier load.
+func numbered(docs []*Document, first int) []*Document {
+	if len(docs) == 0 || docs[0].Order == first && docs[len(docs)-1].Order == first+len(docs)-1 {
+		return docs
+	}
+	return renumber(docs, first)
+}
+
+// renumber returns shallow copies of docs numbered from first: the spec and field lines are
+// shared and never written.
+func renumber(docs []*Document, first int) []*Document {
 	out := make([]*Document, len(docs))
 	copies := make([]Document, len(docs))
 	for i, d := range docs {
 		copies[i] = *d
+		copies[i].Order = first + i
 		out[i] = &copies[i]
 	}
 	return out
+}
+
+// renumbered makes docs the documents the cache holds for path, so that the next load finds
+// them numbered as this one did, when the entry is still the one that gave old.
+func (c *Cache) renumbered(path string, old, docs []*Document) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.files[path]; e != nil && len(e.docs) == len(old) && len(old) > 0 && &e.docs[0] == &old[0] {
+		e.docs = docs
+	}
 }

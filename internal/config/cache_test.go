@@ -16,10 +16,16 @@ func writeEntryFile(t *testing.T, path, name, host string) {
 	}
 }
 
+// hostsOf lists the documents' first hosts with their rank in Order, or "unordered" where a
+// document's number is not above the one before.
 func hostsOf(res Result) []string {
 	var out []string
-	for _, d := range res.Documents {
-		out = append(out, fmt.Sprintf("%d:%s", d.Order, d.ServiceEntry().GetHosts()[0]))
+	for i, d := range res.Documents {
+		rank := fmt.Sprint(i)
+		if i > 0 && d.Order <= res.Documents[i-1].Order {
+			rank = "unordered"
+		}
+		out = append(out, fmt.Sprintf("%s:%s", rank, d.ServiceEntry().GetHosts()[0]))
 	}
 	return out
 }
@@ -57,8 +63,8 @@ func TestLoadWithACacheDecodesOnlyTheFilesThatChanged(t *testing.T) {
 	if got, want := fmt.Sprint(hostsOf(second)), "[0:a.com 1:x.com 2:c.com]"; got != want {
 		t.Fatalf("second load read %s, want %s", got, want)
 	}
-	if first.Documents[0] == second.Documents[0] || first.Documents[0].Spec != second.Documents[0].Spec {
-		t.Fatal("an unchanged file should give a new copy of its document sharing the decoded spec")
+	if first.Documents[0] != second.Documents[0] || first.Documents[2] != second.Documents[2] {
+		t.Fatal("an unchanged file in its place should give the very documents the last load gave")
 	}
 	if err := os.Remove(filepath.Join(dir, "0.yaml")); err != nil {
 		t.Fatal(err)
@@ -69,6 +75,12 @@ func TestLoadWithACacheDecodesOnlyTheFilesThatChanged(t *testing.T) {
 	}
 	if got := fmt.Sprint(hostsOf(second)); got != "[0:a.com 1:x.com 2:c.com]" {
 		t.Fatalf("a later load changed the documents an earlier one returned: %s", got)
+	}
+	if third.Documents[0].Spec != second.Documents[1].Spec {
+		t.Fatal("a file whose documents moved should give copies sharing the decoded spec")
+	}
+	if fourth := load(); fourth.Documents[0] != third.Documents[0] || fourth.Documents[1] != third.Documents[1] {
+		t.Fatal("the copies numbered anew should be what the next load gives")
 	}
 	if st := c.Stats(); st.Files != 2 {
 		t.Fatalf("the removed file is still cached: %+v", st)
@@ -134,5 +146,30 @@ func TestCacheTrustsAStatOnlyOnceTheFileHasSettled(t *testing.T) {
 	}
 	if got := load(); got != "[0:b.com]" {
 		t.Fatalf("a rewrite that kept size and mtime was not read: %s", got)
+	}
+}
+
+func TestAFileGivenTwiceGetsADocumentForEachPlace(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.yaml")
+	writeEntryFile(t, path, "a", "a.com")
+	c := NewCache(0)
+	var last Result
+	for round := range 3 {
+		res, err := Load([]string{path, dir, path}, Options{Cache: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fmt.Sprint(hostsOf(res)), "[0:a.com 1:a.com 2:a.com]"; got != want {
+			t.Fatalf("round %d read %s, want %s", round, got, want)
+		}
+		if res.Documents[0] == res.Documents[1] || res.Documents[1] == res.Documents[2] || res.Documents[0] == res.Documents[2] {
+			t.Fatalf("round %d: one document stands in two places", round)
+		}
+		if round > 0 && fmt.Sprint(hostsOf(last)) != "[0:a.com 1:a.com 2:a.com]" {
+			t.Fatalf("round %d renumbered the documents of round %d: %s", round, round-1, hostsOf(last))
+		}
+		last = res
 	}
 }

@@ -29,7 +29,8 @@ type Document struct {
 	Labels     map[string]string
 	// Created is metadata.creationTimestamp; zero when the document does not set it.
 	Created time.Time
-	// Order is the document's position in load order, the tie-breaker after Created.
+	// Order ranks the document in load order, the tie-breaker after Created: greater for each
+	// document after it, not always by one (Load gives each file a range of its own).
 	Order int
 	Spec  proto.Message
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -22,6 +23,9 @@ type Options struct {
 	// Cache, when set, keeps each file's decoded documents for the next Load, which then
 	// decodes only the files that changed.
 	Cache *Cache
+	// Stats, with Cache, are the files' stats made by Cache.Look just before, which Load then
+	// uses rather than stat the files again.
+	Stats Stats
 }
 
 // Result is everything Load read: the documents that decoded and the findings about those that did not.
@@ -41,6 +45,8 @@ type fileResult struct {
 	diags []diag.Diagnostic
 	read  int
 	err   error
+	// fresh says docs were decoded by this load, so no one else holds them yet.
+	fresh bool
 }
 
 // Load reads files, folders (recursively, *.yaml, *.yml and *.json) and "-" for standard input.
@@ -72,22 +78,57 @@ func Load(paths []string, opts Options) (Result, error) {
 	if opts.Cache != nil {
 		opts.Cache.sweep()
 	}
-	order := 0
+	order, total := 0, 0
+	for i := range inputs {
+		total += len(inputs[i].docs)
+	}
+	res.Documents = make([]*Document, 0, total)
+	seen := make(map[string]bool, len(inputs))
 	for i := range inputs {
 		in := &inputs[i]
 		if in.err != nil {
 			return res, fmt.Errorf("read %s: %w", in.name, in.err)
 		}
-		for _, d := range in.docs {
-			d.Order = order
-			order++
+		// A file's documents are decoded numbered from 0, or come from the cache numbered as
+		// the last load numbered them: only those whose place moved are copied and numbered.
+		order = orderBase(i, order)
+		docs := in.docs
+		switch {
+		case seen[in.name]:
+			// A path given twice shares the cache's documents with its first place: always
+			// copies here, and not kept.
+			docs = renumber(docs, order)
+		case in.fresh:
+			for k, d := range docs {
+				d.Order = order + k
+			}
+		default:
+			if docs = numbered(in.docs, order); len(docs) > 0 && &docs[0] != &in.docs[0] {
+				opts.Cache.renumbered(in.name, in.docs, docs)
+			}
 		}
+		if !in.stdin {
+			seen[in.name] = true
+		}
+		order += len(docs)
 		res.Read += in.read
-		res.Documents = append(res.Documents, in.docs...)
+		res.Documents = append(res.Documents, docs...)
 		res.Diagnostics = append(res.Diagnostics, in.diags...)
 		res.Files++
 	}
 	return res, nil
+}
+
+// orderBase is where the numbers (Document.Order) of the documents of input i start, after
+// next, the first number the inputs before it left free. With 64-bit numbers every input has a
+// range of its own, 2^32 wide, so that a file that gains or loses a document moves no other
+// file's documents, which the decode cache and the compile after it then keep sharing; only a
+// file added or removed before them moves them. With 32-bit ones, numbers follow on.
+func orderBase(i, next int) int {
+	if strconv.IntSize < 64 {
+		return next
+	}
+	return i << 32
 }
 
 // decodeAll fills in each input's documents: standard input here, files by a worker per core.
@@ -98,7 +139,7 @@ func decodeAll(inputs []fileResult, opts Options) {
 		wg.Go(func() {
 			strs := newInterner()
 			for in := range jobs {
-				in.docs, in.diags, in.read, in.err = decodeFile(opts.Cache, in.name, opts.Namespace, strs)
+				in.docs, in.diags, in.read, in.fresh, in.err = decodeFile(opts.Cache, in.name, opts.Namespace, opts.Stats, strs)
 			}
 		})
 	}
@@ -107,6 +148,7 @@ func decodeAll(inputs []fileResult, opts Options) {
 		if in.stdin {
 			order := 0
 			in.docs, in.diags, in.read = decodeCounting(in.name, opts.Stdin, opts.Namespace, &order)
+			in.fresh = true
 			continue
 		}
 		jobs <- in

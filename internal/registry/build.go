@@ -26,8 +26,8 @@ type Snapshot struct {
 	wildcard layered[string] // keyed by the suffix after "*."
 	ips      layered[netip.Addr]
 	cidrs    []cidrBucket // longest prefix first
-	portOnly map[uint32][]*Service
-	byPort   map[uint32][]*Service
+	portOnly map[uint32]chunked
+	byPort   map[uint32]chunked
 	// byFile are the services each file's ServiceEntries made, for BuildFrom to reuse.
 	byFile map[string]*fileServices
 	// delta is what BuildFrom changed against its prev, nil for a Build.
@@ -60,34 +60,44 @@ func BuildFrom(prev *Snapshot, docs []*config.Document, version uint64, opts ...
 		prev = nil
 	}
 	s := &Snapshot{Version: version, Documents: docs}
-	entries := make([]entryServices, 0, len(docs))
-	hosts := 0
-	for _, d := range docs {
-		if se := d.ServiceEntry(); se != nil {
-			entries = append(entries, entryServices{doc: d})
-			hosts += len(se.GetHosts())
-		}
-	}
-	// In load order, file by file, so that each file's services are found with one lookup.
+	d := &delta{}
+	// In load order, file by file: an unchanged file's services are found with one lookup and
+	// taken whole, and no list of every entry is made unless creation times reorder them.
 	s.byFile = make(map[string]*fileServices, len(prev.filesOr(nil))+1)
-	twice := false
-	for i := 0; i < len(entries); {
+	var files []*fileServices
+	twice, sorted := false, true
+	var last *config.Document
+	hosts := 0
+	for i := 0; i < len(docs); {
 		j := i
-		for j < len(entries) && entries[j].doc.File == entries[i].doc.File {
+		for j < len(docs) && docs[j].File == docs[i].File {
 			j++
 		}
-		twice = s.reuseFile(prev, entries[i:j]) || twice
+		fs, again := s.reuseFile(prev, docs[i:j], d)
+		twice = twice || again
+		if fs != nil {
+			files = append(files, fs)
+			hosts += fs.n
+			for _, e := range fs.docs {
+				sorted = sorted && (last == nil || !e.OlderThan(last))
+				last = e
+			}
+		}
 		i = j
 	}
-	sortByPrecedence(entries)
 	// Sized once: growing slices of 200,000 services was a third of the build.
 	s.Services = make([]*Service, 0, hosts)
-	d := &delta{}
-	for _, e := range entries {
-		if e.fresh {
-			d.added = append(d.added, e.svcs...)
+	if sorted {
+		for _, fs := range files {
+			for _, svcs := range fs.svcs {
+				s.Services = append(s.Services, svcs...)
+			}
 		}
-		s.Services = append(s.Services, e.svcs...)
+	} else {
+		s.Services = byPrecedence(files, s.Services)
+		// The services added, in load order, are a part of the entries in it: the same stable
+		// sort puts them in precedence order.
+		slices.SortStableFunc(d.added, func(a, b *Service) int { return olderFirst(a.Source, b.Source) })
 	}
 	if o.autoAddresses != nil {
 		assignAutoAddresses(s.Services, o.autoAddresses)
@@ -109,36 +119,48 @@ func BuildFrom(prev *Snapshot, docs []*config.Document, version uint64, opts ...
 	return s
 }
 
-// sortByPrecedence puts the older entry first, then load order. Load order is already that
-// order unless creation times say otherwise, which one pass checks.
-func sortByPrecedence(entries []entryServices) {
-	older := func(a, b entryServices) int {
-		switch {
-		case a.doc.OlderThan(b.doc):
-			return -1
-		case b.doc.OlderThan(a.doc):
-			return 1
+// olderFirst orders documents as Build orders their services: the older entry first, then
+// load order.
+func olderFirst(a, b *config.Document) int {
+	switch {
+	case a.OlderThan(b):
+		return -1
+	case b.OlderThan(a):
+		return 1
+	}
+	return 0
+}
+
+// byPrecedence appends the services of files to out with the older entry first, then load
+// order, for a config whose creation times reorder the entries.
+func byPrecedence(files []*fileServices, out []*Service) []*Service {
+	var entries []entryServices
+	for _, fs := range files {
+		for k, svcs := range fs.svcs {
+			entries = append(entries, entryServices{doc: fs.docs[k], svcs: svcs})
 		}
-		return 0
 	}
-	if !slices.IsSortedFunc(entries, older) {
-		slices.SortStableFunc(entries, older)
+	slices.SortStableFunc(entries, func(a, b entryServices) int { return olderFirst(a.doc, b.doc) })
+	for _, e := range entries {
+		out = append(out, e.svcs...)
 	}
+	return out
 }
 
-// entryServices is one ServiceEntry document of a build with its services; fresh says they
-// were made by this build rather than taken from the previous snapshot.
+// entryServices is one ServiceEntry document of a build with its services.
 type entryServices struct {
-	doc   *config.Document
-	svcs  []*Service
-	fresh bool
+	doc  *config.Document
+	svcs []*Service
 }
 
-// fileServices are the services of one file's ServiceEntries, in their order, with the specs
-// they were made from: a file decoded again has new specs, so a match proves them current.
+// fileServices are the services of one file's ServiceEntries, in their order, with the
+// documents and specs they were made from: a file decoded again has new specs, so a match
+// proves them current, and a file unchanged has the very same documents. n counts the services.
 type fileServices struct {
+	docs  []*config.Document
 	specs []*networking.ServiceEntry
 	svcs  [][]*Service
+	n     int
 }
 
 // filesOr returns s's services by file, or def for a nil s.
@@ -149,41 +171,64 @@ func (s *Snapshot) filesOr(def map[string]*fileServices) map[string]*fileService
 	return s.byFile
 }
 
-// reuseFile gives the entries of one file the services prev made from the same specs, or new
-// ones, and records them in s.byFile. It reports whether the file was met before in this build.
-func (s *Snapshot) reuseFile(prev *Snapshot, entries []entryServices) (twice bool) {
-	file := entries[0].doc.File
+// reuseFile gives the ServiceEntries among docs, one file's, the services prev made from the
+// same specs, or new ones, which it adds to d.added, and records them in s.byFile. It reports
+// whether the file was met before in this build; fs is nil for a file of no ServiceEntry.
+func (s *Snapshot) reuseFile(prev *Snapshot, docs []*config.Document, d *delta) (fs *fileServices, twice bool) {
+	file := docs[0].File
 	var old *fileServices
 	if prev != nil {
 		old = prev.byFile[file]
 	}
-	reusable := func(k int) bool {
-		return old != nil && k < len(old.specs) && old.specs[k] == entries[k].doc.ServiceEntry() && sameSource(old.svcs[k], entries[k].doc)
-	}
-	same := old != nil && len(old.specs) == len(entries)
-	for k := 0; same && k < len(entries); k++ {
-		same = reusable(k)
-	}
-	fs := old // unchanged: shared, which also tells removedFrom to look no further
-	if !same {
-		fs = &fileServices{specs: make([]*networking.ServiceEntry, len(entries)), svcs: make([][]*Service, len(entries))}
-	}
-	for k := range entries {
-		e := &entries[k]
-		if same || reusable(k) {
-			e.svcs = old.svcs[k]
-		} else {
-			e.svcs, e.fresh = servicesOf(e.doc), true
+	if !old.holds(docs) {
+		fs = &fileServices{}
+		for _, doc := range docs {
+			se := doc.ServiceEntry()
+			if se == nil {
+				continue
+			}
+			k := len(fs.docs)
+			var svcs []*Service
+			if old != nil && k < len(old.specs) && old.specs[k] == se && sameSource(old.svcs[k], doc) {
+				svcs = old.svcs[k]
+			} else {
+				svcs = servicesOf(doc)
+				d.added = append(d.added, svcs...)
+			}
+			fs.docs, fs.specs, fs.svcs = append(fs.docs, doc), append(fs.specs, se), append(fs.svcs, svcs)
+			fs.n += len(svcs)
 		}
-		if !same {
-			fs.specs[k], fs.svcs[k] = e.doc.ServiceEntry(), e.svcs
+		if len(fs.docs) == 0 {
+			fs = nil
 		}
+	} else {
+		fs = old // unchanged: shared, which also tells removedFrom to look no further
 	}
 	if _, seen := s.byFile[file]; seen {
-		return true
+		return fs, true
 	}
-	s.byFile[file] = fs
-	return false
+	if fs != nil {
+		s.byFile[file] = fs
+	}
+	return fs, false
+}
+
+// holds reports whether the ServiceEntries among docs are exactly fs's documents.
+func (fs *fileServices) holds(docs []*config.Document) bool {
+	if fs == nil {
+		return false
+	}
+	k := 0
+	for _, doc := range docs {
+		if doc.ServiceEntry() == nil {
+			continue
+		}
+		if k >= len(fs.docs) || fs.docs[k] != doc {
+			return false
+		}
+		k++
+	}
+	return k == len(fs.docs)
 }
 
 // sameSource reports whether svcs were made from a document of d's name and place.
@@ -220,19 +265,19 @@ func (s *Snapshot) indexAll(hosts int) {
 	s.exact.base = make(map[string][]*Service, hosts)
 	s.wildcard.base = map[string][]*Service{}
 	s.ips.base = map[netip.Addr][]*Service{}
-	s.portOnly = map[uint32][]*Service{}
-	s.byPort = map[uint32][]*Service{}
+	portOnly, byPort := map[uint32][]*Service{}, map[uint32][]*Service{}
 	cidrIndex := map[[2]int]*cidrBucket{}
 	for _, svc := range s.Services {
-		s.index(svc, cidrIndex)
+		s.index(svc, cidrIndex, portOnly, byPort)
 	}
+	s.portOnly, s.byPort = chunkedMap(portOnly), chunkedMap(byPort)
 	for _, b := range cidrIndex {
 		s.cidrs = append(s.cidrs, *b)
 	}
 	sort.Slice(s.cidrs, func(i, j int) bool { return s.cidrs[i].bits > s.cidrs[j].bits })
 }
 
-func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket) {
+func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket, portOnly, byPort map[uint32][]*Service) {
 	if svc.Wildcard {
 		suffix := svc.Host[2:]
 		s.wildcard.base[suffix] = append(s.wildcard.base[suffix], svc)
@@ -240,9 +285,9 @@ func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket) {
 		s.exact.base[svc.Host] = append(s.exact.base[svc.Host], svc)
 	}
 	for _, p := range svc.Ports {
-		s.byPort[p.Number] = append(s.byPort[p.Number], svc)
+		byPort[p.Number] = append(byPort[p.Number], svc)
 		if len(svc.Addresses) == 0 {
-			s.portOnly[p.Number] = append(s.portOnly[p.Number], svc)
+			portOnly[p.Number] = append(portOnly[p.Number], svc)
 		}
 	}
 	for _, pfx := range svc.Addresses {

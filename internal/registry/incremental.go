@@ -124,8 +124,8 @@ func (s *Snapshot) patchIndexes(prev *Snapshot, d *delta) bool {
 	s.exact = prev.exact.patch(exact, gone)
 	s.wildcard = prev.wildcard.patch(wild, gone)
 	s.ips = prev.ips.patch(ips, gone)
-	s.byPort = patchMap(prev.byPort, port, gone)
-	s.portOnly = patchMap(prev.portOnly, portOnly, gone)
+	s.byPort = patchChunkedMap(prev.byPort, port, gone)
+	s.portOnly = patchChunkedMap(prev.portOnly, portOnly, gone)
 	s.cidrs = patchCIDRs(prev.cidrs, nets, gone)
 	return true
 }

@@ -27,6 +27,11 @@ type editEntry struct {
 // documents numbered in load order.
 type editConfig struct {
 	files map[string][]editEntry
+	// made are the documents the last load made of each file, from the entries in madeFrom:
+	// an unchanged file gives the very same documents, as the decode cache does, or copies
+	// numbered anew when a file before it gained or lost an entry.
+	made     map[string][]*config.Document
+	madeFrom map[string][]editEntry
 }
 
 func (c *editConfig) load() []*config.Document {
@@ -35,13 +40,33 @@ func (c *editConfig) load() []*config.Document {
 		names = append(names, f)
 	}
 	slices.Sort(names)
+	if c.made == nil {
+		c.made, c.madeFrom = map[string][]*config.Document{}, map[string][]editEntry{}
+	}
 	var docs []*config.Document
 	for _, f := range names {
-		for j, e := range c.files[f] {
-			d := config.NewDocument(config.KindServiceEntry, e.ns, e.name, e.spec)
-			d.File, d.Line, d.Order, d.Created = f, 1+j*12, len(docs), e.created
-			docs = append(docs, d)
+		made := c.made[f]
+		if !slices.Equal(c.madeFrom[f], c.files[f]) {
+			made = nil
 		}
+		if len(made) > 0 && made[0].Order != len(docs) {
+			copies := make([]*config.Document, len(made))
+			for j, d := range made {
+				cp := *d
+				cp.Order = len(docs) + j
+				copies[j] = &cp
+			}
+			made = copies
+		}
+		if made == nil {
+			for j, e := range c.files[f] {
+				d := config.NewDocument(config.KindServiceEntry, e.ns, e.name, e.spec)
+				d.File, d.Line, d.Order, d.Created = f, 1+j*12, len(docs)+j, e.created
+				made = append(made, d)
+			}
+		}
+		c.made[f], c.madeFrom[f] = made, slices.Clone(c.files[f])
+		docs = append(docs, made...)
 	}
 	return docs
 }
@@ -155,10 +180,10 @@ func dumpIndexes(s *Snapshot) string {
 		other["ip "+k.String()] = v
 	}
 	for k, v := range s.byPort {
-		other[fmt.Sprintf("port %d", k)] = v
+		other[fmt.Sprintf("port %d", k)] = v.flat()
 	}
 	for k, v := range s.portOnly {
-		other[fmt.Sprintf("portOnly %d", k)] = v
+		other[fmt.Sprintf("portOnly %d", k)] = v.flat()
 	}
 	for i, bk := range s.cidrs {
 		if i > 0 && s.cidrs[i-1].bits < bk.bits {

@@ -220,7 +220,7 @@ func (s *Snapshot) matchTLS(sni string, ip netip.Addr, f *filter) (*Service, *Po
 		}
 	}
 	f.fams = FamilyTCP | FamilyAuto
-	if svc, p := f.pick(s.portOnly[f.port]); svc != nil {
+	if svc, p := s.portOnly[f.port].pick(f); svc != nil {
 		return svc, p, ByPort
 	}
 	return nil, nil, ByNothing
@@ -234,7 +234,7 @@ func (s *Snapshot) matchTCP(ip netip.Addr, f *filter) (*Service, *Port, MatchedB
 		}
 	}
 	f.fams = FamilyTCP | FamilyAuto
-	if svc, p := f.pick(s.portOnly[f.port]); svc != nil {
+	if svc, p := s.portOnly[f.port].pick(f); svc != nil {
 		return svc, p, ByPort
 	}
 	return nil, nil, ByNothing
@@ -257,7 +257,7 @@ func (s *Snapshot) matchAny(host, raw string, ip netip.Addr, f *filter) (*Servic
 		}
 	}
 	f.fams = FamilyTCP | FamilyAuto
-	if svc, p := f.pick(s.portOnly[f.port]); svc != nil {
+	if svc, p := s.portOnly[f.port].pick(f); svc != nil {
 		return svc, p, ByPort
 	}
 	return nil, nil, ByNothing
@@ -265,7 +265,7 @@ func (s *Snapshot) matchAny(host, raw string, ip netip.Addr, f *filter) (*Servic
 
 // portHas reports whether any service on the filter's port passes the filter.
 func (s *Snapshot) portHas(f *filter) bool {
-	svc, _ := f.pick(s.byPort[f.port])
+	svc, _ := s.byPort[f.port].pick(f)
 	return svc != nil
 }
 

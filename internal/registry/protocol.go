@@ -23,16 +23,18 @@ func (s *Snapshot) ScopedListenerFamily(ip netip.Addr, port uint32, ns string, s
 	}
 	f.fams = 0
 	var fams Family
-	for _, svc := range s.byPort[port] {
-		p := f.accepts(svc)
-		if p == nil {
-			continue
+	for _, part := range s.byPort[port].parts {
+		for _, svc := range part {
+			p := f.accepts(svc)
+			if p == nil {
+				continue
+			}
+			// Services with their own address listener do not share the port's listener.
+			if p.Family == FamilyTCP && len(svc.Addresses) > 0 || p.Family == FamilyTLS && svc.hasSingleIP() {
+				continue
+			}
+			fams |= p.Family
 		}
-		// Services with their own address listener do not share the port's listener.
-		if p.Family == FamilyTCP && len(svc.Addresses) > 0 || p.Family == FamilyTLS && svc.hasSingleIP() {
-			continue
-		}
-		fams |= p.Family
 	}
 	switch fams {
 	case FamilyTCP, FamilyHTTP, FamilyTLS:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/meshentry/meshentry/internal/config"
 )
@@ -70,49 +71,56 @@ func isLink(path string) bool {
 // periodic check reads contents only when it changes.
 func statPrint(files []string) (fingerprint, error) {
 	h := sha256.New()
-	var buf [20]byte
 	for _, f := range files {
 		info, err := os.Stat(f)
 		if err != nil {
 			return fingerprint{}, fmt.Errorf("read %s: %w", f, err)
 		}
-		io.WriteString(h, f)
-		binary.LittleEndian.PutUint64(buf[:8], uint64(info.Size()))
-		binary.LittleEndian.PutUint64(buf[8:16], uint64(info.ModTime().UnixNano()))
-		// The mode too: a file made readable again changes nothing else.
-		binary.LittleEndian.PutUint32(buf[16:], uint32(info.Mode()))
-		h.Write(buf[:])
+		writeStat(h, f, info.Size(), info.ModTime(), info.Mode())
 	}
 	var fp fingerprint
 	h.Sum(fp[:0])
 	return fp, nil
 }
 
-// contentPrint digests the names and contents of files, and stdin, which decide what a compile
-// would produce: a rewrite with the same bytes gives the same digest. digest hashes one file's
-// content; the decode cache's does so without reading a file a stat proves unchanged.
-func contentPrint(files []string, stdin []byte, digest func(string) (uint64, error)) (fingerprint, error) {
-	h := sha256.New()
+// writeStat adds one file's stat to a statPrint digest.
+func writeStat(h io.Writer, f string, size int64, mtime time.Time, mode os.FileMode) {
+	var buf [20]byte
+	io.WriteString(h, f)
+	binary.LittleEndian.PutUint64(buf[:8], uint64(size))
+	binary.LittleEndian.PutUint64(buf[8:16], uint64(mtime.UnixNano()))
+	// The mode too: a file made readable again changes nothing else.
+	binary.LittleEndian.PutUint32(buf[16:], uint32(mode))
+	h.Write(buf[:])
+}
+
+// lookPrint digests files twice from one look at each, as the decode cache's Look makes it: the
+// stat digest statPrint makes, and the content digest of the names and contents of files and
+// stdin, which decide what a compile would produce (a rewrite with the same bytes gives the same
+// digest). One stat per file and check, where a look then a compile made three.
+func lookPrint(files []string, stdin []byte, look func(string) (config.Looked, error)) (stat, content fingerprint, err error) {
+	sh, ch := sha256.New(), sha256.New()
 	var buf [8]byte
 	if stdin != nil {
-		io.WriteString(h, "-")
-		h.Write([]byte{0})
-		h.Write(stdin)
+		io.WriteString(ch, "-")
+		ch.Write([]byte{0})
+		ch.Write(stdin)
 		// The length ends the input, so that moving bytes from it to a file changes the digest.
 		binary.LittleEndian.PutUint64(buf[:], uint64(len(stdin)))
-		h.Write(buf[:])
+		ch.Write(buf[:])
 	}
 	for _, f := range files {
-		sum, err := digest(f)
+		l, err := look(f)
 		if err != nil {
-			return fingerprint{}, fmt.Errorf("read %s: %w", f, err)
+			return fingerprint{}, fingerprint{}, fmt.Errorf("read %s: %w", f, err)
 		}
-		io.WriteString(h, f)
-		h.Write([]byte{0})
-		binary.LittleEndian.PutUint64(buf[:], sum)
-		h.Write(buf[:])
+		writeStat(sh, f, l.Size, l.ModTime, l.Mode)
+		io.WriteString(ch, f)
+		ch.Write([]byte{0})
+		binary.LittleEndian.PutUint64(buf[:], l.Hash)
+		ch.Write(buf[:])
 	}
-	var fp fingerprint
-	h.Sum(fp[:0])
-	return fp, nil
+	sh.Sum(stat[:0])
+	ch.Sum(content[:0])
+	return stat, content, nil
 }

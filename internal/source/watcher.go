@@ -113,11 +113,9 @@ func New(cfg Config) (*Watcher, *compile.Result, error) {
 	// The digests come before the compile: a write between the two is then seen as a change
 	// on the next look, at worst compiled once more, rather than missed.
 	files, _, err := listFiles(cfg.Paths)
+	stats := make(config.Stats, len(files))
 	if err == nil {
-		w.tickStat, err = statPrint(files)
-	}
-	if err == nil {
-		w.seenContent, err = contentPrint(files, cfg.Stdin, w.cache.Files.Digest)
+		w.tickStat, w.seenContent, err = w.look(files, stats)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -126,7 +124,7 @@ func New(cfg Config) (*Watcher, *compile.Result, error) {
 	// At startup the analysis runs beside the build (nothing else does then), and its
 	// findings are in res; a reload serves its snapshot before the analysis, which only warns,
 	// is finished.
-	res, err := w.compile(1)
+	res, err := w.compile(1, stats)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -263,12 +261,8 @@ func (w *Watcher) check(fsw *fsnotify.Watcher, apply func(*compile.Result), kind
 		return
 	}
 	w.watch(fsw, dirs)
-	st, err := statPrint(files)
-	if err != nil {
-		w.ioFailure(err, kind)
-		return
-	}
-	content, err := contentPrint(files, w.cfg.Stdin, w.cache.Files.Digest)
+	stats := make(config.Stats, len(files))
+	st, content, err := w.look(files, stats)
 	if err != nil {
 		w.ioFailure(err, kind)
 		return
@@ -285,7 +279,13 @@ func (w *Watcher) check(fsw *fsnotify.Watcher, apply func(*compile.Result), kind
 		w.attempted(Unchanged)
 		return
 	}
-	w.reload(content, apply)
+	w.reload(content, stats, apply)
+}
+
+// look stats and digests files, through the decode cache, adding their stats to stats for the
+// compile that may follow.
+func (w *Watcher) look(files []string, stats config.Stats) (st, content fingerprint, err error) {
+	return lookPrint(files, w.cfg.Stdin, func(f string) (config.Looked, error) { return w.cache.Files.Look(f, stats) })
 }
 
 // statMoved is the periodic check's cheap look: whether the files' names, sizes or times, or
@@ -308,9 +308,9 @@ func (w *Watcher) statMoved(fsw *fsnotify.Watcher) bool {
 }
 
 // reload compiles the changed files as the next version and applies them if they have no error.
-func (w *Watcher) reload(content fingerprint, apply func(*compile.Result)) {
+func (w *Watcher) reload(content fingerprint, stats config.Stats, apply func(*compile.Result)) {
 	start := time.Now()
-	res, err := w.compile(w.cur.Version + 1)
+	res, err := w.compile(w.cur.Version+1, stats)
 	if err != nil {
 		w.refuse(err.Error(), nil)
 		return
@@ -380,9 +380,10 @@ func (w *Watcher) refuse(reason string, findings []diag.Diagnostic) {
 		"reason", reason, "findings", strings.Join(lines, "; "))
 }
 
-// compile runs the pipeline over the paths; stdin is given its startup bytes again.
-func (w *Watcher) compile(version uint64) (*compile.Result, error) {
-	opts := config.Options{Namespace: w.cfg.Namespace}
+// compile runs the pipeline over the paths, taking the files' stats the look just before made;
+// stdin is given its startup bytes again.
+func (w *Watcher) compile(version uint64, stats config.Stats) (*compile.Result, error) {
+	opts := config.Options{Namespace: w.cfg.Namespace, Stats: stats}
 	if w.cfg.Stdin != nil {
 		opts.Stdin = bytes.NewReader(w.cfg.Stdin)
 	}

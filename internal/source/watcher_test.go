@@ -208,7 +208,10 @@ func TestWatcherReloadsWhenTheFilesChange(t *testing.T) {
 			path := tc.setup(t, dir)
 			h := start(t, Config{Paths: []string{path}})
 			tc.change(t, dir)
-			waitFor(t, "the new host is applied", func() bool { return strings.Contains(strings.Join(h.hosts(), ","), "new.example.com") })
+			// Apply comes before the status reports the version, so both are waited for.
+			waitFor(t, "the new host is applied", func() bool {
+				return strings.Contains(strings.Join(h.hosts(), ","), "new.example.com") && h.w.Status().Version >= 2
+			})
 			st := h.w.Status()
 			if st.Version != 2 || st.Accepted != 1 || st.LastResult != Accepted || h.appliedCount() != 1 {
 				t.Fatalf("after one change: status %+v, %d applied; want version 2 from one accepted reload", st, h.appliedCount())

@@ -15,6 +15,25 @@ import (
 // Analyze looks across documents for problems no single one shows and returns them as warnings. It
 // does not validate: pass it the documents that Documents accepted.
 func Analyze(docs []*config.Document, opts ...AnalyzeOption) []diag.Diagnostic {
+	a := newAnalysis(docs, opts)
+	a.portClashes()
+	a.openNonePorts()
+	a.sharedHosts()
+	a.conflictingProtocols()
+	a.hostTwiceInNamespace()
+	a.others(docs)
+	return a.diags
+}
+
+// analyzeOthers is Analyze's checks of the documents of other kinds than ServiceEntry alone.
+func analyzeOthers(docs []*config.Document, opts []AnalyzeOption) []diag.Diagnostic {
+	a := newAnalysis(docs, opts)
+	a.others(docs)
+	return a.diags
+}
+
+// newAnalysis collects the ServiceEntries of docs and their hosts.
+func newAnalysis(docs []*config.Document, opts []AnalyzeOption) *analysis {
 	a := &analysis{}
 	for _, opt := range opts {
 		opt(a)
@@ -43,11 +62,11 @@ func Analyze(docs []*config.Document, opts ...AnalyzeOption) []diag.Diagnostic {
 			}
 		}
 	}
-	a.portClashes()
-	a.openNonePorts()
-	a.sharedHosts()
-	a.conflictingProtocols()
-	a.hostTwiceInNamespace()
+	return a
+}
+
+// others runs the checks of the DestinationRules, VirtualServices and Gateways among docs.
+func (a *analysis) others(docs []*config.Document) {
 	a.mergedDestinationRules(docs)
 	a.undefinedSubsets(docs)
 	a.unknownGateways(docs)
@@ -65,7 +84,6 @@ func Analyze(docs []*config.Document, opts ...AnalyzeOption) []diag.Diagnostic {
 			a.gateway(d, spec)
 		}
 	}
-	return a.diags
 }
 
 type analysis struct {
@@ -123,25 +141,29 @@ func (a *analysis) portClashes() {
 	}
 	sort.Slice(numbers, func(i, j int) bool { return numbers[i] < numbers[j] })
 	for _, n := range numbers {
-		claims := byPort[n]
-		sort.SliceStable(claims, func(i, j int) bool { return claims[i].doc.OlderThan(claims[j].doc) })
-		for i, loser := range claims {
-			for _, winner := range claims[:i] {
-				where, ok := winner.audience.overlap(loser.audience)
-				if !ok {
-					continue
-				}
-				if a.dnsProxy && autoAllocated(winner.doc) && autoAllocated(loser.doc) {
-					a.dnsProxyPortNote(loser, winner)
-					break
-				}
-				a.warn(loser.doc, CodeTCPPortClash, at("spec.ports", loser.index, ".number"),
-					"port %d (%s) has no spec.addresses, so it claims every destination IP on port %d, as does %s (%s); "+
-						"where both are visible (%s), opaque TCP traffic on port %d goes to %s because %s; give one of them spec.addresses to split the traffic by destination IP",
-					n, describeProtocol(loser.port.Protocol), n, qualifiedName(winner.doc), position(winner.doc, at("spec.ports", winner.index, ".number")),
-					where, n, qualifiedName(winner.doc), whyWins(winner.doc, loser.doc))
+		a.portClashesAt(n, byPort[n])
+	}
+}
+
+// portClashesAt is portClashes for the claims of port n, in load order; it sorts them.
+func (a *analysis) portClashesAt(n uint32, claims []tcpClaim) {
+	sort.SliceStable(claims, func(i, j int) bool { return claims[i].doc.OlderThan(claims[j].doc) })
+	for i, loser := range claims {
+		for _, winner := range claims[:i] {
+			where, ok := winner.audience.overlap(loser.audience)
+			if !ok {
+				continue
+			}
+			if a.dnsProxy && autoAllocated(winner.doc) && autoAllocated(loser.doc) {
+				a.dnsProxyPortNote(loser, winner)
 				break
 			}
+			a.warn(loser.doc, CodeTCPPortClash, at("spec.ports", loser.index, ".number"),
+				"port %d (%s) has no spec.addresses, so it claims every destination IP on port %d, as does %s (%s); "+
+					"where both are visible (%s), opaque TCP traffic on port %d goes to %s because %s; give one of them spec.addresses to split the traffic by destination IP",
+				n, describeProtocol(loser.port.Protocol), n, qualifiedName(winner.doc), position(winner.doc, at("spec.ports", winner.index, ".number")),
+				where, n, qualifiedName(winner.doc), whyWins(winner.doc, loser.doc))
+			break
 		}
 	}
 }
@@ -150,16 +172,21 @@ func (a *analysis) portClashes() {
 // whatever IP the client dialled, so that port is open to every destination.
 func (a *analysis) openNonePorts() {
 	for _, d := range a.entries {
-		se := d.ServiceEntry()
-		if se.Resolution != networking.ServiceEntry_NONE || len(se.Addresses) > 0 || exportedTo(d, se.ExportTo).empty() {
-			continue
-		}
-		for i, p := range se.Ports {
-			if p != nil && isOpaqueTCP(p.Protocol) {
-				a.warn(d, CodeNonePortOpen, at("spec.ports", i, ".number"),
-					"resolution NONE without spec.addresses lets connections to any IP on port %d (%s) through (0.0.0.0:%d), since the proxy forwards them to whatever address the client dialled; list the destination IPs or CIDR blocks in spec.addresses",
-					p.Number, describeProtocol(p.Protocol), p.Number)
-			}
+		a.openNonePortsOf(d)
+	}
+}
+
+// openNonePortsOf is openNonePorts for one ServiceEntry.
+func (a *analysis) openNonePortsOf(d *config.Document) {
+	se := d.ServiceEntry()
+	if se.Resolution != networking.ServiceEntry_NONE || len(se.Addresses) > 0 || exportedTo(d, se.ExportTo).empty() {
+		return
+	}
+	for i, p := range se.Ports {
+		if p != nil && isOpaqueTCP(p.Protocol) {
+			a.warn(d, CodeNonePortOpen, at("spec.ports", i, ".number"),
+				"resolution NONE without spec.addresses lets connections to any IP on port %d (%s) through (0.0.0.0:%d), since the proxy forwards them to whatever address the client dialled; list the destination IPs or CIDR blocks in spec.addresses",
+				p.Number, describeProtocol(p.Protocol), p.Number)
 		}
 	}
 }
@@ -168,25 +195,30 @@ func (a *analysis) openNonePorts() {
 // sees together: which entry a proxy uses then depends on where the proxy runs.
 func (a *analysis) sharedHosts() {
 	for _, decls := range a.hostGroups() {
-		docs := make([]*config.Document, len(decls))
-		for i, h := range decls {
-			docs[i] = h.doc
-		}
-		olderFirst(docs)
-		oldest := docs[0]
-		for _, h := range decls {
-			for _, o := range decls {
-				if o.doc.Namespace == h.doc.Namespace {
-					continue
-				}
-				where, ok := h.audience.overlap(o.audience)
-				if !ok {
-					continue
-				}
-				a.warn(h.doc, CodeHostInManyNamespaces, at("spec.hosts", h.index, ""),
-					"host %q is also declared by %s (%s); where both are visible (%s), a proxy uses the entry of its own namespace if it has one, else the oldest (%s)",
-					h.host, qualifiedName(o.doc), position(o.doc, at("spec.hosts", o.index, "")), where, qualifiedName(oldest))
+		a.sharedHostsIn(decls)
+	}
+}
+
+// sharedHostsIn is sharedHosts for the declarations of one host, in load order.
+func (a *analysis) sharedHostsIn(decls []hostDecl) {
+	docs := make([]*config.Document, len(decls))
+	for i, h := range decls {
+		docs[i] = h.doc
+	}
+	olderFirst(docs)
+	oldest := docs[0]
+	for _, h := range decls {
+		for _, o := range decls {
+			if o.doc.Namespace == h.doc.Namespace {
+				continue
 			}
+			where, ok := h.audience.overlap(o.audience)
+			if !ok {
+				continue
+			}
+			a.warn(h.doc, CodeHostInManyNamespaces, at("spec.hosts", h.index, ""),
+				"host %q is also declared by %s (%s); where both are visible (%s), a proxy uses the entry of its own namespace if it has one, else the oldest (%s)",
+				h.host, qualifiedName(o.doc), position(o.doc, at("spec.hosts", o.index, "")), where, qualifiedName(oldest))
 		}
 	}
 }

@@ -45,34 +45,39 @@ func (a *analysis) hostGroups() [][]hostDecl {
 // namespace that sees them both: the proxy can serve the port as only one of them.
 func (a *analysis) conflictingProtocols() {
 	for _, decls := range a.hostGroups() {
-		for _, h := range decls {
-			reported := map[uint32]bool{}
-			for i, p := range h.doc.ServiceEntry().Ports {
-				if p == nil || reported[p.Number] {
-					continue
-				}
-				var others []string
-				protocols := map[string]bool{strings.ToUpper(p.Protocol): true}
-				for _, o := range decls {
-					if o.doc == h.doc {
-						continue
-					}
-					if _, ok := h.audience.overlap(o.audience); !ok {
-						continue
-					}
-					if op := portNumbered(o.doc.ServiceEntry(), p.Number); op != nil && !strings.EqualFold(op.Protocol, p.Protocol) {
-						protocols[strings.ToUpper(op.Protocol)] = true
-						others = append(others, fmt.Sprintf("%s (%s, %s)", qualifiedName(o.doc), describeProtocol(op.Protocol), position(o.doc, "metadata.name")))
-					}
-				}
-				if len(others) == 0 {
-					continue
-				}
-				reported[p.Number] = true
-				a.warn(h.doc, CodeConflictingProtocol, at("spec.ports", i, ".protocol"),
-					"host %q port %d is declared %s here and differently by %s; a proxy serves one port as one protocol (%s), so traffic of the others is misread",
-					h.host, p.Number, describeProtocol(p.Protocol), strings.Join(others, ", "), protocolList(protocols))
+		a.conflictingProtocolsIn(decls)
+	}
+}
+
+// conflictingProtocolsIn is conflictingProtocols for the declarations of one host.
+func (a *analysis) conflictingProtocolsIn(decls []hostDecl) {
+	for _, h := range decls {
+		reported := map[uint32]bool{}
+		for i, p := range h.doc.ServiceEntry().Ports {
+			if p == nil || reported[p.Number] {
+				continue
 			}
+			var others []string
+			protocols := map[string]bool{strings.ToUpper(p.Protocol): true}
+			for _, o := range decls {
+				if o.doc == h.doc {
+					continue
+				}
+				if _, ok := h.audience.overlap(o.audience); !ok {
+					continue
+				}
+				if op := portNumbered(o.doc.ServiceEntry(), p.Number); op != nil && !strings.EqualFold(op.Protocol, p.Protocol) {
+					protocols[strings.ToUpper(op.Protocol)] = true
+					others = append(others, fmt.Sprintf("%s (%s, %s)", qualifiedName(o.doc), describeProtocol(op.Protocol), position(o.doc, "metadata.name")))
+				}
+			}
+			if len(others) == 0 {
+				continue
+			}
+			reported[p.Number] = true
+			a.warn(h.doc, CodeConflictingProtocol, at("spec.ports", i, ".protocol"),
+				"host %q port %d is declared %s here and differently by %s; a proxy serves one port as one protocol (%s), so traffic of the others is misread",
+				h.host, p.Number, describeProtocol(p.Protocol), strings.Join(others, ", "), protocolList(protocols))
 		}
 	}
 }
@@ -82,22 +87,27 @@ func (a *analysis) conflictingProtocols() {
 // resolution and endpoints for that port are ignored.
 func (a *analysis) hostTwiceInNamespace() {
 	for _, decls := range a.hostGroups() {
-		for _, h := range decls {
-			for _, o := range decls {
-				if o.doc == h.doc || o.doc.Namespace != h.doc.Namespace || !o.doc.OlderThan(h.doc) {
-					continue
-				}
-				shared := sharedPorts(o.doc.ServiceEntry(), h.doc.ServiceEntry())
-				outcome := "they share no port, so each port goes to the entry that declares it"
-				if len(shared) > 0 {
-					outcome = fmt.Sprintf("on the ports both declare (%s) %s gets the traffic because %s, and this entry's endpoints there are unused",
-						strings.Join(shared, ", "), qualifiedName(o.doc), whyWins(o.doc, h.doc))
-				}
-				a.warn(h.doc, CodeHostTwiceInNamespace, at("spec.hosts", h.index, ""),
-					"host %q is also declared by %s (%s) in the same namespace; entries are not merged: %s; declare the host in one ServiceEntry",
-					h.host, qualifiedName(o.doc), position(o.doc, at("spec.hosts", o.index, "")), outcome)
-				break
+		a.hostTwiceIn(decls)
+	}
+}
+
+// hostTwiceIn is hostTwiceInNamespace for the declarations of one host.
+func (a *analysis) hostTwiceIn(decls []hostDecl) {
+	for _, h := range decls {
+		for _, o := range decls {
+			if o.doc == h.doc || o.doc.Namespace != h.doc.Namespace || !o.doc.OlderThan(h.doc) {
+				continue
 			}
+			shared := sharedPorts(o.doc.ServiceEntry(), h.doc.ServiceEntry())
+			outcome := "they share no port, so each port goes to the entry that declares it"
+			if len(shared) > 0 {
+				outcome = fmt.Sprintf("on the ports both declare (%s) %s gets the traffic because %s, and this entry's endpoints there are unused",
+					strings.Join(shared, ", "), qualifiedName(o.doc), whyWins(o.doc, h.doc))
+			}
+			a.warn(h.doc, CodeHostTwiceInNamespace, at("spec.hosts", h.index, ""),
+				"host %q is also declared by %s (%s) in the same namespace; entries are not merged: %s; declare the host in one ServiceEntry",
+				h.host, qualifiedName(o.doc), position(o.doc, at("spec.hosts", o.index, "")), outcome)
+			break
 		}
 	}
 }

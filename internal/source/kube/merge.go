@@ -64,7 +64,10 @@ func (m *Merger) compileLocked() *compile.Result {
 	m.version++
 	docs := make([]*config.Document, 0, len(m.files)+len(m.kube))
 	docs = append(docs, m.files...)
-	base := len(m.files)
+	base := 0 // after every file's number, which Load does not give one by one
+	if n := len(m.files); n > 0 {
+		base = max(n, m.files[n-1].Order+1)
+	}
 	for i, d := range m.kube {
 		c := *d
 		c.Order = base + i
