@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,8 +18,6 @@ import (
 	"github.com/meshentry/meshentry/internal/diag"
 	"github.com/meshentry/meshentry/internal/metrics"
 	"github.com/meshentry/meshentry/internal/proxy"
-	"github.com/meshentry/meshentry/internal/registry"
-	"github.com/meshentry/meshentry/internal/resolve"
 	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
@@ -173,115 +170,21 @@ func runProxy(ctx context.Context, cmd *cobra.Command, f *runFlags, ready func(m
 	surviveBrokenPipes()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cfg, levelVar, err := proxyConfig(cmd, f)
-	if err != nil {
+	r := &runState{ctx: ctx, cmd: cmd, f: f}
+	defer r.close()
+	if err := r.load(); err != nil {
 		return err
 	}
-	log := cfg.Logger
-	dnsp, err := prepareDNS(&f.dns, log)
-	if err != nil {
+	if err := r.start(); err != nil {
 		return err
 	}
-	watcher, res, err := loadConfigSource(ctx, cmd, f, log, dnsp.compileOptions()...)
-	if err != nil {
-		return err
-	}
-	if err := startupFindings(cmd, log, res, f.allowInvalid); err != nil {
-		return err
-	}
-	var kr *kubeRun
-	if kr, res, err = startKube(ctx, &f.kube, log, res, dnsp.compileOptions()...); err != nil {
-		return err
-	}
-	if cfg.Resolver, err = resolve.New(resolve.Config{Server: f.dnsServer, Logger: log}); err != nil {
-		return &exitError{code: 2, err: fmt.Errorf("dns: %w", err)}
-	}
-	defer cfg.Resolver.Close()
-	var stopIdentity func()
-	if cfg.Identity, stopIdentity, err = f.identity.start(ctx, log); err != nil {
-		return err
-	}
-	defer stopIdentity()
-	lns, err := openListeners(f)
-	if err != nil {
-		return err
-	}
-	if lns.admin != nil {
-		// The admin API and pprof are never reachable through the proxy.
-		cfg.SelfAddrs = append(cfg.SelfAddrs, lns.admin.Addr().(*net.TCPAddr).AddrPort())
-	}
-	inb, err := openInbound(&f.inbound, &cfg, log)
-	if err != nil {
-		closeListeners(lns)
-		return err
-	}
-	defer inb.close()
-	var p *proxy.Proxy
-	mm, closeLog, err := observe(cmd, f, log, &cfg, watcher, func() *proxy.Proxy { return p })
-	if err != nil {
-		closeListeners(lns)
-		return err
-	}
-	defer closeLog() // after the drain, so the lines of the last requests are written
-	if err := inb.registerMetrics(mm.Registry()); err != nil {
-		log.Error("inbound metrics left out", "err", err)
-	}
-	p = proxy.New(cfg, res.Snapshot)
-	if err := dnsp.open(res.Snapshot, registry.ScopeProxy{Namespace: f.src.namespace, Labels: cfg.Labels, RootNamespace: cfg.RootNamespace}, f.dnsServer, mm.Registry()); err != nil {
-		closeListeners(lns)
-		return err
-	}
-	gw, err := startGateway(ctx, &f.gateway, &cfg, res.Snapshot, p)
-	if err != nil {
-		closeListeners(lns)
-		abandon(p)
-		return err
-	}
-	if err := gw.registerMetrics(mm.Registry()); err != nil {
-		log.Error("gateway metrics left out", "err", err)
-	}
-	if err := kr.registerMetrics(mm.Registry()); err != nil {
-		log.Error("kube metrics left out", "err", err)
-	}
-	registerXDSClientMetrics(mm.Registry(), watcher, log)
-	undoCapture, err := f.capture.start(ctx, cmd.Flags(), log, lns.capture, dnsp.port())
-	if err != nil {
-		closeListeners(lns)
-		return err
-	}
-	defer undoCapture()
-	log.Info("registry loaded", "services", len(res.Snapshot.Services), "documents", res.Documents, "errors", res.Errors())
-	// Each accepted snapshot goes to the proxy and the DNS proxy; with --kube, files and the
-	// cluster's objects are merged first.
-	publish := func(s *registry.Snapshot) {
-		p.Update(s)
-		dnsp.update(s)
-	}
-	defer startReload(ctx, watcher, kr.fileApply(publish))()
-	defer kr.serve(publish)()
-
-	g := &serveGroup{ctx: ctx, cancel: cancel, log: log, out: cmd.OutOrStdout(), bound: map[string]net.Addr{}}
-	g.serve("forward proxy", lns.forward, p.ServeForward)
-	g.serve("capture", lns.capture, p.ServeCapture)
-	inb.serve(g)
-	dnsp.serve(g)
-	gw.serve(g)
-	adminSrv := serveAdmin(g, f, lns.admin, adminWiring{log: log, level: levelVar, proxy: p, lns: lns, inbound: inb.adminListeners(),
-		ns: f.src.namespace, ready: withIdentity(g.notReady, cfg.Identity), reload: watcherReload(watcher), metrics: mm.Handler(), dns: dnsp.adminStatus()})
+	g := &serveGroup{ctx: ctx, cancel: cancel, log: r.log, out: cmd.OutOrStdout(), bound: map[string]net.Addr{}}
+	adminSrv := r.serve(g)
 	if ready != nil {
 		ready(g.bound)
 	}
 	<-ctx.Done()
-	waitInbound := inb.drain(log, f.drain.timeout)
-	waitGateway := gw.drain(log, f.drain.timeout)
-	drainProxy(log, p, adminSrv, f.drain.timeout)
-	waitInbound()
-	waitGateway()
-	g.wg.Wait()
-	if len(g.failures) > 0 {
-		return &exitError{code: 1, err: errors.New(strings.Join(g.failures, "; "))}
-	}
-	return nil
+	return r.drain(g, adminSrv)
 }
 
 // proxyConfig reads the proxy's config from the flags, with a logger whose level the admin
