@@ -14,19 +14,8 @@ RUNS=${RUNS:-5}
 OUT=${OUT:-bench/out}
 ADMIN=${ADMIN:-127.0.0.1:18120}
 PROXY=${PROXY:-127.0.0.1:18121}
-mkdir -p "$OUT"
-out_abs=$(cd "$OUT" && pwd)
-
-go build -o "$OUT/meshentry" ./cmd/meshentry
-go build -o "$OUT/scaletool" ./bench/scaletool
-builds=(meshentry)
-if [ -n "${BASE_REV:-}" ]; then
-  base_src=$(mktemp -d)
-  git archive "$BASE_REV" | tar -x -C "$base_src"
-  (cd "$base_src" && go build -o "$out_abs/meshentry-base" ./cmd/meshentry)
-  rm -rf "$base_src"
-  builds=(meshentry-base meshentry)
-fi
+# shellcheck source=bench/scalebuild.sh
+. bench/scalebuild.sh
 dir="$out_abs/entries-$N"
 [ -d "$dir" ] || "$OUT/scaletool" gen -n "$N" -files "$FILES" -dir "$dir"
 

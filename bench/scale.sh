@@ -21,19 +21,8 @@ OUT=${OUT:-bench/out}
 # Other benchmarks may hold the default ports: ADMIN and PROXY move them.
 ADMIN=${ADMIN:-127.0.0.1:18100}
 PROXY=${PROXY:-127.0.0.1:18101}
-mkdir -p "$OUT"
-out_abs=$(cd "$OUT" && pwd)
-
-go build -o "$OUT/meshentry" ./cmd/meshentry
-go build -o "$OUT/scaletool" ./bench/scaletool
-builds=(meshentry)
-if [ -n "${BASE_REV:-}" ]; then
-  base_src=$(mktemp -d)
-  git archive "$BASE_REV" | tar -x -C "$base_src"
-  (cd "$base_src" && go build -o "$out_abs/meshentry-base" ./cmd/meshentry)
-  rm -rf "$base_src"
-  builds=(meshentry-base meshentry)
-fi
+# shellcheck source=bench/scalebuild.sh
+. bench/scalebuild.sh
 
 debounce=()
 [ -n "${RELOAD_DEBOUNCE:-}" ] && debounce=(--reload-debounce "$RELOAD_DEBOUNCE")
