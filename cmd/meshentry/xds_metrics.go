@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meshentry/meshentry/internal/metrics"
 	"github.com/meshentry/meshentry/internal/xds/server"
@@ -73,10 +72,8 @@ func serveXDSMetrics(ctx context.Context, addr string, srv *server.Server, log *
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(xdsServerCollector{s: srv}, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h := promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: metrics.DefaultMaxScrapes}))
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", h)
+	mux.Handle("/metrics", metrics.Handler(reg, 0))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, &exitError{code: 1, err: fmt.Errorf("xds --monitoring %s: %w", addr, err)}

@@ -107,16 +107,21 @@ func New(cfg Config) (*Metrics, error) {
 			return nil, fmt.Errorf("metrics: register: %w", err)
 		}
 	}
-	scrapes := cfg.MaxScrapes
-	if scrapes <= 0 {
-		scrapes = DefaultMaxScrapes
+	m.handler = Handler(m.reg, cfg.MaxScrapes)
+	return m, nil
+}
+
+// Handler serves reg's metrics with at most maxScrapes scrapes at once (0: DefaultMaxScrapes);
+// one more gets 503, counted in promhttp_metric_handler_requests_total{code="503"}.
+func Handler(reg *prometheus.Registry, maxScrapes int) http.Handler {
+	if maxScrapes <= 0 {
+		maxScrapes = DefaultMaxScrapes
 	}
 	// InstrumentMetricHandler registers promhttp's own counters, which count the 503s.
-	m.handler = promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+	return promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: scrapes,
+		MaxRequestsInFlight: maxScrapes,
 	}))
-	return m, nil
 }
 
 // Handler serves every metric in the Prometheus text format (or OpenMetrics / protobuf when the
