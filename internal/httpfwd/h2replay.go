@@ -40,7 +40,6 @@ func (st *h2Stream) holdBody(a *Actions) bool {
 		}
 	}
 	_ = rc.SetReadDeadline(time.Time{})
-	st.rec.RequestBytes = n
 	st.replay = buf
 	return true
 }
