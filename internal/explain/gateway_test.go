@@ -62,18 +62,23 @@ func TestExplainGateway(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			g := ExplainGateway(docs, tc.gateway, tc.host, tc.port)
-			var got string
-			if g.Accepted {
-				got = strings.Join([]string{"true", strconv.Itoa(g.Server), g.Mode, g.Host, strconv.Itoa(g.Line)}, " ")
-				if got != tc.want {
-					t.Errorf("got %q, want %q", got, tc.want)
-				}
-				return
-			}
-			if !strings.Contains(g.Reason, tc.want) {
-				t.Errorf("reason %q does not say %q", g.Reason, tc.want)
-			}
+			checkGateway(t, g, tc.want, strconv.Itoa(g.Server), g.Mode, g.Host, strconv.Itoa(g.Line))
 		})
+	}
+}
+
+// checkGateway compares an accepted server, "true" and its fields, or else the refusal's
+// reason, with want.
+func checkGateway(t *testing.T, g *GatewayServer, want string, fields ...string) {
+	t.Helper()
+	if g.Accepted {
+		if got := strings.Join(append([]string{"true"}, fields...), " "); got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+		return
+	}
+	if !strings.Contains(g.Reason, want) {
+		t.Errorf("reason %q does not say %q", g.Reason, want)
 	}
 }
 
@@ -125,15 +130,7 @@ func TestExplainGatewayWorkload(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			g := ExplainGatewayWorkload(docs, tc.labels, tc.host, tc.port)
-			if g.Accepted {
-				if got := strings.Join([]string{"true", g.Gateway, strconv.Itoa(g.Server)}, " "); got != tc.want {
-					t.Errorf("got %q, want %q", got, tc.want)
-				}
-				return
-			}
-			if !strings.Contains(g.Reason, tc.want) {
-				t.Errorf("reason %q does not say %q", g.Reason, tc.want)
-			}
+			checkGateway(t, g, tc.want, g.Gateway, strconv.Itoa(g.Server))
 		})
 	}
 }
