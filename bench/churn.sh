@@ -223,28 +223,8 @@ churn_count() { # ADDR [CONNECT]: benchtool churn; prints the connections made
   [ -n "${2:-}" ] && connect=(--connect "$2")
   "$OUT/benchtool" churn "$1" -c 16 -d "$STRACE_DURATION" "${connect[@]}" | awk '{ print $1 }'
 }
-# syscall_table LABEL=FILE...: the per-connection counts side by side, "calls (failed)", most
-# frequent first, with a total row.
-syscall_table() {
-  local labels=() files=()
-  for a in "$@"; do labels+=("${a%%=*}"); files+=("${a#*=}"); done
-  printf "%-18s" syscall; for l in "${labels[@]}"; do printf " %22s" "$l"; done; printf "\n"
-  awk -v labels="${labels[*]}" '
-    FNR == 1 { f++ }
-    { seen[$1] = 1; c[f, $1] = $2; e[f, $1] = $3; tot[f] += $2; etot[f] += $3; key[$1] += $2 }
-    END {
-      n = split(labels, l, " ")
-      for (s in seen) {
-        if (key[s] < 0.005 * n) continue
-        line = sprintf("%-18s", s)
-        for (i = 1; i <= n; i++) line = line sprintf(" %22s", sprintf("%.2f (%.2f)", c[i, s], e[i, s]))
-        printf "%09.2f\t%s\n", key[s], line
-      }
-      line = sprintf("%-18s", "total")
-      for (i = 1; i <= n; i++) line = line sprintf(" %22s", sprintf("%.2f (%.2f)", tot[i], etot[i]))
-      printf "%09.2f\t%s\n", 1e8, line
-    }' "${files[@]}" | sort -t$'\t' -k1,1gr | cut -f2-
-}
+# shellcheck source=bench/syscalls.sh
+. bench/syscalls.sh
 
 {
   echo "new connection per request, ${THREADS:+THREADS=$THREADS, }$DURATION per run"

@@ -212,29 +212,8 @@ strace_wrk() {
     }' "$raw" >"$OUT/syscalls-$name-c$C.txt"
 }
 
-# syscall_table LABEL=FILE...: the per-request counts of several proxies side by side, "calls
-# (failed)", most frequent first, with a total row.
-syscall_table() {
-  local labels=() files=()
-  for a in "$@"; do labels+=("${a%%=*}"); files+=("${a#*=}"); done
-  awk -v labels="${labels[*]}" '
-    FNR == 1 { f++ }
-    { seen[$1] = 1; c[f, $1] = $2; e[f, $1] = $3; tot[f] += $2; etot[f] += $3; key[$1] += $2 }
-    END {
-      n = split(labels, l, " ")
-      for (s in seen) {
-        if (key[s] < 0.005 * n) continue   # a few calls in the whole run
-        line = sprintf("%-18s", s)
-        for (i = 1; i <= n; i++) line = line sprintf(" %22s", sprintf("%.2f (%.2f)", c[i, s], e[i, s]))
-        printf "%09.2f\t%s\n", key[s], line
-      }
-      printf "%09.2f\t%-18s", -1, "total"
-      for (i = 1; i <= n; i++) printf " %22s", sprintf("%.2f (%.2f)", tot[i], etot[i]); printf "\n"
-    }' "${files[@]}" | sort -t$'\t' -k1,1gr | cut -f2-
-}
-syscall_header() {
-  printf "%-18s" syscall; for a in "$@"; do printf " %22s" "${a%%=*}"; done; printf "\n"
-}
+# shellcheck source=bench/syscalls.sh
+. bench/syscalls.sh
 
 # profile_wrk NAME URL ADMIN [HOST]: a CPU profile of PROFILE_SECONDS of the meshentry serving
 # ADMIN under wrk at $C connections; its top to $OUT/profile-NAME-cC.txt.
@@ -317,7 +296,6 @@ if [ "$SYSCALLS" = 1 ]; then
     {
       echo
       echo "Syscalls per request, -c$C (calls (failed)), strace -c -f"
-      syscall_header "${cols[@]}"
       syscall_table "${cols[@]}"
     } >>"$OUT/result.txt"
   done
