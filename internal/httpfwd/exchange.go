@@ -59,8 +59,8 @@ func (c *conn) roundTrip(start time.Time, uc *upConn, up *Upstream, mayRetry boo
 		// A route timer fired before the connection was in c.current to be closed.
 		uc.nc.Close()
 	}
-	c.ubr.Reset(uc.nc)
-	c.ubw.Reset(uc.nc)
+	c.ubr.Reset(uc.stream())
+	c.ubw.Reset(uc.stream())
 	uc.nc.SetDeadline(time.Now().Add(c.s.lim.StreamIdleTimeout))
 	c.writeRequestHead(up)
 	c.tel.sending(c.s)

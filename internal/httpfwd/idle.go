@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"sync"
 	"time"
 )
@@ -40,7 +39,7 @@ func (c *conn) waitForRequest(now time.Time, wait time.Duration) error {
 		until = now.Add(rel)
 	}
 	c.nc.SetReadDeadline(until)
-	n, err := c.nc.Read(c.arrival[:])
+	n, err := c.cio.Read(c.arrival[:])
 	if n == 0 {
 		if err == nil {
 			err = io.ErrNoProgress
@@ -162,7 +161,7 @@ func (c *conn) takeWork() {
 // arrived replays the bytes read while waiting, then reads on from the connection.
 type arrived struct {
 	b  []byte
-	nc net.Conn
+	nc io.Reader
 	// probe, while set, makes reads take only what the socket holds now (topup.go).
 	probe *topUp
 }
@@ -240,9 +239,9 @@ func (c *conn) takeBuffers(n int) {
 	c.bufs = c.s.free.get()
 	c.br, c.bw, c.ubr, c.ubw = c.bufs.br, c.bufs.bw, c.bufs.ubr, c.bufs.ubw
 	c.s.buffered.Add(1)
-	c.pending = arrived{b: c.arrival[:n], nc: c.nc}
+	c.pending = arrived{b: c.arrival[:n], nc: &c.cio}
 	c.br.Reset(&c.pending)
-	c.bw.Reset(c.nc)
+	c.bw.Reset(&c.cio)
 }
 
 // BufferedConns returns how many client connections hold read and write buffers now: those with

@@ -2,6 +2,7 @@ package httpfwd
 
 import (
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -55,6 +56,7 @@ type upConn struct {
 	// already-read records are checked by a read that cannot wait.
 	tls       *tls.Conn
 	peekBuf   [1]byte
+	sio       sockIO // the plain socket's reads and writes, when it is one
 	peekState peekState
 }
 
@@ -74,6 +76,9 @@ func newUpConn(key string, nc net.Conn) *upConn {
 	if tc, ok := nc.(*tls.Conn); ok {
 		uc.tls, sock = tc, tc.NetConn()
 	}
+	if uc.tls == nil {
+		uc.sio.bind(nc)
+	}
 	if sc, ok := sock.(syscall.Conn); ok && canPeek {
 		if rc, err := sc.SyscallConn(); err == nil {
 			uc.raw = rc
@@ -81,6 +86,14 @@ func newUpConn(key string, nc net.Conn) *upConn {
 		}
 	}
 	return uc
+}
+
+// stream is what the request's reader and writer use: the raw socket, or the connection.
+func (uc *upConn) stream() io.ReadWriter {
+	if uc.sio.raw != nil {
+		return &uc.sio
+	}
+	return uc.nc
 }
 
 // peekWait bounds the check of an idle connection that has no socket to peek at: a read with

@@ -286,6 +286,7 @@ func (s *Server) getConn(nc net.Conn) *conn {
 		c.bodyDone = make(chan error, 1)
 	}
 	c.nc = nc
+	c.cio.bind(nc)
 	c.hijacked.Store(false)
 	c.linger = false
 	c.h2 = false
@@ -297,6 +298,7 @@ func (s *Server) getConn(nc net.Conn) *conn {
 func (s *Server) putConn(c *conn) {
 	c.releaseBuffers()
 	c.nc = nil
+	c.cio.forget()
 	// The connection keeps its per-request state in the pool, ready for the next one.
 	if c.work != nil {
 		c.releaseScratch()
@@ -310,6 +312,7 @@ func (s *Server) putConn(c *conn) {
 type conn struct {
 	s   *Server
 	nc  net.Conn
+	cio sockIO        // nc's socket, read and written raw
 	br  *bufio.Reader // client reads
 	bw  *bufio.Writer // client writes
 	ubr *bufio.Reader // the current upstream's reads

@@ -1,0 +1,120 @@
+package httpfwd
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (near, far net.Conn) {
+	t.Helper()
+	ln := listen(t)
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		accepted <- c
+	}()
+	near, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	far = <-accepted
+	if far == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { near.Close(); far.Close() })
+	return near, far
+}
+
+func TestSockIOReadsAndWritesTheSocketRaw(t *testing.T) {
+	near, far := tcpPair(t)
+	var s sockIO
+	s.bind(near)
+	if want := runtime.GOOS == "linux"; (s.raw != nil) != want {
+		t.Fatalf("raw path in use = %v, want %v on %s", s.raw != nil, want, runtime.GOOS)
+	}
+
+	// A write far larger than the socket buffers waits for room, more than once, and a read
+	// waits for bytes; both run at once, as a streamed body and a response do.
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<19) // 8 MiB
+	wrote := make(chan error, 1)
+	go func() {
+		n, err := s.Write(big)
+		if err == nil && n != len(big) {
+			err = io.ErrShortWrite
+		}
+		wrote <- err
+	}()
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(far, int64(len(big))))
+		got <- b
+	}()
+	if _, err := far.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	n, err := s.Read(buf)
+	if err != nil || string(buf[:n]) != "ping" {
+		t.Fatalf("Read = %q, %v; want \"ping\"", buf[:n], err)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if b := <-got; !bytes.Equal(b, big) {
+		t.Fatalf("peer got %d bytes, not the %d written", len(b), len(big))
+	}
+}
+
+func TestSockIOErrorsAreTheConnections(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(near, far net.Conn)
+		check func(n int, err error) bool
+		want  string
+	}{
+		{"deadline", func(near, far net.Conn) { near.SetReadDeadline(time.Now().Add(20 * time.Millisecond)) },
+			func(n int, err error) bool { return n == 0 && isTimeout(err) }, "a timeout"},
+		{"peer closed", func(near, far net.Conn) { far.Close() },
+			func(n int, err error) bool { return n == 0 && err == io.EOF }, "io.EOF"},
+		{"closed here", func(near, far net.Conn) { near.Close() },
+			func(n int, err error) bool { return n == 0 && errors.Is(err, net.ErrClosed) }, "net.ErrClosed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			near, far := tcpPair(t)
+			var s sockIO
+			s.bind(near)
+			tt.setup(near, far)
+			n, err := s.Read(make([]byte, 8))
+			if !tt.check(n, err) {
+				t.Fatalf("Read = %d, %v; want %s", n, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSockIOUsesTheConnectionWhenItIsNoSocket(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	var s sockIO
+	s.bind(a)
+	if s.raw != nil {
+		t.Fatal("a pipe has no socket, but the raw path was taken")
+	}
+	go b.Write([]byte("hi"))
+	buf := make([]byte, 4)
+	if n, err := s.Read(buf); err != nil || string(buf[:n]) != "hi" {
+		t.Fatalf("Read = %q, %v", buf[:n], err)
+	}
+}
