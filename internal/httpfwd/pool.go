@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/rawio"
 )
 
 // Pool keeps idle keep-alive upstream connections, grouped by Upstream.Key. The zero value is
@@ -56,7 +58,7 @@ type upConn struct {
 	// already-read records are checked by a read that cannot wait.
 	tls       *tls.Conn
 	peekBuf   [1]byte
-	sio       sockIO // the plain socket's reads and writes, when it is one
+	sio       rawio.Socket // the plain socket's reads and writes, when it is one
 	peekState peekState
 }
 
@@ -77,7 +79,7 @@ func newUpConn(key string, nc net.Conn) *upConn {
 		uc.tls, sock = tc, tc.NetConn()
 	}
 	if uc.tls == nil {
-		uc.sio.bind(nc)
+		uc.sio.Bind(nc)
 	}
 	if sc, ok := sock.(syscall.Conn); ok && canPeek {
 		if rc, err := sc.SyscallConn(); err == nil {
@@ -90,7 +92,7 @@ func newUpConn(key string, nc net.Conn) *upConn {
 
 // stream is what the request's reader and writer use: the raw socket, or the connection.
 func (uc *upConn) stream() io.ReadWriter {
-	if uc.sio.raw != nil {
+	if uc.sio.Raw() {
 		return &uc.sio
 	}
 	return uc.nc

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshentry/meshentry/internal/ratelog"
+	"github.com/meshentry/meshentry/internal/rawio"
 	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
@@ -286,7 +287,7 @@ func (s *Server) getConn(nc net.Conn) *conn {
 		c.bodyDone = make(chan error, 1)
 	}
 	c.nc = nc
-	c.cio.bind(nc)
+	c.cio.Bind(nc)
 	c.hijacked.Store(false)
 	c.linger = false
 	c.h2 = false
@@ -298,7 +299,7 @@ func (s *Server) getConn(nc net.Conn) *conn {
 func (s *Server) putConn(c *conn) {
 	c.releaseBuffers()
 	c.nc = nil
-	c.cio.forget()
+	c.cio.Forget()
 	// The connection keeps its per-request state in the pool, ready for the next one.
 	if c.work != nil {
 		c.releaseScratch()
@@ -312,7 +313,7 @@ func (s *Server) putConn(c *conn) {
 type conn struct {
 	s   *Server
 	nc  net.Conn
-	cio sockIO        // nc's socket, read and written raw
+	cio rawio.Socket  // nc's socket, read and written raw
 	br  *bufio.Reader // client reads
 	bw  *bufio.Writer // client writes
 	ubr *bufio.Reader // the current upstream's reads

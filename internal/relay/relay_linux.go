@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/meshentry/meshentry/internal/rawio"
 )
 
 // move writes the greeting, when there is one, and copies src to dst until src ends. While src
@@ -33,6 +35,9 @@ func (r *relay) move(dst, src net.Conn, greeting []byte) (int64, error) {
 	if !ok || err != nil {
 		return r.copyBlocking(dst, src)
 	}
+	var ws rawio.Socket // dst's writes, raw when it is a socket
+	ws.Bind(dst)
+	w := io.Writer(&ws)
 	srcTCP, _ := src.(*net.TCPConn)
 	dstTCP, _ := dst.(*net.TCPConn)
 	splice := srcTCP != nil && dstTCP != nil
@@ -56,7 +61,7 @@ func (r *relay) move(dst, src net.Conn, greeting []byte) (int64, error) {
 			bulk = avail >= bufSize
 			continue
 		}
-		n, full, err := r.burst(dst, br, greeting)
+		n, full, err := r.burst(w, br, greeting)
 		greeting = nil
 		if err == errBlocked {
 			continue
@@ -124,13 +129,13 @@ func (br *burstReader) readFD(fd uintptr) bool {
 		br.bp = bufPool.Get().(*[]byte)
 	}
 	off := copy(*br.bp, br.prefix)
-	for {
-		br.n, br.err = unix.Read(int(fd), (*br.bp)[off:])
-		if br.err != unix.EINTR {
-			break
-		}
+	var e syscall.Errno
+	br.n, e = rawio.ReadFD(fd, (*br.bp)[off:])
+	br.err = nil
+	if e != 0 {
+		br.err = e
 	}
-	if br.err == unix.EAGAIN {
+	if e == syscall.EAGAIN {
 		bufPool.Put(br.bp)
 		br.bp = nil
 		br.blocked = br.prefix != nil

@@ -1,6 +1,6 @@
 //go:build linux && !race
 
-package httpfwd
+package rawio
 
 import (
 	"syscall"
@@ -12,10 +12,16 @@ import (
 
 func sysRead(fd uintptr, p []byte) (int, syscall.Errno) {
 	n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	return int(n), e
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), 0
 }
 
 func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) {
 	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	return int(n), e
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), 0
 }

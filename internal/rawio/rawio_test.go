@@ -1,4 +1,4 @@
-package httpfwd
+package rawio
 
 import (
 	"bytes"
@@ -13,7 +13,11 @@ import (
 // tcpPair returns both ends of a loopback TCP connection.
 func tcpPair(t *testing.T) (near, far net.Conn) {
 	t.Helper()
-	ln := listen(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -23,7 +27,7 @@ func tcpPair(t *testing.T) (near, far net.Conn) {
 		}
 		accepted <- c
 	}()
-	near, err := net.Dial("tcp", ln.Addr().String())
+	near, err = net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,10 +41,10 @@ func tcpPair(t *testing.T) (near, far net.Conn) {
 
 func TestSockIOReadsAndWritesTheSocketRaw(t *testing.T) {
 	near, far := tcpPair(t)
-	var s sockIO
-	s.bind(near)
-	if want := runtime.GOOS == "linux"; (s.raw != nil) != want {
-		t.Fatalf("raw path in use = %v, want %v on %s", s.raw != nil, want, runtime.GOOS)
+	var s Socket
+	s.Bind(near)
+	if want := runtime.GOOS == "linux"; (s.Raw()) != want {
+		t.Fatalf("raw path in use = %v, want %v on %s", s.Raw(), want, runtime.GOOS)
 	}
 
 	// A write far larger than the socket buffers waits for room, more than once, and a read
@@ -92,8 +96,8 @@ func TestSockIOErrorsAreTheConnections(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			near, far := tcpPair(t)
-			var s sockIO
-			s.bind(near)
+			var s Socket
+			s.Bind(near)
 			tt.setup(near, far)
 			n, err := s.Read(make([]byte, 8))
 			if !tt.check(n, err) {
@@ -107,9 +111,9 @@ func TestSockIOUsesTheConnectionWhenItIsNoSocket(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	var s sockIO
-	s.bind(a)
-	if s.raw != nil {
+	var s Socket
+	s.Bind(a)
+	if s.Raw() {
 		t.Fatal("a pipe has no socket, but the raw path was taken")
 	}
 	go b.Write([]byte("hi"))
@@ -117,4 +121,9 @@ func TestSockIOUsesTheConnectionWhenItIsNoSocket(t *testing.T) {
 	if n, err := s.Read(buf); err != nil || string(buf[:n]) != "hi" {
 		t.Fatalf("Read = %q, %v", buf[:n], err)
 	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -1,12 +1,12 @@
 //go:build linux && race
 
-package httpfwd
+package rawio
 
 import "syscall"
 
 // Race builds read and write through the syscall package, whose calls tell the race detector
 // what they touch and order a write before the read of its bytes; raw calls would hide both
-// (sockio_raw.go). Everything else of sockIO is the same in both builds.
+// (rawio_raw.go). Everything else of Socket is the same in both builds.
 
 func sysRead(fd uintptr, p []byte) (int, syscall.Errno)  { return errnoOf(syscall.Read(int(fd), p)) }
 func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) { return errnoOf(syscall.Write(int(fd), p)) }

@@ -1,0 +1,87 @@
+// Package rawio reads and writes sockets with raw system calls.
+//
+// A read or write on a non-blocking socket never blocks, yet the syscall package's calls enter
+// the scheduler's system-call state; under load the runtime's monitor thread then keeps waking
+// every 20 µs to take back processors it believes blocked, and each call pays the hand-off
+// bookkeeping. Socket does the call itself through syscall.RawConn: waiting for readiness and
+// deadlines stay the netpoller's, and so do the errors they end with.
+package rawio
+
+import (
+	"io"
+	"net"
+	"syscall"
+)
+
+// Socket reads and writes a connection's socket raw where it has one, and through the
+// connection otherwise. A read and a write may run at once on two goroutines; two reads, or two
+// writes, may not. The zero value is unbound.
+type Socket struct {
+	nc  net.Conn
+	raw syscall.RawConn // nil: nc's own Read and Write
+
+	// A read and a write each have their own state: a request body may stream while the
+	// response is written.
+	rp, wp     []byte
+	rn, wn     int
+	rerr, werr error
+
+	readFn, writeFn func(fd uintptr) bool
+}
+
+// Bind points s at nc. Only a connection that is itself a socket (it has SyscallConn and so
+// reads nothing of its own, unlike a TLS or prefix connection) is read raw.
+func (s *Socket) Bind(nc net.Conn) {
+	s.nc, s.raw = nc, nil
+	if !Enabled {
+		return
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			s.raw = rc
+		}
+	}
+	if s.readFn == nil {
+		s.readFn, s.writeFn = s.readFD, s.writeFD // bound once: a method value per call allocates
+	}
+}
+
+// Forget drops the connection, so state kept for reuse does not hold it.
+func (s *Socket) Forget() { s.nc, s.raw, s.rp, s.wp = nil, nil, nil, nil }
+
+// Raw reports whether the socket is read and written raw.
+func (s *Socket) Raw() bool { return s.raw != nil }
+
+// Read reads once into p, waiting for the socket to be readable when it is empty.
+func (s *Socket) Read(p []byte) (int, error) {
+	if s.raw == nil {
+		return s.nc.Read(p)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	s.rp, s.rn, s.rerr = p, 0, nil
+	err := s.raw.Read(s.readFn)
+	s.rp = nil
+	if err != nil {
+		return 0, err
+	}
+	return s.rn, s.rerr
+}
+
+// Write writes all of p, waiting for room in the socket as often as it needs.
+func (s *Socket) Write(p []byte) (int, error) {
+	if s.raw == nil {
+		return s.nc.Write(p)
+	}
+	s.wp, s.wn, s.werr = p, 0, nil
+	err := s.raw.Write(s.writeFn)
+	s.wp = nil
+	if err == nil {
+		err = s.werr
+	}
+	if err == nil && s.wn < len(p) {
+		err = io.ErrShortWrite
+	}
+	return s.wn, err
+}
