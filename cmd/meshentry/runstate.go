@@ -121,7 +121,7 @@ func (r *runState) start() error {
 		return err
 	}
 	r.registerMetrics()
-	startHeapShrink(r.ctx, f.limits.heapShrink, r.p, r.mm.Registry(), log)
+	startHeapShrink(r.ctx, f.limits.heapShrink, r.mm.Registry(), log)
 	undoCapture, err := f.capture.start(r.ctx, r.cmd.Flags(), log, r.lns.capture, r.dnsp.port())
 	if err != nil {
 		closeListeners(r.lns)

@@ -1,40 +1,43 @@
-// Package heapshrink gives the heap's free pages back to the system once a burst of requests has
+// Package heapshrink gives the heap's free pages back to the system once a burst of work has
 // ended, as Envoy's shrink_heap overload action does for its allocator.
 //
-// A burst of thousands of requests at once takes tens of KiB of buffers each; when it ends the
-// HTTP engine keeps a few hundred for the next requests and lets the rest go to the garbage
-// collector. The runtime then keeps those pages resident until its next collection, up to two
-// minutes on an idle proxy, and its scavenger returns them only gradually after that, so the
-// proxy's resident size stays at its peak long after the peak. The shrinker watches what the
-// engine let go and, once that passes a threshold, collects and returns the free pages at once.
+// A burst of thousands of requests at once takes tens of KiB each (buffers, per-request state,
+// grown stacks); when it ends, the HTTP engine keeps a few hundred buffer sets and lets the
+// rest go. The runtime keeps those pages resident until its next collection, up to two minutes
+// on an idle proxy, and its scavenger returns them only gradually after that, so the proxy's
+// resident size stays near its peak long after the peak. The shrinker sees a burst end (much
+// allocated since the last shrink, next to nothing in the last look) and then collects and
+// returns the free pages at once. Under steady load it never fires: there is no quiet look.
 package heapshrink
 
 import (
 	"context"
 	"runtime/debug"
+	"runtime/metrics"
 	"sync/atomic"
 	"time"
 )
 
-// Defaults: a look every second; a shrink once 64 MiB were let go since the last, at most one
-// per 10 s (Envoy's shrink_heap runs at most every 10 s).
+// Defaults: a look every 500 ms; a shrink once 64 MiB were allocated since the last and less
+// than 1 MiB in the last look, at most one per 10 s (Envoy's shrink_heap runs at most every 10 s).
 const (
-	DefaultEvery     = time.Second
+	DefaultEvery     = 500 * time.Millisecond
 	DefaultThreshold = 64 << 20
 	DefaultMinGap    = 10 * time.Second
 )
 
-// Shrinker returns free heap pages to the system after bursts. Set Released, then Run it.
+// Shrinker returns free heap pages to the system after bursts. The zero value watches this
+// process with the defaults.
 type Shrinker struct {
-	// Released reports the bytes of request state let go to the garbage collector so far; it
-	// only grows.
-	Released func() uint64
-	// Every is how often Released is read, Threshold how much must have been let go since the
-	// last shrink, and MinGap the least time between two shrinks; zero takes the default.
+	// Every is how often the shrinker looks, Threshold how much must have been allocated since
+	// the last shrink, and MinGap the least time between two shrinks; zero takes the default.
 	Every, MinGap time.Duration
 	Threshold     uint64
-	// Free returns the free pages; nil is debug.FreeOSMemory, which collects first.
-	Free func()
+	// Allocated reports the bytes allocated so far (it only grows); nil reads the runtime's
+	// /gc/heap/allocs:bytes. Free returns the free pages; nil is debug.FreeOSMemory, which
+	// collects first.
+	Allocated func() uint64
+	Free      func()
 
 	shrinks atomic.Uint64
 }
@@ -54,25 +57,45 @@ func (s *Shrinker) Run(ctx context.Context) {
 	if threshold == 0 {
 		threshold = DefaultThreshold
 	}
-	free := s.Free
+	allocated, free := s.Allocated, s.Free
+	if allocated == nil {
+		allocated = heapAllocs()
+	}
 	if free == nil {
 		free = debug.FreeOSMemory
 	}
+	quiet := max(threshold/64, 1)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	var base uint64 // what was let go at the last shrink
+	base := allocated() // at the last shrink
+	prev := base        // at the last look
 	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if s.Released()-base < threshold || (!last.IsZero() && now.Sub(last) < gap) {
+			cur := allocated()
+			burstEnded := cur-base >= threshold && cur-prev < quiet
+			prev = cur
+			if !burstEnded || (!last.IsZero() && now.Sub(last) < gap) {
 				continue
 			}
 			free()
 			s.shrinks.Add(1)
-			base, last = s.Released(), now
+			base, prev, last = allocated(), allocated(), now
 		}
+	}
+}
+
+// heapAllocs returns a reader of the bytes the runtime allocated on the heap so far.
+func heapAllocs() func() uint64 {
+	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	return func() uint64 {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return sample[0].Value.Uint64()
 	}
 }

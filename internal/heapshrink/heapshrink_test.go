@@ -10,14 +10,15 @@ import (
 
 var sink [][]byte
 
-// TestShrinkReturnsTheFreePagesOfABurst lets go of a burst's worth of memory, reports it, and
-// checks that the runtime returned it to the system without waiting for its own schedule.
+// TestShrinkReturnsTheFreePagesOfABurst allocates a burst's worth of memory, lets it go and
+// goes quiet, and checks that the runtime returned it to the system without waiting for its
+// own schedule.
 func TestShrinkReturnsTheFreePagesOfABurst(t *testing.T) {
-	var released atomic.Uint64
-	s := &Shrinker{Released: released.Load, Every: 10 * time.Millisecond}
+	s := &Shrinker{Every: 20 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.Run(ctx)
+	time.Sleep(50 * time.Millisecond) // the shrinker's first look, before the burst
 
 	const burst = 128 << 20
 	for range burst >> 16 {
@@ -30,14 +31,13 @@ func TestShrinkReturnsTheFreePagesOfABurst(t *testing.T) {
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	sink = nil
-	released.Add(burst)
 
 	deadline := time.Now().Add(5 * time.Second)
 	for s.Shrinks() == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if s.Shrinks() != 1 {
-		t.Fatalf("shrinks = %d after letting go of %d MiB, want 1", s.Shrinks(), burst>>20)
+		t.Fatalf("shrinks = %d after a burst of %d MiB, want 1", s.Shrinks(), burst>>20)
 	}
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
@@ -46,30 +46,36 @@ func TestShrinkReturnsTheFreePagesOfABurst(t *testing.T) {
 	}
 }
 
-func TestShrinkWaitsForTheThresholdAndTheGap(t *testing.T) {
-	var released atomic.Uint64
+func TestShrinkWaitsForTheBurstToEndAndForTheGap(t *testing.T) {
+	var allocated atomic.Uint64
 	var frees atomic.Int32
-	s := &Shrinker{Released: released.Load, Every: 5 * time.Millisecond, MinGap: 300 * time.Millisecond,
-		Threshold: 1000, Free: func() { frees.Add(1) }}
+	s := &Shrinker{Allocated: allocated.Load, Every: 10 * time.Millisecond, MinGap: 400 * time.Millisecond,
+		Threshold: 6400, Free: func() { frees.Add(1) }}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.Run(ctx)
 
+	// busy allocates perRound every 2 ms for d: a look never finds it quiet.
+	busy := func(d time.Duration, perRound uint64) {
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
+			allocated.Add(perRound)
+		}
+	}
 	steps := []struct {
-		add  uint64
-		wait time.Duration
+		name string
+		run  func()
 		want int32
 	}{
-		{999, 50 * time.Millisecond, 0},  // under the threshold
-		{1, 50 * time.Millisecond, 1},    // at it
-		{5000, 50 * time.Millisecond, 1}, // within the gap of the first
-		{0, 400 * time.Millisecond, 2},   // after the gap, what came in it
+		{"under the threshold, then quiet", func() { allocated.Add(6399); time.Sleep(60 * time.Millisecond) }, 0},
+		{"over it but still busy", func() { busy(150*time.Millisecond, 1000) }, 0},
+		{"quiet after the burst", func() { time.Sleep(60 * time.Millisecond) }, 1},
+		{"a second burst within the gap", func() { busy(50*time.Millisecond, 1000); time.Sleep(60 * time.Millisecond) }, 1},
+		{"after the gap", func() { time.Sleep(400 * time.Millisecond) }, 2},
 	}
-	for i, st := range steps {
-		released.Add(st.add)
-		time.Sleep(st.wait)
+	for _, st := range steps {
+		st.run()
 		if got := frees.Load(); got != st.want {
-			t.Fatalf("step %d: %d shrinks, want %d", i, got, st.want)
+			t.Fatalf("%s: %d shrinks, want %d", st.name, got, st.want)
 		}
 	}
 }

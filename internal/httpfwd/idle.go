@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -115,9 +114,8 @@ const maxFreeWork = 256
 
 // freeWork holds per-request states no connection is using.
 type freeWork struct {
-	mu      sync.Mutex
-	works   []*work
-	dropped atomic.Uint64 // states left to the garbage collector beyond the bound
+	mu    sync.Mutex
+	works []*work
 }
 
 func (f *freeWork) get() *work {
@@ -137,8 +135,6 @@ func (f *freeWork) put(w *work) {
 	f.mu.Lock()
 	if len(f.works) < maxFreeWork {
 		f.works = append(f.works, w)
-	} else {
-		f.dropped.Add(1)
 	}
 	f.mu.Unlock()
 }
@@ -195,9 +191,8 @@ const maxFreeSets = 256
 // freeSets holds buffer sets no connection is using. It is a plain list, not a sync.Pool: a
 // request that finds one allocates nothing, every time (a sync.Pool may drop what it holds).
 type freeSets struct {
-	mu      sync.Mutex
-	sets    []*bufSet
-	dropped atomic.Uint64 // bytes of buffer sets left to the garbage collector beyond the bound
+	mu   sync.Mutex
+	sets []*bufSet
 }
 
 func (f *freeSets) get() *bufSet {
@@ -224,8 +219,6 @@ func (f *freeSets) put(b *bufSet) {
 	f.mu.Lock()
 	if len(f.sets) < maxFreeSets {
 		f.sets = append(f.sets, b)
-	} else {
-		f.dropped.Add(uint64(b.br.Size() + b.bw.Size() + b.ubr.Size() + b.ubw.Size()))
 	}
 	f.mu.Unlock()
 }

@@ -3,12 +3,9 @@ package httpfwd
 import (
 	"bufio"
 	"context"
-	"io"
 	"net"
-	"net/http"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -213,39 +210,4 @@ func TestLimitsIdleReleaseSetsWhenConnectionsPark(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestABurstBeyondTheFreeListsCountsWhatItLetGo holds more requests in flight at once than the
-// server keeps buffer sets for, and checks that the sets it could not keep are counted in
-// ReleasedBytes, the heap shrinker's cue.
-func TestABurstBeyondTheFreeListsCountsWhatItLetGo(t *testing.T) {
-	const inFlight = maxFreeSets + 44
-	var arrived atomic.Int32
-	release := make(chan struct{})
-	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
-		arrived.Add(1)
-		<-release
-		io.WriteString(w, "ok")
-	})
-	srv := &Server{Router: staticRouter(be.addr())}
-	addr := startProxy(t, srv)
-	cs := make([]*client, inFlight)
-	for i := range cs {
-		cs[i] = dial(t, addr)
-		cs[i].send(parkRequest)
-	}
-	waitUntil(t, "every request reached the backend", func() bool { return arrived.Load() == inFlight })
-	if got := srv.Stats().ReleasedBytes; got != 0 {
-		t.Fatalf("ReleasedBytes = %d with every request in flight, want 0", got)
-	}
-	close(release)
-	for i, c := range cs {
-		if r := c.read("GET"); r.StatusCode != 200 {
-			t.Fatalf("request %d = %d", i, r.StatusCode)
-		}
-	}
-	set := uint64(2*readSize + 2*writeSize)
-	waitUntil(t, "the sets beyond the free list counted", func() bool {
-		return srv.Stats().ReleasedBytes >= (inFlight-maxFreeSets)*set
-	})
 }

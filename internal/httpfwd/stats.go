@@ -1,9 +1,6 @@
 package httpfwd
 
-import (
-	"sync/atomic"
-	"unsafe"
-)
+import "sync/atomic"
 
 // Stats counts, since the Server started, the requests it refused or cut because a limit was
 // hit. Each counter only grows.
@@ -41,10 +38,6 @@ type Stats struct {
 	// BodiesStreamed counts request bodies that had not all arrived when their head went
 	// upstream, so were streamed on a goroutine of their own; the others left with the head.
 	BodiesStreamed uint64
-	// ReleasedBytes counts the bytes of per-request state (buffers and the rest) that the
-	// server let go to the garbage collector, its free lists being full: what a burst of
-	// requests leaves behind once it ends.
-	ReleasedBytes uint64
 }
 
 // counters holds the live values behind Stats.
@@ -75,7 +68,6 @@ func (s *Server) Stats() Stats {
 		StreamIdleTimeouts: c.streamIdle.Load(),
 		IdleTimeouts:       c.idle.Load(),
 		Parked:             c.parked.Load(),
-		ReleasedBytes:      s.free.dropped.Load() + s.freeWork.dropped.Load()*uint64(unsafe.Sizeof(work{})),
 		UpgradesIdleClosed: c.upgradesIdle.Load(),
 		Retries:            c.retries.Load(),
 		ReplayTooLarge:     c.replayTooLarge.Load(),

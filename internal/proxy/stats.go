@@ -31,9 +31,6 @@ type Stats struct {
 	// PoolIdleFull counts reusable upstream connections closed because their upstream already
 	// held its idle limit.
 	PoolIdleFull uint64
-	// ReleasedBytes counts the bytes of per-request state the HTTP engines let go to the
-	// garbage collector beyond their free lists (the heap shrinker's cue).
-	ReleasedBytes uint64
 }
 
 // counters are the live counters behind Stats; each is bumped where its event happens.
@@ -54,7 +51,6 @@ func (p *Proxy) Stats() Stats {
 		MirrorsDropped:       fw.MirrorsDropped + cp.MirrorsDropped,
 		Parked:               fw.Parked + cp.Parked,
 		BodiesStreamed:       fw.BodiesStreamed + cp.BodiesStreamed,
-		ReleasedBytes:        fw.ReleasedBytes + cp.ReleasedBytes,
 		PoolIdleFull:         p.pool.IdleFull(),
 		RefusedAtCap:         p.stats.refusedAtCap.Load(),
 		IdleClosed:           p.stats.idleClosed.Load(),
