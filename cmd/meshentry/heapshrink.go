@@ -19,7 +19,7 @@ func startHeapShrink(ctx context.Context, threshold int, reg *prometheus.Registr
 	s := &heapshrink.Shrinker{Threshold: uint64(threshold)}
 	go s.Run(ctx)
 	shrinks := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshentry_heap_shrinks_total",
-		Help: "Times the free heap was returned to the system once a burst of work ended (--heap-shrink-bytes)."},
+		Help: "Times the free heap was returned to the system once a burst of work that grew the process ended (--heap-shrink-bytes)."},
 		func() float64 { return float64(s.Shrinks()) })
 	if err := reg.Register(shrinks); err != nil {
 		log.Error("heap shrink metric left out", "err", err)

@@ -81,7 +81,7 @@ func (l *limitFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&l.httpIdleTimeout, "http-idle-timeout", time.Hour, "a keep-alive HTTP connection with no request in flight (Envoy's idle_timeout)")
 	fl.DurationVar(&l.streamIdleTimeout, "stream-idle-timeout", 5*time.Minute, "any pause within one HTTP exchange or upgraded connection (Envoy's stream_idle_timeout); there is no timeout on the exchange as a whole")
 	fl.DurationVar(&l.idleRelease, "http-idle-release", time.Second, "a keep-alive HTTP/1.1 client connection waiting this long for its next request parks: it gives back its buffers and grown stack until bytes arrive (counted in meshentry_http_connections_parked_total); 0 never parks")
-	fl.IntVar(&l.heapShrink, "heap-shrink-bytes", heapshrink.DefaultThreshold, "once this many bytes were allocated in a burst that has ended (less than 1/64 of it in the last 500 ms), the free heap is returned to the system at once rather than over minutes (at most every 10 s, as Envoy's shrink_heap; counted in meshentry_heap_shrinks_total); 0 never")
+	fl.IntVar(&l.heapShrink, "heap-shrink-bytes", heapshrink.DefaultThreshold, "once the memory the runtime holds grew by this many bytes in a burst that has ended (under 1/64 of it grown or allocated in the last 500 ms), the free heap is returned to the system at once rather than over minutes (at most every 10 s, as Envoy's shrink_heap; counted in meshentry_heap_shrinks_total); 0 never")
 	fl.DurationVar(&l.tcpIdleTimeout, "tcp-idle-timeout", time.Hour, "a CONNECT tunnel or captured TCP/TLS connection with no bytes either way (Envoy's tcp_proxy idle_timeout); 0 disables it")
 }
 

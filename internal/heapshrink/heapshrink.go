@@ -18,10 +18,13 @@ import (
 	"time"
 )
 
-// Defaults: a look every 500 ms; a shrink once 64 MiB were allocated since the last and less
-// than 1 MiB in the last look, at most one per 10 s (Envoy's shrink_heap runs at most every 10 s).
+// Defaults: a look every 250 ms; a shrink once the footprint grew by 64 MiB since the last and
+// then stayed still (under 1 MiB grown or allocated per look) for 2 s, longer than an idle
+// keep-alive connection takes to park and let its state go (1 s); at most one per 10 s (Envoy's
+// shrink_heap runs at most every 10 s).
 const (
-	DefaultEvery     = 500 * time.Millisecond
+	DefaultEvery     = 250 * time.Millisecond
+	DefaultQuiet     = 2 * time.Second
 	DefaultThreshold = 64 << 20
 	DefaultMinGap    = 10 * time.Second
 )
@@ -29,15 +32,17 @@ const (
 // Shrinker returns free heap pages to the system after bursts. The zero value watches this
 // process with the defaults.
 type Shrinker struct {
-	// Every is how often the shrinker looks, Threshold how much must have been allocated since
-	// the last shrink, and MinGap the least time between two shrinks; zero takes the default.
-	Every, MinGap time.Duration
-	Threshold     uint64
-	// Allocated reports the bytes allocated so far (it only grows); nil reads the runtime's
-	// /gc/heap/allocs:bytes. Free returns the free pages; nil is debug.FreeOSMemory, which
-	// collects first.
-	Allocated func() uint64
-	Free      func()
+	// Every is how often the shrinker looks, Threshold how much the footprint must have grown
+	// since the last shrink, Quiet how long it must then have stayed still, and MinGap the
+	// least time between two shrinks; zero takes the default.
+	Every, Quiet, MinGap time.Duration
+	Threshold            uint64
+	// Footprint reports the memory the runtime holds from the system now (heap and stacks,
+	// less what it already returned), Allocated the bytes allocated so far; nil reads them from
+	// runtime/metrics. Free returns the free pages; nil is debug.FreeOSMemory, which collects
+	// first.
+	Footprint, Allocated func() uint64
+	Free                 func()
 
 	shrinks atomic.Uint64
 }
@@ -47,9 +52,12 @@ func (s *Shrinker) Shrinks() uint64 { return s.shrinks.Load() }
 
 // Run watches until ctx ends.
 func (s *Shrinker) Run(ctx context.Context) {
-	every, gap, threshold := s.Every, s.MinGap, s.Threshold
+	every, quietFor, gap, threshold := s.Every, s.Quiet, s.MinGap, s.Threshold
 	if every <= 0 {
 		every = DefaultEvery
+	}
+	if quietFor <= 0 {
+		quietFor = DefaultQuiet
 	}
 	if gap <= 0 {
 		gap = DefaultMinGap
@@ -57,9 +65,10 @@ func (s *Shrinker) Run(ctx context.Context) {
 	if threshold == 0 {
 		threshold = DefaultThreshold
 	}
-	allocated, free := s.Allocated, s.Free
-	if allocated == nil {
-		allocated = heapAllocs()
+	footprint, allocated, free := s.Footprint, s.Allocated, s.Free
+	if footprint == nil || allocated == nil {
+		rt := newRuntimeReader()
+		footprint, allocated = rt.footprint, rt.allocated
 	}
 	if free == nil {
 		free = debug.FreeOSMemory
@@ -67,35 +76,46 @@ func (s *Shrinker) Run(ctx context.Context) {
 	quiet := max(threshold/64, 1)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	base := allocated() // at the last shrink
-	prev := base        // at the last look
-	var last time.Time
+	base := footprint()                      // at the last shrink
+	prevFoot, prevAlloc := base, allocated() // at the last look
+	var last, stillSince time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			cur := allocated()
-			burstEnded := cur-base >= threshold && cur-prev < quiet
-			prev = cur
-			if !burstEnded || (!last.IsZero() && now.Sub(last) < gap) {
+			foot, alloc := footprint(), allocated()
+			if foot >= prevFoot+quiet || alloc-prevAlloc >= quiet || stillSince.IsZero() {
+				stillSince = now
+			}
+			prevFoot, prevAlloc = foot, alloc
+			if foot < base+threshold || now.Sub(stillSince) < quietFor || (!last.IsZero() && now.Sub(last) < gap) {
 				continue
 			}
 			free()
 			s.shrinks.Add(1)
-			base, prev, last = allocated(), allocated(), now
+			base, prevFoot, prevAlloc, last = footprint(), footprint(), allocated(), now
 		}
 	}
 }
 
-// heapAllocs returns a reader of the bytes the runtime allocated on the heap so far.
-func heapAllocs() func() uint64 {
-	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	return func() uint64 {
-		metrics.Read(sample)
-		if sample[0].Value.Kind() != metrics.KindUint64 {
-			return 0
-		}
-		return sample[0].Value.Uint64()
-	}
+// runtimeReader reads the runtime's memory figures.
+type runtimeReader struct{ samples []metrics.Sample }
+
+func newRuntimeReader() *runtimeReader {
+	return &runtimeReader{samples: []metrics.Sample{
+		{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/gc/heap/allocs:bytes"},
+	}}
 }
+
+func (r *runtimeReader) read(i int) uint64 {
+	metrics.Read(r.samples[i : i+1])
+	if v := r.samples[i].Value; v.Kind() == metrics.KindUint64 {
+		return v.Uint64()
+	}
+	return 0
+}
+
+func (r *runtimeReader) footprint() uint64 { return r.read(0) - min(r.read(1), r.read(0)) }
+func (r *runtimeReader) allocated() uint64 { return r.read(2) }

@@ -14,7 +14,7 @@ var sink [][]byte
 // goes quiet, and checks that the runtime returned it to the system without waiting for its
 // own schedule.
 func TestShrinkReturnsTheFreePagesOfABurst(t *testing.T) {
-	s := &Shrinker{Every: 20 * time.Millisecond}
+	s := &Shrinker{Every: 20 * time.Millisecond, Quiet: 100 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.Run(ctx)
@@ -47,18 +47,20 @@ func TestShrinkReturnsTheFreePagesOfABurst(t *testing.T) {
 }
 
 func TestShrinkWaitsForTheBurstToEndAndForTheGap(t *testing.T) {
-	var allocated atomic.Uint64
+	var footprint, allocated atomic.Uint64
 	var frees atomic.Int32
-	s := &Shrinker{Allocated: allocated.Load, Every: 10 * time.Millisecond, MinGap: 400 * time.Millisecond,
-		Threshold: 6400, Free: func() { frees.Add(1) }}
+	s := &Shrinker{Footprint: footprint.Load, Allocated: allocated.Load, Every: 10 * time.Millisecond,
+		Quiet: 30 * time.Millisecond, MinGap: time.Second, Threshold: 6400, Free: func() { frees.Add(1); footprint.Store(0) }}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.Run(ctx)
 
-	// busy allocates perRound every 2 ms for d: a look never finds it quiet.
+	// busy allocates perRound every 2 ms for d, and grows by as much: a look never finds it
+	// quiet.
 	busy := func(d time.Duration, perRound uint64) {
 		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
 			allocated.Add(perRound)
+			footprint.Add(perRound)
 		}
 	}
 	steps := []struct {
@@ -66,11 +68,18 @@ func TestShrinkWaitsForTheBurstToEndAndForTheGap(t *testing.T) {
 		run  func()
 		want int32
 	}{
-		{"under the threshold, then quiet", func() { allocated.Add(6399); time.Sleep(60 * time.Millisecond) }, 0},
+		{"grown under the threshold, then quiet", func() { footprint.Add(6399); time.Sleep(200 * time.Millisecond) }, 0},
+		{"allocating much without growing", func() {
+			for range 50 {
+				allocated.Add(100000)
+				time.Sleep(2 * time.Millisecond)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}, 0},
 		{"over it but still busy", func() { busy(150*time.Millisecond, 1000) }, 0},
-		{"quiet after the burst", func() { time.Sleep(60 * time.Millisecond) }, 1},
-		{"a second burst within the gap", func() { busy(50*time.Millisecond, 1000); time.Sleep(60 * time.Millisecond) }, 1},
-		{"after the gap", func() { time.Sleep(400 * time.Millisecond) }, 2},
+		{"quiet after the burst", func() { time.Sleep(200 * time.Millisecond) }, 1},
+		{"a second burst within the gap", func() { busy(50*time.Millisecond, 1000); time.Sleep(200 * time.Millisecond) }, 1},
+		{"after the gap", func() { time.Sleep(time.Second) }, 2},
 	}
 	for _, st := range steps {
 		st.run()
