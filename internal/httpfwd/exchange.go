@@ -148,7 +148,14 @@ func (c *conn) sendRequest(x *exchange) *result {
 	if x.async {
 		return nil
 	}
-	if err := c.ubw.Flush(); err != nil && x.bodyErr == nil {
+	// The response is read next (awaitResponse), so the request can go out from within that
+	// read, which then waits for the answer without first finding the socket empty.
+	hold := !x.final && c.ubw.Buffered() > 0 && c.ubr.Buffered() == 0 && uc.sio.HoldWrite()
+	err := c.ubw.Flush()
+	if hold {
+		uc.sio.Unhold()
+	}
+	if err != nil && x.bodyErr == nil {
 		x.bodyErr = &copyError{err: err}
 	}
 	if x.bodyErr != nil && !x.hasBody {

@@ -205,6 +205,12 @@ func (p *Pool) get(key string, now time.Time) *upConn {
 // put offers a connection whose last response was read completely; it is closed when the pool
 // is full or closed.
 func (p *Pool) put(uc *upConn, now time.Time) {
+	if uc.sio.Holding() {
+		// A request never sent: a path that skipped the response read; the next request
+		// must not follow it out.
+		uc.nc.Close()
+		return
+	}
 	if uc.lim != nil && uc.lim.Settings.MaxRequestsPerConn > 0 && uc.served >= uc.lim.Settings.MaxRequestsPerConn {
 		uc.nc.Close() // frees the slot and wakes a waiter
 		return

@@ -59,3 +59,17 @@ func (s *Socket) writeFD(fd uintptr) bool {
 	}
 	return true
 }
+
+// sendThenReadFD is sendThenRead's poller func: first the send, then false to wait for the
+// answer (or true to finish the send outside, the socket having no room), then the read.
+func (s *Socket) sendThenReadFD(fd uintptr) bool {
+	if !s.sending {
+		return s.readFD(fd)
+	}
+	s.sending = false
+	if !s.writeFD(fd) {
+		s.stalled = true
+		return true
+	}
+	return s.werr != nil
+}

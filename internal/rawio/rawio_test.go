@@ -39,7 +39,7 @@ func tcpPair(t *testing.T) (near, far net.Conn) {
 	return near, far
 }
 
-func TestSockIOReadsAndWritesTheSocketRaw(t *testing.T) {
+func TestSocketReadsAndWritesTheSocketRaw(t *testing.T) {
 	near, far := tcpPair(t)
 	var s Socket
 	s.Bind(near)
@@ -79,7 +79,7 @@ func TestSockIOReadsAndWritesTheSocketRaw(t *testing.T) {
 	}
 }
 
-func TestSockIOErrorsAreTheConnections(t *testing.T) {
+func TestSocketErrorsAreTheConnections(t *testing.T) {
 	tests := []struct {
 		name  string
 		setup func(near, far net.Conn)
@@ -107,7 +107,7 @@ func TestSockIOErrorsAreTheConnections(t *testing.T) {
 	}
 }
 
-func TestSockIOUsesTheConnectionWhenItIsNoSocket(t *testing.T) {
+func TestSocketUsesTheConnectionWhenItIsNoSocket(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
@@ -126,4 +126,80 @@ func TestSockIOUsesTheConnectionWhenItIsNoSocket(t *testing.T) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func TestSocketHeldWriteGoesOutWithTheNextRead(t *testing.T) {
+	tests := []struct {
+		name string
+		req  []byte
+	}{
+		{"a request that fits the socket", []byte("GET / HTTP/1.1\r\n\r\n")},
+		{"a request larger than the socket buffers", bytes.Repeat([]byte("x"), 8<<20)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			near, far := tcpPair(t)
+			var s Socket
+			s.Bind(near)
+			if !s.HoldWrite() {
+				t.Skip("no raw socket on " + runtime.GOOS)
+			}
+			// The peer answers as soon as the whole request is in, as an upstream does.
+			go func() {
+				if _, err := io.ReadFull(far, make([]byte, len(tt.req))); err == nil {
+					far.Write([]byte("answer"))
+				}
+			}()
+			if n, err := s.Write(tt.req); n != len(tt.req) || err != nil {
+				t.Fatalf("held Write = %d, %v", n, err)
+			}
+			s.Unhold()
+			if !s.Holding() {
+				t.Fatal("the write went out before the read")
+			}
+			near.SetReadDeadline(time.Now().Add(10 * time.Second))
+			buf := make([]byte, 16)
+			n, err := s.Read(buf)
+			if err != nil || string(buf[:n]) != "answer" {
+				t.Fatalf("Read after the held write = %q, %v; want \"answer\"", buf[:n], err)
+			}
+			if s.Holding() {
+				t.Fatal("still holding after the read")
+			}
+		})
+	}
+}
+
+func TestSocketUnholdWritesAtOnce(t *testing.T) {
+	near, far := tcpPair(t)
+	var s Socket
+	s.Bind(near)
+	s.HoldWrite()
+	s.Unhold()
+	if _, err := s.Write([]byte("now")); err != nil {
+		t.Fatal(err)
+	}
+	far.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 3)
+	if _, err := io.ReadFull(far, buf); err != nil || string(buf) != "now" {
+		t.Fatalf("peer read %q, %v; the write after Unhold did not go out", buf, err)
+	}
+}
+
+func TestSocketHeldWriteToAClosedPeerFails(t *testing.T) {
+	near, far := tcpPair(t)
+	var s Socket
+	s.Bind(near)
+	if !s.HoldWrite() {
+		t.Skip("no raw socket on " + runtime.GOOS)
+	}
+	far.(*net.TCPConn).SetLinger(0)
+	far.Close() // a reset: the send or the read fails
+	time.Sleep(50 * time.Millisecond)
+	s.Write([]byte("request"))
+	s.Unhold()
+	near.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := s.Read(make([]byte, 8)); err == nil || isTimeout(err) {
+		t.Fatalf("Read = %d, %v; want the reset", n, err)
+	}
 }
