@@ -72,3 +72,16 @@ func FuzzLabelMatchers(f *testing.F) {
 		}
 	})
 }
+
+func TestAFieldPathIsTheListTheIndexAndTheSuffix(t *testing.T) {
+	t.Parallel()
+	for _, list := range []string{"spec.hosts", "spec.ports", "spec.addresses", "spec.endpoints", "spec.http"} {
+		for i := -1; i < 12; i++ {
+			for _, suffix := range []string{"", ".name"} {
+				if got, want := at(list, i, suffix), fmt.Sprintf("%s[%d]%s", list, i, suffix); got != want {
+					t.Errorf("at(%q, %d, %q) = %q, want %q", list, i, suffix, got, want)
+				}
+			}
+		}
+	}
+}
