@@ -86,7 +86,7 @@ func hostProblem(host string, wildcard bool) string {
 	if host == "" {
 		return "is empty"
 	}
-	if _, err := netip.ParseAddr(host); err == nil {
+	if isIP(host) {
 		return "is an IP address, not a DNS name"
 	}
 	rest := host
@@ -182,8 +182,26 @@ func addressProblem(addr string) string {
 
 // isIP reports whether s is an IPv4 or IPv6 address (a zone is allowed, as in Istio).
 func isIP(s string) bool {
+	if !mayBeIP(s) {
+		return false
+	}
 	_, err := netip.ParseAddr(s)
 	return err == nil
+}
+
+// mayBeIP is false for a string ParseAddr would refuse for want of a colon or of only digits and
+// dots, as every host name is: ParseAddr allocates its error, and each ServiceEntry host is
+// asked, two or three times.
+func mayBeIP(s string) bool {
+	if strings.IndexByte(s, ':') >= 0 {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c != '.' && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // unixProblem explains why the part of a "unix://" address after the scheme is not a socket name:

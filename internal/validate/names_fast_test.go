@@ -2,6 +2,7 @@ package validate
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -82,6 +83,17 @@ func TestAFieldPathIsTheListTheIndexAndTheSuffix(t *testing.T) {
 					t.Errorf("at(%q, %d, %q) = %q, want %q", list, i, suffix, got, want)
 				}
 			}
+		}
+	}
+}
+
+func TestIsIPAgreesWithParseAddr(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"", ".", "1", "1.2.3.4", "01.2.3.4", "1.2.3.4.5", "256.1.1.1", "::", "::1", "fe80::1%eth0", "::ffff:1.2.3.4",
+		"1.2.3.4%eth0", "api.example.com", "a:b", "1.2.3.x", "abcd::", "[::1]", "1e.2.3.4", "١.2.3.4", "1.2.3.4 "} {
+		_, err := netip.ParseAddr(s)
+		if got, want := isIP(s), err == nil; got != want {
+			t.Errorf("isIP(%q) = %v, ParseAddr says %v", s, got, want)
 		}
 	}
 }
