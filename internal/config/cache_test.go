@@ -173,3 +173,32 @@ func TestAFileGivenTwiceGetsADocumentForEachPlace(t *testing.T) {
 		last = res
 	}
 }
+
+func TestDecodedIsTheDigestOfWhatTheLoadRead(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "a.yaml")
+	writeEntryFile(t, path, "a", "a.example.com")
+	c := NewCache(0)
+	stats := Stats{}
+	if _, err := c.Stat(path, stats); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Decoded(path, stats); ok {
+		t.Fatal("Decoded knows a file no load read")
+	}
+	if _, err := Load([]string{path}, Options{Cache: c, Stats: stats}); err != nil {
+		t.Fatal(err)
+	}
+	read, ok := c.Decoded(path, stats)
+	if want, _ := c.Digest(path); !ok || read != want {
+		t.Fatalf("Decoded = %x, %v; the file's digest is %x", read, ok, want)
+	}
+	// Written after the load: the digest of what was read stays, and a look sees the change.
+	writeEntryFile(t, path, "a", "longer.example.com")
+	if again, ok := c.Decoded(path, stats); !ok || again != read {
+		t.Fatalf("after a write, Decoded = %x, %v; want what the load read, %x", again, ok, read)
+	}
+	if now, _ := c.Digest(path); now == read {
+		t.Fatal("a look after the write gives the digest of the content before it")
+	}
+}
