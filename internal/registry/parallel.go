@@ -85,11 +85,14 @@ func (s *Snapshot) indexHosts(hosts int) {
 	}
 }
 
-// indexAddresses builds the port, IP and CIDR indexes.
+// indexAddresses builds the port, IP and CIDR indexes. The lists of a port number, long at
+// scale, are sized by a count first rather than grown; an IP's first service is a slot of one
+// slab, as a host's is.
 func (s *Snapshot) indexAddresses() {
 	s.ips.base = map[netip.Addr][]*Service{}
-	portOnly, byPort := map[uint32][]*Service{}, map[uint32][]*Service{}
+	portOnly, byPort := portLists(s.Services)
 	cidrIndex := map[[2]int]*cidrBucket{}
+	var slab []*Service
 	for _, svc := range s.Services {
 		for _, p := range svc.Ports {
 			byPort[p.Number] = append(byPort[p.Number], svc)
@@ -99,7 +102,15 @@ func (s *Snapshot) indexAddresses() {
 		}
 		for _, pfx := range svc.Addresses {
 			if pfx.IsSingleIP() {
-				s.ips.base[pfx.Addr()] = append(s.ips.base[pfx.Addr()], svc)
+				if list := s.ips.base[pfx.Addr()]; len(list) > 0 {
+					s.ips.base[pfx.Addr()] = append(list, svc)
+					continue
+				}
+				if len(slab) == cap(slab) {
+					slab = make([]*Service, 0, max(1024, len(s.Services)/8))
+				}
+				slab = append(slab, svc)
+				s.ips.base[pfx.Addr()] = slab[len(slab)-1 : len(slab) : len(slab)]
 				continue
 			}
 			key := [2]int{pfx.Bits(), 0}
@@ -119,4 +130,26 @@ func (s *Snapshot) indexAddresses() {
 		s.cidrs = append(s.cidrs, *b)
 	}
 	sort.Slice(s.cidrs, func(i, j int) bool { return s.cidrs[i].bits > s.cidrs[j].bits })
+}
+
+// portLists returns the empty lists of the port indexes, each with room for its services: the
+// services of each port number, and of each port number without addresses.
+func portLists(svcs []*Service) (portOnly, byPort map[uint32][]*Service) {
+	only, all := map[uint32]int{}, map[uint32]int{}
+	for _, svc := range svcs {
+		for _, p := range svc.Ports {
+			all[p.Number]++
+			if len(svc.Addresses) == 0 {
+				only[p.Number]++
+			}
+		}
+	}
+	portOnly, byPort = make(map[uint32][]*Service, len(only)), make(map[uint32][]*Service, len(all))
+	for n, c := range only {
+		portOnly[n] = make([]*Service, 0, c)
+	}
+	for n, c := range all {
+		byPort[n] = make([]*Service, 0, c)
+	}
+	return portOnly, byPort
 }
