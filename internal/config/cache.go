@@ -149,18 +149,49 @@ type Looked struct {
 // at its next look.
 type Stats map[string]fileStat
 
-// Look stats the file at path and digests its content as Digest does, adding the stat to into
-// when into is not nil.
-func (c *Cache) Look(path string, into Stats) (Looked, error) {
+// Stat is Look without the digest (Hash is 0): the stat, added to into when into is not nil.
+func (c *Cache) Stat(path string, into Stats) (Looked, error) {
+	_, l, err := statLooked(path, into)
+	return l, err
+}
+
+// statLooked stats the file at path, adding the stat to into when into is not nil.
+func statLooked(path string, into Stats) (fileStat, Looked, error) {
 	info, err := os.Stat(path)
 	if err != nil {
-		return Looked{}, err
+		return fileStat{}, Looked{}, err
 	}
 	st := fileStat{size: info.Size(), mtime: info.ModTime()}
 	statSys(info, &st)
-	l := Looked{Size: st.size, ModTime: st.mtime, Mode: info.Mode()}
 	if into != nil {
 		into[path] = st
+	}
+	return st, Looked{Size: st.size, ModTime: st.mtime, Mode: info.Mode()}, nil
+}
+
+// Decoded returns the hash of the content a Load through c given stats (Options.Stats) last
+// decoded for path: the digest of exactly what that Load read, which a Look after it could not
+// promise, as the file may have been written since. ok is false when c does not hold the file
+// as of that stat (it was full, say, or the path was not loaded).
+func (c *Cache) Decoded(path string, stats Stats) (hash uint64, ok bool) {
+	st, given := stats[path]
+	if !given {
+		return 0, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.files[path]; e != nil && e.stat == st {
+		return e.hash, true
+	}
+	return 0, false
+}
+
+// Look stats the file at path and digests its content as Digest does, adding the stat to into
+// when into is not nil.
+func (c *Cache) Look(path string, into Stats) (Looked, error) {
+	st, l, err := statLooked(path, into)
+	if err != nil {
+		return Looked{}, err
 	}
 	if e := c.known(path, st); e != nil {
 		l.Hash = e.hash

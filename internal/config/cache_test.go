@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -171,5 +172,66 @@ func TestAFileGivenTwiceGetsADocumentForEachPlace(t *testing.T) {
 			t.Fatalf("round %d renumbered the documents of round %d: %s", round, round-1, hostsOf(last))
 		}
 		last = res
+	}
+}
+
+func TestDecodedIsTheDigestOfWhatTheLoadRead(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "a.yaml")
+	writeEntryFile(t, path, "a", "a.example.com")
+	c := NewCache(0)
+	stats := Stats{}
+	if _, err := c.Stat(path, stats); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Decoded(path, stats); ok {
+		t.Fatal("Decoded knows a file no load read")
+	}
+	if _, err := Load([]string{path}, Options{Cache: c, Stats: stats}); err != nil {
+		t.Fatal(err)
+	}
+	read, ok := c.Decoded(path, stats)
+	if want, _ := c.Digest(path); !ok || read != want {
+		t.Fatalf("Decoded = %x, %v; the file's digest is %x", read, ok, want)
+	}
+	// Written after the load: the digest of what was read stays, and a look sees the change.
+	writeEntryFile(t, path, "a", "longer.example.com")
+	if again, ok := c.Decoded(path, stats); !ok || again != read {
+		t.Fatalf("after a write, Decoded = %x, %v; want what the load read, %x", again, ok, read)
+	}
+	if now, _ := c.Digest(path); now == read {
+		t.Fatal("a look after the write gives the digest of the content before it")
+	}
+}
+
+func TestDecodedIsCalledWithTheFilesDecodedAnewOnly(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	writeEntryFile(t, a, "a", "a.example.com")
+	writeEntryFile(t, b, "b", "b.example.com")
+	c := NewCache(0)
+	c.margin = 0 // a stat proves a file unchanged at once
+	load := func() (map[string]int, Result) {
+		var mu sync.Mutex
+		got := map[string]int{}
+		res, err := Load([]string{dir}, Options{Cache: c, Decoded: func(docs []*Document) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, d := range docs {
+				got[filepath.Base(d.File)]++
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got, res
+	}
+	if got, res := load(); got["a.yaml"] != 1 || got["b.yaml"] != 1 || len(res.Documents) != 2 {
+		t.Fatalf("first load: Decoded saw %v of %d documents, want each file's one", got, len(res.Documents))
+	}
+	writeEntryFile(t, b, "b", "longer-b.example.com") // a new size, whatever the clock
+	if got, _ := load(); len(got) != 1 || got["b.yaml"] != 1 {
+		t.Fatalf("after b changed: Decoded saw %v, want b's document alone", got)
 	}
 }

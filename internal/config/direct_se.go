@@ -149,8 +149,11 @@ func (d *decoder) servicePorts(v *yaml.Node) ([]*networking.ServicePort, bool) {
 	return listOf(v, d.servicePort)
 }
 
+// servicePort fills p from mapping n; false means nothing is decided. The descriptor is taken
+// from a nil message: a message's own ProtoReflect stores its type in it, an atomic write to
+// every port and endpoint decoded that decoding has no use for.
 func (d *decoder) servicePort(n *yaml.Node, p *networking.ServicePort) bool {
-	return eachField(n, p.ProtoReflect().Descriptor(), func(fd protoreflect.FieldDescriptor, v *yaml.Node) bool {
+	return eachField(n, (*networking.ServicePort)(nil).ProtoReflect().Descriptor(), func(fd protoreflect.FieldDescriptor, v *yaml.Node) bool {
 		ok := true
 		switch fd.Name() {
 		case "number":
@@ -172,8 +175,9 @@ func (d *decoder) workloadEntries(v *yaml.Node) ([]*networking.WorkloadEntry, bo
 	return listOf(v, d.workloadEntry)
 }
 
+// workloadEntry fills e from mapping n, as servicePort fills a port.
 func (d *decoder) workloadEntry(n *yaml.Node, e *networking.WorkloadEntry) bool {
-	return eachField(n, e.ProtoReflect().Descriptor(), func(fd protoreflect.FieldDescriptor, v *yaml.Node) bool {
+	return eachField(n, (*networking.WorkloadEntry)(nil).ProtoReflect().Descriptor(), func(fd protoreflect.FieldDescriptor, v *yaml.Node) bool {
 		ok := true
 		switch fd.Name() {
 		case "address":

@@ -26,6 +26,11 @@ type Options struct {
 	// Stats, with Cache, are the files' stats made by Cache.Look just before, which Load then
 	// uses rather than stat the files again.
 	Stats Stats
+	// Decoded, when set, is called with the documents of each file decoded anew (not those a
+	// cache gives back, nor standard input's), on the goroutine that decoded them, before Load
+	// numbers them: so that work per document can be done while it is fresh in the cache of
+	// the core that made it. It must be safe for concurrent use and must not write documents.
+	Decoded func(docs []*Document)
 }
 
 // Result is everything Load read: the documents that decoded and the findings about those that did not.
@@ -140,6 +145,9 @@ func decodeAll(inputs []fileResult, opts Options) {
 			strs := newInterner()
 			for in := range jobs {
 				in.docs, in.diags, in.read, in.fresh, in.err = decodeFile(opts.Cache, in.name, opts.Namespace, opts.Stats, strs)
+				if opts.Decoded != nil && in.fresh && in.err == nil && len(in.docs) > 0 {
+					opts.Decoded(in.docs)
+				}
 			}
 		})
 	}

@@ -50,7 +50,8 @@ func (l *liveState) advance(snap *registry.Snapshot) liveChange {
 
 // countAll counts snap's keys anew: the three maps, sized first, are filled on their own
 // goroutines, since at 100,000 services this is most of a proxy's startup and nothing else runs
-// beside it. The counts are those count makes, service by service.
+// beside it. The counts are those count makes, service by service; as they only go up here, each
+// is one map operation (m[k]++) where bump, which may drop a key, takes two.
 func countAll(snap *registry.Snapshot, resolved map[string]struct{}) liveState {
 	ports, eps := 0, 0
 	for _, svc := range snap.Services {
@@ -66,7 +67,7 @@ func countAll(snap *registry.Snapshot, resolved map[string]struct{}) liveState {
 		for _, svc := range snap.Services {
 			for i := range svc.Ports {
 				for j := range svc.Ports[i].Endpoints {
-					bump(l.health, healthKey(&svc.Ports[i].Endpoints[j]), 1, nil)
+					l.health[healthKey(&svc.Ports[i].Endpoints[j])]++
 				}
 			}
 		}
@@ -75,13 +76,14 @@ func countAll(snap *registry.Snapshot, resolved map[string]struct{}) liveState {
 		l.clusters = make(map[string]int, ports)
 		for _, svc := range snap.Services {
 			for i := range svc.Ports {
-				bump(l.clusters, svc.Ports[i].Cluster, 1, nil)
+				l.clusters[svc.Ports[i].Cluster]++
 			}
 		}
 	})
 	l.names = make(map[string]int, len(snap.Services))
+	up := func(k string) { l.names[k]++ }
 	for _, svc := range snap.Services {
-		countNames(l.names, svc, 1, nil)
+		namesOf(svc, up)
 	}
 	wg.Wait()
 	return l
@@ -90,13 +92,18 @@ func countAll(snap *registry.Snapshot, resolved map[string]struct{}) liveState {
 // countNames adds n uses of the names svc makes the proxy resolve: its host, unless a wildcard,
 // and its DNS endpoints' addresses.
 func countNames(m map[string]int, svc *registry.Service, n int, moved *[]string) {
+	namesOf(svc, func(k string) { bump(m, k, n, moved) })
+}
+
+// namesOf calls f with each use of a name svc makes the proxy resolve, as countNames counts them.
+func namesOf(svc *registry.Service, f func(string)) {
 	if !svc.Wildcard {
-		bump(m, resolve.CacheKey(svc.Host), n, moved)
+		f(resolve.CacheKey(svc.Host))
 	}
 	for i := range svc.Ports {
 		for j := range svc.Ports[i].Endpoints {
 			if ep := &svc.Ports[i].Endpoints[j]; !ep.Unix && !ep.IP.IsValid() {
-				bump(m, resolve.CacheKey(ep.Address), n, moved)
+				f(resolve.CacheKey(ep.Address))
 			}
 		}
 	}

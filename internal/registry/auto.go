@@ -11,6 +11,8 @@ type BuildOption func(*buildOptions)
 
 type buildOptions struct {
 	autoAddresses AutoAddressFunc
+	// workers bounds the goroutines that make the services; 0 is one per core.
+	workers int
 }
 
 // AutoAddressFunc returns the addresses of hosts (sorted, each once). avoid holds the addresses

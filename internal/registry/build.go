@@ -3,7 +3,6 @@ package registry
 import (
 	"net/netip"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"weak"
@@ -68,13 +67,14 @@ func BuildFrom(prev *Snapshot, docs []*config.Document, version uint64, opts ...
 	twice, sorted := false, true
 	var last *config.Document
 	hosts := 0
-	for i := 0; i < len(docs); {
-		j := i
-		for j < len(docs) && docs[j].File == docs[i].File {
-			j++
+	for _, r := range makeFiles(prev, docs, o.workers) {
+		d.added = append(d.added, r.added...)
+		fs := r.fs
+		if _, seen := s.byFile[r.docs[0].File]; seen {
+			twice = true
+		} else if fs != nil {
+			s.byFile[r.docs[0].File] = fs
 		}
-		fs, again := s.reuseFile(prev, docs[i:j], d)
-		twice = twice || again
 		if fs != nil {
 			files = append(files, fs)
 			hosts += fs.n
@@ -83,7 +83,6 @@ func BuildFrom(prev *Snapshot, docs []*config.Document, version uint64, opts ...
 				last = e
 			}
 		}
-		i = j
 	}
 	// Sized once: growing slices of 200,000 services was a third of the build.
 	s.Services = make([]*Service, 0, hosts)
@@ -171,46 +170,41 @@ func (s *Snapshot) filesOr(def map[string]*fileServices) map[string]*fileService
 	return s.byFile
 }
 
-// reuseFile gives the ServiceEntries among docs, one file's, the services prev made from the
-// same specs, or new ones, which it adds to d.added, and records them in s.byFile. It reports
-// whether the file was met before in this build; fs is nil for a file of no ServiceEntry.
-func (s *Snapshot) reuseFile(prev *Snapshot, docs []*config.Document, d *delta) (fs *fileServices, twice bool) {
-	file := docs[0].File
-	var old *fileServices
-	if prev != nil {
-		old = prev.byFile[file]
+// makeFile gives the ServiceEntries among docs, one file's, the services old (prev's for the
+// file, or nil) made from the same specs, or new ones, which it also returns as added when
+// there is a prev; fs is nil for a file of no ServiceEntry. It reads only docs and old, so
+// files are made in parallel.
+func makeFile(old *fileServices, docs []*config.Document, hasPrev bool) (fs *fileServices, added []*Service) {
+	if old.holds(docs) {
+		return old, nil // unchanged: shared, which also tells removedFrom to look no further
 	}
-	if !old.holds(docs) {
-		fs = &fileServices{}
-		for _, doc := range docs {
-			se := doc.ServiceEntry()
-			if se == nil {
-				continue
-			}
-			k := len(fs.docs)
-			var svcs []*Service
-			if old != nil && k < len(old.specs) && old.specs[k] == se && sameSource(old.svcs[k], doc) {
-				svcs = old.svcs[k]
-			} else {
-				svcs = servicesOf(doc)
-				d.added = append(d.added, svcs...)
-			}
-			fs.docs, fs.specs, fs.svcs = append(fs.docs, doc), append(fs.specs, se), append(fs.svcs, svcs)
-			fs.n += len(svcs)
+	// Sized for a file of ServiceEntries alone, as most are.
+	fs = &fileServices{docs: make([]*config.Document, 0, len(docs)), specs: make([]*networking.ServiceEntry, 0, len(docs)),
+		svcs: make([][]*Service, 0, len(docs))}
+	for _, doc := range docs {
+		se := doc.ServiceEntry()
+		if se == nil {
+			continue
 		}
-		if len(fs.docs) == 0 {
-			fs = nil
+		k := len(fs.docs)
+		var svcs []*Service
+		if old != nil && k < len(old.specs) && old.specs[k] == se && sameSource(old.svcs[k], doc) {
+			svcs = old.svcs[k]
+		} else {
+			svcs = servicesOf(doc)
+			if hasPrev {
+				// Without prev there is no delta to tell (BuildFrom sets none), and a list of
+				// every service would be made for nothing.
+				added = append(added, svcs...)
+			}
 		}
-	} else {
-		fs = old // unchanged: shared, which also tells removedFrom to look no further
+		fs.docs, fs.specs, fs.svcs = append(fs.docs, doc), append(fs.specs, se), append(fs.svcs, svcs)
+		fs.n += len(svcs)
 	}
-	if _, seen := s.byFile[file]; seen {
-		return fs, true
+	if len(fs.docs) == 0 {
+		return nil, added
 	}
-	if fs != nil {
-		s.byFile[file] = fs
-	}
-	return fs, false
+	return fs, added
 }
 
 // holds reports whether the ServiceEntries among docs are exactly fs's documents.
@@ -260,54 +254,6 @@ func (s *Snapshot) removedFrom(next map[string]*fileServices) []*Service {
 	return out
 }
 
-// indexAll builds every index from s.Services.
-func (s *Snapshot) indexAll(hosts int) {
-	s.exact.base = make(map[string][]*Service, hosts)
-	s.wildcard.base = map[string][]*Service{}
-	s.ips.base = map[netip.Addr][]*Service{}
-	portOnly, byPort := map[uint32][]*Service{}, map[uint32][]*Service{}
-	cidrIndex := map[[2]int]*cidrBucket{}
-	for _, svc := range s.Services {
-		s.index(svc, cidrIndex, portOnly, byPort)
-	}
-	s.portOnly, s.byPort = chunkedMap(portOnly), chunkedMap(byPort)
-	for _, b := range cidrIndex {
-		s.cidrs = append(s.cidrs, *b)
-	}
-	sort.Slice(s.cidrs, func(i, j int) bool { return s.cidrs[i].bits > s.cidrs[j].bits })
-}
-
-func (s *Snapshot) index(svc *Service, cidrIndex map[[2]int]*cidrBucket, portOnly, byPort map[uint32][]*Service) {
-	if svc.Wildcard {
-		suffix := svc.Host[2:]
-		s.wildcard.base[suffix] = append(s.wildcard.base[suffix], svc)
-	} else {
-		s.exact.base[svc.Host] = append(s.exact.base[svc.Host], svc)
-	}
-	for _, p := range svc.Ports {
-		byPort[p.Number] = append(byPort[p.Number], svc)
-		if len(svc.Addresses) == 0 {
-			portOnly[p.Number] = append(portOnly[p.Number], svc)
-		}
-	}
-	for _, pfx := range svc.Addresses {
-		if pfx.IsSingleIP() {
-			s.ips.base[pfx.Addr()] = append(s.ips.base[pfx.Addr()], svc)
-			continue
-		}
-		key := [2]int{pfx.Bits(), 0}
-		if pfx.Addr().Is4() {
-			key[1] = 1
-		}
-		b := cidrIndex[key]
-		if b == nil {
-			b = &cidrBucket{bits: pfx.Bits(), is4: pfx.Addr().Is4(), nets: map[netip.Prefix][]*Service{}}
-			cidrIndex[key] = b
-		}
-		b.nets[pfx] = append(b.nets[pfx], svc)
-	}
-}
-
 // servicesOf expands one ServiceEntry into a service per host sharing ports, endpoints and addresses.
 func servicesOf(d *config.Document) []*Service {
 	se := d.ServiceEntry()
@@ -315,10 +261,23 @@ func servicesOf(d *config.Document) []*Service {
 	res := resolutionOf(se.GetResolution())
 	all, none, to := exportSet(se.GetExportTo(), d.Namespace)
 	shared := sharedEndpoints(se)
-	out := make([]*Service, 0, len(se.GetHosts()))
-	for _, h := range se.GetHosts() {
+	// One allocation each for the entry's services, their ports, cluster names and host
+	// endpoints, rather than one per service, port and name: at 100,000 entries those were
+	// most of the build. The entry's services come and go together, so nothing outlives
+	// another's slab.
+	hosts, ports := se.GetHosts(), se.GetPorts()
+	out := make([]*Service, 0, len(hosts))
+	svcSlab := make([]Service, len(hosts))
+	portSlab := make([]Port, 0, len(hosts)*len(ports))
+	names := clusterNames(hosts, ports)
+	var hostEps []Endpoint
+	if (res == ResolutionDNS || res == ResolutionDNSRoundRobin) && len(se.GetEndpoints()) == 0 {
+		hostEps = make([]Endpoint, 0, len(hosts)*len(ports))
+	}
+	for k, h := range hosts {
 		host := NormalizeHost(h)
-		svc := &Service{
+		svc := &svcSlab[k]
+		*svc = Service{
 			Host:            host,
 			Wildcard:        strings.HasPrefix(host, "*."),
 			Namespace:       d.Namespace,
@@ -332,15 +291,15 @@ func servicesOf(d *config.Document) []*Service {
 			exportNone:      none,
 			exportTo:        to,
 		}
-		svc.Ports = make([]Port, 0, len(se.GetPorts()))
-		for i, p := range se.GetPorts() {
+		svc.Ports = portSlab[len(portSlab) : len(portSlab) : len(portSlab)+len(ports)]
+		for i, p := range ports {
 			port := Port{
 				Number:     p.GetNumber(),
 				Name:       p.GetName(),
 				Protocol:   p.GetProtocol(),
 				Family:     ProtocolFamily(p.GetProtocol()),
 				TargetPort: p.GetTargetPort(),
-				Cluster:    clusterName(p.GetNumber(), host),
+				Cluster:    names.next(p.GetNumber(), host),
 			}
 			switch {
 			case res == ResolutionNone, res == ResolutionDynamicDNS:
@@ -348,12 +307,14 @@ func servicesOf(d *config.Document) []*Service {
 				// connection time (DYNAMIC_DNS); declared endpoints are ignored, as Istio does.
 			case (res == ResolutionDNS || res == ResolutionDNSRoundRobin) && len(se.GetEndpoints()) == 0:
 				// With no endpoints the host itself is the name to resolve.
-				port.Endpoints = []Endpoint{{Address: host, Port: defaultPort(p), Weight: 1}}
+				hostEps = append(hostEps, Endpoint{Address: host, Port: defaultPort(p), Weight: 1})
+				port.Endpoints = hostEps[len(hostEps)-1 : len(hostEps) : len(hostEps)]
 			default:
 				port.Endpoints = shared[i]
 			}
 			svc.Ports = append(svc.Ports, port)
 		}
+		portSlab = portSlab[:len(portSlab)+len(ports)]
 		out = append(out, svc)
 	}
 	return out
@@ -409,6 +370,34 @@ func sharedEndpoints(se *networking.ServiceEntry) [][]Endpoint {
 // clusterName is Istio's outbound cluster name for a port of host: outbound|PORT||HOST.
 func clusterName(port uint32, host string) string {
 	return "outbound|" + strconv.FormatUint(uint64(port), 10) + "||" + host
+}
+
+// nameSlab hands out the cluster names of one entry as pieces of one string: a Builder never
+// writes over what it has written, so each piece stays as it was handed out.
+type nameSlab struct {
+	b strings.Builder
+}
+
+// clusterNames makes room for the cluster names of every port of every host.
+func clusterNames(hosts []string, ports []*networking.ServicePort) *nameSlab {
+	n := 0
+	for _, h := range hosts {
+		n += len(ports) * (len("outbound|65535||") + len(h))
+	}
+	s := &nameSlab{}
+	s.b.Grow(n)
+	return s
+}
+
+// next returns clusterName(port, host).
+func (s *nameSlab) next(port uint32, host string) string {
+	from := s.b.Len()
+	var digits [10]byte
+	s.b.WriteString("outbound|")
+	s.b.Write(strconv.AppendUint(digits[:0], uint64(port), 10))
+	s.b.WriteString("||")
+	s.b.WriteString(host)
+	return s.b.String()[from:]
 }
 
 func defaultPort(p *networking.ServicePort) uint32 {

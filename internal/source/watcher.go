@@ -110,24 +110,38 @@ func New(cfg Config) (*Watcher, *compile.Result, error) {
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
-	// The digests come before the compile: a write between the two is then seen as a change
-	// on the next look, at worst compiled once more, rather than missed.
+	// The stats come before the compile and the content digest from what it read, so each file
+	// is read once (at 100,000 entries a read and hash of every file ahead of the compile was a
+	// tenth of the startup): a write after the stat is then seen as a change on the next look,
+	// at worst compiled once more, rather than missed.
 	files, _, err := listFiles(cfg.Paths)
-	stats := make(config.Stats, len(files))
-	if err == nil {
-		w.tickStat, w.seenContent, err = w.look(files, stats)
-	}
 	if err != nil {
 		return nil, nil, err
 	}
-	w.servingContent = w.seenContent
+	stats := make(config.Stats, len(files))
+	stated := make(map[string]config.Looked, len(files))
+	for _, f := range files {
+		l, err := w.cache.Files.Stat(f, stats)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s: %w", f, err)
+		}
+		stated[f] = l
+	}
 	// At startup the analysis runs beside the build (nothing else does then), and its
 	// findings are in res; a reload serves its snapshot before the analysis, which only warns,
 	// is finished.
-	res, err := w.compile(1, stats)
+	res, err := w.compileLoaded(1, stats)
 	if err != nil {
 		return nil, nil, err
 	}
+	w.tickStat, w.seenContent, _ = lookPrint(files, w.cfg.Stdin, func(f string) (config.Looked, error) {
+		l := stated[f]
+		// A file the cache did not keep digests as 0, which the next look, finding its real
+		// digest, sees as a change: compiled once more, never missed.
+		l.Hash, _ = w.cache.Files.Decoded(f, stats)
+		return l, nil
+	})
+	w.servingContent = w.seenContent
 	w.cache.DeferAnalysis = true
 	w.cur = Status{Version: 1, LoadedAt: time.Now(), LastResult: Loaded}
 	w.serving(res)
@@ -383,16 +397,26 @@ func (w *Watcher) refuse(reason string, findings []diag.Diagnostic) {
 // compile runs the pipeline over the paths, taking the files' stats the look just before made;
 // stdin is given its startup bytes again.
 func (w *Watcher) compile(version uint64, stats config.Stats) (*compile.Result, error) {
+	res, err := w.compileLoaded(version, stats)
+	if err != nil {
+		return nil, fmt.Errorf("compile config: %w", err)
+	}
+	return res, nil
+}
+
+// compileLoaded is compile with the error as the load gave it: at startup, where a file that
+// cannot be read is reported as the look before the compile reported it.
+func (w *Watcher) compileLoaded(version uint64, stats config.Stats) (*compile.Result, error) {
 	opts := config.Options{Namespace: w.cfg.Namespace, Stats: stats}
 	if w.cfg.Stdin != nil {
 		opts.Stdin = bytes.NewReader(w.cfg.Stdin)
 	}
 	res, err := w.cache.Paths(w.cfg.Paths, opts, version, w.cfg.Compile...)
 	if err != nil {
-		return nil, fmt.Errorf("compile config: %w", err)
+		return nil, err
 	}
 	if res.Snapshot == nil {
-		return nil, errors.New("compile config: no snapshot")
+		return nil, errors.New("no snapshot")
 	}
 	return res, nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshentry/meshentry/internal/compile"
+	"github.com/meshentry/meshentry/internal/config"
 )
 
 // entry is a valid ServiceEntry declaring host.
@@ -451,5 +452,28 @@ func TestWatcherReportsTheAnalysisOfAReloadItServedFirst(t *testing.T) {
 	defer h.mu.Unlock()
 	if last := h.applied[len(h.applied)-1]; len(last.Diagnostics) == 0 {
 		t.Fatal("the applied result was not given its analysis")
+	}
+}
+
+func TestNewDigestsTheFilesItCompiledAsALookAtThemDoes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for i, host := range []string{"a.example.com", "b.example.com", "c.example.com"} {
+		write(t, filepath.Join(dir, fmt.Sprintf("f%d.yaml", i)), entry(fmt.Sprintf("e%d", i), host))
+	}
+	w, _, err := New(Config{Paths: []string{dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _, err := listFiles([]string{dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, content, err := w.look(files, config.Stats{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != w.tickStat || content != w.seenContent || content != w.servingContent {
+		t.Fatal("the digests New made from its compile differ from a look at the same files: the first check would reload them")
 	}
 }

@@ -79,7 +79,16 @@ func (z *Analyzer) Analyze(docs []*config.Document) []diag.Diagnostic {
 		z.reset()
 		return Analyze(docs, z.opts...)
 	}
-	hosts, ports := map[string]bool{}, map[uint32]bool{}
+	// With nothing carried every host is touched: the groups are sized once and all redone,
+	// rather than grown a key at a time and marked in a set as large (at 100,000 entries the
+	// two maps were most of the first analysis).
+	ports := map[uint32]bool{}
+	var hosts map[string]bool
+	if len(z.files) == 0 && len(z.groups) == 0 {
+		z.groups = make(map[string][]hostDecl, hostCount(docs))
+	} else {
+		hosts = map[string]bool{}
+	}
 	seen := make(map[string]bool, len(runs))
 	others := false
 	for _, r := range runs {
@@ -98,6 +107,11 @@ func (z *Analyzer) Analyze(docs []*config.Document) []diag.Diagnostic {
 		if !seen[f] {
 			z.drop(old.docs, hosts, ports)
 			delete(z.files, f)
+		}
+	}
+	if hosts == nil {
+		for key, group := range z.groups {
+			z.redoGroup(key, group)
 		}
 	}
 	for key := range hosts {
@@ -177,11 +191,25 @@ func (z *Analyzer) drop(docs []*config.Document, hosts map[string]bool, ports ma
 	}
 }
 
-// add puts the ServiceEntries among docs into the groups in load order, marking the hosts and
-// ports they touch, and returns the file's facts.
+// hostCount counts the hosts the ServiceEntries among docs declare.
+func hostCount(docs []*config.Document) int {
+	n := 0
+	for _, d := range docs {
+		if se := d.ServiceEntry(); se != nil {
+			n += len(se.Hosts)
+		}
+	}
+	return n
+}
+
+// add puts the ServiceEntries among docs into the groups in load order, marking the hosts (when
+// hosts is not nil: nil is every host) and ports they touch, and returns the file's facts.
 func (z *Analyzer) add(docs []*config.Document, hosts map[string]bool, ports map[uint32]bool) *fileFacts {
 	ff := &fileFacts{docs: slices.Clone(docs)}
 	a := &analysis{dnsProxy: z.dnsProxy}
+	// A host's first declaration, as most hosts have only one, is a slot of this slab rather
+	// than a slice of its own; capped at one, so that a second declaration copies it out.
+	slab := make([]hostDecl, 0, hostCount(docs))
 	for _, d := range docs {
 		if d.ServiceEntry() == nil {
 			ff.others = true
@@ -189,8 +217,15 @@ func (z *Analyzer) add(docs []*config.Document, hosts map[string]bool, ports map
 		}
 		for _, h := range declsOf(d) {
 			key := normalHost(h.host)
-			hosts[key] = true
+			if hosts != nil {
+				hosts[key] = true
+			}
 			group := z.groups[key]
+			if len(group) == 0 {
+				slab = append(slab, h)
+				z.groups[key] = slab[len(slab)-1 : len(slab) : len(slab)]
+				continue
+			}
 			if slices.ContainsFunc(group, func(o hostDecl) bool { return o.doc == d }) {
 				continue // the document's first declaration of the host stands for it
 			}
@@ -213,8 +248,10 @@ func (z *Analyzer) add(docs []*config.Document, hosts map[string]bool, ports map
 }
 
 // redoHost makes the findings of one host anew.
-func (z *Analyzer) redoHost(key string) {
-	group := z.groups[key]
+func (z *Analyzer) redoHost(key string) { z.redoGroup(key, z.groups[key]) }
+
+// redoGroup is redoHost given the host's group.
+func (z *Analyzer) redoGroup(key string, group []hostDecl) {
 	if len(group) == 0 {
 		delete(z.groups, key)
 	}

@@ -150,8 +150,8 @@ func staticEndpoint(r *report, f string, ep *networking.WorkloadEntry, ports ser
 	}
 	endpointPorts(r, f, ep.Ports, ports)
 	endpointLabels(r, f, ep.Labels)
-	if unix && len(ports.set) != 1 {
-		r.errorf(CodeUnixOnePort, f+".address", "a unix socket endpoint needs exactly one service port, but spec.ports declares %d", len(ports.set))
+	if unix && len(ports.names) != 1 {
+		r.errorf(CodeUnixOnePort, f+".address", "a unix socket endpoint needs exactly one service port, but spec.ports declares %d", len(ports.names))
 	}
 }
 
@@ -160,7 +160,7 @@ func endpointPorts(r *report, f string, epPorts map[string]uint32, ports service
 	for _, name := range sortedKeys(epPorts) {
 		n := epPorts[name]
 		pf := f + ".ports." + name
-		if !ports.set[name] {
+		if !ports.has(name) {
 			r.errorf(CodeEndpointPortUndeclared, pf, "port name %q is not declared in spec.ports (declared: %s)", name, ports.declared())
 		}
 		if !isDNSLabel(name) {

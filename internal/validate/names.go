@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -18,11 +17,6 @@ const (
 	maxHostLen       = 255
 	maxKeyPrefixLen  = 253
 	unixPrefix       = "unix://"
-)
-
-var (
-	labelKeyRE   = regexp.MustCompile(`^(` + dnsLabelFmt + `(?:\.` + dnsLabelFmt + `)*/)?(` + qualifiedNameFmt + `)$`)
-	labelValueRE = regexp.MustCompile(`^(?:` + qualifiedNameFmt + `)?$`)
 )
 
 // isDNSLabel reports whether s is one DNS-1123 label of at most 63 characters: dnsLabelFmt,
@@ -86,7 +80,7 @@ func hostProblem(host string, wildcard bool) string {
 	if host == "" {
 		return "is empty"
 	}
-	if _, err := netip.ParseAddr(host); err == nil {
+	if isIP(host) {
 		return "is an IP address, not a DNS name"
 	}
 	rest := host
@@ -143,24 +137,62 @@ func isPartialWildcard(host string) bool {
 }
 
 // labelKeyProblem explains why k is not a Kubernetes label key ("prefix/name"), or returns "".
+// Matched by hand, as every endpoint's labels are checked (names_fast_test.go holds it to the
+// expression it replaces, labelKeyRE).
 func labelKeyProblem(k string) string {
-	m := labelKeyRE.FindStringSubmatch(k)
+	prefix, name, slash := strings.Cut(k, "/")
+	if !slash {
+		prefix, name = "", k
+	}
 	switch {
 	case k == "":
 		return "is empty"
-	case m == nil:
+	case slash && !isLabelPrefix(prefix), !isQualifiedName(name):
 		return "is not a valid label key (an optional DNS prefix and '/', then letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"
-	case len(m[1]) > 0 && len(m[1])-1 > maxKeyPrefixLen:
-		return fmt.Sprintf("has a prefix of %d characters (at most %d)", len(m[1])-1, maxKeyPrefixLen)
-	case len(m[2]) > maxLabelLen:
-		return fmt.Sprintf("has a name of %d characters (at most %d)", len(m[2]), maxLabelLen)
+	case len(prefix) > maxKeyPrefixLen:
+		return fmt.Sprintf("has a prefix of %d characters (at most %d)", len(prefix), maxKeyPrefixLen)
+	case len(name) > maxLabelLen:
+		return fmt.Sprintf("has a name of %d characters (at most %d)", len(name), maxLabelLen)
 	}
 	return ""
 }
 
+// isLabelPrefix reports whether s is dnsLabelFmt labels joined by dots, of any length.
+func isLabelPrefix(s string) bool {
+	for rest := s; ; {
+		l, tail, more := strings.Cut(rest, ".")
+		if l == "" || !isAlnum(l[0]) || !isAlnum(l[len(l)-1]) {
+			return false
+		}
+		for i := 1; i < len(l)-1; i++ {
+			if !isAlnum(l[i]) && l[i] != '-' {
+				return false
+			}
+		}
+		if !more {
+			return true
+		}
+		rest = tail
+	}
+}
+
+// isQualifiedName reports whether s matches qualifiedNameFmt: letters and digits at both ends,
+// and '-', '_' or '.' besides them between.
+func isQualifiedName(s string) bool {
+	if s == "" || !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {
+		return false
+	}
+	for i := 1; i < len(s)-1; i++ {
+		if c := s[i]; !isAlnum(c) && c != '-' && c != '_' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
 // validLabelValue reports whether v is a Kubernetes label value. Istio checks the syntax only, not
 // Kubernetes' 63-character limit, and so do we.
-func validLabelValue(v string) bool { return labelValueRE.MatchString(v) }
+func validLabelValue(v string) bool { return v == "" || isQualifiedName(v) }
 
 // addressProblem explains why addr is neither an IP address nor a CIDR block, or returns "". A string
 // with exactly one "/" is read as CIDR, anything else as an address, as Istio's ValidateIPSubnet does.
@@ -182,8 +214,26 @@ func addressProblem(addr string) string {
 
 // isIP reports whether s is an IPv4 or IPv6 address (a zone is allowed, as in Istio).
 func isIP(s string) bool {
+	if !mayBeIP(s) {
+		return false
+	}
 	_, err := netip.ParseAddr(s)
 	return err == nil
+}
+
+// mayBeIP is false for a string ParseAddr would refuse for want of a colon or of only digits and
+// dots, as every host name is: ParseAddr allocates its error, and each ServiceEntry host is
+// asked, two or three times.
+func mayBeIP(s string) bool {
+	if strings.IndexByte(s, ':') >= 0 {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c != '.' && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // unixProblem explains why the part of a "unix://" address after the scheme is not a socket name:

@@ -2,6 +2,7 @@ package validate
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/meshentry/meshentry/internal/config"
 	"github.com/meshentry/meshentry/internal/diag"
@@ -29,8 +30,23 @@ func (r *report) warnf(code, field, format string, args ...any) {
 }
 
 // at builds a field path such as "spec.ports[2].name" from a list path, an index and a suffix.
+// Every ServiceEntry's hosts, ports, addresses and endpoints are checked with their paths made
+// first, whatever the checks find (at 100,000 entries, 400,000 paths and no finding), so the
+// first few of those are constants.
 func at(list string, i int, suffix string) string {
-	return fmt.Sprintf("%s[%d]%s", list, i, suffix)
+	if suffix == "" && i >= 0 && i < 4 {
+		switch list {
+		case "spec.hosts":
+			return [...]string{"spec.hosts[0]", "spec.hosts[1]", "spec.hosts[2]", "spec.hosts[3]"}[i]
+		case "spec.ports":
+			return [...]string{"spec.ports[0]", "spec.ports[1]", "spec.ports[2]", "spec.ports[3]"}[i]
+		case "spec.addresses":
+			return [...]string{"spec.addresses[0]", "spec.addresses[1]", "spec.addresses[2]", "spec.addresses[3]"}[i]
+		case "spec.endpoints":
+			return [...]string{"spec.endpoints[0]", "spec.endpoints[1]", "spec.endpoints[2]", "spec.endpoints[3]"}[i]
+		}
+	}
+	return list + "[" + strconv.Itoa(i) + "]" + suffix
 }
 
 func (r *report) infof(code, field, format string, args ...any) {

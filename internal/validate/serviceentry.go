@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
@@ -11,10 +12,14 @@ import (
 const autoAllocateLabel = "networking.istio.io/enable-autoallocate-ip"
 
 // servicePorts are the declared port names of a ServiceEntry, in declaration order.
+// servicePorts are the names of an entry's ports, each once, in their order.
 type servicePorts struct {
 	names []string
-	set   map[string]bool
 }
+
+// has reports whether name is one of the ports'. A list, not a set: an entry has a port or
+// two, and a map each was a third of the allocations of validating one.
+func (p servicePorts) has(name string) bool { return slices.Contains(p.names, name) }
 
 func (p servicePorts) declared() string {
 	if len(p.names) == 0 {
@@ -101,10 +106,33 @@ func addresses(r *report, se *networking.ServiceEntry) {
 	}
 }
 
+// maxSearchedPorts is the longest port list searched for a port's name or number; a longer
+// one is indexed.
+const maxSearchedPorts = 16
+
+// firstPort returns the index of the first of the earlier ports whose key is k, from index
+// when not nil, else by searching them.
+func firstPort[K comparable](earlier []*networking.ServicePort, index map[K]int, k K, key func(*networking.ServicePort) K) (int, bool) {
+	if index != nil {
+		j, ok := index[k]
+		return j, ok
+	}
+	for j, q := range earlier {
+		if q != nil && key(q) == k {
+			return j, true
+		}
+	}
+	return 0, false
+}
+
 func portList(r *report, se *networking.ServiceEntry) servicePorts {
-	ports := servicePorts{set: map[string]bool{}}
-	byNumber := map[uint32]int{}
-	byName := map[string]int{}
+	ports := servicePorts{names: make([]string, 0, len(se.Ports))}
+	// The first port of each name and number; a short list is searched instead.
+	var byNumber map[uint32]int
+	var byName map[string]int
+	if len(se.Ports) > maxSearchedPorts {
+		byNumber, byName = map[uint32]int{}, map[string]int{}
+	}
 	autoAllocated := autoAllocates(r, se)
 	if len(se.Ports) == 0 {
 		r.warnf(CodeNoPorts, "spec.ports", "no ports: meshentry matches traffic to an entry by port, so this one receives none")
@@ -115,16 +143,17 @@ func portList(r *report, se *networking.ServiceEntry) servicePorts {
 			r.errorf(CodePortNameInvalid, f, "a port may not be null")
 			continue
 		}
-		if j, dup := byName[p.Name]; dup {
+		if j, dup := firstPort(se.Ports[:i], byName, p.Name, (*networking.ServicePort).GetName); dup {
 			r.errorf(CodePortNameDuplicate, f+".name", "port name %q is already used by spec.ports[%d]", p.Name, j)
 		} else {
-			byName[p.Name] = i
+			if byName != nil {
+				byName[p.Name] = i
+			}
 			ports.names = append(ports.names, p.Name)
-			ports.set[p.Name] = true
 		}
-		if j, dup := byNumber[p.Number]; dup {
+		if j, dup := firstPort(se.Ports[:i], byNumber, p.Number, (*networking.ServicePort).GetNumber); dup {
 			r.errorf(CodePortNumberDuplicate, f+".number", "port number %d is already used by spec.ports[%d]", p.Number, j)
-		} else {
+		} else if byNumber != nil {
 			byNumber[p.Number] = i
 		}
 		if p.TargetPort != 0 && p.TargetPort > 65535 {

@@ -1,6 +1,8 @@
 package validate
 
 import (
+	"fmt"
+
 	"strings"
 	"testing"
 )
@@ -550,4 +552,23 @@ func TestUndeclaredEndpointPortMessageNamesTheDeclaredPorts(t *testing.T) {
 		}
 	}
 	t.Fatalf("no %s finding in %s", CodeEndpointPortUndeclared, messages(ds))
+}
+
+func TestALongPortListFindsTheDuplicatesAShortOneFinds(t *testing.T) {
+	t.Parallel()
+	// The duplicates of a short list are searched for, those of a long one indexed: padded past
+	// maxSearchedPorts with ports of their own, the list must give the same findings about
+	// its first ports, with the same earlier port named.
+	head := "- {number: 80, name: http, protocol: HTTP}\n- {number: 81, name: web, protocol: HTTP}\n" +
+		"- {number: 80, name: web, protocol: HTTP}\n- {number: 81, name: http, protocol: HTTP}\n- {number: 82, name: web, protocol: HTTP}\n"
+	pad := ""
+	for n := range maxSearchedPorts {
+		pad += fmt.Sprintf("- {number: %d, name: p%d, protocol: HTTP}\n", 9000+n, n)
+	}
+	spec := "hosts: [svc.example.com]\naddresses: [10.0.0.1]\nresolution: STATIC\nendpoints: [{address: 10.0.0.2, ports: {web: 8080}}]\nports:\n"
+	short := Document(decodeDoc(t, "", "", "", spec+head))
+	long := Document(decodeDoc(t, "", "", "", spec+head+pad))
+	if len(short) == 0 || messages(short) != messages(long) {
+		t.Fatalf("a short port list gives\n%s\na long one\n%s", messages(short), messages(long))
+	}
 }
