@@ -21,7 +21,7 @@ import (
 // Defaults: a look every 250 ms; a shrink once the footprint grew by 64 MiB since the last and
 // then stayed still (under 1 MiB grown or allocated per look) for 2 s, longer than an idle
 // keep-alive connection takes to park and let its state go (1 s); at most one per 10 s (Envoy's
-// shrink_heap runs at most every 10 s).
+// shrink_heap runs at most every 10 s) after a shrink that freed much.
 const (
 	DefaultEvery     = 250 * time.Millisecond
 	DefaultQuiet     = 2 * time.Second
@@ -52,51 +52,84 @@ func (s *Shrinker) Shrinks() uint64 { return s.shrinks.Load() }
 
 // Run watches until ctx ends.
 func (s *Shrinker) Run(ctx context.Context) {
-	every, quietFor, gap, threshold := s.Every, s.Quiet, s.MinGap, s.Threshold
-	if every <= 0 {
-		every = DefaultEvery
-	}
-	if quietFor <= 0 {
-		quietFor = DefaultQuiet
-	}
-	if gap <= 0 {
-		gap = DefaultMinGap
-	}
-	if threshold == 0 {
-		threshold = DefaultThreshold
-	}
-	footprint, allocated, free := s.Footprint, s.Allocated, s.Free
-	if footprint == nil || allocated == nil {
-		rt := newRuntimeReader()
-		footprint, allocated = rt.footprint, rt.allocated
-	}
-	if free == nil {
-		free = debug.FreeOSMemory
-	}
-	quiet := max(threshold/64, 1)
-	t := time.NewTicker(every)
+	w := s.newWatch()
+	t := time.NewTicker(w.every)
 	defer t.Stop()
-	base := footprint()                      // at the last shrink
-	prevFoot, prevAlloc := base, allocated() // at the last look
-	var last, stillSince time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			foot, alloc := footprint(), allocated()
-			if foot >= prevFoot+quiet || alloc-prevAlloc >= quiet || stillSince.IsZero() {
-				stillSince = now
-			}
-			prevFoot, prevAlloc = foot, alloc
-			if foot < base+threshold || now.Sub(stillSince) < quietFor || (!last.IsZero() && now.Sub(last) < gap) {
-				continue
-			}
-			free()
-			s.shrinks.Add(1)
-			base, prevFoot, prevAlloc, last = footprint(), footprint(), allocated(), now
+			w.look(now)
 		}
 	}
+}
+
+// watch is a running shrinker's settings and what it saw.
+type watch struct {
+	s                    *Shrinker
+	every, quietFor, gap time.Duration
+	threshold, quiet     uint64
+	footprint, allocated func() uint64
+	free                 func()
+
+	base                uint64 // the footprint before the burst: after the last shrink that freed much
+	prevFoot, prevAlloc uint64 // at the last look
+	stillSince, next    time.Time
+	backoff             time.Duration // before retrying a shrink that freed little
+}
+
+func (s *Shrinker) newWatch() *watch {
+	w := &watch{s: s, every: s.Every, quietFor: s.Quiet, gap: s.MinGap, threshold: s.Threshold,
+		footprint: s.Footprint, allocated: s.Allocated, free: s.Free}
+	if w.every <= 0 {
+		w.every = DefaultEvery
+	}
+	if w.quietFor <= 0 {
+		w.quietFor = DefaultQuiet
+	}
+	if w.gap <= 0 {
+		w.gap = DefaultMinGap
+	}
+	if w.threshold == 0 {
+		w.threshold = DefaultThreshold
+	}
+	if w.footprint == nil || w.allocated == nil {
+		rt := newRuntimeReader()
+		w.footprint, w.allocated = rt.footprint, rt.allocated
+	}
+	if w.free == nil {
+		w.free = debug.FreeOSMemory
+	}
+	w.quiet = max(w.threshold/64, 1)
+	w.prevFoot, w.prevAlloc = w.footprint(), w.allocated()
+	w.base, w.backoff = w.prevFoot, w.quietFor
+	return w
+}
+
+// look shrinks when the footprint stands threshold over the base and has been still for
+// quietFor. A shrink that freed less than half the threshold came while the burst still held
+// its memory (slow requests in flight look still too): the base stays, and it is tried again
+// after a backoff that doubles up to the runtime's own two-minute collection.
+func (w *watch) look(now time.Time) {
+	foot, alloc := w.footprint(), w.allocated()
+	if foot >= w.prevFoot+w.quiet || alloc-w.prevAlloc >= w.quiet || w.stillSince.IsZero() {
+		w.stillSince = now
+	}
+	w.prevFoot, w.prevAlloc = foot, alloc
+	if foot < w.base+w.threshold || now.Sub(w.stillSince) < w.quietFor || now.Before(w.next) {
+		return
+	}
+	w.free()
+	w.s.shrinks.Add(1)
+	after := w.footprint()
+	w.prevFoot, w.prevAlloc = after, w.allocated()
+	if after+w.threshold/2 <= foot {
+		w.base, w.next, w.backoff = after, now.Add(w.gap), w.quietFor
+		return
+	}
+	w.next = now.Add(w.backoff)
+	w.backoff = min(2*w.backoff, 2*time.Minute)
 }
 
 // runtimeReader reads the runtime's memory figures.

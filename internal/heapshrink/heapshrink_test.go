@@ -88,3 +88,42 @@ func TestShrinkWaitsForTheBurstToEndAndForTheGap(t *testing.T) {
 		}
 	}
 }
+
+// TestShrinkThatFreedLittleIsTriedAgain: slow requests in flight hold a burst's memory and look
+// still, so the first shrink frees little; the one after they end must not wait out the gap.
+func TestShrinkThatFreedLittleIsTriedAgain(t *testing.T) {
+	var footprint atomic.Uint64
+	var frees atomic.Int32
+	var held atomic.Bool
+	held.Store(true)
+	s := &Shrinker{Footprint: footprint.Load, Allocated: func() uint64 { return 0 }, Every: 10 * time.Millisecond,
+		Quiet: 50 * time.Millisecond, MinGap: time.Hour, Threshold: 6400,
+		Free: func() {
+			frees.Add(1)
+			if !held.Load() {
+				footprint.Store(0)
+			}
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	time.Sleep(30 * time.Millisecond)
+	footprint.Store(100000) // the burst, its memory still held
+	waitFor(t, "a first shrink while the memory is held", func() bool { return frees.Load() >= 1 })
+	held.Store(false) // the requests end
+	waitFor(t, "a shrink that frees it", func() bool { return footprint.Load() == 0 })
+	n := frees.Load()
+	time.Sleep(300 * time.Millisecond)
+	if got := frees.Load(); got != n {
+		t.Fatalf("%d more shrinks after the one that freed the burst, within the hour's gap", got-n)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 5 s: %s", what)
+		}
+	}
+}
