@@ -42,7 +42,8 @@ if [ -n "${BASE:-}" ]; then
   rm -rf "$OUT/base-src" && mkdir -p "$OUT/base-src"
   git archive "$BASE" | tar -x -C "$OUT/base-src"
   cp cmd/meshentry/benchhook_unix.go "$OUT/base-src/cmd/meshentry/"
-  (cd "$OUT/base-src" && go build -o "$OLDPWD/$OUT/meshentry-base" ./cmd/meshentry)
+  out_abs=$(cd "$OUT" && pwd) # OUT may be relative or absolute
+  (cd "$OUT/base-src" && go build -o "$out_abs/meshentry-base" ./cmd/meshentry)
   PROXIES="base meshentry haproxy"
 fi
 
