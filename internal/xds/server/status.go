@@ -116,6 +116,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			s.status.response(id, r.TypeUrl, r.VersionInfo)
 		},
 		StreamDeltaRequestFunc: func(id int64, r *discovery.DeltaDiscoveryRequest) error {
+			id = deltaStreamID(id)
 			s.status.request(id, r.Node, r.TypeUrl, s.sentVersion(id, r.TypeUrl), r.ResponseNonce, r.GetErrorDetail().GetMessage())
 			if r.Node != nil {
 				return s.join(r.Node)
@@ -123,12 +124,17 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			return nil
 		},
 		StreamDeltaResponseFunc: func(id int64, _ *discovery.DeltaDiscoveryRequest, r *discovery.DeltaDiscoveryResponse) {
-			s.status.response(id, r.TypeUrl, r.SystemVersionInfo)
+			s.status.response(deltaStreamID(id), r.TypeUrl, r.SystemVersionInfo)
 		},
 		StreamClosedFunc:      func(id int64, _ *core.Node) { s.closed(id) },
-		DeltaStreamClosedFunc: func(id int64, _ *core.Node) { s.closed(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *core.Node) { s.closed(deltaStreamID(id)) },
 	}
 }
+
+// deltaStreamID makes a Delta stream's id distinct from State of the World ones: go-control-plane
+// numbers the streams of each protocol from 1 on its own, so a Delta stream and a SotW stream of
+// the same node could share an id, and the close of one then forgot the node the other serves.
+func deltaStreamID(id int64) int64 { return -id }
 
 // sentVersion is, for Delta (whose requests carry no version), what an ACK acknowledges.
 func (s *Server) sentVersion(stream int64, typ string) string {
