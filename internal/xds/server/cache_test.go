@@ -216,6 +216,17 @@ func TestServedLikeTheSnapshotCache(t *testing.T) {
 	})
 }
 
+// serveTen starts a server on a snapshot of 10 entries written under dir, and a client
+// connection to it.
+func serveTen(t *testing.T, dir string) (*Server, *grpc.ClientConn) {
+	t.Helper()
+	s := New(context.Background(), Config{})
+	if err := s.Update(scaleSnapshot(t, dir, 10, 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	return s, startServer(t, s)
+}
+
 func startServer(t *testing.T, s *Server) *grpc.ClientConn {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -239,11 +250,7 @@ func startServer(t *testing.T, s *Server) *grpc.ClientConn {
 func TestSotWClientsOfUnchangedTypesAreNotWoken(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s := New(context.Background(), Config{})
-	if err := s.Update(scaleSnapshot(t, dir, 10, 0, 1)); err != nil {
-		t.Fatal(err)
-	}
-	cc := startServer(t, s)
+	s, cc := serveTen(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	stream, err := discovery.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)

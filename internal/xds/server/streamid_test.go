@@ -17,11 +17,7 @@ import (
 func TestDeltaStreamOutlivesASotWStreamOfTheSameNode(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s := New(context.Background(), Config{})
-	if err := s.Update(scaleSnapshot(t, dir, 10, 0, 1)); err != nil {
-		t.Fatal(err)
-	}
-	cc := startServer(t, s)
+	s, cc := serveTen(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	d := openDelta(t, ctx, cc, resource.EndpointType)
