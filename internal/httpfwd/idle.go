@@ -7,6 +7,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/rawio"
 )
 
 // arrivalSize is the room a connection keeps of its own for the first bytes of its next request.
@@ -160,10 +162,10 @@ func (c *conn) takeWork() {
 
 // arrived replays the bytes read while waiting, then reads on from the connection.
 type arrived struct {
-	b  []byte
-	nc io.Reader
-	// probe, while set, makes reads take only what the socket holds now (topup.go).
-	probe *topUp
+	b    []byte
+	sock *rawio.Socket
+	// now, while set, makes reads take only what the socket holds now (topup.go).
+	now bool
 }
 
 func (a *arrived) Read(p []byte) (int, error) {
@@ -172,10 +174,10 @@ func (a *arrived) Read(p []byte) (int, error) {
 		a.b = a.b[n:]
 		return n, nil
 	}
-	if a.probe != nil {
-		return a.probe.read(p)
+	if a.now {
+		return a.sock.ReadNow(p)
 	}
-	return a.nc.Read(p)
+	return a.sock.Read(p)
 }
 
 // bufSet is the four buffers a connection uses while it serves a request.
@@ -239,7 +241,7 @@ func (c *conn) takeBuffers(n int) {
 	c.bufs = c.s.free.get()
 	c.br, c.bw, c.ubr, c.ubw = c.bufs.br, c.bufs.bw, c.bufs.ubr, c.bufs.ubw
 	c.s.buffered.Add(1)
-	c.pending = arrived{b: c.arrival[:n], nc: &c.cio}
+	c.pending = arrived{b: c.arrival[:n], sock: &c.cio}
 	c.br.Reset(&c.pending)
 	c.bw.Reset(&c.cio)
 }

@@ -356,7 +356,6 @@ type conn struct {
 type work struct {
 	arrival [arrivalSize]byte
 	pending arrived
-	top     topUp // reads the rest of a request body without waiting
 	req     RequestHead
 	resp    responseHead
 	headBuf []byte
@@ -373,7 +372,6 @@ type work struct {
 // reset clears what refers to the last connection and drops buffers grown unusually large.
 func (w *work) reset() {
 	w.pending = arrived{}
-	w.top.forget()
 	w.req.RemoteAddr, w.req.LocalAddr = nil, nil
 	w.rec = AccessRecord{}
 	w.tel.rec = telemetry.Request{}

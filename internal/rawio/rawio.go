@@ -8,6 +8,7 @@
 package rawio
 
 import (
+	"errors"
 	"io"
 	"net"
 	"syscall"
@@ -26,9 +27,10 @@ type Socket struct {
 	rn, wn     int
 	rerr, werr error
 
-	// A held write (HoldWrite) goes out from within the next Read.
-	hold, sending, stalled bool
-	held                   []byte
+	// A held write (HoldWrite) goes out from within the next Read; nowait makes a read that
+	// finds the socket empty end with ErrNothingYet (ReadNow).
+	hold, sending, stalled, nowait bool
+	held                           []byte
 
 	readFn, writeFn, sendReadFn func(fd uintptr) bool
 }
@@ -45,11 +47,23 @@ func (s *Socket) Bind(nc net.Conn) {
 			s.raw = rc
 		}
 	}
-	if s.readFn == nil {
-		// Bound once: a method value made per call would allocate.
-		s.readFn, s.writeFn, s.sendReadFn = s.readFD, s.writeFD, s.sendThenReadFD
-	}
 	s.hold, s.held = false, nil
+}
+
+// ErrNothingYet ends a ReadNow that found the socket empty.
+var ErrNothingYet = errors.New("rawio: nothing has arrived yet")
+
+// ReadNow reads once what the socket holds now, never waiting: ErrNothingYet when it holds
+// nothing, or when it is not read raw. The poller's readiness is reset and every later read
+// tries the socket first, so no readiness it reported is lost (it is edge-triggered).
+func (s *Socket) ReadNow(p []byte) (int, error) {
+	if s.raw == nil || len(p) == 0 {
+		return 0, ErrNothingYet
+	}
+	s.nowait = true
+	n, err := s.Read(p)
+	s.nowait = false
+	return n, err
 }
 
 // Forget drops the connection, so state kept for reuse does not hold it.
@@ -86,6 +100,9 @@ func (s *Socket) Read(p []byte) (int, error) {
 	if s.held != nil {
 		return s.sendThenRead(p)
 	}
+	if s.readFn == nil {
+		s.readFn = s.readFD // bound once, on first use: a method value made per call allocates
+	}
 	s.rp, s.rn, s.rerr = p, 0, nil
 	err := s.raw.Read(s.readFn)
 	s.rp = nil
@@ -103,6 +120,9 @@ func (s *Socket) Write(p []byte) (int, error) {
 	if s.hold {
 		s.hold, s.held = false, p
 		return len(p), nil
+	}
+	if s.writeFn == nil {
+		s.writeFn = s.writeFD
 	}
 	s.wp, s.wn, s.werr = p, 0, nil
 	err := s.raw.Write(s.writeFn)
@@ -126,6 +146,9 @@ func (s *Socket) sendThenRead(p []byte) (int, error) {
 	s.rp, s.rn, s.rerr = p, 0, nil
 	s.wp, s.wn, s.werr = held, 0, nil
 	s.sending, s.stalled = true, false
+	if s.sendReadFn == nil {
+		s.sendReadFn = s.sendThenReadFD
+	}
 	err := s.raw.Read(s.sendReadFn)
 	s.rp, s.wp = nil, nil
 	switch {

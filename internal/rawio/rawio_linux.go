@@ -34,6 +34,10 @@ func (s *Socket) readFD(fd uintptr) bool {
 		s.rn = n
 		return true
 	case syscall.EAGAIN:
+		if s.nowait {
+			s.rerr = ErrNothingYet
+			return true
+		}
 		return false
 	}
 	s.rerr = os.NewSyscallError("read", e)

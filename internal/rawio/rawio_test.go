@@ -203,3 +203,24 @@ func TestSocketHeldWriteToAClosedPeerFails(t *testing.T) {
 		t.Fatalf("Read = %d, %v; want the reset", n, err)
 	}
 }
+
+func TestSocketReadNowNeverWaits(t *testing.T) {
+	near, far := tcpPair(t)
+	var s Socket
+	s.Bind(near)
+	if !s.Raw() {
+		t.Skip("no raw socket on " + runtime.GOOS)
+	}
+	buf := make([]byte, 8)
+	if n, err := s.ReadNow(buf); n != 0 || err != ErrNothingYet {
+		t.Fatalf("ReadNow on an empty socket = %d, %v; want ErrNothingYet", n, err)
+	}
+	far.Write([]byte("body"))
+	near.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := s.Read(buf[:1]); n != 1 || err != nil {
+		t.Fatalf("Read after ReadNow = %d, %v; the readiness was lost", n, err)
+	}
+	if n, err := s.ReadNow(buf); err != nil || string(buf[:n]) != "ody" {
+		t.Fatalf("ReadNow with bytes waiting = %q, %v", buf[:n], err)
+	}
+}
