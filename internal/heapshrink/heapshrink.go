@@ -142,13 +142,24 @@ func newRuntimeReader() *runtimeReader {
 	}}
 }
 
-func (r *runtimeReader) read(i int) uint64 {
-	metrics.Read(r.samples[i : i+1])
-	if v := r.samples[i].Value; v.Kind() == metrics.KindUint64 {
-		return v.Uint64()
+// read reads samples [from, to) in one call and returns the first two (0 for one left out).
+func (r *runtimeReader) read(from, to int) (uint64, uint64) {
+	metrics.Read(r.samples[from:to])
+	v := [2]uint64{}
+	for i := from; i < to; i++ {
+		if s := r.samples[i].Value; s.Kind() == metrics.KindUint64 {
+			v[i-from] = s.Uint64()
+		}
 	}
-	return 0
+	return v[0], v[1]
 }
 
-func (r *runtimeReader) footprint() uint64 { return r.read(0) - min(r.read(1), r.read(0)) }
-func (r *runtimeReader) allocated() uint64 { return r.read(2) }
+func (r *runtimeReader) footprint() uint64 {
+	total, released := r.read(0, 2)
+	return total - min(released, total)
+}
+
+func (r *runtimeReader) allocated() uint64 {
+	a, _ := r.read(2, 3)
+	return a
+}
