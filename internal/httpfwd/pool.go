@@ -80,12 +80,17 @@ func newUpConn(key string, nc net.Conn) *upConn {
 	}
 	if uc.tls == nil {
 		uc.sio.Bind(nc)
+		uc.raw = uc.sio.RawConn() // the socket is asked for its descriptor once
 	}
-	if sc, ok := sock.(syscall.Conn); ok && canPeek {
+	if sc, ok := sock.(syscall.Conn); ok && uc.raw == nil {
 		if rc, err := sc.SyscallConn(); err == nil {
 			uc.raw = rc
-			uc.peekFn = uc.peekFD
 		}
+	}
+	if canPeek && uc.raw != nil {
+		uc.peekFn = uc.peekFD
+	} else {
+		uc.raw = nil
 	}
 	return uc
 }

@@ -86,6 +86,9 @@ func (s *Socket) Unhold() { s.hold = false }
 // Holding reports whether written bytes wait for the next Read.
 func (s *Socket) Holding() bool { return s.held != nil }
 
+// RawConn returns the socket's RawConn when it is read and written raw, nil otherwise.
+func (s *Socket) RawConn() syscall.RawConn { return s.raw }
+
 // Raw reports whether the socket is read and written raw.
 func (s *Socket) Raw() bool { return s.raw != nil }
 
