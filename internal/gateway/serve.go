@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/gopool"
 )
 
 // Listen binds every server port on cfg.Bind before anything serves, so a port that cannot be
@@ -98,11 +100,11 @@ func (g *Gateway) ServeListener(port uint32, ln net.Listener) error {
 			continue
 		}
 		g.conns.Add(1)
-		go func() {
+		gopool.Go(func() {
 			defer g.conns.Done()
 			defer open.Add(-1)
 			g.handle(c, port)
-		}()
+		})
 	}
 }
 

@@ -15,10 +15,13 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/meshentry/meshentry/internal/gopool"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// The process's goroutine pool keeps idle goroutines for the next connection.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction(gopool.WaitingFunction))
 }
 
 // listen binds a loopback listener that is closed when the test ends.

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshentry/meshentry/internal/gopool"
 	"github.com/meshentry/meshentry/internal/ratelog"
 	"github.com/meshentry/meshentry/internal/rawio"
 	"github.com/meshentry/meshentry/internal/telemetry"
@@ -153,7 +154,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		backoff = 0
 		s.serveGroup.Add(1)
-		go s.serveConn(s.baseCtx, nc, true)
+		gopool.Go(func() { s.serveConn(s.baseCtx, nc, true) })
 	}
 }
 

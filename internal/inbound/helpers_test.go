@@ -17,12 +17,14 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/meshentry/meshentry/internal/gopool"
 	"github.com/meshentry/meshentry/internal/identity"
 	"github.com/meshentry/meshentry/internal/identity/ca"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// The process's goroutine pool keeps idle goroutines for the next connection.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction(gopool.WaitingFunction))
 }
 
 // source loads the identity in dir.

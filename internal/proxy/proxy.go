@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/meshentry/meshentry/internal/balance"
+	"github.com/meshentry/meshentry/internal/gopool"
 	"github.com/meshentry/meshentry/internal/httpfwd"
 	"github.com/meshentry/meshentry/internal/identity"
 	"github.com/meshentry/meshentry/internal/origdst"
@@ -220,10 +221,10 @@ func (p *Proxy) ServeCapture(ln net.Listener) error {
 			c.Close()
 			return nil
 		}
-		go func() {
+		gopool.Go(func() {
 			defer p.end(c)
 			p.serveCaptured(c)
-		}()
+		})
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/gopool"
 )
 
 // ErrIdleTimeout is returned by Pipe when it closed both connections because no byte moved either
@@ -55,7 +57,7 @@ func Pipe(ctx context.Context, a, b net.Conn, opt Options) (up, down int64, err 
 		defer stop()
 	}
 	r.wg.Add(1)
-	go r.runUp()
+	gopool.Go(r.runUp)
 	down, downErr := r.direction(a, b, r.greeting)
 	r.wg.Wait()
 	a.Close()
