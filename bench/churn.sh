@@ -7,7 +7,9 @@
 #   (b) Tunnels: benchtool churn opens a connection per exchange and reads 128 bytes that the far
 #       end sends before it closes. meshentry gets a CONNECT tunnel per connection; HAProxy cannot
 #       CONNECT, so it relays the same bytes in mode tcp, which spares it the CONNECT head and its
-#       answer (a fair floor for meshentry, not a like-for-like).
+#       answer (a fair floor for meshentry, not a like-for-like). The like-for-likes: a second
+#       meshentry as a Gateway with a VirtualService tcp route on a plain TCP port (no CONNECT, as
+#       HAProxy), and `benchtool pipe`, net.Dial and two io.Copy: the floor of a relay on Go's net.
 # CPU is read from /proc/PID/stat (user+system) over each run; wall figures move with whatever
 # else the machine runs, CPU per connection much less.
 #
@@ -23,6 +25,7 @@
 #                                        # the top to $OUT/profile-{http,tunnel}.txt
 #   SYSCALLS=1 bench/churn.sh            # also strace -c -f each proxy during a -c16 run of (a) and
 #                                        # (b): syscalls (and failed ones) per connection, side by side
+#                                        # (the gateway too in (b))
 #   ROWS=tunnel bench/churn.sh           # only (b); ROWS=http only (a)
 #   CONNS="16 64"                        # the client counts of each part
 set -euo pipefail
@@ -64,6 +67,10 @@ MESH=127.0.0.1:$((P + 1))
 MESH_ADMIN=127.0.0.1:$((P + 0))
 MESH_BASE=127.0.0.1:$((P + 3))
 MESH_BASE_ADMIN=127.0.0.1:$((P + 2))
+GW=127.0.0.1:$((P + 93))          # the meshentry gateway's TCP server port
+GW_FWD=127.0.0.1:$((P + 5))
+GW_ADMIN=127.0.0.1:$((P + 4))
+GOPIPE=127.0.0.1:$((P + 92))      # plain Go io.Copy relay
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -131,10 +138,51 @@ if [ -n "${BASE:-}" ]; then
   start_mesh "$OUT/meshentry-base" "$MESH_BASE" "$MESH_BASE_ADMIN" "$OUT/meshentry-base.log"
   BASE_PID=$!
 fi
+# (b)'s like-for-likes of HAProxy's mode tcp: meshentry as a gateway, relaying a plain TCP port to
+# the source with a VirtualService tcp route, and the plain Go relay.
+GW_PID='' GOPIPE_PID=''
+case " $ROWS " in *" tunnel "*)
+  cat >"$OUT/gw.yaml" <<CFG
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: src, namespace: egress}
+spec:
+  hosts: [source.local]
+  ports: [{number: 9000, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {tcp: ${SOURCE##*:}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: istio-system}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - {port: {number: 9000, name: tcp, protocol: TCP}, hosts: ["*"]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: src, namespace: egress}
+spec:
+  hosts: ["*"]
+  gateways: [istio-system/gw]
+  tcp:
+  - match: [{port: 9000}]
+    route: [{destination: {host: source.local, port: {number: 9000}}}]
+CFG
+  ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/gw.yaml" --gateway --labels istio=egressgateway \
+    --gateway-bind 127.0.0.1 --gateway-port "9000=${GW##*:}" --listen "$GW_FWD" --admin "$GW_ADMIN" --log-level warn \
+    --access-log off --istio-metrics=false >"$OUT/meshentry-gateway.log" 2>&1 &
+  pids+=($!) GW_PID=$!
+  ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/benchtool" pipe "$GOPIPE" "$SOURCE" &
+  pids+=($!) GOPIPE_PID=$!
+  ;;
+esac
 ready=
 for _ in $(seq 100); do
   curl -fsS -o /dev/null "http://$MESH_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$HA_HTTP/" 2>/dev/null &&
-    { [ -z "$BASE_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_ADMIN/ready" 2>/dev/null; } && { ready=1; break; }
+    { [ -z "$BASE_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_ADMIN/ready" 2>/dev/null; } &&
+    { [ -z "$GW_PID" ] || curl -fsS -o /dev/null "http://$GW_ADMIN/ready" 2>/dev/null; } && { ready=1; break; }
   sleep 0.1
 done
 [ -n "$ready" ] || { echo "meshentry or HAProxy did not come up; see $OUT/*.log" >&2; exit 1; }
@@ -249,6 +297,8 @@ tunnel_row() {
   case $1 in
     direct) tunnel_run "$tag" "$c" "$SOURCE" - ;;
     haproxy) tunnel_run "$tag" "$c" "$HA_TCP" "$HA_PID" ;;
+    gateway) tunnel_run "$tag" "$c" "$GW" "$GW_PID" ;;
+    gopipe) tunnel_run "$tag" "$c" "$GOPIPE" "$GOPIPE_PID" ;;
     meshentry) tunnel_run "$tag" "$c" "$MESH" "$MESH_PID" source.local:443 ;;
     base) tunnel_run "$tag" "$c" "$MESH_BASE" "$BASE_PID" source.local:443 ;;
   esac
@@ -266,7 +316,7 @@ table() {
       "$(ratio "${rate[$k]:--}" "${rate[haproxy]:--}")" "$(ratio "${cpu[$k]:--}" "${cpu[haproxy]:--}")"
   done
   for k in "$@"; do
-    case $k in direct | haproxy) continue ;; esac
+    case $k in direct | haproxy | gopipe) continue ;; esac
     echo "${label[$k]} per round ×haproxy conn/s: $(rounds_ratios "$rounds" "$k" haproxy 1); CPU×ha: $(rounds_ratios "$rounds" "$k" haproxy 3)"
   done
 }
@@ -289,9 +339,9 @@ declare -A label
     case " $ROWS " in *" tunnel "*) ;; *) break ;; esac
     echo
     row "tunnel per connection, -c$c, 128 B" "conn/s" "p99 µs" "CPU µs/conn" "×haproxy" "CPU×ha"
-    label=([direct]="direct" [haproxy]="haproxy (mode tcp, no CONNECT)" [meshentry]="meshentry (CONNECT tunnel)"
-      [base]="meshentry at ${BASE:-} (CONNECT)")
-    keys=(direct haproxy meshentry)
+    label=([direct]="direct" [haproxy]="haproxy (mode tcp, no CONNECT)" [gateway]="meshentry (gateway TCP server)"
+      [gopipe]="plain Go relay (io.Copy)" [meshentry]="meshentry (CONNECT tunnel)" [base]="meshentry at ${BASE:-} (CONNECT)")
+    keys=(direct haproxy gateway gopipe meshentry)
     [ -n "$BASE_PID" ] && keys+=(base)
     table tunnel "${keys[@]}"
     profile_run tunnel tunnel_run "profile-meshentry-c$c" "$c" "$MESH" "$MESH_PID" source.local:443
@@ -307,10 +357,13 @@ if [ "${SYSCALLS:-}" = 1 ]; then
       [ -n "$BASE_PID" ] && strace_run base-http "$BASE_PID" wrk_count "http://$MESH_BASE/" bench.local
     else
       strace_run haproxy-tunnel "$HA_PID" churn_count "$HA_TCP"
+      strace_run gateway-tunnel "$GW_PID" churn_count "$GW"
       strace_run meshentry-tunnel "$MESH_PID" churn_count "$MESH" source.local:443
       [ -n "$BASE_PID" ] && strace_run base-tunnel "$BASE_PID" churn_count "$MESH_BASE" source.local:443
     fi
-    cols=("haproxy=$OUT/syscalls-haproxy-$kind.txt" "meshentry=$OUT/syscalls-meshentry-$kind.txt")
+    cols=("haproxy=$OUT/syscalls-haproxy-$kind.txt")
+    [ "$kind" = tunnel ] && cols+=("gateway=$OUT/syscalls-gateway-tunnel.txt")
+    cols+=("meshentry=$OUT/syscalls-meshentry-$kind.txt")
     [ -n "$BASE_PID" ] && cols+=("base=$OUT/syscalls-base-$kind.txt")
     {
       echo
