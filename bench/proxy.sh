@@ -259,7 +259,7 @@ keys=(direct haproxy meshentry meshentry-obs)
 [ -n "$MESH_BASE_PID" ] && keys+=(meshentry-base)
 summary=() per_round=()
 for C in $CONNS; do
-  echo "HTTP/1.1 keep-alive, wrk -t1 -c$C -d$DURATION, 128-byte responses, $ROUNDS rounds" >&2
+  echo "HTTP/1.1 keep-alive, wrk -t1 -c$C -d$DURATION, 128-byte responses, ROUNDS=$ROUNDS" >&2
   rounds="$OUT/rounds-http-c$C.txt"
   run_rounds "$rounds" http_row "${keys[@]}"
   declare -A rps=() p50=() p99=() cpu=()
