@@ -7,18 +7,25 @@
 #   (b) Tunnels: benchtool churn opens a connection per exchange and reads 128 bytes that the far
 #       end sends before it closes. meshentry gets a CONNECT tunnel per connection; HAProxy cannot
 #       CONNECT, so it relays the same bytes in mode tcp, which spares it the CONNECT head and its
-#       answer (a fair floor for meshentry, not a like-for-like).
+#       answer (a fair floor for meshentry, not a like-for-like). The like-for-likes: a second
+#       meshentry as a Gateway with a VirtualService tcp route on a plain TCP port (no CONNECT, as
+#       HAProxy), and `benchtool pipe`, net.Dial and two io.Copy: the floor of a relay on Go's net.
 # CPU is read from /proc/PID/stat (user+system) over each run; wall figures move with whatever
 # else the machine runs, CPU per connection much less.
 #
 #   bench/churn.sh                       # 5 s per run
+#   ROUNDS=5 bench/churn.sh              # 5 rounds (3 by default) of every row of each table, the order
+#                                        # rotated by one each round: medians (even ROUNDS: the mean of
+#                                        # the middle two), ratios of medians, each round's ratios below
 #   DURATION=10s THREADS=1 bench/churn.sh  # both proxies on one thread (HAProxy nbthread,
 #                                          # meshentry GOMAXPROCS)
 #   BASE=e5c7b4c bench/churn.sh          # also meshentry built from that commit, same run
-#   PROFILE=1 bench/churn.sh             # also a CPU profile of meshentry during the -c16 runs of
-#                                        # (a) and (b); the top to $OUT/profile-{http,tunnel}.txt
+#   PROFILE=1 bench/churn.sh             # also a CPU profile of meshentry during a -c16 run of (a)
+#                                        # and of (b) after their rounds, not counted in the tables;
+#                                        # the top to $OUT/profile-{http,tunnel}.txt
 #   SYSCALLS=1 bench/churn.sh            # also strace -c -f each proxy during a -c16 run of (a) and
 #                                        # (b): syscalls (and failed ones) per connection, side by side
+#                                        # (the gateway too in (b))
 #   ROWS=tunnel bench/churn.sh           # only (b); ROWS=http only (a)
 #   CONNS="16 64"                        # the client counts of each part
 set -euo pipefail
@@ -28,6 +35,8 @@ DURATION=${DURATION:-5s}
 ROWS=${ROWS:-http tunnel}
 CONNS=${CONNS:-16 64}
 STRACE_DURATION=${STRACE_DURATION:-3s}
+ROUNDS=${ROUNDS:-3}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS=$ROUNDS: want a count of rounds, 1 or more" >&2; exit 2; }
 OUT=${OUT:-bench/out/churn}
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)"
@@ -58,6 +67,10 @@ MESH=127.0.0.1:$((P + 1))
 MESH_ADMIN=127.0.0.1:$((P + 0))
 MESH_BASE=127.0.0.1:$((P + 3))
 MESH_BASE_ADMIN=127.0.0.1:$((P + 2))
+GW=127.0.0.1:$((P + 93))          # the meshentry gateway's TCP server port
+GW_FWD=127.0.0.1:$((P + 5))
+GW_ADMIN=127.0.0.1:$((P + 4))
+GOPIPE=127.0.0.1:$((P + 92))      # plain Go io.Copy relay
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -125,10 +138,51 @@ if [ -n "${BASE:-}" ]; then
   start_mesh "$OUT/meshentry-base" "$MESH_BASE" "$MESH_BASE_ADMIN" "$OUT/meshentry-base.log"
   BASE_PID=$!
 fi
+# (b)'s like-for-likes of HAProxy's mode tcp: meshentry as a gateway, relaying a plain TCP port to
+# the source with a VirtualService tcp route, and the plain Go relay.
+GW_PID='' GOPIPE_PID=''
+case " $ROWS " in *" tunnel "*)
+  cat >"$OUT/gw.yaml" <<CFG
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: src, namespace: egress}
+spec:
+  hosts: [source.local]
+  ports: [{number: 9000, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {tcp: ${SOURCE##*:}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: istio-system}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - {port: {number: 9000, name: tcp, protocol: TCP}, hosts: ["*"]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: src, namespace: egress}
+spec:
+  hosts: ["*"]
+  gateways: [istio-system/gw]
+  tcp:
+  - match: [{port: 9000}]
+    route: [{destination: {host: source.local, port: {number: 9000}}}]
+CFG
+  ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/gw.yaml" --gateway --labels istio=egressgateway \
+    --gateway-bind 127.0.0.1 --gateway-port "9000=${GW##*:}" --listen "$GW_FWD" --admin "$GW_ADMIN" --log-level warn \
+    --access-log off --istio-metrics=false >"$OUT/meshentry-gateway.log" 2>&1 &
+  pids+=($!) GW_PID=$!
+  ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/benchtool" pipe "$GOPIPE" "$SOURCE" &
+  pids+=($!) GOPIPE_PID=$!
+  ;;
+esac
 ready=
 for _ in $(seq 100); do
   curl -fsS -o /dev/null "http://$MESH_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$HA_HTTP/" 2>/dev/null &&
-    { [ -z "$BASE_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_ADMIN/ready" 2>/dev/null; } && { ready=1; break; }
+    { [ -z "$BASE_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_ADMIN/ready" 2>/dev/null; } &&
+    { [ -z "$GW_PID" ] || curl -fsS -o /dev/null "http://$GW_ADMIN/ready" 2>/dev/null; } && { ready=1; break; }
   sleep 0.1
 done
 [ -n "$ready" ] || { echo "meshentry or HAProxy did not come up; see $OUT/*.log" >&2; exit 1; }
@@ -137,13 +191,13 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
 
 # http_run NAME CONNS URL PID [HOST]: prints "conn/s p99_us cpu_us_per_conn" for wrk with
-# Connection: close (cpu "-" without a PID).
+# Connection: close (cpu "-" without a PID); wrk's output to $OUT/wrk-NAME.txt.
 http_run() {
   local name=$1 conns=$2 url=$3 pid=$4 host=${5:-} hdr=(-H "Connection: close")
   [ -n "$host" ] && hdr+=(-H "Host: $host")
   wrk -t1 -c"$conns" -d1s "${hdr[@]}" "$url" >/dev/null # warm up the pools
   local c0=0; [ "$pid" != - ] && c0=$(cpu_ticks "$pid")
-  wrk -t1 -c"$conns" -d"$DURATION" --latency "${hdr[@]}" "$url" >"$OUT/wrk-$name-c$conns.txt"
+  wrk -t1 -c"$conns" -d"$DURATION" --latency "${hdr[@]}" "$url" >"$OUT/wrk-$name.txt" || return 1
   local c1=0; [ "$pid" != - ] && c1=$(cpu_ticks "$pid")
   awk -v c0="$c0" -v c1="$c1" -v tck="$TCK" -v pid="$pid" '
     function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return (v+0)*1000; if (v ~ /s$/) return (v+0)*1e6; return v }
@@ -157,17 +211,19 @@ http_run() {
       if (sockerr != "") print "wrk: " sockerr > "/dev/stderr"
       cpu = (pid == "-") ? "-" : sprintf("%.1f", (c1 - c0) / tck * 1e6 / reqs)
       printf "%.0f %.0f %s\n", rps, p99, cpu
-    }' "$OUT/wrk-$name-c$conns.txt"
+    }' "$OUT/wrk-$name.txt"
 }
 
-# tunnel_run CONNS ADDR PID [CONNECT]: the same for benchtool churn.
+# tunnel_run NAME CONNS ADDR PID [CONNECT]: the same for benchtool churn, its output to
+# $OUT/churn-NAME.txt.
 tunnel_run() {
-  local conns=$1 addr=$2 pid=$3 connect=() out
-  [ -n "${4:-}" ] && connect=(--connect "$4")
+  local name=$1 conns=$2 addr=$3 pid=$4 connect=() out
+  [ -n "${5:-}" ] && connect=(--connect "$5")
   "$OUT/benchtool" churn "$addr" -c "$conns" -d 1s "${connect[@]}" >/dev/null
   local c0=0; [ "$pid" != - ] && c0=$(cpu_ticks "$pid")
-  out=$("$OUT/benchtool" churn "$addr" -c "$conns" -d "$DURATION" "${connect[@]}")
+  "$OUT/benchtool" churn "$addr" -c "$conns" -d "$DURATION" "${connect[@]}" >"$OUT/churn-$name.txt" || return 1
   local c1=0; [ "$pid" != - ] && c1=$(cpu_ticks "$pid")
+  out=$(cat "$OUT/churn-$name.txt")
   awk -v c0="$c0" -v c1="$c1" -v tck="$TCK" -v pid="$pid" -v out="$out" 'BEGIN {
     split(out, f, " ")
     if (f[5] > 0) print "benchtool churn: " f[5] " failed connections" > "/dev/stderr"
@@ -179,19 +235,18 @@ tunnel_run() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "-") printf "%.2f", a / b; else print "-" }'; }
 row() { printf "%-40s %10s %10s %14s %10s %10s\n" "$@"; }
 
-# profile_start KIND C / profile_end KIND: with PROFILE=1, a CPU profile of meshentry over the
-# -c16 run of KIND (http or tunnel), its top to $OUT/profile-KIND.txt.
-prof=
-profile_start() {
-  [ "${PROFILE:-}" = 1 ] && [ "$2" = 16 ] || return 0
-  curl -fsS -o "$OUT/meshentry-$1.pprof" "http://$MESH_ADMIN/debug/pprof/profile?seconds=${DURATION%s}" &
+# profile_run KIND RUN...: with PROFILE=1, at -c16, RUN (a run of meshentry for KIND, http or
+# tunnel) once more after the rounds, not counted in them, under a CPU profile of meshentry; the
+# profile's top to $OUT/profile-KIND.txt.
+profile_run() {
+  [ "${PROFILE:-}" = 1 ] && [ "$c" = 16 ] || return 0
+  local kind=$1 prof
+  shift
+  curl -fsS -o "$OUT/meshentry-$kind.pprof" "http://$MESH_ADMIN/debug/pprof/profile?seconds=${DURATION%s}" &
   prof=$!
-}
-profile_end() {
-  [ -n "$prof" ] || return 0
+  "$@" >/dev/null || true
   wait "$prof" || true
-  prof=
-  go tool pprof -top -nodecount=40 "$OUT/meshentry" "$OUT/meshentry-$1.pprof" >"$OUT/profile-$1.txt" 2>/dev/null || true
+  go tool pprof -top -nodecount=40 "$OUT/meshentry" "$OUT/meshentry-$kind.pprof" >"$OUT/profile-$kind.txt" 2>/dev/null || true
 }
 
 # strace_run NAME PID CONNS-COUNTING-CMD...: runs the command for $STRACE_DURATION with strace -c -f
@@ -226,41 +281,70 @@ churn_count() { # ADDR [CONNECT]: benchtool churn; prints the connections made
 # shellcheck source=bench/syscalls.sh
 . bench/syscalls.sh
 
+# http_row KEY / tunnel_row KEY: the measured run (after its warm-up) of row KEY of (a) / (b) at
+# $c connections in round $ROUND.
+http_row() {
+  local tag=$1-c$c-r$ROUND
+  case $1 in
+    direct) http_run "$tag" "$c" "http://$BACKEND/" - ;;
+    haproxy) http_run "$tag" "$c" "http://$HA_HTTP/" "$HA_PID" ;;
+    meshentry) http_run "$tag" "$c" "http://$MESH/" "$MESH_PID" bench.local ;;
+    base) http_run "$tag" "$c" "http://$MESH_BASE/" "$BASE_PID" bench.local ;;
+  esac
+}
+tunnel_row() {
+  local tag=$1-c$c-r$ROUND
+  case $1 in
+    direct) tunnel_run "$tag" "$c" "$SOURCE" - ;;
+    haproxy) tunnel_run "$tag" "$c" "$HA_TCP" "$HA_PID" ;;
+    gateway) tunnel_run "$tag" "$c" "$GW" "$GW_PID" ;;
+    gopipe) tunnel_run "$tag" "$c" "$GOPIPE" "$GOPIPE_PID" ;;
+    meshentry) tunnel_run "$tag" "$c" "$MESH" "$MESH_PID" source.local:443 ;;
+    base) tunnel_run "$tag" "$c" "$MESH_BASE" "$BASE_PID" source.local:443 ;;
+  esac
+}
+# table KIND KEY...: the table of KIND (http or tunnel) at $c connections from $ROUNDS rounds of
+# its rows, then each meshentry row's ratios to HAProxy round by round; labels from label[KEY].
+table() {
+  local kind=$1 rounds="$OUT/rounds-$1-c$c.txt" k v1 v2 v3
+  shift
+  run_rounds "$rounds" "${kind}_row" "$@"
+  local -A rate=() p99=() cpu=()
+  while read -r k v1 v2 v3; do rate[$k]=$v1 p99[$k]=$v2 cpu[$k]=$v3; done < <(rounds_median "$rounds")
+  for k in "$@"; do
+    row "${label[$k]}" "${rate[$k]:--}" "${p99[$k]:--}" "${cpu[$k]:--}" \
+      "$(ratio "${rate[$k]:--}" "${rate[haproxy]:--}")" "$(ratio "${cpu[$k]:--}" "${cpu[haproxy]:--}")"
+  done
+  for k in "$@"; do
+    case $k in direct | haproxy | gopipe) continue ;; esac
+    echo "${label[$k]} per round ×haproxy conn/s: $(rounds_ratios "$rounds" "$k" haproxy 1); CPU×ha: $(rounds_ratios "$rounds" "$k" haproxy 3)"
+  done
+}
+declare -A label
+
 {
-  echo "new connection per request, ${THREADS:+THREADS=$THREADS, }$DURATION per run"
+  echo "new connection per request, ${THREADS:+THREADS=$THREADS, }$(rounds_note), $DURATION per run"
   for c in $CONNS; do
     case " $ROWS " in *" http "*) ;; *) break ;; esac
     echo
     row "HTTP, wrk -t1 -c$c, Connection: close" "conn/s" "p99 µs" "CPU µs/conn" "×haproxy" "CPU×ha"
-    read -r d_r d_p _ < <(http_run direct $c "http://$BACKEND/" -)
-    read -r h_r h_p h_c < <(http_run haproxy $c "http://$HA_HTTP/" "$HA_PID")
-    profile_start http $c
-    read -r m_r m_p m_c < <(http_run meshentry $c "http://$MESH/" "$MESH_PID" bench.local)
-    profile_end http
-    row "direct (Go net/http backend)" "$d_r" "$d_p" "-" "$(ratio "$d_r" "$h_r")" "-"
-    row "haproxy" "$h_r" "$h_p" "$h_c" "1.00" "1.00"
-    row "meshentry (forward proxy)" "$m_r" "$m_p" "$m_c" "$(ratio "$m_r" "$h_r")" "$(ratio "$m_c" "$h_c")"
-    if [ -n "$BASE_PID" ]; then
-      read -r b_r b_p b_c < <(http_run base $c "http://$MESH_BASE/" "$BASE_PID" bench.local)
-      row "meshentry at $BASE" "$b_r" "$b_p" "$b_c" "$(ratio "$b_r" "$h_r")" "$(ratio "$b_c" "$h_c")"
-    fi
+    label=([direct]="direct (Go net/http backend)" [haproxy]="haproxy" [meshentry]="meshentry (forward proxy)"
+      [base]="meshentry at ${BASE:-}")
+    keys=(direct haproxy meshentry)
+    [ -n "$BASE_PID" ] && keys+=(base)
+    table http "${keys[@]}"
+    profile_run http http_run "profile-meshentry-c$c" "$c" "http://$MESH/" "$MESH_PID" bench.local
   done
   for c in $CONNS; do
     case " $ROWS " in *" tunnel "*) ;; *) break ;; esac
     echo
     row "tunnel per connection, -c$c, 128 B" "conn/s" "p99 µs" "CPU µs/conn" "×haproxy" "CPU×ha"
-    read -r d_r d_p _ < <(tunnel_run $c "$SOURCE" -)
-    read -r h_r h_p h_c < <(tunnel_run $c "$HA_TCP" "$HA_PID")
-    profile_start tunnel $c
-    read -r m_r m_p m_c < <(tunnel_run $c "$MESH" "$MESH_PID" source.local:443)
-    profile_end tunnel
-    row "direct" "$d_r" "$d_p" "-" "$(ratio "$d_r" "$h_r")" "-"
-    row "haproxy (mode tcp, no CONNECT)" "$h_r" "$h_p" "$h_c" "1.00" "1.00"
-    row "meshentry (CONNECT tunnel)" "$m_r" "$m_p" "$m_c" "$(ratio "$m_r" "$h_r")" "$(ratio "$m_c" "$h_c")"
-    if [ -n "$BASE_PID" ]; then
-      read -r b_r b_p b_c < <(tunnel_run $c "$MESH_BASE" "$BASE_PID" source.local:443)
-      row "meshentry at $BASE (CONNECT)" "$b_r" "$b_p" "$b_c" "$(ratio "$b_r" "$h_r")" "$(ratio "$b_c" "$h_c")"
-    fi
+    label=([direct]="direct" [haproxy]="haproxy (mode tcp, no CONNECT)" [gateway]="meshentry (gateway TCP server)"
+      [gopipe]="plain Go relay (io.Copy)" [meshentry]="meshentry (CONNECT tunnel)" [base]="meshentry at ${BASE:-} (CONNECT)")
+    keys=(direct haproxy gateway gopipe meshentry)
+    [ -n "$BASE_PID" ] && keys+=(base)
+    table tunnel "${keys[@]}"
+    profile_run tunnel tunnel_run "profile-meshentry-c$c" "$c" "$MESH" "$MESH_PID" source.local:443
   done
 } | tee "$OUT/result.txt"
 
@@ -273,10 +357,13 @@ if [ "${SYSCALLS:-}" = 1 ]; then
       [ -n "$BASE_PID" ] && strace_run base-http "$BASE_PID" wrk_count "http://$MESH_BASE/" bench.local
     else
       strace_run haproxy-tunnel "$HA_PID" churn_count "$HA_TCP"
+      strace_run gateway-tunnel "$GW_PID" churn_count "$GW"
       strace_run meshentry-tunnel "$MESH_PID" churn_count "$MESH" source.local:443
       [ -n "$BASE_PID" ] && strace_run base-tunnel "$BASE_PID" churn_count "$MESH_BASE" source.local:443
     fi
-    cols=("haproxy=$OUT/syscalls-haproxy-$kind.txt" "meshentry=$OUT/syscalls-meshentry-$kind.txt")
+    cols=("haproxy=$OUT/syscalls-haproxy-$kind.txt")
+    [ "$kind" = tunnel ] && cols+=("gateway=$OUT/syscalls-gateway-tunnel.txt")
+    cols+=("meshentry=$OUT/syscalls-meshentry-$kind.txt")
     [ -n "$BASE_PID" ] && cols+=("base=$OUT/syscalls-base-$kind.txt")
     {
       echo

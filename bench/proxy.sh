@@ -6,6 +6,9 @@
 #
 #   bench/proxy.sh            # 10 s per HTTP run, 1 GiB streams
 #   DURATION=5s CONNS="16 256" BYTES=1073741824 bench/proxy.sh
+#   ROUNDS=5 bench/proxy.sh           # (a) in 5 rounds (3 by default) of every row, the order rotated
+#                                     # by one each round: medians (even ROUNDS: the mean of the middle
+#                                     # two), ratios of medians, each round's ratios below the table
 #   SYSCALLS=1 bench/proxy.sh         # also strace -c -f each proxy during a wrk run: syscalls
 #                                     # (and failed ones, EAGAIN mostly) per request, side by side
 #   STREAMS=0 bench/proxy.sh          # the HTTP rows only
@@ -31,6 +34,8 @@ PROFILE=${PROFILE:-0}
 PROFILE_SECONDS=${PROFILE_SECONDS:-5}
 BYTES=${BYTES:-1073741824}
 REPEAT=${REPEAT:-3}
+ROUNDS=${ROUNDS:-3}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS=$ROUNDS: want a count of rounds, 1 or more" >&2; exit 2; }
 OUT=${OUT:-bench/out}
 mkdir -p "$OUT"
 
@@ -157,13 +162,13 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
 
 # run_wrk NAME URL PID [HOST]: prints "rps p50_us p99_us cpu_us_per_req" (cpu "-" without a PID)
-# for $C connections.
+# for $C connections; wrk's output to $OUT/wrk-NAME-cC-rROUND.txt.
 run_wrk() {
-  local name=$1-c$C url=$2 pid=$3 host=${4:-} hdr=()
+  local name=$1-c$C-r$ROUND url=$2 pid=$3 host=${4:-} hdr=()
   [ -n "$host" ] && hdr=(-H "Host: $host")
   wrk -t1 -c"$C" -d1s "${hdr[@]}" "$url" >/dev/null   # warm up pools
   local c0=0; [ "$pid" != - ] && c0=$(cpu_ticks "$pid")
-  wrk -t1 -c"$C" -d"$DURATION" --latency "${hdr[@]}" "$url" >"$OUT/wrk-$name.txt"
+  wrk -t1 -c"$C" -d"$DURATION" --latency "${hdr[@]}" "$url" >"$OUT/wrk-$name.txt" || return 1
   local c1=0; [ "$pid" != - ] && c1=$(cpu_ticks "$pid")
   awk -v c0="$c0" -v c1="$c1" -v tck="$TCK" -v pid="$pid" '
     function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return (v+0)*1000; if (v ~ /s$/) return (v+0)*1e6; return v }
@@ -229,37 +234,52 @@ profile_wrk() {
   go tool pprof -top -nodecount=30 "$prof" >"$OUT/profile-$name-c$C.txt" 2>/dev/null
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() { printf "%-34s %6s %10s %10s %10s %12s %10s %10s\n" "$@"; }
+
+# http_row KEY: the measured run (after its warm-up) of row KEY of (a) at $C connections.
+http_row() {
+  case $1 in
+    direct) run_wrk direct "http://$BACKEND/" - ;;
+    haproxy) run_wrk haproxy "http://$HAPROXY_HTTP/" "$HAPROXY_PID" ;;
+    meshentry) run_wrk meshentry "http://$MESH/" "$MESH_PID" bench.local ;;
+    meshentry-obs) run_wrk meshentry-obs "http://$MESH_OBS/" "$MESH_OBS_PID" bench.local ;;
+    meshentry-base) run_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_PID" bench.local ;;
+  esac
+}
+declare -A label=([direct]="direct" [haproxy]="haproxy" [meshentry]="meshentry (forward proxy)"
+  [meshentry-obs]="meshentry, access log + metrics" [meshentry-base]="meshentry at ${BASE_REV:-}")
 
 {
   echo
+  echo "HTTP/1.1 keep-alive, 128-byte responses, ${THREADS:+THREADS=$THREADS, }$(rounds_note), $DURATION per run"
   row "HTTP keep-alive (wrk -t1)" conns "req/s" "p50 µs" "p99 µs" "CPU µs/req" "×direct" "×haproxy"
 } >"$OUT/result.txt"
-summary=()
+keys=(direct haproxy meshentry meshentry-obs)
+[ -n "$MESH_BASE_PID" ] && keys+=(meshentry-base)
+summary=() per_round=()
 for C in $CONNS; do
-  echo "HTTP/1.1 keep-alive, wrk -t1 -c$C -d$DURATION, 128-byte responses" >&2
-  read -r d_rps d_p50 d_p99 _ < <(run_wrk direct "http://$BACKEND/" -)
-  read -r h_rps h_p50 h_p99 h_cpu < <(run_wrk haproxy "http://$HAPROXY_HTTP/" "$HAPROXY_PID")
-  read -r m_rps m_p50 m_p99 m_cpu < <(run_wrk meshentry "http://$MESH/" "$MESH_PID" bench.local)
-  read -r o_rps o_p50 o_p99 o_cpu < <(run_wrk meshentry-obs "http://$MESH_OBS/" "$MESH_OBS_PID" bench.local)
-  if [ -n "$MESH_BASE_PID" ]; then
-    read -r b_rps b_p50 b_p99 b_cpu < <(run_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_PID" bench.local)
-  fi
-  {
-    row "direct" "$C" "$d_rps" "$d_p50" "$d_p99" "-" "1.00" "$(ratio "$d_rps" "$h_rps")"
-    row "haproxy" "$C" "$h_rps" "$h_p50" "$h_p99" "$h_cpu" "$(ratio "$h_rps" "$d_rps")" "1.00"
-    row "meshentry (forward proxy)" "$C" "$m_rps" "$m_p50" "$m_p99" "$m_cpu" "$(ratio "$m_rps" "$d_rps")" "$(ratio "$m_rps" "$h_rps")"
-    row "meshentry, access log + metrics" "$C" "$o_rps" "$o_p50" "$o_p99" "$o_cpu" "$(ratio "$o_rps" "$d_rps")" "$(ratio "$o_rps" "$h_rps")"
-    if [ -n "$MESH_BASE_PID" ]; then
-      row "meshentry at $BASE_REV" "$C" "$b_rps" "$b_p50" "$b_p99" "$b_cpu" "$(ratio "$b_rps" "$d_rps")" "$(ratio "$b_rps" "$h_rps")"
-    fi
-  } >>"$OUT/result.txt"
+  echo "HTTP/1.1 keep-alive, wrk -t1 -c$C -d$DURATION, 128-byte responses, ROUNDS=$ROUNDS" >&2
+  rounds="$OUT/rounds-http-c$C.txt"
+  run_rounds "$rounds" http_row "${keys[@]}"
+  declare -A rps=() p50=() p99=() cpu=()
+  while read -r k a b c d; do rps[$k]=$a p50[$k]=$b p99[$k]=$c cpu[$k]=$d; done < <(rounds_median "$rounds")
+  for k in "${keys[@]}"; do
+    row "${label[$k]}" "$C" "${rps[$k]:--}" "${p50[$k]:--}" "${p99[$k]:--}" "${cpu[$k]:--}" \
+      "$(ratio "${rps[$k]:--}" "${rps[direct]:--}")" "$(ratio "${rps[$k]:--}" "${rps[haproxy]:--}")"
+  done >>"$OUT/result.txt"
+  for k in "${keys[@]:2}"; do
+    per_round+=("-c$C ${label[$k]} per round ×haproxy req/s: $(rounds_ratios "$rounds" "$k" haproxy 1); CPU×ha: $(rounds_ratios "$rounds" "$k" haproxy 4)")
+  done
+  m_rps=${rps[meshentry]:--} m_p99=${p99[meshentry]:--} m_cpu=${cpu[meshentry]:--}
+  h_rps=${rps[haproxy]:--} h_p99=${p99[haproxy]:--} h_cpu=${cpu[haproxy]:--}
+  o_rps=${rps[meshentry-obs]:--} o_cpu=${cpu[meshentry-obs]:--}
   line="-c$C meshentry/haproxy: req/s $(ratio "$m_rps" "$h_rps"), p99 $(ratio "$m_p99" "$h_p99"), CPU per request $(ratio "$m_cpu" "$h_cpu")"
-  [ -n "$MESH_BASE_PID" ] && line+="; meshentry/base: req/s $(ratio "$m_rps" "$b_rps"), CPU per request $(ratio "$m_cpu" "$b_cpu")"
+  [ -n "$MESH_BASE_PID" ] && line+="; meshentry/base: req/s $(ratio "$m_rps" "${rps[meshentry-base]:--}"), CPU per request $(ratio "$m_cpu" "${cpu[meshentry-base]:--}")"
   line+="; access log + metrics on/off: req/s $(ratio "$o_rps" "$m_rps"), CPU per request $(ratio "$o_cpu" "$m_cpu")"
   summary+=("$line")
 done
+printf '%s\n' "${per_round[@]}" >>"$OUT/result.txt"
 
 if [ "$STREAMS" = 1 ]; then
   echo "Streams of $BYTES bytes, median of $REPEAT" >&2
@@ -314,6 +334,7 @@ fi
 
 {
   echo
+  echo "ratios of the medians above:"
   printf '%s\n' "${summary[@]}"
   echo "access log lines $(wc -l <"$OUT/access.log"), istio_requests_total" \
     "$(curl -fsS "http://$MESH_OBS_ADMIN/stats/prometheus" | awk '/^istio_requests_total/ { n += $NF } END { print n + 0 }')"
