@@ -93,7 +93,8 @@ func openInbound(f *inboundFlags, cfg *proxy.Config, log *slog.Logger) (*inbound
 			HTTP: cfg.HTTP, Logger: log.With("listener", sp.name())})
 		if err == nil {
 			var ln net.Listener
-			if ln, err = net.Listen("tcp", sp.listen); err == nil {
+			// No TCP keep-alive on accepted connections, as the other listeners.
+			if ln, err = (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", sp.listen); err == nil {
 				set.lns = append(set.lns, ln)
 				set.servers = append(set.servers, srv)
 				continue

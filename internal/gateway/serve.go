@@ -23,7 +23,9 @@ func (g *Gateway) Listen() error {
 			bind = uint64(p)
 		}
 		addr := net.JoinHostPort(g.cfg.Bind, strconv.FormatUint(bind, 10))
-		ln, err := net.Listen("tcp", addr)
+		// No TCP keep-alive on accepted connections, as Envoy's listeners and the forward one:
+		// Go's default costs four setsockopt calls per connection.
+		ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", addr)
 		if err != nil {
 			g.Close()
 			return fmt.Errorf("%s: listen on %s: %w", st.ports[port].Servers[0].Where(), addr, err)
