@@ -11,9 +11,10 @@ import (
 )
 
 const (
-	// MaxIdle bounds the goroutines waiting for a task; beyond it a finished one ends. An idle
-	// goroutine costs its stack, which the next collection shrinks to a few KiB.
-	MaxIdle = 1024
+	// MaxIdle bounds the goroutines waiting for a task; beyond it a finished one ends. It need
+	// only cover the connections that begin at once, not those open: an idle goroutine holds
+	// the stack its last task grew (~14 KiB) until a collection shrinks it.
+	MaxIdle = 128
 	// IdleTimeout is how long a goroutine may wait for a task before the pool lets it go.
 	IdleTimeout = 10 * time.Second
 )
