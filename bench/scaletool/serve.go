@@ -71,6 +71,10 @@ func serveCmd(args []string) error {
 		}
 		took = append(took, d)
 	}
+	inOrder := make([]string, len(took))
+	for i, d := range took {
+		inOrder[i] = fmt.Sprintf("%.1f", ms(d))
+	}
 	slices.Sort(took)
 	hwm, rss = memOf(cmd.Process.Pid)
 	cpu := (cpuOf(cmd.Process.Pid) - cpu0) / time.Duration(len(took))
@@ -79,6 +83,7 @@ func serveCmd(args []string) error {
 	}
 	fmt.Printf("reload write->serving (%d runs): min %.1f ms, median %.1f ms, max %.1f ms, %.0f ms CPU each; peak RSS %d MB, RSS %d MB\n",
 		len(took), ms(took[0]), ms(took[len(took)/2]), ms(took[len(took)-1]), ms(cpu), hwm>>10, rss>>10)
+	fmt.Printf("reload write->serving in order (ms): %s\n", strings.Join(inOrder, " "))
 	return nil
 }
 
