@@ -51,15 +51,7 @@ func TestTasksInSequenceShareOneGoroutine(t *testing.T) {
 
 func TestIdleGoroutinesAreBounded(t *testing.T) {
 	p := &Pool{maxIdle: 3}
-	var release sync.WaitGroup
-	release.Add(1)
-	var running sync.WaitGroup
-	for range 8 {
-		running.Add(1)
-		p.Go(func() { running.Done(); release.Wait() })
-	}
-	running.Wait()
-	release.Done()
+	runAtOnce(p, 8)
 	waitIdle(t, p, 3)
 	time.Sleep(20 * time.Millisecond) // the other five end rather than wait
 	if got := p.Idle(); got != 3 {
@@ -70,15 +62,7 @@ func TestIdleGoroutinesAreBounded(t *testing.T) {
 
 func TestALongIdleGoroutineIsLetGo(t *testing.T) {
 	p := &Pool{idleTimeout: 20 * time.Millisecond}
-	var release sync.WaitGroup
-	release.Add(1)
-	var running sync.WaitGroup
-	for range 2 {
-		running.Add(1)
-		p.Go(func() { running.Done(); release.Wait() })
-	}
-	running.Wait()
-	release.Done()
+	runAtOnce(p, 2)
 	waitIdle(t, p, 2)
 	time.Sleep(40 * time.Millisecond)
 	// This task takes the newest idle goroutine and lets the stale one go.
@@ -91,6 +75,19 @@ func TestALongIdleGoroutineIsLetGo(t *testing.T) {
 		t.Fatalf("%d goroutines idle after the stale one was let go, want 1", got)
 	}
 	drain(p)
+}
+
+// runAtOnce runs n tasks on p that are all running at the same time before any ends, so that
+// each takes a goroutine of its own.
+func runAtOnce(p *Pool, n int) {
+	var release, running sync.WaitGroup
+	release.Add(1)
+	for range n {
+		running.Add(1)
+		p.Go(func() { running.Done(); release.Wait() })
+	}
+	running.Wait()
+	release.Done()
 }
 
 // drain lets every idle goroutine of p go, so that goleak sees the test's own pools end.
