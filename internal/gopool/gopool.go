@@ -2,7 +2,7 @@
 // outlive them. A fresh goroutine starts on the runtime's small stack and copies it each time a
 // proxied connection's calls go deeper (a few percent of the CPU a new connection costs); a
 // pooled one starts the next task on the stack the last task grew, until a garbage collection
-// shrinks it. Idle goroutines are bounded in number and let go after an idle time.
+// shrinks it. Idle goroutines are bounded in number, and let go once they waited too long.
 package gopool
 
 import (
@@ -15,7 +15,9 @@ const (
 	// only cover the connections that begin at once, not those open: an idle goroutine holds
 	// the stack its last task grew (~14 KiB) until a collection shrinks it.
 	MaxIdle = 128
-	// IdleTimeout is how long a goroutine may wait for a task before the pool lets it go.
+	// IdleTimeout is how long a goroutine may wait for a task before the pool lets it go. It
+	// is checked as a task is handed over, so with no traffic at all the idle ones (at most
+	// MaxIdle) stay, their stacks shrunk by the next collections.
 	IdleTimeout = 10 * time.Second
 )
 
