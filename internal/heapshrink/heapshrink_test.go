@@ -30,14 +30,19 @@ func TestShrinkReturnsTheFreePagesOfABurst(t *testing.T) {
 	}
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
+	// A burst descheduled for longer than Quiet (a loaded CI machine) looks still, and may be
+	// shrunk while it holds its memory; such a shrink frees little and only backs off. What
+	// must hold is one shrink once the burst is garbage, and no other within the gap after it.
+	during := s.Shrinks()
 	sink = nil
 
 	deadline := time.Now().Add(5 * time.Second)
-	for s.Shrinks() == 0 && time.Now().Before(deadline) {
+	for s.Shrinks() == during && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if s.Shrinks() != 1 {
-		t.Fatalf("shrinks = %d after a burst of %d MiB, want 1", s.Shrinks(), burst>>20)
+	time.Sleep(200 * time.Millisecond) // ten looks, well within the default 10 s gap
+	if got := s.Shrinks() - during; got != 1 {
+		t.Fatalf("shrinks = %d after a burst of %d MiB became garbage, want 1", got, burst>>20)
 	}
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
