@@ -13,6 +13,7 @@ import (
 	"github.com/meshentry/meshentry/internal/relay"
 	"github.com/meshentry/meshentry/internal/testutil/backend"
 	"github.com/meshentry/meshentry/internal/testutil/dnstest"
+	"github.com/meshentry/meshentry/internal/testutil/netpair"
 )
 
 // silentServer accepts connections and never writes or closes them until the test ends.
@@ -84,24 +85,7 @@ func TestPipePassesHalfCloseOn(t *testing.T) {
 }
 
 // tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
+func tcpPair(t *testing.T) (net.Conn, net.Conn) { return netpair.Sockets(t, "tcp", "127.0.0.1:0") }
 
 func TestADeadAddressOfADNSNameCostsNoRequests(t *testing.T) {
 	t.Parallel()

@@ -8,36 +8,12 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/testutil/netpair"
 )
 
 // tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (near, far net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			accepted <- nil
-			return
-		}
-		accepted <- c
-	}()
-	near, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	far = <-accepted
-	if far == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { near.Close(); far.Close() })
-	return near, far
-}
+func tcpPair(t *testing.T) (near, far net.Conn) { return netpair.Sockets(t, "tcp", "127.0.0.1:0") }
 
 func TestSocketReadsAndWritesTheSocketRaw(t *testing.T) {
 	near, far := tcpPair(t)

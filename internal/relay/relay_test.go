@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/sniff"
 	"github.com/meshentry/meshentry/internal/testutil/fds"
+	"github.com/meshentry/meshentry/internal/testutil/netpair"
 )
 
 // tunnel is a real relay between a client and a backend, all on loopback: client ⇄ relay ⇄ backend.
@@ -254,21 +255,7 @@ func unixPair(t *testing.T) (net.Conn, net.Conn) {
 }
 
 func socketPair(t *testing.T, network, addr string) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial(network, ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	end, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { peer.Close(); end.Close() })
+	peer, end := netpair.Sockets(t, network, addr)
 	return end, peer
 }
 

@@ -11,31 +11,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshentry/meshentry/internal/testutil/netpair"
 )
 
 // tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		c.Close()
-		t.Fatalf("accept: %v", err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		s.Close()
-	})
-	return c.(*net.TCPConn), s.(*net.TCPConn)
-}
+func tcpPair(t *testing.T) (client, server *net.TCPConn) { return netpair.TCP(t) }
 
 func TestSniffOverTCP(t *testing.T) {
 	t.Parallel()
