@@ -31,6 +31,7 @@ type Cache struct {
 	files map[string]*cached
 
 	hits, misses, evictions atomic.Uint64
+	rereads, settled        atomic.Uint64
 }
 
 // racyMargin is how much older than the read of a file its change time must be for a later
@@ -67,6 +68,11 @@ type CacheStats struct {
 	Hits, Misses uint64
 	// Evictions are files not remembered because the cache was full.
 	Evictions uint64
+	// Rereads are reads, by Look or Load, of files whose stat was as cached but had been too
+	// recent at the read that cached them to prove their content: the reads Settle saves.
+	Rereads uint64
+	// Settled are the files Settle proved current after the fact.
+	Settled uint64
 	// Files is how many files the cache holds now.
 	Files int
 }
@@ -76,7 +82,8 @@ func (c *Cache) Stats() CacheStats {
 	c.mu.Lock()
 	n := len(c.files)
 	c.mu.Unlock()
-	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Evictions: c.evictions.Load(), Files: n}
+	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Evictions: c.evictions.Load(),
+		Rereads: c.rereads.Load(), Settled: c.settled.Load(), Files: n}
 }
 
 // fileStat is what a stat says about a file's content without reading it.
@@ -102,16 +109,87 @@ func (st fileStat) settledAt(start time.Time, margin time.Duration) bool {
 	return !st.ctime.IsZero() && st.mtime.Before(limit) && st.ctime.Before(limit)
 }
 
-// known returns the entry for path when a stat alone proves it current.
-func (c *Cache) known(path string, st fileStat) *cached {
+// settleWait is about how long from now until a read of a file of stat st begins late enough
+// to settle it (settledAt): 0 or less when one beginning now does.
+func (st fileStat) settleWait(now time.Time, margin time.Duration) time.Duration {
+	newest := st.mtime
+	if st.ctime.After(newest) {
+		newest = st.ctime
+	}
+	return newest.Add(margin).Sub(now)
+}
+
+// Settle proves current, by a read now, the cached files a stat could not prove because they
+// had changed within the margin before the read that cached them: each whose stat times are
+// now older than the margin is stated, read and hashed again outside the lock, and marked
+// settled when its stat and content are still the entry's, so that the next look and load
+// take it on a stat alone. A file that changed is left as it is, for the next load to decode.
+// next is how long until the next file still unsettled can be, 0 when none can. Settle reads
+// only files the cache holds, at most its bound, and is safe beside a Load.
+func (c *Cache) Settle(now time.Time) (next time.Duration) {
+	type due struct {
+		path string
+		e    *cached
+		stat fileStat
+		hash uint64
+	}
+	later := func(st fileStat, from time.Time) {
+		// A millisecond on, so that the timer set to it finds the file past the margin.
+		if d := max(st.settleWait(from, c.margin), 0) + time.Millisecond; next == 0 || d < next {
+			next = d
+		}
+	}
+	var todo []due
+	c.mu.Lock()
+	for p, e := range c.files {
+		switch {
+		case e.settled || e.stat.ctime.IsZero(): // done, or no change time to prove it by
+		case e.stat.settledAt(now, c.margin):
+			todo = append(todo, due{p, e, e.stat, e.hash})
+		default:
+			later(e.stat, now)
+		}
+	}
+	c.mu.Unlock()
+	in := &interner{} // for its read buffer, reused file after file
+	for _, d := range todo {
+		start := time.Now() // the read begins before the stat, as decodeFile's does
+		st, err := statOf(d.path)
+		if err != nil || st != d.stat {
+			continue
+		}
+		data, err := in.readFile(d.path)
+		if err != nil || maphash.Bytes(c.seed, data) != d.hash {
+			continue
+		}
+		if !st.settledAt(start, c.margin) { // now was ahead of the clock
+			later(st, start)
+			continue
+		}
+		c.mu.Lock()
+		if e := c.files[d.path]; e == d.e && e.stat == st && e.hash == d.hash && !e.settled {
+			e.settled = true
+			c.settled.Add(1)
+		}
+		c.mu.Unlock()
+	}
+	return next
+}
+
+// known returns the entry for path when a stat alone proves it current; unproven says the
+// entry has that stat but is not settled, so the read that follows is a reread.
+func (c *Cache) known(path string, st fileStat) (e *cached, unproven bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.files[path]
-	if e == nil || !e.settled || e.stat != st {
-		return nil
+	e = c.files[path]
+	if e == nil || e.stat != st {
+		return nil, false
+	}
+	if !e.settled {
+		return nil, true
 	}
 	e.used = true
-	return e
+	return e, false
 }
 
 // lookup returns the entry for path when its stat and content hash match, and marks it settled
@@ -193,13 +271,17 @@ func (c *Cache) Look(path string, into Stats) (Looked, error) {
 	if err != nil {
 		return Looked{}, err
 	}
-	if e := c.known(path, st); e != nil {
+	e, unproven := c.known(path, st)
+	if e != nil {
 		l.Hash = e.hash
 		return l, nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Looked{}, err
+	}
+	if unproven {
+		c.rereads.Add(1)
 	}
 	l.Hash = maphash.Bytes(c.seed, data)
 	return l, nil
@@ -243,9 +325,13 @@ func decodeFile(c *Cache, path, ns string, stats Stats, in *interner) (docs []*D
 				return nil, nil, 0, false, err
 			}
 		}
-		if e := c.known(path, st); e != nil {
+		e, unproven := c.known(path, st)
+		if e != nil {
 			c.hits.Add(1)
 			return e.docs, e.diags, e.read, false, nil
+		}
+		if unproven {
+			c.rereads.Add(1)
 		}
 	}
 	data, err := in.readFile(path)

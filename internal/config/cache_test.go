@@ -130,18 +130,7 @@ func TestCacheTrustsAStatOnlyOnceTheFileHasSettled(t *testing.T) {
 		t.Fatalf("an unchanged settled file: read %s, stats %+v, want a hit", got, c.Stats())
 	}
 	// Same size, mtime put back: the change time still moves, which no one can set.
-	info, _ := os.Stat(path)
-	before, _ := statOf(path)
-	// The change time moves at the kernel's clock tick: write until it shows.
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		writeEntryFile(t, path, "a", "b.com")
-		if err := os.Chtimes(path, info.ModTime(), info.ModTime()); err != nil {
-			t.Fatal(err)
-		}
-		if now, _ := statOf(path); now.ctime != before.ctime || time.Now().After(deadline) {
-			break
-		}
-	}
+	rewriteKeepingMtime(t, path, "a", "b.com")
 	if d2, err := c.Digest(path); err != nil || d2 == d1 {
 		t.Fatalf("digest after a rewrite = %x (%v), the same as before", d2, err)
 	}
@@ -233,5 +222,132 @@ func TestDecodedIsCalledWithTheFilesDecodedAnewOnly(t *testing.T) {
 	writeEntryFile(t, b, "b", "longer-b.example.com") // a new size, whatever the clock
 	if got, _ := load(); len(got) != 1 || got["b.yaml"] != 1 {
 		t.Fatalf("after b changed: Decoded saw %v, want b's document alone", got)
+	}
+}
+
+// rewriteKeepingMtime writes path anew declaring host, which must be as long as the host
+// before, and puts its mtime back, so that only the change time (and the content) tells: it
+// writes until the change time shows the move, which happens at the kernel's clock tick.
+func rewriteKeepingMtime(t *testing.T, path, name, host string) {
+	t.Helper()
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := statOf(path)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		writeEntryFile(t, path, name, host)
+		if err := os.Chtimes(path, info.ModTime(), info.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+		now, _ := statOf(path)
+		if now.size != before.size {
+			t.Fatalf("the rewrite changed the size from %d to %d", before.size, now.size)
+		}
+		if now.ctime != before.ctime || time.Now().After(deadline) {
+			return
+		}
+	}
+}
+
+func TestSettleProvesByAReadLaterTheFilesLoadedJustAfterTheyWereWritten(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// between changes the file after the load and before Settle; after, once Settle ran.
+		between, after func(t *testing.T, c *Cache, path string)
+		settled        bool
+		// want is what the load after Settle reads.
+		want string
+	}{
+		{name: "settles a file unchanged since the load", settled: true, want: "[0:a.com]"},
+		{
+			name: "leaves a file rewritten with the same size and mtime",
+			between: func(t *testing.T, _ *Cache, path string) {
+				rewriteKeepingMtime(t, path, "a", "b.com")
+			},
+			want: "[0:b.com]",
+		},
+		{
+			// As on a file system whose times are coarser than the rewrite was quick: the stat
+			// is the cached one, and only the content hash tells.
+			name: "leaves a file rewritten within the clock tick of the load's read",
+			between: func(t *testing.T, c *Cache, path string) {
+				writeEntryFile(t, path, "a", "b.com")
+				st, err := statOf(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.mu.Lock()
+				c.files[path].stat = st
+				c.mu.Unlock()
+			},
+			want: "[0:b.com]",
+		},
+		{
+			name:    "leaves a file removed",
+			between: func(t *testing.T, _ *Cache, path string) { os.Remove(path) },
+			want:    "[]",
+		},
+		{
+			name:    "still sees a file rewritten after, with the same size and mtime",
+			after:   func(t *testing.T, _ *Cache, path string) { rewriteKeepingMtime(t, path, "a", "b.com") },
+			settled: true,
+			want:    "[0:b.com]",
+		},
+		{
+			name:    "still sees a file rewritten after, longer",
+			after:   func(t *testing.T, _ *Cache, path string) { writeEntryFile(t, path, "a", "longer.com") },
+			settled: true,
+			want:    "[0:longer.com]",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			path := filepath.Join(dir, "a.yaml")
+			writeEntryFile(t, path, "a", "a.com")
+			c := NewCache(0)
+			c.margin = time.Hour // the load is well within the margin after the write
+			load := func() string {
+				t.Helper()
+				res, err := Load([]string{dir}, Options{Cache: c})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return fmt.Sprint(hostsOf(res))
+			}
+			load()
+			if _, err := c.Digest(path); err != nil || c.Stats().Rereads != 1 {
+				t.Fatalf("a look at a file just loaded, not settled: %v, stats %+v; want one reread", err, c.Stats())
+			}
+			if next := c.Settle(time.Now()); next < 59*time.Minute || next > time.Hour+time.Second || c.Stats().Settled != 0 {
+				t.Fatalf("Settle within the margin: next %v, stats %+v; want about an hour and nothing settled", next, c.Stats())
+			}
+			if tc.between != nil {
+				tc.between(t, c, path)
+			}
+			c.margin = 0 // the margin has passed
+			if next := c.Settle(time.Now()); next != 0 {
+				t.Fatalf("Settle past the margin: next %v, want 0 (no file left to wait for)", next)
+			}
+			if got := c.Stats().Settled; got != map[bool]uint64{false: 0, true: 1}[tc.settled] {
+				t.Fatalf("Settle settled %d files, want settled %v", got, tc.settled)
+			}
+			if tc.after != nil {
+				tc.after(t, c, path)
+			}
+			before := c.Stats()
+			if got := load(); got != tc.want {
+				t.Fatalf("the load after Settle read %s, want %s", got, tc.want)
+			}
+			if _, err := c.Digest(path); tc.settled && tc.after == nil {
+				st := c.Stats()
+				if err != nil || st.Hits != before.Hits+1 || st.Misses != before.Misses || st.Rereads != before.Rereads {
+					t.Fatalf("a load and a look after Settle: %v, stats %+v from %+v; want a hit and no read", err, st, before)
+				}
+			}
+		})
 	}
 }
