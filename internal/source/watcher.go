@@ -82,6 +82,8 @@ type Watcher struct {
 	// noEvents makes Run go without fsnotify, as on a mount that sends no events.
 	checks   atomic.Uint64
 	noEvents bool
+	// compiled says a compile ran since Run last settled the decode cache (settle.go).
+	compiled bool
 }
 
 // check kinds: what asked for a look at the files.
@@ -187,8 +189,7 @@ func (w *Watcher) Run(ctx context.Context, apply func(*compile.Result)) {
 		defer t.Stop()
 		tick = t.C
 	}
-	debounce := time.NewTimer(time.Hour)
-	debounce.Stop()
+	debounce := stoppedTimer()
 	defer debounce.Stop()
 	var firstEvent time.Time // of the events waiting for quiet; zero when none wait
 	wait := func() {
@@ -202,7 +203,13 @@ func (w *Watcher) Run(ctx context.Context, apply func(*compile.Result)) {
 	// A change made between New and the watches above sent no event to anyone: look once, after
 	// the same quiet wait, since such a change may still be being written.
 	wait()
+	settling := stoppedTimer()
+	defer settling.Stop()
 	for {
+		if w.compiled {
+			w.compiled = false
+			settling.Reset(0)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -231,6 +238,8 @@ func (w *Watcher) Run(ctx context.Context, apply func(*compile.Result)) {
 			}
 		case <-w.trigger:
 			w.check(fsw, apply, byTrigger)
+		case <-settling.C:
+			w.settle(settling)
 		}
 	}
 }
@@ -412,6 +421,7 @@ func (w *Watcher) compileLoaded(version uint64, stats config.Stats) (*compile.Re
 		opts.Stdin = bytes.NewReader(w.cfg.Stdin)
 	}
 	res, err := w.cache.Paths(w.cfg.Paths, opts, version, w.cfg.Compile...)
+	w.compiled = true // even a failed one may have cached files
 	if err != nil {
 		return nil, err
 	}
