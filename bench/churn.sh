@@ -10,6 +10,9 @@
 #       answer (a fair floor for meshentry, not a like-for-like). The like-for-likes: a second
 #       meshentry as a Gateway with a VirtualService tcp route on a plain TCP port (no CONNECT, as
 #       HAProxy), and `benchtool pipe`, net.Dial and two io.Copy: the floor of a relay on Go's net.
+#       `benchtool evpipe` relays on raw epoll, one locked thread per core, as HAProxy does: what
+#       Go can reach once its netpoller is out of the path; `benchtool evhand` accepts and dials
+#       on Go's net and hands the sockets to such a loop: what the loop saves on the relay alone.
 # CPU is read from /proc/PID/stat (user+system) over each run; wall figures move with whatever
 # else the machine runs, CPU per connection much less.
 #
@@ -25,7 +28,7 @@
 #                                        # the top to $OUT/profile-{http,tunnel}.txt
 #   SYSCALLS=1 bench/churn.sh            # also strace -c -f each proxy during a -c16 run of (a) and
 #                                        # (b): syscalls (and failed ones) per connection, side by side
-#                                        # (the gateway too in (b))
+#                                        # (the gateway and the raw-epoll relay too in (b))
 #   ROWS=tunnel bench/churn.sh           # only (b); ROWS=http only (a)
 #   CONNS="16 64"                        # the client counts of each part
 set -euo pipefail
@@ -71,6 +74,8 @@ GW=127.0.0.1:$((P + 93))          # the meshentry gateway's TCP server port
 GW_FWD=127.0.0.1:$((P + 5))
 GW_ADMIN=127.0.0.1:$((P + 4))
 GOPIPE=127.0.0.1:$((P + 92))      # plain Go io.Copy relay
+EVPIPE=127.0.0.1:$((P + 94))      # Go relay on raw epoll, outside the netpoller
+EVHAND=127.0.0.1:$((P + 95))      # Go net accepts and dials, raw epoll relays
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -140,7 +145,7 @@ if [ -n "${BASE:-}" ]; then
 fi
 # (b)'s like-for-likes of HAProxy's mode tcp: meshentry as a gateway, relaying a plain TCP port to
 # the source with a VirtualService tcp route, and the plain Go relay.
-GW_PID='' GOPIPE_PID=''
+GW_PID='' GOPIPE_PID='' EVPIPE_PID='' EVHAND_PID=''
 case " $ROWS " in *" tunnel "*)
   cat >"$OUT/gw.yaml" <<CFG
 apiVersion: networking.istio.io/v1
@@ -176,6 +181,10 @@ CFG
   pids+=($!) GW_PID=$!
   ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/benchtool" pipe "$GOPIPE" "$SOURCE" &
   pids+=($!) GOPIPE_PID=$!
+  ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/benchtool" evpipe "$EVPIPE" "$SOURCE" &
+  pids+=($!) EVPIPE_PID=$!
+  ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/benchtool" evhand "$EVHAND" "$SOURCE" &
+  pids+=($!) EVHAND_PID=$!
   ;;
 esac
 ready=
@@ -299,6 +308,8 @@ tunnel_row() {
     haproxy) tunnel_run "$tag" "$c" "$HA_TCP" "$HA_PID" ;;
     gateway) tunnel_run "$tag" "$c" "$GW" "$GW_PID" ;;
     gopipe) tunnel_run "$tag" "$c" "$GOPIPE" "$GOPIPE_PID" ;;
+    evpipe) tunnel_run "$tag" "$c" "$EVPIPE" "$EVPIPE_PID" ;;
+    evhand) tunnel_run "$tag" "$c" "$EVHAND" "$EVHAND_PID" ;;
     meshentry) tunnel_run "$tag" "$c" "$MESH" "$MESH_PID" source.local:443 ;;
     base) tunnel_run "$tag" "$c" "$MESH_BASE" "$BASE_PID" source.local:443 ;;
   esac
@@ -316,7 +327,7 @@ table() {
       "$(ratio "${rate[$k]:--}" "${rate[haproxy]:--}")" "$(ratio "${cpu[$k]:--}" "${cpu[haproxy]:--}")"
   done
   for k in "$@"; do
-    case $k in direct | haproxy | gopipe) continue ;; esac
+    case $k in direct | haproxy | gopipe | evpipe | evhand) continue ;; esac
     echo "${label[$k]} per round ×haproxy conn/s: $(rounds_ratios "$rounds" "$k" haproxy 1); CPU×ha: $(rounds_ratios "$rounds" "$k" haproxy 3)"
   done
 }
@@ -340,8 +351,9 @@ declare -A label
     echo
     row "tunnel per connection, -c$c, 128 B" "conn/s" "p99 µs" "CPU µs/conn" "×haproxy" "CPU×ha"
     label=([direct]="direct" [haproxy]="haproxy (mode tcp, no CONNECT)" [gateway]="meshentry (gateway TCP server)"
-      [gopipe]="plain Go relay (io.Copy)" [meshentry]="meshentry (CONNECT tunnel)" [base]="meshentry at ${BASE:-} (CONNECT)")
-    keys=(direct haproxy gateway gopipe meshentry)
+      [gopipe]="plain Go relay (io.Copy)" [evpipe]="Go relay on raw epoll"
+      [evhand]="Go net setup, epoll relay" [meshentry]="meshentry (CONNECT tunnel)" [base]="meshentry at ${BASE:-} (CONNECT)")
+    keys=(direct haproxy gateway gopipe evpipe evhand meshentry)
     [ -n "$BASE_PID" ] && keys+=(base)
     table tunnel "${keys[@]}"
     profile_run tunnel tunnel_run "profile-meshentry-c$c" "$c" "$MESH" "$MESH_PID" source.local:443
@@ -358,11 +370,12 @@ if [ "${SYSCALLS:-}" = 1 ]; then
     else
       strace_run haproxy-tunnel "$HA_PID" churn_count "$HA_TCP"
       strace_run gateway-tunnel "$GW_PID" churn_count "$GW"
+      strace_run evpipe-tunnel "$EVPIPE_PID" churn_count "$EVPIPE"
       strace_run meshentry-tunnel "$MESH_PID" churn_count "$MESH" source.local:443
       [ -n "$BASE_PID" ] && strace_run base-tunnel "$BASE_PID" churn_count "$MESH_BASE" source.local:443
     fi
     cols=("haproxy=$OUT/syscalls-haproxy-$kind.txt")
-    [ "$kind" = tunnel ] && cols+=("gateway=$OUT/syscalls-gateway-tunnel.txt")
+    [ "$kind" = tunnel ] && cols+=("gateway=$OUT/syscalls-gateway-tunnel.txt" "evpipe=$OUT/syscalls-evpipe-tunnel.txt")
     cols+=("meshentry=$OUT/syscalls-meshentry-$kind.txt")
     [ -n "$BASE_PID" ] && cols+=("base=$OUT/syscalls-base-$kind.txt")
     {

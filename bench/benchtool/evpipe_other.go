@@ -1,0 +1,13 @@
+//go:build !linux
+
+package main
+
+import "errors"
+
+func serveEvPipe(addr, upstream string) error {
+	return errors.New("evpipe needs Linux's epoll")
+}
+
+func serveEvHand(addr, upstream string) error {
+	return errors.New("evhand needs Linux's epoll")
+}
