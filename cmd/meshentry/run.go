@@ -16,6 +16,7 @@ import (
 	"github.com/meshentry/meshentry/internal/balance"
 	"github.com/meshentry/meshentry/internal/compile"
 	"github.com/meshentry/meshentry/internal/diag"
+	"github.com/meshentry/meshentry/internal/gopool"
 	"github.com/meshentry/meshentry/internal/heapshrink"
 	"github.com/meshentry/meshentry/internal/metrics"
 	"github.com/meshentry/meshentry/internal/proxy"
@@ -68,6 +69,7 @@ type limitFlags struct {
 	tcpIdleTimeout    time.Duration
 	idleRelease       time.Duration
 	heapShrink        int
+	poolIdle          int
 }
 
 func (l *limitFlags) register(fl *pflag.FlagSet) {
@@ -82,6 +84,7 @@ func (l *limitFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&l.streamIdleTimeout, "stream-idle-timeout", 5*time.Minute, "any pause within one HTTP exchange or upgraded connection (Envoy's stream_idle_timeout); there is no timeout on the exchange as a whole")
 	fl.DurationVar(&l.idleRelease, "http-idle-release", time.Second, "a keep-alive HTTP/1.1 client connection waiting this long for its next request parks: it gives back its buffers and grown stack until bytes arrive (counted in meshentry_http_connections_parked_total); 0 never parks")
 	fl.IntVar(&l.heapShrink, "heap-shrink-bytes", heapshrink.DefaultThreshold, "once the memory the runtime holds grew by this many bytes in a burst that has ended (under 1/64 of it grown or allocated in the last 500 ms), the free heap is returned to the system at once rather than over minutes (at most every 10 s, as Envoy's shrink_heap; counted in meshentry_heap_shrinks_total); 0 never")
+	fl.IntVar(&l.poolIdle, "goroutine-pool-idle", gopool.MaxIdle, "goroutines kept waiting, with the stacks they grew, to serve the next accepted connection or tunnel (each let go after 10 s unused; counted in meshentry_goroutine_pool_*); beyond it a finished one ends")
 	fl.DurationVar(&l.tcpIdleTimeout, "tcp-idle-timeout", time.Hour, "a CONNECT tunnel or captured TCP/TLS connection with no bytes either way (Envoy's tcp_proxy idle_timeout); 0 disables it")
 }
 
@@ -92,6 +95,9 @@ func (l *limitFlags) apply(cfg *proxy.Config) error {
 		if d <= 0 {
 			return usageError("--%s must be positive, got %v", name, d)
 		}
+	}
+	if l.poolIdle < 1 {
+		return usageError("--goroutine-pool-idle must be at least 1, got %d", l.poolIdle)
 	}
 	if l.heapShrink < 0 {
 		return usageError("--heap-shrink-bytes must not be negative, got %d", l.heapShrink)

@@ -122,6 +122,7 @@ func (r *runState) start() error {
 	}
 	r.registerMetrics()
 	startHeapShrink(r.ctx, f.limits.heapShrink, r.mm.Registry(), log)
+	setGoroutinePool(f.limits.poolIdle, r.mm.Registry(), log)
 	undoCapture, err := f.capture.start(r.ctx, r.cmd.Flags(), log, r.lns.capture, r.dnsp.port())
 	if err != nil {
 		closeListeners(r.lns)

@@ -33,9 +33,10 @@ type Pool struct {
 	// idle holds the waiting goroutines, the longest waiting first: Go takes the last, whose
 	// stack is the most likely to be still grown, and lets the first go once it waited too long.
 	idle []*worker
-	// started and reused count goroutines begun and tasks run by a waiting one, for tests.
-	started, reused uint64
-	// maxIdle and idleTimeout, when set, stand for MaxIdle and IdleTimeout (tests).
+	// started and reused count goroutines begun and tasks run by a waiting one; full counts
+	// goroutines that ended because maxIdle were waiting already, letGo those let go idle.
+	started, reused, full, letGo uint64
+	// maxIdle and idleTimeout, when set, stand for MaxIdle (SetMaxIdle) and IdleTimeout (tests).
 	maxIdle     int
 	idleTimeout time.Duration
 }
@@ -65,6 +66,7 @@ func (p *Pool) Go(task func()) {
 		copy(p.idle, p.idle[1:])
 		p.idle[len(p.idle)-1] = nil
 		p.idle = p.idle[:len(p.idle)-1]
+		p.letGo++
 	}
 	p.mu.Unlock()
 	w.tasks <- task
@@ -92,11 +94,53 @@ func (p *Pool) park(w *worker) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.idle) >= p.limit() {
+		p.full++
 		return false
 	}
 	w.since = now
 	p.idle = append(p.idle, w)
 	return true
+}
+
+// SetMaxIdle sets the bound of the process's pool (0: MaxIdle), letting go at once the
+// longest waiting goroutines beyond it.
+func SetMaxIdle(n int) { pool.setMaxIdle(n) }
+
+func (p *Pool) setMaxIdle(n int) {
+	p.mu.Lock()
+	p.maxIdle = max(n, 0)
+	var excess []*worker
+	if over := len(p.idle) - p.limit(); over > 0 {
+		excess = append(excess, p.idle[:over]...)
+		p.idle = append(p.idle[:0], p.idle[over:]...)
+		p.letGo += uint64(over)
+	}
+	p.mu.Unlock()
+	for _, w := range excess {
+		w.tasks <- nil
+	}
+}
+
+// Stats counts what a pool did since it was made.
+type Stats struct {
+	// Started are goroutines begun; Reused tasks run by a waiting one.
+	Started, Reused uint64
+	// Full are goroutines that ended at the end of a task because the bound were waiting.
+	Full uint64
+	// LetGo are goroutines let go after waiting longer than IdleTimeout.
+	LetGo uint64
+	// Idle are the goroutines waiting now.
+	Idle int
+}
+
+// ProcessStats returns the process's pool's counters.
+func ProcessStats() Stats { return pool.Stats() }
+
+// Stats returns the pool's counters.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Stats{Started: p.started, Reused: p.reused, Full: p.full, LetGo: p.letGo, Idle: len(p.idle)}
 }
 
 // Idle returns the goroutines waiting for a task now.

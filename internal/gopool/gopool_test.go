@@ -24,9 +24,8 @@ func runAll(t *testing.T, p *Pool, n int) (started, reused uint64) {
 		<-done
 		waitIdle(t, p, 1)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.started, p.reused
+	st := p.Stats()
+	return st.Started, st.Reused
 }
 
 // waitIdle waits until at least n goroutines wait in p.
@@ -53,9 +52,12 @@ func TestIdleGoroutinesAreBounded(t *testing.T) {
 	p := &Pool{maxIdle: 3}
 	runAtOnce(p, 8)
 	waitIdle(t, p, 3)
-	time.Sleep(20 * time.Millisecond) // the other five end rather than wait
-	if got := p.Idle(); got != 3 {
-		t.Fatalf("%d goroutines idle, want the bound of 3", got)
+	// The other five end rather than wait.
+	for deadline := time.Now().Add(5 * time.Second); p.Stats().Full < 5 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if st := p.Stats(); st.Idle != 3 || st.Full != 5 {
+		t.Fatalf("%d goroutines idle and %d ended at the bound, want 3 and 5", st.Idle, st.Full)
 	}
 	drain(p)
 }
@@ -71,8 +73,8 @@ func TestALongIdleGoroutineIsLetGo(t *testing.T) {
 	<-done
 	waitIdle(t, p, 1)
 	time.Sleep(20 * time.Millisecond)
-	if got := p.Idle(); got != 1 {
-		t.Fatalf("%d goroutines idle after the stale one was let go, want 1", got)
+	if st := p.Stats(); st.Idle != 1 || st.LetGo != 1 {
+		t.Fatalf("%d goroutines idle and %d let go after the stale one was, want 1 and 1", st.Idle, st.LetGo)
 	}
 	drain(p)
 }
@@ -99,4 +101,23 @@ func drain(p *Pool) {
 	for _, w := range idle {
 		w.tasks <- nil
 	}
+}
+
+func TestLoweringTheBoundLetsTheExcessGo(t *testing.T) {
+	p := &Pool{}
+	runAtOnce(p, 6)
+	waitIdle(t, p, 6)
+	p.setMaxIdle(2)
+	if st := p.Stats(); st.Idle != 2 || st.LetGo != 4 {
+		t.Fatalf("%d goroutines idle and %d let go after lowering the bound to 2, want 2 and 4", st.Idle, st.LetGo)
+	}
+	runAtOnce(p, 5)
+	waitIdle(t, p, 2)
+	for deadline := time.Now().Add(5 * time.Second); p.Stats().Full < 3 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if st := p.Stats(); st.Idle != 2 || st.Full != 3 {
+		t.Fatalf("%d goroutines idle and %d ended at the bound of 2, want 2 and 3", st.Idle, st.Full)
+	}
+	drain(p)
 }
