@@ -166,6 +166,58 @@ func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!
 
 // document decodes one YAML document; it returns nil for an empty one.
 func (d *decoder) document(n *yaml.Node) *Document {
+	n = d.documentRoot(n)
+	if n == nil {
+		return nil
+	}
+	h, ok := d.screen(n)
+	if !ok {
+		return nil
+	}
+	doc := d.intern.newDocument()
+	doc.File, doc.Line, doc.APIVersion, doc.Kind = d.file, n.Line, d.intern.of(h.apiVersion), d.intern.of(h.kind)
+	doc.lines.entries, doc.lines.keys = d.intern.lineScratch(), d.intern.lineKeys()
+	defer func() {
+		// The table is built in a buffer reused for every document and kept at its exact size:
+		// grown by appends it would hold a third more than it needs, for every document loaded.
+		d.intern.keepScratch(doc.lines.entries)
+		doc.lines.entries = d.intern.keepLines(doc.lines.entries)
+	}()
+	top := d.topFields(doc, n)
+	d.metadata(doc, top.meta, top.metaAt)
+	d.doc = doc
+	switch {
+	case doc.APIVersion == "":
+		d.fail(doc.Line, "apiVersion", "apiVersion is required")
+	case !apiVersions[doc.APIVersion]:
+		d.fail(top.apiLine, "apiVersion", "unsupported apiVersion %q (want networking.istio.io/v1alpha3, v1beta1 or v1)", doc.APIVersion)
+	}
+	spec0 := d.intern.newSpec(doc.Kind)
+	if spec0 == nil {
+		if doc.Kind == "" {
+			d.fail(doc.Line, "kind", "kind is required")
+		} else {
+			d.fail(top.kindLine, "kind", "unsupported kind %q (want ServiceEntry, DestinationRule, VirtualService, Gateway or Sidecar)", doc.Kind)
+		}
+		return nil
+	}
+	if top.spec == nil || isNull(top.spec) {
+		d.fail(doc.Line, "spec", "spec is required")
+		return nil
+	}
+	if !d.walkMessage(top.specAt, top.spec, spec0.ProtoReflect().Descriptor()) {
+		return nil
+	}
+	if !d.unmarshalSpec(top.specLine, top.spec, spec0.ProtoReflect()) {
+		return nil
+	}
+	doc.Spec = spec0
+	return doc
+}
+
+// documentRoot returns the mapping a YAML document holds, its aliases resolved and its merge
+// keys expanded, or nil for an empty document or one that failed (the failure recorded).
+func (d *decoder) documentRoot(n *yaml.Node) *yaml.Node {
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) == 0 {
 			return nil
@@ -190,69 +242,39 @@ func (d *decoder) document(n *yaml.Node) *Document {
 	if !ok {
 		return nil
 	}
-	h, ok := d.screen(n)
-	if !ok {
-		return nil
-	}
-	doc := d.intern.newDocument()
-	doc.File, doc.Line, doc.APIVersion, doc.Kind = d.file, n.Line, d.intern.of(h.apiVersion), d.intern.of(h.kind)
-	doc.lines.entries, doc.lines.keys = d.intern.lineScratch(), d.intern.lineKeys()
-	defer func() {
-		// The table is built in a buffer reused for every document and kept at its exact size:
-		// grown by appends it would hold a third more than it needs, for every document loaded.
-		d.intern.keepScratch(doc.lines.entries)
-		doc.lines.entries = d.intern.keepLines(doc.lines.entries)
-	}()
-	var meta, spec *yaml.Node
-	var specLine, apiLine, kindLine int
-	metaAt, specAt := int32(noEntry), int32(noEntry)
+	return n
+}
+
+// topLevel is what a document's top level holds besides apiVersion and kind, and where.
+type topLevel struct {
+	meta, spec                  *yaml.Node
+	specLine, apiLine, kindLine int
+	metaAt, specAt              int32
+}
+
+// topFields reads the top-level fields of the document mapping n into doc and its line table,
+// failing unknown ones.
+func (d *decoder) topFields(doc *Document, n *yaml.Node) topLevel {
+	top := topLevel{metaAt: noEntry, specAt: noEntry}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], resolveAlias(n.Content[i+1])
 		at := doc.lines.key(noEntry, topKey(k.Value), k.Line)
 		switch k.Value {
 		case "apiVersion":
-			doc.APIVersion, apiLine = d.intern.of(v.Value), k.Line
+			doc.APIVersion, top.apiLine = d.intern.of(v.Value), k.Line
 		case "kind":
-			doc.Kind, kindLine = d.intern.of(v.Value), k.Line
+			doc.Kind, top.kindLine = d.intern.of(v.Value), k.Line
 		case "metadata":
-			meta, metaAt = v, at
+			top.meta, top.metaAt = v, at
 		case "spec":
-			spec, specLine, specAt = v, k.Line, at
+			top.spec, top.specLine, top.specAt = v, k.Line, at
 		case "status":
 			// Written by controllers, not by users; ignored like kubectl apply ignores it.
 		default:
 			d.fail(k.Line, k.Value, "unknown field %q (want apiVersion, kind, metadata, spec)", k.Value)
 		}
 	}
-	d.metadata(doc, meta, metaAt)
-	d.doc = doc
-	switch {
-	case doc.APIVersion == "":
-		d.fail(doc.Line, "apiVersion", "apiVersion is required")
-	case !apiVersions[doc.APIVersion]:
-		d.fail(apiLine, "apiVersion", "unsupported apiVersion %q (want networking.istio.io/v1alpha3, v1beta1 or v1)", doc.APIVersion)
-	}
-	spec0 := d.intern.newSpec(doc.Kind)
-	if spec0 == nil {
-		if doc.Kind == "" {
-			d.fail(doc.Line, "kind", "kind is required")
-		} else {
-			d.fail(kindLine, "kind", "unsupported kind %q (want ServiceEntry, DestinationRule, VirtualService, Gateway or Sidecar)", doc.Kind)
-		}
-		return nil
-	}
-	if spec == nil || isNull(spec) {
-		d.fail(doc.Line, "spec", "spec is required")
-		return nil
-	}
-	if !d.walkMessage(specAt, spec, spec0.ProtoReflect().Descriptor()) {
-		return nil
-	}
-	if !d.unmarshalSpec(specLine, spec, spec0.ProtoReflect()) {
-		return nil
-	}
-	doc.Spec = spec0
-	return doc
+	return top
 }
 
 // topKey returns the document key as a constant string where it is one of the four expected,
