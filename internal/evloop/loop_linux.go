@@ -2,10 +2,12 @@ package evloop
 
 import (
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -18,6 +20,12 @@ import (
 type loop struct {
 	g      *Group
 	ep     int // the epoll instance
+	epFile *os.File        // ep in the Go netpoller, to park on when idle
+	epConn syscall.RawConn // epFile's
+	// pollReady is the callback of epConn.Read, made once: it sets ready to what poll found.
+	pollReady func(uintptr) bool
+	ready     int
+	deadline  time.Duration // of epFile, -1 for none
 	wake   int // an eventfd that other goroutines write to hand the loop work
 	events []unix.EpollEvent
 
@@ -95,25 +103,55 @@ func newLoop(g *Group, o Options) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		unix.Close(ep)
-		return nil, err
-	}
-	ev := unix.EpollEvent{Events: listenerEvents, Fd: int32(wake)}
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
-		unix.Close(wake)
-		unix.Close(ep)
-		return nil, err
-	}
 	l := &loop{
-		g: g, ep: ep, wake: wake, events: make([]unix.EpollEvent, eventBatch),
+		g: g, ep: ep, wake: -1, events: make([]unix.EpollEvent, eventBatch), deadline: -1,
 		base: time.Now(), tick: o.tick(), connectTimeout: o.ConnectTimeout, idleTimeout: o.IdleTimeout,
 		bufSize: o.BufferSize, done: make(chan struct{}),
 	}
 	l.connecting.init()
 	l.idle.init()
+	l.pollReady = func(uintptr) bool {
+		l.ready = l.poll()
+		return l.ready > 0
+	}
+	if err := l.openDescriptors(); err != nil {
+		l.closeDescriptors()
+		return nil, err
+	}
 	return l, nil
+}
+
+// openDescriptors makes the eventfd and puts the epoll descriptor in the netpoller.
+func (l *loop) openDescriptors() error {
+	if err := unix.SetNonblock(l.ep, true); err != nil {
+		return err
+	}
+	l.epFile = os.NewFile(uintptr(l.ep), "evloop-epoll")
+	// A deadline is refused on a descriptor the netpoller did not take; parking on it would
+	// then spin.
+	if err := l.epFile.SetReadDeadline(time.Time{}); err != nil {
+		return err
+	}
+	var err error
+	if l.epConn, err = l.epFile.SyscallConn(); err != nil {
+		return err
+	}
+	if l.wake, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
+		return err
+	}
+	ev := unix.EpollEvent{Events: listenerEvents, Fd: int32(l.wake)}
+	return unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, l.wake, &ev)
+}
+
+func (l *loop) closeDescriptors() {
+	if l.wake >= 0 {
+		unix.Close(l.wake)
+	}
+	if l.epFile != nil {
+		l.epFile.Close()
+	} else {
+		unix.Close(l.ep)
+	}
 }
 
 // run is the loop's goroutine.
@@ -138,25 +176,37 @@ func (l *loop) run() {
 }
 
 // wait returns the number of ready events. It polls first with a raw epoll_pwait, a plain
-// system call the scheduler never sees; only when nothing is ready does it block in one the
-// runtime sees, so that the thread's P is handed off (and sysmon woken) only when the loop has
-// nothing to do.
+// system call the scheduler never sees, so a busy loop runs without a hand-off. Only when
+// nothing is ready does it park, on the Go netpoller, which watches the loop's epoll
+// descriptor (readable while it holds events): parking hands the P on at once, where a
+// blocking epoll_wait would keep it until sysmon retakes it (20 µs to 10 ms later), stalling
+// the process's other goroutines behind idle loops, all the more with a loop per P. The read
+// deadline of the descriptor serves the timers.
 func (l *loop) wait() int {
+	if n := l.poll(); n > 0 {
+		return n
+	}
+	if d := l.nextDeadline(); d != l.deadline {
+		at := time.Time{}
+		if d >= 0 {
+			at = l.base.Add(d)
+		}
+		l.epFile.SetReadDeadline(at)
+		l.deadline = d
+	}
+	l.ready = 0
+	l.epConn.Read(l.pollReady) // an error is the deadline: the timers are due
+	return l.ready
+}
+
+// poll is epoll_pwait without waiting.
+func (l *loop) poll() int {
 	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&l.events[0])),
 		uintptr(len(l.events)), 0, 0, 0)
-	if e == 0 && n > 0 {
-		return int(n)
+	if e != 0 {
+		return 0 // EINTR
 	}
-	timeout := -1
-	if d := l.nextDeadline(); d >= 0 {
-		wait := d - time.Since(l.base)
-		timeout = int(max(0, (wait+time.Millisecond-1)/time.Millisecond))
-	}
-	got, err := unix.EpollWait(l.ep, l.events, timeout)
-	if err != nil {
-		return 0 // EINTR: the caller comes round again
-	}
-	return got
+	return int(n)
 }
 
 func (l *loop) dispatch(ev *unix.EpollEvent) {
@@ -356,6 +406,5 @@ func (l *loop) teardown() {
 	for _, f := range q {
 		f()
 	}
-	unix.Close(l.wake)
-	unix.Close(l.ep)
+	l.closeDescriptors()
 }
