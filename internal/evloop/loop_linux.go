@@ -19,15 +19,15 @@ import (
 // goroutine's alone.
 type loop struct {
 	g      *Group
-	ep     int // the epoll instance
+	ep     int             // the epoll instance
 	epFile *os.File        // ep in the Go netpoller, to park on when idle
 	epConn syscall.RawConn // epFile's
 	// pollReady is the callback of epConn.Read, made once: it sets ready to what poll found.
 	pollReady func(uintptr) bool
 	ready     int
 	deadline  time.Duration // of epFile, -1 for none
-	wake   int // an eventfd that other goroutines write to hand the loop work
-	events []unix.EpollEvent
+	wake      int           // an eventfd that other goroutines write to hand the loop work
+	events    []unix.EpollEvent
 
 	// slots maps a descriptor to what owns it. Each registration takes a new generation,
 	// carried in the event's data beside the descriptor: an event whose generation is not its
