@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // expectClosed checks that the relay closed c: a read ends with an EOF or a reset, no byte.
@@ -37,6 +39,13 @@ func closedPort(t *testing.T) netip.AddrPort {
 // to it hangs: the kernel drops the SYNs of a full accept queue, so a connect neither succeeds
 // nor fails until its timeout. No packet leaves the loopback.
 func fullBacklog(t *testing.T) netip.AddrPort {
+	addr, _, _ := fullBacklogFD(t)
+	return addr
+}
+
+// fullBacklogFD is fullBacklog with the listener's (blocking) descriptor and the number of
+// connections that fill its queue.
+func fullBacklogFD(t *testing.T) (netip.AddrPort, int, int) {
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -53,15 +62,15 @@ func fullBacklog(t *testing.T) netip.AddrPort {
 		t.Fatal(err)
 	}
 	addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*syscall.SockaddrInet4).Port))
-	for range 8 {
+	for n := range 8 {
 		c, err := net.DialTimeout("tcp", addr.String(), 200*time.Millisecond)
 		if err != nil {
-			return addr // this one hung: the queue is full
+			return addr, fd, n // this one hung: the queue is full
 		}
 		t.Cleanup(func() { c.Close() })
 	}
 	t.Fatal("the backlog-0 listener took 8 connections")
-	return addr
+	return addr, fd, 0
 }
 
 func TestConnectFailures(t *testing.T) {
@@ -281,5 +290,90 @@ func fillDescriptorHoles(t *testing.T) int {
 			return fd
 		}
 		t.Cleanup(func() { syscall.Close(fd) })
+	}
+}
+
+// TestReusedDescriptor closes a registered socket and registers another that got its number,
+// as an accept later in the same batch of events would: the old socket's event still in the
+// batch must not reach the new owner.
+func TestReusedDescriptor(t *testing.T) {
+	l, err := newLoop(&Group{}, Options{}.withDefaults(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.closeDescriptors()
+	first, _ := netpairFDs(t)
+	old := &pair{}
+	if err := l.register(first, slot{pair: old}); err != nil {
+		t.Fatal(err)
+	}
+	stale := unix.EpollEvent{Events: unix.EPOLLIN, Fd: first, Pad: l.slots[first].gen}
+	l.forget(first)
+	syscall.Close(int(first))
+	second, _ := netpairFDs(t)
+	if second != first {
+		t.Skipf("the new socket got descriptor %d, not %d", second, first)
+	}
+	reused := &pair{}
+	if err := l.register(second, slot{pair: reused}); err != nil {
+		t.Fatal(err)
+	}
+	if s := l.owner(&stale); s != nil {
+		t.Errorf("the closed socket's event reached %p (the new pair is %p)", s.pair, reused)
+	}
+	fresh := unix.EpollEvent{Events: unix.EPOLLIN, Fd: second, Pad: l.slots[second].gen}
+	if s := l.owner(&fresh); s == nil || s.pair != reused {
+		t.Errorf("the new socket's event reached %v, want its pair", s)
+	}
+}
+
+// netpairFDs is a connected pair of non-blocking stream sockets, closed at the test's end
+// unless the test closed them.
+func netpairFDs(t *testing.T) (int32, int32) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fds[0]); syscall.Close(fds[1]) })
+	return int32(fds[0]), int32(fds[1])
+}
+
+// TestEarlyBytes relays what the client sent while the upstream connect was still in flight:
+// the upstream's accept queue is full, so the connect waits for its SYN to be sent again
+// (after about a second) once the queue was emptied.
+func TestEarlyBytes(t *testing.T) {
+	target, lfd, fillers := fullBacklogFD(t)
+	g := newGroup(t, Options{ConnectTimeout: 10 * time.Second})
+	done := make(results, 1)
+	c := dial(t, listen(t, g, done.routeTo(target)))
+	if _, err := c.Write([]byte("early")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the relay is connecting, the client's bytes wait
+	for range fillers {
+		fd, _, err := syscall.Accept(lfd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		syscall.Close(fd)
+	}
+	fd, _, err := syscall.Accept(lfd) // blocks until the relay's SYN comes again
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := os.NewFile(uintptr(fd), "upstream")
+	defer up.Close()
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(up, got); err != nil || string(got) != "early" {
+		t.Fatalf("upstream read %q, %v", got, err)
+	}
+	up.Write([]byte("late"))
+	up.Close()
+	c.CloseWrite()
+	if err := expectAll(c, []byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	if res := done.next(t); res.Up != 5 || res.Down != 4 || res.Err != nil || res.ConnectErr != nil {
+		t.Errorf("Result %+v", res)
 	}
 }

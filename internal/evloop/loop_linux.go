@@ -214,18 +214,27 @@ func (l *loop) dispatch(ev *unix.EpollEvent) {
 		l.runQueue()
 		return
 	}
+	s := l.owner(ev)
+	switch {
+	case s == nil:
+	case s.pair != nil:
+		l.pairEvent(s.pair, int(s.side), ev.Events)
+	case s.lis != nil:
+		l.accept(s.lis)
+	}
+}
+
+// owner is the slot an event is for; nil for an event of a socket closed earlier in this
+// batch, even when an accept already gave its number to another.
+func (l *loop) owner(ev *unix.EpollEvent) *slot {
 	if int(ev.Fd) >= len(l.slots) {
-		return
+		return nil
 	}
 	s := &l.slots[ev.Fd]
 	if s.gen == 0 || s.gen != ev.Pad {
-		return // a socket closed earlier in this batch
+		return nil
 	}
-	if s.pair != nil {
-		l.pairEvent(s.pair, int(s.side), ev.Events)
-	} else if s.lis != nil {
-		l.accept(s.lis)
-	}
+	return s
 }
 
 // register adds fd to epoll, edge-triggered, once for its whole life: no epoll_ctl MOD after.
