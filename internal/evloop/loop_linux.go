@@ -399,6 +399,7 @@ func (l *loop) drain() {
 // teardown ends what is left: pairs with ErrShutdown, then the loop's own descriptors. Work
 // submitted meanwhile still runs, to see the loop stopped.
 func (l *loop) teardown() {
+	l.now = time.Since(l.base) // for the Durations of the pairs cut
 	for len(l.listeners) > 0 {
 		l.closeListener(l.listeners[0])
 	}

@@ -254,6 +254,12 @@ func testExchange(t *testing.T, x exchange, clients int) {
 	if s != want {
 		t.Errorf("Stats %+v, want %+v", s, want)
 	}
+	g.Close() // the loops' fields are the test's to read once they ended
+	for i, l := range g.loops {
+		if l.bufferOverruns != 0 || l.buffersOut != 0 {
+			t.Errorf("loop %d: %d times over 2 buffers a pair, %d still out", i, l.bufferOverruns, l.buffersOut)
+		}
+	}
 }
 
 // TestBackpressure moves 8 MiB each way to a client that reads slowly: the relay stops reading
