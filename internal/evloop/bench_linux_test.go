@@ -3,6 +3,7 @@ package evloop
 import (
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"syscall"
 	"testing"
@@ -20,10 +21,10 @@ func BenchmarkChurn(b *testing.B) {
 		name  string
 		start func(b *testing.B) string
 	}{
-		{"evloop", func(b *testing.B) string {
-			g := newGroup(b, Options{})
-			return listen(b, g, func(Accepted) (Target, bool) { return Target{Addr: up.addr}, true })
-		}},
+		// A loop per P, the default, and a single loop, which leaves the other P to the
+		// benchmark's own client and upstream.
+		{"evloop", func(b *testing.B) string { return groupRelay(b, up.addr, Options{}) }},
+		{"evloop-1-loop", func(b *testing.B) string { return groupRelay(b, up.addr, Options{Loops: 1}) }},
 		{"net", func(b *testing.B) string { return netRelay(b, up.addr.String()) }},
 		{"direct", func(b *testing.B) string { return up.addr.String() }},
 	}
@@ -57,6 +58,11 @@ func BenchmarkChurn(b *testing.B) {
 			})
 		})
 	}
+}
+
+func groupRelay(b *testing.B, upstream netip.AddrPort, o Options) string {
+	g := newGroup(b, o)
+	return listen(b, g, func(Accepted) (Target, bool) { return Target{Addr: upstream}, true })
 }
 
 // netRelay is the plain relay on package net: a goroutine per connection that dials the
