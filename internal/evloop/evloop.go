@@ -1,0 +1,128 @@
+// Package evloop relays TCP connections on raw epoll, outside Go's netpoller: a Group of loops,
+// each one goroutine locked to its OS thread with its own epoll instance, accepts on its own
+// SO_REUSEPORT listener, connects upstream and moves the bytes with non-blocking system calls
+// and edge-triggered events, as HAProxy does. A relay built on package net parks and wakes a
+// goroutine (and often a thread) around the netpoller for every read that would block; on a
+// churn of short connections that hand-off costs more than the relaying itself, and only a loop
+// that owns the whole life of a connection (accept, connect, relay, close) avoids it.
+//
+// The loops run the caller's RouteFunc and Target.Done on their own threads, so neither may
+// block: a blocked callback stalls every connection of that loop.
+package evloop
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+)
+
+// Defaults of Options, the first two as Istio's connect_timeout and Envoy tcp_proxy's
+// idle_timeout.
+const (
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultIdleTimeout    = time.Hour
+	DefaultBufferSize     = 16 << 10
+)
+
+// Options tune a Group; the zero value takes every default.
+type Options struct {
+	// Loops is the number of event loops and OS threads; 0 is runtime.GOMAXPROCS(0).
+	Loops int
+	// ConnectTimeout bounds the upstream connect; 0 is DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// IdleTimeout closes a pair that moved no byte either way for that long; 0 is
+	// DefaultIdleTimeout. The loops check it coarsely: a pair may live up to a sweep tick
+	// (at most 100 ms, or a quarter of the shorter timeout) longer.
+	IdleTimeout time.Duration
+	// BufferSize is the size of the buffer a direction holds while it has bytes in flight; 0 is
+	// DefaultBufferSize.
+	BufferSize int
+	// MaxConnections bounds the open pairs of the Group; 0 is unlimited. An accepted connection
+	// over it is closed at once and counted in Stats.Overflow.
+	MaxConnections int
+}
+
+// Accepted describes a connection the Group accepted.
+type Accepted struct {
+	Remote netip.AddrPort // the client
+	Local  netip.AddrPort // the address the client connected to
+}
+
+// Target is where a RouteFunc sends an accepted connection.
+type Target struct {
+	// Addr is the upstream, IPv4 or IPv6.
+	Addr netip.AddrPort
+	// Done, when set, is called once on the loop's thread when the pair has ended and both
+	// sockets are closed. It must not block, nor call Listen or Shutdown.
+	Done func(Result)
+}
+
+// RouteFunc picks the upstream of an accepted connection; false closes the client instead. It
+// runs on a loop's thread: it must not block, nor call Listen or Shutdown.
+type RouteFunc func(Accepted) (Target, bool)
+
+// Result is how a pair ended.
+type Result struct {
+	Up, Down int64 // bytes relayed client→upstream and upstream→client
+	// ConnectErr is why the upstream connect failed (errors.Is ErrConnectTimeout, or a
+	// syscall.Errno such as ECONNREFUSED); the client was closed without a byte relayed.
+	ConnectErr error
+	// Err is why a relaying pair ended early: ErrIdleTimeout, ErrShutdown or a read or write
+	// error. Nil when both directions ended with an EOF.
+	Err error
+	// Duration is from the accept to the close, on the loop's clock (read once per batch of
+	// events).
+	Duration time.Duration
+}
+
+// Stats are the Group's counters since New. Accepted counts every accepted connection,
+// Overflow and Rejected included.
+type Stats struct {
+	Accepted        int64 // connections accepted
+	Overflow        int64 // closed at once: MaxConnections reached
+	Rejected        int64 // closed at once: the RouteFunc said no
+	ConnectFailures int64 // upstream connects that failed, timeouts not included
+	ConnectTimeouts int64 // upstream connects that timed out
+	IdleTimeouts    int64 // pairs closed by the idle timeout
+	AcceptErrors    int64 // accept errors other than EAGAIN, each a backoff of that listener
+	Open            int64 // pairs open now
+	BytesUp         int64 // bytes relayed client→upstream
+	BytesDown       int64 // bytes relayed upstream→client
+}
+
+// Errors in Result and from Group's methods.
+var (
+	ErrIdleTimeout    = errors.New("evloop: idle timeout")
+	ErrConnectTimeout = errors.New("evloop: connect timeout")
+	ErrShutdown       = errors.New("evloop: group shut down")
+	ErrUnsupported    = errors.New("evloop: needs Linux epoll")
+)
+
+// maxTick bounds the sweep period of the coarse timer.
+const maxTick = 100 * time.Millisecond
+
+// withDefaults fills the zero fields of o.
+func (o Options) withDefaults(gomaxprocs int) Options {
+	if o.Loops <= 0 {
+		o.Loops = gomaxprocs
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.BufferSize <= 0 {
+		o.BufferSize = DefaultBufferSize
+	}
+	if o.MaxConnections < 0 {
+		o.MaxConnections = 0
+	}
+	return o
+}
+
+// tick is the sweep period: fine enough for the shorter timeout, at most maxTick.
+func (o Options) tick() time.Duration {
+	t := min(maxTick, o.ConnectTimeout/4, o.IdleTimeout/4)
+	return max(t, time.Millisecond)
+}

@@ -1,0 +1,28 @@
+//go:build !linux
+
+package evloop
+
+import (
+	"context"
+	"net/netip"
+)
+
+// Group needs Linux epoll; elsewhere New fails and the caller keeps its net-based relay.
+type Group struct{}
+
+// New returns ErrUnsupported off Linux.
+func New(Options) (*Group, error) { return nil, ErrUnsupported }
+
+// Listen returns ErrUnsupported off Linux.
+func (*Group) Listen(netip.AddrPort, RouteFunc) (netip.AddrPort, error) {
+	return netip.AddrPort{}, ErrUnsupported
+}
+
+// Shutdown has nothing to stop off Linux.
+func (*Group) Shutdown(context.Context) error { return nil }
+
+// Close has nothing to stop off Linux.
+func (*Group) Close() error { return nil }
+
+// Stats are all zero off Linux.
+func (*Group) Stats() Stats { return Stats{} }

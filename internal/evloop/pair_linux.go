@@ -1,0 +1,291 @@
+package evloop
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The sides of a pair, which index its descriptors and its directions: dir[client] moves the
+// client's bytes to the upstream.
+const (
+	client   = 0
+	upstream = 1
+)
+
+var sideNames = [2]string{client: "client", upstream: "upstream"}
+
+// pair is one relayed connection: the client's socket, the upstream's, and per direction the
+// bytes read from one and not yet written to the other.
+type pair struct {
+	fd         [2]int32 // by side; -1 before the upstream socket exists
+	dir        [2]direction
+	connecting bool // the upstream connect is in flight
+	done       func(Result)
+	start      time.Duration // the accept, on the loop's clock
+	stamp      time.Duration // the start of the connect, or the last activity (see touch)
+	prev, next *pair         // the loop's connecting or idle list
+}
+
+// direction is the byte stream from one side to the other.
+type direction struct {
+	buf      []byte // from the loop's free list, held only while bytes are pending
+	off, end int    // buf[off:end] is read and not yet written
+	total    int64  // bytes written to the destination
+	eof      bool   // the source read an EOF
+	shut     bool   // the destination was shut for writing after the EOF: the direction is over
+	blocked  bool   // the destination's write hit EAGAIN: wait for its EPOLLOUT edge
+	short    bool   // the last read filled less than buf
+}
+
+// startPair takes an accepted and routed client and starts its upstream connect.
+func (l *loop) startPair(cfd int32, t Target) {
+	p := l.newPair()
+	p.fd = [2]int32{cfd, -1}
+	p.done = t.Done
+	p.start, p.stamp = l.now, l.now
+	p.connecting = true
+	l.open++
+	l.connecting.pushBack(p)
+	setNoDelay(cfd) // best effort: a socket that refuses it still relays
+	if err := l.register(cfd, slot{pair: p, side: client}); err != nil {
+		l.finish(p, nil, fmt.Errorf("evloop: epoll client: %w", err))
+		return
+	}
+	addr := netip.AddrPortFrom(t.Addr.Addr().Unmap(), t.Addr.Port())
+	if !addr.Addr().IsValid() {
+		l.failConnect(p, fmt.Errorf("evloop: invalid target %v", t.Addr))
+		return
+	}
+	ufd, err := newSocket(addr.Addr())
+	if err != nil {
+		l.failConnect(p, os.NewSyscallError("socket", err))
+		return
+	}
+	p.fd[upstream] = ufd
+	e := sysConnect(ufd, &l.sa, putSockaddr(&l.sa, addr))
+	if e != 0 && e != unix.EINPROGRESS {
+		l.failConnect(p, os.NewSyscallError("connect", e))
+		return
+	}
+	// Registered after connect(2): before it, the closed socket would report a hang-up.
+	if err := l.register(ufd, slot{pair: p, side: upstream}); err != nil {
+		l.finish(p, nil, fmt.Errorf("evloop: epoll upstream: %w", err))
+		return
+	}
+	if e == 0 {
+		l.connected(p)
+	}
+}
+
+func (l *loop) failConnect(p *pair, err error) {
+	bump(&l.stats.connectFailures, 1)
+	l.finish(p, err, nil)
+}
+
+// pairEvent handles the events of one side of p.
+func (l *loop) pairEvent(p *pair, side int, events uint32) {
+	if p.connecting {
+		// The client may speak first: its bytes wait in the kernel until the upstream is
+		// there, and connected reads them then, edge or not.
+		if side == upstream && events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			l.completeConnect(p)
+		}
+		return
+	}
+	if events&unix.EPOLLERR != 0 {
+		if e := socketError(p.fd[side]); e != 0 {
+			l.finish(p, nil, sideError("socket", side, e))
+			return
+		}
+	}
+	var err error
+	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 && !p.dir[side].blocked {
+		// A plain EPOLLIN edge was reported after the bytes it announced had arrived, so a short
+		// read drained the socket; with a FIN or hang-up pending, read on until the EOF.
+		err = l.pump(p, side, events&(unix.EPOLLRDHUP|unix.EPOLLHUP) == 0)
+	}
+	// EPOLLOUT is in every report of a writable socket; it is news only to a blocked direction.
+	if err == nil && events&(unix.EPOLLOUT|unix.EPOLLHUP) != 0 && p.dir[1-side].blocked {
+		err = l.pump(p, 1-side, false)
+	}
+	l.settle(p, err)
+}
+
+// completeConnect reads the connect's outcome once the upstream socket reported.
+func (l *loop) completeConnect(p *pair) {
+	if e := socketError(p.fd[upstream]); e != 0 {
+		l.failConnect(p, os.NewSyscallError("connect", e))
+		return
+	}
+	l.connected(p)
+}
+
+// connected starts relaying p: both directions are pumped, as bytes may have arrived on either
+// side without an edge the loop acted on.
+func (l *loop) connected(p *pair) {
+	p.connecting = false
+	unlink(p)
+	p.stamp = l.now
+	l.idle.pushBack(p)
+	err := l.pump(p, client, false)
+	if err == nil {
+		err = l.pump(p, upstream, false)
+	}
+	l.settle(p, err)
+}
+
+// settle ends p on an error or once both directions are over.
+func (l *loop) settle(p *pair, err error) {
+	if err != nil || (p.dir[client].shut && p.dir[upstream].shut) {
+		l.finish(p, nil, err)
+	}
+}
+
+// pump moves the bytes of direction i until its source has none (EAGAIN, or a short read when
+// trustShort), its destination is full (EAGAIN: blocked until the destination's EPOLLOUT edge,
+// and the source is not read meanwhile, which is the backpressure) or its source ended, which
+// shuts the destination for writing once the pending bytes are written.
+func (l *loop) pump(p *pair, i int, trustShort bool) error {
+	d := &p.dir[i]
+	src, dst := p.fd[i], p.fd[1-i]
+	d.short = false
+	for !d.shut {
+		if d.off < d.end {
+			n, e := sysWrite(dst, d.buf[d.off:d.end])
+			switch e {
+			case 0:
+				d.off += n
+				d.total += int64(n)
+				l.count(i, n)
+				l.touch(p)
+			case unix.EAGAIN:
+				d.blocked = true
+				return nil
+			case unix.EINTR:
+			default:
+				return sideError("write", 1-i, e)
+			}
+			continue
+		}
+		d.blocked = false
+		if d.eof {
+			unix.Shutdown(int(dst), unix.SHUT_WR) // a failure shows on the next read or write
+			d.shut = true
+			l.release(d)
+			return nil
+		}
+		if d.short && trustShort {
+			l.release(d)
+			return nil
+		}
+		if d.buf == nil {
+			d.buf = l.take()
+		}
+		n, e := sysRead(src, d.buf)
+		switch {
+		case e == unix.EAGAIN:
+			l.release(d)
+			return nil
+		case e == unix.EINTR:
+		case e != 0:
+			return sideError("read", i, e)
+		case n == 0:
+			d.eof = true
+		default:
+			d.off, d.end = 0, n
+			d.short = n < len(d.buf)
+		}
+	}
+	return nil
+}
+
+// count adds n bytes of direction i to the Group's counters.
+func (l *loop) count(i, n int) {
+	if i == client {
+		bump(&l.stats.bytesUp, int64(n))
+	} else {
+		bump(&l.stats.bytesDown, int64(n))
+	}
+}
+
+func sideError(op string, side int, e unix.Errno) error {
+	return fmt.Errorf("evloop: %s %s: %w", op, sideNames[side], e)
+}
+
+// finish closes both sockets of p, returns its buffers and reports it to Done.
+func (l *loop) finish(p *pair, connectErr, err error) {
+	unlink(p)
+	for _, fd := range p.fd {
+		if fd >= 0 {
+			l.forget(fd)
+			unix.Close(int(fd))
+		}
+	}
+	for i := range p.dir {
+		d := &p.dir[i]
+		d.off, d.end = 0, 0
+		l.release(d)
+	}
+	l.open--
+	l.g.open.Add(-1)
+	res := Result{Up: p.dir[client].total, Down: p.dir[upstream].total, ConnectErr: connectErr, Err: err, Duration: l.now - p.start}
+	done := p.done
+	l.freePair(p)
+	if done != nil {
+		done(res)
+	}
+}
+
+// maxFreePairs and maxFreeBuffers bound a loop's free lists: enough for a burst of short
+// connections, not a footprint kept after a flood.
+const (
+	maxFreePairs   = 256
+	maxFreeBuffers = 64
+)
+
+func (l *loop) newPair() *pair {
+	if n := len(l.freePairs); n > 0 {
+		p := l.freePairs[n-1]
+		l.freePairs = l.freePairs[:n-1]
+		return p
+	}
+	return new(pair)
+}
+
+func (l *loop) freePair(p *pair) {
+	*p = pair{}
+	if len(l.freePairs) < maxFreePairs {
+		l.freePairs = append(l.freePairs, p)
+	}
+}
+
+// take hands a direction a buffer for the bytes it is about to read.
+func (l *loop) take() []byte {
+	l.buffersOut++
+	l.buffersPeak = max(l.buffersPeak, l.buffersOut)
+	if l.buffersOut > 2*l.open {
+		l.bufferOverruns++ // never: a direction holds at most one
+	}
+	if n := len(l.freeBufs); n > 0 {
+		b := l.freeBufs[n-1]
+		l.freeBufs = l.freeBufs[:n-1]
+		return b
+	}
+	return make([]byte, l.bufSize)
+}
+
+// release returns d's buffer once nothing of it is pending, so that an idle pair holds none.
+func (l *loop) release(d *direction) {
+	if d.buf == nil || d.off < d.end {
+		return
+	}
+	l.buffersOut--
+	if len(l.freeBufs) < maxFreeBuffers {
+		l.freeBufs = append(l.freeBufs, d.buf)
+	}
+	d.buf, d.off, d.end = nil, 0, 0
+}
