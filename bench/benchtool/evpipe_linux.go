@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"syscall"
 	"unsafe"
+
+	"github.com/meshentry/meshentry/internal/evloop"
 )
 
 // serveEvPipe is a TCP relay on raw epoll, outside Go's netpoller: one loop per GOMAXPROCS, each
@@ -336,4 +338,25 @@ func (l *evLoop) add(fds [2]int) {
 		}
 	}
 	l.event(p, fds[0], 0)
+}
+
+// serveEvLoop relays through internal/evloop, the loops meshentry's own relay is built on,
+// to the one upstream: the package's cost beside evpipe's bare prototype.
+func serveEvLoop(addr, upstream string) error {
+	la, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return err
+	}
+	ua, err := netip.ParseAddrPort(upstream)
+	if err != nil {
+		return err
+	}
+	g, err := evloop.New(evloop.Options{})
+	if err != nil {
+		return err
+	}
+	if _, err := g.Listen(la, func(evloop.Accepted) (evloop.Target, bool) { return evloop.Target{Addr: ua}, true }); err != nil {
+		return err
+	}
+	select {}
 }

@@ -11,3 +11,7 @@ func serveEvPipe(addr, upstream string) error {
 func serveEvHand(addr, upstream string) error {
 	return errors.New("evhand needs Linux's epoll")
 }
+
+func serveEvLoop(addr, upstream string) error {
+	return errors.New("evloop needs Linux's epoll")
+}

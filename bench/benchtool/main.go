@@ -17,8 +17,8 @@ import (
 )
 
 func main() {
-	const usage = "usage: benchtool http ADDR | source ADDR BYTES | fetch ADDR BYTES [--connect HOST:PORT] | pipe ADDR UPSTREAM | evpipe ADDR UPSTREAM | evhand ADDR UPSTREAM | idle ADDR HOST N | churn ADDR [-c C] [-d DUR] [-bytes N] [--connect HOST:PORT]"
-	want := map[string]int{"http": 3, "source": 4, "fetch": 4, "pipe": 4, "evpipe": 4, "evhand": 4, "idle": 5, "churn": 3}
+	const usage = "usage: benchtool http ADDR | source ADDR BYTES | fetch ADDR BYTES [--connect HOST:PORT] | pipe ADDR UPSTREAM | evpipe ADDR UPSTREAM | evhand ADDR UPSTREAM | evloop ADDR UPSTREAM | idle ADDR HOST N | churn ADDR [-c C] [-d DUR] [-bytes N] [--connect HOST:PORT]"
+	want := map[string]int{"http": 3, "source": 4, "fetch": 4, "pipe": 4, "evpipe": 4, "evhand": 4, "evloop": 4, "idle": 5, "churn": 3}
 	if len(os.Args) < 2 || want[os.Args[1]] == 0 || len(os.Args) < want[os.Args[1]] {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
@@ -37,6 +37,8 @@ func main() {
 		err = serveEvPipe(os.Args[2], os.Args[3])
 	case "evhand":
 		err = serveEvHand(os.Args[2], os.Args[3])
+	case "evloop":
+		err = serveEvLoop(os.Args[2], os.Args[3])
 	case "idle":
 		err = holdIdle(os.Args[2:])
 	case "churn":
