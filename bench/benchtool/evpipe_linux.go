@@ -19,11 +19,7 @@ import (
 // for a descriptor closed earlier in it may reach the pair that reused its number (at worst an
 // early pump, which finds EAGAIN).
 func serveEvPipe(addr, upstream string) error {
-	la, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		return err
-	}
-	ua, err := netip.ParseAddrPort(upstream)
+	la, ua, err := parseAddrs(addr, upstream)
 	if err != nil {
 		return err
 	}
@@ -44,6 +40,15 @@ func serveEvPipe(addr, upstream string) error {
 		go func() { errs <- runEvLoop(lfd, sockaddr(ua)) }()
 	}
 	return <-errs
+}
+
+// parseAddrs parses the listen address and the upstream of a relay.
+func parseAddrs(addr, upstream string) (listen, up netip.AddrPort, err error) {
+	if listen, err = netip.ParseAddrPort(addr); err != nil {
+		return
+	}
+	up, err = netip.ParseAddrPort(upstream)
+	return
 }
 
 func sockaddr(a netip.AddrPort) *syscall.SockaddrInet4 {
@@ -343,11 +348,7 @@ func (l *evLoop) add(fds [2]int) {
 // serveEvLoop relays through internal/evloop, the loops meshentry's own relay is built on,
 // to the one upstream: the package's cost beside evpipe's bare prototype.
 func serveEvLoop(addr, upstream string) error {
-	la, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		return err
-	}
-	ua, err := netip.ParseAddrPort(upstream)
+	la, ua, err := parseAddrs(addr, upstream)
 	if err != nil {
 		return err
 	}

@@ -108,19 +108,7 @@ func TestCacheCountsTheFilesItHasNoRoomFor(t *testing.T) {
 
 func TestCacheTrustsAStatOnlyOnceTheFileHasSettled(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "a.yaml")
-	writeEntryFile(t, path, "a", "a.com")
-	c := NewCache(0)
-	c.margin = -time.Hour // every read counts as long after the file's last change
-	load := func() string {
-		t.Helper()
-		res, err := Load([]string{dir}, Options{Cache: c})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fmt.Sprint(hostsOf(res))
-	}
+	path, c, load := oneFileCache(t, -time.Hour) // every read counts as long after the file's last change
 	load()
 	d1, err := c.Digest(path)
 	if err != nil {
@@ -305,19 +293,7 @@ func TestSettleProvesByAReadLaterTheFilesLoadedJustAfterTheyWereWritten(t *testi
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			dir := t.TempDir()
-			path := filepath.Join(dir, "a.yaml")
-			writeEntryFile(t, path, "a", "a.com")
-			c := NewCache(0)
-			c.margin = time.Hour // the load is well within the margin after the write
-			load := func() string {
-				t.Helper()
-				res, err := Load([]string{dir}, Options{Cache: c})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return fmt.Sprint(hostsOf(res))
-			}
+			path, c, load := oneFileCache(t, time.Hour) // the load is well within the margin after the write
 			load()
 			if _, err := c.Digest(path); err != nil || c.Stats().Rereads != 1 {
 				t.Fatalf("a look at a file just loaded, not settled: %v, stats %+v; want one reread", err, c.Stats())
@@ -349,5 +325,24 @@ func TestSettleProvesByAReadLaterTheFilesLoadedJustAfterTheyWereWritten(t *testi
 				}
 			}
 		})
+	}
+}
+
+// oneFileCache writes one entry file in a folder of its own and returns its path, a cache of
+// that margin, and a load of the folder through the cache that returns the hosts loaded.
+func oneFileCache(t *testing.T, margin time.Duration) (path string, c *Cache, load func() string) {
+	t.Helper()
+	dir := t.TempDir()
+	path = filepath.Join(dir, "a.yaml")
+	writeEntryFile(t, path, "a", "a.com")
+	c = NewCache(0)
+	c.margin = margin
+	return path, c, func() string {
+		t.Helper()
+		res, err := Load([]string{dir}, Options{Cache: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(hostsOf(res))
 	}
 }

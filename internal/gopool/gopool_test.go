@@ -28,6 +28,13 @@ func runAll(t *testing.T, p *Pool, n int) (started, reused uint64) {
 	return st.Started, st.Reused
 }
 
+// waitFull waits, up to 5 s, until at least n goroutines of p ended at its bound.
+func waitFull(p *Pool, n uint64) {
+	for deadline := time.Now().Add(5 * time.Second); p.Stats().Full < n && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // waitIdle waits until at least n goroutines wait in p.
 func waitIdle(t *testing.T, p *Pool, n int) {
 	t.Helper()
@@ -52,10 +59,7 @@ func TestIdleGoroutinesAreBounded(t *testing.T) {
 	p := &Pool{maxIdle: 3}
 	runAtOnce(p, 8)
 	waitIdle(t, p, 3)
-	// The other five end rather than wait.
-	for deadline := time.Now().Add(5 * time.Second); p.Stats().Full < 5 && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
-	}
+	waitFull(p, 5) // the other five end rather than wait
 	if st := p.Stats(); st.Idle != 3 || st.Full != 5 {
 		t.Fatalf("%d goroutines idle and %d ended at the bound, want 3 and 5", st.Idle, st.Full)
 	}
@@ -113,9 +117,7 @@ func TestLoweringTheBoundLetsTheExcessGo(t *testing.T) {
 	}
 	runAtOnce(p, 5)
 	waitIdle(t, p, 2)
-	for deadline := time.Now().Add(5 * time.Second); p.Stats().Full < 3 && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
-	}
+	waitFull(p, 3)
 	if st := p.Stats(); st.Idle != 2 || st.Full != 3 {
 		t.Fatalf("%d goroutines idle and %d ended at the bound of 2, want 2 and 3", st.Idle, st.Full)
 	}
