@@ -171,3 +171,7 @@ func (g *Gateway) LoopStats() evloop.Stats {
 	}
 	return evloop.Stats{}
 }
+
+// EventLoop reports whether an evloop Group serves the ports (Config.EventLoop, after Listen):
+// then Listeners is empty and Serve only waits.
+func (g *Gateway) EventLoop() bool { return g.eventLoop() != nil }
