@@ -158,21 +158,26 @@ func mustAddrPort(s string) netip.AddrPort {
 	return a
 }
 
-// connected runs on the loop's thread once the upstream answered.
+// connected runs on the loop's thread once the upstream answered: the endpoint's health and
+// open count as GatewayPipe reports them once dialled, both lock-free loads and atomics; the
+// telemetry record and its log, which may block, go to the pool, and only when someone reads
+// them, so that a pipe costs the loop one hand-off (done's), not two.
 func (lp *loopPipe) connected(netip.AddrPort) {
-	gopool.Go(func() { lp.opened.Do(lp.reportOpened) })
+	p, key := lp.p, lp.r.eps[lp.endpoint].up.Key
+	p.reportSuccess(lp.r.health, key)
+	lp.epCounters = p.counts.connOpened(key)
+	if lp.rec != nil || p.log.Enabled(p.pipeCtx, slog.LevelDebug) {
+		gopool.Go(func() { lp.opened.Do(lp.reportOpened) })
+	}
 }
 
-// reportOpened is what GatewayPipe does once dialled: the endpoint's health, its open count,
-// the telemetry's opened record.
+// reportOpened is the telemetry's opened record of the upstream connected.
 func (lp *loopPipe) reportOpened() {
-	p, e := lp.p, &lp.r.eps[lp.endpoint]
-	p.reportSuccess(lp.r.health, e.up.Key)
-	lp.epCounters = p.counts.connOpened(e.up.Key)
-	lp.rec.opened(p.serviceOf(lp.m), e.up.Key)
+	p, key := lp.p, lp.r.eps[lp.endpoint].up.Key
+	lp.rec.opened(p.serviceOf(lp.m), key)
 	if p.log.Enabled(p.pipeCtx, slog.LevelDebug) {
 		p.log.Debug("gateway pipe", "host", lp.host, "port", lp.port, "sni", lp.sni, "cluster", lp.m.Cluster,
-			"upstream", e.up.Key, "event_loop", true)
+			"upstream", key, "event_loop", true)
 	}
 }
 
@@ -191,7 +196,7 @@ func (lp *loopPipe) finish(res evloop.Result) {
 		lp.rec.failed(p.serviceOf(lp.m), dialFlags(err))
 		return
 	}
-	lp.opened.Do(lp.reportOpened) // Connected's task may not have run yet
+	lp.opened.Do(lp.reportOpened) // connected's task, if any, may not have run yet
 	idle := errors.Is(res.Err, evloop.ErrIdleTimeout)
 	if idle {
 		p.stats.idleClosed.Add(1)
