@@ -9,7 +9,7 @@
 #       CONNECT, so it relays the same bytes in mode tcp, which spares it the CONNECT head and its
 #       answer (a fair floor for meshentry, not a like-for-like). The like-for-likes: a second
 #       meshentry as a Gateway with a VirtualService tcp route on a plain TCP port (no CONNECT, as
-#       HAProxy), and `benchtool pipe`, net.Dial and two io.Copy: the floor of a relay on Go's net.
+#       HAProxy), the same with --gateway-event-loop (its port relayed on evloop), and `benchtool pipe`, net.Dial and two io.Copy: the floor of a relay on Go's net.
 #       `benchtool evpipe` relays on raw epoll, one locked thread per core, as HAProxy does: what
 #       Go can reach once its netpoller is out of the path; `benchtool evhand` accepts and dials
 #       on Go's net and hands the sockets to such a loop: what the loop saves on the relay alone.
@@ -76,6 +76,9 @@ GW_ADMIN=127.0.0.1:$((P + 4))
 GOPIPE=127.0.0.1:$((P + 92))      # plain Go io.Copy relay
 EVPIPE=127.0.0.1:$((P + 94))      # Go relay on raw epoll, outside the netpoller
 EVHAND=127.0.0.1:$((P + 95))      # Go net accepts and dials, raw epoll relays
+GWLOOP=127.0.0.1:$((P + 96))      # the gateway's TCP server port with --gateway-event-loop
+GWLOOP_FWD=127.0.0.1:$((P + 7))
+GWLOOP_ADMIN=127.0.0.1:$((P + 6))
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -145,7 +148,7 @@ if [ -n "${BASE:-}" ]; then
 fi
 # (b)'s like-for-likes of HAProxy's mode tcp: meshentry as a gateway, relaying a plain TCP port to
 # the source with a VirtualService tcp route, and the plain Go relay.
-GW_PID='' GOPIPE_PID='' EVPIPE_PID='' EVHAND_PID=''
+GW_PID='' GWLOOP_PID='' GOPIPE_PID='' EVPIPE_PID='' EVHAND_PID=''
 case " $ROWS " in *" tunnel "*)
   cat >"$OUT/gw.yaml" <<CFG
 apiVersion: networking.istio.io/v1
@@ -179,6 +182,11 @@ CFG
     --gateway-bind 127.0.0.1 --gateway-port "9000=${GW##*:}" --listen "$GW_FWD" --admin "$GW_ADMIN" --log-level warn \
     --access-log off --istio-metrics=false >"$OUT/meshentry-gateway.log" 2>&1 &
   pids+=($!) GW_PID=$!
+  # The same gateway with its server ports on evloop: the route above is its fast path.
+  ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/gw.yaml" --gateway --labels istio=egressgateway \
+    --gateway-bind 127.0.0.1 --gateway-port "9000=${GWLOOP##*:}" --gateway-event-loop --listen "$GWLOOP_FWD" \
+    --admin "$GWLOOP_ADMIN" --log-level warn --access-log off --istio-metrics=false >"$OUT/meshentry-gateway-loop.log" 2>&1 &
+  pids+=($!) GWLOOP_PID=$!
   ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/benchtool" pipe "$GOPIPE" "$SOURCE" &
   pids+=($!) GOPIPE_PID=$!
   ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/benchtool" evpipe "$EVPIPE" "$SOURCE" &
@@ -191,7 +199,8 @@ ready=
 for _ in $(seq 100); do
   curl -fsS -o /dev/null "http://$MESH_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$HA_HTTP/" 2>/dev/null &&
     { [ -z "$BASE_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_ADMIN/ready" 2>/dev/null; } &&
-    { [ -z "$GW_PID" ] || curl -fsS -o /dev/null "http://$GW_ADMIN/ready" 2>/dev/null; } && { ready=1; break; }
+    { [ -z "$GW_PID" ] || curl -fsS -o /dev/null "http://$GW_ADMIN/ready" 2>/dev/null; } &&
+    { [ -z "$GWLOOP_PID" ] || curl -fsS -o /dev/null "http://$GWLOOP_ADMIN/ready" 2>/dev/null; } && { ready=1; break; }
   sleep 0.1
 done
 [ -n "$ready" ] || { echo "meshentry or HAProxy did not come up; see $OUT/*.log" >&2; exit 1; }
@@ -307,6 +316,7 @@ tunnel_row() {
     direct) tunnel_run "$tag" "$c" "$SOURCE" - ;;
     haproxy) tunnel_run "$tag" "$c" "$HA_TCP" "$HA_PID" ;;
     gateway) tunnel_run "$tag" "$c" "$GW" "$GW_PID" ;;
+    gwloop) tunnel_run "$tag" "$c" "$GWLOOP" "$GWLOOP_PID" ;;
     gopipe) tunnel_run "$tag" "$c" "$GOPIPE" "$GOPIPE_PID" ;;
     evpipe) tunnel_run "$tag" "$c" "$EVPIPE" "$EVPIPE_PID" ;;
     evhand) tunnel_run "$tag" "$c" "$EVHAND" "$EVHAND_PID" ;;
@@ -351,9 +361,10 @@ declare -A label
     echo
     row "tunnel per connection, -c$c, 128 B" "conn/s" "p99 µs" "CPU µs/conn" "×haproxy" "CPU×ha"
     label=([direct]="direct" [haproxy]="haproxy (mode tcp, no CONNECT)" [gateway]="meshentry (gateway TCP server)"
+      [gwloop]="meshentry (gateway TCP, event loop)"
       [gopipe]="plain Go relay (io.Copy)" [evpipe]="Go relay on raw epoll"
       [evhand]="Go net setup, epoll relay" [meshentry]="meshentry (CONNECT tunnel)" [base]="meshentry at ${BASE:-} (CONNECT)")
-    keys=(direct haproxy gateway gopipe evpipe evhand meshentry)
+    keys=(direct haproxy gateway gwloop gopipe evpipe evhand meshentry)
     [ -n "$BASE_PID" ] && keys+=(base)
     table tunnel "${keys[@]}"
     profile_run tunnel tunnel_run "profile-meshentry-c$c" "$c" "$MESH" "$MESH_PID" source.local:443
@@ -370,12 +381,13 @@ if [ "${SYSCALLS:-}" = 1 ]; then
     else
       strace_run haproxy-tunnel "$HA_PID" churn_count "$HA_TCP"
       strace_run gateway-tunnel "$GW_PID" churn_count "$GW"
+      strace_run gwloop-tunnel "$GWLOOP_PID" churn_count "$GWLOOP"
       strace_run evpipe-tunnel "$EVPIPE_PID" churn_count "$EVPIPE"
       strace_run meshentry-tunnel "$MESH_PID" churn_count "$MESH" source.local:443
       [ -n "$BASE_PID" ] && strace_run base-tunnel "$BASE_PID" churn_count "$MESH_BASE" source.local:443
     fi
     cols=("haproxy=$OUT/syscalls-haproxy-$kind.txt")
-    [ "$kind" = tunnel ] && cols+=("gateway=$OUT/syscalls-gateway-tunnel.txt" "evpipe=$OUT/syscalls-evpipe-tunnel.txt")
+    [ "$kind" = tunnel ] && cols+=("gateway=$OUT/syscalls-gateway-tunnel.txt" "gwloop=$OUT/syscalls-gwloop-tunnel.txt" "evpipe=$OUT/syscalls-evpipe-tunnel.txt")
     cols+=("meshentry=$OUT/syscalls-meshentry-$kind.txt")
     [ -n "$BASE_PID" ] && cols+=("base=$OUT/syscalls-base-$kind.txt")
     {

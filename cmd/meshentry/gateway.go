@@ -24,6 +24,7 @@ type gatewayFlags struct {
 	ports          []string
 	credentialsDir string
 	maxConnections int
+	eventLoop      bool
 }
 
 func (g *gatewayFlags) register(fl *pflag.FlagSet) {
@@ -31,6 +32,7 @@ func (g *gatewayFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&g.bind, "gateway-bind", "", "address the Gateway server ports are bound on (empty: every address, as Envoy's 0.0.0.0)")
 	fl.StringSliceVar(&g.ports, "gateway-port", nil, "SERVER=BIND: bind the Gateway server port SERVER on port BIND, as Istio binds a gateway Service port to its targetPort (80=8080); BIND 0 takes a free port; repeatable")
 	fl.StringVar(&g.credentialsDir, "credentials-dir", "", "directory holding one folder per Gateway tls credentialName, each with tls.crt, tls.key and (MUTUAL) ca.crt; followed as they change")
+	fl.BoolVar(&g.eventLoop, "gateway-event-loop", false, "serve the Gateway server ports on raw epoll event loops (Linux), one locked thread per CPU, outside Go's netpoller: TCP servers whose tcp route goes to a STATIC service with IP endpoints in plaintext are relayed by the loops, every other connection is handed to the usual path")
 	fl.IntVar(&g.maxConnections, "gateway-max-connections", gateway.DefaultMaxConnections, "connections open at once on one Gateway server port; beyond it a connection is closed when accepted, and counted (-1: no cap)")
 }
 
@@ -70,7 +72,7 @@ func startGateway(ctx context.Context, f *gatewayFlags, cfg *proxy.Config, snap 
 	creds := gateway.NewCredentials(f.credentialsDir, cfg.Logger)
 	gw, err := gateway.New(gateway.Config{Bind: f.bind, Ports: ports, Namespace: cfg.Namespace, Labels: cfg.Labels, Proxy: p,
 		Identity: cfg.Identity, Credentials: creds, HTTP: cfg.HTTP, Telemetry: cfg.Telemetry, MaxConnections: f.maxConnections,
-		Logger: cfg.Logger}, snap)
+		Logger: cfg.Logger, EventLoop: f.eventLoop}, snap)
 	if err != nil {
 		return nil, &exitError{code: 2, err: fmt.Errorf("--gateway: %w", err)}
 	}
@@ -93,6 +95,12 @@ func (r *gatewayRun) serve(g *serveGroup) {
 	}
 	for port, ln := range r.gw.Listeners() {
 		g.serve(fmt.Sprintf("gateway port %d", port), ln, func(ln net.Listener) error { return r.gw.ServeListener(port, ln) })
+	}
+	if r.gw.EventLoop() {
+		// The loops serve since Listen; only their addresses are announced.
+		for port, addr := range r.gw.Addrs() {
+			g.announce(fmt.Sprintf("gateway port %d", port), addr)
+		}
 	}
 }
 
@@ -130,4 +138,11 @@ func abandon(p *proxy.Proxy) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = p.Shutdown(ctx) // nothing was served, so nothing is cut short
+}
+
+// announce reports a listener something else serves (the gateway's event loops), as serve
+// reports its own.
+func (g *serveGroup) announce(name string, addr net.Addr) {
+	g.bound[name] = addr
+	fmt.Fprintf(g.out, "meshentry: %s listening on %s\n", name, addr)
 }

@@ -12,6 +12,7 @@ package evloop
 
 import (
 	"errors"
+	"net"
 	"net/netip"
 	"time"
 )
@@ -55,6 +56,20 @@ type Target struct {
 	// Done, when set, is called once on the loop's thread when the pair has ended and both
 	// sockets are closed. It must not block, nor call Listen or Shutdown.
 	Done func(Result)
+	// Connected, when set, is called on the loop's thread once the upstream connect to addr
+	// succeeded, before any byte is relayed. It must not block.
+	Connected func(addr netip.AddrPort)
+	// Retry, when set, is called on the loop's thread after each failed upstream connect
+	// (err as Result.ConnectErr would be); a true answer connects to the address it returns
+	// instead, with a new connect timeout, and false ends the pair with err. It must not block.
+	Retry func(err error) (netip.AddrPort, bool)
+	// Handoff, when set, takes the connection out of the loop: nothing is relayed, Addr, Done
+	// and the rest are ignored, and Handoff runs on a goroutine of the process pool (gopool)
+	// with the client as a net.Conn in Go's netpoller, for a caller that serves some
+	// connections itself (HTTP, TLS). The loop has read nothing of the client: every byte it
+	// sent is still in the socket. A handed-off connection leaves the Group's accounting
+	// (Open, MaxConnections) and Shutdown does not wait for it.
+	Handoff func(net.Conn)
 }
 
 // RouteFunc picks the upstream of an accepted connection; false closes the client instead. It
@@ -81,7 +96,8 @@ type Stats struct {
 	Accepted        int64 // connections accepted
 	Overflow        int64 // closed at once: MaxConnections reached
 	Rejected        int64 // closed at once: the RouteFunc said no
-	ConnectFailures int64 // upstream connects that failed, timeouts not included
+	Handoffs        int64 // handed to Target.Handoff, failed conversions included
+	ConnectFailures int64 // upstream connects that failed, each attempt of a Retry, timeouts not included
 	ConnectTimeouts int64 // upstream connects that timed out
 	IdleTimeouts    int64 // pairs closed by the idle timeout
 	AcceptErrors    int64 // accept errors other than EAGAIN, each a backoff of that listener

@@ -141,6 +141,7 @@ func (g *Group) Stats() Stats {
 		s.Accepted += c.accepted.Load()
 		s.Overflow += c.overflow.Load()
 		s.Rejected += c.rejected.Load()
+		s.Handoffs += c.handoffs.Load()
 		s.ConnectFailures += c.connectFailures.Load()
 		s.ConnectTimeouts += c.connectTimeouts.Load()
 		s.IdleTimeouts += c.idleTimeouts.Load()

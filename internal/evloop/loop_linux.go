@@ -85,6 +85,7 @@ type listener struct {
 type loopStats struct {
 	_                                [64]byte // off the cache line of the loop's hot fields
 	accepted, overflow, rejected     atomic.Int64
+	handoffs                         atomic.Int64
 	connectFailures, connectTimeouts atomic.Int64
 	idleTimeouts, acceptErrors       atomic.Int64
 	bytesUp, bytesDown               atomic.Int64
@@ -336,6 +337,11 @@ func (l *loop) admit(li *listener, fd int32) {
 		l.g.open.Add(-1)
 		bump(&l.stats.rejected, 1)
 		unix.Close(int(fd))
+		return
+	}
+	if t.Handoff != nil {
+		l.g.open.Add(-1)
+		l.handoff(fd, t.Handoff)
 		return
 	}
 	l.startPair(fd, t)

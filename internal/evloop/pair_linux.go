@@ -25,9 +25,14 @@ type pair struct {
 	dir        [2]direction
 	connecting bool // the upstream connect is in flight
 	done       func(Result)
-	start      time.Duration // the accept, on the loop's clock
-	stamp      time.Duration // the start of the connect, or the last activity (see touch)
-	prev, next *pair         // the loop's connecting or idle list
+	// connectedHook and retry are the Target's Connected and Retry; addr is the upstream
+	// being connected to, or connected.
+	connectedHook func(netip.AddrPort)
+	retry         func(error) (netip.AddrPort, bool)
+	addr          netip.AddrPort
+	start         time.Duration // the accept, on the loop's clock
+	stamp         time.Duration // the start of the connect, or the last activity (see touch)
+	prev, next    *pair         // the loop's connecting or idle list
 }
 
 // direction is the byte stream from one side to the other.
@@ -45,19 +50,27 @@ type direction struct {
 func (l *loop) startPair(cfd int32, t Target) {
 	p := l.newPair()
 	p.fd = [2]int32{cfd, -1}
-	p.done = t.Done
-	p.start, p.stamp = l.now, l.now
+	p.done, p.connectedHook, p.retry = t.Done, t.Connected, t.Retry
+	p.start = l.now
 	p.connecting = true
 	l.open++
-	l.connecting.pushBack(p)
 	setNoDelay(cfd) // best effort: a socket that refuses it still relays
 	if err := l.register(cfd, slot{pair: p, side: client}); err != nil {
+		l.connecting.pushBack(p)
 		l.finish(p, nil, fmt.Errorf("evloop: epoll client: %w", err))
 		return
 	}
-	addr := netip.AddrPortFrom(t.Addr.Addr().Unmap(), t.Addr.Port())
+	l.connect(p, t.Addr)
+}
+
+// connect starts p's connect to addr, under a connect timeout of its own.
+func (l *loop) connect(p *pair, addr netip.AddrPort) {
+	p.stamp = l.now
+	l.connecting.pushBack(p)
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	p.addr = addr
 	if !addr.Addr().IsValid() {
-		l.failConnect(p, fmt.Errorf("evloop: invalid target %v", t.Addr))
+		l.failConnect(p, fmt.Errorf("evloop: invalid target %v", addr))
 		return
 	}
 	ufd, err := newSocket(addr.Addr())
@@ -83,7 +96,28 @@ func (l *loop) startPair(cfd int32, t Target) {
 
 func (l *loop) failConnect(p *pair, err error) {
 	bump(&l.stats.connectFailures, 1)
-	l.finish(p, err, nil)
+	l.connectFailed(p, err)
+}
+
+// connectFailed ends p with err, or, when its Retry names another address, closes the
+// failed upstream socket and connects there.
+func (l *loop) connectFailed(p *pair, err error) {
+	if p.retry == nil {
+		l.finish(p, err, nil)
+		return
+	}
+	next, ok := p.retry(err)
+	if !ok {
+		l.finish(p, err, nil)
+		return
+	}
+	unlink(p)
+	if fd := p.fd[upstream]; fd >= 0 {
+		l.forget(fd)
+		unix.Close(int(fd))
+		p.fd[upstream] = -1
+	}
+	l.connect(p, next)
 }
 
 // pairEvent handles the events of one side of p.
@@ -131,6 +165,9 @@ func (l *loop) connected(p *pair) {
 	unlink(p)
 	p.stamp = l.now
 	l.idle.pushBack(p)
+	if p.connectedHook != nil {
+		p.connectedHook(p.addr)
+	}
 	err := l.pump(p, client, false)
 	if err == nil {
 		err = l.pump(p, upstream, false)

@@ -65,7 +65,8 @@ func (l *loop) touch(p *pair) {
 func (l *loop) sweep() {
 	for p := l.connecting.first(); p != nil && p.stamp+l.connectTimeout <= l.now; p = l.connecting.first() {
 		l.stats.connectTimeouts.Add(1)
-		l.finish(p, ErrConnectTimeout, nil)
+		l.connectFailed(p, ErrConnectTimeout) // a retry goes to the connecting list's tail
+
 	}
 	for p := l.idle.first(); p != nil && p.stamp+l.tick+l.idleTimeout <= l.now; p = l.idle.first() {
 		l.stats.idleTimeouts.Add(1)

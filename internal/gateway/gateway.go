@@ -64,6 +64,11 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	// Logger receives refusals (at debug level: a port scan must not flood it) and reloads.
 	Logger *slog.Logger
+	// EventLoop serves the ports on an evloop Group (raw epoll, outside Go's netpoller)
+	// instead of package net: the connections of a TCP server whose route the loop can relay
+	// as the proxy would (Proxy.GatewayLoopTarget) stay on it, every other one is handed to
+	// the same code as without it. Off Linux Listen fails.
+	EventLoop bool
 }
 
 // Gateway serves the servers of the Gateways selected by its labels.
@@ -84,6 +89,7 @@ type Gateway struct {
 	conns  sync.WaitGroup
 	open   sync.Map // port -> *atomic.Int64
 	stats  Stats
+	loop   *eventLoop // with Config.EventLoop, once Listen bound the ports
 }
 
 // Stats count what the gateway refused, for metrics and tests.
@@ -232,6 +238,9 @@ func (g *Gateway) bound(port uint32) bool {
 	g.lnMu.Lock()
 	defer g.lnMu.Unlock()
 	_, ok := g.lns[port]
+	if g.loop != nil {
+		_, ok = g.loop.addrs[port]
+	}
 	return ok
 }
 

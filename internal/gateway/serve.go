@@ -16,6 +16,9 @@ import (
 // Listen binds every server port on cfg.Bind before anything serves, so a port that cannot be
 // bound fails the start with the server's name; nothing stays bound on failure.
 func (g *Gateway) Listen() error {
+	if g.cfg.EventLoop {
+		return g.listenLoop()
+	}
 	st := g.state.Load()
 	for _, port := range g.Ports() {
 		bind := uint64(port)
@@ -42,6 +45,11 @@ func (g *Gateway) Addrs() map[uint32]net.Addr {
 	g.lnMu.Lock()
 	defer g.lnMu.Unlock()
 	out := map[uint32]net.Addr{}
+	if g.loop != nil {
+		for p, a := range g.loop.addrs {
+			out[p] = net.TCPAddrFromAddrPort(a)
+		}
+	}
 	for p, ln := range g.lns {
 		out[p] = ln.Addr()
 	}
@@ -51,6 +59,10 @@ func (g *Gateway) Addrs() map[uint32]net.Addr {
 // Serve accepts on every bound port until Shutdown or Close; it returns the first accept
 // failure that is not the listener closing.
 func (g *Gateway) Serve() error {
+	if g.loop != nil {
+		<-g.loop.ended // the Group serves since Listen
+		return nil
+	}
 	lns := g.Listeners()
 	errs := make(chan error, len(lns))
 	for port, ln := range lns {
@@ -66,7 +78,7 @@ func (g *Gateway) Serve() error {
 }
 
 // Listeners returns the bound listener of each server port, for a caller that runs each
-// ServeListener itself.
+// ServeListener itself; none with Config.EventLoop, whose Group serves from Listen on.
 func (g *Gateway) Listeners() map[uint32]net.Listener {
 	g.lnMu.Lock()
 	defer g.lnMu.Unlock()
@@ -122,8 +134,12 @@ func (g *Gateway) Open(port uint32) int64 { return g.openCount(port).Load() }
 // closes what is left. Byte pipes handed to the proxy are drained by the proxy's Shutdown.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.closeListeners()
+	loopDone := g.shutdownLoop(ctx)
 	err := g.http.Shutdown(ctx)
 	g.cancel()
+	// Once the loops ended no connection is handed off any more, so conns is not added to
+	// while it is waited for.
+	err = errors.Join(err, <-loopDone)
 	done := make(chan struct{})
 	go func() { g.conns.Wait(); close(done) }()
 	select {
@@ -138,6 +154,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // Close closes the listeners and every HTTP connection at once.
 func (g *Gateway) Close() error {
 	g.closeListeners()
+	g.closeLoop()
 	if g.cancel != nil {
 		g.cancel()
 	}
