@@ -59,6 +59,11 @@ type Target struct {
 	// Connected, when set, is called on the loop's thread once the upstream connect to addr
 	// succeeded, before any byte is relayed. It must not block.
 	Connected func(addr netip.AddrPort)
+	// Check, when set, is called on the loop's thread once the upstream connect to remote
+	// succeeded, with the upstream socket's local address (one getsockname), before Connected;
+	// an error ends the pair with it as Result.ConnectErr, without Retry: for a guard that
+	// knows only once connected where the connect went. It must not block.
+	Check func(remote, local netip.AddrPort) error
 	// Retry, when set, is called on the loop's thread after each failed upstream connect
 	// (err as Result.ConnectErr would be); a true answer connects to the address it returns
 	// instead, with a new connect timeout, and false ends the pair with err. It must not block.

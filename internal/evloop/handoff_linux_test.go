@@ -171,3 +171,51 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// TestCheck hands the guard the addresses the upstream connect really used, and a refusal
+// ends the pair before a byte is relayed, without a retry.
+func TestCheck(t *testing.T) {
+	accepted := make(chan netip.AddrPort, 2)
+	echo := serve(t, func(c *net.TCPConn) {
+		accepted <- c.RemoteAddr().(*net.TCPAddr).AddrPort()
+		copyBack(c)
+	})
+	refused := errors.New("the guard said no")
+	for _, refuse := range []bool{false, true} {
+		g := newGroup(t, Options{Loops: 1})
+		done := make(results, 1)
+		var remote, local netip.AddrPort
+		retried := false
+		route := func(Accepted) (Target, bool) {
+			return Target{Addr: echo.addr, Done: func(r Result) { done <- r },
+				Retry: func(error) (netip.AddrPort, bool) { retried = true; return netip.AddrPort{}, false },
+				Check: func(r, l netip.AddrPort) error {
+					remote, local = r, l
+					if refuse {
+						return refused
+					}
+					return nil
+				}}, true
+		}
+		c := dial(t, listen(t, g, route))
+		msg := []byte("checked")
+		c.Write(msg)
+		if !refuse {
+			if err := expect(c, msg); err != nil {
+				t.Fatal(err)
+			}
+			c.CloseWrite()
+		}
+		expectClosed(t, c)
+		res := done.next(t)
+		if got := <-accepted; remote != echo.addr || local != got {
+			t.Errorf("Check saw %v from %v, want %v from %v (the upstream's view)", remote, local, echo.addr, got)
+		}
+		switch {
+		case refuse && (!errors.Is(res.ConnectErr, refused) || res.Up != 0 || retried):
+			t.Errorf("refused: Result %+v, retried %v; want the guard's error, nothing relayed, no retry", res, retried)
+		case !refuse && (res.ConnectErr != nil || res.Up != int64(len(msg))):
+			t.Errorf("allowed: Result %+v", res)
+		}
+	}
+}

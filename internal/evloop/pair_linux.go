@@ -28,6 +28,7 @@ type pair struct {
 	// connectedHook and retry are the Target's Connected and Retry; addr is the upstream
 	// being connected to, or connected.
 	connectedHook func(netip.AddrPort)
+	check         func(remote, local netip.AddrPort) error
 	retry         func(error) (netip.AddrPort, bool)
 	addr          netip.AddrPort
 	start         time.Duration // the accept, on the loop's clock
@@ -50,7 +51,7 @@ type direction struct {
 func (l *loop) startPair(cfd int32, t Target) {
 	p := l.newPair()
 	p.fd = [2]int32{cfd, -1}
-	p.done, p.connectedHook, p.retry = t.Done, t.Connected, t.Retry
+	p.done, p.connectedHook, p.check, p.retry = t.Done, t.Connected, t.Check, t.Retry
 	p.start = l.now
 	p.connecting = true
 	l.open++
@@ -161,6 +162,13 @@ func (l *loop) completeConnect(p *pair) {
 // connected starts relaying p: both directions are pumped, as bytes may have arrived on either
 // side without an edge the loop acted on.
 func (l *loop) connected(p *pair) {
+	if p.check != nil {
+		if err := l.checkUpstream(p); err != nil {
+			bump(&l.stats.connectFailures, 1)
+			l.finish(p, err, nil)
+			return
+		}
+	}
 	p.connecting = false
 	unlink(p)
 	p.stamp = l.now
@@ -173,6 +181,14 @@ func (l *loop) connected(p *pair) {
 		err = l.pump(p, upstream, false)
 	}
 	l.settle(p, err)
+}
+
+// checkUpstream runs p's Check with the local address of its connected upstream socket.
+func (l *loop) checkUpstream(p *pair) error {
+	if e := sysLocal(p.fd[upstream], &l.sa); e != 0 {
+		return os.NewSyscallError("getsockname", e)
+	}
+	return p.check(p.addr, addrOf(&l.sa))
 }
 
 // settle ends p on an error or once both directions are over.

@@ -69,7 +69,11 @@ func (p *Proxy) GatewayLoopTarget(host string, port uint32, subset, sni string, 
 		return evloop.Target{}, false
 	}
 	lp.rec = p.startLoopConn(acc, hostPort(host, port), sni)
-	return evloop.Target{Addr: addr, Connected: lp.connected, Retry: lp.retry, Done: lp.done}, true
+	target := evloop.Target{Addr: addr, Connected: lp.connected, Retry: lp.retry, Done: lp.done}
+	if p.sec.hasWildcard() {
+		target.Check = lp.checkSelf // one getsockname per connection, only where it can matter
+	}
+	return target, true
 }
 
 // loopServes reports whether the loop can reach r's endpoints as dialRoute would: plaintext
@@ -151,6 +155,18 @@ func (lp *loopPipe) retry(err error) (netip.AddrPort, bool) {
 		return netip.AddrPort{}, false
 	}
 	return lp.pick()
+}
+
+// checkSelf is dialGuarded's check once connected (reachedSelf), on the loop's thread: a
+// connection to one of the proxy's wildcard listeners through a local address the address
+// list does not know ends, as a loop, before a byte is relayed.
+func (lp *loopPipe) checkSelf(remote, local netip.AddrPort) error {
+	if !lp.p.sec.reachedSelfAddrs(remote, local) {
+		return nil
+	}
+	err := fmt.Errorf("dial %s: %w", remote, errLoop)
+	lp.errs = append(lp.errs, err)
+	return err
 }
 
 func mustAddrPort(s string) netip.AddrPort {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -83,6 +84,51 @@ func TestGatewayLoopTargetServesOnlyWhatItCanServeAsGatewayPipe(t *testing.T) {
 			}
 			if target.Done == nil || target.Retry == nil || target.Connected == nil {
 				t.Errorf("Target %+v lacks a hook", target)
+			}
+		})
+	}
+}
+
+// TestGatewayLoopTargetChecksForItselfOnceConnected gives the loop dialGuarded's check after
+// the connect, where one of the proxy's listeners is on a wildcard address: a connection
+// whose two ends share an IP on such a port is the proxy reaching itself.
+func TestGatewayLoopTargetChecksForItselfOnceConnected(t *testing.T) {
+	const port = 39124
+	acc := evloop.Accepted{Remote: netip.MustParseAddrPort("127.0.0.1:40000"), Local: netip.MustParseAddrPort("127.0.0.1:9000")}
+	other := netip.MustParseAddrPort("192.0.2.7:40100") // never dialled: Check only compares
+	tests := []struct {
+		name   string
+		self   []netip.AddrPort
+		check  bool
+		remote netip.AddrPort
+		local  netip.AddrPort
+		isLoop bool
+	}{
+		{"no wildcard listener: no check", []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:40100")}, false, other, other, false},
+		{"wildcard port, same IP both ends", []netip.AddrPort{netip.MustParseAddrPort("0.0.0.0:40100")}, true,
+			other, netip.AddrPortFrom(other.Addr(), 51000), true},
+		{"wildcard port, another IP", []netip.AddrPort{netip.MustParseAddrPort("0.0.0.0:40100")}, true,
+			other, netip.MustParseAddrPort("192.0.2.8:51000"), false},
+		{"another port", []netip.AddrPort{netip.MustParseAddrPort("0.0.0.0:40100")}, true,
+			netip.AddrPortFrom(other.Addr(), 40101), netip.AddrPortFrom(other.Addr(), 51000), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := startProxy(t, gatewayLoopConfig(port), Config{Namespace: "istio-system", SelfAddrs: tt.self}, "")
+			target, ok := h.p.GatewayLoopTarget("static.test", 9000, "", "", acc)
+			if !ok {
+				t.Fatal("GatewayLoopTarget refused a STATIC destination")
+			}
+			defer target.Done(evloop.Result{})
+			if (target.Check != nil) != tt.check {
+				t.Fatalf("Check set %v, want %v", target.Check != nil, tt.check)
+			}
+			if target.Check == nil {
+				return
+			}
+			err := target.Check(tt.remote, tt.local)
+			if errors.Is(err, errLoop) != tt.isLoop {
+				t.Errorf("Check(%v from %v) = %v, want a loop %v", tt.remote, tt.local, err, tt.isLoop)
 			}
 		})
 	}

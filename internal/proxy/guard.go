@@ -168,14 +168,20 @@ func (p *Proxy) dialGuarded(ctx context.Context, network, addr string) (net.Conn
 func (g *guard) reachedSelf(c net.Conn) bool {
 	remote, ok1 := c.RemoteAddr().(*net.TCPAddr)
 	local, ok2 := c.LocalAddr().(*net.TCPAddr)
-	if !ok1 || !ok2 {
-		return false
-	}
-	if _, wild := g.self.Load().wild[uint16(remote.Port)]; !wild {
-		return false
-	}
-	return remote.AddrPort().Addr().Unmap() == local.AddrPort().Addr().Unmap()
+	return ok1 && ok2 && g.reachedSelfAddrs(remote.AddrPort(), local.AddrPort())
 }
+
+// reachedSelfAddrs is reachedSelf for a connection from local to remote.
+func (g *guard) reachedSelfAddrs(remote, local netip.AddrPort) bool {
+	if _, wild := g.self.Load().wild[remote.Port()]; !wild {
+		return false
+	}
+	return remote.Addr().Unmap() == local.Addr().Unmap()
+}
+
+// hasWildcard reports whether one of the proxy's listeners is on an unspecified address, the
+// only case in which a connection can reach the proxy through an address it does not know.
+func (g *guard) hasWildcard() bool { return len(g.self.Load().wild) > 0 }
 
 // refusalLog logs one refusal at info level unless refusals are arriving faster than the rate
 // limit allows. What it drops is summed up in a "suppressed N refusals" line: before the next line
