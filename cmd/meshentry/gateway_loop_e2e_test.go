@@ -47,20 +47,7 @@ spec:
 // count the connection alike.
 func TestGatewayEventLoopFlagRelaysATCPServer(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
+	ln := echoListener(t)
 	cfg := writeYAML(t, gatewayTCPConfig(ln.Addr().(*net.TCPAddr).Port))
 	for _, loop := range []bool{false, true} {
 		t.Run(fmt.Sprintf("event loop %v", loop), func(t *testing.T) {
