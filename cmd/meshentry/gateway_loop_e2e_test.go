@@ -83,6 +83,11 @@ func TestGatewayEventLoopFlagRelaysATCPServer(t *testing.T) {
 					t.Fatalf("no closed connection to source.local counted:\n%s", grepLines(metrics, "istio_tcp"))
 				}
 			}
+			_, metrics := fetch(t, &http.Client{Timeout: 5 * time.Second}, "http://"+out["admin"].String()+"/stats/prometheus")
+			accepted := grepLines(metrics, `meshentry_event_loop_connections_accepted_total{listener="gateway"}`)
+			if want := map[bool]string{true: " 1", false: ""}[loop]; !strings.HasSuffix(accepted, want) || (want == "") != (accepted == "") {
+				t.Errorf("event loop %v: meshentry_event_loop_connections_accepted_total is %q, want the loop's one connection counted only with the flag", loop, accepted)
+			}
 		})
 	}
 }

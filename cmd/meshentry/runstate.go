@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshentry/meshentry/internal/compile"
+	"github.com/meshentry/meshentry/internal/evloop"
 	"github.com/meshentry/meshentry/internal/metrics"
 	"github.com/meshentry/meshentry/internal/proxy"
 	"github.com/meshentry/meshentry/internal/registry"
@@ -151,6 +152,18 @@ func (r *runState) registerMetrics() {
 		r.log.Error("kube metrics left out", "err", err)
 	}
 	registerXDSClientMetrics(reg, r.watcher, r.log)
+	if err := registerLoopMetrics(reg, r.loopStats()); err != nil {
+		r.log.Error("event loop metrics left out", "err", err)
+	}
+}
+
+// loopStats are the counters of the evloop Groups serving listeners, by listener.
+func (r *runState) loopStats() map[string]func() evloop.Stats {
+	loops := map[string]func() evloop.Stats{}
+	if r.gw != nil && r.gw.gw.EventLoop() {
+		loops["gateway"] = r.gw.gw.LoopStats
+	}
+	return loops
 }
 
 // serve starts every listener's loop in g, and the admin API.
