@@ -32,7 +32,7 @@ func (g *gatewayFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&g.bind, "gateway-bind", "", "address the Gateway server ports are bound on (empty: every address, as Envoy's 0.0.0.0)")
 	fl.StringSliceVar(&g.ports, "gateway-port", nil, "SERVER=BIND: bind the Gateway server port SERVER on port BIND, as Istio binds a gateway Service port to its targetPort (80=8080); BIND 0 takes a free port; repeatable")
 	fl.StringVar(&g.credentialsDir, "credentials-dir", "", "directory holding one folder per Gateway tls credentialName, each with tls.crt, tls.key and (MUTUAL) ca.crt; followed as they change")
-	fl.BoolVar(&g.eventLoop, "gateway-event-loop", false, "serve the Gateway server ports on raw epoll event loops (Linux), one locked thread per CPU, outside Go's netpoller: TCP servers whose tcp route goes to a STATIC service with IP endpoints in plaintext are relayed by the loops, every other connection is handed to the usual path")
+	fl.BoolVar(&g.eventLoop, "gateway-event-loop", false, "serve the Gateway server ports on raw epoll event loops (Linux), one per CPU, outside Go's netpoller: TCP servers whose tcp route goes to a STATIC service with IP endpoints in plaintext are relayed by the loops, every other connection is handed to the usual path")
 	fl.IntVar(&g.maxConnections, "gateway-max-connections", gateway.DefaultMaxConnections, "connections open at once on one Gateway server port; beyond it a connection is closed when accepted, and counted (-1: no cap)")
 }
 

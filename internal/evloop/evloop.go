@@ -1,13 +1,18 @@
 // Package evloop relays TCP connections on raw epoll, outside Go's netpoller: a Group of loops,
-// each one goroutine locked to its OS thread with its own epoll instance, accepts on its own
+// each one goroutine with its own epoll instance, accepts on its own
 // SO_REUSEPORT listener, connects upstream and moves the bytes with non-blocking system calls
 // and edge-triggered events, as HAProxy does. A relay built on package net parks and wakes a
 // goroutine (and often a thread) around the netpoller for every read that would block; on a
 // churn of short connections that hand-off costs more than the relaying itself, and only a loop
 // that owns the whole life of a connection (accept, connect, relay, close) avoids it.
 //
-// The loops run the caller's RouteFunc and Target.Done on their own threads, so neither may
+// The loops run the caller's RouteFunc and Target.Done on their own goroutines, so neither may
 // block: a blocked callback stalls every connection of that loop.
+//
+// A loop's goroutine is not locked to its OS thread. A locked goroutine that parks when idle
+// hands its P to another thread and needs a thread wake on each side of the park (futex,
+// stoplockedm, startlockedm); unlocked, it parks and wakes like any goroutine, which cost
+// less CPU per relayed connection in every A/B run of the two.
 package evloop
 
 import (
@@ -27,7 +32,7 @@ const (
 
 // Options tune a Group; the zero value takes every default.
 type Options struct {
-	// Loops is the number of event loops and OS threads; 0 is runtime.GOMAXPROCS(0).
+	// Loops is the number of event loops; 0 is runtime.GOMAXPROCS(0).
 	Loops int
 	// ConnectTimeout bounds the upstream connect; 0 is DefaultConnectTimeout.
 	ConnectTimeout time.Duration

@@ -22,7 +22,7 @@ type Group struct {
 	draining bool // Shutdown began: no more Listen
 }
 
-// New starts a Group of o.Loops event loops, each on its own locked OS thread.
+// New starts a Group of o.Loops event loops, each on its own goroutine.
 func New(o Options) (*Group, error) {
 	o = o.withDefaults(runtime.GOMAXPROCS(0))
 	g := &Group{maxOpen: int64(o.MaxConnections)}

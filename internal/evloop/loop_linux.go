@@ -3,7 +3,6 @@ package evloop
 import (
 	"net/netip"
 	"os"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// loop is one event loop: a goroutine locked to its thread, its epoll instance and everything
+// loop is one event loop: a goroutine, its epoll instance and everything
 // registered there. All its fields but the submission queue and the counters are the loop
 // goroutine's alone.
 type loop struct {
@@ -157,8 +156,6 @@ func (l *loop) closeDescriptors() {
 
 // run is the loop's goroutine.
 func (l *loop) run() {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	defer close(l.done)
 	for !l.stopping {
 		n := l.wait()
