@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	_ "expvar" // memstats (Mallocs) at /debug/vars, with the profiles
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	_ "net/http/pprof" // served only when EVHTTP_PPROF is set
 	"net/netip"
 	"os"
 	"runtime"
@@ -42,6 +45,11 @@ func serveEvHTTP(addr, upstream string) error {
 		return err
 	}
 	probe.Close()
+	// EVHTTP_PPROF=ADDR serves net/http/pprof and expvar there, to profile the loops and count
+	// their allocations (memstats.Mallocs).
+	if a := os.Getenv("EVHTTP_PPROF"); a != "" {
+		go func() { fmt.Fprintln(os.Stderr, "evhttp pprof:", http.ListenAndServe(a, nil)) }()
+	}
 	_, errs, err := startEvHTTP(la, ua)
 	if err != nil {
 		return err
@@ -491,7 +499,8 @@ func (l *hloop) stepHead(c *hconn) bool {
 	return true
 }
 
-// field is one field line of a head: its name and its value, without the spaces around it.
+// nextField parses the field line of h at p: its name and its value without the spaces around
+// it, and where the next line starts.
 func nextField(h []byte, p int) (name, value []byte, next int, ok bool) {
 	e := bytes.Index(h[p:], crlf)
 	if e < 0 {
@@ -504,8 +513,19 @@ func nextField(h []byte, p int) (name, value []byte, next int, ok bool) {
 		return nil, nil, next, false
 	}
 	name = line[:colon]
-	value = bytes.Trim(line[colon+1:], " \t")
+	value = trimOWS(line[colon+1:])
 	return name, value, next, true
+}
+
+// trimOWS cuts the spaces and tabs around b (bytes.Trim builds its set on every call).
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 // hop reports the hop-by-hop fields (RFC 9110 §7.6.1), which are never forwarded as received.
@@ -556,7 +576,7 @@ func (c *hconn) connTokens(v []byte) (close, keepAlive bool) {
 		} else {
 			t, v = v, nil
 		}
-		t = bytes.Trim(t, " \t")
+		t = trimOWS(t)
 		switch {
 		case len(t) == 0:
 		case foldEq(t, "close"):
