@@ -34,6 +34,12 @@ import (
 // upstream), no chunked bodies (a chunked request is answered 501, a chunked response 502),
 // no 1xx, no upgrade, no retry, no loop detection; a request pipelined behind another waits in
 // the buffer until the first response is written.
+//
+// Two knobs, for comparing the ways a loop can wait: EVHTTP_LOCK=0 leaves the loops' goroutines
+// unlocked from their threads, and EVHTTP_WAIT=block waits in a blocking epoll_wait rather than
+// parking on the netpoller. A locked goroutine that parks costs a P hand-off and a thread wake
+// on each side of the park (stoplockedm, startlockedm), where an unlocked one is resumed by
+// whichever thread's netpoll found its descriptor ready.
 func serveEvHTTP(addr, upstream string) error {
 	la, ua, err := parseAddrs(addr, upstream)
 	if err != nil {
@@ -150,6 +156,7 @@ type hloop struct {
 	pool      []*hconn // idle upstream connections, the most recent last
 	target    unix.RawSockaddrInet4
 	via       string
+	block     bool // EVHTTP_WAIT=block: wait in a blocking epoll_wait, as evpipe does
 	scratch   [1]byte
 	epFile    *os.File
 	epConn    syscall.RawConn
@@ -162,7 +169,7 @@ func newHLoop(lfd int, ua netip.AddrPort, via string) (*hloop, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &hloop{ep: ep, lfd: lfd, via: via, events: make([]unix.EpollEvent, 256)}
+	l := &hloop{ep: ep, lfd: lfd, via: via, events: make([]unix.EpollEvent, 256), block: os.Getenv("EVHTTP_WAIT") == "block"}
 	l.target = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: ua.Addr().As4()}
 	p := (*[2]byte)(unsafe.Pointer(&l.target.Port))
 	p[0], p[1] = byte(ua.Port()>>8), byte(ua.Port())
@@ -188,7 +195,9 @@ func newHLoop(lfd int, ua netip.AddrPort, via string) (*hloop, error) {
 }
 
 func (l *hloop) run() error {
-	runtime.LockOSThread()
+	if os.Getenv("EVHTTP_LOCK") != "0" {
+		runtime.LockOSThread()
+	}
 	for {
 		n := l.wait()
 		for i := range n {
@@ -214,11 +223,15 @@ func (l *hloop) run() error {
 // wait returns the number of ready events. It polls first with a raw epoll_pwait, a plain
 // system call the scheduler never sees, so that a busy loop runs without a hand-off; only when
 // nothing is ready does it park on the Go netpoller, which watches the loop's epoll descriptor,
-// as internal/evloop does (evpipe blocks in epoll_wait instead): parking hands the P on at once,
-// where a blocking epoll_wait keeps it until sysmon retakes it.
+// as internal/evloop does (evpipe blocks in epoll_wait instead, as EVHTTP_WAIT=block does here):
+// parking hands the P on at once, where a blocking epoll_wait keeps it until sysmon retakes it.
 func (l *hloop) wait() int {
 	if n := l.poll(); n > 0 {
 		return n
+	}
+	if l.block {
+		n, _ := unix.EpollWait(l.ep, l.events, -1)
+		return max(n, 0)
 	}
 	l.ready = 0
 	l.epConn.Read(l.pollReady)
