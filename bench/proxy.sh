@@ -13,12 +13,14 @@
 #   SYSCALLS=1 bench/proxy.sh         # also strace -c -f each proxy during a wrk run: syscalls
 #                                     # (and failed ones, EAGAIN mostly) per request, side by side
 #   STREAMS=0 bench/proxy.sh          # the HTTP rows only
-#   PROFILE=1 bench/proxy.sh          # also a CPU profile of meshentry (and the BASE_REV build)
-#                                     # under wrk at each CONNS; the top to $OUT/profile-*.txt
+#   PROFILE=1 bench/proxy.sh          # also a CPU profile of meshentry (and the BASE_REV build,
+#                                     # and both evhttp) under wrk at each CONNS; the top to
+#                                     # $OUT/profile-*.txt
 #   BASE_REV=fb047fb bench/proxy.sh   # also runs meshentry built from that commit, in the same run,
 #                                     # with the main row's flags (BASE_FLAGS= for a build without them)
-#   THREADS=1 bench/proxy.sh          # both proxies on one thread: HAProxy nbthread, meshentry
-#                                     # --concurrency (GOMAXPROCS, so a BASE_REV build follows too)
+#   THREADS=1 bench/proxy.sh          # every proxy on one thread: HAProxy nbthread, meshentry
+#                                     # --concurrency (GOMAXPROCS, so a BASE_REV build follows too),
+#                                     # evhttp GOMAXPROCS (its loops)
 #
 # The main meshentry row runs with the access log off and no Istio metrics; a second instance with
 # both on (the access log to a file, the metrics recorded and scraped once at the end) runs in the
@@ -79,6 +81,8 @@ HAPROXY_TCP=127.0.0.1:$((P + 91))
 GOPIPE=127.0.0.1:$((P + 92))     # plain Go io.Copy relay, the floor for any Go passthrough
 EVHTTP=127.0.0.1:$((P + 82))     # benchtool evhttp: Go HTTP/1.1 proxy on raw epoll, the ceiling
 EVHTTP_UNL=127.0.0.1:$((P + 83)) # the same, its loops not locked to threads
+EVHTTP_PPROF=127.0.0.1:$((P + 84))     # their profiles, with PROFILE=1
+EVHTTP_UNL_PPROF=127.0.0.1:$((P + 85))
 MESH=127.0.0.1:$((P + 1))
 MESH_ADMIN=127.0.0.1:$((P + 0))
 MESH_BASE=127.0.0.1:$((P + 3))
@@ -151,9 +155,11 @@ rm -f "$OUT/access.log"
 ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH_OBS" --admin "$MESH_OBS_ADMIN" --log-level warn \
   --access-log "$OUT/access.log" --istio-metrics=true >"$OUT/meshentry-obs.log" 2>&1 & pids+=($!)
 MESH_OBS_PID=$!
-${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/benchtool" evhttp "$EVHTTP" "$BACKEND" >"$OUT/evhttp.log" 2>&1 & pids+=($!)
+evpprof=() evpprof_unl=()
+if [ "$PROFILE" = 1 ]; then evpprof=(EVHTTP_PPROF="$EVHTTP_PPROF") evpprof_unl=(EVHTTP_PPROF="$EVHTTP_UNL_PPROF"); fi
+${THREADS:+env GOMAXPROCS=$THREADS} env "${evpprof[@]}" "$OUT/benchtool" evhttp "$EVHTTP" "$BACKEND" >"$OUT/evhttp.log" 2>&1 & pids+=($!)
 EVHTTP_PID=$!
-${THREADS:+env GOMAXPROCS=$THREADS} env EVHTTP_LOCK=0 "$OUT/benchtool" evhttp "$EVHTTP_UNL" "$BACKEND" >"$OUT/evhttp-unlocked.log" 2>&1 & pids+=($!)
+${THREADS:+env GOMAXPROCS=$THREADS} env "${evpprof_unl[@]}" EVHTTP_LOCK=0 "$OUT/benchtool" evhttp "$EVHTTP_UNL" "$BACKEND" >"$OUT/evhttp-unlocked.log" 2>&1 & pids+=($!)
 EVHTTP_UNL_PID=$!
 MESH_BASE_PID=
 if [ -n "${BASE_REV:-}" ]; then
@@ -240,7 +246,7 @@ strace_wrk() {
 # shellcheck source=bench/syscalls.sh
 . bench/syscalls.sh
 
-# profile_wrk NAME URL ADMIN [HOST]: a CPU profile of PROFILE_SECONDS of the meshentry serving
+# profile_wrk NAME URL ADMIN [HOST]: a CPU profile of PROFILE_SECONDS of the proxy serving pprof at
 # ADMIN under wrk at $C connections; its top to $OUT/profile-NAME-cC.txt.
 profile_wrk() {
   local name=$1 url=$2 admin=$3 host=${4:-} hdr=()
@@ -356,6 +362,8 @@ if [ "$PROFILE" = 1 ]; then
   for C in $CONNS; do
     echo "CPU profiles, wrk -t1 -c$C" >&2
     profile_wrk meshentry "http://$MESH/" "$MESH_ADMIN" bench.local
+    profile_wrk evhttp "http://$EVHTTP/" "$EVHTTP_PPROF" bench.local
+    profile_wrk evhttp-unlocked "http://$EVHTTP_UNL/" "$EVHTTP_UNL_PPROF" bench.local
     if [ -n "$MESH_BASE_PID" ]; then
       profile_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_ADMIN" bench.local
     fi
