@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Measures meshentry's forward proxy against a direct connection and HAProxy, in one run, on
-# 127.0.0.1: (a) HTTP/1.1 keep-alive requests/s, p50/p99 latency and proxy CPU per request with one
-# wrk thread, at each connection count of CONNS (16 and 256); (b) the throughput of a 1 GiB stream through a TCP/TLS passthrough (CONNECT tunnel for
+# Measures meshentry's forward proxy against a direct connection, HAProxy and a Go HTTP proxy on
+# raw epoll (evhttp, below), in one run, on 127.0.0.1: (a) HTTP/1.1 keep-alive requests/s, p50/p99
+# latency and proxy CPU per request with one wrk thread, at each connection count of CONNS (16 and
+# 256); (b) the throughput of a 1 GiB stream through a TCP/TLS passthrough (CONNECT tunnel for
 # meshentry, mode tcp for HAProxy). Installs wrk and haproxy from the distribution when missing.
 #
 #   bench/proxy.sh            # 10 s per HTTP run, 1 GiB streams
@@ -12,16 +13,29 @@
 #   SYSCALLS=1 bench/proxy.sh         # also strace -c -f each proxy during a wrk run: syscalls
 #                                     # (and failed ones, EAGAIN mostly) per request, side by side
 #   STREAMS=0 bench/proxy.sh          # the HTTP rows only
-#   PROFILE=1 bench/proxy.sh          # also a CPU profile of meshentry (and the BASE_REV build)
-#                                     # under wrk at each CONNS; the top to $OUT/profile-*.txt
+#   PROFILE=1 bench/proxy.sh          # also a CPU profile of meshentry (and the BASE_REV build,
+#                                     # and both evhttp) under wrk at each CONNS; the top to
+#                                     # $OUT/profile-*.txt
 #   BASE_REV=fb047fb bench/proxy.sh   # also runs meshentry built from that commit, in the same run,
 #                                     # with the main row's flags (BASE_FLAGS= for a build without them)
-#   THREADS=1 bench/proxy.sh          # both proxies on one thread: HAProxy nbthread, meshentry
-#                                     # --concurrency (GOMAXPROCS, so a BASE_REV build follows too)
+#   THREADS=1 bench/proxy.sh          # every proxy on one thread: HAProxy nbthread, meshentry
+#                                     # --concurrency (GOMAXPROCS, so a BASE_REV build follows too),
+#                                     # evhttp GOMAXPROCS (its loops)
 #
 # The main meshentry row runs with the access log off and no Istio metrics; a second instance with
 # both on (the access log to a file, the metrics recorded and scraped once at the end) runs in the
 # same run, so their cost is read off two adjacent rows.
+#
+# The row "Go HTTP on raw epoll (evhttp)" is `benchtool evhttp`, a minimal HTTP/1.1 keep-alive
+# proxy written in Go on raw epoll (a loop per GOMAXPROCS, edge-triggered, idle upstream
+# connections kept registered in epoll instead of a MSG_PEEK before reuse), doing roughly the
+# per-request work of meshentry's engine without its routing, timeouts, chunked bodies or
+# telemetry: the ceiling an engine on our own event loop could reach here. It is measured like
+# the others (same wrk, Host field and CPU from its /proc/PID/stat, THREADS as GOMAXPROCS) and
+# has a column in the SYSCALLS table. Its loops are goroutines locked to their threads, as
+# internal/evloop's are; the row "evhttp, loops not locked" is the same proxy with EVHTTP_LOCK=0,
+# its loops parking on the netpoller as plain goroutines: the two rows part the cost of a
+# locked goroutine's park and wake-up from the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,6 +79,10 @@ SOURCE=127.0.0.1:$((P + 90))    # TCP source of $BYTES per connection
 HAPROXY_HTTP=127.0.0.1:$((P + 81))
 HAPROXY_TCP=127.0.0.1:$((P + 91))
 GOPIPE=127.0.0.1:$((P + 92))     # plain Go io.Copy relay, the floor for any Go passthrough
+EVHTTP=127.0.0.1:$((P + 82))     # benchtool evhttp: Go HTTP/1.1 proxy on raw epoll, the ceiling
+EVHTTP_UNL=127.0.0.1:$((P + 83)) # the same, its loops not locked to threads
+EVHTTP_PPROF=127.0.0.1:$((P + 84))     # their profiles, with PROFILE=1
+EVHTTP_UNL_PPROF=127.0.0.1:$((P + 85))
 MESH=127.0.0.1:$((P + 1))
 MESH_ADMIN=127.0.0.1:$((P + 0))
 MESH_BASE=127.0.0.1:$((P + 3))
@@ -137,6 +155,12 @@ rm -f "$OUT/access.log"
 ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH_OBS" --admin "$MESH_OBS_ADMIN" --log-level warn \
   --access-log "$OUT/access.log" --istio-metrics=true >"$OUT/meshentry-obs.log" 2>&1 & pids+=($!)
 MESH_OBS_PID=$!
+evpprof=() evpprof_unl=()
+if [ "$PROFILE" = 1 ]; then evpprof=(EVHTTP_PPROF="$EVHTTP_PPROF") evpprof_unl=(EVHTTP_PPROF="$EVHTTP_UNL_PPROF"); fi
+${THREADS:+env GOMAXPROCS=$THREADS} env "${evpprof[@]}" "$OUT/benchtool" evhttp "$EVHTTP" "$BACKEND" >"$OUT/evhttp.log" 2>&1 & pids+=($!)
+EVHTTP_PID=$!
+${THREADS:+env GOMAXPROCS=$THREADS} env "${evpprof_unl[@]}" EVHTTP_LOCK=0 "$OUT/benchtool" evhttp "$EVHTTP_UNL" "$BACKEND" >"$OUT/evhttp-unlocked.log" 2>&1 & pids+=($!)
+EVHTTP_UNL_PID=$!
 MESH_BASE_PID=
 if [ -n "${BASE_REV:-}" ]; then
   ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry-base" run -f "$OUT/bench.yaml" --listen "$MESH_BASE" --admin "$MESH_BASE_ADMIN" --log-level warn \
@@ -147,13 +171,15 @@ fi
 ready=
 for _ in $(seq 100); do
   if curl -fsS -o /dev/null "http://$MESH_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$MESH_OBS_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$HAPROXY_HTTP/" 2>/dev/null &&
+    curl -fsS -o /dev/null -H "Host: bench.local" "http://$EVHTTP/" 2>/dev/null &&
+    curl -fsS -o /dev/null -H "Host: bench.local" "http://$EVHTTP_UNL/" 2>/dev/null &&
     { [ -z "$MESH_BASE_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_ADMIN/ready" 2>/dev/null; }; then
     ready=1; break
   fi
   sleep 0.1
 done
 if [ -z "$ready" ]; then
-  echo "meshentry or HAProxy did not come up; see $OUT/meshentry.log and $OUT/haproxy.log" >&2
+  echo "meshentry, HAProxy or evhttp did not come up; see $OUT/meshentry.log, $OUT/haproxy.log and $OUT/evhttp.log" >&2
   exit 1
 fi
 
@@ -220,7 +246,7 @@ strace_wrk() {
 # shellcheck source=bench/syscalls.sh
 . bench/syscalls.sh
 
-# profile_wrk NAME URL ADMIN [HOST]: a CPU profile of PROFILE_SECONDS of the meshentry serving
+# profile_wrk NAME URL ADMIN [HOST]: a CPU profile of PROFILE_SECONDS of the proxy serving pprof at
 # ADMIN under wrk at $C connections; its top to $OUT/profile-NAME-cC.txt.
 profile_wrk() {
   local name=$1 url=$2 admin=$3 host=${4:-} hdr=()
@@ -245,17 +271,20 @@ http_row() {
     meshentry) run_wrk meshentry "http://$MESH/" "$MESH_PID" bench.local ;;
     meshentry-obs) run_wrk meshentry-obs "http://$MESH_OBS/" "$MESH_OBS_PID" bench.local ;;
     meshentry-base) run_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_PID" bench.local ;;
+    evhttp) run_wrk evhttp "http://$EVHTTP/" "$EVHTTP_PID" bench.local ;;
+    evhttp-unlocked) run_wrk evhttp-unlocked "http://$EVHTTP_UNL/" "$EVHTTP_UNL_PID" bench.local ;;
   esac
 }
 declare -A label=([direct]="direct" [haproxy]="haproxy" [meshentry]="meshentry (forward proxy)"
-  [meshentry-obs]="meshentry, access log + metrics" [meshentry-base]="meshentry at ${BASE_REV:-}")
+  [meshentry-obs]="meshentry, access log + metrics" [meshentry-base]="meshentry at ${BASE_REV:-}"
+  [evhttp]="Go HTTP on raw epoll (evhttp)" [evhttp-unlocked]="evhttp, loops not locked")
 
 {
   echo
   echo "HTTP/1.1 keep-alive, 128-byte responses, ${THREADS:+THREADS=$THREADS, }$(rounds_note), $DURATION per run"
   row "HTTP keep-alive (wrk -t1)" conns "req/s" "p50 µs" "p99 µs" "CPU µs/req" "×direct" "×haproxy"
 } >"$OUT/result.txt"
-keys=(direct haproxy meshentry meshentry-obs)
+keys=(direct haproxy meshentry meshentry-obs evhttp evhttp-unlocked)
 [ -n "$MESH_BASE_PID" ] && keys+=(meshentry-base)
 summary=() per_round=()
 for C in $CONNS; do
@@ -274,9 +303,14 @@ for C in $CONNS; do
   m_rps=${rps[meshentry]:--} m_p99=${p99[meshentry]:--} m_cpu=${cpu[meshentry]:--}
   h_rps=${rps[haproxy]:--} h_p99=${p99[haproxy]:--} h_cpu=${cpu[haproxy]:--}
   o_rps=${rps[meshentry-obs]:--} o_cpu=${cpu[meshentry-obs]:--}
+  e_rps=${rps[evhttp]:--} e_p99=${p99[evhttp]:--} e_cpu=${cpu[evhttp]:--}
+  u_rps=${rps[evhttp-unlocked]:--} u_p99=${p99[evhttp-unlocked]:--} u_cpu=${cpu[evhttp-unlocked]:--}
   line="-c$C meshentry/haproxy: req/s $(ratio "$m_rps" "$h_rps"), p99 $(ratio "$m_p99" "$h_p99"), CPU per request $(ratio "$m_cpu" "$h_cpu")"
   [ -n "$MESH_BASE_PID" ] && line+="; meshentry/base: req/s $(ratio "$m_rps" "${rps[meshentry-base]:--}"), CPU per request $(ratio "$m_cpu" "${cpu[meshentry-base]:--}")"
   line+="; access log + metrics on/off: req/s $(ratio "$o_rps" "$m_rps"), CPU per request $(ratio "$o_cpu" "$m_cpu")"
+  line+="; evhttp/haproxy: req/s $(ratio "$e_rps" "$h_rps"), p99 $(ratio "$e_p99" "$h_p99"), CPU per request $(ratio "$e_cpu" "$h_cpu")"
+  line+="; evhttp unlocked/haproxy: req/s $(ratio "$u_rps" "$h_rps"), p99 $(ratio "$u_p99" "$h_p99"), CPU per request $(ratio "$u_cpu" "$h_cpu")"
+  line+="; meshentry/evhttp: req/s $(ratio "$m_rps" "$e_rps"), CPU per request $(ratio "$m_cpu" "$e_cpu")"
   summary+=("$line")
 done
 printf '%s\n' "${per_round[@]}" >>"$OUT/result.txt"
@@ -308,7 +342,10 @@ if [ "$SYSCALLS" = 1 ]; then
     echo "Syscalls per request under strace -c -f, wrk -t1 -c$C -d$STRACE_DURATION" >&2
     strace_wrk haproxy "http://$HAPROXY_HTTP/" "$HAPROXY_PID"
     strace_wrk meshentry "http://$MESH/" "$MESH_PID" bench.local
-    cols=("haproxy=$OUT/syscalls-haproxy-c$C.txt" "meshentry=$OUT/syscalls-meshentry-c$C.txt")
+    strace_wrk evhttp "http://$EVHTTP/" "$EVHTTP_PID" bench.local
+    strace_wrk evhttp-unlocked "http://$EVHTTP_UNL/" "$EVHTTP_UNL_PID" bench.local
+    cols=("haproxy=$OUT/syscalls-haproxy-c$C.txt" "meshentry=$OUT/syscalls-meshentry-c$C.txt" "evhttp=$OUT/syscalls-evhttp-c$C.txt"
+      "evhttp-unlocked=$OUT/syscalls-evhttp-unlocked-c$C.txt")
     if [ -n "$MESH_BASE_PID" ]; then
       strace_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_PID" bench.local
       cols+=("base=$OUT/syscalls-meshentry-base-c$C.txt")
@@ -325,6 +362,8 @@ if [ "$PROFILE" = 1 ]; then
   for C in $CONNS; do
     echo "CPU profiles, wrk -t1 -c$C" >&2
     profile_wrk meshentry "http://$MESH/" "$MESH_ADMIN" bench.local
+    profile_wrk evhttp "http://$EVHTTP/" "$EVHTTP_PPROF" bench.local
+    profile_wrk evhttp-unlocked "http://$EVHTTP_UNL/" "$EVHTTP_UNL_PPROF" bench.local
     if [ -n "$MESH_BASE_PID" ]; then
       profile_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_ADMIN" bench.local
     fi

@@ -15,3 +15,7 @@ func serveEvHand(addr, upstream string) error {
 func serveEvLoop(addr, upstream string) error {
 	return errors.New("evloop needs Linux's epoll")
 }
+
+func serveEvHTTP(addr, upstream string) error {
+	return errors.New("evhttp needs Linux's epoll")
+}

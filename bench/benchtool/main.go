@@ -1,7 +1,9 @@
 // Command benchtool is the upstream and the bulk client that bench/proxy.sh measures proxies with:
 // an HTTP keep-alive backend, a TCP source that streams a fixed number of bytes per connection,
 // a client that reads such a stream (directly, or through a CONNECT tunnel) and times it, and
-// clients that hold idle connections (idle) or open one per exchange (churn).
+// clients that hold idle connections (idle) or open one per exchange (churn); and the reference
+// proxies beside meshentry: TCP relays (pipe, evpipe, evhand, evloop) and an HTTP/1.1 keep-alive
+// proxy on raw epoll (evhttp).
 package main
 
 import (
@@ -17,8 +19,8 @@ import (
 )
 
 func main() {
-	const usage = "usage: benchtool http ADDR | source ADDR BYTES | fetch ADDR BYTES [--connect HOST:PORT] | pipe ADDR UPSTREAM | evpipe ADDR UPSTREAM | evhand ADDR UPSTREAM | evloop ADDR UPSTREAM | idle ADDR HOST N | churn ADDR [-c C] [-d DUR] [-bytes N] [--connect HOST:PORT]"
-	want := map[string]int{"http": 3, "source": 4, "fetch": 4, "pipe": 4, "evpipe": 4, "evhand": 4, "evloop": 4, "idle": 5, "churn": 3}
+	const usage = "usage: benchtool http ADDR | source ADDR BYTES | fetch ADDR BYTES [--connect HOST:PORT] | pipe ADDR UPSTREAM | evpipe ADDR UPSTREAM | evhand ADDR UPSTREAM | evloop ADDR UPSTREAM | evhttp ADDR UPSTREAM | idle ADDR HOST N | churn ADDR [-c C] [-d DUR] [-bytes N] [--connect HOST:PORT]"
+	want := map[string]int{"http": 3, "source": 4, "fetch": 4, "pipe": 4, "evpipe": 4, "evhand": 4, "evloop": 4, "evhttp": 4, "idle": 5, "churn": 3}
 	if len(os.Args) < 2 || want[os.Args[1]] == 0 || len(os.Args) < want[os.Args[1]] {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
@@ -39,6 +41,8 @@ func main() {
 		err = serveEvHand(os.Args[2], os.Args[3])
 	case "evloop":
 		err = serveEvLoop(os.Args[2], os.Args[3])
+	case "evhttp":
+		err = serveEvHTTP(os.Args[2], os.Args[3])
 	case "idle":
 		err = holdIdle(os.Args[2:])
 	case "churn":
