@@ -55,8 +55,7 @@ type forwardLoop struct {
 // a listener, and returns the bound address, which the proxy never dials. The caller closes g
 // when the proxy drains (Shutdown) and when PipeContext ends, as a gateway's event loop.
 func (p *Proxy) ListenForwardLoop(g *evloop.Group, addr netip.AddrPort) (netip.AddrPort, error) {
-	fl := &forwardLoop{p: p}
-	fl.handoff = evloop.Verdict{Target: evloop.Target{Handoff: fl.serve}}
+	fl := p.newForwardLoop()
 	bound, err := g.ListenHead(addr, fl.head)
 	if err != nil {
 		return netip.AddrPort{}, err
@@ -64,6 +63,12 @@ func (p *Proxy) ListenForwardLoop(g *evloop.Group, addr netip.AddrPort) (netip.A
 	p.sec.addListener(net.TCPAddrFromAddrPort(bound))
 	fl.ready.Store(true)
 	return bound, nil
+}
+
+func (p *Proxy) newForwardLoop() *forwardLoop {
+	fl := &forwardLoop{p: p}
+	fl.handoff = evloop.Verdict{Target: evloop.Target{Handoff: fl.serve}}
+	return fl
 }
 
 // head decides a connection of the forward port on the loop's thread.

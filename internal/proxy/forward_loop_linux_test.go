@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"regexp"
 	"sync"
@@ -180,4 +182,51 @@ func boolToInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestForwardLoopConnectionCap holds a tunnel the loop serves, or an HTTP connection handed to
+// the engine, under the proxy's cap: a connection over it is closed at once and counted, as
+// the Go listener closes it, and the place comes back when the holder ends.
+func TestForwardLoopConnectionCap(t *testing.T) {
+	echo := echoServer(t)
+	_, port, _ := net.SplitHostPort(echo.Addr().String())
+	h, g := startLoopProxy(t, echoEntry(port), Config{MaxConnections: 1})
+	const head = "CONNECT echo.internal:7000 HTTP/1.1\r\nHost: echo.internal:7000\r\n\r\n"
+	refusals := func() uint64 { return h.p.Stats().RefusedAtCap + uint64(g.Stats().Overflow) }
+	tunnel, status := h.connect(t, "echo.internal:7000")
+	if status != 200 {
+		t.Fatalf("CONNECT under the cap = %d", status)
+	}
+	roundTrip(t, tunnel, []byte("held"))
+	over := dial(t, h.addr)
+	io.WriteString(over, head)
+	if !refusedAtOnce(t, over) || refusals() != 1 {
+		t.Fatalf("a CONNECT over the cap was kept open, or not counted (%d)", refusals())
+	}
+	tunnel.Close()
+	waitFor(t, func() bool { return g.Stats().Open == 0 }, "the tunnel to end")
+	// An HTTP connection handed to the engine holds the place while it stays open.
+	held := dial(t, h.addr)
+	io.WriteString(held, "GET http://nowhere.test:9/ HTTP/1.1\r\nHost: nowhere.test:9\r\n\r\n")
+	held.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := held.Read(make([]byte, 1)); err != nil {
+		t.Fatalf("the engine did not answer the HTTP request: %v", err)
+	}
+	over = dial(t, h.addr)
+	io.WriteString(over, head)
+	if !refusedAtOnce(t, over) || refusals() != 2 {
+		t.Fatalf("a CONNECT beside a held HTTP connection at the cap was kept open, or not counted (%d)", refusals())
+	}
+	held.Close()
+	waitFor(t, func() bool {
+		c, err := net.Dial("tcp", h.addr)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		io.WriteString(c, head)
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "CONNECT"})
+		return err == nil && resp.StatusCode == 200
+	}, "a CONNECT to succeed once the place came back")
 }
