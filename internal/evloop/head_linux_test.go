@@ -168,6 +168,37 @@ func TestHeadFinal(t *testing.T) {
 	}
 }
 
+// TestHeadSilentClient decides a client that sends nothing: the deferred accept lets it in
+// once its defer period passed, and the head timeout ends its wait with an empty final head.
+func TestHeadSilentClient(t *testing.T) {
+	t.Parallel()
+	g := newGroup(t, Options{Loops: 1, HeadTimeout: 100 * time.Millisecond})
+	finals := make(chan headCall, 1)
+	addr := listenHead(t, g, func(_ Accepted, head []byte, final bool) Verdict {
+		if final {
+			finals <- headCall{head: string(head), final: final}
+			return Verdict{Reject: []byte("silent\n")}
+		}
+		return Verdict{More: true}
+	})
+	c := dial(t, addr)
+	select {
+	case got := <-finals:
+		if got.head != "" {
+			t.Errorf("final head %q, want none", got.head)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a silent client was never decided")
+	}
+	if err := expect(c, []byte("silent\n")); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, c)
+	if s := g.Stats(); s.HeadTimeouts != 1 || s.HeadWaits != 1 || s.Open != 0 {
+		t.Errorf("Stats %+v, want 1 head wait ended by the head timeout", s)
+	}
+}
+
 // TestHeadConsumeReply relays a connection past its head: the loop drops the consumed head,
 // writes the Reply once the upstream connected, and relays the bytes the client sent beyond
 // the head in the same write, and the rest, both ways; Result counts relayed bytes only.
