@@ -96,11 +96,19 @@ func TestForwardEventLoopFlagServesTheForwardPort(t *testing.T) {
 				t.Errorf("/listeners does not name the forward port:\n%s", listed)
 			}
 			metricsURL := "http://" + out["admin"].String() + "/stats/prometheus"
-			for _, want := range []struct{ metric, service, value string }{
+			wants := []struct{ metric, service, value string }{
 				{"istio_tcp_connections_closed_total{", `destination_service="echo.local"`, " 1"},
 				{"istio_tcp_sent_bytes_total{", `destination_service="echo.local"`, fmt.Sprintf(" %d", len(echoed))},
 				{"istio_requests_total{", `destination_service="web.local"`, " 1"},
-			} {
+			}
+			if loop {
+				// The tunnel ran on the loop; the HTTP request and the refused CONNECT were handed off.
+				wants = append(wants, []struct{ metric, service, value string }{
+					{"meshentry_forward_loop_connections_total{", `outcome="relayed"`, " 1"},
+					{"meshentry_forward_loop_connections_total{", `outcome="handoff"`, " 2"},
+				}...)
+			}
+			for _, want := range wants {
 				for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 					_, metrics := fetch(t, &http.Client{Timeout: 5 * time.Second}, metricsURL)
 					line := grepLines(grepLines(metrics, want.metric), want.service)

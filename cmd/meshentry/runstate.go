@@ -158,6 +158,9 @@ func (r *runState) registerMetrics() {
 	if err := r.gw.registerMetrics(reg); err != nil {
 		r.log.Error("gateway metrics left out", "err", err)
 	}
+	if err := r.fwd.registerMetrics(reg); err != nil {
+		r.log.Error("forward event loop metrics left out", "err", err)
+	}
 	if err := r.kr.registerMetrics(reg); err != nil {
 		r.log.Error("kube metrics left out", "err", err)
 	}

@@ -150,6 +150,7 @@ type Stats struct {
 	Overflow        int64 // closed at once: MaxConnections reached
 	Rejected        int64 // closed at once: the RouteFunc said no, or a Verdict closed it
 	Handoffs        int64 // handed to Target.Handoff, failed conversions included
+	Pairs           int64 // pairs begun: upstream connects started for a Target.Addr
 	ConnectFailures int64 // upstream connects that failed, each attempt of a Retry, timeouts not included
 	ConnectTimeouts int64 // upstream connects that timed out
 	IdleTimeouts    int64 // pairs closed by the idle timeout

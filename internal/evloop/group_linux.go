@@ -169,6 +169,7 @@ func (g *Group) Stats() Stats {
 		s.Overflow += c.overflow.Load()
 		s.Rejected += c.rejected.Load()
 		s.Handoffs += c.handoffs.Load()
+		s.Pairs += c.pairs.Load()
 		s.ConnectFailures += c.connectFailures.Load()
 		s.ConnectTimeouts += c.connectTimeouts.Load()
 		s.IdleTimeouts += c.idleTimeouts.Load()

@@ -454,7 +454,7 @@ func FuzzHeadPhase(f *testing.F) {
 			time.Sleep(time.Millisecond)
 		}
 		s := g.Stats()
-		if s.Handoffs != handoffs || s.Accepted != s.Rejected+s.Handoffs+dones || s.Overflow != 0 {
+		if s.Handoffs != handoffs || s.Pairs+s.HeadErrors != dones || s.Accepted != s.Rejected+s.Handoffs+s.Pairs+s.HeadErrors || s.Overflow != 0 {
 			t.Errorf("Stats %+v after %d handoffs and %d pairs", s, handoffs, dones)
 		}
 	})

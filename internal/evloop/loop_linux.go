@@ -93,7 +93,7 @@ type listener struct {
 type loopStats struct {
 	_                                [64]byte // off the cache line of the loop's hot fields
 	accepted, overflow, rejected     atomic.Int64
-	handoffs                         atomic.Int64
+	handoffs, pairs                  atomic.Int64
 	connectFailures, connectTimeouts atomic.Int64
 	idleTimeouts, acceptErrors       atomic.Int64
 	bytesUp, bytesDown               atomic.Int64

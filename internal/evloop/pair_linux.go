@@ -69,6 +69,7 @@ func (l *loop) startPair(cfd int32, t Target) {
 // beginPair starts the upstream connect of p, whose client is open and counted in l.open,
 // registering the client unless its head phase did.
 func (l *loop) beginPair(p *pair, t Target) {
+	bump(&l.stats.pairs, 1)
 	p.done, p.connectedHook, p.check, p.retry = t.Done, t.Connected, t.Check, t.Retry
 	p.reply, p.refuse = t.Reply, t.Refuse
 	p.connecting = true
