@@ -99,8 +99,11 @@ func adminListeners(lns listeners) []admin.Listener {
 		name string
 		ln   net.Listener
 	}{{"forward_proxy", lns.forward}, {"capture", lns.capture}, {"admin", lns.admin}} {
-		if l.ln != nil {
+		switch {
+		case l.ln != nil:
 			out = append(out, admin.Listener{Name: l.name, Address: l.ln.Addr().String()})
+		case l.name == "forward_proxy" && lns.forwardLoop != nil:
+			out = append(out, admin.Listener{Name: l.name, Address: lns.forwardLoop.String()})
 		}
 	}
 	return out

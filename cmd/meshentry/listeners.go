@@ -13,6 +13,8 @@ import (
 // listeners are the sockets `run` serves; a nil one is disabled.
 type listeners struct {
 	forward, capture, admin net.Listener
+	// forwardLoop is the forward proxy's address when an event loop serves it (forward is nil).
+	forwardLoop net.Addr
 }
 
 // openListeners binds every configured address before anything serves, so the proxy knows all of
@@ -28,8 +30,8 @@ func openListeners(f *runFlags) (listeners, error) {
 		{"capture", f.captureListen, &lns.capture},
 		{"admin", f.adminAddr, &lns.admin},
 	} {
-		if l.addr == "" {
-			continue
+		if l.addr == "" || l.dst == &lns.forward && f.forwardLoop.enabled {
+			continue // the event loop binds the forward port once the proxy exists
 		}
 		// No TCP keep-alive on accepted client sockets, as Envoy's listeners: Go's default
 		// (15 s) costs four setsockopt calls per connection, a quarter of a short one's.

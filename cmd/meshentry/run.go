@@ -50,6 +50,7 @@ type runFlags struct {
 	capture     captureRunFlags
 	routes      routeFlags
 	gateway     gatewayFlags
+	forwardLoop forwardLoopFlags
 	// configSource, when set, takes the config from an xDS server instead of -f.
 	configSource configSourceFlags
 	kube         kubeFlags
@@ -171,6 +172,7 @@ func newRunCommandFor(f *runFlags) *cobra.Command {
 	f.capture.register(fl)
 	f.routes.register(fl)
 	f.gateway.register(fl)
+	f.forwardLoop.register(fl)
 	f.configSource.register(fl)
 	f.kube.register(fl)
 	return cmd

@@ -38,6 +38,7 @@ type runState struct {
 	mm       *metrics.Metrics
 	p        *proxy.Proxy
 	gw       *gatewayRun
+	fwd      *forwardLoopRun
 	undo     []func()
 }
 
@@ -121,6 +122,16 @@ func (r *runState) start() error {
 		abandon(r.p)
 		return err
 	}
+	if r.fwd, err = startForwardLoop(f, r.p); err != nil {
+		closeListeners(r.lns)
+		r.gw.close()
+		abandon(r.p)
+		return err
+	}
+	r.later(r.fwd.close)
+	if r.fwd != nil {
+		r.lns.forwardLoop = r.fwd.addr
+	}
 	r.registerMetrics()
 	startHeapShrink(r.ctx, f.limits.heapShrink, r.mm.Registry(), log)
 	setGoroutinePool(f.limits.poolIdle, r.mm.Registry(), log)
@@ -148,6 +159,9 @@ func (r *runState) registerMetrics() {
 	if err := r.gw.registerMetrics(reg); err != nil {
 		r.log.Error("gateway metrics left out", "err", err)
 	}
+	if err := r.fwd.registerMetrics(reg); err != nil {
+		r.log.Error("forward event loop metrics left out", "err", err)
+	}
 	if err := r.kr.registerMetrics(reg); err != nil {
 		r.log.Error("kube metrics left out", "err", err)
 	}
@@ -169,6 +183,7 @@ func (r *runState) loopStats() map[string]func() evloop.Stats {
 // serve starts every listener's loop in g, and the admin API.
 func (r *runState) serve(g *serveGroup) *http.Server {
 	g.serve("forward proxy", r.lns.forward, r.p.ServeForward)
+	r.fwd.serve(g)
 	g.serve("capture", r.lns.capture, r.p.ServeCapture)
 	r.inb.serve(g)
 	r.dnsp.serve(g)
@@ -184,9 +199,11 @@ func (r *runState) drain(g *serveGroup, adminSrv *http.Server) error {
 	timeout := r.f.drain.timeout
 	waitInbound := r.inb.drain(r.log, timeout)
 	waitGateway := r.gw.drain(r.log, timeout)
+	waitForwardLoop := r.fwd.drain(r.log, timeout)
 	drainProxy(r.log, r.p, adminSrv, timeout)
 	waitInbound()
 	waitGateway()
+	waitForwardLoop()
 	g.wg.Wait()
 	if len(g.failures) > 0 {
 		return &exitError{code: 1, err: errors.New(strings.Join(g.failures, "; "))}

@@ -6,8 +6,12 @@
 // churn of short connections that hand-off costs more than the relaying itself, and only a loop
 // that owns the whole life of a connection (accept, connect, relay, close) avoids it.
 //
-// The loops run the caller's RouteFunc and Target.Done on their own goroutines, so neither may
-// block: a blocked callback stalls every connection of that loop.
+// A ListenHead listener decides each connection from its client's first bytes, peeked and
+// left in the socket, so that a port can keep some connections (a CONNECT tunnel) on the loop
+// and hand the others (HTTP) to a Go server that reads them unchanged.
+//
+// The loops run the caller's RouteFunc, HeadFunc and Target hooks on their own goroutines, so
+// none may block: a blocked callback stalls every connection of that loop.
 //
 // A loop's goroutine is not locked to its OS thread. A locked goroutine that parks when idle
 // hands its P to another thread and needs a thread wake on each side of the park (futex,
@@ -28,6 +32,10 @@ const (
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultIdleTimeout    = time.Hour
 	DefaultBufferSize     = 16 << 10
+	// DefaultHeadTimeout and DefaultMaxHeadBytes bound the head phase of a ListenHead
+	// listener as httpfwd's HeaderReadTimeout and MaxHeaderBytes bound a request head.
+	DefaultHeadTimeout  = 10 * time.Second
+	DefaultMaxHeadBytes = 64 << 10
 )
 
 // Options tune a Group; the zero value takes every default.
@@ -46,6 +54,12 @@ type Options struct {
 	// MaxConnections bounds the open pairs of the Group; 0 is unlimited. An accepted connection
 	// over it is closed at once and counted in Stats.Overflow.
 	MaxConnections int
+	// HeadTimeout bounds the head phase of a ListenHead connection, from its accept: once it
+	// passed, the HeadFunc is called a last time with final set. 0 is DefaultHeadTimeout.
+	HeadTimeout time.Duration
+	// MaxHeadBytes bounds the bytes a HeadFunc is shown; a head that reaches it is final. 0
+	// is DefaultMaxHeadBytes.
+	MaxHeadBytes int
 }
 
 // Accepted describes a connection the Group accepted.
@@ -80,15 +94,49 @@ type Target struct {
 	// sent is still in the socket. A handed-off connection leaves the Group's accounting
 	// (Open, MaxConnections) and Shutdown does not wait for it.
 	Handoff func(net.Conn)
+	// Consume is how many bytes of the peeked head the loop reads and drops before it
+	// connects (a CONNECT head); whatever the client sent beyond them is relayed. ListenHead
+	// only; more than the head peeked ends the pair before its connect (Done, with Err set).
+	Consume int
+	// Reply is written to the client once the upstream connected (after Check), before any
+	// relayed byte: the 200 of a CONNECT. Result.Down does not count it.
+	Reply []byte
+	// Refuse, when set, gives the bytes written to the client before it is closed when the
+	// connect failed for good (after Retry said no, or Check refused): a CONNECT's 502/503.
+	// The write is one non-blocking write, best effort: a short write is not completed, and
+	// a client that sent bytes the loop never read sees the close as a reset. It runs on the
+	// loop's thread and must not block.
+	Refuse func(err error) []byte
 }
 
 // RouteFunc picks the upstream of an accepted connection; false closes the client instead. It
 // runs on a loop's thread: it must not block, nor call Listen or Shutdown.
 type RouteFunc func(Accepted) (Target, bool)
 
+// HeadFunc decides about a connection of a ListenHead listener from the bytes its client sent
+// first, peeked, not read: head holds all of them so far, and is valid only during the call.
+// final is true when no more will be waited for (MaxHeadBytes is reached, the client ended its
+// side, the head timeout passed, or the Group drains). It runs on the loop's thread and must
+// not block, nor call Listen or Shutdown.
+type HeadFunc func(acc Accepted, head []byte, final bool) Verdict
+
+// Verdict is a HeadFunc's answer.
+type Verdict struct {
+	// More waits for more bytes, then calls the HeadFunc again; ignored when final.
+	More bool
+	// Target is where to relay (its Addr set), or Handoff; a Target with neither closes the
+	// client, without calling its Done.
+	Target Target
+	// Reject, when set (and Target has neither Addr nor Handoff), is written to the client,
+	// one non-blocking write, best effort, before it is closed.
+	Reject []byte
+}
+
 // Result is how a pair ended.
 type Result struct {
-	Up, Down int64 // bytes relayed client→upstream and upstream→client
+	// Up and Down are the bytes relayed client→upstream and upstream→client: neither the head
+	// a ListenHead Target consumed nor its Reply.
+	Up, Down int64
 	// ConnectErr is why the upstream connect failed (errors.Is ErrConnectTimeout, or a
 	// syscall.Errno such as ECONNREFUSED); the client was closed without a byte relayed.
 	ConnectErr error
@@ -105,13 +153,18 @@ type Result struct {
 type Stats struct {
 	Accepted        int64 // connections accepted
 	Overflow        int64 // closed at once: MaxConnections reached
-	Rejected        int64 // closed at once: the RouteFunc said no
+	Rejected        int64 // closed at once: the RouteFunc said no, or a Verdict closed it
 	Handoffs        int64 // handed to Target.Handoff, failed conversions included
+	Pairs           int64 // pairs begun: upstream connects started for a Target.Addr
 	ConnectFailures int64 // upstream connects that failed, each attempt of a Retry, timeouts not included
 	ConnectTimeouts int64 // upstream connects that timed out
 	IdleTimeouts    int64 // pairs closed by the idle timeout
 	AcceptErrors    int64 // accept errors other than EAGAIN, each a backoff of that listener
-	Open            int64 // pairs open now
+	HeadWaits       int64 // head-phase connections a More registered with epoll
+	HeadTimeouts    int64 // head phases ended by HeadTimeout
+	HeadFull        int64 // head phases ended by MaxHeadBytes
+	HeadErrors      int64 // head-phase connections closed on a read error (a reset) or a bad Consume
+	Open            int64 // pairs open now, head-phase connections included
 	BytesUp         int64 // bytes relayed client→upstream
 	BytesDown       int64 // bytes relayed upstream→client
 }
@@ -141,6 +194,12 @@ func (o Options) withDefaults(gomaxprocs int) Options {
 	if o.BufferSize <= 0 {
 		o.BufferSize = DefaultBufferSize
 	}
+	if o.HeadTimeout <= 0 {
+		o.HeadTimeout = DefaultHeadTimeout
+	}
+	if o.MaxHeadBytes <= 0 {
+		o.MaxHeadBytes = DefaultMaxHeadBytes
+	}
 	if o.MaxConnections < 0 {
 		o.MaxConnections = 0
 	}
@@ -149,6 +208,6 @@ func (o Options) withDefaults(gomaxprocs int) Options {
 
 // tick is the sweep period: fine enough for the shorter timeout, at most maxTick.
 func (o Options) tick() time.Duration {
-	t := min(maxTick, o.ConnectTimeout/4, o.IdleTimeout/4)
+	t := min(maxTick, o.ConnectTimeout/4, o.IdleTimeout/4, o.HeadTimeout/4)
 	return max(t, time.Millisecond)
 }

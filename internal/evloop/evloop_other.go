@@ -18,6 +18,11 @@ func (*Group) Listen(netip.AddrPort, RouteFunc) (netip.AddrPort, error) {
 	return netip.AddrPort{}, ErrUnsupported
 }
 
+// ListenHead returns ErrUnsupported off Linux.
+func (*Group) ListenHead(netip.AddrPort, HeadFunc) (netip.AddrPort, error) {
+	return netip.AddrPort{}, ErrUnsupported
+}
+
 // Shutdown has nothing to stop off Linux.
 func (*Group) Shutdown(context.Context) error { return nil }
 

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,6 +18,8 @@ type Group struct {
 	loops   []*loop
 	open    atomic.Int64 // pairs open across the loops, for MaxConnections and Stats
 	maxOpen int64
+	// headTimeout is Options.HeadTimeout, for the TCP_DEFER_ACCEPT of head listeners.
+	headTimeout time.Duration
 
 	mu       sync.Mutex
 	draining bool // Shutdown began: no more Listen
@@ -25,7 +28,7 @@ type Group struct {
 // New starts a Group of o.Loops event loops, each on its own goroutine.
 func New(o Options) (*Group, error) {
 	o = o.withDefaults(runtime.GOMAXPROCS(0))
-	g := &Group{maxOpen: int64(o.MaxConnections)}
+	g := &Group{maxOpen: int64(o.MaxConnections), headTimeout: o.HeadTimeout}
 	for range o.Loops {
 		l, err := newLoop(g, o)
 		if err != nil {
@@ -45,6 +48,28 @@ func (g *Group) Listen(addr netip.AddrPort, route RouteFunc) (netip.AddrPort, er
 	if route == nil {
 		return netip.AddrPort{}, errors.New("evloop: Listen without a route")
 	}
+	return g.listen(addr, &listener{route: route})
+}
+
+// ListenHead is Listen for connections decided from their client's first bytes: each accepted
+// connection is peeked at (MSG_PEEK, nothing is read) and head decides, on the loop's thread,
+// whether to wait for more, relay it (Target.Consume dropping the head first), hand it off with
+// every byte still in its socket, or close it. The listeners defer the accept until the client
+// sent something (TCP_DEFER_ACCEPT, for HeadTimeout), so that most heads are there at once and
+// a connection handed off on its first peek costs the loop no epoll registration.
+func (g *Group) ListenHead(addr netip.AddrPort, head HeadFunc) (netip.AddrPort, error) {
+	if head == nil {
+		return netip.AddrPort{}, errors.New("evloop: ListenHead without a HeadFunc")
+	}
+	return g.listen(addr, &listener{head: head})
+}
+
+// listen binds a listener like proto per loop.
+func (g *Group) listen(addr netip.AddrPort, proto *listener) (netip.AddrPort, error) {
+	deferSecs := 0
+	if proto.head != nil {
+		deferSecs = int((g.headTimeout + time.Second - 1) / time.Second)
+	}
 	g.mu.Lock()
 	draining := g.draining
 	g.mu.Unlock()
@@ -55,7 +80,7 @@ func (g *Group) Listen(addr netip.AddrPort, route RouteFunc) (netip.AddrPort, er
 	bound := addr
 	lis := make([]*listener, 0, len(g.loops))
 	for range g.loops {
-		fd, got, err := openListener(bound)
+		fd, got, err := openListener(bound, deferSecs)
 		if err != nil {
 			for _, li := range lis {
 				unix.Close(int(li.fd))
@@ -63,7 +88,9 @@ func (g *Group) Listen(addr netip.AddrPort, route RouteFunc) (netip.AddrPort, er
 			return netip.AddrPort{}, err
 		}
 		bound = netip.AddrPortFrom(addr.Addr(), got.Port())
-		lis = append(lis, &listener{fd: fd, addr: bound, wildcard: addr.Addr().IsUnspecified(), route: route})
+		li := *proto
+		li.fd, li.addr, li.wildcard = fd, bound, addr.Addr().IsUnspecified()
+		lis = append(lis, &li)
 	}
 	errs := make(chan error, len(lis))
 	for i, l := range g.loops {
@@ -142,10 +169,15 @@ func (g *Group) Stats() Stats {
 		s.Overflow += c.overflow.Load()
 		s.Rejected += c.rejected.Load()
 		s.Handoffs += c.handoffs.Load()
+		s.Pairs += c.pairs.Load()
 		s.ConnectFailures += c.connectFailures.Load()
 		s.ConnectTimeouts += c.connectTimeouts.Load()
 		s.IdleTimeouts += c.idleTimeouts.Load()
 		s.AcceptErrors += c.acceptErrors.Load()
+		s.HeadWaits += c.headWaits.Load()
+		s.HeadTimeouts += c.headTimeouts.Load()
+		s.HeadFull += c.headFull.Load()
+		s.HeadErrors += c.headErrors.Load()
 		s.BytesUp += c.bytesUp.Load()
 		s.BytesDown += c.bytesDown.Load()
 	}

@@ -116,11 +116,11 @@ func TestRetry(t *testing.T) {
 		wantStats Stats
 	}{
 		{"refused then echo", func(t *testing.T) []netip.AddrPort { return []netip.AddrPort{closedPort(t), echo.addr} },
-			nil, Stats{Accepted: 1, ConnectFailures: 1}},
+			nil, Stats{Accepted: 1, Pairs: 1, ConnectFailures: 1}},
 		{"timeout then echo", func(t *testing.T) []netip.AddrPort { return []netip.AddrPort{fullBacklog(t), echo.addr} },
-			nil, Stats{Accepted: 1, ConnectTimeouts: 1}},
+			nil, Stats{Accepted: 1, Pairs: 1, ConnectTimeouts: 1}},
 		{"refused twice", func(t *testing.T) []netip.AddrPort { return []netip.AddrPort{closedPort(t), closedPort(t)} },
-			syscall.ECONNREFUSED, Stats{Accepted: 1, ConnectFailures: 2}},
+			syscall.ECONNREFUSED, Stats{Accepted: 1, Pairs: 1, ConnectFailures: 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

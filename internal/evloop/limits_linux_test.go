@@ -80,8 +80,8 @@ func TestConnectFailures(t *testing.T) {
 		wantErr error
 		want    Stats
 	}{
-		{"refused", closedPort, syscall.ECONNREFUSED, Stats{Accepted: 1, ConnectFailures: 1}},
-		{"timeout", fullBacklog, ErrConnectTimeout, Stats{Accepted: 1, ConnectTimeouts: 1}},
+		{"refused", closedPort, syscall.ECONNREFUSED, Stats{Accepted: 1, Pairs: 1, ConnectFailures: 1}},
+		{"timeout", fullBacklog, ErrConnectTimeout, Stats{Accepted: 1, Pairs: 1, ConnectTimeouts: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

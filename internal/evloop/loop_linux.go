@@ -43,6 +43,13 @@ type loop struct {
 	resting                           []backoff
 	listeners                         []*listener
 
+	// heads are the head-phase connections registered with epoll, in accept order: their
+	// head timeout runs from the accept.
+	heads        pairList
+	headTimeout  time.Duration
+	headBuf      []byte // scratch for the peeks, MaxHeadBytes long, made at the first
+	maxHeadBytes int
+
 	open                    int // pairs of this loop
 	bufSize                 int
 	freeBufs                [][]byte
@@ -75,7 +82,8 @@ type listener struct {
 	addr     netip.AddrPort // the bound address
 	wildcard bool           // bound to an unspecified address: each Local comes from getsockname
 	route    RouteFunc
-	resting  bool // out of epoll after an accept error
+	head     HeadFunc // set for a ListenHead listener, instead of route
+	resting  bool     // out of epoll after an accept error
 	closed   bool
 }
 
@@ -84,10 +92,12 @@ type listener struct {
 type loopStats struct {
 	_                                [64]byte // off the cache line of the loop's hot fields
 	accepted, overflow, rejected     atomic.Int64
-	handoffs                         atomic.Int64
+	handoffs, pairs                  atomic.Int64
 	connectFailures, connectTimeouts atomic.Int64
 	idleTimeouts, acceptErrors       atomic.Int64
 	bytesUp, bytesDown               atomic.Int64
+	headWaits, headTimeouts          atomic.Int64
+	headFull, headErrors             atomic.Int64
 }
 
 func bump(c *atomic.Int64, n int64) { c.Store(c.Load() + n) }
@@ -106,8 +116,9 @@ func newLoop(g *Group, o Options) (*loop, error) {
 	l := &loop{
 		g: g, ep: ep, wake: -1, events: make([]unix.EpollEvent, eventBatch), deadline: -1,
 		base: time.Now(), tick: o.tick(), connectTimeout: o.ConnectTimeout, idleTimeout: o.IdleTimeout,
-		bufSize: o.BufferSize, done: make(chan struct{}),
+		bufSize: o.BufferSize, done: make(chan struct{}), headTimeout: o.HeadTimeout, maxHeadBytes: o.MaxHeadBytes,
 	}
+	l.heads.init()
 	l.connecting.init()
 	l.idle.init()
 	l.pollReady = func(uintptr) bool {
@@ -329,7 +340,12 @@ func (l *loop) admit(li *listener, fd int32) {
 	if li.wildcard && sysLocal(fd, &l.sa) == 0 {
 		local = addrOf(&l.sa)
 	}
-	t, ok := li.route(Accepted{Remote: remote, Local: local})
+	acc := Accepted{Remote: remote, Local: local}
+	if li.head != nil {
+		l.admitHead(li.head, fd, acc)
+		return
+	}
+	t, ok := li.route(acc)
 	if !ok {
 		l.g.open.Add(-1)
 		bump(&l.stats.rejected, 1)
@@ -391,12 +407,18 @@ func (l *loop) resumeListener(li *listener) {
 	}
 }
 
-// drain stops accepting and lets the open pairs run out; the loop ends when none is left.
+// drain stops accepting and lets the open pairs run out; the loop ends when none is left. A
+// connection still in its head phase is decided at once, its HeadFunc called as final: it was
+// accepted before the drain, as the connections a Go server drains still get their first
+// request served, and the HeadFunc knows best whether to relay, hand off or close it.
 func (l *loop) drain() {
 	for len(l.listeners) > 0 {
 		l.closeListener(l.listeners[0])
 	}
 	l.draining = true
+	for p := l.heads.first(); p != nil; p = l.heads.first() {
+		l.peekHead(p, true)
+	}
 }
 
 // teardown ends what is left: pairs with ErrShutdown, then the loop's own descriptors. Work
@@ -405,6 +427,9 @@ func (l *loop) teardown() {
 	l.now = time.Since(l.base) // for the Durations of the pairs cut
 	for len(l.listeners) > 0 {
 		l.closeListener(l.listeners[0])
+	}
+	for p := l.heads.first(); p != nil; p = l.heads.first() {
+		l.closeHead(p)
 	}
 	for _, list := range []*pairList{&l.connecting, &l.idle} {
 		for p := list.first(); p != nil; p = list.first() {

@@ -33,7 +33,16 @@ type pair struct {
 	addr          netip.AddrPort
 	start         time.Duration // the accept, on the loop's clock
 	stamp         time.Duration // the start of the connect, or the last activity (see touch)
-	prev, next    *pair         // the loop's connecting or idle list
+	prev, next    *pair         // the loop's heads, connecting or idle list
+	// The head phase of a ListenHead connection: heading until its HeadFunc decided;
+	// registered once its client is in epoll (a More, or the pair's start).
+	heading, registered bool
+	headFn              HeadFunc
+	acc                 Accepted
+	headLen             int // the bytes the last peek saw
+	// reply and refuse are the Target's Reply and Refuse.
+	reply  []byte
+	refuse func(error) []byte
 }
 
 // direction is the byte stream from one side to the other.
@@ -45,21 +54,34 @@ type direction struct {
 	shut     bool   // the destination was shut for writing after the EOF: the direction is over
 	blocked  bool   // the destination's write hit EAGAIN: wait for its EPOLLOUT edge
 	short    bool   // the last read filled less than buf
+	pre      int    // pending bytes that are no relayed bytes (a Reply): written, not counted
 }
 
 // startPair takes an accepted and routed client and starts its upstream connect.
 func (l *loop) startPair(cfd int32, t Target) {
 	p := l.newPair()
 	p.fd = [2]int32{cfd, -1}
-	p.done, p.connectedHook, p.check, p.retry = t.Done, t.Connected, t.Check, t.Retry
 	p.start = l.now
-	p.connecting = true
 	l.open++
+	l.beginPair(p, t)
+}
+
+// beginPair starts the upstream connect of p, whose client is open and counted in l.open,
+// registering the client unless its head phase did.
+func (l *loop) beginPair(p *pair, t Target) {
+	bump(&l.stats.pairs, 1)
+	p.done, p.connectedHook, p.check, p.retry = t.Done, t.Connected, t.Check, t.Retry
+	p.reply, p.refuse = t.Reply, t.Refuse
+	p.connecting = true
+	cfd := p.fd[client]
 	setNoDelay(cfd) // best effort: a socket that refuses it still relays
-	if err := l.register(cfd, slot{pair: p, side: client}); err != nil {
-		l.connecting.pushBack(p)
-		l.finish(p, nil, fmt.Errorf("evloop: epoll client: %w", err))
-		return
+	if !p.registered {
+		if err := l.register(cfd, slot{pair: p, side: client}); err != nil {
+			l.connecting.pushBack(p)
+			l.finish(p, nil, fmt.Errorf("evloop: epoll client: %w", err))
+			return
+		}
+		p.registered = true
 	}
 	l.connect(p, t.Addr)
 }
@@ -123,6 +145,10 @@ func (l *loop) connectFailed(p *pair, err error) {
 
 // pairEvent handles the events of one side of p.
 func (l *loop) pairEvent(p *pair, side int, events uint32) {
+	if p.heading {
+		l.headEvent(p, events)
+		return
+	}
 	if p.connecting {
 		// The client may speak first: its bytes wait in the kernel until the upstream is
 		// there, and connected reads them then, edge or not.
@@ -176,6 +202,9 @@ func (l *loop) connected(p *pair) {
 	if p.connectedHook != nil {
 		p.connectedHook(p.addr)
 	}
+	if len(p.reply) > 0 {
+		l.queueReply(p)
+	}
 	err := l.pump(p, client, false)
 	if err == nil {
 		err = l.pump(p, upstream, false)
@@ -212,6 +241,11 @@ func (l *loop) pump(p *pair, i int, trustShort bool) error {
 			switch e {
 			case 0:
 				d.off += n
+				if d.pre > 0 {
+					skip := min(n, d.pre)
+					d.pre -= skip
+					n -= skip
+				}
 				d.total += int64(n)
 				l.count(i, n)
 				l.touch(p)
@@ -272,6 +306,11 @@ func sideError(op string, side int, e unix.Errno) error {
 // finish closes both sockets of p, returns its buffers and reports it to Done.
 func (l *loop) finish(p *pair, connectErr, err error) {
 	unlink(p)
+	if connectErr != nil && p.refuse != nil {
+		if b := p.refuse(connectErr); len(b) > 0 {
+			sysWrite(p.fd[client], b) // best effort, as Target.Refuse says
+		}
+	}
 	for _, fd := range p.fd {
 		if fd >= 0 {
 			l.forget(fd)
@@ -331,13 +370,27 @@ func (l *loop) take() []byte {
 	return make([]byte, l.bufSize)
 }
 
+// queueReply puts p's Reply before the upstream's bytes to the client, as pending bytes of
+// that direction that are not counted as relayed.
+func (l *loop) queueReply(p *pair) {
+	d := &p.dir[upstream]
+	if len(p.reply) > l.bufSize {
+		l.buffersOut++ // a buffer of its own, which release counts back and does not keep
+		d.buf = make([]byte, len(p.reply))
+	} else {
+		d.buf = l.take()
+	}
+	d.off, d.end, d.pre = 0, copy(d.buf, p.reply), len(p.reply)
+	p.reply = nil
+}
+
 // release returns d's buffer once nothing of it is pending, so that an idle pair holds none.
 func (l *loop) release(d *direction) {
 	if d.buf == nil || d.off < d.end {
 		return
 	}
 	l.buffersOut--
-	if len(l.freeBufs) < maxFreeBuffers {
+	if len(l.freeBufs) < maxFreeBuffers && len(d.buf) == l.bufSize {
 		l.freeBufs = append(l.freeBufs, d.buf)
 	}
 	d.buf, d.off, d.end = nil, 0, 0

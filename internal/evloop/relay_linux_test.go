@@ -256,7 +256,7 @@ func testExchange(t *testing.T, x exchange, clients int) {
 		}
 	}
 	s := g.Stats()
-	want := Stats{Accepted: int64(clients), BytesUp: int64(clients) * x.up, BytesDown: int64(clients) * x.down}
+	want := Stats{Accepted: int64(clients), Pairs: int64(clients), BytesUp: int64(clients) * x.up, BytesDown: int64(clients) * x.down}
 	if s != want {
 		t.Errorf("Stats %+v, want %+v", s, want)
 	}

@@ -24,6 +24,13 @@ func sysWrite(fd int32, p []byte) (int, unix.Errno) {
 	return int(n), e
 }
 
+// sysPeek reads what fd holds without taking it (recvfrom with MSG_PEEK).
+func sysPeek(fd int32, p []byte) (int, unix.Errno) {
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+		unix.MSG_PEEK, 0, 0)
+	return int(n), e
+}
+
 // sysAccept accepts one connection of the listener lfd, non-blocking, its peer into sa.
 func sysAccept(lfd int32, sa *unix.RawSockaddrAny) (int32, unix.Errno) {
 	size := uint32(unix.SizeofSockaddrAny)
@@ -131,8 +138,9 @@ const listenBacklog = 4096
 
 // openListener binds a non-blocking SO_REUSEPORT listener to a, so that every loop of a Group
 // has its own socket on the same port and the kernel spreads the connections among them. It
-// returns the bound address (the port the kernel picked when a's is 0).
-func openListener(a netip.AddrPort) (int32, netip.AddrPort, error) {
+// returns the bound address (the port the kernel picked when a's is 0). deferSecs, when
+// positive, sets TCP_DEFER_ACCEPT: accept waits (that long at most) for the client's first bytes.
+func openListener(a netip.AddrPort, deferSecs int) (int32, netip.AddrPort, error) {
 	fd, err := unix.Socket(familyOf(a.Addr()), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, netip.AddrPort{}, fmt.Errorf("evloop: listen %s: %w", a, err)
@@ -143,6 +151,11 @@ func openListener(a netip.AddrPort) (int32, netip.AddrPort, error) {
 	}
 	for _, opt := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, 1); err != nil {
+			return fail("setsockopt", err)
+		}
+	}
+	if deferSecs > 0 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, deferSecs); err != nil {
 			return fail("setsockopt", err)
 		}
 	}

@@ -63,6 +63,7 @@ func (l *loop) touch(p *pair) {
 
 // sweep ends the pairs whose connect or idle deadline passed and resumes rested listeners.
 func (l *loop) sweep() {
+	l.sweepHeads()
 	for p := l.connecting.first(); p != nil && p.stamp+l.connectTimeout <= l.now; p = l.connecting.first() {
 		l.stats.connectTimeouts.Add(1)
 		l.connectFailed(p, ErrConnectTimeout) // a retry goes to the connecting list's tail
@@ -93,6 +94,9 @@ func (l *loop) nextDeadline() time.Duration {
 		if next < 0 || d < next {
 			next = d
 		}
+	}
+	if p := l.heads.first(); p != nil {
+		earliest(p.start + l.headTimeout)
 	}
 	if p := l.connecting.first(); p != nil {
 		earliest(p.stamp + l.connectTimeout)

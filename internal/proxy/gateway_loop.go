@@ -59,16 +59,25 @@ func (p *Proxy) GatewayLoopTarget(host string, port uint32, subset, sni string, 
 		}
 		m.Port, m.Cluster, r = se.port, se.port.Cluster, se.route
 	}
-	if !loopServes(r) {
+	lp := &loopPipe{p: p, r: r, m: m, host: host, port: port, sni: sni, via: "gateway",
+		dst: destination{host: registry.NormalizeHost(host), port: port, src: acc.Remote.Addr()}}
+	return lp.target(acc)
+}
+
+// target begins lp, a pipe to the endpoints of its route, and returns its first endpoint and
+// the hooks that report it as the Go path does; false when the loop cannot serve the route
+// exactly (loopServes), no endpoint may be picked, or the proxy is closing. The gateway's
+// pipes and the forward proxy's CONNECT tunnels share it.
+func (lp *loopPipe) target(acc evloop.Accepted) (evloop.Target, bool) {
+	p := lp.p
+	if !loopServes(lp.r) {
 		return evloop.Target{}, false
 	}
-	lp := &loopPipe{p: p, r: r, m: m, host: host, port: port, sni: sni,
-		dst: destination{host: registry.NormalizeHost(host), port: port, src: acc.Remote.Addr()}}
 	addr, ok := lp.pick()
 	if !ok || !p.beginLoop() {
 		return evloop.Target{}, false
 	}
-	lp.rec = p.startLoopConn(acc, hostPort(host, port), sni)
+	lp.rec = p.startLoopConn(acc, hostPort(lp.host, lp.port), lp.sni)
 	target := evloop.Target{Addr: addr, Connected: lp.connected, Retry: lp.retry, Done: lp.done}
 	if p.sec.hasWildcard() {
 		target.Check = lp.checkSelf // one getsockname per connection, only where it can matter
@@ -105,14 +114,19 @@ func (p *Proxy) startLoopConn(acc evloop.Accepted, authority, sni string) *connR
 		DownstreamRemote: net.TCPAddrFromAddrPort(acc.Remote), DownstreamLocal: net.TCPAddrFromAddrPort(acc.Local)}}
 }
 
-// loopPipe is one gateway pipe on an evloop Group: what dialRoute's loop keeps (the endpoints
-// tried, the errors) and what GatewayPipe reports once connected and closed.
+// loopPipe is one pipe on an evloop Group, a gateway's or a CONNECT tunnel: what dialRoute's
+// loop keeps (the endpoints tried, the errors) and what GatewayPipe or handleConnect reports
+// once connected and closed.
 type loopPipe struct {
-	p          *Proxy
-	r          *route
-	m          registry.Match
-	host, sni  string
-	port       uint32
+	p         *Proxy
+	r         *route
+	m         registry.Match
+	host, sni string
+	port      uint32
+	// via names the path in the logs ("gateway", "CONNECT"); id is the CONNECT's request id.
+	via        string
+	id         []byte
+	lim        *connLimit // the place under the proxy's cap a CONNECT tunnel holds, if any
 	dst        destination
 	rec        *connRecord
 	endpoint   int // the endpoint being connected to, or connected
@@ -169,6 +183,20 @@ func (lp *loopPipe) checkSelf(remote, local netip.AddrPort) error {
 	return err
 }
 
+// dialErr is the error dialRoute would have returned for the attempts of lp, which ended with
+// last: a loop as it is, other failures joined under the cluster's name.
+func (lp *loopPipe) dialErr(last error) error {
+	if len(lp.errs) == 0 {
+		return fmt.Errorf("%s: %w", lp.r.port.Cluster, last)
+	}
+	for _, err := range lp.errs {
+		if errors.Is(err, errLoop) {
+			return err
+		}
+	}
+	return fmt.Errorf("%s: %w", lp.r.port.Cluster, errors.Join(lp.errs...))
+}
+
 func mustAddrPort(s string) netip.AddrPort {
 	a, _ := netip.ParseAddrPort(s)
 	return a
@@ -191,14 +219,22 @@ func (lp *loopPipe) connected(netip.AddrPort) {
 func (lp *loopPipe) reportOpened() {
 	p, key := lp.p, lp.r.eps[lp.endpoint].up.Key
 	lp.rec.opened(p.serviceOf(lp.m), key)
-	if p.log.Enabled(p.pipeCtx, slog.LevelDebug) {
-		p.log.Debug("gateway pipe", "host", lp.host, "port", lp.port, "sni", lp.sni, "cluster", lp.m.Cluster,
-			"upstream", key, "event_loop", true)
+	if !p.log.Enabled(p.pipeCtx, slog.LevelDebug) {
+		return
 	}
+	if lp.via == viaConnect {
+		p.log.Debug("tunnel", "host", lp.host, "port", lp.port, "cluster", lp.m.Cluster, "upstream", key, "event_loop", true)
+		return
+	}
+	p.log.Debug("gateway pipe", "host", lp.host, "port", lp.port, "sni", lp.sni, "cluster", lp.m.Cluster,
+		"upstream", key, "event_loop", true)
 }
 
 // done runs on the loop's thread when the pair ended; the reports wait on the pool.
 func (lp *loopPipe) done(res evloop.Result) {
+	if lp.lim != nil {
+		lp.lim.open.Add(-1)
+	}
 	gopool.Go(func() { lp.finish(res) })
 }
 
@@ -207,8 +243,8 @@ func (lp *loopPipe) finish(res evloop.Result) {
 	p := lp.p
 	defer p.wg.Done()
 	if res.ConnectErr != nil {
-		err := fmt.Errorf("%s: %w", lp.r.port.Cluster, errors.Join(lp.errs...))
-		p.logFailure(err, "gateway", lp.host, lp.port, lp.m.Cluster)
+		err := lp.dialErr(res.ConnectErr)
+		p.logRequestFailure(err, lp.id, lp.via, lp.host, lp.port, lp.m.Cluster)
 		lp.rec.failed(p.serviceOf(lp.m), dialFlags(err))
 		return
 	}

@@ -29,7 +29,7 @@ type harness struct {
 
 // startProxy compiles yamlDocs (every document must be valid) and serves it on 127.0.0.1:0.
 // dnsAddr, when set, is the DNS server for DNS endpoints and NONE hosts.
-func startProxy(t *testing.T, yamlDocs string, cfg Config, dnsAddr string) *harness {
+func startProxy(t testing.TB, yamlDocs string, cfg Config, dnsAddr string) *harness {
 	t.Helper()
 	snap := compileSnapshot(t, yamlDocs)
 	if cfg.Resolver == nil {
@@ -59,7 +59,7 @@ func startProxy(t *testing.T, yamlDocs string, cfg Config, dnsAddr string) *harn
 }
 
 // compileSnapshot compiles yamlDocs, every one of which must be valid, into a snapshot.
-func compileSnapshot(t *testing.T, yamlDocs string) *registry.Snapshot {
+func compileSnapshot(t testing.TB, yamlDocs string) *registry.Snapshot {
 	t.Helper()
 	loaded := config.Result{}
 	order := 0

@@ -372,12 +372,18 @@ func (p *Proxy) connectUpstream(client net.Conn, host string, port uint32, id []
 // connectFailed logs why a tunnel is not opened and answers with a generic reason.
 func (p *Proxy) connectFailed(client net.Conn, err error, id []byte, host string, port uint32, cluster string) {
 	p.logRequestFailure(err, id, "CONNECT", host, port, cluster)
+	client.Write(connectRefusal(nil, err, id, host, port, cluster))
+}
+
+// connectRefusal appends to dst the answer to a CONNECT that will not be tunnelled because of
+// err, with a generic reason: what connectFailed writes, and the event loop's tunnels too.
+func connectRefusal(dst []byte, err error, id []byte, host string, port uint32, cluster string) []byte {
 	status, reason := failure(err, host, port, cluster)
 	if status == 502 {
 		// A tunnel the policy refuses is answered as the other CONNECT refusals are.
 		status = 403
 	}
-	writeStatus(client, statusLine(status), reason, id)
+	return appendStatus(dst, statusLine(status), reason, id)
 }
 
 // statusLine is the status line text for the few statuses a CONNECT refusal uses.
@@ -393,9 +399,14 @@ func statusLine(status int) string {
 	return "503 Service Unavailable"
 }
 
-// writeStatus answers a CONNECT that will not be tunnelled, naming its request id in an
-// X-Request-Id field and in the body, as the engine's own answers do.
+// writeStatus answers a CONNECT that will not be tunnelled (appendStatus), in one write.
 func writeStatus(c net.Conn, status, reason string, id []byte) {
+	c.Write(appendStatus(nil, status, reason, id))
+}
+
+// appendStatus appends to dst the answer to a CONNECT that will not be tunnelled, naming its
+// request id in an X-Request-Id field and in the body, as the engine's own answers do.
+func appendStatus(dst []byte, status, reason string, id []byte) []byte {
 	clean := strings.NewReplacer("\r", " ", "\n", " ")
 	reason = clean.Replace(reason)
 	body, idField := "meshentry: "+reason+"\n", ""
@@ -405,6 +416,6 @@ func writeStatus(c net.Conn, status, reason string, id []byte) {
 		body = "meshentry: " + reason + "; request id " + rid + "\n"
 		idField = "X-Request-Id: " + rid + "\r\n"
 	}
-	fmt.Fprintf(c, "HTTP/1.1 %s\r\n%sX-Meshentry-Reason: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+	return fmt.Appendf(dst, "HTTP/1.1 %s\r\n%sX-Meshentry-Reason: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 		status, idField, reason, len(body), body)
 }

@@ -47,30 +47,57 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.lim.open.Add(1) <= l.lim.max {
-			return &limitedConn{Conn: c, lim: l.lim}, nil
+		if c, ok := l.lim.admit(c); ok {
+			return c, nil
 		}
-		l.lim.open.Add(-1)
-		// Counted before the close, so a client that sees the close also sees the count.
-		l.lim.refused(c)
-		c.Close()
 	}
+}
+
+// admit wraps c to hold a place under the cap, or closes it, counted, when none is left.
+func (lim *connLimit) admit(c net.Conn) (net.Conn, bool) {
+	if lim.open.Add(1) <= lim.max {
+		return &limitedConn{Conn: c, lim: lim}, true
+	}
+	lim.open.Add(-1)
+	// Counted before the close, so a client that sees the close also sees the count.
+	lim.refused(c)
+	c.Close()
+	return nil, false
 }
 
 // refused counts one connection closed at the cap and, at most once per noteEvery, logs the
 // refusals and closes idle pooled upstream connections, whose descriptors the next clients need
 // more than a warm pool does.
 func (lim *connLimit) refused(c net.Conn) {
+	if lim.count() {
+		lim.note(c.RemoteAddr().String())
+	}
+}
+
+// take takes a place under the cap, or counts a refusal and reports whether the note is due;
+// for a connection that is no net.Conn yet (the event loop's), which notes on another goroutine.
+func (lim *connLimit) take() (ok, noteDue bool) {
+	if lim.open.Add(1) <= lim.max {
+		return true, false
+	}
+	lim.open.Add(-1)
+	return false, lim.count()
+}
+
+// count counts one refusal; true once per noteEvery, when the note is due.
+func (lim *connLimit) count() bool {
 	lim.p.stats.refusedAtCap.Add(1)
-	n := lim.sinceNote.Add(1)
+	lim.sinceNote.Add(1)
 	now := time.Now().UnixNano()
 	last := lim.lastNote.Load()
-	if now-last < int64(noteEvery) || !lim.lastNote.CompareAndSwap(last, now) {
-		return
-	}
-	n = lim.sinceNote.Swap(0)
+	return now-last >= int64(noteEvery) && lim.lastNote.CompareAndSwap(last, now)
+}
+
+// note logs the refusals since the last note and releases the idle pooled upstreams.
+func (lim *connLimit) note(lastRemote string) {
+	n := lim.sinceNote.Swap(0)
 	lim.p.log.Warn("refused connections at the connection cap", "max_connections", lim.max, "refused", n,
-		"last_remote", c.RemoteAddr().String())
+		"last_remote", lastRemote)
 	lim.p.pool.CloseIdle()
 }
 

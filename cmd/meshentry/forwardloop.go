@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+
+	"github.com/meshentry/meshentry/internal/evloop"
+	"github.com/meshentry/meshentry/internal/proxy"
+)
+
+// forwardLoopFlags put the forward proxy port on raw epoll event loops.
+type forwardLoopFlags struct {
+	enabled bool
+}
+
+func (f *forwardLoopFlags) register(fl *pflag.FlagSet) {
+	fl.BoolVar(&f.enabled, "forward-event-loop", false, "serve the forward proxy port (--listen, an IP address) on raw epoll event loops (Linux), one per CPU, outside Go's netpoller: CONNECT tunnels to a STATIC service with IP endpoints in plaintext are relayed by the loops, every other connection (HTTP, and the CONNECTs the loops do not serve) is handed to the usual path with all its bytes")
+}
+
+// forwardLoopRun is the forward proxy port on an evloop Group; a nil one (no
+// --forward-event-loop) does nothing.
+type forwardLoopRun struct {
+	group *evloop.Group
+	addr  net.Addr
+	// stopCut ends the watch that closes the Group when the proxy cuts its pipes.
+	stopCut func() bool
+}
+
+// startForwardLoop binds the forward proxy port on a Group for p (exit 2 when it cannot be
+// bound); the loops serve from here on, as the gateway's do.
+func startForwardLoop(f *runFlags, p *proxy.Proxy) (*forwardLoopRun, error) {
+	if !f.forwardLoop.enabled || f.listen == "" {
+		return nil, nil
+	}
+	addr, err := loopListenAddr(f.listen)
+	if err != nil {
+		return nil, err
+	}
+	group, err := evloop.New(p.ForwardLoopOptions())
+	if err != nil {
+		return nil, &exitError{code: 2, err: fmt.Errorf("--forward-event-loop: %w", err)}
+	}
+	bound, err := p.ListenForwardLoop(group, addr)
+	if err != nil {
+		group.Close()
+		return nil, &exitError{code: 2, err: fmt.Errorf("forward proxy listener: %w", err)}
+	}
+	// A drain cut short cancels the proxy's pipes; the loop's tunnels end with them.
+	stopCut := context.AfterFunc(p.PipeContext(), func() { group.Close() })
+	return &forwardLoopRun{group: group, addr: net.TCPAddrFromAddrPort(bound), stopCut: stopCut}, nil
+}
+
+// loopListenAddr is --listen as the address a Group binds: an IP address, or none for every
+// address, IPv4 and IPv6 alike, as net.Listen takes ":port".
+func loopListenAddr(listen string) (netip.AddrPort, error) {
+	host, portText, err := net.SplitHostPort(listen)
+	port, perr := strconv.ParseUint(portText, 10, 16)
+	if err != nil || perr != nil {
+		return netip.AddrPort{}, usageError("--listen %q is not HOST:PORT", listen)
+	}
+	if host == "" {
+		return netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(port)), nil
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.AddrPort{}, usageError("--forward-event-loop binds an IP address, not %q (--listen)", host)
+	}
+	return netip.AddrPortFrom(a.Unmap(), uint16(port)), nil
+}
+
+// serve announces the port the loops serve since startForwardLoop.
+func (r *forwardLoopRun) serve(g *serveGroup) {
+	if r != nil {
+		g.announce("forward proxy", r.addr)
+	}
+}
+
+// drain starts the Group's drain beside the proxy's and returns the wait for it: the loops
+// stop accepting, the heads not yet decided are decided (the proxy, draining, hands them to
+// its engine) and the tunnels run until they end, or until the proxy cuts its pipes.
+func (r *forwardLoopRun) drain(log *slog.Logger, timeout time.Duration) func() {
+	if r == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := r.group.Shutdown(ctx); err != nil {
+			log.Info("forward proxy event loop drain cut short", "err", err)
+		}
+		r.stopCut()
+	}()
+	return func() { <-done }
+}
+
+// close ends the Group's tunnels at once, for a run that stops without a drain.
+func (r *forwardLoopRun) close() {
+	if r != nil {
+		r.group.Close()
+		r.stopCut()
+	}
+}
+
+// forwardLoopCollector exports the forward port's event loop counters in /stats/prometheus,
+// so that every bound of the loop (head timeout and size, connection cap) shows when hit.
+type forwardLoopCollector struct{ r *forwardLoopRun }
+
+var (
+	descForwardLoopOpen = prometheus.NewDesc("meshentry_forward_loop_connections_open",
+		"Connections the forward port's event loops hold now: tunnels, and connections whose first bytes are awaited.", nil, nil)
+	descForwardLoopConns = prometheus.NewDesc("meshentry_forward_loop_connections_total",
+		"Connections the forward port's event loops accepted, by outcome: relayed (a CONNECT tunnel on the loop), handoff (served by the usual path), closed (over the connection cap, or a verdict closed it), overflow (closed when accepted: the loops held --max-connections), head_timeout and head_full (the first bytes took too long, or filled --max-header-bytes: decided then, most often handed off), head_error (reset before a decision).", []string{"outcome"}, nil)
+	descForwardLoopConnectFailures = prometheus.NewDesc("meshentry_forward_loop_connect_failures_total",
+		"Upstream connect attempts of the forward port's tunnels on the loops that failed, by kind: error (refused, unreachable) or timeout.", []string{"kind"}, nil)
+)
+
+// Describe sends every descriptor.
+func (c forwardLoopCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descForwardLoopOpen, descForwardLoopConns, descForwardLoopConnectFailures} {
+		ch <- d
+	}
+}
+
+// Collect reads the counters once.
+func (c forwardLoopCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.r.group.Stats()
+	ch <- prometheus.MustNewConstMetric(descForwardLoopOpen, prometheus.GaugeValue, float64(s.Open))
+	for outcome, v := range map[string]int64{"relayed": s.Pairs, "handoff": s.Handoffs, "closed": s.Rejected,
+		"overflow": s.Overflow, "head_timeout": s.HeadTimeouts, "head_full": s.HeadFull, "head_error": s.HeadErrors} {
+		ch <- prometheus.MustNewConstMetric(descForwardLoopConns, prometheus.CounterValue, float64(v), outcome)
+	}
+	ch <- prometheus.MustNewConstMetric(descForwardLoopConnectFailures, prometheus.CounterValue, float64(s.ConnectFailures), "error")
+	ch <- prometheus.MustNewConstMetric(descForwardLoopConnectFailures, prometheus.CounterValue, float64(s.ConnectTimeouts), "timeout")
+}
+
+// registerMetrics adds the loop's counters to reg; without --forward-event-loop it adds nothing.
+func (r *forwardLoopRun) registerMetrics(reg *prometheus.Registry) error {
+	if r == nil {
+		return nil
+	}
+	return reg.Register(forwardLoopCollector{r: r})
+}

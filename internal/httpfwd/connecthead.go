@@ -1,0 +1,48 @@
+package httpfwd
+
+import "bytes"
+
+// connectPrefix is how a CONNECT request line begins.
+const connectPrefix = "CONNECT "
+
+// ConnectHead judges raw, the first bytes a client sent on a new connection, as the engine
+// judges the first request it reads there, for a caller that serves CONNECT tunnels outside
+// the engine (an event loop peeking at the socket) and hands it every other connection. When
+// raw begins with a complete CONNECT head that the engine would hand to OnConnect, it returns
+// the head, its RequestID set as the engine sets it (the client's x-request-id, else a new
+// one), and its length n: the bytes after it are the tunnel's. more is true when raw is not a
+// complete head yet but may become one within MaxHeaderBytes. Otherwise, head is nil and more
+// false: the engine must serve the connection, which answers it as it always does (another
+// method, a malformed or too large head, a forwarding loop).
+//
+// The head's slices point into a copy of raw's head of its own, and it has neither RemoteAddr
+// nor LocalAddr.
+func (s *Server) ConnectHead(raw []byte) (head *RequestHead, n int, more bool) {
+	s.init()
+	if len(raw) < len(connectPrefix) {
+		// A head that begins with empty lines (readHead skips them) is the engine's too.
+		return nil, 0, bytes.HasPrefix([]byte(connectPrefix), raw)
+	}
+	if !bytes.HasPrefix(raw, []byte(connectPrefix)) {
+		return nil, 0, false
+	}
+	end := headEnd(nil, raw)
+	if end < 0 {
+		// readHead refuses a head once it read more than MaxHeaderBytes without its end.
+		return nil, 0, len(raw) <= s.lim.MaxHeaderBytes
+	}
+	if end > s.lim.MaxHeaderBytes {
+		return nil, 0, false
+	}
+	r := &RequestHead{}
+	r.maxFields = s.lim.MaxHeaders
+	if err := r.parse(bytes.Clone(raw[:end])); err != nil || r.Method != "CONNECT" || r.looped(s.via) {
+		return nil, 0, false
+	}
+	if r.has(flagRequestID) {
+		r.RequestID = r.raw[r.requestID.start:r.requestID.end]
+	} else {
+		r.RequestID = newRequestID(new([36]byte))
+	}
+	return r, end, false
+}
