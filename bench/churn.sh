@@ -10,6 +10,8 @@
 #       answer (a fair floor for meshentry, not a like-for-like). The like-for-likes: a second
 #       meshentry as a Gateway with a VirtualService tcp route on a plain TCP port (no CONNECT, as
 #       HAProxy), the same with --gateway-event-loop (its port relayed on evloop), and `benchtool pipe`, net.Dial and two io.Copy: the floor of a relay on Go's net.
+#       A third meshentry runs with --forward-event-loop: its forward port on evloop, CONNECT
+#       tunnels relayed there, HTTP handed to the usual engine (rows "event loop" in (a) and (b)).
 #       `benchtool evpipe` relays on raw epoll, one locked thread per core, as HAProxy does: what
 #       Go can reach once its netpoller is out of the path; `benchtool evhand` accepts and dials
 #       on Go's net and hands the sockets to such a loop: what the loop saves on the relay alone.
@@ -79,6 +81,8 @@ EVHAND=127.0.0.1:$((P + 95))      # Go net accepts and dials, raw epoll relays
 GWLOOP=127.0.0.1:$((P + 96))      # the gateway's TCP server port with --gateway-event-loop
 GWLOOP_FWD=127.0.0.1:$((P + 7))
 GWLOOP_ADMIN=127.0.0.1:$((P + 6))
+MESH_LOOP=127.0.0.1:$((P + 9))    # meshentry with --forward-event-loop
+MESH_LOOP_ADMIN=127.0.0.1:$((P + 8))
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -141,6 +145,8 @@ start_mesh() { # BIN LISTEN ADMIN LOG [FLAG]
 }
 start_mesh "$OUT/meshentry" "$MESH" "$MESH_ADMIN" "$OUT/meshentry.log" ${PROFILE:+--admin-pprof}
 MESH_PID=$!
+start_mesh "$OUT/meshentry" "$MESH_LOOP" "$MESH_LOOP_ADMIN" "$OUT/meshentry-loop.log" --forward-event-loop
+LOOP_PID=$!
 BASE_PID=
 if [ -n "${BASE:-}" ]; then
   start_mesh "$OUT/meshentry-base" "$MESH_BASE" "$MESH_BASE_ADMIN" "$OUT/meshentry-base.log"
@@ -198,6 +204,7 @@ esac
 ready=
 for _ in $(seq 100); do
   curl -fsS -o /dev/null "http://$MESH_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$HA_HTTP/" 2>/dev/null &&
+    curl -fsS -o /dev/null "http://$MESH_LOOP_ADMIN/ready" 2>/dev/null &&
     { [ -z "$BASE_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_ADMIN/ready" 2>/dev/null; } &&
     { [ -z "$GW_PID" ] || curl -fsS -o /dev/null "http://$GW_ADMIN/ready" 2>/dev/null; } &&
     { [ -z "$GWLOOP_PID" ] || curl -fsS -o /dev/null "http://$GWLOOP_ADMIN/ready" 2>/dev/null; } && { ready=1; break; }
@@ -308,6 +315,7 @@ http_row() {
     haproxy) http_run "$tag" "$c" "http://$HA_HTTP/" "$HA_PID" ;;
     meshentry) http_run "$tag" "$c" "http://$MESH/" "$MESH_PID" bench.local ;;
     base) http_run "$tag" "$c" "http://$MESH_BASE/" "$BASE_PID" bench.local ;;
+    loop) http_run "$tag" "$c" "http://$MESH_LOOP/" "$LOOP_PID" bench.local ;;
   esac
 }
 tunnel_row() {
@@ -322,6 +330,7 @@ tunnel_row() {
     evhand) tunnel_run "$tag" "$c" "$EVHAND" "$EVHAND_PID" ;;
     meshentry) tunnel_run "$tag" "$c" "$MESH" "$MESH_PID" source.local:443 ;;
     base) tunnel_run "$tag" "$c" "$MESH_BASE" "$BASE_PID" source.local:443 ;;
+    loop) tunnel_run "$tag" "$c" "$MESH_LOOP" "$LOOP_PID" source.local:443 ;;
   esac
 }
 # table KIND KEY...: the table of KIND (http or tunnel) at $c connections from $ROUNDS rounds of
@@ -350,8 +359,8 @@ declare -A label
     echo
     row "HTTP, wrk -t1 -c$c, Connection: close" "conn/s" "p99 µs" "CPU µs/conn" "×haproxy" "CPU×ha"
     label=([direct]="direct (Go net/http backend)" [haproxy]="haproxy" [meshentry]="meshentry (forward proxy)"
-      [base]="meshentry at ${BASE:-}")
-    keys=(direct haproxy meshentry)
+      [base]="meshentry at ${BASE:-}" [loop]="meshentry (forward, event loop)")
+    keys=(direct haproxy meshentry loop)
     [ -n "$BASE_PID" ] && keys+=(base)
     table http "${keys[@]}"
     profile_run http http_run "profile-meshentry-c$c" "$c" "http://$MESH/" "$MESH_PID" bench.local
@@ -363,8 +372,9 @@ declare -A label
     label=([direct]="direct" [haproxy]="haproxy (mode tcp, no CONNECT)" [gateway]="meshentry (gateway TCP server)"
       [gwloop]="meshentry (gateway TCP, event loop)"
       [gopipe]="plain Go relay (io.Copy)" [evpipe]="Go relay on raw epoll"
-      [evhand]="Go net setup, epoll relay" [meshentry]="meshentry (CONNECT tunnel)" [base]="meshentry at ${BASE:-} (CONNECT)")
-    keys=(direct haproxy gateway gwloop gopipe evpipe evhand meshentry)
+      [evhand]="Go net setup, epoll relay" [meshentry]="meshentry (CONNECT tunnel)" [base]="meshentry at ${BASE:-} (CONNECT)"
+      [loop]="meshentry (CONNECT, event loop)")
+    keys=(direct haproxy gateway gwloop gopipe evpipe evhand meshentry loop)
     [ -n "$BASE_PID" ] && keys+=(base)
     table tunnel "${keys[@]}"
     profile_run tunnel tunnel_run "profile-meshentry-c$c" "$c" "$MESH" "$MESH_PID" source.local:443
@@ -377,6 +387,7 @@ if [ "${SYSCALLS:-}" = 1 ]; then
     if [ "$kind" = http ]; then
       strace_run haproxy-http "$HA_PID" wrk_count "http://$HA_HTTP/"
       strace_run meshentry-http "$MESH_PID" wrk_count "http://$MESH/" bench.local
+      strace_run loop-http "$LOOP_PID" wrk_count "http://$MESH_LOOP/" bench.local
       [ -n "$BASE_PID" ] && strace_run base-http "$BASE_PID" wrk_count "http://$MESH_BASE/" bench.local
     else
       strace_run haproxy-tunnel "$HA_PID" churn_count "$HA_TCP"
@@ -384,11 +395,12 @@ if [ "${SYSCALLS:-}" = 1 ]; then
       strace_run gwloop-tunnel "$GWLOOP_PID" churn_count "$GWLOOP"
       strace_run evpipe-tunnel "$EVPIPE_PID" churn_count "$EVPIPE"
       strace_run meshentry-tunnel "$MESH_PID" churn_count "$MESH" source.local:443
+      strace_run loop-tunnel "$LOOP_PID" churn_count "$MESH_LOOP" source.local:443
       [ -n "$BASE_PID" ] && strace_run base-tunnel "$BASE_PID" churn_count "$MESH_BASE" source.local:443
     fi
     cols=("haproxy=$OUT/syscalls-haproxy-$kind.txt")
     [ "$kind" = tunnel ] && cols+=("gateway=$OUT/syscalls-gateway-tunnel.txt" "gwloop=$OUT/syscalls-gwloop-tunnel.txt" "evpipe=$OUT/syscalls-evpipe-tunnel.txt")
-    cols+=("meshentry=$OUT/syscalls-meshentry-$kind.txt")
+    cols+=("meshentry=$OUT/syscalls-meshentry-$kind.txt" "fwd-loop=$OUT/syscalls-loop-$kind.txt")
     [ -n "$BASE_PID" ] && cols+=("base=$OUT/syscalls-base-$kind.txt")
     {
       echo
