@@ -90,17 +90,7 @@ func (r *forwardLoopRun) drain(log *slog.Logger, timeout time.Duration) func() {
 	if r == nil {
 		return func() {}
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		if err := r.group.Shutdown(ctx); err != nil {
-			log.Info("forward proxy event loop drain cut short", "err", err)
-		}
-		r.stopCut()
-	}()
-	return func() { <-done }
+	return drainAside(log, "forward proxy event loop drain cut short", timeout, r.group.Shutdown, func() { r.stopCut() })
 }
 
 // close ends the Group's tunnels at once, for a run that stops without a drain.

@@ -109,16 +109,25 @@ func (r *gatewayRun) drain(log *slog.Logger, timeout time.Duration) func() {
 	if r == nil {
 		return func() {}
 	}
+	return drainAside(log, "gateway drain cut short", timeout, r.gw.Shutdown, func() {
+		r.stop()
+		<-r.done
+	})
+}
+
+// drainAside runs shutdown under timeout on its own goroutine, logging cut when it had to cut
+// the drain short, then after; the returned func waits for both. The gateway's and the forward
+// loop's drains run beside the proxy's this way.
+func drainAside(log *slog.Logger, cut string, timeout time.Duration, shutdown func(context.Context) error, after func()) func() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		if err := r.gw.Shutdown(ctx); err != nil {
-			log.Info("gateway drain cut short", "err", err)
+		if err := shutdown(ctx); err != nil {
+			log.Info(cut, "err", err)
 		}
-		r.stop()
-		<-r.done
+		after()
 	}()
 	return func() { <-done }
 }
