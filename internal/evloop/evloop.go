@@ -94,6 +94,11 @@ type Target struct {
 	// sent is still in the socket. A handed-off connection leaves the Group's accounting
 	// (Open, MaxConnections) and Shutdown does not wait for it.
 	Handoff func(net.Conn)
+	// Serve, when set (ListenHead only, and Handoff unset), keeps the connection on the loop
+	// for a Handler of the caller's: the client becomes a Conn, every byte it sent still in
+	// its socket, and Serve.Ready is called at once. It stays in the Group's accounting (Open,
+	// MaxConnections) until the Handler closes or hands it off, and a drain waits for it.
+	Serve Handler
 	// Consume is how many bytes of the peeked head the loop reads and drops before it
 	// connects (a CONNECT head); whatever the client sent beyond them is relayed. ListenHead
 	// only; more than the head peeked ends the pair before its connect (Done, with Err set).
@@ -164,7 +169,9 @@ type Stats struct {
 	HeadTimeouts    int64 // head phases ended by HeadTimeout
 	HeadFull        int64 // head phases ended by MaxHeadBytes
 	HeadErrors      int64 // head-phase connections closed on a read error (a reset) or a bad Consume
-	Open            int64 // pairs open now, head-phase connections included
+	Served          int64 // connections kept for a Target.Serve Handler
+	Dials           int64 // connects a Handler started (Conn.Dial), failed ones included
+	Open            int64 // pairs open now, head-phase connections and Serve clients included
 	BytesUp         int64 // bytes relayed client→upstream
 	BytesDown       int64 // bytes relayed upstream→client
 }

@@ -178,6 +178,8 @@ func (g *Group) Stats() Stats {
 		s.HeadTimeouts += c.headTimeouts.Load()
 		s.HeadFull += c.headFull.Load()
 		s.HeadErrors += c.headErrors.Load()
+		s.Served += c.served.Load()
+		s.Dials += c.dials.Load()
 		s.BytesUp += c.bytesUp.Load()
 		s.BytesDown += c.bytesDown.Load()
 	}

@@ -59,6 +59,13 @@ type loop struct {
 	sa                      unix.RawSockaddrAny // scratch for the socket calls
 	draining, stopping      bool
 
+	// conns are the Conns a Handler serves (Target.Serve clients and their dials); timers
+	// holds those with a deadline.
+	conns     connList
+	timers    connHeap
+	freeConns []*Conn
+	serial    uint64
+
 	stats loopStats
 
 	mu      sync.Mutex // guards the three below
@@ -74,6 +81,7 @@ type slot struct {
 	side int8
 	pair *pair
 	lis  *listener
+	conn *Conn
 }
 
 // listener is one loop's SO_REUSEPORT socket of a Listen.
@@ -98,6 +106,7 @@ type loopStats struct {
 	bytesUp, bytesDown               atomic.Int64
 	headWaits, headTimeouts          atomic.Int64
 	headFull, headErrors             atomic.Int64
+	served, dials                    atomic.Int64
 }
 
 func bump(c *atomic.Int64, n int64) { c.Store(c.Load() + n) }
@@ -119,6 +128,7 @@ func newLoop(g *Group, o Options) (*loop, error) {
 		bufSize: o.BufferSize, done: make(chan struct{}), headTimeout: o.HeadTimeout, maxHeadBytes: o.MaxHeadBytes,
 	}
 	l.heads.init()
+	l.conns.init()
 	l.connecting.init()
 	l.idle.init()
 	l.pollReady = func(uintptr) bool {
@@ -226,6 +236,8 @@ func (l *loop) dispatch(ev *unix.EpollEvent) {
 	s := l.owner(ev)
 	switch {
 	case s == nil:
+	case s.conn != nil:
+		l.connEvent(s.conn, ev.Events)
 	case s.pair != nil:
 		l.pairEvent(s.pair, int(s.side), ev.Events)
 	case s.lis != nil:
@@ -419,6 +431,7 @@ func (l *loop) drain() {
 	for p := l.heads.first(); p != nil; p = l.heads.first() {
 		l.peekHead(p, true)
 	}
+	l.drainConns(false)
 }
 
 // teardown ends what is left: pairs with ErrShutdown, then the loop's own descriptors. Work
@@ -431,6 +444,7 @@ func (l *loop) teardown() {
 	for p := l.heads.first(); p != nil; p = l.heads.first() {
 		l.closeHead(p)
 	}
+	l.drainConns(true)
 	for _, list := range []*pairList{&l.connecting, &l.idle} {
 		for p := list.first(); p != nil; p = list.first() {
 			l.finish(p, nil, ErrShutdown)
