@@ -15,31 +15,6 @@ import (
 // with Dial. Its Handler runs on the loop's goroutine: it must not block, and a Conn is used
 // from there only.
 
-// Events are what an edge of a Conn's socket reported; edge-triggered, so the Handler acts
-// until a read or write says EAGAIN.
-type Events uint32
-
-// The Events bits.
-const (
-	Readable Events = unix.EPOLLIN
-	Writable Events = unix.EPOLLOUT
-	// Hangup: the peer ended its side (EPOLLRDHUP) or the socket hung up or failed.
-	Hangup Events = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
-)
-
-// Handler serves the Conns of a Target.Serve and those it dials. Its methods run on the loop's
-// thread and must not block, nor call Listen or Shutdown.
-type Handler interface {
-	// Ready reports an edge of c's socket; for a Conn a Dial opened, the first Writable (or
-	// Hangup) ends the connect: SocketError then says how it went.
-	Ready(c *Conn, ev Events)
-	// Expired reports that c's deadline (SetDeadline) passed.
-	Expired(c *Conn)
-	// Drain reports that the Group drains (now false: finish what is in flight, close what is
-	// idle) or stops (now true: c is closed once Drain returns, if it did not close it).
-	Drain(c *Conn, now bool)
-}
-
 // Conn is a socket served by a Handler on a loop: a Target.Serve client or an upstream Dial
 // opened. Its methods must be called on the loop's thread, and none after Close or Handoff.
 type Conn struct {
@@ -308,3 +283,10 @@ func (l *loop) drainConns(now bool) {
 		}
 	}
 }
+
+// LoopIndex is which loop of its Group c is on, 0 to Group.Loops()-1: a Handler keeps what
+// belongs to a loop (idle upstream Conns, which only that loop's epoll reports) by it.
+func (c *Conn) LoopIndex() int { return c.l.index }
+
+// Loops is the number of loops of g.
+func (g *Group) Loops() int { return len(g.loops) }

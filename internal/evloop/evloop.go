@@ -114,6 +114,33 @@ type Target struct {
 	Refuse func(err error) []byte
 }
 
+// Events are what an edge of a Conn's socket reported; edge-triggered, so the Handler acts
+// until a read or write says EAGAIN.
+type Events uint32
+
+// The Events bits.
+const (
+	// Readable is EPOLLIN, Writable EPOLLOUT (their Linux values, which a test checks).
+	Readable Events = 0x1
+	Writable Events = 0x4
+	// Hangup: the peer ended its side (EPOLLRDHUP) or the socket hung up (EPOLLHUP) or
+	// failed (EPOLLERR).
+	Hangup Events = 0x2000 | 0x10 | 0x8
+)
+
+// Handler serves the Conns of a Target.Serve and those it dials. Its methods run on the loop's
+// thread and must not block, nor call Listen or Shutdown.
+type Handler interface {
+	// Ready reports an edge of c's socket; for a Conn a Dial opened, the first Writable (or
+	// Hangup) ends the connect: SocketError then says how it went.
+	Ready(c *Conn, ev Events)
+	// Expired reports that c's deadline (SetDeadline) passed.
+	Expired(c *Conn)
+	// Drain reports that the Group drains (now false: finish what is in flight, close what is
+	// idle) or stops (now true: c is closed once Drain returns, if it did not close it).
+	Drain(c *Conn, now bool)
+}
+
 // RouteFunc picks the upstream of an accepted connection; false closes the client instead. It
 // runs on a loop's thread: it must not block, nor call Listen or Shutdown.
 type RouteFunc func(Accepted) (Target, bool)

@@ -30,7 +30,7 @@ func New(o Options) (*Group, error) {
 	o = o.withDefaults(runtime.GOMAXPROCS(0))
 	g := &Group{maxOpen: int64(o.MaxConnections), headTimeout: o.HeadTimeout}
 	for range o.Loops {
-		l, err := newLoop(g, o)
+		l, err := newLoop(g, o, len(g.loops))
 		if err != nil {
 			g.Close()
 			return nil, fmt.Errorf("evloop: new loop: %w", err)

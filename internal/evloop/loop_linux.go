@@ -18,6 +18,7 @@ import (
 // goroutine's alone.
 type loop struct {
 	g      *Group
+	index  int             // in g.loops
 	ep     int             // the epoll instance
 	epFile *os.File        // ep in the Go netpoller, to park on when idle
 	epConn syscall.RawConn // epFile's
@@ -117,13 +118,13 @@ const (
 	eventBatch     = 256
 )
 
-func newLoop(g *Group, o Options) (*loop, error) {
+func newLoop(g *Group, o Options, index int) (*loop, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
 	l := &loop{
-		g: g, ep: ep, wake: -1, events: make([]unix.EpollEvent, eventBatch), deadline: -1,
+		g: g, index: index, ep: ep, wake: -1, events: make([]unix.EpollEvent, eventBatch), deadline: -1,
 		base: time.Now(), tick: o.tick(), connectTimeout: o.ConnectTimeout, idleTimeout: o.IdleTimeout,
 		bufSize: o.BufferSize, done: make(chan struct{}), headTimeout: o.HeadTimeout, maxHeadBytes: o.MaxHeadBytes,
 	}
