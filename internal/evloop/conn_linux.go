@@ -269,7 +269,7 @@ func (l *loop) drainConns(now bool) {
 		serial uint64
 	}
 	var all []told
-	for c := l.conns.first(); c != nil; c = c.next {
+	for c := l.conns.first(); c != nil && c != &l.conns.head; c = c.next {
 		all = append(all, told{c, c.serial})
 	}
 	for _, t := range all {

@@ -49,6 +49,8 @@ type forwardLoop struct {
 	// connection goes to the engine, whose dials check it later.
 	ready   atomic.Bool
 	handoff evloop.Verdict // made once: its Handoff serves a connection on the engine
+	// http serves HTTP/1.1 requests on the loop (forward_loop_http.go), nil until listening.
+	http *httpfwd.LoopServer
 }
 
 // ListenForwardLoop serves the forward proxy on g at addr (ListenHead), as ServeForward serves
@@ -56,6 +58,8 @@ type forwardLoop struct {
 // when the proxy drains (Shutdown) and when PipeContext ends, as a gateway's event loop.
 func (p *Proxy) ListenForwardLoop(g *evloop.Group, addr netip.AddrPort) (netip.AddrPort, error) {
 	fl := p.newForwardLoop()
+	fl.http = p.forward.NewLoopServer(loopHTTP{p: p, lim: p.connLimit}, g.Loops(), fl.serve)
+	p.loopHTTP.Store(fl.http)
 	bound, err := g.ListenHead(addr, fl.head)
 	if err != nil {
 		return netip.AddrPort{}, err
@@ -99,8 +103,37 @@ func (fl *forwardLoop) head(acc evloop.Accepted, head []byte, final bool) evloop
 		}
 	case more && !final:
 		return evloop.Verdict{More: true}
+	default:
+		return fl.httpHead(acc, head, final)
 	}
 	return fl.handoff
+}
+
+// httpHead decides a connection whose first bytes are no CONNECT: a complete head goes to the
+// loop engine, which serves its requests while it can and hands the connection to the engine
+// at the first it cannot; one still arriving is waited for, within the head phase's bounds.
+func (fl *forwardLoop) httpHead(acc evloop.Accepted, head []byte, final bool) evloop.Verdict {
+	p := fl.p
+	if fl.http == nil || p.isDraining() {
+		return fl.handoff
+	}
+	complete, maybe := p.forward.LoopHead(head)
+	if !complete {
+		if maybe && !final {
+			return evloop.Verdict{More: true}
+		}
+		return fl.handoff
+	}
+	if lim := p.connLimit; lim != nil {
+		if ok, noteDue := lim.take(); !ok {
+			if noteDue {
+				remote := acc.Remote.String()
+				gopool.Go(func() { lim.note(remote) })
+			}
+			return evloop.Verdict{}
+		}
+	}
+	return evloop.Verdict{Target: evloop.Target{Serve: fl.http.Handler()}}
 }
 
 // serve is the handoff: the engine serves c under the cap, as ServeForward's connections.
@@ -156,4 +189,13 @@ func (p *Proxy) connectLoopTarget(h *httpfwd.RequestHead, n int, acc evloop.Acce
 // refuse is the answer connectFailed writes for a tunnel whose connect failed for good.
 func (lp *loopPipe) refuse(err error) []byte {
 	return connectRefusal(nil, lp.dialErr(err), lp.id, lp.host, lp.port, lp.m.Cluster)
+}
+
+// ForwardLoopHTTPStats are the counters of the loop engine that serves the forward port's
+// HTTP requests on its event loop; zero without ListenForwardLoop.
+func (p *Proxy) ForwardLoopHTTPStats() httpfwd.LoopStats {
+	if ls := p.loopHTTP.Load(); ls != nil {
+		return ls.Stats()
+	}
+	return httpfwd.LoopStats{}
 }
