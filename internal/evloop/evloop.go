@@ -66,6 +66,9 @@ type Options struct {
 type Accepted struct {
 	Remote netip.AddrPort // the client
 	Local  netip.AddrPort // the address the client connected to
+	// Loop is the index of the loop that accepted it (0 to Group.Loops()-1): a HeadFunc that
+	// keeps state per loop, used only on that loop's thread, takes it by this.
+	Loop int
 }
 
 // Target is where a RouteFunc sends an accepted connection.

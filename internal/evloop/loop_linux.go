@@ -353,7 +353,7 @@ func (l *loop) admit(li *listener, fd int32) {
 	if li.wildcard && sysLocal(fd, &l.sa) == 0 {
 		local = addrOf(&l.sa)
 	}
-	acc := Accepted{Remote: remote, Local: local}
+	acc := Accepted{Remote: remote, Local: local, Loop: l.index}
 	if li.head != nil {
 		l.admitHead(li.head, fd, acc)
 		return

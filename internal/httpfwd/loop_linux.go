@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,7 +72,6 @@ type LoopServer struct {
 	lr      LoopRoute
 	handoff func(net.Conn)
 	pools   []loopPool // by evloop loop index: a loop's idle upstream Conns are its own
-	free    sync.Pool  // *loopConn
 	stats   loopCounters
 }
 
@@ -88,9 +86,15 @@ func (s *Server) NewLoopServer(lr LoopRoute, loops int, handoff func(net.Conn)) 
 	return ls
 }
 
-// Handler returns the Handler of one client connection, for an evloop Target.Serve.
-func (ls *LoopServer) Handler() evloop.Handler {
-	if lc, _ := ls.free.Get().(*loopConn); lc != nil {
+// Handler returns the Handler of one client connection that the loop of index loop
+// (evloop.Accepted.Loop) accepted, for an evloop Target.Serve; it must be called on that
+// loop's thread. Each loop reuses its own, so that one is never taken by a loop while another
+// still returns from the call that freed it.
+func (ls *LoopServer) Handler(loop int) evloop.Handler {
+	p := &ls.pools[loop]
+	if n := len(p.free); n > 0 {
+		lc := p.free[n-1]
+		p.free = p.free[:n-1]
 		return lc
 	}
 	lc := &loopConn{ls: ls, c: &conn{s: ls.s, work: &work{}}}
@@ -278,6 +282,7 @@ func (lc *loopConn) release() {
 		u.close()
 	}
 	lc.ls.lr.Released()
+	loop := lc.cl.LoopIndex()
 	c := lc.c
 	c.work.reset()
 	c.req.RemoteAddr, c.req.LocalAddr = nil, nil
@@ -288,8 +293,13 @@ func (lc *loopConn) release() {
 	lc.upOut.reset()
 	c.bw.Reset(&lc.out)
 	c.ubw.Reset(&lc.upOut)
-	lc.ls.free.Put(lc)
+	if p := &lc.ls.pools[loop]; len(p.free) < maxFreeLoopConns {
+		p.free = append(p.free, lc)
+	}
 }
+
+// maxFreeLoopConns bounds the free client states a loop keeps: a burst's worth, not a flood's.
+const maxFreeLoopConns = 256
 
 // readHead peeks at the next request head and serves it when the loop can, reading it only
 // then; anything else hands the connection off with every byte still in its socket.

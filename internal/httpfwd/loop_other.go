@@ -31,7 +31,7 @@ type LoopServer struct{}
 func (s *Server) NewLoopServer(LoopRoute, int, func(net.Conn)) *LoopServer { return &LoopServer{} }
 
 // Handler is nil off Linux.
-func (*LoopServer) Handler() evloop.Handler { return nil }
+func (*LoopServer) Handler(int) evloop.Handler { return nil }
 
 // Stats are zero off Linux.
 func (*LoopServer) Stats() LoopStats { return LoopStats{} }

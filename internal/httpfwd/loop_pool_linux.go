@@ -78,6 +78,7 @@ func (u *loopUp) close() {
 // loopPool is one loop's idle upstream connections by key, the most recently used last.
 type loopPool struct {
 	idle map[string][]*loopUp
+	free []*loopConn // client states to reuse
 }
 
 // get takes the most recently used idle connection of key, or nil.

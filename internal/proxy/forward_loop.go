@@ -133,7 +133,7 @@ func (fl *forwardLoop) httpHead(acc evloop.Accepted, head []byte, final bool) ev
 			return evloop.Verdict{}
 		}
 	}
-	return evloop.Verdict{Target: evloop.Target{Serve: fl.http.Handler()}}
+	return evloop.Verdict{Target: evloop.Target{Serve: fl.http.Handler(acc.Loop)}}
 }
 
 // serve is the handoff: the engine serves c under the cap, as ServeForward's connections.
