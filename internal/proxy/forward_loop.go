@@ -124,7 +124,8 @@ func (fl *forwardLoop) httpHead(acc evloop.Accepted, head []byte, final bool) ev
 		}
 		return fl.handoff
 	}
-	if lim := p.connLimit; lim != nil {
+	lim := p.connLimit
+	if lim != nil {
 		if ok, noteDue := lim.take(); !ok {
 			if noteDue {
 				remote := acc.Remote.String()
@@ -132,6 +133,14 @@ func (fl *forwardLoop) httpHead(acc evloop.Accepted, head []byte, final bool) ev
 			}
 			return evloop.Verdict{}
 		}
+	}
+	// Shutdown waits for the connection as for a tunnel: its requests in flight finish before
+	// the proxy's context ends, which cuts the Group.
+	if !p.beginLoop() {
+		if lim != nil {
+			lim.open.Add(-1)
+		}
+		return fl.handoff
 	}
 	return evloop.Verdict{Target: evloop.Target{Serve: fl.http.Handler(acc.Loop)}}
 }

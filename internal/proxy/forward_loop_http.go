@@ -85,9 +85,11 @@ func (lh loopHTTP) Check(remote, local netip.AddrPort) error {
 	return fmt.Errorf("dial %s: %w", remote, errLoop)
 }
 
-// Released implements httpfwd.LoopRoute: the connection's place under the cap is free.
+// Released implements httpfwd.LoopRoute: the connection's place under the cap is free, and
+// Shutdown waits for it no more.
 func (lh loopHTTP) Released() {
 	if lh.lim != nil {
 		lh.lim.open.Add(-1)
 	}
+	lh.p.wg.Done()
 }

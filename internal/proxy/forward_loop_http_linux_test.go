@@ -36,6 +36,8 @@ var backendResponses = map[string]string{
 	"/close":   "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
 	"/eof":     "HTTP/1.1 200 OK\r\nX-Up: eof\r\n\r\nto the end",
 	"/short":   "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+	"/slow":    "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow",
+	"/extra":   "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst",
 }
 
 func startRawBackend(t *testing.T) *rawBackend {
@@ -89,7 +91,19 @@ func (b *rawBackend) serve(c net.Conn) {
 			resp, _, _ = strings.Cut(resp, "\r\n\r\n")
 			resp += "\r\n\r\n"
 		}
+		switch path {
+		case "/hang":
+			io.Copy(io.Discard, br) // never answers: until the proxy closes
+			return
+		case "/slow":
+			time.Sleep(300 * time.Millisecond)
+		}
 		io.WriteString(c, resp)
+		if path == "/extra" {
+			// Bytes nobody asked for, while the connection idles in the proxy's pool.
+			time.Sleep(50 * time.Millisecond)
+			io.WriteString(c, backendResponses["/cl"])
+		}
 		if path == "/close" || path == "/eof" || path == "/short" || resp == "" {
 			return
 		}
