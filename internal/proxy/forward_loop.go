@@ -57,8 +57,13 @@ type forwardLoop struct {
 // a listener, and returns the bound address, which the proxy never dials. The caller closes g
 // when the proxy drains (Shutdown) and when PipeContext ends, as a gateway's event loop.
 func (p *Proxy) ListenForwardLoop(g *evloop.Group, addr netip.AddrPort) (netip.AddrPort, error) {
+	return p.listenForwardLoop(g, addr, loopHTTP{p: p, lim: p.connLimit})
+}
+
+// listenForwardLoop is ListenForwardLoop with the loop engine's LoopRoute, which a test wraps.
+func (p *Proxy) listenForwardLoop(g *evloop.Group, addr netip.AddrPort, lr httpfwd.LoopRoute) (netip.AddrPort, error) {
 	fl := p.newForwardLoop()
-	fl.http = p.forward.NewLoopServer(loopHTTP{p: p, lim: p.connLimit}, g.Loops(), fl.serve)
+	fl.http = p.forward.NewLoopServer(lr, g.Loops(), fl.serve)
 	p.loopHTTP.Store(fl.http)
 	bound, err := g.ListenHead(addr, fl.head)
 	if err != nil {

@@ -40,7 +40,7 @@ var backendResponses = map[string]string{
 	"/extra":   "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst",
 }
 
-func startRawBackend(t *testing.T) *rawBackend {
+func startRawBackend(t testing.TB) *rawBackend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -176,7 +176,7 @@ spec:
 // exchangeKeepAlive sends each request in turn on one connection to addr and returns each
 // response as the client read it, byte for byte; a response after which the connection
 // closed ends the list.
-func exchangeKeepAlive(t *testing.T, addr string, reqs []string) []string {
+func exchangeKeepAlive(t testing.TB, addr string, reqs []string) []string {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
