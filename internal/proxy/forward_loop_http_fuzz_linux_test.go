@@ -134,4 +134,3 @@ func FuzzForwardLoopHTTP(f *testing.F) {
 		}
 	})
 }
-
