@@ -19,7 +19,7 @@ import (
 
 // startLoopProxy is startProxy with the forward port on an evloop Group, closed as the
 // command closes it: drained beside the proxy, cut with its pipes.
-func startLoopProxy(t *testing.T, yamlDocs string, cfg Config) (*harness, *evloop.Group) {
+func startLoopProxy(t testing.TB, yamlDocs string, cfg Config) (*harness, *evloop.Group) {
 	t.Helper()
 	h := startProxy(t, yamlDocs, cfg, "")
 	g, err := evloop.New(h.p.ForwardLoopOptions())
