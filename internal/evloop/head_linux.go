@@ -157,7 +157,7 @@ func (l *loop) closeHead(p *pair) {
 	// Counted out before the close, so that a client that sees the close sees the count.
 	l.open--
 	l.g.open.Add(-1)
-	unix.Close(int(fd)) // the last descriptor of the file: epoll drops it too
+	sysClose(fd) // the last descriptor of the file: epoll drops it too
 	l.freePair(p)
 }
 

@@ -137,7 +137,7 @@ func (l *loop) connectFailed(p *pair, err error) {
 	unlink(p)
 	if fd := p.fd[upstream]; fd >= 0 {
 		l.forget(fd)
-		unix.Close(int(fd))
+		sysClose(fd)
 		p.fd[upstream] = -1
 	}
 	l.connect(p, next)
@@ -260,7 +260,11 @@ func (l *loop) pump(p *pair, i int, trustShort bool) error {
 		}
 		d.blocked = false
 		if d.eof {
-			unix.Shutdown(int(dst), unix.SHUT_WR) // a failure shows on the next read or write
+			if !p.dir[1-i].shut {
+				sysShutdown(dst) // a failure shows on the next read or write
+			}
+			// Else both ways are over and the pair closes now: dst's bytes were all read (to
+			// its EOF), so the close sends the FIN that a shutdown would have.
 			d.shut = true
 			l.release(d)
 			return nil
@@ -314,7 +318,7 @@ func (l *loop) finish(p *pair, connectErr, err error) {
 	for _, fd := range p.fd {
 		if fd >= 0 {
 			l.forget(fd)
-			unix.Close(int(fd))
+			sysClose(fd)
 		}
 	}
 	for i := range p.dir {
