@@ -121,6 +121,9 @@ func (l *loop) decide(p *pair, v Verdict, n int) {
 			l.finish(p, nil, fmt.Errorf("%w: %d of %d bytes", errConsume, t.Consume, n))
 			return
 		}
+		// Bytes the peek saw beyond the head had their edge already; those sent since bring
+		// one (and a client registered only now reports what it holds).
+		p.readable[client] = p.registered && n > t.Consume
 		l.beginPair(p, t)
 	default:
 		bump(&l.stats.rejected, 1)

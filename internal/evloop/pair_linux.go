@@ -24,7 +24,10 @@ type pair struct {
 	fd         [2]int32 // by side; -1 before the upstream socket exists
 	dir        [2]direction
 	connecting bool // the upstream connect is in flight
-	done       func(Result)
+	// readable marks, while connecting, the sides that reported bytes (or their end) not yet
+	// read: connected reads those only, as the others' next bytes bring an edge of their own.
+	readable [2]bool
+	done     func(Result)
 	// connectedHook and retry are the Target's Connected and Retry; addr is the upstream
 	// being connected to, or connected.
 	connectedHook func(netip.AddrPort)
@@ -102,6 +105,7 @@ func (l *loop) connect(p *pair, addr netip.AddrPort) {
 		return
 	}
 	p.fd[upstream] = ufd
+	p.readable[upstream] = false // a retry's new socket
 	e := sysConnect(ufd, &l.sa, putSockaddr(&l.sa, addr))
 	if e != 0 && e != unix.EINPROGRESS {
 		l.failConnect(p, os.NewSyscallError("connect", e))
@@ -151,7 +155,10 @@ func (l *loop) pairEvent(p *pair, side int, events uint32) {
 	}
 	if p.connecting {
 		// The client may speak first: its bytes wait in the kernel until the upstream is
-		// there, and connected reads them then, edge or not.
+		// there, and connected reads them then.
+		if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			p.readable[side] = true
+		}
 		if side == upstream && events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 			l.completeConnect(p)
 		}
@@ -185,8 +192,8 @@ func (l *loop) completeConnect(p *pair) {
 	l.connected(p)
 }
 
-// connected starts relaying p: both directions are pumped, as bytes may have arrived on either
-// side without an edge the loop acted on.
+// connected starts relaying p: each direction whose source reported bytes while the connect
+// was under way is pumped, and the Reply written.
 func (l *loop) connected(p *pair) {
 	if p.check != nil {
 		if err := l.checkUpstream(p); err != nil {
@@ -205,11 +212,28 @@ func (l *loop) connected(p *pair) {
 	if len(p.reply) > 0 {
 		l.queueReply(p)
 	}
-	err := l.pump(p, client, false)
+	err := l.kick(p, client)
 	if err == nil {
-		err = l.pump(p, upstream, false)
+		err = l.kick(p, upstream)
 	}
 	l.settle(p, err)
+}
+
+// kick starts direction i of a pair just connected: pumped when its source reported bytes
+// while connecting, else only its pending bytes (a Reply) written, which spares a read that
+// would find nothing.
+func (l *loop) kick(p *pair, i int) error {
+	if p.readable[i] {
+		return l.pump(p, i, false)
+	}
+	d := &p.dir[i]
+	if d.off < d.end {
+		if done, err := l.writeOut(p, i); !done {
+			return err
+		}
+		l.release(d)
+	}
+	return nil
 }
 
 // checkUpstream runs p's Check with the local address of its connected upstream socket.
@@ -236,27 +260,8 @@ func (l *loop) pump(p *pair, i int, trustShort bool) error {
 	src, dst := p.fd[i], p.fd[1-i]
 	d.short = false
 	for !d.shut {
-		if d.off < d.end {
-			n, e := sysWrite(dst, d.buf[d.off:d.end])
-			switch e {
-			case 0:
-				d.off += n
-				if d.pre > 0 {
-					skip := min(n, d.pre)
-					d.pre -= skip
-					n -= skip
-				}
-				d.total += int64(n)
-				l.count(i, n)
-				l.touch(p)
-			case unix.EAGAIN:
-				d.blocked = true
-				return nil
-			case unix.EINTR:
-			default:
-				return sideError("write", 1-i, e)
-			}
-			continue
+		if done, err := l.writeOut(p, i); !done {
+			return err
 		}
 		d.blocked = false
 		if d.eof {
@@ -292,6 +297,35 @@ func (l *loop) pump(p *pair, i int, trustShort bool) error {
 		}
 	}
 	return nil
+}
+
+// writeOut writes direction i's pending bytes: true once none is left, false when its
+// destination is full (blocked until its EPOLLOUT edge) or failed (the error).
+func (l *loop) writeOut(p *pair, i int) (bool, error) {
+	d := &p.dir[i]
+	dst := p.fd[1-i]
+	for d.off < d.end {
+		n, e := sysWrite(dst, d.buf[d.off:d.end])
+		switch e {
+		case 0:
+			d.off += n
+			if d.pre > 0 {
+				skip := min(n, d.pre)
+				d.pre -= skip
+				n -= skip
+			}
+			d.total += int64(n)
+			l.count(i, n)
+			l.touch(p)
+		case unix.EAGAIN:
+			d.blocked = true
+			return false, nil
+		case unix.EINTR:
+		default:
+			return false, sideError("write", 1-i, e)
+		}
+	}
+	return true, nil
 }
 
 // count adds n bytes of direction i to the Group's counters.
