@@ -159,6 +159,12 @@ func (l *loop) pairEvent(p *pair, side int, events uint32) {
 		if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 			p.readable[side] = true
 		}
+		if side == client && events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			// A reset (a half-close is only EPOLLRDHUP): the client is gone, so the connect,
+			// which may take up to its timeout, is given up now.
+			l.finish(p, nil, sideError("socket", client, clientGone(p.fd[client])))
+			return
+		}
 		if side == upstream && events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 			l.completeConnect(p)
 		}
@@ -181,6 +187,14 @@ func (l *loop) pairEvent(p *pair, side int, events uint32) {
 		err = l.pump(p, 1-side, false)
 	}
 	l.settle(p, err)
+}
+
+// clientGone is the error of a client socket that hung up: its pending error, or a reset.
+func clientGone(fd int32) unix.Errno {
+	if e := socketError(fd); e != 0 {
+		return e
+	}
+	return unix.ECONNRESET
 }
 
 // completeConnect reads the connect's outcome once the upstream socket reported.
