@@ -27,7 +27,8 @@
 #   BASE=e5c7b4c bench/churn.sh          # also meshentry built from that commit, same run
 #   PROFILE=1 bench/churn.sh             # also a CPU profile of meshentry during a -c16 run of (a)
 #                                        # and of (b) after their rounds, not counted in the tables;
-#                                        # the top to $OUT/profile-{http,tunnel}.txt
+#                                        # the top to $OUT/profile-{http,tunnel}.txt, and of the
+#                                        # --forward-event-loop instance: profile-loop-{http,tunnel}.txt
 #   SYSCALLS=1 bench/churn.sh            # also strace -c -f each proxy during a -c16 run of (a) and
 #                                        # (b): syscalls (and failed ones) per connection, side by side
 #                                        # (the gateway and the raw-epoll relay too in (b))
@@ -145,7 +146,7 @@ start_mesh() { # BIN LISTEN ADMIN LOG [FLAG]
 }
 start_mesh "$OUT/meshentry" "$MESH" "$MESH_ADMIN" "$OUT/meshentry.log" ${PROFILE:+--admin-pprof}
 MESH_PID=$!
-start_mesh "$OUT/meshentry" "$MESH_LOOP" "$MESH_LOOP_ADMIN" "$OUT/meshentry-loop.log" --forward-event-loop
+start_mesh "$OUT/meshentry" "$MESH_LOOP" "$MESH_LOOP_ADMIN" "$OUT/meshentry-loop.log" "--forward-event-loop${PROFILE:+ --admin-pprof}"
 LOOP_PID=$!
 BASE_PID=
 if [ -n "${BASE:-}" ]; then
@@ -260,14 +261,14 @@ tunnel_run() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "-") printf "%.2f", a / b; else print "-" }'; }
 row() { printf "%-40s %10s %10s %14s %10s %10s\n" "$@"; }
 
-# profile_run KIND RUN...: with PROFILE=1, at -c16, RUN (a run of meshentry for KIND, http or
-# tunnel) once more after the rounds, not counted in them, under a CPU profile of meshentry; the
-# profile's top to $OUT/profile-KIND.txt.
+# profile_run KIND ADMIN RUN...: with PROFILE=1, at -c16, RUN (a run of the meshentry serving
+# pprof at ADMIN, for KIND: http, tunnel, loop-http or loop-tunnel) once more after the rounds,
+# not counted in them, under a CPU profile of it; the profile's top to $OUT/profile-KIND.txt.
 profile_run() {
   [ "${PROFILE:-}" = 1 ] && [ "$c" = 16 ] || return 0
-  local kind=$1 prof
-  shift
-  curl -fsS -o "$OUT/meshentry-$kind.pprof" "http://$MESH_ADMIN/debug/pprof/profile?seconds=${DURATION%s}" &
+  local kind=$1 admin=$2 prof
+  shift 2
+  curl -fsS -o "$OUT/meshentry-$kind.pprof" "http://$admin/debug/pprof/profile?seconds=${DURATION%s}" &
   prof=$!
   "$@" >/dev/null || true
   wait "$prof" || true
@@ -363,7 +364,8 @@ declare -A label
     keys=(direct haproxy meshentry loop)
     [ -n "$BASE_PID" ] && keys+=(base)
     table http "${keys[@]}"
-    profile_run http http_run "profile-meshentry-c$c" "$c" "http://$MESH/" "$MESH_PID" bench.local
+    profile_run http "$MESH_ADMIN" http_run "profile-meshentry-c$c" "$c" "http://$MESH/" "$MESH_PID" bench.local
+    profile_run loop-http "$MESH_LOOP_ADMIN" http_run "profile-loop-c$c" "$c" "http://$MESH_LOOP/" "$LOOP_PID" bench.local
   done
   for c in $CONNS; do
     case " $ROWS " in *" tunnel "*) ;; *) break ;; esac
@@ -377,7 +379,8 @@ declare -A label
     keys=(direct haproxy gateway gwloop gopipe evpipe evhand meshentry loop)
     [ -n "$BASE_PID" ] && keys+=(base)
     table tunnel "${keys[@]}"
-    profile_run tunnel tunnel_run "profile-meshentry-c$c" "$c" "$MESH" "$MESH_PID" source.local:443
+    profile_run tunnel "$MESH_ADMIN" tunnel_run "profile-meshentry-c$c" "$c" "$MESH" "$MESH_PID" source.local:443
+    profile_run loop-tunnel "$MESH_LOOP_ADMIN" tunnel_run "profile-loop-c$c" "$c" "$MESH_LOOP" "$LOOP_PID" source.local:443
   done
 } | tee "$OUT/result.txt"
 

@@ -104,8 +104,8 @@ func TestForwardEventLoopFlagServesTheForwardPort(t *testing.T) {
 			if loop {
 				// The tunnel ran on the loop; the HTTP request and the refused CONNECT were handed off.
 				wants = append(wants, []struct{ metric, service, value string }{
-					{"meshentry_forward_loop_connections_total{", `outcome="relayed"`, " 1"},
-					{"meshentry_forward_loop_connections_total{", `outcome="handoff"`, " 2"},
+					{"meshentry_event_loop_pairs_total{", `listener="forward"`, " 1"},
+					{"meshentry_event_loop_handoffs_total{", `listener="forward"`, " 2"},
 				}...)
 			}
 			for _, want := range wants {

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
 	"github.com/meshentry/meshentry/internal/evloop"
@@ -99,44 +98,4 @@ func (r *forwardLoopRun) close() {
 		r.group.Close()
 		r.stopCut()
 	}
-}
-
-// forwardLoopCollector exports the forward port's event loop counters in /stats/prometheus,
-// so that every bound of the loop (head timeout and size, connection cap) shows when hit.
-type forwardLoopCollector struct{ r *forwardLoopRun }
-
-var (
-	descForwardLoopOpen = prometheus.NewDesc("meshentry_forward_loop_connections_open",
-		"Connections the forward port's event loops hold now: tunnels, and connections whose first bytes are awaited.", nil, nil)
-	descForwardLoopConns = prometheus.NewDesc("meshentry_forward_loop_connections_total",
-		"Connections the forward port's event loops accepted, by outcome: relayed (a CONNECT tunnel on the loop), handoff (served by the usual path), closed (over the connection cap, or a verdict closed it), overflow (closed when accepted: the loops held --max-connections), head_timeout and head_full (the first bytes took too long, or filled --max-header-bytes: decided then, most often handed off), head_error (reset before a decision).", []string{"outcome"}, nil)
-	descForwardLoopConnectFailures = prometheus.NewDesc("meshentry_forward_loop_connect_failures_total",
-		"Upstream connect attempts of the forward port's tunnels on the loops that failed, by kind: error (refused, unreachable) or timeout.", []string{"kind"}, nil)
-)
-
-// Describe sends every descriptor.
-func (c forwardLoopCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descForwardLoopOpen, descForwardLoopConns, descForwardLoopConnectFailures} {
-		ch <- d
-	}
-}
-
-// Collect reads the counters once.
-func (c forwardLoopCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.r.group.Stats()
-	ch <- prometheus.MustNewConstMetric(descForwardLoopOpen, prometheus.GaugeValue, float64(s.Open))
-	for outcome, v := range map[string]int64{"relayed": s.Pairs, "handoff": s.Handoffs, "closed": s.Rejected,
-		"overflow": s.Overflow, "head_timeout": s.HeadTimeouts, "head_full": s.HeadFull, "head_error": s.HeadErrors} {
-		ch <- prometheus.MustNewConstMetric(descForwardLoopConns, prometheus.CounterValue, float64(v), outcome)
-	}
-	ch <- prometheus.MustNewConstMetric(descForwardLoopConnectFailures, prometheus.CounterValue, float64(s.ConnectFailures), "error")
-	ch <- prometheus.MustNewConstMetric(descForwardLoopConnectFailures, prometheus.CounterValue, float64(s.ConnectTimeouts), "timeout")
-}
-
-// registerMetrics adds the loop's counters to reg; without --forward-event-loop it adds nothing.
-func (r *forwardLoopRun) registerMetrics(reg *prometheus.Registry) error {
-	if r == nil {
-		return nil
-	}
-	return reg.Register(forwardLoopCollector{r: r})
 }

@@ -153,14 +153,12 @@ func (r *runState) start() error {
 	return nil
 }
 
-// registerMetrics adds the gateway's, the kube source's and the xDS client's metrics.
+// registerMetrics adds the gateway's, the kube source's, the xDS client's and the event loops'
+// metrics.
 func (r *runState) registerMetrics() {
 	reg := r.mm.Registry()
 	if err := r.gw.registerMetrics(reg); err != nil {
 		r.log.Error("gateway metrics left out", "err", err)
-	}
-	if err := r.fwd.registerMetrics(reg); err != nil {
-		r.log.Error("forward event loop metrics left out", "err", err)
 	}
 	if err := r.kr.registerMetrics(reg); err != nil {
 		r.log.Error("kube metrics left out", "err", err)
@@ -176,6 +174,9 @@ func (r *runState) loopStats() map[string]func() evloop.Stats {
 	loops := map[string]func() evloop.Stats{}
 	if r.gw != nil && r.gw.gw.EventLoop() {
 		loops["gateway"] = r.gw.gw.LoopStats
+	}
+	if r.fwd != nil {
+		loops["forward"] = r.fwd.group.Stats
 	}
 	return loops
 }

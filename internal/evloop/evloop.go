@@ -176,7 +176,8 @@ type Result struct {
 	// syscall.Errno such as ECONNREFUSED); the client was closed without a byte relayed.
 	ConnectErr error
 	// Err is why a relaying pair ended early: ErrIdleTimeout, ErrShutdown or a read or write
-	// error. Nil when both directions ended with an EOF.
+	// error (ECONNRESET for a client that reset while its upstream connect was under way).
+	// Nil when both directions ended with an EOF.
 	Err error
 	// Duration is from the accept to the close, on the loop's clock (read once per batch of
 	// events).

@@ -123,6 +123,9 @@ func (l *loop) decide(p *pair, v Verdict, n int) {
 			l.finish(p, nil, fmt.Errorf("%w: %d of %d bytes", errConsume, t.Consume, n))
 			return
 		}
+		// Bytes the peek saw beyond the head had their edge already; those sent since bring
+		// one (and a client registered only now reports what it holds).
+		p.readable[client] = p.registered && n > t.Consume
 		l.beginPair(p, t)
 	default:
 		bump(&l.stats.rejected, 1)
@@ -159,7 +162,7 @@ func (l *loop) closeHead(p *pair) {
 	// Counted out before the close, so that a client that sees the close sees the count.
 	l.open--
 	l.g.open.Add(-1)
-	unix.Close(int(fd)) // the last descriptor of the file: epoll drops it too
+	sysClose(fd) // the last descriptor of the file: epoll drops it too
 	l.freePair(p)
 }
 

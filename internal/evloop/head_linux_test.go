@@ -237,6 +237,41 @@ func TestHeadConsumeReply(t *testing.T) {
 	}
 }
 
+// TestHeadPipelinedAfterWait relays the bytes that came with the end of a head the loop had
+// waited for: their edge went to the head phase, so the relay must read them without one. The
+// client then sends nothing more, and keeps its side open, so no later edge covers for a miss.
+func TestHeadPipelinedAfterWait(t *testing.T) {
+	const pipelined, answer = "pipelined", "answer"
+	got := make(chan string, 1)
+	up := serve(t, func(c *net.TCPConn) {
+		b := make([]byte, len(pipelined))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _ := io.ReadFull(c, b)
+		got <- string(b[:n])
+		c.Write([]byte(answer))
+		c.CloseWrite()
+	})
+	g := newGroup(t, Options{Loops: 1})
+	addr := listenHead(t, g, untilMarker("\r\n\r\n", make(chan headCall, 8), func(h []byte, _ bool) Verdict {
+		return Verdict{Target: Target{Addr: up.addr, Consume: bytes.Index(h, []byte("\r\n\r\n")) + 4,
+			Reply: []byte("HTTP/1.1 200 OK\r\n\r\n")}}
+	}))
+	c := dial(t, addr)
+	c.Write([]byte("CONNECT x:1 HTTP/1.1\r\n"))
+	for deadline := time.Now().Add(5 * time.Second); g.Stats().HeadWaits == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the loop never waited for the rest of the head")
+		}
+	}
+	c.Write([]byte("\r\n" + pipelined))
+	if err := expect(c, []byte("HTTP/1.1 200 OK\r\n\r\n"+answer)); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; b != pipelined {
+		t.Errorf("upstream got %q, want %q", b, pipelined)
+	}
+}
+
 // TestHeadRefuse writes the Refuse bytes once every retry failed, and not otherwise.
 func TestHeadRefuse(t *testing.T) {
 	g := newGroup(t, Options{Loops: 1})

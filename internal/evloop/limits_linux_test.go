@@ -107,6 +107,34 @@ func TestConnectFailures(t *testing.T) {
 	}
 }
 
+// TestClientResetDuringConnect ends a pair whose client reset while its upstream connect hung:
+// at the reset, not at the connect timeout, so a client that gives up frees its place at once.
+func TestClientResetDuringConnect(t *testing.T) {
+	target := fullBacklog(t)
+	const timeout = 5 * time.Second
+	g := newGroup(t, Options{ConnectTimeout: timeout})
+	done := make(results, 1)
+	c := dial(t, listen(t, g, done.routeTo(target)))
+	for deadline := time.Now().Add(timeout); g.Stats().Pairs == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the pair never began")
+		}
+	}
+	start := time.Now()
+	c.SetLinger(0)
+	c.Close() // a reset
+	res := done.next(t)
+	if took := time.Since(start); took > timeout/2 {
+		t.Errorf("the pair ended %v after the reset: at the connect timeout, not the reset", took)
+	}
+	if !errors.Is(res.Err, syscall.ECONNRESET) || res.ConnectErr != nil {
+		t.Errorf("Result %+v, want Err ECONNRESET and no ConnectErr", res)
+	}
+	if s := g.Stats(); s.Open != 0 || s.ConnectTimeouts != 0 {
+		t.Errorf("Stats %+v, want none open and no connect timeout", s)
+	}
+}
+
 // TestIdleTimeout closes both ends of a pair that moved nothing for the idle timeout.
 func TestIdleTimeout(t *testing.T) {
 	const idle = 200 * time.Millisecond

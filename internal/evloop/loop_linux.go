@@ -346,7 +346,7 @@ func (l *loop) admit(li *listener, fd int32) {
 	if open := l.g.open.Add(1); l.g.maxOpen > 0 && open > l.g.maxOpen {
 		l.g.open.Add(-1)
 		bump(&l.stats.overflow, 1)
-		unix.Close(int(fd))
+		sysClose(fd)
 		return
 	}
 	local := li.addr
@@ -362,7 +362,7 @@ func (l *loop) admit(li *listener, fd int32) {
 	if !ok {
 		l.g.open.Add(-1)
 		bump(&l.stats.rejected, 1)
-		unix.Close(int(fd))
+		sysClose(fd)
 		return
 	}
 	if t.Handoff != nil {

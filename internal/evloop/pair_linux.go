@@ -24,7 +24,10 @@ type pair struct {
 	fd         [2]int32 // by side; -1 before the upstream socket exists
 	dir        [2]direction
 	connecting bool // the upstream connect is in flight
-	done       func(Result)
+	// readable marks, while connecting, the sides that reported bytes (or their end) not yet
+	// read: connected reads those only, as the others' next bytes bring an edge of their own.
+	readable [2]bool
+	done     func(Result)
 	// connectedHook and retry are the Target's Connected and Retry; addr is the upstream
 	// being connected to, or connected.
 	connectedHook func(netip.AddrPort)
@@ -102,6 +105,7 @@ func (l *loop) connect(p *pair, addr netip.AddrPort) {
 		return
 	}
 	p.fd[upstream] = ufd
+	p.readable[upstream] = false // a retry's new socket
 	e := sysConnect(ufd, &l.sa, putSockaddr(&l.sa, addr))
 	if e != 0 && e != unix.EINPROGRESS {
 		l.failConnect(p, os.NewSyscallError("connect", e))
@@ -137,7 +141,7 @@ func (l *loop) connectFailed(p *pair, err error) {
 	unlink(p)
 	if fd := p.fd[upstream]; fd >= 0 {
 		l.forget(fd)
-		unix.Close(int(fd))
+		sysClose(fd)
 		p.fd[upstream] = -1
 	}
 	l.connect(p, next)
@@ -151,7 +155,16 @@ func (l *loop) pairEvent(p *pair, side int, events uint32) {
 	}
 	if p.connecting {
 		// The client may speak first: its bytes wait in the kernel until the upstream is
-		// there, and connected reads them then, edge or not.
+		// there, and connected reads them then.
+		if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			p.readable[side] = true
+		}
+		if side == client && events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			// A reset (a half-close is only EPOLLRDHUP): the client is gone, so the connect,
+			// which may take up to its timeout, is given up now.
+			l.finish(p, nil, sideError("socket", client, clientGone(p.fd[client])))
+			return
+		}
 		if side == upstream && events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 			l.completeConnect(p)
 		}
@@ -176,6 +189,14 @@ func (l *loop) pairEvent(p *pair, side int, events uint32) {
 	l.settle(p, err)
 }
 
+// clientGone is the error of a client socket that hung up: its pending error, or a reset.
+func clientGone(fd int32) unix.Errno {
+	if e := socketError(fd); e != 0 {
+		return e
+	}
+	return unix.ECONNRESET
+}
+
 // completeConnect reads the connect's outcome once the upstream socket reported.
 func (l *loop) completeConnect(p *pair) {
 	if e := socketError(p.fd[upstream]); e != 0 {
@@ -185,8 +206,8 @@ func (l *loop) completeConnect(p *pair) {
 	l.connected(p)
 }
 
-// connected starts relaying p: both directions are pumped, as bytes may have arrived on either
-// side without an edge the loop acted on.
+// connected starts relaying p: each direction whose source reported bytes while the connect
+// was under way is pumped, and the Reply written.
 func (l *loop) connected(p *pair) {
 	if p.check != nil {
 		if err := l.checkUpstream(p); err != nil {
@@ -205,11 +226,28 @@ func (l *loop) connected(p *pair) {
 	if len(p.reply) > 0 {
 		l.queueReply(p)
 	}
-	err := l.pump(p, client, false)
+	err := l.kick(p, client)
 	if err == nil {
-		err = l.pump(p, upstream, false)
+		err = l.kick(p, upstream)
 	}
 	l.settle(p, err)
+}
+
+// kick starts direction i of a pair just connected: pumped when its source reported bytes
+// while connecting, else only its pending bytes (a Reply) written, which spares a read that
+// would find nothing.
+func (l *loop) kick(p *pair, i int) error {
+	if p.readable[i] {
+		return l.pump(p, i, false)
+	}
+	d := &p.dir[i]
+	if d.off < d.end {
+		if done, err := l.writeOut(p, i); !done {
+			return err
+		}
+		l.release(d)
+	}
+	return nil
 }
 
 // checkUpstream runs p's Check with the local address of its connected upstream socket.
@@ -236,31 +274,16 @@ func (l *loop) pump(p *pair, i int, trustShort bool) error {
 	src, dst := p.fd[i], p.fd[1-i]
 	d.short = false
 	for !d.shut {
-		if d.off < d.end {
-			n, e := sysWrite(dst, d.buf[d.off:d.end])
-			switch e {
-			case 0:
-				d.off += n
-				if d.pre > 0 {
-					skip := min(n, d.pre)
-					d.pre -= skip
-					n -= skip
-				}
-				d.total += int64(n)
-				l.count(i, n)
-				l.touch(p)
-			case unix.EAGAIN:
-				d.blocked = true
-				return nil
-			case unix.EINTR:
-			default:
-				return sideError("write", 1-i, e)
-			}
-			continue
+		if done, err := l.writeOut(p, i); !done {
+			return err
 		}
 		d.blocked = false
 		if d.eof {
-			unix.Shutdown(int(dst), unix.SHUT_WR) // a failure shows on the next read or write
+			if !p.dir[1-i].shut {
+				sysShutdown(dst) // a failure shows on the next read or write
+			}
+			// Else both ways are over and the pair closes now: dst's bytes were all read (to
+			// its EOF), so the close sends the FIN that a shutdown would have.
 			d.shut = true
 			l.release(d)
 			return nil
@@ -290,6 +313,35 @@ func (l *loop) pump(p *pair, i int, trustShort bool) error {
 	return nil
 }
 
+// writeOut writes direction i's pending bytes: true once none is left, false when its
+// destination is full (blocked until its EPOLLOUT edge) or failed (the error).
+func (l *loop) writeOut(p *pair, i int) (bool, error) {
+	d := &p.dir[i]
+	dst := p.fd[1-i]
+	for d.off < d.end {
+		n, e := sysWrite(dst, d.buf[d.off:d.end])
+		switch e {
+		case 0:
+			d.off += n
+			if d.pre > 0 {
+				skip := min(n, d.pre)
+				d.pre -= skip
+				n -= skip
+			}
+			d.total += int64(n)
+			l.count(i, n)
+			l.touch(p)
+		case unix.EAGAIN:
+			d.blocked = true
+			return false, nil
+		case unix.EINTR:
+		default:
+			return false, sideError("write", 1-i, e)
+		}
+	}
+	return true, nil
+}
+
 // count adds n bytes of direction i to the Group's counters.
 func (l *loop) count(i, n int) {
 	if i == client {
@@ -314,7 +366,7 @@ func (l *loop) finish(p *pair, connectErr, err error) {
 	for _, fd := range p.fd {
 		if fd >= 0 {
 			l.forget(fd)
-			unix.Close(int(fd))
+			sysClose(fd)
 		}
 	}
 	for i := range p.dir {

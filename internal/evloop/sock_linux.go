@@ -8,9 +8,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The socket calls of the hot path. Every socket here is non-blocking, so read, write, accept4
-// and connect never block: they go through RawSyscall, without entering the scheduler's
-// system-call state, as the loop's thread has nothing else to run meanwhile. The socket
+// The socket calls of the hot path. Every socket here is non-blocking and none lingers, so read,
+// write, accept4, connect, shutdown, close and the socket options never block: they go through
+// RawSyscall, without entering the scheduler's system-call state, as the loop's thread has
+// nothing else to run meanwhile. (A call in that state long enough has sysmon retake the P,
+// which keeps sysmon waking every 20 µs: a loopback write or shutdown runs the peer's receive
+// path inline and often lasts that long.) The socket
 // addresses are written into and parsed out of a loop's scratch sockaddr, so that no call
 // allocates.
 
@@ -58,29 +61,46 @@ func newSocket(a netip.Addr) (int32, error) {
 	if !a.Is4() {
 		family = unix.AF_INET6
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
+	fd, _, e := unix.RawSyscall(unix.SYS_SOCKET, uintptr(family), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if e != 0 {
+		return -1, e
 	}
-	if err := setNoDelay(int32(fd)); err != nil {
-		unix.Close(fd)
-		return -1, err
+	if e := setNoDelay(int32(fd)); e != 0 {
+		sysClose(int32(fd))
+		return -1, e
 	}
 	return int32(fd), nil
 }
 
 // setNoDelay turns Nagle off: a relay forwards what it got at once, as net does by default.
-func setNoDelay(fd int32) error {
-	return unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+func setNoDelay(fd int32) unix.Errno {
+	on := int32(1)
+	_, _, e := unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY,
+		uintptr(unsafe.Pointer(&on)), 4, 0)
+	return e
 }
 
 // socketError reads and clears the pending error of fd (SO_ERROR).
 func socketError(fd int32) unix.Errno {
-	e, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
-	if err != nil {
-		return err.(unix.Errno)
+	var v int32
+	size := uint32(4)
+	_, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_ERROR,
+		uintptr(unsafe.Pointer(&v)), uintptr(unsafe.Pointer(&size)), 0)
+	if e != 0 {
+		return e
 	}
-	return unix.Errno(e)
+	return unix.Errno(v)
+}
+
+// sysShutdown shuts fd for writing: the FIN that passes a half-close on.
+func sysShutdown(fd int32) unix.Errno {
+	_, _, e := unix.RawSyscall(unix.SYS_SHUTDOWN, uintptr(fd), unix.SHUT_WR, 0)
+	return e
+}
+
+// sysClose closes fd; its error is of no use to a relay, which is done with the socket.
+func sysClose(fd int32) {
+	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
 }
 
 // putSockaddr writes a into sa and returns its size; a must be unmapped (an IPv4 address as

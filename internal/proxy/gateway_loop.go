@@ -124,16 +124,18 @@ type loopPipe struct {
 	host, sni string
 	port      uint32
 	// via names the path in the logs ("gateway", "CONNECT"); id is the CONNECT's request id.
-	via        string
-	id         []byte
-	lim        *connLimit // the place under the proxy's cap a CONNECT tunnel holds, if any
-	dst        destination
-	rec        *connRecord
-	endpoint   int // the endpoint being connected to, or connected
-	tried      uint64
-	errs       []error
-	opened     sync.Once
-	epCounters *epCounters
+	via      string
+	id       []byte
+	lim      *connLimit // the place under the proxy's cap a CONNECT tunnel holds, if any
+	dst      destination
+	rec      *connRecord
+	endpoint int // the endpoint being connected to, or connected
+	tried    uint64
+	errs     []error
+	opened   sync.Once
+	// upConnected is set on the loop's thread when the upstream connected, before Done.
+	upConnected bool
+	epCounters  *epCounters
 }
 
 // pick picks the next endpoint as dialRoute does, past those tried; false when none is left or
@@ -209,6 +211,7 @@ func mustAddrPort(s string) netip.AddrPort {
 func (lp *loopPipe) connected(netip.AddrPort) {
 	p, key := lp.p, lp.r.eps[lp.endpoint].up.Key
 	p.reportSuccess(lp.r.health, key)
+	lp.upConnected = true
 	lp.epCounters = p.counts.connOpened(key)
 	if lp.rec != nil || p.log.Enabled(p.pipeCtx, slog.LevelDebug) {
 		gopool.Go(func() { lp.opened.Do(lp.reportOpened) })
@@ -246,6 +249,13 @@ func (lp *loopPipe) finish(res evloop.Result) {
 		err := lp.dialErr(res.ConnectErr)
 		p.logRequestFailure(err, lp.id, lp.via, lp.host, lp.port, lp.m.Cluster)
 		lp.rec.failed(p.serviceOf(lp.m), dialFlags(err))
+		return
+	}
+	if !lp.upConnected {
+		// Never connected: the client reset while the connect was under way (evloop ends the
+		// pair then), reported as the engine reports a client gone before its tunnel opened.
+		p.log.Debug("client left before its upstream connected", "host", lp.host, "port", lp.port, "err", res.Err)
+		lp.rec.failed(p.serviceOf(lp.m), telemetry.DownstreamClosed)
 		return
 	}
 	lp.opened.Do(lp.reportOpened) // connected's task, if any, may not have run yet
