@@ -76,6 +76,7 @@ func (l *loop) serveHead(p *pair, h Handler) {
 		s.pair, s.conn = nil, c
 	} else if err := l.register(fd, slot{conn: c}); err != nil {
 		bump(&l.stats.headErrors, 1)
+		h.Drain(c, true) // the Handler releases what it holds for c
 		c.Close()
 		return
 	}

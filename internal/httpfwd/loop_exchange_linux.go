@@ -35,6 +35,7 @@ func (lc *loopConn) serve() {
 	}
 	req.RequestID = c.rec.RequestID
 	c.ex = exchange{}
+	lc.cl.SetDeadline(lc.ls.s.lim.StreamIdleTimeout) // the answer's writes, whatever it is
 	lc.attempt, lc.retried, lc.logged, lc.extra = 0, false, false, false
 	lc.upErr, lc.err = nil, nil
 	lc.route()
@@ -549,5 +550,5 @@ func (lc *loopConn) next() {
 	lc.up = Upstream{}
 	lc.st, lc.kept, lc.partial = stHead, true, false
 	lc.cl.SetDeadline(s.lim.IdleTimeout)
-	lc.readHead()
+	lc.again = true // the head may be there already, pipelined: drive reads it
 }

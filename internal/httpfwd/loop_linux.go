@@ -157,6 +157,8 @@ type loopConn struct {
 	// kept: a request was served, so the wait is a keep-alive one; partial: bytes of the
 	// next head arrived, so HeaderReadTimeout runs.
 	kept, partial bool
+	// again: an answer went out whole and the next head is to be read (drive).
+	again         bool
 	out, upOut    outBuf
 	remote, local net.Addr
 
@@ -193,6 +195,17 @@ func (lc *loopConn) Ready(cl *evloop.Conn, ev evloop.Events) {
 	}
 	// While an upstream is awaited, the client's bytes (a pipelined request, its close) wait
 	// in its socket, as the engine reads none until the response is relayed.
+	lc.drive()
+}
+
+// drive reads the next request heads that answers made due (next sets again): in a loop, not
+// by recursion, so that a client pipelining many requests the loop answers at once (refusals)
+// costs no stack.
+func (lc *loopConn) drive() {
+	for lc.again {
+		lc.again = false
+		lc.readHead()
+	}
 }
 
 // begin takes a new client connection.
@@ -205,16 +218,19 @@ func (lc *loopConn) begin(cl *evloop.Conn) {
 
 // Expired handles the client's deadline: the head wait's, or the exchange's stream idle one.
 func (lc *loopConn) Expired(cl *evloop.Conn) {
-	switch lc.st {
-	case stHead:
+	switch {
+	case lc.st == stHead:
 		lc.headExpired()
-	case stAwait:
+	case lc.st == stAwait:
 		bump(&lc.ls.stats.streamTimeouts)
 		lc.upstreamFailed(errStall)
-	case stBody, stFlush:
+	case lc.st == stFlush && !lc.logged:
+		lc.close() // an answer of the engine's own that the client does not take: logged already
+	case lc.st == stBody || lc.st == stFlush:
 		bump(&lc.ls.stats.streamTimeouts)
 		lc.stalled()
 	}
+	lc.drive()
 }
 
 // errStall is a read or write that made no progress for the stream idle timeout; a timeout
@@ -246,6 +262,7 @@ func (lc *loopConn) Drain(cl *evloop.Conn, now bool) {
 	default:
 		lc.handOff()
 	}
+	lc.drive()
 }
 
 // shutting reports a drain of the Server or of the loops: the answer closes the connection.
@@ -287,7 +304,7 @@ func (lc *loopConn) release() {
 	c.work.reset()
 	c.req.RemoteAddr, c.req.LocalAddr = nil, nil
 	lc.cl, lc.remote, lc.local = nil, nil, nil
-	lc.st = stDone
+	lc.st, lc.again = stDone, false
 	lc.up, lc.upErr, lc.err = Upstream{}, nil, nil
 	lc.out.reset()
 	lc.upOut.reset()

@@ -1,6 +1,10 @@
 package httpfwd
 
-import "github.com/meshentry/meshentry/internal/evloop"
+import (
+	"golang.org/x/sys/unix"
+
+	"github.com/meshentry/meshentry/internal/evloop"
+)
 
 // The loop's upstream connections. An idle one stays registered in its loop's epoll, so that
 // an upstream that closes it, resets it or sends on it is learnt from an edge, at once, and
@@ -27,18 +31,24 @@ func (ls *LoopServer) newUp(key string) *loopUp { return &loopUp{ls: ls, key: ke
 func (u *loopUp) Ready(cn *evloop.Conn, ev evloop.Events) {
 	switch {
 	case u.idle:
-		if ev&(evloop.Readable|evloop.Hangup) != 0 {
-			bump(&u.ls.stats.poolIdleClosed)
-			u.ls.pools[cn.LoopIndex()].remove(u)
-			u.close()
+		if ev&evloop.Hangup == 0 && (ev&evloop.Readable == 0 || u.quiet()) {
+			// An edge queued before the response's last bytes were read: nothing is there.
+			return
 		}
+		bump(&u.ls.stats.poolIdleClosed)
+		u.ls.pools[cn.LoopIndex()].remove(u)
+		u.close()
 	case u.lc == nil:
 	case u.connecting:
 		if ev&(evloop.Writable|evloop.Hangup) != 0 {
-			u.lc.connected(u, false)
+			lc := u.lc
+			lc.connected(u, false)
+			lc.drive()
 		}
 	default:
-		u.lc.upstreamReady(ev)
+		lc := u.lc
+		lc.upstreamReady(ev)
+		lc.drive()
 	}
 }
 
@@ -50,7 +60,9 @@ func (u *loopUp) Expired(cn *evloop.Conn) {
 		u.ls.pools[cn.LoopIndex()].remove(u)
 		u.close()
 	case u.connecting && u.lc != nil:
-		u.lc.connected(u, true)
+		lc := u.lc
+		lc.connected(u, true)
+		lc.drive()
 	}
 }
 
@@ -64,6 +76,13 @@ func (u *loopUp) Drain(cn *evloop.Conn, now bool) {
 	case now && u.lc != nil:
 		u.lc.abort()
 	}
+}
+
+// quiet reports whether nothing is there to read on u (a peek says EAGAIN).
+func (u *loopUp) quiet() bool {
+	var b [1]byte
+	_, e := u.cn.Peek(b[:])
+	return e == unix.EAGAIN
 }
 
 // close closes u's socket.
