@@ -550,5 +550,5 @@ func (lc *loopConn) next() {
 	lc.up = Upstream{}
 	lc.st, lc.kept, lc.partial = stHead, true, false
 	lc.cl.SetDeadline(s.lim.IdleTimeout)
-	lc.again = true // the head may be there already, pipelined: drive reads it
+	lc.again = lc.unread // a head there already, pipelined or sent meanwhile: drive reads it
 }

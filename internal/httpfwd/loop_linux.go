@@ -157,8 +157,11 @@ type loopConn struct {
 	// kept: a request was served, so the wait is a keep-alive one; partial: bytes of the
 	// next head arrived, so HeaderReadTimeout runs.
 	kept, partial bool
-	// again: an answer went out whole and the next head is to be read (drive).
-	again         bool
+	// again: an answer went out whole and the next head is to be read (drive). unread: the
+	// client's socket may hold bytes of a next request (the last peek saw more than the head,
+	// or an edge came during the exchange), so that the next head is peeked at once rather than
+	// at the next edge: a client that sends one request at a time costs no empty peek.
+	again, unread bool
 	out, upOut    outBuf
 	remote, local net.Addr
 
@@ -184,6 +187,9 @@ type loopConn struct {
 func (lc *loopConn) Ready(cl *evloop.Conn, ev evloop.Events) {
 	if lc.cl == nil {
 		lc.begin(cl)
+	}
+	if ev&(evloop.Readable|evloop.Hangup) != 0 {
+		lc.unread = true
 	}
 	switch lc.st {
 	case stHead:
@@ -212,7 +218,7 @@ func (lc *loopConn) drive() {
 func (lc *loopConn) begin(cl *evloop.Conn) {
 	lc.cl = cl
 	lc.remote, lc.local = net.TCPAddrFromAddrPort(cl.Remote), net.TCPAddrFromAddrPort(cl.Local)
-	lc.st, lc.kept, lc.partial = stHead, false, true
+	lc.st, lc.kept, lc.partial, lc.unread = stHead, false, true, false
 	cl.SetDeadline(lc.ls.s.lim.HeaderReadTimeout)
 }
 
@@ -339,6 +345,7 @@ func (lc *loopConn) readHead() {
 	}
 	switch {
 	case e == unix.EAGAIN:
+		lc.unread = false
 		return // wait for the edge, under the deadline set
 	case e != 0 || n == 0:
 		lc.close() // a reset, or the client's end between requests
@@ -346,6 +353,7 @@ func (lc *loopConn) readHead() {
 	}
 	b := buf[:n]
 	end := headEnd(nil, b)
+	lc.unread = end >= 0 && n > end // a pipelined request behind this one
 	switch {
 	case b[0] == '\r' || b[0] == '\n':
 		lc.handOff() // empty lines before the head: the engine skips them its way
