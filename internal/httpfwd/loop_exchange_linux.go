@@ -35,7 +35,6 @@ func (lc *loopConn) serve() {
 	c.ex = exchange{}
 	lc.cl.SetDeadline(lc.ls.s.lim.StreamIdleTimeout) // the answer's writes, whatever it is
 	lc.attempt, lc.retried, lc.logged, lc.extra = 0, false, false, false
-	lc.upErr, lc.err = nil, nil
 	lc.route()
 }
 

@@ -175,10 +175,9 @@ type loopConn struct {
 	left    int64 // body bytes still due, for a Content-Length body
 	extra   bool  // the upstream sent bytes beyond the response
 	keep    bool  // the client connection carries another request after this one
-	// finish is what the answer's flush completes: a relayed response logs and reports then.
+	// logged: the answer is a relayed response, whose log and report wait for its flush
+	// (next); an answer of the engine's own (reject, fail) logged itself.
 	logged bool
-	upErr  error
-	err    error
 	body   []byte      // scratch for the response body
 	chunks *loopChunks // the decoder of a chunked body, made at the first
 }
@@ -311,7 +310,7 @@ func (lc *loopConn) release() {
 	c.req.RemoteAddr, c.req.LocalAddr = nil, nil
 	lc.cl, lc.remote, lc.local = nil, nil, nil
 	lc.st, lc.again = stDone, false
-	lc.up, lc.upErr, lc.err = Upstream{}, nil, nil
+	lc.up = Upstream{}
 	lc.out.reset()
 	lc.upOut.reset()
 	c.bw.Reset(&lc.out)
