@@ -6,11 +6,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/meshentry/meshentry/internal/evloop"
 	"github.com/meshentry/meshentry/internal/httpfwd"
 )
 
@@ -169,5 +171,36 @@ func TestForwardLoopDrain(t *testing.T) {
 	}
 	if s := h.p.ForwardLoopHTTPStats(); s.DrainClosed != 1 {
 		t.Errorf("drain closed %d idle clients, want 1", s.DrainClosed)
+	}
+}
+
+// TestForwardLoopPoolKeepsAtMostMaxIdlePerKey has two requests in flight at once on one loop,
+// each on its own upstream connection: once both are answered, the loop's pool keeps one
+// (MaxIdleUpstreamConns) and closes the other, counted.
+func TestForwardLoopPoolKeepsAtMostMaxIdlePerKey(t *testing.T) {
+	back := startRawBackend(t)
+	h := startProxy(t, httpLoopConfig(back.ln.Addr().(*net.TCPAddr).Port, 1), Config{Namespace: "istio-system", MaxIdleUpstreamConns: 1}, "")
+	o := h.p.ForwardLoopOptions()
+	o.Loops = 1 // one loop, one pool
+	g, err := evloop.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	addr, err := h.p.ListenForwardLoop(g, netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan []string, 2)
+	for range 2 {
+		go func() { done <- exchangeKeepAlive(t, addr.String(), []string{"GET /slow HTTP/1.1\r\nHost: web.test\r\n\r\n"}) }()
+	}
+	for range 2 {
+		if got := <-done; len(got) != 1 || !strings.HasSuffix(got[0], "slow") {
+			t.Fatalf("answer %q", got)
+		}
+	}
+	if s := h.p.ForwardLoopHTTPStats(); s.PoolFull != 1 {
+		t.Errorf("%d connections closed at the pool's bound, want 1: %+v", s.PoolFull, s)
 	}
 }
