@@ -193,7 +193,9 @@ func TestForwardLoopPoolKeepsAtMostMaxIdlePerKey(t *testing.T) {
 	}
 	done := make(chan []string, 2)
 	for range 2 {
-		go func() { done <- exchangeKeepAlive(t, addr.String(), []string{"GET /slow HTTP/1.1\r\nHost: web.test\r\n\r\n"}) }()
+		go func() {
+			done <- exchangeKeepAlive(t, addr.String(), []string{"GET /slow HTTP/1.1\r\nHost: web.test\r\n\r\n"})
+		}()
 	}
 	for range 2 {
 		if got := <-done; len(got) != 1 || !strings.HasSuffix(got[0], "slow") {
