@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/meshentry/meshentry/internal/testutil/netpair"
 )
 
 // expectClosed checks that the relay closed c: a read ends with an EOF or a reset, no byte.
@@ -35,42 +37,10 @@ func closedPort(t *testing.T) netip.AddrPort {
 	return ln.Addr().(*net.TCPAddr).AddrPort()
 }
 
-// fullBacklog is a loopback listener with backlog 0 that never accepts, filled until a connect
-// to it hangs: the kernel drops the SYNs of a full accept queue, so a connect neither succeeds
-// nor fails until its timeout. No packet leaves the loopback.
+// fullBacklog is a loopback port whose connects hang until their timeout (netpair.Hung).
 func fullBacklog(t *testing.T) netip.AddrPort {
-	addr, _, _ := fullBacklogFD(t)
+	addr, _, _ := netpair.Hung(t)
 	return addr
-}
-
-// fullBacklogFD is fullBacklog with the listener's (blocking) descriptor and the number of
-// connections that fill its queue.
-func fullBacklogFD(t *testing.T) (netip.AddrPort, int, int) {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*syscall.SockaddrInet4).Port))
-	for n := range 8 {
-		c, err := net.DialTimeout("tcp", addr.String(), 200*time.Millisecond)
-		if err != nil {
-			return addr, fd, n // this one hung: the queue is full
-		}
-		t.Cleanup(func() { c.Close() })
-	}
-	t.Fatal("the backlog-0 listener took 8 connections")
-	return addr, fd, 0
 }
 
 func TestConnectFailures(t *testing.T) {
@@ -370,7 +340,7 @@ func netpairFDs(t *testing.T) (int32, int32) {
 // the upstream's accept queue is full, so the connect waits for its SYN to be sent again
 // (after about a second) once the queue was emptied.
 func TestEarlyBytes(t *testing.T) {
-	target, lfd, fillers := fullBacklogFD(t)
+	target, lfd, fillers := netpair.Hung(t)
 	g := newGroup(t, Options{ConnectTimeout: 10 * time.Second})
 	done := make(results, 1)
 	c := dial(t, listen(t, g, done.routeTo(target)))

@@ -166,7 +166,7 @@ func (l *loop) pairEvent(p *pair, side int, events uint32) {
 			return
 		}
 		if side == upstream && events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			l.completeConnect(p)
+			l.completeConnect(p, events)
 		}
 		return
 	}
@@ -197,8 +197,14 @@ func clientGone(fd int32) unix.Errno {
 	return unix.ECONNRESET
 }
 
-// completeConnect reads the connect's outcome once the upstream socket reported.
-func (l *loop) completeConnect(p *pair) {
+// completeConnect reads the connect's outcome once the upstream socket reported events: a
+// failed connect sets the socket's error, which epoll reports as EPOLLERR, so only then is the
+// error read (SO_ERROR); EPOLLOUT alone is a connect that succeeded.
+func (l *loop) completeConnect(p *pair, events uint32) {
+	if events&(unix.EPOLLERR|unix.EPOLLHUP) == 0 {
+		l.connected(p)
+		return
+	}
 	if e := socketError(p.fd[upstream]); e != 0 {
 		l.failConnect(p, os.NewSyscallError("connect", e))
 		return

@@ -10,12 +10,12 @@ import (
 	"net/netip"
 	"regexp"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/meshentry/meshentry/internal/evloop"
 	"github.com/meshentry/meshentry/internal/telemetry"
+	"github.com/meshentry/meshentry/internal/testutil/netpair"
 )
 
 // startLoopProxy is startProxy with the forward port on an evloop Group, closed as the
@@ -234,40 +234,13 @@ func TestForwardLoopConnectionCap(t *testing.T) {
 	}, "a CONNECT to succeed once the place came back")
 }
 
-// hungListener is a loopback port whose connects hang: a listener of backlog 0 that never
-// accepts, its queue filled, so the kernel drops further SYNs.
-func hungListener(t *testing.T) int {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := syscall.Getsockname(fd)
-	port := sa.(*syscall.SockaddrInet4).Port
-	for range 8 {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond)
-		if err != nil {
-			return port // this one hung: the queue is full
-		}
-		t.Cleanup(func() { c.Close() })
-	}
-	t.Fatal("the backlog-0 listener took 8 connections")
-	return 0
-}
-
 // TestForwardLoopClientResetDuringConnect reports a client that reset while its tunnel's
 // upstream connect hung as the engine reports a client gone before its tunnel opened
 // (DownstreamClosed, nothing opened), at the reset rather than at the connect timeout.
 func TestForwardLoopClientResetDuringConnect(t *testing.T) {
 	sink := &connSink{}
-	h, g := startLoopProxy(t, forwardLoopConfig(hungListener(t), 1), Config{Namespace: "istio-system", Telemetry: sink})
+	hung, _, _ := netpair.Hung(t)
+	h, g := startLoopProxy(t, forwardLoopConfig(int(hung.Port()), 1), Config{Namespace: "istio-system", Telemetry: sink})
 	c := dial(t, h.addr)
 	io.WriteString(c, "CONNECT static.test:9000 HTTP/1.1\r\nHost: static.test:9000\r\n\r\n")
 	waitFor(t, func() bool { return g.Stats().Pairs == 1 }, "the tunnel's connect to start")
