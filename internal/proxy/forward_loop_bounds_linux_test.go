@@ -8,12 +8,12 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/meshentry/meshentry/internal/evloop"
 	"github.com/meshentry/meshentry/internal/httpfwd"
+	"github.com/meshentry/meshentry/internal/testutil/netpair"
 )
 
 // readAllWithin reads c to its end, or for at most d.
@@ -28,9 +28,9 @@ func readAllWithin(c net.Conn, d time.Duration) (string, error) {
 // the proxy closes) are the same; the loop counts the bound it hit.
 func TestForwardLoopBounds(t *testing.T) {
 	back := startRawBackend(t)
-	full := fullBacklogAddr(t)
+	full, _, _ := netpair.Hung(t)
 	cfgYAML := httpLoopConfig(back.ln.Addr().(*net.TCPAddr).Port, 1) + strings.ReplaceAll(strings.ReplaceAll(
-		httpLoopConfig(full.Port, 1), "name: web", "name: full"), "web.test", "full.test")
+		httpLoopConfig(int(full.Port()), 1), "name: web", "name: full"), "web.test", "full.test")
 	cfg := Config{Namespace: "istio-system", ConnectTimeout: 200 * time.Millisecond, MaxAttempts: 2,
 		HTTP: httpfwd.Limits{IdleTimeout: 300 * time.Millisecond, HeaderReadTimeout: 300 * time.Millisecond,
 			StreamIdleTimeout: 300 * time.Millisecond}}
@@ -82,33 +82,6 @@ func TestForwardLoopBounds(t *testing.T) {
 			}
 		})
 	}
-}
-
-// fullBacklogAddr is a listener that never accepts and whose backlog is full, so that a
-// connect to it waits for its timeout: the kernel drops the SYNs.
-func fullBacklogAddr(t *testing.T) *net.TCPAddr {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, _ := syscall.Getsockname(fd)
-	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*syscall.SockaddrInet4).Port}
-	// Fill the queue: the connects past it hang, as ours will.
-	for range 4 {
-		d := net.Dialer{Timeout: 100 * time.Millisecond}
-		if c, err := d.Dial("tcp", addr.String()); err == nil {
-			t.Cleanup(func() { c.Close() })
-		}
-	}
-	return addr
 }
 
 // TestForwardLoopNeverReusesAConnectionOnWhichBytesArrived has the upstream send an unasked
