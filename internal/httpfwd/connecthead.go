@@ -48,22 +48,11 @@ func (s *Server) ConnectHead(raw []byte) (head *RequestHead, n int, more bool) {
 }
 
 // LoopHead judges raw, the first bytes a client sent, for a loop that serves HTTP/1.1 requests
-// itself: complete when raw begins with a whole request head within MaxHeaderBytes, which the
-// loop engine then parses (and serves or hands to the engine); maybe when it is not complete
-// yet but its bytes so far can begin one (printable ASCII, line ends), worth waiting for.
-// Anything else (TLS, binary, a head past the bound) is neither: the engine serves it.
-func (s *Server) LoopHead(raw []byte) (complete, maybe bool) {
+// itself: true when raw begins with a whole head within MaxHeaderBytes, which the loop engine
+// then parses and serves or hands to the engine. Anything else (a head not complete yet, TLS,
+// binary, a head past the bound) is the engine's.
+func (s *Server) LoopHead(raw []byte) bool {
 	s.init()
-	if end := headEnd(nil, raw); end >= 0 {
-		return end <= s.lim.MaxHeaderBytes, false
-	}
-	if len(raw) > s.lim.MaxHeaderBytes {
-		return false, false
-	}
-	for _, c := range raw {
-		if (c < ' ' || c > '~') && c != '\r' && c != '\n' && c != '\t' {
-			return false, false
-		}
-	}
-	return false, true
+	end := headEnd(nil, raw)
+	return end >= 0 && end <= s.lim.MaxHeaderBytes
 }

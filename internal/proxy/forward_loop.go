@@ -116,17 +116,16 @@ func (fl *forwardLoop) head(acc evloop.Accepted, head []byte, final bool) evloop
 
 // httpHead decides a connection whose first bytes are no CONNECT: a complete head goes to the
 // loop engine, which serves its requests while it can and hands the connection to the engine
-// at the first it cannot; one still arriving is waited for, within the head phase's bounds.
+// at the first it cannot; anything else, a head not all there at the first peek included (the
+// accept waited for the first bytes), goes to the engine at once.
 func (fl *forwardLoop) httpHead(acc evloop.Accepted, head []byte, final bool) evloop.Verdict {
 	p := fl.p
 	if fl.http == nil || p.isDraining() {
 		return fl.handoff
 	}
-	complete, maybe := p.forward.LoopHead(head)
-	if !complete {
-		if maybe && !final {
-			return evloop.Verdict{More: true}
-		}
+	if !p.forward.LoopHead(head) {
+		// Not waited for: the engine's HeaderReadTimeout then bounds the head from the
+		// accept, as the head phase did not hold it first.
 		return fl.handoff
 	}
 	lim := p.connLimit
