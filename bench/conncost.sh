@@ -19,6 +19,7 @@
 #   bench/conncost.sh                  # N=10000
 #   N=4000 bench/conncost.sh
 #   BASE=e5c7b4c bench/conncost.sh     # also a meshentry built from that commit, same run
+#   MESH_FLAGS=--forward-event-loop bench/conncost.sh   # meshentry run with these flags
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -76,7 +77,7 @@ CFG
 start_base() { MESH_BIN="$OUT/meshentry-base" start_meshentry; }
 start_meshentry() {
   MESHENTRY_BENCH_FREE_OS_MEMORY=1 "${MESH_BIN:-$OUT/meshentry}" run -f "$OUT/idle.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn \
-    --access-log off --istio-metrics=false --max-connections $((N * 3)) >"$OUT/meshentry.log" 2>&1 &
+    --access-log off --istio-metrics=false --max-connections $((N * 3)) ${MESH_FLAGS:-} >"$OUT/meshentry.log" 2>&1 &
   PROXY_PID=$! ADDR=$MESH
   pids+=($PROXY_PID)
   for _ in $(seq 100); do curl -fsS -o /dev/null -x "http://$MESH" http://idle.local/ 2>/dev/null && return; sleep 0.1; done

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -18,10 +19,27 @@ import (
 // forwardLoopFlags put the forward proxy port on raw epoll event loops.
 type forwardLoopFlags struct {
 	enabled bool
+	flag    *pflag.Flag // its Changed tells a flag given from the default
 }
 
 func (f *forwardLoopFlags) register(fl *pflag.FlagSet) {
 	fl.BoolVar(&f.enabled, "forward-event-loop", false, "serve the forward proxy port (--listen, an IP address) on raw epoll event loops (Linux), one per CPU, outside Go's netpoller: CONNECT tunnels to a STATIC service with IP endpoints in plaintext are relayed by the loops, and HTTP/1.1 keep-alive requests without a body to such a service (without VirtualServices) are served by them; every other connection, or a connection at its first request the loops do not serve, is handed to the usual path with all its unread bytes")
+	f.flag = fl.Lookup("forward-event-loop")
+}
+
+// on reports whether the loops serve the forward port (--listen): when the flag is on, unless
+// it was left at its default and the loops cannot bind --listen (off Linux, or a host name
+// rather than an IP address), which the Go path then serves as it always did. Given
+// explicitly, it holds, and a --listen the loops cannot bind is an error.
+func (f *forwardLoopFlags) on(listen string) bool {
+	if !f.enabled || listen == "" {
+		return false
+	}
+	if f.flag != nil && f.flag.Changed {
+		return true
+	}
+	_, err := loopListenAddr(listen)
+	return runtime.GOOS == "linux" && err == nil
 }
 
 // forwardLoopRun is the forward proxy port on an evloop Group; a nil one (no
@@ -36,7 +54,7 @@ type forwardLoopRun struct {
 // startForwardLoop binds the forward proxy port on a Group for p (exit 2 when it cannot be
 // bound); the loops serve from here on, as the gateway's do.
 func startForwardLoop(f *runFlags, p *proxy.Proxy) (*forwardLoopRun, error) {
-	if !f.forwardLoop.enabled || f.listen == "" {
+	if !f.forwardLoop.on(f.listen) {
 		return nil, nil
 	}
 	addr, err := loopListenAddr(f.listen)

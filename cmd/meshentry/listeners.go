@@ -30,7 +30,7 @@ func openListeners(f *runFlags) (listeners, error) {
 		{"capture", f.captureListen, &lns.capture},
 		{"admin", f.adminAddr, &lns.admin},
 	} {
-		if l.addr == "" || l.dst == &lns.forward && f.forwardLoop.enabled {
+		if l.addr == "" || l.dst == &lns.forward && f.forwardLoop.on(f.listen) {
 			continue // the event loop binds the forward port once the proxy exists
 		}
 		// No TCP keep-alive on accepted client sockets, as Envoy's listeners: Go's default
