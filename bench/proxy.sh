@@ -24,7 +24,9 @@
 #
 # The main meshentry row runs with the access log off and no Istio metrics; a second instance with
 # both on (the access log to a file, the metrics recorded and scraped once at the end) runs in the
-# same run, so their cost is read off two adjacent rows.
+# same run, so their cost is read off two adjacent rows. The row "meshentry (forward, event loop)"
+# is a third instance, flagged as the main one, with --forward-event-loop: its HTTP requests are
+# served by the loop engine on internal/evloop's threads.
 #
 # The row "Go HTTP on raw epoll (evhttp)" is `benchtool evhttp`, a minimal HTTP/1.1 keep-alive
 # proxy written in Go on raw epoll (a loop per GOMAXPROCS, edge-triggered, idle upstream
@@ -89,6 +91,8 @@ MESH_BASE=127.0.0.1:$((P + 3))
 MESH_BASE_ADMIN=127.0.0.1:$((P + 2))
 MESH_OBS=127.0.0.1:$((P + 5))
 MESH_OBS_ADMIN=127.0.0.1:$((P + 4))
+MESH_LOOP=127.0.0.1:$((P + 7))
+MESH_LOOP_ADMIN=127.0.0.1:$((P + 6))
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -151,6 +155,9 @@ if [ "$PROFILE" = 1 ]; then pprof=(--admin-pprof); fi
 ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH" --admin "$MESH_ADMIN" --log-level warn \
   "${pprof[@]}" --access-log off --istio-metrics=false >"$OUT/meshentry.log" 2>&1 & pids+=($!)
 MESH_PID=$!
+${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH_LOOP" --admin "$MESH_LOOP_ADMIN" --log-level warn \
+  "${pprof[@]}" --access-log off --istio-metrics=false --forward-event-loop >"$OUT/meshentry-loop.log" 2>&1 & pids+=($!)
+MESH_LOOP_PID=$!
 rm -f "$OUT/access.log"
 ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH_OBS" --admin "$MESH_OBS_ADMIN" --log-level warn \
   --access-log "$OUT/access.log" --istio-metrics=true >"$OUT/meshentry-obs.log" 2>&1 & pids+=($!)
@@ -170,7 +177,8 @@ fi
 
 ready=
 for _ in $(seq 100); do
-  if curl -fsS -o /dev/null "http://$MESH_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$MESH_OBS_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$HAPROXY_HTTP/" 2>/dev/null &&
+  if curl -fsS -o /dev/null "http://$MESH_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$MESH_OBS_ADMIN/ready" 2>/dev/null &&
+    curl -fsS -o /dev/null "http://$MESH_LOOP_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$HAPROXY_HTTP/" 2>/dev/null &&
     curl -fsS -o /dev/null -H "Host: bench.local" "http://$EVHTTP/" 2>/dev/null &&
     curl -fsS -o /dev/null -H "Host: bench.local" "http://$EVHTTP_UNL/" 2>/dev/null &&
     { [ -z "$MESH_BASE_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_ADMIN/ready" 2>/dev/null; }; then
@@ -269,6 +277,7 @@ http_row() {
     direct) run_wrk direct "http://$BACKEND/" - ;;
     haproxy) run_wrk haproxy "http://$HAPROXY_HTTP/" "$HAPROXY_PID" ;;
     meshentry) run_wrk meshentry "http://$MESH/" "$MESH_PID" bench.local ;;
+    meshentry-loop) run_wrk meshentry-loop "http://$MESH_LOOP/" "$MESH_LOOP_PID" bench.local ;;
     meshentry-obs) run_wrk meshentry-obs "http://$MESH_OBS/" "$MESH_OBS_PID" bench.local ;;
     meshentry-base) run_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_PID" bench.local ;;
     evhttp) run_wrk evhttp "http://$EVHTTP/" "$EVHTTP_PID" bench.local ;;
@@ -276,6 +285,7 @@ http_row() {
   esac
 }
 declare -A label=([direct]="direct" [haproxy]="haproxy" [meshentry]="meshentry (forward proxy)"
+  [meshentry-loop]="meshentry (forward, event loop)"
   [meshentry-obs]="meshentry, access log + metrics" [meshentry-base]="meshentry at ${BASE_REV:-}"
   [evhttp]="Go HTTP on raw epoll (evhttp)" [evhttp-unlocked]="evhttp, loops not locked")
 
@@ -284,7 +294,7 @@ declare -A label=([direct]="direct" [haproxy]="haproxy" [meshentry]="meshentry (
   echo "HTTP/1.1 keep-alive, 128-byte responses, ${THREADS:+THREADS=$THREADS, }$(rounds_note), $DURATION per run"
   row "HTTP keep-alive (wrk -t1)" conns "req/s" "p50 µs" "p99 µs" "CPU µs/req" "×direct" "×haproxy"
 } >"$OUT/result.txt"
-keys=(direct haproxy meshentry meshentry-obs evhttp evhttp-unlocked)
+keys=(direct haproxy meshentry meshentry-loop meshentry-obs evhttp evhttp-unlocked)
 [ -n "$MESH_BASE_PID" ] && keys+=(meshentry-base)
 summary=() per_round=()
 for C in $CONNS; do
@@ -303,10 +313,12 @@ for C in $CONNS; do
   m_rps=${rps[meshentry]:--} m_p99=${p99[meshentry]:--} m_cpu=${cpu[meshentry]:--}
   h_rps=${rps[haproxy]:--} h_p99=${p99[haproxy]:--} h_cpu=${cpu[haproxy]:--}
   o_rps=${rps[meshentry-obs]:--} o_cpu=${cpu[meshentry-obs]:--}
+  l_rps=${rps[meshentry-loop]:--} l_p99=${p99[meshentry-loop]:--} l_cpu=${cpu[meshentry-loop]:--}
   e_rps=${rps[evhttp]:--} e_p99=${p99[evhttp]:--} e_cpu=${cpu[evhttp]:--}
   u_rps=${rps[evhttp-unlocked]:--} u_p99=${p99[evhttp-unlocked]:--} u_cpu=${cpu[evhttp-unlocked]:--}
   line="-c$C meshentry/haproxy: req/s $(ratio "$m_rps" "$h_rps"), p99 $(ratio "$m_p99" "$h_p99"), CPU per request $(ratio "$m_cpu" "$h_cpu")"
   [ -n "$MESH_BASE_PID" ] && line+="; meshentry/base: req/s $(ratio "$m_rps" "${rps[meshentry-base]:--}"), CPU per request $(ratio "$m_cpu" "${cpu[meshentry-base]:--}")"
+  line+="; meshentry event loop/haproxy: req/s $(ratio "$l_rps" "$h_rps"), p99 $(ratio "$l_p99" "$h_p99"), CPU per request $(ratio "$l_cpu" "$h_cpu")"
   line+="; access log + metrics on/off: req/s $(ratio "$o_rps" "$m_rps"), CPU per request $(ratio "$o_cpu" "$m_cpu")"
   line+="; evhttp/haproxy: req/s $(ratio "$e_rps" "$h_rps"), p99 $(ratio "$e_p99" "$h_p99"), CPU per request $(ratio "$e_cpu" "$h_cpu")"
   line+="; evhttp unlocked/haproxy: req/s $(ratio "$u_rps" "$h_rps"), p99 $(ratio "$u_p99" "$h_p99"), CPU per request $(ratio "$u_cpu" "$h_cpu")"
@@ -342,9 +354,10 @@ if [ "$SYSCALLS" = 1 ]; then
     echo "Syscalls per request under strace -c -f, wrk -t1 -c$C -d$STRACE_DURATION" >&2
     strace_wrk haproxy "http://$HAPROXY_HTTP/" "$HAPROXY_PID"
     strace_wrk meshentry "http://$MESH/" "$MESH_PID" bench.local
+    strace_wrk meshentry-loop "http://$MESH_LOOP/" "$MESH_LOOP_PID" bench.local
     strace_wrk evhttp "http://$EVHTTP/" "$EVHTTP_PID" bench.local
     strace_wrk evhttp-unlocked "http://$EVHTTP_UNL/" "$EVHTTP_UNL_PID" bench.local
-    cols=("haproxy=$OUT/syscalls-haproxy-c$C.txt" "meshentry=$OUT/syscalls-meshentry-c$C.txt" "evhttp=$OUT/syscalls-evhttp-c$C.txt"
+    cols=("haproxy=$OUT/syscalls-haproxy-c$C.txt" "meshentry=$OUT/syscalls-meshentry-c$C.txt" "loop=$OUT/syscalls-meshentry-loop-c$C.txt" "evhttp=$OUT/syscalls-evhttp-c$C.txt"
       "evhttp-unlocked=$OUT/syscalls-evhttp-unlocked-c$C.txt")
     if [ -n "$MESH_BASE_PID" ]; then
       strace_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_PID" bench.local
@@ -362,6 +375,7 @@ if [ "$PROFILE" = 1 ]; then
   for C in $CONNS; do
     echo "CPU profiles, wrk -t1 -c$C" >&2
     profile_wrk meshentry "http://$MESH/" "$MESH_ADMIN" bench.local
+    profile_wrk meshentry-loop "http://$MESH_LOOP/" "$MESH_LOOP_ADMIN" bench.local
     profile_wrk evhttp "http://$EVHTTP/" "$EVHTTP_PPROF" bench.local
     profile_wrk evhttp-unlocked "http://$EVHTTP_UNL/" "$EVHTTP_UNL_PPROF" bench.local
     if [ -n "$MESH_BASE_PID" ]; then

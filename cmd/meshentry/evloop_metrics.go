@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshentry/meshentry/internal/evloop"
+	"github.com/meshentry/meshentry/internal/httpfwd"
 )
 
 // loopCollector exports the counters of the evloop Groups that serve listeners
@@ -12,6 +13,9 @@ import (
 // errors, timeouts, the head phase's time and size).
 type loopCollector struct {
 	stats map[string]func() evloop.Stats // by listener name
+	// http are the counters of the loop engines serving HTTP requests on the loops, by
+	// listener name (the forward port's).
+	http map[string]func() httpfwd.LoopStats
 }
 
 var (
@@ -31,11 +35,18 @@ var (
 		"Event-loop failures, by kind: connect (an upstream connect attempt failed), connect_timeout, idle_timeout (a pair idle past the TCP idle timeout), accept (an accept error other than EAGAIN; the listener rests 50 ms), head_timeout and head_full (a connection's first bytes took longer than --header-read-timeout, or filled --max-header-bytes: it was decided then, most often handed off), head_error (reset before a decision).", []string{"listener", "kind"}, nil)
 	descLoopBytes = prometheus.NewDesc("meshentry_event_loop_bytes_total",
 		"Bytes the event loops relayed, by direction: up (client to upstream) or down.", []string{"listener", "direction"}, nil)
+	descLoopServed = prometheus.NewDesc("meshentry_event_loop_http_connections_total",
+		"Connections an event loop kept to serve their HTTP requests itself (forward port); those later handed off included.", []string{"listener"}, nil)
+	descLoopHTTPRequests = prometheus.NewDesc("meshentry_event_loop_http_requests_total",
+		"HTTP requests the event loops served themselves, answered or failed.", []string{"listener"}, nil)
+	descLoopHTTPEvents = prometheus.NewDesc("meshentry_event_loop_http_events_total",
+		"What the loops' HTTP engine did besides serving, by kind: handoff (a connection handed to the goroutine path at a request the loop does not serve), head_timeout (408), idle_timeout (a keep-alive client closed), stream_idle_timeout, connect_timeout, connect_failure, stale_retry (a request sent again after a reused upstream connection failed), interim (a 1xx relayed), bad_response (502), pool_reused, pool_full (an upstream connection closed: its key had the pool's idle maximum), pool_idle_closed (an idle upstream connection closed or sent bytes), pool_idle_timeout, mismatch (a route the loop could not reach: 503), drain_closed (an idle client closed by a drain).", []string{"listener", "kind"}, nil)
 )
 
 // Describe sends every descriptor.
 func (c loopCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLoopAccepted, descLoopOpen, descLoopClosed, descLoopPairs, descLoopHeadWaits, descLoopHandoffs, descLoopFailures, descLoopBytes} {
+	for _, d := range []*prometheus.Desc{descLoopAccepted, descLoopOpen, descLoopClosed, descLoopPairs, descLoopHeadWaits, descLoopHandoffs, descLoopFailures, descLoopBytes,
+		descLoopServed, descLoopHTTPRequests, descLoopHTTPEvents} {
 		ch <- d
 	}
 }
@@ -63,14 +74,32 @@ func (c loopCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descLoopFailures, s.HeadErrors, name, "head_error")
 		counter(descLoopBytes, s.BytesUp, name, "up")
 		counter(descLoopBytes, s.BytesDown, name, "down")
+		if _, ok := c.http[name]; ok {
+			counter(descLoopServed, s.Served, name)
+		}
+	}
+	for name, stats := range c.http {
+		collectLoopHTTP(ch, name, stats())
 	}
 }
 
-// registerLoopMetrics adds the collector of the Groups in stats to reg; with none it adds
-// nothing.
-func registerLoopMetrics(reg *prometheus.Registry, stats map[string]func() evloop.Stats) error {
+// collectLoopHTTP sends the counters of one listener's loop HTTP engine.
+func collectLoopHTTP(ch chan<- prometheus.Metric, name string, s httpfwd.LoopStats) {
+	ch <- prometheus.MustNewConstMetric(descLoopHTTPRequests, prometheus.CounterValue, float64(s.Requests), name)
+	for kind, v := range map[string]uint64{"handoff": s.Handoffs, "head_timeout": s.HeadTimeouts, "idle_timeout": s.IdleTimeouts,
+		"stream_idle_timeout": s.StreamTimeouts, "connect_timeout": s.ConnectTimeouts, "connect_failure": s.ConnectFailures,
+		"stale_retry": s.StaleRetries, "interim": s.Interim, "bad_response": s.BadResponses, "pool_reused": s.PoolReused,
+		"pool_full": s.PoolFull, "pool_idle_closed": s.PoolIdleClosed, "pool_idle_timeout": s.PoolIdleTimeout,
+		"mismatch": s.Mismatches, "drain_closed": s.DrainClosed} {
+		ch <- prometheus.MustNewConstMetric(descLoopHTTPEvents, prometheus.CounterValue, float64(v), name, kind)
+	}
+}
+
+// registerLoopMetrics adds the collector of the Groups in stats, and of the HTTP engines in
+// http, to reg; with none it adds nothing.
+func registerLoopMetrics(reg *prometheus.Registry, stats map[string]func() evloop.Stats, http map[string]func() httpfwd.LoopStats) error {
 	if len(stats) == 0 {
 		return nil
 	}
-	return reg.Register(loopCollector{stats: stats})
+	return reg.Register(loopCollector{stats: stats, http: http})
 }

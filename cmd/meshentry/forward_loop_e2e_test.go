@@ -62,8 +62,8 @@ func rawConnect(t *testing.T, addr net.Addr, head, msg string) (string, string) 
 }
 
 // TestForwardEventLoopFlagServesTheForwardPort runs `meshentry run` with and without
-// --forward-event-loop: a CONNECT tunnel and a plain HTTP request through the same port are
-// answered alike and counted alike, and a CONNECT to an undeclared host is refused alike.
+// --forward-event-loop: a CONNECT tunnel and a plain HTTP request through the same port (both
+// on the loop with it) are answered alike and counted alike, and a CONNECT to an undeclared host is refused alike.
 func TestForwardEventLoopFlagServesTheForwardPort(t *testing.T) {
 	t.Parallel()
 	echo := echoListener(t)
@@ -102,10 +102,12 @@ func TestForwardEventLoopFlagServesTheForwardPort(t *testing.T) {
 				{"istio_requests_total{", `destination_service="web.local"`, " 1"},
 			}
 			if loop {
-				// The tunnel ran on the loop; the HTTP request and the refused CONNECT were handed off.
+				// The tunnel and the HTTP request ran on the loop; the refused CONNECT was handed off.
 				wants = append(wants, []struct{ metric, service, value string }{
 					{"meshentry_event_loop_pairs_total{", `listener="forward"`, " 1"},
-					{"meshentry_event_loop_handoffs_total{", `listener="forward"`, " 2"},
+					{"meshentry_event_loop_handoffs_total{", `listener="forward"`, " 1"},
+					{"meshentry_event_loop_http_requests_total{", `listener="forward"`, " 1"},
+					{"meshentry_event_loop_http_connections_total{", `listener="forward"`, " 1"},
 				}...)
 			}
 			for _, want := range wants {

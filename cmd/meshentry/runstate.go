@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/compile"
 	"github.com/meshentry/meshentry/internal/evloop"
+	"github.com/meshentry/meshentry/internal/httpfwd"
 	"github.com/meshentry/meshentry/internal/metrics"
 	"github.com/meshentry/meshentry/internal/proxy"
 	"github.com/meshentry/meshentry/internal/registry"
@@ -164,7 +165,7 @@ func (r *runState) registerMetrics() {
 		r.log.Error("kube metrics left out", "err", err)
 	}
 	registerXDSClientMetrics(reg, r.watcher, r.log)
-	if err := registerLoopMetrics(reg, r.loopStats()); err != nil {
+	if err := registerLoopMetrics(reg, r.loopStats(), r.loopHTTPStats()); err != nil {
 		r.log.Error("event loop metrics left out", "err", err)
 	}
 }
@@ -179,6 +180,15 @@ func (r *runState) loopStats() map[string]func() evloop.Stats {
 		loops["forward"] = r.fwd.group.Stats
 	}
 	return loops
+}
+
+// loopHTTPStats are the counters of the HTTP engines on the loops, by listener: the forward
+// port's, when it runs on a Group.
+func (r *runState) loopHTTPStats() map[string]func() httpfwd.LoopStats {
+	if r.fwd == nil {
+		return nil
+	}
+	return map[string]func() httpfwd.LoopStats{"forward": r.p.ForwardLoopHTTPStats}
 }
 
 // serve starts every listener's loop in g, and the admin API.

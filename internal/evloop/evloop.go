@@ -66,6 +66,9 @@ type Options struct {
 type Accepted struct {
 	Remote netip.AddrPort // the client
 	Local  netip.AddrPort // the address the client connected to
+	// Loop is the index of the loop that accepted it (0 to Group.Loops()-1): a HeadFunc that
+	// keeps state per loop, used only on that loop's thread, takes it by this.
+	Loop int
 }
 
 // Target is where a RouteFunc sends an accepted connection.
@@ -94,6 +97,11 @@ type Target struct {
 	// sent is still in the socket. A handed-off connection leaves the Group's accounting
 	// (Open, MaxConnections) and Shutdown does not wait for it.
 	Handoff func(net.Conn)
+	// Serve, when set (ListenHead only, and Handoff unset), keeps the connection on the loop
+	// for a Handler of the caller's: the client becomes a Conn, every byte it sent still in
+	// its socket, and Serve.Ready is called at once. It stays in the Group's accounting (Open,
+	// MaxConnections) until the Handler closes or hands it off, and a drain waits for it.
+	Serve Handler
 	// Consume is how many bytes of the peeked head the loop reads and drops before it
 	// connects (a CONNECT head); whatever the client sent beyond them is relayed. ListenHead
 	// only; more than the head peeked ends the pair before its connect (Done, with Err set).
@@ -107,6 +115,33 @@ type Target struct {
 	// a client that sent bytes the loop never read sees the close as a reset. It runs on the
 	// loop's thread and must not block.
 	Refuse func(err error) []byte
+}
+
+// Events are what an edge of a Conn's socket reported; edge-triggered, so the Handler acts
+// until a read or write says EAGAIN.
+type Events uint32
+
+// The Events bits.
+const (
+	// Readable is EPOLLIN, Writable EPOLLOUT (their Linux values, which a test checks).
+	Readable Events = 0x1
+	Writable Events = 0x4
+	// Hangup: the peer ended its side (EPOLLRDHUP) or the socket hung up (EPOLLHUP) or
+	// failed (EPOLLERR).
+	Hangup Events = 0x2000 | 0x10 | 0x8
+)
+
+// Handler serves the Conns of a Target.Serve and those it dials. Its methods run on the loop's
+// thread and must not block, nor call Listen or Shutdown.
+type Handler interface {
+	// Ready reports an edge of c's socket; for a Conn a Dial opened, the first Writable (or
+	// Hangup) ends the connect: SocketError then says how it went.
+	Ready(c *Conn, ev Events)
+	// Expired reports that c's deadline (SetDeadline) passed.
+	Expired(c *Conn)
+	// Drain reports that the Group drains (now false: finish what is in flight, close what is
+	// idle) or stops (now true: c is closed once Drain returns, if it did not close it).
+	Drain(c *Conn, now bool)
 }
 
 // RouteFunc picks the upstream of an accepted connection; false closes the client instead. It
@@ -165,7 +200,9 @@ type Stats struct {
 	HeadTimeouts    int64 // head phases ended by HeadTimeout
 	HeadFull        int64 // head phases ended by MaxHeadBytes
 	HeadErrors      int64 // head-phase connections closed on a read error (a reset) or a bad Consume
-	Open            int64 // pairs open now, head-phase connections included
+	Served          int64 // connections kept for a Target.Serve Handler
+	Dials           int64 // connects a Handler started (Conn.Dial), failed ones included
+	Open            int64 // pairs open now, head-phase connections and Serve clients included
 	BytesUp         int64 // bytes relayed client→upstream
 	BytesDown       int64 // bytes relayed upstream→client
 }

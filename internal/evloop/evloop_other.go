@@ -31,3 +31,9 @@ func (*Group) Close() error { return nil }
 
 // Stats are all zero off Linux.
 func (*Group) Stats() Stats { return Stats{} }
+
+// Conn is a socket a Handler serves; off Linux there are none.
+type Conn struct{ Remote, Local netip.AddrPort }
+
+// Loops is 0 off Linux.
+func (*Group) Loops() int { return 0 }

@@ -30,7 +30,7 @@ func New(o Options) (*Group, error) {
 	o = o.withDefaults(runtime.GOMAXPROCS(0))
 	g := &Group{maxOpen: int64(o.MaxConnections), headTimeout: o.HeadTimeout}
 	for range o.Loops {
-		l, err := newLoop(g, o)
+		l, err := newLoop(g, o, len(g.loops))
 		if err != nil {
 			g.Close()
 			return nil, fmt.Errorf("evloop: new loop: %w", err)
@@ -178,6 +178,8 @@ func (g *Group) Stats() Stats {
 		s.HeadTimeouts += c.headTimeouts.Load()
 		s.HeadFull += c.headFull.Load()
 		s.HeadErrors += c.headErrors.Load()
+		s.Served += c.served.Load()
+		s.Dials += c.dials.Load()
 		s.BytesUp += c.bytesUp.Load()
 		s.BytesDown += c.bytesDown.Load()
 	}

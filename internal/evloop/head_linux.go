@@ -99,6 +99,8 @@ func (l *loop) waitHead(p *pair) {
 func (l *loop) decide(p *pair, v Verdict, n int) {
 	t := v.Target
 	switch {
+	case t.Serve != nil:
+		l.serveHead(p, t.Serve)
 	case t.Handoff != nil:
 		fd := p.fd[client]
 		unlink(p)

@@ -295,7 +295,7 @@ func fillDescriptorHoles(t *testing.T) int {
 // as an accept later in the same batch of events would: the old socket's event still in the
 // batch must not reach the new owner.
 func TestReusedDescriptor(t *testing.T) {
-	l, err := newLoop(&Group{}, Options{}.withDefaults(1))
+	l, err := newLoop(&Group{}, Options{}.withDefaults(1), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

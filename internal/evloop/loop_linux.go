@@ -18,6 +18,7 @@ import (
 // goroutine's alone.
 type loop struct {
 	g      *Group
+	index  int             // in g.loops
 	ep     int             // the epoll instance
 	epFile *os.File        // ep in the Go netpoller, to park on when idle
 	epConn syscall.RawConn // epFile's
@@ -59,6 +60,13 @@ type loop struct {
 	sa                      unix.RawSockaddrAny // scratch for the socket calls
 	draining, stopping      bool
 
+	// conns are the Conns a Handler serves (Target.Serve clients and their dials); timers
+	// holds those with a deadline.
+	conns     connList
+	timers    connHeap
+	freeConns []*Conn
+	serial    uint64
+
 	stats loopStats
 
 	mu      sync.Mutex // guards the three below
@@ -74,6 +82,7 @@ type slot struct {
 	side int8
 	pair *pair
 	lis  *listener
+	conn *Conn
 }
 
 // listener is one loop's SO_REUSEPORT socket of a Listen.
@@ -98,6 +107,7 @@ type loopStats struct {
 	bytesUp, bytesDown               atomic.Int64
 	headWaits, headTimeouts          atomic.Int64
 	headFull, headErrors             atomic.Int64
+	served, dials                    atomic.Int64
 }
 
 func bump(c *atomic.Int64, n int64) { c.Store(c.Load() + n) }
@@ -108,17 +118,18 @@ const (
 	eventBatch     = 256
 )
 
-func newLoop(g *Group, o Options) (*loop, error) {
+func newLoop(g *Group, o Options, index int) (*loop, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
 	l := &loop{
-		g: g, ep: ep, wake: -1, events: make([]unix.EpollEvent, eventBatch), deadline: -1,
+		g: g, index: index, ep: ep, wake: -1, events: make([]unix.EpollEvent, eventBatch), deadline: -1,
 		base: time.Now(), tick: o.tick(), connectTimeout: o.ConnectTimeout, idleTimeout: o.IdleTimeout,
 		bufSize: o.BufferSize, done: make(chan struct{}), headTimeout: o.HeadTimeout, maxHeadBytes: o.MaxHeadBytes,
 	}
 	l.heads.init()
+	l.conns.init()
 	l.connecting.init()
 	l.idle.init()
 	l.pollReady = func(uintptr) bool {
@@ -226,6 +237,8 @@ func (l *loop) dispatch(ev *unix.EpollEvent) {
 	s := l.owner(ev)
 	switch {
 	case s == nil:
+	case s.conn != nil:
+		l.connEvent(s.conn, ev.Events)
 	case s.pair != nil:
 		l.pairEvent(s.pair, int(s.side), ev.Events)
 	case s.lis != nil:
@@ -340,7 +353,7 @@ func (l *loop) admit(li *listener, fd int32) {
 	if li.wildcard && sysLocal(fd, &l.sa) == 0 {
 		local = addrOf(&l.sa)
 	}
-	acc := Accepted{Remote: remote, Local: local}
+	acc := Accepted{Remote: remote, Local: local, Loop: l.index}
 	if li.head != nil {
 		l.admitHead(li.head, fd, acc)
 		return
@@ -419,6 +432,7 @@ func (l *loop) drain() {
 	for p := l.heads.first(); p != nil; p = l.heads.first() {
 		l.peekHead(p, true)
 	}
+	l.drainConns(false)
 }
 
 // teardown ends what is left: pairs with ErrShutdown, then the loop's own descriptors. Work
@@ -431,6 +445,7 @@ func (l *loop) teardown() {
 	for p := l.heads.first(); p != nil; p = l.heads.first() {
 		l.closeHead(p)
 	}
+	l.drainConns(true)
 	for _, list := range []*pairList{&l.connecting, &l.idle} {
 		for p := list.first(); p != nil; p = list.first() {
 			l.finish(p, nil, ErrShutdown)

@@ -64,6 +64,7 @@ func (l *loop) touch(p *pair) {
 // sweep ends the pairs whose connect or idle deadline passed and resumes rested listeners.
 func (l *loop) sweep() {
 	l.sweepHeads()
+	l.expireConns()
 	for p := l.connecting.first(); p != nil && p.stamp+l.connectTimeout <= l.now; p = l.connecting.first() {
 		l.stats.connectTimeouts.Add(1)
 		l.connectFailed(p, ErrConnectTimeout) // a retry goes to the connecting list's tail
@@ -103,6 +104,9 @@ func (l *loop) nextDeadline() time.Duration {
 	}
 	if p := l.idle.first(); p != nil {
 		earliest(p.stamp + l.tick + l.idleTimeout)
+	}
+	if c := l.timers.top(); c != nil {
+		earliest(c.at)
 	}
 	for _, b := range l.resting {
 		earliest(b.resume)

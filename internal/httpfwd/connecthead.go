@@ -46,3 +46,13 @@ func (s *Server) ConnectHead(raw []byte) (head *RequestHead, n int, more bool) {
 	}
 	return r, end, false
 }
+
+// LoopHead judges raw, the first bytes a client sent, for a loop that serves HTTP/1.1 requests
+// itself: true when raw begins with a whole head within MaxHeaderBytes, which the loop engine
+// then parses and serves or hands to the engine. Anything else (a head not complete yet, TLS,
+// binary, a head past the bound) is the engine's.
+func (s *Server) LoopHead(raw []byte) bool {
+	s.init()
+	end := headEnd(nil, raw)
+	return end >= 0 && end <= s.lim.MaxHeaderBytes
+}

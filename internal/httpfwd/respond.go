@@ -61,7 +61,10 @@ func (c *conn) writeSimple(status int, reason string, fields []Field, close bool
 		n += len(b)
 	}
 	w := c.bw
-	c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.StreamIdleTimeout))
+	if c.nc != nil {
+		// The loop engine's conn has no net.Conn: its writes never block, and it times them.
+		c.nc.SetWriteDeadline(time.Now().Add(c.s.lim.StreamIdleTimeout))
+	}
 	w.WriteString("HTTP/1.1 ")
 	w.Write(strconv.AppendInt(c.num[:0], int64(status), 10))
 	w.WriteByte(' ')

@@ -489,6 +489,8 @@ func (c *conn) readRequest(first bool) bool {
 	switch {
 	case errors.As(err, &pe):
 		c.s.stats.countRefusal(pe)
+		// Nothing of this request moved: the counts of the last one on the connection go.
+		c.rec.RequestBytes, c.rec.ResponseBytes = 0, 0
 		c.rec.RequestID, c.rec.Upstream = newRequestID(&c.reqID), ""
 		c.tel.begin()
 		c.tel.flags = telemetry.DownstreamProtocolError

@@ -49,13 +49,22 @@ type forwardLoop struct {
 	// connection goes to the engine, whose dials check it later.
 	ready   atomic.Bool
 	handoff evloop.Verdict // made once: its Handoff serves a connection on the engine
+	// http serves HTTP/1.1 requests on the loop (forward_loop_http.go), nil until listening.
+	http *httpfwd.LoopServer
 }
 
 // ListenForwardLoop serves the forward proxy on g at addr (ListenHead), as ServeForward serves
 // a listener, and returns the bound address, which the proxy never dials. The caller closes g
 // when the proxy drains (Shutdown) and when PipeContext ends, as a gateway's event loop.
 func (p *Proxy) ListenForwardLoop(g *evloop.Group, addr netip.AddrPort) (netip.AddrPort, error) {
+	return p.listenForwardLoop(g, addr, loopHTTP{p: p, lim: p.connLimit})
+}
+
+// listenForwardLoop is ListenForwardLoop with the loop engine's LoopRoute, which a test wraps.
+func (p *Proxy) listenForwardLoop(g *evloop.Group, addr netip.AddrPort, lr httpfwd.LoopRoute) (netip.AddrPort, error) {
 	fl := p.newForwardLoop()
+	fl.http = p.forward.NewLoopServer(lr, g.Loops(), fl.serve)
+	p.loopHTTP.Store(fl.http)
 	bound, err := g.ListenHead(addr, fl.head)
 	if err != nil {
 		return netip.AddrPort{}, err
@@ -99,8 +108,45 @@ func (fl *forwardLoop) head(acc evloop.Accepted, head []byte, final bool) evloop
 		}
 	case more && !final:
 		return evloop.Verdict{More: true}
+	default:
+		return fl.httpHead(acc, head, final)
 	}
 	return fl.handoff
+}
+
+// httpHead decides a connection whose first bytes are no CONNECT: a complete head goes to the
+// loop engine, which serves its requests while it can and hands the connection to the engine
+// at the first it cannot; anything else, a head not all there at the first peek included (the
+// accept waited for the first bytes), goes to the engine at once.
+func (fl *forwardLoop) httpHead(acc evloop.Accepted, head []byte, final bool) evloop.Verdict {
+	p := fl.p
+	if fl.http == nil || p.isDraining() {
+		return fl.handoff
+	}
+	if !p.forward.LoopHead(head) {
+		// Not waited for: the engine's HeaderReadTimeout then bounds the head from the
+		// accept, as the head phase did not hold it first.
+		return fl.handoff
+	}
+	lim := p.connLimit
+	if lim != nil {
+		if ok, noteDue := lim.take(); !ok {
+			if noteDue {
+				remote := acc.Remote.String()
+				gopool.Go(func() { lim.note(remote) })
+			}
+			return evloop.Verdict{}
+		}
+	}
+	// Shutdown waits for the connection as for a tunnel: its requests in flight finish before
+	// the proxy's context ends, which cuts the Group.
+	if !p.beginLoop() {
+		if lim != nil {
+			lim.open.Add(-1)
+		}
+		return fl.handoff
+	}
+	return evloop.Verdict{Target: evloop.Target{Serve: fl.http.Handler(acc.Loop)}}
 }
 
 // serve is the handoff: the engine serves c under the cap, as ServeForward's connections.
@@ -156,4 +202,13 @@ func (p *Proxy) connectLoopTarget(h *httpfwd.RequestHead, n int, acc evloop.Acce
 // refuse is the answer connectFailed writes for a tunnel whose connect failed for good.
 func (lp *loopPipe) refuse(err error) []byte {
 	return connectRefusal(nil, lp.dialErr(err), lp.id, lp.host, lp.port, lp.m.Cluster)
+}
+
+// ForwardLoopHTTPStats are the counters of the loop engine that serves the forward port's
+// HTTP requests on its event loop; zero without ListenForwardLoop.
+func (p *Proxy) ForwardLoopHTTPStats() httpfwd.LoopStats {
+	if ls := p.loopHTTP.Load(); ls != nil {
+		return ls.Stats()
+	}
+	return httpfwd.LoopStats{}
 }

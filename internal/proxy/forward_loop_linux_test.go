@@ -20,7 +20,7 @@ import (
 
 // startLoopProxy is startProxy with the forward port on an evloop Group, closed as the
 // command closes it: drained beside the proxy, cut with its pipes.
-func startLoopProxy(t *testing.T, yamlDocs string, cfg Config) (*harness, *evloop.Group) {
+func startLoopProxy(t testing.TB, yamlDocs string, cfg Config) (*harness, *evloop.Group) {
 	t.Helper()
 	h := startProxy(t, yamlDocs, cfg, "")
 	g, err := evloop.New(h.p.ForwardLoopOptions())
@@ -143,8 +143,10 @@ func TestForwardLoopAnswersAsTheGoPath(t *testing.T) {
 			raw: "CONNECT dns.test:9000 HTTP/1.1\r\nHost: dns.test\r\n\r\npong", recorded: true},
 		{name: "hands a malformed CONNECT to the engine",
 			raw: "CONNECT static.test:9000 HTTP/1.1\r\n\r\n", randomID: true},
-		{name: "hands an HTTP request to the engine",
-			raw: "GET http://nowhere.test/ HTTP/1.1\r\nHost: nowhere.test\r\nX-Request-Id: loop-http-1\r\nConnection: close\r\n\r\n"},
+		{name: "refuses an HTTP request to an undeclared host on the loop, as the engine does",
+			raw: "GET http://nowhere.test/ HTTP/1.1\r\nHost: nowhere.test\r\nX-Request-Id: loop-http-1\r\nConnection: close\r\n\r\n", onLoop: true},
+		{name: "hands an HTTP request with a body to the engine",
+			raw: "POST http://nowhere.test/ HTTP/1.1\r\nHost: nowhere.test\r\nX-Request-Id: loop-http-2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"},
 	}
 	records := 0
 	for _, tt := range tests {

@@ -89,9 +89,11 @@ type Proxy struct {
 	live    liveState
 	pool    *httpfwd.Pool
 	forward *httpfwd.Server
-	capture *httpfwd.Server
-	sec     guard
-	stats   counters
+	// loopHTTP is the forward engine's loop engine, once ListenForwardLoop serves the port.
+	loopHTTP atomic.Pointer[httpfwd.LoopServer]
+	capture  *httpfwd.Server
+	sec      guard
+	stats    counters
 	// counts are the per-endpoint counters the admin API shows (Clusters).
 	counts endpointCounts
 	// connLimit is the cap shared by every listener; nil when there is none.

@@ -1,0 +1,95 @@
+package proxy
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/meshentry/meshentry/internal/httpfwd"
+	"github.com/meshentry/meshentry/internal/registry"
+)
+
+// loopHTTP is the forward port's httpfwd.LoopRoute: which HTTP requests the loop engine serves
+// on the loop's threads, exactly as the forward engine would. Those are the requests whose
+// Route is, with no side effect differing, a Reject (an invalid host, a host no ServiceEntry
+// declares) or an endpoint of a STATIC service whose endpoints are all IP addresses, reached
+// in plaintext over HTTP/1.1, without connection-pool limits, a PASSTHROUGH picker or any
+// VirtualService (whose routes carry actions, mirrors and other destinations). Everything else
+// goes to the engine: DNS and NONE resolution, whose Route may block on the resolver, unix
+// endpoints, TLS origination, h2c, limits, actions.
+type loopHTTP struct {
+	p   *Proxy
+	lim *connLimit // the proxy's cap, whose place a loop connection holds while on the loop
+}
+
+// Serves implements httpfwd.LoopRoute.
+func (lh loopHTTP) Serves(req *httpfwd.RequestHead) bool {
+	p := lh.p
+	if !validHost(req.Host) {
+		return true // Route refuses it, before any match
+	}
+	t := p.table.Load()
+	if t.vs != nil {
+		return false
+	}
+	port := uint32(req.Port)
+	if port == 0 {
+		port = 80
+		if req.Scheme == "https" {
+			port = 443
+		}
+	}
+	m := t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: req.Host, Port: port, Protocol: registry.TrafficHTTP, Scope: t.scope}, p.cfg.AllowAny)
+	switch {
+	case m.Outcome == registry.BlackHole:
+		return true
+	case m.Outcome != registry.Matched || m.Service.Resolution != registry.ResolutionStatic:
+		return false
+	}
+	return loopReaches(t.route(m.Service, m.Port, p))
+}
+
+// loopReaches reports whether every endpoint Route may pick from r is one the loop connects to
+// as the engine's guarded dial would: an IP address over HTTP/1.1 in plaintext.
+func loopReaches(r *route) bool {
+	if r.proto != httpfwd.HTTP1 || !loopServes(r) {
+		return false
+	}
+	for i := range r.eps {
+		e := &r.eps[i]
+		if e.ep.Unix || !e.ep.IP.IsValid() || e.up.Addr == "" || e.tls != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Addr implements httpfwd.LoopRoute: the endpoint's address, never one of the proxy's own
+// (Route refuses those already; this is the guard's second look).
+func (lh loopHTTP) Addr(up *httpfwd.Upstream) (netip.AddrPort, bool) {
+	if e, ok := up.Tag.(*endpoint); !ok || e.up.Addr != up.Addr || up.Dial == nil {
+		return netip.AddrPort{}, false // not an endpoint of a route of ours
+	}
+	a, err := netip.ParseAddrPort(up.Addr)
+	if err != nil || a.Addr().Zone() != "" || lh.p.sec.isSelf(a) {
+		return netip.AddrPort{}, false
+	}
+	return a, true
+}
+
+// Check implements httpfwd.LoopRoute: dialGuarded's check once connected, as loopPipe's.
+func (lh loopHTTP) Check(remote, local netip.AddrPort) error {
+	g := &lh.p.sec
+	if !g.hasWildcard() || !g.reachedSelfAddrs(remote, local) {
+		return nil
+	}
+	return fmt.Errorf("dial %s: %w", remote, errLoop)
+}
+
+// Released implements httpfwd.LoopRoute: the connection's place under the cap is free, and
+// Shutdown waits for it no more.
+func (lh loopHTTP) Released() {
+	if lh.lim != nil {
+		lh.lim.open.Add(-1)
+	}
+	lh.p.wg.Done()
+}
