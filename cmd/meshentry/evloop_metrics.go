@@ -40,7 +40,7 @@ var (
 	descLoopHTTPRequests = prometheus.NewDesc("meshentry_event_loop_http_requests_total",
 		"HTTP requests the event loops served themselves, answered or failed.", []string{"listener"}, nil)
 	descLoopHTTPEvents = prometheus.NewDesc("meshentry_event_loop_http_events_total",
-		"What the loops' HTTP engine did besides serving, by kind: handoff (a connection handed to the goroutine path at a request the loop does not serve), head_timeout (408), idle_timeout (a keep-alive client closed), stream_idle_timeout, connect_timeout, connect_failure, stale_retry (a request sent again after a reused upstream connection failed), interim (a 1xx relayed), bad_response (502), pool_reused, pool_full (an upstream connection closed: its key had the pool's idle maximum), pool_idle_closed (an idle upstream connection closed or sent bytes), pool_idle_timeout, mismatch (a route the loop could not reach: 503), drain_closed (an idle client closed by a drain).", []string{"listener", "kind"}, nil)
+		"What the loops' HTTP engine did besides serving, by kind: handoff (a connection handed to the goroutine path at a request the loop does not serve), head_timeout (408), idle_timeout (a keep-alive client closed), stream_idle_timeout, connect_timeout, connect_failure, stale_retry (a request sent again after a reused upstream connection failed), interim (a 1xx relayed), bad_response (502), pool_reused, pool_full (an upstream connection closed: its key had the pool's idle maximum), pool_idle_closed (an idle upstream connection closed or sent bytes), pool_idle_timeout, mismatch (a route the loop could not reach: 503), drain_closed (an idle client closed by a drain), park (a keep-alive client gave its request state back to wait for its next request with a few hundred bytes).", []string{"listener", "kind"}, nil)
 )
 
 // Describe sends every descriptor.
@@ -90,7 +90,7 @@ func collectLoopHTTP(ch chan<- prometheus.Metric, name string, s httpfwd.LoopSta
 		"stream_idle_timeout": s.StreamTimeouts, "connect_timeout": s.ConnectTimeouts, "connect_failure": s.ConnectFailures,
 		"stale_retry": s.StaleRetries, "interim": s.Interim, "bad_response": s.BadResponses, "pool_reused": s.PoolReused,
 		"pool_full": s.PoolFull, "pool_idle_closed": s.PoolIdleClosed, "pool_idle_timeout": s.PoolIdleTimeout,
-		"mismatch": s.Mismatches, "drain_closed": s.DrainClosed} {
+		"mismatch": s.Mismatches, "drain_closed": s.DrainClosed, "park": s.Parks} {
 		ch <- prometheus.MustNewConstMetric(descLoopHTTPEvents, prometheus.CounterValue, float64(v), name, kind)
 	}
 }

@@ -1,7 +1,6 @@
 package httpfwd
 
 import (
-	"bufio"
 	"errors"
 	"net"
 	"net/netip"
@@ -57,13 +56,14 @@ type LoopStats struct {
 	PoolIdleTimeout uint64 // idle upstream connections closed after the Pool's IdleTimeout
 	Mismatches      uint64 // requests Serves took whose Route the loop could not reach (503)
 	DrainClosed     uint64 // idle keep-alive clients closed by a drain
+	Parks           uint64 // keep-alive waits begun with the request state given back (park)
 }
 
 type loopCounters struct {
 	requests, handoffs, headTimeouts, idleTimeouts, streamTimeouts       atomic.Uint64
 	connectTimeouts, connectFailures, staleRetries, interim, badResponse atomic.Uint64
 	poolReused, poolFull, poolIdleClosed, poolIdleTimeout, mismatches    atomic.Uint64
-	drainClosed                                                          atomic.Uint64
+	drainClosed, parks                                                   atomic.Uint64
 }
 
 // LoopServer serves the requests of evloop Conns with a Server's Router, limits and reports.
@@ -97,11 +97,8 @@ func (ls *LoopServer) Handler(loop int) evloop.Handler {
 		p.free = p.free[:n-1]
 		return lc
 	}
-	lc := &loopConn{ls: ls, c: &conn{s: ls.s, work: &work{}}}
-	c := lc.c
-	c.req.maxFields, c.resp.maxFields = ls.s.lim.MaxHeaders, ls.s.lim.MaxHeaders
-	c.bw = bufio.NewWriterSize(&lc.out, writeSize)
-	c.ubw = bufio.NewWriterSize(&lc.upOut, writeSize)
+	lc := &loopConn{ls: ls}
+	lc.c = ls.newLoopWork(lc)
 	return lc
 }
 
@@ -115,6 +112,7 @@ func (ls *LoopServer) Stats() LoopStats {
 		StaleRetries: c.staleRetries.Load(), Interim: c.interim.Load(), BadResponses: c.badResponse.Load(),
 		PoolReused: c.poolReused.Load(), PoolFull: c.poolFull.Load(), PoolIdleClosed: c.poolIdleClosed.Load(),
 		PoolIdleTimeout: c.poolIdleTimeout.Load(), Mismatches: c.mismatches.Load(), DrainClosed: c.drainClosed.Load(),
+		Parks: c.parks.Load(),
 	}
 }
 
@@ -187,6 +185,7 @@ func (lc *loopConn) Ready(cl *evloop.Conn, ev evloop.Events) {
 	if lc.cl == nil {
 		lc.begin(cl)
 	}
+	lc.unpark()
 	if ev&(evloop.Readable|evloop.Hangup) != 0 {
 		lc.unread = true
 	}
@@ -205,12 +204,13 @@ func (lc *loopConn) Ready(cl *evloop.Conn, ev evloop.Events) {
 
 // drive reads the next request heads that answers made due (next sets again): in a loop, not
 // by recursion, so that a client pipelining many requests the loop answers at once (refusals)
-// costs no stack.
+// costs no stack. Then a client left waiting for its next request parks.
 func (lc *loopConn) drive() {
 	for lc.again {
 		lc.again = false
 		lc.readHead()
 	}
+	lc.park() // every event of lc, its client's or its upstream's, ends here
 }
 
 // begin takes a new client connection.
@@ -223,6 +223,7 @@ func (lc *loopConn) begin(cl *evloop.Conn) {
 
 // Expired handles the client's deadline: the head wait's, or the exchange's stream idle one.
 func (lc *loopConn) Expired(cl *evloop.Conn) {
+	lc.unpark()
 	switch {
 	case lc.st == stHead:
 		lc.headExpired()
@@ -257,6 +258,7 @@ func (lc *loopConn) Drain(cl *evloop.Conn, now bool) {
 	if lc.cl == nil {
 		lc.begin(cl)
 	}
+	lc.unpark()
 	switch {
 	case now:
 		lc.abort()

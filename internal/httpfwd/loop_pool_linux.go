@@ -96,8 +96,9 @@ func (u *loopUp) close() {
 
 // loopPool is one loop's idle upstream connections by key, the most recently used last.
 type loopPool struct {
-	idle map[string][]*loopUp
-	free []*loopConn // client states to reuse
+	idle  map[string][]*loopUp
+	free  []*loopConn // client states to reuse
+	works []loopWork  // the bulk parked keep-alive clients gave back (park)
 }
 
 // get takes the most recently used idle connection of key, or nil.

@@ -179,3 +179,32 @@ func TestForwardLoopPoolKeepsAtMostMaxIdlePerKey(t *testing.T) {
 		t.Errorf("%d connections closed at the pool's bound, want 1: %+v", s.PoolFull, s)
 	}
 }
+
+// TestForwardLoopParksAnIdleKeepAliveClient has two keep-alive clients take turns on one loop:
+// each wait for a next request gives the request state back (a park), and each request after
+// one is served on a state taken again, its answer whole, with the chunked and the plain body
+// alike.
+func TestForwardLoopParksAnIdleKeepAliveClient(t *testing.T) {
+	back := startRawBackend(t)
+	h, _ := startLoopProxy(t, httpLoopConfig(back.ln.Addr().(*net.TCPAddr).Port, 1), Config{Namespace: "istio-system"})
+	a, b := dial(t, h.addr), dial(t, h.addr)
+	readers := map[net.Conn]*bufio.Reader{a: bufio.NewReader(a), b: bufio.NewReader(b)}
+	for i, step := range []struct {
+		c          net.Conn
+		path, body string
+	}{{a, "/cl", "hello"}, {b, "/chunked", "hello, w"}, {a, "/chunked", "hello, w"}, {b, "/cl", "hello"}, {a, "/cl", "hello"}} {
+		io.WriteString(step.c, "GET "+step.path+" HTTP/1.1\r\nHost: web.test\r\n\r\n")
+		resp, err := http.ReadResponse(readers[step.c], nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 || string(body) != step.body {
+			t.Fatalf("request %d %s: %d %q %v, want 200 %q", i+1, step.path, resp.StatusCode, body, err, step.body)
+		}
+		waitFor(t, func() bool { return h.p.ForwardLoopHTTPStats().Parks == uint64(i+1) }, "the client to park")
+	}
+	if s := h.p.ForwardLoopHTTPStats(); s.Requests != 5 || s.Handoffs != 0 {
+		t.Errorf("loop stats %+v, want the 5 requests served on the loop", s)
+	}
+}
