@@ -77,9 +77,7 @@ func TestForwardEventLoopFlagServesTheForwardPort(t *testing.T) {
 	for _, loop := range []bool{false, true} {
 		t.Run(fmt.Sprintf("event loop %v", loop), func(t *testing.T) {
 			args := []string{"-f", cfg, "-n", "apps", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}
-			if loop {
-				args = append(args, "--forward-event-loop")
-			}
+			args = append(args, fmt.Sprintf("--forward-event-loop=%v", loop))
 			out := startRunArgs(t, args...)
 			fwd := out["forward proxy"]
 			tunnel, echoed := rawConnect(t, fwd, "CONNECT echo.local:9000 HTTP/1.1\r\nHost: echo.local:9000\r\n\r\n", "through the tunnel")
@@ -100,6 +98,9 @@ func TestForwardEventLoopFlagServesTheForwardPort(t *testing.T) {
 				{"istio_tcp_connections_closed_total{", `destination_service="echo.local"`, " 1"},
 				{"istio_tcp_sent_bytes_total{", `destination_service="echo.local"`, fmt.Sprintf(" %d", len(echoed))},
 				{"istio_requests_total{", `destination_service="web.local"`, " 1"},
+			}
+			if _, metrics := fetch(t, &http.Client{Timeout: 5 * time.Second}, metricsURL); !loop && strings.Contains(metrics, `listener="forward"`) {
+				t.Errorf("--forward-event-loop=false, and the loop's metrics are there:\n%s", grepLines(metrics, `listener="forward"`))
 			}
 			if loop {
 				// The tunnel and the HTTP request ran on the loop; the refused CONNECT was handed off.

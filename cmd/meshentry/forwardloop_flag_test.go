@@ -17,26 +17,22 @@ func TestForwardLoopOn(t *testing.T) {
 	tests := []struct {
 		name, listen string
 		args         []string
-		def          bool // the flag's default
 		want         bool
 	}{
-		{name: "off by default", listen: "127.0.0.1:15001", want: false},
+		{name: "on by default", listen: "127.0.0.1:15001", want: true},
+		{name: "on by default, every address", listen: ":15001", want: true},
 		{name: "given, an IP address", listen: "127.0.0.1:15001", args: []string{"--forward-event-loop"}, want: true},
 		{name: "given, every address", listen: ":15001", args: []string{"--forward-event-loop"}, want: true},
 		{name: "given, a host name", listen: "localhost:15001", args: []string{"--forward-event-loop"}, want: true},
-		{name: "given off", listen: "127.0.0.1:15001", args: []string{"--forward-event-loop=false"}, def: true, want: false},
-		{name: "on by default, an IP address", listen: "127.0.0.1:15001", def: true, want: true},
-		{name: "on by default, a host name", listen: "localhost:15001", def: true, want: false},
-		{name: "on by default, no forward port", listen: "", def: true, want: false},
+		{name: "given off", listen: "127.0.0.1:15001", args: []string{"--forward-event-loop=false"}, want: false},
+		{name: "on by default, a host name", listen: "localhost:15001", want: false},
+		{name: "on by default, no forward port", listen: "", want: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var f forwardLoopFlags
 			fl := pflag.NewFlagSet("run", pflag.ContinueOnError)
 			f.register(fl)
-			if tt.def {
-				f.flag.DefValue, f.enabled = "true", true
-			}
 			if err := fl.Parse(tt.args); err != nil {
 				t.Fatal(err)
 			}
