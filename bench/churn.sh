@@ -10,8 +10,10 @@
 #       answer (a fair floor for meshentry, not a like-for-like). The like-for-likes: a second
 #       meshentry as a Gateway with a VirtualService tcp route on a plain TCP port (no CONNECT, as
 #       HAProxy), the same with --gateway-event-loop (its port relayed on evloop), and `benchtool pipe`, net.Dial and two io.Copy: the floor of a relay on Go's net.
-#       A third meshentry runs with --forward-event-loop: its forward port on evloop, CONNECT
-#       tunnels relayed there, HTTP handed to the usual engine (rows "event loop" in (a) and (b)).
+#       meshentry serves its forward port on evloop (--forward-event-loop, on by default): CONNECT
+#       tunnels relayed there, HTTP requests served by its loop engine. A third meshentry runs with
+#       --forward-event-loop=false, every connection on the goroutine engine over Go's net (rows
+#       "goroutine engine" in (a) and (b)).
 #       `benchtool evpipe` relays on raw epoll, one locked thread per core, as HAProxy does: what
 #       Go can reach once its netpoller is out of the path; `benchtool evhand` accepts and dials
 #       on Go's net and hands the sockets to such a loop: what the loop saves on the relay alone.
@@ -28,7 +30,7 @@
 #   PROFILE=1 bench/churn.sh             # also a CPU profile of meshentry during a -c16 run of (a)
 #                                        # and of (b) after their rounds, not counted in the tables;
 #                                        # the top to $OUT/profile-{http,tunnel}.txt, and of the
-#                                        # --forward-event-loop instance: profile-loop-{http,tunnel}.txt
+#                                        # --forward-event-loop=false instance: profile-loop-{http,tunnel}.txt
 #   SYSCALLS=1 bench/churn.sh            # also strace -c -f each proxy during a -c16 run of (a) and
 #                                        # (b): syscalls (and failed ones) per connection, side by side
 #                                        # (the gateway and the raw-epoll relay too in (b))
@@ -82,7 +84,7 @@ EVHAND=127.0.0.1:$((P + 95))      # Go net accepts and dials, raw epoll relays
 GWLOOP=127.0.0.1:$((P + 96))      # the gateway's TCP server port with --gateway-event-loop
 GWLOOP_FWD=127.0.0.1:$((P + 7))
 GWLOOP_ADMIN=127.0.0.1:$((P + 6))
-MESH_LOOP=127.0.0.1:$((P + 9))    # meshentry with --forward-event-loop
+MESH_LOOP=127.0.0.1:$((P + 9))    # meshentry with --forward-event-loop=false
 MESH_LOOP_ADMIN=127.0.0.1:$((P + 8))
 
 pids=()
@@ -146,7 +148,7 @@ start_mesh() { # BIN LISTEN ADMIN LOG [FLAG]
 }
 start_mesh "$OUT/meshentry" "$MESH" "$MESH_ADMIN" "$OUT/meshentry.log" ${PROFILE:+--admin-pprof}
 MESH_PID=$!
-start_mesh "$OUT/meshentry" "$MESH_LOOP" "$MESH_LOOP_ADMIN" "$OUT/meshentry-loop.log" "--forward-event-loop${PROFILE:+ --admin-pprof}"
+start_mesh "$OUT/meshentry" "$MESH_LOOP" "$MESH_LOOP_ADMIN" "$OUT/meshentry-loop.log" "--forward-event-loop=false${PROFILE:+ --admin-pprof}"
 LOOP_PID=$!
 BASE_PID=
 if [ -n "${BASE:-}" ]; then
@@ -360,7 +362,7 @@ declare -A label
     echo
     row "HTTP, wrk -t1 -c$c, Connection: close" "conn/s" "p99 µs" "CPU µs/conn" "×haproxy" "CPU×ha"
     label=([direct]="direct (Go net/http backend)" [haproxy]="haproxy" [meshentry]="meshentry (forward proxy)"
-      [base]="meshentry at ${BASE:-}" [loop]="meshentry (forward, event loop)")
+      [base]="meshentry at ${BASE:-}" [loop]="meshentry (forward, goroutine engine)")
     keys=(direct haproxy meshentry loop)
     [ -n "$BASE_PID" ] && keys+=(base)
     table http "${keys[@]}"
@@ -375,7 +377,7 @@ declare -A label
       [gwloop]="meshentry (gateway TCP, event loop)"
       [gopipe]="plain Go relay (io.Copy)" [evpipe]="Go relay on raw epoll"
       [evhand]="Go net setup, epoll relay" [meshentry]="meshentry (CONNECT tunnel)" [base]="meshentry at ${BASE:-} (CONNECT)"
-      [loop]="meshentry (CONNECT, event loop)")
+      [loop]="meshentry (CONNECT, goroutine engine)")
     keys=(direct haproxy gateway gwloop gopipe evpipe evhand meshentry loop)
     [ -n "$BASE_PID" ] && keys+=(base)
     table tunnel "${keys[@]}"
@@ -403,7 +405,7 @@ if [ "${SYSCALLS:-}" = 1 ]; then
     fi
     cols=("haproxy=$OUT/syscalls-haproxy-$kind.txt")
     [ "$kind" = tunnel ] && cols+=("gateway=$OUT/syscalls-gateway-tunnel.txt" "gwloop=$OUT/syscalls-gwloop-tunnel.txt" "evpipe=$OUT/syscalls-evpipe-tunnel.txt")
-    cols+=("meshentry=$OUT/syscalls-meshentry-$kind.txt" "fwd-loop=$OUT/syscalls-loop-$kind.txt")
+    cols+=("meshentry=$OUT/syscalls-meshentry-$kind.txt" "goroutine=$OUT/syscalls-loop-$kind.txt")
     [ -n "$BASE_PID" ] && cols+=("base=$OUT/syscalls-base-$kind.txt")
     {
       echo

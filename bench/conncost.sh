@@ -19,7 +19,7 @@
 #   bench/conncost.sh                  # N=10000
 #   N=4000 bench/conncost.sh
 #   BASE=e5c7b4c bench/conncost.sh     # also a meshentry built from that commit, same run
-#   MESH_FLAGS=--forward-event-loop bench/conncost.sh   # meshentry run with these flags
+#   MESH_FLAGS=--forward-event-loop=false bench/conncost.sh   # meshentry run with these flags
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

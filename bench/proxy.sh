@@ -24,9 +24,10 @@
 #
 # The main meshentry row runs with the access log off and no Istio metrics; a second instance with
 # both on (the access log to a file, the metrics recorded and scraped once at the end) runs in the
-# same run, so their cost is read off two adjacent rows. The row "meshentry (forward, event loop)"
-# is a third instance, flagged as the main one, with --forward-event-loop: its HTTP requests are
-# served by the loop engine on internal/evloop's threads.
+# same run, so their cost is read off two adjacent rows. Both serve their HTTP requests on the
+# loop engine on internal/evloop's threads (--forward-event-loop, on by default). The row
+# "meshentry, goroutine engine" is a third instance, flagged as the main one with
+# --forward-event-loop=false: every request served by the goroutine engine on Go's net.
 #
 # The row "Go HTTP on raw epoll (evhttp)" is `benchtool evhttp`, a minimal HTTP/1.1 keep-alive
 # proxy written in Go on raw epoll (a loop per GOMAXPROCS, edge-triggered, idle upstream
@@ -156,7 +157,7 @@ ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench.yaml" --
   "${pprof[@]}" --access-log off --istio-metrics=false >"$OUT/meshentry.log" 2>&1 & pids+=($!)
 MESH_PID=$!
 ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH_LOOP" --admin "$MESH_LOOP_ADMIN" --log-level warn \
-  "${pprof[@]}" --access-log off --istio-metrics=false --forward-event-loop >"$OUT/meshentry-loop.log" 2>&1 & pids+=($!)
+  "${pprof[@]}" --access-log off --istio-metrics=false --forward-event-loop=false >"$OUT/meshentry-loop.log" 2>&1 & pids+=($!)
 MESH_LOOP_PID=$!
 rm -f "$OUT/access.log"
 ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench.yaml" --listen "$MESH_OBS" --admin "$MESH_OBS_ADMIN" --log-level warn \
@@ -285,7 +286,7 @@ http_row() {
   esac
 }
 declare -A label=([direct]="direct" [haproxy]="haproxy" [meshentry]="meshentry (forward proxy)"
-  [meshentry-loop]="meshentry (forward, event loop)"
+  [meshentry-loop]="meshentry, goroutine engine"
   [meshentry-obs]="meshentry, access log + metrics" [meshentry-base]="meshentry at ${BASE_REV:-}"
   [evhttp]="Go HTTP on raw epoll (evhttp)" [evhttp-unlocked]="evhttp, loops not locked")
 
@@ -318,7 +319,7 @@ for C in $CONNS; do
   u_rps=${rps[evhttp-unlocked]:--} u_p99=${p99[evhttp-unlocked]:--} u_cpu=${cpu[evhttp-unlocked]:--}
   line="-c$C meshentry/haproxy: req/s $(ratio "$m_rps" "$h_rps"), p99 $(ratio "$m_p99" "$h_p99"), CPU per request $(ratio "$m_cpu" "$h_cpu")"
   [ -n "$MESH_BASE_PID" ] && line+="; meshentry/base: req/s $(ratio "$m_rps" "${rps[meshentry-base]:--}"), CPU per request $(ratio "$m_cpu" "${cpu[meshentry-base]:--}")"
-  line+="; meshentry event loop/haproxy: req/s $(ratio "$l_rps" "$h_rps"), p99 $(ratio "$l_p99" "$h_p99"), CPU per request $(ratio "$l_cpu" "$h_cpu")"
+  line+="; goroutine engine/haproxy: req/s $(ratio "$l_rps" "$h_rps"), p99 $(ratio "$l_p99" "$h_p99"), CPU per request $(ratio "$l_cpu" "$h_cpu")"
   line+="; access log + metrics on/off: req/s $(ratio "$o_rps" "$m_rps"), CPU per request $(ratio "$o_cpu" "$m_cpu")"
   line+="; evhttp/haproxy: req/s $(ratio "$e_rps" "$h_rps"), p99 $(ratio "$e_p99" "$h_p99"), CPU per request $(ratio "$e_cpu" "$h_cpu")"
   line+="; evhttp unlocked/haproxy: req/s $(ratio "$u_rps" "$h_rps"), p99 $(ratio "$u_p99" "$h_p99"), CPU per request $(ratio "$u_cpu" "$h_cpu")"
@@ -357,7 +358,7 @@ if [ "$SYSCALLS" = 1 ]; then
     strace_wrk meshentry-loop "http://$MESH_LOOP/" "$MESH_LOOP_PID" bench.local
     strace_wrk evhttp "http://$EVHTTP/" "$EVHTTP_PID" bench.local
     strace_wrk evhttp-unlocked "http://$EVHTTP_UNL/" "$EVHTTP_UNL_PID" bench.local
-    cols=("haproxy=$OUT/syscalls-haproxy-c$C.txt" "meshentry=$OUT/syscalls-meshentry-c$C.txt" "loop=$OUT/syscalls-meshentry-loop-c$C.txt" "evhttp=$OUT/syscalls-evhttp-c$C.txt"
+    cols=("haproxy=$OUT/syscalls-haproxy-c$C.txt" "meshentry=$OUT/syscalls-meshentry-c$C.txt" "goroutine=$OUT/syscalls-meshentry-loop-c$C.txt" "evhttp=$OUT/syscalls-evhttp-c$C.txt"
       "evhttp-unlocked=$OUT/syscalls-evhttp-unlocked-c$C.txt")
     if [ -n "$MESH_BASE_PID" ]; then
       strace_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_PID" bench.local
