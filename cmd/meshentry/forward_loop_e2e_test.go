@@ -78,6 +78,9 @@ func TestForwardEventLoopFlagServesTheForwardPort(t *testing.T) {
 		t.Run(fmt.Sprintf("event loop %v", loop), func(t *testing.T) {
 			args := []string{"-f", cfg, "-n", "apps", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}
 			args = append(args, fmt.Sprintf("--forward-event-loop=%v", loop))
+			if loop {
+				args = append(args, "--event-loops", "1") // the flag taken; one loop serves all
+			}
 			out := startRunArgs(t, args...)
 			fwd := out["forward proxy"]
 			tunnel, echoed := rawConnect(t, fwd, "CONNECT echo.local:9000 HTTP/1.1\r\nHost: echo.local:9000\r\n\r\n", "through the tunnel")

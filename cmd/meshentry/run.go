@@ -71,6 +71,7 @@ type limitFlags struct {
 	idleRelease       time.Duration
 	heapShrink        int
 	poolIdle          int
+	eventLoops        int
 }
 
 func (l *limitFlags) register(fl *pflag.FlagSet) {
@@ -86,6 +87,7 @@ func (l *limitFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&l.idleRelease, "http-idle-release", time.Second, "a keep-alive HTTP/1.1 client connection waiting this long for its next request parks: it gives back its buffers and grown stack until bytes arrive (counted in meshentry_http_connections_parked_total); 0 never parks")
 	fl.IntVar(&l.heapShrink, "heap-shrink-bytes", heapshrink.DefaultThreshold, "once the memory the runtime holds grew by this many bytes in a burst that has ended (under 1/64 of it grown or allocated in the last 500 ms), the free heap is returned to the system at once rather than over minutes (at most every 10 s, as Envoy's shrink_heap; counted in meshentry_heap_shrinks_total); 0 never")
 	fl.IntVar(&l.poolIdle, "goroutine-pool-idle", gopool.MaxIdle, "goroutines kept waiting, with the stacks they grew, to serve the next accepted connection or tunnel (each let go after 10 s unused; counted in meshentry_goroutine_pool_*); beyond it a finished one ends")
+	fl.IntVar(&l.eventLoops, "event-loops", 0, "epoll event loops of each listener served on them (--forward-event-loop, --gateway-event-loop), each on a goroutine of its own (Envoy's --concurrency for those listeners); 0: one per CPU (GOMAXPROCS)")
 	fl.DurationVar(&l.tcpIdleTimeout, "tcp-idle-timeout", time.Hour, "a CONNECT tunnel or captured TCP/TLS connection with no bytes either way (Envoy's tcp_proxy idle_timeout); 0 disables it")
 }
 
@@ -106,6 +108,10 @@ func (l *limitFlags) apply(cfg *proxy.Config) error {
 	if l.tcpIdleTimeout < 0 {
 		return usageError("--tcp-idle-timeout must not be negative, got %v", l.tcpIdleTimeout)
 	}
+	if l.eventLoops < 0 {
+		return usageError("--event-loops must not be negative, got %d", l.eventLoops)
+	}
+	cfg.EventLoops = l.eventLoops
 	if l.maxHeaders <= 0 || l.maxHeaderBytes <= 0 || l.maxUpstreamConns <= 0 || l.maxIdleUpstream <= 0 {
 		return usageError("--max-headers, --max-header-bytes, --max-upstream-connections and --max-idle-upstream-connections must be positive")
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"regexp"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -255,4 +256,30 @@ func TestForwardLoopClientResetDuringConnect(t *testing.T) {
 		t.Errorf("record %+v, want DownstreamClosed to the service, no upstream host", rec)
 	}
 	waitFor(t, func() bool { return g.Stats().Open == 0 }, "the loop to let the connection go")
+}
+
+// TestLoopOptionsTakeEventLoops gives the forward and gateway Groups the loops the config asks
+// for (--event-loops), and one per GOMAXPROCS when it asks for none; a Group made from them
+// runs that many.
+func TestLoopOptionsTakeEventLoops(t *testing.T) {
+	for _, loops := range []int{0, 1, 3} {
+		h := startProxy(t, "", Config{EventLoops: loops}, "")
+		for name, o := range map[string]evloop.Options{"forward": h.p.ForwardLoopOptions(), "gateway": h.p.GatewayLoopOptions()} {
+			if o.Loops != loops {
+				t.Errorf("EventLoops %d: %s Options.Loops = %d", loops, name, o.Loops)
+			}
+			g, err := evloop.New(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := loops
+			if want == 0 {
+				want = runtime.GOMAXPROCS(0)
+			}
+			if g.Loops() != want {
+				t.Errorf("EventLoops %d: %s Group runs %d loops, want %d", loops, name, g.Loops(), want)
+			}
+			g.Close()
+		}
+	}
 }

@@ -33,7 +33,7 @@ func (p *Proxy) GatewayLoopOptions() evloop.Options {
 	if idle < 0 {
 		idle = loopNever
 	}
-	return evloop.Options{ConnectTimeout: p.cfg.ConnectTimeout, IdleTimeout: idle}
+	return evloop.Options{Loops: p.cfg.EventLoops, ConnectTimeout: p.cfg.ConnectTimeout, IdleTimeout: idle}
 }
 
 // PipeContext ends when the byte pipes must end: a drain cut short, or the proxy stopped. A

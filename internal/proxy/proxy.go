@@ -53,6 +53,9 @@ type Config struct {
 	// TCPIdleTimeout closes a CONNECT tunnel or captured TCP/TLS pipe once no byte moved either way
 	// for this long (1 h, Envoy's tcp_proxy idle_timeout); negative means never.
 	TCPIdleTimeout time.Duration
+	// EventLoops is the number of loops of each evloop Group the proxy's listeners run on
+	// (GatewayLoopOptions, ForwardLoopOptions); 0 is one per GOMAXPROCS.
+	EventLoops int
 	// MaxConnections caps the downstream connections open at once across the forward and capture
 	// listeners (Envoy's global_downstream_max_connections); beyond it a connection is closed as
 	// soon as it is accepted, and counted. Zero derives it from RLIMIT_NOFILE: 128 descriptors are
