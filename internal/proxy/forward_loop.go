@@ -90,15 +90,8 @@ func (fl *forwardLoop) head(acc evloop.Accepted, head []byte, final bool) evloop
 	switch {
 	case h != nil:
 		lim := p.connLimit
-		if lim != nil {
-			// The place the engine's connection would hold under the cap, from here on.
-			if ok, noteDue := lim.take(); !ok {
-				if noteDue {
-					remote := acc.Remote.String()
-					gopool.Go(func() { lim.note(remote) })
-				}
-				return evloop.Verdict{} // closed, as the listener closes a connection over the cap
-			}
+		if !fl.takePlace(acc) {
+			return evloop.Verdict{} // closed, as the listener closes a connection over the cap
 		}
 		if t, ok := p.connectLoopTarget(h, n, acc, lim); ok {
 			return evloop.Verdict{Target: t}
@@ -129,14 +122,8 @@ func (fl *forwardLoop) httpHead(acc evloop.Accepted, head []byte, final bool) ev
 		return fl.handoff
 	}
 	lim := p.connLimit
-	if lim != nil {
-		if ok, noteDue := lim.take(); !ok {
-			if noteDue {
-				remote := acc.Remote.String()
-				gopool.Go(func() { lim.note(remote) })
-			}
-			return evloop.Verdict{}
-		}
+	if !fl.takePlace(acc) {
+		return evloop.Verdict{}
 	}
 	// Shutdown waits for the connection as for a tunnel: its requests in flight finish before
 	// the proxy's context ends, which cuts the Group.
@@ -147,6 +134,22 @@ func (fl *forwardLoop) httpHead(acc evloop.Accepted, head []byte, final bool) ev
 		return fl.handoff
 	}
 	return evloop.Verdict{Target: evloop.Target{Serve: fl.http.Handler(acc.Loop)}}
+}
+
+// takePlace takes the place under the proxy's cap (when set) that the engine's connection
+// would hold, from here on; false when the cap is reached, which is noted (at most so often,
+// on the pool) as the listener notes a connection it closes over the cap.
+func (fl *forwardLoop) takePlace(acc evloop.Accepted) bool {
+	lim := fl.p.connLimit
+	if lim == nil {
+		return true
+	}
+	ok, noteDue := lim.take()
+	if !ok && noteDue {
+		remote := acc.Remote.String()
+		gopool.Go(func() { lim.note(remote) })
+	}
+	return ok
 }
 
 // serve is the handoff: the engine serves c under the cap, as ServeForward's connections.
