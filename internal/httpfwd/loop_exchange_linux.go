@@ -123,7 +123,7 @@ func (lc *loopConn) connected(u *loopUp, timedOut bool) {
 	switch e := u.cn.SocketError(); {
 	case timedOut:
 		bump(&lc.ls.stats.connectTimeouts)
-		err = dialError(lc.addr, errDeadline)
+		err = dialError(lc.addr, os.ErrDeadlineExceeded)
 	case e != 0:
 		bump(&lc.ls.stats.connectFailures)
 		err = dialError(lc.addr, os.NewSyscallError("connect", e))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -201,17 +202,9 @@ func (lc *loopConn) Expired(cl *evloop.Conn) {
 	lc.drive()
 }
 
-// errStall is a read or write that made no progress for the stream idle timeout; a timeout
-// error, as the engine's deadlines give.
-var errStall = &net.OpError{Op: "read", Net: "tcp", Err: errDeadline}
-
-var errDeadline = deadlineError{}
-
-type deadlineError struct{}
-
-func (deadlineError) Error() string   { return "i/o timeout" }
-func (deadlineError) Timeout() bool   { return true }
-func (deadlineError) Temporary() bool { return true }
+// errStall is a read or write that made no progress for the stream idle timeout: the error
+// the engine's own deadlines give.
+var errStall = &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
 
 // Drain handles the Group's drain: an idle keep-alive client is closed as the engine closes
 // its idle ones, a fresh one goes to the engine, which gives it the drain's grace, a request

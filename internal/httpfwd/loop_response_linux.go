@@ -290,7 +290,7 @@ func (lc *loopConn) clientFailed(err error) {
 // the client's writes, or the upstream's body.
 func (lc *loopConn) stalled() {
 	if lc.out.pending() {
-		lc.cut(nil, &net.OpError{Op: "write", Net: "tcp", Err: errDeadline})
+		lc.cut(nil, &net.OpError{Op: "write", Net: "tcp", Err: os.ErrDeadlineExceeded})
 		return
 	}
 	lc.cut(fmt.Errorf("%w: reading the response body: %w", ErrUpstreamClosed, errStall), nil)
