@@ -3,6 +3,7 @@ package httpfwd
 import (
 	"bufio"
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -332,6 +333,16 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	return p.Conn.Read(b)
+}
+
+// CloseWrite half-closes the connection underneath, which the engine does to a client whose
+// request it answered but whose body it did not read (a prefixConn has no SyscallConn, so
+// nothing waits on the socket while bytes of its own are left).
+func (p *prefixConn) CloseWrite() error {
+	if cw, ok := p.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("httpfwd: connection cannot close its write side")
 }
 
 // h2Conn is the http.Handler of one HTTP/2 client connection.

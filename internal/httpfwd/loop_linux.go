@@ -123,6 +123,9 @@ type loopConn struct {
 	// or an edge came during the exchange), so that the next head is peeked at once rather than
 	// at the next edge: a client that sends one request at a time costs no empty peek.
 	again, unread bool
+	// in, used: headBuf[:in] are bytes the client sent that no answer went out for yet, of
+	// which the head being served is headBuf[:used].
+	in, used      int
 	out, upOut    outBuf
 	remote, local net.Addr
 
@@ -181,6 +184,7 @@ func (lc *loopConn) begin(cl *evloop.Conn) {
 	lc.cl = cl
 	lc.remote, lc.local = net.TCPAddrFromAddrPort(cl.Remote), net.TCPAddrFromAddrPort(cl.Local)
 	lc.st, lc.kept, lc.partial, lc.unread = stHead, false, true, false
+	lc.in, lc.used = 0, 0
 	cl.SetDeadline(lc.ls.s.lim.HeaderReadTimeout)
 }
 
@@ -230,12 +234,18 @@ func (lc *loopConn) Drain(cl *evloop.Conn, now bool) {
 // shutting reports a drain of the Server or of the loops: the answer closes the connection.
 func (lc *loopConn) shutting() bool { return lc.ls.s.shutting.Load() || lc.cl.Draining() }
 
-// handOff gives the client, its next request unread, to the Go engine for good.
+// handOff gives the client to the Go engine for good, which reads the bytes the loop read
+// and did not answer (held) before the socket's.
 func (lc *loopConn) handOff() {
 	bump(&lc.ls.stats.handoffs)
-	cl := lc.cl
+	cl, pre := lc.cl, lc.held()
 	lc.release()
-	cl.Handoff(lc.ls.handoff)
+	if pre == nil {
+		cl.Handoff(lc.ls.handoff)
+		return
+	}
+	serve := lc.ls.handoff
+	cl.Handoff(func(nc net.Conn) { serve(&prefixConn{Conn: nc, pre: pre}) })
 }
 
 // close closes the client connection, and an upstream connection still in use.
@@ -266,7 +276,7 @@ func (lc *loopConn) release() {
 	c.work.reset()
 	c.req.RemoteAddr, c.req.LocalAddr = nil, nil
 	lc.cl, lc.remote, lc.local = nil, nil, nil
-	lc.st, lc.again = stDone, false
+	lc.st, lc.again, lc.in, lc.used = stDone, false, 0, 0
 	lc.up = Upstream{}
 	lc.out.reset()
 	lc.upOut.reset()
@@ -280,59 +290,86 @@ func (lc *loopConn) release() {
 // maxFreeLoopConns bounds the free client states a loop keeps: a burst's worth, not a flood's.
 const maxFreeLoopConns = 256
 
-// readHead peeks at the next request head and serves it when the loop can, reading it only
-// then; anything else hands the connection off with every byte still in its socket.
+// readHead reads the next request head and serves it when the loop can. The bytes read are
+// the client's: those behind the head (a pipelined request) wait in headBuf for the next
+// readHead, and a connection the loop does not serve goes to the engine with every byte read
+// replayed first (handOff), so a head costs one read, not a peek and a read.
 func (lc *loopConn) readHead() {
 	c, lim := lc.c, &lc.ls.s.lim
 	if cap(c.headBuf) < readSize {
 		c.headBuf = make([]byte, 0, readSize)
 	}
 	buf := c.headBuf[:cap(c.headBuf)]
-	var n int
-	var e unix.Errno
-	for {
-		n, e = lc.cl.Peek(buf)
-		if e != 0 || n < len(buf) || len(buf) > lim.MaxHeaderBytes || headEnd(nil, buf[:n]) >= 0 {
-			break
+	n := lc.in
+	end := headEnd(nil, buf[:n])
+	for end < 0 && n <= lim.MaxHeaderBytes && !blankLead(buf[:n]) {
+		if n == len(buf) {
+			// The head fills the buffer: room for the rest, up to the bound.
+			grown := make([]byte, min(2*len(buf), lim.MaxHeaderBytes+1))
+			copy(grown, buf[:n])
+			buf, c.headBuf = grown, grown[:0]
 		}
-		// The head fills the buffer: peek again with room for the rest, up to the bound.
-		buf = make([]byte, min(2*len(buf), lim.MaxHeaderBytes+1))
-		c.headBuf = buf[:0]
-	}
-	switch {
-	case e == unix.EAGAIN:
-		lc.unread = false
-		return // wait for the edge, under the deadline set
-	case e != 0 || n == 0:
-		lc.close() // a reset, or the client's end between requests
-		return
-	}
-	b := buf[:n]
-	end := headEnd(nil, b)
-	lc.unread = end >= 0 && n > end // a pipelined request behind this one
-	switch {
-	case b[0] == '\r' || b[0] == '\n':
-		lc.handOff() // empty lines before the head: the engine skips them its way
-		return
-	case end < 0 && n <= lim.MaxHeaderBytes:
-		if !lc.partial {
-			lc.partial = true
-			lc.cl.SetDeadline(lim.HeaderReadTimeout)
+		m, e := lc.cl.Read(buf[n:])
+		switch {
+		case e == unix.EAGAIN:
+			lc.waitHead(n)
+			return // wait for the edge, under the deadline set
+		case e != 0 || (m == 0 && n == 0):
+			lc.close() // a reset, or the client's end between requests
+			return
+		case m == 0:
+			lc.in = n
+			lc.handOff() // the end within a head: the engine answers it its way
+			return
 		}
-		return
-	case end < 0 || end > lim.MaxHeaderBytes || !lc.servable(b[:end]):
+		drained := m < len(buf)-n // a short read took all the socket held
+		n += m
+		if end = headEnd(nil, buf[:n]); end < 0 && drained && n <= lim.MaxHeaderBytes && !blankLead(buf[:n]) {
+			lc.waitHead(n)
+			return
+		}
+	}
+	lc.in = n
+	if end < 0 || end > lim.MaxHeaderBytes || blankLead(buf[:n]) || !lc.servable(buf[:end]) {
+		// An empty line before the head (the engine skips those its way), a head over the
+		// bound (431) or one the loop does not serve.
 		lc.handOff()
 		return
 	}
-	for k := 0; k < end; {
-		m, e := lc.cl.Read(buf[k:end]) // the same bytes again, where the head was parsed
-		if e != 0 || m == 0 {
-			lc.close()
-			return
-		}
-		k += m
-	}
+	lc.used = end
+	lc.unread = n > end // a pipelined request behind this one
 	lc.serve()
+}
+
+// blankLead reports whether b begins with an empty line's byte, which the engine skips.
+func blankLead(b []byte) bool { return len(b) > 0 && (b[0] == '\r' || b[0] == '\n') }
+
+// waitHead keeps the n bytes of a head begun, under HeaderReadTimeout from its first byte.
+func (lc *loopConn) waitHead(n int) {
+	lc.in, lc.unread = n, false
+	if n > 0 && !lc.partial {
+		lc.partial = true
+		lc.cl.SetDeadline(lc.ls.s.lim.HeaderReadTimeout)
+	}
+}
+
+// consumed drops the head just served from headBuf, keeping the bytes read behind it: once
+// its answer is out, as its fields point into the buffer until then.
+func (lc *loopConn) consumed() {
+	if lc.used == 0 {
+		return
+	}
+	b := lc.c.headBuf[:cap(lc.c.headBuf)]
+	lc.in = copy(b, b[lc.used:lc.in])
+	lc.used = 0
+}
+
+// held is a copy of the client's bytes read and not served, for the engine to read first.
+func (lc *loopConn) held() []byte {
+	if lc.in == lc.used {
+		return nil
+	}
+	return append([]byte(nil), lc.c.headBuf[lc.used:lc.in]...)
 }
 
 // servable parses raw, a complete head, and reports whether the loop serves it.
@@ -349,7 +386,7 @@ func (lc *loopConn) servable(raw []byte) bool {
 // for a keep-alive client that sent nothing.
 func (lc *loopConn) headExpired() {
 	c := lc.c
-	if n, e := lc.cl.Peek(c.headBuf[:cap(c.headBuf)]); e == 0 && n > 0 {
+	if lc.in > 0 || lc.arrived() {
 		bump(&lc.ls.stats.headTimeouts)
 		c.req.Method, c.req.ProtoMinor = "", 1
 		c.rec.RequestID = newRequestID(&c.reqID)
@@ -360,6 +397,13 @@ func (lc *loopConn) headExpired() {
 		lc.ls.s.stats.idle.Add(1)
 	}
 	lc.close()
+}
+
+// arrived reports whether the socket holds bytes an edge not yet handled announces.
+func (lc *loopConn) arrived() bool {
+	var b [1]byte
+	n, e := lc.cl.Peek(b[:])
+	return e == 0 && n > 0
 }
 
 // writeOut writes what out holds, once, best effort: for an answer before a close.

@@ -28,7 +28,7 @@ func (ls *LoopServer) newLoopWork(lc *loopConn) *conn {
 // with nothing pending; anything else keeps it.
 func (lc *loopConn) park() {
 	if lc.c == nil || lc.cl == nil || lc.st != stHead || !lc.kept || lc.partial || lc.again ||
-		lc.u != nil || lc.out.pending() || lc.upOut.pending() {
+		lc.u != nil || lc.in != 0 || lc.out.pending() || lc.upOut.pending() {
 		return
 	}
 	p := &lc.ls.pools[lc.cl.LoopIndex()]

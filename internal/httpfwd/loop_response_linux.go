@@ -320,7 +320,9 @@ func (lc *loopConn) next() {
 		return
 	}
 	lc.up = Upstream{}
+	lc.consumed()
 	lc.st, lc.kept, lc.partial = stHead, true, false
 	lc.cl.SetDeadline(s.lim.IdleTimeout)
-	lc.again = lc.unread // a head there already, pipelined or sent meanwhile: drive reads it
+	// A head there already, read behind this one or sent meanwhile: drive reads it.
+	lc.again = lc.unread || lc.in > 0
 }

@@ -72,21 +72,45 @@ func TestForwardLoopCheckRefusesAConnectThatReachedAWildcardListener(t *testing.
 	}
 }
 
-// TestForwardLoopAnswersPipelinedRequests writes three requests at once: the loop answers
-// each in turn, as the engine does, the last one's refusal included.
+// TestForwardLoopAnswersPipelinedRequests writes several requests at once, as a pipelining
+// client does: the loop answers those it serves in turn, as the engine does, and hands the
+// connection to the engine at the first it does not, replaying what it read of it.
 func TestForwardLoopAnswersPipelinedRequests(t *testing.T) {
 	back := startRawBackend(t)
 	cfgYAML := httpLoopConfig(back.ln.Addr().(*net.TCPAddr).Port, 1)
 	goPath := startProxy(t, cfgYAML, Config{Namespace: "istio-system"}, "")
-	loopPath, _ := startLoopProxy(t, cfgYAML, Config{Namespace: "istio-system"})
-	const reqs = "GET /cl HTTP/1.1\r\nHost: web.test\r\n\r\nGET /chunked HTTP/1.1\r\nHost: web.test\r\n\r\n" +
-		"GET http://nowhere.test/ HTTP/1.1\r\nHost: nowhere.test\r\nX-Request-Id: p-3\r\nConnection: close\r\n\r\n"
-	want := exchangeRaw(t, goPath.addr, reqs)
-	got := exchangeRaw(t, loopPath.addr, reqs)
-	if got != want {
-		t.Errorf("on the loop:\n%q\nby the engine:\n%q", got, want)
+	loopPath, g := startLoopProxy(t, cfgYAML, Config{Namespace: "istio-system"})
+	const get = "GET /cl HTTP/1.1\r\nHost: web.test\r\n\r\n"
+	tests := []struct {
+		name             string
+		reqs             string
+		served, handoffs uint64 // requests the loop answers, connections it hands off
+	}{
+		{name: "three, the last refused", served: 3, reqs: get + "GET /chunked HTTP/1.1\r\nHost: web.test\r\n\r\n" +
+			"GET http://nowhere.test/ HTTP/1.1\r\nHost: nowhere.test\r\nX-Request-Id: p-3\r\nConnection: close\r\n\r\n"},
+		{name: "a request with a body behind one the loop serves", served: 1, handoffs: 1,
+			reqs: get + "POST /cl HTTP/1.1\r\nHost: web.test\r\nContent-Length: 2\r\n\r\nhi" + get},
+		{name: "an empty line between two requests", served: 1, handoffs: 1, reqs: get + "\r\n" + get},
+		{name: "a head the client ends halfway", served: 1, handoffs: 1, reqs: get + "GET /cl HTTP/1.1\r\nHo"},
+		{name: "a head that parses only whole", served: 1, handoffs: 1, reqs: get + "GET /cl HTTP/1.1\r\nHost: web.test\r\nBad Field\r\n\r\n"},
 	}
-	if s := loopPath.p.ForwardLoopHTTPStats(); s.Requests != 3 {
-		t.Errorf("the loop served %d requests, want 3", s.Requests)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before, beforeServed := g.Stats(), loopPath.p.ForwardLoopHTTPStats().Requests
+			want := exchangeRaw(t, goPath.addr, tt.reqs)
+			got := exchangeRaw(t, loopPath.addr, tt.reqs)
+			if normalized(got) != normalized(want) {
+				t.Errorf("on the loop:\n%q\nby the engine:\n%q", got, want)
+			}
+			if n := loopPath.p.ForwardLoopHTTPStats().Requests - beforeServed; n != tt.served {
+				t.Errorf("the loop served %d requests, want %d", n, tt.served)
+			}
+			if n := uint64(g.Stats().Handoffs - before.Handoffs); n != tt.handoffs {
+				t.Errorf("%d connections handed off, want %d", n, tt.handoffs)
+			}
+		})
 	}
 }
+
+// normalized is s with the request ids the proxies make up replaced.
+func normalized(s string) string { return uuidPattern.ReplaceAllString(s, "ID") }
