@@ -237,6 +237,36 @@ func TestHeadConsumeReply(t *testing.T) {
 	}
 }
 
+// TestHeadReplyBeforeBanner relays to an upstream that speaks first and then ends its side at
+// once: the client reads the Reply, then the banner, then the end of stream, and Result counts
+// the banner alone, however its bytes met the Reply in the loop's buffer.
+func TestHeadReplyBeforeBanner(t *testing.T) {
+	const reply, banner = "HTTP/1.1 200 OK\r\n\r\n", "220 ready\r\n"
+	up := serve(t, func(c *net.TCPConn) {
+		c.Write([]byte(banner))
+		c.CloseWrite()
+		io.Copy(io.Discard, c)
+	})
+	g := newGroup(t, Options{Loops: 1})
+	done := make(results, 1)
+	const rounds = 20 // the banner is there at the connect or comes after it: both ways
+	addr := listenHead(t, g, untilMarker("\r\n\r\n", make(chan headCall, 2*rounds), func(h []byte, _ bool) Verdict {
+		return Verdict{Target: Target{Addr: up.addr, Consume: len(h), Reply: []byte(reply), Done: func(r Result) { done <- r }}}
+	}))
+	for range rounds {
+		c := dial(t, addr)
+		c.Write([]byte("CONNECT x:1 HTTP/1.1\r\n\r\n"))
+		if err := expectAll(c, []byte(reply+banner)); err != nil {
+			t.Fatal(err)
+		}
+		c.CloseWrite()
+		if res := done.next(t); res.Down != int64(len(banner)) || res.Up != 0 || res.Err != nil || res.ConnectErr != nil {
+			t.Fatalf("Result %+v, want %d bytes down and none up", res, len(banner))
+		}
+		c.Close()
+	}
+}
+
 // TestHeadPipelinedAfterWait relays the bytes that came with the end of a head the loop had
 // waited for: their edge went to the head phase, so the relay must read them without one. The
 // client then sends nothing more, and keeps its side open, so no later edge covers for a miss.

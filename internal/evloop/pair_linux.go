@@ -280,6 +280,21 @@ func (l *loop) pump(p *pair, i int, trustShort bool) error {
 	src, dst := p.fd[i], p.fd[1-i]
 	d.short = false
 	for !d.shut {
+		if d.pre > 0 && d.off == 0 && d.end == d.pre && d.end < len(d.buf) && !d.eof {
+			// Only the Reply is pending and the upstream spoke first (a banner): both go
+			// out in one write.
+			read, err := l.readBehindReply(src, d, i)
+			if err != nil {
+				return err
+			}
+			if !read { // nothing after all: the Reply goes alone, and no read again
+				if done, err := l.writeOut(p, i); !done {
+					return err
+				}
+				l.release(d)
+				return nil
+			}
+		}
 		if done, err := l.writeOut(p, i); !done {
 			return err
 		}
@@ -317,6 +332,28 @@ func (l *loop) pump(p *pair, i int, trustShort bool) error {
 		}
 	}
 	return nil
+}
+
+// readBehindReply reads src's bytes into d's buffer behind the Reply pending there: false when
+// src had none (EAGAIN).
+func (l *loop) readBehindReply(src int32, d *direction, i int) (bool, error) {
+	for {
+		n, e := sysRead(src, d.buf[d.end:])
+		switch {
+		case e == unix.EINTR:
+			continue
+		case e == unix.EAGAIN:
+			return false, nil
+		case e != 0:
+			return false, sideError("read", i, e)
+		case n == 0:
+			d.eof = true
+		default:
+			d.end += n
+			d.short = d.end < len(d.buf)
+		}
+		return true, nil
+	}
 }
 
 // writeOut writes direction i's pending bytes: true once none is left, false when its
