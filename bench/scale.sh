@@ -11,6 +11,8 @@
 # RELOAD_DEBOUNCE sets --reload-debounce for run (empty: meshentry's default).
 # PROFILE=1 writes a CPU profile of each build's reloads to $OUT/reload-BUILD-N.pprof
 # (`go tool pprof -top $OUT/meshentry $OUT/reload-meshentry-100000.pprof`).
+# SETTLE (seconds, 2.5 by default) is how long the generated files age before the runs; SETTLE=0
+# measures reloads while every file is still too recent for its stat to prove it unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +34,11 @@ echo "# $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg
 for n in $SIZES; do
   dir="$out_abs/entries-$n"
   "$OUT/scaletool" gen -n "$n" -files "$FILES" -dir "$dir"
+  # The reload figure is one file changed among files that were not. The config cache takes a
+  # file as unchanged on its stat alone only once the file's times are older than its
+  # racy-clean margin (2 s, internal/config/cache.go); until then it reads and hashes it again.
+  # So the files just generated age past that first, as the files of a running config have.
+  sleep "${SETTLE:-2.5}"
   echo "## N=$n in $FILES files ($(du -sh "$dir" | cut -f1)), load: $(cut -d' ' -f1-3 /proc/loadavg)"
   # The file the reload rewrites: one in the middle of the load order.
   mid=$(find "$dir" -name '*.yaml' | sort | sed -n "$(( (FILES + 1) / 2 ))p")
