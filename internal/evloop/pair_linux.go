@@ -283,16 +283,15 @@ func (l *loop) pump(p *pair, i int, trustShort bool) error {
 		if d.pre > 0 && d.off == 0 && d.end == d.pre && d.end < len(d.buf) && !d.eof {
 			// Only the Reply is pending and the upstream spoke first (a banner): both go
 			// out in one write.
-			read, err := l.readBehindReply(src, d, i)
-			if err != nil {
-				return err
-			}
-			if !read { // nothing after all: the Reply goes alone, and no read again
-				if done, err := l.writeOut(p, i); !done {
+			read, rerr := l.readBehindReply(src, d, i)
+			if rerr != nil || !read {
+				// Nothing after all, or the upstream failed: the Reply goes alone (before the
+				// failure ends the pair, as it went before any read), and no read again.
+				if done, err := l.writeOut(p, i); !done && err != nil {
 					return err
 				}
 				l.release(d)
-				return nil
+				return rerr
 			}
 		}
 		if done, err := l.writeOut(p, i); !done {

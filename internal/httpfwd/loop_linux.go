@@ -118,10 +118,10 @@ type loopConn struct {
 	// kept: a request was served, so the wait is a keep-alive one; partial: bytes of the
 	// next head arrived, so HeaderReadTimeout runs.
 	kept, partial bool
-	// again: an answer went out whole and the next head is to be read (drive). unread: the
-	// client's socket may hold bytes of a next request (the last peek saw more than the head,
-	// or an edge came during the exchange), so that the next head is peeked at once rather than
-	// at the next edge: a client that sends one request at a time costs no empty peek.
+	// again: an answer went out whole and the next head is to be read (drive). unread: bytes
+	// of a next request may be there (the last read took more than the head, or an edge came
+	// during the exchange), so that the next head is read at once rather than at the next
+	// edge: a client that sends one request at a time costs no read that finds nothing.
 	again, unread bool
 	// in, used: headBuf[:in] are bytes the client sent that no answer went out for yet, of
 	// which the head being served is headBuf[:used].
