@@ -283,7 +283,7 @@ func (l *loop) pump(p *pair, i int, trustShort bool) error {
 		if d.pre > 0 && d.off == 0 && d.end == d.pre && d.end < len(d.buf) && !d.eof {
 			// Only the Reply is pending and the upstream spoke first (a banner): both go
 			// out in one write.
-			read, rerr := l.readBehindReply(src, d, i)
+			read, rerr := l.fill(src, d, i)
 			if rerr != nil || !read {
 				// Nothing after all, or the upstream failed: the Reply goes alone (before the
 				// failure ends the pair, as it went before any read), and no read again.
@@ -315,27 +315,20 @@ func (l *loop) pump(p *pair, i int, trustShort bool) error {
 		if d.buf == nil {
 			d.buf = l.take()
 		}
-		n, e := sysRead(src, d.buf)
-		switch {
-		case e == unix.EAGAIN:
+		if read, err := l.fill(src, d, i); err != nil || !read {
 			l.release(d)
-			return nil
-		case e == unix.EINTR:
-		case e != 0:
-			return sideError("read", i, e)
-		case n == 0:
-			d.eof = true
-		default:
-			d.off, d.end = 0, n
-			d.short = n < len(d.buf)
+			return err
 		}
 	}
 	return nil
 }
 
-// readBehindReply reads src's bytes into d's buffer behind the Reply pending there: false when
-// src had none (EAGAIN).
-func (l *loop) readBehindReply(src int32, d *direction, i int) (bool, error) {
+// fill reads src's bytes into d's buffer behind those pending there (a Reply, or none): false
+// when src had none (EAGAIN); an end of stream sets eof.
+func (l *loop) fill(src int32, d *direction, i int) (bool, error) {
+	if d.off == d.end {
+		d.off, d.end = 0, 0
+	}
 	for {
 		n, e := sysRead(src, d.buf[d.end:])
 		switch {
