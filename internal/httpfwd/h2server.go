@@ -3,7 +3,6 @@ package httpfwd
 import (
 	"bufio"
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/meshentry/meshentry/internal/sniff"
 )
 
 // Clients that know the proxy speaks HTTP/2 (grpc-go, curl --http2-prior-knowledge) open
@@ -305,7 +306,7 @@ func (c *conn) serveHTTP2(ctx context.Context) {
 	buffered, _ := c.br.Peek(c.br.Buffered())
 	// c and its buffers are reused once this returns, while the HTTP/2 server's reader may
 	// still be winding down: give it a copy.
-	nc := &prefixConn{Conn: c.nc, pre: append([]byte(nil), buffered...)}
+	nc := sniff.NewPrefixConn(c.nc, append([]byte(nil), buffered...))
 	c.nc.SetDeadline(time.Time{}) // the HTTP/2 server keeps its own timers
 	hc := &h2Conn{s: s, h: h, local: c.nc.LocalAddr(), remote: c.nc.RemoteAddr()}
 	hc.idle = make(chan struct{})
@@ -318,31 +319,6 @@ func (c *conn) serveHTTP2(ctx context.Context) {
 	// unwinding (their contexts are canceled by then): wait for them, so that Shutdown and
 	// Close return only after every request finished.
 	hc.wait()
-}
-
-// prefixConn replays bytes read ahead before reading the connection itself.
-type prefixConn struct {
-	net.Conn
-	pre []byte
-}
-
-func (p *prefixConn) Read(b []byte) (int, error) {
-	if len(p.pre) > 0 {
-		n := copy(b, p.pre)
-		p.pre = p.pre[n:]
-		return n, nil
-	}
-	return p.Conn.Read(b)
-}
-
-// CloseWrite half-closes the connection underneath, which the engine does to a client whose
-// request it answered but whose body it did not read (a prefixConn has no SyscallConn, so
-// nothing waits on the socket while bytes of its own are left).
-func (p *prefixConn) CloseWrite() error {
-	if cw, ok := p.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return errors.New("httpfwd: connection cannot close its write side")
 }
 
 // h2Conn is the http.Handler of one HTTP/2 client connection.

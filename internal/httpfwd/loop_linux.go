@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meshentry/meshentry/internal/evloop"
+	"github.com/meshentry/meshentry/internal/sniff"
 )
 
 // The loop engine serves HTTP/1.1 keep-alive requests on evloop's threads, for the subset it
@@ -19,8 +20,8 @@ import (
 // says routes to a plaintext HTTP/1.1 upstream at an IP address without route actions. It
 // shares the engine's parsers, head writers, answers (Reject, fail), telemetry and access
 // records: a loopConn holds a conn whose writers append to byte slices the loop then writes
-// without blocking. Every other request, peeked and never read, hands the connection to the
-// Go engine, where it stays.
+// without blocking. Every other request hands the connection to the Go engine, where it stays,
+// with the bytes the loop read of it replayed first (sniff.PrefixConn).
 
 type loopCounters struct {
 	requests, handoffs, headTimeouts, idleTimeouts, streamTimeouts       atomic.Uint64
@@ -245,7 +246,7 @@ func (lc *loopConn) handOff() {
 		return
 	}
 	serve := lc.ls.handoff
-	cl.Handoff(func(nc net.Conn) { serve(&prefixConn{Conn: nc, pre: pre}) })
+	cl.Handoff(func(nc net.Conn) { serve(sniff.NewPrefixConn(nc, pre)) })
 }
 
 // close closes the client connection, and an upstream connection still in use.
