@@ -102,7 +102,7 @@ func (fl *forwardLoop) head(acc evloop.Accepted, head []byte, final bool) evloop
 	case more && !final:
 		return evloop.Verdict{More: true}
 	default:
-		return fl.httpHead(acc, head, final)
+		return fl.httpHead(acc, head)
 	}
 	return fl.handoff
 }
@@ -111,7 +111,7 @@ func (fl *forwardLoop) head(acc evloop.Accepted, head []byte, final bool) evloop
 // loop engine, which serves its requests while it can and hands the connection to the engine
 // at the first it cannot; anything else, a head not all there at the first peek included (the
 // accept waited for the first bytes), goes to the engine at once.
-func (fl *forwardLoop) httpHead(acc evloop.Accepted, head []byte, final bool) evloop.Verdict {
+func (fl *forwardLoop) httpHead(acc evloop.Accepted, head []byte) evloop.Verdict {
 	p := fl.p
 	if fl.http == nil || p.isDraining() {
 		return fl.handoff
