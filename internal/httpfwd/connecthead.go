@@ -18,6 +18,19 @@ const connectPrefix = "CONNECT "
 // The head's slices point into a copy of raw's head of its own, and it has neither RemoteAddr
 // nor LocalAddr.
 func (s *Server) ConnectHead(raw []byte) (head *RequestHead, n int, more bool) {
+	head, n, more = s.ConnectHeadInto(raw, new(RequestHead))
+	if head != nil && head.RequestID == nil {
+		head.RequestID = newRequestID(new([36]byte))
+	}
+	return head, n, more
+}
+
+// ConnectHeadInto is ConnectHead parsing into r, which a caller that judges head after head
+// (an event loop) reuses: the head it returns is r, valid until r's next use, and once r has
+// held a head as large the call allocates nothing (the host string is kept while it repeats).
+// Its RequestID is only the client's, nil when it sent none: the caller makes one if it
+// needs it, and copies it if it keeps it, as it points into r.
+func (s *Server) ConnectHeadInto(raw []byte, r *RequestHead) (head *RequestHead, n int, more bool) {
 	s.init()
 	if len(raw) < len(connectPrefix) {
 		// A head that begins with empty lines (readHead skips them) is the engine's too.
@@ -34,18 +47,20 @@ func (s *Server) ConnectHead(raw []byte) (head *RequestHead, n int, more bool) {
 	if end > s.lim.MaxHeaderBytes {
 		return nil, 0, false
 	}
-	r := &RequestHead{}
 	r.maxFields = s.lim.MaxHeaders
-	if err := r.parse(bytes.Clone(raw[:end])); err != nil || r.Method != "CONNECT" || r.looped(s.via) {
+	// The copy goes where r's last one was: r.raw is r's alone.
+	if err := r.parse(append(r.raw[:0:cap(r.raw)], raw[:end]...)); err != nil || r.Method != "CONNECT" || r.looped(s.via) {
 		return nil, 0, false
 	}
+	r.RequestID = nil
 	if r.has(flagRequestID) {
 		r.RequestID = r.raw[r.requestID.start:r.requestID.end]
-	} else {
-		r.RequestID = newRequestID(new([36]byte))
 	}
 	return r, end, false
 }
+
+// NewRequestID is a request id as the engine makes one for a request that came without.
+func NewRequestID() []byte { return newRequestID(new([36]byte)) }
 
 // LoopHead judges raw, the first bytes a client sent, for a loop that serves HTTP/1.1 requests
 // itself: true when raw begins with a whole head within MaxHeaderBytes, which the loop engine

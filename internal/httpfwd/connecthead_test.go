@@ -89,3 +89,39 @@ func TestConnectHeadAsTheEngine(t *testing.T) {
 		})
 	}
 }
+
+// TestConnectHeadIntoReuses parses heads one after another into one RequestHead, as an event
+// loop does: each comes out as ConnectHead's would, none of the previous head left in it, and
+// a head seen before allocates nothing.
+func TestConnectHeadIntoReuses(t *testing.T) {
+	srv := &Server{Router: staticRouter("127.0.0.1:1")}
+	heads := []string{
+		"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\nX-Request-Id: first-id\r\n\r\n",
+		"CONNECT B.Example:8443 HTTP/1.1\r\nHost: b\r\n\r\n",
+		"CONNECT a.example:443 HTTP/1.1\r\nHost: a\r\nX-Request-Id: second\r\n\r\ntunnel bytes",
+		"CONNECT 10.0.0.1:1 HTTP/1.0\r\n\r\n",
+		"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+	}
+	var into RequestHead
+	for _, raw := range heads {
+		want, wantN, _ := srv.ConnectHead([]byte(raw))
+		got, n, _ := srv.ConnectHeadInto([]byte(raw), &into)
+		if (got != nil) != (want != nil) || n != wantN {
+			t.Fatalf("%q: head %v (%d bytes), ConnectHead's %v (%d)", raw, got != nil, n, want != nil, wantN)
+		}
+		if got == nil {
+			continue
+		}
+		if got != &into || got.Host != want.Host || got.Port != want.Port {
+			t.Errorf("%q: %s:%d, ConnectHead's %s:%d", raw, got.Host, got.Port, want.Host, want.Port)
+		}
+		sent := bytes.Contains([]byte(raw), []byte("X-Request-Id"))
+		if sent && !bytes.Equal(got.RequestID, want.RequestID) || !sent && got.RequestID != nil {
+			t.Errorf("%q: request id %q, ConnectHead's %q", raw, got.RequestID, want.RequestID)
+		}
+	}
+	raw := []byte(heads[1])
+	if allocs := testing.AllocsPerRun(100, func() { srv.ConnectHeadInto(raw, &into) }); allocs != 0 {
+		t.Errorf("ConnectHeadInto allocates %v times per head seen before", allocs)
+	}
+}

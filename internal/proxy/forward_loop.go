@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -49,6 +50,8 @@ type forwardLoop struct {
 	// connection goes to the engine, whose dials check it later.
 	ready   atomic.Bool
 	handoff evloop.Verdict // made once: its Handoff serves a connection on the engine
+	// heads holds a CONNECT head per loop (acc.Loop), parsed into again at each connection.
+	heads []httpfwd.RequestHead
 	// http serves HTTP/1.1 requests on the loop (forward_loop_http.go), nil until listening.
 	http *httpfwd.LoopServer
 }
@@ -62,7 +65,7 @@ func (p *Proxy) ListenForwardLoop(g *evloop.Group, addr netip.AddrPort) (netip.A
 
 // listenForwardLoop is ListenForwardLoop with the loop engine's LoopRoute, which a test wraps.
 func (p *Proxy) listenForwardLoop(g *evloop.Group, addr netip.AddrPort, lr httpfwd.LoopRoute) (netip.AddrPort, error) {
-	fl := p.newForwardLoop()
+	fl := p.newForwardLoop(g.Loops())
 	fl.http = p.forward.NewLoopServer(lr, g.Loops(), fl.serve)
 	p.loopHTTP.Store(fl.http)
 	bound, err := g.ListenHead(addr, fl.head)
@@ -74,8 +77,8 @@ func (p *Proxy) listenForwardLoop(g *evloop.Group, addr netip.AddrPort, lr httpf
 	return bound, nil
 }
 
-func (p *Proxy) newForwardLoop() *forwardLoop {
-	fl := &forwardLoop{p: p}
+func (p *Proxy) newForwardLoop(loops int) *forwardLoop {
+	fl := &forwardLoop{p: p, heads: make([]httpfwd.RequestHead, loops)}
 	fl.handoff = evloop.Verdict{Target: evloop.Target{Handoff: fl.serve}}
 	return fl
 }
@@ -86,7 +89,7 @@ func (fl *forwardLoop) head(acc evloop.Accepted, head []byte, final bool) evloop
 		return fl.handoff
 	}
 	p := fl.p
-	h, n, more := p.forward.ConnectHead(head)
+	h, n, more := p.forward.ConnectHeadInto(head, &fl.heads[acc.Loop])
 	switch {
 	case h != nil:
 		lim := p.connLimit
@@ -191,7 +194,7 @@ func (p *Proxy) connectLoopTarget(h *httpfwd.RequestHead, n int, acc evloop.Acce
 	}
 	dst.src = acc.Remote.Addr()
 	lp := &loopPipe{p: p, r: t.route(m.Service, m.Port, p), m: m, host: host, port: port, via: viaConnect,
-		id: h.RequestID, dst: dst, lim: lim}
+		id: bytes.Clone(h.RequestID), dst: dst, lim: lim}
 	target, ok := lp.target(acc)
 	if !ok {
 		return evloop.Target{}, false
@@ -204,7 +207,16 @@ func (p *Proxy) connectLoopTarget(h *httpfwd.RequestHead, n int, acc evloop.Acce
 
 // refuse is the answer connectFailed writes for a tunnel whose connect failed for good.
 func (lp *loopPipe) refuse(err error) []byte {
-	return connectRefusal(nil, lp.dialErr(err), lp.id, lp.host, lp.port, lp.m.Cluster)
+	return connectRefusal(nil, lp.dialErr(err), lp.requestID(), lp.host, lp.port, lp.m.Cluster)
+}
+
+// requestID is the tunnel's request id: the client's, else one made when first needed (by a
+// refusal, whose log line then shows the same), as most tunnels never need one.
+func (lp *loopPipe) requestID() []byte {
+	if lp.id == nil && lp.via == viaConnect {
+		lp.id = httpfwd.NewRequestID()
+	}
+	return lp.id
 }
 
 // ForwardLoopHTTPStats are the counters of the loop engine that serves the forward port's

@@ -90,7 +90,7 @@ func FuzzForwardLoopHead(f *testing.F) {
 		f.Add([]byte(seed), true)
 	}
 	h := startProxy(f, forwardFuzzConfig, Config{Namespace: "istio-system", SelfAddrs: []netip.AddrPort{selfAddr}}, "")
-	fl := h.p.newForwardLoop()
+	fl := h.p.newForwardLoop(1)
 	fl.ready.Store(true)
 	acc := evloop.Accepted{Remote: netip.MustParseAddrPort("127.0.0.1:40000"), Local: netip.MustParseAddrPort("127.0.0.1:3128")}
 	snap := h.p.Snapshot()
@@ -139,7 +139,7 @@ func FuzzForwardLoopHead(f *testing.F) {
 // exactly as handleConnect would, and hands every other connection to the engine.
 func TestForwardLoopHeadDecides(t *testing.T) {
 	h := startProxy(t, forwardFuzzConfig, Config{Namespace: "istio-system", SelfAddrs: []netip.AddrPort{selfAddr}}, "")
-	fl := h.p.newForwardLoop()
+	fl := h.p.newForwardLoop(1)
 	fl.ready.Store(true)
 	acc := evloop.Accepted{Remote: netip.MustParseAddrPort("127.0.0.1:40000"), Local: netip.MustParseAddrPort("127.0.0.1:3128")}
 	connect := func(authority string) string {

@@ -77,7 +77,7 @@ func (lp *loopPipe) target(acc evloop.Accepted) (evloop.Target, bool) {
 	if !ok || !p.beginLoop() {
 		return evloop.Target{}, false
 	}
-	lp.rec = p.startLoopConn(acc, hostPort(lp.host, lp.port), lp.sni)
+	lp.rec = p.startLoopConn(acc, lp.host, lp.port, lp.sni)
 	target := evloop.Target{Addr: addr, Connected: lp.connected, Retry: lp.retry, Done: lp.done}
 	if p.sec.hasWildcard() {
 		target.Check = lp.checkSelf // one getsockname per connection, only where it can matter
@@ -106,11 +106,11 @@ func (p *Proxy) beginLoop() bool {
 }
 
 // startLoopConn is startConn for a connection the loop accepted.
-func (p *Proxy) startLoopConn(acc evloop.Accepted, authority, sni string) *connRecord {
+func (p *Proxy) startLoopConn(acc evloop.Accepted, host string, port uint32, sni string) *connRecord {
 	if p.cfg.Telemetry == nil {
 		return nil
 	}
-	return &connRecord{p: p, rec: telemetry.Conn{Start: time.Now(), Authority: authority, SNI: sni,
+	return &connRecord{p: p, rec: telemetry.Conn{Start: time.Now(), Authority: hostPort(host, port), SNI: sni,
 		DownstreamRemote: net.TCPAddrFromAddrPort(acc.Remote), DownstreamLocal: net.TCPAddrFromAddrPort(acc.Local)}}
 }
 
@@ -233,10 +233,17 @@ func (lp *loopPipe) reportOpened() {
 		"upstream", key, "event_loop", true)
 }
 
-// done runs on the loop's thread when the pair ended; the reports wait on the pool.
+// done runs on the loop's thread when the pair ended. A pipe that connected and ended with
+// nothing to log or record finishes there: its reports are atomics, and a hand-off to the
+// pool would cost more than they do (a wakeup of another thread per pipe). The others'
+// reports, which may block, wait on the pool.
 func (lp *loopPipe) done(res evloop.Result) {
 	if lp.lim != nil {
 		lp.lim.open.Add(-1)
+	}
+	if res.ConnectErr == nil && lp.upConnected && lp.rec == nil && !lp.p.log.Enabled(lp.p.pipeCtx, slog.LevelDebug) {
+		lp.finish(res)
+		return
 	}
 	gopool.Go(func() { lp.finish(res) })
 }
@@ -247,7 +254,7 @@ func (lp *loopPipe) finish(res evloop.Result) {
 	defer p.wg.Done()
 	if res.ConnectErr != nil {
 		err := lp.dialErr(res.ConnectErr)
-		p.logRequestFailure(err, lp.id, lp.via, lp.host, lp.port, lp.m.Cluster)
+		p.logRequestFailure(err, lp.requestID(), lp.via, lp.host, lp.port, lp.m.Cluster)
 		lp.rec.failed(p.serviceOf(lp.m), dialFlags(err))
 		return
 	}
