@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Measures meshentry's forward proxy against a direct connection, HAProxy and a Go HTTP proxy on
 # raw epoll (evhttp, below), in one run, on 127.0.0.1: (a) HTTP/1.1 keep-alive requests/s, p50/p99
-# latency and proxy CPU per request with one wrk thread, at each connection count of CONNS (16 and
-# 256); (b) the throughput of a 1 GiB stream through a TCP/TLS passthrough (CONNECT tunnel for
+# latency, proxy CPU per request and the backend's CPU per request (the one Go backend every row
+# shares) with one wrk thread, at each connection count of CONNS (16 and 256); (b) the throughput of a 1 GiB stream through a TCP/TLS passthrough (CONNECT tunnel for
 # meshentry, mode tcp for HAProxy). Installs wrk and haproxy from the distribution when missing.
 #
 #   bench/proxy.sh            # 10 s per HTTP run, 1 GiB streams
@@ -39,6 +39,12 @@
 # internal/evloop's are; the row "evhttp, loops not locked" is the same proxy with EVHTTP_LOCK=0,
 # its loops parking on the netpoller as plain goroutines: the two rows part the cost of a
 # locked goroutine's park and wake-up from the rest.
+#
+# meshentry adds two fields to each request it forwards: Via (its loop guard) and x-request-id
+# (Envoy's generate_request_id), 89 bytes the backend reads and parses; HAProxy as configured
+# adds none. The row "haproxy, adding Via + x-request-id" is a second HAProxy frontend that sets
+# the same two fields (a UUID per request), so that the backend's share of a run is read off
+# with the proxies doing the same job. The Must-show ratios stay against plain "haproxy".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -81,6 +87,7 @@ BACKEND=127.0.0.1:$((P + 80))   # HTTP backend
 SOURCE=127.0.0.1:$((P + 90))    # TCP source of $BYTES per connection
 HAPROXY_HTTP=127.0.0.1:$((P + 81))
 HAPROXY_TCP=127.0.0.1:$((P + 91))
+HAPROXY_HDRS=127.0.0.1:$((P + 86)) # HAProxy adding meshentry's two request fields
 GOPIPE=127.0.0.1:$((P + 92))     # plain Go io.Copy relay, the floor for any Go passthrough
 EVHTTP=127.0.0.1:$((P + 82))     # benchtool evhttp: Go HTTP/1.1 proxy on raw epoll, the ceiling
 EVHTTP_UNL=127.0.0.1:$((P + 83)) # the same, its loops not locked to threads
@@ -100,6 +107,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 "$OUT/benchtool" http "$BACKEND" & pids+=($!)
+BACKEND_PID=$!
 "$OUT/benchtool" source "$SOURCE" "$BYTES" & pids+=($!)
 "$OUT/benchtool" pipe "$GOPIPE" "$SOURCE" & pids+=($!)
 
@@ -115,6 +123,13 @@ frontend http_in
   mode http
   bind $HAPROXY_HTTP
   option http-keep-alive
+  default_backend http_out
+frontend http_hdrs
+  mode http
+  bind $HAPROXY_HDRS
+  option http-keep-alive
+  http-request set-header Via "1.1 haproxy-0123456789abcdef"
+  http-request set-header x-request-id %[uuid]
   default_backend http_out
 backend http_out
   mode http
@@ -180,6 +195,7 @@ ready=
 for _ in $(seq 100); do
   if curl -fsS -o /dev/null "http://$MESH_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$MESH_OBS_ADMIN/ready" 2>/dev/null &&
     curl -fsS -o /dev/null "http://$MESH_LOOP_ADMIN/ready" 2>/dev/null && curl -fsS -o /dev/null "http://$HAPROXY_HTTP/" 2>/dev/null &&
+    curl -fsS -o /dev/null "http://$HAPROXY_HDRS/" 2>/dev/null &&
     curl -fsS -o /dev/null -H "Host: bench.local" "http://$EVHTTP/" 2>/dev/null &&
     curl -fsS -o /dev/null -H "Host: bench.local" "http://$EVHTTP_UNL/" 2>/dev/null &&
     { [ -z "$MESH_BASE_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_ADMIN/ready" 2>/dev/null; }; then
@@ -196,16 +212,18 @@ fi
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
 
-# run_wrk NAME URL PID [HOST]: prints "rps p50_us p99_us cpu_us_per_req" (cpu "-" without a PID)
-# for $C connections; wrk's output to $OUT/wrk-NAME-cC-rROUND.txt.
+# run_wrk NAME URL PID [HOST]: prints "rps p50_us p99_us cpu_us_per_req backend_cpu_us_per_req"
+# (cpu "-" without a PID) for $C connections; wrk's output to $OUT/wrk-NAME-cC-rROUND.txt.
 run_wrk() {
   local name=$1-c$C-r$ROUND url=$2 pid=$3 host=${4:-} hdr=()
   [ -n "$host" ] && hdr=(-H "Host: $host")
   wrk -t1 -c"$C" -d1s "${hdr[@]}" "$url" >/dev/null   # warm up pools
-  local c0=0; [ "$pid" != - ] && c0=$(cpu_ticks "$pid")
+  local c0=0 b0 b1; [ "$pid" != - ] && c0=$(cpu_ticks "$pid")
+  b0=$(cpu_ticks "$BACKEND_PID")
   wrk -t1 -c"$C" -d"$DURATION" --latency "${hdr[@]}" "$url" >"$OUT/wrk-$name.txt" || return 1
   local c1=0; [ "$pid" != - ] && c1=$(cpu_ticks "$pid")
-  awk -v c0="$c0" -v c1="$c1" -v tck="$TCK" -v pid="$pid" '
+  b1=$(cpu_ticks "$BACKEND_PID")
+  awk -v c0="$c0" -v c1="$c1" -v b0="$b0" -v b1="$b1" -v tck="$TCK" -v pid="$pid" '
     function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return (v+0)*1000; if (v ~ /s$/) return (v+0)*1e6; return v }
     /^ +50%/ { p50 = us($2) } /^ +99%/ { p99 = us($2) }
     /requests in/ { reqs = $1 }
@@ -216,7 +234,7 @@ run_wrk() {
       if (bad > 0) { print "wrk saw non-2xx responses" > "/dev/stderr"; exit 1 }
       if (sockerr != "") { print "wrk: " sockerr > "/dev/stderr"; exit 1 }
       cpu = (pid == "-") ? "-" : sprintf("%.1f", (c1 - c0) / tck * 1e6 / reqs)
-      printf "%.0f %.0f %.0f %s\n", rps, p50, p99, cpu
+      printf "%.0f %.0f %.0f %s %.1f\n", rps, p50, p99, cpu, (b1 - b0) / tck * 1e6 / reqs
     }' "$OUT/wrk-$name.txt"
 }
 
@@ -270,13 +288,14 @@ profile_wrk() {
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else print "-" }'; }
-row() { printf "%-34s %6s %10s %10s %10s %12s %10s %10s\n" "$@"; }
+row() { printf "%-34s %6s %10s %10s %10s %12s %10s %10s %10s\n" "$@"; }
 
 # http_row KEY: the measured run (after its warm-up) of row KEY of (a) at $C connections.
 http_row() {
   case $1 in
     direct) run_wrk direct "http://$BACKEND/" - ;;
     haproxy) run_wrk haproxy "http://$HAPROXY_HTTP/" "$HAPROXY_PID" ;;
+    haproxy-hdrs) run_wrk haproxy-hdrs "http://$HAPROXY_HDRS/" "$HAPROXY_PID" ;;
     meshentry) run_wrk meshentry "http://$MESH/" "$MESH_PID" bench.local ;;
     meshentry-loop) run_wrk meshentry-loop "http://$MESH_LOOP/" "$MESH_LOOP_PID" bench.local ;;
     meshentry-obs) run_wrk meshentry-obs "http://$MESH_OBS/" "$MESH_OBS_PID" bench.local ;;
@@ -285,7 +304,8 @@ http_row() {
     evhttp-unlocked) run_wrk evhttp-unlocked "http://$EVHTTP_UNL/" "$EVHTTP_UNL_PID" bench.local ;;
   esac
 }
-declare -A label=([direct]="direct" [haproxy]="haproxy" [meshentry]="meshentry (forward proxy)"
+declare -A label=([direct]="direct" [haproxy]="haproxy" [haproxy-hdrs]="haproxy, adding Via + x-request-id"
+  [meshentry]="meshentry (forward proxy)"
   [meshentry-loop]="meshentry, goroutine engine"
   [meshentry-obs]="meshentry, access log + metrics" [meshentry-base]="meshentry at ${BASE_REV:-}"
   [evhttp]="Go HTTP on raw epoll (evhttp)" [evhttp-unlocked]="evhttp, loops not locked")
@@ -293,19 +313,19 @@ declare -A label=([direct]="direct" [haproxy]="haproxy" [meshentry]="meshentry (
 {
   echo
   echo "HTTP/1.1 keep-alive, 128-byte responses, ${THREADS:+THREADS=$THREADS, }$(rounds_note), $DURATION per run"
-  row "HTTP keep-alive (wrk -t1)" conns "req/s" "p50 µs" "p99 µs" "CPU µs/req" "×direct" "×haproxy"
+  row "HTTP keep-alive (wrk -t1)" conns "req/s" "p50 µs" "p99 µs" "CPU µs/req" "backend µs" "×direct" "×haproxy"
 } >"$OUT/result.txt"
-keys=(direct haproxy meshentry meshentry-loop meshentry-obs evhttp evhttp-unlocked)
+keys=(direct haproxy meshentry haproxy-hdrs meshentry-loop meshentry-obs evhttp evhttp-unlocked)
 [ -n "$MESH_BASE_PID" ] && keys+=(meshentry-base)
 summary=() per_round=()
 for C in $CONNS; do
   echo "HTTP/1.1 keep-alive, wrk -t1 -c$C -d$DURATION, 128-byte responses, ROUNDS=$ROUNDS" >&2
   rounds="$OUT/rounds-http-c$C.txt"
   run_rounds "$rounds" http_row "${keys[@]}"
-  declare -A rps=() p50=() p99=() cpu=()
-  while read -r k a b c d; do rps[$k]=$a p50[$k]=$b p99[$k]=$c cpu[$k]=$d; done < <(rounds_median "$rounds")
+  declare -A rps=() p50=() p99=() cpu=() bcpu=()
+  while read -r k a b c d e; do rps[$k]=$a p50[$k]=$b p99[$k]=$c cpu[$k]=$d bcpu[$k]=$e; done < <(rounds_median "$rounds")
   for k in "${keys[@]}"; do
-    row "${label[$k]}" "$C" "${rps[$k]:--}" "${p50[$k]:--}" "${p99[$k]:--}" "${cpu[$k]:--}" \
+    row "${label[$k]}" "$C" "${rps[$k]:--}" "${p50[$k]:--}" "${p99[$k]:--}" "${cpu[$k]:--}" "${bcpu[$k]:--}" \
       "$(ratio "${rps[$k]:--}" "${rps[direct]:--}")" "$(ratio "${rps[$k]:--}" "${rps[haproxy]:--}")"
   done >>"$OUT/result.txt"
   for k in "${keys[@]:2}"; do
@@ -318,6 +338,7 @@ for C in $CONNS; do
   e_rps=${rps[evhttp]:--} e_p99=${p99[evhttp]:--} e_cpu=${cpu[evhttp]:--}
   u_rps=${rps[evhttp-unlocked]:--} u_p99=${p99[evhttp-unlocked]:--} u_cpu=${cpu[evhttp-unlocked]:--}
   line="-c$C meshentry/haproxy: req/s $(ratio "$m_rps" "$h_rps"), p99 $(ratio "$m_p99" "$h_p99"), CPU per request $(ratio "$m_cpu" "$h_cpu")"
+  line+="; meshentry/haproxy adding the same fields: req/s $(ratio "$m_rps" "${rps[haproxy-hdrs]:--}"), p99 $(ratio "$m_p99" "${p99[haproxy-hdrs]:--}"), CPU per request $(ratio "$m_cpu" "${cpu[haproxy-hdrs]:--}")"
   [ -n "$MESH_BASE_PID" ] && line+="; meshentry/base: req/s $(ratio "$m_rps" "${rps[meshentry-base]:--}"), CPU per request $(ratio "$m_cpu" "${cpu[meshentry-base]:--}")"
   line+="; goroutine engine/haproxy: req/s $(ratio "$l_rps" "$h_rps"), p99 $(ratio "$l_p99" "$h_p99"), CPU per request $(ratio "$l_cpu" "$h_cpu")"
   line+="; access log + metrics on/off: req/s $(ratio "$o_rps" "$m_rps"), CPU per request $(ratio "$o_cpu" "$m_cpu")"
