@@ -99,6 +99,16 @@ func TestParseRequestHead(t *testing.T) {
 			t.Errorf("Headers = %s", got)
 		}
 	})
+	t.Run("drops the route hint the previous head left", func(t *testing.T) {
+		t.Parallel()
+		r := RequestHead{RouteHint: "the last request's route"}
+		if err := r.parse([]byte("GET / HTTP/1.1\r\nHost: b\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		if r.RouteHint != nil {
+			t.Errorf("RouteHint = %v after a new head, want none", r.RouteHint)
+		}
+	})
 }
 
 func TestParseRequestHeadDoesNotAllocate(t *testing.T) {

@@ -7,6 +7,7 @@ type LoopRoute interface {
 	// Serves reports, without side effects, whether Router.Route answers req with a Reject
 	// or with an Upstream the loop can reach: Protocol HTTP1, no Actions, no Limits, and an
 	// IP address (Addr) connected to in plaintext. false hands the connection to the engine.
+	// It may leave in req.RouteHint what it found, for the Router's Route that follows.
 	Serves(req *RequestHead) bool
 	// Addr is the address the loop connects to for up, which Route returned; false when
 	// there is none (the request is then answered 503 and counted in LoopStats.Mismatches).

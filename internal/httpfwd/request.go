@@ -40,6 +40,10 @@ type RequestHead struct {
 	// endpoints it already tried); the engine never reads or writes it, so a Router resets it
 	// itself when attempt is 0.
 	RouteState uint64
+	// RouteHint is the Router's as well: what LoopRoute.Serves found for this request, left for
+	// the Router's attempt 0 to reuse rather than look up again. The engine clears it with each
+	// head it parses and reads it never.
+	RouteHint any
 
 	headerBlock
 	authority   span // host[:port] of an absolute-form or authority-form target
@@ -92,6 +96,7 @@ func internMethod(b []byte) string {
 func (r *RequestHead) parse(raw []byte) error {
 	r.reset(raw)
 	r.Target, r.Path, r.Scheme, r.Port, r.Absolute = nil, nil, "", 0, false
+	r.RouteHint = nil
 	r.authority = span{}
 
 	line, nl := firstLine(raw)

@@ -45,7 +45,14 @@ func (lh loopHTTP) Serves(req *httpfwd.RequestHead) bool {
 	case m.Outcome != registry.Matched || m.Service.Resolution != registry.ResolutionStatic:
 		return false
 	}
-	return loopReaches(t.route(m.Service, m.Port, p))
+	r := t.route(m.Service, m.Port, p)
+	if !loopReaches(r) {
+		return false
+	}
+	if m.Cluster == m.Port.Cluster {
+		req.RouteHint = r // what Route would find again (httpRouter.hinted)
+	}
+	return true
 }
 
 // loopReaches reports whether every endpoint Route may pick from r is one the loop connects to
@@ -69,7 +76,7 @@ func (lh loopHTTP) Addr(up *httpfwd.Upstream) (netip.AddrPort, bool) {
 	if e, ok := up.Tag.(*endpoint); !ok || e.up.Addr != up.Addr || up.Dial == nil {
 		return netip.AddrPort{}, false // not an endpoint of a route of ours
 	}
-	a, err := netip.ParseAddrPort(up.Addr)
+	a, err := upstreamAddr(up)
 	if err != nil || a.Addr().Zone() != "" || lh.p.sec.isSelf(a) {
 		return netip.AddrPort{}, false
 	}

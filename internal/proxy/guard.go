@@ -130,11 +130,14 @@ func (g *guard) isSelf(ap netip.AddrPort) bool {
 	return false
 }
 
-// isSelfAddr is isSelf for a "host:port" string; a string that is not an IP and port is not self
-// (the guarded dial refuses it anyway).
-func (g *guard) isSelfAddr(addr string) bool {
-	ap, err := netip.ParseAddrPort(addr)
-	return err == nil && g.isSelf(ap)
+// upstreamAddr is up.Addr parsed: an IP endpoint's as its route parsed it once, any other's
+// (a DNS answer's, an original destination's) parsed now. A unix endpoint's (no Addr) is an
+// error, so never one of the proxy's own.
+func upstreamAddr(up *httpfwd.Upstream) (netip.AddrPort, error) {
+	if e, ok := up.Tag.(*endpoint); ok && e.addr.IsValid() && up.Addr == e.up.Addr {
+		return e.addr, nil
+	}
+	return netip.ParseAddrPort(up.Addr)
 }
 
 // dialGuarded is the proxy's only way to open an upstream connection: network "tcp" takes an IP

@@ -55,6 +55,20 @@ func (h *httpRouter) route(t *table, req *httpfwd.RequestHead, attempt int, mp *
 	return h.forMatch(t, req, attempt, *mp, dst)
 }
 
+// hinted is the route loopHTTP.Serves left in req for its attempt 0, the one route would reach
+// by the same match: a STATIC service's endpoints, no VirtualService, a route of t (no reload
+// came between). nil when there is none, or when this Router routes otherwise (captured
+// requests go by their original destination). The hint is taken either way: it serves one
+// Route only.
+func (h *httpRouter) hinted(t *table, req *httpfwd.RequestHead, attempt int) *route {
+	r, _ := req.RouteHint.(*route)
+	req.RouteHint = nil
+	if r == nil || attempt != 0 || h.captured || r.table != t || t.vs != nil {
+		return nil
+	}
+	return r
+}
+
 // forMatch routes req to the service port m matched, or where the application sent it when
 // that is the service's way (resolution NONE, DYNAMIC_DNS, loadBalancer PASSTHROUGH).
 func (h *httpRouter) forMatch(t *table, req *httpfwd.RequestHead, attempt int, m registry.Match, dst destination) (httpfwd.Upstream, *httpfwd.Reject) {
@@ -129,7 +143,7 @@ func (p *Proxy) endpointUpstream(r *route, req *httpfwd.RequestHead, attempt int
 		}
 		up, err := r.upstream(p.ctx, i, p.cfg.Resolver, r.health, retry)
 		if err == nil {
-			if up.Addr != "" && p.sec.isSelfAddr(up.Addr) {
+			if ap, err := upstreamAddr(&up); err == nil && p.sec.isSelf(ap) {
 				return httpfwd.Upstream{}, p.rejectFor(errLoop, req.RequestID, req.Host, uint32(req.Port), r.port.Cluster)
 			}
 			p.counts.requestRouted(up.Key)

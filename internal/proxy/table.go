@@ -72,6 +72,9 @@ type route struct {
 	hash balance.HashPolicy
 	// limits are the cluster's connection-pool limits, nil when its DestinationRule sets none.
 	limits *httpfwd.ClusterLimits
+	// table is the table whose routes hold this one (nil for a subset's route), for a hint
+	// (loopHTTP.Serves) to prove it is of the table a request is routed by.
+	table *table
 }
 
 // endpoint is one endpoint of a route with what dialling it needs.
@@ -82,8 +85,10 @@ type endpoint struct {
 	i int
 	// key identifies the endpoint for health tracking, across snapshots.
 	key string
-	// up is the ready-made upstream for IP and unix endpoints.
-	up httpfwd.Upstream
+	// up is the ready-made upstream for IP and unix endpoints; addr is up.Addr parsed, for an
+	// IP endpoint, so that a request's guard checks do not parse it again.
+	up   httpfwd.Upstream
+	addr netip.AddrPort
 	// tls secures connections to this endpoint, nil for plaintext; tlsFailed is its latest
 	// handshake failure, for the reason of a request that runs out of endpoints.
 	tls       *originTLS
@@ -108,6 +113,7 @@ func (t *table) route(svc *registry.Service, port *registry.Port, p *Proxy) *rou
 		applied = nil
 	}
 	r := newRoute(svc, port, p, applied)
+	r.table = t
 	actual, _ := t.routes.LoadOrStore(port, r)
 	return actual.(*route)
 }
@@ -137,6 +143,7 @@ func newRoute(svc *registry.Service, port *registry.Port, p *Proxy, applied *pol
 			})}
 		case ep.IP.IsValid():
 			e.up = httpfwd.Upstream{Addr: e.key, Key: r.poolKey(e, e.key), Protocol: r.proto, Dial: p.withTLS(e.tls, port.Cluster, &e.tlsFailed, p.guardedDialer(e.key))}
+			e.addr, _ = netip.ParseAddrPort(e.key)
 		}
 		e.up.Tag, e.up.Limits = e, r.limits
 		targets[i] = balance.Target{Key: e.key, Weight: ep.Weight, Locality: ep.Locality, Network: ep.Network, Labels: ep.Labels}

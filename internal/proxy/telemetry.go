@@ -48,8 +48,15 @@ func (s *services) of(m registry.Match) *telemetry.Service {
 // the request matched, and a refusal with its response flag.
 func (h *httpRouter) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstream, *httpfwd.Reject) {
 	var m registry.Match
+	var up httpfwd.Upstream
+	var rej *httpfwd.Reject
 	t := h.p.table.Load()
-	up, rej := h.route(t, req, attempt, &m)
+	if r := h.hinted(t, req, attempt); r != nil {
+		m = registry.Match{Outcome: registry.Matched, Service: r.svc, Port: r.port, Cluster: r.port.Cluster}
+		up, rej = h.p.endpointUpstream(r, req, attempt)
+	} else {
+		up, rej = h.route(t, req, attempt, &m)
+	}
 	if rej != nil {
 		if m.Cluster != "" {
 			// Matched at all: a refusal before matching (an invalid host) names no service.
