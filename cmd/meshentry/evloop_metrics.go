@@ -90,7 +90,7 @@ func collectLoopHTTP(ch chan<- prometheus.Metric, name string, s httpfwd.LoopSta
 		"stream_idle_timeout": s.StreamTimeouts, "connect_timeout": s.ConnectTimeouts, "connect_failure": s.ConnectFailures,
 		"stale_retry": s.StaleRetries, "interim": s.Interim, "bad_response": s.BadResponses, "pool_reused": s.PoolReused,
 		"pool_full": s.PoolFull, "pool_idle_closed": s.PoolIdleClosed, "pool_idle_timeout": s.PoolIdleTimeout,
-		"mismatch": s.Mismatches, "drain_closed": s.DrainClosed, "park": s.Parks} {
+		"mismatch": s.Mismatches, "drain_closed": s.DrainClosed, "park": s.Parks, "pool_retired": s.PoolRetired} {
 		ch <- prometheus.MustNewConstMetric(descLoopHTTPEvents, prometheus.CounterValue, float64(v), name, kind)
 	}
 }

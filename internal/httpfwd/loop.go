@@ -36,6 +36,7 @@ type LoopStats struct {
 	PoolFull        uint64 // upstream connections closed because their key had MaxIdlePerKey idle
 	PoolIdleClosed  uint64 // idle upstream connections closed because bytes, a close or a reset arrived
 	PoolIdleTimeout uint64 // idle upstream connections closed after the Pool's IdleTimeout
+	PoolRetired     uint64 // upstream connections closed, idle or as they came back, as a reload took their endpoint away (Pool.Retain)
 	Mismatches      uint64 // requests Serves took whose Route the loop could not reach (503)
 	DrainClosed     uint64 // idle keep-alive clients closed by a drain
 	Parks           uint64 // keep-alive waits begun with the request state given back (park)

@@ -61,7 +61,7 @@ func (lc *loopConn) route() {
 		lc.addr = addr
 		c.rec.Upstream = up.Key
 		c.tel.route(&lc.up)
-		if u := lc.ls.pools[lc.cl.LoopIndex()].get(up.Key); u != nil {
+		if u := lc.ls.pools[lc.cl.LoopIndex()].get(lc.ls, up.Key); u != nil {
 			bump(&lc.ls.stats.poolReused)
 			lc.send(u)
 			return

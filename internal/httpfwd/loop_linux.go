@@ -27,7 +27,7 @@ type loopCounters struct {
 	requests, handoffs, headTimeouts, idleTimeouts, streamTimeouts       atomic.Uint64
 	connectTimeouts, connectFailures, staleRetries, interim, badResponse atomic.Uint64
 	poolReused, poolFull, poolIdleClosed, poolIdleTimeout, mismatches    atomic.Uint64
-	drainClosed, parks                                                   atomic.Uint64
+	drainClosed, parks, poolRetired                                      atomic.Uint64
 }
 
 // LoopServer serves the requests of evloop Conns with a Server's Router, limits and reports.
@@ -76,7 +76,7 @@ func (ls *LoopServer) Stats() LoopStats {
 		StaleRetries: c.staleRetries.Load(), Interim: c.interim.Load(), BadResponses: c.badResponse.Load(),
 		PoolReused: c.poolReused.Load(), PoolFull: c.poolFull.Load(), PoolIdleClosed: c.poolIdleClosed.Load(),
 		PoolIdleTimeout: c.poolIdleTimeout.Load(), Mismatches: c.mismatches.Load(), DrainClosed: c.drainClosed.Load(),
-		Parks: c.parks.Load(),
+		Parks: c.parks.Load(), PoolRetired: c.poolRetired.Load(),
 	}
 }
 

@@ -23,9 +23,14 @@ type loopUp struct {
 	idle       bool
 	reused     bool  // carried a response before, so the upstream may have closed it since
 	served     int64 // responses it carried
+	// checked is the Pool's Retain this connection's key was last found kept under (or the
+	// one in force when it was dialled): put asks again only once another Retain came.
+	checked *retention
 }
 
-func (ls *LoopServer) newUp(key string) *loopUp { return &loopUp{ls: ls, key: key} }
+func (ls *LoopServer) newUp(key string) *loopUp {
+	return &loopUp{ls: ls, key: key, checked: ls.s.pool.retained.Load()}
+}
 
 // Ready hands an edge to the request using u; an edge of an idle connection ends it.
 func (u *loopUp) Ready(cn *evloop.Conn, ev evloop.Events) {
@@ -96,13 +101,16 @@ func (u *loopUp) close() {
 
 // loopPool is one loop's idle upstream connections by key, the most recently used last.
 type loopPool struct {
+	// swept is the Pool's Retain whose filter last went over idle (see retire).
+	swept *retention
 	idle  map[string][]*loopUp
 	free  []*loopConn // client states to reuse
 	works []loopWork  // the bulk parked keep-alive clients gave back (park)
 }
 
 // get takes the most recently used idle connection of key, or nil.
-func (p *loopPool) get(key string) *loopUp {
+func (p *loopPool) get(ls *LoopServer, key string) *loopUp {
+	p.retire(ls)
 	list := p.idle[key]
 	if len(list) == 0 {
 		return nil
@@ -117,6 +125,15 @@ func (p *loopPool) get(key string) *loopUp {
 
 // put keeps u idle under the Pool's bounds: MaxIdlePerKey per key, IdleTimeout each.
 func (p *loopPool) put(ls *LoopServer, u *loopUp) {
+	p.retire(ls)
+	if r := ls.s.pool.retained.Load(); u.checked != r {
+		if !ls.s.pool.keeps(u.key) {
+			bump(&ls.stats.poolRetired)
+			u.close() // its endpoint left the config while it carried a request
+			return
+		}
+		u.checked = r
+	}
 	list := p.idle[u.key]
 	if len(list) >= ls.s.pool.maxIdle() {
 		bump(&ls.stats.poolFull)
@@ -140,4 +157,28 @@ func (p *loopPool) remove(u *loopUp) {
 		}
 	}
 	u.idle = false
+}
+
+// retire closes the idle connections whose key the Pool's latest Retain rejects (a reload took
+// their endpoint away), once per Retain: a load and a compare per request otherwise. A loop
+// that serves nothing keeps its idle ones until they time out (the Pool's IdleTimeout).
+func (p *loopPool) retire(ls *LoopServer) {
+	r := ls.s.pool.retained.Load()
+	if r == p.swept {
+		return
+	}
+	p.swept = r
+	for key, list := range p.idle {
+		if ls.s.pool.keeps(key) {
+			for _, u := range list {
+				u.checked = r
+			}
+			continue
+		}
+		for _, u := range list {
+			bump(&ls.stats.poolRetired)
+			u.close()
+		}
+		delete(p.idle, key)
+	}
 }

@@ -31,8 +31,11 @@ type Pool struct {
 	// full counts connections closed because their key already had MaxIdlePerKey idle.
 	full atomic.Uint64
 	// keep is the last Retain's filter: connections handed back under a key it rejects are closed.
-	keep  func(key string) bool
-	sweep *time.Timer
+	keep func(key string) bool
+	// retained changes with each Retain (a new value each time), for the loop engine's pools,
+	// which read it per request without the lock and ask keeps once it changed.
+	retained atomic.Pointer[retention]
+	sweep    *time.Timer
 	// sweepAt is when sweep fires, so a connection due earlier can bring it forward.
 	sweepAt time.Time
 	h2Once  sync.Once

@@ -12,6 +12,7 @@ func (p *Pool) Retain(keep func(key string) bool) int {
 	var gone []*upConn
 	p.mu.Lock()
 	p.keep = keep
+	p.retained.Store(&retention{})
 	for key, list := range p.idle {
 		if keep(key) {
 			continue
@@ -25,6 +26,18 @@ func (p *Pool) Retain(keep func(key string) bool) int {
 		uc.nc.Close()
 	}
 	return len(gone)
+}
+
+// retention is one Retain, told apart from the others by its address: the loop pools compare
+// the one they last applied with the latest (a non-zero size, so that each is a new address).
+type retention struct{ _ byte }
+
+// keeps reports whether the last Retain keeps key, under the lock its filter is called with
+// (Proxy.Update changes what it reads only while a keep-all filter is in place).
+func (p *Pool) keeps(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.retiredLocked(key)
 }
 
 // retiredLocked reports whether the last Retain rejected key; p.mu must be held.
