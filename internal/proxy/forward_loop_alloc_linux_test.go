@@ -76,9 +76,11 @@ func (lc *loopClient) do(t testing.TB) {
 	}
 }
 
-func newLoopClient(t testing.TB) (*loopClient, *harness) {
+// newLoopClient starts a loop proxy with httpLoopConfig and more documents (extra) in front of
+// a staticBackend, and connects a client to it.
+func newLoopClient(t testing.TB, extra string) (*loopClient, *harness) {
 	back := staticBackend(t)
-	h, _ := startLoopProxy(t, httpLoopConfig(back.Addr().(*net.TCPAddr).Port, 1), Config{Namespace: "istio-system"})
+	h, _ := startLoopProxy(t, httpLoopConfig(back.Addr().(*net.TCPAddr).Port, 1)+extra, Config{Namespace: "istio-system"})
 	c, err := net.Dial("tcp", h.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -103,27 +105,48 @@ func TestForwardLoopHTTPDoesNotAllocate(t *testing.T) {
 		norace.Rerun(t) // the race detector allocates on its own
 		return
 	}
-	lc, _ := newLoopClient(t)
-	for range 100 {
-		lc.do(t) // the pools, the heap and the free lists grow to their size
+	tests := []struct{ name, extra string }{
+		{name: "no VirtualService"},
+		{name: "a VirtualService binding another host", extra: otherHostVirtualService},
 	}
-	const n = 2000
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	for range n {
-		lc.do(t)
-	}
-	runtime.ReadMemStats(&after)
-	if per := float64(after.Mallocs-before.Mallocs) / n; per > 0.05 {
-		t.Errorf("%.2f allocations per request, want none", per)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lc, h := newLoopClient(t, tt.extra)
+			for range 100 {
+				lc.do(t) // the pools, the heap and the free lists grow to their size
+			}
+			served := h.p.ForwardLoopHTTPStats().Requests
+			const n = 2000
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			for range n {
+				lc.do(t)
+			}
+			runtime.ReadMemStats(&after)
+			if per := float64(after.Mallocs-before.Mallocs) / n; per > 0.05 {
+				t.Errorf("%.2f allocations per request, want none", per)
+			}
+			if got := h.p.ForwardLoopHTTPStats().Requests - served; got != n {
+				t.Errorf("the loop served %d of the %d requests", got, n)
+			}
+		})
 	}
 }
+
+// otherHostVirtualService binds a host the loop clients do not ask for.
+const otherHostVirtualService = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: other, namespace: istio-system}
+spec:
+  hosts: [other.test]
+  http: [{route: [{destination: {host: web.test}}]}]
+`
 
 // BenchmarkForwardLoopHTTP is one keep-alive client through the loop engine to an upstream
 // that answers 128 bytes: the loop's cost per request over real sockets (-benchmem counts the
 // process's allocations).
 func BenchmarkForwardLoopHTTP(b *testing.B) {
-	lc, _ := newLoopClient(b)
+	lc, _ := newLoopClient(b, "")
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {

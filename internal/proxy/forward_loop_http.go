@@ -12,9 +12,10 @@ import (
 // on the loop's threads, exactly as the forward engine would. Those are the requests whose
 // Route is, with no side effect differing, a Reject (an invalid host, a host no ServiceEntry
 // declares) or an endpoint of a STATIC service whose endpoints are all IP addresses, reached
-// in plaintext over HTTP/1.1, without connection-pool limits, a PASSTHROUGH picker or any
-// VirtualService (whose routes carry actions, mirrors and other destinations). Everything else
-// goes to the engine: DNS and NONE resolution, whose Route may block on the resolver, unix
+// in plaintext over HTTP/1.1, without connection-pool limits, a PASSTHROUGH picker or a
+// VirtualService binding the host and port (whose routes carry actions, mirrors and other
+// destinations; one binding other hosts changes nothing for this one). Everything else goes
+// to the engine: DNS and NONE resolution, whose Route may block on the resolver, unix
 // endpoints, TLS origination, h2c, limits, actions.
 type loopHTTP struct {
 	p   *Proxy
@@ -28,15 +29,15 @@ func (lh loopHTTP) Serves(req *httpfwd.RequestHead) bool {
 		return true // Route refuses it, before any match
 	}
 	t := p.table.Load()
-	if t.vs != nil {
-		return false
-	}
 	port := uint32(req.Port)
 	if port == 0 {
 		port = 80
 		if req.Scheme == "https" {
 			port = 443
 		}
+	}
+	if t.vs != nil && t.vs.Binds(registry.NormalizeHost(req.Host), port) {
+		return false // its rule may act, mirror, or route elsewhere: the engine's viaVirtualService
 	}
 	m := t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: req.Host, Port: port, Protocol: registry.TrafficHTTP, Scope: t.scope}, p.cfg.AllowAny)
 	switch {

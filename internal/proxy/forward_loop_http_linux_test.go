@@ -227,7 +227,26 @@ func TestForwardLoopServesHTTPAsTheEngine(t *testing.T) {
 	}
 	downPort := down.Addr().(*net.TCPAddr).Port
 	down.Close()
-	cfgYAML := httpLoopConfig(back.ln.Addr().(*net.TCPAddr).Port, downPort)
+	// A VirtualService binds routed.test (declared with the endpoint that refuses): the loop
+	// serves the other hosts still, and hands routed.test to the engine, which follows the rule.
+	cfgYAML := httpLoopConfig(back.ln.Addr().(*net.TCPAddr).Port, downPort) + fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: routed, namespace: istio-system}
+spec:
+  hosts: [routed.test]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: %d}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: routed, namespace: istio-system}
+spec:
+  hosts: [routed.test]
+  http:
+  - headers: {request: {set: {x-routed: "yes"}}}
+    route: [{destination: {host: web.test}}]
+`, downPort)
 	goSink, loopSink := &requestSink{}, &requestSink{}
 	goPath := startProxy(t, cfgYAML, Config{Namespace: "istio-system", Telemetry: goSink}, "")
 	loopPath, g := startLoopProxy(t, cfgYAML, Config{Namespace: "istio-system", Telemetry: loopSink})
@@ -237,7 +256,8 @@ func TestForwardLoopServesHTTPAsTheEngine(t *testing.T) {
 	tests := []struct {
 		name     string
 		reqs     []string
-		handoffs int64 // connections the loop hands to the engine
+		handoffs int64  // connections the loop hands to the engine
+		seen     string // what the upstream must have read from the loop's port, if anything
 	}{
 		{name: "relays Content-Length, chunked, interim and bodiless responses on one connection", reqs: []string{
 			get("http://web.test/cl?q=1", "Connection: keep-alive, X-Drop\r\nX-Drop: 1\r\nProxy-Connection: keep-alive\r\nUser-Agent: t\r\nX-Forwarded-For: 192.0.2.1\r\nVia: 1.1 other\r\n"),
@@ -268,6 +288,10 @@ func TestForwardLoopServesHTTPAsTheEngine(t *testing.T) {
 			"POST /cl HTTP/1.1\r\nHost: web.test\r\nContent-Length: 2\r\n\r\nhi",
 			get("/cl", ""),
 		}},
+		{name: "hands a host a VirtualService binds to the engine, which follows its rule", handoffs: 1, seen: "x-routed: yes", reqs: []string{
+			get("/cl", ""),
+			"GET http://routed.test/cl HTTP/1.1\r\nHost: routed.test\r\n\r\n",
+		}},
 		{name: "hands HTTP/1.0 to the engine", handoffs: 1, reqs: []string{"GET http://web.test/cl HTTP/1.0\r\n\r\n"}},
 		{name: "hands a request with Expect to the engine", handoffs: 1, reqs: []string{
 			get("/cl", "Expect: 100-continue\r\n"),
@@ -289,6 +313,9 @@ func TestForwardLoopServesHTTPAsTheEngine(t *testing.T) {
 			waitFor(t, func() bool { return goSink.count() >= len(want) && loopSink.count() >= len(got) }, "a record of each response")
 			if w, l := normalizeIDs(goSink.take()), normalizeIDs(loopSink.take()); !slices.Equal(w, l) {
 				t.Errorf("records on the loop:\n%s\nby the engine:\n%s", strings.Join(l, "\n"), strings.Join(w, "\n"))
+			}
+			if tt.seen != "" && !strings.Contains(strings.ToLower(strings.Join(gotSeen, "")), tt.seen) {
+				t.Errorf("the upstream did not see %q from the loop's port:\n%q", tt.seen, gotSeen)
 			}
 			if handed := g.Stats().Handoffs - before.Handoffs; handed != tt.handoffs {
 				t.Errorf("%d connections handed off, want %d", handed, tt.handoffs)

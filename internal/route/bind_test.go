@@ -94,7 +94,11 @@ func TestBinding(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := Build(snap, tc.proxy).HTTP(&Request{Host: tc.host, Port: tc.port, Method: "GET", Path: []byte("/")})
+			table := Build(snap, tc.proxy)
+			r := table.HTTP(&Request{Host: tc.host, Port: tc.port, Method: "GET", Path: []byte("/")})
+			if binds := table.Binds(tc.host, tc.port); binds != (r != nil) {
+				t.Errorf("Binds(%s, %d) = %v, but HTTP routed %v", tc.host, tc.port, binds, r)
+			}
 			switch {
 			case tc.wantCl == "" && r != nil:
 				t.Fatalf("got %s → %s, want no route", r, r.Pick(0).Cluster)

@@ -24,6 +24,13 @@ func (t *Table) HTTP(req *Request) *HTTPRoute {
 	return vh.notFound
 }
 
+// Binds reports whether a VirtualService binds host on port at the proxy's first gateway (the
+// sidecar's mesh): whether HTTP may route such a request at all. host is normalized as
+// Request.Host is. It does not allocate, so that a consumer can ask it per request.
+func (t *Table) Binds(host string, port uint32) bool {
+	return t.vhost(&Request{Host: host, Port: port}) != nil
+}
+
 func (t *Table) vhost(req *Request) *vhost {
 	gw := req.Gateway
 	if gw == "" {
