@@ -348,6 +348,7 @@ table() {
     row "${label[$k]}" "${rate[$k]:--}" "${p99[$k]:--}" "${cpu[$k]:--}" \
       "$(ratio "${rate[$k]:--}" "${rate[haproxy]:--}")" "$(ratio "${cpu[$k]:--}" "${cpu[haproxy]:--}")"
   done
+  echo "CPU steal per round (the hypervisor's share of the machine): $(rounds_steal "$rounds")"
   for k in "$@"; do
     case $k in direct | haproxy | gopipe | evpipe | evhand) continue ;; esac
     echo "${label[$k]} per round ×haproxy conn/s: $(rounds_ratios "$rounds" "$k" haproxy 1); CPU×ha: $(rounds_ratios "$rounds" "$k" haproxy 3)"

@@ -18,6 +18,9 @@
 #                                     # $OUT/profile-*.txt
 #   BASE_REV=fb047fb bench/proxy.sh   # also runs meshentry built from that commit, in the same run,
 #                                     # with the main row's flags (BASE_FLAGS= for a build without them)
+#   VS=1 bench/proxy.sh               # also the main row's meshentry (and the BASE_REV build) with
+#                                     # a VirtualService in its config that binds another host
+#                                     # (rows "..., a VirtualService for another host")
 #   THREADS=1 bench/proxy.sh          # every proxy on one thread: HAProxy nbthread, meshentry
 #                                     # --concurrency (GOMAXPROCS, so a BASE_REV build follows too),
 #                                     # evhttp GOMAXPROCS (its loops)
@@ -101,6 +104,10 @@ MESH_OBS=127.0.0.1:$((P + 5))
 MESH_OBS_ADMIN=127.0.0.1:$((P + 4))
 MESH_LOOP=127.0.0.1:$((P + 7))
 MESH_LOOP_ADMIN=127.0.0.1:$((P + 6))
+MESH_VS=127.0.0.1:$((P + 9))            # VS=1: the config with a VirtualService for another host
+MESH_VS_ADMIN=127.0.0.1:$((P + 8))
+MESH_BASE_VS=127.0.0.1:$((P + 11))
+MESH_BASE_VS_ADMIN=127.0.0.1:$((P + 10))
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -190,6 +197,21 @@ if [ -n "${BASE_REV:-}" ]; then
     "${pprof[@]}" ${BASE_FLAGS---access-log off --istio-metrics=false} >"$OUT/meshentry-base.log" 2>&1 & pids+=($!)
   MESH_BASE_PID=$!
 fi
+# VS=1: the same config and a VirtualService that binds only other.local, which no request
+# here asks for: bench.local routes as before.
+MESH_VS_PID= MESH_BASE_VS_PID=
+if [ "${VS:-}" = 1 ]; then
+  { cat "$OUT/bench.yaml"; printf '%s\n' --- 'apiVersion: networking.istio.io/v1' 'kind: VirtualService' \
+    'metadata: {name: other}' 'spec:' '  hosts: [other.local]' '  http: [{route: [{destination: {host: bench.local}}]}]'; } >"$OUT/bench-vs.yaml"
+  ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench-vs.yaml" --listen "$MESH_VS" --admin "$MESH_VS_ADMIN" --log-level warn \
+    --access-log off --istio-metrics=false >"$OUT/meshentry-vs.log" 2>&1 & pids+=($!)
+  MESH_VS_PID=$!
+  if [ -n "$MESH_BASE_PID" ]; then
+    ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry-base" run -f "$OUT/bench-vs.yaml" --listen "$MESH_BASE_VS" --admin "$MESH_BASE_VS_ADMIN" \
+      --log-level warn ${BASE_FLAGS---access-log off --istio-metrics=false} >"$OUT/meshentry-base-vs.log" 2>&1 & pids+=($!)
+    MESH_BASE_VS_PID=$!
+  fi
+fi
 
 ready=
 for _ in $(seq 100); do
@@ -198,7 +220,9 @@ for _ in $(seq 100); do
     curl -fsS -o /dev/null "http://$HAPROXY_HDRS/" 2>/dev/null &&
     curl -fsS -o /dev/null -H "Host: bench.local" "http://$EVHTTP/" 2>/dev/null &&
     curl -fsS -o /dev/null -H "Host: bench.local" "http://$EVHTTP_UNL/" 2>/dev/null &&
-    { [ -z "$MESH_BASE_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_ADMIN/ready" 2>/dev/null; }; then
+    { [ -z "$MESH_BASE_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_ADMIN/ready" 2>/dev/null; } &&
+    { [ -z "$MESH_VS_PID" ] || curl -fsS -o /dev/null "http://$MESH_VS_ADMIN/ready" 2>/dev/null; } &&
+    { [ -z "$MESH_BASE_VS_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_VS_ADMIN/ready" 2>/dev/null; }; then
     ready=1; break
   fi
   sleep 0.1
@@ -300,6 +324,8 @@ http_row() {
     meshentry-loop) run_wrk meshentry-loop "http://$MESH_LOOP/" "$MESH_LOOP_PID" bench.local ;;
     meshentry-obs) run_wrk meshentry-obs "http://$MESH_OBS/" "$MESH_OBS_PID" bench.local ;;
     meshentry-base) run_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_PID" bench.local ;;
+    meshentry-vs) run_wrk meshentry-vs "http://$MESH_VS/" "$MESH_VS_PID" bench.local ;;
+    meshentry-base-vs) run_wrk meshentry-base-vs "http://$MESH_BASE_VS/" "$MESH_BASE_VS_PID" bench.local ;;
     evhttp) run_wrk evhttp "http://$EVHTTP/" "$EVHTTP_PID" bench.local ;;
     evhttp-unlocked) run_wrk evhttp-unlocked "http://$EVHTTP_UNL/" "$EVHTTP_UNL_PID" bench.local ;;
   esac
@@ -308,6 +334,7 @@ declare -A label=([direct]="direct" [haproxy]="haproxy" [haproxy-hdrs]="haproxy,
   [meshentry]="meshentry (forward proxy)"
   [meshentry-loop]="meshentry, goroutine engine"
   [meshentry-obs]="meshentry, access log + metrics" [meshentry-base]="meshentry at ${BASE_REV:-}"
+  [meshentry-vs]="meshentry, a VS for another host" [meshentry-base-vs]="${BASE_REV:-}, a VS for another host"
   [evhttp]="Go HTTP on raw epoll (evhttp)" [evhttp-unlocked]="evhttp, loops not locked")
 
 {
@@ -317,6 +344,8 @@ declare -A label=([direct]="direct" [haproxy]="haproxy" [haproxy-hdrs]="haproxy,
 } >"$OUT/result.txt"
 keys=(direct haproxy meshentry haproxy-hdrs meshentry-loop meshentry-obs evhttp evhttp-unlocked)
 [ -n "$MESH_BASE_PID" ] && keys+=(meshentry-base)
+[ -n "$MESH_VS_PID" ] && keys+=(meshentry-vs)
+[ -n "$MESH_BASE_VS_PID" ] && keys+=(meshentry-base-vs)
 summary=() per_round=()
 for C in $CONNS; do
   echo "HTTP/1.1 keep-alive, wrk -t1 -c$C -d$DURATION, 128-byte responses, ROUNDS=$ROUNDS" >&2
@@ -328,6 +357,7 @@ for C in $CONNS; do
     row "${label[$k]}" "$C" "${rps[$k]:--}" "${p50[$k]:--}" "${p99[$k]:--}" "${cpu[$k]:--}" "${bcpu[$k]:--}" \
       "$(ratio "${rps[$k]:--}" "${rps[direct]:--}")" "$(ratio "${rps[$k]:--}" "${rps[haproxy]:--}")"
   done >>"$OUT/result.txt"
+  per_round+=("-c$C CPU steal per round (the hypervisor's share of the machine): $(rounds_steal "$rounds")")
   for k in "${keys[@]:2}"; do
     per_round+=("-c$C ${label[$k]} per round ×haproxy req/s: $(rounds_ratios "$rounds" "$k" haproxy 1); CPU×ha: $(rounds_ratios "$rounds" "$k" haproxy 4)")
   done
@@ -340,6 +370,8 @@ for C in $CONNS; do
   line="-c$C meshentry/haproxy: req/s $(ratio "$m_rps" "$h_rps"), p99 $(ratio "$m_p99" "$h_p99"), CPU per request $(ratio "$m_cpu" "$h_cpu")"
   line+="; meshentry/haproxy adding the same fields: req/s $(ratio "$m_rps" "${rps[haproxy-hdrs]:--}"), p99 $(ratio "$m_p99" "${p99[haproxy-hdrs]:--}"), CPU per request $(ratio "$m_cpu" "${cpu[haproxy-hdrs]:--}")"
   [ -n "$MESH_BASE_PID" ] && line+="; meshentry/base: req/s $(ratio "$m_rps" "${rps[meshentry-base]:--}"), CPU per request $(ratio "$m_cpu" "${cpu[meshentry-base]:--}")"
+  [ -n "$MESH_VS_PID" ] && line+="; with a VirtualService for another host/without: req/s $(ratio "${rps[meshentry-vs]:--}" "$m_rps"), CPU per request $(ratio "${cpu[meshentry-vs]:--}" "$m_cpu")"
+  [ -n "$MESH_BASE_VS_PID" ] && line+="; the same at the base: req/s $(ratio "${rps[meshentry-base-vs]:--}" "${rps[meshentry-base]:--}"), CPU per request $(ratio "${cpu[meshentry-base-vs]:--}" "${cpu[meshentry-base]:--}")"
   line+="; goroutine engine/haproxy: req/s $(ratio "$l_rps" "$h_rps"), p99 $(ratio "$l_p99" "$h_p99"), CPU per request $(ratio "$l_cpu" "$h_cpu")"
   line+="; access log + metrics on/off: req/s $(ratio "$o_rps" "$m_rps"), CPU per request $(ratio "$o_cpu" "$m_cpu")"
   line+="; evhttp/haproxy: req/s $(ratio "$e_rps" "$h_rps"), p99 $(ratio "$e_p99" "$h_p99"), CPU per request $(ratio "$e_cpu" "$h_cpu")"

@@ -31,13 +31,15 @@ syscall_table() {
 # of its raw files. FN prints its figures; FILE gets "KEY ROUND figures..." per run. A failed run
 # is reported and left out, so the median of that row is over the other rounds.
 run_rounds() {
-  local file=$1 fn=$2 keys n r i k out
+  local file=$1 fn=$2 keys n r i k out t0
   shift 2
   keys=("$@") n=$#
   : >"$file"
+  : >"$file.steal"
   for ((r = 1; r <= ${ROUNDS:?}; r++)); do
     # shellcheck disable=SC2034 # read by FN
     ROUND=$r
+    t0=$(cpu_times)
     for ((i = 0; i < n; i++)); do
       k=${keys[(i + r - 1) % n]}
       if out=$("$fn" "$k") && [ -n "$out" ]; then
@@ -46,8 +48,20 @@ run_rounds() {
         echo "round $r, $k: the run failed; left out of the median" >&2
       fi
     done
+    steal_pct "$t0" "$(cpu_times)" >>"$file.steal"
   done
 }
+
+# cpu_times: the machine's CPU time so far, all states, and the part stolen by the hypervisor
+# (/proc/stat, in clock ticks): "total steal".
+cpu_times() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9 }' /proc/stat; }
+
+# steal_pct "T0 S0" "T1 S1": the share of the machine's CPU time the hypervisor took between two
+# cpu_times, in percent. On a shared host it slows every row of a round at once, and unevenly.
+steal_pct() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x); split(b, y); t = y[1] - x[1]; printf "%.0f\n", (t > 0 ? 100 * (y[2] - x[2]) / t : 0) }'; }
+
+# rounds_steal FILE: the CPU steal of each round of a run_rounds FILE, "3% 17% 25%".
+rounds_steal() { awk '{ printf "%s%s%%", (NR > 1) ? " " : "", $1 } END { print "" }' "$1.steal"; }
 
 # rounds_median FILE: "KEY M1 M2..." for each KEY of a run_rounds FILE, in the order first seen,
 # each M the median of that column over the rounds, column by column ("-" where no round has a
