@@ -1,8 +1,8 @@
 // Package accesslog is a telemetry.Sink that writes one line per finished request and per
 // closed piped connection, in Istio's default text format or its JSON form. Lines are formatted
-// on the caller into pooled buffers and handed to one writer goroutine through a bounded queue:
-// when the queue is full the line is dropped and counted, so a slow disk or a blocked stdout
-// never holds up traffic.
+// on the caller into a bounded batch that one writer goroutine takes whole: when the batch is
+// full the line is dropped and counted, so a slow disk or a blocked stdout never holds up
+// traffic.
 package accesslog
 
 import (
@@ -71,13 +71,26 @@ func (o Options) withDefaults() Options {
 }
 
 // Logger is the access-log Sink. Its methods may be called from many goroutines at once.
+//
+// Lines are appended to one pending batch under a mutex, and the writer goroutine takes the
+// whole batch at each flush interval, or sooner once the batch is half its bound: under load
+// it wakes once per many lines, not once per line, which on the data path is a futex and a
+// goroutine hand-off saved per request (Envoy's workers likewise fill a buffer that its flush
+// thread writes).
 type Logger struct {
-	opts    Options
-	out     *bufio.Writer
-	dst     io.Writer
-	queue   chan *[]byte
-	free    chan *[]byte // buffers to reuse; a channel, not a sync.Pool, which a GC empties
-	queued  atomic.Int64
+	opts Options
+	out  *bufio.Writer
+	dst  io.Writer
+
+	mu      sync.Mutex
+	pending []byte // formatted lines the writer has not taken yet
+	lines   int    // how many lines pending holds
+	spare   []byte // the batch the writer wrote last, given back for the next swap
+	closed  bool   // the writer took its last batch: later lines are dropped
+	// wakeBytes and wakeLines are the fill at which a line wakes the writer before its tick.
+	wakeBytes, wakeLines int
+
+	wake    chan struct{} // cap 1: the batch filled up
 	dropped atomic.Uint64
 	written atomic.Uint64
 	failed  atomic.Uint64
@@ -90,15 +103,19 @@ type Logger struct {
 	err     error
 }
 
+// batchBytes is the capacity a batch starts with, bufio's buffer: one write(2). A batch wakes
+// the writer at half of it, which leaves the other half for the lines that come before the
+// writer takes it.
+const batchBytes = 64 << 10
+
 // New starts a Logger writing to w; Close stops it. w is written from one goroutine only.
 func New(w io.Writer, o Options) *Logger {
 	o = o.withDefaults()
 	l := &Logger{
-		opts: o, dst: w, out: bufio.NewWriterSize(w, 64<<10),
-		queue: make(chan *[]byte, o.BufferLines),
-		// Room for every queued buffer and those being formatted or written.
-		free: make(chan *[]byte, o.BufferLines+64),
-		stop: make(chan struct{}), done: make(chan struct{}),
+		opts: o, dst: w, out: bufio.NewWriterSize(w, batchBytes),
+		pending:   make([]byte, 0, min(batchBytes, o.BufferBytes)),
+		wakeBytes: max(min(batchBytes, o.BufferBytes)/2, 1), wakeLines: max(o.BufferLines/2, 1),
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	go l.run()
 	return l
@@ -139,88 +156,99 @@ func (l *Logger) Written() uint64 { return l.written.Load() }
 // WriteErrors counts the failed writes to the output.
 func (l *Logger) WriteErrors() uint64 { return l.failed.Load() }
 
-// enqueue formats ln into a pooled buffer and queues it, or drops it when the queue is full.
+// enqueue formats ln onto the pending batch, or drops it when the batch holds its bound of
+// lines or bytes (or the writer is gone), and wakes the writer once the batch is half full.
 func (l *Logger) enqueue(ln *line) {
-	var bp *[]byte
-	select {
-	case bp = <-l.free:
-	default:
-		b := make([]byte, 0, 512)
-		bp = &b
-	}
-	b := (*bp)[:0]
+	// Formatted outside the lock, on the stack (a longer line moves to the heap), so that
+	// callers on other threads wait for a copy only.
+	var scratch [2048]byte
+	var b []byte
 	if l.opts.Format == JSON {
-		b = appendJSON(b, ln)
+		b = appendJSON(scratch[:0], ln)
 	} else {
-		b = appendText(b, ln)
+		b = appendText(scratch[:0], ln)
 	}
-	*bp = b
-	n := int64(len(b))
-	if l.queued.Add(n) > int64(l.opts.BufferBytes) {
-		l.queued.Add(-n)
-		l.drop(bp)
+	l.mu.Lock()
+	if l.closed || l.lines >= l.opts.BufferLines || len(l.pending)+len(b) > l.opts.BufferBytes {
+		l.mu.Unlock()
+		l.dropped.Add(1)
 		return
 	}
-	select {
-	case l.queue <- bp:
-	default:
-		l.queued.Add(-n)
-		l.drop(bp)
+	l.pending = append(l.pending, b...)
+	l.lines++
+	full := len(l.pending) >= l.wakeBytes || l.lines >= l.wakeLines
+	l.mu.Unlock()
+	if full {
+		l.kick()
 	}
 }
 
-func (l *Logger) drop(bp *[]byte) {
-	l.dropped.Add(1)
-	l.put(bp)
-}
-
-// put keeps a buffer for reuse unless one unusually long line grew it, or enough are kept.
-func (l *Logger) put(bp *[]byte) {
-	if cap(*bp) > 16<<10 {
-		return
-	}
+// kick wakes the writer unless a wake is already due.
+func (l *Logger) kick() {
 	select {
-	case l.free <- bp:
+	case l.wake <- struct{}{}:
 	default:
 	}
 }
 
-// run is the writer goroutine: it copies queued lines to the output and flushes it once the
-// flush interval passed, and at Close after the queue is drained.
+// take hands the writer the pending batch and its line count, leaving the spare batch in its
+// place; last marks the final take, after which lines are dropped.
+func (l *Logger) take(last bool) ([]byte, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, n := l.pending, l.lines
+	l.pending, l.lines, l.spare = l.spare[:0], 0, nil
+	if l.pending == nil {
+		l.pending = make([]byte, 0, min(batchBytes, l.opts.BufferBytes))
+	}
+	l.closed = last
+	return b, n
+}
+
+// giveBack keeps a written batch for the next take, unless a backlog grew it well past a batch.
+func (l *Logger) giveBack(b []byte) {
+	if cap(b) > 4*batchBytes {
+		return
+	}
+	l.mu.Lock()
+	l.spare = b
+	l.mu.Unlock()
+}
+
+// run is the writer goroutine: it writes the pending batch when it fills up, and at each
+// flush interval, flushing then; at Close it writes the last batch and flushes.
 func (l *Logger) run() {
 	defer close(l.done)
 	tick := time.NewTicker(l.opts.FlushInterval)
 	defer tick.Stop()
 	for {
 		select {
-		case bp := <-l.queue:
-			l.write(bp)
+		case <-l.wake:
+			l.write(l.take(false))
 		case <-tick.C:
+			l.write(l.take(false))
 			l.flush()
 		case <-l.stop:
-			for {
-				select {
-				case bp := <-l.queue:
-					l.write(bp)
-				default:
-					l.flush()
-					return
-				}
-			}
+			l.write(l.take(true))
+			l.flush()
+			return
 		}
 	}
 }
 
-func (l *Logger) write(bp *[]byte) {
-	n := len(*bp)
-	_, err := l.out.Write(*bp)
-	l.queued.Add(-int64(n))
-	l.put(bp)
+// write hands a batch of n lines to the output.
+func (l *Logger) write(b []byte, n int) {
+	if n == 0 {
+		l.giveBack(b)
+		return
+	}
+	_, err := l.out.Write(b)
+	l.giveBack(b)
 	if err != nil {
 		l.fail(err)
 		return
 	}
-	l.written.Add(1)
+	l.written.Add(uint64(n))
 }
 
 func (l *Logger) flush() {
