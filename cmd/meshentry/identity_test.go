@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -29,7 +28,7 @@ func startRunWithIdentity(t *testing.T, config, dir string) map[string]net.Addr 
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr bytes.Buffer
+	var stdout, stderr syncBuffer
 	cmd := newRunCommand()
 	cmd.SetOut(&stdout)
 	cmd.SetErr(&stderr)

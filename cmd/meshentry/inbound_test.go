@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -34,7 +33,7 @@ func startInboundRun(t *testing.T, dir, target string) map[string]net.Addr {
 	if err := os.WriteFile(cfg, []byte(serviceEntry("api", "api.example.com", 9)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr bytes.Buffer
+	var stdout, stderr syncBuffer
 	cmd := newRunCommand()
 	cmd.SetOut(&stdout)
 	cmd.SetErr(&stderr)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -23,7 +22,7 @@ func startRunArgs(t *testing.T, args ...string) map[string]net.Addr {
 	t.Helper()
 	f := new(runFlags)
 	cmd := newRunCommandFor(f)
-	var out, errOut bytes.Buffer
+	var out, errOut syncBuffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&errOut)
 	if err := cmd.ParseFlags(args); err != nil {

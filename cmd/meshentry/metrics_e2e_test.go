@@ -129,7 +129,8 @@ func scrapeUntil(t *testing.T, url string, done func(metricstest.Families) bool)
 // startMeteredRun serves `meshentry run` with f until the test ends and returns its bound addresses.
 func startMeteredRun(t *testing.T, f *runFlags) map[string]net.Addr {
 	t.Helper()
-	var stdout, stderr bytes.Buffer
+	// stdout takes the access log's lines from its writer goroutine while run announces on it.
+	var stdout, stderr syncBuffer
 	cmd := newRunCommand()
 	cmd.SetOut(&stdout)
 	cmd.SetErr(&stderr)

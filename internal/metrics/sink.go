@@ -98,9 +98,10 @@ func (m *Metrics) ConnClosed(c *telemetry.Conn) {
 	if c.UpstreamHost == "" {
 		s.opened.Inc()
 	}
-	s.closed.Inc()
+	// The bytes before the close: a scrape that sees the connection closed sees all its bytes.
 	s.sent.Add(float64(max(c.Sent, 0)))
 	s.received.Add(float64(max(c.Received, 0)))
+	s.closed.Inc()
 }
 
 func (m *Metrics) tcp(c *telemetry.Conn) *tcpSeries {
