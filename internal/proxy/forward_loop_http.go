@@ -29,13 +29,7 @@ func (lh loopHTTP) Serves(req *httpfwd.RequestHead) bool {
 		return true // Route refuses it, before any match
 	}
 	t := p.table.Load()
-	port := uint32(req.Port)
-	if port == 0 {
-		port = 80
-		if req.Scheme == "https" {
-			port = 443
-		}
-	}
+	port := requestPort(req) // as Route's
 	if t.vs != nil && t.vs.Binds(registry.NormalizeHost(req.Host), port) {
 		return false // its rule may act, mirror, or route elsewhere: the engine's viaVirtualService
 	}

@@ -158,8 +158,12 @@ func (s *requestSink) take() []string {
 // httpLoopConfig declares web.test, a STATIC HTTP service at the backend, and down.test, one
 // whose endpoint refuses connections.
 func httpLoopConfig(upPort, downPort int) string {
-	entry := func(name string, port int) string {
-		return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+	return loopEntry("web", upPort) + loopEntry("down", downPort)
+}
+
+// loopEntry declares NAME.test, a STATIC HTTP service on port 80 at 127.0.0.1:port.
+func loopEntry(name string, port int) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: %[1]s, namespace: istio-system}
 spec:
@@ -169,8 +173,6 @@ spec:
   endpoints: [{address: 127.0.0.1, ports: {http: %[2]d}}]
 ---
 `, name, port)
-	}
-	return entry("web", upPort) + entry("down", downPort)
 }
 
 // exchangeKeepAlive sends each request in turn on one connection to addr and returns each
@@ -229,16 +231,7 @@ func TestForwardLoopServesHTTPAsTheEngine(t *testing.T) {
 	down.Close()
 	// A VirtualService binds routed.test (declared with the endpoint that refuses): the loop
 	// serves the other hosts still, and hands routed.test to the engine, which follows the rule.
-	cfgYAML := httpLoopConfig(back.ln.Addr().(*net.TCPAddr).Port, downPort) + fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: routed, namespace: istio-system}
-spec:
-  hosts: [routed.test]
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http: %d}}]
----
-apiVersion: networking.istio.io/v1
+	cfgYAML := httpLoopConfig(back.ln.Addr().(*net.TCPAddr).Port, downPort) + loopEntry("routed", downPort) + `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: routed, namespace: istio-system}
 spec:
@@ -246,7 +239,7 @@ spec:
   http:
   - headers: {request: {set: {x-routed: "yes"}}}
     route: [{destination: {host: web.test}}]
-`, downPort)
+`
 	goSink, loopSink := &requestSink{}, &requestSink{}
 	goPath := startProxy(t, cfgYAML, Config{Namespace: "istio-system", Telemetry: goSink}, "")
 	loopPath, g := startLoopProxy(t, cfgYAML, Config{Namespace: "istio-system", Telemetry: loopSink})

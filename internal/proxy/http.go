@@ -32,12 +32,7 @@ func (h *httpRouter) route(t *table, req *httpfwd.RequestHead, attempt int, mp *
 			dst.port = uint32(dst.orig.Port())
 		}
 	} else {
-		if dst.port == 0 {
-			dst.port = 80
-			if req.Scheme == "https" {
-				dst.port = 443
-			}
-		}
+		dst.port = requestPort(req)
 		if !validHost(req.Host) {
 			return httpfwd.Upstream{}, p.rejectFor(errInvalidHost, req.RequestID, req.Host, dst.port, "")
 		}
@@ -53,6 +48,17 @@ func (h *httpRouter) route(t *table, req *httpfwd.RequestHead, attempt int, mp *
 		}
 	}
 	return h.forMatch(t, req, attempt, *mp, dst)
+}
+
+// requestPort is the port a forward-proxied request asks for: its own, else its scheme's.
+func requestPort(req *httpfwd.RequestHead) uint32 {
+	switch {
+	case req.Port != 0:
+		return uint32(req.Port)
+	case req.Scheme == "https":
+		return 443
+	}
+	return 80
 }
 
 // hinted is the route loopHTTP.Serves left in req for its attempt 0, the one route would reach
