@@ -75,9 +75,40 @@ var (
 	proto2  = []byte("HTTP/2")
 )
 
-// appendTime writes t as Envoy's %START_TIME% does: UTC, milliseconds, a Z.
+// appendTime writes t as Envoy's %START_TIME% does: UTC, milliseconds, a Z
+// (2006-01-02T15:04:05.000Z). It writes the digits itself: AppendFormat reads its layout anew
+// for every line, a few percent of a proxy that logs each request.
 func appendTime(b []byte, t time.Time) []byte {
-	return t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, minute, second := t.Clock()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, "2006-01-02T15:04:05.000Z") // not four digits
+	}
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, minute, 2)
+	b = append(b, ':')
+	b = appendDigits(b, second, 2)
+	b = append(b, '.')
+	b = appendDigits(b, t.Nanosecond()/1e6, 3)
+	return append(b, 'Z')
+}
+
+// appendDigits writes v, which is not negative, in exactly n decimal digits.
+func appendDigits(b []byte, v, n int) []byte {
+	var d [4]byte
+	for i := n - 1; i >= 0; i-- {
+		d[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(b, d[:n]...)
 }
 
 // appendText writes l in Istio's default text format (Envoy's default with the upstream

@@ -144,3 +144,37 @@ func TestParseFormatKnowsTextAndJSON(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendTimeIsAppendFormat checks the hand-written %START_TIME% against the layout it
+// replaces, at instants across the edges of fields (years, leap days, the last millisecond of
+// a day) and in time zones other than UTC.
+func TestAppendTimeIsAppendFormat(t *testing.T) {
+	east := time.FixedZone("east", 5*3600+30*60)
+	instants := []time.Time{
+		time.Date(2026, 12, 1, 13, 3, 7, 123_456_789, time.UTC),
+		time.Date(1999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+		time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2024, 2, 29, 12, 0, 0, 1_000_000, east),
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999_000_000, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 6, 1, 0, 0, 0, 0, time.UTC),
+		time.Unix(0, 0),
+	}
+	for i := range 2000 {
+		instants = append(instants, time.Unix(int64(i)*7_919_993+int64(i%3)*86_400*365, int64(i)*999_983).In(east))
+	}
+	for _, at := range instants {
+		want := at.UTC().AppendFormat(nil, "2006-01-02T15:04:05.000Z")
+		if got := appendTime([]byte("x"), at); string(got) != "x"+string(want) {
+			t.Fatalf("appendTime(%v) = %q, want %q", at, got[1:], want)
+		}
+	}
+}
+
+func BenchmarkAppendTime(b *testing.B) {
+	at, buf := time.Now(), make([]byte, 0, 64)
+	for b.Loop() {
+		buf = appendTime(buf[:0], at)
+	}
+}

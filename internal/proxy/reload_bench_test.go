@@ -21,6 +21,15 @@ import (
 // serving-cpu-ms/op, the process's CPU time) is the part before the new snapshot serves (the watcher finishes the analysis after); bench/scale.sh
 // times the same thing end to end, from the write to the proxy answering for the new entry.
 func BenchmarkReloadOneFile(b *testing.B) {
+	// "edit" changes an entry of the file in place; "add, remove" adds an entry and takes it
+	// out again by turns, so every document after the file moves one place in the load order.
+	b.Run("edit", func(b *testing.B) { benchReloadOneFile(b, false) })
+	b.Run("add, remove", func(b *testing.B) { benchReloadOneFile(b, true) })
+}
+
+// benchReloadOneFile reloads after rewriting the middle file: each time with a new last entry,
+// or, when shift, with it and without it by turns.
+func benchReloadOneFile(b *testing.B, shift bool) {
 	n := 10_000
 	if v, err := strconv.Atoi(os.Getenv("MESHENTRY_RELOAD_N")); err == nil && v > 0 {
 		n = v
@@ -31,6 +40,10 @@ func BenchmarkReloadOneFile(b *testing.B) {
 		writeBenchFile(b, filepath.Join(dir, fmt.Sprintf("entries-%05d.yaml", f)), f*100, min(n, (f+1)*100), "")
 	}
 	mid := filepath.Join(dir, fmt.Sprintf("entries-%05d.yaml", files/2))
+	if !shift {
+		// The first load holds as many entries as every reload's, so none moves the rest.
+		writeBenchFile(b, mid, files/2*100, min(n, (files/2+1)*100), reloadEntry(-1))
+	}
 	cache := compile.NewCache()
 	cache.DeferAnalysis = true
 	res, err := cache.Paths([]string{dir}, config.Options{Namespace: "default"}, 1)
@@ -48,10 +61,11 @@ func BenchmarkReloadOneFile(b *testing.B) {
 	b.ResetTimer()
 	var serving, servingCPU time.Duration
 	for i := 0; b.Loop(); i++ {
-		extra := fmt.Sprintf("---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reload-%d}\n"+
-			"spec:\n  hosts: [reload%d.bench.example]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n"+
-			"  resolution: STATIC\n  endpoints: [{address: 127.0.0.1}]\n", i, i)
-		writeBenchFile(b, mid, files/2*100, min(n, (files/2+1)*100), extra)
+		more := reloadEntry(i)
+		if shift && i%2 == 1 {
+			more = ""
+		}
+		writeBenchFile(b, mid, files/2*100, min(n, (files/2+1)*100), more)
 		start, cpu := time.Now(), processCPU()
 		res, err := cache.Paths([]string{dir}, config.Options{Namespace: "default"}, uint64(i+2))
 		if err != nil || res.Errors() > 0 {
@@ -64,6 +78,13 @@ func BenchmarkReloadOneFile(b *testing.B) {
 	}
 	b.ReportMetric(float64(serving.Milliseconds())/float64(b.N), "serving-ms/op")
 	b.ReportMetric(float64(servingCPU.Milliseconds())/float64(b.N), "serving-cpu-ms/op")
+}
+
+// reloadEntry is the ServiceEntry a reload adds at the end of the file it rewrites.
+func reloadEntry(i int) string {
+	return fmt.Sprintf("---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: reload-%d}\n"+
+		"spec:\n  hosts: [reload%d.bench.example]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n"+
+		"  resolution: STATIC\n  endpoints: [{address: 127.0.0.1}]\n", i, i)
 }
 
 // processCPU is the CPU time the process has used, garbage collection included: on a shared
