@@ -81,10 +81,10 @@ var (
 func appendTime(b []byte, t time.Time) []byte {
 	t = t.UTC()
 	year, month, day := t.Date()
-	hour, minute, second := t.Clock()
 	if year < 0 || year > 9999 {
 		return t.AppendFormat(b, "2006-01-02T15:04:05.000Z") // not four digits
 	}
+	hour, minute, second := t.Clock()
 	b = appendDigits(b, year, 4)
 	b = append(b, '-')
 	b = appendDigits(b, int(month), 2)

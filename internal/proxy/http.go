@@ -63,9 +63,9 @@ func requestPort(req *httpfwd.RequestHead) uint32 {
 
 // hinted is the route loopHTTP.Serves left in req for its attempt 0, the one route would reach
 // by the same match: a STATIC service's endpoints, no VirtualService binding the host in t,
-// a route of t (no reload came between, so Serves asked the same VirtualServices). nil when there is none, or when this Router routes otherwise (captured
-// requests go by their original destination). The hint is taken either way: it serves one
-// Route only.
+// a route of t (no reload came between, so Serves asked the same VirtualServices). nil when
+// there is none, or when this Router routes otherwise (captured requests go by their original
+// destination). The hint is taken either way: it serves one Route only.
 func (h *httpRouter) hinted(t *table, req *httpfwd.RequestHead, attempt int) *route {
 	r, _ := req.RouteHint.(*route)
 	req.RouteHint = nil

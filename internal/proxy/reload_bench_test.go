@@ -18,8 +18,9 @@ import (
 // BenchmarkReloadOneFile measures a reload after one file of many changed, in process: the
 // cached compile of every file (one decoded again) and the proxy's Update. The size is
 // MESHENTRY_RELOAD_N ServiceEntries (default 10,000) in files of 100. serving-ms/op (and
-// serving-cpu-ms/op, the process's CPU time) is the part before the new snapshot serves (the watcher finishes the analysis after); bench/scale.sh
-// times the same thing end to end, from the write to the proxy answering for the new entry.
+// serving-cpu-ms/op, the process's CPU time) is the part before the new snapshot serves (the
+// watcher finishes the analysis after); bench/scale.sh times the same thing end to end, from
+// the write to the proxy answering for the new entry.
 func BenchmarkReloadOneFile(b *testing.B) {
 	// "edit" changes an entry of the file in place; "add, remove" adds an entry and takes it
 	// out again by turns, so every document after the file moves one place in the load order.
