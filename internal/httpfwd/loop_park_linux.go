@@ -3,7 +3,7 @@ package httpfwd
 import "bufio"
 
 // loopWork is the bulk of a loop client's state: its conn (heads, records, the writers and
-// their buffers, some 25 KiB) and its output buffers. A keep-alive client that waits for its
+// their buffers, some 25 KiB), its output buffers and the decoder of chunked responses. A keep-alive client that waits for its
 // next request with nothing in flight gives it back to its loop (park) and takes one again
 // when it is next woken (unpark), so that an idle client holds only its loopConn, as the
 // engine's parked connections hold no buffers. A loop runs one client at a time, so it needs
@@ -12,6 +12,7 @@ type loopWork struct {
 	c          *conn
 	out, upOut outBuf
 	body       []byte
+	chunks     *loopChunks
 }
 
 // newLoopWork makes the state of a client the loop serves: the engine's conn, whose
@@ -37,9 +38,12 @@ func (lc *loopConn) park() {
 	if len(p.works) < maxFreeLoopConns {
 		lc.out.reset()
 		lc.upOut.reset()
-		p.works = append(p.works, loopWork{c: lc.c, out: lc.out, upOut: lc.upOut, body: lc.body})
+		if lc.chunks != nil {
+			lc.chunks.buf = nil // a view of the loop's scratch, whose bytes are gone
+		}
+		p.works = append(p.works, loopWork{c: lc.c, out: lc.out, upOut: lc.upOut, body: lc.body, chunks: lc.chunks})
 	}
-	lc.c, lc.out, lc.upOut, lc.body = nil, outBuf{}, outBuf{}, nil
+	lc.c, lc.out, lc.upOut, lc.body, lc.chunks = nil, outBuf{}, outBuf{}, nil, nil
 }
 
 // unpark gives a parked lc a bulk again, its loop's most recently parked one or a new one.
@@ -56,7 +60,7 @@ func (lc *loopConn) unpark() {
 	w := p.works[n-1]
 	p.works[n-1] = loopWork{}
 	p.works = p.works[:n-1]
-	lc.c, lc.out, lc.upOut, lc.body = w.c, w.out, w.upOut, w.body
+	lc.c, lc.out, lc.upOut, lc.body, lc.chunks = w.c, w.out, w.upOut, w.body, w.chunks
 	lc.c.bw.Reset(&lc.out)
 	lc.c.ubw.Reset(&lc.upOut)
 }
