@@ -20,7 +20,9 @@
 #                                     # with the main row's flags (BASE_FLAGS= for a build without them)
 #   VS=1 bench/proxy.sh               # also the main row's meshentry (and the BASE_REV build) with
 #                                     # a VirtualService in its config that binds another host
-#                                     # (rows "..., a VirtualService for another host")
+#                                     # (rows "..., a VS for another host"), and one whose
+#                                     # VirtualService routes bench.local itself (row "meshentry, a VS
+#                                     # routing this host": its requests go to the goroutine engine)
 #   THREADS=1 bench/proxy.sh          # every proxy on one thread: HAProxy nbthread, meshentry
 #                                     # --concurrency (GOMAXPROCS, so a BASE_REV build follows too),
 #                                     # evhttp GOMAXPROCS (its loops)
@@ -108,6 +110,8 @@ MESH_VS=127.0.0.1:$((P + 9))            # VS=1: the config with a VirtualService
 MESH_VS_ADMIN=127.0.0.1:$((P + 8))
 MESH_BASE_VS=127.0.0.1:$((P + 11))
 MESH_BASE_VS_ADMIN=127.0.0.1:$((P + 10))
+MESH_VS_OWN=127.0.0.1:$((P + 13))       # VS=1: the config with a VirtualService for bench.local
+MESH_VS_OWN_ADMIN=127.0.0.1:$((P + 12))
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -199,8 +203,15 @@ if [ -n "${BASE_REV:-}" ]; then
 fi
 # VS=1: the same config and a VirtualService that binds only other.local, which no request
 # here asks for: bench.local routes as before.
-MESH_VS_PID= MESH_BASE_VS_PID=
+MESH_VS_PID= MESH_BASE_VS_PID= MESH_VS_OWN_PID=
 if [ "${VS:-}" = 1 ]; then
+  # A VirtualService binding bench.local, with one route and no other setting: Istio's default
+  # retry policy comes with it, as with every VirtualService route.
+  { cat "$OUT/bench.yaml"; printf '%s\n' --- 'apiVersion: networking.istio.io/v1' 'kind: VirtualService' \
+    'metadata: {name: bench}' 'spec:' '  hosts: [bench.local]' '  http: [{route: [{destination: {host: bench.local}}]}]'; } >"$OUT/bench-vs-own.yaml"
+  ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench-vs-own.yaml" --listen "$MESH_VS_OWN" --admin "$MESH_VS_OWN_ADMIN" \
+    --log-level warn --access-log off --istio-metrics=false >"$OUT/meshentry-vs-own.log" 2>&1 & pids+=($!)
+  MESH_VS_OWN_PID=$!
   { cat "$OUT/bench.yaml"; printf '%s\n' --- 'apiVersion: networking.istio.io/v1' 'kind: VirtualService' \
     'metadata: {name: other}' 'spec:' '  hosts: [other.local]' '  http: [{route: [{destination: {host: bench.local}}]}]'; } >"$OUT/bench-vs.yaml"
   ${THREADS:+env GOMAXPROCS=$THREADS} "$OUT/meshentry" run -f "$OUT/bench-vs.yaml" --listen "$MESH_VS" --admin "$MESH_VS_ADMIN" --log-level warn \
@@ -222,6 +233,7 @@ for _ in $(seq 100); do
     curl -fsS -o /dev/null -H "Host: bench.local" "http://$EVHTTP_UNL/" 2>/dev/null &&
     { [ -z "$MESH_BASE_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_ADMIN/ready" 2>/dev/null; } &&
     { [ -z "$MESH_VS_PID" ] || curl -fsS -o /dev/null "http://$MESH_VS_ADMIN/ready" 2>/dev/null; } &&
+    { [ -z "$MESH_VS_OWN_PID" ] || curl -fsS -o /dev/null "http://$MESH_VS_OWN_ADMIN/ready" 2>/dev/null; } &&
     { [ -z "$MESH_BASE_VS_PID" ] || curl -fsS -o /dev/null "http://$MESH_BASE_VS_ADMIN/ready" 2>/dev/null; }; then
     ready=1; break
   fi
@@ -326,6 +338,7 @@ http_row() {
     meshentry-base) run_wrk meshentry-base "http://$MESH_BASE/" "$MESH_BASE_PID" bench.local ;;
     meshentry-vs) run_wrk meshentry-vs "http://$MESH_VS/" "$MESH_VS_PID" bench.local ;;
     meshentry-base-vs) run_wrk meshentry-base-vs "http://$MESH_BASE_VS/" "$MESH_BASE_VS_PID" bench.local ;;
+    meshentry-vs-own) run_wrk meshentry-vs-own "http://$MESH_VS_OWN/" "$MESH_VS_OWN_PID" bench.local ;;
     evhttp) run_wrk evhttp "http://$EVHTTP/" "$EVHTTP_PID" bench.local ;;
     evhttp-unlocked) run_wrk evhttp-unlocked "http://$EVHTTP_UNL/" "$EVHTTP_UNL_PID" bench.local ;;
   esac
@@ -335,6 +348,7 @@ declare -A label=([direct]="direct" [haproxy]="haproxy" [haproxy-hdrs]="haproxy,
   [meshentry-loop]="meshentry, goroutine engine"
   [meshentry-obs]="meshentry, access log + metrics" [meshentry-base]="meshentry at ${BASE_REV:-}"
   [meshentry-vs]="meshentry, a VS for another host" [meshentry-base-vs]="${BASE_REV:-}, a VS for another host"
+  [meshentry-vs-own]="meshentry, a VS routing this host"
   [evhttp]="Go HTTP on raw epoll (evhttp)" [evhttp-unlocked]="evhttp, loops not locked")
 
 {
@@ -346,6 +360,7 @@ keys=(direct haproxy meshentry haproxy-hdrs meshentry-loop meshentry-obs evhttp 
 [ -n "$MESH_BASE_PID" ] && keys+=(meshentry-base)
 [ -n "$MESH_VS_PID" ] && keys+=(meshentry-vs)
 [ -n "$MESH_BASE_VS_PID" ] && keys+=(meshentry-base-vs)
+[ -n "$MESH_VS_OWN_PID" ] && keys+=(meshentry-vs-own)
 summary=() per_round=()
 for C in $CONNS; do
   echo "HTTP/1.1 keep-alive, wrk -t1 -c$C -d$DURATION, 128-byte responses, ROUNDS=$ROUNDS" >&2
@@ -372,6 +387,7 @@ for C in $CONNS; do
   [ -n "$MESH_BASE_PID" ] && line+="; meshentry/base: req/s $(ratio "$m_rps" "${rps[meshentry-base]:--}"), CPU per request $(ratio "$m_cpu" "${cpu[meshentry-base]:--}")"
   [ -n "$MESH_VS_PID" ] && line+="; with a VirtualService for another host/without: req/s $(ratio "${rps[meshentry-vs]:--}" "$m_rps"), CPU per request $(ratio "${cpu[meshentry-vs]:--}" "$m_cpu")"
   [ -n "$MESH_BASE_VS_PID" ] && line+="; the same at the base: req/s $(ratio "${rps[meshentry-base-vs]:--}" "${rps[meshentry-base]:--}"), CPU per request $(ratio "${cpu[meshentry-base-vs]:--}" "${cpu[meshentry-base]:--}")"
+  [ -n "$MESH_VS_OWN_PID" ] && line+="; a VirtualService routing this host/haproxy: req/s $(ratio "${rps[meshentry-vs-own]:--}" "$h_rps"), p99 $(ratio "${p99[meshentry-vs-own]:--}" "$h_p99"), CPU per request $(ratio "${cpu[meshentry-vs-own]:--}" "$h_cpu")"
   line+="; goroutine engine/haproxy: req/s $(ratio "$l_rps" "$h_rps"), p99 $(ratio "$l_p99" "$h_p99"), CPU per request $(ratio "$l_cpu" "$h_cpu")"
   line+="; access log + metrics on/off: req/s $(ratio "$o_rps" "$m_rps"), CPU per request $(ratio "$o_cpu" "$m_cpu")"
   line+="; evhttp/haproxy: req/s $(ratio "$e_rps" "$h_rps"), p99 $(ratio "$e_p99" "$h_p99"), CPU per request $(ratio "$e_cpu" "$h_cpu")"
