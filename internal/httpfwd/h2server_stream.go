@@ -89,8 +89,10 @@ func (st *h2Stream) tries() {
 	s := st.hc.s
 	var held *ClusterLimits // the cluster whose in-flight slot the stream holds
 	defer func() { held.endRequest() }()
+	st.head.RetriedStatus = 0
 	for attempt := 0; ; attempt++ {
 		up, rej := s.Router.Route(&st.head, attempt)
+		st.head.RetriedStatus = 0 // until a try retries a response again
 		if rej != nil {
 			st.reject(rej)
 			return
@@ -274,7 +276,11 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 	if st.retriesStatus(resp.StatusCode) {
 		s.done(*up, resp.StatusCode, nil)
 		st.rt.again = true
+		st.head.RetriedStatus = resp.StatusCode
 		return true, nil
+	}
+	if st.retriesExhausted(resp.StatusCode) {
+		st.tel.flags |= telemetry.RetriesExhausted
 	}
 	if resp.StatusCode < 200 {
 		// Only a 101 gets here, and HTTP/2 has no upgrades: answer, rather than reset, the

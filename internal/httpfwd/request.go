@@ -44,6 +44,12 @@ type RequestHead struct {
 	// the Router's attempt 0 to reuse rather than look up again. The engine clears it with each
 	// head it parses and reads it never.
 	RouteHint any
+	// RetriedStatus is the status of the response that the attempt being routed retries (a
+	// status the route's retry policy names); 0 for a first attempt and for a retry of a
+	// failure that brought no response. Envoy's previous-hosts predicate, which Istio puts on
+	// every retry, only prefers other hosts: a Router that has none left may pick a tried
+	// endpoint again for such a retry rather than answer for the upstream itself.
+	RetriedStatus int
 
 	headerBlock
 	authority   span // host[:port] of an absolute-form or authority-form target
@@ -96,7 +102,7 @@ func internMethod(b []byte) string {
 func (r *RequestHead) parse(raw []byte) error {
 	r.reset(raw)
 	r.Target, r.Path, r.Scheme, r.Port, r.Absolute = nil, nil, "", 0, false
-	r.RouteHint = nil
+	r.RouteHint, r.RetriedStatus = nil, 0
 	r.authority = span{}
 
 	line, nl := firstLine(raw)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -226,6 +227,91 @@ func TestARequestWithoutActionsAfterOneWithARetriedBody(t *testing.T) {
 		resp := c.roundTrip("POST " + path + " HTTP/1.1\r\nHost: svc\r\nContent-Length: 4\r\n\r\nbody")
 		if resp.StatusCode != 200 || resp.body != `status 200 body "body"` {
 			t.Errorf("%s: got %d %q, want the body forwarded", path, resp.StatusCode, resp.body)
+		}
+	}
+}
+
+// retriedRouter is actionRouter that keeps the RetriedStatus each Route call saw.
+type retriedRouter struct {
+	actionRouter
+	mu   sync.Mutex
+	seen []int
+}
+
+func (r *retriedRouter) Route(req *RequestHead, attempt int) (Upstream, *Reject) {
+	r.mu.Lock()
+	r.seen = append(r.seen, req.RetriedStatus)
+	r.mu.Unlock()
+	return r.actionRouter.Route(req, attempt)
+}
+
+// TestRouteSeesTheStatusItsRetryFollows: the Router learns, on HTTP/1.1 and HTTP/2 alike,
+// that an attempt retries a response (its status) rather than a failure without one.
+func TestRouteSeesTheStatusItsRetryFollows(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int64
+	failing, ok := statusBackend(t, 503, &hits), statusBackend(t, 200, &hits)
+	act := &Actions{Retry: &RetryPolicy{Attempts: 2, On: RetryConnectFailure | RetryStatusCodes, StatusCodes: []int{503}}}
+	for _, tc := range []struct {
+		name  string
+		addrs []string
+		want  []int // RetriedStatus at each Route
+	}{
+		{"a status, then a connect failure", []string{failing.addr(), closedAddr(t), ok.addr()}, []int{0, 503, 0}},
+		{"a connect failure, then a status", []string{closedAddr(t), failing.addr(), ok.addr()}, []int{0, 0, 503}},
+	} {
+		for _, h2 := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, h2c %v", tc.name, h2), func(t *testing.T) {
+				r := &retriedRouter{actionRouter: actionRouter{addrs: tc.addrs, act: act}}
+				addr := startProxy(t, &Server{Router: r})
+				client := &http.Client{Transport: &http.Transport{Proxy: nil}}
+				if h2 {
+					client = h2cClient(t)
+				}
+				resp, err := client.Get("http://" + addr + "/")
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				if resp.StatusCode != 200 || fmt.Sprint(r.seen) != fmt.Sprint(tc.want) {
+					t.Errorf("got %d with RetriedStatus %v at each Route, want 200 with %v", resp.StatusCode, r.seen, tc.want)
+				}
+			})
+		}
+	}
+}
+
+// TestAStatusLeftUnretriedForWantOfAttemptsIsFlaggedURX: the response a policy would retry but
+// for its attempts is relayed flagged URX, on HTTP/1.1 and HTTP/2; a policy of no attempts
+// (Istio's attempts: 0, no retries at all) flags nothing.
+func TestAStatusLeftUnretriedForWantOfAttemptsIsFlaggedURX(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int64
+	failing := statusBackend(t, 503, &hits)
+	for _, tc := range []struct {
+		attempts int
+		want     telemetry.Flags
+	}{{2, telemetry.RetriesExhausted}, {0, 0}} {
+		for _, h2 := range []bool{false, true} {
+			t.Run(fmt.Sprintf("attempts %d, h2c %v", tc.attempts, h2), func(t *testing.T) {
+				sink := &flagSink{}
+				act := &Actions{Retry: &RetryPolicy{Attempts: tc.attempts, On: RetryStatusCodes, StatusCodes: []int{503}}}
+				addr := startProxy(t, &Server{Router: &actionRouter{addrs: []string{failing.addr()}, act: act}, Telemetry: sink})
+				client := &http.Client{Transport: &http.Transport{Proxy: nil}}
+				if h2 {
+					client = h2cClient(t)
+				}
+				resp, err := client.Get("http://" + addr + "/")
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if got := sink.nth(t, 1); resp.StatusCode != 503 || got != tc.want {
+					t.Errorf("got %d flagged %v, want the upstream's 503 flagged %v", resp.StatusCode, got, tc.want)
+				}
+			})
 		}
 	}
 }

@@ -144,7 +144,9 @@ func (c *conn) tries(ctx context.Context, start time.Time, up Upstream) bool {
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			var rej *Reject
-			if up, rej = s.Router.Route(&c.req, attempt); rej != nil {
+			up, rej = s.Router.Route(&c.req, attempt)
+			c.req.RetriedStatus = 0 // until a try retries a response again
+			if rej != nil {
 				return c.reject(start, rej)
 			}
 			if up.Key == "" {
@@ -245,15 +247,24 @@ func (c *conn) connectTries(up *Upstream) int {
 }
 
 // retryStatus ends a try whose final response status the policy retries, before any of it
-// reaches the client; nil when it is not retried.
+// reaches the client; nil when it is not retried. A response the policy would retry but for
+// its attempts all made is flagged URX, as Envoy flags it.
 func (c *conn) retryStatus(x *exchange) *result {
 	rs := &c.rt
-	if !rs.mayRetry(x) || !rs.act.Retry.retriesStatus(c.resp.status) {
+	p := rs.act.Retry
+	if p == nil || !p.retriesStatus(c.resp.status) {
+		return nil
+	}
+	if !rs.mayRetry(x) {
+		if p.Attempts > 0 && rs.attempt >= p.Attempts {
+			c.tel.flags |= telemetry.RetriesExhausted
+		}
 		return nil
 	}
 	x.status = c.resp.status
 	x.uc.nc.Close()
 	rs.again = true
+	c.req.RetriedStatus = c.resp.status
 	return x.end(false, nil, false)
 }
 

@@ -139,8 +139,14 @@ func (p *Proxy) endpointUpstream(r *route, req *httpfwd.RequestHead, attempt int
 		return i < 64 && req.RouteState&(1<<i) != 0 || retry && r.exhausted(i, r.health)
 	}
 	var lastErr error
-	for range r.eps {
+	for n := range r.eps {
 		i, ok, setCookie := r.pickFor(req, exclude)
+		if !ok && n == 0 && req.RetriedStatus != 0 {
+			// Every endpoint was tried and one answered a status the policy retries: try
+			// again among them all, as Envoy does once previous_hosts found no other host,
+			// rather than answer for an upstream that did answer.
+			i, ok, setCookie = r.pickFor(req, func(int) bool { return false })
+		}
 		if !ok {
 			break
 		}

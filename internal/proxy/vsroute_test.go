@@ -345,6 +345,58 @@ spec:
 	}
 }
 
+// TestVirtualServiceRetriesAStatusOnEndpointsAlreadyTried: with no untried endpoint left, a
+// retry of a retriable status goes to one already tried, as Envoy's previous_hosts predicate
+// gives way, and the client gets the upstream's last answer, not one of the proxy's own.
+func TestVirtualServiceRetriesAStatusOnEndpointsAlreadyTried(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		status    int
+		endpoints int
+		retries   string // the route's retries field, empty for Istio's default policy
+		hits      int64  // requests the endpoints get in all
+	}{
+		{"default policy, one endpoint", 503, 1, "", 3},
+		{"default policy, two endpoints", 503, 2, "", 3},
+		{"5xx once, one endpoint", 500, 1, "retries: {attempts: 1, retryOn: 5xx}", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var backs []*drBackend
+			for i := range tc.endpoints {
+				b := newDRBackend(t, fmt.Sprintf("failing-%d", i), nil)
+				b.status.Store(int64(tc.status))
+				backs = append(backs, b)
+			}
+			docs := versionedEntry("svc", "svc.test", backs...) + `---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc}
+spec:
+  hosts: [svc.test]
+  http:
+  - route: [{destination: {host: svc.test}}]
+    ` + tc.retries + "\n"
+			h := startProxy(t, docs, Config{}, "")
+			code, body, hdr := fetch(t, drClient(t, h), "http://svc.test/")
+			if code != tc.status || !strings.HasPrefix(body, "failing-") || hdr.Get("X-Meshentry-Reason") != "" {
+				t.Errorf("got %d %q (reason %q), want the upstream's own %d", code, body, hdr.Get("X-Meshentry-Reason"), tc.status)
+			}
+			var hits int64
+			for _, b := range backs {
+				if b.hits.Load() == 0 {
+					t.Errorf("%s got no request: the retries did not go to the untried endpoint first", b.name)
+				}
+				hits += b.hits.Load()
+			}
+			if hits != tc.hits {
+				t.Errorf("the endpoints got %d requests, want %d: the first and each retry", hits, tc.hits)
+			}
+		})
+	}
+}
+
 func TestVirtualServiceTimeoutAnswers504AtTheDeadline(t *testing.T) {
 	t.Parallel()
 	slow := newDRBackend(t, "slow", nil)
