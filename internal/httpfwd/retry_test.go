@@ -231,6 +231,23 @@ func TestARequestWithoutActionsAfterOneWithARetriedBody(t *testing.T) {
 	}
 }
 
+// getThrough sends one GET to the proxy at addr, over HTTP/1.1 or h2c, and returns the
+// response with its body read and closed.
+func getThrough(t *testing.T, addr string, h2 bool) *http.Response {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	if h2 {
+		client = h2cClient(t)
+	}
+	resp, err := client.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
 // retriedRouter is actionRouter that keeps the RetriedStatus each Route call saw.
 type retriedRouter struct {
 	actionRouter
@@ -264,15 +281,7 @@ func TestRouteSeesTheStatusItsRetryFollows(t *testing.T) {
 			t.Run(fmt.Sprintf("%s, h2c %v", tc.name, h2), func(t *testing.T) {
 				r := &retriedRouter{actionRouter: actionRouter{addrs: tc.addrs, act: act}}
 				addr := startProxy(t, &Server{Router: r})
-				client := &http.Client{Transport: &http.Transport{Proxy: nil}}
-				if h2 {
-					client = h2cClient(t)
-				}
-				resp, err := client.Get("http://" + addr + "/")
-				if err != nil {
-					t.Fatal(err)
-				}
-				resp.Body.Close()
+				resp := getThrough(t, addr, h2)
 				r.mu.Lock()
 				defer r.mu.Unlock()
 				if resp.StatusCode != 200 || fmt.Sprint(r.seen) != fmt.Sprint(tc.want) {
@@ -299,15 +308,7 @@ func TestAStatusLeftUnretriedForWantOfAttemptsIsFlaggedURX(t *testing.T) {
 				sink := &flagSink{}
 				act := &Actions{Retry: &RetryPolicy{Attempts: tc.attempts, On: RetryStatusCodes, StatusCodes: []int{503}}}
 				addr := startProxy(t, &Server{Router: &actionRouter{addrs: []string{failing.addr()}, act: act}, Telemetry: sink})
-				client := &http.Client{Transport: &http.Transport{Proxy: nil}}
-				if h2 {
-					client = h2cClient(t)
-				}
-				resp, err := client.Get("http://" + addr + "/")
-				if err != nil {
-					t.Fatal(err)
-				}
-				resp.Body.Close()
+				resp := getThrough(t, addr, h2)
 				if got := sink.nth(t, 1); resp.StatusCode != 503 || got != tc.want {
 					t.Errorf("got %d flagged %v, want the upstream's 503 flagged %v", resp.StatusCode, got, tc.want)
 				}
