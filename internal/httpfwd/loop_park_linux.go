@@ -3,11 +3,12 @@ package httpfwd
 import "bufio"
 
 // loopWork is the bulk of a loop client's state: its conn (heads, records, the writers and
-// their buffers, some 25 KiB), its output buffers and the decoder of chunked responses. A keep-alive client that waits for its
-// next request with nothing in flight gives it back to its loop (park) and takes one again
-// when it is next woken (unpark), so that an idle client holds only its loopConn, as the
-// engine's parked connections hold no buffers. A loop runs one client at a time, so it needs
-// as many as it has exchanges in flight, which its free list keeps.
+// their buffers, some 25 KiB), its output buffers and its decoder of chunked responses. A
+// keep-alive client that waits for its next request with nothing in flight gives it back to
+// its loop (park) and takes one again when it is next woken (unpark), so that an idle client
+// holds only its loopConn, as the engine's parked connections hold no buffers. A loop runs
+// one client at a time, so it needs as many as it has exchanges in flight, which its free
+// list keeps.
 type loopWork struct {
 	c          *conn
 	out, upOut outBuf
