@@ -99,6 +99,13 @@ type RetryPolicy struct {
 	StatusCodes []int
 }
 
+// exhausted reports whether a final response of status is one the policy retries but may not,
+// its attempt-th retry made already: Envoy flags that response URX. A policy of no attempts
+// (Istio's attempts: 0, no retries at all) exhausts nothing.
+func (p *RetryPolicy) exhausted(status, attempt int) bool {
+	return p != nil && p.Attempts > 0 && attempt >= p.Attempts && p.retriesStatus(status)
+}
+
 // retriesStatus reports whether a final response of status is retried.
 func (p *RetryPolicy) retriesStatus(status int) bool {
 	switch {

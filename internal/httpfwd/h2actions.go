@@ -104,14 +104,6 @@ func (st *h2Stream) retriesStatus(status int) bool {
 		context.Cause(st.ctx) == nil && a.Retry.retriesStatus(status)
 }
 
-// retriesExhausted reports whether the route's policy would retry a response of status but
-// for its attempts, all made: Envoy flags that response URX.
-func (st *h2Stream) retriesExhausted(status int) bool {
-	a := st.rt.act
-	return a != nil && a.Retry != nil && a.Retry.Attempts > 0 && st.rt.attempt >= a.Retry.Attempts &&
-		a.Retry.retriesStatus(status)
-}
-
 // answer writes a response of the route's own, with its response field changes.
 func (st *h2Stream) answer(status int, body string, fields []Field) bool {
 	if status < 200 || status > 599 {

@@ -89,7 +89,6 @@ func (st *h2Stream) tries() {
 	s := st.hc.s
 	var held *ClusterLimits // the cluster whose in-flight slot the stream holds
 	defer func() { held.endRequest() }()
-	st.head.RetriedStatus = 0
 	for attempt := 0; ; attempt++ {
 		up, rej := s.Router.Route(&st.head, attempt)
 		st.head.RetriedStatus = 0 // until a try retries a response again
@@ -279,7 +278,7 @@ func (st *h2Stream) forward(up *Upstream) (retry bool, err error) {
 		st.head.RetriedStatus = resp.StatusCode
 		return true, nil
 	}
-	if st.retriesExhausted(resp.StatusCode) {
+	if a := st.rt.act; a != nil && a.Retry.exhausted(resp.StatusCode, st.rt.attempt) {
 		st.tel.flags |= telemetry.RetriesExhausted
 	}
 	if resp.StatusCode < 200 {

@@ -251,14 +251,10 @@ func (c *conn) connectTries(up *Upstream) int {
 // its attempts all made is flagged URX, as Envoy flags it.
 func (c *conn) retryStatus(x *exchange) *result {
 	rs := &c.rt
-	p := rs.act.Retry
-	if p == nil || !p.retriesStatus(c.resp.status) {
-		return nil
+	if rs.act.Retry.exhausted(c.resp.status, rs.attempt) {
+		c.tel.flags |= telemetry.RetriesExhausted
 	}
-	if !rs.mayRetry(x) {
-		if p.Attempts > 0 && rs.attempt >= p.Attempts {
-			c.tel.flags |= telemetry.RetriesExhausted
-		}
+	if !rs.mayRetry(x) || !rs.act.Retry.retriesStatus(c.resp.status) {
 		return nil
 	}
 	x.status = c.resp.status

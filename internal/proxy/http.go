@@ -145,7 +145,7 @@ func (p *Proxy) endpointUpstream(r *route, req *httpfwd.RequestHead, attempt int
 			// Every endpoint was tried and one answered a status the policy retries: try
 			// again among them all, as Envoy does once previous_hosts found no other host,
 			// rather than answer for an upstream that did answer.
-			i, ok, setCookie = r.pickFor(req, func(int) bool { return false })
+			i, ok, setCookie = r.pickFor(req, nil)
 		}
 		if !ok {
 			break
