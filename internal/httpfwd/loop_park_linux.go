@@ -39,9 +39,6 @@ func (lc *loopConn) park() {
 	if len(p.works) < maxFreeLoopConns {
 		lc.out.reset()
 		lc.upOut.reset()
-		if lc.chunks != nil {
-			lc.chunks.buf = nil // a view of the loop's scratch, whose bytes are gone
-		}
 		p.works = append(p.works, loopWork{c: lc.c, out: lc.out, upOut: lc.upOut, body: lc.body, chunks: lc.chunks})
 	}
 	lc.c, lc.out, lc.upOut, lc.body, lc.chunks = nil, outBuf{}, outBuf{}, nil, nil
