@@ -18,7 +18,10 @@
 #       Go can reach once its netpoller is out of the path; `benchtool evhand` accepts and dials
 #       on Go's net and hands the sockets to such a loop: what the loop saves on the relay alone.
 # CPU is read from /proc/PID/stat (user+system) over each run; wall figures move with whatever
-# else the machine runs, CPU per connection much less.
+# else the machine runs, CPU per connection much less. The tunnel rows also give the client's
+# own CPU per connection (benchtool churn's getrusage): on this 2-core machine client, proxy and
+# source share the cores, so a row whose client works more makes fewer connections a second
+# with the same proxy; "+client×ha" is proxy and client together against HAProxy's two.
 #
 #   bench/churn.sh                       # 5 s per run
 #   ROUNDS=5 bench/churn.sh              # 5 rounds (3 by default) of every row of each table, the order
@@ -256,12 +259,14 @@ tunnel_run() {
     split(out, f, " ")
     if (f[5] > 0) print "benchtool churn: " f[5] " failed connections" > "/dev/stderr"
     cpu = (pid == "-") ? "-" : sprintf("%.1f", (c1 - c0) / tck * 1e6 / f[1])
-    printf "%.0f %.0f %s\n", f[2], f[4], cpu
+    printf "%.0f %.0f %s %s\n", f[2], f[4], cpu, f[6]
   }'
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "-") printf "%.2f", a / b; else print "-" }'; }
-row() { printf "%-40s %10s %10s %14s %10s %10s\n" "$@"; }
+# sum A B: A + B, "-" when either is.
+sum() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b != "-") printf "%.1f", a + b; else print "-" }'; }
+row() { printf "%-40s %10s %10s %14s %10s %10s" "$@"; [ $# -gt 6 ] && printf " %14s %12s" "${@:7}"; printf "\n"; }
 
 # profile_run KIND ADMIN RUN...: with PROFILE=1, at -c16, RUN (a run of the meshentry serving
 # pprof at ADMIN, for KIND: http, tunnel, loop-http or loop-tunnel) once more after the rounds,
@@ -339,14 +344,17 @@ tunnel_row() {
 # table KIND KEY...: the table of KIND (http or tunnel) at $c connections from $ROUNDS rounds of
 # its rows, then each meshentry row's ratios to HAProxy round by round; labels from label[KEY].
 table() {
-  local kind=$1 rounds="$OUT/rounds-$1-c$c.txt" k v1 v2 v3
+  local kind=$1 rounds="$OUT/rounds-$1-c$c.txt" k v1 v2 v3 v4
   shift
   run_rounds "$rounds" "${kind}_row" "$@"
-  local -A rate=() p99=() cpu=()
-  while read -r k v1 v2 v3; do rate[$k]=$v1 p99[$k]=$v2 cpu[$k]=$v3; done < <(rounds_median "$rounds")
+  local -A rate=() p99=() cpu=() client=()
+  while read -r k v1 v2 v3 v4; do rate[$k]=$v1 p99[$k]=$v2 cpu[$k]=$v3 client[$k]=$v4; done < <(rounds_median "$rounds")
   for k in "$@"; do
+    local both=() # the tunnel rows: the client's CPU too, and the two together against HAProxy's
+    [ "$kind" = tunnel ] && both=("${client[$k]:--}" "$(ratio "$(sum "${cpu[$k]:--}" "${client[$k]:--}")" \
+      "$(sum "${cpu[haproxy]:--}" "${client[haproxy]:--}")")")
     row "${label[$k]}" "${rate[$k]:--}" "${p99[$k]:--}" "${cpu[$k]:--}" \
-      "$(ratio "${rate[$k]:--}" "${rate[haproxy]:--}")" "$(ratio "${cpu[$k]:--}" "${cpu[haproxy]:--}")"
+      "$(ratio "${rate[$k]:--}" "${rate[haproxy]:--}")" "$(ratio "${cpu[$k]:--}" "${cpu[haproxy]:--}")" "${both[@]}"
   done
   echo "CPU steal per round (the hypervisor's share of the machine): $(rounds_steal "$rounds")"
   for k in "$@"; do
@@ -373,7 +381,7 @@ declare -A label
   for c in $CONNS; do
     case " $ROWS " in *" tunnel "*) ;; *) break ;; esac
     echo
-    row "tunnel per connection, -c$c, 128 B" "conn/s" "p99 µs" "CPU µs/conn" "×haproxy" "CPU×ha"
+    row "tunnel per connection, -c$c, 128 B" "conn/s" "p99 µs" "CPU µs/conn" "×haproxy" "CPU×ha" "client µs/conn" "+client×ha"
     label=([direct]="direct" [haproxy]="haproxy (mode tcp, no CONNECT)" [gateway]="meshentry (gateway TCP server)"
       [gwloop]="meshentry (gateway TCP, event loop)"
       [gopipe]="plain Go relay (io.Copy)" [evpipe]="Go relay on raw epoll"
