@@ -23,7 +23,7 @@ type forwardLoopFlags struct {
 }
 
 func (f *forwardLoopFlags) register(fl *pflag.FlagSet) {
-	fl.BoolVar(&f.enabled, "forward-event-loop", true, "serve the forward proxy port (--listen, an IP address) on raw epoll event loops (Linux), one per CPU, outside Go's netpoller: CONNECT tunnels to a STATIC service with IP endpoints in plaintext are relayed by the loops, and HTTP/1.1 keep-alive requests without a body to such a service, whose host and port no VirtualService binds, are served by them; every other connection, or a connection at its first request the loops do not serve, is handed to the usual path with all its unread bytes. Off Linux, or with a host name in --listen, the usual path serves the port unless the flag is given; =false serves it on the usual path always")
+	fl.BoolVar(&f.enabled, "forward-event-loop", true, "serve the forward proxy port (--listen, an IP address) on raw epoll event loops (Linux), one per CPU, outside Go's netpoller: CONNECT tunnels to a STATIC service with IP endpoints in plaintext are relayed by the loops, and HTTP/1.1 keep-alive requests without a body to such a service, whose VirtualService rule (if one binds the host and port) does nothing but route and retry, are served by them; every other connection, or a connection at its first request the loops do not serve, is handed to the usual path with all its unread bytes. Off Linux, or with a host name in --listen, the usual path serves the port unless the flag is given; =false serves it on the usual path always")
 	f.flag = fl.Lookup("forward-event-loop")
 }
 

@@ -37,6 +37,15 @@ type Actions struct {
 	CORS *CORS
 }
 
+// LoopServes reports whether the loop engine carries out a for a request without a body
+// exactly as the Go engine does: nil, or a retry policy without a per-try timeout and nothing
+// else, which is what most VirtualService routes hold (Istio's default retries).
+func (a *Actions) LoopServes() bool {
+	return a == nil || a.Timeout == 0 && (a.Retry == nil || a.Retry.PerTryTimeout == 0) &&
+		a.Request.empty() && a.Response.empty() && a.Rewrite == nil && a.Redirect == nil &&
+		a.Direct == nil && a.Fault == nil && a.Mirror == nil && a.CORS == nil
+}
+
 // HeaderOps change a header section: Remove drops every field of the names given, Set
 // replaces every field of its name with one, and Add appends a field.
 type HeaderOps struct {
@@ -127,6 +136,18 @@ func (p *RetryPolicy) retriesStatus(status int) bool {
 
 // retriesReset reports whether an upstream that closed before answering is retried.
 func (p *RetryPolicy) retriesReset() bool { return p.On&(Retry5xx|RetryGatewayError|RetryReset) != 0 }
+
+// connectTries is how many connect attempts a request may make: the policy's when it retries
+// connect failures, one when it does not, def (the engine's default) without a policy.
+func (p *RetryPolicy) connectTries(def int) int {
+	switch {
+	case p == nil:
+		return def
+	case p.retriesConnect():
+		return p.Attempts + 1
+	}
+	return 1
+}
 
 // retriesConnect reports whether a failed connect is retried.
 func (p *RetryPolicy) retriesConnect() bool { return p.retriesReset() || p.On&RetryConnectFailure != 0 }

@@ -229,6 +229,7 @@ func (st *h2Stream) tryTimedOut(up *Upstream, err error) (retry bool, _ error) {
 		context.Cause(st.ctx) == nil {
 		st.hc.s.Router.Done(*up, e)
 		st.rt.again = true
+		st.head.RetriedReset = true
 		return true, e
 	}
 	st.routeTimedOut(up, err)

@@ -91,7 +91,7 @@ func (st *h2Stream) tries() {
 	defer func() { held.endRequest() }()
 	for attempt := 0; ; attempt++ {
 		up, rej := s.Router.Route(&st.head, attempt)
-		st.head.RetriedStatus = 0 // until a try retries a response again
+		st.head.RetriedStatus, st.head.RetriedReset = 0, false // until a try retries again
 		if rej != nil {
 			st.reject(rej)
 			return

@@ -5,8 +5,9 @@ import "net/netip"
 // LoopRoute is what the loop engine asks of the caller besides the Server's Router.
 type LoopRoute interface {
 	// Serves reports, without side effects, whether Router.Route answers req with a Reject
-	// or with an Upstream the loop can reach: Protocol HTTP1, no Actions, no Limits, and an
-	// IP address (Addr) connected to in plaintext. false hands the connection to the engine.
+	// or with an Upstream the loop can reach: Protocol HTTP1, Actions that LoopServes (nil, or
+	// retries only), no Limits, and an IP address (Addr) connected to in plaintext. false hands
+	// the connection to the engine.
 	// It may leave in req.RouteHint what it found, for the Router's Route that follows.
 	Serves(req *RequestHead) bool
 	// Addr is the address the loop connects to for up, which Route returned; false when

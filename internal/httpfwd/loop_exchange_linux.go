@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meshentry/meshentry/internal/evloop"
+	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
 // The exchange of one request on the loop, in the order of forwardRequest and roundTrip:
@@ -34,7 +35,7 @@ func (lc *loopConn) serve() {
 	req.RequestID = c.rec.RequestID
 	c.ex = exchange{}
 	lc.cl.SetDeadline(lc.ls.s.lim.StreamIdleTimeout) // the answer's writes, whatever it is
-	lc.attempt, lc.retried, lc.logged, lc.extra = 0, false, false, false
+	lc.attempt, lc.retried, lc.logged, lc.extra, lc.act = 0, false, false, false, nil
 	lc.route()
 }
 
@@ -43,6 +44,7 @@ func (lc *loopConn) route() {
 	s, c := lc.ls.s, lc.c
 	for {
 		up, rej := s.Router.Route(&c.req, lc.attempt)
+		c.req.RetriedStatus, c.req.RetriedReset = 0, false // until a try retries again
 		if rej != nil {
 			lc.answered(c.reject(lc.start, rej))
 			return
@@ -52,11 +54,14 @@ func (lc *loopConn) route() {
 		}
 		lc.up = up
 		addr, ok := lc.ls.lr.Addr(&lc.up)
-		if !ok || up.Actions != nil || up.Protocol != HTTP1 || up.Limits != nil {
+		if !ok || !up.Actions.LoopServes() || up.Protocol != HTTP1 || up.Limits != nil {
 			bump(&lc.ls.stats.mismatches)
 			s.Router.Done(lc.up, nil)
 			lc.answered(c.fail(lc.start, 503, "upstream not reachable from the event loop", errLoopMismatch))
 			return
+		}
+		if lc.attempt == 0 {
+			lc.act = up.Actions // as the engine's routeState, the first route's for every try
 		}
 		lc.addr = addr
 		c.rec.Upstream = up.Key
@@ -109,7 +114,7 @@ func (lc *loopConn) connectFailed(err error) bool {
 		return false
 	}
 	c.logFailure(slog.LevelDebug, "upstream connect attempt failed", 0, fmt.Errorf("attempt %d: %w", lc.attempt, err))
-	if lc.attempt+1 >= s.lim.MaxAttempts {
+	if lc.attempt+1 >= lc.policy().connectTries(s.lim.MaxAttempts) {
 		lc.answered(c.connectFailed(lc.start, lc.attempt, err))
 		return false
 	}
@@ -231,13 +236,70 @@ func (lc *loopConn) upstreamFailed(err error) {
 	lc.badExchange(e)
 }
 
-// badExchange answers an upstream fault found before any response was relayed.
+// badExchange answers an upstream fault found before any response was relayed, unless the
+// route's policy retries it.
 func (lc *loopConn) badExchange(e error) {
 	if u := lc.u; u != nil {
 		lc.u = nil
 		u.close()
 	}
+	if lc.retryFailure(e) {
+		return
+	}
 	keep := lc.c.failUpstream(lc.start, e)
 	lc.ls.s.done(lc.up, 0, e)
 	lc.answered(keep)
+}
+
+// policy is the retry policy of the request's route; nil without one.
+func (lc *loopConn) policy() *RetryPolicy {
+	if lc.act == nil {
+		return nil
+	}
+	return lc.act.Retry
+}
+
+// retryStatus retries a final response whose status the route's policy retries, before any
+// of it reaches the client, as the engine's retryStatus: the upstream connection is closed
+// with the response unread, the status reported, and the request routed again. A response
+// the policy would retry but for its attempts all made is flagged URX. false: not retried.
+func (lc *loopConn) retryStatus() bool {
+	p, status := lc.policy(), lc.c.resp.status
+	if p.exhausted(status, lc.attempt) {
+		lc.c.tel.flags |= telemetry.RetriesExhausted
+	}
+	if p == nil || lc.attempt >= p.Attempts || !p.retriesStatus(status) {
+		return false
+	}
+	lc.u.close()
+	lc.u = nil
+	lc.ls.s.done(lc.up, status, nil)
+	lc.c.req.RetriedStatus = status
+	lc.retry()
+	return true
+}
+
+// retryFailure retries an upstream that failed before it answered (a reset, a close, a stall,
+// a malformed head) when the route's policy retries resets, as the engine's retryFailure; the
+// loop has no per-try timeout. false: not retried, flagged URX after retries.
+func (lc *loopConn) retryFailure(err error) bool {
+	p := lc.policy()
+	if p == nil || lc.attempt >= p.Attempts || !p.retriesReset() {
+		if lc.act != nil && lc.attempt > 0 {
+			lc.c.tel.flags |= telemetry.RetriesExhausted
+		}
+		return false
+	}
+	lc.ls.s.done(lc.up, 0, err)
+	lc.c.req.RetriedReset = true
+	lc.retry()
+	return true
+}
+
+// retry routes the request's next try, the one before it having settled without an answer.
+func (lc *loopConn) retry() {
+	lc.ls.s.stats.retries.Add(1)
+	lc.attempt++
+	lc.retried = false // the new try may carry it again once, on a fresh connection
+	lc.route()
 }

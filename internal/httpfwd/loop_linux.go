@@ -17,10 +17,10 @@ import (
 // The loop engine serves HTTP/1.1 keep-alive requests on evloop's threads, for the subset it
 // can serve exactly as the Go engine does: a complete HTTP/1.1 head the engine's parser
 // accepts, without a body, an upgrade or Expect: 100-continue, that the caller's LoopRoute
-// says routes to a plaintext HTTP/1.1 upstream at an IP address without route actions. It
-// shares the engine's parsers, head writers, answers (Reject, fail), telemetry and access
-// records: a loopConn holds a conn whose writers append to byte slices the loop then writes
-// without blocking. Every other request hands the connection to the Go engine, where it stays,
+// says routes to a plaintext HTTP/1.1 upstream at an IP address with no route actions but
+// retries (Actions.LoopServes). It shares the engine's parsers, head writers, answers (Reject,
+// fail), telemetry and access records: a loopConn holds a conn whose writers append to byte
+// slices the loop then writes without blocking. Every other request hands the connection to the Go engine, where it stays,
 // with the bytes the loop read of it replayed first (sniff.PrefixConn).
 
 type loopCounters struct {
@@ -135,7 +135,8 @@ type loopConn struct {
 	addr    netip.AddrPort
 	u       *loopUp
 	attempt int
-	retried bool // sent again on a fresh connection once already
+	act     *Actions // the route's, all Actions.LoopServes: its retries; nil for most
+	retried bool     // sent again on a fresh connection once already
 	frame   respFraming
 	left    int64 // body bytes still due, for a Content-Length body
 	extra   bool  // the upstream sent bytes beyond the response

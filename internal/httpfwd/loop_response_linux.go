@@ -97,7 +97,9 @@ func (lc *loopConn) parseResponses() bool {
 			c.respBuf = buf[:n]
 			continue
 		}
-		lc.respond(rest)
+		if !lc.retryStatus() {
+			lc.respond(rest)
+		}
 		return false
 	}
 }

@@ -50,6 +50,11 @@ type RequestHead struct {
 	// every retry, only prefers other hosts: a Router that has none left may pick a tried
 	// endpoint again for such a retry rather than answer for the upstream itself.
 	RetriedStatus int
+	// RetriedReset is set for an attempt that retries a try whose upstream connected and then
+	// failed before a response (a reset, a close, a malformed head, a per-try timeout): a
+	// Router may pick a tried endpoint again for it too, as for RetriedStatus. A retry of a
+	// failed connect sets neither.
+	RetriedReset bool
 
 	headerBlock
 	authority   span // host[:port] of an absolute-form or authority-form target
@@ -102,7 +107,7 @@ func internMethod(b []byte) string {
 func (r *RequestHead) parse(raw []byte) error {
 	r.reset(raw)
 	r.Target, r.Path, r.Scheme, r.Port, r.Absolute = nil, nil, "", 0, false
-	r.RouteHint, r.RetriedStatus = nil, 0
+	r.RouteHint, r.RetriedStatus, r.RetriedReset = nil, 0, false
 	r.authority = span{}
 
 	line, nl := firstLine(raw)

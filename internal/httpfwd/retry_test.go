@@ -257,29 +257,42 @@ type retriedRouter struct {
 
 func (r *retriedRouter) Route(req *RequestHead, attempt int) (Upstream, *Reject) {
 	r.mu.Lock()
-	r.seen = append(r.seen, req.RetriedStatus)
+	if req.RetriedReset {
+		r.seen = append(r.seen, -1) // the try before failed after it connected
+	} else {
+		r.seen = append(r.seen, req.RetriedStatus)
+	}
 	r.mu.Unlock()
 	return r.actionRouter.Route(req, attempt)
 }
 
 // TestRouteSeesTheStatusItsRetryFollows: the Router learns, on HTTP/1.1 and HTTP/2 alike,
-// that an attempt retries a response (its status) rather than a failure without one.
+// that an attempt retries a response (its status) rather than a failure without one, and on
+// HTTP/1.1 that it retries an upstream that failed after it connected (RetriedReset).
 func TestRouteSeesTheStatusItsRetryFollows(t *testing.T) {
 	t.Parallel()
 	var hits atomic.Int64
 	failing, ok := statusBackend(t, 503, &hits), statusBackend(t, 200, &hits)
+	reset := startRawBackend(t, func(nc net.Conn, br *bufio.Reader) {
+		readRawRequest(br)
+		nc.Close()
+	})
 	act := &Actions{Retry: &RetryPolicy{Attempts: 2, On: RetryConnectFailure | RetryStatusCodes, StatusCodes: []int{503}}}
+	resets := &Actions{Retry: &RetryPolicy{Attempts: 2, On: RetryReset}}
 	for _, tc := range []struct {
 		name  string
+		act   *Actions
 		addrs []string
-		want  []int // RetriedStatus at each Route
+		want  []int // RetriedStatus at each Route, -1 for RetriedReset
+		h2    []bool
 	}{
-		{"a status, then a connect failure", []string{failing.addr(), closedAddr(t), ok.addr()}, []int{0, 503, 0}},
-		{"a connect failure, then a status", []string{closedAddr(t), failing.addr(), ok.addr()}, []int{0, 0, 503}},
+		{"a status, then a connect failure", act, []string{failing.addr(), closedAddr(t), ok.addr()}, []int{0, 503, 0}, []bool{false, true}},
+		{"a connect failure, then a status", act, []string{closedAddr(t), failing.addr(), ok.addr()}, []int{0, 0, 503}, []bool{false, true}},
+		{"a reset, then a connect failure", resets, []string{reset.addr(), closedAddr(t), ok.addr()}, []int{0, -1, 0}, []bool{false}},
 	} {
-		for _, h2 := range []bool{false, true} {
+		for _, h2 := range tc.h2 {
 			t.Run(fmt.Sprintf("%s, h2c %v", tc.name, h2), func(t *testing.T) {
-				r := &retriedRouter{actionRouter: actionRouter{addrs: tc.addrs, act: act}}
+				r := &retriedRouter{actionRouter: actionRouter{addrs: tc.addrs, act: tc.act}}
 				addr := startProxy(t, &Server{Router: r})
 				resp := getThrough(t, addr, h2)
 				r.mu.Lock()

@@ -145,7 +145,7 @@ func (c *conn) tries(ctx context.Context, start time.Time, up Upstream) bool {
 		if attempt > 0 {
 			var rej *Reject
 			up, rej = s.Router.Route(&c.req, attempt)
-			c.req.RetriedStatus = 0 // until a try retries a response again
+			c.req.RetriedStatus, c.req.RetriedReset = 0, false // until a try retries again
 			if rej != nil {
 				return c.reject(start, rej)
 			}
@@ -233,17 +233,9 @@ func (c *conn) try(ctx context.Context, start time.Time, up *Upstream, attempt i
 	}
 }
 
-// connectTries is how many connect attempts a request may make: the retry policy's when it
-// retries connect failures, one when it does not, the engine's default without a policy.
+// connectTries is how many connect attempts a request may make, by its route's policy.
 func (c *conn) connectTries(up *Upstream) int {
-	p := c.rt.act.Retry
-	switch {
-	case p == nil:
-		return up.Limits.maxAttempts(c.s.lim.MaxAttempts)
-	case p.retriesConnect():
-		return p.Attempts + 1
-	}
-	return 1
+	return c.rt.act.Retry.connectTries(up.Limits.maxAttempts(c.s.lim.MaxAttempts))
 }
 
 // retryStatus ends a try whose final response status the policy retries, before any of it
@@ -276,6 +268,7 @@ func (c *conn) retryFailure(start time.Time, err error) (retried, answered, keep
 	if p := rs.act.Retry; p != nil && rs.mayRetry(&c.ex) {
 		if tryTimeout && p.retriesTimeout() || !tryTimeout && p.retriesReset() {
 			rs.again = true
+			c.req.RetriedReset = true
 			return true, false, false
 		}
 	}

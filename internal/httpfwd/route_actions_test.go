@@ -267,3 +267,34 @@ func TestRouteTimeoutUnsetLeavesSlowAnswers(t *testing.T) {
 		t.Errorf("got %d %q, want the slow answer", resp.StatusCode, resp.body)
 	}
 }
+
+// TestLoopServesOnlyRetries: the loop engine takes a route whose Actions hold nothing but a
+// retry policy without a per-try timeout; any other action sends it to the Go engine.
+func TestLoopServesOnlyRetries(t *testing.T) {
+	retry := &RetryPolicy{Attempts: 2, On: RetryConnectFailure | RetryStatusCodes, StatusCodes: []int{503}}
+	for _, tc := range []struct {
+		name string
+		act  *Actions
+		want bool
+	}{
+		{"no actions", nil, true},
+		{"empty actions", &Actions{}, true},
+		{"retries", &Actions{Retry: retry}, true},
+		{"no retries", &Actions{Retry: &RetryPolicy{}}, true},
+		{"a per-try timeout", &Actions{Retry: &RetryPolicy{Attempts: 1, PerTryTimeout: time.Second}}, false},
+		{"a route timeout", &Actions{Retry: retry, Timeout: time.Second}, false},
+		{"a request field set", &Actions{Retry: retry, Request: HeaderOps{Set: []Field{{Name: "a", Value: "b"}}}}, false},
+		{"a request field removed", &Actions{Request: HeaderOps{Remove: []string{"a"}}}, false},
+		{"a response field added", &Actions{Response: HeaderOps{Add: []Field{{Name: "a", Value: "b"}}}}, false},
+		{"a rewrite", &Actions{Retry: retry, Rewrite: &Rewrite{URI: "/x"}}, false},
+		{"a redirect", &Actions{Redirect: &Redirect{Host: "x"}}, false},
+		{"a direct response", &Actions{Direct: &DirectResponse{Status: 200}}, false},
+		{"a fault", &Actions{Fault: &Fault{}}, false},
+		{"a mirror", &Actions{Mirror: &Mirror{}}, false},
+		{"CORS", &Actions{CORS: &CORS{}}, false},
+	} {
+		if got := tc.act.LoopServes(); got != tc.want {
+			t.Errorf("%s: LoopServes %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

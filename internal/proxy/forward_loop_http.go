@@ -6,17 +6,18 @@ import (
 
 	"github.com/meshentry/meshentry/internal/httpfwd"
 	"github.com/meshentry/meshentry/internal/registry"
+	vroute "github.com/meshentry/meshentry/internal/route"
 )
 
 // loopHTTP is the forward port's httpfwd.LoopRoute: which HTTP requests the loop engine serves
 // on the loop's threads, exactly as the forward engine would. Those are the requests whose
 // Route is, with no side effect differing, a Reject (an invalid host, a host no ServiceEntry
 // declares) or an endpoint of a STATIC service whose endpoints are all IP addresses, reached
-// in plaintext over HTTP/1.1, without connection-pool limits, a PASSTHROUGH picker or a
-// VirtualService binding the host and port (whose routes carry actions, mirrors and other
-// destinations; one binding other hosts changes nothing for this one). Everything else goes
-// to the engine: DNS and NONE resolution, whose Route may block on the resolver, unix
-// endpoints, TLS origination, h2c, limits, actions.
+// in plaintext over HTTP/1.1, without connection-pool limits or a PASSTHROUGH picker; when a
+// VirtualService binds the host and port, its rule the request matches must have no action
+// but retries (httpfwd.Actions.LoopServes) and every destination such endpoints, or answer
+// 404. Everything else goes to the engine: DNS and NONE resolution, whose Route may block on
+// the resolver, unix endpoints, TLS origination, h2c, limits, actions.
 type loopHTTP struct {
 	p   *Proxy
 	lim *connLimit // the proxy's cap, whose place a loop connection holds while on the loop
@@ -30,10 +31,12 @@ func (lh loopHTTP) Serves(req *httpfwd.RequestHead) bool {
 	}
 	t := p.table.Load()
 	port := requestPort(req) // as Route's
-	if t.vs != nil && t.vs.Binds(registry.NormalizeHost(req.Host), port) {
-		return false // its rule may act, mirror, or route elsewhere: the engine's viaVirtualService
-	}
 	m := t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: req.Host, Port: port, Protocol: registry.TrafficHTTP, Scope: t.scope}, p.cfg.AllowAny)
+	if t.vs != nil && m.Outcome == registry.Matched && t.vs.Binds(registry.NormalizeHost(req.Host), port) {
+		if hr := p.httpRouteOf(t, req, port); hr != nil {
+			return lh.servesRule(t, req, m, hr) // Route's viaVirtualService
+		}
+	}
 	switch {
 	case m.Outcome == registry.BlackHole:
 		return true
@@ -46,6 +49,46 @@ func (lh loopHTTP) Serves(req *httpfwd.RequestHead) bool {
 	}
 	if m.Cluster == m.Port.Cluster {
 		req.RouteHint = r // what Route would find again (httpRouter.hinted)
+	}
+	return true
+}
+
+// servesRule is Serves for a request that matched hr, an http rule of a VirtualService, and
+// m: the rule's answer of 404, or a rule without actions but retries whose every destination
+// (the one picked goes by the request id, not known yet) the loop reaches, as toDestination
+// routes it; a destination Route refuses (undeclared, no such subset) is answered by the loop.
+func (lh loopHTTP) servesRule(t *table, req *httpfwd.RequestHead, m registry.Match, hr *vroute.HTTPRoute) bool {
+	p := lh.p
+	switch {
+	case hr.NotFound:
+		return true
+	case hr.Redirect != nil || hr.DirectResponse != nil || len(hr.Route) == 0:
+		return false
+	case !t.vsActionsFor(hr, p).forRequest(pathOf(req)).LoopServes():
+		return false
+	}
+	for i := range hr.Route {
+		d, dm := &hr.Route[i], m
+		if d.Host != m.Service.Host || d.Port != m.Port.Number {
+			dm = t.snap.Match(registry.Query{Namespace: p.cfg.Namespace, Host: d.Host, Port: d.Port, Protocol: registry.TrafficHTTP}, false)
+			if dm.Outcome != registry.Matched {
+				continue // refused
+			}
+		}
+		if dm.Service.Resolution != registry.ResolutionStatic {
+			return false
+		}
+		r := t.route(dm.Service, dm.Port, p)
+		if d.Subset != "" {
+			se, err := t.subsetRoute(dm.Service, dm.Port, d.Subset, p)
+			if err != nil {
+				continue // refused
+			}
+			r = se.route
+		}
+		if !loopReaches(r) {
+			return false
+		}
 	}
 	return true
 }

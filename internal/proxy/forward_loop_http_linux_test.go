@@ -38,6 +38,7 @@ var backendResponses = map[string]string{
 	"/short":   "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
 	"/slow":    "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow",
 	"/extra":   "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst",
+	"/503":     "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy",
 }
 
 func startRawBackend(t testing.TB) *rawBackend {
@@ -231,7 +232,11 @@ func TestForwardLoopServesHTTPAsTheEngine(t *testing.T) {
 	down.Close()
 	// A VirtualService binds routed.test (declared with the endpoint that refuses): the loop
 	// serves the other hosts still, and hands routed.test to the engine, which follows the rule.
-	cfgYAML := httpLoopConfig(back.ln.Addr().(*net.TCPAddr).Port, downPort) + loopEntry("routed", downPort) + `apiVersion: networking.istio.io/v1
+	// The rules of retried.test, reset.test and downvs.test act only by retrying (Istio's
+	// default policy, 5xx once, connect-failure once): the loop serves them itself.
+	upPort := back.ln.Addr().(*net.TCPAddr).Port
+	cfgYAML := httpLoopConfig(upPort, downPort) + loopEntry("routed", downPort) + loopEntry("retried", upPort) +
+		loopEntry("reset", downPort) + loopEntry("downvs", downPort) + `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: routed, namespace: istio-system}
 spec:
@@ -239,6 +244,32 @@ spec:
   http:
   - headers: {request: {set: {x-routed: "yes"}}}
     route: [{destination: {host: web.test}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: retried, namespace: istio-system}
+spec:
+  hosts: [retried.test]
+  http:
+  - route: [{destination: {host: retried.test}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reset, namespace: istio-system}
+spec:
+  hosts: [reset.test]
+  http:
+  - route: [{destination: {host: web.test}}]
+    retries: {attempts: 1, retryOn: 5xx}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: downvs, namespace: istio-system}
+spec:
+  hosts: [downvs.test]
+  http:
+  - route: [{destination: {host: downvs.test}}]
+    retries: {attempts: 1, retryOn: connect-failure}
 `
 	goSink, loopSink := &requestSink{}, &requestSink{}
 	goPath := startProxy(t, cfgYAML, Config{Namespace: "istio-system", Telemetry: goSink}, "")
@@ -251,6 +282,7 @@ spec:
 		reqs     []string
 		handoffs int64  // connections the loop hands to the engine
 		seen     string // what the upstream must have read from the loop's port, if anything
+		heads    int    // request heads the upstream must get from each port, if set: the tries
 	}{
 		{name: "relays Content-Length, chunked, interim and bodiless responses on one connection", reqs: []string{
 			get("http://web.test/cl?q=1", "Connection: keep-alive, X-Drop\r\nX-Drop: 1\r\nProxy-Connection: keep-alive\r\nUser-Agent: t\r\nX-Forwarded-For: 192.0.2.1\r\nVia: 1.1 other\r\n"),
@@ -285,6 +317,17 @@ spec:
 			get("/cl", ""),
 			"GET http://routed.test/cl HTTP/1.1\r\nHost: routed.test\r\n\r\n",
 		}},
+		{name: "retries a 503 of a rule with Istio's default policy on the loop, twice, as the engine", heads: 4, reqs: []string{
+			"GET http://retried.test/503 HTTP/1.1\r\nHost: retried.test\r\n\r\n",
+			"GET http://retried.test/cl HTTP/1.1\r\nHost: retried.test\r\n\r\n",
+		}},
+		{name: "retries a malformed response and a 503 once by a rule's 5xx policy on the loop", heads: 4, reqs: []string{
+			"GET http://reset.test/bad HTTP/1.1\r\nHost: reset.test\r\n\r\n",
+			"GET http://reset.test/503 HTTP/1.1\r\nHost: reset.test\r\n\r\n",
+		}},
+		{name: "answers 503 after the connect attempts of a rule's policy", reqs: []string{
+			"GET http://downvs.test/ HTTP/1.1\r\nHost: downvs.test\r\nX-Request-Id: d-2\r\n\r\n",
+		}},
 		{name: "hands HTTP/1.0 to the engine", handoffs: 1, reqs: []string{"GET http://web.test/cl HTTP/1.0\r\n\r\n"}},
 		{name: "hands a request with Expect to the engine", handoffs: 1, reqs: []string{
 			get("/cl", "Expect: 100-continue\r\n"),
@@ -307,6 +350,9 @@ spec:
 			if w, l := normalizeIDs(goSink.take()), normalizeIDs(loopSink.take()); !slices.Equal(w, l) {
 				t.Errorf("records on the loop:\n%s\nby the engine:\n%s", strings.Join(l, "\n"), strings.Join(w, "\n"))
 			}
+			if tt.heads != 0 && (len(gotSeen) != tt.heads || len(wantSeen) != tt.heads) {
+				t.Errorf("the upstream got %d request heads from the loop, %d from the engine, want %d:\n%q\n%q", len(gotSeen), len(wantSeen), tt.heads, gotSeen, wantSeen)
+			}
 			if tt.seen != "" && !strings.Contains(strings.ToLower(strings.Join(gotSeen, "")), tt.seen) {
 				t.Errorf("the upstream did not see %q from the loop's port:\n%q", tt.seen, gotSeen)
 			}
@@ -318,7 +364,8 @@ spec:
 	if w, l := endpointReport(goPath.p), endpointReport(loopPath.p); w != l {
 		t.Errorf("endpoint counts on the loop %s, by the engine %s", l, w)
 	}
-	if s := loopPath.p.ForwardLoopHTTPStats(); s.Requests == 0 || s.PoolReused == 0 || s.BadResponses != 1 || s.Interim != 1 {
+	// Three malformed responses: web.test's /bad, and reset.test's first try and its retry.
+	if s := loopPath.p.ForwardLoopHTTPStats(); s.Requests == 0 || s.PoolReused == 0 || s.BadResponses != 3 || s.Interim != 1 {
 		t.Errorf("loop stats %+v", s)
 	}
 }

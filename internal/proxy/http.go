@@ -141,10 +141,10 @@ func (p *Proxy) endpointUpstream(r *route, req *httpfwd.RequestHead, attempt int
 	var lastErr error
 	for n := range r.eps {
 		i, ok, setCookie := r.pickFor(req, exclude)
-		if !ok && n == 0 && req.RetriedStatus != 0 {
-			// Every endpoint was tried and one answered a status the policy retries: try
-			// again among them all, as Envoy does once previous_hosts found no other host,
-			// rather than answer for an upstream that did answer.
+		if !ok && n == 0 && (req.RetriedStatus != 0 || req.RetriedReset) {
+			// Every endpoint was tried and one answered a status the policy retries, or
+			// failed after it connected: try again among them all, as Envoy does once
+			// previous_hosts found no other host, rather than answer that none connected.
 			i, ok, setCookie = r.pickFor(req, nil)
 		}
 		if !ok {

@@ -41,26 +41,7 @@ func (v headerView) Header(name string) ([]byte, bool) {
 // with the upstream for the engine to carry out.
 func (h *httpRouter) viaVirtualService(t *table, req *httpfwd.RequestHead, attempt int, mp *registry.Match, dst destination) (httpfwd.Upstream, *httpfwd.Reject, bool) {
 	p := h.p
-	scheme := req.Scheme
-	if scheme == "" {
-		scheme = "http"
-	}
-	// The match wants a Request it may keep a pointer to; pooled ones keep routing from
-	// allocating, their Authority string reused while it reads the same.
-	rq, _ := p.vsRequests.Get().(*vroute.Request)
-	if rq == nil {
-		rq = new(vroute.Request)
-	}
-	defer func() {
-		rq.Path, rq.Headers = nil, nil
-		p.vsRequests.Put(rq)
-	}()
-	rq.Host, rq.Port, rq.Method, rq.Scheme = registry.NormalizeHost(req.Host), dst.port, req.Method, scheme
-	if a := authorityOf(req); string(a) != rq.Authority {
-		rq.Authority = string(a)
-	}
-	rq.Path, rq.Headers = pathOf(req), headerView{req}
-	hr := t.vs.HTTP(rq)
+	hr := p.httpRouteOf(t, req, dst.port)
 	if hr == nil {
 		return httpfwd.Upstream{}, nil, false
 	}
@@ -69,7 +50,7 @@ func (h *httpRouter) viaVirtualService(t *table, req *httpfwd.RequestHead, attem
 		return httpfwd.Upstream{}, &httpfwd.Reject{Status: 404, Reason: reason, Flags: telemetry.NoRoute, Body: "meshentry: " + reason + "\n"}, true
 	}
 	va := t.vsActionsFor(hr, p)
-	act := va.forRequest(rq.Path)
+	act := va.forRequest(pathOf(req))
 	if hr.Redirect != nil || hr.DirectResponse != nil {
 		return httpfwd.Upstream{Actions: act, Service: t.services.of(*mp)}, nil, true
 	}
@@ -84,6 +65,30 @@ func (h *httpRouter) viaVirtualService(t *table, req *httpfwd.RequestHead, attem
 		up.Service = t.services.of(*mp)
 	}
 	return up, rej, true
+}
+
+// httpRouteOf is the http rule of t's VirtualServices that req, asking for port, matches:
+// nil when none binds its host and port.
+func (p *Proxy) httpRouteOf(t *table, req *httpfwd.RequestHead, port uint32) *vroute.HTTPRoute {
+	scheme := req.Scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	// The match wants a Request it may keep a pointer to; pooled ones keep routing from
+	// allocating, their Authority string reused while it reads the same.
+	rq, _ := p.vsRequests.Get().(*vroute.Request)
+	if rq == nil {
+		rq = new(vroute.Request)
+	}
+	rq.Host, rq.Port, rq.Method, rq.Scheme = registry.NormalizeHost(req.Host), port, req.Method, scheme
+	if a := authorityOf(req); string(a) != rq.Authority {
+		rq.Authority = string(a)
+	}
+	rq.Path, rq.Headers = pathOf(req), headerView{req}
+	hr := t.vs.HTTP(rq)
+	rq.Path, rq.Headers = nil, nil
+	p.vsRequests.Put(rq)
+	return hr
 }
 
 // toDestination routes req to a route destination: another ServiceEntry host takes that
