@@ -266,7 +266,7 @@ tunnel_run() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a != "-") printf "%.2f", a / b; else print "-" }'; }
 # sum A B: A + B, "-" when either is.
 sum() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b != "-") printf "%.1f", a + b; else print "-" }'; }
-row() { printf "%-40s %10s %10s %14s %10s %10s" "$@"; [ $# -gt 6 ] && printf " %14s %12s" "${@:7}"; printf "\n"; }
+row() { printf "%-40s %10s %10s %14s %10s %10s" "${@:1:6}"; [ $# -gt 6 ] && printf " %14s %12s" "${@:7:2}"; printf "\n"; }
 
 # profile_run KIND ADMIN RUN...: with PROFILE=1, at -c16, RUN (a run of the meshentry serving
 # pprof at ADMIN, for KIND: http, tunnel, loop-http or loop-tunnel) once more after the rounds,

@@ -55,8 +55,25 @@ func (r recordingRoute) Addr(up *httpfwd.Upstream) (netip.AddrPort, bool) {
 func FuzzForwardLoopHTTP(f *testing.F) {
 	back := startRawBackend(f)
 	backPort := back.ln.Addr().(*net.TCPAddr).Port
-	cfgYAML := forwardFuzzConfig + "---\n" + httpLoopConfig(backPort, 39504)
+	// retried.test's VirtualService rules only route and retry, so the loop serves them: to the
+	// backend, to the proxy's own address (self.test), to a host nothing declares.
+	cfgYAML := forwardFuzzConfig + "---\n" + httpLoopConfig(backPort, 39504) + loopEntry("retried", backPort) + `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: retried, namespace: istio-system}
+spec:
+  hosts: [retried.test]
+  http:
+  - match: [{uri: {prefix: /self}}]
+    route: [{destination: {host: self.test, port: {number: 9200}}}]
+  - match: [{uri: {prefix: /nowhere}}]
+    route: [{destination: {host: nowhere.test}}]
+  - route: [{destination: {host: retried.test}, weight: 50}, {destination: {host: web.test, port: {number: 9300}}, weight: 50}]
+    retries: {attempts: 2, retryOn: 5xx}
+`
 	for _, seed := range []string{
+		"GET http://retried.test/503 HTTP/1.1\r\nHost: retried.test\r\n\r\nGET /bad HTTP/1.1\r\nHost: retried.test\r\n\r\n",
+		"GET http://retried.test/self HTTP/1.1\r\nHost: retried.test\r\n\r\n",
+		"GET /nowhere HTTP/1.1\r\nHost: retried.test\r\n\r\n",
 		"GET /cl HTTP/1.1\r\nHost: web.test\r\n\r\n",
 		"GET http://web.test/chunked HTTP/1.1\r\nHost: web.test\r\n\r\nGET /interim HTTP/1.1\r\nHost: web.test\r\n\r\n",
 		"GET http://web.test:9300/ HTTP/1.1\r\nHost: web.test\r\n\r\n",
