@@ -8,8 +8,8 @@ import (
 
 // Actions are what a matched route does to a request besides choosing its upstream: Istio's
 // HTTPRoute fields, pre-parsed by the Router. A Router returns them in Upstream.Actions and
-// should keep one value per route per snapshot, so that returning it copies a pointer; nil,
-// the usual case, leaves the request path as it is without them.
+// should keep one value per route per snapshot, so that returning it copies a pointer; nil
+// leaves the request path as it is without them (and the engine's connect retries alone).
 //
 // A Router that answers with Redirect, Direct or a fault abort need not fill the rest of the
 // Upstream: the engine answers before it would connect.

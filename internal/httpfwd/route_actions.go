@@ -233,9 +233,10 @@ func (c *conn) try(ctx context.Context, start time.Time, up *Upstream, attempt i
 	}
 }
 
-// connectTries is how many connect attempts a request may make, by its route's policy.
+// connectTries is how many connect attempts a request may make, by its route's policy, within
+// the cluster's bound (a DestinationRule's maxRetries) when it sets one.
 func (c *conn) connectTries(up *Upstream) int {
-	return c.rt.act.Retry.connectTries(up.Limits.maxAttempts(c.s.lim.MaxAttempts))
+	return up.Limits.maxAttempts(c.rt.act.Retry.connectTries(c.s.lim.MaxAttempts))
 }
 
 // retryStatus ends a try whose final response status the policy retries, before any of it

@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshentry/meshentry/internal/httpfwd"
 	"github.com/meshentry/meshentry/internal/registry"
+	vroute "github.com/meshentry/meshentry/internal/route"
 	"github.com/meshentry/meshentry/internal/telemetry"
 )
 
@@ -72,8 +73,19 @@ func (h *httpRouter) Route(req *httpfwd.RequestHead, attempt int) (httpfwd.Upstr
 		return up, rej
 	}
 	up.Service = t.services.of(m)
+	if up.Actions == nil && m.Outcome == registry.Matched {
+		up.Actions = defaultRouteActions
+	}
 	return up, nil
 }
+
+// defaultRouteActions carry Istio's default retry policy (2 retries on a connect failure or a
+// 503), which Istio gives the route of every declared service that no VirtualService rule
+// routes. One value for all such requests; the loop engine serves them (Actions.LoopServes).
+var defaultRouteActions = func() *httpfwd.Actions {
+	r := vroute.DefaultRetries()
+	return &httpfwd.Actions{Retry: &httpfwd.RetryPolicy{Attempts: r.Attempts, On: retryOn(r.On), StatusCodes: r.StatusCodes}}
+}()
 
 // refusalFlags is the response flag of a request or connection refused because of err: NR for
 // what no ServiceEntry allows, DPE for a host that names nothing, UH for a service whose
