@@ -176,6 +176,20 @@ spec:
 `, name, port)
 }
 
+// loopVirtualService binds NAME.test with the http rules given (YAML, indented by two after
+// their first line), as loopEntry declares it.
+func loopVirtualService(name, rules string) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: %[1]s, namespace: istio-system}
+spec:
+  hosts: [%[1]s.test]
+  http:
+  %[2]s
+---
+`, name, rules)
+}
+
 // exchangeKeepAlive sends each request in turn on one connection to addr and returns each
 // response as the client read it, byte for byte; a response after which the connection
 // closed ends the list.
@@ -236,41 +250,14 @@ func TestForwardLoopServesHTTPAsTheEngine(t *testing.T) {
 	// default policy, 5xx once, connect-failure once): the loop serves them itself.
 	upPort := back.ln.Addr().(*net.TCPAddr).Port
 	cfgYAML := httpLoopConfig(upPort, downPort) + loopEntry("routed", downPort) + loopEntry("retried", upPort) +
-		loopEntry("reset", downPort) + loopEntry("downvs", downPort) + `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: routed, namespace: istio-system}
-spec:
-  hosts: [routed.test]
-  http:
-  - headers: {request: {set: {x-routed: "yes"}}}
-    route: [{destination: {host: web.test}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: retried, namespace: istio-system}
-spec:
-  hosts: [retried.test]
-  http:
-  - route: [{destination: {host: retried.test}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reset, namespace: istio-system}
-spec:
-  hosts: [reset.test]
-  http:
-  - route: [{destination: {host: web.test}}]
-    retries: {attempts: 1, retryOn: 5xx}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: downvs, namespace: istio-system}
-spec:
-  hosts: [downvs.test]
-  http:
-  - route: [{destination: {host: downvs.test}}]
-    retries: {attempts: 1, retryOn: connect-failure}
-`
+		loopEntry("reset", downPort) + loopEntry("downvs", downPort) +
+		loopVirtualService("routed", `- headers: {request: {set: {x-routed: "yes"}}}
+    route: [{destination: {host: web.test}}]`) +
+		loopVirtualService("retried", `- route: [{destination: {host: retried.test}}]`) +
+		loopVirtualService("reset", `- route: [{destination: {host: web.test}}]
+    retries: {attempts: 1, retryOn: 5xx}`) +
+		loopVirtualService("downvs", `- route: [{destination: {host: downvs.test}}]
+    retries: {attempts: 1, retryOn: connect-failure}`)
 	goSink, loopSink := &requestSink{}, &requestSink{}
 	goPath := startProxy(t, cfgYAML, Config{Namespace: "istio-system", Telemetry: goSink}, "")
 	loopPath, g := startLoopProxy(t, cfgYAML, Config{Namespace: "istio-system", Telemetry: loopSink})
