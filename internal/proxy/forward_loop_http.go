@@ -64,7 +64,9 @@ func (lh loopHTTP) servesRule(t *table, req *httpfwd.RequestHead, m registry.Mat
 		return true
 	case hr.Redirect != nil || hr.DirectResponse != nil || len(hr.Route) == 0:
 		return false
-	case !t.vsActionsFor(hr, p).forRequest(pathOf(req)).LoopServes():
+	}
+	va := t.vsActionsFor(hr, p)
+	if !va.forRequest(pathOf(req)).LoopServes() {
 		return false
 	}
 	for i := range hr.Route {
@@ -90,6 +92,7 @@ func (lh loopHTTP) servesRule(t *table, req *httpfwd.RequestHead, m registry.Mat
 			return false
 		}
 	}
+	req.RouteHint = va // the rule Route would match again (hintedRule)
 	return true
 }
 

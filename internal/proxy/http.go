@@ -65,9 +65,13 @@ func requestPort(req *httpfwd.RequestHead) uint32 {
 // by the same match: a STATIC service's endpoints, no VirtualService binding the host in t,
 // a route of t (no reload came between, so Serves asked the same VirtualServices). nil when
 // there is none, or when this Router routes otherwise (captured requests go by their original
-// destination). The hint is taken either way: it serves one Route only.
+// destination). A route's hint is taken either way, as it serves one Route only; a rule's is
+// left for viaVirtualService (hintedRule).
 func (h *httpRouter) hinted(t *table, req *httpfwd.RequestHead, attempt int) *route {
-	r, _ := req.RouteHint.(*route)
+	r, ok := req.RouteHint.(*route)
+	if !ok {
+		return nil // none, or a rule's, which viaVirtualService takes (hintedRule)
+	}
 	req.RouteHint = nil
 	if r == nil || attempt != 0 || h.captured || r.table != t {
 		return nil

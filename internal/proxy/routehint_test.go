@@ -118,3 +118,81 @@ func BenchmarkServesThenRoute(b *testing.B) {
 		})
 	}
 }
+
+// ruleHintConfig routes /a to a.example.com and everything else to b.example.com, both STATIC,
+// by a VirtualService whose rules only route (and retry): the loop serves them.
+const ruleHintConfig = `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: front}
+spec:
+  hosts: [front.example.com, a.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.5, ports: {http: 18080}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: b}
+spec:
+  hosts: [b.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.7, ports: {http: 18080}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: front}
+spec:
+  hosts: [front.example.com]
+  http:
+  - match: [{uri: {prefix: /a}}]
+    route: [{destination: {host: a.example.com}}]
+  - route: [{destination: {host: b.example.com}}]
+`
+
+// TestRouteTakesTheRuleServesMatched: for a host a VirtualService binds, Serves leaves the rule
+// it matched, and Route follows that rule rather than match again, for attempt 0 of the same
+// table only: a retry, or a reload in between, matches anew.
+func TestRouteTakesTheRuleServesMatched(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startProxyOn(t, ln, ruleHintConfig, Config{}, "")
+	lh, router := loopHTTP{p: h.p}, &httpRouter{p: h.p}
+	newReq := func(path string) *httpfwd.RequestHead {
+		return &httpfwd.RequestHead{Method: "GET", Host: "front.example.com", Port: 80, Target: []byte(path), RequestID: []byte("id")}
+	}
+	// The hint of a request for /a, put on a request for /b: whoever follows it goes to a.
+	a := newReq("/a")
+	if !lh.Serves(a) {
+		t.Fatal("Serves: false for a rule that only routes")
+	}
+	hint, ok := a.RouteHint.(*vsActions)
+	if !ok {
+		t.Fatalf("Serves left %T as the hint, want the rule's *vsActions", a.RouteHint)
+	}
+	for _, tc := range []struct {
+		name    string
+		attempt int
+		reload  bool
+		want    string // the endpoint the request for /b goes to
+	}{
+		{"attempt 0 follows the hint", 0, false, "127.0.0.5:18080"},
+		{"a retry matches anew", 1, false, "127.0.0.7:18080"},
+		{"a hint from before a reload is dropped", 0, true, "127.0.0.7:18080"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.reload {
+				h.p.Update(compileSnapshot(t, ruleHintConfig))
+			}
+			req := newReq("/b")
+			req.RouteHint = hint
+			up, rej := router.Route(req, tc.attempt)
+			if rej != nil || up.Addr != tc.want || req.RouteHint != nil {
+				t.Fatalf("Route: %+v, %+v, hint left %v; want %s and the hint taken", up.Addr, rej, req.RouteHint, tc.want)
+			}
+		})
+	}
+}

@@ -18,6 +18,9 @@ import (
 // vsActions is one http route of a VirtualService in the engine's terms, made once per table.
 type vsActions struct {
 	act *httpfwd.Actions
+	// hr and table are the rule and the table these were made for: a Serves hint names both.
+	hr    *vroute.HTTPRoute
+	table *table
 	// uris are the uri matches of the rule's match blocks, in order, when a uri rewrite needs to
 	// know which prefix matched; empty when the prefix is the same whatever matched.
 	uris []uriMatch
@@ -36,7 +39,7 @@ func (t *table) vsActionsFor(hr *vroute.HTTPRoute, p *Proxy) *vsActions {
 	if v, ok := t.actions.Load(hr); ok {
 		return v.(*vsActions)
 	}
-	va := &vsActions{act: toActions(hr)}
+	va := &vsActions{act: toActions(hr), hr: hr, table: t}
 	if rw := va.act.Rewrite; rw != nil && rw.URI != "" {
 		va.uris = ruleURIs(hr)
 		if len(va.uris) == 1 {

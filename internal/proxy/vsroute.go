@@ -41,7 +41,10 @@ func (v headerView) Header(name string) ([]byte, bool) {
 // with the upstream for the engine to carry out.
 func (h *httpRouter) viaVirtualService(t *table, req *httpfwd.RequestHead, attempt int, mp *registry.Match, dst destination) (httpfwd.Upstream, *httpfwd.Reject, bool) {
 	p := h.p
-	hr := p.httpRouteOf(t, req, dst.port)
+	hr := h.hintedRule(t, req, attempt)
+	if hr == nil {
+		hr = p.httpRouteOf(t, req, dst.port)
+	}
 	if hr == nil {
 		return httpfwd.Upstream{}, nil, false
 	}
@@ -65,6 +68,21 @@ func (h *httpRouter) viaVirtualService(t *table, req *httpfwd.RequestHead, attem
 		up.Service = t.services.of(*mp)
 	}
 	return up, rej, true
+}
+
+// hintedRule is the rule loopHTTP.Serves matched req with for attempt 0, left in RouteHint
+// as its vsActions: nil when there is none, or when it is another table's (a reload came
+// between) or this Router routes otherwise (captured requests). The hint serves one Route.
+func (h *httpRouter) hintedRule(t *table, req *httpfwd.RequestHead, attempt int) *vroute.HTTPRoute {
+	va, _ := req.RouteHint.(*vsActions)
+	if va == nil {
+		return nil
+	}
+	req.RouteHint = nil
+	if attempt != 0 || h.captured || va.table != t {
+		return nil
+	}
+	return va.hr
 }
 
 // httpRouteOf is the http rule of t's VirtualServices that req, asking for port, matches:
