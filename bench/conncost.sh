@@ -6,6 +6,8 @@
 #   (b) idle pooled upstream connections: N clients each send one slow request at once (the
 #       backend answers /slow after 2 s), so the proxy opens N upstream connections, which are
 #       pooled when the answers are in; the growth over (a) is what the pooled connections cost.
+#   (c) the same at N pooled connections, the slow requests multiplexed over N/100 h2c clients
+#       (below), since HTTP/1.1 clients beside them would pass the descriptor limit.
 # The upstream is one ServiceEntry with 200 endpoint addresses (127.0.x.y, one backend on
 # 0.0.0.0), since meshentry keeps at most 64 idle connections per endpoint.
 #
@@ -54,6 +56,8 @@ BACKEND_PORT=$((P + 80))
 MESH=127.0.0.1:$((P + 1))
 MESH_ADMIN=127.0.0.1:$P
 HA=127.0.0.1:$((P + 83))
+# Where each proxy takes h2c with prior knowledge: meshentry tells it apart on its one listener.
+declare -A H2_ADDR=([$MESH]=$MESH [$HA]=127.0.0.1:$((P + 84)))
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -98,6 +102,7 @@ defaults
   timeout server 120s
 frontend idle_in
   bind $HA
+  bind ${H2_ADDR[$HA]} proto h2
   option http-keep-alive
   default_backend idle_out
 backend idle_out
@@ -119,17 +124,18 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # hold PROXY_ADDR PID PATH COUNT: prints the proxy's RSS growth in KiB while COUNT clients hold
 # idle connections that each made one request for PATH: settled, and after the free pages were
 # returned.
+# With STREAMS set, the clients speak h2c instead, STREAMS requests to a connection (clients_h2).
 hold() {
   local addr=$1 pid=$2 path=$3 count=$4 r0 r1 r2
   # Warm up with a few connections on the same path first: the code the proxy runs is paged in
   # on first use, megabytes of its binary that no connection holds.
-  "$OUT/benchtool" idle "$addr" idle.local 64 "$path" >"$OUT/warm.out" 2>&1 & local wpid=$!
+  clients "$addr" 64 "$path" >"$OUT/warm.out" 2>&1 & local wpid=$!
   for _ in $(seq 100); do grep -q ready "$OUT/warm.out" && break; sleep 0.1; done
   kill $wpid; wait $wpid 2>/dev/null || true
   sleep 2
   [ "$HOOK" = 1 ] && kill -USR2 "$pid" && sleep 1
   r0=$(rss_kib "$pid")
-  "$OUT/benchtool" idle "$addr" idle.local "$count" "$path" >"$OUT/idle.out" 2>&1 & local ipid=$!
+  clients "$addr" "$count" "$path" >"$OUT/idle.out" 2>&1 & local ipid=$!
   for _ in $(seq 600); do grep -q ready "$OUT/idle.out" && break; sleep 0.1; done
   grep -q ready "$OUT/idle.out" || { echo "clients did not get their answers: $(cat "$OUT/idle.out")" >&2; kill $ipid; exit 1; }
   sleep 3 # let the proxy settle (connections park after an idle second, a GC cycle)
@@ -140,6 +146,15 @@ hold() {
   kill $ipid; wait $ipid 2>/dev/null || true
   sleep 2
   echo $((r1 - r0)) $((r2 - r0))
+}
+
+# clients ADDR COUNT PATH: COUNT requests for PATH held open, over HTTP/1.1 keep-alive (a connection
+# each) or, with STREAMS set, multiplexed STREAMS to an h2c connection.
+clients() {
+  if [ -n "${STREAMS:-}" ]; then
+    exec "$OUT/benchtool" idle-h2 "${H2_ADDR[$1]}" idle.local "$2" "$3" "$STREAMS"
+  fi
+  exec "$OUT/benchtool" idle "$1" idle.local "$2" "$3"
 }
 
 # measure PROXY PATH COUNT: the RSS growth of a freshly started PROXY while COUNT clients hold
@@ -169,5 +184,20 @@ for proxy in $PROXIES; do
     printf "%-46s %6d %12d %12.1f %12.1f\n", p ", keep-alive client", n, c, c / n, cr / n
     printf "%-46s %6d %12d %12.1f %12.1f\n", p ", keep-alive client + pooled upstream", nu, b, b / nu, br / nu
     printf "%-46s %6d %12s %12.1f %12.1f\n", p ", pooled upstream alone", nu, "-", (b - cu) / nu, (br - cur) / nu
+  }'
+done
+
+# (c) pooled upstreams at N, which (b) cannot reach within the descriptor limit: the N slow
+# requests come multiplexed over N/100 h2c client connections, each stream forwarded over its own
+# HTTP/1.1 upstream connection. Its base is as many h2c clients with one request each (and so
+# about as many pooled upstreams): the growth between the two is N - N/100 pooled connections.
+H2_STREAMS=${H2_STREAMS:-100}
+NH2=${NH2:-$N}
+H2_CLIENTS=$(((NH2 + H2_STREAMS - 1) / H2_STREAMS))
+for proxy in $PROXIES; do
+  read -r base base_r <<<"$(STREAMS=1 measure $proxy / "$H2_CLIENTS")"
+  read -r both both_r <<<"$(STREAMS=$H2_STREAMS measure $proxy /slow "$NH2")"
+  awk -v p=$proxy -v b="$both" -v br="$both_r" -v c="$base" -v cr="$base_r" -v n="$NH2" -v k="$H2_CLIENTS" 'BEGIN {
+    printf "%-46s %6d %12d %12.1f %12.1f\n", p ", pooled upstream, h2c clients (" k ")", n, b, (b - c) / (n - k), (br - cr) / (n - k)
   }'
 done

@@ -1,7 +1,7 @@
 // Command benchtool is the upstream and the bulk client that bench/proxy.sh measures proxies with:
 // an HTTP keep-alive backend, a TCP source that streams a fixed number of bytes per connection,
 // a client that reads such a stream (directly, or through a CONNECT tunnel) and times it, and
-// clients that hold idle connections (idle) or open one per exchange (churn); and the reference
+// clients that hold idle connections (idle over HTTP/1.1, idle-h2 multiplexed) or open one per exchange (churn); and the reference
 // proxies beside meshentry: TCP relays (pipe, evpipe, evhand, evloop) and an HTTP/1.1 keep-alive
 // proxy on raw epoll (evhttp).
 package main
@@ -19,8 +19,8 @@ import (
 )
 
 func main() {
-	const usage = "usage: benchtool http ADDR | source ADDR BYTES | fetch ADDR BYTES [--connect HOST:PORT] | pipe ADDR UPSTREAM | evpipe ADDR UPSTREAM | evhand ADDR UPSTREAM | evloop ADDR UPSTREAM | evhttp ADDR UPSTREAM | idle ADDR HOST N | churn ADDR [-c C] [-d DUR] [-bytes N] [--connect HOST:PORT]"
-	want := map[string]int{"http": 3, "source": 4, "fetch": 4, "pipe": 4, "evpipe": 4, "evhand": 4, "evloop": 4, "evhttp": 4, "idle": 5, "churn": 3}
+	const usage = "usage: benchtool http ADDR | source ADDR BYTES | fetch ADDR BYTES [--connect HOST:PORT] | pipe ADDR UPSTREAM | evpipe ADDR UPSTREAM | evhand ADDR UPSTREAM | evloop ADDR UPSTREAM | evhttp ADDR UPSTREAM | idle ADDR HOST N | idle-h2 ADDR HOST N PATH [STREAMS] | churn ADDR [-c C] [-d DUR] [-bytes N] [--connect HOST:PORT]"
+	want := map[string]int{"http": 3, "source": 4, "fetch": 4, "pipe": 4, "evpipe": 4, "evhand": 4, "evloop": 4, "evhttp": 4, "idle": 5, "idle-h2": 6, "churn": 3}
 	if len(os.Args) < 2 || want[os.Args[1]] == 0 || len(os.Args) < want[os.Args[1]] {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
@@ -45,6 +45,8 @@ func main() {
 		err = serveEvHTTP(os.Args[2], os.Args[3])
 	case "idle":
 		err = holdIdle(os.Args[2:])
+	case "idle-h2":
+		err = holdIdleH2(os.Args[2:])
 	case "churn":
 		err = churn(os.Args[2:])
 	}
