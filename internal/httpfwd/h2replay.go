@@ -64,7 +64,10 @@ func (st *h2Stream) attachBody(out *http.Request) {
 		return
 	}
 	if st.replay != nil {
-		out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(st.replay)), int64(len(st.replay))
+		replay := st.replay
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(replay)), nil }
+		out.Body, _ = out.GetBody()
+		out.ContentLength = int64(len(replay))
 		return
 	}
 	st.body.declare(out)

@@ -78,7 +78,7 @@ type h2State struct {
 	once  sync.Once
 	base  *http.Server  // carries MaxHeaderBytes and the graceful-shutdown hook
 	srv   *http2.Server // shared by every HTTP/2 client connection
-	h1    *http.Transport
+	h1    *h1Upstream
 	up    upstreamConns // h1's connections per pool host
 	lim   HTTP2Limits
 	open  atomic.Int64 // HTTP/2 client connections being served
@@ -121,7 +121,7 @@ func (s *Server) initHTTP2() *h2State {
 		if err := http2.ConfigureServer(h.base, h.srv); err != nil {
 			s.log.Error("configuring the HTTP/2 server", "err", err)
 		}
-		h.h1 = newH1Transport(s.pool, s.lim, &h.up)
+		h.h1 = newH1Transport(s, &h.up)
 	})
 	return h
 }
@@ -136,27 +136,17 @@ func (h *h2State) countError(kind string) {
 
 // newH1Transport returns the transport HTTP/2 streams use towards HTTP/1.1 upstreams. The
 // engine's own HTTP/1.1 path reads and writes the client connection's bytes in place, which an
-// HTTP/2 stream does not have; net/http's Transport takes the http.Request the HTTP/2 server
-// hands over as it is, streams both bodies concurrently and pools by the URL host, which is
-// derived from Upstream.Key (see h2cHost).
+// HTTP/2 stream does not have: the stream's http.Request is written as it is, both bodies
+// stream concurrently, and the connection comes from and goes back to the engine's Pool (see
+// h1Upstream).
 //
 // One client connection carries up to MaxConcurrentStreams streams, and each stream to an
 // HTTP/1.1 upstream needs a connection of its own: without a cap, a few clients would hold
-// descriptors by the thousand. MaxConnsPerHost is Envoy's max_connections circuit breaker per
-// upstream; net/http queues a stream beyond it until a connection is free, and the stream's
-// idle timer bounds that wait.
-func newH1Transport(p *Pool, lim Limits, up *upstreamConns) *http.Transport {
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	return &http.Transport{
-		Protocols:              &protocols,
-		DialContext:            up.dial, // dials the Upstream the request context carries
-		MaxConnsPerHost:        lim.MaxUpstreamConns,
-		IdleConnTimeout:        p.idleTimeout(),
-		MaxIdleConnsPerHost:    p.maxIdle(),
-		MaxResponseHeaderBytes: int64(lim.MaxHeaderBytes),
-		DisableCompression:     true, // relay content codings as they are
-	}
+// descriptors by the thousand. MaxUpstreamConns is Envoy's max_connections circuit breaker per
+// upstream; a stream beyond it waits until a connection is free, and the stream's idle timer
+// bounds that wait.
+func newH1Transport(s *Server, up *upstreamConns) *h1Upstream {
+	return &h1Upstream{s: s, up: up, max: s.lim.MaxUpstreamConns}
 }
 
 // upstreamConns counts the HTTP/1.1 transport's connections per pool host, dials in progress
@@ -164,7 +154,7 @@ func newH1Transport(p *Pool, lim Limits, up *upstreamConns) *http.Transport {
 // found its upstream at the cap (see capWait).
 type upstreamConns struct {
 	mu   sync.Mutex
-	open map[string]int // by the host:port the transport dials, that is by Upstream.Key
+	open map[string]int // by Upstream.Key
 	// busy counts the streams in a round trip per upstream: each holds one HTTP/1.1
 	// connection, so one that finds the cap's worth already busy must wait. Counted here,
 	// not from open, which a dial the transport has queued but not started does not yet show.
@@ -211,6 +201,7 @@ func (u *upstreamConns) add(addr string, n int) {
 	if u.open[addr] += n; u.open[addr] <= 0 {
 		delete(u.open, addr) // the map holds only upstreams with connections
 	}
+
 }
 
 // countedConn is an upstream connection that reports its first Close.
@@ -262,13 +253,11 @@ func (s *Server) goAwayHTTP2() {
 	h.base.Shutdown(context.Background()) // only runs the hook: base serves no listener
 }
 
-// closeHTTP2 closes the idle upstream connections of HTTP/2 streams.
+// closeHTTP2 stops HTTP/2 state from being made; the idle upstream connections of HTTP/2
+// streams are the Pool's, closed with it.
 func (s *Server) closeHTTP2() {
 	h := &s.h2
 	h.once.Do(func() {}) // after Close, no HTTP/2 state is made any more
-	if h.h1 != nil {
-		h.h1.CloseIdleConnections()
-	}
 }
 
 // h2Preface is what an HTTP/2 client sends first (RFC 9113 §3.4).

@@ -40,6 +40,9 @@ type Pool struct {
 	sweepAt time.Time
 	h2Once  sync.Once
 	h2      *http.Transport // shared by all h2c upstreams, created on first use
+	// waits holds, per key, the channel closed when a connection of the key comes back idle
+	// or closes, for HTTP/2 streams waiting at their upstream's connection cap (h1Upstream).
+	waits map[string]chan struct{}
 }
 
 // upConn is one upstream connection; the reader and writer belong to the request using it.
@@ -249,6 +252,7 @@ func (p *Pool) put(uc *upConn, now time.Time) {
 		p.sweep.Reset(due.Sub(now))
 		p.sweepAt = due
 	}
+	p.wakeLocked(uc.key)
 	p.mu.Unlock()
 	if uc.lim != nil {
 		uc.lim.notify() // a request waiting for a connection of the cluster may take this one
