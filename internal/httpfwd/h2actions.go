@@ -99,9 +99,32 @@ func (st *h2Stream) beginActions(a *Actions) (done bool, cancel context.CancelFu
 // without a body, tries left, and a status the policy names.
 func (st *h2Stream) retriesStatus(status int) bool {
 	a := st.rt.act
-	// A stream that ended with its head has ContentLength 0 (its Body is never nil).
-	return a != nil && a.Retry != nil && (st.body == nil || st.r.ContentLength == 0 || st.replay != nil) && st.rt.attempt < a.Retry.Attempts &&
+	return a != nil && a.Retry != nil && st.replayable() && st.rt.attempt < a.Retry.Attempts &&
 		context.Cause(st.ctx) == nil && a.Retry.retriesStatus(status)
+}
+
+// retriesReset reports whether the route's policy retries an upstream that closed, reset or
+// answered with a malformed head before the stream's response began, as the HTTP/1.1 path does.
+func (st *h2Stream) retriesReset() bool {
+	a := st.rt.act
+	return a != nil && a.Retry != nil && st.replayable() && st.rt.attempt < a.Retry.Attempts &&
+		context.Cause(st.ctx) == nil && a.Retry.retriesReset()
+}
+
+// replayable reports whether the stream's body can be sent again: none, or one held whole.
+// A stream that ended with its head has ContentLength 0 (its Body is never nil).
+func (st *h2Stream) replayable() bool {
+	return st.body == nil || st.r.ContentLength == 0 || st.replay != nil
+}
+
+// connectTries is how many connect attempts the stream may make, by its route's policy,
+// within the cluster's bound (a DestinationRule's maxRetries), as on the HTTP/1.1 path.
+func (st *h2Stream) connectTries(up *Upstream) int {
+	var p *RetryPolicy
+	if st.rt.act != nil {
+		p = st.rt.act.Retry
+	}
+	return up.Limits.maxAttempts(p.connectTries(st.hc.s.lim.MaxAttempts))
 }
 
 // answer writes a response of the route's own, with its response field changes.

@@ -1,7 +1,9 @@
 package httpfwd
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -254,4 +256,68 @@ func TestHTTP2HeldBodyThatStallsIsAnswered408(t *testing.T) {
 	if resp.StatusCode != 408 || hits.Load() != 0 {
 		t.Errorf("got %d with %d upstream requests, want 408 and none", resp.StatusCode, hits.Load())
 	}
+}
+
+// An HTTP/2 stream follows its route's retry policy for resets and connect failures as an
+// HTTP/1.1 request does: a reset is retried when the policy retries resets, and the connect
+// attempts are the policy's, not the engine's default.
+func TestHTTP2StreamFollowsThePolicyOnResetsAndConnectFailures(t *testing.T) {
+	t.Parallel()
+	var resets, answered atomic.Int64
+	reset := startRawBackend(t, func(nc net.Conn, br *bufio.Reader) {
+		if _, err := readRawRequest(br); err == nil {
+			resets.Add(1) // read, then closed unanswered
+		}
+	})
+	good := statusBackend(t, 200, &answered)
+	dead := closedAddr(t)
+	tests := []struct {
+		name        string
+		addrs       []string
+		retry       *RetryPolicy
+		status      int
+		routes      int64 // Route calls
+		resets, oks int64
+	}{
+		{"a reset is retried on the next endpoint under reset", []string{reset.addr(), good.addr()},
+			&RetryPolicy{Attempts: 1, On: RetryReset}, 200, 2, 1, 1},
+		{"... and under 5xx", []string{reset.addr(), good.addr()},
+			&RetryPolicy{Attempts: 1, On: Retry5xx}, 200, 2, 1, 1},
+		{"a reset is answered 502 when the policy does not retry it", []string{reset.addr(), good.addr()},
+			&RetryPolicy{Attempts: 1, On: RetryRetriable4xx}, 502, 1, 1, 0},
+		{"the last reset is answered 502", []string{reset.addr()},
+			&RetryPolicy{Attempts: 2, On: RetryReset}, 502, 3, 3, 0},
+		{"connect failures are tried the policy's attempts plus one", []string{dead},
+			&RetryPolicy{Attempts: 4, On: RetryConnectFailure}, 503, 5, 0, 0},
+		{"a policy that does not retry connect failures tries once", []string{dead},
+			&RetryPolicy{Attempts: 4, On: RetryRetriable4xx}, 503, 1, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resets.Store(0)
+			answered.Store(0)
+			router := &countingRouter{Router: &actionRouter{addrs: tt.addrs, act: &Actions{Retry: tt.retry}}}
+			addr := startProxy(t, &Server{Router: router})
+			resp, err := h2cClient(t).Get("http://" + addr + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status || router.routes.Load() != tt.routes || resets.Load() != tt.resets || answered.Load() != tt.oks {
+				t.Errorf("got %d after %d routes, %d resets, %d answers; want %d after %d, %d, %d", resp.StatusCode,
+					router.routes.Load(), resets.Load(), answered.Load(), tt.status, tt.routes, tt.resets, tt.oks)
+			}
+		})
+	}
+}
+
+// countingRouter counts the Route calls of the Router it wraps.
+type countingRouter struct {
+	Router
+	routes atomic.Int64
+}
+
+func (r *countingRouter) Route(h *RequestHead, attempt int) (Upstream, *Reject) {
+	r.routes.Add(1)
+	return r.Router.Route(h, attempt)
 }

@@ -125,7 +125,7 @@ func (st *h2Stream) tries() {
 			continue
 		}
 		st.logFailure(slog.LevelDebug, "upstream connect attempt failed", 0, fmt.Errorf("attempt %d: %w", attempt, err))
-		if attempt+1 >= up.Limits.maxAttempts(s.lim.MaxAttempts) {
+		if attempt+1 >= st.connectTries(&up) {
 			st.tel.exhausted(attempt)
 			st.fail(503, connectReason(err), err)
 			return
@@ -406,6 +406,14 @@ func (st *h2Stream) roundTripFailed(up *Upstream, err error) (retry bool, _ erro
 	}
 	err = fmt.Errorf("%w: %w", ErrUpstreamClosed, err)
 	s.Router.Done(*up, err)
+	if st.retriesReset() {
+		st.rt.again = true
+		st.head.RetriedReset = true
+		return true, err
+	}
+	if st.rt.act != nil && st.rt.attempt > 0 {
+		st.tel.flags |= telemetry.RetriesExhausted
+	}
 	st.fail(502, "upstream connection failed", err)
 	return false, nil
 }
