@@ -77,8 +77,8 @@ func (t *h1Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 func (t *h1Upstream) connect(ctx context.Context, d *h2cDial, fresh bool) (*upConn, error) {
 	key := d.up.Key
 	waited := false
+	var wake chan struct{}
 	for {
-		wake := t.s.pool.wakeChan(key)
 		if !fresh {
 			if uc := t.s.pool.get(key, time.Now()); uc != nil {
 				gotConn(ctx, uc, !waited)
@@ -96,9 +96,16 @@ func (t *h1Upstream) connect(ctx context.Context, d *h2cDial, fresh bool) (*upCo
 			gotConn(ctx, uc, false)
 			return uc, nil
 		}
+		if wake == nil {
+			// At the cap: take the wake channel, then look once more, so that a connection
+			// that came back or closed in between is not missed.
+			wake = t.s.pool.wakeChan(key)
+			continue
+		}
 		waited = true
 		select {
 		case <-wake:
+			wake = nil
 		case <-ctx.Done():
 			return nil, fmt.Errorf("waiting for a connection to %s: %w", key, context.Cause(ctx))
 		}
@@ -353,7 +360,7 @@ func (u *upstreamConns) take(addr string, max int) bool {
 }
 
 // wakeChan returns the channel closed when the next connection of key comes back idle or
-// closes; take it before looking, so that no such event is missed.
+// closes; look again after taking it, so that no such event is missed.
 func (p *Pool) wakeChan(key string) chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
