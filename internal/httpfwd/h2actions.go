@@ -98,23 +98,21 @@ func (st *h2Stream) beginActions(a *Actions) (done bool, cancel context.CancelFu
 // retriesStatus reports whether the route's policy retries a response of status: a stream
 // without a body, tries left, and a status the policy names.
 func (st *h2Stream) retriesStatus(status int) bool {
-	a := st.rt.act
-	return a != nil && a.Retry != nil && st.replayable() && st.rt.attempt < a.Retry.Attempts &&
-		context.Cause(st.ctx) == nil && a.Retry.retriesStatus(status)
+	return st.mayRetry() && st.rt.act.Retry.retriesStatus(status)
 }
 
 // retriesReset reports whether the route's policy retries an upstream that closed, reset or
 // answered with a malformed head before the stream's response began, as the HTTP/1.1 path does.
-func (st *h2Stream) retriesReset() bool {
-	a := st.rt.act
-	return a != nil && a.Retry != nil && st.replayable() && st.rt.attempt < a.Retry.Attempts &&
-		context.Cause(st.ctx) == nil && a.Retry.retriesReset()
-}
+func (st *h2Stream) retriesReset() bool { return st.mayRetry() && st.rt.act.Retry.retriesReset() }
 
-// replayable reports whether the stream's body can be sent again: none, or one held whole.
-// A stream that ended with its head has ContentLength 0 (its Body is never nil).
-func (st *h2Stream) replayable() bool {
-	return st.body == nil || st.r.ContentLength == 0 || st.replay != nil
+// mayRetry reports whether the stream may be tried again at all, whatever failed: the route
+// has a retry policy with attempts left, the stream's own timers have not ended it, and its
+// body can be sent again (none, or one held whole; a stream that ended with its head has
+// ContentLength 0, its Body is never nil). The HTTP/1.1 path's routeState.mayRetry.
+func (st *h2Stream) mayRetry() bool {
+	a := st.rt.act
+	return a != nil && a.Retry != nil && st.rt.attempt < a.Retry.Attempts && context.Cause(st.ctx) == nil &&
+		(st.body == nil || st.r.ContentLength == 0 || st.replay != nil)
 }
 
 // connectTries is how many connect attempts the stream may make, by its route's policy,
@@ -247,9 +245,7 @@ func (st *h2Stream) perTry(ctx context.Context) (context.Context, func()) {
 // Envoy answers it.
 func (st *h2Stream) tryTimedOut(up *Upstream, err error) (retry bool, _ error) {
 	e := errors.Join(ErrUpstreamTimeout, err)
-	p := st.rt.act.Retry
-	if p.retriesTimeout() && st.rt.attempt < p.Attempts && (st.body == nil || st.r.ContentLength == 0) &&
-		context.Cause(st.ctx) == nil {
+	if st.mayRetry() && st.rt.act.Retry.retriesTimeout() {
 		st.hc.s.Router.Done(*up, e)
 		st.rt.again = true
 		st.head.RetriedReset = true

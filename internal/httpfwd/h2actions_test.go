@@ -2,6 +2,7 @@ package httpfwd
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -142,6 +143,7 @@ func TestHTTP2StreamPerTryTimeout(t *testing.T) {
 	t.Parallel()
 	holdOn := untilTestEnds(t)
 	slow := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body) // net/http sees the proxy close the connection only once it has the body
 		holdOn(r)
 	})
 	var hits atomic.Int64
@@ -149,9 +151,11 @@ func TestHTTP2StreamPerTryTimeout(t *testing.T) {
 	tests := []struct {
 		name       string
 		addrs      []string
+		body       string // sent with a POST; a GET when empty
 		wantStatus int
 	}{
 		{name: "a slow try is abandoned for another endpoint", addrs: []string{slow.addr(), good.addr()}, wantStatus: 200},
+		{name: "... with its held body", addrs: []string{slow.addr(), good.addr()}, body: "payload", wantStatus: 200},
 		{name: "the last slow try is answered 504", addrs: []string{slow.addr()}, wantStatus: 504},
 	}
 	for _, tt := range tests {
@@ -161,11 +165,18 @@ func TestHTTP2StreamPerTryTimeout(t *testing.T) {
 			addr := startProxy(t, &Server{Router: &actionRouter{addrs: tt.addrs, act: act}})
 			start := time.Now()
 			req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+			if tt.body != "" {
+				req, _ = http.NewRequest("POST", "http://"+addr+"/", strings.NewReader(tt.body))
+			}
 			resp, err := h2cClient(t).Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
+			got, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			if want := fmt.Sprintf("status 200 body %q", tt.body); tt.wantStatus == 200 && string(got) != want {
+				t.Errorf("answer %q, want %q", got, want)
+			}
 			if resp.StatusCode != tt.wantStatus {
 				t.Errorf("status %d, want %d", resp.StatusCode, tt.wantStatus)
 			}
