@@ -5,11 +5,16 @@
 #       and HAProxy (mode http, both keeping their upstream connections pooled), to the same
 #       keep-alive backend; connections/s, p99 and the proxy's CPU µs per connection.
 #   (b) Tunnels: benchtool churn opens a connection per exchange and reads 128 bytes that the far
-#       end sends before it closes. meshentry gets a CONNECT tunnel per connection; HAProxy cannot
-#       CONNECT, so it relays the same bytes in mode tcp, which spares it the CONNECT head and its
-#       answer (a fair floor for meshentry, not a like-for-like). The like-for-likes: a second
-#       meshentry as a Gateway with a VirtualService tcp route on a plain TCP port (no CONNECT, as
-#       HAProxy), the same with --gateway-event-loop (its port relayed on evloop), and `benchtool pipe`, net.Dial and two io.Copy: the floor of a relay on Go's net.
+#       end sends before it closes. meshentry gets a CONNECT tunnel per connection. HAProxy does not
+#       end a CONNECT itself, so it gets it twice: in mode tcp, relaying the same bytes, which spares
+#       it and its client the CONNECT head and its answer (a floor for meshentry, not a
+#       like-for-like); and in mode http, forwarding each CONNECT to a source that answers it
+#       (`source --answer-connect`) and tunnelling after the 200, where its client sends the same
+#       head and reads the same answer as meshentry's (row "CONNECT, forwarded"; the CONNECT rows'
+#       "×haproxy CONNECT" line). The like-for-likes of mode tcp: a second meshentry as a Gateway
+#       with a VirtualService tcp route on a plain TCP port (no CONNECT, as HAProxy), the same with
+#       --gateway-event-loop (its port relayed on evloop), and `benchtool pipe`, net.Dial and two
+#       io.Copy: the floor of a relay on Go's net.
 #       meshentry serves its forward port on evloop (--forward-event-loop, on by default): CONNECT
 #       tunnels relayed there, HTTP requests served by its loop engine. A third meshentry runs with
 #       --forward-event-loop=false, every connection on the goroutine engine over Go's net (rows
@@ -74,6 +79,8 @@ BACKEND=127.0.0.1:$((P + 80))
 SOURCE=127.0.0.1:$((P + 90))
 HA_HTTP=127.0.0.1:$((P + 81))
 HA_TCP=127.0.0.1:$((P + 91))
+SOURCE_CONNECT=127.0.0.1:$((P + 97)) # the source that answers a CONNECT itself
+HA_CONNECT=127.0.0.1:$((P + 98))     # HAProxy's mode http, forwarding each CONNECT to it
 MESH=127.0.0.1:$((P + 1))
 MESH_ADMIN=127.0.0.1:$((P + 0))
 MESH_BASE=127.0.0.1:$((P + 3))
@@ -96,6 +103,7 @@ trap cleanup EXIT
 
 "$OUT/benchtool" http "$BACKEND" & pids+=($!)
 "$OUT/benchtool" source "$SOURCE" 128 & pids+=($!)
+"$OUT/benchtool" source "$SOURCE_CONNECT" 128 --answer-connect & pids+=($!)
 
 cat >"$OUT/haproxy.cfg" <<CFG
 global
@@ -121,6 +129,14 @@ frontend tcp_in
 backend tcp_out
   mode tcp
   server s1 $SOURCE
+frontend connect_in
+  mode http
+  bind $HA_CONNECT
+  timeout tunnel 60s
+  default_backend connect_out
+backend connect_out
+  mode http
+  server c1 $SOURCE_CONNECT
 CFG
 haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy.log" 2>&1 & pids+=($!)
 HA_PID=$!
@@ -331,6 +347,7 @@ tunnel_row() {
   case $1 in
     direct) tunnel_run "$tag" "$c" "$SOURCE" - ;;
     haproxy) tunnel_run "$tag" "$c" "$HA_TCP" "$HA_PID" ;;
+    haconnect) tunnel_run "$tag" "$c" "$HA_CONNECT" "$HA_PID" source.local:443 ;;
     gateway) tunnel_run "$tag" "$c" "$GW" "$GW_PID" ;;
     gwloop) tunnel_run "$tag" "$c" "$GWLOOP" "$GWLOOP_PID" ;;
     gopipe) tunnel_run "$tag" "$c" "$GOPIPE" "$GOPIPE_PID" ;;
@@ -358,8 +375,14 @@ table() {
   done
   echo "CPU steal per round (the hypervisor's share of the machine): $(rounds_steal "$rounds")"
   for k in "$@"; do
-    case $k in direct | haproxy | gopipe | evpipe | evhand) continue ;; esac
+    case $k in direct | haproxy | haconnect | gopipe | evpipe | evhand) continue ;; esac
     echo "${label[$k]} per round ×haproxy conn/s: $(rounds_ratios "$rounds" "$k" haproxy 1); CPU×ha: $(rounds_ratios "$rounds" "$k" haproxy 3)"
+  done
+  [ "$kind" = tunnel ] || return 0
+  # The CONNECT rows against HAProxy doing a CONNECT too, its client paying the same head and answer.
+  for k in meshentry loop base; do
+    [ -n "${rate[$k]:-}" ] || continue
+    echo "${label[$k]} ×haproxy CONNECT: conn/s $(ratio "${rate[$k]}" "${rate[haconnect]:--}"), CPU $(ratio "${cpu[$k]:--}" "${cpu[haconnect]:--}"), +client $(ratio "$(sum "${cpu[$k]:--}" "${client[$k]:--}")" "$(sum "${cpu[haconnect]:--}" "${client[haconnect]:--}")"); per round conn/s: $(rounds_ratios "$rounds" "$k" haconnect 1)"
   done
 }
 declare -A label
@@ -382,12 +405,13 @@ declare -A label
     case " $ROWS " in *" tunnel "*) ;; *) break ;; esac
     echo
     row "tunnel per connection, -c$c, 128 B" "conn/s" "p99 µs" "CPU µs/conn" "×haproxy" "CPU×ha" "client µs/conn" "+client×ha"
-    label=([direct]="direct" [haproxy]="haproxy (mode tcp, no CONNECT)" [gateway]="meshentry (gateway TCP server)"
+    label=([direct]="direct" [haproxy]="haproxy (mode tcp, no CONNECT)" [haconnect]="haproxy (CONNECT, forwarded)"
+      [gateway]="meshentry (gateway TCP server)"
       [gwloop]="meshentry (gateway TCP, event loop)"
       [gopipe]="plain Go relay (io.Copy)" [evpipe]="Go relay on raw epoll"
       [evhand]="Go net setup, epoll relay" [meshentry]="meshentry (CONNECT tunnel)" [base]="meshentry at ${BASE:-} (CONNECT)"
       [loop]="meshentry (CONNECT, goroutine engine)")
-    keys=(direct haproxy gateway gwloop gopipe evpipe evhand meshentry loop)
+    keys=(direct haproxy haconnect gateway gwloop gopipe evpipe evhand meshentry loop)
     [ -n "$BASE_PID" ] && keys+=(base)
     table tunnel "${keys[@]}"
     profile_run tunnel "$MESH_ADMIN" tunnel_run "profile-meshentry-c$c" "$c" "$MESH" "$MESH_PID" source.local:443
@@ -405,6 +429,7 @@ if [ "${SYSCALLS:-}" = 1 ]; then
       [ -n "$BASE_PID" ] && strace_run base-http "$BASE_PID" wrk_count "http://$MESH_BASE/" bench.local
     else
       strace_run haproxy-tunnel "$HA_PID" churn_count "$HA_TCP"
+      strace_run haconnect-tunnel "$HA_PID" churn_count "$HA_CONNECT" source.local:443
       strace_run gateway-tunnel "$GW_PID" churn_count "$GW"
       strace_run gwloop-tunnel "$GWLOOP_PID" churn_count "$GWLOOP"
       strace_run evpipe-tunnel "$EVPIPE_PID" churn_count "$EVPIPE"
@@ -413,7 +438,7 @@ if [ "${SYSCALLS:-}" = 1 ]; then
       [ -n "$BASE_PID" ] && strace_run base-tunnel "$BASE_PID" churn_count "$MESH_BASE" source.local:443
     fi
     cols=("haproxy=$OUT/syscalls-haproxy-$kind.txt")
-    [ "$kind" = tunnel ] && cols+=("gateway=$OUT/syscalls-gateway-tunnel.txt" "gwloop=$OUT/syscalls-gwloop-tunnel.txt" "evpipe=$OUT/syscalls-evpipe-tunnel.txt")
+    [ "$kind" = tunnel ] && cols+=("haconnect=$OUT/syscalls-haconnect-tunnel.txt" "gateway=$OUT/syscalls-gateway-tunnel.txt" "gwloop=$OUT/syscalls-gwloop-tunnel.txt" "evpipe=$OUT/syscalls-evpipe-tunnel.txt")
     cols+=("meshentry=$OUT/syscalls-meshentry-$kind.txt" "goroutine=$OUT/syscalls-loop-$kind.txt")
     [ -n "$BASE_PID" ] && cols+=("base=$OUT/syscalls-base-$kind.txt")
     {

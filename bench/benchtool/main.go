@@ -8,6 +8,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
@@ -19,7 +20,7 @@ import (
 )
 
 func main() {
-	const usage = "usage: benchtool http ADDR | source ADDR BYTES | fetch ADDR BYTES [--connect HOST:PORT] | pipe ADDR UPSTREAM | evpipe ADDR UPSTREAM | evhand ADDR UPSTREAM | evloop ADDR UPSTREAM | evhttp ADDR UPSTREAM | idle ADDR HOST N | idle-h2 ADDR HOST N PATH [STREAMS] | churn ADDR [-c C] [-d DUR] [-bytes N] [--connect HOST:PORT]"
+	const usage = "usage: benchtool http ADDR | source ADDR BYTES [--answer-connect] | fetch ADDR BYTES [--connect HOST:PORT] | pipe ADDR UPSTREAM | evpipe ADDR UPSTREAM | evhand ADDR UPSTREAM | evloop ADDR UPSTREAM | evhttp ADDR UPSTREAM | idle ADDR HOST N | idle-h2 ADDR HOST N PATH [STREAMS] | churn ADDR [-c C] [-d DUR] [-bytes N] [--connect HOST:PORT]"
 	want := map[string]int{"http": 3, "source": 4, "fetch": 4, "pipe": 4, "evpipe": 4, "evhand": 4, "evloop": 4, "evhttp": 4, "idle": 5, "idle-h2": 6, "churn": 3}
 	if len(os.Args) < 2 || want[os.Args[1]] == 0 || len(os.Args) < want[os.Args[1]] {
 		fmt.Fprintln(os.Stderr, usage)
@@ -69,9 +70,12 @@ func serveHTTP(addr string) error {
 	}))
 }
 
-// serveSource writes BYTES zero bytes to every connection, then closes it.
+// serveSource writes BYTES zero bytes to every connection, then closes it. With --answer-connect
+// it first reads a CONNECT head and answers it, its 200 and the first bytes in one write: the far
+// end of a proxy that forwards a CONNECT rather than ending it (HAProxy's mode http).
 func serveSource(args []string) error {
 	fs := flag.NewFlagSet("source", flag.ExitOnError)
+	answer := fs.Bool("answer-connect", false, "read a CONNECT head and answer it 200 first")
 	fs.Parse(args[2:])
 	var n int64
 	if _, err := fmt.Sscan(args[1], &n); err != nil {
@@ -89,12 +93,23 @@ func serveSource(args []string) error {
 		}
 		go func() {
 			defer c.Close()
+			var reply []byte
+			if *answer {
+				if !readConnectHead(c) {
+					return
+				}
+				reply = connectAnswer
+			}
 			// Drain whatever the client sends (a CONNECT tunnel sends nothing after the handshake).
 			go io.Copy(io.Discard, c)
-			for left := n; left > 0; {
+			for left := n; left > 0; reply = nil {
 				chunk := buf
 				if left < int64(len(chunk)) {
 					chunk = chunk[:left]
+				}
+				if reply != nil {
+					chunk = append(append(make([]byte, 0, len(reply)+len(chunk)), reply...), chunk...)
+					left += int64(len(reply))
 				}
 				w, err := c.Write(chunk)
 				if err != nil {
@@ -104,6 +119,23 @@ func serveSource(args []string) error {
 			}
 		}()
 	}
+}
+
+var connectAnswer = []byte("HTTP/1.1 200 Connection established\r\n\r\n")
+
+// readConnectHead reads c up to the end of a request head that starts with CONNECT; false when
+// c ends first or sends something else.
+func readConnectHead(c net.Conn) bool {
+	head := make([]byte, 0, 512)
+	buf := make([]byte, 512)
+	for !bytes.Contains(head, []byte("\r\n\r\n")) {
+		n, err := c.Read(buf)
+		head = append(head, buf[:n]...)
+		if err != nil || len(head) > 8192 {
+			return false
+		}
+	}
+	return bytes.HasPrefix(head, []byte("CONNECT "))
 }
 
 // fetch reads BYTES from ADDR (through a CONNECT tunnel to --connect when given) and prints the
