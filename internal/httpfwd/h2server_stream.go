@@ -370,6 +370,12 @@ func (st *h2Stream) roundTripFailed(up *Upstream, err error) (retry bool, _ erro
 	case context.Cause(st.ctx) == errRouteTimeout:
 		st.routeTimedOut(up, err)
 		return false, nil
+	case errors.Is(err, ErrOverflow):
+		// The cluster's tcp.maxConnections held the stream back: 503 UO at once, as on HTTP/1.1.
+		s.Router.Done(*up, err)
+		st.tel.flags |= telemetry.UpstreamOverflow
+		st.fail(503, "upstream connection pool limit reached", err)
+		return false, nil
 	case context.Cause(st.ctx) == errStreamIdle:
 		err = fmt.Errorf("%w: no response within %v: %w", ErrUpstreamTimeout, s.lim.StreamIdleTimeout, err)
 		s.Router.Done(*up, err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptrace"
 	"sync"
@@ -71,13 +72,20 @@ func (t *h1Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // connect returns an idle pooled connection to d's upstream (unless fresh), or dials one while
-// fewer than max are open, else waits for one to come back or close. It tells the context's
-// trace which, as net/http's Transport does: a connection that was not idle when asked for
-// (the stream waited) is how the caller sees an overflow.
+// fewer than max are open to it and its cluster's tcp.maxConnections allow one more, else
+// waits for one to come back or close: at the cluster's limit as one of its pending requests
+// (http1MaxPendingRequests), as the engine's own path waits. It tells the context's trace
+// which, as net/http's Transport does: a connection that was not idle when asked for (the
+// stream waited) is how the caller sees an overflow of max.
 func (t *h1Upstream) connect(ctx context.Context, d *h2cDial, fresh bool) (*upConn, error) {
-	key := d.up.Key
-	waited := false
-	var wake chan struct{}
+	key, lim := d.up.Key, d.up.Limits
+	waited, pending := false, false
+	defer func() {
+		if pending {
+			lim.pending.Add(-1)
+		}
+	}()
+	var wake, clusterWake chan struct{}
 	for {
 		if !fresh {
 			if uc := t.s.pool.get(key, time.Now()); uc != nil {
@@ -85,31 +93,92 @@ func (t *h1Upstream) connect(ctx context.Context, d *h2cDial, fresh bool) (*upCo
 				return uc, nil
 			}
 		}
-		if t.up.take(key, t.max) {
-			nc, err := dialH2C(ctx, "tcp", key)
-			if err != nil {
-				t.up.add(key, -1)
-				return nil, err
+		switch t.takeSlot(key, lim) {
+		case slotTaken:
+			return t.dial(ctx, d)
+		case clusterFull:
+			if t.s.pool.closeIdleOf(lim) {
+				continue // an idle connection to another endpoint of the cluster held the slot
 			}
-			uc := newUpConn(key, nc) // peeks at the socket itself, below the count
-			uc.nc = &countedConn{Conn: nc, closed: func() { t.up.add(key, -1); t.s.pool.wake(key) }}
-			gotConn(ctx, uc, false)
-			return uc, nil
-		}
-		if wake == nil {
-			// At the cap: take the wake channel, then look once more, so that a connection
-			// that came back or closed in between is not missed.
-			wake = t.s.pool.wakeChan(key)
-			continue
+			if !pending {
+				pending = true
+				if lim.pending.Add(1) > lim.Settings.MaxPending {
+					lim.overflows.Add(1)
+					return nil, fmt.Errorf("%w: %d connections open to the cluster and %d requests pending",
+						ErrOverflow, lim.Settings.MaxConnections, lim.Settings.MaxPending)
+				}
+			}
+			if clusterWake == nil {
+				clusterWake = lim.waitChan() // then look once more, as below
+				continue
+			}
+		default:
+			if wake == nil {
+				// At the cap: take the wake channel, then look once more, so that a
+				// connection that came back or closed in between is not missed.
+				wake = t.s.pool.wakeChan(key)
+				continue
+			}
 		}
 		waited = true
 		select {
 		case <-wake:
 			wake = nil
+		case <-clusterWake:
+			clusterWake = nil
 		case <-ctx.Done():
+			if pending && context.Cause(ctx) == errStreamIdle {
+				lim.overflows.Add(1)
+				return nil, fmt.Errorf("%w: no connection to the cluster free within %v", ErrOverflow, t.s.lim.StreamIdleTimeout)
+			}
 			return nil, fmt.Errorf("waiting for a connection to %s: %w", key, context.Cause(ctx))
 		}
 	}
+}
+
+// What takeSlot found.
+const (
+	slotTaken    = iota // a connection of key counted, and its cluster's slot claimed
+	upstreamFull        // max connections to key are open
+	clusterFull         // the cluster's tcp.maxConnections are open
+)
+
+// takeSlot counts a new connection to key under max and claims its slot under lim (when set).
+func (t *h1Upstream) takeSlot(key string, lim *ClusterLimits) int {
+	if !t.up.take(key, t.max) {
+		return upstreamFull
+	}
+	if lim != nil && !lim.takeConn() {
+		t.up.add(key, -1)
+		return clusterFull
+	}
+	return slotTaken
+}
+
+// dial opens the connection whose slots takeSlot took; closing it frees them and wakes a
+// stream waiting for one.
+func (t *h1Upstream) dial(ctx context.Context, d *h2cDial) (*upConn, error) {
+	key, lim := d.up.Key, d.up.Limits
+	raw, err := dialH2C(ctx, "tcp", key)
+	if err != nil {
+		t.up.add(key, -1)
+		if lim != nil {
+			lim.ReleaseConn()
+		}
+		return nil, err
+	}
+	nc := raw
+	if lim != nil {
+		if err := lim.SetKeepAlive(raw); err != nil {
+			t.s.logFailure(slog.LevelDebug, "upstream keepalive not set", failureInfo{upstream: key, err: err})
+		}
+		nc = LimitConn(raw, lim)
+	}
+	uc := newUpConn(key, raw) // peeks at the socket itself, below the counts
+	uc.nc = &countedConn{Conn: nc, closed: func() { t.up.add(key, -1); t.s.pool.wake(key) }}
+	uc.lim = lim
+	gotConn(ctx, uc, false)
+	return uc, nil
 }
 
 func gotConn(ctx context.Context, uc *upConn, wasIdle bool) {

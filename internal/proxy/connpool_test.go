@@ -45,9 +45,13 @@ func TestMaxConnectionsBoundsUpstreamConnectionsAndQueuesOrRefusesTheRest(t *tes
 		traffic string
 		// refused is how many of the 20 requests get 503 at once.
 		refused int
+		// h2 sends them as streams of one HTTP/2 client connection.
+		h2 bool
 	}{
 		{name: "queues the requests beyond two connections until one frees", traffic: "connectionPool: {tcp: {maxConnections: 2}}", refused: 0},
 		{name: "refuses the requests beyond two connections and three pending", traffic: "connectionPool: {tcp: {maxConnections: 2}, http: {http1MaxPendingRequests: 3}}", refused: 15},
+		{name: "queues the HTTP/2 streams beyond two connections until one frees", traffic: "connectionPool: {tcp: {maxConnections: 2}}", refused: 0, h2: true},
+		{name: "refuses the HTTP/2 streams beyond two connections and three pending", traffic: "connectionPool: {tcp: {maxConnections: 2}, http: {http1MaxPendingRequests: 3}}", refused: 15, h2: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -55,9 +59,13 @@ func TestMaxConnectionsBoundsUpstreamConnectionsAndQueuesOrRefusesTheRest(t *tes
 			b := newDRBackend(t, "b", nil)
 			b.holdAll.Store(true)
 			h := startProxy(t, drDocs("pool.test", tc.traffic, b), Config{}, "")
-			c := drClient(t, h)
 			const n = 20
-			out := burst(c, "http://pool.test/", n)
+			var out chan answer
+			if tc.h2 {
+				out = burst(h2cClient(t), "http://"+h.addr+"/", n, "Host: pool.test")
+			} else {
+				out = burst(drClient(t, h), "http://pool.test/", n)
+			}
 			pollFor(t, "two requests at the backend", 5*time.Second, func() bool { return b.inflight.Load() == 2 })
 			refused := 0
 			for refused < tc.refused {
@@ -106,17 +114,22 @@ func TestHTTP2MaxRequestsRefusesRequestsBeyondThoseInFlight(t *testing.T) {
 			h := startProxy(t, drDocs("inflight.test", "connectionPool: {http: {http2MaxRequests: 3}}", b), Config{}, "")
 			var out chan answer
 			if tc.h2 {
-				var protocols http.Protocols
-				protocols.SetUnencryptedHTTP2(true)
-				tr := &http.Transport{Protocols: &protocols}
-				t.Cleanup(tr.CloseIdleConnections)
-				out = burst(&http.Client{Transport: tr, Timeout: 10 * time.Second}, "http://"+h.addr+"/", 10, "Host: inflight.test")
+				out = burst(h2cClient(t), "http://"+h.addr+"/", 10, "Host: inflight.test")
 			} else {
 				out = burst(drClient(t, h), "http://inflight.test/", 10)
 			}
 			checkInFlight(t, b, out)
 		})
 	}
+}
+
+// h2cClient is a client whose requests are streams of HTTP/2 connections without TLS.
+func h2cClient(t *testing.T) *http.Client {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protocols}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
 // checkInFlight checks that of 10 requests to a holding backend 7 are refused and 3 reach it.
