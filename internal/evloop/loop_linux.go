@@ -26,7 +26,9 @@ type loop struct {
 	pollReady func(uintptr) bool
 	ready     int
 	deadline  time.Duration // of epFile, -1 for none
-	wake      int           // an eventfd that other goroutines write to hand the loop work
+	waits     int           // calls of wait and epoll_pwaits made, for the tests
+	polls     int
+	wake      int // an eventfd that other goroutines write to hand the loop work
 	events    []unix.EpollEvent
 
 	// slots maps a descriptor to what owns it. Each registration takes a new generation,
@@ -195,17 +197,17 @@ func (l *loop) run() {
 	l.teardown()
 }
 
-// wait returns the number of ready events. It polls first with a raw epoll_pwait, a plain
-// system call the scheduler never sees, so a busy loop runs without a hand-off. Only when
-// nothing is ready does it park, on the Go netpoller, which watches the loop's epoll
-// descriptor (readable while it holds events): parking hands the P on at once, where a
-// blocking epoll_wait would keep it until sysmon retakes it (20 µs to 10 ms later), stalling
-// the process's other goroutines behind idle loops, all the more with a loop per P. The read
-// deadline of the descriptor serves the timers.
+// wait returns the number of ready events. epConn.Read first calls pollReady, a raw
+// epoll_pwait that does not wait, a plain system call the scheduler never sees, so a busy loop
+// runs without a hand-off. Only when nothing is ready does it park, on the Go netpoller, which
+// watches the loop's epoll descriptor (readable while it holds events): parking hands the P on
+// at once, where a blocking epoll_wait would keep it until sysmon retakes it (20 µs to 10 ms
+// later), stalling the process's other goroutines behind idle loops, all the more with a loop
+// per P. No poll comes before the Read: the Read's own is the first after it re-armed the
+// descriptor's readiness, and one before it would be a second epoll_pwait of every park
+// (an event between the two is seen by the Read's). The read deadline serves the timers.
 func (l *loop) wait() int {
-	if n := l.poll(); n > 0 {
-		return n
-	}
+	l.waits++
 	if d := l.nextDeadline(); d != l.deadline {
 		at := time.Time{}
 		if d >= 0 {
@@ -221,6 +223,7 @@ func (l *loop) wait() int {
 
 // poll is epoll_pwait without waiting.
 func (l *loop) poll() int {
+	l.polls++
 	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&l.events[0])),
 		uintptr(len(l.events)), 0, 0, 0)
 	if e != 0 {

@@ -351,3 +351,33 @@ func TestIPv6(t *testing.T) {
 		t.Errorf("Accepted %+v, want local %v remote %v", seen, addr, c.LocalAddr())
 	}
 }
+
+// TestParkCostsTwoPolls trades a byte each way with a pause between, so that the loop parks
+// before each event: a park is one epoll_pwait that finds nothing and one after the wakeup,
+// not a third before them.
+func TestParkCostsTwoPolls(t *testing.T) {
+	up := serve(t, func(c *net.TCPConn) { io.Copy(c, c) })
+	g := newGroup(t, Options{Loops: 1})
+	done := make(results, 1)
+	c := dial(t, listen(t, g, done.routeTo(up.addr)))
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	b := []byte{0}
+	for i := range 40 {
+		b[0] = byte(i)
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, b); err != nil || b[0] != byte(i) {
+			t.Fatalf("echo %d: %v %v", i, b, err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	c.Close()
+	done.next(t)
+	g.Close()
+	l := g.loops[0]
+	if l.waits < 80 || l.polls > 2*l.waits+10 {
+		t.Errorf("%d epoll_pwaits for %d waits: want at least 80 waits and at most 2 polls a wait", l.polls, l.waits)
+	}
+	t.Logf("%d epoll_pwaits for %d waits", l.polls, l.waits)
+}
