@@ -23,6 +23,11 @@
 #                                     # (rows "..., a VS for another host"), and one whose
 #                                     # VirtualService routes bench.local itself (row "meshentry, a VS
 #                                     # routing this host": its requests go to the goroutine engine)
+#   HTTP_ROWS="meshentry" ROUNDS=7 bench/proxy.sh
+#                                     # only these keep-alive rows (keys: meshentry haproxy-hdrs
+#                                     # meshentry-loop meshentry-obs evhttp evhttp-unlocked) beside
+#                                     # direct and haproxy, which always run: more rounds in the
+#                                     # same time, for medians the noise of this machine moves less
 #   THREADS=1 bench/proxy.sh          # every proxy on one thread: HAProxy nbthread, meshentry
 #                                     # --concurrency (GOMAXPROCS, so a BASE_REV build follows too),
 #                                     # evhttp GOMAXPROCS (its loops)
@@ -40,10 +45,11 @@
 # per-request work of meshentry's engine without its routing, timeouts, chunked bodies or
 # telemetry: the ceiling an engine on our own event loop could reach here. It is measured like
 # the others (same wrk, Host field and CPU from its /proc/PID/stat, THREADS as GOMAXPROCS) and
-# has a column in the SYSCALLS table. Its loops are goroutines locked to their threads, as
-# internal/evloop's are; the row "evhttp, loops not locked" is the same proxy with EVHTTP_LOCK=0,
-# its loops parking on the netpoller as plain goroutines: the two rows part the cost of a
-# locked goroutine's park and wake-up from the rest.
+# has a column in the SYSCALLS table. Its loops are goroutines locked to their threads; the row
+# "evhttp, loops not locked" is the same proxy with EVHTTP_LOCK=0, its loops parking on the
+# netpoller as plain goroutines, as internal/evloop's have since they stopped locking theirs:
+# that row is meshentry's like-for-like, and the two rows part the cost of a locked goroutine's
+# park and wake-up from the rest.
 #
 # meshentry adds two fields to each request it forwards: Via (its loop guard) and x-request-id
 # (Envoy's generate_request_id), 89 bytes the backend reads and parses; HAProxy as configured
@@ -357,6 +363,14 @@ declare -A label=([direct]="direct" [haproxy]="haproxy" [haproxy-hdrs]="haproxy,
   row "HTTP keep-alive (wrk -t1)" conns "req/s" "p50 µs" "p99 µs" "CPU µs/req" "backend µs" "×direct" "×haproxy"
 } >"$OUT/result.txt"
 keys=(direct haproxy meshentry haproxy-hdrs meshentry-loop meshentry-obs evhttp evhttp-unlocked)
+if [ -n "${HTTP_ROWS:-}" ]; then
+  # direct and haproxy stay first: the ratios and the per-round lines below are taken against them.
+  keys=(direct haproxy)
+  for k in $HTTP_ROWS; do
+    [ -n "${label[$k]:-}" ] || { echo "HTTP_ROWS: no row $k" >&2; exit 2; }
+    case $k in direct | haproxy) ;; *) keys+=("$k") ;; esac
+  done
+fi
 [ -n "$MESH_BASE_PID" ] && keys+=(meshentry-base)
 [ -n "$MESH_VS_PID" ] && keys+=(meshentry-vs)
 [ -n "$MESH_BASE_VS_PID" ] && keys+=(meshentry-base-vs)
