@@ -71,6 +71,14 @@ REPEAT=${REPEAT:-3}
 ROUNDS=${ROUNDS:-3}
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS=$ROUNDS: want a count of rounds, 1 or more" >&2; exit 2; }
 OUT=${OUT:-bench/out}
+# direct and haproxy always run, first: the ratios and the per-round lines are taken against them.
+http_rows=(meshentry haproxy-hdrs meshentry-loop meshentry-obs evhttp evhttp-unlocked)
+if [ -n "${HTTP_ROWS:-}" ]; then
+  for k in $HTTP_ROWS; do
+    case " ${http_rows[*]} " in *" $k "*) ;; *) echo "HTTP_ROWS: no row $k (rows: ${http_rows[*]})" >&2; exit 2 ;; esac
+  done
+  read -r -a http_rows <<<"$HTTP_ROWS"
+fi
 mkdir -p "$OUT"
 
 need=()
@@ -362,15 +370,7 @@ declare -A label=([direct]="direct" [haproxy]="haproxy" [haproxy-hdrs]="haproxy,
   echo "HTTP/1.1 keep-alive, 128-byte responses, ${THREADS:+THREADS=$THREADS, }$(rounds_note), $DURATION per run"
   row "HTTP keep-alive (wrk -t1)" conns "req/s" "p50 µs" "p99 µs" "CPU µs/req" "backend µs" "×direct" "×haproxy"
 } >"$OUT/result.txt"
-keys=(direct haproxy meshentry haproxy-hdrs meshentry-loop meshentry-obs evhttp evhttp-unlocked)
-if [ -n "${HTTP_ROWS:-}" ]; then
-  # direct and haproxy stay first: the ratios and the per-round lines below are taken against them.
-  keys=(direct haproxy)
-  for k in $HTTP_ROWS; do
-    [ -n "${label[$k]:-}" ] || { echo "HTTP_ROWS: no row $k" >&2; exit 2; }
-    case $k in direct | haproxy) ;; *) keys+=("$k") ;; esac
-  done
-fi
+keys=(direct haproxy "${http_rows[@]}")
 [ -n "$MESH_BASE_PID" ] && keys+=(meshentry-base)
 [ -n "$MESH_VS_PID" ] && keys+=(meshentry-vs)
 [ -n "$MESH_BASE_VS_PID" ] && keys+=(meshentry-base-vs)
@@ -473,7 +473,9 @@ fi
   echo
   echo "ratios of the medians above:"
   printf '%s\n' "${summary[@]}"
-  echo "access log lines $(wc -l <"$OUT/access.log"), istio_requests_total" \
-    "$(curl -fsS "http://$MESH_OBS_ADMIN/stats/prometheus" | awk '/^istio_requests_total/ { n += $NF } END { print n + 0 }')"
+  if [[ " ${keys[*]} " == *" meshentry-obs "* ]]; then
+    echo "access log lines $(wc -l <"$OUT/access.log"), istio_requests_total" \
+      "$(curl -fsS "http://$MESH_OBS_ADMIN/stats/prometheus" | awk '/^istio_requests_total/ { n += $NF } END { print n + 0 }')"
+  fi
 } >>"$OUT/result.txt"
 cat "$OUT/result.txt"
